@@ -1,0 +1,83 @@
+"""One exception hierarchy for petastorm.
+
+Every error raised on purpose by petastorm derives from :class:`PetastormError`. Where the original
+library raised a built-in type (``ValueError``, ``RuntimeError``...), our class derives from that type
+too, so ``except ValueError`` in existing user code keeps working.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "PetastormError",
+    "PetastormMetadataError",
+    "PetastormMetadataGenerationError",
+    "PetastormSchemaError",
+    "PetastormStateError",
+    "PetastormWorkerError",
+    "PetastormFilesystemError",
+    "PetastormDatasetError",
+    "PetastormReaderError",
+    "PetastormArgumentError",
+    "PetastormWriteError",
+    "NoDataAvailableError",
+    "EmptyResultError",
+    "TimeoutWaitingForResultError",
+]
+
+
+class PetastormError(Exception):
+    """Base class of every error petastorm raises on purpose."""
+
+
+class PetastormMetadataError(PetastormError):
+    """The Petastorm metadata of a dataset is missing, unreadable or refused as unsafe.
+
+    Same name and role as the original's ``petastorm.etl.dataset_metadata.PetastormMetadataError``.
+    """
+
+
+class PetastormMetadataGenerationError(PetastormError):
+    """Metadata could not be generated for a dataset (original name kept)."""
+
+
+class PetastormSchemaError(PetastormError, ValueError):
+    """A value does not fit its Unischema field (dtype, shape, nullability) or a schema is invalid."""
+
+
+class PetastormStateError(PetastormError, ValueError):
+    """A saved reader state does not fit the reader it is loaded into."""
+
+
+class PetastormWorkerError(PetastormError, RuntimeError):
+    """A worker thread or process failed or died."""
+
+
+class PetastormFilesystemError(PetastormError, ValueError):
+    """A URL cannot be resolved to a filesystem, or the driver for it is missing."""
+
+
+class PetastormDatasetError(PetastormError, ValueError):
+    """A dataset location holds no readable Parquet data, or a file in it is corrupt."""
+
+
+class PetastormReaderError(PetastormError, RuntimeError):
+    """A reader was used in a way its state does not allow (for example after ``stop()``)."""
+
+
+class PetastormArgumentError(PetastormError, ValueError):
+    """An argument has a value that is not allowed; the message names the argument."""
+
+
+class PetastormWriteError(PetastormError):
+    """Writing a dataset failed; nothing was published."""
+
+
+class NoDataAvailableError(PetastormError, RuntimeError):
+    """A reader, shard or predicate selects no data (original name kept)."""
+
+
+class EmptyResultError(PetastormError, RuntimeError):
+    """No more results (original name kept, from ``petastorm.workers_pool``)."""
+
+
+class TimeoutWaitingForResultError(PetastormError, RuntimeError):
+    """Timed out waiting for a result from a worker (original name kept)."""

@@ -1,0 +1,23 @@
+"""Shared fixtures. Spark (one session per test run) and the moto S3 server live in tests/_fixtures."""
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from _fixtures.spark import spark_session  # noqa: E402,F401
+from _fixtures.s3 import s3_server  # noqa: E402,F401
+
+SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+TESTDATA = os.environ.get("PETASTORM_TESTDATA", os.path.join(SHARED, "testdata"))
+
+
+@pytest.fixture(scope="session")
+def testdata_dir():
+    """Path of ``../shared/testdata`` (datasets written by old versions of the original library)."""
+    if not os.path.isdir(TESTDATA):
+        pytest.fail(f"test data not found at {TESTDATA}; set PETASTORM_TESTDATA")
+    return TESTDATA
