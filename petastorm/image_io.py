@@ -1,0 +1,128 @@
+"""PNG/JPEG encoding and decoding for :class:`petastorm.codecs.CompressedImageCodec`.
+
+OpenCV (``cv2``) is used when installed: its decoder releases the GIL, so reader threads scale. Without
+it, Pillow does the same job. Stored bytes keep OpenCV's convention for 3-channel images (BGR channel
+order in the encoded file, RGB in memory), which is what the original library writes.
+"""
+from __future__ import annotations
+
+import functools
+from io import BytesIO
+from typing import Any
+
+import numpy as np
+
+from petastorm.errors import PetastormSchemaError
+
+__all__ = ["encode_image", "decode_image", "decode_image_cells", "opencv"]
+
+
+@functools.lru_cache(maxsize=1)
+def opencv() -> Any:
+    """The ``cv2`` module, or None when OpenCV is not installed (imported lazily, once)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("CompressedImageCodec needs OpenCV or Pillow: pip install 'petastorm[opencv]' "
+                          "(opencv-python-headless) or pillow") from None
+    return Image
+
+
+def encode_image(value: np.ndarray, ext: str, quality: int) -> bytes:
+    """Encode an RGB (or grey, or 4-channel) image as PNG/JPEG bytes.
+
+    Parameters
+    ----------
+    value : numpy.ndarray, shape (H, W) or (H, W, C)
+    ext : {'.png', '.jpeg'}
+    quality : int, JPEG quality 0..100
+    """
+    cv2 = opencv()
+    if cv2 is not None:
+        img = cv2.cvtColor(value, cv2.COLOR_RGB2BGR) if value.ndim == 3 and value.shape[2] == 3 else value
+        params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)] if ext == ".jpeg" else []
+        ok, contents = cv2.imencode(ext, img, params)
+        if not ok:
+            raise PetastormSchemaError(f"OpenCV could not encode an image of {value.dtype} {value.shape} as {ext}")
+        return contents.tobytes()
+    image = _pillow()
+    img = value[..., ::-1] if value.ndim == 3 and value.shape[2] == 3 else value
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    buf = BytesIO()
+    fmt = "PNG" if ext == ".png" else "JPEG"
+    kwargs = {"quality": int(quality)} if fmt == "JPEG" else {}
+    image.fromarray(np.ascontiguousarray(img)).save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def decode_image(value: Any) -> np.ndarray:
+    """Decode PNG/JPEG bytes into an RGB (or grey) array."""
+    cv2 = opencv()
+    buf = np.frombuffer(value, dtype=np.uint8)
+    if cv2 is not None:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise PetastormSchemaError(f"cannot decode image bytes (length {len(buf)})")
+        if img.ndim == 3 and img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return img
+    image = _pillow()
+    try:
+        img = np.asarray(image.open(BytesIO(buf.tobytes())))
+    except Exception as e:
+        raise PetastormSchemaError(f"cannot decode image bytes (length {len(buf)}): {e}") from e
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = np.ascontiguousarray(img[..., ::-1])
+    return img
+
+
+def decode_image_cells(field: Any, offsets: np.ndarray, data: np.ndarray, column: Any) -> np.ndarray:
+    """Decode every cell of a binary column of images.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows,) + shape`` when the field's shape is fixed and there are no nulls, else an object array.
+    """
+    n = len(offsets) - 1
+    shape = tuple(field.shape)
+    fixed = all(d is not None for d in shape) and column.null_count == 0
+    cv2 = opencv()
+    if fixed:
+        out = np.empty((n,) + shape, dtype=np.dtype(field.numpy_dtype))
+        for i in range(n):
+            cell = data[offsets[i]:offsets[i + 1]]
+            if cv2 is not None and len(shape) == 3 and shape[2] == 3:
+                img = cv2.imdecode(cell, cv2.IMREAD_UNCHANGED)
+                if img is None or img.shape != shape:
+                    _raise_bad(field, i, img)
+                cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out[i])
+            else:
+                img = decode_image(cell)
+                if img.shape != shape:
+                    if img.ndim == len(shape) - 1 and shape[-1] == 1:
+                        img = img[..., None]
+                    else:
+                        _raise_bad(field, i, img)
+                out[i] = img
+        return out
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    result = np.empty(n, dtype=object)
+    for i in range(n):
+        result[i] = decode_image(data[offsets[i]:offsets[i + 1]]) if valid[i] else None
+    return result
+
+
+def _raise_bad(field: Any, i: int, img: Any) -> None:
+    got = "undecodable bytes" if img is None else f"shape {img.shape}"
+    raise PetastormSchemaError(f"field {field.name!r}, row {i} of the row group: expected an image of shape "
+                               f"{tuple(field.shape)}, got {got}")

@@ -1,0 +1,150 @@
+"""Spark SQL types without a JVM: the real ``pyspark.sql.types`` when installed, stand-ins otherwise.
+
+Codecs carry a Spark type (``ScalarCodec(LongType())``) and the metadata that old datasets carry pickles
+them as ``pyspark.sql.types.*``. A reader must not need pyspark, so when pyspark cannot be imported the
+stand-in classes below take its place: same class names, same constructor arguments, same
+``typeName()``/``simpleString()``, and the same ``__dict__`` layout as pyspark's so that a pickle round
+trip keeps working both ways.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Any
+
+__all__ = ["spark_type", "spark_type_class", "spark_type_name", "pyspark_available", "STANDIN_TYPES"]
+
+
+@functools.lru_cache(maxsize=1)
+def pyspark_available() -> bool:
+    """True when ``pyspark.sql.types`` can be imported (the import itself happens lazily, once)."""
+    if importlib.util.find_spec("pyspark") is None:
+        return False
+    try:
+        import pyspark.sql.types  # noqa: F401
+    except Exception:  # pragma: no cover - broken pyspark install
+        return False
+    return True
+
+
+class _StandInType:
+    """Base of the stand-in Spark types (used only when pyspark is absent)."""
+
+    __module__ = "petastorm.spark_types"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs:
+            raise TypeError(f"{type(self).__name__}() takes no arguments")
+
+    @classmethod
+    def typeName(cls) -> str:  # noqa: N802 - pyspark's name
+        return cls.__name__[:-4].lower()
+
+    def simpleString(self) -> str:  # noqa: N802 - pyspark's name
+        return self.typeName()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other).__name__ == type(self).__name__ and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(vars(self).items(), key=lambda kv: kv[0]))))
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state or {})
+
+
+def _simple(name: str, type_name: str, simple: str | None = None) -> type:
+    attrs = {
+        "typeName": classmethod(lambda cls: type_name),
+        "simpleString": (lambda self: simple or type_name),
+    }
+    return type(name, (_StandInType,), attrs)
+
+
+NullType = _simple("NullType", "void")
+StringType = _simple("StringType", "string")
+BinaryType = _simple("BinaryType", "binary")
+BooleanType = _simple("BooleanType", "boolean")
+DateType = _simple("DateType", "date")
+TimestampType = _simple("TimestampType", "timestamp")
+TimestampNTZType = _simple("TimestampNTZType", "timestamp_ntz")
+DoubleType = _simple("DoubleType", "double")
+FloatType = _simple("FloatType", "float")
+ByteType = _simple("ByteType", "byte", "tinyint")
+IntegerType = _simple("IntegerType", "integer", "int")
+LongType = _simple("LongType", "long", "bigint")
+ShortType = _simple("ShortType", "short", "smallint")
+
+
+class DecimalType(_StandInType):
+    """Stand-in for ``pyspark.sql.types.DecimalType(precision, scale)``."""
+
+    def __init__(self, precision: int = 10, scale: int = 0) -> None:
+        self.precision = precision
+        self.scale = scale
+        self.hasPrecisionInfo = True  # noqa: N815 - pyspark's attribute name
+
+    @classmethod
+    def typeName(cls) -> str:  # noqa: N802
+        return "decimal"
+
+    def simpleString(self) -> str:  # noqa: N802
+        return f"decimal({self.precision},{self.scale})"
+
+    def __repr__(self) -> str:
+        return f"DecimalType({self.precision},{self.scale})"
+
+
+class ArrayType(_StandInType):
+    """Stand-in for ``pyspark.sql.types.ArrayType(elementType, containsNull)``."""
+
+    def __init__(self, elementType: Any = None, containsNull: bool = True) -> None:  # noqa: N803
+        self.elementType = elementType  # noqa: N815
+        self.containsNull = containsNull  # noqa: N815
+
+    @classmethod
+    def typeName(cls) -> str:  # noqa: N802
+        return "array"
+
+    def simpleString(self) -> str:  # noqa: N802
+        return f"array<{self.elementType.simpleString()}>"
+
+    def __repr__(self) -> str:
+        return f"ArrayType({self.elementType!r}, {self.containsNull})"
+
+
+STANDIN_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (NullType, StringType, BinaryType, BooleanType, DateType, TimestampType, TimestampNTZType,
+                DoubleType, FloatType, ByteType, IntegerType, LongType, ShortType, DecimalType, ArrayType)
+}
+
+
+def spark_type_class(name: str) -> type:
+    """The class named ``name`` from ``pyspark.sql.types`` when pyspark is installed, else its stand-in.
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not a Spark SQL type this module knows.
+    """
+    if name not in STANDIN_TYPES:
+        raise KeyError(name)
+    if pyspark_available():
+        import pyspark.sql.types as pst
+
+        return getattr(pst, name)
+    return STANDIN_TYPES[name]
+
+
+def spark_type(name: str, *args: Any) -> Any:
+    """An instance of the Spark SQL type ``name`` (``'LongType'``, ``'DecimalType'``...)."""
+    return spark_type_class(name)(*args)
+
+
+def spark_type_name(spark_type_obj: Any) -> str:
+    """Class name of a Spark type instance, pyspark's or a stand-in (``'LongType'``)."""
+    return type(spark_type_obj).__name__
