@@ -1,0 +1,76 @@
+"""The units that flow through the read pipeline: a :class:`WorkItem` in, a :class:`ColumnBatch` out.
+
+plan -> WorkItem -> pool -> worker -> ColumnBatch -> reader. Both are small, picklable and free of I/O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["WorkItem", "ColumnBatch"]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One task for a worker: a slice of rows of one row group, in one epoch.
+
+    Attributes
+    ----------
+    epoch : int
+        0-based epoch number.
+    position : int
+        0-based position of this item in the epoch's plan; results are emitted in ``(epoch, position)``
+        order whatever worker finishes first.
+    row_group : int
+        Index into the dataset's row-group list (``DatasetInfo.row_groups``, dataset order).
+    row_start, row_stop : int
+        Rows ``[row_start, row_stop)`` of the row group (a drop partition or a balanced-shard slice).
+    row_seed : int or None
+        Seed of the permutation of the rows of this item (``shuffle_rows``); None keeps file order.
+    """
+
+    epoch: int
+    position: int
+    row_group: int
+    row_start: int
+    row_stop: int
+    row_seed: Optional[int] = None
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in the slice before any predicate."""
+        return self.row_stop - self.row_start
+
+
+@dataclass
+class ColumnBatch:
+    """What a worker returns for one :class:`WorkItem`: decoded columns of the rows that passed.
+
+    Attributes
+    ----------
+    columns : dict of str to numpy.ndarray
+        Each array has shape ``(num_rows,) + field shape`` (or ``(num_rows,)`` of dtype object when cells
+        differ in shape or hold None). Keys follow the output schema's field order.
+    num_rows : int
+    item : WorkItem
+        The item these rows come from.
+    extra : dict
+        Free-form per-batch information (for example ``{'cache': 'hit'}``) used by diagnostics.
+    """
+
+    columns: dict
+    num_rows: int
+    item: WorkItem
+    extra: dict = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        """Approximate memory held by the columns, in bytes (object columns count their pointers only)."""
+        return int(sum(c.nbytes for c in self.columns.values() if isinstance(c, np.ndarray)))
+
+    def take(self, indexes: Any) -> "ColumnBatch":
+        """A batch with the rows at ``indexes`` (an int array or slice)."""
+        cols = {k: v[indexes] for k, v in self.columns.items()}
+        n = len(next(iter(cols.values()))) if cols else len(range(self.num_rows)[indexes])
+        return ColumnBatch(cols, n, self.item, dict(self.extra))
