@@ -46,7 +46,7 @@ _HDFS_DRIVERS = ("libhdfs", "libhdfs3")
 _HOST_NETLOC_SCHEMES = _LOCAL_SCHEMES + _HDFS_SCHEMES + ("viewfs",)
 
 # fsspec registry names for schemes that fsspec (without the driver installed) does not list.
-_FSSPEC_ALIASES = {"abfss": "abfs", "gcs": "gcs"}
+_FSSPEC_ALIASES = {"abfss": "abfs"}
 
 # pip package that provides the fsspec driver of a protocol, for error messages.
 _DRIVER_PACKAGES = {
@@ -542,17 +542,9 @@ def get_filesystem_and_path_or_paths(
                 raise PetastormFilesystemError(
                     f"The dataset url list must contain url with the same scheme and netloc. "
                     f"{urls[0]!r} and {url!r} differ")
-        resolvers = [FilesystemResolver(urls[0], hdfs_driver=hdfs_driver, storage_options=storage_options,
-                                        filesystem=filesystem)]
-        fs = resolvers[0].filesystem()
-        # The remaining URLs share the filesystem: resolve their paths against it.
-        for url in urls[1:]:
-            resolvers.append(FilesystemResolver(url, hdfs_driver=hdfs_driver, filesystem=fs)
-                             if filesystem is None and first.scheme.lower() not in _HOST_NETLOC_SCHEMES
-                             and _fsspec_handler_fs(fs) is None
-                             else FilesystemResolver(url, hdfs_driver=hdfs_driver,
-                                                     storage_options=storage_options,
-                                                     filesystem=filesystem))
+        resolvers = [FilesystemResolver(url, hdfs_driver=hdfs_driver, storage_options=storage_options,
+                                        filesystem=filesystem) for url in urls]
+        fs = resolvers[0].filesystem()  # all URLs share it: scheme and netloc are equal
         return fs, [r.get_dataset_path() for r in resolvers]
     resolver = FilesystemResolver(url_or_urls, hdfs_driver=hdfs_driver, storage_options=storage_options,
                                   filesystem=filesystem)
