@@ -1,0 +1,388 @@
+"""``make_reader`` and ``make_batch_reader``: the public entry points of the read pipeline.
+
+The facade checks and normalises arguments, then wires the stages:
+fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> plan (:mod:`petastorm.reader_impl.plan`) ->
+pool (:mod:`petastorm.reader_impl.pool`) -> worker (:mod:`petastorm.reader_impl.worker`) ->
+:class:`~petastorm.reader_impl.reader_core.Reader`. No decoding and no I/O happen here.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Optional, Sequence, Union
+
+from petastorm.errors import (NoDataAvailableError, PetastormArgumentError, PetastormMetadataError,
+                              PetastormSchemaError)
+from petastorm.reader_impl.reader_core import Reader, warn_deprecated
+
+__all__ = ["make_reader", "make_batch_reader", "Reader"]
+
+_POOL_TYPES = ("thread", "process", "dummy")
+
+
+# --- argument checks ------------------------------------------------------------------------------------
+
+def _ensure_pool(reader_pool_type: str, workers_count: Any, results_queue_size: Any) -> None:
+    if reader_pool_type not in _POOL_TYPES:
+        raise PetastormArgumentError(
+            f"Unknown reader_pool_type: {reader_pool_type!r}; reader_pool_type must be one of {list(_POOL_TYPES)}")
+    if isinstance(workers_count, bool) or not isinstance(workers_count, int) or workers_count < 1:
+        raise PetastormArgumentError(f"workers_count must be a positive integer, got {workers_count!r}")
+    if isinstance(results_queue_size, bool) or not isinstance(results_queue_size, int) or results_queue_size < 1:
+        raise PetastormArgumentError(f"results_queue_size must be a positive integer, got {results_queue_size!r}")
+
+
+def _ensure_num_epochs(num_epochs: Any) -> Optional[int]:
+    if num_epochs is None:
+        return None
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise PetastormArgumentError(
+            f"num_epochs must be a positive integer or None, got {num_epochs!r}"
+            if not isinstance(num_epochs, int) or isinstance(num_epochs, bool)
+            else f"iterations must be positive integer or None; num_epochs got {num_epochs!r}")
+    return num_epochs
+
+
+def _make_cache(cache_type: str, cache_location: Optional[str], cache_size_limit: Optional[int],
+                cache_row_size_estimate: Optional[int], cache_extra_settings: Optional[dict]) -> Any:
+    if cache_type in (None, "null"):
+        return None
+    if cache_type == "local-disk":
+        if not cache_location or cache_size_limit is None:
+            raise PetastormArgumentError("cache_type='local-disk' needs cache_location and cache_size_limit")
+        from petastorm.local_disk_cache import LocalDiskCache
+
+        return LocalDiskCache(cache_location, cache_size_limit, cache_row_size_estimate or 0,
+                              **(cache_extra_settings or {}))
+    raise PetastormArgumentError(f"Unknown cache_type: {cache_type}; cache_type must be 'null' or 'local-disk'")
+
+
+def _resolve_fields(schema: Any, schema_fields: Any) -> list:
+    """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings)."""
+    from petastorm.unischema import UnischemaField, match_unischema_fields
+
+    if schema_fields is None:
+        return list(schema.fields)
+    if isinstance(schema_fields, (str, UnischemaField)):
+        schema_fields = [schema_fields]
+    names = []
+    regexes = []
+    for f in schema_fields:
+        if isinstance(f, UnischemaField):
+            if f.name not in schema.fields:
+                raise PetastormSchemaError(
+                    f"schema_fields: field {f.name!r} is not in the dataset's schema (fields: {list(schema.fields)})")
+            names.append(f.name)
+        elif isinstance(f, str):
+            regexes.append(f)
+        else:
+            raise PetastormArgumentError(
+                f"schema_fields must hold UnischemaFields or regex strings, got {type(f).__name__}: {f!r}")
+    matched = [f.name for f in match_unischema_fields(schema, regexes)]
+    for pattern in regexes:
+        if not match_unischema_fields(schema, [pattern]):
+            raise PetastormSchemaError(
+                f"schema_fields: {pattern!r} matches no field of the dataset (fields: {list(schema.fields)})")
+    wanted = set(names) | set(matched)
+    resolved = [name for name in schema.fields if name in wanted]
+    if not resolved:
+        raise PetastormSchemaError(f"schema_fields {schema_fields!r} selects no field of the dataset")
+    return resolved
+
+
+def _options_fingerprint(**options: Any) -> str:
+    from petastorm.reader_impl.reader_state import fingerprint
+
+    return fingerprint({k: (repr(v) if not isinstance(v, (int, str, bool, float, type(None), list)) else v)
+                        for k, v in options.items()})
+
+
+def _filters_expression(filters: Any) -> Any:
+    if filters is None:
+        return None
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if isinstance(filters, pc.Expression):
+        return filters
+    try:
+        return pq.filters_to_expression(filters)
+    except Exception as e:
+        raise PetastormArgumentError(f"filters {filters!r} is not valid pyarrow DNF: {e}") from e
+
+
+def _filter_columns(filters: Any) -> list:
+    if filters is None or not isinstance(filters, (list, tuple)):
+        return []
+    names = []
+    items = filters if filters and isinstance(filters[0], (list, tuple)) and filters[0] and \
+        isinstance(filters[0][0], (list, tuple)) else [filters]
+    for conj in items:
+        for term in conj:
+            names.append(term[0])
+    return list(dict.fromkeys(names))
+
+
+def _prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg_ids: list) -> tuple:
+    """Drop row groups whose Hive partition values fail ``filters`` (when only partition columns are used)."""
+    if expression is None or not columns or not set(columns) <= set(dataset.partition_names):
+        return rg_ids, False
+    import pyarrow as pa
+
+    from petastorm.reader_impl.worker import _filter_mask
+
+    schema = dataset.arrow_schema
+    keep = []
+    distinct = {}
+    for i in rg_ids:
+        distinct.setdefault(dataset.row_groups[i].partition, []).append(i)
+    parts = list(distinct)
+    cols = {}
+    for name in columns:
+        typ = schema.field(name).type
+        vals = [dict(p).get(name) for p in parts]
+        cols[name] = pa.array([int(v) if v is not None and pa.types.is_integer(typ) else v for v in vals], type=typ)
+    mask = _filter_mask(pa.table(cols), expression)
+    for p, ok in zip(parts, mask):
+        if ok:
+            keep.extend(distinct[p])
+    return sorted(keep), True
+
+
+# --- the entry points -------------------------------------------------------------------------------------
+
+def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: str = "thread", workers_count: int = 10,
+                pyarrow_serialize: bool = False, results_queue_size: int = 50, seed: Optional[int] = None,
+                shuffle_rows: bool = False, shuffle_row_groups: bool = True, shuffle_row_drop_partitions: int = 1,
+                predicate: Any = None, rowgroup_selector: Any = None, num_epochs: Optional[int] = 1,
+                cur_shard: Optional[int] = None, shard_count: Optional[int] = None, shard_seed: Optional[int] = None,
+                cache_type: str = "null", cache_location: Optional[str] = None, cache_size_limit: Optional[int] = None,
+                cache_row_size_estimate: Optional[int] = None, cache_extra_settings: Optional[dict] = None,
+                hdfs_driver: str = "libhdfs3", transform_spec: Any = None, filters: Any = None,
+                storage_options: Optional[dict] = None, zmq_copy_buffers: bool = True, filesystem: Any = None,
+                *, resume_from: Optional[dict] = None, shard_mode: str = "original",
+                balanced_remainder: str = "drop") -> Reader:
+    """A reader of decoded rows of a Petastorm dataset (one written with ``materialize_dataset`` or
+    ``write_dataset``): an iterator of namedtuples, one per row, or of ngram dicts.
+
+    Parameters
+    ----------
+    dataset_url : str
+        ``file://``, plain path, ``s3://``, ``hdfs://``, ``gs://``... of the dataset directory.
+    schema_fields : list of UnischemaField or regex str, or NGram, optional
+        Fields to read (regexes match field names in full); an ``NGram`` reads windows of rows.
+    reader_pool_type : {'thread', 'process', 'dummy'}
+    workers_count : int
+        Worker threads or processes.
+    results_queue_size : int
+        Decoded row groups buffered ahead of the consumer; with ``workers_count`` it bounds memory.
+    seed : int, optional
+        Seed of every shuffle; the same seed gives the same sequence for any pool type and worker count.
+    shuffle_rows, shuffle_row_groups : bool
+    shuffle_row_drop_partitions : int
+        Split each row group into this many row slices, each read as a separate work item.
+    predicate : PredicateBase, optional
+        Rows for which ``predicate.do_include`` is False are skipped; only its fields are decoded first.
+    rowgroup_selector : RowGroupSelectorBase, optional
+        Selects row groups through the indexes stored in the dataset.
+    num_epochs : int or None
+        Passes over the data; None reads forever.
+    cur_shard, shard_count, shard_seed : int, optional
+        Read one shard of the row groups (the original's assignment); see ``shard_mode``.
+    cache_type : {'null', 'local-disk'}
+    cache_location, cache_size_limit, cache_row_size_estimate, cache_extra_settings
+        Local disk cache settings (size limit in bytes).
+    hdfs_driver : str
+    transform_spec : TransformSpec, optional
+        Runs in the workers on each row (a dict) after decoding.
+    filters : list of tuples or list of lists of tuples (pyarrow DNF), optional
+    storage_options : dict, optional
+        fsspec-style filesystem options (credentials, ``endpoint_url``...).
+    filesystem : pyarrow.fs.FileSystem or fsspec filesystem, optional
+    resume_from : dict, optional
+        A ``reader.state_dict()``: continue exactly where that reader stopped.
+    shard_mode : {'original', 'balanced'}
+        'balanced' gives every shard the same number of rows per epoch.
+    balanced_remainder : {'drop', 'pad'}
+        In balanced mode, drop the remainder rows or pad shards by repeating rows.
+    pyarrow_serialize, zmq_copy_buffers
+        Accepted for compatibility; no effect (a ``DeprecationWarning`` when set).
+
+    Returns
+    -------
+    Reader
+    """
+    if pyarrow_serialize:
+        warn_deprecated("pyarrow_serialize")
+    if zmq_copy_buffers is not True:
+        warn_deprecated("zmq_copy_buffers")
+    return _build_reader(
+        dataset_url, is_batched=False, schema_fields=schema_fields, reader_pool_type=reader_pool_type,
+        workers_count=workers_count, results_queue_size=results_queue_size, seed=seed, shuffle_rows=shuffle_rows,
+        shuffle_row_groups=shuffle_row_groups, shuffle_row_drop_partitions=shuffle_row_drop_partitions,
+        predicate=predicate, rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard,
+        shard_count=shard_count, shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
+        cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
+        cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
+        filters=filters, storage_options=storage_options, filesystem=filesystem, resume_from=resume_from,
+        shard_mode=shard_mode, balanced_remainder=balanced_remainder)
+
+
+def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fields: Any = None,
+                      reader_pool_type: str = "thread", workers_count: int = 10, results_queue_size: int = 50,
+                      seed: Optional[int] = None, shuffle_rows: bool = False, shuffle_row_groups: bool = True,
+                      shuffle_row_drop_partitions: int = 1, predicate: Any = None, rowgroup_selector: Any = None,
+                      num_epochs: Optional[int] = 1, cur_shard: Optional[int] = None, shard_count: Optional[int] = None,
+                      shard_seed: Optional[int] = None, cache_type: str = "null", cache_location: Optional[str] = None,
+                      cache_size_limit: Optional[int] = None, cache_row_size_estimate: Optional[int] = None,
+                      cache_extra_settings: Optional[dict] = None, hdfs_driver: str = "libhdfs3",
+                      transform_spec: Any = None, filters: Any = None, storage_options: Optional[dict] = None,
+                      zmq_copy_buffers: bool = True, filesystem: Any = None, convert_early_to_numpy: bool = False,
+                      *, resume_from: Optional[dict] = None, shard_mode: str = "original",
+                      balanced_remainder: str = "drop") -> Reader:
+    """A reader of column batches of any Parquet store (Petastorm metadata or not): an iterator of
+    namedtuples whose fields are numpy arrays of shape ``(rows_in_batch,) + field shape``, one batch per
+    row group (or drop partition of one).
+
+    Parameters are those of :func:`make_reader`, except:
+
+    dataset_url_or_urls : str or list of str
+        A dataset directory URL, or a list of Parquet file URLs on one filesystem.
+    transform_spec : TransformSpec, optional
+        ``func`` receives a ``pandas.DataFrame`` of a batch and returns one.
+    convert_early_to_numpy : bool
+        Accepted for compatibility: columns are always converted to numpy in the workers.
+    """
+    if zmq_copy_buffers is not True:
+        warn_deprecated("zmq_copy_buffers")
+    del convert_early_to_numpy
+    return _build_reader(
+        dataset_url_or_urls, is_batched=True, schema_fields=schema_fields, reader_pool_type=reader_pool_type,
+        workers_count=workers_count, results_queue_size=results_queue_size, seed=seed, shuffle_rows=shuffle_rows,
+        shuffle_row_groups=shuffle_row_groups, shuffle_row_drop_partitions=shuffle_row_drop_partitions,
+        predicate=predicate, rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard,
+        shard_count=shard_count, shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
+        cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
+        cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
+        filters=filters, storage_options=storage_options, filesystem=filesystem, resume_from=resume_from,
+        shard_mode=shard_mode, balanced_remainder=balanced_remainder)
+
+
+def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool_type: str, workers_count: int,
+                  results_queue_size: int, seed: Optional[int], shuffle_rows: bool, shuffle_row_groups: bool,
+                  shuffle_row_drop_partitions: int, predicate: Any, rowgroup_selector: Any, num_epochs: Any,
+                  cur_shard: Any, shard_count: Any, shard_seed: Any, cache_type: str, cache_location: Any,
+                  cache_size_limit: Any, cache_row_size_estimate: Any, cache_extra_settings: Any, hdfs_driver: str,
+                  transform_spec: Any, filters: Any, storage_options: Any, filesystem: Any, resume_from: Any,
+                  shard_mode: str, balanced_remainder: str) -> Reader:
+    import numpy as np
+
+    from petastorm.reader_impl.dataset import open_dataset
+    from petastorm.reader_impl.plan import PlanOptions
+    from petastorm.reader_impl.pool import make_pool
+    from petastorm.reader_impl.worker import ReadSpec, RowGroupWorker
+
+    _ensure_pool(reader_pool_type, workers_count, results_queue_size)
+    num_epochs = _ensure_num_epochs(num_epochs)
+    if seed is None and resume_from is not None and isinstance(resume_from, dict):
+        seed = resume_from.get("seed")
+    if seed is None:
+        seed = secrets.randbits(62)
+    plan_options = PlanOptions(seed=int(seed), shuffle_row_groups=bool(shuffle_row_groups),
+                               shuffle_rows=bool(shuffle_rows),
+                               shuffle_row_drop_partitions=int(shuffle_row_drop_partitions),
+                               cur_shard=cur_shard, shard_count=shard_count, shard_seed=shard_seed,
+                               shard_mode=shard_mode, balanced_remainder=balanced_remainder)
+    plan_options.validate()
+    cache = _make_cache(cache_type, cache_location, cache_size_limit, cache_row_size_estimate, cache_extra_settings)
+
+    dataset = open_dataset(url, filesystem=filesystem, storage_options=storage_options, hdfs_driver=hdfs_driver)
+    if not is_batched and not dataset.has_petastorm_metadata:
+        raise PetastormMetadataError(
+            f"Could not find _common_metadata file. Use materialize_dataset(..) in petastorm.etl.dataset_metadata.py "
+            f"to generate this file in your ETL code. You can generate it on an existing dataset using "
+            f"petastorm-generate-metadata.py. Dataset {url!r} has no Petastorm metadata: read it with "
+            f"make_batch_reader, or add the metadata with petastorm-generate-metadata")
+    schema = dataset.schema
+
+    from petastorm.ngram import NGram
+
+    ngram = schema_fields if isinstance(schema_fields, NGram) else None
+    if ngram is not None:
+        if is_batched:
+            raise PetastormArgumentError("make_batch_reader does not support NGram schema_fields")
+        ngram.resolve_regex_field_names(schema)
+        field_names = [n for n in schema.fields if n in set(ngram.get_field_names_at_all_timesteps())
+                       or n == ngram.timestamp_field or getattr(ngram.timestamp_field, "name", None) == n]
+    else:
+        field_names = _resolve_fields(schema, schema_fields)
+    if predicate is not None:
+        unknown = [f for f in predicate.get_fields() if f not in schema.fields]
+        if unknown:
+            raise PetastormSchemaError(
+                f"predicate uses fields {sorted(unknown)} that are not in the dataset's schema "
+                f"(fields: {list(schema.fields)})")
+
+    view = schema.create_schema_view([schema.fields[n] for n in field_names])
+    output_schema = view
+    output_fields = None
+    if transform_spec is not None:
+        from petastorm.transform import transform_schema
+
+        output_schema = transform_schema(view, transform_spec)
+        output_fields = list(output_schema.fields)
+
+    rg_ids = list(range(len(dataset.row_groups)))
+    if rowgroup_selector is not None:
+        from petastorm.etl.rowgroup_indexing import load_rowgroup_indexes
+
+        indexes = load_rowgroup_indexes(dataset.metadata, dataset.root or str(url))
+        missing = [n for n in rowgroup_selector.get_index_names() if n not in indexes]
+        if missing:
+            raise PetastormMetadataError(f"rowgroup_selector needs indexes {missing}, but dataset {url!r} has "
+                                         f"only {sorted(indexes)}")
+        selected = set(rowgroup_selector.select_row_groups(indexes))
+        rg_ids = [i for i in rg_ids if i in selected]
+    expression = _filters_expression(filters)
+    filter_cols = _filter_columns(filters)
+    rg_ids, pruned = _prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
+    if not rg_ids:
+        raise NoDataAvailableError(f"no row group of {url!r} is selected by rowgroup_selector/filters")
+    if expression is not None and not pruned:
+        expression._petastorm_columns = filter_cols  # type: ignore[attr-defined]
+        unknown = [c for c in filter_cols if c not in dataset.arrow_schema.names]
+        if unknown:
+            raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
+
+    partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
+    selected_groups = [dataset.row_groups[i] for i in rg_ids]
+    spec = ReadSpec(filesystem=dataset.filesystem, row_groups=selected_groups, schema=schema, fields=field_names,
+                    partition_types=partition_types, predicate=predicate, transform_spec=transform_spec,
+                    filter_expression=None if pruned else expression,
+                    output_mode="batch" if is_batched else "rows", cache=cache,
+                    dataset_fingerprint=dataset.fingerprint(), output_fields=output_fields)
+    pool = make_pool(reader_pool_type, workers_count, results_queue_size)
+    options_fp = _options_fingerprint(
+        batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
+        drop=shuffle_row_drop_partitions, predicate=type(predicate).__name__, rg=rg_ids, cur_shard=cur_shard,
+        shard_count=shard_count, shard_seed=shard_seed, shard_mode=shard_mode, remainder=balanced_remainder,
+        ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
+        filters=repr(filters), num_epochs=num_epochs)
+    plan_rows = np.asarray([rg.num_rows for rg in selected_groups], dtype=np.int64)
+    reader = Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
+                    num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
+                    ngram=ngram, cache=cache, options_fingerprint=options_fp, resume_from=resume_from,
+                    row_group_ids=rg_ids)
+    reader._ngram_source_schema = view
+    return reader
+
+
+class _WorkerFactory:
+    """Picklable factory: builds a :class:`RowGroupWorker` in each worker thread or process."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    def __call__(self) -> Any:
+        from petastorm.reader_impl.worker import RowGroupWorker
+
+        return RowGroupWorker(self.spec)

@@ -1,0 +1,268 @@
+"""Worker stage: one :class:`WorkItem` -> one :class:`ColumnBatch`.
+
+Read the needed columns of one row group (through the cache), slice the item's rows, apply ``filters``,
+evaluate the predicate on the predicate's columns only, then read and decode the other columns for the
+rows that passed (vectorised, per column), permute rows when ``shuffle_rows``, and apply the
+``TransformSpec``. The same worker serves ``make_reader`` (``output_mode='rows'``) and
+``make_batch_reader`` (``output_mode='batch'``); they differ only in how the transform sees the data.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from petastorm.errors import PetastormDatasetError, PetastormSchemaError
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+__all__ = ["ReadSpec", "RowGroupWorker"]
+
+_OPEN_FILES = 8
+
+
+@dataclass
+class ReadSpec:
+    """Everything a worker needs, picklable (shipped to worker processes with cloudpickle).
+
+    Attributes
+    ----------
+    filesystem : pyarrow.fs.FileSystem
+    row_groups : list of RowGroupInfo
+        The selected row groups; ``WorkItem.row_group`` indexes this list.
+    schema : Unischema
+        The dataset's schema (fields to read are looked up here).
+    fields : list of str
+        Fields to decode and hand to the transform / output, in output order.
+    partition_types : dict of str to pyarrow.DataType
+        Arrow type of each Hive partition column.
+    predicate : PredicateBase or None
+    transform_spec : TransformSpec or None
+    filter_expression : pyarrow.compute.Expression or None
+        Row filter from ``filters`` (DNF), evaluated before the predicate.
+    output_mode : {'rows', 'batch'}
+    cache : CacheBase or None
+    dataset_fingerprint : str
+        Part of cache keys.
+    """
+
+    filesystem: Any
+    row_groups: list
+    schema: Any
+    fields: list
+    partition_types: dict = field(default_factory=dict)
+    predicate: Any = None
+    transform_spec: Any = None
+    filter_expression: Any = None
+    output_mode: str = "rows"
+    cache: Any = None
+    dataset_fingerprint: str = ""
+    output_fields: Optional[list] = None
+
+
+class RowGroupWorker:
+    """Callable run by each pool worker; keeps a few Parquet files open between items."""
+
+    def __init__(self, spec: ReadSpec) -> None:
+        self._spec = spec
+        self._files: "OrderedDict[str, Any]" = OrderedDict()
+
+    # --- I/O ---------------------------------------------------------------------------------------------
+
+    def _parquet_file(self, path: str) -> Any:
+        import pyarrow.parquet as pq
+
+        pf = self._files.get(path)
+        if pf is not None:
+            self._files.move_to_end(path)
+            return pf
+        try:
+            pf = pq.ParquetFile(self._spec.filesystem.open_input_file(path))
+        except Exception as e:
+            raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
+        self._files[path] = pf
+        if len(self._files) > _OPEN_FILES:
+            _, old = self._files.popitem(last=False)
+            old.close()
+        return pf
+
+    def _read_columns(self, rg: Any, columns: list) -> Any:
+        """Arrow table of ``columns`` (stored ones and partition ones) of one whole row group."""
+        import pyarrow as pa
+
+        stored = [c for c in columns if c not in self._spec.partition_types]
+
+        def load() -> Any:
+            try:
+                return self._parquet_file(rg.path).read_row_group(rg.row_group, columns=stored, use_threads=False)
+            except PetastormDatasetError:
+                raise
+            except Exception as e:
+                raise PetastormDatasetError(
+                    f"cannot read row group {rg.row_group} of Parquet file {rg.path!r}: {e}") from e
+
+        cache = self._spec.cache
+        if cache is not None and stored:
+            key = f"{self._spec.dataset_fingerprint}:{rg.relative_path}:{rg.row_group}:{','.join(stored)}"
+            table = cache.get(key, load)
+        else:
+            table = load() if stored else pa.table({"__rows__": pa.nulls(rg.num_rows)})
+        partition = dict(rg.partition)
+        for name in columns:
+            if name in self._spec.partition_types:
+                typ = self._spec.partition_types[name]
+                value = partition.get(name)
+                typed = int(value) if value is not None and pa.types.is_integer(typ) else value
+                table = table.append_column(name, pa.array([typed] * table.num_rows, type=typ))
+        return table
+
+    # --- decoding ----------------------------------------------------------------------------------------
+
+    def _decode(self, table: Any, names: list) -> dict:
+        from petastorm.codecs import decode_native_column
+
+        out = {}
+        for name in names:
+            f = self._spec.schema.fields[name]
+            column = table.column(name)
+            try:
+                if f.codec is not None:
+                    out[name] = f.codec.decode_column(f, column)
+                else:
+                    out[name] = decode_native_column(f, column)
+            except PetastormSchemaError as e:
+                raise PetastormSchemaError(f"field {name!r}: {e}") from e
+        return out
+
+    # --- one item ------------------------------------------------------------------------------------------
+
+    def __call__(self, item: WorkItem) -> ColumnBatch:
+        spec = self._spec
+        rg = spec.row_groups[item.row_group]
+        pred_fields = sorted(spec.predicate.get_fields()) if spec.predicate is not None else []
+        filter_cols = _expression_columns(spec.filter_expression)
+        first_cols = list(dict.fromkeys(pred_fields + filter_cols))
+        other_cols = [f for f in spec.fields if f not in first_cols]
+
+        if first_cols:
+            table = self._read_columns(rg, first_cols)
+        else:
+            table = self._read_columns(rg, other_cols)
+        table = table.slice(item.row_start, item.num_rows)
+        indices = np.arange(table.num_rows)
+        if spec.filter_expression is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            mask = pc.fill_null(pa.table(table).filter(spec.filter_expression, null_selection_behavior="drop")
+                                .num_rows, 0) if False else _filter_mask(table, spec.filter_expression)
+            indices = indices[mask]
+        decoded: dict = {}
+        if pred_fields:
+            from petastorm.predicates import evaluate_predicate
+
+            pred_table = table.take(indices) if len(indices) != table.num_rows else table
+            decoded = self._decode(pred_table, pred_fields)
+            mask = np.asarray(evaluate_predicate(spec.predicate, decoded, len(indices)), dtype=bool)
+            indices = indices[mask]
+            decoded = {k: v[mask] for k, v in decoded.items()}
+        if item.row_seed is not None and len(indices) > 1:
+            perm = np.random.default_rng(item.row_seed).permutation(len(indices))
+            indices = indices[perm]
+            decoded = {k: v[perm] for k, v in decoded.items()}
+        if first_cols and other_cols:
+            if len(indices):
+                rest = self._read_columns(rg, other_cols).slice(item.row_start, item.num_rows).take(indices)
+                decoded.update(self._decode(rest, other_cols))
+            else:
+                decoded.update(self._empty_columns(other_cols))
+        else:
+            sel = table if (len(indices) == table.num_rows and (indices == np.arange(table.num_rows)).all()) \
+                else table.take(indices)
+            remaining = [f for f in spec.fields if f not in decoded]
+            decoded.update(self._decode(sel, remaining))
+        columns = {name: decoded[name] for name in spec.fields}
+        num_rows = len(indices)
+        if spec.transform_spec is not None and spec.transform_spec.func is not None:
+            columns, num_rows = self._transform(columns, num_rows)
+        elif spec.transform_spec is not None:
+            columns = {k: v for k, v in columns.items() if k in (spec.output_fields or columns)}
+        return ColumnBatch(columns, num_rows, item)
+
+    def _empty_columns(self, names: list) -> dict:
+        import pyarrow as pa
+
+        from petastorm.arrow_types import arrow_type_for_field
+
+        out = {}
+        for name in names:
+            f = self._spec.schema.fields[name]
+            typ = self._spec.partition_types.get(name) or arrow_type_for_field(f)
+            out.update(self._decode(pa.table({name: pa.array([], type=typ)}), [name]))
+        return out
+
+    def _transform(self, columns: dict, num_rows: int) -> tuple:
+        from petastorm.transform import apply_batch_transform, apply_row_transform
+
+        spec = self._spec
+        if spec.output_mode == "batch":
+            out = apply_batch_transform(spec.transform_spec, columns)
+            n = len(next(iter(out.values()))) if out else 0
+        else:
+            from petastorm.codecs import _stack_or_object
+
+            rows = []
+            names = list(columns)
+            for i in range(num_rows):
+                rows.append(apply_row_transform(spec.transform_spec, {k: columns[k][i] for k in names}))
+            out_names = spec.output_fields or (list(rows[0]) if rows else [])
+            out = {}
+            for name in out_names:
+                try:
+                    out[name] = _stack_or_object([r[name] for r in rows]) if rows else np.empty(0, dtype=object)
+                except KeyError:
+                    raise PetastormSchemaError(
+                        f"the transform {getattr(spec.transform_spec.func, '__name__', spec.transform_spec.func)!r} "
+                        f"returned a row without field {name!r}") from None
+            n = num_rows
+        if spec.output_fields is not None:
+            missing = [f for f in spec.output_fields if f not in out]
+            if missing:
+                raise PetastormSchemaError(
+                    f"the transform {getattr(spec.transform_spec.func, '__name__', spec.transform_spec.func)!r} did "
+                    f"not return fields {missing}")
+            out = {k: out[k] for k in spec.output_fields}
+        return out, n
+
+    def close(self) -> None:
+        """Close the open Parquet files."""
+        for pf in self._files.values():
+            try:
+                pf.close()
+            except Exception:  # pragma: no cover
+                pass
+        self._files.clear()
+
+
+def _expression_columns(expression: Any) -> list:
+    if expression is None:
+        return []
+    import re
+
+    # pyarrow expressions print field references as plain names; the reader passes the names explicitly
+    # through ``_filter_columns`` when it builds the expression.
+    names = getattr(expression, "_petastorm_columns", None)
+    if names is not None:
+        return list(names)
+    return re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b", str(expression))
+
+
+def _filter_mask(table: Any, expression: Any) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    tbl = pa.table(table) if not isinstance(table, pa.Table) else table
+    mask = ds.dataset(tbl).to_table(columns={"__m": expression}).column("__m")
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
