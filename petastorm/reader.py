@@ -89,11 +89,19 @@ def _resolve_fields(schema: Any, schema_fields: Any) -> list:
     return resolved
 
 
-def _options_fingerprint(**options: Any) -> str:
+def _options_fingerprint(**options: Any) -> tuple:
+    """(fingerprint, JSON-able dict) of the options that decide the sequence of rows."""
     from petastorm.reader_impl.reader_state import fingerprint
 
-    return fingerprint({k: (repr(v) if not isinstance(v, (int, str, bool, float, type(None), list)) else v)
-                        for k, v in options.items()})
+    plain = {k: (repr(v) if not isinstance(v, (int, str, bool, float, type(None), list)) else v)
+             for k, v in options.items()}
+    return fingerprint(plain), plain
+
+
+def _ids_fingerprint(ids: list) -> str:
+    from petastorm.reader_impl.reader_state import fingerprint
+
+    return fingerprint([int(i) for i in ids])
 
 
 def _filters_expression(filters: Any) -> Any:
@@ -283,10 +291,14 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
 
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
     num_epochs = _ensure_num_epochs(num_epochs)
-    if seed is None and resume_from is not None and isinstance(resume_from, dict):
-        seed = resume_from.get("seed")
+    explicit_seed = seed
+    if seed is None and isinstance(resume_from, dict) and resume_from.get("seed") is not None:
+        try:
+            seed = int(resume_from["seed"])
+        except (TypeError, ValueError):
+            seed = None  # check_state_dict reports the malformed state
     if seed is None:
-        seed = secrets.randbits(62)
+        seed = secrets.randbits(52)
     plan_options = PlanOptions(seed=int(seed), shuffle_row_groups=bool(shuffle_row_groups),
                                shuffle_rows=bool(shuffle_rows),
                                shuffle_row_drop_partitions=int(shuffle_row_drop_partitions),
@@ -361,16 +373,17 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     output_mode="batch" if is_batched else "rows", cache=cache,
                     dataset_fingerprint=dataset.fingerprint(), output_fields=output_fields)
     pool = make_pool(reader_pool_type, workers_count, results_queue_size)
-    options_fp = _options_fingerprint(
+    options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
-        drop=shuffle_row_drop_partitions, predicate=type(predicate).__name__, rg=rg_ids, cur_shard=cur_shard,
+        drop=shuffle_row_drop_partitions, predicate=type(predicate).__name__, row_groups=_ids_fingerprint(rg_ids), cur_shard=cur_shard,
         shard_count=shard_count, shard_seed=shard_seed, shard_mode=shard_mode, remainder=balanced_remainder,
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
         filters=repr(filters), num_epochs=num_epochs)
     plan_rows = np.asarray([rg.num_rows for rg in selected_groups], dtype=np.int64)
     reader = Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
                     num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
-                    ngram=ngram, cache=cache, options_fingerprint=options_fp, resume_from=resume_from,
+                    ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
+                    explicit_seed=explicit_seed, resume_from=resume_from,
                     row_group_ids=rg_ids)
     reader._ngram_source_schema = view
     return reader

@@ -10,6 +10,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 from _fixtures.spark import spark_session  # noqa: E402,F401
 from _fixtures.s3 import s3_server  # noqa: E402,F401
+from _fixtures.datasets import SyntheticSchema, synthetic_row, write_synthetic_dataset  # noqa: E402,F401
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 TESTDATA = os.environ.get("PETASTORM_TESTDATA", os.path.join(SHARED, "testdata"))
@@ -21,3 +22,10 @@ def testdata_dir():
     if not os.path.isdir(TESTDATA):
         pytest.fail(f"test data not found at {TESTDATA}; set PETASTORM_TESTDATA")
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """A 100-row Petastorm dataset: 10 row groups of 10 rows, 2 row groups per file, ids 0..99 in order."""
+    path = str(tmp_path_factory.mktemp("synthetic") / "dataset")
+    return write_synthetic_dataset(path)

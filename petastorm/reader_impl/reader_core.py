@@ -40,7 +40,8 @@ class Reader:
 
     def __init__(self, *, dataset: Any, schema: Any, plan_rows: np.ndarray, plan_options: Any, num_epochs: Optional[int],
                  pool: Any, worker_factory: Callable, is_batched_reader: bool, ngram: Any = None,
-                 cache: Any = None, options_fingerprint: str = "", resume_from: Optional[dict] = None,
+                 cache: Any = None, options_fingerprint: str = "", options: Optional[dict] = None,
+                 explicit_seed: Optional[int] = None, resume_from: Optional[dict] = None,
                  row_group_ids: Optional[list] = None) -> None:
         from petastorm.reader_impl.plan import make_epoch_plan  # noqa: F401 - fail early if missing
 
@@ -55,6 +56,8 @@ class Reader:
         self._pool = pool
         self._cache = cache
         self._options_fingerprint = options_fingerprint
+        self._options = options or {}
+        self._explicit_seed = explicit_seed
         self._row_group_ids = row_group_ids
         self._epoch_limit = num_epochs
         self._epoch = 0
@@ -158,7 +161,8 @@ class Reader:
         if self._output is None:
             cursor = ReaderCursor(epoch=self._epoch, position=self._position, rows_into_item=self._skip_first)
         return make_state_dict(cursor, self.dataset.fingerprint(), self._options_fingerprint,
-                               int(self._plan_options.seed), {"epoch_limit": self._epoch_limit})
+                               int(self._plan_options.seed), {"epoch_limit": self._epoch_limit},
+                               options=self._options)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a state saved by :meth:`state_dict`; call before iterating.
@@ -172,7 +176,8 @@ class Reader:
 
         if self._output is not None:
             raise PetastormReaderError("load_state_dict must be called before the reader yields its first row")
-        cursor = check_state_dict(state, self.dataset.fingerprint(), self._options_fingerprint)
+        cursor = check_state_dict(state, self.dataset.fingerprint(), self._options_fingerprint,
+                                  options=self._options, seed=self._explicit_seed)
         self._epoch, self._position, self._skip_first = cursor.epoch, cursor.position, cursor.rows_into_item
         extra = state.get("extra") or {}
         if "epoch_limit" in extra:
