@@ -8,9 +8,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from petastorm.errors import NoDataAvailableError, PetastormArgumentError
-from petastorm.reader_impl.plan import (PlanOptions, balanced_shard_bounds, locate_global_row,
-                                        make_epoch_plan, plan_row_offsets, rows_in_epoch,
-                                        shard_row_groups)
+from petastorm.reader_impl.plan import (
+    PlanOptions,
+    balanced_shard_bounds,
+    locate_global_row,
+    make_epoch_plan,
+    plan_row_offsets,
+    rows_in_epoch,
+    shard_row_groups,
+)
 from petastorm.reader_impl.work_item import WorkItem
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,8 +138,8 @@ def test_original_shard_reads_the_same_row_groups_every_epoch(rows, options, epo
 
 
 @PROPS
-@given(rows_lists, st.integers(1, 6), shard_seeds, st.sampled_from(["drop", "pad"]), plan_options(sharded=False),
-       epochs, st.lists(seeds, min_size=6, max_size=6))
+@given(rows_lists, st.integers(1, 6), shard_seeds, st.sampled_from(["drop", "pad"]),
+       plan_options(sharded=False), epochs, st.lists(seeds, min_size=6, max_size=6))
 def test_balanced_shards_get_equal_rows_and_cover_the_dataset(rows, shard_count, shard_seed, remainder, base,
                                                               epoch, rank_seeds):
     total = sum(rows)
