@@ -1,0 +1,502 @@
+"""Unpickle Petastorm metadata with an exact allow-list, and pickle a Unischema the original can load.
+
+Datasets carry pickles (the Unischema, the row-group indexes). ``pickle.loads`` on a file from a shared
+bucket runs whatever callable the file names, so we never call it. :func:`safe_loads` runs a pure-Python
+unpickler in which:
+
+- ``find_class`` resolves only the exact ``(module, name)`` pairs of :data:`ALLOWED_GLOBALS` (after mapping
+  Python 2 and numpy 1 names), so ``os.system``, ``builtins.eval``/``getattr``/``__import__``,
+  ``subprocess.*``, dotted attribute paths and unknown classes are refused when they are named;
+- the opcodes that *call* something are re-implemented: ``REDUCE`` calls only a fixed table of pure
+  factories (``OrderedDict``, ``set``, ``Decimal``, ``numpy.dtype``...), ``NEWOBJ`` creates only the
+  schema/codec/Spark-type/indexer classes (with ``object.__new__``, no constructor runs), and
+  ``copyreg._reconstructor`` / ``pyspark.serializers._restore`` are replaced by checked versions;
+- ``BUILD`` sets only plain data attributes (never a name that shadows a method or a descriptor of the
+  class, never a dunder), and ``APPEND``/``SETITEM``/``ADDITEMS`` act only on real lists, dicts and sets;
+- ``INST``, ``OBJ``, the extension registry, persistent ids and out-of-band buffers are refused.
+
+Every refusal raises :class:`~petastorm.errors.PetastormMetadataError` naming the source (the dataset
+path) and the refused global or opcode, before the refused thing runs.
+"""
+from __future__ import annotations
+
+import collections
+import decimal
+import importlib
+import io
+import pickle
+import pickletools
+from typing import Any, Callable
+
+import numpy as np
+
+from petastorm.errors import PetastormMetadataError
+
+__all__ = ["safe_loads", "dumps_unischema", "ALLOWED_GLOBALS"]
+
+# --- names ----------------------------------------------------------------------------------------------
+
+_MODULE_RENAMES = {"__builtin__": "builtins", "copy_reg": "copyreg", "numpy.core.multiarray": "numpy._core.multiarray"}
+_NAME_RENAMES = {
+    ("numpy", "unicode_"): ("numpy", "str_"),
+    ("numpy", "string_"): ("numpy", "bytes_"),
+    ("numpy", "bool8"): ("numpy", "bool_"),
+    ("numpy", "float_"): ("numpy", "float64"),
+    ("numpy", "complex_"): ("numpy", "complex128"),
+    ("numpy", "object0"): ("numpy", "object_"),
+}
+
+_NUMPY_SCALAR_NAMES = (
+    "bool_", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+    "float32", "float64", "longdouble", "complex64", "complex128", "clongdouble", "str_", "bytes_", "void",
+    "datetime64", "timedelta64", "object_", "intc", "uintc", "int_", "uint", "longlong", "ulonglong", "short",
+    "ushort", "byte", "ubyte", "single", "double", "half", "intp", "uintp",
+)
+_CODEC_NAMES = ("ScalarCodec", "NdarrayCodec", "CompressedNdarrayCodec", "CompressedImageCodec")
+_INDEXER_NAMES = ("SingleFieldIndexer", "FieldNotNullIndexer")
+_SPARK_TYPE_NAMES = ("NullType", "StringType", "BinaryType", "BooleanType", "DateType", "TimestampType",
+                     "TimestampNTZType", "DoubleType", "FloatType", "ByteType", "IntegerType", "LongType",
+                     "ShortType", "DecimalType", "ArrayType")
+
+#: Every (module, name) that a metadata pickle may name, after the legacy renames above.
+ALLOWED_GLOBALS: frozenset = frozenset(
+    [("petastorm.unischema", "Unischema"), ("petastorm.unischema", "UnischemaField")]
+    + [("petastorm.codecs", n) for n in _CODEC_NAMES]
+    + [("petastorm.etl.rowgroup_indexers", n) for n in _INDEXER_NAMES]
+    + [("pyspark.sql.types", n) for n in _SPARK_TYPE_NAMES]
+    + [("numpy", n) for n in _NUMPY_SCALAR_NAMES]
+    + [("numpy", "dtype"), ("numpy._core.multiarray", "scalar")]
+    + [("pyspark.serializers", "_restore"), ("copyreg", "_reconstructor")]
+    + [("decimal", "Decimal"), ("collections", "OrderedDict"), ("collections", "defaultdict")]
+    + [("builtins", n) for n in ("object", "tuple", "list", "dict", "set", "frozenset", "str", "bytes", "int",
+                                 "float", "bool", "complex")]
+    + [("_codecs", "encode")]
+)
+
+
+def _refuse(source: str, what: str, why: str) -> PetastormMetadataError:
+    return PetastormMetadataError(
+        f"{source}: refused to unpickle {what}: {why}. Petastorm reads metadata pickles with an allow-list "
+        f"of schema, codec, Spark type, numpy and collection classes only; nothing from this pickle was run")
+
+
+# --- checked replacements of the callables that pickles use --------------------------------------------------
+
+def _classes() -> dict[str, Any]:
+    """The classes that NEWOBJ/_reconstructor may create (imported lazily to avoid import cycles)."""
+    from petastorm import codecs, unischema
+    from petastorm.etl import rowgroup_indexers
+    from petastorm.spark_types import spark_type_class
+
+    found = {"Unischema": unischema.Unischema, "UnischemaField": unischema.UnischemaField}
+    found.update({n: getattr(codecs, n) for n in _CODEC_NAMES})
+    found.update({n: getattr(rowgroup_indexers, n) for n in _INDEXER_NAMES})
+    found.update({n: spark_type_class(n) for n in _SPARK_TYPE_NAMES})
+    return found
+
+
+def _make_unischema_field(values: Any, source: str) -> Any:
+    from petastorm.unischema import UnischemaField
+
+    if not isinstance(values, (tuple, list)) or not 2 <= len(values) <= 5:
+        raise _refuse(source, "a UnischemaField", f"expected 2 to 5 field values, got {values!r:.200}")
+    return UnischemaField(*values)
+
+
+class _Factories:
+    """Pure factories that REDUCE may call, each checking its arguments."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def reconstructor(self, cls: Any, base: Any, state: Any) -> Any:
+        """Checked ``copyreg._reconstructor``: ``object`` or ``tuple`` bases of allowed classes only."""
+        classes = _classes()
+        if not isinstance(cls, type) or classes.get(cls.__name__) is not cls:
+            raise _refuse(self.source, f"copyreg._reconstructor({getattr(cls, '__name__', cls)!r})",
+                          "the class is not an allowed metadata class")
+        if base is object and state is None:
+            return object.__new__(cls)
+        if base is tuple and cls is classes["UnischemaField"]:
+            return _make_unischema_field(state, self.source)
+        raise _refuse(self.source, f"copyreg._reconstructor({cls.__name__}, {getattr(base, '__name__', base)})",
+                      "only the bases object (no state) and tuple (UnischemaField) are allowed")
+
+    def restore(self, name: Any, fields: Any, values: Any) -> Any:
+        """Checked ``pyspark.serializers._restore``: it rebuilds only ``UnischemaField`` namedtuples."""
+        from petastorm.unischema import UnischemaField
+
+        if name != "UnischemaField" or not isinstance(fields, tuple) \
+                or tuple(fields) != UnischemaField._fields[:len(fields)]:
+            raise _refuse(self.source, f"pyspark.serializers._restore({name!r}, {fields!r:.100})",
+                          "only UnischemaField namedtuples may be restored")
+        return _make_unischema_field(values, self.source)
+
+    def ordered_dict(self, *args: Any) -> Any:
+        if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, dict))):
+            raise _refuse(self.source, "collections.OrderedDict(...)", "unexpected arguments")
+        return collections.OrderedDict(*args)
+
+    def defaultdict(self, *args: Any) -> Any:
+        if len(args) > 1 or (args and args[0] not in (None, set, frozenset, list, dict, int)):
+            raise _refuse(self.source, f"collections.defaultdict({args!r:.100})",
+                          "the default factory must be set, frozenset, list, dict, int or None")
+        return collections.defaultdict(*args)
+
+    def set_(self, *args: Any) -> Any:
+        return self._collection(set, args)
+
+    def frozenset_(self, *args: Any) -> Any:
+        return self._collection(frozenset, args)
+
+    def _collection(self, kind: type, args: tuple) -> Any:
+        if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, set, frozenset))):
+            raise _refuse(self.source, f"builtins.{kind.__name__}(...)", "unexpected arguments")
+        return kind(*args)
+
+    def decimal_(self, *args: Any) -> Any:
+        if len(args) != 1 or not isinstance(args[0], (str, int, tuple)):
+            raise _refuse(self.source, "decimal.Decimal(...)", "unexpected arguments")
+        return decimal.Decimal(args[0])
+
+    def dtype(self, *args: Any) -> Any:
+        if not args or len(args) > 3 or not isinstance(args[0], str) \
+                or not all(isinstance(a, (bool, int)) for a in args[1:]):
+            raise _refuse(self.source, f"numpy.dtype({args!r:.100})", "unexpected arguments")
+        return np.dtype(*args)
+
+    def scalar(self, *args: Any) -> Any:
+        if len(args) != 2 or not isinstance(args[0], np.dtype) or args[0].hasobject \
+                or not isinstance(args[1], (bytes, str)):
+            raise _refuse(self.source, "numpy scalar(...)", "only non-object dtypes with raw bytes are allowed")
+        data = args[1].encode("latin1") if isinstance(args[1], str) else args[1]
+        return _numpy_scalar()(args[0], data)
+
+    def codecs_encode(self, *args: Any) -> Any:
+        if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
+            raise _refuse(self.source, "_codecs.encode(...)", "only (str, 'latin1') is allowed")
+        return args[0].encode("latin1")
+
+
+def _numpy_scalar() -> Callable:
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return importlib.import_module(module).scalar
+        except (ImportError, AttributeError):  # pragma: no cover - depends on the numpy version
+            continue
+    raise ImportError("numpy multiarray.scalar not found")  # pragma: no cover
+
+
+# --- the unpickler --------------------------------------------------------------------------------------------
+
+_SAFE_ATTR_VALUE_TYPES = (str, bytes, int, float, bool, type(None), tuple, list, dict, set, frozenset)
+
+
+class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """Pure-Python unpickler with an exact allow-list and checked calling opcodes (see module doc)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, data: bytes, source: str) -> None:
+        super().__init__(io.BytesIO(data), encoding="latin1", errors="strict")
+        self.source = source
+        self._factories = _Factories(source)
+        self._classes = _classes()
+        self._newobj_classes = {id(c): c for c in self._classes.values()}
+        self._reduce_table: dict[int, tuple[str, Callable]] = {}
+        f = self._factories
+        for key, factory in [
+            (("collections", "OrderedDict"), f.ordered_dict), (("collections", "defaultdict"), f.defaultdict),
+            (("builtins", "set"), f.set_), (("builtins", "frozenset"), f.frozenset_),
+            (("decimal", "Decimal"), f.decimal_), (("numpy", "dtype"), f.dtype),
+            (("numpy._core.multiarray", "scalar"), f.scalar), (("_codecs", "encode"), f.codecs_encode),
+        ]:
+            self._reduce_table[id(self._resolve(*key))] = (".".join(key), factory)
+        # Bound methods are new objects at each attribute access: keep one of each, and key on it.
+        self._reconstructor = f.reconstructor
+        self._restore = f.restore
+        for factory in (self._reconstructor, self._restore):
+            self._reduce_table[id(factory)] = (factory.__name__, factory)
+
+    # -- globals --
+
+    def _resolve(self, module: str, name: str) -> Any:
+        if module == "petastorm.unischema" or module == "petastorm.codecs" \
+                or module == "petastorm.etl.rowgroup_indexers" or module == "pyspark.sql.types":
+            return self._classes[name]
+        if module == "numpy._core.multiarray":
+            return _numpy_scalar()
+        if module == "numpy":
+            return getattr(np, name)
+        if module == "_codecs":
+            import _codecs
+
+            return _codecs.encode
+        return getattr(importlib.import_module(module), name)
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = _MODULE_RENAMES.get(module, module)
+        module, name = _NAME_RENAMES.get((module, name), (module, name))
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise _refuse(self.source, f"the global {module}.{name}", "it is not on the allow-list")
+        if (module, name) == ("copyreg", "_reconstructor"):
+            return self._reconstructor
+        if (module, name) == ("pyspark.serializers", "_restore"):
+            return self._restore
+        try:
+            return self._resolve(module, name)
+        except (AttributeError, ImportError, KeyError) as e:
+            raise _refuse(self.source, f"the global {module}.{name}", f"it cannot be resolved here ({e})") from None
+
+    # -- calling opcodes --
+
+    def load_reduce(self) -> None:
+        stack = self.stack
+        args = stack.pop()
+        func = stack[-1]
+        entry = self._reduce_table.get(id(func))
+        if entry is None or not isinstance(args, tuple):
+            raise _refuse(self.source, f"a call of {_describe(func)}", "REDUCE may call only pure factories "
+                          "(OrderedDict, defaultdict, set, Decimal, numpy.dtype, numpy scalar, checked "
+                          "copyreg._reconstructor)")
+        stack[-1] = entry[1](*args)
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
+    def _new(self, cls: Any, args: Any, kwargs: Any = None) -> Any:
+        if not isinstance(cls, type) or self._newobj_classes.get(id(cls)) is not cls:
+            raise _refuse(self.source, f"creating {_describe(cls)} (NEWOBJ)", "it is not an allowed metadata class")
+        if kwargs:
+            raise _refuse(self.source, f"creating {cls.__name__} with keyword arguments", "not allowed")
+        if cls is self._classes["UnischemaField"]:
+            return _make_unischema_field(args, self.source)
+        if args:
+            raise _refuse(self.source, f"creating {cls.__name__} with arguments {args!r:.100}",
+                          "only UnischemaField takes constructor arguments")
+        return object.__new__(cls)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args))
+
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, kwargs))
+
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+
+    def load_build(self) -> None:
+        stack = self.stack
+        state = stack.pop()
+        inst = stack[-1]
+        if isinstance(inst, np.dtype):
+            if not isinstance(state, tuple) or not all(isinstance(s, (str, int, type(None), tuple, dict))
+                                                       for s in state):
+                raise _refuse(self.source, "a numpy.dtype state", f"unexpected state {state!r:.100}")
+            inst.__setstate__(state)
+            return
+        cls = type(inst)
+        if self._newobj_classes.get(id(cls)) is not cls or cls is self._classes["UnischemaField"]:
+            raise _refuse(self.source, f"setting the state of {_describe(inst)} (BUILD)",
+                          "only schema, codec, Spark type and indexer objects take a state")
+        if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
+            state = state[0]
+        if state is None:
+            return
+        if not isinstance(state, dict):
+            raise _refuse(self.source, f"the state of {cls.__name__}", f"expected a dict, got {type(state).__name__}")
+        for key in state:
+            if not isinstance(key, str) or key.startswith("__"):
+                raise _refuse(self.source, f"the attribute {key!r} of {cls.__name__}", "not a plain attribute name")
+            if cls is not self._classes["Unischema"] and _shadows_class_attribute(cls, key):
+                raise _refuse(self.source, f"the attribute {key!r} of {cls.__name__}",
+                              "it would replace a method or property of the class")
+        if cls is self._classes["Unischema"]:
+            _check_unischema_state(state, self.source)
+            inst.__setstate__(state)  # petastorm.unischema's own, pure
+        else:
+            inst.__dict__.update(state)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    # -- containers: only real lists, dicts and sets --
+
+    def _container(self, kinds: tuple, opname: str) -> Any:
+        target = self.stack[-1]
+        if type(target) not in kinds:
+            raise _refuse(self.source, f"{opname} on {_describe(target)}", "only plain containers take items")
+        return target
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        self._container((list,), "APPEND").append(value)
+
+    dispatch[pickle.APPEND[0]] = load_append
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        self._container((list,), "APPENDS").extend(items)
+
+    dispatch[pickle.APPENDS[0]] = load_appends
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._container((dict, collections.OrderedDict, collections.defaultdict), "SETITEM")[key] = value
+
+    dispatch[pickle.SETITEM[0]] = load_setitem
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self._container((dict, collections.OrderedDict, collections.defaultdict), "SETITEMS")
+        for i in range(0, len(items), 2):
+            target[items[i]] = items[i + 1]
+
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        self._container((set,), "ADDITEMS").update(items)
+
+    dispatch[pickle.ADDITEMS[0]] = load_additems
+
+    # -- refused outright --
+
+    def _refused_opcode(self, name: str) -> None:
+        raise _refuse(self.source, f"the opcode {name}", "it can call arbitrary code or needs external objects")
+
+    for _op in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER"):
+        if hasattr(pickle, _op):
+            dispatch[getattr(pickle, _op)[0]] = (lambda self, _n=_op: self._refused_opcode(_n))
+    del _op
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if callable(obj):
+        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
+
+
+def _shadows_class_attribute(cls: type, key: str) -> bool:
+    for klass in cls.__mro__:
+        if key in vars(klass):
+            attr = vars(klass)[key]
+            return callable(attr) or hasattr(attr, "__get__") and not isinstance(attr, _SAFE_ATTR_VALUE_TYPES)
+    return False
+
+
+def _check_unischema_state(state: dict, source: str) -> None:
+    from petastorm.unischema import UnischemaField
+
+    fields = state.get("_fields")
+    if fields is not None and not isinstance(fields, dict):
+        raise _refuse(source, "a Unischema state", f"_fields must be a dict, got {type(fields).__name__}")
+    values = fields.values() if fields is not None else [v for v in state.values() if isinstance(v, UnischemaField)]
+    for value in values:
+        if not isinstance(value, UnischemaField):
+            raise _refuse(source, "a Unischema state", f"a field is a {type(value).__name__}, not a UnischemaField")
+    if not isinstance(state.get("_name", ""), str):
+        raise _refuse(source, "a Unischema state", "_name must be a string")
+
+
+def _static_check(data: bytes, source: str) -> None:
+    """Walk the opcodes without running anything: refuse malformed pickles and disallowed GLOBAL/INST names
+    (protocols 0-3 name their globals inline) before the first object is built."""
+    try:
+        ops = list(pickletools.genops(data))
+    except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt pickle
+        raise PetastormMetadataError(f"{source}: the pickled metadata is corrupt or truncated ({e})") from None
+    for opcode, arg, _pos in ops:
+        if opcode.name in ("GLOBAL", "INST"):
+            module, _, name = str(arg).partition(" ")
+            module = _MODULE_RENAMES.get(module, module)
+            module, name = _NAME_RENAMES.get((module, name), (module, name))
+            if opcode.name == "INST" or (module, name) not in ALLOWED_GLOBALS:
+                raise _refuse(source, f"the global {module}.{name}",
+                              "it is not on the allow-list" if opcode.name == "GLOBAL" else "INST is not allowed")
+
+
+def safe_loads(data: bytes, source: str) -> Any:
+    """Unpickle metadata ``data`` with the allow-list; ``source`` (the dataset path) names it in errors.
+
+    Raises
+    ------
+    PetastormMetadataError
+        For a refused global or opcode (naming ``source`` and what was refused), or a corrupt pickle.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise PetastormMetadataError(f"{source}: expected pickled bytes, got {type(data).__name__}")
+    data = bytes(data)
+    _static_check(data, source)
+    try:
+        return _SafeUnpickler(data, source).load()
+    except PetastormMetadataError:
+        raise
+    except RecursionError:
+        raise PetastormMetadataError(f"{source}: the pickled metadata nests too deeply") from None
+    except Exception as e:  # noqa: BLE001 - malformed data inside allowed operations
+        raise PetastormMetadataError(
+            f"{source}: the pickled metadata cannot be read ({type(e).__name__}: {e})") from None
+
+
+# --- writing a pickle the original library loads --------------------------------------------------------------
+
+def _standin_classes() -> set:
+    from petastorm.spark_types import STANDIN_TYPES
+
+    return set(STANDIN_TYPES.values())
+
+
+class _CompatPickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Writes petastorm's Spark type stand-ins as ``pyspark.sql.types.X`` globals (pyspark need not be
+    installed to write a dataset that the original library, which imports pyspark, can read)."""
+
+    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, file: Any, protocol: int) -> None:
+        super().__init__(file, protocol=protocol)
+        self._standins = _standin_classes()
+
+    def save_global(self, obj: Any, name: Any = None) -> None:
+        if obj in self._standins:
+            self._save_global_as("pyspark.sql.types", obj.__name__, obj)
+        elif obj is np.bool_:
+            # numpy 2 names it numpy.bool, which numpy 1.x (the original's) does not have
+            self._save_global_as("numpy", "bool_", obj)
+        elif getattr(obj, "__module__", None) == "numpy._core.multiarray":
+            self._save_global_as("numpy.core.multiarray", obj.__name__, obj)
+        else:
+            super().save_global(obj, name)
+
+    def _save_global_as(self, module: str, name: str, obj: Any) -> None:
+        if self.proto >= 4:
+            self.save(module)
+            self.save(name)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{module}\n{name}\n".encode("utf-8"))
+        self.memoize(obj)
+
+
+def dumps_unischema(schema: Any, protocol: int = 4) -> bytes:
+    """Pickle ``schema`` (a Unischema, or any metadata object such as a dict of indexers) the way the
+    original library does, so that it loads there with plain ``pickle.loads``.
+
+    Parameters
+    ----------
+    schema : Unischema or picklable metadata object
+    protocol : int
+        2 or 4 (the original 0.12.1 writes 4).
+    """
+    if protocol not in (2, 3, 4):
+        raise ValueError(f"protocol must be 2, 3 or 4, got {protocol}")
+    buf = io.BytesIO()
+    _CompatPickler(buf, protocol).dump(schema)
+    return buf.getvalue()

@@ -1,0 +1,226 @@
+"""A Unischema as JSON: petastorm's own metadata key, read before the pickle.
+
+JSON cannot run code, so a reader that finds this key never touches the pickle. The document::
+
+    {"format": "petastorm.unischema.json.v1",
+     "name": "HelloWorldSchema",
+     "fields": [
+        {"name": "id", "dtype": "numpy.int64", "shape": [], "nullable": false,
+         "codec": {"type": "ScalarCodec", "spark_type": {"type": "LongType"}}},
+        {"name": "image", "dtype": "numpy.uint8", "shape": [128, 256, 3], "nullable": false,
+         "codec": {"type": "CompressedImageCodec", "image_codec": "png", "quality": 80}},
+        {"name": "matrix", "dtype": "numpy.float32", "shape": [null, 3], "nullable": true,
+         "codec": {"type": "NdarrayCodec"}},
+        {"name": "price", "dtype": "decimal.Decimal", "shape": [], "nullable": false,
+         "codec": {"type": "ScalarCodec", "spark_type": {"type": "DecimalType", "precision": 10, "scale": 9}}},
+        {"name": "ts", "dtype": "dtype:<M8[ns]", "shape": [], "nullable": false, "codec": null}]}
+
+``dtype`` is ``numpy.<scalar type>`` (a numpy scalar class such as ``numpy.str_``), ``decimal.Decimal``,
+``builtins.<str|bytes|int|float|bool>`` (a Python type), or ``dtype:<numpy dtype string>`` (a
+``numpy.dtype`` instance such as ``datetime64[ns]``): each loads back to the very object it was written from.
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from petastorm.errors import PetastormMetadataError, PetastormSchemaError
+
+__all__ = ["UNISCHEMA_JSON_FORMAT", "unischema_to_json", "unischema_from_json"]
+
+UNISCHEMA_JSON_FORMAT = "petastorm.unischema.json.v1"
+
+_PY_TYPES = {"str": str, "bytes": bytes, "int": int, "float": float, "bool": bool}
+_CODECS = ("ScalarCodec", "NdarrayCodec", "CompressedNdarrayCodec", "CompressedImageCodec")
+
+
+# --- writing --------------------------------------------------------------------------------------------------
+
+def _dtype_to_json(dtype: Any, field_name: str) -> str:
+    if dtype is Decimal:
+        return "decimal.Decimal"
+    for name, py_type in _PY_TYPES.items():
+        if dtype is py_type:
+            return f"builtins.{name}"
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):
+        name = dtype.__name__
+        if getattr(np, name, None) is not dtype:
+            name = np.dtype(dtype).name
+        if getattr(np, name, None) is dtype:
+            return f"numpy.{name}"
+    if isinstance(dtype, np.dtype) and dtype.fields is None and not dtype.hasobject:
+        return f"dtype:{dtype.str}"
+    raise PetastormSchemaError(f"field {field_name!r}: numpy_dtype {dtype!r} cannot be stored in the JSON schema")
+
+
+def _spark_type_to_json(spark_type: Any, field_name: str) -> dict:
+    from petastorm.spark_types import STANDIN_TYPES, spark_type_name
+
+    name = spark_type_name(spark_type)
+    if name not in STANDIN_TYPES:
+        raise PetastormSchemaError(f"field {field_name!r}: Spark type {spark_type!r} cannot be stored in the JSON schema")
+    doc: dict = {"type": name}
+    if name == "DecimalType":
+        doc.update(precision=int(spark_type.precision), scale=int(spark_type.scale))
+    elif name == "ArrayType":
+        doc.update(element=_spark_type_to_json(spark_type.elementType, field_name),
+                   contains_null=bool(spark_type.containsNull))
+    return doc
+
+
+def _codec_to_json(codec: Any, field_name: str) -> Any:
+    from petastorm import codecs
+
+    if codec is None:
+        return None
+    kind = type(codec).__name__
+    if kind not in _CODECS or type(codec) is not getattr(codecs, kind):
+        raise PetastormSchemaError(
+            f"field {field_name!r}: codec {type(codec).__module__}.{type(codec).__qualname__} is not one of "
+            f"petastorm's codecs {list(_CODECS)} and cannot be stored in the dataset metadata")
+    doc: dict = {"type": kind}
+    if kind == "ScalarCodec":
+        doc["spark_type"] = _spark_type_to_json(codec.spark_dtype(), field_name)
+    elif kind == "CompressedImageCodec":
+        doc.update(image_codec=codec.image_codec, quality=int(codec._quality))
+    return doc
+
+
+def unischema_to_json(schema: Any) -> str:
+    """The JSON document of ``schema`` (see the module docstring).
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming the field whose dtype or codec has no JSON form (a custom codec class, a structured dtype).
+    """
+    fields = []
+    for field in schema.fields.values():
+        shape = field.shape if field.shape is not None else ()
+        fields.append({
+            "name": field.name,
+            "dtype": _dtype_to_json(field.numpy_dtype, field.name),
+            "shape": [None if d is None else int(d) for d in shape],
+            "nullable": bool(field.nullable),
+            "codec": _codec_to_json(field.codec, field.name),
+        })
+    return json.dumps({"format": UNISCHEMA_JSON_FORMAT, "name": schema._name, "fields": fields})
+
+
+# --- reading --------------------------------------------------------------------------------------------------
+
+class _Bad(Exception):
+    pass
+
+
+def _expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise _Bad(message)
+
+
+def _dtype_from_json(text: Any) -> Any:
+    _expect(isinstance(text, str), f"dtype must be a string, got {text!r}")
+    if text == "decimal.Decimal":
+        return Decimal
+    module, _, name = text.partition(".")
+    if module == "builtins" and name in _PY_TYPES:
+        return _PY_TYPES[name]
+    if module == "numpy":
+        value = getattr(np, name, None)
+        _expect(isinstance(value, type) and issubclass(value, np.generic), f"unknown numpy type {text!r}")
+        return value
+    if text.startswith("dtype:"):
+        try:
+            dtype = np.dtype(text[len("dtype:"):])
+        except TypeError as e:
+            raise _Bad(f"bad numpy dtype {text!r}: {e}") from None
+        _expect(not dtype.hasobject and dtype.fields is None, f"dtype {text!r} is not allowed")
+        return dtype
+    raise _Bad(f"unknown dtype {text!r}")
+
+
+def _spark_type_from_json(doc: Any) -> Any:
+    from petastorm.spark_types import STANDIN_TYPES, spark_type
+
+    _expect(isinstance(doc, dict) and doc.get("type") in STANDIN_TYPES, f"unknown Spark type {doc!r}")
+    name = doc["type"]
+    if name == "DecimalType":
+        precision, scale = doc.get("precision"), doc.get("scale")
+        _expect(isinstance(precision, int) and isinstance(scale, int), f"bad DecimalType {doc!r}")
+        return spark_type(name, precision, scale)
+    if name == "ArrayType":
+        contains_null = doc.get("contains_null", True)
+        _expect(isinstance(contains_null, bool), f"bad ArrayType {doc!r}")
+        return spark_type(name, _spark_type_from_json(doc.get("element")), contains_null)
+    return spark_type(name)
+
+
+def _codec_from_json(doc: Any) -> Any:
+    from petastorm import codecs
+
+    if doc is None:
+        return None
+    _expect(isinstance(doc, dict) and doc.get("type") in _CODECS, f"unknown codec {doc!r}")
+    kind = doc["type"]
+    if kind == "ScalarCodec":
+        return codecs.ScalarCodec(_spark_type_from_json(doc.get("spark_type")))
+    if kind == "CompressedImageCodec":
+        image_codec, quality = doc.get("image_codec", "png"), doc.get("quality", 80)
+        _expect(image_codec in ("png", "jpeg") and isinstance(quality, int), f"bad CompressedImageCodec {doc!r}")
+        return codecs.CompressedImageCodec(image_codec, quality)
+    return getattr(codecs, kind)()
+
+
+def _field_from_json(doc: Any) -> Any:
+    from petastorm.unischema import UnischemaField
+
+    _expect(isinstance(doc, dict), f"a field must be an object, got {doc!r:.100}")
+    name = doc.get("name")
+    _expect(isinstance(name, str) and name != "", f"a field name must be a non-empty string, got {name!r}")
+    shape = doc.get("shape")
+    try:
+        _expect(isinstance(shape, list) and all(d is None or (isinstance(d, int) and not isinstance(d, bool)
+                                                             and d >= 0) for d in shape),
+                f"shape must be a list of non-negative ints and nulls, got {shape!r}")
+        nullable = doc.get("nullable", False)
+        _expect(isinstance(nullable, bool), f"nullable must be true or false, got {nullable!r}")
+        return UnischemaField(name, _dtype_from_json(doc.get("dtype")), tuple(shape),
+                              _codec_from_json(doc.get("codec")), nullable)
+    except _Bad as e:
+        raise _Bad(f"field {name!r}: {e}") from None
+
+
+def unischema_from_json(text: str | bytes, source: str) -> Any:
+    """Load a Unischema from its JSON document; ``source`` (the metadata file) names it in errors.
+
+    Raises
+    ------
+    PetastormMetadataError
+        For bytes that are not UTF-8, truncated or invalid JSON, an unknown format, dtype or codec.
+    """
+    from petastorm.unischema import Unischema
+
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PetastormMetadataError(f"{source}: the JSON schema is not valid UTF-8 ({e})") from None
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise PetastormMetadataError(f"{source}: the JSON schema is truncated or not valid JSON ({e})") from None
+    try:
+        _expect(isinstance(doc, dict), "the document must be a JSON object")
+        _expect(doc.get("format") == UNISCHEMA_JSON_FORMAT,
+                f"unknown format {doc.get('format')!r}; this petastorm reads {UNISCHEMA_JSON_FORMAT!r}")
+        _expect(isinstance(doc.get("name"), str), "name must be a string")
+        _expect(isinstance(doc.get("fields"), list), "fields must be a list")
+        fields = [_field_from_json(f) for f in doc["fields"]]
+        return Unischema(doc["name"], fields)
+    except _Bad as e:
+        raise PetastormMetadataError(f"{source}: the JSON schema is invalid: {e}") from None
+    except PetastormSchemaError as e:
+        raise PetastormMetadataError(f"{source}: the JSON schema is invalid: {e}") from None
