@@ -1,0 +1,419 @@
+"""The pool stage: run :class:`WorkItem` s on workers and hand back their results in submission order.
+
+Three executors share one contract (:class:`Pool`):
+
+- :class:`DummyPool` runs each item in the caller's thread when the caller asks for the next result
+  (for debugging: exceptions propagate as they are, breakpoints work).
+- :class:`ThreadPool` runs items on daemon worker threads fed by one shared task queue.
+- :class:`~petastorm.reader_impl.process_pool.ProcessPool` runs items on worker processes; results come
+  back through shared memory (see :mod:`petastorm.reader_impl.shm_transport`).
+
+``imap(items)`` pulls items lazily, keeps at most ``workers_count + results_queue_size`` of them submitted
+but not yet yielded (so memory is bounded by ``results_queue_size``, not by the dataset), and yields the
+results in the order of ``items`` whichever worker finishes first (a reorder buffer keyed by submission
+order). A worker exception is re-raised in the caller at that item's turn, with the worker's formatted
+traceback in a ``worker_traceback`` attribute.
+"""
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import traceback
+import weakref
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+__all__ = ["Pool", "DummyPool", "ThreadPool", "make_pool", "POOL_TYPES"]
+
+WorkerFactory = Callable[[], Callable[[WorkItem], ColumnBatch]]
+
+#: Accepted values of ``reader_pool_type``.
+POOL_TYPES = ("thread", "process", "dummy")
+
+#: Seconds ``join()`` waits for a worker to finish its current item before giving up on it.
+JOIN_TIMEOUT_S = 5.0
+
+
+def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int) -> "Pool":
+    """Build the executor named by ``reader_pool_type``.
+
+    Parameters
+    ----------
+    reader_pool_type : {'thread', 'process', 'dummy'}
+    workers_count : int
+        Worker threads or processes (>= 1). Ignored by 'dummy', but still checked.
+    results_queue_size : int
+        Results that may wait, done but not yet consumed, on top of one item per worker (>= 0).
+
+    Raises
+    ------
+    PetastormArgumentError
+        On an unknown pool type or a count that is not a non-negative integer.
+    """
+    _ensure_count("workers_count", workers_count, minimum=1)
+    _ensure_count("results_queue_size", results_queue_size, minimum=0)
+    if reader_pool_type == "thread":
+        return ThreadPool(workers_count, results_queue_size)
+    if reader_pool_type == "process":
+        from petastorm.reader_impl.process_pool import ProcessPool
+        return ProcessPool(workers_count, results_queue_size)
+    if reader_pool_type == "dummy":
+        return DummyPool(workers_count, results_queue_size)
+    raise PetastormArgumentError(
+        f"reader_pool_type={reader_pool_type!r} is not a known pool type: use one of {', '.join(POOL_TYPES)}")
+
+
+def _ensure_count(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class RemoteTraceback(Exception):
+    """Carries a worker's formatted traceback as the ``__cause__`` of a re-raised exception."""
+
+    def __init__(self, tb: str):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return "\n\nworker traceback:\n" + self.tb
+
+
+def annotate_worker_exception(exc: BaseException, tb: str, set_cause: bool) -> BaseException:
+    """Attach ``worker_traceback`` (and, across processes, a ``__cause__`` holding it) to ``exc``."""
+    try:
+        exc.worker_traceback = tb
+    except Exception:  # an exception type that refuses new attributes: wrap it
+        wrapped = PetastormWorkerError(f"{type(exc).__name__}: {exc}\n\nworker traceback:\n{tb}")
+        wrapped.worker_traceback = tb
+        return wrapped
+    if set_cause:
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class _Failure:
+    """A worker exception waiting in the reorder buffer for its turn."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class Pool:
+    """Common part of every executor: argument checks, the ordered bounded ``imap``, diagnostics.
+
+    Subclasses implement ``_submit(gen, seq, item)``, ``_wait(results)`` (block until at least one
+    outcome is stored in ``results`` keyed by ``seq``, or raise), ``_abandon(gen)`` and ``stop/join``.
+    """
+
+    pool_type = "base"
+
+    def __init__(self, workers_count: int, results_queue_size: int):
+        _ensure_count("workers_count", workers_count, minimum=1)
+        _ensure_count("results_queue_size", results_queue_size, minimum=0)
+        self.workers_count = workers_count
+        self.results_queue_size = results_queue_size
+        self._started = False
+        self._stopped = False
+        self._gen_counter = itertools.count(1)
+        self._active_gen = 0
+        self._stats = {"items_submitted": 0, "items_completed": 0, "items_yielded": 0,
+                       "items_failed": 0, "max_in_flight": 0, "in_flight": 0, "reorder_buffered": 0}
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def _check_start(self, worker_factory: Any) -> None:
+        if not callable(worker_factory):
+            raise PetastormArgumentError(
+                f"worker_factory must be a callable returning the worker callable, got {worker_factory!r}")
+        if self._started:
+            raise PetastormReaderError(f"{type(self).__name__}.start() was already called")
+        if self._stopped:
+            raise PetastormReaderError(f"{type(self).__name__} was stopped: build a new pool")
+        self._started = True
+
+    def start(self, worker_factory: WorkerFactory) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def join(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def max_in_flight(self) -> int:
+        """Most items submitted but not yet yielded: ``workers_count + results_queue_size``."""
+        return self.workers_count + self.results_queue_size
+
+    @property
+    def diagnostics(self) -> dict:
+        """Counters: items submitted/completed/yielded/failed, in-flight now and at most, buffered."""
+        d = {"pool_type": self.pool_type, "workers_count": self.workers_count,
+             "results_queue_size": self.results_queue_size, "in_flight_limit": self.max_in_flight}
+        d.update(self._stats)
+        return d
+
+    # ---- ordered, bounded map ---------------------------------------------------------------------
+    def imap(self, items: Iterable[WorkItem]) -> Iterator[ColumnBatch]:
+        """Run ``items`` on the workers; yield their results in the order of ``items``.
+
+        Items are pulled from ``items`` lazily: at most :attr:`max_in_flight` are submitted but not yet
+        yielded. Calling ``imap`` again abandons the previous, unfinished one (its generator then raises
+        :class:`PetastormReaderError`). After :meth:`stop` the generator ends.
+        """
+        if not self._started:
+            raise PetastormReaderError(f"{type(self).__name__}.imap() called before start()")
+        if self._stopped:
+            raise PetastormReaderError(f"{type(self).__name__}.imap() called after stop()")
+        gen = next(self._gen_counter)
+        if self._active_gen:
+            self._abandon(self._active_gen)
+        self._active_gen = gen
+        return self._imap(gen, iter(items))
+
+    def _imap(self, gen: int, items: Iterator[WorkItem]) -> Iterator[ColumnBatch]:
+        stats = self._stats
+        results: Dict[int, Any] = {}
+        submitted = 0
+        yielded = 0
+        exhausted = False
+        limit = self.max_in_flight
+        try:
+            while True:
+                if self._active_gen != gen:
+                    raise PetastormReaderError("this imap() was superseded by a later imap() call on the pool")
+                while not exhausted and submitted - yielded < limit and not self._stopped:
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    self._submit(gen, submitted, item)
+                    submitted += 1
+                    stats["items_submitted"] += 1
+                    stats["in_flight"] = submitted - yielded
+                    stats["max_in_flight"] = max(stats["max_in_flight"], submitted - yielded)
+                if self._stopped:
+                    return
+                if exhausted and yielded == submitted:
+                    return
+                while yielded not in results:
+                    if not self._wait(gen, results):  # stopped while waiting
+                        return
+                    stats["reorder_buffered"] = len(results)
+                outcome = results.pop(yielded)
+                yielded += 1
+                stats["in_flight"] = submitted - yielded
+                stats["reorder_buffered"] = len(results)
+                if isinstance(outcome, _Failure):
+                    stats["items_failed"] += 1
+                    raise outcome.exc
+                stats["items_yielded"] += 1
+                yield outcome
+        finally:
+            results.clear()
+            if self._active_gen == gen:
+                self._active_gen = 0
+                if submitted != yielded and not self._stopped:
+                    self._abandon(gen)
+
+    def _submit(self, gen: int, seq: int, item: WorkItem) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _wait(self, gen: int, results: Dict[int, Any]) -> bool:  # pragma: no cover - abstract
+        """Block until an outcome of ``gen`` lands in ``results``; False if the pool was stopped."""
+        raise NotImplementedError
+
+    def _abandon(self, gen: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+        self.join()
+
+
+class DummyPool(Pool):
+    """Runs every item in the caller's thread, one at a time, when the next result is asked for."""
+
+    pool_type = "dummy"
+
+    def __init__(self, workers_count: int = 1, results_queue_size: int = 0):
+        super().__init__(workers_count, results_queue_size)
+        self._worker: Optional[Callable[[WorkItem], ColumnBatch]] = None
+
+    def start(self, worker_factory: WorkerFactory) -> None:
+        """Build the single worker now, in the caller's thread (its exceptions propagate as they are)."""
+        self._check_start(worker_factory)
+        self._worker = worker_factory()
+
+    def imap(self, items: Iterable[WorkItem]) -> Iterator[ColumnBatch]:
+        if not self._started:
+            raise PetastormReaderError("DummyPool.imap() called before start()")
+        if self._stopped:
+            raise PetastormReaderError("DummyPool.imap() called after stop()")
+        gen = next(self._gen_counter)
+        self._active_gen = gen
+        return self._run(gen, iter(items))
+
+    def _run(self, gen: int, items: Iterator[WorkItem]) -> Iterator[ColumnBatch]:
+        stats = self._stats
+        for item in items:
+            if self._stopped:
+                return
+            if self._active_gen != gen:
+                raise PetastormReaderError("this imap() was superseded by a later imap() call on the pool")
+            stats["items_submitted"] += 1
+            stats["in_flight"] = stats["max_in_flight"] = 1
+            try:
+                result = self._worker(item)
+            except BaseException:
+                stats["items_failed"] += 1
+                stats["in_flight"] = 0
+                raise
+            stats["items_completed"] += 1
+            stats["items_yielded"] += 1
+            stats["in_flight"] = 0
+            yield result
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def join(self) -> None:
+        self._stopped = True
+        self._worker = None
+
+
+_STOP = object()  # task-queue sentinel: the thread exits
+
+
+def _thread_main(index: int, factory: WorkerFactory, tasks: "queue.SimpleQueue", results: "queue.SimpleQueue",
+                 ready: List[bool]) -> None:
+    """Body of a :class:`ThreadPool` worker thread. Holds no reference to the pool itself."""
+    try:
+        worker = factory()
+    except BaseException as exc:  # noqa: BLE001 - reported to the caller
+        results.put(("start_error", 0, 0, exc, traceback.format_exc()))
+        return
+    ready[index] = True
+    while True:
+        task = tasks.get()
+        if task is _STOP:
+            return
+        gen, seq, item = task
+        try:
+            out = worker(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller at this item's turn
+            results.put(("error", gen, seq, exc, traceback.format_exc()))
+            del exc
+        else:
+            results.put(("ok", gen, seq, out, None))
+            del out
+        del task, item
+
+
+def _stop_threads(tasks: "queue.SimpleQueue", results: "queue.SimpleQueue", count: int) -> None:
+    while True:  # abandon queued work
+        try:
+            tasks.get_nowait()
+        except queue.Empty:
+            break
+    for _ in range(count):
+        tasks.put(_STOP)
+    results.put(("wake", 0, 0, None, None))
+
+
+class ThreadPool(Pool):
+    """Daemon worker threads fed by one shared queue; results reordered by submission order.
+
+    Each thread calls ``worker_factory()`` once to build its own worker. Threads pick the next queued
+    item as soon as they are free, so a slow item does not hold back the others (within the in-flight
+    bound).
+    """
+
+    pool_type = "thread"
+
+    def __init__(self, workers_count: int, results_queue_size: int = 50):
+        super().__init__(workers_count, results_queue_size)
+        self._tasks: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._results: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._threads: List[threading.Thread] = []
+        self._ready: List[bool] = [False] * workers_count
+        self._finalizer = weakref.finalize(self, _stop_threads, self._tasks, self._results, workers_count)
+
+    def start(self, worker_factory: WorkerFactory) -> None:
+        """Start ``workers_count`` daemon threads; each builds its worker with ``worker_factory()``.
+
+        A factory that raises is reported by the first ``imap`` step, as the same exception.
+        """
+        self._check_start(worker_factory)
+        for i in range(self.workers_count):
+            t = threading.Thread(target=_thread_main, name=f"petastorm-worker-{i}", daemon=True,
+                                 args=(i, worker_factory, self._tasks, self._results, self._ready))
+            t.start()
+            self._threads.append(t)
+
+    def _submit(self, gen: int, seq: int, item: WorkItem) -> None:
+        self._tasks.put((gen, seq, item))
+
+    def _wait(self, gen: int, results: Dict[int, Any]) -> bool:
+        while True:
+            if self._stopped:
+                return False
+            try:
+                kind, rgen, seq, value, tb = self._results.get(timeout=1.0)
+            except queue.Empty:
+                if not any(t.is_alive() for t in self._threads):
+                    raise PetastormWorkerError("all worker threads of the pool have ended")
+                continue
+            if kind == "wake":
+                continue
+            if kind == "start_error":
+                raise annotate_worker_exception(value, tb, set_cause=False)
+            if rgen != gen:
+                continue  # a result of an abandoned imap
+            self._stats["items_completed"] += 1
+            if kind == "ok":
+                results[seq] = value
+            else:
+                results[seq] = _Failure(annotate_worker_exception(value, tb, set_cause=False))
+            return True
+
+    def _abandon(self, gen: int) -> None:
+        while True:
+            try:
+                self._tasks.get_nowait()
+            except queue.Empty:
+                return
+
+    def stop(self) -> None:
+        """Abandon queued items, let each thread end after its current item, wake a blocked ``imap``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._finalizer()
+
+    def join(self) -> None:
+        """Stop (if not yet) and wait for the threads to end (up to ``JOIN_TIMEOUT_S`` each)."""
+        self.stop()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(JOIN_TIMEOUT_S)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            raise PetastormWorkerError(
+                f"worker threads {alive} did not end within {JOIN_TIMEOUT_S} s of stop(): an item is stuck")
+
+    @property
+    def diagnostics(self) -> dict:
+        d = super().diagnostics
+        d["threads_alive"] = sum(t.is_alive() for t in self._threads)
+        d["task_queue_size"] = self._tasks.qsize()
+        return d

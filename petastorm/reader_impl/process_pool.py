@@ -1,0 +1,489 @@
+"""Worker processes for the pool stage; results come back through shared memory, zero copy.
+
+Parent and each worker talk over one duplex unix-socket connection (``multiprocessing.Pipe``):
+
+- parent -> worker: ``('task', gen, seq, item)``, ``('release', [segment ids])``, ``('cancel', gen)``,
+  ``('stop',)``;
+- worker -> parent: ``('ready', pid)``, ``('start_error', exc)``, ``('seg', id, size)`` + an fd,
+  ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``.
+
+The parent runs no background thread: the consumer's ``imap`` step sends tasks, reads messages and
+waits on the connections, the processes' sentinels (a dead worker is seen at once) and a wake-up pipe
+(``stop()`` from another thread). Each worker gets up to ``ceil(max_in_flight / workers_count)`` items
+queued, so workers keep working while the consumer is busy, within the in-flight bound.
+
+Start method: ``forkserver`` where available (the server preloads numpy and pyarrow once, so each pool
+starts in tens of milliseconds), else ``spawn``; override with ``PETASTORM_MP_START=fork|forkserver|
+spawn``. Note that ``spawn`` and ``forkserver`` also start multiprocessing's own helper processes (the
+resource tracker, the fork server), which live as long as the parent interpreter, as they always do.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+import traceback
+import weakref
+from collections import deque
+from multiprocessing.connection import wait as mp_wait
+from typing import Any, Dict, List, Optional
+
+import cloudpickle
+
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
+from petastorm.reader_impl.pool import (JOIN_TIMEOUT_S, Pool, WorkerFactory, _Failure,
+                                        annotate_worker_exception)
+from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
+from petastorm.reader_impl.work_item import WorkItem
+
+__all__ = ["ProcessPool", "default_start_method", "FORKSERVER_PRELOAD", "START_METHOD_ENV"]
+
+START_METHOD_ENV = "PETASTORM_MP_START"
+#: Modules the fork server imports once, so that forked workers start with them loaded. Extend it
+#: before the first process pool starts (the fork server is started once per interpreter).
+FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
+                      "petastorm.reader_impl.process_pool"]
+_GC_JOIN_TIMEOUT_S = 1.0
+
+
+def default_start_method() -> str:
+    """``$PETASTORM_MP_START`` if set, else ``'forkserver'`` where available, else ``'spawn'``."""
+    forced = os.environ.get(START_METHOD_ENV, "").strip()
+    if forced:
+        if forced not in mp.get_all_start_methods():
+            raise PetastormArgumentError(
+                f"{START_METHOD_ENV}={forced!r} is not a start method of this platform: "
+                f"use one of {mp.get_all_start_methods()}")
+        return forced
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+# ---- worker process side ---------------------------------------------------------------------------
+
+def _exc_payload(exc: BaseException) -> tuple:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        data = cloudpickle.dumps(exc)
+        pickle.loads(data)
+    except Exception:  # noqa: BLE001 - an exception that does not survive pickling: send its text
+        data = None
+    return (type(exc).__qualname__, str(exc), tb, data)
+
+
+def _parent_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, transport: str) -> None:
+    """Entry point of a worker process: build the worker, then serve tasks until 'stop' or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
+    sock = socket.socket(fileno=os.dup(conn.fileno())) if transport == TRANSPORT_SHM else None
+    writer = ShmWriter(conn.send, sock, transport)
+    try:
+        try:
+            worker = cloudpickle.loads(factory_bytes)()
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            conn.send(("start_error", _exc_payload(exc)))
+            return
+        conn.send(("ready", os.getpid(), time.time()))
+        pending: deque = deque()
+        cancelled_below = 0
+
+        def drain() -> bool:
+            """Read every message already there; False on 'stop'."""
+            nonlocal cancelled_below
+            while conn.poll(0):
+                msg = conn.recv()
+                if msg[0] == "stop":
+                    return False
+                if msg[0] == "release":
+                    writer.release(msg[1])
+                elif msg[0] == "cancel":
+                    cancelled_below = max(cancelled_below, msg[1] + 1)
+                else:
+                    pending.append(msg)
+            return True
+
+        while True:
+            if not pending:
+                if not conn.poll(1.0):
+                    if not _parent_alive(main_pid):
+                        return
+                    continue
+            if not drain():
+                return
+            if not pending:
+                continue
+            _kind, gen, seq, item = pending.popleft()
+            if gen < cancelled_below:
+                continue
+            try:
+                out = worker(item)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller at this item's turn
+                conn.send(("error", gen, seq, _exc_payload(exc)))
+                del exc
+                continue
+            if not drain():
+                return
+            try:
+                payload = writer.encode(out)
+            except BaseException as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                conn.send(("error", gen, seq, _exc_payload(exc)))
+                del exc
+                continue
+            del out
+            conn.send(("result", gen, seq, payload))
+            del payload
+    except (EOFError, OSError):
+        return  # the parent went away
+    finally:
+        writer.close()
+        if sock is not None:
+            sock.close()
+
+
+# ---- parent side -----------------------------------------------------------------------------------
+
+class _Worker:
+    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead")
+
+    def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.sock = sock
+        self.reader = reader
+        self.outstanding: Dict[tuple, None] = {}
+        self.ready = False
+        self.dead = False
+
+
+class _State:
+    """Everything the shutdown needs; shared by the pool and its finalizer (which must not hold the pool)."""
+
+    def __init__(self) -> None:
+        self.workers: List[_Worker] = []
+        self.releases: deque = deque()
+        self.send_lock = threading.Lock()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.closed = False
+        self.join_timeout = _GC_JOIN_TIMEOUT_S
+
+    def wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def send_all(self, msg: tuple) -> None:
+        with self.send_lock:
+            for w in self.workers:
+                if not w.dead:
+                    try:
+                        w.conn.send(msg)
+                    except (OSError, ValueError):
+                        pass
+
+
+def _shutdown(state: _State) -> None:
+    """Ask workers to stop, wait up to ``state.join_timeout``, then terminate and kill; close fds."""
+    if state.closed:
+        return
+    state.closed = True
+    state.wake()
+    state.send_all(("stop",))
+    deadline = time.monotonic() + state.join_timeout
+    for w in state.workers:
+        w.process.join(max(0.0, deadline - time.monotonic()))
+    for w in state.workers:
+        if w.process.is_alive():
+            w.process.terminate()
+            w.process.join(1.0)
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join(1.0)
+    for w in state.workers:
+        for closeable in (w.conn, w.sock):
+            try:
+                if closeable is not None:
+                    closeable.close()
+            except OSError:
+                pass
+        w.reader.close()
+    for fd in (state.wake_r, state.wake_w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _describe_exit(exitcode: Optional[int]) -> str:
+    if exitcode is None:
+        return "its connection closed"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class ProcessPool(Pool):
+    """Worker processes; ``worker_factory`` is shipped with cloudpickle and called once in each.
+
+    Parameters
+    ----------
+    workers_count : int
+    results_queue_size : int
+    start_method : str, optional
+        'forkserver', 'spawn' or 'fork'; default :func:`default_start_method`.
+    transport : {'shm', 'pipe'}, optional
+        How results come back; default :func:`~petastorm.reader_impl.shm_transport.default_transport`.
+    """
+
+    pool_type = "process"
+
+    def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
+                 transport: Optional[str] = None):
+        super().__init__(workers_count, results_queue_size)
+        self.start_method = start_method or default_start_method()
+        if self.start_method not in mp.get_all_start_methods():
+            raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
+                                         f"use one of {mp.get_all_start_methods()}")
+        self.transport = transport or default_transport()
+        self._state = _State()
+        self._finalizer = weakref.finalize(self, _shutdown, self._state)
+        self._depth = max(2, math.ceil(self.max_in_flight / workers_count))
+        self._pending: deque = deque()
+        self._t_start = 0.0
+        self._startup_s: Optional[float] = None
+        self._broken: Optional[str] = None
+
+    def start(self, worker_factory: WorkerFactory) -> None:
+        """Start the worker processes (does not wait for them: a factory error surfaces in ``imap``)."""
+        self._check_start(worker_factory)
+        try:
+            factory_bytes = cloudpickle.dumps(worker_factory)
+        except Exception as exc:
+            raise PetastormArgumentError(
+                f"worker_factory {worker_factory!r} cannot be sent to worker processes with cloudpickle: "
+                f"{exc}") from exc
+        ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        self._t_start = time.time()
+        try:
+            for i in range(self.workers_count):
+                parent_conn, child_conn = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_worker_main, name=f"petastorm-worker-{i}", daemon=True,
+                                   args=(i, child_conn, factory_bytes, os.getpid(), self.transport))
+                proc.start()
+                child_conn.close()
+                sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM \
+                    else None
+                self._state.workers.append(
+                    _Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
+        except Exception as exc:
+            self._stopped = True
+            self._finalizer()
+            raise PetastormWorkerError(f"could not start worker process {len(self._state.workers)} "
+                                       f"with the {self.start_method!r} start method: {exc}") from exc
+
+    # ---- sending ----------------------------------------------------------------------------------
+    def _send(self, w: _Worker, msg: tuple) -> None:
+        try:
+            with self._state.send_lock:
+                w.conn.send(msg)
+        except (OSError, ValueError) as exc:
+            self._on_death(w, f"sending to it failed ({exc})")
+
+    def _submit(self, gen: int, seq: int, item: WorkItem) -> None:
+        self._pending.append((gen, seq, item))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        self._flush_releases()
+        live = [w for w in self._state.workers if not w.dead]
+        while self._pending and live:
+            w = min(live, key=lambda x: len(x.outstanding))
+            if len(w.outstanding) >= self._depth:
+                return
+            gen, seq, item = self._pending.popleft()
+            w.outstanding[(gen, seq)] = None
+            self._send(w, ("task", gen, seq, item))
+
+    def _flush_releases(self) -> None:
+        releases = self._state.releases
+        if not releases:
+            return
+        by_worker: Dict[int, List[int]] = {}
+        while releases:
+            key, sid = releases.popleft()
+            by_worker.setdefault(key, []).append(sid)
+        for key, sids in by_worker.items():
+            w = self._state.workers[key]
+            if not w.dead:
+                self._send(w, ("release", sids))
+
+    # ---- receiving --------------------------------------------------------------------------------
+    def _wait(self, gen: int, results: Dict[int, Any]) -> bool:
+        state = self._state
+        while True:
+            if self._stopped or state.closed:
+                return False
+            if self._broken:
+                raise PetastormWorkerError(self._broken)
+            self._dispatch()
+            live = [w for w in state.workers if not w.dead]
+            handles: List[Any] = [state.wake_r]
+            for w in live:
+                handles += [w.conn, w.process.sentinel]
+            ready = mp_wait(handles, timeout=1.0)
+            if state.wake_r in ready:
+                try:
+                    os.read(state.wake_r, 4096)
+                except OSError:
+                    pass
+                continue
+            got = False
+            for w in live:
+                if w.conn in ready:
+                    got |= self._drain(w, gen, results)
+            for w in live:
+                if w.process.sentinel in ready or (not ready and not w.process.is_alive()):
+                    got |= self._drain(w, gen, results)
+                    self._on_death(w, None)
+            if got:
+                return True
+
+    def _drain(self, w: _Worker, gen: int, results: Dict[int, Any]) -> bool:
+        got = False
+        try:
+            while not w.dead and w.conn.poll(0):
+                got |= self._handle(w, w.conn.recv(), gen, results)
+        except (EOFError, OSError):
+            if not (self._stopped or self._state.closed):
+                self._on_death(w, None)
+        return got
+
+    def _handle(self, w: _Worker, msg: tuple, gen: int, results: Dict[int, Any]) -> bool:
+        kind = msg[0]
+        if kind == "result" or kind == "error":
+            rgen, seq, payload = msg[1], msg[2], msg[3]
+            w.outstanding.pop((rgen, seq), None)
+            if rgen != gen:
+                if kind == "result":
+                    w.reader.discard(payload)
+                return False
+            self._stats["items_completed"] += 1
+            if kind == "result":
+                try:
+                    results[seq] = w.reader.decode(payload)
+                except Exception as exc:  # noqa: BLE001 - a result class the parent cannot import
+                    results[seq] = _Failure(PetastormWorkerError(
+                        f"the result of the item at position {seq} could not be rebuilt in the parent: "
+                        f"{type(exc).__name__}: {exc}"))
+            else:
+                results[seq] = _Failure(_rebuild_exception(payload))
+            return True
+        if kind == "seg":
+            w.reader.add_segment(msg[1], msg[2])
+        elif kind == "drop":
+            w.reader.drop_segment(msg[1])
+        elif kind == "ready":
+            w.ready = msg[2]
+            if self._startup_s is None and all(x.ready for x in self._state.workers):
+                self._startup_s = max(x.ready for x in self._state.workers) - self._t_start
+        elif kind == "start_error":
+            self._broken = f"worker process {w.index} failed to start: {msg[1][0]}: {msg[1][1]}"
+            raise _rebuild_exception(msg[1])
+        return False
+
+    def _on_death(self, w: _Worker, reason: Optional[str]) -> None:
+        if self._stopped or self._state.closed:
+            return
+        if self._broken:
+            raise PetastormWorkerError(self._broken)
+        w.process.join(0.5)
+        w.dead = True
+        positions = sorted(seq for _gen, seq in w.outstanding)
+        self._broken = (f"worker process {w.index} (pid {w.process.pid}) died "
+                        f"({reason or _describe_exit(w.process.exitcode)})"
+                        + (f" while running the items at positions {positions[:10]}" if positions else "")
+                        + "; the pool cannot go on: stop() it and build a new reader")
+        raise PetastormWorkerError(self._broken)
+
+    def _abandon(self, gen: int) -> None:
+        self._pending = deque(p for p in self._pending if p[0] != gen)
+        for w in self._state.workers:
+            for key in [k for k in w.outstanding if k[0] == gen]:
+                del w.outstanding[key]
+        if not self._state.closed:
+            self._state.send_all(("cancel", gen))
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Abandon pending items; workers end after their current item; a blocked ``imap`` returns."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._pending.clear()
+        if not self._state.closed:
+            self._state.wake()
+            self._state.send_all(("stop",))
+
+    def join(self) -> None:
+        """Stop (if not yet) and wait up to ``JOIN_TIMEOUT_S`` for the processes, then terminate/kill."""
+        self.stop()
+        self._state.join_timeout = JOIN_TIMEOUT_S
+        self._finalizer()
+
+    def imap(self, items):  # noqa: D102 - documented in Pool.imap
+        if self._broken:
+            raise PetastormWorkerError(self._broken)
+        return super().imap(items)
+
+    @property
+    def diagnostics(self) -> dict:
+        d = super().diagnostics
+        workers = self._state.workers
+        d.update({
+            "start_method": self.start_method,
+            "transport": self.transport,
+            "workers_alive": sum(1 for w in workers if w.process.is_alive()) if not self._state.closed else 0,
+            "startup_s": self._startup_s,
+            "pending_dispatch": len(self._pending),
+            "outstanding_per_worker": [len(w.outstanding) for w in workers],
+            "bytes_shm": sum(w.reader.bytes_shm for w in workers),
+            "bytes_inband": sum(w.reader.bytes_inband for w in workers),
+            "segments_received": sum(w.reader.segments_received for w in workers),
+        })
+        return d
+
+
+def _rebuild_exception(payload: tuple) -> BaseException:
+    """The worker's exception, same type when it unpickles, with its traceback attached."""
+    type_name, message, tb, data = payload
+    exc: Optional[BaseException] = None
+    if data is not None:
+        try:
+            exc = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - its class is not importable here
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = PetastormWorkerError(f"{type_name}: {message}\n\nworker traceback:\n{tb}")
+        exc.worker_traceback = tb
+        return exc
+    return annotate_worker_exception(exc, tb, set_cause=True)

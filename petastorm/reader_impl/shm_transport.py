@@ -1,0 +1,248 @@
+"""Move worker results between processes without pickling large arrays: pickle protocol 5 + shared memory.
+
+A result is pickled with protocol 5; numpy buffers of at least :data:`INBAND_LIMIT` bytes are taken
+out of band and copied (one memcpy) into a shared-memory segment owned by the worker. Only the small
+pickle and ``(offset, length)`` descriptors go through the pipe. The parent maps the segment and
+unpickles numpy arrays that view it: zero copy on the parent side.
+
+Segments are anonymous ``memfd`` files (Linux): the worker creates one, sends its file descriptor once
+over the worker's unix socket (``SCM_RIGHTS``), and reuses it for later results. Nothing is ever named in
+``/dev/shm``, so nothing can leak there, even on a crash: the memory goes away with the last mapping.
+
+Reuse is safe because each result gets its own parent-side mapping (an ``mmap`` object). The arrays of
+that result keep the mapping alive; when the last of them is garbage-collected, a ``weakref.finalize``
+on the mapping queues a *release* that the pool sends back to the worker, which may then write into the
+segment again. A segment is therefore never overwritten while a consumer still holds arrays on it.
+Object-dtype (ragged) columns and small buffers are pickled in band as usual.
+
+Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
+band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import socket
+import weakref
+from collections import deque
+from typing import Any, Callable, Dict, List, Tuple
+
+__all__ = ["ShmWriter", "ShmReader", "default_transport", "TRANSPORT_SHM", "TRANSPORT_PIPE", "INBAND_LIMIT"]
+
+TRANSPORT_SHM = "shm"
+TRANSPORT_PIPE = "pipe"
+
+#: Buffers smaller than this many bytes travel inside the pickle (a memcpy beats a mapping for them).
+INBAND_LIMIT = 64 * 1024
+#: Free segments a worker keeps for reuse; more are unmapped.
+MAX_FREE_SEGMENTS = 4
+_ALIGN = 64
+_SMALL_ROUND = 64 * 1024
+_BIG_ROUND = 1024 * 1024
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def default_transport() -> str:
+    """``'shm'`` where memfd segments and fd passing exist (Linux), else ``'pipe'``.
+
+    ``PETASTORM_POOL_TRANSPORT=pipe`` forces the in-band fallback.
+    """
+    forced = os.environ.get("PETASTORM_POOL_TRANSPORT", "").strip().lower()
+    if forced in (TRANSPORT_SHM, TRANSPORT_PIPE):
+        if forced == TRANSPORT_SHM and not shm_supported():
+            return TRANSPORT_PIPE
+        return forced
+    return TRANSPORT_SHM if shm_supported() else TRANSPORT_PIPE
+
+
+def shm_supported() -> bool:
+    """True where ``os.memfd_create`` and ``socket.send_fds`` both exist."""
+    return hasattr(os, "memfd_create") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
+
+
+def _aligned(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _segment_size(need: int) -> int:
+    step = _BIG_ROUND if need > _BIG_ROUND else _SMALL_ROUND
+    return max(step, (need + step - 1) // step * step)
+
+
+class _Segment:
+    __slots__ = ("sid", "size", "mm", "view", "free")
+
+    def __init__(self, sid: int, size: int, mm: mmap.mmap):
+        self.sid = sid
+        self.size = size
+        self.mm = mm
+        self.view = memoryview(mm)
+        self.free = True
+
+    def close(self) -> None:
+        self.view.release()
+        self.mm.close()
+
+
+class ShmWriter:
+    """Worker side: encodes results; owns the worker's ring of reusable memfd segments.
+
+    Parameters
+    ----------
+    send : callable
+        Sends one small control message (a tuple) to the parent over the worker's connection.
+    sock : socket.socket or None
+        The same connection as a unix socket, to pass segment file descriptors. None for 'pipe'.
+    transport : {'shm', 'pipe'}
+    """
+
+    def __init__(self, send: Callable[[tuple], None], sock: "socket.socket | None", transport: str):
+        self._send = send
+        self._sock = sock
+        self.transport = transport
+        self._segments: Dict[int, _Segment] = {}
+        self._next_id = 0
+
+    def encode(self, obj: Any) -> tuple:
+        """Pickle ``obj``; returns ``('inband', pickle)`` or ``('shm', segment_id, pickle, descriptors)``.
+
+        May first send ``('seg', id, size)`` + the fd, or ``('drop', id)``, messages to the parent.
+        """
+        if self.transport != TRANSPORT_SHM:
+            return ("inband", pickle.dumps(obj, protocol=5))
+        bufs: List[memoryview] = []
+
+        def take(pb: pickle.PickleBuffer) -> bool:
+            raw = pb.raw()
+            if raw.nbytes < INBAND_LIMIT:
+                return True  # serialise in band
+            bufs.append(raw)
+            return False
+
+        header = pickle.dumps(obj, protocol=5, buffer_callback=take)
+        if not bufs:
+            return ("inband", header)
+        need = sum(_aligned(b.nbytes) for b in bufs)
+        seg = self._acquire(need)
+        descs = []
+        off = 0
+        for raw in bufs:
+            n = raw.nbytes
+            seg.view[off:off + n] = raw
+            descs.append((off, n))
+            off += _aligned(n)
+            raw.release()
+        seg.free = False
+        return ("shm", seg.sid, header, descs)
+
+    def release(self, segment_ids: List[int]) -> None:
+        """The parent no longer maps these segments: they may be written again."""
+        for sid in segment_ids:
+            seg = self._segments.get(sid)
+            if seg is not None:
+                seg.free = True
+        self._trim()
+
+    def _acquire(self, need: int) -> _Segment:
+        fits = [s for s in self._segments.values() if s.free and s.size >= need]
+        if fits:
+            return min(fits, key=lambda s: s.size)
+        size = _segment_size(need)
+        sid = self._next_id
+        self._next_id += 1
+        fd = os.memfd_create(f"petastorm-{os.getpid()}-{sid}", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+            self._send(("seg", sid, size))
+            socket.send_fds(self._sock, [b"F"], [fd])
+        finally:
+            os.close(fd)
+        seg = _Segment(sid, size, mm)
+        self._segments[sid] = seg
+        self._trim(keep=sid)
+        return seg
+
+    def _trim(self, keep: int = -1) -> None:
+        free = sorted((s for s in self._segments.values() if s.free and s.sid != keep), key=lambda s: s.size)
+        while len(free) > MAX_FREE_SEGMENTS:
+            seg = free.pop(0)
+            del self._segments[seg.sid]
+            seg.close()
+            self._send(("drop", seg.sid))
+
+    def close(self) -> None:
+        for seg in self._segments.values():
+            try:
+                seg.close()
+            except BufferError:
+                pass
+        self._segments.clear()
+
+
+class ShmReader:
+    """Parent side for one worker: receives segment fds and decodes results onto shared memory.
+
+    Parameters
+    ----------
+    sock : socket.socket or None
+        The worker's connection as a unix socket (to receive fds).
+    key : hashable
+        Identifies the worker in release notices.
+    releases : collections.deque
+        Receives ``(key, segment_id)`` when the last array of a result on that segment is collected
+        (appended from whatever thread runs the garbage collector; drained by the pool).
+    """
+
+    def __init__(self, sock: "socket.socket | None", key: Any, releases: deque):
+        self._sock = sock
+        self._key = key
+        self._releases = releases
+        self._fds: Dict[int, Tuple[int, int]] = {}
+        self.bytes_shm = 0
+        self.bytes_inband = 0
+        self.segments_received = 0
+
+    def add_segment(self, sid: int, size: int) -> None:
+        """Receive the fd announced by a ``('seg', sid, size)`` message."""
+        _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, 1)
+        if not fds:
+            raise OSError(f"worker {self._key} announced segment {sid} but sent no file descriptor")
+        self._fds[sid] = (fds[0], size)
+        self.segments_received += 1
+
+    def drop_segment(self, sid: int) -> None:
+        fd_size = self._fds.pop(sid, None)
+        if fd_size is not None:
+            os.close(fd_size[0])
+
+    def decode(self, payload: tuple) -> Any:
+        """Rebuild the object of an ``encode`` payload (arrays view shared memory, zero copy)."""
+        if payload[0] == "inband":
+            self.bytes_inband += len(payload[1])
+            return pickle.loads(payload[1])
+        _kind, sid, header, descs = payload
+        fd, size = self._fds[sid]
+        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE)
+        weakref.finalize(mm, self._releases.append, (self._key, sid))
+        base = memoryview(mm)
+        views = [base[off:off + n] for off, n in descs]
+        self.bytes_inband += len(header)
+        self.bytes_shm += sum(n for _off, n in descs)
+        # The arrays hold the mapping through these views; when the last one dies the finalizer fires.
+        return pickle.loads(header, buffers=views)
+
+    def discard(self, payload: tuple) -> None:
+        """Drop a payload nobody wants (an abandoned item): its segment is released at once."""
+        if payload[0] == "shm":
+            self._releases.append((self._key, payload[1]))
+
+    def close(self) -> None:
+        """Close the received fds; mappings held by live arrays stay valid."""
+        for fd, _size in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds.clear()
