@@ -1,0 +1,8 @@
+"""Compatibility names of the original ``petastorm.workers_pool`` package.
+
+The executors now live in :mod:`petastorm.reader_impl.pool` and :mod:`petastorm.reader_impl.process_pool`;
+the modules here only re-export them under the original module paths.
+"""
+from petastorm.errors import EmptyResultError, TimeoutWaitingForResultError
+
+__all__ = ["EmptyResultError", "TimeoutWaitingForResultError"]
