@@ -319,3 +319,12 @@ def test_locate_global_row_refuses_original_sharding_and_bad_cursors():
     with pytest.raises(PetastormArgumentError, match="rows_into_item=6"):
         locate_global_row([5, 5], PlanOptions(seed=0), 0, 0, 6)
     assert locate_global_row([5, 5], PlanOptions(seed=0, shuffle_row_groups=False), 0, 1, 2) == 7
+
+
+def test_numpy_integer_options_plan_like_python_ints():
+    as_numpy = PlanOptions(seed=np.int64(3), shuffle_row_drop_partitions=np.int32(2), cur_shard=np.int64(1),
+                           shard_count=np.int64(3), shard_seed=np.int64(9), shuffle_rows=True)
+    as_python = PlanOptions(seed=3, shuffle_row_drop_partitions=2, cur_shard=1, shard_count=3, shard_seed=9,
+                            shuffle_rows=True)
+    rows = np.arange(1, 12)
+    assert make_epoch_plan(rows, as_numpy, np.int64(4)) == make_epoch_plan(rows, as_python, 4)

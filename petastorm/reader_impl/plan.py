@@ -211,7 +211,7 @@ def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count:
             f"Use fewer shards, shard_mode='balanced', or write the dataset with smaller row groups")
     order = list(range(n))
     if shard_seed is not None:
-        random.Random(shard_seed).shuffle(order)
+        random.Random(operator.index(shard_seed)).shuffle(order)
     return np.sort(np.asarray(order[cur_shard::shard_count], dtype=np.int64))
 
 
