@@ -74,6 +74,25 @@ ALLOWED_GLOBALS: frozenset = frozenset(
 )
 
 
+def _canonical(module: str, name: str, proto: int) -> tuple[str, str]:
+    """The (module, name) a global means: Python 2 names mapped as pickle maps them, then legacy renames."""
+    if proto < 3:
+        import _compat_pickle
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+    module = _MODULE_RENAMES.get(module, module)
+    return _NAME_RENAMES.get((module, name), (module, name))
+
+
+def _global_text(module: str, name: str, canonical: tuple[str, str]) -> str:
+    written = f"{module}.{name}"
+    meant = ".".join(canonical)
+    return f"the global {meant}" if written == meant else f"the global {meant} (written as {written})"
+
+
 def _refuse(source: str, what: str, why: str) -> PetastormMetadataError:
     return PetastormMetadataError(
         f"{source}: refused to unpickle {what}: {why}. Petastorm reads metadata pickles with an allow-list "
@@ -235,10 +254,10 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return getattr(importlib.import_module(module), name)
 
     def find_class(self, module: str, name: str) -> Any:
-        module = _MODULE_RENAMES.get(module, module)
-        module, name = _NAME_RENAMES.get((module, name), (module, name))
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise _refuse(self.source, f"the global {module}.{name}", "it is not on the allow-list")
+        canonical = _canonical(module, name, self.proto)
+        if canonical not in ALLOWED_GLOBALS:
+            raise _refuse(self.source, _global_text(module, name, canonical), "it is not on the allow-list")
+        module, name = canonical
         if (module, name) == ("copyreg", "_reconstructor"):
             return self._reconstructor
         if (module, name) == ("pyspark.serializers", "_restore"):
@@ -413,13 +432,13 @@ def _static_check(data: bytes, source: str) -> None:
         ops = list(pickletools.genops(data))
     except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt pickle
         raise PetastormMetadataError(f"{source}: the pickled metadata is corrupt or truncated ({e})") from None
+    proto = ops[0][1] if ops and ops[0][0].name == "PROTO" else 0
     for opcode, arg, _pos in ops:
         if opcode.name in ("GLOBAL", "INST"):
             module, _, name = str(arg).partition(" ")
-            module = _MODULE_RENAMES.get(module, module)
-            module, name = _NAME_RENAMES.get((module, name), (module, name))
-            if opcode.name == "INST" or (module, name) not in ALLOWED_GLOBALS:
-                raise _refuse(source, f"the global {module}.{name}",
+            canonical = _canonical(module, name, proto)
+            if opcode.name == "INST" or canonical not in ALLOWED_GLOBALS:
+                raise _refuse(source, _global_text(module, name, canonical),
                               "it is not on the allow-list" if opcode.name == "GLOBAL" else "INST is not allowed")
 
 
