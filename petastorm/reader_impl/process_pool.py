@@ -19,19 +19,21 @@ resource tracker, the fork server), which live as long as the parent interpreter
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
 import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
 import weakref
 from collections import deque
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import cloudpickle
 
@@ -49,6 +51,31 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
                       "petastorm.reader_impl.process_pool"]
 _GC_JOIN_TIMEOUT_S = 1.0
+
+
+_START_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_module_not_reimported() -> Iterator[None]:
+    """While starting workers, hide ``__main__``'s file and spec so 'spawn'/'forkserver' children do not
+    re-run the user's script (the factory travels with cloudpickle, by value, so they do not need it).
+
+    This lets a script without an ``if __name__ == '__main__':`` guard use the process pool.
+    """
+    main = sys.modules.get("__main__")
+    with _START_LOCK:
+        if main is None:
+            yield
+            return
+        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        try:
+            yield
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
 
 
 def default_start_method() -> str:
@@ -285,21 +312,25 @@ class ProcessPool(Pool):
             ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         self._t_start = time.time()
         try:
-            for i in range(self.workers_count):
-                parent_conn, child_conn = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_worker_main, name=f"petastorm-worker-{i}", daemon=True,
-                                   args=(i, child_conn, factory_bytes, os.getpid(), self.transport))
-                proc.start()
-                child_conn.close()
-                sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM \
-                    else None
-                self._state.workers.append(
-                    _Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
+            with _main_module_not_reimported():
+                self._start_processes(ctx, factory_bytes)
         except Exception as exc:
             self._stopped = True
             self._finalizer()
             raise PetastormWorkerError(f"could not start worker process {len(self._state.workers)} "
                                        f"with the {self.start_method!r} start method: {exc}") from exc
+
+    def _start_processes(self, ctx: Any, factory_bytes: bytes) -> None:
+        for i in range(self.workers_count):
+            parent_conn, child_conn = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=_worker_main, name=f"petastorm-worker-{i}", daemon=True,
+                               args=(i, child_conn, factory_bytes, os.getpid(), self.transport))
+            try:
+                proc.start()
+            finally:
+                child_conn.close()
+            sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM else None
+            self._state.workers.append(_Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
 
     # ---- sending ----------------------------------------------------------------------------------
     def _send(self, w: _Worker, msg: tuple) -> None:
@@ -419,8 +450,8 @@ class ProcessPool(Pool):
         w.process.join(0.5)
         w.dead = True
         positions = sorted(seq for _gen, seq in w.outstanding)
-        self._broken = (f"worker process {w.index} (pid {w.process.pid}) died "
-                        f"({reason or _describe_exit(w.process.exitcode)})"
+        how = _describe_exit(w.process.exitcode) if w.process.exitcode is not None else reason
+        self._broken = (f"worker process {w.index} (pid {w.process.pid}) died ({how or _describe_exit(None)})"
                         + (f" while running the items at positions {positions[:10]}" if positions else "")
                         + "; the pool cannot go on: stop() it and build a new reader")
         raise PetastormWorkerError(self._broken)
@@ -464,6 +495,7 @@ class ProcessPool(Pool):
             "transport": self.transport,
             "workers_alive": sum(1 for w in workers if w.process.is_alive()) if not self._state.closed else 0,
             "startup_s": self._startup_s,
+            "worker_pids": [w.process.pid for w in workers],
             "pending_dispatch": len(self._pending),
             "outstanding_per_worker": [len(w.outstanding) for w in workers],
             "bytes_shm": sum(w.reader.bytes_shm for w in workers),
