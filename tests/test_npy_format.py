@@ -192,3 +192,11 @@ def test_parser_is_safe_to_call_from_many_threads_at_once():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_the_literal_eval_trap_is_armed():
+    # numpy's own reader parses headers with ast.literal_eval: under the trap it fails, ours does not.
+    raw = _npy(np.arange(3))
+    with pytest.raises(AssertionError, match="literal_eval"):
+        np.load(io.BytesIO(raw))
+    np.testing.assert_array_equal(npy_bytes_to_array(raw), np.arange(3))
