@@ -1,0 +1,603 @@
+"""Encoding stage of the embedded writer: rows in, Arrow record batches out, in input order.
+
+:func:`encoded_batches` takes the items the user gives to :func:`petastorm.etl.writer.write_dataset`
+(row dicts, or Arrow record batches / tables / pandas DataFrames whose columns are already encoded) and
+yields ``(pyarrow.RecordBatch, first_row_index)`` pairs whose columns have exactly the Arrow types of
+:func:`dataset_arrow_schema`.
+
+Row dicts are grouped in chunks of ``chunk_rows`` and encoded with the fields' codecs
+(:func:`petastorm.unischema.encode_row`) in a process pool. A worker turns its chunk into one Arrow
+record batch, so what comes back is a handful of large buffers rather than one Python object per cell.
+At most ``2 * workers_count`` chunks are in flight, which bounds memory; results come back in input
+order whatever order the workers finish in.
+
+Process start method: ``forkserver`` where the platform has it (``spawn`` elsewhere), never a plain
+``fork`` of a process that may run threads (OpenCV, Arrow, tqdm). As with every spawn-style pool, a
+script that writes with several workers must guard its entry point with ``if __name__ == "__main__":``.
+The schema travels to the workers with cloudpickle, so codecs defined in a script or a notebook work.
+"""
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import signal
+import sys
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+
+import pyarrow as pa
+
+from petastorm.arrow_types import arrow_type_for_field
+from petastorm.errors import PetastormError, PetastormSchemaError, PetastormWorkerError, PetastormWriteError
+from petastorm.unischema import Unischema, encode_row
+
+__all__ = ["dataset_arrow_schema", "encode_rows_to_batch", "validate_encoded_batch", "is_encoded_input",
+           "encoded_batches"]
+
+#: Chunks in flight per worker: enough to keep every worker busy while the main process writes.
+_INFLIGHT_PER_WORKER = 2
+
+_MAIN_GUARD_HINT = ("If the writing script has no `if __name__ == \"__main__\":` guard, add one (worker processes "
+                    "import the main module); or pass workers_count=1 to encode in this process.")
+
+
+def dataset_arrow_schema(schema: Unischema) -> pa.Schema:
+    """Arrow schema of the Parquet columns that store the fields of ``schema``, in field order.
+
+    Column types are :func:`petastorm.arrow_types.arrow_type_for_field`; a field that is not nullable
+    becomes a non-nullable (Parquet ``REQUIRED``) column.
+    """
+    return pa.schema([pa.field(f.name, arrow_type_for_field(f), nullable=bool(f.nullable))
+                      for f in schema.fields.values()])
+
+
+# --- encoding one chunk of row dicts ------------------------------------------------------------------------
+
+def encode_rows_to_batch(schema: Unischema, arrow_schema: pa.Schema, rows: list,
+                         first_row: int) -> pa.RecordBatch:
+    """Encode row dicts with the fields' codecs into one record batch of ``arrow_schema``.
+
+    Parameters
+    ----------
+    schema : Unischema
+    arrow_schema : pyarrow.Schema
+        :func:`dataset_arrow_schema` of ``schema``.
+    rows : list of dict
+        Field name -> value (numpy arrays, scalars, ``None`` for nulls).
+    first_row : int
+        Index of ``rows[0]`` in the whole input, for error messages.
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming the row index in the input and the field, when a value does not fit its field.
+    """
+    names = list(schema.fields)
+    columns: list[list] = [[] for _ in names]
+    for i, row in enumerate(rows):
+        if isinstance(row, Mapping) and not isinstance(row, dict):
+            row = dict(row)
+        encoded = encode_row(schema, row, first_row + i)
+        for column, name in zip(columns, names):
+            column.append(encoded[name])
+    arrays = [_to_arrow(name, arrow_schema.field(name).type, values, first_row)
+              for name, values in zip(names, columns)]
+    return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)
+
+
+def _to_arrow(name: str, arrow_type: pa.DataType, values: list, first_row: int) -> pa.Array:
+    """Encoded cell values of one field -> an Arrow array; a value that does not convert is named."""
+    if pa.types.is_binary(arrow_type) and all(v is None or isinstance(v, (bytes, bytearray)) for v in values):
+        array = _binary_array(values)
+        if array is not None:
+            return array
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    if pa.types.is_timestamp(arrow_type):
+        try:
+            return _timestamp_array(values, arrow_type)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            pass
+    for i, value in enumerate(values):
+        try:
+            pa.array([value], type=arrow_type)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise PetastormSchemaError(
+                f"row {first_row + i:,} of the input: field {name!r}: value {shown} does not fit the "
+                f"column type {arrow_type}: {e}") from None
+    raise PetastormSchemaError(f"rows {first_row:,}..{first_row + len(values) - 1:,} of the input: field "
+                               f"{name!r}: values do not convert to the column type {arrow_type}")
+
+
+def _binary_array(values: list) -> Optional[pa.Array]:
+    """Bytes cells -> a ``binary`` array with one copy of the data (``pa.array`` is slow on bytearrays).
+
+    None when the cells hold 2 GiB or more (the limit of ``binary``'s int32 offsets).
+    """
+    import numpy as np
+
+    n = len(values)
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2 ** 31:
+        return None
+    data = b"".join(v for v in values if v is not None)
+    validity = None
+    if any(v is None for v in values):
+        valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.binary(), n, [validity, pa.py_buffer(offsets.astype(np.int32)),
+                                                  pa.py_buffer(data)])
+
+
+def _timestamp_array(values: list, arrow_type: pa.DataType) -> pa.Array:
+    """Timestamps given as ``datetime``, ``date``, ``numpy.datetime64`` or integer nanoseconds."""
+    import numpy as np
+
+    unit = arrow_type.unit
+    cells = [np.datetime64("NaT", unit) if v is None
+             else np.datetime64(v, "ns") if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+             else np.datetime64(v) for v in values]
+    arr = np.array(cells).astype(f"datetime64[{unit}]")
+    mask = np.array([v is None for v in values], dtype=bool)
+    return pa.array(arr, mask=mask, type=pa.timestamp(unit)).cast(arrow_type)
+
+
+# --- validating input that is already encoded ---------------------------------------------------------------
+
+def _as_record_batch(item: Any, first_row: int) -> Optional[pa.RecordBatch]:
+    """A RecordBatch, Table or pandas DataFrame -> one RecordBatch (None when it has no rows)."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(item, pd.DataFrame):
+        try:
+            item = pa.Table.from_pandas(item, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise PetastormSchemaError(
+                f"rows {first_row:,}.. of the input: a pandas DataFrame could not be converted to Arrow "
+                f"({e}); DataFrame columns must hold already encoded values (bytes for codec fields)") from e
+    if isinstance(item, pa.Table):
+        if item.num_rows == 0:
+            return None
+        item = item.combine_chunks()
+        return pa.RecordBatch.from_arrays([c.chunk(0) for c in item.columns], schema=item.schema)
+    return item if item.num_rows else None
+
+
+def is_encoded_input(item: Any) -> bool:
+    """Whether ``item`` is a block of already encoded rows (RecordBatch, Table or pandas DataFrame)."""
+    if isinstance(item, (pa.RecordBatch, pa.Table)):
+        return True
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(item, pd.DataFrame)
+
+
+def validate_encoded_batch(schema: Unischema, arrow_schema: pa.Schema, item: Any,
+                           first_row: int) -> Optional[pa.RecordBatch]:
+    """Check a block of already encoded rows against the schema and return it with ``arrow_schema``.
+
+    Columns are matched by name. A column of another Arrow type is cast when the cast is safe (no
+    overflow, no truncation); missing nullable fields become null columns. Values are not re-encoded.
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming the rows and the field: unknown column, missing field that is not nullable, a type that
+        does not cast safely, a null in a field that is not nullable.
+    """
+    batch = _as_record_batch(item, first_row)
+    if batch is None:
+        return None
+    last_row = first_row + batch.num_rows - 1
+    where = f"rows {first_row:,}..{last_row:,} of the input"
+    unknown = [n for n in batch.schema.names if n not in schema.fields]
+    if unknown:
+        raise PetastormSchemaError(f"{where}: columns {unknown} are not in the schema {schema.name!r} "
+                                   f"(schema fields: {list(schema.fields)})")
+    arrays = []
+    for target in arrow_schema:
+        name = target.name
+        if name not in batch.schema.names:
+            if not schema.fields[name].nullable:
+                raise PetastormSchemaError(f"{where}: field {name!r} is missing and is not nullable")
+            arrays.append(pa.nulls(batch.num_rows, type=target.type))
+            continue
+        column = batch.column(name)
+        if column.type != target.type:
+            try:
+                column = column.cast(target.type, safe=True)
+            except (pa.ArrowException, TypeError, ValueError) as e:
+                raise PetastormSchemaError(
+                    f"{where}: field {name!r} needs Arrow type {target.type}, got {column.type} "
+                    f"(no safe cast: {e})") from None
+        if column.null_count and not target.nullable:
+            first_null = int(pa.compute.index(column.is_null(), True).as_py())
+            raise PetastormSchemaError(f"row {first_row + first_null:,} of the input: field {name!r} is not "
+                                       f"nullable, but got a null value")
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)
+
+
+# --- moving chunks between processes: array data through reused shared memory --------------------------------
+#
+# Pickling a chunk through a pipe copies each array four times, and fresh memory costs a page fault per
+# page: both dominated the cost of encoding. Instead every chunk in flight owns a *slot*: a pair of named
+# shared-memory blocks that live as long as the write. The main process copies the chunk's large arrays into
+# the slot's input block and sends only their offsets; the worker encodes views of that block and writes
+# its record batch (an Arrow IPC stream) into the slot's output block, which the main process copies out
+# once. Blocks are reused from chunk to chunk and stay mapped in the workers, so after the first chunks no
+# page is faulted in again. A batch larger than the output block goes through a one-off block (and the
+# slot's block grows). Where shared memory cannot be created, chunks travel by pickle.
+
+_SHM_MIN_BYTES = 4096  # smaller arrays travel in the pickle
+_ALIGN = 64
+
+
+class _ShmArray:
+    """Where one array of a chunk lies in the slot's input block."""
+
+    __slots__ = ("offset", "dtype", "shape", "order")
+
+    def __init__(self, offset: int, dtype: Any, shape: tuple, order: str) -> None:
+        self.offset, self.dtype, self.shape, self.order = offset, dtype, shape, order
+
+    def __getstate__(self) -> tuple:
+        return self.offset, self.dtype, self.shape, self.order
+
+    def __setstate__(self, state: tuple) -> None:
+        self.offset, self.dtype, self.shape, self.order = state
+
+    def view(self, buf: Any) -> Any:
+        import numpy as np
+
+        return np.ndarray(self.shape, self.dtype, buffer=buf, offset=self.offset, order=self.order)
+
+
+def _shm(name: str, size: int = 0) -> Any:
+    from multiprocessing import shared_memory
+
+    return shared_memory.SharedMemory(name=name, create=size > 0, size=size)
+
+
+def _shm_free(shm: Any, unlink: bool = True) -> None:
+    try:
+        shm.close()
+    except BufferError:  # a view is still alive somewhere; the mapping goes with it
+        pass
+    if unlink:
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _shm_room(nbytes: int) -> bool:
+    """Whether ``/dev/shm`` (where it exists) has room for ``nbytes`` with margin: a full tmpfs would
+    kill the process with SIGBUS on first touch instead of raising."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except (OSError, AttributeError):
+        return True
+    return st.f_bavail * st.f_frsize > 4 * nbytes + (64 << 20)
+
+
+def _ipc_size(batch: pa.RecordBatch) -> int:
+    counter = pa.MockOutputStream()
+    with pa.ipc.new_stream(counter, batch.schema) as writer:
+        writer.write_batch(batch)
+    return counter.size()
+
+
+def _write_ipc(batch: pa.RecordBatch, buf: Any) -> None:
+    target = pa.py_buffer(buf)
+    stream = pa.FixedSizeBufferWriter(target)
+    with pa.ipc.new_stream(stream, batch.schema) as writer:
+        writer.write_batch(batch)
+    stream.close()
+
+
+class _Slot:
+    """The shared blocks of one chunk in flight (``None`` until needed)."""
+
+    __slots__ = ("name", "gen", "inp", "out")
+
+    def __init__(self, name: str) -> None:
+        self.name, self.gen, self.inp, self.out = name, 0, None, None
+
+    def _grow(self, attr: str, need: int) -> Any:
+        block = getattr(self, attr)
+        if block is None or block.size < need:
+            if block is not None:
+                _shm_free(block)
+            self.gen += 1
+            block = _shm(f"{self.name}{attr[0]}{self.gen}", max(need + need // 4, 1 << 20))
+            setattr(self, attr, block)
+        return block
+
+    def pack(self, rows: list) -> tuple[Optional[tuple], list]:
+        """Copy the large arrays of ``rows`` into the input block: ``((in, out, out size), packed rows)``,
+        or ``(None, rows)`` when shared memory is not used."""
+        import numpy as np
+
+        packed, placed, total = [], [], 0
+        for row in rows:
+            out = {}
+            for key, value in row.items():
+                if type(value) is np.ndarray and not value.dtype.hasobject and value.nbytes >= _SHM_MIN_BYTES:
+                    order = "F" if value.flags.f_contiguous and not value.flags.c_contiguous else "C"
+                    offset = -(-total // _ALIGN) * _ALIGN
+                    out[key] = ref = _ShmArray(offset, value.dtype, value.shape, order)
+                    placed.append((ref, value))
+                    total = offset + value.nbytes
+                else:
+                    out[key] = value
+            packed.append(out)
+        if not placed or not _shm_room(2 * total):
+            return None, rows
+        try:
+            inp = self._grow("inp", total)
+            out = self._grow("out", total + (1 << 20))
+        except OSError:
+            return None, rows
+        for ref, value in placed:
+            np.copyto(ref.view(inp.buf), value)
+        return (inp.name, out.name, out.size), packed
+
+    def unpack(self, result: Any) -> pa.RecordBatch:
+        """The batch a worker returned: copied out of the output block (or of a one-off block)."""
+        if isinstance(result, pa.RecordBatch):
+            return result
+        name, size = result
+        block = self.out if name == self.out.name else _shm(name)
+        try:
+            data = pa.allocate_buffer(size)
+            view = block.buf[:size]
+            memoryview(data).cast("B")[:] = view
+            view.release()
+        finally:
+            if block is not self.out:
+                _shm_free(block)
+                self._grow("out", size)  # next time it fits
+        return pa.ipc.open_stream(data).read_next_batch()
+
+    def close(self) -> None:
+        for block in (self.inp, self.out):
+            if block is not None:
+                _shm_free(block)
+        self.inp = self.out = None
+
+
+# --- the worker side ----------------------------------------------------------------------------------------
+
+_WORKER_STATE: dict = {}
+_ATTACHED: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+_MAX_ATTACHED = 16
+
+
+def _attached(name: str) -> Any:
+    """A shared block mapped once per worker and kept (its pages stay faulted in)."""
+    block = _ATTACHED.pop(name, None) or _shm(name)
+    _ATTACHED[name] = block
+    while len(_ATTACHED) > _MAX_ATTACHED:
+        _shm_free(_ATTACHED.popitem(last=False)[1], unlink=False)
+    return block
+
+
+def _init_worker(schema_bytes: bytes) -> None:
+    """Process pool initializer: load the schema once; leave Ctrl-C to the parent."""
+    import cloudpickle
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    schema = cloudpickle.loads(schema_bytes)
+    _WORKER_STATE["schema"] = schema
+    _WORKER_STATE["arrow_schema"] = dataset_arrow_schema(schema)
+    from petastorm.codecs import CompressedImageCodec
+
+    if any(isinstance(f.codec, CompressedImageCodec) for f in schema.fields.values()):
+        from petastorm.image_io import opencv
+
+        cv2 = opencv()
+        if cv2 is not None:
+            cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
+
+
+def _encode_in_worker(rows: list, first_row: int, blocks: Optional[tuple]) -> Any:
+    """Encode one chunk. Returns the batch itself, or ``(block name, size)`` of its IPC stream."""
+    schema, arrow_schema = _WORKER_STATE["schema"], _WORKER_STATE["arrow_schema"]
+    if blocks is None:
+        return encode_rows_to_batch(schema, arrow_schema, rows, first_row)
+    in_name, out_name, out_size = blocks
+    buf = _attached(in_name).buf
+    rows = [{k: v.view(buf) if isinstance(v, _ShmArray) else v for k, v in row.items()} for row in rows]
+    batch = encode_rows_to_batch(schema, arrow_schema, rows, first_row)
+    del rows, buf
+    size = _ipc_size(batch)
+    if size <= out_size:
+        _write_ipc(batch, _attached(out_name).buf)
+        return out_name, size
+    block = _shm(out_name + "x", size)  # a one-off block; the main process unlinks it
+    try:
+        _write_ipc(batch, block.buf)
+    finally:
+        _shm_free(block, unlink=False)
+    return block.name, size
+
+
+# --- the main side ------------------------------------------------------------------------------------------
+
+class _Pending:
+    """One chunk on its way: a pool future, or work deferred to this process (so errors keep input order)."""
+
+    __slots__ = ("first_row", "num_rows", "future", "thunk", "slot")
+
+    def __init__(self, first_row: int, num_rows: int, future: Optional[Future] = None,
+                 thunk: Optional[Callable[[], Optional[pa.RecordBatch]]] = None, slot: Optional[_Slot] = None) -> None:
+        self.first_row, self.num_rows, self.future, self.thunk, self.slot = first_row, num_rows, future, thunk, slot
+
+    def result(self) -> Optional[pa.RecordBatch]:
+        if self.thunk is not None:
+            return self.thunk()
+        rows = f"rows {self.first_row:,}..{self.first_row + self.num_rows - 1:,} of the input"
+        try:
+            return self.slot.unpack(self.future.result())
+        except BrokenProcessPool as e:
+            raise PetastormWorkerError(
+                f"an encoding worker process died while {rows} were being encoded (killed, out of memory, or "
+                f"a crash in a codec); nothing was published. {_MAIN_GUARD_HINT}") from e
+        except PetastormError:
+            raise
+        except Exception as e:  # the chunk could not be sent to or returned from the worker
+            raise PetastormWriteError(f"{rows} could not be encoded in a worker process: "
+                                      f"{type(e).__name__}: {e}") from e
+
+
+class _EncoderPool:
+    """A process pool started on first use, its shared-memory slots, and a quick teardown on abort."""
+
+    def __init__(self, schema: Unischema, workers_count: int, slots: int) -> None:
+        self._schema = schema
+        self._workers_count = workers_count
+        self._executor: Optional[ProcessPoolExecutor] = None
+        prefix = f"psw{os.getpid() % 100000}_{uuid.uuid4().hex[:8]}_"
+        self._slots = [_Slot(f"{prefix}{i}") for i in range(slots)]
+        self._free = collections.deque(self._slots)
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def _start(self) -> ProcessPoolExecutor:
+        import cloudpickle
+
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(["petastorm.etl.encode_pool"])
+        return ProcessPoolExecutor(max_workers=self._workers_count, mp_context=context,
+                                   initializer=_init_worker, initargs=(cloudpickle.dumps(self._schema),))
+
+    def submit(self, rows: list, first_row: int) -> _Pending:
+        if self._executor is None:
+            self._executor = self._start()
+        slot = self._free.popleft()
+        blocks, packed = slot.pack(rows)
+        future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)
+        return _Pending(first_row, len(rows), future=future, slot=slot)
+
+    def release(self, entry: _Pending) -> None:
+        if entry.slot is not None:
+            self._free.append(entry.slot)
+
+    def shutdown(self, abort: bool) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            if abort:  # do not wait for chunks nobody will read: stop the workers now
+                for process in list((getattr(executor, "_processes", None) or {}).values()):
+                    if process.is_alive():
+                        process.terminate()
+            executor.shutdown(wait=True, cancel_futures=True)
+        for slot in self._slots:
+            if slot.out is not None:
+                try:
+                    _shm_free(_shm(slot.out.name + "x"))
+                except (FileNotFoundError, OSError):
+                    pass
+            slot.close()
+
+
+def encoded_batches(schema: Unischema, items: Iterable[Any], *, workers_count: int = 1,
+                    chunk_rows: int = 64) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """Encode the writer's input into record batches, in input order.
+
+    Parameters
+    ----------
+    schema : Unischema
+    items : iterable
+        Row dicts, and/or pyarrow RecordBatches / Tables / pandas DataFrames of already encoded columns.
+    workers_count : int
+        Encoding processes; 1 encodes in this process. The pool starts only once a full chunk of row
+        dicts is there, so a small input never pays for starting processes.
+    chunk_rows : int
+        Row dicts sent to a worker at a time.
+
+    Yields
+    ------
+    (pyarrow.RecordBatch, int)
+        A batch of :func:`dataset_arrow_schema` columns and the input index of its first row.
+
+    Raises
+    ------
+    PetastormSchemaError
+        For the first bad row (in input order), naming the row and the field.
+    PetastormWorkerError
+        When a worker process dies; never hangs.
+    """
+    arrow_schema = dataset_arrow_schema(schema)
+    max_inflight = _INFLIGHT_PER_WORKER * max(1, workers_count)
+    pool = _EncoderPool(schema, workers_count, max_inflight) if workers_count > 1 else None
+    pending: collections.deque[_Pending] = collections.deque()
+    chunk: list = []
+    chunk_first = 0
+    next_row = 0
+
+    def queue_chunk(final: bool) -> None:
+        nonlocal chunk
+        rows, first = chunk, chunk_first
+        chunk = []
+        if pool is not None and (pool.started or not final):
+            pending.append(pool.submit(rows, first))
+        else:
+            pending.append(_Pending(first, len(rows),
+                                    thunk=lambda: encode_rows_to_batch(schema, arrow_schema, rows, first)))
+
+    def take() -> tuple[Optional[pa.RecordBatch], int]:
+        entry = pending[0]
+        batch = entry.result()
+        pending.popleft()
+        if pool is not None:
+            pool.release(entry)
+        return batch, entry.first_row
+
+    completed = False
+    try:
+        for item in items:
+            if isinstance(item, Mapping):
+                if not chunk:
+                    chunk_first = next_row
+                chunk.append(item)
+                next_row += 1
+                if len(chunk) >= chunk_rows:
+                    queue_chunk(final=False)
+            elif is_encoded_input(item):
+                if chunk:
+                    queue_chunk(final=False)
+                first = next_row
+                next_row += len(item)
+                pending.append(_Pending(first, next_row - first, thunk=lambda it=item, f=first:
+                                        validate_encoded_batch(schema, arrow_schema, it, f)))
+            else:
+                raise PetastormSchemaError(
+                    f"row {next_row:,} of the input: expected a dict of field name to value (or a pyarrow "
+                    f"RecordBatch/Table or pandas DataFrame of encoded rows), got {type(item).__name__}")
+            while len(pending) >= max_inflight:
+                batch, first = take()
+                if batch is not None:
+                    yield batch, first
+        if chunk:
+            queue_chunk(final=True)
+        while pending:
+            batch, first = take()
+            if batch is not None:
+                yield batch, first
+        completed = True
+    finally:
+        if pool is not None:
+            pool.shutdown(abort=not completed)
+
