@@ -360,7 +360,6 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     if not rg_ids:
         raise NoDataAvailableError(f"no row group of {url!r} is selected by rowgroup_selector/filters")
     if expression is not None and not pruned:
-        expression._petastorm_columns = filter_cols  # type: ignore[attr-defined]
         unknown = [c for c in filter_cols if c not in dataset.arrow_schema.names]
         if unknown:
             raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
@@ -371,7 +370,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     partition_types=partition_types, predicate=predicate, transform_spec=transform_spec,
                     filter_expression=None if pruned else expression,
                     output_mode="batch" if is_batched else "rows", cache=cache,
-                    dataset_fingerprint=dataset.fingerprint(), output_fields=output_fields)
+                    dataset_fingerprint=dataset.fingerprint(), output_fields=output_fields,
+                    filter_columns=filter_cols)
     pool = make_pool(reader_pool_type, workers_count, results_queue_size)
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
@@ -380,6 +380,9 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
         filters=repr(filters), num_epochs=num_epochs)
     plan_rows = np.asarray([rg.num_rows for rg in selected_groups], dtype=np.int64)
+    from petastorm.reader_impl.plan import make_epoch_plan
+
+    make_epoch_plan(plan_rows, plan_options, 0)  # raise now, not on the first next(), if a shard is empty
     reader = Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
                     num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
                     ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,

@@ -78,6 +78,14 @@ def _namedtuple_name(name: str) -> str:
     return cleaned
 
 
+class _SchemaName:
+    """``schema.name``: the schema's name, unless a field called ``name`` takes the attribute (a
+    non-data descriptor, so the field set on the instance wins, as in the original)."""
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else obj._name
+
+
 class Unischema:
     """A named, ordered collection of :class:`UnischemaField`.
 
@@ -109,7 +117,7 @@ class Unischema:
 
     def _set_field_attributes(self) -> None:
         for f in self._fields.values():
-            if f.name in self.__dict__ or hasattr(type(self), f.name):
+            if f.name != "name" and (f.name in self.__dict__ or hasattr(type(self), f.name)):
                 if f.name not in ("_name", "_fields"):
                     warnings.warn(f"Can not create dynamic property {f.name} because it conflicts with "
                                   f"an existing property of Unischema")
@@ -138,10 +146,7 @@ class Unischema:
         """Fields by name, in declaration order."""
         return self._fields
 
-    @property
-    def name(self) -> str:
-        """Name of the schema."""
-        return self._name
+    name = _SchemaName()
 
     def create_schema_view(self, fields: Iterable[UnischemaField | str]) -> "Unischema":
         """A schema with a subset of this schema's fields.
@@ -319,7 +324,7 @@ def encode_row(unischema: Unischema, row_dict: dict, row_index: int | None = Non
     unknown = [k for k in row_dict if k not in unischema.fields]
     if unknown:
         raise PetastormSchemaError(
-            f"{where}fields {unknown} are not in the schema {unischema.name!r} "
+            f"{where}fields {unknown} are not in the schema {unischema._name!r} "
             f"(schema fields: {list(unischema.fields)})")
     encoded = {}
     for name, field in unischema.fields.items():

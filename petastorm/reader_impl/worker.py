@@ -59,6 +59,7 @@ class ReadSpec:
     cache: Any = None
     dataset_fingerprint: str = ""
     output_fields: Optional[list] = None
+    filter_columns: list = field(default_factory=list)
 
 
 class RowGroupWorker:
@@ -141,23 +142,13 @@ class RowGroupWorker:
         spec = self._spec
         rg = spec.row_groups[item.row_group]
         pred_fields = sorted(spec.predicate.get_fields()) if spec.predicate is not None else []
-        filter_cols = _expression_columns(spec.filter_expression)
+        filter_cols = list(spec.filter_columns) if spec.filter_expression is not None else []
         first_cols = list(dict.fromkeys(pred_fields + filter_cols))
-        other_cols = [f for f in spec.fields if f not in first_cols]
-
-        if first_cols:
-            table = self._read_columns(rg, first_cols)
-        else:
-            table = self._read_columns(rg, other_cols)
+        table = self._read_columns(rg, first_cols if first_cols else list(spec.fields))
         table = table.slice(item.row_start, item.num_rows)
         indices = np.arange(table.num_rows)
         if spec.filter_expression is not None:
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            mask = pc.fill_null(pa.table(table).filter(spec.filter_expression, null_selection_behavior="drop")
-                                .num_rows, 0) if False else _filter_mask(table, spec.filter_expression)
-            indices = indices[mask]
+            indices = indices[_filter_mask(table, spec.filter_expression)]
         decoded: dict = {}
         if pred_fields:
             from petastorm.predicates import evaluate_predicate
@@ -171,17 +162,19 @@ class RowGroupWorker:
             perm = np.random.default_rng(item.row_seed).permutation(len(indices))
             indices = indices[perm]
             decoded = {k: v[perm] for k, v in decoded.items()}
-        if first_cols and other_cols:
-            if len(indices):
-                rest = self._read_columns(rg, other_cols).slice(item.row_start, item.num_rows).take(indices)
-                decoded.update(self._decode(rest, other_cols))
+        remaining = [f for f in spec.fields if f not in decoded]
+        if remaining:
+            in_first = [f for f in remaining if f in table.column_names]
+            to_read = [f for f in remaining if f not in table.column_names]
+            identity = len(indices) == table.num_rows and bool((indices == np.arange(table.num_rows)).all())
+            if not len(indices):
+                decoded.update(self._empty_columns(remaining))
             else:
-                decoded.update(self._empty_columns(other_cols))
-        else:
-            sel = table if (len(indices) == table.num_rows and (indices == np.arange(table.num_rows)).all()) \
-                else table.take(indices)
-            remaining = [f for f in spec.fields if f not in decoded]
-            decoded.update(self._decode(sel, remaining))
+                if in_first:
+                    decoded.update(self._decode(table if identity else table.take(indices), in_first))
+                if to_read:
+                    rest = self._read_columns(rg, to_read).slice(item.row_start, item.num_rows)
+                    decoded.update(self._decode(rest if identity else rest.take(indices), to_read))
         columns = {name: decoded[name] for name in spec.fields}
         num_rows = len(indices)
         if spec.transform_spec is not None and spec.transform_spec.func is not None:
@@ -243,19 +236,6 @@ class RowGroupWorker:
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
-
-
-def _expression_columns(expression: Any) -> list:
-    if expression is None:
-        return []
-    import re
-
-    # pyarrow expressions print field references as plain names; the reader passes the names explicitly
-    # through ``_filter_columns`` when it builds the expression.
-    names = getattr(expression, "_petastorm_columns", None)
-    if names is not None:
-        return list(names)
-    return re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b", str(expression))
 
 
 def _filter_mask(table: Any, expression: Any) -> np.ndarray:
