@@ -8,8 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petastorm.errors import PetastormSchemaError
-from petastorm.predicates import (PredicateBase, evaluate_predicate, in_intersection, in_lambda, in_negate,
-                                  in_pseudorandom_split, in_reduce, in_set)
+from petastorm.predicates import (
+    PredicateBase,
+    evaluate_predicate,
+    in_intersection,
+    in_lambda,
+    in_negate,
+    in_pseudorandom_split,
+    in_reduce,
+    in_set,
+)
 
 
 def _rows(columns, n):

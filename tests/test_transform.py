@@ -11,8 +11,13 @@ import pytest
 
 from petastorm.codecs import NdarrayCodec
 from petastorm.errors import PetastormSchemaError
-from petastorm.transform import (TransformSpec, apply_batch_transform, apply_row_transform, edit_field,
-                                 transform_schema)
+from petastorm.transform import (
+    TransformSpec,
+    apply_batch_transform,
+    apply_row_transform,
+    edit_field,
+    transform_schema,
+)
 from petastorm.unischema import Unischema, UnischemaField
 
 SCHEMA = Unischema("S", [
