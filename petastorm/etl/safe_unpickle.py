@@ -21,6 +21,7 @@ path) and the refused global or opcode, before the refused thing runs.
 from __future__ import annotations
 
 import collections
+import copyreg
 import decimal
 import importlib
 import io
@@ -482,6 +483,18 @@ class _CompatPickler(pickle._Pickler):  # type: ignore[name-defined]
     def __init__(self, file: Any, protocol: int) -> None:
         super().__init__(file, protocol=protocol)
         self._standins = _standin_classes()
+
+    def reducer_override(self, obj: Any) -> Any:
+        """A Unischema is written with the original's state: ``_name``, ``_fields`` and one attribute per
+        field, whatever attributes the class itself defines (the original's has none that clash)."""
+        from petastorm.unischema import Unischema
+
+        if type(obj) is Unischema:
+            state = {"_name": obj._name, "_fields": obj._fields}
+            for field_name, field in obj._fields.items():
+                state.setdefault(field_name, field)
+            return copyreg.__newobj__, (Unischema,), state
+        return NotImplemented
 
     def save_global(self, obj: Any, name: Any = None) -> None:
         if obj in self._standins:

@@ -1,0 +1,172 @@
+"""Add (or regenerate) the Petastorm metadata of an existing Parquet dataset.
+
+Command line (console script ``petastorm-generate-metadata``)::
+
+    petastorm-generate-metadata --dataset_url file:///data/hello_world \\
+        --unischema_class examples.hello_world.generate_hello_world_dataset.HelloWorldSchema
+
+Without ``--unischema_class`` the schema already stored in the dataset is reused (to refresh the
+row-group counts after files were added or removed). The row-group counts are read from the Parquet
+footers with pyarrow; no JVM is needed. With ``--master`` (or ``--spark-driver-memory``) a Spark
+session is started and the footers are read in Spark tasks, as the original tool did.
+"""
+from __future__ import annotations
+
+import argparse
+import posixpath
+import sys
+from pydoc import locate
+from typing import Any, Optional
+
+from petastorm.errors import PetastormArgumentError
+from petastorm.etl.dataset_metadata import (
+    COMMON_METADATA_FILE,
+    SUMMARY_METADATA_FILE,
+    _get_schema_at,
+    _resolve,
+    count_row_groups_per_file,
+    list_data_files,
+    write_petastorm_metadata,
+)
+
+__all__ = ["generate_petastorm_metadata", "main"]
+
+_EXAMPLE = """Example (some replacement required):
+
+Locally:
+petastorm-generate-metadata \\
+    --dataset_url hdfs:///path/to/my/hello_world_dataset \\
+    --unischema_class examples.hello_world.generate_hello_world_dataset.HelloWorldSchema
+
+On Spark:
+spark-submit \\
+    --master spark://ip:port \\
+    $(which petastorm-generate-metadata) \\
+    --dataset_url hdfs:///path/to/my/hello_world_dataset \\
+    --unischema_class examples.hello_world.generate_hello_world_dataset.HelloWorldSchema
+"""
+
+
+def _locate_schema(unischema_class: Any) -> Any:
+    from petastorm.unischema import Unischema
+
+    schema = unischema_class if isinstance(unischema_class, Unischema) else locate(unischema_class)
+    if not isinstance(schema, Unischema):
+        raise PetastormArgumentError(
+            f"The specified class {unischema_class} is not an instance of a petastorm.Unischema object. "
+            f"(unischema_class must be the dotted path of a Unischema instance, e.g. "
+            f"my_package.my_module.MySchema)")
+    return schema
+
+
+def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, rels: list[str]) -> dict[str, int]:
+    def count(part: Any) -> Any:
+        fs, path = _resolve(dataset_url, hdfs_driver)
+        return list(count_row_groups_per_file(fs, path, list(part)).items())
+
+    slices = max(1, min(len(rels), spark.sparkContext.defaultParallelism * 4))
+    return dict(spark.sparkContext.parallelize(rels, slices).mapPartitions(count).collect())
+
+
+def _write_summary_metadata(filesystem: Any, path: str, rels: list[str]) -> None:
+    """Write the Parquet ``_metadata`` summary file (every file's row groups, with relative paths)."""
+    import pyarrow.parquet as pq
+
+    summary = None
+    for rel in rels:
+        with filesystem.open_input_file(posixpath.join(path, rel)) as f:
+            file_metadata = pq.ParquetFile(f).metadata
+        file_metadata.set_file_path(rel)
+        if summary is None:
+            summary = file_metadata
+        else:
+            summary.append_row_groups(file_metadata)
+    if summary is not None:
+        with filesystem.open_output_stream(posixpath.join(path, SUMMARY_METADATA_FILE)) as out:
+            summary.write_metadata_file(out)
+
+
+def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: Optional[str] = None,
+                                use_summary_metadata: bool = False, hdfs_driver: str = "libhdfs3") -> None:
+    """Write the Petastorm keys into ``<dataset_url>/_common_metadata``.
+
+    Parameters
+    ----------
+    spark : pyspark.sql.SparkSession or None
+        When given, footers are read in Spark tasks; with ``None``, in this process (pyarrow only).
+    dataset_url : str
+    unischema_class : str or Unischema, optional
+        Dotted path of the dataset's Unischema (imported: it is code you choose). By default the schema
+        stored in the dataset is reused.
+    use_summary_metadata : bool
+        Also write the Parquet ``_metadata`` summary file.
+    hdfs_driver : str
+
+    Raises
+    ------
+    PetastormMetadataError
+        No ``unischema_class`` and no schema stored in the dataset.
+    PetastormArgumentError
+        ``unischema_class`` does not name a Unischema.
+    """
+    filesystem, path = _resolve(dataset_url, hdfs_driver)
+    schema = _locate_schema(unischema_class) if unischema_class else _get_schema_at(filesystem, path)
+    rels = list_data_files(filesystem, path)
+    if spark is not None and rels:
+        counts = _count_with_spark(spark, dataset_url, hdfs_driver, rels)
+    else:
+        counts = count_row_groups_per_file(filesystem, path, rels)
+    counts = {rel: counts[rel] for rel in rels}
+    if use_summary_metadata:
+        _write_summary_metadata(filesystem, path, rels)
+    write_petastorm_metadata(filesystem, path, schema, counts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="petastorm-generate-metadata", description="Add necessary petastorm metadata to an existing dataset",
+        epilog=_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset_url", required=True, help="the url to the dataset base directory")
+    parser.add_argument("--unischema_class", default=None,
+                        help="the fully qualified class of the dataset unischema. If not specified will attempt "
+                             "to reuse schema already in dataset. (e.g. "
+                             "examples.hello_world.generate_hello_world_dataset.HelloWorldSchema)")
+    parser.add_argument("--master", default=None,
+                        help="Spark master. If given, a Spark session reads the footers; without it pyarrow "
+                             "does, in this process")
+    parser.add_argument("--spark-driver-memory", default=None,
+                        help="The amount of memory the driver process will have (starts a Spark session)")
+    parser.add_argument("--use-summary-metadata", action="store_true",
+                        help="Whether to use the parquet summary metadata format. Not scalable for large "
+                             "amounts of columns and/or row groups.")
+    parser.add_argument("--hdfs-driver", default="libhdfs3",
+                        help="A string denoting the hdfs driver to use (if using a dataset on hdfs). Current "
+                             "choices are libhdfs (java through JNI) or libhdfs3 (C++)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``petastorm-generate-metadata``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    spark = None
+    if args.master or args.spark_driver_memory:
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.appName("petastorm-generate-metadata")
+        if args.master:
+            builder = builder.master(args.master)
+        if args.spark_driver_memory:
+            builder = builder.config("spark.driver.memory", args.spark_driver_memory)
+        spark = builder.getOrCreate()
+    try:
+        generate_petastorm_metadata(spark, args.dataset_url, args.unischema_class, args.use_summary_metadata,
+                                    args.hdfs_driver)
+    finally:
+        if spark is not None:
+            spark.stop()
+    print(f"wrote {posixpath.join(args.dataset_url.rstrip('/'), COMMON_METADATA_FILE)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
