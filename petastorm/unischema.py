@@ -127,7 +127,7 @@ class Unischema:
     def __getstate__(self) -> dict:
         state = {"_name": self._name, "_fields": self._fields}
         for name, field in self._fields.items():
-            if name not in state and not hasattr(type(self), name):
+            if name not in state and (name == "name" or not hasattr(type(self), name)):
                 state[name] = field
         return state
 
