@@ -11,6 +11,7 @@ from decimal import Decimal
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyspark.sql.types as T  # pyspark is a test dependency
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,8 +20,6 @@ from hypothesis.extra import numpy as hnp
 from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec, NdarrayCodec, ScalarCodec
 from petastorm.errors import PetastormSchemaError
 from petastorm.unischema import UnischemaField
-
-T = pytest.importorskip("pyspark.sql.types")  # pyspark is a test dependency: always present in the suite
 
 
 def _field(dtype, shape, codec, nullable=False, name="f"):
