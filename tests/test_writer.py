@@ -10,11 +10,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from petastorm.codecs import (CompressedImageCodec, CompressedNdarrayCodec, NdarrayCodec, ScalarCodec,
-                              decode_native_column)
-from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormWorkerError, PetastormWriteError
-from petastorm.etl.dataset_metadata import (ROW_GROUPS_PER_FILE_KEY, get_schema_from_dataset_url,
-                                            load_num_row_groups_per_file, read_dataset_metadata)
+from petastorm.codecs import (
+    CompressedImageCodec,
+    CompressedNdarrayCodec,
+    NdarrayCodec,
+    ScalarCodec,
+    decode_native_column,
+)
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormSchemaError,
+    PetastormWorkerError,
+    PetastormWriteError,
+)
+from petastorm.etl.dataset_metadata import (
+    ROW_GROUPS_PER_FILE_KEY,
+    get_schema_from_dataset_url,
+    load_num_row_groups_per_file,
+    read_dataset_metadata,
+)
 from petastorm.etl.writer import WriteResult, write_dataset
 from petastorm.spark_types import spark_type
 from petastorm.unischema import Unischema, UnischemaField
