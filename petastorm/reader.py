@@ -323,8 +323,13 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         if is_batched:
             raise PetastormArgumentError("make_batch_reader does not support NGram schema_fields")
         ngram.resolve_regex_field_names(schema)
-        field_names = [n for n in schema.fields if n in set(ngram.get_field_names_at_all_timesteps())
-                       or n == ngram.timestamp_field or getattr(ngram.timestamp_field, "name", None) == n]
+        ts = ngram.timestamp_field
+        wanted = {getattr(f, "name", f) for f in ngram.get_field_names_at_all_timesteps()}
+        wanted.add(getattr(ts, "name", ts))
+        unknown = sorted(wanted - set(schema.fields))
+        if unknown:
+            raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
+        field_names = [n for n in schema.fields if n in wanted]
     else:
         field_names = _resolve_fields(schema, schema_fields)
     if predicate is not None:
