@@ -53,8 +53,8 @@ class WeightedSamplingReader:
             raise ValueError(f"Two or more readers must be specified. Got {len(readers)}.")
         weights = np.asarray(list(probabilities), dtype=np.float64)
         if weights.ndim != 1 or len(weights) != len(readers):
-            raise ValueError(f"probabilities must hold one number per reader: got {len(weights)} probabilities "
-                             f"for {len(readers)} readers")
+            raise ValueError(f"readers and probabilities are expected to be lists of the same length: got "
+                             f"{weights.size} probabilities for {len(readers)} readers")
         if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"probabilities must be finite, not negative, and not all zero; got {weights.tolist()}")
         _ensure_compatible(readers)

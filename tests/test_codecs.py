@@ -527,3 +527,43 @@ def test_pillow_fallback_grey_bytes_are_interchangeable_with_opencv_bytes(pillow
     raw = cv2.imdecode(np.fromfile(d / "grey.png", np.uint8), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(raw, images["grey"])
     np.testing.assert_array_equal(np.load(d / "grey.fromcv2.npy"), images["grey"])
+
+
+def test_fixed_shape_column_decode_parses_one_header_and_loops_over_no_cell(monkeypatch):
+    import petastorm.codecs as codecs_module
+
+    field = _field(np.float32, (8, 8), NdarrayCodec())
+    values = np.random.default_rng(0).normal(size=(1000, 8, 8)).astype(np.float32)
+    col = _column([field.codec.encode(field, v) for v in values])
+    calls = []
+    real_parse = codecs_module.parse_npy_header
+
+    def counting_parse(buf):
+        calls.append(1)
+        return real_parse(buf)
+
+    def no_per_cell(*args, **kwargs):
+        raise AssertionError("per-cell decode used for a fixed-shape column")
+
+    monkeypatch.setattr(codecs_module, "parse_npy_header", counting_parse)
+    monkeypatch.setattr(codecs_module, "npy_bytes_to_array", no_per_cell)
+    out = field.codec.decode_column(field, col)
+    np.testing.assert_array_equal(out, values)
+    assert len(calls) == 1
+
+
+def test_scalar_column_stored_narrower_than_the_field_is_cast_to_the_field_dtype():
+    # The original's test schema stores an int32 field as Spark ShortType (an int16 Parquet column).
+    codec = ScalarCodec(T.ShortType())
+    field = _field(np.int32, (), codec, name="id2")
+    out = codec.decode_column(field, pa.array([1, -2, 300], pa.int16()))
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, [1, -2, 300])
+
+
+def test_field_declared_with_a_dtype_instance_accepts_arrays_of_that_dtype():
+    field = _field(np.dtype("float32"), (2,), NdarrayCodec(), name="m")
+    value = np.array([1.5, 2.5], np.float32)
+    np.testing.assert_array_equal(field.codec.decode(field, field.codec.encode(field, value)), value)
+    with pytest.raises(PetastormSchemaError, match="float32.*float64"):
+        field.codec.encode(field, value.astype(np.float64))
