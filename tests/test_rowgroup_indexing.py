@@ -181,6 +181,7 @@ def test_build_needs_a_petastorm_schema(tmp_path):
         build_rowgroup_index(str(tmp_path), None, [SingleFieldIndexer("a", "a")])
 
 
+@pytest.mark.spark
 def test_build_with_a_spark_context_equals_the_in_process_build(legacy_copy, tmp_path, spark_session):
     other = str(tmp_path / "other")
     shutil.copytree(legacy_copy, other)
