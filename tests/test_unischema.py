@@ -358,6 +358,7 @@ def test_dict_to_spark_row_refuses_a_value_that_does_not_fit(schema):
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_rows_and_schema_make_a_real_spark_dataframe(spark_session, schema):
     rows = [dict_to_spark_row(schema, _row(i)) for i in range(4)]
     df = spark_session.createDataFrame(rows, schema.as_spark_schema())
