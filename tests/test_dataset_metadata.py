@@ -332,3 +332,11 @@ def test_written_pickle_loads_with_the_original_class_layout(tmp_path):
     assert fields["znd"][3] == "petastorm.codecs.CompressedNdarrayCodec"
     assert fields["img"][3:5] == ["petastorm.codecs.CompressedImageCodec", {"_image_codec": ".png", "_quality": 80}]
     assert fields["name"][1] == "str_"
+
+
+def test_unpickled_schema_with_a_field_that_is_not_well_formed_is_refused():
+    import collections
+
+    bad = Unischema("Bad", [UnischemaField("x", np.int32, (), collections.OrderedDict(), False)])
+    with pytest.raises(PetastormMetadataError, match="src.*malformed field"):
+        dm.load_unischema({dm.UNISCHEMA_KEY: pickle.dumps(bad)}, "src")

@@ -216,8 +216,21 @@ def load_unischema(metadata: dict, source: str) -> Any:
         if not isinstance(schema, Unischema):
             raise PetastormMetadataError(
                 f"{source}: {UNISCHEMA_KEY.decode()} holds a {type(schema).__name__}, not a Unischema")
+        _check_fields(schema, source)
         return schema
     return None
+
+
+def _check_fields(schema: Any, source: str) -> None:
+    """Every field of an unpickled schema has a str name, a tuple shape and a petastorm codec (or none)."""
+    from petastorm.codecs import DataframeColumnCodec
+
+    for name, field in schema.fields.items():
+        if not isinstance(name, str) or field.name != name or not isinstance(field.shape, tuple) \
+                or not all(d is None or isinstance(d, int) for d in field.shape) \
+                or not (field.codec is None or isinstance(field.codec, DataframeColumnCodec)) \
+                or not isinstance(field.nullable, (bool, int, type(None))):
+            raise PetastormMetadataError(f"{source}: the stored schema has a malformed field {field!r:.200}")
 
 
 def load_num_row_groups_per_file(metadata: dict, source: str) -> Optional[dict[str, int]]:
