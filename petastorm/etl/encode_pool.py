@@ -5,11 +5,10 @@
 yields ``(pyarrow.RecordBatch, first_row_index)`` pairs whose columns have exactly the Arrow types of
 :func:`dataset_arrow_schema`.
 
-Row dicts are grouped in chunks of ``chunk_rows`` and encoded with the fields' codecs
-(:func:`petastorm.unischema.encode_row`) in a process pool. A worker turns its chunk into one Arrow
-record batch, so what comes back is a handful of large buffers rather than one Python object per cell.
-At most ``2 * workers_count`` chunks are in flight, which bounds memory; results come back in input
-order whatever order the workers finish in.
+Row dicts are grouped in chunks (``chunk_rows`` rows, at most :data:`CHUNK_BYTES` of arrays) and encoded
+with the fields' codecs (:func:`petastorm.unischema.encode_row`) in a process pool; a worker turns its
+chunk into one Arrow record batch. At most ``2 * workers_count`` chunks are in flight, which bounds
+memory; results come back in input order whatever order the workers finish in.
 
 Process start method: ``forkserver`` where the platform has it (``spawn`` elsewhere), never a plain
 ``fork`` of a process that may run threads (OpenCV, Arrow, tqdm). As with every spawn-style pool, a
@@ -19,6 +18,7 @@ The schema travels to the workers with cloudpickle, so codecs defined in a scrip
 from __future__ import annotations
 
 import collections
+import functools
 import multiprocessing
 import os
 import signal
@@ -26,7 +26,7 @@ import sys
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 import pyarrow as pa
 
@@ -39,6 +39,8 @@ __all__ = ["dataset_arrow_schema", "encode_rows_to_batch", "validate_encoded_bat
 
 #: Chunks in flight per worker: enough to keep every worker busy while the main process writes.
 _INFLIGHT_PER_WORKER = 2
+#: A chunk of row dicts is sent once its arrays reach this many bytes, even before ``chunk_rows`` rows.
+CHUNK_BYTES = 16 << 20
 
 _MAIN_GUARD_HINT = ("If the writing script has no `if __name__ == \"__main__\":` guard, add one (worker processes "
                     "import the main module); or pass workers_count=1 to encode in this process.")
@@ -227,32 +229,24 @@ def validate_encoded_batch(schema: Unischema, arrow_schema: pa.Schema, item: Any
 
 # --- moving chunks between processes: array data through reused shared memory --------------------------------
 #
-# Pickling a chunk through a pipe copies each array four times, and fresh memory costs a page fault per
-# page: both dominated the cost of encoding. Instead every chunk in flight owns a *slot*: a pair of named
-# shared-memory blocks that live as long as the write. The main process copies the chunk's large arrays into
-# the slot's input block and sends only their offsets; the worker encodes views of that block and writes
-# its record batch (an Arrow IPC stream) into the slot's output block, which the main process copies out
-# once. Blocks are reused from chunk to chunk and stay mapped in the workers, so after the first chunks no
-# page is faulted in again. A batch larger than the output block goes through a one-off block (and the
-# slot's block grows). Where shared memory cannot be created, chunks travel by pickle.
+# Pickling chunks through a pipe (4 copies per array) and fresh memory (a page fault per page) cost as much
+# as the encoding. So each chunk in flight owns a *slot*: two named shared-memory blocks, reused for the
+# whole write and kept mapped by the workers. The main process copies the large arrays into the input
+# block and sends their offsets; the worker encodes views of it and writes its batch (Arrow IPC) into the
+# output block, copied out once. A bigger batch uses a one-off block (and the slot grows). Without shared
+# memory, chunks travel by pickle.
 
 _SHM_MIN_BYTES = 4096  # smaller arrays travel in the pickle
 _ALIGN = 64
 
 
-class _ShmArray:
+class _ShmArray(NamedTuple):
     """Where one array of a chunk lies in the slot's input block."""
 
-    __slots__ = ("offset", "dtype", "shape", "order")
-
-    def __init__(self, offset: int, dtype: Any, shape: tuple, order: str) -> None:
-        self.offset, self.dtype, self.shape, self.order = offset, dtype, shape, order
-
-    def __getstate__(self) -> tuple:
-        return self.offset, self.dtype, self.shape, self.order
-
-    def __setstate__(self, state: tuple) -> None:
-        self.offset, self.dtype, self.shape, self.order = state
+    offset: int
+    dtype: Any
+    shape: tuple
+    order: str
 
     def view(self, buf: Any) -> Any:
         import numpy as np
@@ -544,13 +538,12 @@ def encoded_batches(schema: Unischema, items: Iterable[Any], *, workers_count: i
     pool = _EncoderPool(schema, workers_count, max_inflight) if workers_count > 1 else None
     pending: collections.deque[_Pending] = collections.deque()
     chunk: list = []
-    chunk_first = 0
-    next_row = 0
+    chunk_first = chunk_bytes = next_row = 0
 
     def queue_chunk(final: bool) -> None:
-        nonlocal chunk
+        nonlocal chunk, chunk_bytes
         rows, first = chunk, chunk_first
-        chunk = []
+        chunk, chunk_bytes = [], 0
         if pool is not None and (pool.started or not final):
             pending.append(pool.submit(rows, first))
         else:
@@ -572,20 +565,23 @@ def encoded_batches(schema: Unischema, items: Iterable[Any], *, workers_count: i
                 if not chunk:
                     chunk_first = next_row
                 chunk.append(item)
+                chunk_bytes += sum(getattr(v, "nbytes", 0) for v in item.values())
                 next_row += 1
-                if len(chunk) >= chunk_rows:
+                if len(chunk) >= chunk_rows or chunk_bytes >= CHUNK_BYTES:
                     queue_chunk(final=False)
-            elif is_encoded_input(item):
-                if chunk:
-                    queue_chunk(final=False)
-                first = next_row
-                next_row += len(item)
-                pending.append(_Pending(first, next_row - first, thunk=lambda it=item, f=first:
-                                        validate_encoded_batch(schema, arrow_schema, it, f)))
             else:
-                raise PetastormSchemaError(
-                    f"row {next_row:,} of the input: expected a dict of field name to value (or a pyarrow "
-                    f"RecordBatch/Table or pandas DataFrame of encoded rows), got {type(item).__name__}")
+                if chunk:
+                    queue_chunk(final=not is_encoded_input(item))
+                first = next_row
+                if is_encoded_input(item):
+                    next_row += len(item)
+                    thunk = functools.partial(validate_encoded_batch, schema, arrow_schema, item, first)
+                else:  # reported in input order, after the rows before it
+                    next_row += 1
+                    thunk = functools.partial(_raise, PetastormSchemaError(
+                        f"row {first:,} of the input: expected a dict of field name to value (or a pyarrow "
+                        f"RecordBatch/Table or pandas DataFrame of encoded rows), got {type(item).__name__}"))
+                pending.append(_Pending(first, next_row - first, thunk=thunk))
             while len(pending) >= max_inflight:
                 batch, first = take()
                 if batch is not None:
@@ -601,3 +597,6 @@ def encoded_batches(schema: Unischema, items: Iterable[Any], *, workers_count: i
         if pool is not None:
             pool.shutdown(abort=not completed)
 
+
+def _raise(error: BaseException) -> None:
+    raise error
