@@ -9,9 +9,10 @@ and worker count. Resuming a reader regenerates the plan and skips to the saved 
 Two sharding modes (``PlanOptions.shard_mode``):
 
 ``'original'``
-    The original library's assignment: optionally shuffle the row-group list with
-    ``random.Random(shard_seed)``, then shard ``k`` takes every ``shard_count``-th row group starting at
-    ``k``. The set of row groups of a shard does not depend on the epoch; shards may differ in row count.
+    The original library's assignment (measured as a black box): shard ``k`` reads the row groups whose
+    dataset-order index is ``k`` modulo ``shard_count``; a non-zero ``shard_seed`` only reorders them
+    (:func:`shard_row_groups`). The set of row groups of a shard does not depend on the epoch; shards
+    may differ in row count.
 ``'balanced'``
     Every shard yields exactly the same number of rows per epoch, so distributed ranks never wait on
     each other. See :func:`make_epoch_plan` for the algorithm and its trade-offs.
@@ -51,6 +52,11 @@ _TAG_ROWS = 2           # per-item row seeds (shuffle_rows)
 _TAG_BALANCED = 3       # per-epoch global order of the balanced mode
 _TAG_BALANCED_FIXED = 4  # epoch-independent global order of the balanced mode (shard_seed, no shuffle)
 
+# The original's wording, kept at the start of our messages (user code matches on it).
+_BOTH_SHARD_ARGS = "partition and num_partitions must be ints and both specified to use partitioning"
+_TOO_MANY_SHARDS = ("Number of row-groups in the dataset must be greater or equal to the number of requested "
+                    "shards. Otherwise, some of the shards will end up being empty.")
+
 _U64 = np.uint64
 _MASK63 = np.uint64((1 << 63) - 1)
 
@@ -86,7 +92,9 @@ class PlanOptions:
     cur_shard, shard_count : int or None
         This shard and the number of shards; both or neither.
     shard_seed : int or None
-        Seed of the assignment of rows to shards (see the module docstring).
+        ``'original'`` mode: a non-zero value reorders the shard's row groups as the original does (the
+        assignment itself never changes). ``'balanced'`` mode: seed of the global order that is dealt to
+        the shards (the same on every rank). 0 and None mean the same.
     shard_mode : str
         ``'original'`` or ``'balanced'``.
     balanced_remainder : str
@@ -136,15 +144,19 @@ def _check_shard_args(cur_shard, shard_count, shard_seed) -> None:
     if (cur_shard is None) != (shard_count is None):
         given, missing = ("cur_shard", "shard_count") if shard_count is None else ("shard_count", "cur_shard")
         raise PetastormArgumentError(
-            f"cur_shard and shard_count must be given together: {given}="
-            f"{cur_shard if given == 'cur_shard' else shard_count!r} was given without {missing}")
+            f"{_BOTH_SHARD_ARGS}: {given}={cur_shard if given == 'cur_shard' else shard_count!r} was given "
+            f"without {missing}; pass both cur_shard and shard_count, or neither")
     if shard_count is None:
         if shard_seed is not None and not _is_int(shard_seed):
             raise PetastormArgumentError(f"shard_seed must be an int or None, got {shard_seed!r}")
         return
     if not _is_int(shard_count) or shard_count < 1:
-        raise PetastormArgumentError(f"shard_count must be a positive integer, got {shard_count!r}")
-    if not _is_int(cur_shard) or not 0 <= cur_shard < shard_count:
+        raise PetastormArgumentError(
+            f"{_BOTH_SHARD_ARGS}: shard_count must be a positive integer, got shard_count={shard_count!r}")
+    if not _is_int(cur_shard):
+        raise PetastormArgumentError(
+            f"{_BOTH_SHARD_ARGS}: cur_shard must be an integer, got cur_shard={cur_shard!r}")
+    if not 0 <= cur_shard < shard_count:
         raise PetastormArgumentError(
             f"cur_shard must be an integer in [0, shard_count) = [0, {shard_count}), got cur_shard="
             f"{cur_shard!r}")
@@ -175,11 +187,14 @@ def _ensure_epoch(epoch) -> int:
 
 def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count: Optional[int],
                      shard_seed: Optional[int] = None) -> np.ndarray:
-    """Row groups of shard ``cur_shard`` in the ``'original'`` mode (the original library's assignment).
+    """Row groups of shard ``cur_shard`` in the ``'original'`` mode, as the original library assigns them.
 
-    The row-group list (dataset order) is shuffled with ``random.Random(shard_seed).shuffle`` when
-    ``shard_seed`` is given; shard ``k`` then takes the entries at positions ``k, k + shard_count, ...``.
-    The assignment depends on neither the seed nor the epoch.
+    Shard ``k`` gets the row groups whose dataset-order index ``i`` has ``i % shard_count == k``, whatever
+    ``shard_seed``. A non-zero ``shard_seed`` only changes their order: the whole list is shuffled with
+    ``random.Random(shard_seed).shuffle`` and the shard keeps its row groups in that shuffled order
+    (``shard_seed=0`` is the same as None). Both are what the original 0.12.1 does, recorded as a black box
+    in ``tools_compat/original_errors.json`` ("sharding"). The assignment depends on neither the seed nor
+    the epoch.
 
     Parameters
     ----------
@@ -192,13 +207,14 @@ def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count:
     Returns
     -------
     np.ndarray, shape (n,), int64
-        Indexes (into the dataset-ordered row-group list) of this shard's row groups, sorted ascending.
+        Indexes (into the dataset-ordered row-group list) of this shard's row groups, in the order the
+        shard reads them when ``shuffle_row_groups=False``: ascending, or the ``shard_seed`` order.
 
     Raises
     ------
     NoDataAvailableError
-        When there are fewer row groups than shards (some shard would be empty); raised on every shard
-        so that all ranks fail alike.
+        When there are fewer row groups than shards (some shard would be empty); raised on every shard,
+        as the original does, so that all ranks fail alike.
     """
     _check_shard_args(cur_shard, shard_count, shard_seed)
     n = operator.index(num_row_groups)
@@ -206,13 +222,13 @@ def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count:
         return np.arange(n, dtype=np.int64)
     if n < shard_count:
         raise NoDataAvailableError(
-            f"Number of row-groups in the dataset ({n}) must be greater or equal to the number of "
-            f"requested shards (shard_count={shard_count}); otherwise some shards would be empty. "
-            f"Use fewer shards, shard_mode='balanced', or write the dataset with smaller row groups")
+            f"{_TOO_MANY_SHARDS} The dataset has {n} row group(s) after selection and shard_count is "
+            f"{shard_count}: use at most {n} shards, shard_mode='balanced' (which deals rows instead of "
+            f"row groups), or write the dataset with smaller row groups")
     order = list(range(n))
-    if shard_seed is not None:
+    if shard_seed:
         random.Random(operator.index(shard_seed)).shuffle(order)
-    return np.sort(np.asarray(order[cur_shard::shard_count], dtype=np.int64))
+    return np.asarray([i for i in order if i % shard_count == cur_shard], dtype=np.int64)
 
 
 def _split(groups: np.ndarray, rows: np.ndarray, parts: int):
@@ -295,12 +311,12 @@ def make_epoch_plan(rows_per_group: Sequence[int] | np.ndarray, options: PlanOpt
       equal size; with ``shuffle_row_groups=False`` and ``shuffle_rows=False`` the rows come in dataset
       (file, row-group, row) order.
     * No sharding or ``'original'`` mode: the shard's row groups (:func:`shard_row_groups`, the same every
-      epoch) are split into items, and the items are permuted with ``default_rng((seed, epoch))`` when
-      ``shuffle_row_groups``.
+      epoch, in ascending order or the original's ``shard_seed`` order) are split into items, and the
+      items are permuted with ``default_rng((seed, epoch))`` when ``shuffle_row_groups``.
     * ``'balanced'`` mode, like ``torch.utils.data.DistributedSampler`` with row-group granularity: all
       the items of the dataset form the epoch's *global sequence* — permuted per epoch when
       ``shuffle_row_groups``, by a stream seeded with ``(shard_seed or 0, epoch)``; otherwise dataset
-      order, or a fixed permutation seeded by ``shard_seed`` when given. The global order must be the
+      order, or a fixed permutation seeded by ``shard_seed`` when non-zero. The global order must be the
       same on every rank, so it never depends on ``seed`` (which may differ between ranks, e.g. when
       ``seed=None``); ``seed`` still seeds ``shuffle_rows``. The concatenated rows are cut into
       ``shard_count`` equal contiguous ranges (:func:`balanced_shard_bounds`) and each shard's range is
@@ -351,7 +367,7 @@ def _balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int, parts: i
         key = (_entropy(0 if shard_seed is None else shard_seed), epoch, _TAG_BALANCED)
         perm = np.random.default_rng(key).permutation(len(rg))
         rg, starts, stops = rg[perm], starts[perm], stops[perm]
-    elif shard_seed is not None and len(rg) > 1:
+    elif shard_seed and len(rg) > 1:
         perm = np.random.default_rng((_entropy(shard_seed), _TAG_BALANCED_FIXED)).permutation(len(rg))
         rg, starts, stops = rg[perm], starts[perm], stops[perm]
     cum = np.cumsum(stops - starts)
