@@ -1,5 +1,4 @@
 """Property tests of the pure planning stage (petastorm.reader_impl.plan): no files, no threads."""
-import random
 from collections import Counter
 
 import numpy as np
