@@ -37,13 +37,18 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import cloudpickle
 
-from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
-from petastorm.reader_impl.pool import (JOIN_TIMEOUT_S, Pool, WorkerFactory, _Failure,
-                                        annotate_worker_exception)
+from petastorm.errors import PetastormArgumentError, PetastormWorkerError
+from petastorm.reader_impl.pool import (
+    JOIN_TIMEOUT_S,
+    Pool,
+    WorkerFactory,
+    _Failure,
+    annotate_worker_exception,
+)
 from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
 from petastorm.reader_impl.work_item import WorkItem
 
-__all__ = ["ProcessPool", "default_start_method", "FORKSERVER_PRELOAD", "START_METHOD_ENV"]
+__all__ = ["ProcessPool", "default_start_method", "warm_up", "FORKSERVER_PRELOAD", "START_METHOD_ENV"]
 
 START_METHOD_ENV = "PETASTORM_MP_START"
 #: Modules the fork server imports once, so that forked workers start with them loaded. Extend it
@@ -90,6 +95,22 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
+def warm_up(start_method: Optional[str] = None) -> None:
+    """Start the fork server now, without waiting for it (a few ms): it imports :data:`FORKSERVER_PRELOAD`
+    in the background while the caller does other work (for example discovering the dataset's files).
+
+    :class:`ProcessPool` calls it on construction; nothing to do for 'spawn' and 'fork'.
+    """
+    method = start_method or default_start_method()
+    if method != "forkserver":
+        return
+    from multiprocessing import forkserver
+    ctx = mp.get_context("forkserver")
+    with _main_module_not_reimported():
+        ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        forkserver.ensure_running()
+
+
 # ---- worker process side ---------------------------------------------------------------------------
 
 def _exc_payload(exc: BaseException) -> tuple:
@@ -112,11 +133,12 @@ def _parent_alive(pid: int) -> bool:
     return True
 
 
-def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, transport: str) -> None:
+def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, transport: str,
+                 max_free_segments: int) -> None:
     """Entry point of a worker process: build the worker, then serve tasks until 'stop' or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
     sock = socket.socket(fileno=os.dup(conn.fileno())) if transport == TRANSPORT_SHM else None
-    writer = ShmWriter(conn.send, sock, transport)
+    writer = ShmWriter(conn.send, sock, transport, max_free_segments)
     try:
         try:
             worker = cloudpickle.loads(factory_bytes)()
@@ -290,6 +312,7 @@ class ProcessPool(Pool):
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
                                          f"use one of {mp.get_all_start_methods()}")
         self.transport = transport or default_transport()
+        warm_up(self.start_method)
         self._state = _State()
         self._finalizer = weakref.finalize(self, _shutdown, self._state)
         self._depth = max(2, math.ceil(self.max_in_flight / workers_count))
@@ -324,7 +347,8 @@ class ProcessPool(Pool):
         for i in range(self.workers_count):
             parent_conn, child_conn = ctx.Pipe(duplex=True)
             proc = ctx.Process(target=_worker_main, name=f"petastorm-worker-{i}", daemon=True,
-                               args=(i, child_conn, factory_bytes, os.getpid(), self.transport))
+                               args=(i, child_conn, factory_bytes, os.getpid(), self.transport,
+                                     self._depth + 2))
             try:
                 proc.start()
             finally:
@@ -351,7 +375,10 @@ class ProcessPool(Pool):
             w = min(live, key=lambda x: len(x.outstanding))
             if len(w.outstanding) >= self._depth:
                 return
-            gen, seq, item = self._pending.popleft()
+            try:
+                gen, seq, item = self._pending.popleft()
+            except IndexError:  # stop() from another thread emptied it
+                return
             w.outstanding[(gen, seq)] = None
             self._send(w, ("task", gen, seq, item))
 
@@ -449,6 +476,13 @@ class ProcessPool(Pool):
             raise PetastormWorkerError(self._broken)
         w.process.join(0.5)
         w.dead = True
+        try:  # a worker that failed to start said why before it exited: that is the error to raise
+            while w.conn.poll(0):
+                msg = w.conn.recv()
+                if msg[0] == "start_error":
+                    self._handle(w, msg, 0, {})
+        except (EOFError, OSError):
+            pass
         positions = sorted(seq for _gen, seq in w.outstanding)
         how = _describe_exit(w.process.exitcode) if w.process.exitcode is not None else reason
         self._broken = (f"worker process {w.index} (pid {w.process.pid}) died ({how or _describe_exit(None)})"

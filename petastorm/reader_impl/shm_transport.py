@@ -9,10 +9,10 @@ Segments are anonymous ``memfd`` files (Linux): the worker creates one, sends it
 over the worker's unix socket (``SCM_RIGHTS``), and reuses it for later results. Nothing is ever named in
 ``/dev/shm``, so nothing can leak there, even on a crash: the memory goes away with the last mapping.
 
-Reuse is safe because each result gets its own parent-side mapping (an ``mmap`` object). The arrays of
-that result keep the mapping alive; when the last of them is garbage-collected, a ``weakref.finalize``
-on the mapping queues a *release* that the pool sends back to the worker, which may then write into the
-segment again. A segment is therefore never overwritten while a consumer still holds arrays on it.
+Reuse is safe because each result gets its own buffer exporter over the parent's mapping (a ctypes
+array). The arrays of that result keep the exporter alive; when the last of them is garbage-collected, a
+``weakref.finalize`` on it queues a *release* that the pool sends back to the worker, which may then
+write into the segment again. A segment is therefore never overwritten while a consumer still holds arrays on it.
 Object-dtype (ragged) columns and small buffers are pickled in band as usual.
 
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
@@ -20,6 +20,7 @@ band through the pipe (numpy still pickles each array as one buffer, never cell 
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import pickle
@@ -35,12 +36,11 @@ TRANSPORT_PIPE = "pipe"
 
 #: Buffers smaller than this many bytes travel inside the pickle (a memcpy beats a mapping for them).
 INBAND_LIMIT = 64 * 1024
-#: Free segments a worker keeps for reuse; more are unmapped.
+#: Free segments a worker keeps for reuse by default; more are unmapped.
 MAX_FREE_SEGMENTS = 4
 _ALIGN = 64
 _SMALL_ROUND = 64 * 1024
 _BIG_ROUND = 1024 * 1024
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def default_transport() -> str:
@@ -95,10 +95,15 @@ class ShmWriter:
     sock : socket.socket or None
         The same connection as a unix socket, to pass segment file descriptors. None for 'pipe'.
     transport : {'shm', 'pipe'}
+    max_free : int
+        Free segments kept for reuse (the pool passes its per-worker queue depth + 2, so that steady
+        state needs no new segment).
     """
 
-    def __init__(self, send: Callable[[tuple], None], sock: "socket.socket | None", transport: str):
+    def __init__(self, send: Callable[[tuple], None], sock: "socket.socket | None", transport: str,
+                 max_free: int = MAX_FREE_SEGMENTS):
         self._send = send
+        self._max_free = max_free
         self._sock = sock
         self.transport = transport
         self._segments: Dict[int, _Segment] = {}
@@ -166,7 +171,7 @@ class ShmWriter:
 
     def _trim(self, keep: int = -1) -> None:
         free = sorted((s for s in self._segments.values() if s.free and s.sid != keep), key=lambda s: s.size)
-        while len(free) > MAX_FREE_SEGMENTS:
+        while len(free) > self._max_free:
             seg = free.pop(0)
             del self._segments[seg.sid]
             seg.close()
@@ -182,7 +187,11 @@ class ShmWriter:
 
 
 class ShmReader:
-    """Parent side for one worker: receives segment fds and decodes results onto shared memory.
+    """Parent side for one worker: maps the worker's segments and decodes results onto them.
+
+    Each segment is mapped once (its fd closed at once, so held results cost no file descriptors).
+    Each decoded result gets its own buffer exporter over the mapping (a ctypes array): every array of
+    the result keeps that exporter alive, and a ``weakref.finalize`` on it tells when the last is gone.
 
     Parameters
     ----------
@@ -199,23 +208,27 @@ class ShmReader:
         self._sock = sock
         self._key = key
         self._releases = releases
-        self._fds: Dict[int, Tuple[int, int]] = {}
+        self._maps: Dict[int, Tuple[mmap.mmap, Any]] = {}
         self.bytes_shm = 0
         self.bytes_inband = 0
         self.segments_received = 0
 
     def add_segment(self, sid: int, size: int) -> None:
-        """Receive the fd announced by a ``('seg', sid, size)`` message."""
+        """Receive and map the fd announced by a ``('seg', sid, size)`` message."""
         _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, 1)
         if not fds:
             raise OSError(f"worker {self._key} announced segment {sid} but sent no file descriptor")
-        self._fds[sid] = (fds[0], size)
+        try:
+            mm = mmap.mmap(fds[0], size, flags=mmap.MAP_SHARED)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._maps[sid] = (mm, ctypes.c_char * size)
         self.segments_received += 1
 
     def drop_segment(self, sid: int) -> None:
-        fd_size = self._fds.pop(sid, None)
-        if fd_size is not None:
-            os.close(fd_size[0])
+        """The worker unmapped a free segment: drop ours (no result lives on it)."""
+        self._maps.pop(sid, None)
 
     def decode(self, payload: tuple) -> Any:
         """Rebuild the object of an ``encode`` payload (arrays view shared memory, zero copy)."""
@@ -223,14 +236,15 @@ class ShmReader:
             self.bytes_inband += len(payload[1])
             return pickle.loads(payload[1])
         _kind, sid, header, descs = payload
-        fd, size = self._fds[sid]
-        mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _POPULATE)
-        weakref.finalize(mm, self._releases.append, (self._key, sid))
-        base = memoryview(mm)
+        mm, ctype = self._maps[sid]
+        exporter = ctype.from_buffer(mm)
+        weakref.finalize(exporter, self._releases.append, (self._key, sid))
+        base = memoryview(exporter).cast("B")
+        del exporter  # from here on only the views (then the arrays) keep it alive
         views = [base[off:off + n] for off, n in descs]
+        del base
         self.bytes_inband += len(header)
         self.bytes_shm += sum(n for _off, n in descs)
-        # The arrays hold the mapping through these views; when the last one dies the finalizer fires.
         return pickle.loads(header, buffers=views)
 
     def discard(self, payload: tuple) -> None:
@@ -239,10 +253,5 @@ class ShmReader:
             self._releases.append((self._key, payload[1]))
 
     def close(self) -> None:
-        """Close the received fds; mappings held by live arrays stay valid."""
-        for fd, _size in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
+        """Forget the mappings; those still viewed by live arrays stay valid until the arrays go."""
+        self._maps.clear()
