@@ -54,7 +54,9 @@ def encode_image(value: np.ndarray, ext: str, quality: int) -> bytes:
             raise PetastormSchemaError(f"OpenCV could not encode an image of {value.dtype} {value.shape} as {ext}")
         return contents.tobytes()
     image = _pillow()
-    img = value[..., ::-1] if value.ndim == 3 and value.shape[2] == 3 else value
+    # OpenCV stores a 3-channel array as RGB after our RGB->BGR swap, i.e. the file holds the true RGB:
+    # Pillow writes RGB as is. A 4-channel array goes to OpenCV unswapped (read as BGRA): swap 0 and 2.
+    img = value[..., [2, 1, 0, 3]] if value.ndim == 3 and value.shape[2] == 4 else value
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     buf = BytesIO()
@@ -80,8 +82,8 @@ def decode_image(value: Any) -> np.ndarray:
         img = np.asarray(image.open(BytesIO(buf.tobytes())))
     except Exception as e:
         raise PetastormSchemaError(f"cannot decode image bytes (length {len(buf)}): {e}") from e
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = np.ascontiguousarray(img[..., ::-1])
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = np.ascontiguousarray(img[..., [2, 1, 0, 3]])
     return img
 
 

@@ -78,7 +78,13 @@ def parse_npy_header(buf: bytes | memoryview | np.ndarray) -> NpyHeader:
     if dtype.hasobject:
         raise PetastormSchemaError(f".npy dtype {descr!r} holds Python objects; refusing to unpickle them")
     shape_text = m.group("shape").strip()
-    shape = tuple(int(x) for x in shape_text.split(",") if x.strip()) if shape_text else ()
+    try:
+        # Python 2 wrote longs as '3L'
+        shape = tuple(int(x.strip().rstrip("lL")) for x in shape_text.split(",") if x.strip()) if shape_text else ()
+    except ValueError:
+        raise PetastormSchemaError(f"malformed .npy shape {shape_text!r} in header {header.strip()!r}") from None
+    if any(d < 0 for d in shape):
+        raise PetastormSchemaError(f"malformed .npy shape {shape_text!r}: negative dimension")
     return NpyHeader(dtype, m.group("fortran") == "True", shape, start + hlen)
 
 
@@ -95,6 +101,11 @@ def npy_bytes_to_array(buf: bytes | memoryview, header: NpyHeader | None = None)
     if header is None:
         header = parse_npy_header(buf)
     count = int(np.prod(header.shape, dtype=np.int64)) if header.shape else 1
+    available = len(memoryview(buf).cast("B")) - header.data_offset
+    if count * header.dtype.itemsize > available:
+        raise PetastormSchemaError(
+            f".npy value too short: shape {header.shape} of {header.dtype} needs {count * header.dtype.itemsize} "
+            f"bytes, {available} present")
     arr = np.frombuffer(buf, dtype=header.dtype, count=count, offset=header.data_offset)
     if header.fortran_order:
         return arr.reshape(header.shape[::-1]).transpose()

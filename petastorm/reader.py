@@ -301,10 +301,15 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         seed = secrets.randbits(52)
     plan_options = PlanOptions(seed=int(seed), shuffle_row_groups=bool(shuffle_row_groups),
                                shuffle_rows=bool(shuffle_rows),
-                               shuffle_row_drop_partitions=int(shuffle_row_drop_partitions),
+                               shuffle_row_drop_partitions=shuffle_row_drop_partitions,
                                cur_shard=cur_shard, shard_count=shard_count, shard_seed=shard_seed,
                                shard_mode=shard_mode, balanced_remainder=balanced_remainder)
     plan_options.validate()
+    if shard_seed is not None and shard_mode == "original":
+        import warnings
+
+        warnings.warn("shard_seed was deprecated and will be removed in future versions. Use seed to apply "
+                      "randomization effects on sharding row groups.", UserWarning, stacklevel=3)
     cache = _make_cache(cache_type, cache_location, cache_size_limit, cache_row_size_estimate, cache_extra_settings)
 
     dataset = open_dataset(url, filesystem=filesystem, storage_options=storage_options, hdfs_driver=hdfs_driver)

@@ -31,8 +31,9 @@ __all__ = [
 
 
 def _fields_as_tuple(field: "UnischemaField") -> tuple:
-    """What equality and hashing of a field look at: the codec's type, never its identity."""
-    return (field.name, field.numpy_dtype, field.shape, type(field.codec), field.nullable)
+    """What equality and hashing of a field look at. As in the original, the codec is left out: two
+    fields that differ only in their codec compare equal."""
+    return (field.name, field.numpy_dtype, field.shape, field.nullable)
 
 
 class UnischemaField(NamedTuple):

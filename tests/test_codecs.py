@@ -508,8 +508,6 @@ def test_pillow_fallback_round_trips_without_opencv(pillow_run):
             assert jpeg.shape == img.shape and np.abs(jpeg.astype(int) - img).mean() < 4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: image_io Pillow fall-back swaps R and B: files it writes are "
-                                       "BGR on disk and files OpenCV wrote decode as BGR")
 @pytest.mark.parametrize("key", ["rgb", "rgba"])
 def test_pillow_fallback_bytes_are_interchangeable_with_opencv_bytes(pillow_run, key):
     d, images, _ = pillow_run
