@@ -8,9 +8,9 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-from _fixtures.spark import spark_session  # noqa: E402,F401
-from _fixtures.s3 import s3_server  # noqa: E402,F401
 from _fixtures.datasets import SyntheticSchema, synthetic_row, write_synthetic_dataset  # noqa: E402,F401
+from _fixtures.s3 import s3_server  # noqa: E402,F401
+from _fixtures.spark import spark_session  # noqa: E402,F401
 
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 TESTDATA = os.environ.get("PETASTORM_TESTDATA", os.path.join(SHARED, "testdata"))

@@ -1,8 +1,5 @@
 """Bad input to the readers: a clear error naming what is wrong, and nothing hangs."""
-import os
-import shutil
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
