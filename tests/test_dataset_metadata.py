@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec, NdarrayCodec, ScalarCodec
 from petastorm.errors import PetastormMetadataError
@@ -165,6 +167,27 @@ def test_json_schema_round_trips_every_dtype_exactly(dtype):
     assert type(loaded.fields["x"].numpy_dtype) is type(dtype)
     assert loaded.fields["x"].shape == (None, 3) and loaded.fields["x"].nullable is True
     assert loaded == schema
+
+
+_CODEC_CHOICES = [None, NdarrayCodec(), CompressedNdarrayCodec(), CompressedImageCodec("png"),
+                  CompressedImageCodec("jpeg", 33), ScalarCodec(spark_type("LongType")),
+                  ScalarCodec(spark_type("DecimalType", 20, 4)), ScalarCodec(spark_type("StringType"))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=12), st.sampled_from(_DTYPES),
+                          st.lists(st.one_of(st.none(), st.integers(0, 10_000)), max_size=4),
+                          st.sampled_from(_CODEC_CHOICES), st.booleans()),
+                unique_by=lambda f: f[0], max_size=8),
+       st.text(max_size=20))
+def test_json_schema_round_trip_property(fields, name):
+    schema = Unischema(name, [UnischemaField(n, d, tuple(s), c, nul) for n, d, s, c, nul in fields])
+    loaded = unischema_from_json(unischema_to_json(schema).encode("utf-8"), "f")
+    assert loaded._name == name and loaded == schema
+    for field in schema.fields.values():
+        other = loaded.fields[field.name]
+        assert (other.shape, other.nullable, type(other.codec)) == (field.shape, field.nullable, type(field.codec))
+        assert type(other.numpy_dtype) is type(field.numpy_dtype) and other.numpy_dtype == field.numpy_dtype
 
 
 def test_json_schema_round_trips_every_codec_with_its_arguments():

@@ -68,6 +68,22 @@ def test_materialize_dataset_with_a_failing_block_writes_no_metadata(spark_sessi
 
 
 @pytest.mark.spark
+def test_materialize_dataset_with_summary_metadata(spark_session, tmp_path):
+    path = str(tmp_path / "summary")
+    url = "file://" + path
+    conf = spark_session.sparkContext._jsc.hadoopConfiguration()
+    conf.unset("parquet.summary.metadata.level")
+    with dm.materialize_dataset(spark_session, url, SCHEMA, use_summary_metadata=True):
+        assert conf.get("parquet.summary.metadata.level") == "ALL"
+        _write_with_spark(spark_session, url, rows=6, partitions=2)
+    assert conf.get("parquet.summary.metadata.level") is None
+    counts = dm.load_num_row_groups_per_file(dm.read_dataset_metadata(LOCAL, path), path)
+    summary = pq.read_metadata(os.path.join(path, "_metadata"))
+    assert summary.num_row_groups == sum(counts.values()) and summary.num_rows == 6
+    assert dm.get_schema_from_dataset_url(url) == SCHEMA
+
+
+@pytest.mark.spark
 def test_materialize_dataset_with_a_filesystem_factory(spark_session, tmp_path):
     path = str(tmp_path / "factory")
     url = "file://" + path

@@ -40,6 +40,7 @@ __all__ = [
     "RowGroupPiece",
     "build_petastorm_metadata",
     "write_petastorm_metadata",
+    "write_summary_metadata",
     "read_dataset_metadata",
     "load_unischema",
     "load_num_row_groups_per_file",
@@ -162,6 +163,25 @@ def _arrow_schema_of(schema: Any) -> Any:
 
     return pa.schema([pa.field(f.name, arrow_type_for_field(f), nullable=bool(f.nullable))
                       for f in schema.fields.values()])
+
+
+def write_summary_metadata(filesystem: Any, path: str, rels: list[str]) -> None:
+    """Write the Parquet ``_metadata`` summary file: the row groups of the files ``rels`` (relative
+    paths, in this order) with their paths, as Parquet summary files hold them."""
+    import pyarrow.parquet as pq
+
+    summary = None
+    for rel in rels:
+        with filesystem.open_input_file(posixpath.join(path, rel)) as f:
+            file_metadata = pq.ParquetFile(f).metadata
+        file_metadata.set_file_path(rel)
+        if summary is None:
+            summary = file_metadata
+        else:
+            summary.append_row_groups(file_metadata)
+    if summary is not None:
+        with filesystem.open_output_stream(posixpath.join(path, SUMMARY_METADATA_FILE)) as out:
+            summary.write_metadata_file(out)
 
 
 # --- reading -----------------------------------------------------------------------------------------------
@@ -541,4 +561,6 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     counts = count_row_groups_per_file(fs, path)
     if not counts:
         raise PetastormMetadataGenerationError(f"{dataset_url}: the block wrote no Parquet files")
+    if use_summary_metadata and not _exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
+        write_summary_metadata(fs, path, list(counts))
     write_petastorm_metadata(fs, path, schema, counts)

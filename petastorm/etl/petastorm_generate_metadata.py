@@ -21,12 +21,12 @@ from typing import Any, Optional
 from petastorm.errors import PetastormArgumentError
 from petastorm.etl.dataset_metadata import (
     COMMON_METADATA_FILE,
-    SUMMARY_METADATA_FILE,
     _get_schema_at,
     _resolve,
     count_row_groups_per_file,
     list_data_files,
     write_petastorm_metadata,
+    write_summary_metadata,
 )
 
 __all__ = ["generate_petastorm_metadata", "main"]
@@ -68,24 +68,6 @@ def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, rels: list
     return dict(spark.sparkContext.parallelize(rels, slices).mapPartitions(count).collect())
 
 
-def _write_summary_metadata(filesystem: Any, path: str, rels: list[str]) -> None:
-    """Write the Parquet ``_metadata`` summary file (every file's row groups, with relative paths)."""
-    import pyarrow.parquet as pq
-
-    summary = None
-    for rel in rels:
-        with filesystem.open_input_file(posixpath.join(path, rel)) as f:
-            file_metadata = pq.ParquetFile(f).metadata
-        file_metadata.set_file_path(rel)
-        if summary is None:
-            summary = file_metadata
-        else:
-            summary.append_row_groups(file_metadata)
-    if summary is not None:
-        with filesystem.open_output_stream(posixpath.join(path, SUMMARY_METADATA_FILE)) as out:
-            summary.write_metadata_file(out)
-
-
 def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: Optional[str] = None,
                                 use_summary_metadata: bool = False, hdfs_driver: str = "libhdfs3") -> None:
     """Write the Petastorm keys into ``<dataset_url>/_common_metadata``.
@@ -118,7 +100,7 @@ def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: O
         counts = count_row_groups_per_file(filesystem, path, rels)
     counts = {rel: counts[rel] for rel in rels}
     if use_summary_metadata:
-        _write_summary_metadata(filesystem, path, rels)
+        write_summary_metadata(filesystem, path, rels)
     write_petastorm_metadata(filesystem, path, schema, counts)
 
 
