@@ -161,6 +161,19 @@ def test_arrays_held_by_the_consumer_are_never_overwritten_by_later_results():
         assert pool.diagnostics["segments_received"] < 40, "released segments should be reused"
 
 
+def test_results_held_by_the_consumer_cost_no_file_descriptors():
+    def open_fds():
+        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+    with _pool(2, 2, factory=big_factory(256 * 1024)) as pool:
+        list(pool.imap(_items(4)))
+        before = open_fds()
+        held = [b.columns["big"] for b in pool.imap(_items(300))]  # 300 live results, each on its own segment
+        assert pool.diagnostics["segments_received"] >= 290
+        assert open_fds() <= before + 2
+        assert all(a[0] == i for i, a in enumerate(held))
+
+
 def test_object_and_strided_columns_cross_the_process_pool():
     with _pool(2, 2, factory=object_factory()) as pool:
         for batch in pool.imap(_items(6)):

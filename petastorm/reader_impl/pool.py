@@ -20,6 +20,7 @@ import itertools
 import queue
 import threading
 import traceback
+import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
@@ -401,15 +402,16 @@ class ThreadPool(Pool):
         self._finalizer()
 
     def join(self) -> None:
-        """Stop (if not yet) and wait for the threads to end (up to ``JOIN_TIMEOUT_S`` each)."""
+        """Stop (if not yet) and wait for the threads to end (up to ``JOIN_TIMEOUT_S`` each, then warn)."""
         self.stop()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(JOIN_TIMEOUT_S)
         alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
-            raise PetastormWorkerError(
-                f"worker threads {alive} did not end within {JOIN_TIMEOUT_S} s of stop(): an item is stuck")
+        if alive:  # a warning, not an error: join() often runs in __exit__ while another error unwinds
+            warnings.warn(f"worker threads {alive} did not end within {JOIN_TIMEOUT_S} s of stop(): an item "
+                          f"is stuck in user code; they are daemon threads and will not block exit",
+                          RuntimeWarning, stacklevel=2)
 
     @property
     def diagnostics(self) -> dict:

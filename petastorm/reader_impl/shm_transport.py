@@ -27,7 +27,7 @@ import pickle
 import socket
 import weakref
 from collections import deque
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List
 
 __all__ = ["ShmWriter", "ShmReader", "default_transport", "TRANSPORT_SHM", "TRANSPORT_PIPE", "INBAND_LIMIT"]
 
@@ -70,19 +70,61 @@ def _segment_size(need: int) -> int:
     return max(step, (need + step - 1) // step * step)
 
 
-class _Segment:
-    __slots__ = ("sid", "size", "mm", "view", "free")
+_LIBC: Any = None
 
-    def __init__(self, sid: int, size: int, mm: mmap.mmap):
+
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        _LIBC = libc
+    return _LIBC
+
+
+class _Mapping:
+    """A shared mapping of a memfd that, unlike ``mmap.mmap``, keeps no duplicate of the fd open.
+
+    Unmapped when the last :meth:`exporter` over it (and the mapping itself) is garbage-collected.
+    """
+
+    __slots__ = ("addr", "size", "_ctype", "__weakref__")
+
+    def __init__(self, fd: int, size: int):
+        libc = _libc()
+        addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed: {os.strerror(err)}")
+        self.addr = addr
+        self.size = size
+        self._ctype = ctypes.c_char * size
+
+    def exporter(self) -> Any:
+        """A new buffer object over the whole mapping; it keeps the mapping alive."""
+        arr = self._ctype.from_address(self.addr)
+        arr._mapping = self
+        return arr
+
+    def __del__(self) -> None:
+        _libc().munmap(self.addr, self.size)
+
+
+class _Segment:
+    __slots__ = ("sid", "size", "view", "free")
+
+    def __init__(self, sid: int, size: int, mapping: _Mapping):
         self.sid = sid
         self.size = size
-        self.mm = mm
-        self.view = memoryview(mm)
+        self.view = memoryview(mapping.exporter()).cast("B")
         self.free = True
 
     def close(self) -> None:
-        self.view.release()
-        self.mm.close()
+        self.view = None  # unmapped once nothing else views it
 
 
 class ShmWriter:
@@ -159,12 +201,12 @@ class ShmWriter:
         fd = os.memfd_create(f"petastorm-{os.getpid()}-{sid}", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
-            mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+            mapping = _Mapping(fd, size)
             self._send(("seg", sid, size))
             socket.send_fds(self._sock, [b"F"], [fd])
         finally:
             os.close(fd)
-        seg = _Segment(sid, size, mm)
+        seg = _Segment(sid, size, mapping)
         self._segments[sid] = seg
         self._trim(keep=sid)
         return seg
@@ -189,7 +231,8 @@ class ShmWriter:
 class ShmReader:
     """Parent side for one worker: maps the worker's segments and decodes results onto them.
 
-    Each segment is mapped once (its fd closed at once, so held results cost no file descriptors).
+    Each segment is mapped once, with its fd closed at once (``mmap.mmap`` would keep a duplicate open),
+    so results held by the consumer cost no file descriptors.
     Each decoded result gets its own buffer exporter over the mapping (a ctypes array): every array of
     the result keeps that exporter alive, and a ``weakref.finalize`` on it tells when the last is gone.
 
@@ -208,7 +251,7 @@ class ShmReader:
         self._sock = sock
         self._key = key
         self._releases = releases
-        self._maps: Dict[int, Tuple[mmap.mmap, Any]] = {}
+        self._maps: Dict[int, _Mapping] = {}
         self.bytes_shm = 0
         self.bytes_inband = 0
         self.segments_received = 0
@@ -219,11 +262,10 @@ class ShmReader:
         if not fds:
             raise OSError(f"worker {self._key} announced segment {sid} but sent no file descriptor")
         try:
-            mm = mmap.mmap(fds[0], size, flags=mmap.MAP_SHARED)
+            self._maps[sid] = _Mapping(fds[0], size)
         finally:
             for fd in fds:
                 os.close(fd)
-        self._maps[sid] = (mm, ctypes.c_char * size)
         self.segments_received += 1
 
     def drop_segment(self, sid: int) -> None:
@@ -236,9 +278,8 @@ class ShmReader:
             self.bytes_inband += len(payload[1])
             return pickle.loads(payload[1])
         _kind, sid, header, descs = payload
-        mm, ctype = self._maps[sid]
-        exporter = ctype.from_buffer(mm)
-        weakref.finalize(exporter, self._releases.append, (self._key, sid))
+        exporter = self._maps[sid].exporter()
+        weakref.finalize(exporter, self._releases.append, (self._key, sid)).atexit = False
         base = memoryview(exporter).cast("B")
         del exporter  # from here on only the views (then the arrays) keep it alive
         views = [base[off:off + n] for off, n in descs]
