@@ -128,16 +128,17 @@ def test_rewriting_metadata_keeps_other_keys(tmp_path):
     assert metadata[dm.ROWGROUPS_INDEX_KEY] == b"kept" and metadata[b"my.key"] == b"v"
 
 
-def test_row_groups_come_in_sorted_path_component_order(tmp_path):
+def test_row_groups_come_in_the_original_order_of_relative_paths(tmp_path):
     path = str(tmp_path / "nested")
     write_plain_dataset(path, rows_per_file=(3, 3, 3, 1), row_group_rows=2,
                         subdirs=["a=1/b=2", "a=1/b=10", "a=1-x/b=0", "a=0/b=9"])
     pieces = dm.load_row_groups(pq.ParquetDataset(path, partitioning="hive"))
     rels = [os.path.relpath(p.path, path) for p in pieces]
+    # plain string order of the relative paths, as the original numbers row groups ('-' < '/')
     assert rels == ["a=0/b=9/part-00003.parquet",
+                    "a=1-x/b=0/part-00002.parquet", "a=1-x/b=0/part-00002.parquet",
                     "a=1/b=10/part-00001.parquet", "a=1/b=10/part-00001.parquet",
-                    "a=1/b=2/part-00000.parquet", "a=1/b=2/part-00000.parquet",
-                    "a=1-x/b=0/part-00002.parquet", "a=1-x/b=0/part-00002.parquet"]
+                    "a=1/b=2/part-00000.parquet", "a=1/b=2/part-00000.parquet"]
     assert [p.row_group for p in pieces] == [0, 0, 1, 0, 1, 0, 1]
     assert pieces[0].partition_keys == (("a", "0"), ("b", "9"))
 

@@ -110,13 +110,13 @@ def test_select_row_groups_errors_use_the_original_wording(legacy_indexes):
     with pytest.raises(ValueError, match=r"Some of required indexes \['nope'\] are not available"):
         select_row_groups(SingleIndexSelector("nope", [1]), legacy_indexes, "ds")
     with pytest.raises(ValueError, match="Row groups index is not available in the dataset metadata file"):
-        select_row_groups(SingleIndexSelector("id", [1]), None, "ds")
+        select_row_groups(SingleIndexSelector("id", [1]), {}, "ds")
     assert select_row_groups(SingleIndexSelector("id", [1]), legacy_indexes) == {0}
 
 
 def test_dataset_without_index(testdata_dir):
     path = os.path.join(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
-    assert load_rowgroup_indexes(dm.read_dataset_metadata(LOCAL, path), path) is None
+    assert load_rowgroup_indexes(dm.read_dataset_metadata(LOCAL, path), path) == {}
     with pytest.raises(ValueError, match="Row groups index is not available"):
         get_row_group_indexes(pq.ParquetDataset(path))
 

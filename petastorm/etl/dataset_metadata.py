@@ -13,8 +13,8 @@ Both writers (:func:`materialize_dataset` around a Spark write, and ``petastorm.
 calling :func:`write_petastorm_metadata`.
 
 Row groups of a dataset are numbered in one order everywhere (:func:`load_row_groups`): files sorted by
-their relative path split into components (the order of a sorted directory walk), then row-group index.
-Row-group indexes and selectors refer to positions in that order.
+their relative path as a plain string (``'p=1.5/x' < 'p=1/x'``, as the original orders them), then by
+row-group index. Row-group indexes and selectors refer to positions in that order.
 """
 from __future__ import annotations
 
@@ -281,8 +281,10 @@ def load_num_row_groups_per_file(metadata: dict, source: str) -> Optional[dict[s
 
 # --- data files and row groups ---------------------------------------------------------------------------
 
-def _path_sort_key(relative_path: str) -> tuple:
-    return tuple(relative_path.split("/"))
+def _path_sort_key(relative_path: str) -> str:
+    """Dataset order of files: the plain string order of relative paths (the original's order, which
+    row-group indexes stored by it refer to)."""
+    return relative_path
 
 
 def _hidden(relative_path: str) -> bool:

@@ -45,8 +45,8 @@ _NO_INDEX = ("Row groups index is not available in the dataset metadata file. Yo
 _PIECES_PER_TASK = 16
 
 
-def load_rowgroup_indexes(metadata: dict, source: str) -> Optional[dict[str, RowGroupIndexerBase]]:
-    """Indexes stored in ``metadata`` (index name -> indexer), or ``None`` when there are none.
+def load_rowgroup_indexes(metadata: dict, source: str) -> dict[str, RowGroupIndexerBase]:
+    """Indexes stored in ``metadata`` (index name -> indexer); ``{}`` when the dataset has none.
 
     Raises
     ------
@@ -55,7 +55,7 @@ def load_rowgroup_indexes(metadata: dict, source: str) -> Optional[dict[str, Row
     """
     raw = metadata.get(ROWGROUPS_INDEX_KEY)
     if raw is None:
-        return None
+        return {}
     indexes = safe_loads(raw, source)
     if not isinstance(indexes, dict) or not all(
             isinstance(k, str) and isinstance(v, RowGroupIndexerBase) for k, v in indexes.items()):
@@ -80,7 +80,7 @@ def get_row_group_indexes(dataset: Any) -> dict[str, RowGroupIndexerBase]:
     filesystem, path = _dataset_location(dataset)
     indexes = load_rowgroup_indexes(read_dataset_metadata(filesystem, path),
                                     posixpath.join(path, COMMON_METADATA_FILE))
-    if indexes is None:
+    if not indexes:
         raise PetastormDatasetError(f"{_NO_INDEX} (dataset: {path})")
     return indexes
 
@@ -92,12 +92,12 @@ def select_row_groups(selector: Any, indexes: Optional[dict[str, RowGroupIndexer
     Raises
     ------
     PetastormDatasetError (a ValueError)
-        The dataset has no index.
+        The dataset has no index (``indexes`` empty or None).
     PetastormArgumentError (a ValueError)
         The selector names indexes the dataset lacks.
     """
     where = f" (dataset: {source})" if source else ""
-    if indexes is None:
+    if not indexes:
         raise PetastormDatasetError(f"{_NO_INDEX}{where}")
     missing = [name for name in selector.get_index_names() if name not in indexes]
     if missing:
@@ -213,7 +213,7 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
         built = (spark_context.parallelize(numbered, slices)
                  .mapPartitions(lambda part: [_index_pieces(dataset_url, hdfs_driver, schema, blank, part)])
                  .reduce(_combine))
-    stored = load_rowgroup_indexes(metadata, source) or {}
+    stored = load_rowgroup_indexes(metadata, source)
     stored.update({ix.index_name: ix for ix in built})
     counts = load_num_row_groups_per_file(metadata, source) or count_row_groups_per_file(filesystem, path)
     write_petastorm_metadata(filesystem, path, schema, counts, extra={ROWGROUPS_INDEX_KEY: dumps_unischema(stored)})
