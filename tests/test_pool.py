@@ -283,3 +283,25 @@ def test_compat_module_names_point_to_the_new_pools():
     from petastorm.workers_pool.thread_pool import ThreadPool as T
     assert (D, P, T) == (DummyPool, ProcessPool, ThreadPool)
     assert issubclass(PetastormWorkerError, RuntimeError)
+
+
+class _ClosingWorker:
+    def __init__(self, directory):
+        self.directory = directory
+
+    def __call__(self, item):
+        return _batch(item)
+
+    def close(self):
+        with open(os.path.join(self.directory, f"closed-{os.getpid()}-{threading.get_ident()}"), "w"):
+            pass
+
+
+@pytest.mark.parametrize("kind", POOL_TYPES)
+def test_each_worker_is_closed_when_the_pool_ends(kind, tmp_path):
+    directory = str(tmp_path)
+    pool = _started(kind, 2, 2, factory=lambda: _ClosingWorker(directory))
+    assert len(list(pool.imap(_items(6)))) == 6
+    pool.stop()
+    pool.join()
+    assert len(os.listdir(directory)) == (1 if kind == "dummy" else 2)

@@ -96,6 +96,16 @@ def annotate_worker_exception(exc: BaseException, tb: str, set_cause: bool) -> B
     return exc
 
 
+def close_worker(worker: Any) -> None:
+    """Call ``worker.close()`` if the worker has one (open files...); errors there are not worth raising."""
+    close = getattr(worker, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - shutting down
+            pass
+
+
 class _Failure:
     """A worker exception waiting in the reorder buffer for its turn."""
 
@@ -289,6 +299,7 @@ class DummyPool(Pool):
 
     def join(self) -> None:
         self._stopped = True
+        close_worker(self._worker)
         self._worker = None
 
 
@@ -304,6 +315,14 @@ def _thread_main(index: int, factory: WorkerFactory, tasks: "queue.SimpleQueue",
         results.put(("start_error", 0, 0, exc, traceback.format_exc()))
         return
     ready[index] = True
+    try:
+        _serve(worker, tasks, results)
+    finally:
+        close_worker(worker)
+
+
+def _serve(worker: Callable[[WorkItem], ColumnBatch], tasks: "queue.SimpleQueue",
+           results: "queue.SimpleQueue") -> None:
     while True:
         task = tasks.get()
         if task is _STOP:

@@ -44,6 +44,7 @@ from petastorm.reader_impl.pool import (
     WorkerFactory,
     _Failure,
     annotate_worker_exception,
+    close_worker,
 )
 from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
 from petastorm.reader_impl.work_item import WorkItem
@@ -139,6 +140,7 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
     sock = socket.socket(fileno=os.dup(conn.fileno())) if transport == TRANSPORT_SHM else None
     writer = ShmWriter(conn.send, sock, transport, max_free_segments)
+    worker = None
     try:
         try:
             worker = cloudpickle.loads(factory_bytes)()
@@ -197,6 +199,7 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
     except (EOFError, OSError):
         return  # the parent went away
     finally:
+        close_worker(worker)
         writer.close()
         if sock is not None:
             sock.close()
