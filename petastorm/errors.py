@@ -19,6 +19,9 @@ __all__ = [
     "PetastormArgumentError",
     "PetastormWriteError",
     "NoDataAvailableError",
+    "NoMatchingFieldsError",
+    "DatasetNotFoundError",
+    "PetastormTransformError",
     "EmptyResultError",
     "TimeoutWaitingForResultError",
 ]
@@ -81,3 +84,15 @@ class EmptyResultError(PetastormError, RuntimeError):
 
 class TimeoutWaitingForResultError(PetastormError, RuntimeError):
     """Timed out waiting for a result from a worker (original name kept)."""
+
+
+class NoMatchingFieldsError(PetastormSchemaError, RuntimeError):
+    """``schema_fields`` selects no field (the original raised ``RuntimeError`` with the same wording)."""
+
+
+class DatasetNotFoundError(PetastormDatasetError, FileNotFoundError):
+    """The dataset path does not exist (the original let pyarrow raise an ``OSError``)."""
+
+
+class PetastormTransformError(PetastormSchemaError, TypeError):
+    """A ``TransformSpec`` function returned something of the wrong type or without a declared field."""

@@ -533,7 +533,7 @@ def get_filesystem_and_path_or_paths(
     """
     if isinstance(url_or_urls, (list, tuple)):
         if not url_or_urls:
-            raise PetastormArgumentError("url_or_urls: the list of dataset URLs is empty")
+            raise PetastormArgumentError("dataset url list must be non-empty. url_or_urls: the list of dataset URLs is empty")
         urls = [normalize_dir_url(u) for u in url_or_urls]
         first = urlparse(urls[0])
         for url in urls[1:]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import secrets
 from typing import Any, Optional, Sequence, Union
 
-from petastorm.errors import (NoDataAvailableError, PetastormArgumentError, PetastormMetadataError,
-                              PetastormSchemaError)
+from petastorm.errors import (NoDataAvailableError, NoMatchingFieldsError, PetastormArgumentError,
+                              PetastormMetadataError, PetastormSchemaError)
 from petastorm.reader_impl.reader_core import Reader, warn_deprecated
 
 __all__ = ["make_reader", "make_batch_reader", "Reader"]
@@ -24,7 +24,7 @@ _POOL_TYPES = ("thread", "process", "dummy")
 def _ensure_pool(reader_pool_type: str, workers_count: Any, results_queue_size: Any) -> None:
     if reader_pool_type not in _POOL_TYPES:
         raise PetastormArgumentError(
-            f"Unknown reader_pool_type: {reader_pool_type!r}; reader_pool_type must be one of {list(_POOL_TYPES)}")
+            f"Unknown reader_pool_type: {reader_pool_type}; reader_pool_type must be one of {list(_POOL_TYPES)}")
     if isinstance(workers_count, bool) or not isinstance(workers_count, int) or workers_count < 1:
         raise PetastormArgumentError(f"workers_count must be a positive integer, got {workers_count!r}")
     if isinstance(results_queue_size, bool) or not isinstance(results_queue_size, int) or results_queue_size < 1:
@@ -36,9 +36,8 @@ def _ensure_num_epochs(num_epochs: Any) -> Optional[int]:
         return None
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
         raise PetastormArgumentError(
-            f"num_epochs must be a positive integer or None, got {num_epochs!r}"
-            if not isinstance(num_epochs, int) or isinstance(num_epochs, bool)
-            else f"iterations must be positive integer or None; num_epochs got {num_epochs!r}")
+            f"iterations must be positive integer or None: num_epochs must be a positive integer or None, "
+            f"got {num_epochs!r}")
     return num_epochs
 
 
@@ -56,7 +55,7 @@ def _make_cache(cache_type: str, cache_location: Optional[str], cache_size_limit
     raise PetastormArgumentError(f"Unknown cache_type: {cache_type}; cache_type must be 'null' or 'local-disk'")
 
 
-def _resolve_fields(schema: Any, schema_fields: Any) -> list:
+def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None) -> list:
     """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings)."""
     from petastorm.unischema import UnischemaField, match_unischema_fields
 
@@ -70,7 +69,8 @@ def _resolve_fields(schema: Any, schema_fields: Any) -> list:
         if isinstance(f, UnischemaField):
             if f.name not in schema.fields:
                 raise PetastormSchemaError(
-                    f"schema_fields: field {f.name!r} is not in the dataset's schema (fields: {list(schema.fields)})")
+                    f"field {{{f.name!r}}} does not belong to the schema {schema}; schema_fields: field {f.name!r} "
+                    f"is not in the dataset's schema (fields: {list(schema.fields)})")
             names.append(f.name)
         elif isinstance(f, str):
             regexes.append(f)
@@ -78,14 +78,12 @@ def _resolve_fields(schema: Any, schema_fields: Any) -> list:
             raise PetastormArgumentError(
                 f"schema_fields must hold UnischemaFields or regex strings, got {type(f).__name__}: {f!r}")
     matched = [f.name for f in match_unischema_fields(schema, regexes)]
-    for pattern in regexes:
-        if not match_unischema_fields(schema, [pattern]):
-            raise PetastormSchemaError(
-                f"schema_fields: {pattern!r} matches no field of the dataset (fields: {list(schema.fields)})")
     wanted = set(names) | set(matched)
     resolved = [name for name in schema.fields if name in wanted]
     if not resolved:
-        raise PetastormSchemaError(f"schema_fields {schema_fields!r} selects no field of the dataset")
+        raise NoMatchingFieldsError(
+            f"No fields matching the criteria '{list(schema_fields)}' were found in the dataset {url}. "
+            f"Fields of the dataset: {list(schema.fields)} (regexes match whole field names)")
     return resolved
 
 
@@ -326,7 +324,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     ngram = schema_fields if isinstance(schema_fields, NGram) else None
     if ngram is not None:
         if is_batched:
-            raise PetastormArgumentError("make_batch_reader does not support NGram schema_fields")
+            raise NotImplementedError("ngrams are not supported by ArrowReaderWorker: make_batch_reader does not "
+                                      "read NGram schema_fields; use make_reader")
         ngram.resolve_regex_field_names(schema)
         ts = ngram.timestamp_field
         wanted = {getattr(f, "name", f) for f in ngram.get_field_names_at_all_timesteps()}
@@ -336,22 +335,20 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
             raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
         field_names = [n for n in schema.fields if n in wanted]
     else:
-        field_names = _resolve_fields(schema, schema_fields)
+        field_names = _resolve_fields(schema, schema_fields, url)
     if predicate is not None:
         unknown = [f for f in predicate.get_fields() if f not in schema.fields]
         if unknown:
             raise PetastormSchemaError(
-                f"predicate uses fields {sorted(unknown)} that are not in the dataset's schema "
-                f"(fields: {list(schema.fields)})")
+                f"At least some column names requested by the predicate ({', '.join(sorted(unknown))}) are not "
+                f"valid schema names: ({', '.join(schema.fields)})")
 
     view = schema.create_schema_view([schema.fields[n] for n in field_names])
     output_schema = view
-    output_fields = None
     if transform_spec is not None:
         from petastorm.transform import transform_schema
 
         output_schema = transform_schema(view, transform_spec)
-        output_fields = list(output_schema.fields)
 
     rg_ids = list(range(len(dataset.row_groups)))
     if rowgroup_selector is not None:
@@ -360,8 +357,11 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         indexes = load_rowgroup_indexes(dataset.metadata, dataset.root or str(url))
         missing = [n for n in rowgroup_selector.get_index_names() if n not in indexes]
         if missing:
-            raise PetastormMetadataError(f"rowgroup_selector needs indexes {missing}, but dataset {url!r} has "
-                                         f"only {sorted(indexes)}")
+            raise PetastormArgumentError(
+                f"Row groups index is not available in the dataset metadata file. You can generate it on an "
+                f"existing dataset using rowgroup_indexing_run.py. rowgroup_selector needs indexes {missing}; "
+                f"dataset {url!r} has {sorted(indexes) or 'none'} (build them with "
+                f"petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
         selected = set(rowgroup_selector.select_row_groups(indexes))
         rg_ids = [i for i in rg_ids if i in selected]
     expression = _filters_expression(filters)
@@ -380,7 +380,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     partition_types=partition_types, predicate=predicate, transform_spec=transform_spec,
                     filter_expression=None if pruned else expression,
                     output_mode="batch" if is_batched else "rows", cache=cache,
-                    dataset_fingerprint=dataset.fingerprint(), output_fields=output_fields,
+                    dataset_fingerprint=dataset.fingerprint(),
+                    output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols)
     pool = make_pool(reader_pool_type, workers_count, results_queue_size)
     options_fp, options_plain = _options_fingerprint(

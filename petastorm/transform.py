@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormSchemaError, PetastormTransformError
 from petastorm.unischema import Unischema, UnischemaField
 
 __all__ = [
@@ -197,7 +197,7 @@ def apply_row_transform(spec: TransformSpec, row: dict, output_schema: Optional[
     if spec.func is not None:
         result = _call_user_func(spec, dict(row))
         if not isinstance(result, dict):
-            raise PetastormSchemaError(
+            raise PetastormTransformError(
                 f"TransformSpec func {_func_name(spec.func)!r} must return a dict of field name to value "
                 f"(make_reader rows), got {type(result).__name__}")
         _check_no_undeclared(spec, result.keys(), row.keys(), output_schema)
@@ -261,7 +261,7 @@ def apply_batch_transform(spec: TransformSpec, columns: dict,
     result = _call_user_func(spec, frame)
     tname = _func_name(spec.func)
     if not isinstance(result, pd.DataFrame):
-        raise PetastormSchemaError(
+        raise PetastormTransformError(
             f"TransformSpec func {tname!r} must return a pandas.DataFrame (make_batch_reader passes one and "
             f"expects one back), got {type(result).__name__}")
     produced = [str(c) for c in result.columns]

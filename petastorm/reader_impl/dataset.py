@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from petastorm.errors import PetastormDatasetError, PetastormMetadataError
+from petastorm.errors import DatasetNotFoundError, PetastormDatasetError, PetastormMetadataError
 from petastorm.unischema import Unischema, UnischemaField
 
 __all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset"]
@@ -162,7 +162,8 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     if isinstance(path_or_paths, str):
         info = fs.get_file_info(path_or_paths)
         if info.type == pafs.FileType.NotFound:
-            raise PetastormDatasetError(f"dataset path {_describe(url_or_urls)!r} does not exist")
+            raise DatasetNotFoundError(f"Passed non-file path: {path_or_paths}: dataset path "
+                                       f"{_describe(url_or_urls)!r} does not exist")
         if info.type == pafs.FileType.Directory:
             root: Optional[str] = path_or_paths.rstrip("/") or "/"
             files = _list_files(fs, root, url_or_urls)
@@ -177,7 +178,8 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
         files = list(path_or_paths)
         for p in files:
             if fs.get_file_info(p).type != pafs.FileType.File:
-                raise PetastormDatasetError(f"Parquet file {p!r} of the URL list does not exist")
+                raise DatasetNotFoundError(f"Passed non-file path: {p}: Parquet file {p!r} of the URL list does "
+                                           f"not exist")
 
     with ThreadPoolExecutor(max_workers=min(_FOOTER_THREADS, len(files))) as ex:
         footers = list(ex.map(lambda p: _read_footer(fs, p), files))

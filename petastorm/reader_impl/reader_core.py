@@ -18,8 +18,9 @@ from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 __all__ = ["Reader"]
 
-_STOPPED_MESSAGE = ("Trying to read a sample after a reader created by make_reader/make_batch_reader was "
-                    "stopped. Note that a reader is stopped when the 'with' block it was created in exits")
+_STOPPED_MESSAGE = ("Trying to read a sample after a reader created by make_reader/make_batch_reader has stopped. "
+                    "This may happen if the make_reader/make_batch_reader context manager has exited but you try to "
+                    "fetch a sample from it anyway")
 
 
 class Reader:
@@ -188,7 +189,8 @@ class Reader:
     def reset(self) -> None:
         """Start another pass of ``num_epochs`` epochs once every sample of the last pass was consumed."""
         if not self._exhausted:
-            raise NotImplementedError("Currently reset can only be called after all samples were consumed")
+            raise NotImplementedError("Currently do not support resetting a reader while in the middle of iteration. "
+                                      "You can call reset only after all samples were consumed.")
         if self._num_epochs is None:
             raise NotImplementedError("reset() is meaningless with num_epochs=None (the reader never ends)")
         self._epoch_limit = (self._epoch_limit or 0) + self._num_epochs

@@ -58,7 +58,7 @@ class ReadSpec:
     output_mode: str = "rows"
     cache: Any = None
     dataset_fingerprint: str = ""
-    output_fields: Optional[list] = None
+    output_schema: Any = None
     filter_columns: list = field(default_factory=list)
 
 
@@ -177,10 +177,8 @@ class RowGroupWorker:
                     decoded.update(self._decode(rest if identity else rest.take(indices), to_read))
         columns = {name: decoded[name] for name in spec.fields}
         num_rows = len(indices)
-        if spec.transform_spec is not None and spec.transform_spec.func is not None:
+        if spec.transform_spec is not None:
             columns, num_rows = self._transform(columns, num_rows)
-        elif spec.transform_spec is not None:
-            columns = {k: v for k, v in columns.items() if k in (spec.output_fields or columns)}
         return ColumnBatch(columns, num_rows, item)
 
     def _empty_columns(self, names: list) -> dict:
@@ -196,37 +194,21 @@ class RowGroupWorker:
         return out
 
     def _transform(self, columns: dict, num_rows: int) -> tuple:
+        from petastorm.codecs import _stack_or_object
         from petastorm.transform import apply_batch_transform, apply_row_transform
 
         spec = self._spec
         if spec.output_mode == "batch":
-            out = apply_batch_transform(spec.transform_spec, columns)
-            n = len(next(iter(out.values()))) if out else 0
-        else:
-            from petastorm.codecs import _stack_or_object
-
-            rows = []
-            names = list(columns)
-            for i in range(num_rows):
-                rows.append(apply_row_transform(spec.transform_spec, {k: columns[k][i] for k in names}))
-            out_names = spec.output_fields or (list(rows[0]) if rows else [])
-            out = {}
-            for name in out_names:
-                try:
-                    out[name] = _stack_or_object([r[name] for r in rows]) if rows else np.empty(0, dtype=object)
-                except KeyError:
-                    raise PetastormSchemaError(
-                        f"the transform {getattr(spec.transform_spec.func, '__name__', spec.transform_spec.func)!r} "
-                        f"returned a row without field {name!r}") from None
-            n = num_rows
-        if spec.output_fields is not None:
-            missing = [f for f in spec.output_fields if f not in out]
-            if missing:
-                raise PetastormSchemaError(
-                    f"the transform {getattr(spec.transform_spec.func, '__name__', spec.transform_spec.func)!r} did "
-                    f"not return fields {missing}")
-            out = {k: out[k] for k in spec.output_fields}
-        return out, n
+            out = apply_batch_transform(spec.transform_spec, columns, spec.output_schema)
+            return out, (len(next(iter(out.values()))) if out else 0)
+        names = list(columns)
+        rows = [apply_row_transform(spec.transform_spec, {k: columns[k][i] for k in names}, spec.output_schema)
+                for i in range(num_rows)]
+        out_names = list(spec.output_schema.fields) if spec.output_schema is not None else \
+            (list(rows[0]) if rows else [])
+        out = {name: _stack_or_object([r[name] for r in rows]) if rows else np.empty(0, dtype=object)
+               for name in out_names}
+        return out, num_rows
 
     def close(self) -> None:
         """Close the open Parquet files."""
