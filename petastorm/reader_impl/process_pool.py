@@ -240,13 +240,20 @@ class _State:
             pass
 
     def send_all(self, msg: tuple) -> None:
-        with self.send_lock:
+        """Send ``msg`` to every live worker; skipped if the lock stays busy (stop() re-entered from a
+        ``__del__`` during a send of this same thread would otherwise deadlock; the flag and the wake-up
+        pipe already do the job, and ``join`` terminates workers that did not hear)."""
+        if not self.send_lock.acquire(timeout=0.5):
+            return
+        try:
             for w in self.workers:
                 if not w.dead:
                     try:
                         w.conn.send(msg)
                     except (OSError, ValueError):
                         pass
+        finally:
+            self.send_lock.release()
 
 
 def _shutdown(state: _State) -> None:
