@@ -63,14 +63,58 @@ def plain_loop(rows: list, path: str) -> None:
     pq.write_table(table, os.path.join(path, "part-0.parquet"), row_group_size=len(rows))
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: imports, OpenCV, the fork server
-    times = []
-    for _ in range(repeats):
+class CpuMeter:
+    """CPU seconds (user + system) of this process and all its descendants (the encoding workers are
+    children of the fork server), sampled every 20 ms by a thread; None without psutil."""
+
+    def __init__(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            self._psutil = None
+            return
+        self._psutil = psutil
+        self._me = psutil.Process()
+
+    def measure(self, fn) -> tuple[float, float | None]:
+        if self._psutil is None:
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start, None
+        import threading
+
+        seen: dict = {}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                for child in self._me.children(recursive=True):
+                    try:
+                        t = child.cpu_times()
+                        seen[child.pid] = t.user + t.system
+                    except self._psutil.Error:
+                        pass
+                done.wait(0.02)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        time.sleep(0.05)
+        base_children = dict(seen)
+        own = self._me.cpu_times()
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall = time.perf_counter() - start
+        own_after = self._me.cpu_times()
+        done.set()
+        thread.join()
+        children = sum(v - base_children.get(pid, 0.0) for pid, v in seen.items())
+        return wall, (own_after.user + own_after.system - own.user - own.system) + children
+
+
+def best_time(fn, repeats: int, meter: CpuMeter) -> tuple[float, float | None]:
+    fn()  # warm-up: imports, OpenCV, the fork server
+    runs = [meter.measure(fn) for _ in range(repeats)]
+    return min(runs, key=lambda r: r[0])
 
 
 def main(argv: list | None = None) -> int:
@@ -93,22 +137,30 @@ def main(argv: list | None = None) -> int:
             write_dataset(target, SCHEMA, rows, workers_count=workers, progress=False, overwrite=True)
         return run
 
+    meter = CpuMeter()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     try:
-        results = [("plain loop (encode + write_table)", best_time(run_plain, args.repeats)),
-                   ("write_dataset, 1 worker", best_time(run_writer(1), args.repeats)),
-                   (f"write_dataset, {args.workers} workers", best_time(run_writer(args.workers), args.repeats))]
+        results = [("plain loop (encode + write_table)", best_time(run_plain, args.repeats, meter)),
+                   ("write_dataset, 1 worker", best_time(run_writer(1), args.repeats, meter)),
+                   (f"write_dataset, {args.workers} workers", best_time(run_writer(args.workers), args.repeats, meter))]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"bench_writer: {args.rows} rows, best of {args.repeats}, {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'variant':<38}{'seconds':>9}{'rows/s':>10}")
-    for name, seconds in results:
-        print(f"{name:<38}{seconds:>9.2f}{args.rows / seconds:>10.0f}")
-    plain, one, many = (args.rows / s for _, s in results)
+          f"1-min load average {load_before[0]:.2f} before, {load[0]:.2f} after")
+    print(f"{'variant':<38}{'seconds':>9}{'rows/s':>10}{'CPU ms/row':>12}")
+    for name, (seconds, cpu) in results:
+        cpu_text = f"{cpu / args.rows * 1e3:>12.2f}" if cpu is not None else f"{'n/a':>12}"
+        print(f"{name:<38}{seconds:>9.2f}{args.rows / seconds:>10.0f}{cpu_text}")
+    plain, one, many = (args.rows / s for _, (s, _) in results)
     print(f"ratio {args.workers} workers / 1 worker: {many / one:.2f}x (target >= {TARGET}x)")
     print(f"ratio 1 worker / plain loop: {one / plain:.2f}x; {args.workers} workers / plain loop: {many / plain:.2f}x")
+    cpu_one, cpu_many = results[1][1][1], results[2][1][1]
+    if cpu_one and cpu_many:
+        bound = min(args.workers, os.cpu_count() or 1) * cpu_one / cpu_many
+        print(f"CPU per row, {args.workers} workers / 1 worker: {cpu_many / cpu_one:.2f}x; speed-up bound on "
+              f"{min(args.workers, os.cpu_count() or 1)} idle cores: {bound:.2f}x")
     return 0
 
 
