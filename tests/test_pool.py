@@ -13,7 +13,7 @@ import pytest
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
 from petastorm.reader_impl.pool import DummyPool, ThreadPool, make_pool
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process_pool import ProcessPool, helper_process_pids
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes need not import this file
@@ -73,8 +73,7 @@ def _started(kind, workers, queue_size=4, factory=None):
 def _child_pids():
     """Descendant processes, minus multiprocessing's long-lived helpers (resource tracker, fork server)."""
     me = psutil.Process()
-    helpers = {c.pid for c in me.children() if any(
-        h in " ".join(c.cmdline()) for h in ("resource_tracker", "forkserver"))}
+    helpers = set(helper_process_pids())
     out = set()
     for c in me.children(recursive=True):
         try:

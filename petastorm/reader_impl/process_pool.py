@@ -49,7 +49,7 @@ from petastorm.reader_impl.pool import (
 from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
 from petastorm.reader_impl.work_item import WorkItem
 
-__all__ = ["ProcessPool", "default_start_method", "warm_up", "FORKSERVER_PRELOAD", "START_METHOD_ENV"]
+__all__ = ["ProcessPool", "default_start_method", "warm_up", "helper_process_pids", "FORKSERVER_PRELOAD", "START_METHOD_ENV"]
 
 START_METHOD_ENV = "PETASTORM_MP_START"
 #: Modules the fork server imports once, so that forked workers start with them loaded. Extend it
@@ -110,6 +110,22 @@ def warm_up(start_method: Optional[str] = None) -> None:
     with _main_module_not_reimported():
         ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         forkserver.ensure_running()
+
+
+def helper_process_pids() -> List[int]:
+    """Pids of multiprocessing's own long-lived helpers started in this interpreter (the fork server and
+    the resource tracker). They serve every pool and outlive them by design; tests that count child
+    processes leave these out."""
+    pids = []
+    try:
+        from multiprocessing import forkserver, resource_tracker
+        for obj, attr in ((forkserver._forkserver, "_forkserver_pid"), (resource_tracker._resource_tracker, "_pid")):
+            pid = getattr(obj, attr, None)
+            if pid:
+                pids.append(pid)
+    except (ImportError, AttributeError):  # pragma: no cover - platform without them
+        pass
+    return pids
 
 
 # ---- worker process side ---------------------------------------------------------------------------
