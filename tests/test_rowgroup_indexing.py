@@ -182,6 +182,7 @@ def test_build_needs_a_petastorm_schema(tmp_path):
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_build_with_a_spark_context_equals_the_in_process_build(legacy_copy, tmp_path, spark_session):
     other = str(tmp_path / "other")
     shutil.copytree(legacy_copy, other)
