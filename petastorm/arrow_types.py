@@ -44,6 +44,8 @@ def numpy_type_for_arrow_type(arrow_type: Any, column_name: str = "?") -> Any:
         return Decimal
     if pat.is_timestamp(arrow_type) or pat.is_date(arrow_type):
         return np.datetime64
+    if pat.is_duration(arrow_type):
+        return np.timedelta64
     if pat.is_null(arrow_type):
         return np.object_
     del pa
@@ -117,6 +119,8 @@ def arrow_type_for_field(field: Any) -> Any:
         base = pa.binary()
     elif t is np.datetime64:
         base = pa.timestamp("ns")
+    elif t is np.timedelta64:
+        base = pa.duration("ns")
     else:
         try:
             base = pa.from_numpy_dtype(np.dtype(t))
@@ -131,9 +135,18 @@ def arrow_type_for_field(field: Any) -> Any:
 def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     """Convert an Arrow column of a native type to numpy.
 
-    Scalars of fixed-width types without nulls come through without a copy where Arrow allows;
-    strings, decimals and columns with nulls become object arrays (``None`` for nulls); lists become
-    object arrays of 1-D numpy arrays, or a 2-D array when every list has the same length and no nulls.
+    - Integers, floats and booleans without nulls come through without a copy where Arrow allows
+      (cast to ``field.numpy_dtype`` when a field is given and its type differs).
+    - Timestamps and dates become ``datetime64`` arrays in the column's unit (``[D]`` for ``date32``,
+      ``[ms]`` for ``date64``); nulls become ``NaT``. Time-zone-aware timestamps hold the UTC instant.
+    - Durations become ``timedelta64`` arrays (nulls ``NaT``).
+    - Strings, binaries and decimals become object arrays of ``str``, ``bytes`` and ``Decimal``.
+    - Other scalar columns with nulls become object arrays with ``None`` for the nulls.
+    - Dictionary-encoded columns are decoded first.
+    - Lists: a ``(rows, length)`` array (``(rows, n, m)`` for lists of lists...) when every list of the
+      column has the same length and neither lists nor values are null; otherwise an object array of
+      ``rows`` items, each a 1-D array of the row's values (``None`` for a null list). A row of a
+      list of lists is then a 1-D object array of 1-D arrays, whatever the lengths.
 
     Parameters
     ----------
@@ -143,7 +156,7 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray of shape ``(rows,)`` or ``(rows, length)``
+    numpy.ndarray of shape ``(rows,)`` or ``(rows, length, ...)``
     """
     import pyarrow as pa
     import pyarrow.types as pat
@@ -154,12 +167,14 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     if pat.is_dictionary(t):
         column = column.dictionary_decode()
         t = column.type
-    if pat.is_list(t) or pat.is_large_list(t) or pat.is_fixed_size_list(t):
-        return _list_column_to_numpy(column, field)
+    if _is_list_type(t):
+        return _list_column_to_numpy(column, regular=True)
+    if pat.is_timestamp(t) or pat.is_date(t) or pat.is_duration(t):
+        return column.to_numpy(zero_copy_only=False)  # NaT for nulls
     if column.null_count:
         values = column.to_pylist()
         out = np.empty(len(values), dtype=object)
-        if field is not None and field.numpy_dtype not in (Decimal,) and not pat.is_timestamp(t):
+        if field is not None and field.numpy_dtype not in (Decimal,):
             conv = _scalar_converter(field)
             values = [None if v is None else conv(v) for v in values]
         out[:] = values
@@ -171,38 +186,50 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
         from petastorm.codecs import _dtype_type
 
         target = _dtype_type(field.numpy_dtype)
-        if target not in (Decimal, np.str_, np.bytes_, np.datetime64, np.object_) and arr.dtype.type is not target:
+        if target not in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
+                and arr.dtype.type is not target:
             arr = arr.astype(target)
     return arr
+
+
+def _is_list_type(t: Any) -> bool:
+    import pyarrow.types as pat
+
+    return pat.is_list(t) or pat.is_large_list(t) or pat.is_fixed_size_list(t)
 
 
 def _scalar_converter(field: Any):
     from petastorm.codecs import _dtype_type
 
     t = _dtype_type(field.numpy_dtype)
-    if t in (np.str_, np.bytes_, np.object_, np.datetime64):
+    if t in (np.str_, np.bytes_, np.object_, np.datetime64, np.timedelta64):
         return lambda v: v
     return t
 
 
-def _list_column_to_numpy(column: Any, field: Any) -> np.ndarray:
-    import pyarrow as pa
+def _list_column_to_numpy(column: Any, regular: bool) -> np.ndarray:
+    """A list column -> numpy, one pass over the flattened values (no per-row Arrow scalars).
+
+    With ``regular``, a column whose lists all have one length (no null lists, no null values) becomes a
+    ``(rows, length, ...)`` array; otherwise an object array of per-row arrays.
+    """
+    import pyarrow.compute as pc
 
     n = len(column)
-    if column.null_count == 0 and n > 0:
-        flat = column.flatten()
-        if not pa.types.is_list(flat.type) and not pa.types.is_large_list(flat.type) and flat.null_count == 0:
-            lengths = np.diff(column.offsets.to_numpy()) if hasattr(column, "offsets") else None
-            values = arrow_column_to_numpy(flat, None)
-            if lengths is not None and len(lengths) and (lengths == lengths[0]).all() and values.dtype != object:
-                return values.reshape(n, int(lengths[0]))
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    child = column.flatten()  # this column's values only: honours slicing, skips null lists
+    if regular and n and column.null_count == 0 and (lengths == lengths[0]).all():
+        values = (_list_column_to_numpy(child, regular=True) if _is_list_type(child.type)
+                  else arrow_column_to_numpy(child, None))
+        if values.dtype != object:
+            return values.reshape((n, int(lengths[0])) + values.shape[1:])
+    values = (_list_column_to_numpy(child, regular=False) if _is_list_type(child.type)
+              else arrow_column_to_numpy(child, None))
     out = np.empty(n, dtype=object)
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    valid = (column.is_valid().to_numpy(zero_copy_only=False) if column.null_count
+             else np.ones(n, dtype=bool))
     for i in range(n):
-        if not valid[i]:
-            out[i] = None
-            continue
-        item = column[i].values
-        out[i] = arrow_column_to_numpy(item, None) if not (pa.types.is_list(item.type) or pa.types.is_large_list(item.type)) \
-            else np.array([arrow_column_to_numpy(x.values, None) if x.is_valid else None for x in item], dtype=object)
+        out[i] = values[starts[i]:ends[i]] if valid[i] else None
     return out

@@ -1,0 +1,634 @@
+"""make_batch_reader reads any Parquet store: files written by pyarrow, pandas and Spark, lists of file URLs,
+Hive-partitioned directories, nested lists and every native scalar type; values compared with what was written.
+
+Order: every read here uses ``shuffle_row_groups=False`` where order is checked (dataset order: sorted
+relative paths, then row-group index), otherwise rows are sorted by an ``id`` column before comparing.
+"""
+import datetime
+import os
+import warnings
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from petastorm import make_batch_reader
+from petastorm.errors import PetastormSchemaError
+from petastorm.predicates import in_lambda, in_set
+from petastorm.unischema import Unischema
+
+
+def _read(url, **kwargs):
+    """All batches of a make_batch_reader pass, and the reader's schema."""
+    kwargs.setdefault("workers_count", 2)
+    with make_batch_reader(url, **kwargs) as reader:
+        batches = list(reader)
+        schema = reader.schema
+    return batches, schema
+
+
+def _columns(batches):
+    """Concatenate the batches column by column (object arrays stay object arrays)."""
+    names = batches[0]._fields
+    return {name: np.concatenate([getattr(b, name) for b in batches]) for name in names}
+
+
+def _sorted_by(columns, key="id"):
+    order = np.argsort(columns[key], kind="stable")
+    return {name: values[order] for name, values in columns.items()}
+
+
+# --- pyarrow-written stores ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pyarrow_store(tmp_path_factory):
+    """3 files x 4 row groups x 5 rows; ids 0..59 in file-name and row-group order."""
+    root = tmp_path_factory.mktemp("pyarrow_store")
+    for file_no in range(3):
+        ids = np.arange(file_no * 20, file_no * 20 + 20, dtype=np.int64)
+        table = pa.table({"id": ids, "x": ids.astype(np.float32) / 2, "name": [f"n{i}" for i in ids]})
+        pq.write_table(table, root / f"part-{file_no}.parquet", row_group_size=5)
+    return root
+
+
+@pytest.mark.parametrize("pool", [("dummy", 1), ("thread", 2), ("process", 2)])
+def test_pyarrow_files_with_several_row_groups_read_in_file_and_row_group_order(pyarrow_store, pool):
+    batches, _ = _read("file://" + str(pyarrow_store), shuffle_row_groups=False, reader_pool_type=pool[0],
+                       workers_count=pool[1])
+    assert [len(b.id) for b in batches] == [5] * 12  # one batch per row group
+    cols = _columns(batches)
+    np.testing.assert_array_equal(cols["id"], np.arange(60))
+    assert cols["x"].dtype == np.float32
+    np.testing.assert_array_equal(cols["x"], np.arange(60, dtype=np.float32) / 2)
+    assert cols["name"].tolist() == [f"n{i}" for i in range(60)]
+
+
+def test_plain_path_and_file_url_read_the_same_rows(pyarrow_store):
+    plain = _columns(_read(str(pyarrow_store), shuffle_row_groups=False)[0])
+    url = _columns(_read("file://" + str(pyarrow_store), shuffle_row_groups=False)[0])
+    np.testing.assert_array_equal(plain["id"], url["id"])
+    assert plain["name"].tolist() == url["name"].tolist()
+
+
+def test_a_single_file_url_reads_that_file_only(pyarrow_store):
+    cols = _columns(_read("file://" + str(pyarrow_store / "part-1.parquet"), shuffle_row_groups=False)[0])
+    np.testing.assert_array_equal(cols["id"], np.arange(20, 40))
+
+
+def test_a_list_of_file_urls_reads_exactly_those_files(pyarrow_store):
+    urls = ["file://" + str(pyarrow_store / "part-2.parquet"), "file://" + str(pyarrow_store / "part-0.parquet")]
+    cols = _sorted_by(_columns(_read(urls)[0]))
+    np.testing.assert_array_equal(cols["id"], np.concatenate([np.arange(0, 20), np.arange(40, 60)]))
+    assert cols["name"].tolist() == [f"n{i}" for i in cols["id"]]
+
+
+def test_a_list_of_plain_paths_reads_exactly_those_files(pyarrow_store):
+    paths = [str(pyarrow_store / "part-1.parquet")]
+    cols = _columns(_read(paths, shuffle_row_groups=False)[0])
+    np.testing.assert_array_equal(cols["id"], np.arange(20, 40))
+
+
+def test_shuffled_row_groups_still_deliver_every_row_once(pyarrow_store):
+    batches, _ = _read("file://" + str(pyarrow_store), shuffle_row_groups=True, seed=3)
+    ids = _columns(batches)["id"]
+    assert sorted(ids.tolist()) == list(range(60))
+    assert ids.tolist() != list(range(60))  # 12 row groups: the identity permutation is 1 in 479001600
+
+
+def test_reader_schema_is_the_unischema_inferred_from_the_arrow_schema(pyarrow_store):
+    with make_batch_reader("file://" + str(pyarrow_store), workers_count=1) as reader:
+        schema = reader.schema
+        assert reader.is_batched_reader and reader.batched_output
+    assert isinstance(schema, Unischema)
+    assert list(schema.fields) == ["id", "x", "name"]
+    assert schema.fields["id"].numpy_dtype == np.int64 and schema.fields["id"].shape == ()
+    assert schema.fields["x"].numpy_dtype == np.float32
+    assert schema.fields["name"].numpy_dtype == np.str_
+    assert all(f.codec is None for f in schema.fields.values())
+
+
+def test_schema_fields_regex_and_unischema_fields_select_columns(pyarrow_store):
+    url = "file://" + str(pyarrow_store)
+    batches, schema = _read(url, schema_fields=["i.", "nam.*"], shuffle_row_groups=False)
+    assert batches[0]._fields == ("id", "name")
+    assert list(schema.fields) == ["id", "name"]
+    full_schema = _read(url, workers_count=1)[1]
+    batches, _ = _read(url, schema_fields=[full_schema.fields["x"]], shuffle_row_groups=False)
+    assert batches[0]._fields == ("x",)
+    np.testing.assert_array_equal(_columns(batches)["x"], np.arange(60, dtype=np.float32) / 2)
+
+
+def test_schema_fields_matching_nothing_is_refused(pyarrow_store):
+    with pytest.raises(PetastormSchemaError, match="nope"):
+        make_batch_reader("file://" + str(pyarrow_store), schema_fields=["nope"])
+
+
+def test_predicate_on_a_plain_store_keeps_matching_rows(pyarrow_store):
+    batches, _ = _read("file://" + str(pyarrow_store), predicate=in_lambda(["id"], lambda i: i % 7 == 0),
+                       shuffle_row_groups=False)
+    cols = _columns(batches)
+    np.testing.assert_array_equal(cols["id"], np.arange(0, 60, 7))
+    assert cols["name"].tolist() == [f"n{i}" for i in range(0, 60, 7)]
+
+
+def test_predicate_field_need_not_be_selected(pyarrow_store):
+    batches, _ = _read("file://" + str(pyarrow_store), schema_fields=["name"], shuffle_row_groups=False,
+                       predicate=in_set([3, 33], "id"))
+    assert batches[0]._fields == ("name",)
+    assert _columns(batches)["name"].tolist() == ["n3", "n33"]
+
+
+@pytest.mark.parametrize("filters, expected", [
+    ([("id", ">=", 55)], list(range(55, 60))),
+    ([("id", "<", 3), ("name", "!=", "n1")], [0, 2]),
+    ([[("id", "<", 2)], [("x", ">", 29.0)]], [0, 1, 59]),
+    ([("name", "in", {"n4", "n44"})], [4, 44]),
+])
+def test_column_filters_on_a_plain_store(pyarrow_store, filters, expected):
+    batches, _ = _read("file://" + str(pyarrow_store), filters=filters, shuffle_row_groups=False)
+    assert _columns(batches)["id"].tolist() == expected
+
+
+# --- every scalar type, nulls, dictionaries ------------------------------------------------------------------
+
+_N = 8
+_TS = np.array(["2021-03-04T05:06:07.123456789", "1969-12-31T23:59:59", "2000-02-29T00:00:00.5"] +
+               ["2024-01-01T00:00:%02d" % i for i in range(_N - 3)], dtype="datetime64[ns]")
+_DATES = [datetime.date(2020, 1, 1) + datetime.timedelta(days=37 * i) for i in range(_N)]
+
+
+def _with_nulls(values, every=3):
+    """Every ``every``-th value (from index 1) replaced by None."""
+    return [None if i % every == 1 else v for i, v in enumerate(values)]
+
+
+def _typed_columns():
+    """name -> (pyarrow array, expected numpy dtype or 'object', expected values as Python objects)."""
+    ints = list(range(-3, _N - 3))
+    cols = {}
+    for t in ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]:
+        vals = [abs(v) if t.startswith("u") else v for v in ints]
+        cols[t] = (pa.array(vals, getattr(pa, t)()), np.dtype(t), vals)
+    for t in ["float16", "float32", "float64"]:
+        vals = [v / 4 for v in ints]
+        cols[t] = (pa.array(np.array(vals, dtype=t), getattr(pa, t)()), np.dtype(t), vals)
+    bools = [i % 2 == 0 for i in range(_N)]
+    cols["bool"] = (pa.array(bools), np.dtype(bool), bools)
+    strs = [f"s{i}é" for i in range(_N)]
+    cols["string"] = (pa.array(strs, pa.string()), "object", strs)
+    cols["large_string"] = (pa.array(strs, pa.large_string()), "object", strs)
+    bins = [bytes([i, 0, 255]) for i in range(_N)]
+    cols["binary"] = (pa.array(bins, pa.binary()), "object", bins)
+    cols["large_binary"] = (pa.array(bins, pa.large_binary()), "object", bins)
+    decs = [Decimal(i) / Decimal(100) - Decimal("1.5") for i in range(_N)]
+    cols["decimal"] = (pa.array(decs, pa.decimal128(9, 2)), "object", decs)
+    cols["date32"] = (pa.array(_DATES, pa.date32()), np.dtype("datetime64[D]"), np.array(_DATES, "datetime64[D]"))
+    for unit in ["ns", "us", "ms"]:
+        expected = _TS.astype(f"datetime64[{unit}]")
+        cols[f"ts_{unit}"] = (pa.array(expected, pa.timestamp(unit)), np.dtype(f"datetime64[{unit}]"), expected)
+        cols[f"ts_{unit}_tz"] = (pa.array(expected, pa.timestamp(unit, tz="Europe/Paris")),
+                                 np.dtype(f"datetime64[{unit}]"), expected)  # the UTC instant
+    cats = ["red", "green", "red", "blue", "green", "red", "red", "blue"]
+    cols["dict_string"] = (pa.array(cats).dictionary_encode(), "object", cats)
+    cols["dict_int"] = (pa.array([7, 8, 7, 7, 9, 8, 7, 9], pa.int32()).dictionary_encode(), np.dtype("int32"),
+                        [7, 8, 7, 7, 9, 8, 7, 9])
+    return cols
+
+
+_TYPED = _typed_columns()
+
+
+@pytest.fixture(scope="module")
+def typed_store(tmp_path_factory):
+    """One file, 2 row groups of 4 rows: every scalar type, once without nulls and once with nulls."""
+    root = tmp_path_factory.mktemp("typed_store")
+    arrays = {"id": pa.array(range(_N), pa.int64())}
+    for name, (arr, _, values) in _TYPED.items():
+        arrays[name] = arr
+        py = arr.to_pylist()
+        arrays[name + "_null"] = pa.array(_with_nulls(py), type=arr.type)
+    table = pa.table(arrays)
+    pq.write_table(table, root / "typed.parquet", row_group_size=4)
+    return root
+
+
+def _check_scalar_column(name, got, dtype, expected):
+    assert len(got) == _N, name
+    if dtype == "object":
+        assert got.dtype == object, name
+        assert got.tolist() == list(expected), name
+        assert all(type(v) is type(e) for v, e in zip(got, expected)), name
+    else:
+        assert got.dtype == dtype, f"{name}: {got.dtype} != {dtype}"
+        np.testing.assert_array_equal(got, np.asarray(expected, dtype=dtype), err_msg=name)
+
+
+def _check_nullable_column(name, got, dtype, expected):
+    want = _with_nulls(list(expected))
+    if dtype != "object" and dtype.kind == "M":
+        # timestamps and dates stay datetime64 in their unit; nulls are NaT
+        assert got.dtype == dtype, name
+        assert np.isnat(got).tolist() == [w is None for w in want], name
+        np.testing.assert_array_equal(got[~np.isnat(got)], np.asarray([w for w in want if w is not None], dtype),
+                                      err_msg=name)
+    else:
+        assert got.dtype == object, name
+        assert [v is None for v in got] == [w is None for w in want], name
+        assert [v for v in got if v is not None] == [w for w in want if w is not None], name
+
+
+@pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
+def test_every_scalar_type_round_trips_with_and_without_nulls(typed_store, pool):
+    batches, schema = _read("file://" + str(typed_store), shuffle_row_groups=False, reader_pool_type=pool)
+    cols = _columns(batches)
+    np.testing.assert_array_equal(cols["id"], np.arange(_N))
+    for name, (_, dtype, expected) in _TYPED.items():
+        _check_scalar_column(name, cols[name], dtype, expected)
+        _check_nullable_column(name + "_null", cols[name + "_null"], dtype, expected)
+        assert schema.fields[name].shape == () and schema.fields[name].codec is None
+        assert schema.fields[name + "_null"].nullable
+
+
+@pytest.mark.parametrize("name", ["int32", "string", "ts_ms_tz", "date32", "decimal", "dict_string"])
+def test_a_typed_column_selected_alone_round_trips(typed_store, name):
+    _, dtype, expected = _TYPED[name]
+    batches, _ = _read("file://" + str(typed_store), schema_fields=[name, name + "_null"], shuffle_row_groups=False)
+    assert batches[0]._fields == (name, name + "_null")
+    cols = _columns(batches)
+    _check_scalar_column(name, cols[name], dtype, expected)
+    _check_nullable_column(name + "_null", cols[name + "_null"], dtype, expected)
+
+
+def test_reader_schema_types_of_the_scalar_columns(typed_store):
+    _, schema = _read("file://" + str(typed_store), workers_count=1)
+    f = schema.fields
+    assert f["int8"].numpy_dtype == np.int8 and f["uint64"].numpy_dtype == np.uint64
+    assert f["float16"].numpy_dtype == np.float16 and f["float64"].numpy_dtype == np.float64
+    assert f["bool"].numpy_dtype == np.bool_
+    assert f["string"].numpy_dtype == np.str_ and f["large_string"].numpy_dtype == np.str_
+    assert f["dict_string"].numpy_dtype == np.str_ and f["dict_int"].numpy_dtype == np.int32
+    assert f["binary"].numpy_dtype == np.bytes_ and f["large_binary"].numpy_dtype == np.bytes_
+    assert f["decimal"].numpy_dtype == Decimal
+    assert f["date32"].numpy_dtype == np.datetime64 and f["ts_ns_tz"].numpy_dtype == np.datetime64
+
+
+def test_an_all_null_column_reads_as_none(tmp_path):
+    pq.write_table(pa.table({"id": [1, 2, 3], "nothing": pa.nulls(3)}), tmp_path / "n.parquet")
+    cols = _columns(_read("file://" + str(tmp_path))[0])
+    assert cols["nothing"].tolist() == [None, None, None]
+
+
+def test_durations_read_as_timedelta64(tmp_path):
+    values = np.array([1, 2_000_000, -5], dtype="timedelta64[us]")
+    pq.write_table(pa.table({"d": pa.array(values), "dn": pa.array([1, None, 3], pa.duration("ms"))}),
+                   tmp_path / "d.parquet")
+    cols = _columns(_read("file://" + str(tmp_path))[0])
+    np.testing.assert_array_equal(cols["d"], values)
+    assert cols["dn"].dtype == np.dtype("timedelta64[ms]") and np.isnat(cols["dn"]).tolist() == [False, True, False]
+
+
+# --- nested lists --------------------------------------------------------------------------------------------
+
+def test_lists_of_equal_length_read_as_2d_arrays(tmp_path):
+    li = [[i, i + 1, i + 2] for i in range(6)]
+    lf = [[i / 2, -i / 2] for i in range(6)]
+    lli = [[[i, 1], [2, 3]] for i in range(6)]
+    fixed = pa.array(lf, pa.list_(pa.float32(), 2))
+    pq.write_table(pa.table({"li": li, "lf": lf, "lli": lli, "fixed": fixed}), tmp_path / "l.parquet",
+                   row_group_size=3)
+    batches, schema = _read("file://" + str(tmp_path), shuffle_row_groups=False)
+    assert batches[0].li.shape == (3, 3) and batches[0].li.dtype == np.int64
+    cols = _columns(batches)
+    np.testing.assert_array_equal(cols["li"], np.array(li))
+    assert cols["lf"].dtype == np.float64
+    np.testing.assert_array_equal(cols["lf"], np.array(lf))
+    assert cols["lli"].shape == (6, 2, 2)
+    np.testing.assert_array_equal(cols["lli"], np.array(lli))
+    assert cols["fixed"].dtype == np.float32
+    np.testing.assert_array_equal(cols["fixed"], np.array(lf, dtype=np.float32))
+    assert schema.fields["li"].shape == (None,) and schema.fields["li"].numpy_dtype == np.int64
+    assert schema.fields["lli"].shape == (None, None)
+    assert schema.fields["fixed"].numpy_dtype == np.float32
+
+
+def test_ragged_lists_with_nulls_and_empty_lists_read_as_object_arrays_of_arrays(tmp_path):
+    li = [[1, 2], [], None, [3], [4, None, 6], [7, 8, 9]]
+    lf = [[0.5], [1.5, 2.5], [], [3.5], None, []]
+    lli = [[[1], [2, 3]], [], [[4]], None, [[5, 6], None, []], [[7]]]
+    table = pa.table({"id": range(6), "li": pa.array(li, pa.list_(pa.int32())), "lf": pa.array(lf, pa.list_(pa.float32())),
+                      "lli": pa.array(lli, pa.list_(pa.list_(pa.int64()))),
+                      "ls": pa.array([["a"], ["b", None], [], None, ["c"], ["d", "e"]], pa.list_(pa.string()))})
+    pq.write_table(table, tmp_path / "l.parquet", row_group_size=4)
+    cols = _columns(_read("file://" + str(tmp_path), shuffle_row_groups=False)[0])
+    for name, written in [("li", li), ("lf", lf)]:
+        got = cols[name]
+        assert got.dtype == object and got.shape == (6,)
+        for row, (g, w) in enumerate(zip(got, written)):
+            if w is None:
+                assert g is None, (name, row)
+            else:
+                assert isinstance(g, np.ndarray) and g.ndim == 1, (name, row)
+                assert g.tolist() == w, (name, row)
+    assert cols["li"][0].dtype == np.int32 and cols["lf"][0].dtype == np.float32
+    assert cols["li"][1].dtype == np.int32 and len(cols["li"][1]) == 0  # an empty list keeps its dtype
+    for row, w in enumerate(lli):
+        g = cols["lli"][row]
+        if w is None:
+            assert g is None
+            continue
+        # a row of a list of lists: a 1-D object array holding one 1-D array (or None) per inner list
+        assert g.dtype == object and g.shape == (len(w),), row
+        assert [None if x is None else x.tolist() for x in g] == w
+    assert [None if x is None else x.tolist() for x in cols["ls"]] == [["a"], ["b", None], [], None, ["c"], ["d", "e"]]
+
+
+def test_list_values_of_a_sliced_row_group_are_the_rows_own(tmp_path):
+    """Drop partitions slice row groups: each row keeps its own list."""
+    li = [list(range(i)) for i in range(10)]
+    pq.write_table(pa.table({"id": range(10), "li": li}), tmp_path / "l.parquet", row_group_size=10)
+    batches, _ = _read("file://" + str(tmp_path), shuffle_row_groups=False, shuffle_row_drop_partitions=3)
+    assert len(batches) == 3
+    cols = _columns(batches)
+    assert [x.tolist() for x in cols["li"]] == li
+
+
+# --- unsupported types ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store_with_struct_and_map(tmp_path_factory):
+    root = tmp_path_factory.mktemp("struct_map")
+    table = pa.table({"id": pa.array(range(4), pa.int64()),
+                      "st": pa.array([{"a": i, "b": str(i)} for i in range(4)]),
+                      "mp": pa.array([[("k", i)] for i in range(4)], pa.map_(pa.string(), pa.int64())),
+                      "lst": pa.array([[{"a": 1}]] * 4)})
+    pq.write_table(table, root / "s.parquet")
+    return root
+
+
+def test_unselected_unsupported_columns_are_omitted_with_a_warning_naming_column_and_type(store_with_struct_and_map):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches, schema = _read("file://" + str(store_with_struct_and_map))
+    messages = [str(w.message) for w in caught]
+    assert list(schema.fields) == ["id"]
+    assert batches[0]._fields == ("id",)
+    np.testing.assert_array_equal(_columns(batches)["id"], np.arange(4))
+    for column, type_text in [("st", "struct<a: int64, b: string>"), ("mp", "map<string, int64"),
+                              ("lst", "struct<a: int64>>")]:
+        assert any(repr(column) in m and type_text in m for m in messages), (column, messages)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: reader._resolve_fields reports 'matches no field' for a selected "
+                                       "struct/map column instead of naming its unsupported Arrow type")
+@pytest.mark.parametrize("column, type_text", [("st", "struct<a: int64, b: string>"),
+                                               ("mp", "map<string, int64")])
+def test_selecting_an_unsupported_column_raises_an_error_naming_column_and_type(store_with_struct_and_map,
+                                                                               column, type_text):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(PetastormSchemaError) as info:
+            make_batch_reader("file://" + str(store_with_struct_and_map), schema_fields=["id", column])
+    assert repr(column) in str(info.value) and type_text in str(info.value) and "not supported" in str(info.value)
+
+
+def test_arrow_field_mapping_names_column_and_type_of_unsupported_fields():
+    from petastorm.arrow_types import arrow_field_to_unischema_field
+
+    for field in [pa.field("st", pa.struct([("a", pa.int64())])), pa.field("mp", pa.map_(pa.string(), pa.int8())),
+                  pa.field("deep", pa.list_(pa.struct([("a", pa.int64())]))), pa.field("t", pa.time64("us"))]:
+        with pytest.raises(PetastormSchemaError, match=f"'{field.name}'.*{str(field.type)[:6]}.*not supported"):
+            arrow_field_to_unischema_field(field)
+
+
+# --- pandas --------------------------------------------------------------------------------------------------
+
+def _pandas_frame(start=0, n=6):
+    ids = np.arange(start, start + n)
+    return pd.DataFrame({
+        "id": ids,
+        "f": ids * 1.5,
+        "s": [f"v{i}" for i in ids],
+        "flag": ids % 2 == 0,
+        "when": pd.to_datetime(ids, unit="s"),
+        "cat": pd.Categorical(["lo" if i % 3 else "hi" for i in ids]),
+        "maybe": pd.array([None if i % 4 == 0 else i for i in ids], dtype="Int32"),
+    })
+
+
+def _check_pandas_columns(cols, df):
+    np.testing.assert_array_equal(cols["id"], df["id"].to_numpy())
+    np.testing.assert_array_equal(cols["f"], df["f"].to_numpy())
+    assert cols["s"].tolist() == df["s"].tolist()
+    np.testing.assert_array_equal(cols["flag"], df["flag"].to_numpy())
+    np.testing.assert_array_equal(cols["when"].astype("datetime64[ns]"), df["when"].to_numpy().astype("datetime64[ns]"))
+    assert cols["cat"].tolist() == df["cat"].astype(str).tolist()
+    assert [None if v is None else int(v) for v in cols["maybe"]] == \
+        [None if pd.isna(v) else int(v) for v in df["maybe"]]
+
+
+@pytest.mark.parametrize("index", [False, None], ids=["index=False", "default-range-index"])
+def test_pandas_files_without_a_stored_index(tmp_path, index):
+    frames = [_pandas_frame(0), _pandas_frame(6)]
+    for i, df in enumerate(frames):
+        df.to_parquet(tmp_path / f"p{i}.parquet", index=index)
+    batches, schema = _read("file://" + str(tmp_path), shuffle_row_groups=False)
+    assert list(schema.fields) == ["id", "f", "s", "flag", "when", "cat", "maybe"]
+    _check_pandas_columns(_columns(batches), pd.concat(frames, ignore_index=True))
+
+
+def test_pandas_file_with_a_named_index_reads_the_index_as_a_column(tmp_path):
+    df = _pandas_frame().set_index(pd.Index([105, 100, 103, 101, 104, 102], name="row_key"))
+    df.to_parquet(tmp_path / "p.parquet")
+    batches, schema = _read("file://" + str(tmp_path))
+    cols = _columns(batches)
+    assert "row_key" in schema.fields
+    np.testing.assert_array_equal(cols["row_key"], [105, 100, 103, 101, 104, 102])
+    _check_pandas_columns(cols, df.reset_index(drop=True))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a pandas unnamed stored index column '__index_level_0__' is inferred "
+                                       "as a field and the namedtuple creation fails with ValueError")
+def test_pandas_file_with_an_unnamed_stored_index_reads(tmp_path):
+    df = _pandas_frame()
+    df.index = [55, 50, 53, 51, 54, 52]
+    df.to_parquet(tmp_path / "p.parquet", index=True)
+    batches, schema = _read("file://" + str(tmp_path))
+    _check_pandas_columns(_columns(batches), df.reset_index(drop=True))
+
+
+# --- Hive-partitioned directories (pyarrow writer) -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hive_store(tmp_path_factory):
+    """year=<int>/city=<str>/ directories, 2 rows per leaf; ids 0..15."""
+    root = tmp_path_factory.mktemp("hive")
+    ids = np.arange(16)
+    table = pa.table({"id": ids, "value": ids * 10.0,
+                      "year": [2020 + (i % 2) for i in ids],
+                      "city": [["paris", "new york", "a/b", "100%"][i // 2 % 4] for i in ids]})
+    pq.write_to_dataset(table, str(root), partition_cols=["year", "city"])
+    return root
+
+
+def test_hive_partition_columns_appear_as_typed_columns(hive_store):
+    batches, schema = _read("file://" + str(hive_store))
+    assert set(schema.fields) == {"id", "value", "year", "city"}
+    assert schema.fields["year"].numpy_dtype == np.int64  # int-looking values: an integer column
+    assert schema.fields["city"].numpy_dtype == np.str_
+    cols = _sorted_by(_columns(batches))
+    np.testing.assert_array_equal(cols["id"], np.arange(16))
+    np.testing.assert_array_equal(cols["value"], np.arange(16) * 10.0)
+    assert cols["year"].dtype.kind == "i"
+    np.testing.assert_array_equal(cols["year"], 2020 + np.arange(16) % 2)
+    # escaped directory names ('new%20york', 'a%2Fb', '100%25') come back as written
+    assert cols["city"].tolist() == [["paris", "new york", "a/b", "100%"][i // 2 % 4] for i in range(16)]
+
+
+def test_hive_partition_column_alone_can_be_selected(hive_store):
+    batches, _ = _read("file://" + str(hive_store), schema_fields=["city"])
+    assert batches[0]._fields == ("city",)
+    assert sorted(_columns(batches)["city"].tolist()) == sorted(["paris", "new york", "a/b", "100%"] * 4)
+
+
+def test_hive_partitions_are_read_in_sorted_directory_order(hive_store):
+    batches, _ = _read("file://" + str(hive_store), shuffle_row_groups=False)
+    keys = [(int(b.year[0]), str(b.city[0])) for b in batches]
+    # directory names sort as written: '100%25' < 'a%2Fb' < 'new%20york' < 'paris'
+    cities = ["100%", "a/b", "new york", "paris"]
+    assert keys == [(2020, c) for c in cities] + [(2021, c) for c in cities]
+
+
+@pytest.mark.parametrize("filters, expected_ids", [
+    ([("year", "=", 2021)], list(range(1, 16, 2))),
+    ([("city", "=", "new york")], [2, 3, 10, 11]),
+    ([("year", "=", 2020), ("city", "in", {"a/b", "100%"})], [4, 6, 12, 14]),
+    ([[("city", "=", "paris")], [("year", ">", 2020), ("city", "=", "100%")]], [0, 1, 7, 8, 9, 15]),
+    ([("year", "=", 2021), ("id", "<", 5)], [1, 3]),  # partition and column terms in one conjunction
+    ([[("city", "=", "a/b")], [("value", ">=", 140.0)]], [4, 5, 12, 13, 14, 15]),
+])
+def test_filters_on_partition_and_data_columns(hive_store, filters, expected_ids):
+    batches, _ = _read("file://" + str(hive_store), filters=filters)
+    assert sorted(_columns(batches)["id"].tolist()) == expected_ids
+
+
+def test_predicate_on_a_partition_column(hive_store):
+    batches, _ = _read("file://" + str(hive_store), predicate=in_lambda(["year", "city"],
+                                                                       lambda y, c: y == 2020 and c == "paris"))
+    cols = _sorted_by(_columns(batches))
+    assert cols["id"].tolist() == [0, 8]
+    assert cols["city"].tolist() == ["paris", "paris"]
+
+
+def test_hive_string_values_that_look_like_ints_in_only_some_directories_are_strings(tmp_path):
+    table = pa.table({"id": [0, 1, 2], "part": ["7", "x", "8"]})
+    pq.write_to_dataset(table, str(tmp_path), partition_cols=["part"])
+    batches, schema = _read("file://" + str(tmp_path))
+    assert schema.fields["part"].numpy_dtype == np.str_
+    cols = _sorted_by(_columns(batches))
+    assert cols["part"].tolist() == ["7", "x", "8"]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: dataset._parse_partition/_with_partitions treat "
+                                       "'__HIVE_DEFAULT_PARTITION__' as a string value instead of null")
+def test_hive_default_partition_is_a_null_value(tmp_path):
+    table = pa.table({"id": [0, 1, 2, 3], "k": pa.array([1, None, 3, None], pa.int64())})
+    pq.write_to_dataset(table, str(tmp_path), partition_cols=["k"])
+    assert "k=__HIVE_DEFAULT_PARTITION__" in os.listdir(tmp_path)
+    batches, schema = _read("file://" + str(tmp_path))
+    cols = _sorted_by(_columns(batches))
+    assert schema.fields["k"].numpy_dtype == np.int64
+    assert [None if v is None else int(v) for v in cols["k"]] == [1, None, 3, None]
+
+
+# --- Spark-written stores ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spark_store(spark_session, tmp_path_factory):
+    """A Spark DataFrame written with df.write.parquet (3 files), and the rows as Python values."""
+    from pyspark.sql import Row
+    from pyspark.sql import types as T
+
+    schema = T.StructType([
+        T.StructField("id", T.LongType(), False),
+        T.StructField("small", T.ShortType(), True),
+        T.StructField("i", T.IntegerType(), True),
+        T.StructField("f", T.FloatType(), True),
+        T.StructField("d", T.DoubleType(), True),
+        T.StructField("s", T.StringType(), True),
+        T.StructField("b", T.BooleanType(), True),
+        T.StructField("bin", T.BinaryType(), True),
+        T.StructField("dec", T.DecimalType(10, 3), True),
+        T.StructField("day", T.DateType(), True),
+        T.StructField("ts", T.TimestampType(), True),
+        T.StructField("arr", T.ArrayType(T.IntegerType()), True),
+        T.StructField("arr2", T.ArrayType(T.ArrayType(T.DoubleType())), True),
+    ])
+    rows = []
+    for i in range(12):
+        null = i % 5 == 4
+        rows.append(Row(
+            id=i, small=None if null else i - 6, i=None if null else i * 1000, f=None if null else i / 4,
+            d=None if null else i / 3, s=None if null else f"str{i}", b=None if null else i % 2 == 0,
+            bin=None if null else bytes([i, 1]), dec=None if null else Decimal(i) / Decimal(8),
+            day=None if null else datetime.date(2021, 1, 1 + i),
+            ts=None if null else datetime.datetime(2021, 1, 1, 12, i, 30, 250000, tzinfo=datetime.timezone.utc),
+            arr=None if null else list(range(i % 3)), arr2=None if null else [[float(i)], [], [1.0, 2.0]]))
+    path = str(tmp_path_factory.mktemp("spark") / "plain")
+    spark_session.conf.set("spark.sql.session.timeZone", "UTC")
+    spark_session.createDataFrame(rows, schema).repartition(3).write.parquet("file://" + path)
+    return path, rows
+
+
+def test_spark_written_store_round_trips_every_column(spark_store):
+    path, rows = spark_store
+    assert any(name.startswith("_SUCCESS") for name in os.listdir(path))
+    batches, schema = _read("file://" + path)
+    cols = _sorted_by(_columns(batches))
+    assert set(schema.fields) == set(rows[0].asDict())
+    assert cols["id"].tolist() == list(range(12))
+    for name in ["small", "i", "s", "b", "bin", "dec"]:
+        assert [None if v is None else v for v in cols[name].tolist()] == [getattr(r, name) for r in rows], name
+    for name in ["f", "d"]:
+        expected = [getattr(r, name) for r in rows]
+        assert [v is None for v in cols[name]] == [e is None for e in expected], name
+        np.testing.assert_allclose([float(v) for v in cols[name] if v is not None],
+                                   [e for e in expected if e is not None], rtol=1e-6)
+    assert cols["day"].dtype.kind == "M"
+    assert [None if np.isnat(v) else v.astype("datetime64[D]").item() for v in cols["day"]] == [r.day for r in rows]
+    assert cols["ts"].dtype.kind == "M"
+    expected_ts = [None if r.ts is None else np.datetime64(r.ts.replace(tzinfo=None), "us") for r in rows]
+    assert [None if np.isnat(v) else v.astype("datetime64[us]") for v in cols["ts"]] == expected_ts
+    assert [None if v is None else v.tolist() for v in cols["arr"]] == [r.arr for r in rows]
+    assert [None if v is None else [x.tolist() for x in v] for v in cols["arr2"]] == [r.arr2 for r in rows]
+    assert schema.fields["arr"].shape == (None,) and schema.fields["arr2"].shape == (None, None)
+    assert schema.fields["dec"].numpy_dtype == Decimal and schema.fields["small"].numpy_dtype == np.int16
+
+
+def test_spark_partition_by_directories_read_with_partition_columns(spark_session, tmp_path):
+    df = spark_session.createDataFrame([(i, i % 3, ["x", "y z"][i % 2], i * 0.5) for i in range(12)],
+                                       "id long, bucket int, tag string, v double")
+    path = str(tmp_path / "parts")
+    df.write.partitionBy("bucket", "tag").parquet("file://" + path)
+    assert sorted(os.listdir(path))[:3] == ["._SUCCESS.crc", "_SUCCESS", "bucket=0"]
+    batches, schema = _read("file://" + path)
+    assert set(schema.fields) == {"id", "v", "bucket", "tag"}
+    cols = _sorted_by(_columns(batches))
+    assert cols["id"].tolist() == list(range(12))
+    np.testing.assert_array_equal(cols["bucket"], np.arange(12) % 3)
+    assert cols["tag"].tolist() == [["x", "y z"][i % 2] for i in range(12)]
+    np.testing.assert_array_equal(cols["v"], np.arange(12) * 0.5)
+    batches, _ = _read("file://" + path, filters=[("bucket", "=", 1), ("tag", "=", "y z")])
+    assert sorted(_columns(batches)["id"].tolist()) == [1, 7]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: Spark's '__HIVE_DEFAULT_PARTITION__' directory (a null partition "
+                                       "value) is read as that literal string")
+def test_spark_partition_by_a_column_with_nulls(spark_session, tmp_path):
+    df = spark_session.createDataFrame([(0, 1), (1, None), (2, 2)], "id long, grp int")
+    path = str(tmp_path / "nullparts")
+    df.write.partitionBy("grp").parquet("file://" + path)
+    cols = _sorted_by(_columns(_read("file://" + path)[0]))
+    assert [None if v is None else int(v) for v in cols["grp"]] == [1, None, 2]
