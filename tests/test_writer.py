@@ -281,6 +281,18 @@ def test_partition_by_writes_hive_directories_without_the_partition_column(tmp_p
     assert get_schema_from_dataset_url(path) == schema  # the stored schema keeps the partition field
 
 
+def test_rows_per_file_and_num_files_count_per_partition_directory(tmp_path):
+    path = str(tmp_path / "ds")
+    result = write_dataset(path, _blob_schema(), _blob_rows(30), partition_by=["part"], rows_per_file=4,
+                           workers_count=1, progress=False)
+    for part in range(3):
+        counts = sorted(n for f, n in result.rows_per_file.items() if f.startswith(f"part={part}/"))
+        assert counts == [2, 4, 4]
+    result = write_dataset(str(tmp_path / "rr"), _blob_schema(), _blob_rows(30), partition_by=["part"],
+                           num_files=2, workers_count=1, progress=False)
+    assert sorted(result.rows_per_file.values()) == [5] * 6
+
+
 def test_partition_values_are_escaped_and_nulls_use_the_hive_default(tmp_path):
     schema = Unischema("P", [UnischemaField("id", np.int32, (), None, False),
                              UnischemaField("city", np.str_, (), None, True)])
