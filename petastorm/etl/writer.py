@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormWriteError
+from petastorm.etl.dataset_metadata import write_petastorm_metadata
 from petastorm.etl.encode_pool import dataset_arrow_schema, encoded_batches, is_encoded_input
 from petastorm.unischema import Unischema
 
@@ -104,7 +105,9 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
         Target size of a row group in MiB (the Parquet block size of ``materialize_dataset``), measured
         on the encoded, uncompressed Arrow data. A file's last row group may be smaller.
     workers_count : int, optional
-        Processes that encode row dicts; None means ``os.cpu_count()``, 1 encodes in this process.
+        Processes that encode row dicts; None means one per CPU this process may use
+        (``os.cpu_count()`` where CPU affinity is unknown); 1 encodes in this process. Worker processes
+        import the main module: a script needs an ``if __name__ == "__main__":`` guard.
     progress : bool
         Show a tqdm progress bar (rows).
     partition_by : list of str, optional
@@ -179,7 +182,8 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
             sink.write(batch)
             progress_bar.update(batch.num_rows)
         written = sink.close()
-        _write_metadata(fs, tmp_path, schema, written, file_schema)
+        write_petastorm_metadata(fs, tmp_path, schema, {name: groups for name, _, groups in written},
+                                 arrow_schema=file_schema)
         _publish(fs, tmp_path, path, dataset_url, overwrite, [name for name, _, _ in written])
     except BaseException:
         batches.close()  # stops the worker processes when the failure is on this side
@@ -210,8 +214,8 @@ def _ensure_row_group_bytes(row_group_size_mb: Any) -> int:
 
 
 def _ensure_workers(workers_count: Any) -> int:
-    if workers_count is None:
-        return os.cpu_count() or 1
+    if workers_count is None:  # the CPUs this process may run on
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     _ensure_positive_int("workers_count", workers_count)
     return workers_count
 
@@ -369,14 +373,6 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
             fs.delete_dir(path)
     except OSError:
         pass
-
-
-def _write_metadata(fs: pafs.FileSystem, tmp_path: str, schema: Unischema, written: list,
-                    file_schema: pa.Schema) -> None:
-    from petastorm.etl.dataset_metadata import write_petastorm_metadata
-
-    write_petastorm_metadata(fs, tmp_path, schema, {name: groups for name, _, groups in written},
-                             arrow_schema=file_schema)
 
 
 # --- Parquet files ------------------------------------------------------------------------------------------
