@@ -1,0 +1,262 @@
+"""Read throughput against the limits on the same files, measured side by side in one run.
+
+Usage::
+
+    python benchmarks/bench_read.py [--quick] [--reps 3] [--only columns,ndarray,jpeg] [--no-original]
+
+1. ``columns``: ``make_batch_reader``, 20 float32 columns, thread pool, 2 workers, vs
+   ``ParquetFile.read_row_group`` in 2 threads + ``to_numpy`` per column.           target >= 0.8x
+2. ``ndarray``: ``make_reader``, a (64, 64) float32 ``NdarrayCodec`` field, 2 workers, vs a single-thread
+   loop of ``read_row_group`` + one ``np.frombuffer`` view per cell, npy header parsed once.  >= 1.0x
+3. ``jpeg``: ``make_reader``, 224x224x3 JPEG field, 2 workers, vs 2x the single-thread ``cv2.imdecode``
+   rate of the same stored bytes.                                                      >= 0.85x
+4. process pool vs thread pool (2 workers) on ``ndarray`` and ``jpeg``.                  >= 0.8x
+
+Rates are rows/s from the ``make_*reader`` call to the last row (start-up included; imports and the
+page cache are warmed by a throw-away reader first), best of ``--reps`` runs that alternate limit and
+reader. Every consumer reads the last element of the big field of each row (batch), so results that are
+mapped lazily are paid for. When ``.venv-original`` exists, the original 0.12.1 runs the same read in a
+fresh interpreter (``read_pass.py --warmup``) and its fraction of the same limit is printed in brackets.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def _files(path: str) -> list:
+    return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
+
+
+def _binary(table, name):
+    """(offsets int64 (n+1,), data uint8) of a binary column, without copies."""
+    import pyarrow as pa
+
+    col = table.column(name)
+    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    if col.type != pa.large_binary():
+        col = col.cast(pa.large_binary())
+    bufs = col.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(col) + 1, offset=col.offset * 8)
+    return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
+
+
+# --- limits ------------------------------------------------------------------------------------------------------
+
+def limit_columns(path: str, threads: int = 2) -> int:
+    """Rows read: every row group with ``read_row_group`` in ``threads`` threads, ``to_numpy`` per column."""
+    import pyarrow.parquet as pq
+
+    tasks = [(f, g) for f in _files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
+
+    def work(task):
+        f, g = task
+        table = pq.ParquetFile(f).read_row_group(g, use_threads=False)
+        return {name: table.column(name).to_numpy() for name in table.column_names}
+
+    rows, check = 0, 0.0
+    with ThreadPoolExecutor(threads) as ex:
+        for cols in ex.map(work, tasks):
+            rows += len(cols["c00"])
+            check += float(cols["c00"][-1])
+    return rows
+
+
+def limit_ndarray(path: str) -> int:
+    """Rows read in one thread: ``read_row_group``, then one ``np.frombuffer`` view per cell."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    header = None
+    rows, check = 0, 0.0
+    for f in _files(path):
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g, columns=["id", "arr"], use_threads=False)
+            ids = table.column("id").to_numpy()
+            offsets, data = _binary(table, "arr")
+            if header is None:
+                buf = io.BytesIO(data[offsets[0]:offsets[1]].tobytes())
+                version = np.lib.format.read_magic(buf)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(buf)
+                header = (buf.tell(), shape, dtype, int(np.prod(shape)))
+            skip, shape, dtype, count = header
+            for i in range(len(ids)):
+                a = np.frombuffer(data, dtype=dtype, count=count, offset=int(offsets[i]) + skip).reshape(shape)
+                check += float(a[-1, -1])
+            rows += len(ids)
+    return rows
+
+
+def limit_jpeg(path: str) -> int:
+    """Rows decoded in one thread: ``read_row_group`` then ``cv2.imdecode`` of every stored image."""
+    import cv2
+    import pyarrow.parquet as pq
+
+    rows, check = 0, 0.0
+    for f in _files(path):
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g, columns=["id", "image"], use_threads=False)
+            ids = table.column("id").to_numpy()
+            offsets, data = _binary(table, "image")
+            for i in range(len(ids)):
+                img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
+                check += float(img[-1, -1, -1])
+            rows += len(ids)
+    return rows
+
+
+# --- our reader ----------------------------------------------------------------------------------------------------
+
+def ours(path: str, mode: str, pool: str, touch: str, workers: int = 2) -> tuple[int, float]:
+    """(rows, seconds to first row) of one full pass."""
+    from petastorm import make_batch_reader, make_reader
+
+    factory = make_reader if mode == "reader" else make_batch_reader
+    t0 = time.perf_counter()
+    first = None
+    rows, check = 0, 0.0
+    with factory("file://" + path, reader_pool_type=pool, workers_count=workers, num_epochs=1) as reader:
+        for out in reader:
+            if first is None:
+                first = time.perf_counter() - t0
+            value = getattr(out, touch)
+            check += float(value.reshape(-1)[-1])
+            rows += len(value) if mode == "batch" else 1
+    return rows, first
+
+
+def _rate(fn) -> tuple[float, int, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t0
+    rows = out[0] if isinstance(out, tuple) else out
+    return rows / dt, rows, out
+
+
+def measure(cases: dict, reps: int) -> dict:
+    """Alternate the cases ``reps`` times; best rows/s of each."""
+    rates: dict = {k: [] for k in cases}
+    extra: dict = {k: [] for k in cases}
+    for _ in range(reps):
+        for name, fn in cases.items():
+            r, rows, out = _rate(fn)
+            rates[name].append(r)
+            extra[name].append(out)
+            print(f"    {name:<28} {r:>12,.0f} rows/s  ({rows:,} rows)", flush=True)
+    return {k: common.best_rate(v) for k, v in rates.items()}
+
+
+def _original(path: str, mode: str, pool: str, touch: str, limit: float, use: bool) -> dict | None:
+    if not use:
+        return None
+    res = common.run_read_pass(common.ORIGINAL_PYTHON, path, mode=mode, pool=pool, touch=touch, warmup=True)
+    if res:
+        print(f"    original 0.12.1 {pool:<11} {res['rows_per_s']:>12,.0f} rows/s  (first row "
+              f"{res['first_row_s']:.2f} s, = {res['rows_per_s'] / limit:.2f}x the limit)", flush=True)
+    return res
+
+
+def _warm(path: str, mode: str, pool: str) -> None:
+    """One row through a throw-away reader: imports and lazy set-up are not part of the timed passes."""
+    from petastorm import make_batch_reader, make_reader
+
+    factory = make_reader if mode == "reader" else make_batch_reader
+    with factory("file://" + path, reader_pool_type=pool, workers_count=2, num_epochs=1) as r:
+        next(r)
+
+
+def bench_columns(quick: bool, reps: int, use_original: bool) -> list:
+    path = common.columns_dataset(quick)
+    print(f"[1] make_batch_reader, 20 float32 columns ({path})", flush=True)
+    _warm(path, "batch", "thread")
+    limit_columns(path)
+    best = measure({"limit: pyarrow 2 threads": lambda: limit_columns(path),
+                    "ours: batch thread x2": lambda: ours(path, "batch", "thread", "c00")}, reps)
+    limit = best["limit: pyarrow 2 threads"]
+    orig = _original(path, "batch", "thread", "c00", limit, use_original)
+    return [common.report("1 batch reader 20xfloat32 / pyarrow 2 threads", best["ours: batch thread x2"] / limit, 0.8,
+                          original=orig and orig["rows_per_s"] / limit,
+                          detail=f"limit {limit:,.0f} rows/s")]
+
+
+def bench_ndarray(quick: bool, reps: int, use_original: bool, processes: bool = True) -> list:
+    path = common.ndarray_dataset(quick)
+    print(f"[2] make_reader, (64, 64) float32 NdarrayCodec ({path})", flush=True)
+    _warm(path, "reader", "thread")
+    cases = {"limit: frombuffer 1 thread": lambda: limit_ndarray(path),
+             "ours: reader thread x2": lambda: ours(path, "reader", "thread", "arr")}
+    if processes:
+        _warm(path, "reader", "process")
+        cases["ours: reader process x2"] = lambda: ours(path, "reader", "process", "arr")
+    best = measure(cases, reps)
+    limit = best["limit: frombuffer 1 thread"]
+    orig = _original(path, "reader", "thread", "arr", limit, use_original)
+    out = [common.report("2 reader ndarray(64,64) / frombuffer 1 thread", best["ours: reader thread x2"] / limit, 1.0,
+                         original=orig and orig["rows_per_s"] / limit, detail=f"limit {limit:,.0f} rows/s")]
+    if processes:
+        origp = _original(path, "reader", "process", "arr", limit, use_original)
+        out.append(common.report(
+            "4a process / thread pool, ndarray", best["ours: reader process x2"] / best["ours: reader thread x2"], 0.8,
+            original=(orig and origp and origp["rows_per_s"] / orig["rows_per_s"]) or None))
+    return out
+
+
+def bench_jpeg(quick: bool, reps: int, use_original: bool, processes: bool = True) -> list:
+    path = common.jpeg_dataset(quick)
+    print(f"[3] make_reader, 224x224x3 JPEG ({path})", flush=True)
+    _warm(path, "reader", "thread")
+    cases = {"limit: imdecode 1 thread": lambda: limit_jpeg(path),
+             "ours: reader thread x2": lambda: ours(path, "reader", "thread", "image")}
+    if processes:
+        _warm(path, "reader", "process")
+        cases["ours: reader process x2"] = lambda: ours(path, "reader", "process", "image")
+    best = measure(cases, max(1, reps - 1))
+    limit = 2 * best["limit: imdecode 1 thread"]
+    orig = _original(path, "reader", "thread", "image", limit, use_original)
+    out = [common.report("3 reader jpeg 224x224x3 / 2x imdecode 1 thread", best["ours: reader thread x2"] / limit,
+                         0.85, original=orig and orig["rows_per_s"] / limit,
+                         detail=f"limit 2 x {limit / 2:,.0f} rows/s")]
+    if processes:
+        origp = _original(path, "reader", "process", "image", limit, use_original)
+        out.append(common.report(
+            "4b process / thread pool, jpeg", best["ours: reader process x2"] / best["ours: reader thread x2"], 0.8,
+            original=(orig and origp and origp["rows_per_s"] / orig["rows_per_s"]) or None))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Read throughput of make_reader/make_batch_reader vs the limits.")
+    p.add_argument("--quick", action="store_true", help="small datasets (about 50 MB each), 2 repetitions")
+    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 3, 2 with --quick)")
+    p.add_argument("--only", default="columns,ndarray,jpeg")
+    p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
+    p.add_argument("--no-process", action="store_true", help="skip the process-pool passes")
+    args = p.parse_args(argv)
+    reps = args.reps or (2 if args.quick else 3)
+    use_original = not args.no_original and common.original_available()
+    print(f"bench_read: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
+    only = set(args.only.split(","))
+    if "columns" in only:
+        bench_columns(args.quick, reps, use_original)
+    if "ndarray" in only:
+        bench_ndarray(args.quick, reps, use_original, not args.no_process)
+    if "jpeg" in only:
+        bench_jpeg(args.quick, reps, use_original, not args.no_process)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
