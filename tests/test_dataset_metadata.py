@@ -364,3 +364,33 @@ def test_unpickled_schema_with_a_field_that_is_not_well_formed_is_refused():
     bad = Unischema("Bad", [UnischemaField("x", np.int32, (), collections.OrderedDict(), False)])
     with pytest.raises(PetastormMetadataError, match="src.*malformed field"):
         dm.load_unischema({dm.UNISCHEMA_KEY: pickle.dumps(bad)}, "src")
+
+
+def test_metadata_and_indexes_on_s3(s3_server, tmp_path):
+    """Write, read, generate metadata and build an index on a real S3-protocol server."""
+    from petastorm.etl.petastorm_generate_metadata import generate_petastorm_metadata
+    from petastorm.etl.rowgroup_indexers import SingleFieldIndexer
+    from petastorm.etl.rowgroup_indexing import build_rowgroup_index, load_rowgroup_indexes
+
+    local = str(tmp_path / "ds")
+    rels = write_plain_dataset(local, subdirs=["part=a", "part=b"])
+    bucket = s3_server.make_bucket()
+    s3 = s3_server.pyarrow_filesystem()
+    for rel in rels:
+        with open(os.path.join(local, rel), "rb") as src, s3.open_output_stream(f"{bucket}/ds/{rel}") as dst:
+            dst.write(src.read())
+    url = f"s3://{bucket}/ds"
+    with pytest.raises(PetastormMetadataError, match="Could not find _common_metadata"):
+        dm.get_schema_from_dataset_url(url, storage_options=s3_server.storage_options)
+    dm.write_petastorm_metadata(s3, f"{bucket}/ds", SCHEMA, dm.count_row_groups_per_file(s3, f"{bucket}/ds"))
+    assert dm.get_schema_from_dataset_url(url, storage_options=s3_server.storage_options) == SCHEMA
+    assert dm.get_schema_from_dataset_url(url, filesystem=s3) == SCHEMA
+    metadata = dm.read_dataset_metadata(s3, f"{bucket}/ds")
+    assert dm.load_num_row_groups_per_file(metadata, url) == {rels[0]: 3, rels[1]: 3}
+    pieces = dm.dataset_row_groups(s3, f"{bucket}/ds")
+    assert [(p.path, p.row_group) for p in pieces][:2] == [(f"{bucket}/ds/{rels[0]}", 0), (f"{bucket}/ds/{rels[0]}", 1)]
+    # regenerate from the stored schema, then build an index, both through the URL and storage options
+    generate_petastorm_metadata(None, url, storage_options=s3_server.storage_options)
+    build_rowgroup_index(url, None, [SingleFieldIndexer("by_id", "id")], storage_options=s3_server.storage_options)
+    indexes = load_rowgroup_indexes(dm.read_dataset_metadata(s3, f"{bucket}/ds"), url)
+    assert indexes["by_id"].get_row_group_indexes(0) == {0} and indexes["by_id"].get_row_group_indexes(9) == {5}

@@ -59,9 +59,10 @@ def _locate_schema(unischema_class: Any) -> Any:
     return schema
 
 
-def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, rels: list[str]) -> dict[str, int]:
+def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, storage_options: Optional[dict],
+                      rels: list[str]) -> dict[str, int]:
     def count(part: Any) -> Any:
-        fs, path = _resolve(dataset_url, hdfs_driver)
+        fs, path = _resolve(dataset_url, hdfs_driver, storage_options)
         return list(count_row_groups_per_file(fs, path, list(part)).items())
 
     slices = max(1, min(len(rels), spark.sparkContext.defaultParallelism * 4))
@@ -69,7 +70,8 @@ def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, rels: list
 
 
 def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: Optional[str] = None,
-                                use_summary_metadata: bool = False, hdfs_driver: str = "libhdfs3") -> None:
+                                use_summary_metadata: bool = False, hdfs_driver: str = "libhdfs3",
+                                storage_options: Optional[dict] = None) -> None:
     """Write the Petastorm keys into ``<dataset_url>/_common_metadata``.
 
     Parameters
@@ -83,6 +85,8 @@ def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: O
     use_summary_metadata : bool
         Also write the Parquet ``_metadata`` summary file.
     hdfs_driver : str
+    storage_options : dict, optional
+        Filesystem options (s3fs style) for ``dataset_url``; petastorm's addition to the original signature.
 
     Raises
     ------
@@ -91,11 +95,11 @@ def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: O
     PetastormArgumentError
         ``unischema_class`` does not name a Unischema.
     """
-    filesystem, path = _resolve(dataset_url, hdfs_driver)
+    filesystem, path = _resolve(dataset_url, hdfs_driver, storage_options)
     schema = _locate_schema(unischema_class) if unischema_class else _get_schema_at(filesystem, path)
     rels = list_data_files(filesystem, path)
     if spark is not None and rels:
-        counts = _count_with_spark(spark, dataset_url, hdfs_driver, rels)
+        counts = _count_with_spark(spark, dataset_url, hdfs_driver, storage_options, rels)
     else:
         counts = count_row_groups_per_file(filesystem, path, rels)
     counts = {rel: counts[rel] for rel in rels}

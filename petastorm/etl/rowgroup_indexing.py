@@ -155,10 +155,10 @@ def _combine(left: list, right: list) -> list:
     return [a + b for a, b in zip(left, right)]
 
 
-def _index_pieces(dataset_url: str, hdfs_driver: str, schema: Any, blank: list,
+def _index_pieces(dataset_url: str, hdfs_driver: str, storage_options: Optional[dict], schema: Any, blank: list,
                   numbered_pieces: Iterable[tuple[int, RowGroupPiece]]) -> list:
     """Index a batch of row groups with fresh copies of ``blank`` (runs in Spark executors too)."""
-    filesystem, _ = _resolve(dataset_url, hdfs_driver)
+    filesystem, _ = _resolve(dataset_url, hdfs_driver, storage_options)
     indexers = copy.deepcopy(blank)
     for number, piece in numbered_pieces:
         index_row_group(filesystem, schema, piece, number, indexers)
@@ -166,7 +166,7 @@ def _index_pieces(dataset_url: str, hdfs_driver: str, schema: Any, blank: list,
 
 
 def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[RowGroupIndexerBase],
-                         hdfs_driver: str = "libhdfs3") -> None:
+                         hdfs_driver: str = "libhdfs3", storage_options: Optional[dict] = None) -> None:
     """Build row-group indexes of the dataset at ``dataset_url`` and store them in its ``_common_metadata``.
 
     Parameters
@@ -179,6 +179,8 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
         For example ``[SingleFieldIndexer('by_id', 'id'), FieldNotNullIndexer('has_label', 'label')]``;
         indexes already stored under other names are kept, those with the same name replaced.
     hdfs_driver : str
+    storage_options : dict, optional
+        Filesystem options (s3fs style) for ``dataset_url``; petastorm's addition to the original signature.
 
     Raises
     ------
@@ -190,7 +192,7 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
     indexers = list(indexers)
     if not indexers or not all(isinstance(ix, RowGroupIndexerBase) for ix in indexers):
         raise PetastormArgumentError(f"indexers must be a non-empty list of RowGroupIndexerBase, got {indexers!r}")
-    filesystem, path = _resolve(dataset_url, hdfs_driver)
+    filesystem, path = _resolve(dataset_url, hdfs_driver, storage_options)
     source = posixpath.join(path, COMMON_METADATA_FILE)
     metadata = read_dataset_metadata(filesystem, path)
     schema = load_unischema(metadata, source)
@@ -206,12 +208,13 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
     numbered = list(enumerate(pieces))
     blank = copy.deepcopy(indexers)
     if spark_context is None or not numbered:
-        built = _index_pieces(dataset_url, hdfs_driver, schema, blank, numbered)
+        built = _index_pieces(dataset_url, hdfs_driver, storage_options, schema, blank, numbered)
     else:
         slices = max(1, min(len(numbered), (len(numbered) + _PIECES_PER_TASK - 1) // _PIECES_PER_TASK,
                             spark_context.defaultParallelism * 4))
         built = (spark_context.parallelize(numbered, slices)
-                 .mapPartitions(lambda part: [_index_pieces(dataset_url, hdfs_driver, schema, blank, part)])
+                 .mapPartitions(lambda part: [_index_pieces(dataset_url, hdfs_driver, storage_options, schema,
+                                                            blank, part)])
                  .reduce(_combine))
     stored = load_rowgroup_indexes(metadata, source)
     stored.update({ix.index_name: ix for ix in built})
