@@ -5,8 +5,9 @@ Usage::
     python benchmarks/bench_pool.py [--items 300] [--workers 2] [--mb 4]
 
 Prints, for each pool (thread; process with shared memory; process with the in-band pipe fallback),
-batches/s and MB/s with a consumer that reads every byte of each batch (``a.sum()``), and the ratio of
-process to thread throughput. Then, for each start method, the start-up time of a process pool
+batches/s and MB/s with a consumer that reads every byte of each batch (``a.sum()``), the CPU time spent
+per batch by the consumer and worker processes together (a figure that a busy machine does not skew),
+and the ratio of process to thread throughput. Then, for each start method, the start-up time of a process pool
 (create + start + first result), cold (first pool in a fresh interpreter: for 'forkserver' this includes
 starting the fork server) and warm (a later pool in the same interpreter).
 """
@@ -44,17 +45,30 @@ def _items(n):
     return (WorkItem(0, i, i, 0, 1) for i in range(n))
 
 
+def _cpu_s(pids):
+    """User + system CPU seconds of these processes (psutil), or None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)
+
+
 def throughput(pool, n, nbytes):
+    """(batches/s, CPU ms per batch of the whole pool: consumer process + worker processes)."""
     pool.start(batch_factory(nbytes))
     list(pool.imap(_items(4)))  # warm up: workers started, segments allocated
+    pids = [os.getpid()] + list(pool.diagnostics.get("worker_pids", []))
+    cpu0 = _cpu_s(pids)
     t0 = time.perf_counter()
     total = 0.0
     for batch in pool.imap(_items(n)):
         total += float(batch.columns["x"].sum(dtype=np.float64))
     dt = time.perf_counter() - t0
+    cpu1 = _cpu_s(pids)
     pool.stop()
     pool.join()
-    return n / dt, n * nbytes / dt / 2 ** 20
+    return n / dt, (None if cpu0 is None else (cpu1 - cpu0) / n * 1000)
 
 
 def startup(method, reps=3):
@@ -91,11 +105,15 @@ def main():
         "process/pipe": lambda: ProcessPool(args.workers, args.queue, transport="pipe"),
     }
     rates = {label: 0.0 for label in makers}
+    cpu = {label: float("inf") for label in makers}
     for _round in range(args.rounds):  # interleaved rounds, best kept: the machine may be shared
         for label, make in makers.items():
-            rates[label] = max(rates[label], throughput(make(), args.items, nbytes)[0])
+            bps, cpu_ms = throughput(make(), args.items, nbytes)
+            rates[label] = max(rates[label], bps)
+            cpu[label] = min(cpu[label], cpu_ms if cpu_ms is not None else float("inf"))
     for label, bps in rates.items():
-        print(f"  {label:13s} {bps:8.1f} batches/s {bps * nbytes / 2 ** 20:9.0f} MB/s  (best of {args.rounds})")
+        print(f"  {label:13s} {bps:8.1f} batches/s {bps * nbytes / 2 ** 20:9.0f} MB/s  "
+              f"{cpu[label]:6.2f} CPU ms/batch  (best of {args.rounds})")
     print(f"  ratio process/shm : thread = {rates['process/shm'] / rates['thread']:.2f}, "
           f"process/pipe : thread = {rates['process/pipe'] / rates['thread']:.2f}")
     print("start-up, create + start + first result, 2 workers (s): cold, then warm x2")

@@ -2,8 +2,8 @@
 
 Parent and each worker talk over one duplex unix-socket connection (``multiprocessing.Pipe``):
 
-- parent -> worker: ``('task', gen, seq, item)``, ``('release', [segment ids])``, ``('cancel', gen)``,
-  ``('stop',)``;
+- parent -> worker: ``('task', gen, seq, item, [segment ids released] or None)``,
+  ``('release', [segment ids])``, ``('cancel', gen)``, ``('stop',)``;
 - worker -> parent: ``('ready', pid)``, ``('start_error', exc)``, ``('seg', id, size)`` + an fd,
   ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``.
 
@@ -179,6 +179,8 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
                 elif msg[0] == "cancel":
                     cancelled_below = max(cancelled_below, msg[1] + 1)
                 else:
+                    if msg[4]:
+                        writer.release(msg[4])
                     pending.append(msg)
             return True
 
@@ -192,7 +194,7 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
                 return
             if not pending:
                 continue
-            _kind, gen, seq, item = pending.popleft()
+            _kind, gen, seq, item, _releases = pending.popleft()
             if gen < cancelled_below:
                 continue
             try:
@@ -395,31 +397,35 @@ class ProcessPool(Pool):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        self._flush_releases()
+        """Send pending items to the least busy workers; segment releases ride along with the tasks
+        (one write, one wake-up per item), the rest go out as ``release`` messages."""
+        releases = self._collect_releases()
         live = [w for w in self._state.workers if not w.dead]
         while self._pending and live:
             w = min(live, key=lambda x: len(x.outstanding))
             if len(w.outstanding) >= self._depth:
-                return
+                break
             try:
                 gen, seq, item = self._pending.popleft()
             except IndexError:  # stop() from another thread emptied it
-                return
+                break
             w.outstanding[(gen, seq)] = None
-            self._send(w, ("task", gen, seq, item))
-
-    def _flush_releases(self) -> None:
-        releases = self._state.releases
-        if not releases:
-            return
-        by_worker: Dict[int, List[int]] = {}
-        while releases:
-            key, sid = releases.popleft()
-            by_worker.setdefault(key, []).append(sid)
-        for key, sids in by_worker.items():
+            self._send(w, ("task", gen, seq, item, releases.pop(w.index, None)))
+        for key, sids in releases.items():
             w = self._state.workers[key]
             if not w.dead:
                 self._send(w, ("release", sids))
+
+    def _collect_releases(self) -> Dict[int, List[int]]:
+        releases = self._state.releases
+        by_worker: Dict[int, List[int]] = {}
+        while releases:
+            try:
+                key, sid = releases.popleft()
+            except IndexError:
+                break
+            by_worker.setdefault(key, []).append(sid)
+        return by_worker
 
     # ---- receiving --------------------------------------------------------------------------------
     def _wait(self, gen: int, results: Dict[int, Any]) -> bool:
