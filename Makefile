@@ -15,7 +15,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q --upgrade pip
 
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) install -c constraints.txt -e '.[test,torch]'
+	$(PIP) install -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
