@@ -107,6 +107,10 @@ def test_written_metadata_has_every_key_and_loads_back(tmp_path):
     assert dm.get_schema_from_dataset_url(path) == SCHEMA
     assert dm.get_schema(pq.ParquetDataset(path)) == SCHEMA
     assert dm.infer_or_load_unischema(pq.ParquetDataset(path)) == SCHEMA
+    from petastorm.reader_impl.dataset import open_dataset
+
+    assert dm.get_schema(open_dataset("file://" + path)) == SCHEMA
+    assert len(dm.load_row_groups(open_dataset(path))) == 6
     # the stored Arrow schema is the data files' schema
     assert pq.read_schema(os.path.join(path, "_common_metadata")).names == list(SCHEMA.fields)
 

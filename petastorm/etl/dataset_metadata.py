@@ -368,16 +368,17 @@ def dataset_row_groups(filesystem: Any, dataset_path: str, metadata: Optional[di
 def _dataset_location(dataset: Any) -> tuple[Any, str]:
     """``(filesystem, base path)`` of a dataset object.
 
-    Accepted: a ``pyarrow.parquet.ParquetDataset`` (its ``filesystem`` and base directory), or any object
-    with a ``filesystem`` attribute (a ``pyarrow.fs.FileSystem``) and one of the attributes ``base_path``,
-    ``dataset_path``, ``path`` or ``_base_dir`` giving the dataset directory on it.
+    Accepted: a ``pyarrow.parquet.ParquetDataset`` (its ``filesystem`` and base directory), petastorm's
+    ``reader_impl.dataset.DatasetInfo`` (``filesystem`` and ``root``), or any object with a ``filesystem``
+    attribute (a ``pyarrow.fs.FileSystem``) and one of the attributes ``base_path``, ``dataset_path``,
+    ``root``, ``path`` or ``_base_dir`` giving the dataset directory on it.
     """
     filesystem = getattr(dataset, "filesystem", None)
     if filesystem is None:
         raise PetastormMetadataError(
             f"expected a pyarrow ParquetDataset or an object with .filesystem and .base_path, got "
             f"{type(dataset).__name__}")
-    for attr in ("base_path", "dataset_path", "path", "_base_dir"):
+    for attr in ("base_path", "dataset_path", "root", "path", "_base_dir"):
         path = getattr(dataset, attr, None)
         if isinstance(path, str):
             return filesystem, path
@@ -410,8 +411,8 @@ def get_schema(dataset: Any) -> Any:
 
     Parameters
     ----------
-    dataset : pyarrow.parquet.ParquetDataset, or an object with ``filesystem`` and ``base_path``
-        (see :func:`_dataset_location`).
+    dataset : pyarrow.parquet.ParquetDataset, petastorm's ``DatasetInfo`` (``open_dataset(url)``), or an
+        object with ``filesystem`` and ``base_path`` attributes.
 
     Raises
     ------
