@@ -277,3 +277,50 @@ def test_diagnostics_report_processes_and_bytes():
         assert d["workers_alive"] == 2 and d["items_yielded"] == 4
         assert d["bytes_shm"] >= 4 * MB and d["segments_received"] >= 1
     assert pool.diagnostics["workers_alive"] == 0
+
+
+_ORPHAN_SCRIPT = r"""
+import os, sys, time
+import numpy as np
+from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+def factory():
+    return lambda item: ColumnBatch({"x": np.zeros(100_000)}, 1, item)
+
+pool = ProcessPool(2, 2)
+pool.start(factory)
+gen = pool.imap(WorkItem(0, i, i, 0, 1) for i in range(10 ** 6))
+next(gen)
+print(" ".join(str(p) for p in pool.diagnostics["worker_pids"]), flush=True)
+time.sleep(60)
+"""
+
+
+def _running(psutil, pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_workers_exit_when_the_parent_process_is_killed():
+    import subprocess
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT], stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(worker_pids) == 2
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        alive = worker_pids
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in worker_pids if _running(psutil, p)]
+            time.sleep(0.1)
+        assert not alive, f"worker processes {alive} outlived their killed parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
