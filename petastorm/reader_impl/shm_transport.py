@@ -12,8 +12,8 @@ over the worker's unix socket (``SCM_RIGHTS``), and reuses it for later results.
 Reuse is safe because each result gets its own buffer exporter over the parent's mapping (a ctypes
 array). The arrays of that result keep the exporter alive; when the last of them is garbage-collected, a
 ``weakref.finalize`` on it queues a *release* that the pool sends back to the worker, which may then
-write into the segment again. A segment is therefore never overwritten while a consumer still holds arrays on it.
-Object-dtype (ragged) columns and small buffers are pickled in band as usual.
+write into the segment again. A segment is therefore never overwritten while a consumer still holds
+arrays on it. Object-dtype (ragged) columns and small buffers are pickled in band as usual.
 
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
@@ -184,7 +184,7 @@ class ShmWriter:
         return ("shm", seg.sid, header, descs)
 
     def release(self, segment_ids: List[int]) -> None:
-        """The parent no longer maps these segments: they may be written again."""
+        """No array in the parent views these segments any more: they may be written again."""
         for sid in segment_ids:
             seg = self._segments.get(sid)
             if seg is not None:
@@ -220,11 +220,9 @@ class ShmWriter:
             self._send(("drop", seg.sid))
 
     def close(self) -> None:
+        """Drop every segment (each is unmapped here once nothing views it; the parent keeps its own)."""
         for seg in self._segments.values():
-            try:
-                seg.close()
-            except BufferError:
-                pass
+            seg.close()
         self._segments.clear()
 
 
