@@ -126,9 +126,8 @@ def test_filesystem_factory_recreates_the_s3_filesystem_in_another_process(s3_se
     assert ids == list(range(20))
 
 
-# -- the reader on S3 (make_batch_reader is built in another part of issue 3) -------------------------------
+# -- the reader on S3 (more in test_reader_s3.py) -------------------------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="reader not yet built")
 @pytest.mark.parametrize("how", ["storage_options", "filesystem"])
 def test_make_batch_reader_reads_a_parquet_store_on_s3(s3_server, how):
     from petastorm import make_batch_reader
