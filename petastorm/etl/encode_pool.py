@@ -80,7 +80,7 @@ def encode_rows_to_batch(schema: Unischema, arrow_schema: pa.Schema, rows: list,
     names = list(schema.fields)
     columns: list[list] = [[] for _ in names]
     for i, row in enumerate(rows):
-        if isinstance(row, Mapping) and not isinstance(row, dict):
+        if type(row) is not dict and isinstance(row, Mapping):
             row = dict(row)
         encoded = encode_row(schema, row, first_row + i)
         for column, name in zip(columns, names):
@@ -579,7 +579,7 @@ def encoded_batches(schema: Unischema, items: Iterable[Any], *, workers_count: i
     completed = False
     try:
         for item in items:
-            if isinstance(item, Mapping):
+            if type(item) is dict or isinstance(item, Mapping):
                 if not chunk:
                     chunk_first = next_row
                 chunk.append(item)
