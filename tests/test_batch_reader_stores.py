@@ -85,6 +85,12 @@ def test_a_list_of_file_urls_reads_exactly_those_files(pyarrow_store):
     assert cols["name"].tolist() == [f"n{i}" for i in cols["id"]]
 
 
+def test_a_list_of_file_urls_is_read_in_the_given_order_without_shuffling(pyarrow_store):
+    urls = [str(pyarrow_store / f"part-{i}.parquet") for i in (2, 0, 1)]
+    ids = _columns(_read(urls, shuffle_row_groups=False)[0])["id"]
+    np.testing.assert_array_equal(ids, np.concatenate([np.arange(40, 60), np.arange(0, 20), np.arange(20, 40)]))
+
+
 def test_a_list_of_plain_paths_reads_exactly_those_files(pyarrow_store):
     paths = [str(pyarrow_store / "part-1.parquet")]
     cols = _columns(_read(paths, shuffle_row_groups=False)[0])
@@ -531,6 +537,27 @@ def test_hive_string_values_that_look_like_ints_in_only_some_directories_are_str
     assert cols["part"].tolist() == ["7", "x", "8"]
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: dataset._is_int uses int(), which accepts '1_000', '+7' and ' 7'; "
+                                       "pyarrow's hive discovery (and users) read those as strings")
+@pytest.mark.parametrize("value", ["1_000", "+7", " 7"])
+def test_hive_values_that_python_int_parses_but_are_not_plain_digits_stay_strings(tmp_path, value):
+    for i, v in enumerate([value, "2"]):
+        os.makedirs(tmp_path / f"p={v}")
+        pq.write_table(pa.table({"id": [i]}), tmp_path / f"p={v}" / "a.parquet")
+    batches, schema = _read("file://" + str(tmp_path))
+    cols = _sorted_by(_columns(batches))
+    assert schema.fields["p"].numpy_dtype == np.str_
+    assert cols["p"].tolist() == [value, "2"]
+
+
+def test_negative_int_partition_values_are_ints(tmp_path):
+    for i, v in enumerate(["-3", "4"]):
+        os.makedirs(tmp_path / f"p={v}")
+        pq.write_table(pa.table({"id": [i]}), tmp_path / f"p={v}" / "a.parquet")
+    cols = _sorted_by(_columns(_read("file://" + str(tmp_path))[0]))
+    assert cols["p"].tolist() == [-3, 4]
+
+
 @pytest.mark.xfail(strict=True, reason="BUG: dataset._parse_partition/_with_partitions treat "
                                        "'__HIVE_DEFAULT_PARTITION__' as a string value instead of null")
 def test_hive_default_partition_is_a_null_value(tmp_path):
@@ -541,6 +568,47 @@ def test_hive_default_partition_is_a_null_value(tmp_path):
     cols = _sorted_by(_columns(batches))
     assert schema.fields["k"].numpy_dtype == np.int64
     assert [None if v is None else int(v) for v in cols["k"]] == [1, None, 3, None]
+
+
+# --- stores whose files disagree -------------------------------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="BUG: a column of the first file missing in a later file surfaces as a bare "
+                                       "KeyError from worker._decode, naming neither the file nor clearly the column")
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_file_missing_a_column_of_the_first_file_is_an_error_naming_file_and_column(tmp_path, pool):
+    from petastorm.errors import PetastormError
+
+    pq.write_table(pa.table({"id": [1, 2], "x": [1.0, 2.0]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": [3], "y": ["q"]}), tmp_path / "b.parquet")
+    with pytest.raises(PetastormError) as info:
+        _read("file://" + str(tmp_path), reader_pool_type=pool)
+    assert "b.parquet" in str(info.value) and "'x'" in str(info.value)
+
+
+def test_files_with_reordered_columns_read_by_name(tmp_path):
+    pq.write_table(pa.table({"x": [1, 2], "id": [5, 6]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": [7], "x": [3]}), tmp_path / "b.parquet")
+    cols = _columns(_read("file://" + str(tmp_path), shuffle_row_groups=False)[0])
+    assert cols["id"].tolist() == [5, 6, 7] and cols["x"].tolist() == [1, 2, 3]
+
+
+def test_a_non_parquet_file_in_the_store_is_an_error_naming_it(tmp_path):
+    from petastorm.errors import PetastormDatasetError
+
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "a.parquet")
+    (tmp_path / "notes.txt").write_text("not parquet")
+    with pytest.raises(PetastormDatasetError, match="notes.txt"):
+        make_batch_reader("file://" + str(tmp_path))
+
+
+def test_spark_and_hidden_side_files_are_ignored(tmp_path):
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "part-0.parquet")
+    for name in ["_SUCCESS", "._SUCCESS.crc", ".part-0.parquet.crc", "_common_metadata_not", ".hidden.parquet"]:
+        (tmp_path / name).write_bytes(b"junk")
+    (tmp_path / "_temporary").mkdir()
+    (tmp_path / "_temporary" / "part-9.parquet").write_bytes(b"junk")
+    cols = _columns(_read("file://" + str(tmp_path))[0])
+    assert cols["id"].tolist() == [1, 2]
 
 
 # --- Spark-written stores ------------------------------------------------------------------------------------
@@ -612,7 +680,7 @@ def test_spark_partition_by_directories_read_with_partition_columns(spark_sessio
                                        "id long, bucket int, tag string, v double")
     path = str(tmp_path / "parts")
     df.write.partitionBy("bucket", "tag").parquet("file://" + path)
-    assert sorted(os.listdir(path))[:3] == ["._SUCCESS.crc", "_SUCCESS", "bucket=0"]
+    assert "_SUCCESS" in os.listdir(path) and "bucket=0" in os.listdir(path)
     batches, schema = _read("file://" + path)
     assert set(schema.fields) == {"id", "v", "bucket", "tag"}
     cols = _sorted_by(_columns(batches))
