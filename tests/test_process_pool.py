@@ -324,3 +324,32 @@ def test_workers_exit_when_the_parent_process_is_killed():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+_MAIN_CLASS_SCRIPT = r"""
+import numpy as np
+from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+class Label:  # defined in the script's __main__, which worker processes never import
+    def __init__(self, text):
+        self.text = text
+
+def factory():
+    return lambda item: ColumnBatch({"x": np.arange(100_000)}, 1, item, {"label": Label(f"rg{item.row_group}")})
+
+pool = ProcessPool(2, 2)  # no `if __name__ == '__main__':` guard on purpose
+pool.start(factory)
+print([b.extra["label"].text for b in pool.imap(WorkItem(0, i, i, 0, 1) for i in range(3))])
+pool.join()
+"""
+
+
+def test_a_script_without_main_guard_and_with_its_own_classes_works(tmp_path):
+    import subprocess
+
+    script = tmp_path / "train.py"  # a file: 'spawn'/'forkserver' would re-run it in each worker
+    script.write_text(_MAIN_CLASS_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['rg0', 'rg1', 'rg2']"

@@ -70,6 +70,18 @@ def _segment_size(need: int) -> int:
     return max(step, (need + step - 1) // step * step)
 
 
+def _dumps(obj: Any, buffer_callback: Any, bufs: "List[memoryview] | None" = None) -> bytes:
+    """Protocol-5 pickle; falls back to cloudpickle for what plain pickle cannot name (for example an
+    instance of a class defined in the user's ``__main__``, which worker processes do not import)."""
+    try:
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        if bufs:
+            bufs.clear()
+        import cloudpickle
+        return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+
+
 _LIBC: Any = None
 
 
@@ -157,7 +169,7 @@ class ShmWriter:
         May first send ``('seg', id, size)`` + the fd, or ``('drop', id)``, messages to the parent.
         """
         if self.transport != TRANSPORT_SHM:
-            return ("inband", pickle.dumps(obj, protocol=5))
+            return ("inband", _dumps(obj, None))
         bufs: List[memoryview] = []
 
         def take(pb: pickle.PickleBuffer) -> bool:
@@ -167,7 +179,7 @@ class ShmWriter:
             bufs.append(raw)
             return False
 
-        header = pickle.dumps(obj, protocol=5, buffer_callback=take)
+        header = _dumps(obj, take, bufs)
         if not bufs:
             return ("inband", header)
         need = sum(_aligned(b.nbytes) for b in bufs)
