@@ -54,8 +54,11 @@ __all__ = ["ProcessPool", "default_start_method", "warm_up", "helper_process_pid
 START_METHOD_ENV = "PETASTORM_MP_START"
 #: Modules the fork server imports once, so that forked workers start with them loaded. Extend it
 #: before the first process pool starts (the fork server is started once per interpreter).
+#: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
+#: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
-                      "petastorm.reader_impl.process_pool"]
+                      "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
+                      "petastorm.unischema"]
 _GC_JOIN_TIMEOUT_S = 1.0
 
 
