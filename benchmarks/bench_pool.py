@@ -25,12 +25,16 @@ from petastorm.reader_impl.process_pool import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 
-def batch_factory(nbytes):
+def batch_factory(nbytes, python_ms=0.0):
     def factory():
         template = np.arange(nbytes // 4, dtype=np.float32)
 
         def work(item):
-            return ColumnBatch({"x": template + np.float32(item.position % 7)}, 1, item)  # one fresh 4 MB array
+            if python_ms:  # per-item work that holds the GIL (per-row Python in a decoder or transform)
+                deadline = time.perf_counter() + python_ms / 1000
+                while time.perf_counter() < deadline:
+                    pass
+            return ColumnBatch({"x": template + np.float32(item.position % 7)}, 1, item)  # one fresh array
         return work
     return factory
 
@@ -54,9 +58,9 @@ def _cpu_s(pids):
     return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in pids)
 
 
-def throughput(pool, n, nbytes):
+def throughput(pool, n, nbytes, python_ms=0.0):
     """(batches/s, CPU ms per batch of the whole pool: consumer process + worker processes)."""
-    pool.start(batch_factory(nbytes))
+    pool.start(batch_factory(nbytes, python_ms))
     list(pool.imap(_items(4)))  # warm up: workers started, segments allocated
     pids = [os.getpid()] + list(pool.diagnostics.get("worker_pids", []))
     cpu0 = _cpu_s(pids)
@@ -91,6 +95,8 @@ def main():
     ap.add_argument("--queue", type=int, default=8)
     ap.add_argument("--mb", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--python-ms", type=float, default=0.0,
+                    help="milliseconds of GIL-holding Python work per item in the worker (default 0)")
     ap.add_argument("--startup-only", metavar="METHOD", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.startup_only:
@@ -98,7 +104,7 @@ def main():
         return
     nbytes = int(args.mb * 2 ** 20)
     print(f"{args.items} batches of {args.mb} MB float32, {args.workers} workers, results_queue_size "
-          f"{args.queue}, {os.cpu_count()} CPUs; consumer sums every batch")
+          f"{args.queue}, {os.cpu_count()} CPUs, {args.python_ms} ms of Python per item; consumer sums every batch")
     makers = {
         "thread": lambda: make_pool("thread", args.workers, args.queue),
         "process/shm": lambda: ProcessPool(args.workers, args.queue, transport="shm"),
@@ -108,7 +114,7 @@ def main():
     cpu = {label: float("inf") for label in makers}
     for _round in range(args.rounds):  # interleaved rounds, best kept: the machine may be shared
         for label, make in makers.items():
-            bps, cpu_ms = throughput(make(), args.items, nbytes)
+            bps, cpu_ms = throughput(make(), args.items, nbytes, args.python_ms)
             rates[label] = max(rates[label], bps)
             cpu[label] = min(cpu[label], cpu_ms if cpu_ms is not None else float("inf"))
     for label, bps in rates.items():
