@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["REPO", "BENCH_DIR", "ORIGINAL_PYTHON", "columns_dataset", "ndarray_dataset", "jpeg_dataset",
            "small_files_dataset", "timed", "best_rate", "report", "run_read_pass", "original_available",
-           "machine_line", "jpeg_image"]
+           "machine_line", "jpeg_image", "subprocess_env"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.environ.get("PETASTORM_BENCH_DIR", os.path.join(REPO, "bench-out"))
@@ -278,7 +278,8 @@ def original_available() -> bool:
 
 
 def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int = 2, touch: str = "",
-                  timeout: float = 600, epochs: int = 1, warmup: bool = False) -> Optional[dict]:
+                  timeout: float = 600, epochs: int = 1, warmup: bool = False,
+                  max_rows: int = 0) -> Optional[dict]:
     """Run ``read_pass.py`` (one full read, fresh interpreter) with ``python`` and return its JSON figures:
     ``rows``, ``seconds``, ``rows_per_s``, ``first_row_s``, ``peak_rss_mb``, ``base_rss_mb`` — or None,
     (``warmup``: a throw-away reader reads one row first, so imports and lazy set-up are not timed)
@@ -289,7 +290,9 @@ def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int =
         cmd += ["--touch", touch]
     if warmup:
         cmd.append("--warmup")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    if max_rows:
+        cmd += ["--max-rows", str(max_rows)]
+    env = subprocess_env()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
     except subprocess.TimeoutExpired:
@@ -305,3 +308,11 @@ def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int =
 
 def ours_python() -> str:
     return sys.executable
+
+
+def subprocess_env() -> dict:
+    """Environment for benchmark subprocesses: no PYTHONPATH/PYTHONHOME (each venv sees only its own
+    petastorm) and no PYTHONDONTWRITEBYTECODE (as on a user's machine, imports use cached bytecode; without
+    it every fresh interpreter recompiles our editable sources and start-up figures look worse)."""
+    drop = {"PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE"}
+    return {k: v for k, v in os.environ.items() if k not in drop}

@@ -9,6 +9,7 @@ Usage::
 
     python benchmarks/read_pass.py URL --mode reader|batch --pool thread|process --workers 2 [--touch FIELD]
 
+``--max-rows N`` stops after N rows (``stop(); join()`` is then timed mid-stream).
 ``--touch FIELD`` reads the last element of ``FIELD`` in every row (reader) or batch (batch), so lazily
 mapped results are paid for by the consumer.
 """
@@ -36,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--touch", default="")
+    p.add_argument("--max-rows", type=int, default=0, help="stop after this many rows (then stop(); join())")
     p.add_argument("--warmup", action="store_true",
                    help="first read one row with a throw-away reader (imports, page cache, lazy set-up)")
     args = p.parse_args(argv)
@@ -72,6 +74,8 @@ def main(argv=None) -> int:
             rows += len(col)
             if args.touch:
                 check += float(getattr(out, args.touch).reshape(-1)[-1])
+        if args.max_rows and rows >= args.max_rows:
+            break
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     reader.stop()
