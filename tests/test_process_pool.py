@@ -353,3 +353,10 @@ def test_a_script_without_main_guard_and_with_its_own_classes_works(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['rg0', 'rg1', 'rg2']"
+
+
+def test_the_pipe_transport_can_be_forced_by_environment(monkeypatch):
+    monkeypatch.setenv("PETASTORM_POOL_TRANSPORT", "pipe")
+    with _pool(1, 1, factory=big_factory(MB)) as pool:
+        assert [float(b.columns["big"][1]) for b in pool.imap(_items(3))] == [1.0, 2.0, 3.0]
+        assert pool.diagnostics["transport"] == "pipe" and pool.diagnostics["bytes_shm"] == 0
