@@ -10,8 +10,13 @@ from __future__ import annotations
 import secrets
 from typing import Any, Optional, Sequence, Union
 
-from petastorm.errors import (NoDataAvailableError, NoMatchingFieldsError, PetastormArgumentError,
-                              PetastormMetadataError, PetastormSchemaError)
+from petastorm.errors import (
+    NoDataAvailableError,
+    NoMatchingFieldsError,
+    PetastormArgumentError,
+    PetastormMetadataError,
+    PetastormSchemaError,
+)
 from petastorm.reader_impl.reader_core import Reader, warn_deprecated
 
 __all__ = ["make_reader", "make_batch_reader", "Reader"]
@@ -285,7 +290,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     from petastorm.reader_impl.dataset import open_dataset
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool import make_pool
-    from petastorm.reader_impl.worker import ReadSpec, RowGroupWorker
+    from petastorm.reader_impl.worker import ReadSpec
 
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
     num_epochs = _ensure_num_epochs(num_epochs)

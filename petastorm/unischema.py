@@ -224,9 +224,9 @@ class Unischema:
         omit_unsupported_fields : bool
             Skip (with a warning) columns of a type that has no numpy equivalent; otherwise raise.
         """
-        from petastorm.arrow_types import arrow_field_to_unischema_field, partition_field_names
-
         import pyarrow as pa
+
+        from petastorm.arrow_types import arrow_field_to_unischema_field, partition_field_names
 
         arrow_schema = parquet_dataset if isinstance(parquet_dataset, pa.Schema) else parquet_dataset.schema
         unischema_fields = []
