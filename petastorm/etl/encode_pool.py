@@ -40,7 +40,7 @@ __all__ = ["dataset_arrow_schema", "encode_rows_to_batch", "validate_encoded_bat
 #: Chunks in flight per worker: enough to keep every worker busy while the main process writes.
 _INFLIGHT_PER_WORKER = 2
 #: A chunk of row dicts is sent once its arrays reach this many bytes, even before ``chunk_rows`` rows.
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20  # also keeps the batches below mimalloc's huge-allocation size (mmap + munmap each)
 
 _MAIN_GUARD_HINT = ("If the writing script has no `if __name__ == \"__main__\":` guard, add one (worker processes "
                     "import the main module); or pass workers_count=1 to encode in this process.")
@@ -351,7 +351,7 @@ class _Slot:
         name, size = result
         block = self.out if name == self.out.name else _shm(name)
         try:
-            data = pa.allocate_buffer(size)
+            data = pa.allocate_buffer(size, memory_pool=pa.system_memory_pool())  # see _ParquetFile._open
             view = block.buf[:size]
             memoryview(data).cast("B")[:] = view
             view.release()
