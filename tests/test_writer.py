@@ -365,6 +365,16 @@ def test_encoded_batch_with_a_type_that_does_not_cast_names_the_rows_and_field(t
     assert not os.path.exists(tmp_path / "ds")
 
 
+def test_encoded_batch_with_a_null_in_a_non_nullable_field_names_the_row(tmp_path):
+    schema = _blob_schema()
+    columns = _encoded_columns(schema, 0, 4)
+    columns["part"] = pa.array([0, 1, None, 0], pa.int32())
+    rows = [*_blob_rows(3), pa.RecordBatch.from_pydict(columns)]
+    with pytest.raises(PetastormSchemaError, match="row 5 of the input: field 'part' is not nullable"):
+        write_dataset(str(tmp_path / "ds"), schema, rows, workers_count=1, progress=False)
+    assert not os.path.exists(tmp_path / "ds")
+
+
 # --- publish semantics --------------------------------------------------------------------------------------
 
 def _siblings(tmp_path) -> list:

@@ -60,17 +60,8 @@ def dataset_arrow_schema(schema: Unischema) -> pa.Schema:
 
 def encode_rows_to_batch(schema: Unischema, arrow_schema: pa.Schema, rows: list,
                          first_row: int) -> pa.RecordBatch:
-    """Encode row dicts with the fields' codecs into one record batch of ``arrow_schema``.
-
-    Parameters
-    ----------
-    schema : Unischema
-    arrow_schema : pyarrow.Schema
-        :func:`dataset_arrow_schema` of ``schema``.
-    rows : list of dict
-        Field name -> value (numpy arrays, scalars, ``None`` for nulls).
-    first_row : int
-        Index of ``rows[0]`` in the whole input, for error messages.
+    """Encode row dicts (field name -> value) with the fields' codecs into one batch of ``arrow_schema``
+    (the :func:`dataset_arrow_schema` of ``schema``). ``first_row`` is the input index of ``rows[0]``.
 
     Raises
     ------
@@ -119,10 +110,8 @@ def _to_arrow(name: str, arrow_type: pa.DataType, values: list, first_row: int) 
 
 
 def _binary_array(values: list) -> Optional[pa.Array]:
-    """Bytes cells -> a ``binary`` array with one copy of the data (``pa.array`` is slow on bytearrays).
-
-    None when the cells hold 2 GiB or more (the limit of ``binary``'s int32 offsets).
-    """
+    """Bytes cells -> a ``binary`` array with one copy (``pa.array`` is slow on bytearrays); None at 2 GiB
+    or more (the limit of ``binary``'s int32 offsets)."""
     import numpy as np
 
     n = len(values)
@@ -220,7 +209,7 @@ def validate_encoded_batch(schema: Unischema, arrow_schema: pa.Schema, item: Any
                     f"{where}: field {name!r} needs Arrow type {target.type}, got {column.type} "
                     f"(no safe cast: {e})") from None
         if column.null_count and not target.nullable:
-            first_null = int(pa.compute.index(column.is_null(), True).as_py())
+            first_null = int(column.is_null().to_numpy(zero_copy_only=False).argmax())
             raise PetastormSchemaError(f"row {first_row + first_null:,} of the input: field {name!r} is not "
                                        f"nullable, but got a null value")
         arrays.append(column)
@@ -393,13 +382,11 @@ def _init_worker(schema_bytes: bytes) -> None:
     _WORKER_STATE["schema"] = schema
     _WORKER_STATE["arrow_schema"] = dataset_arrow_schema(schema)
     from petastorm.codecs import CompressedImageCodec
+    from petastorm.image_io import opencv
 
-    if any(isinstance(f.codec, CompressedImageCodec) for f in schema.fields.values()):
-        from petastorm.image_io import opencv
-
-        cv2 = opencv()
-        if cv2 is not None:
-            cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
+    cv2 = opencv() if any(isinstance(f.codec, CompressedImageCodec) for f in schema.fields.values()) else None
+    if cv2 is not None:
+        cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
 
 
 def _encode_in_worker(rows: list, first_row: int, blocks: Optional[tuple]) -> Any:
