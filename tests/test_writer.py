@@ -466,11 +466,31 @@ def test_a_worker_killed_mid_write_raises_instead_of_hanging(tmp_path):
     assert _psw_blocks() <= before
 
 
-def test_progress_bar_reports_rows_and_is_silent_when_off(tmp_path, capsys):
-    write_dataset(str(tmp_path / "a"), _blob_schema(), list(_blob_rows(6)), workers_count=1, progress=True)
-    assert "6/6" in capsys.readouterr().err
-    write_dataset(str(tmp_path / "b"), _blob_schema(), list(_blob_rows(6)), workers_count=1, progress=False)
-    assert capsys.readouterr().err == ""
+_PROGRESS_SCRIPT = """
+import sys
+import numpy as np
+from petastorm.codecs import NdarrayCodec
+from petastorm.etl.writer import write_dataset
+from petastorm.unischema import Unischema, UnischemaField
+schema = Unischema("P", [UnischemaField("blob", np.uint8, (10,), NdarrayCodec(), False)])
+write_dataset(sys.argv[1], schema, [{"blob": np.zeros(10, np.uint8)}] * 6, workers_count=1,
+              progress=sys.argv[2] == "on")
+print("tqdm imported:", "tqdm" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("progress", ["on", "off"])
+def test_progress_bar_reports_rows_and_is_silent_when_off(tmp_path, progress):
+    # in a subprocess: tqdm keeps a process-wide multiprocessing lock once a bar was created
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PROGRESS_SCRIPT, str(tmp_path / "ds"), progress],
+                         capture_output=True, text=True, timeout=120, check=True)
+    if progress == "on":
+        assert "6/6" in out.stderr and "rows" in out.stderr
+    else:
+        assert out.stderr == "" and "tqdm imported: False" in out.stdout
 
 
 def test_arguments_are_checked_up_front(tmp_path):

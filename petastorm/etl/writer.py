@@ -268,10 +268,22 @@ def _known_row_count(rows: Any) -> Optional[int]:
     return sum(len(r) if is_encoded_input(r) else 1 for r in rows)
 
 
+class _NoProgress:
+    """Stands in for tqdm when ``progress=False`` (tqdm would still create its process-wide lock)."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(progress: bool, total: Optional[int]) -> Any:
+    if not progress:
+        return _NoProgress()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit=" rows", desc="write_dataset", disable=not progress)
+    return tqdm(total=total, unit=" rows", desc="write_dataset")
 
 
 # --- filesystem, target checks, publish ---------------------------------------------------------------------
