@@ -33,6 +33,7 @@ import posixpath
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Iterable, Optional, Sequence
 from urllib.parse import quote
 
@@ -268,19 +269,9 @@ def _known_row_count(rows: Any) -> Optional[int]:
     return sum(len(r) if is_encoded_input(r) else 1 for r in rows)
 
 
-class _NoProgress:
-    """Stands in for tqdm when ``progress=False`` (tqdm would still create its process-wide lock)."""
-
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress_bar(progress: bool, total: Optional[int]) -> Any:
-    if not progress:
-        return _NoProgress()
+    if not progress:  # not even a disabled tqdm: it would create its process-wide multiprocessing lock
+        return SimpleNamespace(update=lambda n: None, close=lambda: None)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit=" rows", desc="write_dataset")
