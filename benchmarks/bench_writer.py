@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_writer.py [--rows 2000] [--repeats 3] [--workers 2]
+    python benchmarks/bench_writer.py [--rows 2000] [--repeats 3] [--workers 2] [--dir DIR]
 
 Rows follow the hello-world schema: an int32 ``id``, a 128x256x3 uint8 image stored as PNG and a
 4x128x30x3 uint8 array stored as ``.npy`` (about 144 KB of raw data per row; the PNG encode dominates).
@@ -122,10 +122,11 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dir", default=None, help="where to write (default: the system temp directory)")
     args = parser.parse_args(argv)
 
     rows = make_rows(args.rows)
-    work = tempfile.mkdtemp(prefix="bench_writer_")
+    work = tempfile.mkdtemp(prefix="bench_writer_", dir=args.dir)
     target = os.path.join(work, "ds")
 
     def run_plain() -> None:
