@@ -292,7 +292,7 @@ def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int =
         cmd.append("--warmup")
     if max_rows:
         cmd += ["--max-rows", str(max_rows)]
-    env = subprocess_env()
+    env = subprocess_env(python)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
     except subprocess.TimeoutExpired:
@@ -310,9 +310,12 @@ def ours_python() -> str:
     return sys.executable
 
 
-def subprocess_env() -> dict:
-    """Environment for benchmark subprocesses: no PYTHONPATH/PYTHONHOME (each venv sees only its own
-    petastorm) and no PYTHONDONTWRITEBYTECODE (as on a user's machine, imports use cached bytecode; without
-    it every fresh interpreter recompiles our editable sources and start-up figures look worse)."""
-    drop = {"PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE"}
+def subprocess_env(python: str = sys.executable) -> dict:
+    """Environment for benchmark subprocesses: no PYTHONDONTWRITEBYTECODE (as on a user's machine, imports
+    use cached bytecode; without it every fresh interpreter recompiles our editable sources and start-up
+    figures look worse). For another venv's python (the original's), no PYTHONPATH/PYTHONHOME either, so it
+    sees only its own petastorm; ours keeps PYTHONPATH (a patched copy of the package can be put first)."""
+    drop = {"PYTHONDONTWRITEBYTECODE"}
+    if os.path.dirname(os.path.abspath(python)) != os.path.dirname(os.path.abspath(sys.executable)):
+        drop |= {"PYTHONPATH", "PYTHONHOME"}
     return {k: v for k, v in os.environ.items() if k not in drop}

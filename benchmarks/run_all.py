@@ -49,7 +49,10 @@ def run_script(name: str, quick: bool, timeout: float) -> tuple[int, list, list,
     print(f"\n=== {name} ({' '.join(cmd[2:]) or 'full size'}) ===", flush=True)
     t0 = time.perf_counter()
     results, lines = [], []
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=common.REPO,
+    os.makedirs(common.BENCH_DIR, exist_ok=True)
+    # cwd outside the source tree: fork-server children start with '' on sys.path, which must not shadow
+    # the petastorm the benchmark means to measure (PYTHONPATH may put a patched copy first)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=common.BENCH_DIR,
                             env=common.subprocess_env())
     try:
         assert proc.stdout is not None
