@@ -22,9 +22,12 @@ VPY="$VENV/bin/python"
     'opencv-python-headless==4.11.0.86' \
     'pandas<2.2' \
     'dill' 'diskcache' 'future' 'psutil' 'six' 'packaging' 'fsspec' 'pyzmq' 'Pillow'
-"$VPY" - <<'PY'
+# -P and cd: never let the rebuild's ./petastorm (repo root) shadow the original.
+(cd "$VENV" && "$VPY" -P - <<'PY'
 import petastorm, numpy, pyarrow, pandas, pyspark, cv2
+assert petastorm.__version__ == "0.12.1" and "site-packages" in petastorm.__file__, petastorm.__file__
 print("original venv OK: petastorm", petastorm.__version__, "numpy", numpy.__version__,
       "pyarrow", pyarrow.__version__, "pandas", pandas.__version__, "pyspark", pyspark.__version__,
       "cv2", cv2.__version__)
 PY
+)
