@@ -379,6 +379,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         if unknown:
             raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
 
+    if shard_mode == "balanced" or plan_options.shuffle_row_drop_partitions > 1:
+        dataset.ensure_row_counts()  # these plans slice row groups by row: they need the counts
     partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
     selected_groups = [dataset.row_groups[i] for i in rg_ids]
     spec = ReadSpec(filesystem=dataset.filesystem, row_groups=selected_groups, schema=schema, fields=field_names,
@@ -395,14 +397,17 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         shard_count=shard_count, shard_seed=shard_seed, shard_mode=shard_mode, remainder=balanced_remainder,
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
         filters=repr(filters), num_epochs=num_epochs)
-    plan_rows = np.asarray([rg.num_rows for rg in selected_groups], dtype=np.int64)
+    from petastorm.reader_impl.dataset import PLAN_ALL_ROWS, UNKNOWN_ROWS
+
+    plan_rows = np.asarray([PLAN_ALL_ROWS if rg.num_rows == UNKNOWN_ROWS else rg.num_rows
+                            for rg in selected_groups], dtype=np.int64)
     from petastorm.reader_impl.plan import make_epoch_plan
 
-    make_epoch_plan(plan_rows, plan_options, 0)  # raise now, not on the first next(), if a shard is empty
+    first_plan = make_epoch_plan(plan_rows, plan_options, 0)  # raises now if a shard would be empty
     reader = Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
                     num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
                     ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
-                    explicit_seed=explicit_seed, resume_from=resume_from,
+                    explicit_seed=explicit_seed, resume_from=resume_from, first_plan=first_plan,
                     row_group_ids=rg_ids)
     reader._ngram_source_schema = view
     return reader

@@ -12,7 +12,7 @@ import json
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -22,10 +22,13 @@ from petastorm.unischema import Unischema, UnischemaField
 __all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset"]
 
 _FOOTER_THREADS = 8
+UNKNOWN_ROWS = -1
+#: Row count the planner sees for a row group whose count is not read yet: large enough that the
+#: item's row slice ``[0, PLAN_ALL_ROWS)`` covers the whole row group (the worker clips it).
+PLAN_ALL_ROWS = 1 << 40
 
 
-@dataclass(frozen=True)
-class RowGroupInfo:
+class RowGroupInfo(NamedTuple):
     """One row group of one file.
 
     Attributes
@@ -37,8 +40,12 @@ class RowGroupInfo:
     row_group : int
         Index of the row group in its file.
     num_rows : int
+        Rows in the row group; ``UNKNOWN_ROWS`` (-1) until the file's footer is read (see
+        :meth:`DatasetInfo.ensure_row_counts`).
     partition : tuple of (str, str)
         Hive partition keys and values of the file, in directory order.
+    file_size : int
+        Size of the file in bytes, or -1 when the listing did not give it.
     """
 
     path: str
@@ -46,6 +53,7 @@ class RowGroupInfo:
     row_group: int
     num_rows: int
     partition: tuple = ()
+    file_size: int = -1
 
 
 @dataclass
@@ -65,14 +73,44 @@ class DatasetInfo:
 
     @property
     def rows_per_group(self) -> np.ndarray:
-        """Row count of each row group, in dataset order: shape ``(len(row_groups),)``, int64."""
+        """Row count of each row group, in dataset order: shape ``(len(row_groups),)``, int64
+        (``UNKNOWN_ROWS`` where the footer was not read)."""
         return np.fromiter((rg.num_rows for rg in self.row_groups), dtype=np.int64, count=len(self.row_groups))
 
+    @property
+    def row_counts_known(self) -> bool:
+        """True when every row group's row count is known (footers read)."""
+        return all(rg.num_rows != UNKNOWN_ROWS for rg in self.row_groups)
+
+    def ensure_row_counts(self) -> None:
+        """Read the footers of files whose row counts are unknown (in parallel threads)."""
+        missing = sorted({rg.path for rg in self.row_groups if rg.num_rows == UNKNOWN_ROWS})
+        if not missing:
+            return
+        footers = dict(zip(missing, _read_footers(self.filesystem, missing)))
+        updated = []
+        for rg in self.row_groups:
+            if rg.num_rows == UNKNOWN_ROWS:
+                md = footers[rg.path]
+                if rg.row_group >= md.num_row_groups:
+                    raise PetastormDatasetError(
+                        f"the Petastorm metadata of the dataset lists {rg.row_group + 1}+ row groups for "
+                        f"{rg.path!r}, which has {md.num_row_groups}: regenerate it with "
+                        f"petastorm-generate-metadata")
+                rg = RowGroupInfo(rg.path, rg.relative_path, rg.row_group, md.row_group(rg.row_group).num_rows,
+                                  rg.partition, rg.file_size)
+            updated.append(rg)
+        self.row_groups = updated
+
     def fingerprint(self) -> str:
-        """A short stable hash of the files, row groups and row counts."""
+        """A short stable hash of the files (relative paths) and their row groups."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None and cached[0] == len(self.row_groups):
+            return cached[1]
         h = hashlib.sha256()
-        h.update(json.dumps([[rg.relative_path, rg.row_group, rg.num_rows] for rg in self.row_groups]).encode())
-        return h.hexdigest()[:24]
+        h.update(json.dumps([[rg.relative_path, rg.row_group] for rg in self.row_groups]).encode())
+        self.__dict__["_fingerprint"] = (len(self.row_groups), h.hexdigest()[:24])
+        return self.__dict__["_fingerprint"][1]
 
     @property
     def has_petastorm_metadata(self) -> bool:
@@ -84,27 +122,22 @@ def _describe(url: Any) -> str:
     return url if isinstance(url, str) else f"{len(url)} file URLs ({url[0]!r}...)"
 
 
-def _is_data_file(name: str) -> bool:
-    base = posixpath.basename(name)
-    return not (base.startswith("_") or base.startswith(".")) and not base.endswith(".crc")
-
-
 def _list_files(fs: Any, root: str, url: Any) -> list:
+    """Sorted paths of the Parquet files under ``root``: hidden and metadata entries (``.``/``_``
+    prefixes, as Spark and pyarrow skip them) left out. Listing runs in pyarrow's C++ discovery, so no
+    Python object is made per file info."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    selector = pafs.FileSelector(root, recursive=True)
-    infos = fs.get_file_info(selector)
-    files = []
-    for info in infos:
-        if info.type != pafs.FileType.File:
-            continue
-        rel = posixpath.relpath(info.path, root) if root else info.path
-        parts = rel.split("/")
-        if any(p.startswith("_") or p.startswith(".") for p in parts[:-1] if "=" not in p):
-            continue
-        if _is_data_file(rel) and info.size:
-            files.append(info.path)
-    return sorted(files)
+    options = ds.FileSystemFactoryOptions(selector_ignore_prefixes=[".", "_"], exclude_invalid_files=False)
+    try:
+        factory = ds.FileSystemDatasetFactory(fs, pafs.FileSelector(root, recursive=True), ds.ParquetFileFormat(),
+                                              options)
+        files = factory.finish(pa.schema([])).files
+    except (OSError, pa.ArrowException) as e:
+        raise PetastormDatasetError(f"cannot list the files of {_describe(url)!r}: {e}") from e
+    return sorted(f for f in files if not f.endswith(".crc"))
 
 
 def _parse_partition(relative_path: str) -> tuple:
@@ -120,6 +153,14 @@ def _unescape(value: str) -> str:
     from urllib.parse import unquote
 
     return unquote(value)
+
+
+def _read_footers(fs: Any, paths: list) -> list:
+    """Parquet footers (``FileMetaData``) of ``paths``, read in parallel threads."""
+    if len(paths) == 1:
+        return [_read_footer(fs, paths[0])]
+    with ThreadPoolExecutor(max_workers=min(_FOOTER_THREADS, len(paths))) as ex:
+        return list(ex.map(lambda p: _read_footer(fs, p), paths))
 
 
 def _read_footer(fs: Any, path: str) -> Any:
@@ -166,40 +207,58 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
                                        f"{_describe(url_or_urls)!r} does not exist")
         if info.type == pafs.FileType.Directory:
             root: Optional[str] = path_or_paths.rstrip("/") or "/"
-            files = _list_files(fs, root, url_or_urls)
-            if not files:
+            listed = [(p, -1) for p in _list_files(fs, root, url_or_urls)]
+            if not listed:
                 raise PetastormDatasetError(
                     f"no Parquet files found in {_describe(url_or_urls)!r} (the directory is empty or holds "
                     f"only metadata/hidden files)")
         else:
-            root, files = None, [path_or_paths]
+            root, listed = None, [(path_or_paths, info.size)]
     else:
         root = None
-        files = list(path_or_paths)
-        for p in files:
-            if fs.get_file_info(p).type != pafs.FileType.File:
+        listed = []
+        for p in path_or_paths:
+            info = fs.get_file_info(p)
+            if info.type != pafs.FileType.File:
                 raise DatasetNotFoundError(f"Passed non-file path: {p}: Parquet file {p!r} of the URL list does "
                                            f"not exist")
+            listed.append((p, info.size))
+    files = [p for p, _ in listed]
+    sizes = dict(listed)
+    metadata = _read_metadata(fs, root)
+    source = root or _describe(url_or_urls)
 
-    with ThreadPoolExecutor(max_workers=min(_FOOTER_THREADS, len(files))) as ex:
-        footers = list(ex.map(lambda p: _read_footer(fs, p), files))
+    prefix = (root.rstrip("/") + "/") if root else ""
+    rels = {p: (p[len(prefix):] if p.startswith(prefix) else posixpath.relpath(p, root)) if root
+            else posixpath.basename(p) for p in files}
 
-    row_groups = []
-    arrow_schema = None
-    for path, md in zip(files, footers):
-        rel = posixpath.relpath(path, root) if root else posixpath.basename(path)
-        partition = _parse_partition(rel)
-        file_schema = md.schema.to_arrow_schema()
-        if arrow_schema is None:
-            arrow_schema = file_schema
-        for i in range(md.num_row_groups):
-            row_groups.append(RowGroupInfo(path, rel, i, md.row_group(i).num_rows, partition))
+    def rel_of(path: str) -> str:
+        return rels[path]
+
+    # Row groups per file: from the Petastorm metadata when it covers every file (no footer read: fast
+    # start on thousands of files; row counts stay unknown until a plan needs them), else from footers.
+    counts = _load_row_group_counts(metadata, source)
+    if counts is not None and all(rel_of(p) in counts for p in files):
+        row_groups = []
+        for p in files:
+            rel = rels[p]
+            partition = _parse_partition(rel)
+            row_groups.extend(RowGroupInfo(p, rel, i, UNKNOWN_ROWS, partition, sizes[p]) for i in range(counts[rel]))
+        arrow_schema = _read_footer(fs, files[0]).schema.to_arrow_schema()
+    else:
+        footers = _read_footers(fs, files)
+        row_groups = []
+        for path, md in zip(files, footers):
+            rel = rel_of(path)
+            partition = _parse_partition(rel)
+            for i in range(md.num_row_groups):
+                row_groups.append(RowGroupInfo(path, rel, i, md.row_group(i).num_rows, partition, sizes[path]))
+        arrow_schema = footers[0].schema.to_arrow_schema()
     if not row_groups:
         raise PetastormDatasetError(f"the Parquet files of {_describe(url_or_urls)!r} hold no row groups")
 
     partition_names = list(dict.fromkeys(k for rg in row_groups for k, _ in rg.partition))
-    metadata = _read_metadata(fs, root)
-    stored_schema = _load_stored_schema(metadata, root or _describe(url_or_urls))
+    stored_schema = _load_stored_schema(metadata, source)
     arrow_schema = _with_partitions(arrow_schema, partition_names, row_groups)
     if stored_schema is not None:
         schema = stored_schema
@@ -237,6 +296,14 @@ def _read_metadata(fs: Any, root: Optional[str]) -> dict:
     from petastorm.etl.dataset_metadata import read_dataset_metadata
 
     return read_dataset_metadata(fs, root)
+
+
+def _load_row_group_counts(metadata: dict, source: str) -> Optional[dict]:
+    if not metadata:
+        return None
+    from petastorm.etl.dataset_metadata import load_num_row_groups_per_file
+
+    return load_num_row_groups_per_file(metadata, source)
 
 
 def _load_stored_schema(metadata: dict, source: str) -> Optional[Unischema]:

@@ -43,7 +43,7 @@ class Reader:
                  pool: Any, worker_factory: Callable, is_batched_reader: bool, ngram: Any = None,
                  cache: Any = None, options_fingerprint: str = "", options: Optional[dict] = None,
                  explicit_seed: Optional[int] = None, resume_from: Optional[dict] = None,
-                 row_group_ids: Optional[list] = None) -> None:
+                 row_group_ids: Optional[list] = None, first_plan: Optional[list] = None) -> None:
         from petastorm.reader_impl.plan import make_epoch_plan  # noqa: F401 - fail early if missing
 
         self.dataset = dataset
@@ -60,6 +60,7 @@ class Reader:
         self._options = options or {}
         self._explicit_seed = explicit_seed
         self._row_group_ids = row_group_ids
+        self._plans = {0: first_plan} if first_plan is not None else {}
         self._epoch_limit = num_epochs
         self._epoch = 0
         self._position = 0
@@ -84,7 +85,9 @@ class Reader:
         from petastorm.reader_impl.plan import make_epoch_plan
 
         while self._epoch_limit is None or epoch < self._epoch_limit:
-            plan = make_epoch_plan(self._plan_rows, self._plan_options, epoch)
+            plan = self._plans.pop(epoch, None)
+            if plan is None:
+                plan = make_epoch_plan(self._plan_rows, self._plan_options, epoch)
             for item in plan[position:]:
                 if self.ngram is not None and item.row_seed is not None:
                     yield dataclasses.replace(item, row_seed=None, position=item.position)

@@ -108,7 +108,11 @@ class RowGroupWorker:
             key = f"{self._spec.dataset_fingerprint}:{rg.relative_path}:{rg.row_group}:{','.join(stored)}"
             table = cache.get(key, load)
         else:
-            table = load() if stored else pa.table({"__rows__": pa.nulls(rg.num_rows)})
+            if stored:
+                table = load()
+            else:
+                num_rows = self._parquet_file(rg.path).metadata.row_group(rg.row_group).num_rows
+                table = pa.table({"__rows__": pa.nulls(num_rows)})
         partition = dict(rg.partition)
         for name in columns:
             if name in self._spec.partition_types:
