@@ -7,6 +7,7 @@ pool (:mod:`petastorm.reader_impl.pool`) -> worker (:mod:`petastorm.reader_impl.
 """
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any, Optional, Sequence, Union
 
@@ -60,7 +61,7 @@ def _make_cache(cache_type: str, cache_location: Optional[str], cache_size_limit
     raise PetastormArgumentError(f"Unknown cache_type: {cache_type}; cache_type must be 'null' or 'local-disk'")
 
 
-def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None) -> list:
+def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schema: Any = None) -> list:
     """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings)."""
     from petastorm.unischema import UnischemaField, match_unischema_fields
 
@@ -83,6 +84,16 @@ def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None) -> list:
             raise PetastormArgumentError(
                 f"schema_fields must hold UnischemaFields or regex strings, got {type(f).__name__}: {f!r}")
     matched = [f.name for f in match_unischema_fields(schema, regexes)]
+    if arrow_schema is not None:
+        # a regex that names a column the inferred schema left out (unsupported type): say why
+        from petastorm.arrow_types import arrow_field_to_unischema_field
+
+        for pattern in regexes:
+            if any(re.fullmatch(pattern, n) for n in schema.fields):
+                continue
+            for arrow_field in arrow_schema:
+                if arrow_field.name not in schema.fields and re.fullmatch(pattern, arrow_field.name):
+                    arrow_field_to_unischema_field(arrow_field)  # raises naming the column and its type
     wanted = set(names) | set(matched)
     resolved = [name for name in schema.fields if name in wanted]
     if not resolved:
@@ -340,7 +351,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
             raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
         field_names = [n for n in schema.fields if n in wanted]
     else:
-        field_names = _resolve_fields(schema, schema_fields, url)
+        field_names = _resolve_fields(schema, schema_fields, url,
+                                      None if dataset.has_petastorm_metadata else dataset.arrow_schema)
     if predicate is not None:
         unknown = [f for f in predicate.get_fields() if f not in schema.fields]
         if unknown:

@@ -235,6 +235,8 @@ class Unischema:
             if name not in arrow_schema.names:
                 unischema_fields.append(UnischemaField(name, np.str_, (), None, False))
         for arrow_field in arrow_schema:
+            if re.fullmatch(r"__index_level_\d+__", arrow_field.name):
+                continue  # an unnamed pandas index stored by to_parquet: pandas reads it back as the index
             try:
                 field = arrow_field_to_unischema_field(arrow_field)
             except PetastormSchemaError:

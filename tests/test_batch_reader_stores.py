@@ -387,8 +387,6 @@ def test_unselected_unsupported_columns_are_omitted_with_a_warning_naming_column
         assert any(repr(column) in m and type_text in m for m in messages), (column, messages)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reader._resolve_fields reports 'matches no field' for a selected "
-                                       "struct/map column instead of naming its unsupported Arrow type")
 @pytest.mark.parametrize("column, type_text", [("st", "struct<a: int64, b: string>"),
                                                ("mp", "map<string, int64")])
 def test_selecting_an_unsupported_column_raises_an_error_naming_column_and_type(store_with_struct_and_map,
@@ -455,8 +453,6 @@ def test_pandas_file_with_a_named_index_reads_the_index_as_a_column(tmp_path):
     _check_pandas_columns(cols, df.reset_index(drop=True))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a pandas unnamed stored index column '__index_level_0__' is inferred "
-                                       "as a field and the namedtuple creation fails with ValueError")
 def test_pandas_file_with_an_unnamed_stored_index_reads(tmp_path):
     df = _pandas_frame()
     df.index = [55, 50, 53, 51, 54, 52]
@@ -537,8 +533,6 @@ def test_hive_string_values_that_look_like_ints_in_only_some_directories_are_str
     assert cols["part"].tolist() == ["7", "x", "8"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: dataset._is_int uses int(), which accepts '1_000', '+7' and ' 7'; "
-                                       "pyarrow's hive discovery (and users) read those as strings")
 @pytest.mark.parametrize("value", ["1_000", "+7", " 7"])
 def test_hive_values_that_python_int_parses_but_are_not_plain_digits_stay_strings(tmp_path, value):
     for i, v in enumerate([value, "2"]):
@@ -558,8 +552,6 @@ def test_negative_int_partition_values_are_ints(tmp_path):
     assert cols["p"].tolist() == [-3, 4]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: dataset._parse_partition/_with_partitions treat "
-                                       "'__HIVE_DEFAULT_PARTITION__' as a string value instead of null")
 def test_hive_default_partition_is_a_null_value(tmp_path):
     table = pa.table({"id": [0, 1, 2, 3], "k": pa.array([1, None, 3, None], pa.int64())})
     pq.write_to_dataset(table, str(tmp_path), partition_cols=["k"])
@@ -572,8 +564,6 @@ def test_hive_default_partition_is_a_null_value(tmp_path):
 
 # --- stores whose files disagree -------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: a column of the first file missing in a later file surfaces as a bare "
-                                       "KeyError from worker._decode, naming neither the file nor clearly the column")
 @pytest.mark.parametrize("pool", ["thread", "process"])
 def test_a_file_missing_a_column_of_the_first_file_is_an_error_naming_file_and_column(tmp_path, pool):
     from petastorm.errors import PetastormError
@@ -692,8 +682,6 @@ def test_spark_partition_by_directories_read_with_partition_columns(spark_sessio
     assert sorted(_columns(batches)["id"].tolist()) == [1, 7]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Spark's '__HIVE_DEFAULT_PARTITION__' directory (a null partition "
-                                       "value) is read as that literal string")
 def test_spark_partition_by_a_column_with_nulls(spark_session, tmp_path):
     df = spark_session.createDataFrame([(0, 1), (1, None), (2, 2)], "id long, grp int")
     path = str(tmp_path / "nullparts")

@@ -8,6 +8,7 @@ from the Arrow schema). Footers are read in parallel threads (I/O bound, pyarrow
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
@@ -145,7 +146,7 @@ def _parse_partition(relative_path: str) -> tuple:
     for part in relative_path.split("/")[:-1]:
         if "=" in part:
             key, _, value = part.partition("=")
-            keys.append((key, _unescape(value)))
+            keys.append((key, None if value == HIVE_NULL else _unescape(value)))
     return tuple(keys)
 
 
@@ -282,12 +283,14 @@ def _with_partitions(arrow_schema: Any, partition_names: list, row_groups: list)
     return arrow_schema
 
 
-def _is_int(value: str) -> bool:
-    try:
-        int(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+_INT_RE = re.compile(r"-?[0-9]+")
+#: Directory value Hive, Spark and pyarrow write for a null partition value.
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _is_int(value: Optional[str]) -> bool:
+    """Whether a partition value reads as an integer the way pyarrow's Hive discovery types it."""
+    return value is not None and _INT_RE.fullmatch(value) is not None
 
 
 def _read_metadata(fs: Any, root: Optional[str]) -> dict:

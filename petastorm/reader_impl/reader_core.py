@@ -107,7 +107,7 @@ class Reader:
             if self.ngram is not None:
                 outputs = self._ngrams(batch, plan_seeds)
             elif self.is_batched_reader:
-                outputs = [self._namedtuple(**batch.columns)] if batch.num_rows or not skip else []
+                outputs = [self._namedtuple(**batch.columns)] if batch.num_rows else []
             else:
                 outputs = self._rows(batch)
             if skip:

@@ -96,12 +96,18 @@ class RowGroupWorker:
 
         def load() -> Any:
             try:
-                return self._parquet_file(rg.path).read_row_group(rg.row_group, columns=stored, use_threads=False)
+                table = self._parquet_file(rg.path).read_row_group(rg.row_group, columns=stored, use_threads=False)
             except PetastormDatasetError:
                 raise
             except Exception as e:
                 raise PetastormDatasetError(
                     f"cannot read row group {rg.row_group} of Parquet file {rg.path!r}: {e}") from e
+            missing = [c for c in stored if c not in table.column_names]
+            if missing:
+                raise PetastormSchemaError(
+                    f"Parquet file {rg.path!r} has no column {', '.join(map(repr, missing))}, which the dataset's "
+                    f"schema has (files of the dataset disagree; select the common fields with schema_fields)")
+            return table
 
         cache = self._spec.cache
         if cache is not None and stored:
