@@ -14,7 +14,9 @@ Usage::
 
 Rates are rows/s from the ``make_*reader`` call to the last row (start-up included; imports and the
 page cache are warmed by a throw-away reader first), best of ``--reps`` runs that alternate limit and
-reader. Every consumer reads the last element of the big field of each row (batch), so results that are
+reader (JPEG: one run fewer). With each in-process figure goes the CPU time per row of the whole process
+(all threads): "CPU-time ratio" = limit CPU/row / ours CPU/row is the load-insensitive companion of the
+wall-clock ratio on this shared machine. Every consumer reads the last element of the big field of each row (batch), so results that are
 mapped lazily are paid for. When ``.venv-original`` exists, the original 0.12.1 runs the same read in a
 fresh interpreter (``read_pass.py --warmup``) and its fraction of the same limit is printed in brackets.
 """
@@ -24,6 +26,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -138,25 +141,39 @@ def ours(path: str, mode: str, pool: str, touch: str, workers: int = 2) -> tuple
     return rows, first
 
 
-def _rate(fn) -> tuple[float, int, object]:
-    t0 = time.perf_counter()
+def _rate(fn) -> tuple[float, int, float]:
+    """(rows/s, rows, CPU microseconds per row of this process, all its threads)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     rows = out[0] if isinstance(out, tuple) else out
-    return rows / dt, rows, out
+    return rows / dt, rows, cpu / rows * 1e6
+
+
+CPU = {}  # case name -> least CPU us/row seen (in-process cases only: worker processes are not counted)
 
 
 def measure(cases: dict, reps: int) -> dict:
-    """Alternate the cases ``reps`` times; best rows/s of each."""
+    """Alternate the cases ``reps`` times; best rows/s of each (least CPU per row into ``CPU``)."""
     rates: dict = {k: [] for k in cases}
-    extra: dict = {k: [] for k in cases}
     for _ in range(reps):
         for name, fn in cases.items():
-            r, rows, out = _rate(fn)
+            r, rows, cpu = _rate(fn)
             rates[name].append(r)
-            extra[name].append(out)
-            print(f"    {name:<28} {r:>12,.0f} rows/s  ({rows:,} rows)", flush=True)
+            note = "" if "process" in name else f"  CPU {cpu:8.3g} us/row"
+            if "process" not in name:
+                CPU[name] = min(CPU.get(name, cpu), cpu)
+            print(f"    {name:<28} {r:>12,.0f} rows/s{note}  ({rows:,} rows)", flush=True)
     return {k: common.best_rate(v) for k, v in rates.items()}
+
+
+def _cpu_report(figure: str, limit_case: str, ours_case: str) -> None:
+    """Load-insensitive companion figure: limit CPU per row / our CPU per row (1.0 = as lean as the limit;
+    with two idle cores the wall ratio would approach it)."""
+    lim, us = CPU.get(limit_case), CPU.get(ours_case)
+    if lim and us:
+        common.report(f"{figure}, CPU-time ratio", lim / us, None,
+                      detail=f"CPU us/row: limit {lim:.3g}, ours {us:.3g}")
 
 
 def _original(path: str, mode: str, pool: str, touch: str, limit: float, use: bool) -> dict | None:
@@ -187,9 +204,10 @@ def bench_columns(quick: bool, reps: int, use_original: bool) -> list:
                     "ours: batch thread x2": lambda: ours(path, "batch", "thread", "c00")}, reps)
     limit = best["limit: pyarrow 2 threads"]
     orig = _original(path, "batch", "thread", "c00", limit, use_original)
-    return [common.report("1 batch reader 20xfloat32 / pyarrow 2 threads", best["ours: batch thread x2"] / limit, 0.8,
-                          original=orig and orig["rows_per_s"] / limit,
-                          detail=f"limit {limit:,.0f} rows/s")]
+    out = [common.report("1 batch reader 20xfloat32 / pyarrow 2 threads", best["ours: batch thread x2"] / limit, 0.8,
+                         original=orig and orig["rows_per_s"] / limit, detail=f"limit {limit:,.0f} rows/s")]
+    _cpu_report("1 batch reader", "limit: pyarrow 2 threads", "ours: batch thread x2")
+    return out
 
 
 def bench_ndarray(quick: bool, reps: int, use_original: bool, processes: bool = True) -> list:
@@ -206,6 +224,7 @@ def bench_ndarray(quick: bool, reps: int, use_original: bool, processes: bool = 
     orig = _original(path, "reader", "thread", "arr", limit, use_original)
     out = [common.report("2 reader ndarray(64,64) / frombuffer 1 thread", best["ours: reader thread x2"] / limit, 1.0,
                          original=orig and orig["rows_per_s"] / limit, detail=f"limit {limit:,.0f} rows/s")]
+    _cpu_report("2 reader ndarray", "limit: frombuffer 1 thread", "ours: reader thread x2")
     if processes:
         origp = _original(path, "reader", "process", "arr", limit, use_original)
         out.append(common.report(
@@ -229,6 +248,7 @@ def bench_jpeg(quick: bool, reps: int, use_original: bool, processes: bool = Tru
     out = [common.report("3 reader jpeg 224x224x3 / 2x imdecode 1 thread", best["ours: reader thread x2"] / limit,
                          0.85, original=orig and orig["rows_per_s"] / limit,
                          detail=f"limit 2 x {limit / 2:,.0f} rows/s")]
+    _cpu_report("3 reader jpeg", "limit: imdecode 1 thread", "ours: reader thread x2")
     if processes:
         origp = _original(path, "reader", "process", "image", limit, use_original)
         out.append(common.report(
@@ -240,22 +260,27 @@ def bench_jpeg(quick: bool, reps: int, use_original: bool, processes: bool = Tru
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Read throughput of make_reader/make_batch_reader vs the limits.")
     p.add_argument("--quick", action="store_true", help="small datasets (about 50 MB each), 2 repetitions")
-    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 3, 2 with --quick)")
+    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 4, 2 with --quick)")
     p.add_argument("--only", default="columns,ndarray,jpeg")
     p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
     p.add_argument("--no-process", action="store_true", help="skip the process-pool passes")
     args = p.parse_args(argv)
-    reps = args.reps or (2 if args.quick else 3)
+    reps = args.reps or (2 if args.quick else 4)
     use_original = not args.no_original and common.original_available()
     print(f"bench_read: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
     only = set(args.only.split(","))
-    if "columns" in only:
-        bench_columns(args.quick, reps, use_original)
-    if "ndarray" in only:
-        bench_ndarray(args.quick, reps, use_original, not args.no_process)
-    if "jpeg" in only:
-        bench_jpeg(args.quick, reps, use_original, not args.no_process)
-    return 0
+    parts = {"columns": lambda: bench_columns(args.quick, reps, use_original),
+             "ndarray": lambda: bench_ndarray(args.quick, reps, use_original, not args.no_process),
+             "jpeg": lambda: bench_jpeg(args.quick, reps, use_original, not args.no_process)}
+    failed = 0
+    for name, part in parts.items():
+        if name in only:
+            try:
+                part()
+            except Exception:  # one broken part must not hide the others' figures
+                traceback.print_exc()
+                failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -117,9 +118,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     use_original = not args.no_original and common.original_available()
     print(f"bench_startup: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
-    bench_small_files(args.files, args.reps, use_original)
-    bench_process_startup(args.quick, use_original)
-    return 0
+    failed = 0
+    for part in (lambda: bench_small_files(args.files, args.reps, use_original),
+                 lambda: bench_process_startup(args.quick, use_original)):
+        try:
+            part()
+        except Exception:  # one broken part must not hide the other's figures
+            traceback.print_exc()
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
