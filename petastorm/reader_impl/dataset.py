@@ -8,9 +8,9 @@ from the Arrow schema). Footers are read in parallel threads (I/O bound, pyarrow
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import posixpath
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Sequence, Union
