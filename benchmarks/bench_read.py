@@ -155,6 +155,7 @@ CPU = {}  # case name -> least CPU us/row seen (in-process cases only: worker pr
 
 def measure(cases: dict, reps: int) -> dict:
     """Alternate the cases ``reps`` times; best rows/s of each (least CPU per row into ``CPU``)."""
+    CPU.clear()
     rates: dict = {k: [] for k in cases}
     for _ in range(reps):
         for name, fn in cases.items():
