@@ -306,6 +306,16 @@ def test_partition_values_are_escaped_and_nulls_use_the_hive_default(tmp_path):
         {0: "New York/NY", 1: None, 2: "a=b"}
 
 
+def test_an_error_while_writing_files_reaches_the_caller_and_publishes_nothing(tmp_path):
+    schema = Unischema("B", [UnischemaField("id", np.int32, (), None, False),
+                             UnischemaField("key", np.bytes_, (), None, False)])
+    rows = ({"id": i, "key": b"k"} for i in range(100))
+    with pytest.raises(PetastormSchemaError, match="partition_by: field 'key' holds binary values"):
+        write_dataset(str(tmp_path / "ds"), schema, rows, partition_by=["key"], workers_count=1, progress=False,
+                      chunk_rows=8)
+    assert _siblings(tmp_path) == []
+
+
 def test_compression_choice_is_written_to_the_files(tmp_path):
     path = str(tmp_path / "ds")
     result = write_dataset(path, _blob_schema(), _blob_rows(5), compression="zstd", workers_count=1,

@@ -378,6 +378,7 @@ def _init_worker(schema_bytes: bytes) -> None:
     import cloudpickle
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _keep_freed_memory()
     schema = cloudpickle.loads(schema_bytes)
     _WORKER_STATE["schema"] = schema
     _WORKER_STATE["arrow_schema"] = dataset_arrow_schema(schema)
@@ -387,6 +388,19 @@ def _init_worker(schema_bytes: bytes) -> None:
     cv2 = opencv() if any(isinstance(f.codec, CompressedImageCodec) for f in schema.fields.values()) else None
     if cv2 is not None:
         cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
+
+
+def _keep_freed_memory() -> None:
+    """glibc only: keep freed chunks of up to 64 MiB in the heap. A worker allocates and frees the same
+    few megabytes per chunk; by default glibc returns them to the OS and faults them in again each time."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _encode_in_worker(rows: list, first_row: int, blocks: Optional[tuple]) -> Any:

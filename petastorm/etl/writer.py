@@ -30,7 +30,9 @@ from __future__ import annotations
 import math
 import os
 import posixpath
+import queue
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -177,17 +179,20 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
     sink = _DatasetSink(fs, tmp_path, file_schema, partition_cols, layout, row_group_bytes, compression)
     progress_bar = _progress_bar(progress, total_rows)
     batches = encoded_batches(schema, rows, workers_count=workers, chunk_rows=chunk_rows)
+    writer = _SinkThread(sink)
     try:
         fs.create_dir(tmp_path, recursive=True)
         for batch, _ in batches:
-            sink.write(batch)
+            writer.put(batch)
             progress_bar.update(batch.num_rows)
+        writer.finish()
         written = sink.close()
         write_petastorm_metadata(fs, tmp_path, schema, {name: groups for name, _, groups in written},
                                  arrow_schema=file_schema)
         _publish(fs, tmp_path, path, dataset_url, overwrite, [name for name, _, _ in written])
     except BaseException:
         batches.close()  # stops the worker processes when the failure is on this side
+        writer.finish(stop=True)
         sink.abort()
         _delete_quietly(fs, tmp_path)
         raise
@@ -520,6 +525,40 @@ class _PartitionFiles:
         return self.closed
 
 
+class _SinkThread(threading.Thread):
+    """Runs ``sink.write`` in a thread, so that encoding goes on while a row group is being written
+    (pyarrow releases the GIL) instead of every worker idling through each flush. At most ``max_batches``
+    wait (chunks are <= 4 MiB of arrays); an error in the thread is raised in the caller."""
+
+    def __init__(self, sink: "_DatasetSink", max_batches: int = 32) -> None:
+        super().__init__(name="petastorm-write_dataset-sink", daemon=True)
+        self._sink, self._queue = sink, queue.Queue(max_batches)
+        self._error: Optional[BaseException] = None
+        self._stopped = False
+        self.start()
+
+    def run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None and not self._stopped:
+                try:
+                    self._sink.write(batch)
+                except BaseException as e:  # handed to the caller
+                    self._error = e
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def finish(self, stop: bool = False) -> None:
+        """Wait until every batch is written (``stop``: drop those not written yet)."""
+        self._stopped = stop
+        self._queue.put(None)
+        self.join()
+        if self._error is not None and not stop:
+            raise self._error
+
+
 class _DatasetSink:
     """All data files of the dataset under ``root``: partition directories, file names, row groups."""
 
@@ -546,7 +585,7 @@ class _DatasetSink:
     def _partition(self, key: tuple) -> _PartitionFiles:
         files = self._partitions.get(key)
         if files is None:
-            directory = "/".join(f"{name}={_partition_segment(value)}"
+            directory = "/".join(f"{name}={_partition_segment(name, value)}"
                                  for name, value in zip(self._partition_cols, key))
             files = self._partitions[key] = _PartitionFiles(self, directory)
         return files
@@ -585,14 +624,15 @@ def _is_blob(arrow_type: pa.DataType) -> bool:
     return pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
 
 
-def _partition_segment(value: Any) -> str:
-    """A partition value as a Hive directory name component."""
+def _partition_segment(name: str, value: Any) -> str:
+    """A partition value of the field ``name`` as a Hive directory name component."""
     if value is None:
         return _HIVE_NULL
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, bytes):
-        raise PetastormSchemaError("binary partition values are not supported")
+        raise PetastormSchemaError(f"partition_by: field {name!r} holds binary values, which cannot name a "
+                                   f"directory")
     text = str(value)
     if text == "":
         return _HIVE_NULL
