@@ -112,6 +112,46 @@ def _options_fingerprint(**options: Any) -> tuple:
     return fingerprint(plain), plain
 
 
+def _canonical(obj: Any, depth: int = 0) -> Any:
+    """A JSON-able description of a user spec (predicate, transform) that is stable across processes:
+    sets sorted, objects as their class and attributes, functions as their code and closure."""
+    import types
+
+    if depth > 8:
+        return repr(type(obj))
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, bytes):
+        return obj.hex()
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(x, depth + 1) for x in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((_canonical(x, depth + 1) for x in obj), key=repr)
+    if isinstance(obj, dict):
+        return sorted(([repr(k), _canonical(v, depth + 1)] for k, v in obj.items()), key=lambda kv: kv[0])
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        closure = [_canonical(c.cell_contents, depth + 1) for c in (obj.__closure__ or ())]
+        return ["function", obj.__qualname__, code.co_code.hex(), _canonical(code.co_consts, depth + 1), closure,
+                _canonical(obj.__defaults__, depth + 1)]
+    if isinstance(obj, types.CodeType):
+        return ["code", obj.co_name, obj.co_code.hex()]
+    if hasattr(obj, "__dict__"):
+        return [type(obj).__qualname__, _canonical(vars(obj), depth + 1)]
+    return repr(obj)
+
+
+def _spec_fingerprint(spec: Any) -> Optional[str]:
+    if spec is None:
+        return None
+    from petastorm.reader_impl.reader_state import fingerprint
+
+    try:
+        return fingerprint(_canonical(spec))
+    except Exception:  # an exotic object: fall back to its type (a weaker check)
+        return type(spec).__qualname__
+
+
 def _ids_fingerprint(ids: list) -> str:
     from petastorm.reader_impl.reader_state import fingerprint
 
@@ -384,7 +424,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     expression = _filters_expression(filters)
     filter_cols = _filter_columns(filters)
     rg_ids, pruned = _prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
-    if not rg_ids:
+    if not rg_ids and dataset.row_groups:
         raise NoDataAvailableError(f"no row group of {url!r} is selected by rowgroup_selector/filters")
     if expression is not None and not pruned:
         unknown = [c for c in filter_cols if c not in dataset.arrow_schema.names]
@@ -405,7 +445,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     pool = make_pool(reader_pool_type, workers_count, results_queue_size)
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
-        drop=shuffle_row_drop_partitions, predicate=type(predicate).__name__, row_groups=_ids_fingerprint(rg_ids), cur_shard=cur_shard,
+        drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),
+        transform=_spec_fingerprint(transform_spec), row_groups=_ids_fingerprint(rg_ids), cur_shard=cur_shard,
         shard_count=shard_count, shard_seed=shard_seed, shard_mode=shard_mode, remainder=balanced_remainder,
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
         filters=repr(filters), num_epochs=num_epochs)
@@ -420,8 +461,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
                     ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
                     explicit_seed=explicit_seed, resume_from=resume_from, first_plan=first_plan,
-                    row_group_ids=rg_ids)
-    reader._ngram_source_schema = view
+                    row_group_ids=rg_ids, ngram_schema=view)
     return reader
 
 

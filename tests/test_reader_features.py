@@ -161,3 +161,91 @@ def test_batch_reader_batches_of_a_sharded_balanced_reader(synthetic_dataset):
         with make_batch_reader(synthetic_dataset, cur_shard=shard, shard_count=4, shard_mode="balanced") as reader:
             totals.append(sum(len(b.id) for b in reader))
     assert totals == [25, 25, 25, 25]
+
+
+def test_string_partition_values_keep_the_stored_type(tmp_path):
+    import numpy as np
+
+    from petastorm import write_dataset
+    from petastorm.codecs import ScalarCodec
+    from petastorm.spark_types import spark_type
+    from petastorm.unischema import Unischema, UnischemaField
+
+    schema = Unischema("S", [UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
+                             UnischemaField("p", np.str_, (), ScalarCodec(spark_type("StringType")), False)])
+    url = "file://" + str(tmp_path / "ds")
+    write_dataset(url, schema, [{"id": i, "p": ["007", "1", "10"][i % 3]} for i in range(9)], partition_by=["p"],
+                  progress=False, workers_count=1)
+    with make_reader(url) as reader:
+        assert {(int(r.id), r.p) for r in reader} == {(i, ["007", "1", "10"][i % 3]) for i in range(9)}
+
+
+def test_an_empty_dataset_reads_as_no_rows(tmp_path):
+    import numpy as np
+
+    from petastorm import write_dataset
+    from petastorm.codecs import ScalarCodec
+    from petastorm.spark_types import spark_type
+    from petastorm.unischema import Unischema, UnischemaField
+
+    schema = Unischema("S", [UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False)])
+    url = "file://" + str(tmp_path / "empty")
+    write_dataset(url, schema, [], progress=False, workers_count=1)
+    with make_reader(url) as reader:
+        assert list(reader) == []
+    with make_batch_reader(url) as reader:
+        assert list(reader) == []
+
+
+def test_one_reader_read_from_several_threads_yields_every_row_once(synthetic_dataset):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with make_reader(synthetic_dataset, workers_count=2, num_epochs=3) as reader:
+        def drain():
+            out = []
+            for row in reader:
+                out.append(int(row.id))
+            return out
+
+        with ThreadPoolExecutor(4) as ex:
+            parts = list(ex.map(lambda _: drain(), range(4)))
+    assert sorted(sum(parts, [])) == sorted(list(range(100)) * 3)
+
+
+def test_a_deleted_reader_stops_its_threads_without_gc(synthetic_dataset):
+    import gc
+
+    gc.disable()
+    try:
+        before = set(threading.enumerate())
+        reader = make_reader(synthetic_dataset, workers_count=3, num_epochs=None)
+        next(reader)
+        del reader
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and [t for t in threading.enumerate() if t not in before and t.is_alive()]:
+            time.sleep(0.05)
+        assert not [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    finally:
+        gc.enable()
+
+
+def test_a_state_from_another_predicate_is_refused(synthetic_dataset):
+    from petastorm.errors import PetastormStateError
+    from petastorm.predicates import in_set
+
+    with make_reader(synthetic_dataset, seed=1, predicate=in_set({1, 2, 3}, "id")) as reader:
+        next(reader)
+        state = reader.state_dict()
+    with pytest.raises(PetastormStateError, match="predicate"):
+        make_reader(synthetic_dataset, seed=1, predicate=in_set({10, 11, 12}, "id"), resume_from=state)
+
+
+def test_a_state_pointing_past_the_plan_is_refused(synthetic_dataset):
+    from petastorm.errors import PetastormStateError
+
+    with make_reader(synthetic_dataset, seed=1) as reader:
+        next(reader)
+        state = reader.state_dict()
+    state["position"] = 10 ** 6
+    with pytest.raises(PetastormStateError, match="item"):
+        make_reader(synthetic_dataset, seed=1, resume_from=state)

@@ -255,12 +255,11 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
             for i in range(md.num_row_groups):
                 row_groups.append(RowGroupInfo(path, rel, i, md.row_group(i).num_rows, partition, sizes[path]))
         arrow_schema = footers[0].schema.to_arrow_schema()
-    if not row_groups:
-        raise PetastormDatasetError(f"the Parquet files of {_describe(url_or_urls)!r} hold no row groups")
+    # Files with no row group (an empty dataset written on purpose) are a valid, empty dataset.
 
     partition_names = list(dict.fromkeys(k for rg in row_groups for k, _ in rg.partition))
     stored_schema = _load_stored_schema(metadata, source)
-    arrow_schema = _with_partitions(arrow_schema, partition_names, row_groups)
+    arrow_schema = _with_partitions(arrow_schema, partition_names, row_groups, stored_schema)
     if stored_schema is not None:
         schema = stored_schema
     elif infer_schema:
@@ -271,11 +270,21 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
                        stored_schema, schema)
 
 
-def _with_partitions(arrow_schema: Any, partition_names: list, row_groups: list) -> Any:
+def _with_partitions(arrow_schema: Any, partition_names: list, row_groups: list,
+                     stored_schema: Optional[Unischema] = None) -> Any:
+    """The files' Arrow schema plus the Hive partition columns: typed by the stored Unischema when it
+    has the field (a string partition stays a string, '007' included), else as pyarrow's Hive discovery
+    types them (int64 when every value is an integer, else string)."""
     import pyarrow as pa
+
+    from petastorm.arrow_types import arrow_type_for_field
 
     for name in partition_names:
         if name in arrow_schema.names:
+            continue
+        if stored_schema is not None and name in stored_schema.fields:
+            typ = arrow_type_for_field(stored_schema.fields[name])
+            arrow_schema = arrow_schema.append(pa.field(name, typ, nullable=True))
             continue
         values = {dict(rg.partition).get(name) for rg in row_groups}
         typ = pa.int64() if all(_is_int(v) for v in values if v is not None) else pa.string()

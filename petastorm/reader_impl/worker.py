@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -124,8 +124,8 @@ class RowGroupWorker:
             if name in self._spec.partition_types:
                 typ = self._spec.partition_types[name]
                 value = partition.get(name)
-                typed = int(value) if value is not None and pa.types.is_integer(typ) else value
-                table = table.append_column(name, pa.array([typed] * table.num_rows, type=typ))
+                table = table.append_column(name, pa.array([_partition_scalar(value, typ, name)] * table.num_rows,
+                                                           type=typ))
         return table
 
     # --- decoding ----------------------------------------------------------------------------------------
@@ -228,6 +228,30 @@ class RowGroupWorker:
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
+
+
+def _partition_scalar(value: Optional[str], typ: Any, name: str) -> Any:
+    """A Hive directory value (a string, or None for a null partition) as a Python value of ``typ``."""
+    import pyarrow as pa
+
+    if value is None or pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return value
+    try:
+        if pa.types.is_integer(typ):
+            return int(value)
+        if pa.types.is_floating(typ):
+            return float(value)
+        if pa.types.is_boolean(typ):
+            return value.lower() == "true"
+        if pa.types.is_decimal(typ):
+            from decimal import Decimal
+
+            return Decimal(value)
+        if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+            return value.encode()
+    except (ValueError, ArithmeticError) as e:
+        raise PetastormSchemaError(f"partition {name}={value!r} does not fit the field's type {typ}: {e}") from e
+    return value
 
 
 def _filter_mask(table: Any, expression: Any) -> np.ndarray:
