@@ -1,7 +1,9 @@
 """Caches for the values a reader's workers produce (one per work item), keyed by strings.
 
 :class:`NullCache` caches nothing; :class:`petastorm.local_disk_cache.LocalDiskCache` keeps values on
-local disk so that later epochs skip reading and decoding.
+local disk so that later epochs skip reading and decoding. It stores ``pyarrow.Table``, ``pyarrow.RecordBatch``,
+``dict[str, numpy.ndarray]`` (non-object dtypes) and None, and never unpickles what it reads back, so a cache
+directory others can write cannot make a reader run code.
 """
 from __future__ import annotations
 
