@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--touch", default="")
     p.add_argument("--max-rows", type=int, default=0, help="stop after this many rows (then stop(); join())")
+    p.add_argument("--queue", type=int, default=0, help="results_queue_size (default: the library's default)")
     p.add_argument("--warmup", action="store_true",
                    help="first read one row with a throw-away reader (imports, page cache, lazy set-up)")
     args = p.parse_args(argv)
@@ -50,6 +51,10 @@ def main(argv=None) -> int:
     base_rss = _rss_mb()
     url = args.url if "://" in args.url else "file://" + os.path.abspath(args.url)
     factory = make_reader if args.mode == "reader" else make_batch_reader
+    if args.queue:
+        import functools
+
+        factory = functools.partial(factory, results_queue_size=args.queue)
     warm_s = None
     if args.warmup:
         t0 = time.perf_counter()
