@@ -549,3 +549,19 @@ def test_s3_round_trip_and_failed_write_leaves_nothing(s3_server):
                    if i.type == pa.fs.FileType.File)
     assert all(p.startswith(f"{bucket}/ds/") for p in after)  # nothing of "other", no temporary files
     assert sorted(pq.read_table(f"{bucket}/ds", filesystem=fs).column("id").to_pylist()) == [50, 51, 52]
+
+
+def test_hello_world_example_writes_its_dataset_without_spark(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "hello_world", "generate_petastorm_dataset.py")
+    spec = importlib.util.spec_from_file_location("generate_petastorm_dataset", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    url = f"file://{tmp_path}/hello_world"
+    result = example.generate_petastorm_dataset(url, rows_count=3, workers_count=1)
+    assert result.num_rows == 3
+    assert get_schema_from_dataset_url(url) == example.HelloWorldSchema
+    decoded = _read_decoded(str(tmp_path / "hello_world"), example.HelloWorldSchema)
+    assert decoded["image1"].shape == (3, 128, 256, 3)
+    np.testing.assert_array_equal(decoded["array_4d"][1], example.row_generator(1)["array_4d"])
