@@ -191,10 +191,12 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
                                  arrow_schema=file_schema)
         _publish(fs, tmp_path, path, dataset_url, overwrite, [name for name, _, _ in written])
     except BaseException:
-        batches.close()  # stops the worker processes when the failure is on this side
-        writer.finish(stop=True)
-        sink.abort()
-        _delete_quietly(fs, tmp_path)
+        try:
+            batches.close()  # stops the worker processes when the failure is on this side
+        finally:
+            writer.finish(stop=True)
+            sink.abort()
+            _delete_quietly(fs, tmp_path)
         raise
     finally:
         progress_bar.close()
