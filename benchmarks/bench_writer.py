@@ -13,8 +13,9 @@ The same in-memory rows (256 distinct images and arrays, reused) are written by
 - ``write_dataset, N workers``: encoding in N processes (pool start-up included in the time).
 
 Each variant runs ``--repeats`` times after one warm-up run; the best time counts (the machine may be
-shared). "CPU ms/row" sums this process and its descendants (psutil); "cores used" is CPU time / wall
-time. Note that ``write_dataset`` with 1 worker already writes Parquet in a second thread, so it uses
+shared), and a pure-Python loop in 1 and N processes shows how much parallelism the machine gives at the
+time (other processes take cores: the figures are only comparable to that). "CPU ms/row" sums this process and its descendants (psutil), measured in one more run (the
+sampler costs CPU itself, so it stays out of the timed runs); "cores used" is that run's CPU / wall time. Note that ``write_dataset`` with 1 worker already writes Parquet in a second thread, so it uses
 more than one core. Target: N=2 workers >= 1.7x one worker on a 2-core machine. The load average is printed because
 other processes on the machine take cores away from the workers.
 """
@@ -67,7 +68,7 @@ def plain_loop(rows: list, path: str) -> None:
 
 class CpuMeter:
     """CPU seconds (user + system) of this process and all its descendants (the encoding workers are
-    children of the fork server), sampled every 20 ms by a thread; None without psutil."""
+    children of the fork server), sampled every 0.2 s by a thread; None without psutil."""
 
     def __init__(self) -> None:
         try:
@@ -96,7 +97,7 @@ class CpuMeter:
                         seen[child.pid] = t.user + t.system
                     except self._psutil.Error:
                         pass
-                done.wait(0.02)
+                done.wait(0.2)
 
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
@@ -113,10 +114,40 @@ class CpuMeter:
         return wall, (own_after.user + own_after.system - own.user - own.system) + children
 
 
-def best_time(fn, repeats: int, meter: CpuMeter) -> tuple[float, float | None]:
+def _spin(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def parallel_capacity(workers: int, n: int = 10_000_000) -> float:
+    """Speed-up of ``workers`` processes running a pure-Python loop over one process: what this machine
+    gives right now to perfectly parallel work (below ``workers`` when other processes take cores)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(_spin, [1000] * workers)  # started
+        start = time.perf_counter()
+        _spin(n)
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        pool.map(_spin, [n] * workers)
+        many = time.perf_counter() - start
+    return workers * one / many
+
+
+def best_time(fn, repeats: int, meter: CpuMeter) -> tuple[float, float | None, float]:
+    """Best wall time of ``repeats`` plain runs, and CPU seconds of one more run with the meter on (the
+    sampler costs CPU itself, so it stays out of the timed runs)."""
     fn()  # warm-up: imports, OpenCV, the fork server
-    runs = [meter.measure(fn) for _ in range(repeats)]
-    return min(runs, key=lambda r: r[0])
+    walls = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - start)
+    metered_wall, cpu = meter.measure(fn)
+    return min(walls), cpu, metered_wall
 
 
 def main(argv: list | None = None) -> int:
@@ -142,6 +173,7 @@ def main(argv: list | None = None) -> int:
 
     meter = CpuMeter()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    capacity_before = parallel_capacity(args.workers)
     try:
         results = [("plain loop (encode + write_table)", best_time(run_plain, args.repeats, meter)),
                    ("write_dataset, 1 worker", best_time(run_writer(1), args.repeats, meter)),
@@ -149,15 +181,17 @@ def main(argv: list | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    capacity = (capacity_before + parallel_capacity(args.workers)) / 2
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"bench_writer: {args.rows} rows, best of {args.repeats}, {os.cpu_count()} CPUs, "
           f"1-min load average {load_before[0]:.2f} before, {load[0]:.2f} after")
     print(f"{'variant':<38}{'seconds':>9}{'rows/s':>10}{'CPU ms/row':>12}{'cores used':>12}")
-    for name, (seconds, cpu) in results:
-        cpu_text = f"{cpu / args.rows * 1e3:>12.2f}{cpu / seconds:>12.2f}" if cpu is not None else f"{'n/a':>24}"
+    for name, (seconds, cpu, metered_wall) in results:
+        cpu_text = f"{cpu / args.rows * 1e3:>12.2f}{cpu / metered_wall:>12.2f}" if cpu is not None else f"{'n/a':>24}"
         print(f"{name:<38}{seconds:>9.2f}{args.rows / seconds:>10.0f}{cpu_text}")
-    plain, one, many = (args.rows / s for _, (s, _) in results)
-    print(f"ratio {args.workers} workers / 1 worker: {many / one:.2f}x (target >= {TARGET}x)")
+    plain, one, many = (args.rows / s for _, (s, _, _) in results)
+    print(f"ratio {args.workers} workers / 1 worker: {many / one:.2f}x (target >= {TARGET}x); this machine gave "
+          f"{capacity:.2f}x to {args.workers} processes of a pure-Python loop during the run")
     print(f"ratio 1 worker / plain loop: {one / plain:.2f}x; {args.workers} workers / plain loop: {many / plain:.2f}x")
     cpu_one, cpu_many = results[1][1][1], results[2][1][1]
     if cpu_one and cpu_many:
