@@ -181,7 +181,12 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
         return out
     if pat.is_decimal(t) or pat.is_string(t) or pat.is_large_string(t) or pat.is_binary(t) or pat.is_large_binary(t):
         return column.to_numpy(zero_copy_only=False)
-    arr = column.to_numpy(zero_copy_only=False)
+    if pat.is_integer(t) or pat.is_floating(t):
+        # view the values buffer: Array.to_numpy() imports pandas (about 1 s in every fresh process)
+        dtype = np.dtype(t.to_pandas_dtype())
+        arr = np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize)
+    else:
+        arr = column.to_numpy(zero_copy_only=False)
     if field is not None and arr.dtype.kind in "biuf":
         from petastorm.codecs import _dtype_type
 

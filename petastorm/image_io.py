@@ -101,6 +101,15 @@ def decode_image_cells(field: Any, offsets: np.ndarray, data: np.ndarray, column
     cv2 = opencv()
     if fixed:
         out = np.empty((n,) + shape, dtype=np.dtype(field.numpy_dtype))
+        rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None) if cv2 is not None else None
+        if rgb_flag is not None and len(shape) == 3 and shape[2] == 3 and out.dtype == np.uint8:
+            flags = rgb_flag | cv2.IMREAD_IGNORE_ORIENTATION  # the decoder writes RGB itself
+            for i in range(n):
+                img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], flags)
+                if img is None or img.shape != shape:
+                    _raise_bad(field, i, img)
+                out[i] = img
+            return out
         for i in range(n):
             cell = data[offsets[i]:offsets[i + 1]]
             if cv2 is not None and len(shape) == 3 and shape[2] == 3:

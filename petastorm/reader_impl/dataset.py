@@ -124,21 +124,31 @@ def _describe(url: Any) -> str:
 
 
 def _list_files(fs: Any, root: str, url: Any) -> list:
-    """Sorted paths of the Parquet files under ``root``: hidden and metadata entries (``.``/``_``
-    prefixes, as Spark and pyarrow skip them) left out. Listing runs in pyarrow's C++ discovery, so no
-    Python object is made per file info."""
+    """Sorted paths of the non-empty Parquet files under ``root``: entries with a hidden or metadata
+    component (``.`` or ``_`` prefix, as Spark and pyarrow skip them) and ``.crc`` files left out.
+
+    One recursive ``get_file_info`` call (as fast as ``pyarrow.dataset`` discovery, and without importing
+    ``pyarrow.dataset``, which pulls in pandas: +0.3 s and +60 MB in every process).
+    """
     import pyarrow as pa
-    import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    options = ds.FileSystemFactoryOptions(selector_ignore_prefixes=[".", "_"], exclude_invalid_files=False)
     try:
-        factory = ds.FileSystemDatasetFactory(fs, pafs.FileSelector(root, recursive=True), ds.ParquetFileFormat(),
-                                              options)
-        files = factory.finish(pa.schema([])).files
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     except (OSError, pa.ArrowException) as e:
         raise PetastormDatasetError(f"cannot list the files of {_describe(url)!r}: {e}") from e
-    return sorted(f for f in files if not f.endswith(".crc"))
+    prefix = root.rstrip("/") + "/"
+    files = []
+    for info in infos:
+        if not info.is_file or not info.size:
+            continue
+        path = info.path
+        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.relpath(path, root)
+        if rel[:1] in (".", "_") or "/." in rel or "/_" in rel or rel.endswith(".crc"):
+            continue
+        files.append(path)
+    files.sort()
+    return files
 
 
 def _parse_partition(relative_path: str) -> tuple:

@@ -58,7 +58,7 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
                       "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
-                      "petastorm.unischema"]
+                      "petastorm.unischema", "pyarrow.compute", "pyspark.sql.types", "cv2"]
 _GC_JOIN_TIMEOUT_S = 1.0
 
 

@@ -102,7 +102,8 @@ class RowGroupWorker:
             except Exception as e:
                 raise PetastormDatasetError(
                     f"cannot read row group {rg.row_group} of Parquet file {rg.path!r}: {e}") from e
-            missing = [c for c in stored if c not in table.column_names]
+            have = set(table.column_names)
+            missing = [c for c in stored if c not in have]
             if missing:
                 raise PetastormSchemaError(
                     f"Parquet file {rg.path!r} has no column {', '.join(map(repr, missing))}, which the dataset's "
@@ -156,7 +157,9 @@ class RowGroupWorker:
         first_cols = list(dict.fromkeys(pred_fields + filter_cols))
         table = self._read_columns(rg, first_cols if first_cols else list(spec.fields))
         table = table.slice(item.row_start, item.num_rows)
-        indices = np.arange(table.num_rows)
+        # every row in order: no index arrays (np.arange + compare: ~20% of a worker's time on plain columns)
+        all_rows = spec.filter_expression is None and not pred_fields and (item.row_seed is None or table.num_rows < 2)
+        indices = None if all_rows else np.arange(table.num_rows)
         if spec.filter_expression is not None:
             indices = indices[_filter_mask(table, spec.filter_expression)]
         decoded: dict = {}
@@ -174,10 +177,12 @@ class RowGroupWorker:
             decoded = {k: v[perm] for k, v in decoded.items()}
         remaining = [f for f in spec.fields if f not in decoded]
         if remaining:
-            in_first = [f for f in remaining if f in table.column_names]
-            to_read = [f for f in remaining if f not in table.column_names]
-            identity = len(indices) == table.num_rows and bool((indices == np.arange(table.num_rows)).all())
-            if not len(indices):
+            have = set(table.column_names)  # Table.column_names builds a new list on every access
+            in_first = [f for f in remaining if f in have]
+            to_read = [f for f in remaining if f not in have]
+            identity = all_rows or (len(indices) == table.num_rows
+                                    and bool((indices == np.arange(table.num_rows)).all()))
+            if not (table.num_rows if all_rows else len(indices)):
                 decoded.update(self._empty_columns(remaining))
             else:
                 if in_first:
@@ -186,7 +191,7 @@ class RowGroupWorker:
                     rest = self._read_columns(rg, to_read).slice(item.row_start, item.num_rows)
                     decoded.update(self._decode(rest if identity else rest.take(indices), to_read))
         columns = {name: decoded[name] for name in spec.fields}
-        num_rows = len(indices)
+        num_rows = table.num_rows if all_rows else len(indices)
         if spec.transform_spec is not None:
             columns, num_rows = self._transform(columns, num_rows)
         return ColumnBatch(columns, num_rows, item)
@@ -255,10 +260,12 @@ def _partition_scalar(value: Optional[str], typ: Any, name: str) -> Any:
 
 
 def _filter_mask(table: Any, expression: Any) -> np.ndarray:
+    """Boolean mask, shape ``(table.num_rows,)``, of the rows for which ``expression`` is true (null: false)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
     tbl = pa.table(table) if not isinstance(table, pa.Table) else table
-    mask = ds.dataset(tbl).to_table(columns={"__m": expression}).column("__m")
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)
+    marker = "__petastorm_row__"
+    kept = tbl.append_column(marker, pa.array(np.arange(tbl.num_rows, dtype=np.int64))).filter(expression)
+    mask = np.zeros(tbl.num_rows, dtype=bool)
+    mask[kept.column(marker).to_numpy()] = True
+    return mask
