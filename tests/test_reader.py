@@ -197,3 +197,8 @@ def test_deprecated_arguments_warn(synthetic_dataset):
 def test_unischema_field_not_in_dataset_is_rejected(synthetic_dataset):
     with pytest.raises(ValueError, match="nope"):
         make_reader(synthetic_dataset, schema_fields=[UnischemaField("nope", np.int32, (), None, False)])
+
+
+def test_single_row_items_with_shuffled_rows(synthetic_dataset):
+    with make_reader(synthetic_dataset, shuffle_rows=True, shuffle_row_drop_partitions=10, seed=4) as reader:
+        assert sorted(_ids(reader)) == list(range(100))

@@ -171,7 +171,7 @@ class RowGroupWorker:
             mask = np.asarray(evaluate_predicate(spec.predicate, decoded, len(indices)), dtype=bool)
             indices = indices[mask]
             decoded = {k: v[mask] for k, v in decoded.items()}
-        if item.row_seed is not None and len(indices) > 1:
+        if item.row_seed is not None and indices is not None and len(indices) > 1:
             perm = np.random.default_rng(item.row_seed).permutation(len(indices))
             indices = indices[perm]
             decoded = {k: v[perm] for k, v in decoded.items()}
