@@ -22,6 +22,8 @@ __all__ = [
     "NoMatchingFieldsError",
     "DatasetNotFoundError",
     "PetastormTransformError",
+    "PetastormTypeError",
+    "PetastormKeyError",
     "EmptyResultError",
     "TimeoutWaitingForResultError",
 ]
@@ -96,3 +98,14 @@ class DatasetNotFoundError(PetastormDatasetError, FileNotFoundError):
 
 class PetastormTransformError(PetastormSchemaError, TypeError):
     """A ``TransformSpec`` function returned something of the wrong type or without a declared field."""
+
+
+class PetastormTypeError(PetastormError, TypeError):
+    """An argument has the wrong type; the message names the argument."""
+
+
+class PetastormKeyError(PetastormError, KeyError):
+    """A name (an index, a field) is not where it was looked up; the message says which."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.unischema import Unischema, UnischemaField, match_unischema_fields
 
 __all__ = ["NGram", "ngram_window_starts"]
@@ -59,28 +59,28 @@ class NGram:
     @staticmethod
     def _validate_ngram(fields: Any, delta_threshold: Any, timestamp_field: Any, timestamp_overlap: Any) -> None:
         if fields is None or not isinstance(fields, dict):
-            raise ValueError("Fields must be set and must be a dictionary.")
+            raise PetastormArgumentError("Fields must be set and must be a dictionary.")
         if not fields:
-            raise ValueError("Fields must be set and must be a dictionary. Got an empty dictionary: give the "
+            raise PetastormArgumentError("Fields must be set and must be a dictionary. Got an empty dictionary: give the "
                              "fields of at least one offset")
         for key, value in fields.items():
             if isinstance(key, bool) or not isinstance(key, numbers.Integral):
-                raise ValueError(f"NGram offsets (the keys of fields) must be integers, got {key!r}")
+                raise PetastormArgumentError(f"NGram offsets (the keys of fields) must be integers, got {key!r}")
             if not isinstance(value, list):
-                raise ValueError(f"Each field value must be a list of unischema fields/regular expression(s); "
+                raise PetastormArgumentError(f"Each field value must be a list of unischema fields/regular expression(s); "
                                  f"offset {key} has {type(value).__name__}: {value!r}")
             for field in value:
                 if not isinstance(field, (UnischemaField, str)):
-                    raise ValueError(f"All field values must be of type UnischemaField/regular expression; "
+                    raise PetastormArgumentError(f"All field values must be of type UnischemaField/regular expression; "
                                      f"offset {key} has {type(field).__name__}: {field!r}")
         if delta_threshold is None or isinstance(delta_threshold, bool) or \
                 not isinstance(delta_threshold, (numbers.Number, np.timedelta64)):
-            raise ValueError(f"delta_threshold must be a number. Got {delta_threshold!r}")
+            raise PetastormArgumentError(f"delta_threshold must be a number. Got {delta_threshold!r}")
         if timestamp_field is None or not isinstance(timestamp_field, (UnischemaField, str)):
-            raise ValueError(f"timestamp_field must be set and must be of type UnischemaField or regular "
+            raise PetastormArgumentError(f"timestamp_field must be set and must be of type UnischemaField or regular "
                              f"expression. Got {timestamp_field!r}")
         if timestamp_overlap is None or not isinstance(timestamp_overlap, bool):
-            raise ValueError(f"timestamp_overlap must be set and must be of type bool. Got {timestamp_overlap!r}")
+            raise PetastormArgumentError(f"timestamp_overlap must be set and must be of type bool. Got {timestamp_overlap!r}")
 
     # --- the original's public accessors ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 
 __all__ = [
     "PredicateBase",
@@ -151,10 +151,10 @@ class in_lambda(PredicateBase):
 
     def __init__(self, predicate_fields: list, predicate_func: Callable, state_arg: Any = None) -> None:
         if not isinstance(predicate_fields, list):
-            raise ValueError(f"Predicate fields should be a list, got {type(predicate_fields).__name__}: "
+            raise PetastormArgumentError(f"Predicate fields should be a list, got {type(predicate_fields).__name__}: "
                              f"{predicate_fields!r}")
         if not callable(predicate_func):
-            raise ValueError(f"predicate_func must be callable, got {type(predicate_func).__name__}")
+            raise PetastormArgumentError(f"predicate_func must be callable, got {type(predicate_func).__name__}")
         self._predicate_fields = predicate_fields
         self._predicate_func = predicate_func
         self._state_arg = state_arg
@@ -254,7 +254,7 @@ class in_pseudorandom_split(PredicateBase):
 
     def __init__(self, fraction_list: list, subset_index: int, predicate_field: str) -> None:
         if not 0 <= subset_index < len(fraction_list):
-            raise ValueError(f"subset_index is out of range: {subset_index} for a fraction_list of "
+            raise PetastormArgumentError(f"subset_index is out of range: {subset_index} for a fraction_list of "
                              f"{len(fraction_list)} items")
         self._predicate_field = predicate_field
         self._bucket_low = sum(fraction_list[:subset_index]) * _BUCKET_NUM
@@ -265,7 +265,7 @@ class in_pseudorandom_split(PredicateBase):
 
     def do_include(self, values: dict) -> bool:
         if self._predicate_field not in values:
-            raise ValueError(f"Tested values does not have split key: {self._predicate_field} "
+            raise PetastormArgumentError(f"Tested values does not have split key: {self._predicate_field} "
                              f"(got keys {sorted(values)})")
         return self._in_range(values[self._predicate_field])
 
@@ -284,7 +284,7 @@ class in_pseudorandom_split(PredicateBase):
 
 def _ensure_predicate(p: Any, where: str) -> None:
     if not isinstance(p, PredicateBase):
-        raise ValueError(f"{where} takes predicates (PredicateBase instances), got {type(p).__name__}: {p!r}")
+        raise PetastormArgumentError(f"{where} takes predicates (PredicateBase instances), got {type(p).__name__}: {p!r}")
 
 
 def _evaluate(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:

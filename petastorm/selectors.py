@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Iterable
 
+from petastorm.errors import PetastormKeyError, PetastormTypeError
+
 __all__ = ["RowGroupSelectorBase", "SingleIndexSelector", "IntersectIndexSelector", "UnionIndexSelector"]
 
 
@@ -17,7 +19,7 @@ def _index(index_dict: dict, name: str) -> Any:
     try:
         return index_dict[name]
     except KeyError:
-        raise KeyError(f"{name}: the selector needs the row-group index {name!r}, and the dataset has "
+        raise PetastormKeyError(f"{name}: the selector needs the row-group index {name!r}, and the dataset has "
                        f"{sorted(index_dict)}") from None
 
 
@@ -45,7 +47,7 @@ class SingleIndexSelector(RowGroupSelectorBase):
 
     def __init__(self, index_name: str, values_list: Iterable[Any]) -> None:
         if isinstance(values_list, (str, bytes)) or not hasattr(values_list, "__iter__"):
-            raise TypeError(f"values_list must be a list of values, got {type(values_list).__name__}: "
+            raise PetastormTypeError(f"values_list must be a list of values, got {type(values_list).__name__}: "
                             f"{values_list!r} (wrap a single value in a list)")
         self._index_name = index_name
         self._values_to_select = list(values_list)
@@ -69,7 +71,7 @@ class _CombinedSelector(RowGroupSelectorBase):
         self._selectors = list(single_index_selectors)
         for selector in self._selectors:
             if not isinstance(selector, RowGroupSelectorBase):
-                raise TypeError(f"{type(self).__name__} takes row-group selectors, got {type(selector).__name__}")
+                raise PetastormTypeError(f"{type(self).__name__} takes row-group selectors, got {type(selector).__name__}")
 
     def get_index_names(self) -> list[str]:
         return [name for selector in self._selectors for name in selector.get_index_names()]

@@ -16,6 +16,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from petastorm.errors import PetastormArgumentError
+
 __all__ = ["WeightedSamplingReader"]
 
 
@@ -50,13 +52,13 @@ class WeightedSamplingReader:
     def __init__(self, readers: Sequence[Any], probabilities: Sequence[float], seed: Optional[int] = None) -> None:
         readers = list(readers)
         if len(readers) <= 1:
-            raise ValueError(f"Two or more readers must be specified. Got {len(readers)}.")
+            raise PetastormArgumentError(f"Two or more readers must be specified. Got {len(readers)}.")
         weights = np.asarray(list(probabilities), dtype=np.float64)
         if weights.ndim != 1 or len(weights) != len(readers):
-            raise ValueError(f"readers and probabilities are expected to be lists of the same length: got "
+            raise PetastormArgumentError(f"readers and probabilities are expected to be lists of the same length: got "
                              f"{weights.size} probabilities for {len(readers)} readers")
         if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"probabilities must be finite, not negative, and not all zero; got {weights.tolist()}")
+            raise PetastormArgumentError(f"probabilities must be finite, not negative, and not all zero; got {weights.tolist()}")
         _ensure_compatible(readers)
         self._readers = readers
         self._probabilities = weights / weights.sum()
@@ -115,26 +117,26 @@ class WeightedSamplingReader:
 def _ensure_compatible(readers: list) -> None:
     first = readers[0]
     if not hasattr(first, "schema"):
-        raise ValueError(f"reader 0 ({type(first).__name__}) has no schema: WeightedSamplingReader takes readers "
+        raise PetastormArgumentError(f"reader 0 ({type(first).__name__}) has no schema: WeightedSamplingReader takes readers "
                          f"made by make_reader/make_batch_reader or ReaderMock")
     names = list(first.schema.fields)
     for i, reader in enumerate(readers[1:], start=1):
         if not hasattr(reader, "schema"):
-            raise ValueError(f"reader {i} ({type(reader).__name__}) has no schema")
+            raise PetastormArgumentError(f"reader {i} ({type(reader).__name__}) has no schema")
         other = list(reader.schema.fields)
         if set(other) != set(names):
             only_first = sorted(set(names) - set(other))
             only_other = sorted(set(other) - set(names))
-            raise ValueError(f"All readers passed to WeightedSamplingReader should have the same schema: "
+            raise PetastormArgumentError(f"All readers passed to WeightedSamplingReader should have the same schema: "
                              f"reader {i} lacks fields {only_first} of reader 0 and has fields {only_other} "
                              f"that reader 0 lacks")
         if getattr(reader, "batched_output", False) != getattr(first, "batched_output", False):
-            raise ValueError(f"All readers passed to WeightedSamplingReader should have the same value of "
+            raise PetastormArgumentError(f"All readers passed to WeightedSamplingReader should have the same value of "
                              f"\"batched_output\" attribute: reader 0 has {getattr(first, 'batched_output', False)}, "
                              f"reader {i} has {getattr(reader, 'batched_output', False)}")
         ngram_a, ngram_b = getattr(first, "ngram", None), getattr(reader, "ngram", None)
         if (ngram_a is None) != (ngram_b is None) or (ngram_a is not None and _ngram_key(ngram_a) != _ngram_key(ngram_b)):
-            raise ValueError(f"All readers passed to WeightedSamplingReader should have the same ngram spec: "
+            raise PetastormArgumentError(f"All readers passed to WeightedSamplingReader should have the same ngram spec: "
                              f"reader 0 has {ngram_a!r}, reader {i} has {ngram_b!r}")
 
 

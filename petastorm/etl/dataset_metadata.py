@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 
-from petastorm.errors import PetastormMetadataError, PetastormMetadataGenerationError
+from petastorm.errors import PetastormArgumentError, PetastormMetadataError, PetastormMetadataGenerationError
 from petastorm.etl.safe_unpickle import dumps_unischema, safe_loads
 from petastorm.etl.schema_json import unischema_from_json, unischema_to_json
 
@@ -550,7 +550,7 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     }
     if row_group_size_mb is not None:
         if not isinstance(row_group_size_mb, (int, float)) or row_group_size_mb <= 0:
-            raise ValueError(f"row_group_size_mb must be a positive number, got {row_group_size_mb!r}")
+            raise PetastormArgumentError(f"row_group_size_mb must be a positive number, got {row_group_size_mb!r}")
         changes[_BLOCK_SIZE] = str(int(row_group_size_mb * 1024 * 1024))
     previous = _set_hadoop_conf(hadoop_conf, changes)
     try:

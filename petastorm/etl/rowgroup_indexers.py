@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormKeyError, PetastormSchemaError, PetastormTypeError
 from petastorm.etl import RowGroupIndexerBase
 
 __all__ = ["RowGroupIndexerBase", "SingleFieldIndexer", "FieldNotNullIndexer"]
@@ -26,13 +26,13 @@ def _field_value(row: Any, column: str, index_name: str) -> Any:
     try:
         return row[column]
     except KeyError:
-        raise KeyError(f"{column!r}: index {index_name!r} needs the field {column!r}, which the decoded row "
+        raise PetastormKeyError(f"{column!r}: index {index_name!r} needs the field {column!r}, which the decoded row "
                        f"does not have (fields: {sorted(row)})") from None
 
 
 def _merge_check(self: Any, other: Any) -> None:
     if type(other) is not type(self):
-        raise TypeError(f"Make sure Spark map function return the same indexer type: cannot add a "
+        raise PetastormTypeError(f"Make sure Spark map function return the same indexer type: cannot add a "
                         f"{type(other).__name__} to the {type(self).__name__} {self._index_name!r}")
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from petastorm.errors import PetastormMetadataError
+from petastorm.errors import PetastormArgumentError, PetastormMetadataError
 
 __all__ = ["safe_loads", "dumps_unischema", "ALLOWED_GLOBALS"]
 
@@ -528,7 +528,7 @@ def dumps_unischema(schema: Any, protocol: int = 4) -> bytes:
         2 or 4 (the original 0.12.1 writes 4).
     """
     if protocol not in (2, 3, 4):
-        raise ValueError(f"protocol must be 2, 3 or 4, got {protocol}")
+        raise PetastormArgumentError(f"protocol must be 2, 3 or 4, got {protocol}")
     buf = io.BytesIO()
     _CompatPickler(buf, protocol).dump(schema)
     return buf.getvalue()

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from petastorm.errors import PetastormStateError
+from petastorm.errors import PetastormStateError, PetastormTypeError
 
 __all__ = [
     "STATE_VERSION",
@@ -107,7 +107,7 @@ def _to_json_native(obj: Any) -> Any:
         return sorted(obj, key=lambda v: json.dumps(v, sort_keys=True, default=_to_json_native))
     if isinstance(obj, bytes):
         return obj.hex()
-    raise TypeError(f"cannot fingerprint a {type(obj).__name__} ({obj!r}): give a JSON-like value "
+    raise PetastormTypeError(f"cannot fingerprint a {type(obj).__name__} ({obj!r}): give a JSON-like value "
                     f"(dict, list, str, int, float, bool, None, numpy scalar or array)")
 
 

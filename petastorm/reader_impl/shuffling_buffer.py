@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormReaderError, PetastormStateError
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
 __all__ = ["ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer", "ShufflingBuffer"]
 
@@ -122,11 +122,11 @@ class RandomShufflingBuffer(ShufflingBufferBase):
     def __init__(self, shuffling_buffer_capacity: int, min_after_retrieve: int,
                  extra_capacity: Optional[int] = 1000, random_seed: Optional[int] = None) -> None:
         if shuffling_buffer_capacity < 1:
-            raise ValueError(f"shuffling_buffer_capacity must be >= 1, got {shuffling_buffer_capacity}")
+            raise PetastormArgumentError(f"shuffling_buffer_capacity must be >= 1, got {shuffling_buffer_capacity}")
         if min_after_retrieve < 0:
-            raise ValueError(f"min_after_retrieve must be >= 0, got {min_after_retrieve}")
+            raise PetastormArgumentError(f"min_after_retrieve must be >= 0, got {min_after_retrieve}")
         if extra_capacity is not None and extra_capacity < 0:
-            raise ValueError(f"extra_capacity must be >= 0 or None, got {extra_capacity}")
+            raise PetastormArgumentError(f"extra_capacity must be >= 0 or None, got {extra_capacity}")
         self._capacity = shuffling_buffer_capacity
         self._min_after_retrieve = min_after_retrieve
         self._extra_capacity = extra_capacity

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from petastorm.errors import PetastormArgumentError, PetastormTypeError
 from petastorm.unischema import Unischema, UnischemaField
 
 __all__ = ["ReaderMock", "schema_data_generator_example"]
@@ -53,9 +54,9 @@ class ReaderMock:
     def __init__(self, schema: Unischema, schema_data_generator: Callable[[Unischema], dict],
                  ngram: Optional[Any] = None) -> None:
         if not isinstance(schema, Unischema):
-            raise TypeError(f"ReaderMock: schema must be a Unischema, got {type(schema).__name__}")
+            raise PetastormTypeError(f"ReaderMock: schema must be a Unischema, got {type(schema).__name__}")
         if not callable(schema_data_generator):
-            raise TypeError(f"ReaderMock: schema_data_generator must be callable, got "
+            raise PetastormTypeError(f"ReaderMock: schema_data_generator must be callable, got "
                             f"{type(schema_data_generator).__name__}")
         self.schema = schema
         self.schema_data_generator = schema_data_generator
@@ -115,11 +116,11 @@ class ReaderMock:
     def _generate(self, schema: Unischema) -> dict:
         values = self.schema_data_generator(schema)
         if not isinstance(values, dict):
-            raise TypeError(f"ReaderMock: schema_data_generator must return a dict of field name to value, "
+            raise PetastormTypeError(f"ReaderMock: schema_data_generator must return a dict of field name to value, "
                             f"got {type(values).__name__}")
         unknown = sorted(set(values) - set(schema.fields))
         if unknown:
-            raise ValueError(f"ReaderMock: schema_data_generator returned fields {unknown} that are not in the "
+            raise PetastormArgumentError(f"ReaderMock: schema_data_generator returned fields {unknown} that are not in the "
                              f"schema (fields: {list(schema.fields)})")
         return values
 
@@ -192,7 +193,7 @@ def _random_array(kind: Any, shape: tuple, rng: np.random.Generator) -> np.ndarr
         return (rng.random(shape) * 200 - 100).astype(dtype)
     if dtype.kind == "c":
         return (rng.random(shape) + 1j * rng.random(shape)).astype(dtype)
-    raise ValueError(f"schema_data_generator_example cannot make values of type {kind}")
+    raise PetastormArgumentError(f"schema_data_generator_example cannot make values of type {kind}")
 
 
 def _random_value(field: UnischemaField, rng: np.random.Generator) -> Any:
@@ -202,7 +203,7 @@ def _random_value(field: UnischemaField, rng: np.random.Generator) -> Any:
     shape = _concrete_shape(field, rng)
     if kind is Decimal:
         if shape:
-            raise ValueError(f"schema_data_generator_example: field {field.name!r} is an array of Decimal, "
+            raise PetastormArgumentError(f"schema_data_generator_example: field {field.name!r} is an array of Decimal, "
                              f"which petastorm cannot store")
         # Fits DecimalType(10, 9) and any wider type: six digits after the point, below 1.
         return Decimal(int(rng.integers(0, 10 ** 6))).scaleb(-6)
