@@ -271,9 +271,8 @@ def load_num_row_groups_per_file(metadata: dict, source: str) -> Optional[dict[s
     except json.JSONDecodeError as e:
         raise PetastormMetadataError(
             f"{source}: {ROW_GROUPS_PER_FILE_KEY.decode()} is truncated or not valid JSON ({e})") from None
-    if not isinstance(counts, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            for k, v in counts.items()):
+    if not isinstance(counts, dict) or not all(type(k) is str for k in counts) or not all(
+            type(v) is int and v >= 0 for v in counts.values()):
         raise PetastormMetadataError(
             f"{source}: {ROW_GROUPS_PER_FILE_KEY.decode()} must map relative paths to row-group counts")
     return counts

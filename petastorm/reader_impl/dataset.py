@@ -152,6 +152,8 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
 
 
 def _parse_partition(relative_path: str) -> tuple:
+    if "=" not in relative_path:
+        return ()
     keys = []
     for part in relative_path.split("/")[:-1]:
         if "=" in part:

@@ -9,7 +9,6 @@ Reader, so an abandoned Reader is freed by reference counting alone and its ``__
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import threading
 import warnings
@@ -62,7 +61,7 @@ class _Pipeline:
         while self.epoch_limit is None or epoch < self.epoch_limit:
             for item in self.plan(epoch)[position:]:
                 if self.ngram is not None and item.row_seed is not None:
-                    yield dataclasses.replace(item, row_seed=None)  # ngrams keep row order; windows are shuffled
+                    yield item._replace(row_seed=None)  # ngrams keep row order; windows are shuffled
                 else:
                     yield item
             epoch += 1

@@ -5,16 +5,16 @@ plan -> WorkItem -> pool -> worker -> ColumnBatch -> reader. Both are small, pic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
 __all__ = ["WorkItem", "ColumnBatch"]
 
 
-@dataclass(frozen=True)
-class WorkItem:
-    """One task for a worker: a slice of rows of one row group, in one epoch.
+class WorkItem(NamedTuple):
+    """One task for a worker: a slice of rows of one row group, in one epoch (an immutable tuple: a plan
+    of thousands of items is built in a few milliseconds).
 
     Attributes
     ----------
