@@ -31,7 +31,6 @@ import math
 import os
 import posixpath
 import queue
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -43,16 +42,16 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormWriteError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.etl.dataset_metadata import write_petastorm_metadata
 from petastorm.etl.encode_pool import dataset_arrow_schema, encoded_batches, is_encoded_input
+from petastorm.etl.publish import _check_target, _delete_quietly, _publish, _resolve
 from petastorm.unischema import Unischema
 
 __all__ = ["write_dataset", "WriteResult"]
 
 _COMMON_METADATA = "_common_metadata"
 _TMP_MARK = ".__petastorm_tmp_"
-_OLD_MARK = ".__petastorm_old_"
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 _COMPRESSIONS = {"snappy": "snappy", "gzip": "gzip", "brotli": "brotli", "zstd": "zstd", "lz4": "lz4",
                  "none": "none", "uncompressed": "none"}
@@ -282,107 +281,6 @@ def _progress_bar(progress: bool, total: Optional[int]) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit=" rows", desc="write_dataset")
-
-
-# --- filesystem, target checks, publish ---------------------------------------------------------------------
-
-def _resolve(dataset_url: str, storage_options: Optional[dict], filesystem: Any) -> tuple[pafs.FileSystem, str]:
-    if not isinstance(dataset_url, str) or not dataset_url:
-        raise PetastormArgumentError(f"dataset_url must be a non-empty string, got {dataset_url!r}")
-    from petastorm.fs_utils import get_filesystem_and_path_or_paths
-
-    return get_filesystem_and_path_or_paths(dataset_url, storage_options=storage_options, filesystem=filesystem)
-
-
-def _renames_directories(fs: pafs.FileSystem) -> bool:
-    """Whether a directory rename is one atomic operation on this filesystem."""
-    return isinstance(fs, (pafs.LocalFileSystem, pafs.HadoopFileSystem))
-
-
-def _is_nonempty_dir(fs: pafs.FileSystem, path: str, dataset_url: str) -> bool:
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File:
-        raise PetastormWriteError(f"cannot write a dataset to {dataset_url!r}: it is a file")
-    if info.type != pafs.FileType.Directory:
-        return False
-    return bool(fs.get_file_info(pafs.FileSelector(path, recursive=False)))
-
-
-def _check_target(fs: pafs.FileSystem, path: str, dataset_url: str, overwrite: bool) -> None:
-    if not overwrite and _is_nonempty_dir(fs, path, dataset_url):
-        raise PetastormWriteError(f"cannot write a dataset to {dataset_url!r}: the directory exists and is not "
-                                  f"empty; pass overwrite=True to replace it (the old data is replaced only once "
-                                  f"the new dataset is complete)")
-    if not _renames_directories(fs) and "/" not in path.strip("/"):
-        raise PetastormArgumentError(f"dataset_url {dataset_url!r}: write the dataset to a directory inside the "
-                                     f"bucket, not to the bucket itself")
-
-
-def _publish(fs: pafs.FileSystem, tmp_path: str, path: str, dataset_url: str, overwrite: bool,
-             data_files: list[str]) -> None:
-    if _renames_directories(fs):
-        _publish_by_rename(fs, tmp_path, path, dataset_url, overwrite)
-    else:
-        _publish_by_moving_files(fs, tmp_path, path, dataset_url, overwrite, data_files)
-
-
-def _publish_by_rename(fs: pafs.FileSystem, tmp_path: str, path: str, dataset_url: str, overwrite: bool) -> None:
-    local = isinstance(fs, pafs.LocalFileSystem)
-    rename = os.rename if local else fs.move
-    old_path = None
-    if _is_nonempty_dir(fs, path, dataset_url):
-        if not overwrite:
-            raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: the directory was filled "
-                                      f"by someone else while writing; nothing was published")
-        old_path = f"{path}{_OLD_MARK}{uuid.uuid4().hex}"
-        rename(path, old_path)
-    elif fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)  # an empty directory: rename needs the name free on every filesystem
-    try:
-        rename(tmp_path, path)
-    except OSError as e:
-        if old_path is not None:
-            rename(old_path, path)
-        raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: {e}; nothing was published") from e
-    if old_path is not None:
-        if local:
-            shutil.rmtree(old_path, ignore_errors=True)
-        else:
-            _delete_quietly(fs, old_path)
-
-
-def _publish_by_moving_files(fs: pafs.FileSystem, tmp_path: str, path: str, dataset_url: str, overwrite: bool,
-                             data_files: list[str]) -> None:
-    if _is_nonempty_dir(fs, path, dataset_url):
-        if not overwrite:
-            raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: the directory was filled "
-                                      f"by someone else while writing; nothing was published")
-        if fs.get_file_info(f"{path}/{_COMMON_METADATA}").type == pafs.FileType.File:
-            fs.delete_file(f"{path}/{_COMMON_METADATA}")  # the old dataset stops looking valid first
-        fs.delete_dir_contents(path, missing_dir_ok=True)
-    moved: list[str] = []
-    try:
-        for name in data_files + [_COMMON_METADATA]:
-            parent = posixpath.dirname(f"{path}/{name}")
-            fs.create_dir(parent, recursive=True)
-            fs.move(f"{tmp_path}/{name}", f"{path}/{name}")
-            moved.append(name)
-    except BaseException:
-        for name in moved:
-            try:
-                fs.delete_file(f"{path}/{name}")
-            except OSError:
-                pass
-        raise
-    _delete_quietly(fs, tmp_path)
-
-
-def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
-    try:
-        if fs.get_file_info(path).type == pafs.FileType.Directory:
-            fs.delete_dir(path)
-    except OSError:
-        pass
 
 
 # --- Parquet files ------------------------------------------------------------------------------------------
