@@ -40,7 +40,7 @@ def test_legacy_dataset_reads_100_rows_with_the_right_values(testdata_dir, versi
     assert len({rows[0].image_png.tobytes(), rows[1].image_png.tobytes()}) == 2
 
 
-@pytest.mark.parametrize("version", ["0.4.0", "0.7.6"])
+@pytest.mark.parametrize("version", LEGACY_VERSIONS)
 def test_legacy_dataset_reads_with_the_batch_reader(testdata_dir, version):
     with make_batch_reader(_legacy_url(testdata_dir, version), workers_count=2) as reader:
         batches = list(reader)
@@ -60,6 +60,8 @@ for v in {LEGACY_VERSIONS!r}:
         rows = list(r)
     assert len(rows) == 100, (v, len(rows))
     assert all(x.matrix.shape == (32, 16, 3) for x in rows)
+with make_reader('file://{testdata_dir}/original-0.12.1/all_codecs_0.12.1', workers_count=1) as r:
+    assert len(list(r)) == 60
 assert 'pyspark.sql' not in sys.modules
 print('OK')
 """
