@@ -29,3 +29,10 @@ def synthetic_dataset(tmp_path_factory):
     """A 100-row Petastorm dataset: 10 row groups of 10 rows, 2 row groups per file, ids 0..99 in order."""
     path = str(tmp_path_factory.mktemp("synthetic") / "dataset")
     return write_synthetic_dataset(path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the Spark session is marked ``spark`` (``make test-spark4`` selects them)."""
+    for item in items:
+        if "spark_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
