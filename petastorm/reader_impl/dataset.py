@@ -11,6 +11,7 @@ import hashlib
 import json
 import posixpath
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Sequence, Union
@@ -138,13 +139,17 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
     except (OSError, pa.ArrowException) as e:
         raise PetastormDatasetError(f"cannot list the files of {_describe(url)!r}: {e}") from e
     prefix = root.rstrip("/") + "/"
+    plen = len(prefix)
+    # On a local filesystem directories have no size, so ``size`` alone tells non-empty files (FileInfo.is_file
+    # builds a FileType enum per entry: ~1 ms per 2,000 files).
+    local = isinstance(fs, pafs.LocalFileSystem)
     files = []
     for info in infos:
-        if not info.is_file or not info.size:
+        if not info.size or not (local or info.is_file):
             continue
         path = info.path
-        rel = path[len(prefix):] if path.startswith(prefix) else posixpath.relpath(path, root)
-        if rel[:1] in (".", "_") or "/." in rel or "/_" in rel or rel.endswith(".crc"):
+        rel = path[plen:] if path.startswith(prefix) else posixpath.relpath(path, root)
+        if rel[:1] in "._" or "/." in rel or "/_" in rel or rel.endswith(".crc"):
             continue
         files.append(path)
     files.sort()
@@ -213,6 +218,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     fs, path_or_paths = get_filesystem_and_path_or_paths(
         list(url_or_urls) if not isinstance(url_or_urls, str) else url_or_urls,
         hdfs_driver=hdfs_driver, storage_options=storage_options, filesystem=filesystem)
+    meta = _MetadataLoader(fs, None, start=False)  # no metadata file for a list of file URLs or one file
     if isinstance(path_or_paths, str):
         info = fs.get_file_info(path_or_paths)
         if info.type == pafs.FileType.NotFound:
@@ -220,8 +226,15 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
                                        f"{_describe(url_or_urls)!r} does not exist")
         if info.type == pafs.FileType.Directory:
             root: Optional[str] = path_or_paths.rstrip("/") or "/"
-            listed = [(p, -1) for p in _list_files(fs, root, url_or_urls)]
+            # The metadata file is read and parsed in a thread while the (GIL-free) listing runs.
+            meta = _MetadataLoader(fs, root)
+            try:
+                listed = [(p, -1) for p in _list_files(fs, root, url_or_urls)]
+            except BaseException:
+                meta.join()
+                raise
             if not listed:
+                meta.join()
                 raise PetastormDatasetError(
                     f"no Parquet files found in {_describe(url_or_urls)!r} (the directory is empty or holds "
                     f"only metadata/hidden files)")
@@ -238,39 +251,43 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
             listed.append((p, info.size))
     files = [p for p, _ in listed]
     sizes = dict(listed)
-    metadata = _read_metadata(fs, root)
-    source = root or _describe(url_or_urls)
+    metadata = meta.get("metadata")
 
-    prefix = (root.rstrip("/") + "/") if root else ""
-    rels = {p: (p[len(prefix):] if p.startswith(prefix) else posixpath.relpath(p, root)) if root
-            else posixpath.basename(p) for p in files}
-
-    def rel_of(path: str) -> str:
-        return rels[path]
+    if root:
+        prefix = root.rstrip("/") + "/"
+        plen = len(prefix)
+        rels = [p[plen:] if p.startswith(prefix) else posixpath.relpath(p, root) for p in files]
+    else:
+        rels = [posixpath.basename(p) for p in files]
+    partitioned = any("=" in rel for rel in rels)
+    make = tuple.__new__  # RowGroupInfo(...) runs NamedTuple's Python-level __new__: ~1 us per row group
 
     # Row groups per file: from the Petastorm metadata when it covers every file (no footer read: fast
     # start on thousands of files; row counts stay unknown until a plan needs them), else from footers.
-    counts = _load_row_group_counts(metadata, source)
-    if counts is not None and all(rel_of(p) in counts for p in files):
+    counts = meta.get("counts")
+    if counts is not None and all(rel in counts for rel in rels):
         row_groups = []
-        for p in files:
-            rel = rels[p]
-            partition = _parse_partition(rel)
-            row_groups.extend(RowGroupInfo(p, rel, i, UNKNOWN_ROWS, partition, sizes[p]) for i in range(counts[rel]))
+        for p, rel in zip(files, rels):
+            partition = _parse_partition(rel) if partitioned else ()
+            size = sizes[p]
+            n = counts[rel]
+            if n == 1:
+                row_groups.append(make(RowGroupInfo, (p, rel, 0, UNKNOWN_ROWS, partition, size)))
+            else:
+                row_groups.extend(make(RowGroupInfo, (p, rel, i, UNKNOWN_ROWS, partition, size)) for i in range(n))
         arrow_schema = _read_footer(fs, files[0]).schema.to_arrow_schema()
     else:
         footers = _read_footers(fs, files)
         row_groups = []
-        for path, md in zip(files, footers):
-            rel = rel_of(path)
-            partition = _parse_partition(rel)
+        for path, rel, md in zip(files, rels, footers):
+            partition = _parse_partition(rel) if partitioned else ()
             for i in range(md.num_row_groups):
                 row_groups.append(RowGroupInfo(path, rel, i, md.row_group(i).num_rows, partition, sizes[path]))
         arrow_schema = footers[0].schema.to_arrow_schema()
     # Files with no row group (an empty dataset written on purpose) are a valid, empty dataset.
 
-    partition_names = list(dict.fromkeys(k for rg in row_groups for k, _ in rg.partition))
-    stored_schema = _load_stored_schema(metadata, source)
+    partition_names = list(dict.fromkeys(k for rg in row_groups for k, _ in rg.partition)) if partitioned else []
+    stored_schema = meta.get("schema")
     arrow_schema = _with_partitions(arrow_schema, partition_names, row_groups, stored_schema)
     if stored_schema is not None:
         schema = stored_schema
@@ -312,6 +329,42 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 def _is_int(value: Optional[str]) -> bool:
     """Whether a partition value reads as an integer the way pyarrow's Hive discovery types it."""
     return value is not None and _INT_RE.fullmatch(value) is not None
+
+
+class _MetadataLoader:
+    """The dataset's Petastorm metadata (key-value dict, row groups per file, stored Unischema), loaded in a
+    thread (``start=True``) or on the caller's thread; :meth:`get` raises an error where the sequential code
+    would have raised it (later steps are not attempted after a failed one)."""
+
+    def __init__(self, fs: Any, root: Optional[str], start: bool = True) -> None:
+        self._fs, self._root = fs, root
+        self._results: dict = {}
+        self._thread: Optional[threading.Thread] = None
+        if start:
+            self._thread = threading.Thread(target=self._load, name="petastorm-metadata", daemon=True)
+            self._thread.start()
+
+    def _load(self) -> None:
+        results = self._results
+        try:
+            results["metadata"] = metadata = _read_metadata(self._fs, self._root)
+            results["counts"] = _load_row_group_counts(metadata, self._root)
+            results["schema"] = _load_stored_schema(metadata, self._root)
+        except BaseException as e:  # re-raised by get() on the caller's thread
+            results["error"] = e
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        elif not self._results:
+            self._load()
+
+    def get(self, step: str) -> Any:
+        self.join()
+        if step in self._results:
+            return self._results[step]
+        raise self._results["error"]
 
 
 def _read_metadata(fs: Any, root: Optional[str]) -> dict:

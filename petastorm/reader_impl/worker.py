@@ -68,6 +68,12 @@ class RowGroupWorker:
     def __init__(self, spec: ReadSpec) -> None:
         self._spec = spec
         self._files: "OrderedDict[str, Any]" = OrderedDict()
+        import pyarrow.fs as pafs
+
+        # pyarrow's pre-buffering (coalesced column-chunk reads) pays off on remote filesystems. On a local
+        # one it gains nothing, and each open ParquetFile keeps its last pre-buffered row group alive until
+        # its next read: with the open files of two workers, ~100 MB of peak RSS on a 320 MB dataset.
+        self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
 
     # --- I/O ---------------------------------------------------------------------------------------------
 
@@ -79,7 +85,7 @@ class RowGroupWorker:
             self._files.move_to_end(path)
             return pf
         try:
-            pf = pq.ParquetFile(self._spec.filesystem.open_input_file(path))
+            pf = pq.ParquetFile(self._spec.filesystem.open_input_file(path), pre_buffer=self._pre_buffer)
         except Exception as e:
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
