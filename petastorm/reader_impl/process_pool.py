@@ -12,8 +12,9 @@ waits on the connections, the processes' sentinels (a dead worker is seen at onc
 (``stop()`` from another thread). Each worker gets up to ``ceil(max_in_flight / workers_count)`` items
 queued, so workers keep working while the consumer is busy, within the in-flight bound.
 
-Start method: ``forkserver`` where available (the server preloads numpy and pyarrow once, so each pool
-starts in tens of milliseconds), else ``spawn``; override with ``PETASTORM_MP_START=fork|forkserver|
+Start method: ``forkserver`` where available (the server preloads numpy, pyarrow and what the first
+pool's worker factory needs, see :mod:`petastorm.reader_impl.preload`, so each later pool starts in tens
+of milliseconds), else ``spawn``; override with ``PETASTORM_MP_START=fork|forkserver|
 spawn``. Note that ``spawn`` and ``forkserver`` also start multiprocessing's own helper processes (the
 resource tracker, the fork server), which live as long as the parent interpreter, as they always do.
 """
@@ -33,7 +34,7 @@ import traceback
 import weakref
 from collections import deque
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import cloudpickle
 
@@ -46,19 +47,24 @@ from petastorm.reader_impl.pool import (
     annotate_worker_exception,
     close_worker,
 )
+from petastorm.reader_impl.preload import LAZY_WORKER_IMPORTS, modules_for_factory
 from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
 from petastorm.reader_impl.work_item import WorkItem
 
-__all__ = ["ProcessPool", "default_start_method", "warm_up", "helper_process_pids", "FORKSERVER_PRELOAD", "START_METHOD_ENV"]
+__all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factory", "worker_batch_allocator",
+           "helper_process_pids",
+           "FORKSERVER_PRELOAD", "LAZY_WORKER_IMPORTS", "START_METHOD_ENV"]
 
 START_METHOD_ENV = "PETASTORM_MP_START"
-#: Modules the fork server imports once, so that forked workers start with them loaded. Extend it
+#: Modules the fork server imports once, so that forked workers start with them loaded, on top of
+#: :func:`~petastorm.reader_impl.preload.modules_for_factory` of the first pool's factory. Extend it
 #: before the first process pool starts (the fork server is started once per interpreter).
 #: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
                       "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
-                      "petastorm.unischema", "pyarrow.compute", "pyspark.sql.types", "cv2"]
+                      "petastorm.unischema"]
+
 _GC_JOIN_TIMEOUT_S = 1.0
 
 
@@ -99,19 +105,22 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
-def warm_up(start_method: Optional[str] = None) -> None:
+def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = ()) -> None:
     """Start the fork server now, without waiting for it (a few ms): it imports :data:`FORKSERVER_PRELOAD`
-    in the background while the caller does other work (for example discovering the dataset's files).
+    and ``extra_modules`` in the background while the caller does other work.
 
-    :class:`ProcessPool` calls it on construction; nothing to do for 'spawn' and 'fork'.
+    The fork server starts once per interpreter: modules named after that are not preloaded (workers
+    import them themselves). :meth:`ProcessPool.start` calls it with the modules its worker factory
+    needs (see :func:`modules_for_factory`); nothing to do for 'spawn' and 'fork'.
     """
     method = start_method or default_start_method()
     if method != "forkserver":
         return
     from multiprocessing import forkserver
     ctx = mp.get_context("forkserver")
+    preload = list(dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)))
     with _main_module_not_reimported():
-        ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        ctx.set_forkserver_preload(preload)
         forkserver.ensure_running()
 
 
@@ -153,12 +162,37 @@ def _parent_alive(pid: int) -> bool:
     return True
 
 
+_BATCH_ALLOCATOR: Optional[Callable[[tuple, Any], Any]] = None
+
+
+def worker_batch_allocator() -> Optional[Callable[[tuple, Any], Any]]:
+    """In a process-pool worker with the 'shm' transport: ``allocate(shape, dtype)``, which returns an
+    uninitialised array in shared memory (or None), so that a result holding it crosses to the parent with
+    no copy. None elsewhere (threads, the parent, the 'pipe' transport)."""
+    return _BATCH_ALLOCATOR
+
+
+def _install_batch_allocator(writer: ShmWriter) -> None:
+    """Let the codecs decode batches straight into shared memory (no copy when the result is sent), where
+    they offer the hook ``petastorm.codecs.set_batch_allocator(fn)``; ``fn(shape, dtype)`` returns an array
+    or None (then the codec allocates as usual)."""
+    global _BATCH_ALLOCATOR
+    if writer.transport != TRANSPORT_SHM:
+        return
+    _BATCH_ALLOCATOR = writer.allocate
+    codecs = sys.modules.get("petastorm.codecs")
+    hook = getattr(codecs, "set_batch_allocator", None)
+    if callable(hook):
+        hook(writer.allocate)
+
+
 def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, transport: str,
                  max_free_segments: int) -> None:
     """Entry point of a worker process: build the worker, then serve tasks until 'stop' or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
     sock = socket.socket(fileno=os.dup(conn.fileno())) if transport == TRANSPORT_SHM else None
     writer = ShmWriter(conn.send, sock, transport, max_free_segments)
+    _install_batch_allocator(writer)
     worker = None
     try:
         try:
@@ -343,7 +377,6 @@ class ProcessPool(Pool):
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
                                          f"use one of {mp.get_all_start_methods()}")
         self.transport = transport or default_transport()
-        warm_up(self.start_method)
         self._state = _State()
         self._finalizer = weakref.finalize(self, _shutdown, self._state)
         self._depth = max(2, math.ceil(self.max_in_flight / workers_count))
@@ -362,10 +395,10 @@ class ProcessPool(Pool):
                 f"worker_factory {worker_factory!r} cannot be sent to worker processes with cloudpickle: "
                 f"{exc}") from exc
         ctx = mp.get_context(self.start_method)
-        if self.start_method == "forkserver":
-            ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         self._t_start = time.time()
         try:
+            # the first pool of the interpreter starts the fork server with what this factory needs
+            warm_up(self.start_method, modules_for_factory(factory_bytes))
             with _main_module_not_reimported():
                 self._start_processes(ctx, factory_bytes)
         except Exception as exc:

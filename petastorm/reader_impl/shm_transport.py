@@ -15,6 +15,11 @@ array). The arrays of that result keep the exporter alive; when the last of them
 write into the segment again. A segment is therefore never overwritten while a consumer still holds
 arrays on it. Object-dtype (ragged) columns and small buffers are pickled in band as usual.
 
+Zero copy on the worker side too: :meth:`ShmWriter.allocate` hands out arrays that live in a segment
+(the worker process installs it as the codecs' batch allocator, where the codecs offer one). A result
+whose buffers already lie in such segments is sent as ``(segment, offset, length)`` descriptors, with no
+copy; a segment is written again only once no array of the worker and no result in the parent uses it.
+
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
 """
@@ -82,6 +87,13 @@ def _dumps(obj: Any, buffer_callback: Any, bufs: "List[memoryview] | None" = Non
         return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
 
 
+def _address(raw: memoryview) -> int:
+    """Address of the first byte of a (read-only) contiguous buffer."""
+    import numpy as np
+
+    return int(np.frombuffer(raw, dtype=np.uint8).__array_interface__["data"][0])
+
+
 _LIBC: Any = None
 
 
@@ -127,16 +139,26 @@ class _Mapping:
 
 
 class _Segment:
-    __slots__ = ("sid", "size", "view", "free")
+    """A worker's segment. Writable again (``free``) once no result in the parent holds it (``remote``)
+    and no array of the worker lives on it (``local``, for segments lent by :meth:`ShmWriter.allocate`)."""
+
+    __slots__ = ("sid", "size", "view", "mapping", "remote", "local")
 
     def __init__(self, sid: int, size: int, mapping: _Mapping):
         self.sid = sid
         self.size = size
+        self.mapping = mapping
         self.view = memoryview(mapping.exporter()).cast("B")
-        self.free = True
+        self.remote = 0
+        self.local = False
+
+    @property
+    def free(self) -> bool:
+        return self.remote == 0 and not self.local
 
     def close(self) -> None:
         self.view = None  # unmapped once nothing else views it
+        self.mapping = None
 
 
 class ShmWriter:
@@ -162,9 +184,54 @@ class ShmWriter:
         self.transport = transport
         self._segments: Dict[int, _Segment] = {}
         self._next_id = 0
+        self._lent: Dict[int, _Segment] = {}  # base address -> segment, for segments lent by allocate()
+        self.bytes_zero_copy = 0
+        self.bytes_copied = 0
+
+    def allocate(self, shape: tuple, dtype: Any) -> "Any | None":
+        """An uninitialised C-contiguous array that lives in a segment of its own, or None (not 'shm').
+
+        Sending it (or a view of it) in a result costs no copy. The segment is reused once the array and
+        its views are garbage-collected here and the parent released every result that carried it.
+        """
+        if self.transport != TRANSPORT_SHM:
+            return None
+        import numpy as np
+
+        dtype = np.dtype(dtype)
+        if dtype.hasobject:
+            return None
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes <= 0:
+            return None
+        seg = self._acquire(nbytes)
+        seg.local = True
+        exporter = seg.mapping.exporter()
+        weakref.finalize(exporter, self._unlend, seg.sid).atexit = False
+        self._lent[seg.mapping.addr] = seg
+        return np.frombuffer(exporter, dtype=np.uint8, count=nbytes).view(dtype).reshape(shape)
+
+    def _unlend(self, sid: int) -> None:
+        """Finalizer (any point of the worker's code): flags only, no message (the next trim sends them)."""
+        seg = self._segments.get(sid)
+        if seg is None:
+            return
+        seg.local = False
+        if seg.mapping is not None:
+            self._lent.pop(seg.mapping.addr, None)
+
+    def _lent_segment(self, raw: memoryview) -> "tuple | None":
+        """``(segment, offset)`` if ``raw`` lies inside a segment lent by :meth:`allocate`."""
+        if not self._lent:
+            return None
+        addr = _address(raw)
+        for base, seg in list(self._lent.items()):
+            if base <= addr and addr + raw.nbytes <= base + seg.size:
+                return seg, addr - base
+        return None
 
     def encode(self, obj: Any) -> tuple:
-        """Pickle ``obj``; returns ``('inband', pickle)`` or ``('shm', segment_id, pickle, descriptors)``.
+        """Pickle ``obj``; returns ``('inband', pickle)`` or ``('shm', pickle, [(segment_id, offset, length)])``.
 
         May first send ``('seg', id, size)`` + the fd, or ``('drop', id)``, messages to the parent.
         """
@@ -182,25 +249,44 @@ class ShmWriter:
         header = _dumps(obj, take, bufs)
         if not bufs:
             return ("inband", header)
-        need = sum(_aligned(b.nbytes) for b in bufs)
-        seg = self._acquire(need)
-        descs = []
-        off = 0
+        descs: List[tuple] = []
+        used: Dict[int, _Segment] = {}
+        copies = []
         for raw in bufs:
-            n = raw.nbytes
-            seg.view[off:off + n] = raw
-            descs.append((off, n))
-            off += _aligned(n)
-            raw.release()
-        seg.free = False
-        return ("shm", seg.sid, header, descs)
+            found = self._lent_segment(raw)
+            if found is not None:
+                seg, off = found
+                descs.append((seg.sid, off, raw.nbytes))
+                if seg.sid not in used:
+                    used[seg.sid] = seg
+                    seg.remote += 1
+                self.bytes_zero_copy += raw.nbytes
+                raw.release()
+            else:
+                descs.append(None)
+                copies.append(raw)
+        if copies:
+            seg = self._acquire(sum(_aligned(b.nbytes) for b in copies))
+            seg.remote += 1  # busy before anything (a finalizer's trim) can run
+            off = 0
+            it = iter(copies)
+            for i, d in enumerate(descs):
+                if d is None:
+                    raw = next(it)
+                    n = raw.nbytes
+                    seg.view[off:off + n] = raw
+                    descs[i] = (seg.sid, off, n)
+                    off += _aligned(n)
+                    self.bytes_copied += n
+                    raw.release()
+        return ("shm", header, descs)
 
     def release(self, segment_ids: List[int]) -> None:
-        """No array in the parent views these segments any more: they may be written again."""
+        """The parent dropped the last array of a result on each of these segments (one id per result)."""
         for sid in segment_ids:
             seg = self._segments.get(sid)
-            if seg is not None:
-                seg.free = True
+            if seg is not None and seg.remote > 0:
+                seg.remote -= 1
         self._trim()
 
     def _acquire(self, need: int) -> _Segment:
@@ -236,6 +322,7 @@ class ShmWriter:
         for seg in self._segments.values():
             seg.close()
         self._segments.clear()
+        self._lent.clear()
 
 
 class ShmReader:
@@ -287,21 +374,27 @@ class ShmReader:
         if payload[0] == "inband":
             self.bytes_inband += len(payload[1])
             return pickle.loads(payload[1])
-        _kind, sid, header, descs = payload
-        exporter = self._maps[sid].exporter()
-        weakref.finalize(exporter, self._releases.append, (self._key, sid)).atexit = False
-        base = memoryview(exporter).cast("B")
-        del exporter  # from here on only the views (then the arrays) keep it alive
-        views = [base[off:off + n] for off, n in descs]
-        del base
+        _kind, header, descs = payload
+        bases: Dict[int, memoryview] = {}
+        views = []
+        for sid, off, n in descs:
+            base = bases.get(sid)
+            if base is None:
+                exporter = self._maps[sid].exporter()
+                weakref.finalize(exporter, self._releases.append, (self._key, sid)).atexit = False
+                base = bases[sid] = memoryview(exporter).cast("B")
+                del exporter  # from here on only the views (then the arrays) keep it alive
+            views.append(base[off:off + n])
+            self.bytes_shm += n
+        bases.clear()
         self.bytes_inband += len(header)
-        self.bytes_shm += sum(n for _off, n in descs)
         return pickle.loads(header, buffers=views)
 
     def discard(self, payload: tuple) -> None:
-        """Drop a payload nobody wants (an abandoned item): its segment is released at once."""
+        """Drop a payload nobody wants (an abandoned item): its segments are released at once."""
         if payload[0] == "shm":
-            self._releases.append((self._key, payload[1]))
+            for sid in dict.fromkeys(d[0] for d in payload[2]):
+                self._releases.append((self._key, sid))
 
     def close(self) -> None:
         """Forget the mappings; those still viewed by live arrays stay valid until the arrays go."""

@@ -1,0 +1,192 @@
+"""Shared-memory transport: zero-copy results from arrays allocated in segments, segment reuse rules, and the
+fork server's preload list read from the worker factory."""
+import gc
+import socket
+import sys
+from collections import deque
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from petastorm.reader_impl.preload import modules_for_factory
+from petastorm.reader_impl.process_pool import ProcessPool, worker_batch_allocator
+from petastorm.reader_impl.shm_transport import ShmReader, ShmWriter, shm_supported
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+pytestmark = pytest.mark.skipif(not shm_supported(), reason="memfd segments need Linux")
+
+MB = 1024 * 1024
+
+
+class _Pair:
+    """A writer and a reader joined by a real unix socket, as in a worker and the parent."""
+
+    def __init__(self, max_free=4):
+        self.a, self.b = socket.socketpair()
+        self.msgs = []
+        self.writer = ShmWriter(self.msgs.append, self.a, "shm", max_free)
+        self.releases = deque()
+        self.reader = ShmReader(self.b, 0, self.releases)
+
+    def roundtrip(self, obj):
+        payload = self.writer.encode(obj)
+        for m in self.msgs:
+            if m[0] == "seg":
+                self.reader.add_segment(m[1], m[2])
+            elif m[0] == "drop":
+                self.reader.drop_segment(m[1])
+        self.msgs.clear()
+        return payload, self.reader.decode(payload)
+
+    def release_collected(self):
+        gc.collect()
+        sids = [sid for _key, sid in self.releases]
+        self.releases.clear()
+        self.writer.release(sids)
+        return sids
+
+    def close(self):
+        self.writer.close()
+        self.reader.close()
+        self.a.close()
+        self.b.close()
+
+
+@pytest.fixture
+def pair():
+    p = _Pair()
+    yield p
+    p.close()
+
+
+def test_an_allocated_array_crosses_without_a_copy_and_others_are_copied(pair):
+    x = pair.writer.allocate((64, 128, 128), np.float32)
+    x[...] = np.arange(64, dtype=np.float32)[:, None, None]
+    small_big = np.ones(300_000)  # not allocated by the writer: copied into a segment
+    payload, out = pair.roundtrip({"x": x, "y": small_big})
+    assert payload[0] == "shm"
+    assert pair.writer.bytes_zero_copy == x.nbytes
+    assert pair.writer.bytes_copied == small_big.nbytes
+    assert {d[0] for d in payload[2]} == {0, 1}  # two segments: the lent one and the copy
+    np.testing.assert_array_equal(out["x"][:, 0, 0], np.arange(64, dtype=np.float32))
+    assert out["y"].sum() == 300_000
+
+
+def test_a_lent_segment_is_not_reused_while_the_parent_holds_its_result(pair):
+    x = pair.writer.allocate((4 * MB,), np.uint8)
+    x[:] = 7
+    _payload, held = pair.roundtrip(x)
+    del x
+    gc.collect()  # the worker's array is gone, the parent's is not
+    for i in range(5):
+        y = pair.writer.allocate((4 * MB,), np.uint8)
+        y[:] = i
+        _p, out = pair.roundtrip(y)
+        del y, out, _p
+        pair.release_collected()
+    assert (held == 7).all()
+    assert pair.reader.segments_received == 2  # the held one, and one reused for the five others
+
+
+def test_a_lent_segment_is_not_reused_while_the_worker_keeps_the_array(pair):
+    kept = pair.writer.allocate((2 * MB,), np.uint8)
+    kept[:] = 9
+    _p, out = pair.roundtrip(np.zeros(10))  # in band, unrelated
+    for i in range(3):
+        y = pair.writer.allocate((2 * MB,), np.uint8)
+        y[:] = i
+        assert not np.shares_memory(y, kept)
+        _p, out = pair.roundtrip(y)
+        del y, out, _p
+        pair.release_collected()
+    assert (kept == 9).all()
+
+
+def test_every_segment_of_a_result_is_released_when_its_last_array_dies(pair):
+    x = pair.writer.allocate((MB,), np.uint8)
+    z = pair.writer.allocate((MB,), np.uint8)
+    payload, out = pair.roundtrip({"x": x, "z": z, "copied": np.ones(MB, np.uint8)})
+    del x, z, payload
+    keep = out["z"][10:20]  # a view keeps its segment alive, the others go
+    del out
+    released = pair.release_collected()
+    assert len(released) == 2
+    del keep
+    assert len(pair.release_collected()) == 1
+    assert all(seg.free for seg in pair.writer._segments.values())
+
+
+def test_an_abandoned_payload_releases_all_its_segments(pair):
+    x = pair.writer.allocate((MB,), np.uint8)
+    payload = pair.writer.encode({"x": x, "c": np.ones(MB, np.uint8)})
+    for m in pair.msgs:
+        if m[0] == "seg":
+            pair.reader.add_segment(m[1], m[2])
+    pair.msgs.clear()
+    pair.reader.discard(payload)
+    assert sorted(sid for _k, sid in pair.releases) == [0, 1]
+
+
+def test_the_pipe_transport_allocates_nothing():
+    writer = ShmWriter(lambda m: None, None, "pipe")
+    assert writer.allocate((10, 10), np.float32) is None
+
+
+def shm_alloc_factory():
+    def factory():
+        alloc = worker_batch_allocator()
+
+        def work(item):
+            arr = alloc((256, 64, 64), np.float32) if alloc is not None else np.empty((256, 64, 64), np.float32)
+            arr[...] = item.position
+            return ColumnBatch({"arr": arr, "lent": np.array([alloc is not None])}, 256, item)
+        return work
+    return factory
+
+
+def test_process_pool_results_decoded_into_shared_memory_stay_intact_while_held():
+    items = [WorkItem(epoch=0, position=i, row_group=i, row_start=0, row_stop=256) for i in range(24)]
+    pool = ProcessPool(2, 4)
+    pool.start(shm_alloc_factory())
+    try:
+        held = []
+        for i, batch in enumerate(pool.imap(items)):
+            assert batch.columns["lent"][0]  # the worker got the shared-memory allocator
+            assert batch.columns["arr"][0, 0, 0] == i
+            if i % 5 == 0:
+                held.append((i, batch.columns["arr"]))
+        for i, arr in held:
+            assert (arr == i).all()
+        assert worker_batch_allocator() is None  # the parent has none
+    finally:
+        pool.stop()
+        pool.join()
+
+
+def _factory_with(obj):
+    def factory():
+        return lambda item: obj
+    return factory
+
+
+def test_modules_for_factory_names_what_unpickling_imports_and_lazy_codec_imports():
+    from petastorm.codecs import CompressedImageCodec, NdarrayCodec
+
+    plain = modules_for_factory(cloudpickle.dumps(_factory_with(NdarrayCodec())))
+    assert "petastorm.codecs" in plain
+    assert "cv2" not in plain
+    images = modules_for_factory(cloudpickle.dumps(_factory_with(CompressedImageCodec("png"))))
+    assert "cv2" in images and "petastorm.image_io" in images
+
+
+def test_modules_for_factory_leaves_out_main_and_unreadable_pickles():
+    class Local:  # defined here, pickled by value
+        pass
+
+    names = modules_for_factory(cloudpickle.dumps(_factory_with(Local())))
+    assert "__main__" not in names
+    assert all(name in sys.modules for name in names)
+    assert modules_for_factory(b"not a pickle") == []
