@@ -13,7 +13,9 @@ once and viewing the binary buffer, with no Python loop per cell.
 """
 from __future__ import annotations
 
-import mmap
+import ctypes
+import threading
+import weakref
 import zipfile
 from abc import ABC, abstractmethod
 from decimal import Decimal
@@ -105,24 +107,50 @@ def _binary_cells(column: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     return offsets, data, column
 
 
-#: Batch arrays at least this large get their own anonymous mapping (see :func:`_empty_released`).
-_MAPPED_MIN_BYTES = 1 << 20
+class _BatchMemory:
+    """Memory of decoded batch arrays, recycled once every view of a batch (the rows handed out) is gone.
 
-
-def _empty_released(shape: tuple, dtype: Any) -> np.ndarray:
-    """``np.empty(shape, dtype)`` whose memory goes back to the OS as soon as the array (and every view of it,
-    e.g. the rows handed to the user) is freed.
-
-    Decoded batches are allocated in the pool's worker threads and freed in the consumer's. Through malloc,
-    glibc's per-thread arenas and its sliding mmap threshold keep that memory mapped after it is freed (peak
-    RSS of a (64, 64) float32 pass ~90 MB higher); an anonymous ``mmap`` per batch (>= 1 MiB) is unmapped
-    when its last view dies. Writeable, C-contiguous, picklable like any array.
+    Batches are allocated in the pool's worker threads and freed in the consumer's. Through ``np.empty``
+    (malloc), glibc's per-thread arenas and sliding mmap threshold kept ~90 MB more mapped over a (64, 64)
+    float32 pass than the batches in flight; a fresh ``mmap`` per batch releases it but pays ~10 ms of page
+    faults per 8 MB batch. Here a batch's array is a view of a ``bytearray`` slab through a ctypes lease; when
+    the lease dies (no view of the batch is left) the slab goes back to a short free list, reused by the next
+    batch of the same size (no page faults), so the memory kept beyond the live batches is at most
+    ``keep`` slabs. Arrays are writeable and C-contiguous.
     """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < _MAPPED_MIN_BYTES or dtype.hasobject:
-        return np.empty(shape, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
+
+    def __init__(self, keep: int = 4, min_bytes: int = 1 << 20) -> None:
+        self._keep = keep
+        self._min_bytes = min_bytes
+        self._free: list = []  # slabs, most recently freed last
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple, dtype: Any) -> np.ndarray:
+        """``np.empty(shape, dtype)`` backed by a recycled slab (small or object arrays: plain ``np.empty``)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes < self._min_bytes or dtype.hasobject:
+            return np.empty(shape, dtype)
+        slab = None
+        with self._lock:
+            for i in range(len(self._free) - 1, -1, -1):
+                if len(self._free[i]) == nbytes:
+                    slab = self._free.pop(i)
+                    break
+        if slab is None:
+            slab = bytearray(nbytes)
+        lease = (ctypes.c_char * nbytes).from_buffer(slab)
+        weakref.finalize(lease, self._give_back, slab).atexit = False
+        return np.frombuffer(lease, dtype=dtype).reshape(shape)
+
+    def _give_back(self, slab: bytearray) -> None:
+        with self._lock:
+            self._free.append(slab)
+            if len(self._free) > self._keep:
+                del self._free[0]
+
+
+_BATCH_MEMORY = _BatchMemory()
 
 
 def _object_column(values: list) -> np.ndarray:
@@ -267,7 +295,7 @@ class NdarrayCodec(DataframeColumnCodec):
                 cells = data[offsets[0]:offsets[-1]].reshape(n, int(lengths[0]))
                 off = header.data_offset
                 if (cells[:, :off] == first[:off]).all():
-                    out = _empty_released((n,) + tuple(header.shape), header.dtype)
+                    out = _BATCH_MEMORY.empty((n,) + tuple(header.shape), header.dtype)
                     np.copyto(out.view(np.uint8).reshape(n, out.nbytes // n), cells[:, off:])
                     return out
         valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None

@@ -20,6 +20,9 @@ from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 __all__ = ["ReadSpec", "RowGroupWorker"]
 
 _OPEN_FILES = 8
+#: Without pre-buffering, column chunks are streamed through a buffer of this size instead of read whole
+#: (peak Arrow memory of reading one 8 MB binary row group: 26 MB instead of 34 MB).
+_READ_BUFFER_BYTES = 1 << 20
 
 
 @dataclass
@@ -85,7 +88,8 @@ class RowGroupWorker:
             self._files.move_to_end(path)
             return pf
         try:
-            pf = pq.ParquetFile(self._spec.filesystem.open_input_file(path), pre_buffer=self._pre_buffer)
+            pf = pq.ParquetFile(self._spec.filesystem.open_input_file(path), pre_buffer=self._pre_buffer,
+                                buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES)
         except Exception as e:
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
