@@ -213,6 +213,7 @@ class Pool:
                     return
                 if exhausted and yielded == submitted:
                     return
+                self._pump(gen, results)
                 while yielded not in results:
                     if not self._wait(gen, results):  # stopped while waiting
                         return
@@ -235,6 +236,9 @@ class Pool:
 
     def _submit(self, gen: int, seq: int, item: WorkItem) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _pump(self, gen: int, results: Dict[int, Any]) -> None:
+        """Non-blocking housekeeping on every ``imap`` step (the process pool feeds its workers here)."""
 
     def _wait(self, gen: int, results: Dict[int, Any]) -> bool:  # pragma: no cover - abstract
         """Block until an outcome of ``gen`` lands in ``results``; False if the pool was stopped."""

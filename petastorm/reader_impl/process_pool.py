@@ -66,6 +66,8 @@ FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "pet
                       "petastorm.unischema"]
 
 _GC_JOIN_TIMEOUT_S = 1.0
+#: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
+_WORKER_QUEUE_DEPTH = 3
 
 
 _START_LOCK = threading.Lock()
@@ -379,7 +381,11 @@ class ProcessPool(Pool):
         self.transport = transport or default_transport()
         self._state = _State()
         self._finalizer = weakref.finalize(self, _shutdown, self._state)
-        self._depth = max(2, math.ceil(self.max_in_flight / workers_count))
+        # items sent to a worker ahead of its results: one running, the next ones queued in its pipe. The
+        # rest wait here and go to whichever worker frees up first (a deep per-worker queue fixed the
+        # split up front: the worker that shared its core with the consumer finished last, the other idle)
+        self._depth = max(1, min(_WORKER_QUEUE_DEPTH, math.ceil(self.max_in_flight / workers_count)))
+        self._segments_kept = max(2, math.ceil(self.max_in_flight / workers_count)) + 2
         self._pending: deque = deque()
         self._t_start = 0.0
         self._startup_s: Optional[float] = None
@@ -412,7 +418,7 @@ class ProcessPool(Pool):
             parent_conn, child_conn = ctx.Pipe(duplex=True)
             proc = ctx.Process(target=_worker_main, name=f"petastorm-worker-{i}", daemon=True,
                                args=(i, child_conn, factory_bytes, os.getpid(), self.transport,
-                                     self._depth + 2))
+                                     self._segments_kept))
             try:
                 proc.start()
             finally:
@@ -464,6 +470,16 @@ class ProcessPool(Pool):
         return by_worker
 
     # ---- receiving --------------------------------------------------------------------------------
+    def _pump(self, gen: int, results: Dict[int, Any]) -> None:
+        """Without blocking: take in the results already there and refill the workers' queues (called by
+        ``imap`` on every step, so workers are fed while the consumer works through buffered results)."""
+        if self._stopped or self._state.closed or self._broken:
+            return
+        for w in self._state.workers:
+            if not w.dead and w.outstanding:
+                self._drain(w, gen, results)
+        self._dispatch()
+
     def _wait(self, gen: int, results: Dict[int, Any]) -> bool:
         state = self._state
         while True:
