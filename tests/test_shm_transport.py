@@ -190,3 +190,15 @@ def test_modules_for_factory_leaves_out_main_and_unreadable_pickles():
     assert "__main__" not in names
     assert all(name in sys.modules for name in names)
     assert modules_for_factory(b"not a pickle") == []
+
+
+def test_modules_for_factory_preloads_no_user_module(tmp_path, monkeypatch):
+    (tmp_path / "user_transform_mod.py").write_text("def f(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import user_transform_mod
+
+    try:
+        names = modules_for_factory(cloudpickle.dumps(_factory_with(user_transform_mod.f)))
+        assert "user_transform_mod" not in names  # imported by each worker, never by the fork server
+    finally:
+        sys.modules.pop("user_transform_mod", None)

@@ -12,19 +12,24 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Optional
 
-__all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS"]
+__all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS", "PRELOAD_PACKAGES"]
 
 #: Modules a worker imports lazily, at its first item, when the factory's pickle names the key: the first pool
 #: adds them to the fork server's preload (decoding an image imports ``cv2``: 0.03-0.25 s in every worker).
 LAZY_WORKER_IMPORTS = {"CompressedImageCodec": ["cv2", "petastorm.image_io"]}
 _SCAN_LIMIT = 1 << 20
+#: Only modules of these packages are preloaded: the fork server imports its list before it forks, and a
+#: user module that starts a thread on import would make every fork unsafe (or, raising anything but
+#: ImportError, stop the fork server). Other modules are imported by each worker, as before.
+PRELOAD_PACKAGES = frozenset({"numpy", "pyarrow", "petastorm", "pyspark", "cv2", "cloudpickle", "pandas",
+                              "decimal", "datetime", "collections"})
 
 
 def modules_for_factory(factory_bytes: bytes) -> List[str]:
     """Modules that unpickling ``factory_bytes`` (a pickle) imports, plus those its worker imports lazily.
 
-    Only modules already imported here are named (so the fork server can import them too); ``__main__``
-    and modules defined by value are left out. The scan reads the pickle's global references (no
+    Only modules already imported here and in :data:`PRELOAD_PACKAGES` are named; ``__main__``, user
+    modules and what is pickled by value are left out. The scan reads the pickle's global references (no
     unpickling) and gives up on pickles over 1 MiB (a large closure: nothing preloaded beyond the default).
     """
     if len(factory_bytes) > _SCAN_LIMIT:
@@ -55,7 +60,7 @@ def modules_for_factory(factory_bytes: bytes) -> List[str]:
                 strings.append(None)
     except Exception:  # noqa: BLE001 - not a pickle we can read: preload the defaults only
         return []
-    modules = [m for m in globals_of if m in sys.modules and m != "__main__" and not m.startswith("_")]
+    modules = [m for m in globals_of if m in sys.modules and m.split(".")[0] in PRELOAD_PACKAGES]
     for key, mods in LAZY_WORKER_IMPORTS.items():
         if key in literals:
             modules += [m for m in mods if m in sys.modules or _importable(m)]

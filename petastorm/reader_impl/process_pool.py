@@ -63,7 +63,7 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
                       "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
-                      "petastorm.unischema"]
+                      "petastorm.unischema", "petastorm.arrow_types"]
 
 _GC_JOIN_TIMEOUT_S = 1.0
 #: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
@@ -320,6 +320,8 @@ def _shutdown(state: _State) -> None:
     state.closed = True
     state.wake()
     state.send_all(("stop",))
+    for w in state.workers:  # unmapped now, so that the pages go while the workers exit (in parallel)
+        w.reader.close()
     deadline = time.monotonic() + state.join_timeout
     for w in state.workers:
         w.process.join(max(0.0, deadline - time.monotonic()))
@@ -337,7 +339,6 @@ def _shutdown(state: _State) -> None:
                     closeable.close()
             except OSError:
                 pass
-        w.reader.close()
     for fd in (state.wake_r, state.wake_w):
         try:
             os.close(fd)
