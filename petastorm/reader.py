@@ -344,6 +344,14 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     from petastorm.reader_impl.worker import ReadSpec
 
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
+    if reader_pool_type == "process":
+        # start the fork server now: its imports overlap the dataset discovery below
+        import importlib.util
+
+        from petastorm.reader_impl.process_pool import warm_up
+
+        warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs"]
+                + (["pyspark.sql.types"] if importlib.util.find_spec("pyspark") is not None else []))
     num_epochs = _ensure_num_epochs(num_epochs)
     explicit_seed = seed
     if seed is None and isinstance(resume_from, dict) and resume_from.get("seed") is not None:
