@@ -113,41 +113,47 @@ class _BatchMemory:
     Batches are allocated in the pool's worker threads and freed in the consumer's. Through ``np.empty``
     (malloc), glibc's per-thread arenas and sliding mmap threshold kept ~90 MB more mapped over a (64, 64)
     float32 pass than the batches in flight; a fresh ``mmap`` per batch releases it but pays ~10 ms of page
-    faults per 8 MB batch. Here a batch's array is a view of a ``bytearray`` slab through a ctypes lease; when
-    the lease dies (no view of the batch is left) the slab goes back to a short free list, reused by the next
-    batch of the same size (no page faults), so the memory kept beyond the live batches is at most
-    ``keep`` slabs. Arrays are writeable and C-contiguous.
+    faults per 8 MB batch. Here a batch's array is a view of a ``bytearray`` slab (size rounded up to
+    ``granule``) through a ctypes lease; when the lease dies (no view of the batch is left) the slab goes back
+    to a short free list and the next batch of that size reuses it (no page faults). Free slabs are at most
+    ``keep`` and ``max_free_bytes`` in all (the oldest are dropped). Arrays are writeable and C-contiguous.
     """
 
-    def __init__(self, keep: int = 4, min_bytes: int = 1 << 20) -> None:
+    def __init__(self, keep: int = 4, max_free_bytes: int = 64 << 20, min_bytes: int = 1 << 20,
+                 granule: int = 1 << 20) -> None:
         self._keep = keep
+        self._max_free_bytes = max_free_bytes
         self._min_bytes = min_bytes
+        self._granule = granule
         self._free: list = []  # slabs, most recently freed last
         self._lock = threading.Lock()
 
     def empty(self, shape: tuple, dtype: Any) -> np.ndarray:
         """``np.empty(shape, dtype)`` backed by a recycled slab (small or object arrays: plain ``np.empty``)."""
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = count * dtype.itemsize
         if nbytes < self._min_bytes or dtype.hasobject:
             return np.empty(shape, dtype)
+        size = -(-nbytes // self._granule) * self._granule
         slab = None
         with self._lock:
             for i in range(len(self._free) - 1, -1, -1):
-                if len(self._free[i]) == nbytes:
+                if len(self._free[i]) == size:
                     slab = self._free.pop(i)
                     break
         if slab is None:
-            slab = bytearray(nbytes)
-        lease = (ctypes.c_char * nbytes).from_buffer(slab)
+            slab = bytearray(size)
+        lease = (ctypes.c_char * size).from_buffer(slab)
         weakref.finalize(lease, self._give_back, slab).atexit = False
-        return np.frombuffer(lease, dtype=dtype).reshape(shape)
+        return np.frombuffer(lease, dtype=dtype, count=count).reshape(shape)
 
     def _give_back(self, slab: bytearray) -> None:
         with self._lock:
             self._free.append(slab)
-            if len(self._free) > self._keep:
-                del self._free[0]
+            total = sum(len(s) for s in self._free)
+            while self._free and (len(self._free) > self._keep or total > self._max_free_bytes):
+                total -= len(self._free.pop(0))
 
 
 _BATCH_MEMORY = _BatchMemory()
