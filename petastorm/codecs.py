@@ -38,6 +38,7 @@ __all__ = [
     "encode_native",
     "decode_native_column",
     "check_value_fits_field",
+    "set_batch_allocator",
 ]
 
 
@@ -135,6 +136,10 @@ class _BatchMemory:
         nbytes = count * dtype.itemsize
         if nbytes < self._min_bytes or dtype.hasobject:
             return np.empty(shape, dtype)
+        if _ALLOCATOR is not None:  # a process-pool worker: decode straight into shared memory
+            out = _ALLOCATOR(shape, dtype)
+            if out is not None:
+                return out
         size = -(-nbytes // self._granule) * self._granule
         slab = None
         with self._lock:
@@ -157,6 +162,17 @@ class _BatchMemory:
 
 
 _BATCH_MEMORY = _BatchMemory()
+_ALLOCATOR: Any = None
+
+
+def set_batch_allocator(fn: Any) -> None:
+    """Let ``fn(shape, dtype) -> ndarray or None`` allocate the decoded batches (>= 1 MiB) of this process.
+
+    A process-pool worker installs its shared-memory allocator here, so fixed-shape columns are decoded
+    straight into the memory that crosses to the reader's process (no copy). ``None`` restores the default.
+    """
+    global _ALLOCATOR
+    _ALLOCATOR = fn
 
 
 def _object_column(values: list) -> np.ndarray:
