@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: venv demo test test-fast test-spark4 bench lint clean
+.PHONY: venv demo test test-fast test-spark4 test-compat bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-spark4:
 	$(SPARK4_VENV)/bin/python -m pip install -c $(SPARK4_VENV)/constraints.txt -e '.[test]'
 	PYSPARK_PYTHON=$(abspath $(SPARK4_VENV))/bin/python PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK4_VENV))/bin/python \
 		$(SPARK4_VENV)/bin/python -m pytest -ra -p no:cacheprovider -m spark tests
+
+# Each library reads the other's datasets: the original 0.12.1 in its own venv, as a black box.
+test-compat: $(STAMP)
+	bash tools_compat/make_original_venv.sh
+	$(PY) tools_compat/cross_read.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
