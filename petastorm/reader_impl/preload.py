@@ -9,10 +9,17 @@ pickle's global references, without unpickling it) plus what its worker imports 
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
+import os
 import sys
-from typing import Any, Dict, List, Optional
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-__all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS", "PRELOAD_PACKAGES"]
+from petastorm.errors import PetastormArgumentError
+
+__all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS", "PRELOAD_PACKAGES", "FORKSERVER_PRELOAD", "START_METHOD_ENV",
+           "default_start_method", "warm_up", "helper_process_pids"]
 
 #: Modules a worker imports lazily, at its first item, when the factory's pickle names the key: the first pool
 #: adds them to the fork server's preload (decoding an image imports ``cv2``: 0.03-0.25 s in every worker).
@@ -74,3 +81,90 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+# --- the fork server ----------------------------------------------------------------------------------
+
+_START_LOCK = threading.Lock()
+
+START_METHOD_ENV = "PETASTORM_MP_START"
+#: Modules the fork server imports once, so that forked workers start with them loaded, on top of
+#: :func:`~petastorm.reader_impl.preload.modules_for_factory` of the first pool's factory. Extend it
+#: before the first process pool starts (the fork server is started once per interpreter).
+#: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
+#: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
+FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
+                      "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
+                      "petastorm.unischema", "petastorm.arrow_types"]
+
+
+@contextlib.contextmanager
+def _main_module_not_reimported() -> Iterator[None]:
+    """While starting workers, hide ``__main__``'s file and spec so 'spawn'/'forkserver' children do not
+    re-run the user's script (the factory travels with cloudpickle, by value, so they do not need it).
+
+    This lets a script without an ``if __name__ == '__main__':`` guard use the process pool.
+    """
+    main = sys.modules.get("__main__")
+    with _START_LOCK:
+        if main is None:
+            yield
+            return
+        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        try:
+            yield
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
+def default_start_method() -> str:
+    """``$PETASTORM_MP_START`` if set, else ``'forkserver'`` where available, else ``'spawn'``."""
+    forced = os.environ.get(START_METHOD_ENV, "").strip()
+    if forced:
+        if forced not in mp.get_all_start_methods():
+            raise PetastormArgumentError(
+                f"{START_METHOD_ENV}={forced!r} is not a start method of this platform: "
+                f"use one of {mp.get_all_start_methods()}")
+        return forced
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = ()) -> None:
+    """Start the fork server now, without waiting for it (a few ms): it imports :data:`FORKSERVER_PRELOAD`
+    and ``extra_modules`` in the background while the caller does other work.
+
+    The fork server starts once per interpreter: modules named after that are not preloaded (workers
+    import them themselves). :meth:`ProcessPool.start` calls it with the modules its worker factory
+    needs (see :func:`modules_for_factory`); nothing to do for 'spawn' and 'fork'.
+    """
+    method = start_method or default_start_method()
+    if method != "forkserver":
+        return
+    from multiprocessing import forkserver
+    ctx = mp.get_context("forkserver")
+    preload = list(dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)))
+    with _main_module_not_reimported():
+        ctx.set_forkserver_preload(preload)
+        forkserver.ensure_running()
+
+
+def helper_process_pids() -> List[int]:
+    """Pids of multiprocessing's own long-lived helpers started in this interpreter (the fork server and
+    the resource tracker). They serve every pool and outlive them by design; tests that count child
+    processes leave these out."""
+    pids = []
+    try:
+        from multiprocessing import forkserver, resource_tracker
+        for obj, attr in ((forkserver._forkserver, "_forkserver_pid"), (resource_tracker._resource_tracker, "_pid")):
+            pid = getattr(obj, attr, None)
+            if pid:
+                pids.append(pid)
+    except (ImportError, AttributeError):  # pragma: no cover - platform without them
+        pass
+    return pids
+
+
+# ---- worker process side ---------------------------------------------------------------------------

@@ -20,7 +20,6 @@ resource tracker, the fork server), which live as long as the parent interpreter
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -34,7 +33,7 @@ import traceback
 import weakref
 from collections import deque
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
 import cloudpickle
 
@@ -47,7 +46,16 @@ from petastorm.reader_impl.pool import (
     annotate_worker_exception,
     close_worker,
 )
-from petastorm.reader_impl.preload import LAZY_WORKER_IMPORTS, modules_for_factory
+from petastorm.reader_impl.preload import (  # noqa: F401
+    FORKSERVER_PRELOAD,
+    LAZY_WORKER_IMPORTS,
+    START_METHOD_ENV,
+    _main_module_not_reimported,
+    default_start_method,
+    helper_process_pids,
+    modules_for_factory,
+    warm_up,
+)
 from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
 from petastorm.reader_impl.work_item import WorkItem
 
@@ -55,94 +63,12 @@ __all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factor
            "helper_process_pids",
            "FORKSERVER_PRELOAD", "LAZY_WORKER_IMPORTS", "START_METHOD_ENV"]
 
-START_METHOD_ENV = "PETASTORM_MP_START"
-#: Modules the fork server imports once, so that forked workers start with them loaded, on top of
-#: :func:`~petastorm.reader_impl.preload.modules_for_factory` of the first pool's factory. Extend it
-#: before the first process pool starts (the fork server is started once per interpreter).
-#: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
-#: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
-FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
-                      "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
-                      "petastorm.unischema", "petastorm.arrow_types"]
-
 _GC_JOIN_TIMEOUT_S = 1.0
 #: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
 _WORKER_QUEUE_DEPTH = 3
 
 
-_START_LOCK = threading.Lock()
 
-
-@contextlib.contextmanager
-def _main_module_not_reimported() -> Iterator[None]:
-    """While starting workers, hide ``__main__``'s file and spec so 'spawn'/'forkserver' children do not
-    re-run the user's script (the factory travels with cloudpickle, by value, so they do not need it).
-
-    This lets a script without an ``if __name__ == '__main__':`` guard use the process pool.
-    """
-    main = sys.modules.get("__main__")
-    with _START_LOCK:
-        if main is None:
-            yield
-            return
-        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-        main.__dict__.pop("__file__", None)
-        main.__dict__["__spec__"] = None
-        try:
-            yield
-        finally:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-
-
-def default_start_method() -> str:
-    """``$PETASTORM_MP_START`` if set, else ``'forkserver'`` where available, else ``'spawn'``."""
-    forced = os.environ.get(START_METHOD_ENV, "").strip()
-    if forced:
-        if forced not in mp.get_all_start_methods():
-            raise PetastormArgumentError(
-                f"{START_METHOD_ENV}={forced!r} is not a start method of this platform: "
-                f"use one of {mp.get_all_start_methods()}")
-        return forced
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-
-
-def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = ()) -> None:
-    """Start the fork server now, without waiting for it (a few ms): it imports :data:`FORKSERVER_PRELOAD`
-    and ``extra_modules`` in the background while the caller does other work.
-
-    The fork server starts once per interpreter: modules named after that are not preloaded (workers
-    import them themselves). :meth:`ProcessPool.start` calls it with the modules its worker factory
-    needs (see :func:`modules_for_factory`); nothing to do for 'spawn' and 'fork'.
-    """
-    method = start_method or default_start_method()
-    if method != "forkserver":
-        return
-    from multiprocessing import forkserver
-    ctx = mp.get_context("forkserver")
-    preload = list(dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)))
-    with _main_module_not_reimported():
-        ctx.set_forkserver_preload(preload)
-        forkserver.ensure_running()
-
-
-def helper_process_pids() -> List[int]:
-    """Pids of multiprocessing's own long-lived helpers started in this interpreter (the fork server and
-    the resource tracker). They serve every pool and outlive them by design; tests that count child
-    processes leave these out."""
-    pids = []
-    try:
-        from multiprocessing import forkserver, resource_tracker
-        for obj, attr in ((forkserver._forkserver, "_forkserver_pid"), (resource_tracker._resource_tracker, "_pid")):
-            pid = getattr(obj, attr, None)
-            if pid:
-                pids.append(pid)
-    except (ImportError, AttributeError):  # pragma: no cover - platform without them
-        pass
-    return pids
-
-
-# ---- worker process side ---------------------------------------------------------------------------
 
 def _exc_payload(exc: BaseException) -> tuple:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
