@@ -190,7 +190,7 @@ def _prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg
         return rg_ids, False
     import pyarrow as pa
 
-    from petastorm.reader_impl.worker import _filter_mask
+    from petastorm.reader_impl.worker import _filter_mask, _partition_scalar
 
     schema = dataset.arrow_schema
     keep = []
@@ -202,7 +202,7 @@ def _prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg
     for name in columns:
         typ = schema.field(name).type
         vals = [dict(p).get(name) for p in parts]
-        cols[name] = pa.array([int(v) if v is not None and pa.types.is_integer(typ) else v for v in vals], type=typ)
+        cols[name] = pa.array([_partition_scalar(v, typ, name) for v in vals], type=typ)
     mask = _filter_mask(pa.table(cols), expression)
     for p, ok in zip(parts, mask):
         if ok:
@@ -469,7 +469,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
                     ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
                     explicit_seed=explicit_seed, resume_from=resume_from, first_plan=first_plan,
-                    row_group_ids=rg_ids, ngram_schema=view)
+                    ngram_schema=view)
     return reader
 
 

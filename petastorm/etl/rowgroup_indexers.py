@@ -36,7 +36,24 @@ def _merge_check(self: Any, other: Any) -> None:
                         f"{type(other).__name__} to the {type(self).__name__} {self._index_name!r}")
 
 
-class SingleFieldIndexer(RowGroupIndexerBase):
+class _OneFieldIndexer(RowGroupIndexerBase):
+    """What both indexers share: a name and the one field they index (pickled as the original's
+    ``_index_name`` and ``_column_name``; each subclass sets ``_index_data``)."""
+
+    def __init__(self, index_name: str, index_field: str) -> None:
+        self._index_name = index_name
+        self._column_name = index_field
+
+    @property
+    def index_name(self) -> str:
+        return self._index_name
+
+    @property
+    def column_names(self) -> list[str]:
+        return [self._column_name]
+
+
+class SingleFieldIndexer(_OneFieldIndexer):
     """Index of the distinct values of one field: value -> set of row-group ids.
 
     Parameters
@@ -49,17 +66,8 @@ class SingleFieldIndexer(RowGroupIndexerBase):
     """
 
     def __init__(self, index_name: str, index_field: str) -> None:
-        self._index_name = index_name
-        self._column_name = index_field
+        super().__init__(index_name, index_field)
         self._index_data: defaultdict = defaultdict(set)
-
-    @property
-    def index_name(self) -> str:
-        return self._index_name
-
-    @property
-    def column_names(self) -> list[str]:
-        return [self._column_name]
 
     @property
     def indexed_values(self) -> list:
@@ -99,7 +107,7 @@ class SingleFieldIndexer(RowGroupIndexerBase):
         return f"SingleFieldIndexer({self._index_name!r}, {self._column_name!r}, {len(self._index_data)} values)"
 
 
-class FieldNotNullIndexer(RowGroupIndexerBase):
+class FieldNotNullIndexer(_OneFieldIndexer):
     """Index of the row groups in which a field has at least one value that is not ``None``.
 
     Parameters
@@ -109,17 +117,8 @@ class FieldNotNullIndexer(RowGroupIndexerBase):
     """
 
     def __init__(self, index_name: str, index_field: str) -> None:
-        self._index_name = index_name
-        self._column_name = index_field
+        super().__init__(index_name, index_field)
         self._index_data: set = set()
-
-    @property
-    def index_name(self) -> str:
-        return self._index_name
-
-    @property
-    def column_names(self) -> list[str]:
-        return [self._column_name]
 
     @property
     def indexed_values(self) -> list:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import numpy as np
 
 from petastorm.errors import DatasetNotFoundError, PetastormDatasetError, PetastormMetadataError
-from petastorm.unischema import Unischema, UnischemaField
+from petastorm.unischema import Unischema
 
 __all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset"]
 
@@ -78,11 +78,6 @@ class DatasetInfo:
         """Row count of each row group, in dataset order: shape ``(len(row_groups),)``, int64
         (``UNKNOWN_ROWS`` where the footer was not read)."""
         return np.fromiter((rg.num_rows for rg in self.row_groups), dtype=np.int64, count=len(self.row_groups))
-
-    @property
-    def row_counts_known(self) -> bool:
-        """True when every row group's row count is known (footers read)."""
-        return all(rg.num_rows != UNKNOWN_ROWS for rg in self.row_groups)
 
     def ensure_row_counts(self) -> None:
         """Read the footers of files whose row counts are unknown (in parallel threads)."""
@@ -395,17 +390,3 @@ def _load_stored_schema(metadata: dict, source: str) -> Optional[Unischema]:
         raise
     except Exception as e:
         raise PetastormMetadataError(f"cannot load the Petastorm schema of {source!r}: {e}") from e
-
-
-def partition_value(field: Optional[UnischemaField], arrow_type: Any, value: str) -> Any:
-    """Typed value of a Hive partition key for a field of the schema (or an Arrow type)."""
-    if field is not None and field.codec is not None:
-        try:
-            return field.codec.decode(field, value)
-        except Exception:
-            return value
-    import pyarrow as pa
-
-    if arrow_type is not None and pa.types.is_integer(arrow_type) and _is_int(value):
-        return int(value)
-    return value

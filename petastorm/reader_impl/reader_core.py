@@ -130,7 +130,7 @@ class Reader:
                  pool: Any, worker_factory: Callable, is_batched_reader: bool, ngram: Any = None,
                  ngram_schema: Any = None, cache: Any = None, options_fingerprint: str = "",
                  options: Optional[dict] = None, explicit_seed: Optional[int] = None,
-                 resume_from: Optional[dict] = None, row_group_ids: Optional[list] = None,
+                 resume_from: Optional[dict] = None,
                  first_plan: Optional[list] = None) -> None:
         self.dataset = dataset
         self.schema = schema
@@ -143,7 +143,6 @@ class Reader:
         self._options_fingerprint = options_fingerprint
         self._options = options or {}
         self._explicit_seed = explicit_seed
-        self._row_group_ids = row_group_ids
         self._stopped = False
         self._output: Optional[Iterator] = None
         self._lock = threading.RLock()

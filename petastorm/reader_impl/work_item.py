@@ -5,9 +5,7 @@ plan -> WorkItem -> pool -> worker -> ColumnBatch -> reader. Both are small, pic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Optional
-
-import numpy as np
+from typing import NamedTuple, Optional
 
 __all__ = ["WorkItem", "ColumnBatch"]
 
@@ -64,13 +62,3 @@ class ColumnBatch:
     num_rows: int
     item: WorkItem
     extra: dict = field(default_factory=dict)
-
-    def nbytes(self) -> int:
-        """Approximate memory held by the columns, in bytes (object columns count their pointers only)."""
-        return int(sum(c.nbytes for c in self.columns.values() if isinstance(c, np.ndarray)))
-
-    def take(self, indexes: Any) -> "ColumnBatch":
-        """A batch with the rows at ``indexes`` (an int array or slice)."""
-        cols = {k: v[indexes] for k, v in self.columns.items()}
-        n = len(next(iter(cols.values()))) if cols else len(range(self.num_rows)[indexes])
-        return ColumnBatch(cols, n, self.item, dict(self.extra))
