@@ -26,7 +26,7 @@ import numpy as np
 
 from petastorm.errors import PetastormSchemaError
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
-from petastorm.spark_types import spark_type, spark_type_name
+from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
 
 __all__ = [
     "DataframeColumnCodec",
@@ -120,7 +120,7 @@ class _BatchMemory:
     ``keep`` and ``max_free_bytes`` in all (the oldest are dropped). Arrays are writeable and C-contiguous.
     """
 
-    def __init__(self, keep: int = 4, max_free_bytes: int = 64 << 20, min_bytes: int = 1 << 20,
+    def __init__(self, keep: int = 4, max_free_bytes: int = 256 << 20, min_bytes: int = 1 << 20,
                  granule: int = 1 << 20) -> None:
         self._keep = keep
         self._max_free_bytes = max_free_bytes
@@ -284,7 +284,9 @@ class ScalarCodec(DataframeColumnCodec):
         return decode_native_column(unischema_field, column)
 
     def spark_dtype(self) -> Any:
-        return self._spark_type
+        """The Spark SQL type: pyspark's class when pyspark is installed (a schema loaded from metadata holds
+        petastorm's stand-in, converted here), else the stand-in."""
+        return to_pyspark(self._spark_type)
 
     def arrow_type(self, unischema_field: Any) -> Any:
         from petastorm.arrow_types import arrow_type_for_spark_type

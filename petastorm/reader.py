@@ -345,13 +345,12 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
 
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
     if reader_pool_type == "process":
-        # start the fork server now: its imports overlap the dataset discovery below
-        import importlib.util
-
+        # start the fork server now: its imports overlap the dataset discovery below. It preloads what
+        # unpickling the worker factory imports (this module among them), so that workers import nothing
         from petastorm.reader_impl.process_pool import warm_up
 
-        warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs"]
-                + (["pyspark.sql.types"] if importlib.util.find_spec("pyspark") is not None else []))
+        warm_up(None, ["petastorm.reader", "petastorm.reader_impl.dataset", "petastorm.reader_impl.worker",
+                       "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
     num_epochs = _ensure_num_epochs(num_epochs)
     explicit_seed = seed
     if seed is None and isinstance(resume_from, dict) and resume_from.get("seed") is not None:

@@ -1,10 +1,12 @@
 """Spark SQL types without a JVM: the real ``pyspark.sql.types`` when installed, stand-ins otherwise.
 
 Codecs carry a Spark type (``ScalarCodec(LongType())``) and the metadata that old datasets carry pickles
-them as ``pyspark.sql.types.*``. A reader must not need pyspark, so when pyspark cannot be imported the
-stand-in classes below take its place: same class names, same constructor arguments, same
-``typeName()``/``simpleString()``, and the same ``__dict__`` layout as pyspark's so that a pickle round
-trip keeps working both ways.
+them as ``pyspark.sql.types.*``. A reader must not need pyspark: schemas *loaded* from a dataset's metadata
+hold the stand-in classes below (same class names, same constructor arguments, same
+``typeName()``/``simpleString()``, and the same ``__dict__`` layout as pyspark's, so that a pickle round
+trip keeps working both ways), whether pyspark is installed or not. Reading a dataset therefore never
+imports pyspark (0.1 s in the reader and in every process-pool worker); ``ScalarCodec.spark_dtype()`` and
+``Unischema.as_spark_schema()`` hand out the real pyspark types (:func:`to_pyspark`) when pyspark is there.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import functools
 import importlib.util
 from typing import Any
 
-__all__ = ["spark_type", "spark_type_class", "spark_type_name", "pyspark_available", "STANDIN_TYPES"]
+__all__ = ["spark_type", "spark_type_class", "spark_type_name", "pyspark_available", "STANDIN_TYPES", "standin_type",
+           "to_pyspark"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,3 +151,31 @@ def spark_type(name: str, *args: Any) -> Any:
 def spark_type_name(spark_type_obj: Any) -> str:
     """Class name of a Spark type instance, pyspark's or a stand-in (``'LongType'``)."""
     return type(spark_type_obj).__name__
+
+
+def standin_type(name: str, *args: Any) -> Any:
+    """An instance of petastorm's stand-in for the Spark SQL type ``name`` (never imports pyspark).
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not a Spark SQL type this module knows.
+    """
+    return STANDIN_TYPES[name](*args)
+
+
+def to_pyspark(obj: Any) -> Any:
+    """``obj`` as a real ``pyspark.sql.types`` instance when it is a stand-in and pyspark is installed
+    (element types of an ``ArrayType`` too); anything else is returned unchanged."""
+    if not isinstance(obj, _StandInType) or not pyspark_available():
+        return obj
+    import pyspark.sql.types as pst
+
+    cls = getattr(pst, type(obj).__name__, None)
+    if cls is None:  # pragma: no cover - a pyspark without this type (TimestampNTZType before 3.4)
+        return obj
+    if isinstance(obj, ArrayType):
+        return cls(to_pyspark(obj.elementType), obj.containsNull)
+    if isinstance(obj, DecimalType):
+        return cls(obj.precision, obj.scale)
+    return cls()

@@ -78,3 +78,25 @@ def test_public_names_are_listed_even_before_they_load(attr):
 
     assert attr in dir(petastorm)
     assert attr in petastorm.__all__
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_reading_a_dataset_with_pyspark_types_in_its_metadata_does_not_import_pyspark(pool):
+    # The legacy metadata pickles pyspark.sql.types classes; loading it gives stand-ins (pyspark is
+    # installed here), so neither the reader nor its worker processes pay pyspark's import. The codec
+    # still hands out a real pyspark type on request.
+    url = "file://" + os.path.join(os.path.dirname(REPO), "shared", "testdata", "original-0.12.1",
+                                   "all_codecs_0.12.1")
+    report = _run(f"""
+        import json, sys
+        from petastorm import make_reader
+        with make_reader({url!r}, reader_pool_type={pool!r}, workers_count=1) as reader:
+            row = next(reader)
+            scalar = [f for f in reader.schema.fields.values() if type(f.codec).__name__ == 'ScalarCodec'][0]
+            stored = type(scalar.codec._spark_type).__module__
+            loaded = 'pyspark' in sys.modules
+            public = type(scalar.codec.spark_dtype()).__module__
+        print(json.dumps({{"pyspark_loaded_while_reading": loaded, "stored": stored, "public": public}}))
+    """)
+    assert report == {"pyspark_loaded_while_reading": False, "stored": "petastorm.spark_types",
+                      "public": "pyspark.sql.types"}

@@ -106,12 +106,14 @@ def _classes() -> dict[str, Any]:
     """The classes that NEWOBJ/_reconstructor may create (imported lazily to avoid import cycles)."""
     from petastorm import codecs, unischema
     from petastorm.etl import rowgroup_indexers
-    from petastorm.spark_types import spark_type_class
+    from petastorm.spark_types import STANDIN_TYPES
 
     found = {"Unischema": unischema.Unischema, "UnischemaField": unischema.UnischemaField}
     found.update({n: getattr(codecs, n) for n in _CODEC_NAMES})
     found.update({n: getattr(rowgroup_indexers, n) for n in _INDEXER_NAMES})
-    found.update({n: spark_type_class(n) for n in _SPARK_TYPE_NAMES})
+    # stand-ins even when pyspark is installed: loading a schema must not import pyspark (codecs convert
+    # on demand, see petastorm.spark_types.to_pyspark)
+    found.update({n: STANDIN_TYPES[n] for n in _SPARK_TYPE_NAMES})
     return found
 
 

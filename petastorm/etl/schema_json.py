@@ -143,7 +143,8 @@ def _dtype_from_json(text: Any) -> Any:
 
 
 def _spark_type_from_json(doc: Any) -> Any:
-    from petastorm.spark_types import STANDIN_TYPES, spark_type
+    from petastorm.spark_types import STANDIN_TYPES
+    from petastorm.spark_types import standin_type as spark_type  # loading never imports pyspark
 
     _expect(isinstance(doc, dict) and doc.get("type") in STANDIN_TYPES, f"unknown Spark type {doc!r}")
     name = doc["type"]
