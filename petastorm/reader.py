@@ -341,16 +341,15 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     from petastorm.reader_impl.dataset import open_dataset
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool import make_pool
-    from petastorm.reader_impl.worker import ReadSpec
+    from petastorm.reader_impl.worker import ReadSpec, WorkerFactory
 
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
     if reader_pool_type == "process":
         # start the fork server now: its imports overlap the dataset discovery below. It preloads what
-        # unpickling the worker factory imports (this module among them), so that workers import nothing
+        # unpickling the worker factory imports, so that workers import nothing
         from petastorm.reader_impl.process_pool import warm_up
 
-        warm_up(None, ["petastorm.reader", "petastorm.reader_impl.dataset", "petastorm.reader_impl.worker",
-                       "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
+        warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
     num_epochs = _ensure_num_epochs(num_epochs)
     explicit_seed = seed
     if seed is None and isinstance(resume_from, dict) and resume_from.get("seed") is not None:
@@ -465,20 +464,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
 
     first_plan = make_epoch_plan(plan_rows, plan_options, 0)  # raises now if a shard would be empty
     reader = Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
-                    num_epochs=num_epochs, pool=pool, worker_factory=_WorkerFactory(spec), is_batched_reader=is_batched,
+                    num_epochs=num_epochs, pool=pool, worker_factory=WorkerFactory(spec), is_batched_reader=is_batched,
                     ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
                     explicit_seed=explicit_seed, resume_from=resume_from, first_plan=first_plan,
                     ngram_schema=view)
     return reader
-
-
-class _WorkerFactory:
-    """Picklable factory: builds a :class:`RowGroupWorker` in each worker thread or process."""
-
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-
-    def __call__(self) -> Any:
-        from petastorm.reader_impl.worker import RowGroupWorker
-
-        return RowGroupWorker(self.spec)

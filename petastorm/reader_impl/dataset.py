@@ -14,11 +14,12 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
 from petastorm.errors import DatasetNotFoundError, PetastormDatasetError, PetastormMetadataError
+from petastorm.reader_impl.work_item import RowGroupInfo  # noqa: F401 - defined there, light for workers
 from petastorm.unischema import Unischema
 
 __all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset"]
@@ -28,34 +29,6 @@ UNKNOWN_ROWS = -1
 #: Row count the planner sees for a row group whose count is not read yet: large enough that the
 #: item's row slice ``[0, PLAN_ALL_ROWS)`` covers the whole row group (the worker clips it).
 PLAN_ALL_ROWS = 1 << 40
-
-
-class RowGroupInfo(NamedTuple):
-    """One row group of one file.
-
-    Attributes
-    ----------
-    path : str
-        Path of the file on the dataset's filesystem.
-    relative_path : str
-        Path relative to the dataset root ('/'-separated); the file name for a list of files.
-    row_group : int
-        Index of the row group in its file.
-    num_rows : int
-        Rows in the row group; ``UNKNOWN_ROWS`` (-1) until the file's footer is read (see
-        :meth:`DatasetInfo.ensure_row_counts`).
-    partition : tuple of (str, str)
-        Hive partition keys and values of the file, in directory order.
-    file_size : int
-        Size of the file in bytes, or -1 when the listing did not give it.
-    """
-
-    path: str
-    relative_path: str
-    row_group: int
-    num_rows: int
-    partition: tuple = ()
-    file_size: int = -1
 
 
 @dataclass

@@ -96,6 +96,40 @@ def annotate_worker_exception(exc: BaseException, tb: str, set_cause: bool) -> B
     return exc
 
 
+def exception_payload(exc: BaseException) -> tuple:
+    """``(type name, message, traceback text, cloudpickle bytes or None)`` of a worker's exception, to
+    send to the parent (which rebuilds it with :func:`rebuild_exception`)."""
+    import pickle
+
+    import cloudpickle
+
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        data = cloudpickle.dumps(exc)
+        pickle.loads(data)
+    except Exception:  # noqa: BLE001 - an exception that does not survive pickling: send its text
+        data = None
+    return (type(exc).__qualname__, str(exc), tb, data)
+
+
+def rebuild_exception(payload: tuple) -> BaseException:
+    """The worker's exception, same type when it unpickles, with its traceback attached."""
+    import pickle
+
+    type_name, message, tb, data = payload
+    exc: Optional[BaseException] = None
+    if data is not None:
+        try:
+            exc = pickle.loads(data)
+        except Exception:  # noqa: BLE001 - its class is not importable here
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = PetastormWorkerError(f"{type_name}: {message}\n\nworker traceback:\n{tb}")
+        exc.worker_traceback = tb
+        return exc
+    return annotate_worker_exception(exc, tb, set_cause=True)
+
+
 def close_worker(worker: Any) -> None:
     """Call ``worker.close()`` if the worker has one (open files...); errors there are not worth raising."""
     close = getattr(worker, "close", None)

@@ -2,10 +2,12 @@
 
 Parent and each worker talk over one duplex unix-socket connection (``multiprocessing.Pipe``):
 
-- parent -> worker: ``('task', gen, seq, item, [segment ids released] or None)``,
-  ``('release', [segment ids])``, ``('cancel', gen)``, ``('stop',)``;
+- parent -> worker: ``('gift', [(id, size), ...])`` + fds (free segments of an earlier pool, see
+  :class:`~petastorm.reader_impl.shm_transport.SegmentCache`), ``('task', gen, seq, item, [segment ids
+  released] or None)``, ``('release', [segment ids])``, ``('cancel', gen)``, ``('stop',)``;
 - worker -> parent: ``('ready', pid)``, ``('start_error', exc)``, ``('seg', id, size)`` + an fd,
-  ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``.
+  ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``, and on 'stop'
+  ``('bequest', [(id, size), ...])`` + the fds of its free segments.
 
 The parent runs no background thread: the consumer's ``imap`` step sends tasks, reads messages and
 waits on the connections, the processes' sentinels (a dead worker is seen at once) and a wake-up pipe
@@ -23,13 +25,11 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import pickle
 import signal
 import socket
 import sys
 import threading
 import time
-import traceback
 import weakref
 from collections import deque
 from multiprocessing.connection import wait as mp_wait
@@ -43,8 +43,9 @@ from petastorm.reader_impl.pool import (
     Pool,
     WorkerFactory,
     _Failure,
-    annotate_worker_exception,
     close_worker,
+    exception_payload,
+    rebuild_exception,
 )
 from petastorm.reader_impl.preload import (  # noqa: F401
     FORKSERVER_PRELOAD,
@@ -56,7 +57,13 @@ from petastorm.reader_impl.preload import (  # noqa: F401
     modules_for_factory,
     warm_up,
 )
-from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmReader, ShmWriter, default_transport
+from petastorm.reader_impl.shm_transport import (
+    SEGMENT_CACHE,
+    TRANSPORT_SHM,
+    ShmReader,
+    ShmWriter,
+    default_transport,
+)
 from petastorm.reader_impl.work_item import WorkItem
 
 __all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factory", "worker_batch_allocator",
@@ -68,16 +75,6 @@ _GC_JOIN_TIMEOUT_S = 1.0
 _WORKER_QUEUE_DEPTH = 3
 
 
-
-
-def _exc_payload(exc: BaseException) -> tuple:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        data = cloudpickle.dumps(exc)
-        pickle.loads(data)
-    except Exception:  # noqa: BLE001 - an exception that does not survive pickling: send its text
-        data = None
-    return (type(exc).__qualname__, str(exc), tb, data)
 
 
 def _parent_alive(pid: int) -> bool:
@@ -126,7 +123,7 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
         try:
             worker = cloudpickle.loads(factory_bytes)()
         except BaseException as exc:  # noqa: BLE001 - reported to the caller
-            conn.send(("start_error", _exc_payload(exc)))
+            conn.send(("start_error", exception_payload(exc)))
             return
         conn.send(("ready", os.getpid(), time.time()))
         pending: deque = deque()
@@ -138,9 +135,12 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
             while conn.poll(0):
                 msg = conn.recv()
                 if msg[0] == "stop":
+                    writer.bequeath()  # free segments go back to the parent, for its next pool
                     return False
                 if msg[0] == "release":
                     writer.release(msg[1])
+                elif msg[0] == "gift":
+                    writer.adopt(msg[1])
                 elif msg[0] == "cancel":
                     cancelled_below = max(cancelled_below, msg[1] + 1)
                 else:
@@ -165,7 +165,7 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
             try:
                 out = worker(item)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller at this item's turn
-                conn.send(("error", gen, seq, _exc_payload(exc)))
+                conn.send(("error", gen, seq, exception_payload(exc)))
                 del exc
                 continue
             if not drain():
@@ -173,7 +173,7 @@ def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tra
             try:
                 payload = writer.encode(out)
             except BaseException as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
-                conn.send(("error", gen, seq, _exc_payload(exc)))
+                conn.send(("error", gen, seq, exception_payload(exc)))
                 del exc
                 continue
             del out
@@ -246,9 +246,10 @@ def _shutdown(state: _State) -> None:
     state.closed = True
     state.wake()
     state.send_all(("stop",))
-    for w in state.workers:  # unmapped now, so that the pages go while the workers exit (in parallel)
-        w.reader.close()
     deadline = time.monotonic() + state.join_timeout
+    _collect_bequests(state, deadline)
+    for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
+        w.reader.close()
     for w in state.workers:
         w.process.join(max(0.0, deadline - time.monotonic()))
     for w in state.workers:
@@ -270,6 +271,26 @@ def _shutdown(state: _State) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _collect_bequests(state: _State, deadline: float) -> None:
+    """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its free
+    segments, kept in the segment cache for the next pool) or the end of its connection."""
+    for w in state.workers:
+        if w.sock is None or w.dead:
+            continue
+        try:
+            while True:
+                if not w.conn.poll(max(0.0, deadline - time.monotonic())):
+                    break
+                msg = w.conn.recv()
+                if msg[0] == "bequest":
+                    w.reader.take_bequest(msg[1])
+                    break
+                if msg[0] == "seg":  # its fd follows in the stream: take it (and let it go)
+                    w.reader.add_segment(msg[1], msg[2])
+        except (EOFError, OSError, ValueError):
+            continue
 
 
 def _describe_exit(exitcode: Optional[int]) -> str:
@@ -352,6 +373,11 @@ class ProcessPool(Pool):
                 child_conn.close()
             sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM else None
             self._state.workers.append(_Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
+        if self.transport == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
+            cached = SEGMENT_CACHE.take(self._segments_kept * self.workers_count)
+            for w in self._state.workers:
+                mine = cached[w.index::self.workers_count]
+                w.reader.give(lambda msg, w=w: self._send(w, msg), mine)
 
     # ---- sending ----------------------------------------------------------------------------------
     def _send(self, w: _Worker, msg: tuple) -> None:
@@ -465,7 +491,7 @@ class ProcessPool(Pool):
                         f"the result of the item at position {seq} could not be rebuilt in the parent: "
                         f"{type(exc).__name__}: {exc}"))
             else:
-                results[seq] = _Failure(_rebuild_exception(payload))
+                results[seq] = _Failure(rebuild_exception(payload))
             return True
         if kind == "seg":
             w.reader.add_segment(msg[1], msg[2])
@@ -477,7 +503,7 @@ class ProcessPool(Pool):
                 self._startup_s = max(x.ready for x in self._state.workers) - self._t_start
         elif kind == "start_error":
             self._broken = f"worker process {w.index} failed to start: {msg[1][0]}: {msg[1][1]}"
-            raise _rebuild_exception(msg[1])
+            raise rebuild_exception(msg[1])
         return False
 
     def _on_death(self, w: _Worker, reason: Optional[str]) -> None:
@@ -548,19 +574,3 @@ class ProcessPool(Pool):
             "segments_received": sum(w.reader.segments_received for w in workers),
         })
         return d
-
-
-def _rebuild_exception(payload: tuple) -> BaseException:
-    """The worker's exception, same type when it unpickles, with its traceback attached."""
-    type_name, message, tb, data = payload
-    exc: Optional[BaseException] = None
-    if data is not None:
-        try:
-            exc = pickle.loads(data)
-        except Exception:  # noqa: BLE001 - its class is not importable here
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = PetastormWorkerError(f"{type_name}: {message}\n\nworker traceback:\n{tb}")
-        exc.worker_traceback = tb
-        return exc
-    return annotate_worker_exception(exc, tb, set_cause=True)

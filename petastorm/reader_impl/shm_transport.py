@@ -20,6 +20,13 @@ Zero copy on the worker side too: :meth:`ShmWriter.allocate` hands out arrays th
 whose buffers already lie in such segments is sent as ``(segment, offset, length)`` descriptors, with no
 copy; a segment is written again only once no array of the worker and no result in the parent uses it.
 
+Segments outlive their pool: when a pool stops, each worker hands the file descriptors of its free
+segments back to the parent (``bequest``), which keeps a few of them (:data:`SEGMENT_CACHE`, at most
+``$PETASTORM_SHM_CACHE_MB``, default 256 MB) and gives them to the workers of the next pool (``gift``).
+A fresh memfd page costs a page fault (zeroing, ~10 us in a VM); a reader made per epoch would pay
+that for every segment again. Adopted segments are mapped with ``MAP_POPULATE`` (one call, no faults)
+and the parent reuses its own mapping of them.
+
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
 """
@@ -30,11 +37,13 @@ import mmap
 import os
 import pickle
 import socket
+import threading
 import weakref
 from collections import deque
 from typing import Any, Callable, Dict, List
 
-__all__ = ["ShmWriter", "ShmReader", "default_transport", "TRANSPORT_SHM", "TRANSPORT_PIPE", "INBAND_LIMIT"]
+__all__ = ["ShmWriter", "ShmReader", "default_transport", "TRANSPORT_SHM", "TRANSPORT_PIPE", "INBAND_LIMIT",
+           "SEGMENT_CACHE", "SegmentCache", "clear_segment_cache", "GIFT_BASE"]
 
 TRANSPORT_SHM = "shm"
 TRANSPORT_PIPE = "pipe"
@@ -44,6 +53,11 @@ INBAND_LIMIT = 64 * 1024
 #: Free segments a worker keeps for reuse by default; more are unmapped.
 MAX_FREE_SEGMENTS = 4
 _ALIGN = 64
+#: Segment ids the parent gives to segments it hands down (a worker numbers its own from 0).
+GIFT_BASE = 1 << 40
+_CACHE_ENV = "PETASTORM_SHM_CACHE_MB"
+_CACHE_DEFAULT_MB = 256
+_CACHE_MAX_SEGMENTS = 16
 _SMALL_ROUND = 64 * 1024
 _BIG_ROUND = 1024 * 1024
 
@@ -118,9 +132,10 @@ class _Mapping:
 
     __slots__ = ("addr", "size", "_ctype", "__weakref__")
 
-    def __init__(self, fd: int, size: int):
+    def __init__(self, fd: int, size: int, populate: bool = False):
         libc = _libc()
-        addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+        flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0x8000) if populate else 0)
+        addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
         if addr is None or addr == ctypes.c_void_p(-1).value:
             err = ctypes.get_errno()
             raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed: {os.strerror(err)}")
@@ -138,15 +153,84 @@ class _Mapping:
         _libc().munmap(self.addr, self.size)
 
 
+class SegmentCache:
+    """Free segments of stopped pools, kept by the parent for its next pool: ``(fd, size, mapping)``.
+
+    At most ``$PETASTORM_SHM_CACHE_MB`` megabytes (default 256; 0 disables it) and 16 segments; what does
+    not fit is closed. Each entry holds one file descriptor and the parent's mapping (whose pages stay
+    allocated: that is the point). :func:`clear_segment_cache` gives the memory back.
+    """
+
+    def __init__(self) -> None:
+        self._items: List[tuple] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def limit_bytes() -> int:
+        try:
+            mb = float(os.environ.get(_CACHE_ENV, _CACHE_DEFAULT_MB))
+        except ValueError:
+            mb = _CACHE_DEFAULT_MB
+        return max(0, int(mb * (1 << 20)))
+
+    def put(self, fd: int, size: int, mapping: "_Mapping") -> bool:
+        """Keep the segment if it fits (the cache owns ``fd`` from here on); False when it was closed."""
+        with self._lock:
+            fits = (len(self._items) < _CACHE_MAX_SEGMENTS
+                    and sum(item[1] for item in self._items) + size <= self.limit_bytes())
+            if fits:
+                os.set_inheritable(fd, False)
+                self._items.append((fd, size, mapping))
+                return True
+        os.close(fd)
+        return False
+
+    def take(self, n: int) -> List[tuple]:
+        """Up to ``n`` cached segments, largest first; the caller owns their fds."""
+        with self._lock:
+            self._items.sort(key=lambda item: item[1])
+            out = self._items[-n:] if n > 0 else []
+            del self._items[len(self._items) - len(out):]
+        return out[::-1]
+
+    def clear(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for fd, _size, _mapping in items:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(item[1] for item in self._items)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+#: The process-wide cache of free segments (parent side).
+SEGMENT_CACHE = SegmentCache()
+
+
+def clear_segment_cache() -> None:
+    """Give back the shared memory kept for the next process pool (see :class:`SegmentCache`)."""
+    SEGMENT_CACHE.clear()
+
+
 class _Segment:
     """A worker's segment. Writable again (``free``) once no result in the parent holds it (``remote``)
     and no array of the worker lives on it (``local``, for segments lent by :meth:`ShmWriter.allocate`)."""
 
-    __slots__ = ("sid", "size", "view", "mapping", "remote", "local")
+    __slots__ = ("sid", "size", "view", "mapping", "remote", "local", "fd")
 
-    def __init__(self, sid: int, size: int, mapping: _Mapping):
+    def __init__(self, sid: int, size: int, mapping: _Mapping, fd: int = -1):
         self.sid = sid
         self.size = size
+        self.fd = fd  # kept by the worker, to hand the segment back to the parent when the pool stops
         self.mapping = mapping
         self.view = memoryview(mapping.exporter()).cast("B")
         self.remote = 0
@@ -159,6 +243,9 @@ class _Segment:
     def close(self) -> None:
         self.view = None  # unmapped once nothing else views it
         self.mapping = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class ShmWriter:
@@ -302,9 +389,10 @@ class ShmWriter:
             mapping = _Mapping(fd, size)
             self._send(("seg", sid, size))
             socket.send_fds(self._sock, [b"F"], [fd])
-        finally:
+        except BaseException:
             os.close(fd)
-        seg = _Segment(sid, size, mapping)
+            raise
+        seg = _Segment(sid, size, mapping, fd)
         self._segments[sid] = seg
         self._trim(keep=sid)
         return seg
@@ -316,6 +404,28 @@ class ShmWriter:
             del self._segments[seg.sid]
             seg.close()
             self._send(("drop", seg.sid))
+
+    def adopt(self, entries: List[tuple]) -> None:
+        """Receive the fds announced by a ``('gift', [(sid, size), ...])`` message: free segments of an
+        earlier pool, mapped with ``MAP_POPULATE`` (their pages exist already: no page fault per 4 KB)."""
+        if self._sock is None or not entries:
+            return
+        _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, len(entries))
+        for fd in fds[len(entries):]:
+            os.close(fd)
+        for (sid, size), fd in zip(entries, fds):
+            try:
+                self._segments[sid] = _Segment(sid, size, _Mapping(fd, size, populate=True), fd)
+            except OSError:
+                os.close(fd)
+
+    def bequeath(self) -> None:
+        """On 'stop': send the free segments' fds to the parent, for its next pool. Always sends the
+        ``('bequest', [...])`` message (the parent waits for it, or for the end of the connection)."""
+        free = [seg for seg in self._segments.values() if seg.free and seg.fd >= 0]
+        self._send(("bequest", [(seg.sid, seg.size) for seg in free]))
+        if free and self._sock is not None:
+            socket.send_fds(self._sock, [b"B"], [seg.fd for seg in free])
 
     def close(self) -> None:
         """Drop every segment (each is unmapped here once nothing views it; the parent keeps its own)."""
@@ -349,6 +459,7 @@ class ShmReader:
         self._key = key
         self._releases = releases
         self._maps: Dict[int, _Mapping] = {}
+        self._gifts = 0
         self.bytes_shm = 0
         self.bytes_inband = 0
         self.segments_received = 0
@@ -395,6 +506,41 @@ class ShmReader:
         if payload[0] == "shm":
             for sid in dict.fromkeys(d[0] for d in payload[2]):
                 self._releases.append((self._key, sid))
+
+    def take_bequest(self, entries: List[tuple], cache: "SegmentCache | None" = None) -> int:
+        """Receive the fds of a stopping worker's ``('bequest', [(sid, size), ...])`` into ``cache``
+        (default :data:`SEGMENT_CACHE`), with our mapping of each. Returns how many were kept."""
+        if self._sock is None or not entries:
+            return 0
+        cache = SEGMENT_CACHE if cache is None else cache
+        _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, len(entries))
+        kept = 0
+        for i, fd in enumerate(fds):
+            sid, size = entries[i] if i < len(entries) else (None, 0)
+            mapping = self._maps.get(sid)
+            if mapping is None or mapping.size != size:
+                os.close(fd)
+                continue
+            kept += cache.put(fd, size, mapping)
+        return kept
+
+    def give(self, send: Callable[[tuple], None], segments: List[tuple]) -> None:
+        """Hand cached ``(fd, size, mapping)`` segments to this reader's worker: a ``('gift', ...)``
+        message, then their fds; our side reuses the mappings. The fds are closed here either way."""
+        if self._sock is None or not segments:
+            for fd, _size, _mapping in segments:
+                os.close(fd)
+            return
+        entries = [(GIFT_BASE + self._gifts + i, size) for i, (_fd, size, _m) in enumerate(segments)]
+        self._gifts += len(segments)
+        try:
+            send(("gift", entries))
+            socket.send_fds(self._sock, [b"G"], [fd for fd, _size, _m in segments])
+            for (sid, _size), (_fd, _s, mapping) in zip(entries, segments):
+                self._maps[sid] = mapping
+        finally:
+            for fd, _size, _mapping in segments:
+                os.close(fd)
 
     def close(self) -> None:
         """Forget the mappings; those still viewed by live arrays stay valid until the arrays go."""

@@ -7,7 +7,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
-__all__ = ["WorkItem", "ColumnBatch"]
+__all__ = ["WorkItem", "ColumnBatch", "RowGroupInfo"]
+
+
+class RowGroupInfo(NamedTuple):
+    """One row group of one file.
+
+    Attributes
+    ----------
+    path : str
+        Path of the file on the dataset's filesystem.
+    relative_path : str
+        Path relative to the dataset root ('/'-separated); the file name for a list of files.
+    row_group : int
+        Index of the row group in its file.
+    num_rows : int
+        Rows in the row group; ``petastorm.reader_impl.dataset.UNKNOWN_ROWS`` (-1) until the file's footer is read (see
+        :meth:`petastorm.reader_impl.dataset.DatasetInfo.ensure_row_counts`).
+    partition : tuple of (str, str)
+        Hive partition keys and values of the file, in directory order.
+    file_size : int
+        Size of the file in bytes, or -1 when the listing did not give it.
+    """
+
+    path: str
+    relative_path: str
+    row_group: int
+    num_rows: int
+    partition: tuple = ()
+    file_size: int = -1
 
 
 class WorkItem(NamedTuple):

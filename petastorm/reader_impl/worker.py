@@ -17,7 +17,7 @@ import numpy as np
 from petastorm.errors import PetastormDatasetError, PetastormSchemaError
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
-__all__ = ["ReadSpec", "RowGroupWorker"]
+__all__ = ["ReadSpec", "RowGroupWorker", "WorkerFactory"]
 
 _OPEN_FILES = 8
 #: Without pre-buffering, column chunks are streamed through a buffer of this size instead of read whole
@@ -279,3 +279,14 @@ def _filter_mask(table: Any, expression: Any) -> np.ndarray:
     mask = np.zeros(tbl.num_rows, dtype=bool)
     mask[kept.column(marker).to_numpy()] = True
     return mask
+
+
+class WorkerFactory:
+    """Picklable factory: builds a :class:`RowGroupWorker` in each worker thread or process (it lives here,
+    not in :mod:`petastorm.reader`, so that unpickling it in a worker process imports only this module)."""
+
+    def __init__(self, spec: ReadSpec) -> None:
+        self.spec = spec
+
+    def __call__(self) -> RowGroupWorker:
+        return RowGroupWorker(self.spec)

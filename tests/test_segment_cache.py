@@ -1,0 +1,94 @@
+"""Shared-memory segments outlive their process pool: a stopped pool's free segments serve the next one."""
+import os
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, clear_segment_cache, shm_supported
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+pytestmark = pytest.mark.skipif(not shm_supported(), reason="memfd segments need Linux")
+
+MB = 1024 * 1024
+
+
+def _items(n):
+    return [WorkItem(epoch=0, position=i, row_group=i, row_start=0, row_stop=1) for i in range(n)]
+
+
+def filled_factory(nbytes, offset):
+    """Each result: ``nbytes`` of float32 equal to ``offset + position`` (so overwrites are visible)."""
+    def factory():
+        def work(item):
+            return ColumnBatch({"big": np.full(nbytes // 4, offset + item.position, np.float32)}, 1, item)
+        return work
+    return factory
+
+
+def _open_fds():
+    return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+
+@pytest.fixture(autouse=True)
+def empty_cache(monkeypatch):
+    monkeypatch.delenv("PETASTORM_SHM_CACHE_MB", raising=False)
+    clear_segment_cache()
+    yield
+    clear_segment_cache()
+
+
+def _run(n, nbytes, offset, keep=False):
+    """Run a pool over ``n`` items; (values seen, diagnostics, results kept when ``keep``)."""
+    pool = ProcessPool(2, 2, transport="shm")
+    pool.start(filled_factory(nbytes, offset))
+    kept, seen = [], []
+    try:
+        for batch in pool.imap(_items(n)):
+            a = batch.columns["big"]
+            seen.append((float(a[0]), float(a[-1])))
+            if keep:
+                kept.append(a)
+        diag = pool.diagnostics
+    finally:
+        pool.join()
+    return seen, diag, kept
+
+
+def test_a_second_pool_reuses_the_first_pools_segments_and_its_results_are_right():
+    seen, first, _ = _run(12, 2 * MB, 0)
+    assert seen == [(float(i), float(i)) for i in range(12)]
+    assert first["segments_received"] >= 2 and len(SEGMENT_CACHE) >= 2
+    cached = len(SEGMENT_CACHE)
+    seen, second, _ = _run(12, 2 * MB, 1000)
+    assert seen == [(1000.0 + i, 1000.0 + i) for i in range(12)]
+    assert second["segments_received"] < first["segments_received"], (first, second, cached)
+
+
+def test_results_still_held_are_never_handed_to_the_next_pool():
+    _seen, _diag, kept = _run(8, MB, 0, keep=True)  # every result of the first pool is still alive
+    _run(16, MB, 5000)  # the next pool writes into whatever it was given
+    for i, a in enumerate(kept):
+        assert a[0] == i and a[-1] == i, f"result {i} was overwritten by a later pool"
+
+
+def test_the_cache_is_bounded_and_can_be_disabled(monkeypatch):
+    _run(12, 2 * MB, 0)
+    assert 0 < SEGMENT_CACHE.nbytes <= SEGMENT_CACHE.limit_bytes()
+    clear_segment_cache()
+    monkeypatch.setenv("PETASTORM_SHM_CACHE_MB", "0")
+    _run(12, 2 * MB, 0)
+    assert len(SEGMENT_CACHE) == 0 and SEGMENT_CACHE.nbytes == 0
+
+
+def test_clearing_the_cache_closes_its_file_descriptors():
+    before = _open_fds()
+    _run(12, 2 * MB, 0)
+    held = len(SEGMENT_CACHE)
+    assert held > 0 and _open_fds() <= before + held
+    clear_segment_cache()
+    assert _open_fds() <= before
