@@ -172,7 +172,29 @@ def _filters_expression(filters: Any) -> Any:
         raise PetastormArgumentError(f"filters {filters!r} is not valid pyarrow DNF: {e}") from e
 
 
-def _filter_columns(filters: Any) -> list:
+def _expression_columns(expression: Any, schema: Any) -> list:
+    """Columns of ``schema`` that a pyarrow ``Expression`` refers to (pyarrow does not list them: a column
+    is referred to when the expression no longer binds without it)."""
+    import pyarrow as pa
+
+    def bind_error(candidate: Any) -> Optional[Exception]:
+        try:
+            pa.Table.from_batches([], schema=candidate).filter(expression)
+        except (pa.ArrowException, ValueError, TypeError, KeyError) as e:
+            return e
+        return None
+
+    error = bind_error(schema)
+    if error is not None:
+        raise PetastormArgumentError(f"filters expression {expression} does not apply to the dataset's columns "
+                                     f"{schema.names}: {error}")
+    return [name for i, name in enumerate(schema.names) if bind_error(schema.remove(i)) is not None]
+
+
+def _filter_columns(filters: Any, schema: Any = None) -> list:
+    """Columns that ``filters`` (DNF list or pyarrow ``Expression``) read; ``schema`` is needed for the latter."""
+    if filters is not None and schema is not None and not isinstance(filters, (list, tuple)):
+        return _expression_columns(filters, schema)
     if filters is None or not isinstance(filters, (list, tuple)):
         return []
     names = []
@@ -428,7 +450,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         selected = set(rowgroup_selector.select_row_groups(indexes))
         rg_ids = [i for i in rg_ids if i in selected]
     expression = _filters_expression(filters)
-    filter_cols = _filter_columns(filters)
+    filter_cols = _filter_columns(filters, dataset.arrow_schema)
     rg_ids, pruned = _prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
     if not rg_ids and dataset.row_groups:
         raise NoDataAvailableError(f"no row group of {url!r} is selected by rowgroup_selector/filters")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from petastorm import make_batch_reader
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.predicates import in_lambda, in_set
 from petastorm.unischema import Unischema
 
@@ -514,6 +514,30 @@ def test_hive_partitions_are_read_in_sorted_directory_order(hive_store):
 def test_filters_on_partition_and_data_columns(hive_store, filters, expected_ids):
     batches, _ = _read("file://" + str(hive_store), filters=filters)
     assert sorted(_columns(batches)["id"].tolist()) == expected_ids
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_filters_as_a_pyarrow_expression_on_columns_outside_schema_fields(hive_store, pool):
+    # pyarrow.parquet accepts an Expression as well as DNF; the columns it reads are found by binding it,
+    # so a filter on a data column ('value') and a partition column ('year') that are not selected works
+    import pyarrow.compute as pc
+
+    expr = (pc.field("year") == 2021) | (pc.field("value") >= 140.0)
+    dnf = [[("year", "=", 2021)], [("value", ">=", 140.0)]]
+    got, schema = _read("file://" + str(hive_store), filters=expr, schema_fields=["id"], reader_pool_type=pool)
+    want, _ = _read("file://" + str(hive_store), filters=dnf, schema_fields=["id"])
+    assert list(schema.fields) == ["id"]
+    assert sorted(_columns(got)["id"].tolist()) == sorted(_columns(want)["id"].tolist())
+    assert sorted(_columns(got)["id"].tolist()) == [1, 3, 5, 7, 9, 11, 13, 14, 15]
+
+
+def test_partition_only_expression_prunes_row_groups_and_a_bad_expression_names_the_columns(hive_store):
+    import pyarrow.compute as pc
+
+    batches, _ = _read("file://" + str(hive_store), filters=pc.field("city") == "new york")
+    assert sorted(_columns(batches)["id"].tolist()) == [2, 3, 10, 11]
+    with pytest.raises(PetastormArgumentError, match=r"(?s)filters expression.*no_such_column"):
+        _read("file://" + str(hive_store), filters=pc.field("no_such_column") > 1)
 
 
 def test_predicate_on_a_partition_column(hive_store):
