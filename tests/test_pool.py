@@ -304,3 +304,34 @@ def test_each_worker_is_closed_when_the_pool_ends(kind, tmp_path):
     pool.stop()
     pool.join()
     assert len(os.listdir(directory)) == (1 if kind == "dummy" else 2)
+
+
+def sized_factory(nbytes):
+    def factory():
+        def work(item):
+            return ColumnBatch({"x": np.zeros(nbytes, np.uint8)}, 1, item)
+        return work
+    return factory
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_big_results_lower_the_in_flight_bound_to_the_results_budget(kind, monkeypatch):
+    # 8 MB results, a 16 MB budget: never more than 2 * workers + 1 items in flight, although
+    # results_queue_size allows 22; small results keep the full bound
+    monkeypatch.setenv("PETASTORM_RESULTS_BUDGET_MB", "16")
+    pool = make_pool(kind, 2, 20)
+    pool.start(sized_factory(8 << 20))
+    try:
+        for batch in pool.imap(_items(40)):
+            time.sleep(0.002)  # a slower consumer: results would pile up to the bound
+        d = pool.diagnostics
+    finally:
+        pool.join()
+    assert d["items_yielded"] == 40 and d["max_in_flight"] <= 5 and d["in_flight_limit"] == 5
+    pool = make_pool(kind, 2, 20)
+    pool.start(sized_factory(1000))
+    try:
+        assert len(list(pool.imap(_items(60)))) == 60
+        assert pool.diagnostics["in_flight_limit"] == 22
+    finally:
+        pool.join()

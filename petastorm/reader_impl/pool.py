@@ -17,6 +17,7 @@ traceback in a ``worker_traceback`` attribute.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import threading
 import traceback
@@ -149,6 +150,28 @@ class _Failure:
         self.exc = exc
 
 
+#: Default of ``$PETASTORM_RESULTS_BUDGET_MB``: megabytes of finished results a pool lets wait for the
+#: consumer (on top of ``results_queue_size``, which bounds their number).
+RESULTS_BUDGET_MB = 128
+
+
+def results_budget_bytes() -> int:
+    """``$PETASTORM_RESULTS_BUDGET_MB`` (default :data:`RESULTS_BUDGET_MB`) in bytes."""
+    try:
+        mb = float(os.environ.get("PETASTORM_RESULTS_BUDGET_MB", RESULTS_BUDGET_MB))
+    except ValueError:
+        mb = RESULTS_BUDGET_MB
+    return max(0, int(mb * (1 << 20)))
+
+
+def _batch_nbytes(outcome: Any) -> int:
+    """Bytes of the numpy columns of a result (object columns count their pointers only)."""
+    columns = getattr(outcome, "columns", None)
+    if not isinstance(columns, dict):
+        return 0
+    return sum(int(getattr(col, "nbytes", 0) or 0) for col in columns.values())
+
+
 class Pool:
     """Common part of every executor: argument checks, the ordered bounded ``imap``, diagnostics.
 
@@ -195,11 +218,21 @@ class Pool:
         """Most items submitted but not yet yielded: ``workers_count + results_queue_size``."""
         return self.workers_count + self.results_queue_size
 
+    def in_flight_limit(self, batch_bytes: int) -> int:
+        """In-flight bound once results of ``batch_bytes`` bytes are seen: :attr:`max_in_flight`, lowered so
+        that finished results waiting for the consumer stay within :func:`results_budget_bytes`, but never
+        below ``2 * workers_count + 1`` (every worker busy with one more item queued for it)."""
+        if batch_bytes <= 0:
+            return self.max_in_flight
+        floor = min(self.max_in_flight, 2 * self.workers_count + 1)
+        return max(floor, min(self.max_in_flight, results_budget_bytes() // batch_bytes))
+
     @property
     def diagnostics(self) -> dict:
         """Counters: items submitted/completed/yielded/failed, in-flight now and at most, buffered."""
         d = {"pool_type": self.pool_type, "workers_count": self.workers_count,
              "results_queue_size": self.results_queue_size, "in_flight_limit": self.max_in_flight}
+        # (the running imap's limit, lowered to the results budget once result sizes are known, overrides)
         d.update(self._stats)
         return d
 
@@ -227,7 +260,9 @@ class Pool:
         submitted = 0
         yielded = 0
         exhausted = False
-        limit = self.max_in_flight
+        # until the first result shows how big results are, keep every worker busy with one item queued
+        limit = min(self.max_in_flight, 2 * self.workers_count + 1)
+        biggest = -1
         try:
             while True:
                 if self._active_gen != gen:
@@ -260,6 +295,11 @@ class Pool:
                     stats["items_failed"] += 1
                     raise outcome.exc
                 stats["items_yielded"] += 1
+                size = _batch_nbytes(outcome)
+                if size > biggest:
+                    biggest = size
+                    limit = self.in_flight_limit(biggest)
+                    stats["in_flight_limit"] = limit
                 yield outcome
         finally:
             results.clear()

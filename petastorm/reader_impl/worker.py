@@ -81,15 +81,15 @@ class RowGroupWorker:
     # --- I/O ---------------------------------------------------------------------------------------------
 
     def _parquet_file(self, path: str) -> Any:
-        import pyarrow.parquet as pq
+        from petastorm.reader_impl.parquet_io import open_input_file, open_parquet_file
 
         pf = self._files.get(path)
         if pf is not None:
             self._files.move_to_end(path)
             return pf
         try:
-            pf = pq.ParquetFile(self._spec.filesystem.open_input_file(path), pre_buffer=self._pre_buffer,
-                                buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES)
+            pf = open_parquet_file(open_input_file(self._spec.filesystem, path), pre_buffer=self._pre_buffer,
+                                   buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES)
         except Exception as e:
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf

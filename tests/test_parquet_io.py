@@ -1,0 +1,55 @@
+"""Row-group reads allocate from the reader's own Arrow memory pool, never changing pyarrow's default."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from petastorm.reader_impl.parquet_io import ARROW_POOL_ENV, open_input_file, open_parquet_file, read_memory_pool
+
+
+@pytest.fixture()
+def parquet_path(tmp_path):
+    path = str(tmp_path / "t.parquet")
+    table = pa.table({"id": np.arange(5000, dtype=np.int64),
+                      "blob": [bytes([i % 251]) * 700 for i in range(5000)]})
+    pq.write_table(table, path, row_group_size=2000)
+    return path, table
+
+
+def _available(name):
+    try:
+        getattr(pa, f"{name}_memory_pool")()
+        return True
+    except (NotImplementedError, AttributeError):
+        return False
+
+
+@pytest.mark.parametrize("choice", ["jemalloc", "mimalloc", "system", "default", ""])
+def test_reads_are_identical_whatever_the_pool_and_use_the_chosen_one(parquet_path, monkeypatch, choice):
+    path, table = parquet_path
+    if choice and choice != "default" and not _available(choice):
+        pytest.skip(f"this pyarrow has no {choice} pool")
+    monkeypatch.setenv(ARROW_POOL_ENV, choice)
+    default_before = pa.default_memory_pool().backend_name
+    pool = read_memory_pool()
+    if choice == "default":
+        assert pool is None
+    elif choice:
+        assert pool.backend_name == choice
+    pf = open_parquet_file(open_input_file(pafs.LocalFileSystem(), path), pre_buffer=False, buffer_size=1 << 20)
+    before = pool.bytes_allocated() if pool is not None else 0
+    got = pf.read_row_group(1, columns=["id", "blob"], use_threads=False)
+    assert got.equals(table.slice(2000, 2000))
+    if pool is not None:
+        assert pool.bytes_allocated() - before >= 2000 * 700, "the row group's buffers come from our pool"
+    assert pa.default_memory_pool().backend_name == default_before, "the process-wide default is untouched"
+    del got
+
+
+def test_an_unknown_pool_name_falls_back_to_the_default(parquet_path, monkeypatch):
+    monkeypatch.setenv(ARROW_POOL_ENV, "no-such-pool")
+    assert read_memory_pool() is None
+    path, table = parquet_path
+    pf = open_parquet_file(path, pre_buffer=True, buffer_size=0)
+    assert pf.read().equals(table)
