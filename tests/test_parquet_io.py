@@ -5,7 +5,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from petastorm.reader_impl.parquet_io import ARROW_POOL_ENV, open_input_file, open_parquet_file, read_memory_pool
+from petastorm.reader_impl.parquet_io import (
+    ARROW_POOL_ENV,
+    open_input_file,
+    open_parquet_file,
+    read_memory_pool,
+)
 
 
 @pytest.fixture()
