@@ -319,6 +319,9 @@ class NdarrayCodec(DataframeColumnCodec):
                 cells = data[offsets[0]:offsets[-1]].reshape(n, int(lengths[0]))
                 off = header.data_offset
                 if (cells[:, :off] == first[:off]).all():
+                    view = _cells_view(column, int(offsets[0]) + off, n, int(lengths[0]), header)
+                    if view is not None:
+                        return view
                     out = _BATCH_MEMORY.empty((n,) + tuple(header.shape), header.dtype)
                     np.copyto(out.view(np.uint8).reshape(n, out.nbytes // n), cells[:, off:])
                     return out
@@ -330,6 +333,42 @@ class NdarrayCodec(DataframeColumnCodec):
             else:
                 decoded.append(npy_bytes_to_array(data[offsets[i]:offsets[i + 1]].data).copy())
         return _stack_or_object(decoded)
+
+
+_LENT_BUFFERS: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
+_LENT_LOCK = threading.Lock()
+
+
+def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
+    """The ``(n,) + shape`` array of fixed-size npy cells as a writable view of the Arrow data buffer: each
+    row is a C-contiguous array inside its cell, rows ``stride`` bytes apart (no copy). The view keeps the
+    buffer alive. Writing into rows is safe: cells do not overlap, the reader decodes each column of a row
+    group it read once, and a buffer is lent to one decoded batch at a time (decoding the same column again
+    while that batch lives copies it, with whatever was written into it).
+
+    None where a copy is wanted: in a process-pool worker (the batch allocator puts the copy straight into
+    shared memory), or when the cells are not aligned for the dtype.
+    """
+    if _ALLOCATOR is not None:
+        return None
+    dtype = np.dtype(header.dtype)
+    buf = column.buffers()[2]
+    if buf is None or dtype.hasobject or (buf.address + start) % max(1, dtype.alignment) or stride % dtype.alignment:
+        return None
+    with _LENT_LOCK:  # a buffer already lent to live views (the same column decoded again): copy instead
+        if _LENT_BUFFERS.get(buf.address) is not None:
+            return None
+        exporter = (ctypes.c_char * buf.size).from_address(buf.address)
+        exporter._arrow_buffer = buf  # keeps the Arrow memory alive as long as any row views it
+        _LENT_BUFFERS[buf.address] = exporter
+    flat = np.frombuffer(exporter, dtype=np.uint8)
+    shape = tuple(header.shape)
+    inner = [dtype.itemsize] * (len(shape) + 1)
+    for i in range(len(shape) - 1, 0, -1):
+        inner[i - 1] = inner[i] * shape[i]
+    strides = (stride,) + tuple(inner[:len(shape)])
+    first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
+    return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=strides)
 
 
 def _empty_fixed(field: Any) -> np.ndarray:

@@ -267,13 +267,31 @@ def test_decode_column_of_an_empty_column():
     assert out.shape[0] == 0
 
 
-def test_decoded_column_is_writable_and_owns_no_arrow_memory():
+def test_decoded_column_is_writable_and_decoding_it_again_gives_an_independent_batch():
     field = _field(np.float32, (4,), NdarrayCodec())
     col = _column([field.codec.encode(field, np.zeros(4, np.float32)) for _ in range(3)])
     out = field.codec.decode_column(field, col)
-    out[0, 0] = 1.0  # a user may write into a decoded batch
-    assert out[0, 0] == 1.0
-    assert field.codec.decode_column(field, col)[0, 0] == 0.0
+    out[0, 0] = 1.0  # a user may write into a decoded batch (a view of the column's memory: the reader
+    assert out[0, 0] == 1.0 and out[1, 0] == 0.0  # decodes each column of a row group it read once)
+    again = field.codec.decode_column(field, col)  # while `out` lives, a second decode is a copy
+    again[2, 3] = 5.0
+    assert out[2, 3] == 0.0 and again[1, 0] == 0.0
+
+
+def test_fixed_shape_cells_decode_to_a_view_that_outlives_the_arrow_column():
+    import gc
+
+    field = _field(np.float32, (8, 3), NdarrayCodec())
+    values = [np.arange(24, dtype=np.float32).reshape(8, 3) * (i + 1) for i in range(50)]
+    col = _column([field.codec.encode(field, v) for v in values]).slice(5, 40)
+    out = field.codec.decode_column(field, col)
+    rows = list(out)
+    del out, col
+    gc.collect()
+    _ = [np.ones(100_000) for _ in range(20)]  # reuse freed memory, if any was freed
+    for i, row in enumerate(rows):
+        assert row.flags.c_contiguous and row.flags.writeable
+        np.testing.assert_array_equal(row, values[5 + i])
 
 
 # --- errors on encode --------------------------------------------------------------------------------------------

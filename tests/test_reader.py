@@ -202,3 +202,23 @@ def test_unischema_field_not_in_dataset_is_rejected(synthetic_dataset):
 def test_single_row_items_with_shuffled_rows(synthetic_dataset):
     with make_reader(synthetic_dataset, shuffle_rows=True, shuffle_row_drop_partitions=10, seed=4) as reader:
         assert sorted(_ids(reader)) == list(range(100))
+
+
+@pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
+def test_ndarray_rows_are_writable_independent_and_outlive_the_reader(synthetic_dataset, pool):
+    # fixed-shape ndarray cells are decoded as views of the row group's memory in threads (a copy into
+    # shared memory in worker processes): rows must still behave as arrays of their own
+    import gc
+
+    with make_reader(synthetic_dataset, reader_pool_type=pool, workers_count=2, schema_fields=["id", "matrix"],
+                     shuffle_row_groups=False) as reader:
+        rows = [row for _, row in zip(range(30), reader)]
+    first = {int(r.id): r.matrix.copy() for r in rows}
+    for r in rows:
+        assert r.matrix.flags.writeable and r.matrix.flags.c_contiguous and r.matrix.shape == (4, 3)
+        r.matrix[0, 0] = -999.0
+    del reader
+    gc.collect()
+    for r in rows:
+        assert r.matrix[0, 0] == -999.0
+        np.testing.assert_array_equal(r.matrix[1:], first[int(r.id)][1:])

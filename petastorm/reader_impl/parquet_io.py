@@ -1,9 +1,13 @@
 """Open Parquet files for the workers, with row-group reads served by a memory pool of the reader's own.
 
-pyarrow's default pool on Linux is mimalloc, which keeps freed pages of its 1 GiB arenas resident: reading
-8 MB binary row groups in two threads left ~120 MB resident for ~30 MB allocated (peak RSS of a (64, 64)
-ndarray pass 240 MB; with jemalloc's decay 160 MB, and faster). The pool is picked for petastorm's reads
-only: the process-wide default pool, which the rest of the user's program uses, is left alone.
+pyarrow's default pool on Linux is mimalloc, which kept freed pages of its 1 GiB arenas resident: reading
+8 MB binary row groups in two threads left ~120 MB resident for ~30 MB allocated; a 224x224x3 JPEG pass
+peaked ~50 MB higher than with jemalloc (the pool pyarrow 14, and so the original petastorm, used). The
+pool is picked for petastorm's reads only: the process-wide default pool, which the rest of the user's
+program uses, is left alone. The price: jemalloc returns freed pages to the system after ~1 s of decay
+(pyarrow starts it so, and offers no working knob afterwards), so 8 MB row groups fault some pages in again
+(measured: ~20% more CPU per row on a (64, 64) ndarray pass; none on JPEG). ``PETASTORM_ARROW_POOL=default``
+trades that memory back for that CPU.
 
 ``$PETASTORM_ARROW_POOL`` = ``jemalloc`` (default where pyarrow has it), ``mimalloc``, ``system`` or
 ``default`` (pyarrow's default pool) overrides the choice.

@@ -221,10 +221,10 @@ class Pool:
     def in_flight_limit(self, batch_bytes: int) -> int:
         """In-flight bound once results of ``batch_bytes`` bytes are seen: :attr:`max_in_flight`, lowered so
         that finished results waiting for the consumer stay within :func:`results_budget_bytes`, but never
-        below ``2 * workers_count + 1`` (every worker busy with one more item queued for it)."""
+        below ``workers_count + 1`` (every worker busy, one more item ready or queued)."""
         if batch_bytes <= 0:
             return self.max_in_flight
-        floor = min(self.max_in_flight, 2 * self.workers_count + 1)
+        floor = min(self.max_in_flight, self.workers_count + 1)
         return max(floor, min(self.max_in_flight, results_budget_bytes() // batch_bytes))
 
     @property
@@ -260,8 +260,8 @@ class Pool:
         submitted = 0
         yielded = 0
         exhausted = False
-        # until the first result shows how big results are, keep every worker busy with one item queued
-        limit = min(self.max_in_flight, 2 * self.workers_count + 1)
+        # until the first result shows how big results are: every worker busy, one more item queued
+        limit = min(self.max_in_flight, self.workers_count + 1)
         biggest = -1
         try:
             while True:
