@@ -1,16 +1,15 @@
-"""Open Parquet files for the workers, with row-group reads served by a memory pool of the reader's own.
+"""Open Parquet files for the workers, optionally with row-group reads served by a memory pool of their own.
 
-pyarrow's default pool on Linux is mimalloc, which kept freed pages of its 1 GiB arenas resident: reading
-8 MB binary row groups in two threads left ~120 MB resident for ~30 MB allocated; a 224x224x3 JPEG pass
-peaked ~50 MB higher than with jemalloc (the pool pyarrow 14, and so the original petastorm, used). The
-pool is picked for petastorm's reads only: the process-wide default pool, which the rest of the user's
-program uses, is left alone. The price: jemalloc returns freed pages to the system after ~1 s of decay
-(pyarrow starts it so, and offers no working knob afterwards), so 8 MB row groups fault some pages in again
-(measured: ~20% more CPU per row on a (64, 64) ndarray pass; none on JPEG). ``PETASTORM_ARROW_POOL=default``
-trades that memory back for that CPU.
+``$PETASTORM_ARROW_POOL`` = ``jemalloc``, ``mimalloc`` or ``system`` makes petastorm's row-group reads (and
+local file reads) allocate from that pyarrow pool, leaving the process-wide default pool, which the rest
+of the user's program uses, alone; unset (or ``default``) they use pyarrow's default pool.
 
-``$PETASTORM_ARROW_POOL`` = ``jemalloc`` (default where pyarrow has it), ``mimalloc``, ``system`` or
-``default`` (pyarrow's default pool) overrides the choice.
+Measured on a 2-core VM (``benchmarks/read_pass.py``, thread pool, 2 workers): with pyarrow's default
+mimalloc, a 224x224x3 JPEG pass peaks at 305-345 MB, ~50 MB of it mimalloc keeping freed pages of its
+arenas; with ``jemalloc`` (the pool pyarrow 14, and so the original petastorm, used) 278-284 MB. But
+jemalloc's page decay (which pyarrow offers no working knob for) refaults the pages of large row groups:
+a (64, 64) ndarray pass of 8 MB row groups took ~50% more CPU per row in threads and twice the CPU in
+process-pool workers, for no lower peak. Hence the default, and the knob for memory-tight JPEG readers.
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from typing import Any, Optional
 __all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "ARROW_POOL_ENV"]
 
 ARROW_POOL_ENV = "PETASTORM_ARROW_POOL"
-_PREFERRED = ("jemalloc", "mimalloc", "system")
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,7 +43,7 @@ def read_memory_pool() -> Optional[Any]:
         return None
     if wanted:
         return _pool_named(wanted)
-    return _pool_named(_PREFERRED[0])
+    return None
 
 
 def open_input_file(filesystem: Any, path: str) -> Any:

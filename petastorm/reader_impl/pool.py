@@ -218,13 +218,21 @@ class Pool:
         """Most items submitted but not yet yielded: ``workers_count + results_queue_size``."""
         return self.workers_count + self.results_queue_size
 
+    #: Items in flight beyond one per worker that the results budget never takes away: one for threads (a
+    #: worker that finishes finds its next item queued); process workers get one each, to hide the latency
+    #: of the round trip through the parent.
+    _SPARE_PER_WORKER = 0
+
+    def _in_flight_floor(self) -> int:
+        return min(self.max_in_flight, self.workers_count * (1 + self._SPARE_PER_WORKER) + 1)
+
     def in_flight_limit(self, batch_bytes: int) -> int:
         """In-flight bound once results of ``batch_bytes`` bytes are seen: :attr:`max_in_flight`, lowered so
         that finished results waiting for the consumer stay within :func:`results_budget_bytes`, but never
-        below ``workers_count + 1`` (every worker busy, one more item ready or queued)."""
+        below :meth:`_in_flight_floor` (every worker busy, one more item ready or queued)."""
         if batch_bytes <= 0:
             return self.max_in_flight
-        floor = min(self.max_in_flight, self.workers_count + 1)
+        floor = self._in_flight_floor()
         return max(floor, min(self.max_in_flight, results_budget_bytes() // batch_bytes))
 
     @property
@@ -261,7 +269,7 @@ class Pool:
         yielded = 0
         exhausted = False
         # until the first result shows how big results are: every worker busy, one more item queued
-        limit = min(self.max_in_flight, self.workers_count + 1)
+        limit = self._in_flight_floor()
         biggest = -1
         try:
             while True:

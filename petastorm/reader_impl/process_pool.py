@@ -318,6 +318,7 @@ class ProcessPool(Pool):
     """
 
     pool_type = "process"
+    _SPARE_PER_WORKER = 1
 
     def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
                  transport: Optional[str] = None):
