@@ -152,7 +152,7 @@ class _Failure:
 
 #: Default of ``$PETASTORM_RESULTS_BUDGET_MB``: megabytes of finished results a pool lets wait for the
 #: consumer (on top of ``results_queue_size``, which bounds their number).
-RESULTS_BUDGET_MB = 128
+RESULTS_BUDGET_MB = 64
 
 
 def results_budget_bytes() -> int:
