@@ -37,12 +37,15 @@ def test_reads_are_identical_whatever_the_pool_and_use_the_chosen_one(parquet_pa
         pytest.skip(f"this pyarrow has no {choice} pool")
     monkeypatch.setenv(ARROW_POOL_ENV, choice)
     default_before = pa.default_memory_pool().backend_name
-    pool = read_memory_pool()
+    pool = read_memory_pool(decode_bound=True)
     if choice == "default":
         assert pool is None
     elif choice:
         assert pool.backend_name == choice
-    pf = open_parquet_file(open_input_file(pafs.LocalFileSystem(), path), pre_buffer=False, buffer_size=1 << 20)
+    elif _available("jemalloc"):
+        assert pool.backend_name == "jemalloc" and read_memory_pool(decode_bound=False) is None
+    pf = open_parquet_file(open_input_file(pafs.LocalFileSystem(), path, pool), pre_buffer=False,
+                           buffer_size=1 << 20, pool=pool)
     before = pool.bytes_allocated() if pool is not None else 0
     got = pf.read_row_group(1, columns=["id", "blob"], use_threads=False)
     assert got.equals(table.slice(2000, 2000))
@@ -54,7 +57,7 @@ def test_reads_are_identical_whatever_the_pool_and_use_the_chosen_one(parquet_pa
 
 def test_an_unknown_pool_name_falls_back_to_the_default(parquet_path, monkeypatch):
     monkeypatch.setenv(ARROW_POOL_ENV, "no-such-pool")
-    assert read_memory_pool() is None
+    assert read_memory_pool(decode_bound=True) is None
     path, table = parquet_path
     pf = open_parquet_file(path, pre_buffer=True, buffer_size=0)
     assert pf.read().equals(table)

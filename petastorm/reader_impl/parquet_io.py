@@ -9,7 +9,9 @@ mimalloc, a 224x224x3 JPEG pass peaks at 305-345 MB, ~50 MB of it mimalloc keepi
 arenas; with ``jemalloc`` (the pool pyarrow 14, and so the original petastorm, used) 278-284 MB. But
 jemalloc's page decay (which pyarrow offers no working knob for) refaults the pages of large row groups:
 a (64, 64) ndarray pass of 8 MB row groups took ~50% more CPU per row in threads and twice the CPU in
-process-pool workers, for no lower peak. Hence the default, and the knob for memory-tight JPEG readers.
+process-pool workers, for no lower peak; on JPEG the CPU per row did not change. So readers that decode
+compressed images or arrays read with jemalloc, the others with the default pool, unless
+``$PETASTORM_ARROW_POOL`` says otherwise.
 """
 from __future__ import annotations
 
@@ -36,30 +38,35 @@ def _pool_named(name: str) -> Optional[Any]:
         return None
 
 
-def read_memory_pool() -> Optional[Any]:
-    """The ``pyarrow.MemoryPool`` for row-group reads, or None for pyarrow's default pool."""
+def read_memory_pool(decode_bound: bool = False) -> Optional[Any]:
+    """The ``pyarrow.MemoryPool`` for row-group reads, or None for pyarrow's default pool.
+
+    ``$PETASTORM_ARROW_POOL`` decides when set. Otherwise a reader whose decoding dominates
+    (``decode_bound``: compressed images or arrays, where a page fault per reused page is noise next to
+    the decode) reads with jemalloc, which gives freed pages back; the others use the default pool.
+    """
     wanted = os.environ.get(ARROW_POOL_ENV, "").strip().lower()
     if wanted == "default":
         return None
     if wanted:
         return _pool_named(wanted)
-    return None
+    return _pool_named("jemalloc") if decode_bound else None
 
 
-def open_input_file(filesystem: Any, path: str) -> Any:
-    """``filesystem.open_input_file(path)``; a local file is opened with :func:`read_memory_pool` for the
-    buffers its reads allocate (a pyarrow filesystem's own reads use the default pool)."""
+def open_input_file(filesystem: Any, path: str, pool: Optional[Any] = None) -> Any:
+    """``filesystem.open_input_file(path)``; a local file is opened with ``pool`` (see
+    :func:`read_memory_pool`) for the buffers its reads allocate (a pyarrow filesystem's own reads use the
+    default pool)."""
     import pyarrow as pa
     import pyarrow.fs as pafs
 
-    pool = read_memory_pool()
     if pool is not None and isinstance(filesystem, pafs.LocalFileSystem):
         return pa.OSFile(path, "r", memory_pool=pool)
     return filesystem.open_input_file(path)
 
 
-def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int) -> Any:
-    """``pyarrow.parquet.ParquetFile(source, ...)`` whose reads allocate from :func:`read_memory_pool`.
+def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int, pool: Optional[Any] = None) -> Any:
+    """``pyarrow.parquet.ParquetFile(source, ...)`` whose reads allocate from ``pool`` (None: the default).
 
     ``ParquetFile`` takes no pool, but the ``ParquetReader`` it wraps does: it is swapped for one opened
     on the same source with the footer already read. Where that fails (a pyarrow without these
@@ -68,7 +75,6 @@ def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int) -> Any
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size)
-    pool = read_memory_pool()
     if pool is None:
         return pf
     try:
