@@ -14,6 +14,7 @@ once and viewing the binary buffer, with no Python loop per cell.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import weakref
 import zipfile
@@ -337,6 +338,17 @@ class NdarrayCodec(DataframeColumnCodec):
 
 _LENT_BUFFERS: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
 _LENT_LOCK = threading.Lock()
+
+
+def _locks_after_fork() -> None:
+    """In a forked child, fresh locks: another thread of the parent may have held them at the fork."""
+    global _LENT_LOCK
+    _LENT_LOCK = threading.Lock()
+    _BATCH_MEMORY._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_locks_after_fork)
 
 
 def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":

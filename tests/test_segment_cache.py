@@ -92,3 +92,22 @@ def test_clearing_the_cache_closes_its_file_descriptors():
     assert held > 0 and _open_fds() <= before + held
     clear_segment_cache()
     assert _open_fds() <= before
+
+
+def test_a_forked_child_does_not_inherit_the_cache():
+    # the cached memory is shared with this process: a forked child (a DataLoader worker, say) starting a
+    # pool of its own must not hand it out as well
+    _run(12, 2 * MB, 0)
+    held = len(SEGMENT_CACHE)
+    assert held > 0
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(r)
+        os.write(w, str(len(SEGMENT_CACHE)).encode())
+        os._exit(0)
+    os.close(w)
+    child_sees = int(os.read(r, 16).decode())
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert child_sees == 0 and len(SEGMENT_CACHE) == held

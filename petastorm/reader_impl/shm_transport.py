@@ -32,6 +32,7 @@ band through the pipe (numpy still pickles each array as one buffer, never cell 
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import mmap
 import os
@@ -130,10 +131,11 @@ class _Mapping:
     Unmapped when the last :meth:`exporter` over it (and the mapping itself) is garbage-collected.
     """
 
-    __slots__ = ("addr", "size", "_ctype", "__weakref__")
+    __slots__ = ("addr", "size", "_ctype", "_munmap", "__weakref__")
 
     def __init__(self, fd: int, size: int, populate: bool = False):
         libc = _libc()
+        self._munmap = libc.munmap  # held here: at interpreter exit module globals may already be gone
         flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0x8000) if populate else 0)
         addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
         if addr is None or addr == ctypes.c_void_p(-1).value:
@@ -150,7 +152,9 @@ class _Mapping:
         return arr
 
     def __del__(self) -> None:
-        _libc().munmap(self.addr, self.size)
+        munmap = getattr(self, "_munmap", None)
+        if munmap is not None:
+            munmap(self.addr, self.size)
 
 
 class SegmentCache:
@@ -193,6 +197,17 @@ class SegmentCache:
             del self._items[len(self._items) - len(out):]
         return out[::-1]
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the inherited entries without touching the parent's (their memory is
+        shared with the parent, whose next pool may hand it out: this process must never write to it)."""
+        self._lock = threading.Lock()  # the parent's may have been held by another thread at the fork
+        items, self._items = self._items, []
+        for fd, _size, _mapping in items:
+            try:
+                os.close(fd)  # this process's copy of the descriptor
+            except OSError:
+                pass
+
     def clear(self) -> None:
         with self._lock:
             items, self._items = self._items, []
@@ -212,8 +227,11 @@ class SegmentCache:
             return len(self._items)
 
 
-#: The process-wide cache of free segments (parent side).
+#: The process-wide cache of free segments (parent side); emptied at interpreter exit.
 SEGMENT_CACHE = SegmentCache()
+atexit.register(SEGMENT_CACHE.clear)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=SEGMENT_CACHE.forget_after_fork)
 
 
 def clear_segment_cache() -> None:
