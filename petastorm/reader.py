@@ -188,7 +188,8 @@ def _expression_columns(expression: Any, schema: Any) -> list:
     if error is not None:
         raise PetastormArgumentError(f"filters expression {expression} does not apply to the dataset's columns "
                                      f"{schema.names}: {error}")
-    return [name for i, name in enumerate(schema.names) if bind_error(schema.remove(i)) is not None]
+    text = str(expression)  # a referenced column's name appears in the expression's text: test only those
+    return [name for i, name in enumerate(schema.names) if name in text and bind_error(schema.remove(i)) is not None]
 
 
 def _filter_columns(filters: Any, schema: Any = None) -> list:

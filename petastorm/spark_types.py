@@ -7,6 +7,9 @@ hold the stand-in classes below (same class names, same constructor arguments, s
 trip keeps working both ways), whether pyspark is installed or not. Reading a dataset therefore never
 imports pyspark (0.1 s in the reader and in every process-pool worker); ``ScalarCodec.spark_dtype()`` and
 ``Unischema.as_spark_schema()`` hand out the real pyspark types (:func:`to_pyspark`) when pyspark is there.
+A stand-in equals the pyspark type of the same name and parameters (``standin == LongType()``), but
+pyspark's own ``__eq__`` checks the class (``LongType() == standin`` is False): compare through
+``spark_dtype()``, or with the stand-in on the left.
 """
 from __future__ import annotations
 

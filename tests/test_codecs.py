@@ -583,3 +583,16 @@ def test_field_declared_with_a_dtype_instance_accepts_arrays_of_that_dtype():
     np.testing.assert_array_equal(field.codec.decode(field, field.codec.encode(field, value)), value)
     with pytest.raises(PetastormSchemaError, match="float32.*float64"):
         field.codec.encode(field, value.astype(np.float64))
+
+
+def test_cells_in_an_immutable_arrow_buffer_are_copied_not_viewed():
+    field = _field(np.float32, (4,), NdarrayCodec())
+    cells = [bytes(field.codec.encode(field, np.full(4, i, np.float32))) for i in range(3)]
+    offsets = np.cumsum([0] + [len(c) for c in cells]).astype(np.int32)
+    data = pa.py_buffer(b"".join(cells))  # wraps a bytes object: immutable
+    assert not data.is_mutable
+    col = pa.Array.from_buffers(pa.binary(), 3, [None, pa.py_buffer(offsets.tobytes()), data])
+    out = field.codec.decode_column(field, col)
+    assert out.flags.writeable and out.flags.c_contiguous
+    out[1, 0] = 9.0
+    np.testing.assert_array_equal(field.codec.decode_column(field, col)[1], np.full(4, 1, np.float32))

@@ -111,3 +111,57 @@ def test_a_forked_child_does_not_inherit_the_cache():
     os.close(r)
     os.waitpid(pid, 0)
     assert child_sees == 0 and len(SEGMENT_CACHE) == held
+
+
+def test_putting_a_segment_never_waits_for_the_lock():
+    # a pool's finalizer may run inside a garbage collection in a thread that holds the cache's lock
+    from petastorm.reader_impl.shm_transport import _Mapping
+
+    fd = os.memfd_create("petastorm-test", os.MFD_CLOEXEC)
+    os.ftruncate(fd, MB)
+    mapping = _Mapping(fd, MB)
+    with SEGMENT_CACHE._lock:
+        assert SEGMENT_CACHE.put(fd, MB, mapping) is False  # let go at once, not a deadlock
+    with pytest.raises(OSError):
+        os.fstat(fd)  # and its descriptor is closed
+
+
+def test_released_results_are_bequeathed_when_the_pool_stops():
+    seen, diag, _ = _run(20, MB, 0)  # every result dropped by the consumer before stop
+    assert seen == [(float(i), float(i)) for i in range(20)]
+    assert len(SEGMENT_CACHE) >= min(diag["segments_received"], 16) - 2
+
+
+def npy_column_factory():
+    """Decodes a 1 MB column of (64, 64) float32 npy cells with NdarrayCodec, as the reader's worker does."""
+    def factory():
+        import pyarrow as pa
+
+        from petastorm.codecs import NdarrayCodec
+        from petastorm.unischema import UnischemaField
+
+        field = UnischemaField("arr", np.float32, (64, 64), NdarrayCodec(), False)
+        cells = [bytes(field.codec.encode(field, np.full((64, 64), i, np.float32))) for i in range(64)]
+        column = pa.array(cells, pa.binary())
+
+        def work(item):
+            return ColumnBatch({"arr": field.codec.decode_column(field, column)}, 64, item)
+        return work
+    return factory
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_workers_decode_ndarray_cells_straight_into_shared_memory(method):
+    # a 'spawn' worker starts without petastorm.codecs imported: the shared-memory allocator must be
+    # installed all the same, or decoded arrays would be (strided) views pickled through the pipe
+    pool = ProcessPool(1, 2, start_method=method, transport="shm")
+    pool.start(npy_column_factory())
+    try:
+        for batch in pool.imap(_items(3)):
+            arr = batch.columns["arr"]
+            assert arr.shape == (64, 64, 64) and arr.flags.c_contiguous and arr[5, 0, 0] == 5
+        d = pool.diagnostics
+    finally:
+        pool.join()
+    assert d["bytes_shm"] >= 3 * 64 * 64 * 64 * 4 and d["bytes_inband"] < 64 * 1024

@@ -83,7 +83,8 @@ def _codec_to_json(codec: Any, field_name: str) -> Any:
             f"petastorm's codecs {list(_CODECS)} and cannot be stored in the dataset metadata")
     doc: dict = {"type": kind}
     if kind == "ScalarCodec":
-        doc["spark_type"] = _spark_type_to_json(codec.spark_dtype(), field_name)
+        # the stored type as is (a loaded schema holds stand-ins): no pyspark import to write a schema
+        doc["spark_type"] = _spark_type_to_json(getattr(codec, "_spark_type", None) or codec.spark_dtype(), field_name)
     elif kind == "CompressedImageCodec":
         doc.update(image_codec=codec.image_codec, quality=int(codec._quality))
     return doc

@@ -81,7 +81,11 @@ def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int, pool: 
         from pyarrow._parquet import ParquetReader
 
         reader = ParquetReader(memory_pool=pool)
-        reader.open(source, buffer_size=buffer_size, pre_buffer=pre_buffer, metadata=pf.metadata)
+        options = dict(buffer_size=buffer_size, pre_buffer=pre_buffer, metadata=pf.metadata)
+        try:  # ParquetFile turns Arrow extension types on; ParquetReader.open does not by default
+            reader.open(source, arrow_extensions_enabled=True, **options)
+        except TypeError:  # a pyarrow without the option
+            reader.open(source, **options)
         pf.reader = reader
     except Exception:  # noqa: BLE001 - keep the default pool rather than fail a read over an optimisation
         pass

@@ -94,8 +94,9 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 #: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
-                      "petastorm.reader_impl.process_pool", "petastorm.reader_impl.worker", "petastorm.codecs",
-                      "petastorm.unischema", "petastorm.arrow_types"]
+                      "petastorm.reader_impl.process_pool", "petastorm.reader_impl.process_worker",
+                      "petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema",
+                      "petastorm.arrow_types"]
 
 
 @contextlib.contextmanager

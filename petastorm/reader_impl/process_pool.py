@@ -27,13 +27,12 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import weakref
 from collections import deque
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import cloudpickle
 
@@ -43,8 +42,6 @@ from petastorm.reader_impl.pool import (
     Pool,
     WorkerFactory,
     _Failure,
-    close_worker,
-    exception_payload,
     rebuild_exception,
 )
 from petastorm.reader_impl.preload import (  # noqa: F401
@@ -57,11 +54,11 @@ from petastorm.reader_impl.preload import (  # noqa: F401
     modules_for_factory,
     warm_up,
 )
+from petastorm.reader_impl.process_worker import worker_batch_allocator, worker_main
 from petastorm.reader_impl.shm_transport import (
     SEGMENT_CACHE,
     TRANSPORT_SHM,
     ShmReader,
-    ShmWriter,
     default_transport,
 )
 from petastorm.reader_impl.work_item import WorkItem
@@ -75,117 +72,6 @@ _GC_JOIN_TIMEOUT_S = 1.0
 _WORKER_QUEUE_DEPTH = 3
 
 
-
-
-def _parent_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-_BATCH_ALLOCATOR: Optional[Callable[[tuple, Any], Any]] = None
-
-
-def worker_batch_allocator() -> Optional[Callable[[tuple, Any], Any]]:
-    """In a process-pool worker with the 'shm' transport: ``allocate(shape, dtype)``, which returns an
-    uninitialised array in shared memory (or None), so that a result holding it crosses to the parent with
-    no copy. None elsewhere (threads, the parent, the 'pipe' transport)."""
-    return _BATCH_ALLOCATOR
-
-
-def _install_batch_allocator(writer: ShmWriter) -> None:
-    """Let the codecs decode batches straight into shared memory (no copy when the result is sent), where
-    they offer the hook ``petastorm.codecs.set_batch_allocator(fn)``; ``fn(shape, dtype)`` returns an array
-    or None (then the codec allocates as usual)."""
-    global _BATCH_ALLOCATOR
-    if writer.transport != TRANSPORT_SHM:
-        return
-    _BATCH_ALLOCATOR = writer.allocate
-    codecs = sys.modules.get("petastorm.codecs")
-    hook = getattr(codecs, "set_batch_allocator", None)
-    if callable(hook):
-        hook(writer.allocate)
-
-
-def _worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, transport: str,
-                 max_free_segments: int) -> None:
-    """Entry point of a worker process: build the worker, then serve tasks until 'stop' or EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
-    sock = socket.socket(fileno=os.dup(conn.fileno())) if transport == TRANSPORT_SHM else None
-    writer = ShmWriter(conn.send, sock, transport, max_free_segments)
-    _install_batch_allocator(writer)
-    worker = None
-    try:
-        try:
-            worker = cloudpickle.loads(factory_bytes)()
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller
-            conn.send(("start_error", exception_payload(exc)))
-            return
-        conn.send(("ready", os.getpid(), time.time()))
-        pending: deque = deque()
-        cancelled_below = 0
-
-        def drain() -> bool:
-            """Read every message already there; False on 'stop'."""
-            nonlocal cancelled_below
-            while conn.poll(0):
-                msg = conn.recv()
-                if msg[0] == "stop":
-                    writer.bequeath()  # free segments go back to the parent, for its next pool
-                    return False
-                if msg[0] == "release":
-                    writer.release(msg[1])
-                elif msg[0] == "gift":
-                    writer.adopt(msg[1])
-                elif msg[0] == "cancel":
-                    cancelled_below = max(cancelled_below, msg[1] + 1)
-                else:
-                    if msg[4]:
-                        writer.release(msg[4])
-                    pending.append(msg)
-            return True
-
-        while True:
-            if not pending:
-                if not conn.poll(1.0):
-                    if not _parent_alive(main_pid):
-                        return
-                    continue
-            if not drain():
-                return
-            if not pending:
-                continue
-            _kind, gen, seq, item, _releases = pending.popleft()
-            if gen < cancelled_below:
-                continue
-            try:
-                out = worker(item)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller at this item's turn
-                conn.send(("error", gen, seq, exception_payload(exc)))
-                del exc
-                continue
-            if not drain():
-                return
-            try:
-                payload = writer.encode(out)
-            except BaseException as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
-                conn.send(("error", gen, seq, exception_payload(exc)))
-                del exc
-                continue
-            del out
-            conn.send(("result", gen, seq, payload))
-            del payload
-    except (EOFError, OSError):
-        return  # the parent went away
-    finally:
-        close_worker(worker)
-        writer.close()
-        if sock is not None:
-            sock.close()
 
 
 # ---- parent side -----------------------------------------------------------------------------------
@@ -245,6 +131,7 @@ def _shutdown(state: _State) -> None:
         return
     state.closed = True
     state.wake()
+    _send_releases(state)  # segments the consumer let go of are free again: the workers may bequeath them
     state.send_all(("stop",))
     deadline = time.monotonic() + state.join_timeout
     _collect_bequests(state, deadline)
@@ -271,6 +158,28 @@ def _shutdown(state: _State) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _send_releases(state: _State) -> None:
+    """Send the releases queued since the last dispatch (skipped if the send lock stays busy)."""
+    by_worker: Dict[int, List[int]] = {}
+    while state.releases:
+        try:
+            key, sid = state.releases.popleft()
+        except IndexError:
+            break
+        by_worker.setdefault(key, []).append(sid)
+    if not by_worker or not state.send_lock.acquire(timeout=0.5):
+        return
+    try:
+        for w in state.workers:
+            if w.index in by_worker and not w.dead:
+                try:
+                    w.conn.send(("release", by_worker[w.index]))
+                except (OSError, ValueError):
+                    pass
+    finally:
+        state.send_lock.release()
 
 
 def _collect_bequests(state: _State, deadline: float) -> None:
@@ -365,7 +274,7 @@ class ProcessPool(Pool):
     def _start_processes(self, ctx: Any, factory_bytes: bytes) -> None:
         for i in range(self.workers_count):
             parent_conn, child_conn = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_worker_main, name=f"petastorm-worker-{i}", daemon=True,
+            proc = ctx.Process(target=worker_main, name=f"petastorm-worker-{i}", daemon=True,
                                args=(i, child_conn, factory_bytes, os.getpid(), self.transport,
                                      self._segments_kept))
             try:
@@ -376,9 +285,16 @@ class ProcessPool(Pool):
             self._state.workers.append(_Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
         if self.transport == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
             cached = SEGMENT_CACHE.take(self._segments_kept * self.workers_count)
-            for w in self._state.workers:
-                mine = cached[w.index::self.workers_count]
-                w.reader.give(lambda msg, w=w: self._send(w, msg), mine)
+            shares = [cached[w.index::self.workers_count] for w in self._state.workers]
+            handed = 0
+            try:
+                for w, mine in zip(self._state.workers, shares):
+                    handed += 1  # give() closes its share's fds whatever happens
+                    w.reader.give(lambda msg, w=w: self._send(w, msg), mine)
+            finally:
+                for mine in shares[handed:]:  # a worker died first: the shares not handed out are closed
+                    for fd, _size, _mapping in mine:
+                        os.close(fd)
 
     # ---- sending ----------------------------------------------------------------------------------
     def _send(self, w: _Worker, msg: tuple) -> None:
@@ -496,6 +412,8 @@ class ProcessPool(Pool):
             return True
         if kind == "seg":
             w.reader.add_segment(msg[1], msg[2])
+        elif kind == "bequest":  # a stopping worker's free segments (its fds follow in the stream)
+            w.reader.take_bequest(msg[1])
         elif kind == "drop":
             w.reader.drop_segment(msg[1])
         elif kind == "ready":

@@ -178,14 +178,23 @@ class SegmentCache:
         return max(0, int(mb * (1 << 20)))
 
     def put(self, fd: int, size: int, mapping: "_Mapping") -> bool:
-        """Keep the segment if it fits (the cache owns ``fd`` from here on); False when it was closed."""
-        with self._lock:
-            fits = (len(self._items) < _CACHE_MAX_SEGMENTS
-                    and sum(item[1] for item in self._items) + size <= self.limit_bytes())
-            if fits:
-                os.set_inheritable(fd, False)
-                self._items.append((fd, size, mapping))
-                return True
+        """Keep the segment if it fits (the cache owns ``fd`` from here on); False when it was closed.
+
+        Never waits for the lock: this runs in a pool's finalizer, i.e. inside any garbage collection,
+        possibly in a thread that holds the lock in :meth:`take` (then the segment is simply let go).
+        """
+        limit = self.limit_bytes()
+        if self._lock.acquire(blocking=False):
+            try:
+                total = 0
+                for item in self._items:
+                    total += item[1]
+                if len(self._items) < _CACHE_MAX_SEGMENTS and total + size <= limit:
+                    os.set_inheritable(fd, False)
+                    self._items.append((fd, size, mapping))
+                    return True
+            finally:
+                self._lock.release()
         os.close(fd)
         return False
 
@@ -438,9 +447,11 @@ class ShmWriter:
                 os.close(fd)
 
     def bequeath(self) -> None:
-        """On 'stop': send the free segments' fds to the parent, for its next pool. Always sends the
-        ``('bequest', [...])`` message (the parent waits for it, or for the end of the connection)."""
-        free = [seg for seg in self._segments.values() if seg.free and seg.fd >= 0]
+        """On 'stop': send the free segments' fds to the parent, for its next pool (the largest, as many as
+        its cache can hold). Always sends the ``('bequest', [...])`` message (the parent waits for it, or
+        for the end of the connection)."""
+        free = sorted((seg for seg in self._segments.values() if seg.free and seg.fd >= 0),
+                      key=lambda seg: seg.size, reverse=True)[:_CACHE_MAX_SEGMENTS]
         self._send(("bequest", [(seg.sid, seg.size) for seg in free]))
         if free and self._sock is not None:
             socket.send_fds(self._sock, [b"B"], [seg.fd for seg in free])

@@ -102,7 +102,7 @@ class RowGroupWorker:
         self._files[path] = pf
         if len(self._files) > _OPEN_FILES:
             _, old = self._files.popitem(last=False)
-            old.close()
+            old.close(force=True)  # the source was opened here: close it too
         return pf
 
     def _read_columns(self, rg: Any, columns: list) -> Any:
@@ -246,7 +246,7 @@ class RowGroupWorker:
         """Close the open Parquet files."""
         for pf in self._files.values():
             try:
-                pf.close()
+                pf.close(force=True)
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
