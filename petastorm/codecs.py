@@ -359,15 +359,16 @@ def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "n
     while that batch lives copies it, with whatever was written into it).
 
     None where a copy is wanted: in a process-pool worker (the batch allocator puts the copy straight into
-    shared memory), for an immutable buffer, or when cells are not aligned for the dtype or not a whole
-    number of elements apart.
+    shared memory), for an immutable buffer, for a slice of less than half the buffer (the view would keep
+    all of it alive), or when cells are not aligned for the dtype or not a whole number of elements apart.
     """
     if _ALLOCATOR is not None:
         return None
     dtype = np.dtype(header.dtype)
     buf = column.buffers()[2]
     if (buf is None or not buf.is_mutable or dtype.hasobject or (buf.address + start) % max(1, dtype.alignment)
-            or stride % dtype.itemsize):  # torch.from_numpy wants strides in whole elements
+            or stride % dtype.itemsize  # torch.from_numpy wants strides in whole elements
+            or 2 * n * stride < buf.size):  # a slice (drop partitions): a view would pin the whole buffer
         return None
     with _LENT_LOCK:  # a buffer already lent to live views (the same column decoded again): copy instead
         if _LENT_BUFFERS.get(buf.address) is not None:

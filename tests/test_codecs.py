@@ -596,3 +596,13 @@ def test_cells_in_an_immutable_arrow_buffer_are_copied_not_viewed():
     assert out.flags.writeable and out.flags.c_contiguous
     out[1, 0] = 9.0
     np.testing.assert_array_equal(field.codec.decode_column(field, col)[1], np.full(4, 1, np.float32))
+
+
+def test_a_small_slice_of_cells_is_copied_so_that_it_does_not_pin_the_whole_buffer():
+    field = _field(np.float32, (4,), NdarrayCodec())
+    col = _column([field.codec.encode(field, np.full(4, i, np.float32)) for i in range(40)])
+    part = field.codec.decode_column(field, col.slice(10, 5))  # a quarter of a row group (drop partitions)
+    assert part.flags.c_contiguous  # a copy of the five cells
+    np.testing.assert_array_equal(part[:, 0], np.arange(10, 15, dtype=np.float32))
+    whole = field.codec.decode_column(field, col)
+    assert not whole.flags.c_contiguous  # the whole column: a view, no copy
