@@ -284,7 +284,7 @@ class ProcessPool(Pool):
             sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM else None
             self._state.workers.append(_Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
         if self.transport == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
-            cached = SEGMENT_CACHE.take(self._segments_kept * self.workers_count)
+            cached = SEGMENT_CACHE.take(min(self._segments_kept, self._depth + 2) * self.workers_count)
             shares = [cached[w.index::self.workers_count] for w in self._state.workers]
             handed = 0
             try:
