@@ -165,3 +165,22 @@ def test_workers_decode_ndarray_cells_straight_into_shared_memory(method):
     finally:
         pool.join()
     assert d["bytes_shm"] >= 3 * 64 * 64 * 64 * 4 and d["bytes_inband"] < 64 * 1024
+
+
+def test_join_from_another_thread_while_the_consumer_reads_ends_both_cleanly():
+    import threading
+    import time
+
+    pool = ProcessPool(2, 2, transport="shm")
+    pool.start(filled_factory(MB, 0))
+    seen = []
+    joiner = threading.Thread(target=lambda: (time.sleep(0.05), pool.join()))
+    t0 = time.monotonic()
+    for batch in pool.imap(_items(100000)):
+        seen.append(float(batch.columns["big"][0]))
+        if len(seen) == 1:  # workers are up: join from another thread while this one keeps reading
+            joiner.start()
+    joiner.join(10)
+    assert not joiner.is_alive() and time.monotonic() - t0 < 10
+    assert 0 < len(seen) < 100000 and seen == [float(i) for i in range(len(seen))]
+    assert all(not p.is_alive() for p in [w.process for w in pool._state.workers])

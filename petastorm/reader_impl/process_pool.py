@@ -97,6 +97,9 @@ class _State:
         self.workers: List[_Worker] = []
         self.releases: deque = deque()
         self.send_lock = threading.Lock()
+        # one reader of the worker connections at a time: the consumer's imap, or a shutdown (join() from
+        # another thread) collecting bequests (a message and the fds that follow it must not be split)
+        self.recv_lock = threading.Lock()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         self.closed = False
@@ -185,21 +188,27 @@ def _send_releases(state: _State) -> None:
 def _collect_bequests(state: _State, deadline: float) -> None:
     """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its free
     segments, kept in the segment cache for the next pool) or the end of its connection."""
-    for w in state.workers:
-        if w.sock is None or w.dead:
-            continue
-        try:
-            while True:
-                if not w.conn.poll(max(0.0, deadline - time.monotonic())):
-                    break
-                msg = w.conn.recv()
-                if msg[0] == "bequest":
-                    w.reader.take_bequest(msg[1])
-                    break
-                if msg[0] == "seg":  # its fd follows in the stream: take it (and let it go)
-                    w.reader.add_segment(msg[1], msg[2])
-        except (EOFError, OSError, ValueError):
-            continue
+    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let go
+    if not state.recv_lock.acquire(timeout=0.5):
+        return
+    try:
+        for w in state.workers:
+            if w.sock is None or w.dead:
+                continue
+            try:
+                while True:
+                    if not w.conn.poll(max(0.0, deadline - time.monotonic())):
+                        break
+                    msg = w.conn.recv()
+                    if msg[0] == "bequest":
+                        w.reader.take_bequest(msg[1])
+                        break
+                    if msg[0] == "seg":  # its fd follows in the stream: take it (and let it go)
+                        w.reader.add_segment(msg[1], msg[2])
+            except (EOFError, OSError, ValueError):
+                continue
+    finally:
+        state.recv_lock.release()
 
 
 def _describe_exit(exitcode: Optional[int]) -> str:
@@ -382,9 +391,13 @@ class ProcessPool(Pool):
 
     def _drain(self, w: _Worker, gen: int, results: Dict[int, Any]) -> bool:
         got = False
+        lock = self._state.recv_lock
         try:
-            while not w.dead and w.conn.poll(0):
-                got |= self._handle(w, w.conn.recv(), gen, results)
+            with lock:
+                if self._state.closed:  # a shutdown (join() from another thread) owns the connections now
+                    return False
+                while not w.dead and w.conn.poll(0):
+                    got |= self._handle(w, w.conn.recv(), gen, results)
         except (EOFError, OSError):
             if not (self._stopped or self._state.closed):
                 self._on_death(w, None)
