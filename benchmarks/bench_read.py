@@ -211,51 +211,46 @@ def bench_columns(quick: bool, reps: int, use_original: bool) -> list:
     return out
 
 
+def _bench_reader_field(path: str, touch: str, limit_name: str, limit_fn, limit_factor: int, reps: int,
+                        use_original: bool, processes: bool, figure: str, cpu_figure: str, process_figure: str,
+                        target: float) -> list:
+    """``make_reader`` over ``path`` in threads (and processes) against ``limit_factor`` x the limit loop."""
+    _warm(path, "reader", "thread")
+    ours_thread, ours_process = "ours: reader thread x2", "ours: reader process x2"
+    cases = {limit_name: limit_fn, ours_thread: lambda: ours(path, "reader", "thread", touch)}
+    if processes:
+        _warm(path, "reader", "process")
+        cases[ours_process] = lambda: ours(path, "reader", "process", touch)
+    best = measure(cases, reps)
+    limit = limit_factor * best[limit_name]
+    orig = _original(path, "reader", "thread", touch, limit, use_original)
+    detail = (f"limit {limit_factor} x {limit / limit_factor:,.0f} rows/s" if limit_factor != 1
+              else f"limit {limit:,.0f} rows/s")
+    out = [common.report(figure, best[ours_thread] / limit, target, original=orig and orig["rows_per_s"] / limit,
+                         detail=detail)]
+    _cpu_report(cpu_figure, limit_name, ours_thread)
+    if processes:
+        origp = _original(path, "reader", "process", touch, limit, use_original)
+        out.append(common.report(process_figure, best[ours_process] / best[ours_thread], 0.8,
+                                 original=(orig and origp and origp["rows_per_s"] / orig["rows_per_s"]) or None))
+    return out
+
+
 def bench_ndarray(quick: bool, reps: int, use_original: bool, processes: bool = True) -> list:
     path = common.ndarray_dataset(quick)
     print(f"[2] make_reader, (64, 64) float32 NdarrayCodec ({path})", flush=True)
-    _warm(path, "reader", "thread")
-    cases = {"limit: frombuffer 1 thread": lambda: limit_ndarray(path),
-             "ours: reader thread x2": lambda: ours(path, "reader", "thread", "arr")}
-    if processes:
-        _warm(path, "reader", "process")
-        cases["ours: reader process x2"] = lambda: ours(path, "reader", "process", "arr")
-    best = measure(cases, reps)
-    limit = best["limit: frombuffer 1 thread"]
-    orig = _original(path, "reader", "thread", "arr", limit, use_original)
-    out = [common.report("2 reader ndarray(64,64) / frombuffer 1 thread", best["ours: reader thread x2"] / limit, 1.0,
-                         original=orig and orig["rows_per_s"] / limit, detail=f"limit {limit:,.0f} rows/s")]
-    _cpu_report("2 reader ndarray", "limit: frombuffer 1 thread", "ours: reader thread x2")
-    if processes:
-        origp = _original(path, "reader", "process", "arr", limit, use_original)
-        out.append(common.report(
-            "4a process / thread pool, ndarray", best["ours: reader process x2"] / best["ours: reader thread x2"], 0.8,
-            original=(orig and origp and origp["rows_per_s"] / orig["rows_per_s"]) or None))
-    return out
+    return _bench_reader_field(path, "arr", "limit: frombuffer 1 thread", lambda: limit_ndarray(path), 1, reps,
+                               use_original, processes, "2 reader ndarray(64,64) / frombuffer 1 thread",
+                               "2 reader ndarray", "4a process / thread pool, ndarray", 1.0)
 
 
 def bench_jpeg(quick: bool, reps: int, use_original: bool, processes: bool = True) -> list:
     path = common.jpeg_dataset(quick)
     print(f"[3] make_reader, 224x224x3 JPEG ({path})", flush=True)
-    _warm(path, "reader", "thread")
-    cases = {"limit: imdecode 1 thread": lambda: limit_jpeg(path),
-             "ours: reader thread x2": lambda: ours(path, "reader", "thread", "image")}
-    if processes:
-        _warm(path, "reader", "process")
-        cases["ours: reader process x2"] = lambda: ours(path, "reader", "process", "image")
-    best = measure(cases, max(1, reps - 1))
-    limit = 2 * best["limit: imdecode 1 thread"]
-    orig = _original(path, "reader", "thread", "image", limit, use_original)
-    out = [common.report("3 reader jpeg 224x224x3 / 2x imdecode 1 thread", best["ours: reader thread x2"] / limit,
-                         0.85, original=orig and orig["rows_per_s"] / limit,
-                         detail=f"limit 2 x {limit / 2:,.0f} rows/s")]
-    _cpu_report("3 reader jpeg", "limit: imdecode 1 thread", "ours: reader thread x2")
-    if processes:
-        origp = _original(path, "reader", "process", "image", limit, use_original)
-        out.append(common.report(
-            "4b process / thread pool, jpeg", best["ours: reader process x2"] / best["ours: reader thread x2"], 0.8,
-            original=(orig and origp and origp["rows_per_s"] / orig["rows_per_s"]) or None))
-    return out
+    return _bench_reader_field(path, "image", "limit: imdecode 1 thread", lambda: limit_jpeg(path), 2,
+                               max(1, reps - 1), use_original, processes,
+                               "3 reader jpeg 224x224x3 / 2x imdecode 1 thread", "3 reader jpeg",
+                               "4b process / thread pool, jpeg", 0.85)
 
 
 def main(argv=None) -> int:

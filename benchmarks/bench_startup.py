@@ -81,25 +81,29 @@ def bench_small_files(n_files: int, reps: int, use_original: bool) -> list:
     return out
 
 
+def _best_cold(python: str, path: str, who: str, runs: int = 3) -> "dict | None":
+    """The process-pool first-row pass with the best first row among ``runs`` fresh interpreters, like the
+    other figures (one cold start moves by +-0.2 s with the load); all of them are printed."""
+    colds = [c for c in (common.run_read_pass(python, path, mode="reader", pool="process", max_rows=1)
+                         for _ in range(runs)) if c]
+    if not colds:
+        return None
+    print(f"    {who}: process pool first row, fresh interpreters: "
+          + ", ".join(f"{c['first_row_s']:.3f} s" for c in colds), flush=True)
+    return min(colds, key=lambda c: c["first_row_s"])
+
+
 def bench_process_startup(quick: bool, use_original: bool) -> list:
     path = common.ndarray_dataset(quick)
     print(f"[4c] process-pool start-up ({path})", flush=True)
     ours = sys.executable
-    # best of 3 fresh interpreters, like the other figures (one cold start moves by +-0.2 s with the load)
-    colds = [c for c in (common.run_read_pass(ours, path, mode="reader", pool="process", max_rows=1)
-                         for _ in range(3)) if c]
-    cold = min(colds, key=lambda c: c["first_row_s"]) if colds else None
-    if colds:
-        print("    process pool first row, fresh interpreters: "
-              + ", ".join(f"{c['first_row_s']:.3f} s" for c in colds), flush=True)
+    cold = _best_cold(ours, path, "ours")
     warm = common.run_read_pass(ours, path, mode="reader", pool="process", max_rows=1, warmup=True)
     thread_cold = common.run_read_pass(ours, path, mode="reader", pool="thread", max_rows=1)
     thread_warm = common.run_read_pass(ours, path, mode="reader", pool="thread", max_rows=1, warmup=True)
     ocold = owarm = None
     if use_original:
-        ocolds = [c for c in (common.run_read_pass(common.ORIGINAL_PYTHON, path, mode="reader", pool="process",
-                                                   max_rows=1) for _ in range(3)) if c]
-        ocold = min(ocolds, key=lambda c: c["first_row_s"]) if ocolds else None
+        ocold = _best_cold(common.ORIGINAL_PYTHON, path, "original 0.12.1")
         owarm = common.run_read_pass(common.ORIGINAL_PYTHON, path, mode="reader", pool="process", max_rows=1,
                                      warmup=True)
     out = []

@@ -192,12 +192,12 @@ def _expression_columns(expression: Any, schema: Any) -> list:
     return [name for i, name in enumerate(schema.names) if name in text and bind_error(schema.remove(i)) is not None]
 
 
-def _filter_columns(filters: Any, schema: Any = None) -> list:
-    """Columns that ``filters`` (DNF list or pyarrow ``Expression``) read; ``schema`` is needed for the latter."""
-    if filters is not None and schema is not None and not isinstance(filters, (list, tuple)):
-        return _expression_columns(filters, schema)
-    if filters is None or not isinstance(filters, (list, tuple)):
+def _filter_columns(filters: Any, schema: Any) -> list:
+    """Columns of the dataset's Arrow ``schema`` that ``filters`` (DNF list or pyarrow ``Expression``) read."""
+    if filters is None:
         return []
+    if not isinstance(filters, (list, tuple)):
+        return _expression_columns(filters, schema)
     names = []
     items = filters if filters and isinstance(filters[0], (list, tuple)) and filters[0] and \
         isinstance(filters[0][0], (list, tuple)) else [filters]

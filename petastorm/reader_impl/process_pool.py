@@ -111,17 +111,32 @@ class _State:
         except (BlockingIOError, OSError):
             pass
 
+    def collect_releases(self) -> Dict[int, List[int]]:
+        """Segment releases queued since the last call, by worker index."""
+        by_worker: Dict[int, List[int]] = {}
+        while self.releases:
+            try:
+                key, sid = self.releases.popleft()
+            except IndexError:
+                break
+            by_worker.setdefault(key, []).append(sid)
+        return by_worker
+
     def send_all(self, msg: tuple) -> None:
-        """Send ``msg`` to every live worker; skipped if the lock stays busy (stop() re-entered from a
-        ``__del__`` during a send of this same thread would otherwise deadlock; the flag and the wake-up
-        pipe already do the job, and ``join`` terminates workers that did not hear)."""
-        if not self.send_lock.acquire(timeout=0.5):
+        """Send ``msg`` to every live worker (see :meth:`send_each`)."""
+        self.send_each({w.index: msg for w in self.workers})
+
+    def send_each(self, messages: Dict[int, tuple]) -> None:
+        """Send each live worker its message (by worker index); skipped if the lock stays busy (stop()
+        re-entered from a ``__del__`` during a send of this same thread would otherwise deadlock; the flag
+        and the wake-up pipe already do the job, and ``join`` terminates workers that did not hear)."""
+        if not messages or not self.send_lock.acquire(timeout=0.5):
             return
         try:
             for w in self.workers:
-                if not w.dead:
+                if w.index in messages and not w.dead:
                     try:
-                        w.conn.send(msg)
+                        w.conn.send(messages[w.index])
                     except (OSError, ValueError):
                         pass
         finally:
@@ -134,7 +149,8 @@ def _shutdown(state: _State) -> None:
         return
     state.closed = True
     state.wake()
-    _send_releases(state)  # segments the consumer let go of are free again: the workers may bequeath them
+    # segments the consumer let go of are free again: the workers may bequeath them
+    state.send_each({key: ("release", sids) for key, sids in state.collect_releases().items()})
     state.send_all(("stop",))
     deadline = time.monotonic() + state.join_timeout
     _collect_bequests(state, deadline)
@@ -161,28 +177,6 @@ def _shutdown(state: _State) -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-def _send_releases(state: _State) -> None:
-    """Send the releases queued since the last dispatch (skipped if the send lock stays busy)."""
-    by_worker: Dict[int, List[int]] = {}
-    while state.releases:
-        try:
-            key, sid = state.releases.popleft()
-        except IndexError:
-            break
-        by_worker.setdefault(key, []).append(sid)
-    if not by_worker or not state.send_lock.acquire(timeout=0.5):
-        return
-    try:
-        for w in state.workers:
-            if w.index in by_worker and not w.dead:
-                try:
-                    w.conn.send(("release", by_worker[w.index]))
-                except (OSError, ValueError):
-                    pass
-    finally:
-        state.send_lock.release()
 
 
 def _collect_bequests(state: _State, deadline: float) -> None:
@@ -320,7 +314,7 @@ class ProcessPool(Pool):
     def _dispatch(self) -> None:
         """Send pending items to the least busy workers; segment releases ride along with the tasks
         (one write, one wake-up per item), the rest go out as ``release`` messages."""
-        releases = self._collect_releases()
+        releases = self._state.collect_releases()
         live = [w for w in self._state.workers if not w.dead]
         while self._pending and live:
             w = min(live, key=lambda x: len(x.outstanding))
@@ -336,17 +330,6 @@ class ProcessPool(Pool):
             w = self._state.workers[key]
             if not w.dead:
                 self._send(w, ("release", sids))
-
-    def _collect_releases(self) -> Dict[int, List[int]]:
-        releases = self._state.releases
-        by_worker: Dict[int, List[int]] = {}
-        while releases:
-            try:
-                key, sid = releases.popleft()
-            except IndexError:
-                break
-            by_worker.setdefault(key, []).append(sid)
-        return by_worker
 
     # ---- receiving --------------------------------------------------------------------------------
     def _pump(self, gen: int, results: Dict[int, Any]) -> None:
