@@ -360,3 +360,48 @@ def test_the_pipe_transport_can_be_forced_by_environment(monkeypatch):
     with _pool(1, 1, factory=big_factory(MB)) as pool:
         assert [float(b.columns["big"][1]) for b in pool.imap(_items(3))] == [1.0, 2.0, 3.0]
         assert pool.diagnostics["transport"] == "pipe" and pool.diagnostics["bytes_shm"] == 0
+
+
+_BLAS_ENV_SCRIPT = r"""
+import os
+import numpy as np
+from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+def factory():
+    def work(item):
+        return ColumnBatch({"x": np.zeros(1)}, 1, item, {"env": os.environ.get("OPENBLAS_NUM_THREADS")})
+    return work
+
+pool = ProcessPool(2, 2, start_method="forkserver")
+pool.start(factory)
+print([b.extra["env"] for b in pool.imap(WorkItem(0, i, i, 0, 1) for i in range(2))], os.environ.get("OPENBLAS_NUM_THREADS"))
+pool.join()
+"""
+
+
+@pytest.mark.parametrize("user_value", [None, "3"])
+def test_workers_run_blas_on_one_thread_unless_the_environment_says_otherwise(tmp_path, user_value):
+    import subprocess
+
+    script = tmp_path / "blas_env.py"
+    script.write_text(_BLAS_ENV_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user_value is not None:
+        env["OPENBLAS_NUM_THREADS"] = user_value
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    expected = user_value or "1"
+    # the workers get one BLAS thread (or the user's choice); the reader's own process is left as it was
+    assert out.stdout.split() == [f"['{expected}',", f"'{expected}']", str(user_value)]
+
+
+def test_importing_the_worker_environment_module_outside_the_fork_server_changes_nothing(monkeypatch):
+    import importlib
+
+    import petastorm.reader_impl.worker_env as worker_env
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    importlib.reload(worker_env)
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert worker_env.in_fork_server() is False

@@ -93,10 +93,12 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 #: before the first process pool starts (the fork server is started once per interpreter).
 #: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
-FORKSERVER_PRELOAD = ["numpy", "pyarrow", "pyarrow.parquet", "cloudpickle", "petastorm.reader_impl.work_item",
-                      "petastorm.reader_impl.process_pool", "petastorm.reader_impl.process_worker",
-                      "petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema",
-                      "petastorm.arrow_types"]
+#: :mod:`~petastorm.reader_impl.worker_env` comes first: it sets the workers' BLAS threads before numpy
+#: loads.
+FORKSERVER_PRELOAD = ["petastorm.reader_impl.worker_env", "numpy", "pyarrow", "pyarrow.parquet", "cloudpickle",
+                      "petastorm.reader_impl.work_item", "petastorm.reader_impl.process_pool",
+                      "petastorm.reader_impl.process_worker", "petastorm.reader_impl.worker", "petastorm.codecs",
+                      "petastorm.unischema", "petastorm.arrow_types"]
 
 
 @contextlib.contextmanager
