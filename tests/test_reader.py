@@ -1,5 +1,6 @@
 """make_reader / make_batch_reader end to end on a synthetic Petastorm dataset (10 row groups x 10 rows)."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -111,8 +112,13 @@ def test_batch_reader_yields_one_batch_per_row_group(synthetic_dataset):
 def test_original_sharding_partitions_row_groups(synthetic_dataset, shard_seed):
     seen = []
     for shard in range(3):
-        with make_reader(synthetic_dataset, cur_shard=shard, shard_count=3, shard_seed=shard_seed) as reader:
-            seen.append(set(_ids(reader)))
+        # the original warns that shard_seed is deprecated (in favour of seed), and so do we
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with make_reader(synthetic_dataset, cur_shard=shard, shard_count=3, shard_seed=shard_seed) as reader:
+                seen.append(set(_ids(reader)))
+        deprecated = [w for w in caught if "shard_seed was deprecated" in str(w.message)]
+        assert len(deprecated) == (shard_seed is not None)
     assert set.union(*seen) == set(range(100))
     assert sum(len(s) for s in seen) == 100
 
