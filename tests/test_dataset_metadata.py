@@ -179,6 +179,8 @@ _CODEC_CHOICES = [None, NdarrayCodec(), CompressedNdarrayCodec(), CompressedImag
                   ScalarCodec(spark_type("DecimalType", 20, 4)), ScalarCodec(spark_type("StringType"))]
 
 
+# generated names may clash with Unischema's own attributes (``__dict__``): the original's warning, expected
+@pytest.mark.filterwarnings("ignore:Can not create dynamic property")
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=12), st.sampled_from(_DTYPES),
                           st.lists(st.one_of(st.none(), st.integers(0, 10_000)), max_size=4),

@@ -177,7 +177,12 @@ def test_parquet_column_types_follow_the_schema(tmp_path):
 
 
 def _psw_blocks() -> set:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("psw")} if os.path.isdir("/dev/shm") else set()
+    """The writer's shared blocks of this process in ``/dev/shm`` (named ``psw<pid % 100000>_``). Only this
+    process's: /dev/shm is machine-wide, and another test process (pytest-xdist) may be writing too."""
+    if not os.path.isdir("/dev/shm"):
+        return set()
+    prefix = f"psw{os.getpid() % 100000}_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
 
 
 def test_worker_pool_round_trip_of_large_arrays_in_any_memory_layout(tmp_path):
