@@ -271,6 +271,9 @@ def test_workers_exit_when_the_pool_is_garbage_collected_mid_imap():
 
 
 def test_diagnostics_report_processes_and_bytes():
+    from petastorm.reader_impl.shm_transport import clear_segment_cache
+
+    clear_segment_cache()  # else earlier tests' segments serve this pool, and it receives none
     with _pool(2, 2, factory=big_factory(MB)) as pool:
         list(pool.imap(_items(4)))
         d = pool.diagnostics

@@ -7,7 +7,7 @@ Parent and each worker talk over one duplex unix-socket connection (``multiproce
   released] or None)``, ``('release', [segment ids])``, ``('cancel', gen)``, ``('stop',)``;
 - worker -> parent: ``('ready', pid)``, ``('start_error', exc)``, ``('seg', id, size)`` + an fd,
   ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``, and on 'stop'
-  ``('bequest', [(id, size), ...])`` + the fds of its free segments.
+  ``('bequest', [(id, size), ...])`` + the fds of its segments.
 
 The parent runs no background thread: the consumer's ``imap`` step sends tasks, reads messages and
 waits on the connections, the processes' sentinels (a dead worker is seen at once) and a wake-up pipe
@@ -180,8 +180,9 @@ def _shutdown(state: _State) -> None:
 
 
 def _collect_bequests(state: _State, deadline: float) -> None:
-    """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its free
-    segments, kept in the segment cache for the next pool) or the end of its connection."""
+    """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its
+    segments, kept in the segment cache for the next pool once no result uses them) or the end of its
+    connection."""
     # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let go
     if not state.recv_lock.acquire(timeout=0.5):
         return
@@ -408,7 +409,7 @@ class ProcessPool(Pool):
             return True
         if kind == "seg":
             w.reader.add_segment(msg[1], msg[2])
-        elif kind == "bequest":  # a stopping worker's free segments (its fds follow in the stream)
+        elif kind == "bequest":  # a stopping worker's segments (its fds follow in the stream)
             w.reader.take_bequest(msg[1])
         elif kind == "drop":
             w.reader.drop_segment(msg[1])

@@ -20,12 +20,14 @@ Zero copy on the worker side too: :meth:`ShmWriter.allocate` hands out arrays th
 whose buffers already lie in such segments is sent as ``(segment, offset, length)`` descriptors, with no
 copy; a segment is written again only once no array of the worker and no result in the parent uses it.
 
-Segments outlive their pool: when a pool stops, each worker hands the file descriptors of its free
-segments back to the parent (``bequest``), which keeps a few of them (:data:`SEGMENT_CACHE`, at most
+Segments outlive their pool: when a pool stops, each worker hands the file descriptors of its segments
+back to the parent (``bequest``), which keeps a few of them (:data:`SEGMENT_CACHE`, at most
 ``$PETASTORM_SHM_CACHE_MB``, default 256 MB) and gives them to the workers of the next pool (``gift``).
-A fresh memfd page costs a page fault (zeroing, ~10 us in a VM); a reader made per epoch would pay
-that for every segment again. Adopted segments are mapped with ``MAP_POPULATE`` (one call, no faults)
-and the parent reuses its own mapping of them.
+A segment that results still in the consumer's hands use (the last rows of an epoch, typically) joins
+the cache only once the last of them is garbage-collected. A fresh memfd page costs a page fault
+(zeroing, ~10 us in a VM): copying an 8 MB result into a fresh segment takes ~9 ms instead of ~0.5 ms,
+and a reader made per epoch would pay that for every segment again. Adopted segments are mapped with
+``MAP_POPULATE`` (one call, no faults) and the parent reuses its own mapping of them.
 
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
@@ -447,14 +449,15 @@ class ShmWriter:
                 os.close(fd)
 
     def bequeath(self) -> None:
-        """On 'stop': send the free segments' fds to the parent, for its next pool (the largest, as many as
-        its cache can hold). Always sends the ``('bequest', [...])`` message (the parent waits for it, or
-        for the end of the connection)."""
-        free = sorted((seg for seg in self._segments.values() if seg.free and seg.fd >= 0),
+        """On 'stop': send the segments' fds to the parent, for its next pool (the largest, as many as its
+        cache can hold), also those that results in the parent still use: the parent caches each once no
+        result uses it (this worker writes nothing more). Always sends the ``('bequest', [...])`` message
+        (the parent waits for it, or for the end of the connection)."""
+        mine = sorted((seg for seg in self._segments.values() if seg.fd >= 0),
                       key=lambda seg: seg.size, reverse=True)[:_CACHE_MAX_SEGMENTS]
-        self._send(("bequest", [(seg.sid, seg.size) for seg in free]))
-        if free and self._sock is not None:
-            socket.send_fds(self._sock, [b"B"], [seg.fd for seg in free])
+        self._send(("bequest", [(seg.sid, seg.size) for seg in mine]))
+        if mine and self._sock is not None:
+            socket.send_fds(self._sock, [b"B"], [seg.fd for seg in mine])
 
     def close(self) -> None:
         """Drop every segment (each is unmapped here once nothing views it; the parent keeps its own)."""
@@ -462,6 +465,24 @@ class ShmWriter:
             seg.close()
         self._segments.clear()
         self._lent.clear()
+
+
+class _Holder:
+    """Kept alive by every live result on one segment (see :meth:`ShmReader._holder`)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _put_later(pid: int, cache: SegmentCache, fd: int, size: int, mapping: _Mapping) -> None:
+    """A bequeathed segment whose last result just died goes to the cache, in the process that received
+    it only: a forked child's copy of the descriptor is closed (the memory is the parent's to hand out)."""
+    if os.getpid() == pid:
+        cache.put(fd, size, mapping)
+    else:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class ShmReader:
@@ -488,6 +509,8 @@ class ShmReader:
         self._key = key
         self._releases = releases
         self._maps: Dict[int, _Mapping] = {}
+        # segment id -> weak reference to the _Holder that the live results on that segment share
+        self._holders: Dict[int, Any] = {}
         self._gifts = 0
         self.bytes_shm = 0
         self.bytes_inband = 0
@@ -521,6 +544,7 @@ class ShmReader:
             base = bases.get(sid)
             if base is None:
                 exporter = self._maps[sid].exporter()
+                exporter._holder = self._holder(sid)
                 weakref.finalize(exporter, self._releases.append, (self._key, sid)).atexit = False
                 base = bases[sid] = memoryview(exporter).cast("B")
                 del exporter  # from here on only the views (then the arrays) keep it alive
@@ -530,6 +554,16 @@ class ShmReader:
         self.bytes_inband += len(header)
         return pickle.loads(header, buffers=views)
 
+    def _holder(self, sid: int) -> "_Holder":
+        """The object every live result on segment ``sid`` keeps alive (a new one if there is none): it dies
+        with the last of them, which tells when a bequeathed segment may go to the cache."""
+        ref = self._holders.get(sid)
+        holder = ref() if ref is not None else None
+        if holder is None:
+            holder = _Holder()
+            self._holders[sid] = weakref.ref(holder)
+        return holder
+
     def discard(self, payload: tuple) -> None:
         """Drop a payload nobody wants (an abandoned item): its segments are released at once."""
         if payload[0] == "shm":
@@ -538,7 +572,9 @@ class ShmReader:
 
     def take_bequest(self, entries: List[tuple], cache: "SegmentCache | None" = None) -> int:
         """Receive the fds of a stopping worker's ``('bequest', [(sid, size), ...])`` into ``cache``
-        (default :data:`SEGMENT_CACHE`), with our mapping of each. Returns how many were kept."""
+        (default :data:`SEGMENT_CACHE`), with our mapping of each: at once for a segment no live result
+        uses, else when the last of those results is garbage-collected. Returns how many were kept at
+        once."""
         if self._sock is None or not entries:
             return 0
         cache = SEGMENT_CACHE if cache is None else cache
@@ -550,7 +586,13 @@ class ShmReader:
             if mapping is None or mapping.size != size:
                 os.close(fd)
                 continue
-            kept += cache.put(fd, size, mapping)
+            ref = self._holders.get(sid)
+            holder = ref() if ref is not None else None
+            if holder is None:
+                kept += cache.put(fd, size, mapping)
+            else:  # results on it are still alive: cache it after them (never while they may be read)
+                weakref.finalize(holder, _put_later, os.getpid(), cache, fd, size, mapping).atexit = False
+            del holder
         return kept
 
     def give(self, send: Callable[[tuple], None], segments: List[tuple]) -> None:
