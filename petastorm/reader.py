@@ -468,7 +468,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     partition_types=partition_types, predicate=predicate, transform_spec=transform_spec,
                     filter_expression=None if pruned else expression,
                     output_mode="batch" if is_batched else "rows", cache=cache,
-                    dataset_fingerprint=dataset.fingerprint(),
+                    dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols)
     pool = make_pool(reader_pool_type, workers_count, results_queue_size)
