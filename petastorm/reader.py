@@ -359,20 +359,21 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                   cache_size_limit: Any, cache_row_size_estimate: Any, cache_extra_settings: Any, hdfs_driver: str,
                   transform_spec: Any, filters: Any, storage_options: Any, filesystem: Any, resume_from: Any,
                   shard_mode: str, balanced_remainder: str) -> Reader:
+    _ensure_pool(reader_pool_type, workers_count, results_queue_size)
+    if reader_pool_type == "process":
+        # start the fork server first: its imports (numpy, pyarrow: ~0.2 s) overlap this process's own
+        # (pyarrow, on a first reader) and the dataset discovery below. It preloads what unpickling the
+        # worker factory imports, so that workers import nothing. (preload is a light module: importing
+        # process_pool here would import pyarrow before the server starts.)
+        from petastorm.reader_impl.preload import warm_up
+
+        warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
     import numpy as np
 
     from petastorm.reader_impl.dataset import open_dataset
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool import make_pool
     from petastorm.reader_impl.worker import ReadSpec, WorkerFactory
-
-    _ensure_pool(reader_pool_type, workers_count, results_queue_size)
-    if reader_pool_type == "process":
-        # start the fork server now: its imports overlap the dataset discovery below. It preloads what
-        # unpickling the worker factory imports, so that workers import nothing
-        from petastorm.reader_impl.process_pool import warm_up
-
-        warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
     num_epochs = _ensure_num_epochs(num_epochs)
     explicit_seed = seed
     if seed is None and isinstance(resume_from, dict) and resume_from.get("seed") is not None:
