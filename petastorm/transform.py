@@ -197,9 +197,11 @@ def apply_row_transform(spec: TransformSpec, row: dict, output_schema: Optional[
     if spec.func is not None:
         result = _call_user_func(spec, dict(row))
         if not isinstance(result, dict):
-            raise PetastormTransformError(
+            kind = type(result).__name__
+            raise PetastormTransformError(  # the original's wording (a TypeError from make_namedtuple), then ours
+                f"petastorm.unischema.Unischema.make_namedtuple() argument after ** must be a mapping, not {kind}: "
                 f"TransformSpec func {_func_name(spec.func)!r} must return a dict of field name to value "
-                f"(make_reader rows), got {type(result).__name__}")
+                f"(make_reader rows), got {kind}")
         _check_no_undeclared(spec, result.keys(), row.keys(), output_schema)
     else:
         result = row

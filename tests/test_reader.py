@@ -94,9 +94,13 @@ def test_transform_spec_runs_on_rows_and_on_batches(synthetic_dataset):
         return df
 
     spec = TransformSpec(add_col, edit_fields=[("double_id", np.int64, (), False)], selected_fields=["id", "double_id"])
-    with make_batch_reader(synthetic_dataset, transform_spec=spec, schema_fields=["id"]) as reader:
-        for batch in reader:
-            np.testing.assert_array_equal(batch.double_id, batch.id * 2)
+    with make_batch_reader(synthetic_dataset, transform_spec=spec, schema_fields=["id", "value"]) as reader:
+        batches = list(reader)
+        assert list(reader.schema.fields) == ["id", "double_id"]  # selected_fields: in that order, 'value' gone
+    assert len(batches) == 10 and all(b._fields == ("id", "double_id") for b in batches)
+    for batch in batches:
+        np.testing.assert_array_equal(batch.double_id, batch.id * 2)
+    assert sorted(np.concatenate([b.id for b in batches]).tolist()) == list(range(100))
 
 
 def test_batch_reader_yields_one_batch_per_row_group(synthetic_dataset):

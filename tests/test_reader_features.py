@@ -31,15 +31,20 @@ def test_ngrams_are_windows_of_consecutive_rows(synthetic_dataset):
 
 
 def test_ngram_delta_threshold_breaks_windows(synthetic_dataset):
+    # consecutive timestamps are 10 apart: a threshold of 10 keeps every window, 5 breaks them all
+    with make_reader(synthetic_dataset, schema_fields=_ngram(delta=10)) as reader:
+        assert len(list(reader)) == 80
     with make_reader(synthetic_dataset, schema_fields=_ngram(delta=5)) as reader:
-        assert list(reader) == []  # consecutive timestamps are 10 apart
+        assert list(reader) == []
 
 
 def test_ngram_without_overlap(synthetic_dataset):
     with make_reader(synthetic_dataset, schema_fields=_ngram(overlap=False), shuffle_row_groups=False) as reader:
         grams = list(reader)
+    # windows of 3 rows that share no timestamp: rows 0-2, 3-5 and 6-8 of each 10-row row group
     starts = [int(g[-1].id) for g in grams]
-    assert all(b - a >= 3 for a, b in zip(starts, starts[1:]) if b // 10 == a // 10)
+    assert starts == [rg * 10 + k for rg in range(10) for k in (0, 3, 6)]
+    assert all(int(g[1].id) == int(g[-1].id) + 2 for g in grams)
 
 
 def test_ngram_resume_continues_exactly(synthetic_dataset):

@@ -34,7 +34,17 @@ options_strategy = st.fixed_dictionaries({
     "shard_mode": st.sampled_from(["original", "balanced"]),
     "predicate": st.booleans(),
     "batched": st.booleans(),
+    "ngram": st.booleans(),  # make_reader only (make_batch_reader refuses NGram fields, as the original)
 })
+
+
+def _ngram():
+    from _fixtures.datasets import SyntheticSchema as S
+
+    from petastorm.ngram import NGram
+
+    return NGram({-1: [S.id, S.timestamp], 0: [S.id, S.value], 1: [S.id]}, delta_threshold=10,
+                 timestamp_field=S.timestamp)
 
 
 def _reader(url, opts, **extra):
@@ -45,11 +55,13 @@ def _reader(url, opts, **extra):
         kwargs.update(cur_shard=opts["shard"][0], shard_count=opts["shard"][1])
     if opts["predicate"]:
         kwargs["predicate"] = in_lambda(["id"], _odd)
+    if opts.get("ngram") and not opts["batched"]:
+        kwargs["schema_fields"] = _ngram()
     kwargs.update(extra)
     return (make_batch_reader if opts["batched"] else make_reader)(url, **kwargs)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(opts=options_strategy, stop_fraction=st.floats(0, 1))
 def test_resume_mid_epoch_yields_the_uninterrupted_sequence(synthetic_dataset, opts, stop_fraction):
     key = json.dumps(opts, sort_keys=True)
@@ -67,13 +79,20 @@ def test_resume_mid_epoch_yields_the_uninterrupted_sequence(synthetic_dataset, o
 
 
 @pytest.mark.parametrize("pool,workers", [("thread", 3), ("process", 2)])
-def test_resume_with_real_pools_matches_the_dummy_pool(synthetic_dataset, pool, workers):
+@pytest.mark.parametrize("shard,shard_mode,ngram", [(None, "original", False), ((1, 3), "original", False),
+                                                     ((0, 2), "balanced", False), ((1, 2), "original", True)])
+def test_resume_with_real_pools_matches_the_dummy_pool(synthetic_dataset, pool, workers, shard, shard_mode, ngram):
+    # the same seed gives the dummy pool's sequence whatever the pool and worker count, with sharding and
+    # ngrams too, and a resumed real pool continues it exactly
     opts = dict(seed=1, shuffle_rows=True, shuffle_row_groups=True, shuffle_row_drop_partitions=2, num_epochs=2,
-                shard=None, shard_mode="original", predicate=True, batched=False)
+                shard=shard, shard_mode=shard_mode, predicate=not ngram, batched=False, ngram=ngram)
     with _reader(synthetic_dataset, opts) as reader:
         full = [_key(r) for r in reader]
+    assert len(full) >= 30
     with _reader(synthetic_dataset, opts, reader_pool_type=pool, workers_count=workers) as reader:
-        head = [_key(next(reader)) for _ in range(31)]
+        assert [_key(r) for r in reader] == full
+    with _reader(synthetic_dataset, opts, reader_pool_type=pool, workers_count=workers) as reader:
+        head = [_key(next(reader)) for _ in range(len(full) // 2 + 1)]  # just into the second epoch
         state = reader.state_dict()
     with _reader(synthetic_dataset, opts, reader_pool_type=pool, workers_count=workers, resume_from=state) as reader:
         tail = [_key(r) for r in reader]
