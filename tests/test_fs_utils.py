@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 
 from petastorm.errors import PetastormArgumentError, PetastormFilesystemError
 from petastorm.fs_utils import (
@@ -338,3 +339,138 @@ def test_storage_options_must_be_a_dict():
         with pytest.raises(PetastormArgumentError, match="storage_options must be a dict"):
             FilesystemResolver("s3://b/p", storage_options=[("key", "v")])
 
+
+# -- gs://, gcs://, abfs:// through fsspec, with stub drivers (gcsfs/adlfs are not installed) ----------------
+
+class _StubDriver(MemoryFileSystem):
+    """A driver that stores files in memory and records its constructor's keyword arguments.
+
+    Paths are those of a real object store driver: ``bucket/key`` (the scheme stripped, no leading ``/``).
+    """
+
+    cachable = False  # every resolution makes its own instance: init_kwargs belong to that call
+    root_marker = ""
+    _strip_protocol = classmethod(fsspec.AbstractFileSystem._strip_protocol.__func__)
+
+    def __init__(self, *args, **storage_options):
+        super().__init__(*args)
+        self.init_kwargs = dict(storage_options)
+
+
+class _GcsStub(_StubDriver):
+    protocol = ("gs", "gcs")
+    store = {}
+    pseudo_dirs = [""]
+
+
+class _AbfsStub(_StubDriver):
+    """Like adlfs: ``abfs://container@account.dfs.core.windows.net/p`` gives ``account_name`` from the URL and
+    the path ``container/p``."""
+
+    protocol = ("abfs", "az", "abfss")
+    store = {}
+    pseudo_dirs = [""]
+
+    @staticmethod
+    def _get_kwargs_from_urls(url):
+        netloc = urlparse(url).netloc
+        return {"account_name": netloc.split("@", 1)[1].split(".")[0]} if "@" in netloc else {}
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        path = super()._strip_protocol(path)
+        container, _, rest = path.partition("/")
+        return container.split("@", 1)[0] + ("/" + rest if rest else "")
+
+
+_STUBS = {"gs": _GcsStub, "gcs": _GcsStub, "abfs": _AbfsStub}
+
+
+@pytest.fixture
+def stub_drivers():
+    """Register the stubs for gs, gcs and abfs; afterwards the registry is as it was (no driver)."""
+    from fsspec.registry import _registry
+
+    saved = {protocol: _registry.get(protocol) for protocol in _STUBS}
+    try:
+        for protocol, cls in _STUBS.items():
+            fsspec.register_implementation(protocol, cls, clobber=True)
+        yield _STUBS
+    finally:
+        for protocol, previous in saved.items():
+            if previous is None:
+                _registry.pop(protocol, None)
+            else:
+                _registry[protocol] = previous
+        _GcsStub.store.clear()
+        _AbfsStub.store.clear()
+
+
+def _stub_inside(fs):
+    assert isinstance(fs, pafs.PyFileSystem) and isinstance(fs.handler, pafs.FSSpecHandler)
+    return fs.handler.fs
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/data/set/", "gcs://bucket/data/set", "gs://bucket/data/set"])
+def test_gcs_urls_resolve_through_the_fsspec_driver_keeping_the_bucket(stub_drivers, url):
+    options = {"project": "my-project", "token": "anon"}
+    fs, path = get_filesystem_and_path_or_paths(url, storage_options=options)
+    driver = _stub_inside(fs)
+    assert type(driver) is _GcsStub
+    assert driver.init_kwargs == options
+    assert path == "bucket/data/set"
+
+
+def test_gcs_resolver_creates_the_filesystem_once_and_its_factory_recreates_it(stub_drivers):
+    resolver = FilesystemResolver("gs://bucket/ds", storage_options={"project": "p"})
+    assert resolver.get_dataset_path() == "bucket/ds"
+    assert resolver.parsed_dataset_url().scheme == "gs"
+    fs = resolver.filesystem()
+    assert fs is resolver.filesystem()
+    again = pickle.loads(pickle.dumps(resolver.filesystem_factory()))()
+    assert _stub_inside(again) is not _stub_inside(fs)
+    assert type(_stub_inside(again)) is _GcsStub and _stub_inside(again).init_kwargs == {"project": "p"}
+
+
+def test_gcs_dataset_reads_back_through_the_wrapped_driver(stub_drivers):
+    with _GcsStub().open("gs://bucket/ds/part-0.parquet", "wb") as f:
+        pq.write_table(TABLE, f)
+    fs, path = get_filesystem_and_path_or_paths("gs://bucket/ds/")
+    assert path == "bucket/ds"
+    assert pq.read_table(path, filesystem=fs).equals(TABLE)
+    from petastorm import make_batch_reader
+
+    with make_batch_reader("gcs://bucket/ds", reader_pool_type="dummy",
+                           storage_options={"project": "p"}) as r:
+        ids = [int(i) for batch in r for i in batch.id]
+    assert ids == [1, 2, 3]
+
+
+def test_list_of_gcs_urls_gives_one_driver_and_bucket_paths(stub_drivers):
+    fs, paths = get_filesystem_and_path_or_paths(["gs://b/x/1.parquet", "gs://b/y/2.parquet"],
+                                                 storage_options={"project": "p"})
+    assert type(_stub_inside(fs)) is _GcsStub and _stub_inside(fs).init_kwargs == {"project": "p"}
+    assert paths == ["b/x/1.parquet", "b/y/2.parquet"]
+
+
+def test_abfs_url_resolves_with_url_kwargs_and_storage_options_reaching_the_driver(stub_drivers):
+    fs, path = get_filesystem_and_path_or_paths("abfs://container@account.dfs.core.windows.net/data/ds/",
+                                                storage_options={"account_key": "secret"})
+    driver = _stub_inside(fs)
+    assert type(driver) is _AbfsStub
+    assert driver.init_kwargs == {"account_name": "account", "account_key": "secret"}
+    assert path == "container/data/ds"
+
+
+def test_abfs_storage_options_override_what_the_url_gives(stub_drivers):
+    resolver = FilesystemResolver("abfs://container@account.dfs.core.windows.net/ds",
+                                  storage_options={"account_name": "other"})
+    assert _stub_inside(resolver.filesystem()).init_kwargs == {"account_name": "other"}
+    plain = FilesystemResolver("abfs://container/ds", storage_options={"account_name": "acct", "anon": True})
+    assert plain.get_dataset_path() == "container/ds"
+    assert _stub_inside(plain.filesystem()).init_kwargs == {"account_name": "acct", "anon": True}
+
+
+def test_stub_drivers_are_gone_after_the_fixture():
+    for protocol in _STUBS:
+        assert protocol not in fsspec.registry
