@@ -12,7 +12,7 @@ import secrets
 from typing import Any, Optional, Sequence, Union
 
 from petastorm.errors import (
-    NoDataAvailableError,
+    NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
     NoMatchingFieldsError,
     PetastormArgumentError,
     PetastormMetadataError,
@@ -454,8 +454,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     expression = _filters_expression(filters)
     filter_cols = _filter_columns(filters, dataset.arrow_schema)
     rg_ids, pruned = _prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
-    if not rg_ids and dataset.row_groups:
-        raise NoDataAvailableError(f"no row group of {url!r} is selected by rowgroup_selector/filters")
+    # No row group selected by rowgroup_selector/filters: the reader yields nothing, as the original's does
+    # (sharding an empty selection still raises the original's NoDataAvailableError, in the plan).
     if expression is not None and not pruned:
         unknown = [c for c in filter_cols if c not in dataset.arrow_schema.names]
         if unknown:

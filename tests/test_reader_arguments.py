@@ -173,14 +173,24 @@ def test_make_reader_filters_give_the_expected_ids(testdata_dir, filters, expect
     assert all(r.partition_key == f"p_{int(r.id) // 10}" for r in rows)
 
 
-@pytest.mark.xfail(strict=True, raises=NoDataAvailableError,
-                   reason="a partition filter that selects no row group raises NoDataAvailableError at "
-                          "construction; the original 0.12.1 (both readers) yields nothing without an error")
+@pytest.mark.parametrize("num_epochs", [1, None])
 @pytest.mark.parametrize("factory", [make_reader, make_batch_reader])
-def test_partition_filter_that_matches_nothing_yields_nothing_like_the_original(testdata_dir, factory):
-    with factory(_legacy_url(testdata_dir), schema_fields=["id"], reader_pool_type="dummy",
+def test_partition_filter_that_matches_nothing_yields_nothing_like_the_original(testdata_dir, factory, num_epochs):
+    # the original 0.12.1 (both readers) yields nothing, without an error; with num_epochs=None too (no
+    # endless loop over empty epochs)
+    with factory(_legacy_url(testdata_dir), schema_fields=["id"], reader_pool_type="dummy", num_epochs=num_epochs,
                  filters=[("partition_key", "=", "p_nope")]) as reader:
         assert list(reader) == []
+        state = reader.state_dict()
+    with factory(_legacy_url(testdata_dir), schema_fields=["id"], reader_pool_type="dummy", num_epochs=num_epochs,
+                 filters=[("partition_key", "=", "p_nope")], resume_from=state) as reader:
+        assert list(reader) == []
+
+
+def test_sharding_an_empty_selection_is_the_originals_no_data_error(testdata_dir):
+    with pytest.raises(NoDataAvailableError, match="Number of row-groups in the dataset must be greater"):
+        make_reader(_legacy_url(testdata_dir), schema_fields=["id"], cur_shard=0, shard_count=2,
+                    filters=[("partition_key", "=", "p_nope")])
 
 
 def test_make_reader_filter_on_a_column_outside_schema_fields(testdata_dir):

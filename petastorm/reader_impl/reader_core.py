@@ -59,7 +59,10 @@ class _Pipeline:
 
     def items(self, epoch: int, position: int) -> Iterator[WorkItem]:
         while self.epoch_limit is None or epoch < self.epoch_limit:
-            for item in self.plan(epoch)[position:]:
+            plan = self.plan(epoch)
+            if not plan:  # nothing selected (every epoch is empty): end, even with num_epochs=None
+                return
+            for item in plan[position:]:
                 if self.ngram is not None and item.row_seed is not None:
                     yield item._replace(row_seed=None)  # ngrams keep row order; windows are shuffled
                 else:
