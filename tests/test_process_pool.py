@@ -366,37 +366,59 @@ def test_the_pipe_transport_can_be_forced_by_environment(monkeypatch):
 
 
 _BLAS_ENV_SCRIPT = r"""
+import ctypes
 import os
 import numpy as np
 from petastorm.reader_impl.process_pool import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
+def openblas_threads():
+    libs = sorted({line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line})
+    for lib in libs:
+        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            fn = getattr(ctypes.CDLL(lib), name, None)
+            if fn is not None:
+                return fn()
+    return None
+
 def factory():
     def work(item):
-        return ColumnBatch({"x": np.zeros(1)}, 1, item, {"env": os.environ.get("OPENBLAS_NUM_THREADS")})
+        return ColumnBatch({"x": np.zeros(1)}, 1, item,
+                           {"threads": openblas_threads(), "env": os.environ.get("OPENBLAS_NUM_THREADS")})
     return work
 
 pool = ProcessPool(2, 2, start_method="forkserver")
 pool.start(factory)
-print([b.extra["env"] for b in pool.imap(WorkItem(0, i, i, 0, 1) for i in range(2))], os.environ.get("OPENBLAS_NUM_THREADS"))
+out = [b.extra for b in pool.imap(WorkItem(0, i, i, 0, 1) for i in range(2))]
 pool.join()
+print(repr((out, openblas_threads(), os.environ.get("OPENBLAS_NUM_THREADS"))))
 """
 
 
-@pytest.mark.parametrize("user_value", [None, "3"])
-def test_workers_run_blas_on_one_thread_unless_the_environment_says_otherwise(tmp_path, user_value):
+@pytest.mark.parametrize("user_env", [None, ("OMP_NUM_THREADS", "2"), ("OPENBLAS_NUM_THREADS", "2")])
+def test_workers_run_openblas_on_one_thread_unless_the_user_chose(tmp_path, user_env):
+    import ast
     import subprocess
 
     script = tmp_path / "blas_env.py"
     script.write_text(_BLAS_ENV_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    if user_value is not None:
-        env["OPENBLAS_NUM_THREADS"] = user_value
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                                                             "OMP_NUM_THREADS")}
+    if user_env is not None:
+        env[user_env[0]] = user_env[1]
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
-    expected = user_value or "1"
-    # the workers get one BLAS thread (or the user's choice); the reader's own process is left as it was
-    assert out.stdout.split() == [f"['{expected}',", f"'{expected}']", str(user_value)]
+    workers, parent_threads, parent_env = ast.literal_eval(out.stdout.strip())
+    cores = len(os.sched_getaffinity(0))
+    expected = 1 if user_env is None else min(2, cores)
+    assert parent_threads is not None, "numpy's OpenBLAS not found: the pinned numpy wheels bundle it"
+    assert [w["threads"] for w in workers] == [expected, expected]
+    # the variable is not left in the workers' environment (programs they start are not affected), and
+    # the reader's own process keeps its OpenBLAS and environment
+    assert [w["env"] for w in workers] == [None if user_env is None or user_env[0] != "OPENBLAS_NUM_THREADS"
+                                           else "2"] * 2
+    assert parent_threads == min(2, cores) if user_env else (parent_threads > 1 or cores == 1)
+    assert parent_env == (user_env[1] if user_env and user_env[0] == "OPENBLAS_NUM_THREADS" else None)
 
 
 def test_importing_the_worker_environment_module_outside_the_fork_server_changes_nothing(monkeypatch):

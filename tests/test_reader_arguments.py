@@ -188,9 +188,13 @@ def test_partition_filter_that_matches_nothing_yields_nothing_like_the_original(
 
 
 def test_sharding_an_empty_selection_is_the_originals_no_data_error(testdata_dir):
-    with pytest.raises(NoDataAvailableError, match="Number of row-groups in the dataset must be greater"):
-        make_reader(_legacy_url(testdata_dir), schema_fields=["id"], cur_shard=0, shard_count=2,
-                    filters=[("partition_key", "=", "p_nope")])
+    for mode in ("original", "balanced"):
+        with pytest.raises(NoDataAvailableError) as info:
+            make_reader(_legacy_url(testdata_dir), schema_fields=["id"], cur_shard=0, shard_count=2, shard_mode=mode,
+                        filters=[("partition_key", "=", "p_nope")])
+        # the original's wording (original mode), and what is really wrong: nothing is selected
+        assert ("Number of row-groups in the dataset must be greater" in str(info.value)) == (mode == "original")
+        assert "rowgroup_selector/filters select none" in str(info.value)
 
 
 def test_make_reader_filter_on_a_column_outside_schema_fields(testdata_dir):

@@ -201,3 +201,42 @@ def test_every_segment_of_a_stopped_pool_reaches_the_cache_once_its_last_results
     gc.collect()
     # the held segments arrive once released (none is lost; a worker may have dropped surplus free ones)
     assert cached_at_stop < len(SEGMENT_CACHE) <= created
+
+
+def _memfds():
+    """This process's fds on petastorm's memfd segments."""
+    out = []
+    for name in os.listdir(f"/proc/{os.getpid()}/fd"):
+        try:
+            if "memfd:petastorm" in os.readlink(f"/proc/{os.getpid()}/fd/{name}"):
+                out.append(int(name))
+        except OSError:
+            pass
+    return out
+
+
+def test_segments_promised_to_the_cache_stay_within_its_bounds_and_are_not_inheritable():
+    # every pool's results are kept: each stop bequeaths segments that results still use; the fds the
+    # parent keeps for them (until the results go) must not grow with the number of pools
+    kept = []
+    counts = []
+    for _ in range(5):
+        _seen, _diag, held = _run(20, MB, 0, keep=True)
+        kept.append(held)
+        counts.append(len(_memfds()))
+    from petastorm.reader_impl.shm_transport import _CACHE_MAX_SEGMENTS
+
+    assert max(counts) <= _CACHE_MAX_SEGMENTS, counts
+    assert all(not os.get_inheritable(fd) for fd in _memfds())  # os.system & co. do not inherit them
+    assert [float(a[0]) for a in kept[0]] == [float(i) for i in range(20)]  # and nothing was overwritten
+
+
+def test_clearing_the_cache_also_cancels_the_segments_promised_to_it():
+    import gc
+
+    _seen, _diag, kept = _run(8, MB, 0, keep=True)
+    clear_segment_cache()
+    del kept, _seen, _diag
+    gc.collect()
+    assert len(SEGMENT_CACHE) == 0 and SEGMENT_CACHE.nbytes == 0
+    assert _memfds() == []  # their fds were closed when the results went

@@ -220,6 +220,10 @@ def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count:
     n = operator.index(num_row_groups)
     if shard_count is None:
         return np.arange(n, dtype=np.int64)
+    if n == 0:
+        raise NoDataAvailableError(
+            f"{_TOO_MANY_SHARDS} No row group is selected (the dataset has none, or rowgroup_selector/filters "
+            f"select none), so every one of the {shard_count} shards would be empty")
     if n < shard_count:
         raise NoDataAvailableError(
             f"{_TOO_MANY_SHARDS} The dataset has {n} row group(s) after selection and shard_count is "
@@ -374,6 +378,10 @@ def _balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int, parts: i
     cum = np.cumsum(stops - starts)
     total = int(cum[-1]) if len(cum) else 0
     lo, hi = balanced_shard_bounds(total, options.shard_count, options.cur_shard, options.balanced_remainder)
+    if total == 0:
+        raise NoDataAvailableError(
+            f"shard {options.cur_shard} of {options.shard_count} would be empty: no row is selected (the "
+            f"selected row groups hold none, or rowgroup_selector/filters select none)")
     if hi <= lo:
         raise NoDataAvailableError(
             f"shard {options.cur_shard} of {options.shard_count} would be empty: shard_mode='balanced' "

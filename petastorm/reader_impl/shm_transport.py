@@ -159,6 +159,15 @@ class _Mapping:
             munmap(self.addr, self.size)
 
 
+class _Reservation:
+    """Room in a :class:`SegmentCache` promised to a segment that joins later."""
+
+    __slots__ = ("size", "__weakref__")
+
+    def __init__(self, size: int):
+        self.size = size
+
+
 class SegmentCache:
     """Free segments of stopped pools, kept by the parent for its next pool: ``(fd, size, mapping)``.
 
@@ -169,6 +178,9 @@ class SegmentCache:
 
     def __init__(self) -> None:
         self._items: List[tuple] = []
+        # room promised to segments that join later (see reserve); a set of _Reservation objects, so that
+        # the finalizer giving one back needs no lock (set.remove is atomic under the GIL)
+        self._pending: set = set()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -188,10 +200,7 @@ class SegmentCache:
         limit = self.limit_bytes()
         if self._lock.acquire(blocking=False):
             try:
-                total = 0
-                for item in self._items:
-                    total += item[1]
-                if len(self._items) < _CACHE_MAX_SEGMENTS and total + size <= limit:
+                if self._fits(size, limit):
                     os.set_inheritable(fd, False)
                     self._items.append((fd, size, mapping))
                     return True
@@ -199,6 +208,36 @@ class SegmentCache:
                 self._lock.release()
         os.close(fd)
         return False
+
+    def _fits(self, size: int, limit: int) -> bool:
+        """(Lock held.) Whether one more segment of ``size`` bytes fits beside the cached and promised ones."""
+        count = len(self._items) + len(self._pending)
+        total = sum(item[1] for item in self._items) + sum(r.size for r in self._pending)
+        return count < _CACHE_MAX_SEGMENTS and total + size <= limit
+
+    def reserve(self, size: int) -> "_Reservation | None":
+        """Promise room for a segment that joins later (:meth:`put_reserved`), within the same limits, or
+        None (no room, or the lock is busy): the caller then lets the segment go at once."""
+        limit = self.limit_bytes()
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if not self._fits(size, limit):
+                return None
+            reservation = _Reservation(size)
+            self._pending.add(reservation)
+            return reservation
+        finally:
+            self._lock.release()
+
+    def put_reserved(self, reservation: "_Reservation", fd: int, size: int, mapping: "_Mapping") -> bool:
+        """:meth:`put` a segment whose room was reserved; closed instead if :meth:`clear` ran since."""
+        try:
+            self._pending.remove(reservation)
+        except KeyError:  # cleared (or forked) meanwhile: the memory is given back
+            os.close(fd)
+            return False
+        return self.put(fd, size, mapping)
 
     def take(self, n: int) -> List[tuple]:
         """Up to ``n`` cached segments, largest first; the caller owns their fds."""
@@ -212,6 +251,7 @@ class SegmentCache:
         """In a forked child: drop the inherited entries without touching the parent's (their memory is
         shared with the parent, whose next pool may hand it out: this process must never write to it)."""
         self._lock = threading.Lock()  # the parent's may have been held by another thread at the fork
+        self._pending = set()
         items, self._items = self._items, []
         for fd, _size, _mapping in items:
             try:
@@ -220,8 +260,10 @@ class SegmentCache:
                 pass
 
     def clear(self) -> None:
+        """Close every cached segment, and cancel the promised ones (they are let go when they arrive)."""
         with self._lock:
             items, self._items = self._items, []
+            self._pending = set()
         for fd, _size, _mapping in items:
             try:
                 os.close(fd)
@@ -473,11 +515,12 @@ class _Holder:
     __slots__ = ("__weakref__",)
 
 
-def _put_later(pid: int, cache: SegmentCache, fd: int, size: int, mapping: _Mapping) -> None:
+def _put_later(pid: int, cache: SegmentCache, reservation: "_Reservation", fd: int, size: int,
+               mapping: _Mapping) -> None:
     """A bequeathed segment whose last result just died goes to the cache, in the process that received
     it only: a forked child's copy of the descriptor is closed (the memory is the parent's to hand out)."""
     if os.getpid() == pid:
-        cache.put(fd, size, mapping)
+        cache.put_reserved(reservation, fd, size, mapping)
     else:
         try:
             os.close(fd)
@@ -489,7 +532,8 @@ class ShmReader:
     """Parent side for one worker: maps the worker's segments and decodes results onto them.
 
     Each segment is mapped once, with its fd closed at once (``mmap.mmap`` would keep a duplicate open),
-    so results held by the consumer cost no file descriptors.
+    so results held by the consumer cost no file descriptors (but for segments of a stopped pool promised
+    to the segment cache, at most as many as it holds: see :meth:`take_bequest`).
     Each decoded result gets its own buffer exporter over the mapping (a ctypes array): every array of
     the result keeps that exporter alive, and a ``weakref.finalize`` on it tells when the last is gone.
 
@@ -579,6 +623,8 @@ class ShmReader:
             return 0
         cache = SEGMENT_CACHE if cache is None else cache
         _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, len(entries))
+        for fd in fds:  # not inherited by programs this process starts meanwhile (os.system, Popen...)
+            os.set_inheritable(fd, False)
         kept = 0
         for i, fd in enumerate(fds):
             sid, size = entries[i] if i < len(entries) else (None, 0)
@@ -590,8 +636,14 @@ class ShmReader:
             holder = ref() if ref is not None else None
             if holder is None:
                 kept += cache.put(fd, size, mapping)
-            else:  # results on it are still alive: cache it after them (never while they may be read)
-                weakref.finalize(holder, _put_later, os.getpid(), cache, fd, size, mapping).atexit = False
+            else:  # results on it are still alive: cache it after them (never while they may be read),
+                # if the cache has room for it now (so that held fds stay within the cache's bounds)
+                reservation = cache.reserve(size)
+                if reservation is None:
+                    os.close(fd)
+                else:
+                    weakref.finalize(holder, _put_later, os.getpid(), cache, reservation, fd, size,
+                                     mapping).atexit = False
             del holder
         return kept
 
