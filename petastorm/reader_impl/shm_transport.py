@@ -34,16 +34,24 @@ band through the pipe (numpy still pickles each array as one buffer, never cell 
 """
 from __future__ import annotations
 
-import atexit
 import ctypes
 import mmap
 import os
 import pickle
 import socket
-import threading
 import weakref
 from collections import deque
 from typing import Any, Callable, Dict, List
+
+from petastorm.reader_impl.segment_cache import (
+    CACHE_MAX_SEGMENTS as _CACHE_MAX_SEGMENTS,
+)
+from petastorm.reader_impl.segment_cache import (
+    SEGMENT_CACHE,
+    SegmentCache,
+    clear_segment_cache,
+    put_later,
+)
 
 __all__ = ["ShmWriter", "ShmReader", "default_transport", "TRANSPORT_SHM", "TRANSPORT_PIPE", "INBAND_LIMIT",
            "SEGMENT_CACHE", "SegmentCache", "clear_segment_cache", "GIFT_BASE"]
@@ -58,9 +66,6 @@ MAX_FREE_SEGMENTS = 4
 _ALIGN = 64
 #: Segment ids the parent gives to segments it hands down (a worker numbers its own from 0).
 GIFT_BASE = 1 << 40
-_CACHE_ENV = "PETASTORM_SHM_CACHE_MB"
-_CACHE_DEFAULT_MB = 256
-_CACHE_MAX_SEGMENTS = 16
 _SMALL_ROUND = 64 * 1024
 _BIG_ROUND = 1024 * 1024
 
@@ -157,139 +162,6 @@ class _Mapping:
         munmap = getattr(self, "_munmap", None)
         if munmap is not None:
             munmap(self.addr, self.size)
-
-
-class _Reservation:
-    """Room in a :class:`SegmentCache` promised to a segment that joins later."""
-
-    __slots__ = ("size", "__weakref__")
-
-    def __init__(self, size: int):
-        self.size = size
-
-
-class SegmentCache:
-    """Free segments of stopped pools, kept by the parent for its next pool: ``(fd, size, mapping)``.
-
-    At most ``$PETASTORM_SHM_CACHE_MB`` megabytes (default 256; 0 disables it) and 16 segments; what does
-    not fit is closed. Each entry holds one file descriptor and the parent's mapping (whose pages stay
-    allocated: that is the point). :func:`clear_segment_cache` gives the memory back.
-    """
-
-    def __init__(self) -> None:
-        self._items: List[tuple] = []
-        # room promised to segments that join later (see reserve); a set of _Reservation objects, so that
-        # the finalizer giving one back needs no lock (set.remove is atomic under the GIL)
-        self._pending: set = set()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def limit_bytes() -> int:
-        try:
-            mb = float(os.environ.get(_CACHE_ENV, _CACHE_DEFAULT_MB))
-        except ValueError:
-            mb = _CACHE_DEFAULT_MB
-        return max(0, int(mb * (1 << 20)))
-
-    def put(self, fd: int, size: int, mapping: "_Mapping") -> bool:
-        """Keep the segment if it fits (the cache owns ``fd`` from here on); False when it was closed.
-
-        Never waits for the lock: this runs in a pool's finalizer, i.e. inside any garbage collection,
-        possibly in a thread that holds the lock in :meth:`take` (then the segment is simply let go).
-        """
-        limit = self.limit_bytes()
-        if self._lock.acquire(blocking=False):
-            try:
-                if self._fits(size, limit):
-                    os.set_inheritable(fd, False)
-                    self._items.append((fd, size, mapping))
-                    return True
-            finally:
-                self._lock.release()
-        os.close(fd)
-        return False
-
-    def _fits(self, size: int, limit: int) -> bool:
-        """(Lock held.) Whether one more segment of ``size`` bytes fits beside the cached and promised ones."""
-        count = len(self._items) + len(self._pending)
-        total = sum(item[1] for item in self._items) + sum(r.size for r in self._pending)
-        return count < _CACHE_MAX_SEGMENTS and total + size <= limit
-
-    def reserve(self, size: int) -> "_Reservation | None":
-        """Promise room for a segment that joins later (:meth:`put_reserved`), within the same limits, or
-        None (no room, or the lock is busy): the caller then lets the segment go at once."""
-        limit = self.limit_bytes()
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            if not self._fits(size, limit):
-                return None
-            reservation = _Reservation(size)
-            self._pending.add(reservation)
-            return reservation
-        finally:
-            self._lock.release()
-
-    def put_reserved(self, reservation: "_Reservation", fd: int, size: int, mapping: "_Mapping") -> bool:
-        """:meth:`put` a segment whose room was reserved; closed instead if :meth:`clear` ran since."""
-        try:
-            self._pending.remove(reservation)
-        except KeyError:  # cleared (or forked) meanwhile: the memory is given back
-            os.close(fd)
-            return False
-        return self.put(fd, size, mapping)
-
-    def take(self, n: int) -> List[tuple]:
-        """Up to ``n`` cached segments, largest first; the caller owns their fds."""
-        with self._lock:
-            self._items.sort(key=lambda item: item[1])
-            out = self._items[-n:] if n > 0 else []
-            del self._items[len(self._items) - len(out):]
-        return out[::-1]
-
-    def forget_after_fork(self) -> None:
-        """In a forked child: drop the inherited entries without touching the parent's (their memory is
-        shared with the parent, whose next pool may hand it out: this process must never write to it)."""
-        self._lock = threading.Lock()  # the parent's may have been held by another thread at the fork
-        self._pending = set()
-        items, self._items = self._items, []
-        for fd, _size, _mapping in items:
-            try:
-                os.close(fd)  # this process's copy of the descriptor
-            except OSError:
-                pass
-
-    def clear(self) -> None:
-        """Close every cached segment, and cancel the promised ones (they are let go when they arrive)."""
-        with self._lock:
-            items, self._items = self._items, []
-            self._pending = set()
-        for fd, _size, _mapping in items:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return sum(item[1] for item in self._items)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-
-#: The process-wide cache of free segments (parent side); emptied at interpreter exit.
-SEGMENT_CACHE = SegmentCache()
-atexit.register(SEGMENT_CACHE.clear)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=SEGMENT_CACHE.forget_after_fork)
-
-
-def clear_segment_cache() -> None:
-    """Give back the shared memory kept for the next process pool (see :class:`SegmentCache`)."""
-    SEGMENT_CACHE.clear()
 
 
 class _Segment:
@@ -515,19 +387,6 @@ class _Holder:
     __slots__ = ("__weakref__",)
 
 
-def _put_later(pid: int, cache: SegmentCache, reservation: "_Reservation", fd: int, size: int,
-               mapping: _Mapping) -> None:
-    """A bequeathed segment whose last result just died goes to the cache, in the process that received
-    it only: a forked child's copy of the descriptor is closed (the memory is the parent's to hand out)."""
-    if os.getpid() == pid:
-        cache.put_reserved(reservation, fd, size, mapping)
-    else:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 class ShmReader:
     """Parent side for one worker: maps the worker's segments and decodes results onto them.
 
@@ -642,7 +501,7 @@ class ShmReader:
                 if reservation is None:
                     os.close(fd)
                 else:
-                    weakref.finalize(holder, _put_later, os.getpid(), cache, reservation, fd, size,
+                    weakref.finalize(holder, put_later, os.getpid(), cache, reservation, fd, size,
                                      mapping).atexit = False
             del holder
         return kept
