@@ -224,9 +224,9 @@ def test_segments_promised_to_the_cache_stay_within_its_bounds_and_are_not_inher
         _seen, _diag, held = _run(20, MB, 0, keep=True)
         kept.append(held)
         counts.append(len(_memfds()))
-    from petastorm.reader_impl.shm_transport import _CACHE_MAX_SEGMENTS
+    from petastorm.reader_impl.segment_cache import CACHE_MAX_SEGMENTS
 
-    assert max(counts) <= _CACHE_MAX_SEGMENTS, counts
+    assert max(counts) <= CACHE_MAX_SEGMENTS, counts
     assert all(not os.get_inheritable(fd) for fd in _memfds())  # os.system & co. do not inherit them
     assert [float(a[0]) for a in kept[0]] == [float(i) for i in range(20)]  # and nothing was overwritten
 

@@ -3,7 +3,7 @@
 Parent and each worker talk over one duplex unix-socket connection (``multiprocessing.Pipe``):
 
 - parent -> worker: ``('gift', [(id, size), ...])`` + fds (free segments of an earlier pool, see
-  :class:`~petastorm.reader_impl.shm_transport.SegmentCache`), ``('task', gen, seq, item, [segment ids
+  :class:`~petastorm.reader_impl.segment_cache.SegmentCache`), ``('task', gen, seq, item, [segment ids
   released] or None)``, ``('release', [segment ids])``, ``('cancel', gen)``, ``('stop',)``;
 - worker -> parent: ``('ready', pid)``, ``('start_error', exc)``, ``('seg', id, size)`` + an fd,
   ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``, and on 'stop'
@@ -288,7 +288,7 @@ class ProcessPool(Pool):
             sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM else None
             self._state.workers.append(_Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
         if self.transport == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
-            cached = SEGMENT_CACHE.take(min(self._segments_kept, self._depth + 2) * self.workers_count)
+            cached = SEGMENT_CACHE.take((self._depth + 2) * self.workers_count)  # what the queues use
             shares = [cached[w.index::self.workers_count] for w in self._state.workers]
             handed = 0
             try:

@@ -44,9 +44,7 @@ from collections import deque
 from typing import Any, Callable, Dict, List
 
 from petastorm.reader_impl.segment_cache import (
-    CACHE_MAX_SEGMENTS as _CACHE_MAX_SEGMENTS,
-)
-from petastorm.reader_impl.segment_cache import (
+    CACHE_MAX_SEGMENTS,
     SEGMENT_CACHE,
     SegmentCache,
     clear_segment_cache,
@@ -368,7 +366,7 @@ class ShmWriter:
         result uses it (this worker writes nothing more). Always sends the ``('bequest', [...])`` message
         (the parent waits for it, or for the end of the connection)."""
         mine = sorted((seg for seg in self._segments.values() if seg.fd >= 0),
-                      key=lambda seg: seg.size, reverse=True)[:_CACHE_MAX_SEGMENTS]
+                      key=lambda seg: seg.size, reverse=True)[:CACHE_MAX_SEGMENTS]
         self._send(("bequest", [(seg.sid, seg.size) for seg in mine]))
         if mine and self._sock is not None:
             socket.send_fds(self._sock, [b"B"], [seg.fd for seg in mine])
@@ -457,11 +455,15 @@ class ShmReader:
         self.bytes_inband += len(header)
         return pickle.loads(header, buffers=views)
 
+    def _live_holder(self, sid: int) -> "_Holder | None":
+        """The holder live results on segment ``sid`` share, or None when no result on it is alive."""
+        ref = self._holders.get(sid)
+        return ref() if ref is not None else None
+
     def _holder(self, sid: int) -> "_Holder":
         """The object every live result on segment ``sid`` keeps alive (a new one if there is none): it dies
         with the last of them, which tells when a bequeathed segment may go to the cache."""
-        ref = self._holders.get(sid)
-        holder = ref() if ref is not None else None
+        holder = self._live_holder(sid)
         if holder is None:
             holder = _Holder()
             self._holders[sid] = weakref.ref(holder)
@@ -491,8 +493,7 @@ class ShmReader:
             if mapping is None or mapping.size != size:
                 os.close(fd)
                 continue
-            ref = self._holders.get(sid)
-            holder = ref() if ref is not None else None
+            holder = self._live_holder(sid)
             if holder is None:
                 kept += cache.put(fd, size, mapping)
             else:  # results on it are still alive: cache it after them (never while they may be read),
