@@ -472,7 +472,9 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols)
-    pool = make_pool(reader_pool_type, workers_count, results_queue_size)
+    # no user function in the factory: the process pool may run the first items here while its workers start
+    pool = make_pool(reader_pool_type, workers_count, results_queue_size,
+                     startup_lane=transform_spec is None and predicate is None)
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

@@ -39,7 +39,8 @@ POOL_TYPES = ("thread", "process", "dummy")
 JOIN_TIMEOUT_S = 5.0
 
 
-def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int) -> "Pool":
+def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int, *,
+              startup_lane: bool = False) -> "Pool":
     """Build the executor named by ``reader_pool_type``.
 
     Parameters
@@ -49,6 +50,9 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
         Worker threads or processes (>= 1). Ignored by 'dummy', but still checked.
     results_queue_size : int
         Results that may wait, done but not yet consumed, on top of one item per worker (>= 0).
+    startup_lane : bool
+        'process' only: run the first items in a thread of this process while the workers start (see
+        :mod:`~petastorm.reader_impl.startup_lane`). Only for worker factories that run no user code.
 
     Raises
     ------
@@ -61,7 +65,7 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
         return ThreadPool(workers_count, results_queue_size)
     if reader_pool_type == "process":
         from petastorm.reader_impl.process_pool import ProcessPool
-        return ProcessPool(workers_count, results_queue_size)
+        return ProcessPool(workers_count, results_queue_size, startup_lane=startup_lane)
     if reader_pool_type == "dummy":
         return DummyPool(workers_count, results_queue_size)
     raise PetastormArgumentError(

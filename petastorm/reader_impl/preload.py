@@ -10,6 +10,7 @@ pickle's global references, without unpickling it) plus what its worker imports 
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import sys
@@ -101,26 +102,47 @@ FORKSERVER_PRELOAD = ["petastorm.reader_impl.worker_env", "numpy", "pyarrow", "p
                       "petastorm.unischema", "petastorm.arrow_types"]
 
 
+_NOT_REIMPORTED = threading.local()
+_MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
+
+
+def _preparation_data_without_main(name: str, *, _original: Any) -> dict:
+    """``multiprocessing.spawn.get_preparation_data``, less what re-runs ``__main__`` in the child while
+    this thread starts pool workers (see :func:`_main_module_not_reimported`)."""
+    data = _original(name)
+    if getattr(_NOT_REIMPORTED, "depth", 0):
+        for key in _MAIN_KEYS:
+            data.pop(key, None)
+    return data
+
+
+def _install_preparation_filter() -> None:
+    from multiprocessing import spawn
+
+    with _START_LOCK:
+        if getattr(spawn.get_preparation_data, "_petastorm_filter", False):
+            return
+        wrapper = functools.partial(_preparation_data_without_main, _original=spawn.get_preparation_data)
+        wrapper._petastorm_filter = True  # type: ignore[attr-defined]
+        spawn.get_preparation_data = wrapper
+
+
 @contextlib.contextmanager
 def _main_module_not_reimported() -> Iterator[None]:
-    """While starting workers, hide ``__main__``'s file and spec so 'spawn'/'forkserver' children do not
-    re-run the user's script (the factory travels with cloudpickle, by value, so they do not need it).
+    """While this thread starts workers, 'spawn'/'forkserver' children do not re-run the user's script (the
+    factory travels with cloudpickle, by value, so they do not need it).
 
-    This lets a script without an ``if __name__ == '__main__':`` guard use the process pool.
+    This lets a script without an ``if __name__ == '__main__':`` guard use the process pool. Only the
+    preparation data sent to the children started in this thread, inside the block, lose the main module's
+    name and path (``multiprocessing.spawn.get_preparation_data`` is wrapped once, per thread): ``__main__``
+    itself is left alone, so other threads never see it changed.
     """
-    main = sys.modules.get("__main__")
-    with _START_LOCK:
-        if main is None:
-            yield
-            return
-        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-        main.__dict__.pop("__file__", None)
-        main.__dict__["__spec__"] = None
-        try:
-            yield
-        finally:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
+    _install_preparation_filter()
+    _NOT_REIMPORTED.depth = getattr(_NOT_REIMPORTED, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _NOT_REIMPORTED.depth -= 1
 
 
 def default_start_method() -> str:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import signal
-import socket
 import threading
 import time
 import weakref
@@ -42,179 +40,41 @@ from petastorm.reader_impl.pool import (
     Pool,
     WorkerFactory,
     _Failure,
+    annotate_worker_exception,
     rebuild_exception,
 )
 from petastorm.reader_impl.preload import (  # noqa: F401
     FORKSERVER_PRELOAD,
     LAZY_WORKER_IMPORTS,
     START_METHOD_ENV,
-    _main_module_not_reimported,
+    _main_module_not_reimported,  # noqa: F401 - re-exported (tests and tools import it from here)
     default_start_method,
     helper_process_pids,
     modules_for_factory,
     warm_up,
 )
-from petastorm.reader_impl.process_worker import worker_batch_allocator, worker_main
-from petastorm.reader_impl.shm_transport import (
-    SEGMENT_CACHE,
-    TRANSPORT_SHM,
-    ShmReader,
-    default_transport,
+from petastorm.reader_impl.process_lifecycle import (
+    GC_JOIN_TIMEOUT_S,  # noqa: F401 - re-exported
+    PoolState,
+    WorkerHandle,
+    describe_exit,
+    shutdown,
+    start_workers,
+    start_workers_reporting,
 )
+from petastorm.reader_impl.process_worker import worker_batch_allocator
+from petastorm.reader_impl.shm_transport import default_transport
+from petastorm.reader_impl.startup_lane import StartupLane
 from petastorm.reader_impl.work_item import WorkItem
 
 __all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factory", "worker_batch_allocator",
            "helper_process_pids",
-           "FORKSERVER_PRELOAD", "LAZY_WORKER_IMPORTS", "START_METHOD_ENV"]
+           "FORKSERVER_PRELOAD", "LAZY_WORKER_IMPORTS", "START_METHOD_ENV", "STARTUP_LANE_ENV"]
 
-_GC_JOIN_TIMEOUT_S = 1.0
+#: ``$PETASTORM_STARTUP_LANE=0`` turns the start-up lane off (see :mod:`~petastorm.reader_impl.startup_lane`).
+STARTUP_LANE_ENV = "PETASTORM_STARTUP_LANE"
 #: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
 _WORKER_QUEUE_DEPTH = 3
-
-
-
-
-# ---- parent side -----------------------------------------------------------------------------------
-
-class _Worker:
-    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead")
-
-    def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
-        self.index = index
-        self.process = process
-        self.conn = conn
-        self.sock = sock
-        self.reader = reader
-        self.outstanding: Dict[tuple, None] = {}
-        self.ready = False
-        self.dead = False
-
-
-class _State:
-    """Everything the shutdown needs; shared by the pool and its finalizer (which must not hold the pool)."""
-
-    def __init__(self) -> None:
-        self.workers: List[_Worker] = []
-        self.releases: deque = deque()
-        self.send_lock = threading.Lock()
-        # one reader of the worker connections at a time: the consumer's imap, or a shutdown (join() from
-        # another thread) collecting bequests (a message and the fds that follow it must not be split)
-        self.recv_lock = threading.Lock()
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        self.closed = False
-        self.join_timeout = _GC_JOIN_TIMEOUT_S
-
-    def wake(self) -> None:
-        try:
-            os.write(self.wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass
-
-    def collect_releases(self) -> Dict[int, List[int]]:
-        """Segment releases queued since the last call, by worker index."""
-        by_worker: Dict[int, List[int]] = {}
-        while self.releases:
-            try:
-                key, sid = self.releases.popleft()
-            except IndexError:
-                break
-            by_worker.setdefault(key, []).append(sid)
-        return by_worker
-
-    def send_all(self, msg: tuple) -> None:
-        """Send ``msg`` to every live worker (see :meth:`send_each`)."""
-        self.send_each({w.index: msg for w in self.workers})
-
-    def send_each(self, messages: Dict[int, tuple]) -> None:
-        """Send each live worker its message (by worker index); skipped if the lock stays busy (stop()
-        re-entered from a ``__del__`` during a send of this same thread would otherwise deadlock; the flag
-        and the wake-up pipe already do the job, and ``join`` terminates workers that did not hear)."""
-        if not messages or not self.send_lock.acquire(timeout=0.5):
-            return
-        try:
-            for w in self.workers:
-                if w.index in messages and not w.dead:
-                    try:
-                        w.conn.send(messages[w.index])
-                    except (OSError, ValueError):
-                        pass
-        finally:
-            self.send_lock.release()
-
-
-def _shutdown(state: _State) -> None:
-    """Ask workers to stop, wait up to ``state.join_timeout``, then terminate and kill; close fds."""
-    if state.closed:
-        return
-    state.closed = True
-    state.wake()
-    # segments the consumer let go of are free again: the workers may bequeath them
-    state.send_each({key: ("release", sids) for key, sids in state.collect_releases().items()})
-    state.send_all(("stop",))
-    deadline = time.monotonic() + state.join_timeout
-    _collect_bequests(state, deadline)
-    for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
-        w.reader.close()
-    for w in state.workers:
-        w.process.join(max(0.0, deadline - time.monotonic()))
-    for w in state.workers:
-        if w.process.is_alive():
-            w.process.terminate()
-            w.process.join(1.0)
-        if w.process.is_alive():
-            w.process.kill()
-            w.process.join(1.0)
-    for w in state.workers:
-        for closeable in (w.conn, w.sock):
-            try:
-                if closeable is not None:
-                    closeable.close()
-            except OSError:
-                pass
-    for fd in (state.wake_r, state.wake_w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-def _collect_bequests(state: _State, deadline: float) -> None:
-    """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its
-    segments, kept in the segment cache for the next pool once no result uses them) or the end of its
-    connection."""
-    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let go
-    if not state.recv_lock.acquire(timeout=0.5):
-        return
-    try:
-        for w in state.workers:
-            if w.sock is None or w.dead:
-                continue
-            try:
-                while True:
-                    if not w.conn.poll(max(0.0, deadline - time.monotonic())):
-                        break
-                    msg = w.conn.recv()
-                    if msg[0] == "bequest":
-                        w.reader.take_bequest(msg[1])
-                        break
-                    if msg[0] == "seg":  # its fd follows in the stream: take it (and let it go)
-                        w.reader.add_segment(msg[1], msg[2])
-            except (EOFError, OSError, ValueError):
-                continue
-    finally:
-        state.recv_lock.release()
-
-
-def _describe_exit(exitcode: Optional[int]) -> str:
-    if exitcode is None:
-        return "its connection closed"
-    if exitcode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
 
 
 class ProcessPool(Pool):
@@ -228,21 +88,27 @@ class ProcessPool(Pool):
         'forkserver', 'spawn' or 'fork'; default :func:`default_start_method`.
     transport : {'shm', 'pipe'}, optional
         How results come back; default :func:`~petastorm.reader_impl.shm_transport.default_transport`.
+    startup_lane : bool
+        Start the processes in a thread and run the first items in another thread of this process until a
+        worker is up (see :mod:`~petastorm.reader_impl.startup_lane`; only for factories that run no user
+        code). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
     """
 
     pool_type = "process"
     _SPARE_PER_WORKER = 1
 
     def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
-                 transport: Optional[str] = None):
+                 transport: Optional[str] = None, startup_lane: bool = False):
         super().__init__(workers_count, results_queue_size)
+        self.startup_lane = startup_lane and os.environ.get(STARTUP_LANE_ENV, "1").strip() not in ("0", "false", "no")
+        self._stats["items_in_parent"] = 0
         self.start_method = start_method or default_start_method()
         if self.start_method not in mp.get_all_start_methods():
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
                                          f"use one of {mp.get_all_start_methods()}")
         self.transport = transport or default_transport()
-        self._state = _State()
-        self._finalizer = weakref.finalize(self, _shutdown, self._state)
+        self._state = PoolState()
+        self._finalizer = weakref.finalize(self, shutdown, self._state)
         # items sent to a worker ahead of its results: one running, the next ones queued in its pipe. The
         # rest wait here and go to whichever worker frees up first (a deep per-worker queue fixed the
         # split up front: the worker that shared its core with the consumer finished last, the other idle)
@@ -254,7 +120,11 @@ class ProcessPool(Pool):
         self._broken: Optional[str] = None
 
     def start(self, worker_factory: WorkerFactory) -> None:
-        """Start the worker processes (does not wait for them: a factory error surfaces in ``imap``)."""
+        """Start the worker processes (does not wait for them: a factory error surfaces in ``imap``).
+
+        With the start-up lane, the processes are started by a thread of this process while the lane runs
+        the first items; an error starting them surfaces in ``imap`` too.
+        """
         self._check_start(worker_factory)
         try:
             factory_bytes = cloudpickle.dumps(worker_factory)
@@ -264,44 +134,30 @@ class ProcessPool(Pool):
                 f"{exc}") from exc
         ctx = mp.get_context(self.start_method)
         self._t_start = time.time()
+        state = self._state
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
-            with _main_module_not_reimported():
-                self._start_processes(ctx, factory_bytes)
+            if self.startup_lane:
+                state.lane = StartupLane(worker_factory, state.wake)
+                state.starter = threading.Thread(
+                    target=start_workers_reporting, name="petastorm-pool-start", daemon=True,
+                    args=(state, ctx, factory_bytes, self._start_options()))
+                state.starter.start()
+            else:
+                start_workers(state, ctx, factory_bytes, self._start_options())
         except Exception as exc:
             self._stopped = True
             self._finalizer()
-            raise PetastormWorkerError(f"could not start worker process {len(self._state.workers)} "
+            raise PetastormWorkerError(f"could not start worker process {len(state.workers)} "
                                        f"with the {self.start_method!r} start method: {exc}") from exc
 
-    def _start_processes(self, ctx: Any, factory_bytes: bytes) -> None:
-        for i in range(self.workers_count):
-            parent_conn, child_conn = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=worker_main, name=f"petastorm-worker-{i}", daemon=True,
-                               args=(i, child_conn, factory_bytes, os.getpid(), self.transport,
-                                     self._segments_kept))
-            try:
-                proc.start()
-            finally:
-                child_conn.close()
-            sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if self.transport == TRANSPORT_SHM else None
-            self._state.workers.append(_Worker(i, proc, parent_conn, sock, ShmReader(sock, i, self._state.releases)))
-        if self.transport == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
-            cached = SEGMENT_CACHE.take((self._depth + 2) * self.workers_count)  # what the queues use
-            shares = [cached[w.index::self.workers_count] for w in self._state.workers]
-            handed = 0
-            try:
-                for w, mine in zip(self._state.workers, shares):
-                    handed += 1  # give() closes its share's fds whatever happens
-                    w.reader.give(lambda msg, w=w: self._send(w, msg), mine)
-            finally:
-                for mine in shares[handed:]:  # a worker died first: the shares not handed out are closed
-                    for fd, _size, _mapping in mine:
-                        os.close(fd)
+    def _start_options(self) -> dict:
+        return {"count": self.workers_count, "transport": self.transport, "segments_kept": self._segments_kept,
+                "cached_per_worker": self._depth + 2, "start_method": self.start_method}
 
     # ---- sending ----------------------------------------------------------------------------------
-    def _send(self, w: _Worker, msg: tuple) -> None:
+    def _send(self, w: WorkerHandle, msg: tuple) -> None:
         try:
             with self._state.send_lock:
                 w.conn.send(msg)
@@ -315,11 +171,17 @@ class ProcessPool(Pool):
     def _dispatch(self) -> None:
         """Send pending items to the least busy workers; segment releases ride along with the tasks
         (one write, one wake-up per item), the rest go out as ``release`` messages."""
+        lane = self._state.lane
+        if lane is not None and lane.idle and self._pending:  # workers still starting: the head runs here
+            lane.submit(*self._pending.popleft())
+            self._stats["items_in_parent"] += 1
         releases = self._state.collect_releases()
         live = [w for w in self._state.workers if not w.dead]
+        # while workers are still being started, one item each: the first ones must not queue it all up
+        depth = self._depth if len(self._state.workers) == self.workers_count else 1
         while self._pending and live:
             w = min(live, key=lambda x: len(x.outstanding))
-            if len(w.outstanding) >= self._depth:
+            if len(w.outstanding) >= depth:
                 break
             try:
                 gen, seq, item = self._pending.popleft()
@@ -338,6 +200,8 @@ class ProcessPool(Pool):
         ``imap`` on every step, so workers are fed while the consumer works through buffered results)."""
         if self._stopped or self._state.closed or self._broken:
             return
+        self._check_started()
+        self._drain_lane(gen, results)
         for w in self._state.workers:
             if not w.dead and w.outstanding:
                 self._drain(w, gen, results)
@@ -350,19 +214,22 @@ class ProcessPool(Pool):
                 return False
             if self._broken:
                 raise PetastormWorkerError(self._broken)
+            self._check_started()
             self._dispatch()
             live = [w for w in state.workers if not w.dead]
             handles: List[Any] = [state.wake_r]
             for w in live:
                 handles += [w.conn, w.process.sentinel]
             ready = mp_wait(handles, timeout=1.0)
+            got = self._drain_lane(gen, results)
             if state.wake_r in ready:
                 try:
                     os.read(state.wake_r, 4096)
                 except OSError:
                     pass
+                if got:
+                    return True
                 continue
-            got = False
             for w in live:
                 if w.conn in ready:
                     got |= self._drain(w, gen, results)
@@ -373,7 +240,35 @@ class ProcessPool(Pool):
             if got:
                 return True
 
-    def _drain(self, w: _Worker, gen: int, results: Dict[int, Any]) -> bool:
+    def _check_started(self) -> None:
+        """Raise the start thread's error, if any (the pool is broken then)."""
+        if self._state.start_error is not None and not self._broken:
+            self._broken = self._state.start_error
+            raise PetastormWorkerError(self._broken)
+
+    def _drain_lane(self, gen: int, results: Dict[int, Any]) -> bool:
+        """Take in the start-up lane's results; True if one of ``gen`` came."""
+        lane = self._state.lane
+        got = False
+        while lane is not None:
+            message = lane.poll()
+            if message is None:
+                break
+            kind, rgen, seq, value, tb = message
+            if kind == "dead":  # its worker could not be built: the item it had goes to the processes
+                if lane.running is not None and lane.running[0] == self._active_gen:
+                    self._pending.appendleft(lane.running)
+                    self._stats["items_in_parent"] -= 1
+                lane.running = None
+                continue
+            if rgen != gen:
+                continue
+            self._stats["items_completed"] += 1
+            results[seq] = value if kind == "ok" else _Failure(annotate_worker_exception(value, tb, set_cause=False))
+            got = True
+        return got
+
+    def _drain(self, w: WorkerHandle, gen: int, results: Dict[int, Any]) -> bool:
         got = False
         lock = self._state.recv_lock
         try:
@@ -387,7 +282,7 @@ class ProcessPool(Pool):
                 self._on_death(w, None)
         return got
 
-    def _handle(self, w: _Worker, msg: tuple, gen: int, results: Dict[int, Any]) -> bool:
+    def _handle(self, w: WorkerHandle, msg: tuple, gen: int, results: Dict[int, Any]) -> bool:
         kind = msg[0]
         if kind == "result" or kind == "error":
             rgen, seq, payload = msg[1], msg[2], msg[3]
@@ -415,14 +310,17 @@ class ProcessPool(Pool):
             w.reader.drop_segment(msg[1])
         elif kind == "ready":
             w.ready = msg[2]
-            if self._startup_s is None and all(x.ready for x in self._state.workers):
+            if self._state.lane is not None:  # a worker is up: the parent takes no more items
+                self._state.lane.close()
+            workers = self._state.workers
+            if self._startup_s is None and len(workers) == self.workers_count and all(x.ready for x in workers):
                 self._startup_s = max(x.ready for x in self._state.workers) - self._t_start
         elif kind == "start_error":
             self._broken = f"worker process {w.index} failed to start: {msg[1][0]}: {msg[1][1]}"
             raise rebuild_exception(msg[1])
         return False
 
-    def _on_death(self, w: _Worker, reason: Optional[str]) -> None:
+    def _on_death(self, w: WorkerHandle, reason: Optional[str]) -> None:
         if self._stopped or self._state.closed:
             return
         if self._broken:
@@ -437,8 +335,8 @@ class ProcessPool(Pool):
         except (EOFError, OSError):
             pass
         positions = sorted(seq for _gen, seq in w.outstanding)
-        how = _describe_exit(w.process.exitcode) if w.process.exitcode is not None else reason
-        self._broken = (f"worker process {w.index} (pid {w.process.pid}) died ({how or _describe_exit(None)})"
+        how = describe_exit(w.process.exitcode) if w.process.exitcode is not None else reason
+        self._broken = (f"worker process {w.index} (pid {w.process.pid}) died ({how or describe_exit(None)})"
                         + (f" while running the items at positions {positions[:10]}" if positions else "")
                         + "; the pool cannot go on: stop() it and build a new reader")
         raise PetastormWorkerError(self._broken)
@@ -458,6 +356,8 @@ class ProcessPool(Pool):
             return
         self._stopped = True
         self._pending.clear()
+        if self._state.lane is not None:
+            self._state.lane.close()
         if not self._state.closed:
             self._state.wake()
             self._state.send_all(("stop",))

@@ -1,0 +1,240 @@
+"""The parent side of a process pool's workers: their handles, the state shared with the pool's finalizer,
+starting them (in the caller's thread, or the pool's start thread) and shutting them down.
+
+:class:`~petastorm.reader_impl.process_pool.ProcessPool` feeds the workers and collects their results;
+everything here holds no reference to the pool, so that a pool that is garbage-collected still shuts its
+workers down (``weakref.finalize(pool, shutdown, state)``).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any, Dict, List, Optional
+
+from petastorm.reader_impl.preload import _main_module_not_reimported
+from petastorm.reader_impl.process_worker import worker_main
+from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, TRANSPORT_SHM, ShmReader
+from petastorm.reader_impl.startup_lane import StartupLane
+
+__all__ = ["WorkerHandle", "PoolState", "start_workers", "start_workers_reporting", "shutdown", "describe_exit",
+           "GC_JOIN_TIMEOUT_S"]
+
+#: Seconds a garbage-collected pool waits for its workers before terminating them.
+GC_JOIN_TIMEOUT_S = 1.0
+
+
+class WorkerHandle:
+    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead")
+
+    def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.sock = sock
+        self.reader = reader
+        self.outstanding: Dict[tuple, None] = {}
+        self.ready = False
+        self.dead = False
+
+
+class PoolState:
+    """Everything the shutdown needs; shared by the pool and its finalizer (which must not hold the pool)."""
+
+    def __init__(self) -> None:
+        self.workers: List[WorkerHandle] = []
+        self.releases: deque = deque()
+        self.send_lock = threading.Lock()
+        # one reader of the worker connections at a time: the consumer's imap, or a shutdown (join() from
+        # another thread) collecting bequests (a message and the fds that follow it must not be split)
+        self.recv_lock = threading.Lock()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        # the start-up lane's thread writes to wake_w too: never once it is closed (its number may be reused)
+        self.wake_lock = threading.Lock()
+        self.closed = False
+        self.join_timeout = GC_JOIN_TIMEOUT_S
+        self.lane: Optional[StartupLane] = None
+        # the thread starting the workers, with the start-up lane; workers join the list under start_lock
+        self.starter: Optional[threading.Thread] = None
+        self.start_lock = threading.Lock()
+        self.start_error: Optional[str] = None
+
+    def wake(self) -> None:
+        with self.wake_lock:
+            if self.wake_w < 0:
+                return
+            try:
+                os.write(self.wake_w, b"x")
+            except (BlockingIOError, OSError):
+                pass
+
+    def collect_releases(self) -> Dict[int, List[int]]:
+        """Segment releases queued since the last call, by worker index."""
+        by_worker: Dict[int, List[int]] = {}
+        while self.releases:
+            try:
+                key, sid = self.releases.popleft()
+            except IndexError:
+                break
+            by_worker.setdefault(key, []).append(sid)
+        return by_worker
+
+    def send_to(self, w: "WorkerHandle", msg: tuple) -> None:
+        """Send one worker ``msg``; a failure is left to the consumer, which sees the worker die."""
+        try:
+            with self.send_lock:
+                w.conn.send(msg)
+        except (OSError, ValueError):
+            pass
+
+    def send_all(self, msg: tuple) -> None:
+        """Send ``msg`` to every live worker (see :meth:`send_each`)."""
+        self.send_each({w.index: msg for w in self.workers})
+
+    def send_each(self, messages: Dict[int, tuple]) -> None:
+        """Send each live worker its message (by worker index); skipped if the lock stays busy (stop()
+        re-entered from a ``__del__`` during a send of this same thread would otherwise deadlock; the flag
+        and the wake-up pipe already do the job, and ``join`` terminates workers that did not hear)."""
+        if not messages or not self.send_lock.acquire(timeout=0.5):
+            return
+        try:
+            for w in self.workers:
+                if w.index in messages and not w.dead:
+                    try:
+                        w.conn.send(messages[w.index])
+                    except (OSError, ValueError):
+                        pass
+        finally:
+            self.send_lock.release()
+
+
+def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dict) -> None:
+    """Start the pool's worker processes one by one, each handed its share of cached segments, and add
+    them to ``state.workers`` (and wake the consumer). Holds no reference to the pool: it may run in the
+    pool's start thread. Stops, ending the process it just started, once the pool is closed."""
+    for i in range(options["count"]):
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=worker_main, name=f"petastorm-worker-{i}", daemon=True,
+                           args=(i, child_conn, factory_bytes, os.getpid(), options["transport"],
+                                 options["segments_kept"]))
+        try:
+            with _main_module_not_reimported():
+                proc.start()
+        except BaseException:
+            parent_conn.close()
+            raise
+        finally:
+            child_conn.close()
+        sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if options["transport"] == TRANSPORT_SHM else None
+        w = WorkerHandle(i, proc, parent_conn, sock, ShmReader(sock, i, state.releases))
+        if options["transport"] == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
+            w.reader.give(lambda msg, w=w: state.send_to(w, msg), SEGMENT_CACHE.take(options["cached_per_worker"]))
+        with state.start_lock:
+            if not state.closed:
+                state.workers.append(w)
+                w = None
+        if w is not None:  # the pool was closed meanwhile: nobody else will end this one
+            proc.terminate()
+            proc.join(1.0)
+            w.reader.close()
+            for closeable in (parent_conn, sock):
+                if closeable is not None:
+                    closeable.close()
+            return
+        state.wake()
+
+
+def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, options: dict) -> None:
+    """:func:`start_workers` in the pool's start thread: an error is kept for ``imap`` to raise."""
+    try:
+        start_workers(state, ctx, factory_bytes, options)
+    except BaseException as exc:  # noqa: BLE001 - raised by the consumer's next step
+        state.start_error = (f"could not start worker process {len(state.workers)} with the "
+                             f"{options['start_method']!r} start method: {type(exc).__name__}: {exc}")
+    finally:
+        state.wake()
+
+
+def shutdown(state: PoolState) -> None:
+    """Ask workers to stop, wait up to ``state.join_timeout``, then terminate and kill; close fds."""
+    with state.start_lock:
+        if state.closed:
+            return
+        state.closed = True
+    state.wake()
+    if state.starter is not None and state.starter is not threading.current_thread():
+        state.starter.join(state.join_timeout)  # a process it starts after that ends at once
+    if state.lane is not None:  # its running item ends first (a thread outliving join() is warned of)
+        state.lane.join(state.join_timeout)
+    # segments the consumer let go of are free again: the workers may bequeath them
+    state.send_each({key: ("release", sids) for key, sids in state.collect_releases().items()})
+    state.send_all(("stop",))
+    deadline = time.monotonic() + state.join_timeout
+    _collect_bequests(state, deadline)
+    for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
+        w.reader.close()
+    for w in state.workers:
+        w.process.join(max(0.0, deadline - time.monotonic()))
+    for w in state.workers:
+        if w.process.is_alive():
+            w.process.terminate()
+            w.process.join(1.0)
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join(1.0)
+    for w in state.workers:
+        for closeable in (w.conn, w.sock):
+            try:
+                if closeable is not None:
+                    closeable.close()
+            except OSError:
+                pass
+    with state.wake_lock:
+        for fd in (state.wake_r, state.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        state.wake_w = -1
+
+
+def _collect_bequests(state: PoolState, deadline: float) -> None:
+    """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its
+    segments, kept in the segment cache for the next pool once no result uses them) or the end of its
+    connection."""
+    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let go
+    if not state.recv_lock.acquire(timeout=0.5):
+        return
+    try:
+        for w in state.workers:
+            if w.sock is None or w.dead:
+                continue
+            try:
+                while True:
+                    if not w.conn.poll(max(0.0, deadline - time.monotonic())):
+                        break
+                    msg = w.conn.recv()
+                    if msg[0] == "bequest":
+                        w.reader.take_bequest(msg[1])
+                        break
+                    if msg[0] == "seg":  # its fd follows in the stream: take it (and let it go)
+                        w.reader.add_segment(msg[1], msg[2])
+            except (EOFError, OSError, ValueError):
+                continue
+    finally:
+        state.recv_lock.release()
+
+
+def describe_exit(exitcode: Optional[int]) -> str:
+    if exitcode is None:
+        return "its connection closed"
+    if exitcode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"

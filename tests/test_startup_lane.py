@@ -1,0 +1,204 @@
+"""The process pool's start-up lane: the parent runs the first items while the worker processes start."""
+import multiprocessing
+import os
+import sys
+import threading
+import time
+
+import cloudpickle
+import numpy as np
+import psutil
+import pytest
+
+from petastorm import TransformSpec, make_batch_reader, make_reader
+from petastorm.errors import PetastormWorkerError
+from petastorm.predicates import in_lambda
+from petastorm.reader_impl.preload import _main_module_not_reimported
+from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+PARENT = os.getpid()
+
+
+def _items(n):
+    return [WorkItem(epoch=0, position=i, row_group=i, row_start=0, row_stop=4) for i in range(n)]
+
+
+def slow_start_factory(worker_delay_s=1.0, parent_fails=False, fail_at=None, item_s=0.0):
+    """Workers that take ``worker_delay_s`` to build in a worker process (none in the parent) and ``item_s``
+    per item; each result says which process made it."""
+    def factory():
+        if os.getpid() != PARENT:
+            time.sleep(worker_delay_s)
+        elif parent_fails:
+            raise RuntimeError("this worker cannot be built in the parent")
+
+        def work(item):
+            if fail_at is not None and item.position == fail_at:
+                raise ValueError(f"item {item.position} is bad")
+            time.sleep(item_s)
+            return ColumnBatch({"pos": np.array([item.position])}, 1, item, {"from": os.getpid()})
+        return work
+    return factory
+
+
+def _lane_threads():
+    return [t for t in threading.enumerate() if t.name in ("petastorm-startup-lane", "petastorm-pool-start")]
+
+
+def test_the_parent_serves_the_first_items_while_the_workers_start_in_order():
+    pool = ProcessPool(2, 2, startup_lane=True)
+    pool.start(slow_start_factory(worker_delay_s=1.0, item_s=0.05))
+    try:
+        t0 = time.perf_counter()
+        gen = pool.imap(_items(40))
+        first = next(gen)
+        first_s = time.perf_counter() - t0
+        out = [first] + list(gen)
+    finally:
+        pool.join()
+    assert [b.columns["pos"][0] for b in out] == list(range(40))  # plan order, whoever ran it
+    origins = [b.extra["from"] for b in out]
+    assert origins[0] == PARENT and first_s < 0.9  # before any worker could have answered
+    in_parent = origins.count(PARENT)
+    assert pool.diagnostics["items_in_parent"] == in_parent >= 2
+    # once a worker is up (~1 s, 20 items of 50 ms) the parent takes no new item: the workers end the pass
+    assert in_parent < 36 and all(o != PARENT for o in origins[-4:]), origins
+    assert not _lane_threads()
+
+
+def test_without_the_lane_every_item_runs_in_a_worker_process():
+    with ProcessPool(2, 2) as pool:
+        pool.start(slow_start_factory(worker_delay_s=0.0))
+        out = list(pool.imap(_items(10)))
+        assert pool.diagnostics["items_in_parent"] == 0
+    assert all(b.extra["from"] != PARENT for b in out)
+
+
+def test_an_error_in_the_lane_is_raised_at_its_turn_with_the_traceback():
+    pool = ProcessPool(2, 2, startup_lane=True)
+    pool.start(slow_start_factory(worker_delay_s=1.0, fail_at=1))
+    try:
+        gen = pool.imap(_items(10))
+        first = next(gen)
+        assert first.extra["from"] == PARENT
+        with pytest.raises(ValueError, match="item 1 is bad") as info:
+            next(gen)
+        assert "work" in info.value.worker_traceback
+    finally:
+        pool.join()
+    assert not _lane_threads()
+
+
+def test_a_factory_that_fails_in_the_parent_leaves_the_items_to_the_workers():
+    with ProcessPool(2, 2, startup_lane=True) as pool:
+        pool.start(slow_start_factory(worker_delay_s=0.2, parent_fails=True))
+        out = list(pool.imap(_items(12)))
+        assert pool.diagnostics["items_in_parent"] == 0
+    assert [b.columns["pos"][0] for b in out] == list(range(12))
+    assert all(b.extra["from"] != PARENT for b in out)
+
+
+def test_an_error_starting_the_processes_is_raised_by_imap(monkeypatch):
+    ctx = multiprocessing.get_context("forkserver")
+
+    def refuse(process_obj):
+        raise OSError("no more processes today")
+
+    monkeypatch.setattr(type(ctx.Process()), "_Popen", staticmethod(refuse))
+    pool = ProcessPool(2, 2, start_method="forkserver", startup_lane=True)
+    pool.start(slow_start_factory(worker_delay_s=0.0))
+    try:
+        with pytest.raises(PetastormWorkerError, match="could not start worker process 0.*no more processes today"):
+            for _ in pool.imap(_items(500)):
+                time.sleep(0.01)
+    finally:
+        pool.join()
+    assert not _lane_threads()
+
+
+def test_join_right_after_start_leaves_no_process_or_thread():
+    me = psutil.Process()
+    from petastorm.reader_impl.preload import helper_process_pids
+
+    before = {p.pid for p in me.children(recursive=True)}
+    for _ in range(3):
+        pool = ProcessPool(2, 2, startup_lane=True)
+        pool.start(slow_start_factory(worker_delay_s=0.0))
+        pool.join()
+    deadline = time.monotonic() + 5
+    left = None
+    while time.monotonic() < deadline:
+        infra = set(helper_process_pids())
+        left = [p.pid for p in me.children(recursive=True)
+                if p.pid not in before and p.pid not in infra and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            break
+        time.sleep(0.05)
+    assert not left, f"processes {left} outlived join()"
+    assert not _lane_threads()
+
+
+def test_preparation_data_lose_the_main_module_only_in_the_starting_thread():
+    from multiprocessing import spawn
+
+    main = sys.modules["__main__"]
+    file_before, spec_before = getattr(main, "__file__", None), getattr(main, "__spec__", None)
+    seen = {}
+
+    def other_thread():
+        seen["other"] = spawn.get_preparation_data("x")
+        seen["other_file"] = getattr(main, "__file__", None)
+
+    outside = spawn.get_preparation_data("x")
+    with _main_module_not_reimported():
+        inside = spawn.get_preparation_data("x")
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+        assert getattr(main, "__file__", None) == file_before and getattr(main, "__spec__", None) is spec_before
+    keys = ("init_main_from_name", "init_main_from_path")
+    assert not any(k in inside for k in keys)
+    assert {k: outside.get(k) for k in keys} == {k: seen["other"].get(k) for k in keys}
+    assert seen["other_file"] == file_before
+    assert spawn.get_preparation_data("x").keys() == outside.keys()
+
+
+@pytest.mark.parametrize("factory", [make_reader, make_batch_reader])
+def test_readers_use_the_lane_only_without_user_functions(synthetic_dataset, factory):
+    with factory(synthetic_dataset, reader_pool_type="process", workers_count=2, seed=1,
+                 shuffle_row_groups=True) as reader:
+        lane_rows = [r.id for r in reader] if factory is make_reader else [b.id.tolist() for b in reader]
+        assert reader.diagnostics["pool_items_in_parent"] >= 0
+    with factory(synthetic_dataset, reader_pool_type="thread", workers_count=2, seed=1,
+                 shuffle_row_groups=True) as reader:
+        thread_rows = [r.id for r in reader] if factory is make_reader else [b.id.tolist() for b in reader]
+    assert lane_rows == thread_rows
+
+    def where(row):
+        row["id"] = row["id"] * 0 + os.getpid() if factory is make_batch_reader else os.getpid()
+        return row
+
+    with factory(synthetic_dataset, reader_pool_type="process", workers_count=2,
+                 transform_spec=TransformSpec(where)) as reader:
+        pids = {int(np.asarray(r.id).reshape(-1)[0]) for r in reader}
+        assert reader.diagnostics["pool_items_in_parent"] == 0
+    assert PARENT not in pids
+    with factory(synthetic_dataset, reader_pool_type="process", workers_count=2,
+                 predicate=in_lambda(["id"], lambda i: True)) as reader:
+        list(reader)
+        assert reader.diagnostics["pool_items_in_parent"] == 0
+
+
+def test_the_lane_can_be_turned_off_by_environment(monkeypatch):
+    monkeypatch.setenv("PETASTORM_STARTUP_LANE", "0")
+    pool = ProcessPool(2, 2, startup_lane=True)
+    assert pool.startup_lane is False
+    pool.start(slow_start_factory(worker_delay_s=0.0))
+    try:
+        out = list(pool.imap(_items(6)))
+    finally:
+        pool.join()
+    assert all(b.extra["from"] != PARENT for b in out) and pool.diagnostics["items_in_parent"] == 0
