@@ -81,10 +81,11 @@ def bench_small_files(n_files: int, reps: int, use_original: bool) -> list:
     return out
 
 
-def _best_cold(python: str, path: str, who: str, runs: int = 3) -> "dict | None":
+def _best_cold(python: str, path: str, who: str, runs: int = 3, extra_env: "dict | None" = None) -> "dict | None":
     """The process-pool first-row pass with the best first row among ``runs`` fresh interpreters, like the
     other figures (one cold start moves by +-0.2 s with the load); all of them are printed."""
-    colds = [c for c in (common.run_read_pass(python, path, mode="reader", pool="process", max_rows=1)
+    colds = [c for c in (common.run_read_pass(python, path, mode="reader", pool="process", max_rows=1,
+                                              extra_env=extra_env)
                          for _ in range(runs)) if c]
     if not colds:
         return None
@@ -98,6 +99,9 @@ def bench_process_startup(quick: bool, use_original: bool) -> list:
     print(f"[4c] process-pool start-up ({path})", flush=True)
     ours = sys.executable
     cold = _best_cold(ours, path, "ours")
+    # the first row above comes from the start-up lane (the parent, while the workers start): this one is
+    # the first row made by a worker process
+    cold_worker = _best_cold(ours, path, "ours, start-up lane off", extra_env={"PETASTORM_STARTUP_LANE": "0"})
     warm = common.run_read_pass(ours, path, mode="reader", pool="process", max_rows=1, warmup=True)
     thread_cold = common.run_read_pass(ours, path, mode="reader", pool="thread", max_rows=1)
     thread_warm = common.run_read_pass(ours, path, mode="reader", pool="thread", max_rows=1, warmup=True)
@@ -111,6 +115,9 @@ def bench_process_startup(quick: bool, use_original: bool) -> list:
         out.append(common.report("4c process pool first row, fresh interpreter (s)", cold["first_row_s"], 0.3,
                                  op="<=", unit="s", original=ocold and ocold["first_row_s"],
                                  detail=f"stop+join {cold['stop_join_s']:.3f} s"))
+    if cold_worker:
+        out.append(common.report("info: 4c with PETASTORM_STARTUP_LANE=0, first row from a worker (s)",
+                                 cold_worker["first_row_s"], None, unit="s"))
     if warm:
         out.append(common.report("4d process pool first row, second reader (s)", warm["first_row_s"], 0.3,
                                  op="<=", unit="s", original=owarm and owarm["first_row_s"],

@@ -279,11 +279,12 @@ def original_available() -> bool:
 
 def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int = 2, touch: str = "",
                   timeout: float = 600, epochs: int = 1, warmup: bool = False,
-                  max_rows: int = 0) -> Optional[dict]:
+                  max_rows: int = 0, extra_env: Optional[dict] = None) -> Optional[dict]:
     """Run ``read_pass.py`` (one full read, fresh interpreter) with ``python`` and return its JSON figures:
     ``rows``, ``seconds``, ``rows_per_s``, ``first_row_s``, ``peak_rss_mb``, ``base_rss_mb`` — or None,
     (``warmup``: a throw-away reader reads one row first, so imports and lazy set-up are not timed)
-    with the error printed, when it fails (the original may refuse a dataset)."""
+    with the error printed, when it fails (the original may refuse a dataset). ``extra_env`` is added to
+    its environment."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "read_pass.py")
     cmd = [python, script, url, "--mode", mode, "--pool", pool, "--workers", str(workers), "--epochs", str(epochs)]
     if touch:
@@ -292,7 +293,7 @@ def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int =
         cmd.append("--warmup")
     if max_rows:
         cmd += ["--max-rows", str(max_rows)]
-    env = subprocess_env(python)
+    env = dict(subprocess_env(python), **(extra_env or {}))
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
     except subprocess.TimeoutExpired:

@@ -202,3 +202,9 @@ def test_the_lane_can_be_turned_off_by_environment(monkeypatch):
     finally:
         pool.join()
     assert all(b.extra["from"] != PARENT for b in out) and pool.diagnostics["items_in_parent"] == 0
+
+
+def test_no_lane_with_the_fork_start_method():
+    # a fork while the lane's thread holds an allocator's lock would give the child that lock held
+    assert ProcessPool(2, 2, start_method="fork", startup_lane=True).startup_lane is False
+    assert ProcessPool(2, 2, start_method="spawn", startup_lane=True).startup_lane is True

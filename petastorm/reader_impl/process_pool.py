@@ -100,9 +100,11 @@ class ProcessPool(Pool):
     def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
                  transport: Optional[str] = None, startup_lane: bool = False):
         super().__init__(workers_count, results_queue_size)
-        self.startup_lane = startup_lane and os.environ.get(STARTUP_LANE_ENV, "1").strip() not in ("0", "false", "no")
-        self._stats["items_in_parent"] = 0
         self.start_method = start_method or default_start_method()
+        # not with 'fork': a fork while the lane's thread holds a lock (an allocator's) would copy it held
+        self.startup_lane = (startup_lane and self.start_method != "fork"
+                             and os.environ.get(STARTUP_LANE_ENV, "1").strip().lower() not in ("0", "false", "no"))
+        self._stats["items_in_parent"] = 0
         if self.start_method not in mp.get_all_start_methods():
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
                                          f"use one of {mp.get_all_start_methods()}")
