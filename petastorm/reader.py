@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from petastorm.errors import (
     NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
@@ -26,6 +26,19 @@ _POOL_TYPES = ("thread", "process", "dummy")
 
 
 # --- argument checks ------------------------------------------------------------------------------------
+
+def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
+    """True if the workers would run code of the user's: a transform, a predicate, or a codec class that is
+    not petastorm's own (then a process pool runs every item in its worker processes)."""
+    if transform_spec is not None or predicate is not None:
+        return True
+    for name in field_names:
+        field = schema.fields.get(name)
+        codec = getattr(field, "codec", None)
+        if codec is not None and type(codec).__module__ != "petastorm.codecs":
+            return True
+    return False
+
 
 def _ensure_pool(reader_pool_type: str, workers_count: Any, results_queue_size: Any) -> None:
     if reader_pool_type not in _POOL_TYPES:
@@ -472,9 +485,9 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols)
-    # no user function in the factory: the process pool may run the first items here while its workers start
+    # no user code in the worker: the process pool may run the first items here while its workers start
     pool = make_pool(reader_pool_type, workers_count, results_queue_size,
-                     startup_lane=transform_spec is None and predicate is None)
+                     startup_lane=not _runs_user_code(transform_spec, predicate, schema, field_names))
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

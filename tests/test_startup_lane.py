@@ -1,4 +1,5 @@
 """The process pool's start-up lane: the parent runs the first items while the worker processes start."""
+import collections
 import multiprocessing
 import os
 import sys
@@ -208,3 +209,144 @@ def test_no_lane_with_the_fork_start_method():
     # a fork while the lane's thread holds an allocator's lock would give the child that lock held
     assert ProcessPool(2, 2, start_method="fork", startup_lane=True).startup_lane is False
     assert ProcessPool(2, 2, start_method="spawn", startup_lane=True).startup_lane is True
+
+
+# ---- regressions found in review ------------------------------------------------------------------------
+
+class _StopOnCheck(collections.deque):
+    """A pending queue whose truth test lets another thread's ``stop()`` run first (a GIL switch there)."""
+
+    pool = None
+    armed = False
+
+    def __bool__(self):
+        nonempty = len(self) > 0
+        if _StopOnCheck.armed and nonempty:
+            _StopOnCheck.armed = False
+            t = threading.Thread(target=_StopOnCheck.pool.stop)
+            t.start()
+            t.join()
+        return nonempty
+
+
+def test_stop_from_another_thread_while_the_lane_takes_an_item():
+    pool = ProcessPool(2, 2, startup_lane=True)
+    pool.start(slow_start_factory(worker_delay_s=0.0))
+    try:
+        _StopOnCheck.pool = pool
+        pool._pending = _StopOnCheck()
+        _StopOnCheck.armed = True
+        assert list(pool.imap(_items(5))) == []  # stopped: the generator just ends
+    finally:
+        pool.join()
+
+
+class _SlowLaneCheck(ProcessPool):
+    """Pauses after one empty look at the lane inside ``_wait``: the lane answers meanwhile."""
+
+    widen = True
+
+    def _drain_lane(self, gen, results):
+        got = super()._drain_lane(gen, results)
+        if (_SlowLaneCheck.widen and not got and self._state.lane.running is not None
+                and sys._getframe(1).f_code.co_name == "_wait"):
+            _SlowLaneCheck.widen = False
+            time.sleep(0.05)
+        return got
+
+
+def test_a_lane_result_posted_while_the_consumer_looks_elsewhere_wakes_it():
+    pool = _SlowLaneCheck(2, 2, startup_lane=True)
+    pool.start(slow_start_factory(worker_delay_s=3.0, item_s=0.03))
+    try:
+        t0 = time.perf_counter()
+        first = next(pool.imap(_items(1)))
+        assert first.extra["from"] == PARENT
+        assert time.perf_counter() - t0 < 0.6  # not the 1 s poll timeout
+    finally:
+        pool.join()
+
+
+def test_a_start_thread_that_cannot_start_is_a_worker_error_and_leaks_nothing(monkeypatch):
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name == "petastorm-pool-start":
+            raise RuntimeError("can't start new thread")
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    pool = ProcessPool(2, 2, startup_lane=True)
+    with pytest.raises(PetastormWorkerError, match="could not start worker process 0") as info:
+        pool.start(slow_start_factory(worker_delay_s=0.0))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert pool._state.closed and pool._state.wake_w == -1
+    assert not _lane_threads()
+
+
+def test_a_start_error_keeps_its_cause(monkeypatch):
+    ctx = multiprocessing.get_context("forkserver")
+
+    def refuse(process_obj):
+        raise OSError("no more processes today")
+
+    monkeypatch.setattr(type(ctx.Process()), "_Popen", staticmethod(refuse))
+    pool = ProcessPool(1, 1, start_method="forkserver", startup_lane=True)
+    pool.start(slow_start_factory(worker_delay_s=0.0, item_s=0.01))
+    try:
+        with pytest.raises(PetastormWorkerError) as info:
+            list(pool.imap(_items(300)))
+        assert isinstance(info.value.__cause__, OSError)
+    finally:
+        pool.join()
+
+
+def test_a_lane_stuck_in_an_item_is_warned_of_and_join_keeps_its_bound(monkeypatch, tmp_path):
+    import petastorm.reader_impl.process_pool as process_pool
+
+    monkeypatch.setattr(process_pool, "JOIN_TIMEOUT_S", 0.5)
+    release = str(tmp_path / "release")
+
+    def factory():
+        def work(item):
+            deadline = time.monotonic() + 10
+            while os.getpid() == PARENT and not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return ColumnBatch({"pos": np.array([item.position])}, 1, item, {})
+        if os.getpid() != PARENT:
+            time.sleep(0.3)
+        return work
+
+    pool = ProcessPool(1, 0, startup_lane=True)
+    pool.start(factory)
+    gen = pool.imap(_items(3))
+    consumer = threading.Thread(target=lambda: list(gen))
+    consumer.start()
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="start-up lane did not end"):
+        pool.join()
+    assert time.perf_counter() - t0 < 2.0
+    open(release, "w").close()
+    consumer.join(10)
+    deadline = time.monotonic() + 5
+    while _lane_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _lane_threads()
+
+
+def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
+    from petastorm.codecs import NdarrayCodec
+    from petastorm.reader import _runs_user_code
+    from petastorm.unischema import Unischema, UnischemaField
+
+    class MyCodec(NdarrayCodec):
+        pass
+
+    schema = Unischema("S", [UnischemaField("id", np.int64, (), None, False),
+                             UnischemaField("a", np.float32, (2,), NdarrayCodec(), False),
+                             UnischemaField("b", np.float32, (2,), MyCodec(), False)])
+    assert not _runs_user_code(None, None, schema, ["id", "a"])
+    assert _runs_user_code(None, None, schema, ["id", "b"])
+    assert _runs_user_code(TransformSpec(lambda r: r), None, schema, ["id"])
+    assert _runs_user_code(None, in_lambda(["id"], lambda i: True), schema, ["id"])

@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections import deque
 from typing import Any, Dict, List, Optional
 
@@ -61,7 +62,7 @@ class PoolState:
         # the thread starting the workers, with the start-up lane; workers join the list under start_lock
         self.starter: Optional[threading.Thread] = None
         self.start_lock = threading.Lock()
-        self.start_error: Optional[str] = None
+        self.start_error: Optional[tuple] = None  # (message, exception) of the start thread
 
     def wake(self) -> None:
         with self.wake_lock:
@@ -117,6 +118,8 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
     them to ``state.workers`` (and wake the consumer). Holds no reference to the pool: it may run in the
     pool's start thread. Stops, ending the process it just started, once the pool is closed."""
     for i in range(options["count"]):
+        if state.closed:  # join() came first: start nothing more
+            return
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=worker_main, name=f"petastorm-worker-{i}", daemon=True,
                            args=(i, child_conn, factory_bytes, os.getpid(), options["transport"],
@@ -154,7 +157,7 @@ def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, op
         start_workers(state, ctx, factory_bytes, options)
     except BaseException as exc:  # noqa: BLE001 - raised by the consumer's next step
         state.start_error = (f"could not start worker process {len(state.workers)} with the "
-                             f"{options['start_method']!r} start method: {type(exc).__name__}: {exc}")
+                             f"{options['start_method']!r} start method: {type(exc).__name__}: {exc}", exc)
     finally:
         state.wake()
 
@@ -165,15 +168,20 @@ def shutdown(state: PoolState) -> None:
         if state.closed:
             return
         state.closed = True
+    deadline = time.monotonic() + state.join_timeout  # one bound for the threads and the processes
     state.wake()
-    if state.starter is not None and state.starter is not threading.current_thread():
-        state.starter.join(state.join_timeout)  # a process it starts after that ends at once
-    if state.lane is not None:  # its running item ends first (a thread outliving join() is warned of)
-        state.lane.join(state.join_timeout)
-    # segments the consumer let go of are free again: the workers may bequeath them
+    if state.lane is not None:
+        state.lane.close()
+    # segments the consumer let go of are free again: the workers may bequeath them. (No worker joins the
+    # list once closed: the start thread ends the one it may be starting.)
     state.send_each({key: ("release", sids) for key, sids in state.collect_releases().items()})
     state.send_all(("stop",))
-    deadline = time.monotonic() + state.join_timeout
+    me = threading.current_thread()
+    if state.starter is not None and state.starter is not me:
+        state.starter.join(max(0.0, deadline - time.monotonic()))
+    if state.lane is not None and not state.lane.join(max(0.01, deadline - time.monotonic())):
+        warnings.warn(f"the process pool's start-up lane did not end its item within {state.join_timeout} s of "
+                      f"stop(): it is a daemon thread and will not block exit", RuntimeWarning, stacklevel=2)
     _collect_bequests(state, deadline)
     for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
         w.reader.close()

@@ -142,10 +142,11 @@ class ProcessPool(Pool):
             warm_up(self.start_method, modules_for_factory(factory_bytes))
             if self.startup_lane:
                 state.lane = StartupLane(worker_factory, state.wake)
-                state.starter = threading.Thread(
+                starter = threading.Thread(
                     target=start_workers_reporting, name="petastorm-pool-start", daemon=True,
                     args=(state, ctx, factory_bytes, self._start_options()))
-                state.starter.start()
+                starter.start()
+                state.starter = starter  # (only once started: the shutdown joins it)
             else:
                 start_workers(state, ctx, factory_bytes, self._start_options())
         except Exception as exc:
@@ -175,8 +176,13 @@ class ProcessPool(Pool):
         (one write, one wake-up per item), the rest go out as ``release`` messages."""
         lane = self._state.lane
         if lane is not None and lane.idle and self._pending:  # workers still starting: the head runs here
-            lane.submit(*self._pending.popleft())
-            self._stats["items_in_parent"] += 1
+            try:
+                head = self._pending.popleft()
+            except IndexError:  # stop() from another thread emptied it
+                head = None
+            if head is not None:
+                lane.submit(*head)
+                self._stats["items_in_parent"] += 1
         releases = self._state.collect_releases()
         live = [w for w in self._state.workers if not w.dead]
         # while workers are still being started, one item each: the first ones must not queue it all up
@@ -223,12 +229,14 @@ class ProcessPool(Pool):
             for w in live:
                 handles += [w.conn, w.process.sentinel]
             ready = mp_wait(handles, timeout=1.0)
-            got = self._drain_lane(gen, results)
-            if state.wake_r in ready:
+            woken = state.wake_r in ready
+            if woken:  # read the wake-ups before looking at the lane: none said after this is lost
                 try:
                     os.read(state.wake_r, 4096)
                 except OSError:
                     pass
+            got = self._drain_lane(gen, results)
+            if woken:
                 if got:
                     return True
                 continue
@@ -245,8 +253,8 @@ class ProcessPool(Pool):
     def _check_started(self) -> None:
         """Raise the start thread's error, if any (the pool is broken then)."""
         if self._state.start_error is not None and not self._broken:
-            self._broken = self._state.start_error
-            raise PetastormWorkerError(self._broken)
+            self._broken, cause = self._state.start_error
+            raise PetastormWorkerError(self._broken) from cause
 
     def _drain_lane(self, gen: int, results: Dict[int, Any]) -> bool:
         """Take in the start-up lane's results; True if one of ``gen`` came."""
