@@ -487,7 +487,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     filter_columns=filter_cols)
     # no user code in the worker: the process pool may run the first items here while its workers start
     pool = make_pool(reader_pool_type, workers_count, results_queue_size,
-                     startup_lane=not _runs_user_code(transform_spec, predicate, schema, field_names))
+                     startup_lane=False if _runs_user_code(transform_spec, predicate, schema, field_names) else "cold")
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

@@ -350,3 +350,27 @@ def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
     assert _runs_user_code(None, None, schema, ["id", "b"])
     assert _runs_user_code(TransformSpec(lambda r: r), None, schema, ["id"])
     assert _runs_user_code(None, in_lambda(["id"], lambda i: True), schema, ["id"])
+
+
+def test_a_cold_lane_only_while_starting_a_worker_is_slow(monkeypatch):
+    import petastorm.reader_impl.process_pool as process_pool
+
+    with ProcessPool(1, 1, start_method="forkserver") as warm:  # a worker of the fork server has been up
+        warm.start(slow_start_factory(worker_delay_s=0.0))
+        list(warm.imap(_items(2)))
+    assert process_pool._FORK_SERVER_UP[0]
+    with ProcessPool(1, 1, start_method="forkserver", startup_lane="cold") as pool:
+        pool.start(slow_start_factory(worker_delay_s=0.0))
+        list(pool.imap(_items(2)))
+        assert pool.diagnostics["startup_lane"] is False and pool.diagnostics["items_in_parent"] == 0
+    monkeypatch.setattr(process_pool, "_FORK_SERVER_UP", [False])  # as in a fresh interpreter
+    with ProcessPool(1, 1, start_method="forkserver", startup_lane="cold") as pool:
+        pool.start(slow_start_factory(worker_delay_s=0.5, item_s=0.01))
+        out = list(pool.imap(_items(4)))
+        assert pool.diagnostics["startup_lane"] is True and out[0].extra["from"] == PARENT
+    assert process_pool._FORK_SERVER_UP[0]  # its worker was up too
+    with ProcessPool(1, 1, start_method="spawn", startup_lane="cold") as pool:
+        pool.start(slow_start_factory(worker_delay_s=0.0))
+        assert pool.diagnostics["startup_lane"] is True
+    with pytest.raises(Exception, match="startup_lane must be"):
+        ProcessPool(1, 1, startup_lane="sometimes")

@@ -40,7 +40,7 @@ JOIN_TIMEOUT_S = 5.0
 
 
 def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int, *,
-              startup_lane: bool = False) -> "Pool":
+              startup_lane: Any = False) -> "Pool":
     """Build the executor named by ``reader_pool_type``.
 
     Parameters
@@ -50,9 +50,10 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
         Worker threads or processes (>= 1). Ignored by 'dummy', but still checked.
     results_queue_size : int
         Results that may wait, done but not yet consumed, on top of one item per worker (>= 0).
-    startup_lane : bool
+    startup_lane : {False, 'cold', True}
         'process' only: run the first items in a thread of this process while the workers start (see
-        :mod:`~petastorm.reader_impl.startup_lane`). Only for worker factories that run no user code.
+        :class:`~petastorm.reader_impl.process_pool.ProcessPool`). Only for worker factories that run no
+        user code.
 
     Raises
     ------

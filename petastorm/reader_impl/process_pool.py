@@ -73,6 +73,9 @@ __all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factor
 
 #: ``$PETASTORM_STARTUP_LANE=0`` turns the start-up lane off (see :mod:`~petastorm.reader_impl.startup_lane`).
 STARTUP_LANE_ENV = "PETASTORM_STARTUP_LANE"
+#: Set once a worker of this interpreter's fork server was up: the server has imported its modules and
+#: starts a worker in milliseconds, so a 'cold' start-up lane is no longer used.
+_FORK_SERVER_UP = [False]
 #: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
 _WORKER_QUEUE_DEPTH = 3
 
@@ -88,22 +91,28 @@ class ProcessPool(Pool):
         'forkserver', 'spawn' or 'fork'; default :func:`default_start_method`.
     transport : {'shm', 'pipe'}, optional
         How results come back; default :func:`~petastorm.reader_impl.shm_transport.default_transport`.
-    startup_lane : bool
+    startup_lane : {False, 'cold', True}
         Start the processes in a thread and run the first items in another thread of this process until a
         worker is up (see :mod:`~petastorm.reader_impl.startup_lane`; only for factories that run no user
-        code). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
+        code): True always, ``'cold'`` only while starting a worker is slow (the 'spawn' start method, or no
+        worker of this interpreter's fork server has been up yet, so it may still be importing its
+        modules). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
     """
 
     pool_type = "process"
     _SPARE_PER_WORKER = 1
 
     def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
-                 transport: Optional[str] = None, startup_lane: bool = False):
+                 transport: Optional[str] = None, startup_lane: Any = False):
         super().__init__(workers_count, results_queue_size)
         self.start_method = start_method or default_start_method()
         # not with 'fork': a fork while the lane's thread holds a lock (an allocator's) would copy it held
-        self.startup_lane = (startup_lane and self.start_method != "fork"
-                             and os.environ.get(STARTUP_LANE_ENV, "1").strip().lower() not in ("0", "false", "no"))
+        if startup_lane not in (False, True, "cold"):
+            raise PetastormArgumentError(f"startup_lane must be False, True or 'cold', got {startup_lane!r}")
+        self.startup_lane = (startup_lane if self.start_method != "fork"
+                             and os.environ.get(STARTUP_LANE_ENV, "1").strip().lower() not in ("0", "false", "no")
+                             else False)
+        self.startup_lane_used = False
         self._stats["items_in_parent"] = 0
         if self.start_method not in mp.get_all_start_methods():
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
@@ -140,7 +149,9 @@ class ProcessPool(Pool):
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
-            if self.startup_lane:
+            self.startup_lane_used = self.startup_lane is True or (
+                self.startup_lane == "cold" and (self.start_method == "spawn" or not _FORK_SERVER_UP[0]))
+            if self.startup_lane_used:
                 state.lane = StartupLane(worker_factory, state.wake)
                 starter = threading.Thread(
                     target=start_workers_reporting, name="petastorm-pool-start", daemon=True,
@@ -320,6 +331,8 @@ class ProcessPool(Pool):
             w.reader.drop_segment(msg[1])
         elif kind == "ready":
             w.ready = msg[2]
+            if self.start_method == "forkserver":
+                _FORK_SERVER_UP[0] = True
             if self._state.lane is not None:  # a worker is up: the parent takes no more items
                 self._state.lane.close()
             workers = self._state.workers
@@ -389,6 +402,7 @@ class ProcessPool(Pool):
         workers = self._state.workers
         d.update({
             "start_method": self.start_method,
+            "startup_lane": self.startup_lane_used,
             "transport": self.transport,
             "workers_alive": sum(1 for w in workers if w.process.is_alive()) if not self._state.closed else 0,
             "startup_s": self._startup_s,
