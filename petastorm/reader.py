@@ -28,14 +28,18 @@ _POOL_TYPES = ("thread", "process", "dummy")
 # --- argument checks ------------------------------------------------------------------------------------
 
 def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
-    """True if the workers would run code of the user's: a transform, a predicate, or a codec class that is
-    not petastorm's own (then a process pool runs every item in its worker processes)."""
+    """True if the workers would run code of the user's (a transform, a predicate, a codec class that is not
+    petastorm's own) or load a heavy module (images: OpenCV). Then a process pool runs every item in its
+    worker processes, none in the reader's process (no start-up lane)."""
     if transform_spec is not None or predicate is not None:
         return True
+    from petastorm.codecs import CompressedImageCodec
+
     for name in field_names:
         field = schema.fields.get(name)
         codec = getattr(field, "codec", None)
-        if codec is not None and type(codec).__module__ != "petastorm.codecs":
+        if codec is not None and (type(codec).__module__ != "petastorm.codecs"
+                                  or isinstance(codec, CompressedImageCodec)):
             return True
     return False
 

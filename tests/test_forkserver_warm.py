@@ -3,11 +3,17 @@ import os
 import subprocess
 import sys
 
+import cloudpickle
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from petastorm.reader_impl.forkserver_warm import TINY_PARQUET, warm_arrow
 from petastorm.reader_impl.preload import FORKSERVER_PRELOAD, helper_process_pids
+from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def test_the_embedded_file_is_the_documented_table():
@@ -40,7 +46,25 @@ def test_the_fork_server_has_no_thread_but_the_allocators(synthetic_dataset):
 
     pid = forkserver._forkserver._forkserver_pid
     assert pid in helper_process_pids()
-    names = [open(f"/proc/{pid}/task/{t}/comm").read().strip() for t in sorted(os.listdir(f"/proc/{pid}/task"))]
-    # the main thread, and jemalloc's background thread that importing pyarrow starts
-    assert [n for n in names if not n.startswith("jemalloc")] == [names[0]], names
+    others = [open(f"/proc/{pid}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{pid}/task")
+              if int(t) != pid]
+    # but for the main thread, only jemalloc's background thread that importing pyarrow starts
+    assert all(n.startswith("jemalloc") for n in others), others
     warm_arrow()  # outside the fork server it is an ordinary function
+
+
+def _warmed_factory():
+    def work(item):
+        from petastorm.reader_impl import forkserver_warm
+        return ColumnBatch({"warmed": np.array([forkserver_warm.WARMED])}, 1, item)
+    return work
+
+
+def test_workers_of_the_fork_server_start_warmed():
+    with ProcessPool(1, 1, start_method="forkserver") as pool:
+        pool.start(_warmed_factory)
+        out = list(pool.imap([WorkItem(epoch=0, position=0, row_group=0, row_start=0, row_stop=1)]))
+    assert bool(out[0].columns["warmed"][0]) is True
+    from petastorm.reader_impl import forkserver_warm
+
+    assert forkserver_warm.WARMED is False  # this process is not the fork server: it did nothing

@@ -167,30 +167,50 @@ def test_preparation_data_lose_the_main_module_only_in_the_starting_thread():
     assert spawn.get_preparation_data("x").keys() == outside.keys()
 
 
+def _cold_fork_server(monkeypatch):
+    """Make the running fork server count as cold, as in a fresh interpreter."""
+    import petastorm.reader_impl.preload as preload
+
+    monkeypatch.setattr(preload, "_FORKED_BY_SERVER", [None])
+
+
+PLAIN_FIELDS = ["id", "value", "matrix", "var"]  # no image: decoding one would import OpenCV in the parent
+
+
 @pytest.mark.parametrize("factory", [make_reader, make_batch_reader])
-def test_readers_use_the_lane_only_without_user_functions(synthetic_dataset, factory):
+def test_readers_use_the_lane_only_without_user_functions(synthetic_dataset, factory, monkeypatch):
+    def ids(reader):
+        return [r.id for r in reader] if factory is make_reader else [b.id.tolist() for b in reader]
+
+    _cold_fork_server(monkeypatch)
     with factory(synthetic_dataset, reader_pool_type="process", workers_count=2, seed=1,
-                 shuffle_row_groups=True) as reader:
-        lane_rows = [r.id for r in reader] if factory is make_reader else [b.id.tolist() for b in reader]
-        assert reader.diagnostics["pool_items_in_parent"] >= 0
+                 shuffle_row_groups=True, schema_fields=PLAIN_FIELDS) as reader:
+        lane_rows = ids(reader)
+        diag = reader.diagnostics
+        assert diag["pool_startup_lane"] is True and diag["pool_items_in_parent"] >= 1
     with factory(synthetic_dataset, reader_pool_type="thread", workers_count=2, seed=1,
-                 shuffle_row_groups=True) as reader:
-        thread_rows = [r.id for r in reader] if factory is make_reader else [b.id.tolist() for b in reader]
+                 shuffle_row_groups=True, schema_fields=PLAIN_FIELDS) as reader:
+        thread_rows = ids(reader)
     assert lane_rows == thread_rows
 
     def where(row):
         row["id"] = row["id"] * 0 + os.getpid() if factory is make_batch_reader else os.getpid()
         return row
 
-    with factory(synthetic_dataset, reader_pool_type="process", workers_count=2,
+    _cold_fork_server(monkeypatch)
+    with factory(synthetic_dataset, reader_pool_type="process", workers_count=2, schema_fields=PLAIN_FIELDS,
                  transform_spec=TransformSpec(where)) as reader:
         pids = {int(np.asarray(r.id).reshape(-1)[0]) for r in reader}
+        assert reader.diagnostics["pool_startup_lane"] is False
         assert reader.diagnostics["pool_items_in_parent"] == 0
     assert PARENT not in pids
-    with factory(synthetic_dataset, reader_pool_type="process", workers_count=2,
-                 predicate=in_lambda(["id"], lambda i: True)) as reader:
-        list(reader)
-        assert reader.diagnostics["pool_items_in_parent"] == 0
+    for extra in ({"predicate": in_lambda(["id"], lambda i: True)}, {"schema_fields": PLAIN_FIELDS + ["image"]}):
+        _cold_fork_server(monkeypatch)
+        options = {"schema_fields": PLAIN_FIELDS, **extra}
+        with factory(synthetic_dataset, reader_pool_type="process", workers_count=2, **options) as reader:
+            list(reader)
+            assert reader.diagnostics["pool_startup_lane"] is False, extra
+            assert reader.diagnostics["pool_items_in_parent"] == 0
 
 
 def test_the_lane_can_be_turned_off_by_environment(monkeypatch):
@@ -230,6 +250,7 @@ class _StopOnCheck(collections.deque):
 
 
 def test_stop_from_another_thread_while_the_lane_takes_an_item():
+    _StopOnCheck.pool, _StopOnCheck.armed = None, False
     pool = ProcessPool(2, 2, startup_lane=True)
     pool.start(slow_start_factory(worker_delay_s=0.0))
     try:
@@ -256,6 +277,10 @@ class _SlowLaneCheck(ProcessPool):
 
 
 def test_a_lane_result_posted_while_the_consumer_looks_elsewhere_wakes_it():
+    with ProcessPool(1, 1) as warm:  # a warm fork server: the start thread's wake-up comes before the lane's result
+        warm.start(slow_start_factory(worker_delay_s=0.0))
+        list(warm.imap(_items(1)))
+    _SlowLaneCheck.widen = True
     pool = _SlowLaneCheck(2, 2, startup_lane=True)
     pool.start(slow_start_factory(worker_delay_s=3.0, item_s=0.03))
     try:
@@ -265,6 +290,7 @@ def test_a_lane_result_posted_while_the_consumer_looks_elsewhere_wakes_it():
         assert time.perf_counter() - t0 < 0.6  # not the 1 s poll timeout
     finally:
         pool.join()
+    assert _SlowLaneCheck.widen is False, "the consumer did look at the lane before its result came"
 
 
 def test_a_start_thread_that_cannot_start_is_a_worker_error_and_leaks_nothing(monkeypatch):
@@ -353,24 +379,37 @@ def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
 
 
 def test_a_cold_lane_only_while_starting_a_worker_is_slow(monkeypatch):
-    import petastorm.reader_impl.process_pool as process_pool
+    from petastorm.reader_impl import preload
 
-    with ProcessPool(1, 1, start_method="forkserver") as warm:  # a worker of the fork server has been up
+    with ProcessPool(1, 1, start_method="forkserver") as warm:  # the running fork server has forked for us
         warm.start(slow_start_factory(worker_delay_s=0.0))
         list(warm.imap(_items(2)))
-    assert process_pool._FORK_SERVER_UP[0]
+    assert preload.fork_server_is_warm()
     with ProcessPool(1, 1, start_method="forkserver", startup_lane="cold") as pool:
         pool.start(slow_start_factory(worker_delay_s=0.0))
         list(pool.imap(_items(2)))
         assert pool.diagnostics["startup_lane"] is False and pool.diagnostics["items_in_parent"] == 0
-    monkeypatch.setattr(process_pool, "_FORK_SERVER_UP", [False])  # as in a fresh interpreter
+    _cold_fork_server(monkeypatch)  # as in a fresh interpreter, or after the fork server was restarted
+    assert not preload.fork_server_is_warm()
     with ProcessPool(1, 1, start_method="forkserver", startup_lane="cold") as pool:
         pool.start(slow_start_factory(worker_delay_s=0.5, item_s=0.01))
-        out = list(pool.imap(_items(4)))
+        out = list(pool.imap(_items(200)))
         assert pool.diagnostics["startup_lane"] is True and out[0].extra["from"] == PARENT
-    assert process_pool._FORK_SERVER_UP[0]  # its worker was up too
+        assert any(b.extra["from"] != PARENT for b in out)
+    assert preload.fork_server_is_warm()  # starting its worker proved the server warm again
     with ProcessPool(1, 1, start_method="spawn", startup_lane="cold") as pool:
         pool.start(slow_start_factory(worker_delay_s=0.0))
         assert pool.diagnostics["startup_lane"] is True
     with pytest.raises(Exception, match="startup_lane must be"):
         ProcessPool(1, 1, startup_lane="sometimes")
+
+
+def test_a_restarted_fork_server_counts_as_cold(monkeypatch):
+    from petastorm.reader_impl import preload
+
+    with ProcessPool(1, 1, start_method="forkserver") as warm:
+        warm.start(slow_start_factory(worker_delay_s=0.0))
+        list(warm.imap(_items(1)))
+    assert preload.fork_server_is_warm()
+    monkeypatch.setattr(preload, "_fork_server_pid", lambda: -1)  # another server than the one that forked
+    assert not preload.fork_server_is_warm()

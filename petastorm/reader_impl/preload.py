@@ -176,6 +176,30 @@ def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = (
         forkserver.ensure_running()
 
 
+_FORKED_BY_SERVER: List[Optional[int]] = [None]  # pid of the fork server that last forked a worker for us
+
+
+def fork_server_forked() -> None:
+    """Record that this interpreter's current fork server has forked a worker: it has imported its preload
+    list (``Process.start`` returns only once the server answered), so it starts workers in milliseconds."""
+    _FORKED_BY_SERVER[0] = _fork_server_pid()
+
+
+def fork_server_is_warm() -> bool:
+    """True if the running fork server already forked a worker for this interpreter (a server restarted
+    since, or started by other code, counts as cold)."""
+    pid = _fork_server_pid()
+    return pid is not None and pid == _FORKED_BY_SERVER[0]
+
+
+def _fork_server_pid() -> Optional[int]:
+    try:
+        from multiprocessing import forkserver
+        return getattr(forkserver._forkserver, "_forkserver_pid", None)
+    except (ImportError, AttributeError):  # pragma: no cover - platform without it
+        return None
+
+
 def helper_process_pids() -> List[int]:
     """Pids of multiprocessing's own long-lived helpers started in this interpreter (the fork server and
     the resource tracker). They serve every pool and outlive them by design; tests that count child

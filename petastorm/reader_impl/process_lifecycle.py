@@ -16,7 +16,7 @@ import warnings
 from collections import deque
 from typing import Any, Dict, List, Optional
 
-from petastorm.reader_impl.preload import _main_module_not_reimported
+from petastorm.reader_impl.preload import _main_module_not_reimported, fork_server_forked
 from petastorm.reader_impl.process_worker import worker_main
 from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, TRANSPORT_SHM, ShmReader
 from petastorm.reader_impl.startup_lane import StartupLane
@@ -132,6 +132,8 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
             raise
         finally:
             child_conn.close()
+        if options["start_method"] == "forkserver":
+            fork_server_forked()
         sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if options["transport"] == TRANSPORT_SHM else None
         w = WorkerHandle(i, proc, parent_conn, sock, ShmReader(sock, i, state.releases))
         if options["transport"] == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in

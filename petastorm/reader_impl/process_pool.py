@@ -49,6 +49,7 @@ from petastorm.reader_impl.preload import (  # noqa: F401
     START_METHOD_ENV,
     _main_module_not_reimported,  # noqa: F401 - re-exported (tests and tools import it from here)
     default_start_method,
+    fork_server_is_warm,
     helper_process_pids,
     modules_for_factory,
     warm_up,
@@ -73,9 +74,6 @@ __all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factor
 
 #: ``$PETASTORM_STARTUP_LANE=0`` turns the start-up lane off (see :mod:`~petastorm.reader_impl.startup_lane`).
 STARTUP_LANE_ENV = "PETASTORM_STARTUP_LANE"
-#: Set once a worker of this interpreter's fork server was up: the server has imported its modules and
-#: starts a worker in milliseconds, so a 'cold' start-up lane is no longer used.
-_FORK_SERVER_UP = [False]
 #: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
 _WORKER_QUEUE_DEPTH = 3
 
@@ -94,9 +92,9 @@ class ProcessPool(Pool):
     startup_lane : {False, 'cold', True}
         Start the processes in a thread and run the first items in another thread of this process until a
         worker is up (see :mod:`~petastorm.reader_impl.startup_lane`; only for factories that run no user
-        code): True always, ``'cold'`` only while starting a worker is slow (the 'spawn' start method, or no
-        worker of this interpreter's fork server has been up yet, so it may still be importing its
-        modules). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
+        code): True always, ``'cold'`` only while starting a worker is slow (the 'spawn' start method, or the
+        running fork server has not forked a worker for this interpreter yet, so it may still be importing
+        its modules). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
     """
 
     pool_type = "process"
@@ -150,7 +148,7 @@ class ProcessPool(Pool):
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
             self.startup_lane_used = self.startup_lane is True or (
-                self.startup_lane == "cold" and (self.start_method == "spawn" or not _FORK_SERVER_UP[0]))
+                self.startup_lane == "cold" and (self.start_method == "spawn" or not fork_server_is_warm()))
             if self.startup_lane_used:
                 state.lane = StartupLane(worker_factory, state.wake)
                 starter = threading.Thread(
@@ -331,8 +329,6 @@ class ProcessPool(Pool):
             w.reader.drop_segment(msg[1])
         elif kind == "ready":
             w.ready = msg[2]
-            if self.start_method == "forkserver":
-                _FORK_SERVER_UP[0] = True
             if self._state.lane is not None:  # a worker is up: the parent takes no more items
                 self._state.lane.close()
             workers = self._state.workers

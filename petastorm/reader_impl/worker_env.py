@@ -42,7 +42,8 @@ def import_numpy_with_one_blas_thread() -> None:
 
 
 def in_fork_server() -> bool:
-    """True while :func:`multiprocessing.forkserver.main` is on the stack (the fork server's preload)."""
+    """True while :func:`multiprocessing.forkserver.main` is on the stack: in the fork server (its preload)
+    and in the processes it forks (whose code runs below that frame)."""
     frame = sys._getframe()
     while frame is not None:
         if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "multiprocessing.forkserver":
