@@ -125,7 +125,7 @@ class _BatchMemory:
                  granule: int = 1 << 20) -> None:
         self._keep = keep
         self._max_free_bytes = max_free_bytes
-        self._min_bytes = min_bytes
+        self.min_bytes = self._min_bytes = min_bytes
         self._granule = granule
         self._free: list = []  # slabs, most recently freed last
         self._lock = threading.Lock()
@@ -323,6 +323,9 @@ class NdarrayCodec(DataframeColumnCodec):
                     view = _cells_view(column, int(offsets[0]) + off, n, int(lengths[0]), header)
                     if view is not None:
                         return view
+                    view = _cells_copy_view(data, int(offsets[0]) + off, n, int(lengths[0]), header)
+                    if view is not None:
+                        return view
                     out = _BATCH_MEMORY.empty((n,) + tuple(header.shape), header.dtype)
                     np.copyto(out.view(np.uint8).reshape(n, out.nbytes // n), cells[:, off:])
                     return out
@@ -384,6 +387,38 @@ def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "n
     strides = (stride,) + tuple(inner[:len(shape)])
     first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
     return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=strides)
+
+
+def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
+    """In a process-pool worker, for a batch of 1 MiB or more: the cells' bytes copied at once (one ``memcpy`` of the whole span, headers
+    between the cells included: ~1% more bytes than the arrays, and a copy large enough for streaming
+    stores) into the shared memory of the batch allocator, and the ``(n,) + shape`` array viewed there with
+    rows ``stride`` bytes apart, as :func:`_cells_view` does over the Arrow buffer in threads. The
+    transport sends the span and rebuilds the same view in the reader's process. None elsewhere, or when
+    the layout does not allow a view (alignment, stride not a whole number of elements)."""
+    if _ALLOCATOR is None:
+        return None
+    dtype = np.dtype(header.dtype)
+    shape = tuple(header.shape)
+    row_bytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    if dtype.hasobject or stride % dtype.itemsize:
+        return None
+    span = (n - 1) * stride + row_bytes
+    if span < _BATCH_MEMORY.min_bytes:  # small batches: a compact copy (in band, or packed with others)
+        return None
+    # the copy keeps the source's position modulo 64 bytes, so an aligned cell stays aligned
+    lead = (data.ctypes.data + start) % 64
+    if lead % max(1, dtype.alignment):
+        return None
+    raw = _ALLOCATOR((lead + span,), np.uint8)
+    if raw is None:
+        return None
+    np.copyto(raw[lead:], data[start:start + span])
+    inner = [dtype.itemsize] * (len(shape) + 1)
+    for i in range(len(shape) - 1, 0, -1):
+        inner[i - 1] = inner[i] * shape[i]
+    return np.ndarray((n,) + shape, dtype=dtype, buffer=raw, offset=lead,
+                      strides=(stride,) + tuple(inner[:len(shape)]))
 
 
 def _empty_fixed(field: Any) -> np.ndarray:

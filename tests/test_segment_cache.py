@@ -154,13 +154,15 @@ def npy_column_factory():
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
 def test_workers_decode_ndarray_cells_straight_into_shared_memory(method):
     # a 'spawn' worker starts without petastorm.codecs imported: the shared-memory allocator must be
-    # installed all the same, or decoded arrays would be (strided) views pickled through the pipe
+    # installed all the same, or decoded arrays would be pickled through the pipe. The cells are copied into
+    # shared memory in one piece, npy headers included: the array views them, rows a cell apart
     pool = ProcessPool(1, 2, start_method=method, transport="shm")
     pool.start(npy_column_factory())
     try:
         for batch in pool.imap(_items(3)):
             arr = batch.columns["arr"]
-            assert arr.shape == (64, 64, 64) and arr.flags.c_contiguous and arr[5, 0, 0] == 5
+            assert arr.shape == (64, 64, 64) and arr[5, 0, 0] == 5 and arr[63, 63, 63] == 63
+            assert arr.strides[1:] == (256, 4) and arr.strides[0] > 64 * 64 * 4 and arr[7].flags.c_contiguous
         d = pool.diagnostics
     finally:
         pool.join()

@@ -1,6 +1,7 @@
 """Shared-memory transport: zero-copy results from arrays allocated in segments, segment reuse rules, and the
 fork server's preload list read from the worker factory."""
 import gc
+import io
 import socket
 import sys
 from collections import deque
@@ -202,3 +203,57 @@ def test_modules_for_factory_preloads_no_user_module(tmp_path, monkeypatch):
         assert "user_transform_mod" not in names  # imported by each worker, never by the fork server
     finally:
         sys.modules.pop("user_transform_mod", None)
+
+
+# ---- strided arrays travel as their base plus the view ------------------------------------------------
+
+def test_a_strided_view_of_most_of_its_base_travels_out_of_band_and_is_rebuilt():
+    import pickle
+
+    from petastorm.reader_impl.shm_transport import _Pickler, _strided_reduce
+
+    base = np.arange(10 * 40, dtype=np.float32).reshape(10, 40)
+    view = base[:, 4:36].reshape(10, 4, 8)[:, :, :]  # rows 160 bytes apart, 128 bytes each
+    assert not view.flags.c_contiguous
+    buffers = []
+    sink = io.BytesIO()
+    _Pickler(sink, protocol=5, buffer_callback=buffers.append).dump(view)
+    assert len(buffers) == 1 and buffers[0].raw().nbytes == base.nbytes  # the base, out of band
+    back = pickle.loads(sink.getvalue(), buffers=buffers)
+    np.testing.assert_array_equal(back, view)
+    assert back.strides == view.strides and back.dtype == view.dtype
+    # what numpy pickles in band stays as it was
+    assert _strided_reduce(base) is None  # contiguous
+    assert _strided_reduce(base[::-1]) is None  # negative stride
+    assert _strided_reduce(np.arange(1000)[::10]) is None  # a small part of a big base: numpy copies it
+    assert _strided_reduce(np.empty((4, 4), dtype=object)[:, :2]) is None
+
+
+def test_process_pool_ndarray_batches_have_the_thread_pools_layout(tmp_path, monkeypatch):
+    from petastorm import make_batch_reader, write_dataset
+    from petastorm.codecs import NdarrayCodec
+    from petastorm.unischema import Unischema, UnischemaField
+
+    schema = Unischema("S", [UnischemaField("id", np.int64, (), None, False),
+                             UnischemaField("matrix", np.float32, (64, 64), NdarrayCodec(), False)])
+    rng = np.random.default_rng(0)
+    url = "file://" + str(tmp_path / "ds")
+    write_dataset(url, schema, ({"id": i, "matrix": rng.random((64, 64), dtype=np.float32)} for i in range(256)),
+                  row_group_size_mb=2, progress=False, workers_count=1)  # batches of ~2 MB: copied as a span
+    monkeypatch.setenv("PETASTORM_STARTUP_LANE", "0")  # every batch made by a worker process
+
+    def read(pool):
+        with make_batch_reader(url, reader_pool_type=pool, workers_count=2, seed=4) as reader:
+            batches = list(reader)
+            return batches, reader.diagnostics
+    threads, _ = read("thread")
+    processes, diag = read("process")
+    for t, p in zip(threads, processes):
+        np.testing.assert_array_equal(t.matrix, p.matrix)
+        if p.matrix.nbytes >= 1 << 20:  # (a small batch is a compact copy)
+            assert t.matrix.strides == p.matrix.strides != (16384, 256, 4)  # the stored cells, headers between
+        assert p.matrix.flags.writeable and all(row.flags.c_contiguous for row in p.matrix)
+    assert sum(b.matrix.nbytes >= 1 << 20 for b in processes) >= 2
+    assert diag["pool_items_in_parent"] == 0 and diag["pool_bytes_shm"] >= sum(b.matrix.nbytes for b in processes
+                                                                          if b.matrix.nbytes >= 1 << 20)
+    assert diag["pool_bytes_inband"] < 64 * 1024
