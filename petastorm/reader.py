@@ -29,7 +29,8 @@ _POOL_TYPES = ("thread", "process", "dummy")
 
 def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
     """True if the workers would run code of the user's (a transform, a predicate, a codec class that is not
-    petastorm's own) or load a heavy module (images: OpenCV). Then a process pool runs every item in its
+    petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls) or load a heavy
+    module (images: OpenCV). Then a process pool runs every item in its
     worker processes, none in the reader's process (no start-up lane)."""
     if transform_spec is not None or predicate is not None:
         return True
@@ -40,6 +41,9 @@ def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_name
         codec = getattr(field, "codec", None)
         if codec is not None and (type(codec).__module__ != "petastorm.codecs"
                                   or isinstance(codec, CompressedImageCodec)):
+            return True
+        dtype_module = str(getattr(getattr(field, "numpy_dtype", None), "__module__", "numpy")).split(".")[0]
+        if dtype_module not in ("numpy", "builtins", "decimal", "datetime"):
             return True
     return False
 

@@ -377,6 +377,20 @@ def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
     assert _runs_user_code(TransformSpec(lambda r: r), None, schema, ["id"])
     assert _runs_user_code(None, in_lambda(["id"], lambda i: True), schema, ["id"])
 
+    class MyNumber(float):
+        pass
+
+    from decimal import Decimal
+
+    from petastorm.codecs import ScalarCodec
+    from petastorm.spark_types import spark_type
+
+    odd = Unischema("O", [UnischemaField("x", MyNumber, (), ScalarCodec(spark_type("DoubleType")), False),
+                          UnischemaField("d", Decimal, (), ScalarCodec(spark_type("DecimalType", 10, 2)), False),
+                          UnischemaField("s", np.str_, (), ScalarCodec(spark_type("StringType")), False)])
+    assert _runs_user_code(None, None, odd, ["x"])
+    assert not _runs_user_code(None, None, odd, ["d", "s"])
+
 
 def test_a_cold_lane_only_while_starting_a_worker_is_slow(monkeypatch):
     from petastorm.reader_impl import preload
