@@ -390,12 +390,12 @@ def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "n
 
 
 def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
-    """In a process-pool worker, for a batch of 1 MiB or more: the cells' bytes copied at once (one ``memcpy`` of the whole span, headers
-    between the cells included: ~1% more bytes than the arrays, and a copy large enough for streaming
-    stores) into the shared memory of the batch allocator, and the ``(n,) + shape`` array viewed there with
-    rows ``stride`` bytes apart, as :func:`_cells_view` does over the Arrow buffer in threads. The
-    transport sends the span and rebuilds the same view in the reader's process. None elsewhere, or when
-    the layout does not allow a view (alignment, stride not a whole number of elements)."""
+    """In a process-pool worker, for a batch of 1 MiB or more: the cells' whole span copied at once (one
+    ``memcpy``, the npy headers between the cells included: ~1% more bytes than the arrays) into the shared
+    memory of the batch allocator, and the ``(n,) + shape`` array viewed there with rows ``stride`` bytes
+    apart, as :func:`_cells_view` does over the Arrow buffer in threads. The transport sends the span and
+    rebuilds the same view in the reader's process. None elsewhere, or when the layout does not allow a
+    view (alignment, a stride that is not a whole number of elements)."""
     if _ALLOCATOR is None:
         return None
     dtype = np.dtype(header.dtype)

@@ -105,8 +105,9 @@ def _rebuild_view(base: Any, offset: int, shape: tuple, strides: tuple, dtype: A
 
 def _strided_reduce(a: Any) -> Any:
     """``(_rebuild_view, (base, offset, shape, strides, dtype))`` for a non-contiguous array whose elements
-    make up at least half of a contiguous base array (the base then travels out of band, zero copy when it lives in shared memory,
-    and the view is rebuilt over it), or None: numpy would pickle such an array as an in-band copy."""
+    make up at least half of a contiguous base array (the base then travels out of band, with no copy when
+    it lives in shared memory, and the view is rebuilt over it), or None (numpy then pickles the array as an
+    in-band copy)."""
     import numpy as np
 
     if a.flags.c_contiguous or a.flags.f_contiguous or a.dtype.hasobject or min(a.strides, default=0) < 0 \
@@ -137,9 +138,12 @@ class _Pickler(pickle.Pickler):
 
 
 def _dumps(obj: Any, buffer_callback: Any, bufs: "List[memoryview] | None" = None) -> bytes:
-    """Protocol-5 pickle; falls back to cloudpickle for what plain pickle cannot name (for example an
-    instance of a class defined in the user's ``__main__``, which worker processes do not import)."""
+    """Protocol-5 pickle (strided arrays as base + view when buffers travel out of band); falls back to
+    cloudpickle for what plain pickle cannot name (for example an instance of a class defined in the user's
+    ``__main__``, which worker processes do not import)."""
     try:
+        if buffer_callback is None:
+            return pickle.dumps(obj, protocol=5)
         sink = io.BytesIO()
         _Pickler(sink, protocol=5, buffer_callback=buffer_callback).dump(obj)
         return sink.getvalue()
