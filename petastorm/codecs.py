@@ -125,7 +125,8 @@ class _BatchMemory:
                  granule: int = 1 << 20) -> None:
         self._keep = keep
         self._max_free_bytes = max_free_bytes
-        self.min_bytes = self._min_bytes = min_bytes
+        #: Smaller arrays are plain ``np.empty`` (and, in a process worker, are not given shared memory).
+        self.min_bytes = min_bytes
         self._granule = granule
         self._free: list = []  # slabs, most recently freed last
         self._lock = threading.Lock()
@@ -135,7 +136,7 @@ class _BatchMemory:
         dtype = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
         nbytes = count * dtype.itemsize
-        if nbytes < self._min_bytes or dtype.hasobject:
+        if nbytes < self.min_bytes or dtype.hasobject:
             return np.empty(shape, dtype)
         if _ALLOCATOR is not None:  # a process-pool worker: decode straight into shared memory
             out = _ALLOCATOR(shape, dtype)
@@ -381,12 +382,16 @@ def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "n
         _LENT_BUFFERS[buf.address] = exporter
     flat = np.frombuffer(exporter, dtype=np.uint8)
     shape = tuple(header.shape)
+    first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
+    return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=_cell_strides(stride, shape, dtype))
+
+
+def _cell_strides(stride: int, shape: tuple, dtype: np.dtype) -> tuple:
+    """Strides of ``(n,) + shape`` cells ``stride`` bytes apart, each a C-contiguous ``shape`` array."""
     inner = [dtype.itemsize] * (len(shape) + 1)
     for i in range(len(shape) - 1, 0, -1):
         inner[i - 1] = inner[i] * shape[i]
-    strides = (stride,) + tuple(inner[:len(shape)])
-    first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
-    return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=strides)
+    return (stride,) + tuple(inner[:len(shape)])
 
 
 def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
@@ -414,11 +419,7 @@ def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: 
     if raw is None:
         return None
     np.copyto(raw[lead:], data[start:start + span])
-    inner = [dtype.itemsize] * (len(shape) + 1)
-    for i in range(len(shape) - 1, 0, -1):
-        inner[i - 1] = inner[i] * shape[i]
-    return np.ndarray((n,) + shape, dtype=dtype, buffer=raw, offset=lead,
-                      strides=(stride,) + tuple(inner[:len(shape)]))
+    return np.ndarray((n,) + shape, dtype=dtype, buffer=raw, offset=lead, strides=_cell_strides(stride, shape, dtype))
 
 
 def _empty_fixed(field: Any) -> np.ndarray:

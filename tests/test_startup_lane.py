@@ -112,9 +112,11 @@ def test_an_error_starting_the_processes_is_raised_by_imap(monkeypatch):
     pool = ProcessPool(2, 2, start_method="forkserver", startup_lane=True)
     pool.start(slow_start_factory(worker_delay_s=0.0))
     try:
-        with pytest.raises(PetastormWorkerError, match="could not start worker process 0.*no more processes today"):
+        with pytest.raises(PetastormWorkerError,
+                           match="could not start worker process 0.*no more processes today") as info:
             for _ in pool.imap(_items(500)):
                 time.sleep(0.01)
+        assert isinstance(info.value.__cause__, OSError)  # the start error keeps its cause
     finally:
         pool.join()
     assert not _lane_threads()
@@ -308,23 +310,6 @@ def test_a_start_thread_that_cannot_start_is_a_worker_error_and_leaks_nothing(mo
     assert isinstance(info.value.__cause__, RuntimeError)
     assert pool._state.closed and pool._state.wake_w == -1
     assert not _lane_threads()
-
-
-def test_a_start_error_keeps_its_cause(monkeypatch):
-    ctx = multiprocessing.get_context("forkserver")
-
-    def refuse(process_obj):
-        raise OSError("no more processes today")
-
-    monkeypatch.setattr(type(ctx.Process()), "_Popen", staticmethod(refuse))
-    pool = ProcessPool(1, 1, start_method="forkserver", startup_lane=True)
-    pool.start(slow_start_factory(worker_delay_s=0.0, item_s=0.01))
-    try:
-        with pytest.raises(PetastormWorkerError) as info:
-            list(pool.imap(_items(300)))
-        assert isinstance(info.value.__cause__, OSError)
-    finally:
-        pool.join()
 
 
 def test_a_lane_stuck_in_an_item_is_warned_of_and_join_keeps_its_bound(monkeypatch, tmp_path):

@@ -394,7 +394,8 @@ class DummyPool(Pool):
         self._worker = None
 
 
-_STOP = object()  # task-queue sentinel: the thread exits
+#: Task-queue sentinel: the worker thread that takes it ends.
+STOP_TASK = object()
 
 
 def _thread_main(index: int, factory: WorkerFactory, tasks: "queue.SimpleQueue", results: "queue.SimpleQueue",
@@ -407,25 +408,28 @@ def _thread_main(index: int, factory: WorkerFactory, tasks: "queue.SimpleQueue",
         return
     ready[index] = True
     try:
-        _serve(worker, tasks, results)
+        serve_tasks(worker, tasks, results.put)
     finally:
         close_worker(worker)
 
 
-def _serve(worker: Callable[[WorkItem], ColumnBatch], tasks: "queue.SimpleQueue",
-           results: "queue.SimpleQueue") -> None:
+def serve_tasks(worker: Callable[[WorkItem], ColumnBatch], tasks: "queue.SimpleQueue",
+                post: Callable[[tuple], None]) -> None:
+    """Run ``(gen, seq, item)`` tasks from ``tasks`` until :data:`STOP_TASK`; ``post`` each outcome as
+    ``('ok', gen, seq, result, None)`` or ``('error', gen, seq, exception, traceback text)``. Used by the
+    thread pool's threads and the process pool's start-up lane."""
     while True:
         task = tasks.get()
-        if task is _STOP:
+        if task is STOP_TASK:
             return
         gen, seq, item = task
         try:
             out = worker(item)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller at this item's turn
-            results.put(("error", gen, seq, exc, traceback.format_exc()))
+            post(("error", gen, seq, exc, traceback.format_exc()))
             del exc
         else:
-            results.put(("ok", gen, seq, out, None))
+            post(("ok", gen, seq, out, None))
             del out
         del task, item
 
@@ -437,7 +441,7 @@ def _stop_threads(tasks: "queue.SimpleQueue", results: "queue.SimpleQueue", coun
         except queue.Empty:
             break
     for _ in range(count):
-        tasks.put(_STOP)
+        tasks.put(STOP_TASK)
     results.put(("wake", 0, 0, None, None))
 
 

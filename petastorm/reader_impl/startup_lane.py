@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import queue
 import threading
-import traceback
 from typing import Any, Callable, Optional, Tuple
 
-from petastorm.reader_impl.pool import WorkerFactory, close_worker
+from petastorm.reader_impl.pool import STOP_TASK, WorkerFactory, close_worker, serve_tasks
 
 __all__ = ["StartupLane"]
-
-_STOP = None  # task-queue sentinel: the thread exits
 
 
 def _lane_main(factory: WorkerFactory, tasks: "queue.SimpleQueue", results: "queue.SimpleQueue",
@@ -39,20 +36,7 @@ def _lane_main(factory: WorkerFactory, tasks: "queue.SimpleQueue", results: "que
         post(("dead", 0, 0, None, None))
         return
     try:
-        while True:
-            task = tasks.get()
-            if task is _STOP:
-                return
-            gen, seq, item = task
-            try:
-                out = worker(item)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller at this item's turn
-                post(("error", gen, seq, exc, traceback.format_exc()))
-                del exc
-            else:
-                post(("ok", gen, seq, out, None))
-                del out
-            del task, item
+        serve_tasks(worker, tasks, post)
     finally:
         close_worker(worker)
 
@@ -100,7 +84,7 @@ class StartupLane:
             return None
         if message[0] == "dead":
             self.open = False
-            self._tasks.put(_STOP)
+            self._tasks.put(STOP_TASK)
         else:
             self.running = None
         return message
@@ -109,7 +93,7 @@ class StartupLane:
         """Take no new items; the thread ends after the item it runs (its result still comes)."""
         if self.open:
             self.open = False
-            self._tasks.put(_STOP)
+            self._tasks.put(STOP_TASK)
 
     def join(self, timeout: float) -> bool:
         """Close, then wait up to ``timeout`` seconds for the thread; True if it ended."""
