@@ -339,6 +339,33 @@ class NdarrayCodec(DataframeColumnCodec):
                 decoded.append(npy_bytes_to_array(data[offsets[i]:offsets[i + 1]].data).copy())
         return _stack_or_object(decoded)
 
+    def decode_fixed_cells(self, unischema_field: Any, cells: Any) -> "np.ndarray | None":
+        """The ``(n,) + shape`` array of equal-length npy values placed by
+        :func:`petastorm.reader_impl.fixed_binary.read_fixed_binary`: a view of ``cells.buffer`` with rows
+        ``cells.stride`` bytes apart where the dtype's alignment allows, else a compact copy. None when the
+        values are not all the same C-order npy header followed by its data (:meth:`decode_column` then
+        decodes, or reports, them)."""
+        n, buf = cells.count, cells.buffer
+        try:
+            header = parse_npy_header(buf[cells.start:cells.start + cells.length])
+        except PetastormSchemaError:  # not npy bytes: decode_column reports it, naming the field
+            return None
+        dtype, shape, off = np.dtype(header.dtype), tuple(header.shape), header.data_offset
+        row_bytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        if header.fortran_order or dtype.hasobject or off + row_bytes != cells.length:
+            return None
+        heads = np.ndarray((n, off), np.uint8, buffer=buf, offset=cells.start, strides=(cells.stride, 1))
+        if not (heads == heads[0]).all():
+            return None
+        start = cells.start + off
+        if not cells.stride % dtype.itemsize and not (buf.ctypes.data + start) % max(1, dtype.alignment):
+            return np.ndarray((n,) + shape, dtype=dtype, buffer=buf, offset=start,
+                              strides=_cell_strides(cells.stride, shape, dtype))
+        out = _BATCH_MEMORY.empty((n,) + shape, dtype)
+        src = np.ndarray((n, row_bytes), np.uint8, buffer=buf, offset=start, strides=(cells.stride, 1))
+        np.copyto(out.view(np.uint8).reshape(n, row_bytes), src)
+        return out
+
 
 _LENT_BUFFERS: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
 _LENT_LOCK = threading.Lock()

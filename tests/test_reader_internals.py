@@ -25,17 +25,20 @@ def _record_worker_calls(monkeypatch):
     """Wrap the worker so each item records its reads and decodes; returns the list of per-item records.
 
     Each record: ``{"row_group": (file name, row group in file), "reads": [columns, ...],
-    "decodes": [(field, rows), ...]}``.
+    "decodes": [(field, rows), ...], "direct": [field, ...]}``: ``reads`` and ``decodes`` go through pyarrow,
+    ``direct`` lists the fixed-shape ndarray fields read straight from their pages (``fixed_binary``), which
+    join the second read.
     """
     records = []
     current = []
     orig_call = RowGroupWorker.__call__
     orig_read = RowGroupWorker._read_columns
     orig_decode = RowGroupWorker._decode
+    orig_direct = RowGroupWorker._read_direct
 
     def call(self, item):
         rg = self._spec.row_groups[item.row_group]
-        record = {"row_group": (os.path.basename(rg.path), rg.row_group), "reads": [], "decodes": []}
+        record = {"row_group": (os.path.basename(rg.path), rg.row_group), "reads": [], "decodes": [], "direct": []}
         records.append(record)
         current.append(record)
         try:
@@ -52,7 +55,13 @@ def _record_worker_calls(monkeypatch):
             current[-1]["decodes"].append((name, table.num_rows))
         return orig_decode(self, table, names)
 
+    def read_direct(self, rg, names):
+        out = orig_direct(self, rg, names)
+        current[-1]["direct"].extend(out)
+        return out
+
     monkeypatch.setattr(RowGroupWorker, "__call__", call)
+    monkeypatch.setattr(RowGroupWorker, "_read_direct", read_direct)
     monkeypatch.setattr(RowGroupWorker, "_read_columns", read_columns)
     monkeypatch.setattr(RowGroupWorker, "_decode", decode)
     return records
@@ -79,12 +88,14 @@ def test_predicate_reads_its_columns_first_and_decodes_the_rest_only_for_passing
         reads = rec["reads"]
         assert reads[0] == ["id"], rec  # the first read asks for the predicate's field only
         assert len(reads) == 2, rec
-        assert sorted(reads[1]) == sorted(OTHER_FIELDS), rec  # then the others, once
+        assert rec["direct"] == ["matrix"], rec  # the fixed-shape ndarray, straight from its pages
+        assert sorted(reads[1] + rec["direct"]) == sorted(OTHER_FIELDS), rec  # then the others, once
         decoded = dict(rec["decodes"])
         assert len(decoded) == len(rec["decodes"]), rec  # each field decoded once
         assert decoded["id"] == 10  # the predicate column: every row of the row group
         for name in OTHER_FIELDS:
-            assert decoded[name] == 1, (name, rec)  # the others: only the row that passed
+            if name != "matrix":
+                assert decoded[name] == 1, (name, rec)  # the others: only the row that passed
 
 
 def test_row_group_with_no_passing_row_never_reads_the_other_columns(synthetic_dataset, monkeypatch):
@@ -101,13 +112,13 @@ def test_row_group_with_no_passing_row_never_reads_the_other_columns(synthetic_d
     full = [rec for rec in records if rec["row_group"][1] == 0]
     assert len(empty) == 5 and len(full) == 5
     for rec in empty:
-        assert rec["reads"] == [["id"]], rec  # no second read at all
+        assert rec["reads"] == [["id"]] and rec["direct"] == [], rec  # no second read at all
         for name, rows_seen in rec["decodes"]:
             if name != "id":
                 assert rows_seen == 0, rec  # at most empty columns are built, never decoded from data
     for rec in full:
         assert rec["reads"][0] == ["id"]
-        assert len(rec["reads"]) == 2 and sorted(rec["reads"][1]) == sorted(OTHER_FIELDS)
+        assert len(rec["reads"]) == 2 and sorted(rec["reads"][1] + rec["direct"]) == sorted(OTHER_FIELDS)
         assert all(rows_seen == 1 for name, rows_seen in rec["decodes"] if name != "id"), rec
 
 

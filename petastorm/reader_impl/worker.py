@@ -83,6 +83,9 @@ class RowGroupWorker:
         decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
                                       (CompressedImageCodec, CompressedNdarrayCodec)) for name in spec.fields)
         self._arrow_pool = read_memory_pool(decode_bound)
+        self._direct = _direct_fields(spec) if not self._pre_buffer else frozenset()
+        self._direct_columns: dict = {}  # path -> {field name: (column index, max definition level)}
+        self._direct_failed: set = set()  # (path, field name) whose layout pyarrow reads instead
 
     # --- I/O ---------------------------------------------------------------------------------------------
 
@@ -146,6 +149,38 @@ class RowGroupWorker:
                                                            type=typ))
         return table
 
+    def _read_direct(self, rg: Any, names: list) -> dict:
+        """Fixed-shape ndarray fields of one whole row group read straight from their pages (see
+        :mod:`petastorm.reader_impl.fixed_binary`): field name -> ``(num_rows,) + shape`` array. Fields whose
+        layout that path does not handle are left out (for pyarrow), and not tried again in that file."""
+        from petastorm.reader_impl.fixed_binary import read_fixed_binary
+
+        names = [n for n in names if (rg.path, n) not in self._direct_failed]
+        if not names:
+            return {}
+        pf = self._parquet_file(rg.path)
+        columns = self._direct_columns.get(rg.path)
+        if columns is None:
+            schema = pf.metadata.schema
+            columns = {}
+            for j in range(len(schema)):
+                c = schema.column(j)
+                if c.max_repetition_level == 0 and c.path in self._direct:
+                    columns[c.path] = (j, c.max_definition_level)
+            self._direct_columns[rg.path] = columns
+        group = pf.metadata.row_group(rg.row_group)
+        out = {}
+        for name in names:
+            found = columns.get(name)
+            cells = read_fixed_binary(rg.path, group.column(found[0]), found[1], _batch_bytes) if found else None
+            f = self._spec.schema.fields[name]
+            array = f.codec.decode_fixed_cells(f, cells) if cells is not None else None
+            if array is None:
+                self._direct_failed.add((rg.path, name))
+            else:
+                out[name] = array
+        return out
+
     # --- decoding ----------------------------------------------------------------------------------------
 
     def _decode(self, table: Any, names: list) -> dict:
@@ -172,7 +207,7 @@ class RowGroupWorker:
         pred_fields = sorted(spec.predicate.get_fields()) if spec.predicate is not None else []
         filter_cols = list(spec.filter_columns) if spec.filter_expression is not None else []
         first_cols = list(dict.fromkeys(pred_fields + filter_cols))
-        table = self._read_columns(rg, first_cols if first_cols else list(spec.fields))
+        table = self._read_columns(rg, first_cols if first_cols else [f for f in spec.fields if f not in self._direct])
         table = table.slice(item.row_start, item.num_rows)
         # every row in order: no index arrays (np.arange + compare: ~20% of a worker's time on plain columns)
         all_rows = spec.filter_expression is None and not pred_fields and (item.row_seed is None or table.num_rows < 2)
@@ -204,6 +239,10 @@ class RowGroupWorker:
             else:
                 if in_first:
                     decoded.update(self._decode(table if identity else table.take(indices), in_first))
+                direct = self._read_direct(rg, [f for f in to_read if f in self._direct])
+                for name, array in direct.items():
+                    decoded[name] = _rows_of(array, item.row_start, item.num_rows, None if identity else indices)
+                to_read = [f for f in to_read if f not in direct]
                 if to_read:
                     rest = self._read_columns(rg, to_read).slice(item.row_start, item.num_rows)
                     decoded.update(self._decode(rest if identity else rest.take(indices), to_read))
@@ -250,6 +289,50 @@ class RowGroupWorker:
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
+
+
+def _direct_fields(spec: ReadSpec) -> frozenset:
+    """Fields read straight from their Parquet pages: fixed-shape ``NdarrayCodec`` ones (not a subclass,
+    which may decode differently) of a local dataset read without a cache (the cache holds Arrow tables)."""
+    import pyarrow.fs as pafs
+
+    from petastorm.codecs import NdarrayCodec
+    from petastorm.reader_impl.fixed_binary import direct_read_enabled
+
+    if spec.cache is not None or not isinstance(spec.filesystem, pafs.LocalFileSystem) or not direct_read_enabled():
+        return frozenset()
+    out = set()
+    for name in spec.fields:
+        f = spec.schema.fields.get(name)
+        shape = getattr(f, "shape", None)
+        if (f is not None and type(f.codec) is NdarrayCodec and name not in spec.partition_types
+                and shape is not None and all(isinstance(d, int) for d in shape)):
+            out.add(name)
+    return frozenset(out)
+
+
+def _batch_bytes(nbytes: int) -> np.ndarray:
+    from petastorm.codecs import _BATCH_MEMORY
+
+    return _BATCH_MEMORY.empty((nbytes,), np.uint8)
+
+
+def _rows_of(array: np.ndarray, start: int, count: int, indices: Optional[np.ndarray]) -> np.ndarray:
+    """Rows ``start:start + count`` of a whole row group's array, then ``indices`` of those (None: all, in
+    order): the array itself when that is every row, else a compact copy (a view of a part would keep the
+    whole row group's memory alive)."""
+    if start == 0 and count == len(array) and indices is None:
+        return array
+    from petastorm.codecs import _BATCH_MEMORY
+
+    part = array[start:start + count]
+    rows = len(part) if indices is None else len(indices)
+    out = _BATCH_MEMORY.empty((rows,) + array.shape[1:], array.dtype)
+    if indices is None:
+        np.copyto(out, part)
+    else:
+        np.take(part, indices, axis=0, out=out)
+    return out
 
 
 def _partition_scalar(value: Optional[str], typ: Any, name: str) -> Any:

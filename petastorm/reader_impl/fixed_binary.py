@@ -1,0 +1,416 @@
+"""Read a column chunk of equal-length binary values straight from its Parquet pages into one buffer.
+
+A fixed-shape ``NdarrayCodec`` field stores every row as ``.npy`` bytes of the same length. Through
+pyarrow, a row group of such a column is read into a buffer, decompressed into another, decoded from
+Parquet's PLAIN or dictionary encoding into a third (offsets + data), and, in a process-pool worker, copied
+into shared memory. Here the chunk is read with one ``pread`` and each page is decompressed (cramjam)
+straight to where its values belong in one destination buffer (shared memory in a process worker), so
+that value ``k`` sits at ``start + k * stride``: two passes over the bytes instead of four or five.
+
+Handled: data pages v1 and v2, PLAIN values, a dictionary page whose dictionary-encoded data pages
+reference its entries in order (what writers produce for values that do not repeat, before falling back
+to PLAIN), definition levels with no nulls, and the codecs UNCOMPRESSED, SNAPPY, GZIP, ZSTD, BROTLI and
+LZ4_RAW. Anything else (nulls, repeated values, other codecs, a malformed page) makes
+:func:`read_fixed_binary` return None and the caller reads the column through pyarrow, which also
+reports any real corruption. Every placed value's length prefix is checked, so a page layout this module
+misreads cannot pass silently.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from petastorm.reader_impl.thrift_compact import BOOL, I32, STRUCT, ThriftError, read_struct, read_varint
+
+__all__ = ["FixedCells", "read_fixed_binary", "DIRECT_READ_ENV"]
+
+#: ``PETASTORM_DIRECT_READ=0`` turns this path off (every column is read through pyarrow).
+DIRECT_READ_ENV = "PETASTORM_DIRECT_READ"
+
+_DATA_PAGE, _INDEX_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 1, 2, 3
+_PLAIN, _PLAIN_DICTIONARY, _RLE, _RLE_DICTIONARY = 0, 2, 3, 8
+_DICT_ENCODINGS = (_PLAIN_DICTIONARY, _RLE_DICTIONARY)
+
+#: The fields of parquet.thrift's PageHeader read here; the others are skipped.
+_PAGE_HEADER = {
+    1: I32, 2: I32, 3: I32, 4: I32,
+    5: (STRUCT, {1: I32, 2: I32, 3: I32, 4: I32}),  # DataPageHeader
+    7: (STRUCT, {1: I32, 2: I32, 3: BOOL}),  # DictionaryPageHeader
+    8: (STRUCT, {1: I32, 2: I32, 3: I32, 4: I32, 5: I32, 6: I32, 7: BOOL}),  # DataPageHeaderV2
+}
+#: Required fields of each struct: a header without them is malformed (pyarrow rejects it too).
+_REQUIRED = {None: (1, 2, 3), 5: (1, 2, 3, 4), 7: (1, 2), 8: (1, 2, 3, 4, 5, 6)}
+
+_local = threading.local()
+
+
+class _Unsupported(Exception):
+    """The chunk's layout is not one this module places; read it through pyarrow."""
+
+
+@dataclass(frozen=True)
+class FixedCells:
+    """``count`` values of ``length`` bytes: value ``k`` is ``buffer[start + k * stride:][:length]``.
+
+    Attributes
+    ----------
+    buffer : numpy.ndarray
+        1-D uint8, from the caller's ``alloc``.
+    start, stride, length, count : int
+        Bytes, bytes, bytes, values. ``stride`` is ``length + 4`` (Parquet's length prefix).
+    """
+
+    buffer: np.ndarray
+    start: int
+    stride: int
+    length: int
+    count: int
+
+
+def direct_read_enabled() -> bool:
+    """False when ``$PETASTORM_DIRECT_READ`` is ``0``/``false``/``no``/``off``."""
+    return os.environ.get(DIRECT_READ_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable[[int], np.ndarray]
+                      ) -> Optional[FixedCells]:
+    """The values of one BYTE_ARRAY column chunk of a local file, placed at a uniform stride.
+
+    Parameters
+    ----------
+    path : str
+        Local path of the Parquet file.
+    chunk : pyarrow.parquet.ColumnChunkMetaData
+        The column chunk (of a flat column: no repetition levels).
+    max_def_level : int
+        The column's maximum definition level (0 for a required column).
+    alloc : callable
+        ``alloc(nbytes)`` -> writable 1-D uint8 array of at least ``nbytes``; receives the values.
+
+    Returns
+    -------
+    FixedCells or None
+        None when the chunk holds nulls, values of different lengths, or a layout or codec not handled
+        here (the caller then reads the column through pyarrow).
+    """
+    if chunk.physical_type != "BYTE_ARRAY" or chunk.num_values <= 0:
+        return None
+    decompress = _decompressor(chunk.compression)
+    if decompress is None:
+        return None
+    start = chunk.data_page_offset
+    if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+        start = min(start, chunk.dictionary_page_offset)
+    size = chunk.total_compressed_size
+    if start < 4 or size <= 0:
+        return None
+    raw = _scratch(size)
+    try:
+        _pread_into(path, raw, start)
+        return _place(raw, chunk.num_values, max_def_level, decompress, alloc)
+    except (_Unsupported, ThriftError, IndexError, ValueError, OSError):
+        return None
+
+
+def _scratch(size: int) -> memoryview:
+    buf = getattr(_local, "scratch", None)
+    if buf is None or len(buf) < size:
+        buf = _local.scratch = bytearray(max(size, len(buf) * 5 // 4 if buf is not None else 0))
+    return memoryview(buf)[:size]
+
+
+def _pread_into(path: str, out: memoryview, offset: int) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = 0
+        while done < len(out):
+            got = os.preadv(fd, [out[done:]], offset + done)
+            if got <= 0:
+                raise _Unsupported("file shorter than its footer says")
+            done += got
+    finally:
+        os.close(fd)
+
+
+def _decompressor(codec: str) -> Optional[Callable[[memoryview, np.ndarray], int]]:
+    if codec == "UNCOMPRESSED":
+        def copy(src: memoryview, dst: np.ndarray) -> int:
+            if len(src) != len(dst):
+                raise _Unsupported("uncompressed page size mismatch")
+            dst[:] = np.frombuffer(src, np.uint8)
+            return len(src)
+        return copy
+    try:
+        import cramjam
+    except ImportError:  # pragma: no cover - cramjam is a dependency
+        return None
+    return {"SNAPPY": cramjam.snappy.decompress_raw_into, "ZSTD": cramjam.zstd.decompress_into,
+            "GZIP": cramjam.gzip.decompress_into, "BROTLI": cramjam.brotli.decompress_into,
+            "LZ4_RAW": cramjam.lz4.decompress_block_into, "LZ4": _lz4_hadoop_or_raw}.get(codec)
+
+
+def _lz4_hadoop_or_raw(src: memoryview, dst: np.ndarray) -> int:
+    """Parquet's deprecated LZ4 codec: Hadoop's framing (big-endian decompressed and compressed sizes before
+    each block) where the sizes fit, else a raw LZ4 block (what some writers, pyarrow's among them, wrote)."""
+    import cramjam
+
+    out = memoryview(dst).cast("B")
+    pos = done = 0
+    while pos + 8 <= len(src):
+        want = int.from_bytes(src[pos:pos + 4], "big")
+        size = int.from_bytes(src[pos + 4:pos + 8], "big")
+        if not size or pos + 8 + size > len(src) or done + want > len(out):
+            break
+        try:
+            got = cramjam.lz4.decompress_block_into(src[pos + 8:pos + 8 + size], out[done:done + want])
+        except Exception:
+            break
+        if got != want:
+            break
+        pos, done = pos + 8 + size, done + want
+    if pos == len(src) and done == len(out):
+        return done
+    return cramjam.lz4.decompress_block_into(src, dst)
+
+
+@dataclass
+class _Page:
+    kind: int
+    usize: int
+    payload: memoryview
+    count: int = 0
+    encoding: int = _PLAIN
+    levels: int = 0  # v2: bytes of (uncompressed) levels before the values
+    nulls: int = 0
+    compressed: bool = True
+    level_encoding: int = _RLE
+    row: int = 0
+
+
+def _pages(raw: memoryview) -> list:
+    pages = []
+    pos = 0
+    while pos < len(raw):
+        head, pos = read_struct(raw, pos, _PAGE_HEADER)
+        if any(k not in head for k in _REQUIRED[None]) or any(
+                k in head and any(f not in head[k] for f in fields) for k, fields in _REQUIRED.items() if k):
+            raise _Unsupported("page header without a required field")
+        kind, usize, csize = head[1], head[2], head[3]
+        if usize < 0 or csize < 0 or pos + csize > len(raw):
+            raise _Unsupported("bad page header")
+        page = _Page(kind, usize, raw[pos:pos + csize])
+        pos += csize
+        if kind == _INDEX_PAGE:
+            continue
+        if kind == _DICTIONARY_PAGE:
+            sub = head.get(7) or {}
+            page.count, page.encoding = sub.get(1, -1), sub.get(2, _PLAIN)
+            if page.encoding not in (_PLAIN, _PLAIN_DICTIONARY):
+                raise _Unsupported("dictionary page encoding")
+        elif kind == _DATA_PAGE:
+            sub = head.get(5) or {}
+            page.count, page.encoding = sub.get(1, -1), sub.get(2, -1)
+            page.level_encoding = sub.get(3, _RLE)  # parquet-mr says BIT_PACKED where there are no levels
+        elif kind == _DATA_PAGE_V2:
+            sub = head.get(8) or {}
+            page.count, page.nulls, page.encoding = sub.get(1, -1), sub.get(2, -1), sub.get(4, -1)
+            if sub.get(6, 0) != 0:
+                raise _Unsupported("repetition levels")
+            page.levels = sub.get(5, 0)
+            page.compressed = sub.get(7, True)
+            if page.nulls != 0 or not 0 <= page.levels <= min(csize, usize):
+                raise _Unsupported("nulls")
+            if sub[3] != page.count:  # a flat column: one value per row
+                raise _Unsupported("rows and values of a v2 page differ")
+        else:
+            raise _Unsupported(f"page type {kind}")
+        if page.count <= 0:
+            raise _Unsupported("empty page")
+        pages.append(page)
+    return pages
+
+
+def _place(raw: memoryview, num_values: int, max_def: int, decompress: Callable, alloc: Callable
+           ) -> FixedCells:
+    pages = _pages(raw)
+    dictionary = pages[0] if pages and pages[0].kind == _DICTIONARY_PAGE else None
+    data = pages[1:] if dictionary is not None else pages
+    if not data or any(p.kind == _DICTIONARY_PAGE for p in data):
+        raise _Unsupported("no data page, or a second dictionary")
+    if max_def and any(p.kind == _DATA_PAGE and p.level_encoding != _RLE for p in data):
+        raise _Unsupported("definition level encoding")
+    stride = _stride(dictionary, data[0], max_def)
+    row = 0
+    indices = {}  # dictionary-encoded page -> its rows' dictionary entries
+    for i, p in enumerate(data):
+        p.row = row
+        if p.encoding in _DICT_ENCODINGS:
+            if dictionary is None:
+                raise _Unsupported("dictionary indices without a dictionary")
+            indices[i] = _dictionary_indices(p, decompress, max_def)
+            if len(indices[i]) and not 0 <= int(indices[i].min()) <= int(indices[i].max()) < dictionary.count:
+                raise _Unsupported("dictionary index beyond the dictionary")
+        elif p.encoding != _PLAIN:
+            raise _Unsupported("value encoding")
+        row += p.count
+    if row != num_values:
+        raise _Unsupported("pages do not add up to the chunk's values")
+    # the common case: values that do not repeat, whose dictionary holds the first rows in order
+    in_place = dictionary is not None and sum(len(v) for v in indices.values()) == dictionary.count and all(
+        i < len(indices) and (v == np.arange(data[i].row, data[i].row + len(v))).all() for i, v in indices.items())
+    table = None
+    if dictionary is not None and (dictionary.usize != dictionary.count * stride):
+        raise _Unsupported("dictionary page size")
+    if indices and not in_place:
+        table = np.empty(dictionary.usize, np.uint8)
+        _decompress(decompress, dictionary.payload, table)
+        table = table.reshape(dictionary.count, stride)
+    first = data[0]
+    head = _v1_prefix(first, stride) if first.kind == _DATA_PAGE and first.encoding == _PLAIN else 0
+    buf = alloc(64 + head + num_values * stride)
+    # value k's data lands 64-byte aligned before its npy header (headers are padded to 16 or 64 bytes)
+    lead = -(buf.ctypes.data + head + 4) % 64
+    base = lead + head  # value 0's length prefix
+    # later pages first: a v1 page's levels precede its values and spill into the previous page's tail,
+    # which that page overwrites once the levels have been checked
+    for i in range(len(data) - 1, -1, -1):
+        p = data[i]
+        if p.encoding == _PLAIN:
+            _place_plain(p, buf, base, stride, decompress, max_def)
+        elif table is not None:
+            rows = np.ndarray((p.count, stride), np.uint8, buffer=buf, offset=base + p.row * stride)
+            np.take(table, indices[i], axis=0, out=rows)
+    if in_place:
+        _decompress(decompress, dictionary.payload, buf[base:base + dictionary.usize])
+    length = stride - 4
+    prefixes = np.ndarray((num_values,), dtype="<u4", buffer=buf, offset=base, strides=(stride,))
+    if not (prefixes == length).all():
+        raise _Unsupported("values of different lengths")
+    return FixedCells(buf, base + 4, stride, length, num_values)
+
+
+def _stride(dictionary: Optional[_Page], first: _Page, max_def: int) -> int:
+    """Bytes per value including its 4-byte length prefix, from the page sizes (checked once placed)."""
+    if dictionary is not None:
+        stride, rest = divmod(dictionary.usize, dictionary.count)
+    elif first.kind == _DATA_PAGE_V2:
+        stride, rest = divmod(first.usize - first.levels, first.count)
+    elif max_def == 0:
+        stride, rest = divmod(first.usize, first.count)
+    else:  # 4-byte length + definition levels (fewer bytes than values when they are one run) + values
+        stride, rest = (first.usize - 4) // first.count, 0
+    if rest or stride <= 4:
+        raise _Unsupported("values of different lengths")
+    return stride
+
+
+def _v1_prefix(page: _Page, stride: int) -> int:
+    prefix = page.usize - page.count * stride
+    if prefix < 0:
+        raise _Unsupported("page smaller than its values")
+    return prefix
+
+
+def _decompress(decompress: Callable, src: memoryview, dst: np.ndarray) -> None:
+    try:
+        got = decompress(src, dst)
+    except _Unsupported:
+        raise
+    except Exception as e:  # cramjam.DecompressionError and friends: let pyarrow read (and report) it
+        raise _Unsupported(f"decompression: {e}") from e
+    if got != len(dst):
+        raise _Unsupported("decompressed size")
+
+
+def _place_plain(p: _Page, buf: np.ndarray, base: int, stride: int, decompress: Callable, max_def: int) -> None:
+    end = base + (p.row + p.count) * stride
+    if p.kind == _DATA_PAGE_V2:
+        if p.usize - p.levels != p.count * stride:
+            raise _Unsupported("page size")
+        _check_levels(p.payload[:p.levels], max_def, p.count)
+        values = p.payload[p.levels:]
+        dst = buf[end - p.count * stride:end]
+        if p.compressed:
+            _decompress(decompress, values, dst)
+        else:
+            _decompressor("UNCOMPRESSED")(values, dst)
+        return
+    prefix = _v1_prefix(p, stride)
+    if (prefix != 0) != (max_def > 0):
+        raise _Unsupported("page size")
+    if end - p.usize < 0:
+        raise _Unsupported("definition levels longer than the values before them")
+    dst = buf[end - p.usize:end]
+    _decompress(decompress, p.payload, dst)
+    if max_def:
+        n = int(dst[:4].view("<u4")[0])
+        if 4 + n != prefix:
+            raise _Unsupported("definition levels")
+        _check_levels(memoryview(dst[4:4 + n]), max_def, p.count)
+
+
+def _check_levels(levels: memoryview, max_def: int, count: int) -> None:
+    if max_def == 0:
+        if len(levels):
+            raise _Unsupported("levels on a required column")
+        return
+    values, _ = _rle_hybrid(levels, max_def.bit_length(), count)
+    if not (values == max_def).all():
+        raise _Unsupported("nulls")
+
+
+def _dictionary_indices(p: _Page, decompress: Callable, max_def: int) -> np.ndarray:
+    """The dictionary entry of each row of a dictionary-encoded data page, shape ``(p.count,)``."""
+    if p.kind == _DATA_PAGE_V2:
+        _check_levels(p.payload[:p.levels], max_def, p.count)
+        body = np.empty(p.usize - p.levels, np.uint8)
+        if p.compressed:
+            _decompress(decompress, p.payload[p.levels:], body)
+        else:
+            _decompressor("UNCOMPRESSED")(p.payload[p.levels:], body)
+        pos = 0
+    else:
+        body = np.empty(p.usize, np.uint8)
+        _decompress(decompress, p.payload, body)
+        pos = 0
+        if max_def:
+            n = int(body[:4].view("<u4")[0])
+            _check_levels(memoryview(body[4:4 + n]), max_def, p.count)
+            pos = 4 + n
+    mv = memoryview(body)
+    values, _ = _rle_hybrid(mv[pos + 1:], mv[pos], p.count)
+    return values
+
+
+def _rle_hybrid(buf: memoryview, width: int, count: int) -> "tuple[np.ndarray, int]":
+    """Decode ``count`` values of Parquet's RLE / bit-packed hybrid encoding, ``width`` bits each."""
+    if not 0 <= width <= 32:
+        raise _Unsupported("bit width")
+    out = np.empty(count, np.int64)
+    weights = np.left_shift(np.int64(1), np.arange(width, dtype=np.int64))
+    run_bytes = (width + 7) // 8
+    filled = pos = 0
+    while filled < count:
+        header, pos = read_varint(buf, pos)
+        if header & 1:  # bit-packed groups of 8 values, least significant bit first
+            groups = header >> 1
+            nbytes = groups * width
+            if not groups or pos + nbytes > len(buf):
+                raise _Unsupported("bit-packed run")
+            bits = np.unpackbits(np.frombuffer(buf, np.uint8, nbytes, pos), bitorder="little")
+            values = bits.reshape(groups * 8, width) @ weights if width else np.zeros(groups * 8, np.int64)
+            pos += nbytes
+        else:
+            run = header >> 1
+            if not run or pos + run_bytes > len(buf):
+                raise _Unsupported("RLE run")
+            values = np.full(min(run, count - filled), int.from_bytes(buf[pos:pos + run_bytes], "little"))
+            pos += run_bytes
+        take = min(len(values), count - filled)
+        out[filled:filled + take] = values[:take]
+        filled += take
+    return out, pos
