@@ -392,6 +392,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     import numpy as np
 
     from petastorm.reader_impl.dataset import open_dataset
+    from petastorm.reader_impl.fixed_binary import direct_read_enabled
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool import make_pool
     from petastorm.reader_impl.worker import ReadSpec, WorkerFactory
@@ -492,7 +493,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     output_mode="batch" if is_batched else "rows", cache=cache,
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
-                    filter_columns=filter_cols)
+                    filter_columns=filter_cols, direct_read=direct_read_enabled())
     # no user code in the worker: the process pool may run the first items here while its workers start
     pool = make_pool(reader_pool_type, workers_count, results_queue_size,
                      startup_lane=False if _runs_user_code(transform_spec, predicate, schema, field_names) else "cold")

@@ -229,3 +229,133 @@ def test_rle_hybrid_decodes_runs_and_bit_packed_groups():
     assert packed.tolist() == list(range(8)) and pos == 4
     with pytest.raises(fixed_binary._Unsupported):
         fixed_binary._rle_hybrid(memoryview(bytes([0, 0])), 2, 3)  # a run of no values would never end
+
+
+# --- through the reader ------------------------------------------------------------------------------------
+
+
+def _write_ndarray_dataset(path, rows: int, shape: tuple, dtype, rows_per_group: int) -> str:
+    from petastorm.codecs import ScalarCodec
+    from petastorm.spark_types import spark_type
+    from petastorm.unischema import Unischema, UnischemaField
+    from tests._fixtures.datasets import write_synthetic_dataset
+
+    schema = Unischema("Arrays", [
+        UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
+        UnischemaField("arr", dtype, shape, NdarrayCodec(), False),
+    ])
+
+    def row(i):
+        return {"id": i, "arr": np.random.default_rng(i).standard_normal(shape).astype(dtype)}
+
+    return write_synthetic_dataset(str(path), rows=rows, rows_per_group=rows_per_group, groups_per_file=2,
+                                   schema=schema, row_fn=row)
+
+
+def _read_all(url, direct: bool, monkeypatch, batch: bool = False, **kwargs) -> list:
+    from petastorm import make_batch_reader, make_reader
+
+    monkeypatch.setenv("PETASTORM_DIRECT_READ", "1" if direct else "0")
+    with (make_batch_reader if batch else make_reader)(url, **kwargs) as reader:
+        return [{k: np.asarray(v).copy() for k, v in r._asdict().items()} for r in reader]
+
+
+def _spy_direct(monkeypatch) -> list:
+    """Counts the chunks the worker placed directly (in this process: dummy and thread pools)."""
+    placed = []
+    orig = fixed_binary.read_fixed_binary
+
+    def spy(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        placed.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fixed_binary, "read_fixed_binary", spy)
+    return placed
+
+
+READER_OPTIONS = {
+    "in-order": {"shuffle_row_groups": False},
+    "shuffled": {"seed": 3, "shuffle_rows": True},
+    "drop-partitions": {"seed": 3, "shuffle_row_drop_partitions": 2},
+    "predicate": {"shuffle_row_groups": False, "predicate": "odd"},
+    "two-epochs": {"seed": 5, "num_epochs": 2},
+}
+
+
+@pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
+@pytest.mark.parametrize("options", sorted(READER_OPTIONS))
+def test_reader_rows_are_the_same_with_and_without_the_direct_read(tmp_path_factory, monkeypatch, pool, options):
+    from petastorm.predicates import in_lambda
+
+    kwargs = dict(READER_OPTIONS[options])
+    if kwargs.get("predicate") == "odd":
+        kwargs["predicate"] = in_lambda(["id"], lambda i: i % 2 == 1)
+    # (24, 24) float32 rows of 2,432 bytes: 480 rows per group make 1.1 MiB, shared memory in process workers
+    url = _write_ndarray_dataset(tmp_path_factory.mktemp("arrays"), 1920, (24, 24), np.float32, 480)
+    placed = _spy_direct(monkeypatch)
+    kwargs.update(reader_pool_type=pool, workers_count=2)
+    got = _read_all(url, True, monkeypatch, **kwargs)
+    if pool != "process":
+        assert placed and all(placed), placed
+    placed.clear()
+    want = _read_all(url, False, monkeypatch, **kwargs)
+    assert not placed
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want):
+        assert a["id"] == b["id"]
+        np.testing.assert_array_equal(a["arr"], b["arr"])
+
+
+@pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_reader_batches_view_the_placed_values_where_the_dtype_allows(tmp_path, monkeypatch, pool, dtype):
+    from petastorm import make_batch_reader
+
+    # (48, 48): 9,216 or 18,432 data bytes + 128 header + 4 length bytes a row; 120 rows: 1.1 or 2.2 MiB
+    url = _write_ndarray_dataset(tmp_path, 480, (48, 48), dtype, 120)
+    row_bytes = 48 * 48 * np.dtype(dtype).itemsize
+    stride = row_bytes + 128 + 4  # float64: not a whole number of elements, so rows are copied compact
+    with make_batch_reader(url, reader_pool_type=pool, workers_count=2, shuffle_row_groups=False) as reader:
+        batches = [(b.id.copy(), b.arr) for b in reader]
+    assert [ids.tolist() for ids, _ in batches] == [list(range(i, i + 120)) for i in range(0, 480, 120)]
+    for ids, arr in batches:
+        assert arr.shape == (120, 48, 48) and arr.dtype == dtype
+        assert arr.strides[0] == (stride if dtype == np.float32 else row_bytes)
+        assert arr.flags.writeable and all(row.flags.c_contiguous for row in arr)
+        for i, row in zip(ids, arr):
+            np.testing.assert_array_equal(row, np.random.default_rng(int(i)).standard_normal((48, 48)).astype(dtype))
+
+
+def test_not_used_for_variable_shapes_a_cache_or_when_turned_off(tmp_path, monkeypatch, synthetic_dataset):
+    from petastorm import make_reader
+
+    placed = _spy_direct(monkeypatch)
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id", "var"]) as reader:
+        assert len(list(reader)) == 100
+    assert placed == []  # 'var' is (None,): its values differ in length
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id", "matrix"],
+                     cache_type="local-disk", cache_location=str(tmp_path / "cache"),
+                     cache_size_limit=1 << 30, cache_row_size_estimate=100) as reader:
+        assert len(list(reader)) == 100
+    assert placed == []  # the cache holds Arrow tables
+    monkeypatch.setenv("PETASTORM_DIRECT_READ", "0")
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id", "matrix"]) as reader:
+        assert len(list(reader)) == 100
+    assert placed == []
+    monkeypatch.delenv("PETASTORM_DIRECT_READ")
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id", "matrix"]) as reader:
+        assert len(list(reader)) == 100
+    assert len(placed) == 10 and all(placed)
+
+
+def test_a_layout_not_handled_is_read_through_pyarrow_and_not_tried_again(tmp_path, monkeypatch):
+    from petastorm import make_reader
+
+    url = _write_ndarray_dataset(tmp_path, 40, (2, 2), np.float32, 10)
+    placed = _spy_direct(monkeypatch)
+    monkeypatch.setattr(fixed_binary, "_decompressor", lambda codec: None)  # no codec handled here
+    with make_reader(url, reader_pool_type="dummy", shuffle_row_groups=False) as reader:
+        rows = list(reader)
+    assert [int(r.id) for r in rows] == list(range(40))
+    assert len(placed) == 2 and not any(placed)  # one try per file

@@ -18,7 +18,6 @@ misreads cannot pass silently.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from petastorm.reader_impl.thrift_compact import BOOL, I32, STRUCT, ThriftError, read_struct, read_varint
 
-__all__ = ["FixedCells", "read_fixed_binary", "DIRECT_READ_ENV"]
+__all__ = ["FixedCells", "ReadBuffer", "read_fixed_binary", "direct_read_enabled", "DIRECT_READ_ENV"]
 
 #: ``PETASTORM_DIRECT_READ=0`` turns this path off (every column is read through pyarrow).
 DIRECT_READ_ENV = "PETASTORM_DIRECT_READ"
@@ -44,8 +43,6 @@ _PAGE_HEADER = {
 }
 #: Required fields of each struct: a header without them is malformed (pyarrow rejects it too).
 _REQUIRED = {None: (1, 2, 3), 5: (1, 2, 3, 4), 7: (1, 2), 8: (1, 2, 3, 4, 5, 6)}
-
-_local = threading.local()
 
 
 class _Unsupported(Exception):
@@ -71,13 +68,38 @@ class FixedCells:
     count: int
 
 
+class ReadBuffer:
+    """A growable buffer the compressed chunks are read into, reused from read to read (one per worker:
+    it is not thread-safe).
+
+    Parameters
+    ----------
+    alloc : callable, optional
+        ``alloc(nbytes)`` -> writable 1-D uint8 array (default ``np.empty``). A process-pool worker passes
+        its batch allocator: shared memory that earlier workers already faulted in, where a fresh buffer
+        would cost each new worker process a page fault per 4 KiB.
+    """
+
+    def __init__(self, alloc: Optional[Callable[[int], np.ndarray]] = None) -> None:
+        self._alloc = alloc or (lambda n: np.empty(n, np.uint8))
+        self._buf = np.empty(0, np.uint8)
+
+    def view(self, size: int) -> memoryview:
+        """A writable view of ``size`` bytes (the contents of an earlier view may be overwritten)."""
+        if len(self._buf) < size:
+            size_wanted = max(size, len(self._buf) * 5 // 4)
+            self._buf = np.empty(0, np.uint8)  # let the old one go first
+            self._buf = self._alloc(size_wanted)
+        return memoryview(self._buf)[:size]
+
+
 def direct_read_enabled() -> bool:
     """False when ``$PETASTORM_DIRECT_READ`` is ``0``/``false``/``no``/``off``."""
     return os.environ.get(DIRECT_READ_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable[[int], np.ndarray]
-                      ) -> Optional[FixedCells]:
+def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable[[int], np.ndarray],
+                      buffer: Optional[ReadBuffer] = None) -> Optional[FixedCells]:
     """The values of one BYTE_ARRAY column chunk of a local file, placed at a uniform stride.
 
     Parameters
@@ -90,6 +112,8 @@ def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable
         The column's maximum definition level (0 for a required column).
     alloc : callable
         ``alloc(nbytes)`` -> writable 1-D uint8 array of at least ``nbytes``; receives the values.
+    buffer : ReadBuffer, optional
+        Where the compressed chunk is read (None: a buffer of this call's own).
 
     Returns
     -------
@@ -108,19 +132,12 @@ def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable
     size = chunk.total_compressed_size
     if start < 4 or size <= 0:
         return None
-    raw = _scratch(size)
+    raw = (buffer or ReadBuffer()).view(size)
     try:
         _pread_into(path, raw, start)
         return _place(raw, chunk.num_values, max_def_level, decompress, alloc)
     except (_Unsupported, ThriftError, IndexError, ValueError, OSError):
         return None
-
-
-def _scratch(size: int) -> memoryview:
-    buf = getattr(_local, "scratch", None)
-    if buf is None or len(buf) < size:
-        buf = _local.scratch = bytearray(max(size, len(buf) * 5 // 4 if buf is not None else 0))
-    return memoryview(buf)[:size]
 
 
 def _pread_into(path: str, out: memoryview, offset: int) -> None:

@@ -48,6 +48,9 @@ class ReadSpec:
     cache : CacheBase or None
     dataset_fingerprint : str
         Part of cache keys.
+    direct_read : bool
+        Read fixed-shape ndarray fields of local files straight from their Parquet pages (see
+        :mod:`petastorm.reader_impl.fixed_binary`; ``$PETASTORM_DIRECT_READ`` in the reader's process).
     """
 
     filesystem: Any
@@ -63,6 +66,7 @@ class ReadSpec:
     dataset_fingerprint: str = ""
     output_schema: Any = None
     filter_columns: list = field(default_factory=list)
+    direct_read: bool = True
 
 
 class RowGroupWorker:
@@ -86,6 +90,7 @@ class RowGroupWorker:
         self._direct = _direct_fields(spec) if not self._pre_buffer else frozenset()
         self._direct_columns: dict = {}  # path -> {field name: (column index, max definition level)}
         self._direct_failed: set = set()  # (path, field name) whose layout pyarrow reads instead
+        self._read_buffer: Any = None
 
     # --- I/O ---------------------------------------------------------------------------------------------
 
@@ -153,7 +158,7 @@ class RowGroupWorker:
         """Fixed-shape ndarray fields of one whole row group read straight from their pages (see
         :mod:`petastorm.reader_impl.fixed_binary`): field name -> ``(num_rows,) + shape`` array. Fields whose
         layout that path does not handle are left out (for pyarrow), and not tried again in that file."""
-        from petastorm.reader_impl.fixed_binary import read_fixed_binary
+        from petastorm.reader_impl.fixed_binary import ReadBuffer, read_fixed_binary
 
         names = [n for n in names if (rg.path, n) not in self._direct_failed]
         if not names:
@@ -169,10 +174,13 @@ class RowGroupWorker:
                     columns[c.path] = (j, c.max_definition_level)
             self._direct_columns[rg.path] = columns
         group = pf.metadata.row_group(rg.row_group)
+        if self._read_buffer is None:
+            self._read_buffer = ReadBuffer(_batch_bytes)
         out = {}
         for name in names:
             found = columns.get(name)
-            cells = read_fixed_binary(rg.path, group.column(found[0]), found[1], _batch_bytes) if found else None
+            cells = read_fixed_binary(rg.path, group.column(found[0]), found[1], _batch_bytes,
+                                      self._read_buffer) if found else None
             f = self._spec.schema.fields[name]
             array = f.codec.decode_fixed_cells(f, cells) if cells is not None else None
             if array is None:
@@ -289,6 +297,7 @@ class RowGroupWorker:
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
+        self._read_buffer = None
 
 
 def _direct_fields(spec: ReadSpec) -> frozenset:
@@ -297,9 +306,8 @@ def _direct_fields(spec: ReadSpec) -> frozenset:
     import pyarrow.fs as pafs
 
     from petastorm.codecs import NdarrayCodec
-    from petastorm.reader_impl.fixed_binary import direct_read_enabled
 
-    if spec.cache is not None or not isinstance(spec.filesystem, pafs.LocalFileSystem) or not direct_read_enabled():
+    if spec.cache is not None or not isinstance(spec.filesystem, pafs.LocalFileSystem) or not spec.direct_read:
         return frozenset()
     out = set()
     for name in spec.fields:
@@ -319,8 +327,10 @@ def _batch_bytes(nbytes: int) -> np.ndarray:
 
 def _rows_of(array: np.ndarray, start: int, count: int, indices: Optional[np.ndarray]) -> np.ndarray:
     """Rows ``start:start + count`` of a whole row group's array, then ``indices`` of those (None: all, in
-    order): the array itself when that is every row, else a compact copy (a view of a part would keep the
-    whole row group's memory alive)."""
+    order; ``count`` may run past the end, as ``WorkItem.num_rows`` does for "every row"): the array itself
+    when that is every row, else a compact copy (a view of a part would keep the whole row group's memory
+    alive)."""
+    count = max(0, min(count, len(array) - start))
     if start == 0 and count == len(array) and indices is None:
         return array
     from petastorm.codecs import _BATCH_MEMORY
