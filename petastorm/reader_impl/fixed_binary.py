@@ -141,16 +141,18 @@ def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable
 
 
 def _pread_into(path: str, out: memoryview, offset: int) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
+    """Fill ``out`` with the bytes of ``path`` from ``offset`` (``preadv`` where the OS has it)."""
+    with open(path, "rb", buffering=0) as f:
         done = 0
         while done < len(out):
-            got = os.preadv(fd, [out[done:]], offset + done)
-            if got <= 0:
+            if hasattr(os, "preadv"):
+                got = os.preadv(f.fileno(), [out[done:]], offset + done)
+            else:  # pragma: no cover - Windows
+                f.seek(offset + done)
+                got = f.readinto(out[done:])
+            if not got:
                 raise _Unsupported("file shorter than its footer says")
             done += got
-    finally:
-        os.close(fd)
 
 
 def _decompressor(codec: str) -> Optional[Callable[[memoryview, np.ndarray], int]]:
