@@ -352,7 +352,7 @@ class NdarrayCodec(DataframeColumnCodec):
             return None
         dtype, shape, off = np.dtype(header.dtype), tuple(header.shape), header.data_offset
         row_bytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-        if header.fortran_order or dtype.hasobject or off + row_bytes != cells.length:
+        if header.fortran_order or dtype.hasobject or not dtype.itemsize or off + row_bytes != cells.length:
             return None
         heads = np.ndarray((n, off), np.uint8, buffer=buf, offset=cells.start, strides=(cells.stride, 1))
         if not (heads == heads[0]).all():

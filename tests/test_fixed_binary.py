@@ -170,6 +170,34 @@ def test_a_truncated_file_gives_none(tmp_path):
     assert read_fixed_binary(path, md.row_group(0).column(0), 0, lambda n: np.empty(n, np.uint8)) is None
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _dictionary_page_header(usize: int, csize: int, count: int) -> bytes:
+    """A compact-protocol PageHeader of a DICTIONARY_PAGE (i32 fields: zigzag varints)."""
+    i32 = 0x15  # field id delta 1, type i32
+    return (bytes([i32]) + _varint(2 << 1) + bytes([i32]) + _varint(usize << 1) + bytes([i32])
+            + _varint(csize << 1) + bytes([0x4C, i32]) + _varint(count << 1) + bytes([i32, 0, 0, 0]))
+
+
+@pytest.mark.parametrize("usize, count", [(2**31 - 1, 1), (64, 2**30)])
+def test_a_header_asking_for_more_than_the_footer_says_allocates_nothing(usize, count):
+    raw = _dictionary_page_header(usize, 8, count) + bytes(8)
+    head, pos = read_struct(raw)
+    assert head[1] == 2 and head[2] == usize and head[3] == 8 and head[7][1] == count and pos == len(raw) - 8
+
+    def alloc(n):
+        raise AssertionError(f"allocated {n} bytes")
+    with pytest.raises(fixed_binary._Unsupported):
+        fixed_binary._place(memoryview(raw), 10, 0, fixed_binary._decompressor("UNCOMPRESSED"), alloc, 4096)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), compression=st.sampled_from(["none", "snappy"]),
        options=st.sampled_from(["defaults", "plain", "many-pages", "dictionary-then-plain-v2"]))

@@ -10,7 +10,7 @@ that value ``k`` sits at ``start + k * stride``: two passes over the bytes inste
 Handled: data pages v1 and v2, PLAIN values, a dictionary page whose dictionary-encoded data pages
 reference its entries in order (what writers produce for values that do not repeat, before falling back
 to PLAIN), definition levels with no nulls, and the codecs UNCOMPRESSED, SNAPPY, GZIP, ZSTD, BROTLI and
-LZ4_RAW. Anything else (nulls, repeated values, other codecs, a malformed page) makes
+LZ4_RAW (which pyarrow calls LZ4). Anything else (the deprecated Hadoop-framed LZ4 among them) (nulls, repeated values, other codecs, a malformed page) makes
 :func:`read_fixed_binary` return None and the caller reads the column through pyarrow, which also
 reports any real corruption. Every placed value's length prefix is checked, so a page layout this module
 misreads cannot pass silently.
@@ -135,8 +135,8 @@ def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable
     raw = (buffer or ReadBuffer()).view(size)
     try:
         _pread_into(path, raw, start)
-        return _place(raw, chunk.num_values, max_def_level, decompress, alloc)
-    except (_Unsupported, ThriftError, IndexError, ValueError, OSError):
+        return _place(raw, chunk.num_values, max_def_level, decompress, alloc, chunk.total_uncompressed_size)
+    except (_Unsupported, ThriftError, IndexError, ValueError, OSError, MemoryError):
         return None
 
 
@@ -169,31 +169,8 @@ def _decompressor(codec: str) -> Optional[Callable[[memoryview, np.ndarray], int
         return None
     return {"SNAPPY": cramjam.snappy.decompress_raw_into, "ZSTD": cramjam.zstd.decompress_into,
             "GZIP": cramjam.gzip.decompress_into, "BROTLI": cramjam.brotli.decompress_into,
-            "LZ4_RAW": cramjam.lz4.decompress_block_into, "LZ4": _lz4_hadoop_or_raw}.get(codec)
-
-
-def _lz4_hadoop_or_raw(src: memoryview, dst: np.ndarray) -> int:
-    """Parquet's deprecated LZ4 codec: Hadoop's framing (big-endian decompressed and compressed sizes before
-    each block) where the sizes fit, else a raw LZ4 block (what some writers, pyarrow's among them, wrote)."""
-    import cramjam
-
-    out = memoryview(dst).cast("B")
-    pos = done = 0
-    while pos + 8 <= len(src):
-        want = int.from_bytes(src[pos:pos + 4], "big")
-        size = int.from_bytes(src[pos + 4:pos + 8], "big")
-        if not size or pos + 8 + size > len(src) or done + want > len(out):
-            break
-        try:
-            got = cramjam.lz4.decompress_block_into(src[pos + 8:pos + 8 + size], out[done:done + want])
-        except Exception:
-            break
-        if got != want:
-            break
-        pos, done = pos + 8 + size, done + want
-    if pos == len(src) and done == len(out):
-        return done
-    return cramjam.lz4.decompress_block_into(src, dst)
+            # pyarrow names Parquet's LZ4_RAW "LZ4" (and the deprecated Hadoop-framed LZ4 "UNKNOWN")
+            "LZ4": cramjam.lz4.decompress_block_into, "LZ4_RAW": cramjam.lz4.decompress_block_into}.get(codec)
 
 
 @dataclass
@@ -210,7 +187,9 @@ class _Page:
     row: int = 0
 
 
-def _pages(raw: memoryview) -> list:
+def _pages(raw: memoryview, num_values: int, uncompressed: int) -> list:
+    """The pages of a chunk, with sizes and counts checked against the footer's before anything is
+    allocated for them (a corrupt header must not ask for gigabytes)."""
     pages = []
     pos = 0
     while pos < len(raw):
@@ -247,15 +226,15 @@ def _pages(raw: memoryview) -> list:
                 raise _Unsupported("rows and values of a v2 page differ")
         else:
             raise _Unsupported(f"page type {kind}")
-        if page.count <= 0:
-            raise _Unsupported("empty page")
+        if page.count <= 0 or page.count > num_values or usize > uncompressed:
+            raise _Unsupported("page header beyond the chunk's values or size")
         pages.append(page)
     return pages
 
 
-def _place(raw: memoryview, num_values: int, max_def: int, decompress: Callable, alloc: Callable
-           ) -> FixedCells:
-    pages = _pages(raw)
+def _place(raw: memoryview, num_values: int, max_def: int, decompress: Callable, alloc: Callable,
+           uncompressed: int) -> FixedCells:
+    pages = _pages(raw, num_values, uncompressed)
     dictionary = pages[0] if pages and pages[0].kind == _DICTIONARY_PAGE else None
     data = pages[1:] if dictionary is not None else pages
     if not data or any(p.kind == _DICTIONARY_PAGE for p in data):
@@ -267,6 +246,8 @@ def _place(raw: memoryview, num_values: int, max_def: int, decompress: Callable,
     indices = {}  # dictionary-encoded page -> its rows' dictionary entries
     for i, p in enumerate(data):
         p.row = row
+        if row + p.count > num_values:
+            raise _Unsupported("pages hold more values than the chunk")
         if p.encoding in _DICT_ENCODINGS:
             if dictionary is None:
                 raise _Unsupported("dictionary indices without a dictionary")

@@ -215,7 +215,8 @@ class RowGroupWorker:
         pred_fields = sorted(spec.predicate.get_fields()) if spec.predicate is not None else []
         filter_cols = list(spec.filter_columns) if spec.filter_expression is not None else []
         first_cols = list(dict.fromkeys(pred_fields + filter_cols))
-        table = self._read_columns(rg, first_cols if first_cols else [f for f in spec.fields if f not in self._direct])
+        table = self._read_columns(rg, first_cols if first_cols else [
+            f for f in spec.fields if f not in self._direct or (rg.path, f) in self._direct_failed])
         table = table.slice(item.row_start, item.num_rows)
         # every row in order: no index arrays (np.arange + compare: ~20% of a worker's time on plain columns)
         all_rows = spec.filter_expression is None and not pred_fields and (item.row_seed is None or table.num_rows < 2)
