@@ -99,7 +99,8 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 FORKSERVER_PRELOAD = ["petastorm.reader_impl.worker_env", "numpy", "pyarrow", "pyarrow.parquet", "cloudpickle",
                       "petastorm.reader_impl.work_item", "petastorm.reader_impl.process_pool",
                       "petastorm.reader_impl.process_worker", "petastorm.reader_impl.worker", "petastorm.codecs",
-                      "petastorm.unischema", "petastorm.arrow_types", "petastorm.reader_impl.forkserver_warm"]
+                      "petastorm.unischema", "petastorm.arrow_types", "petastorm.reader_impl.fixed_binary", "cramjam",
+                      "petastorm.reader_impl.forkserver_warm"]
 
 
 _NOT_REIMPORTED = threading.local()
