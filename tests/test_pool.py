@@ -175,7 +175,8 @@ def test_stop_from_another_thread_ends_a_blocked_imap_soon(kind):
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
-def test_no_thread_or_process_outlives_stop_and_join(kind):
+def test_no_thread_or_process_outlives_stop_and_join(kind, monkeypatch):
+    monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", "0")  # no worker is parked for the next pool
     threads_before = len(threading.enumerate())
     children_before = _child_pids()
     pool = _started(kind, 3)
@@ -187,7 +188,8 @@ def test_no_thread_or_process_outlives_stop_and_join(kind):
 
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
-def test_an_abandoned_pool_and_generator_are_cleaned_up_by_garbage_collection(kind):
+def test_an_abandoned_pool_and_generator_are_cleaned_up_by_garbage_collection(kind, monkeypatch):
+    monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", "0")
     threads_before = len(threading.enumerate())
     children_before = _child_pids()
     pool = _started(kind, 2, 4)

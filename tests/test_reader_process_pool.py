@@ -33,17 +33,12 @@ def _slow(row):
 
 def test_a_killed_worker_process_gives_a_worker_error_not_a_hang(synthetic_dataset):
     me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}  # e.g. Spark's JVM of the test session: not ours
     with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=None,
                      transform_spec=TransformSpec(_slow)) as reader:
         next(reader)
-        # every new descendant except multiprocessing's forkserver and resource tracker is a pool worker
-        import multiprocessing.forkserver as fs
-        import multiprocessing.resource_tracker as rt
-
-        infra = {getattr(fs._forkserver, "_forkserver_pid", None), getattr(rt._resource_tracker, "_pid", None)}
-        victims = [p for p in me.children(recursive=True) if p.pid not in infra and p.pid not in before]
-        assert victims
+        pids = reader.diagnostics["pool_worker_pids"]  # fresh processes, or parked ones of an earlier pool
+        victims = [p for p in me.children(recursive=True) if p.pid in pids]
+        assert len(victims) == 2
         for p in victims:
             os.kill(p.pid, signal.SIGKILL)
         start = time.monotonic()

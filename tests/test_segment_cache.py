@@ -169,10 +169,11 @@ def test_workers_decode_ndarray_cells_straight_into_shared_memory(method):
     assert d["bytes_shm"] >= 3 * 64 * 64 * 64 * 4 and d["bytes_inband"] < 64 * 1024
 
 
-def test_join_from_another_thread_while_the_consumer_reads_ends_both_cleanly():
+def test_join_from_another_thread_while_the_consumer_reads_ends_both_cleanly(monkeypatch):
     import threading
     import time
 
+    monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", "0")  # the workers must exit, not park
     pool = ProcessPool(2, 2, transport="shm")
     pool.start(filled_factory(MB, 0))
     seen = []

@@ -23,6 +23,12 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 PARENT = os.getpid()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_processes(monkeypatch):
+    """The lane covers the start of worker processes: no parked worker of another test may stand in."""
+    monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", "0")
+
+
 def _items(n):
     return [WorkItem(epoch=0, position=i, row_group=i, row_start=0, row_stop=4) for i in range(n)]
 

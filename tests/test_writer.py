@@ -481,6 +481,32 @@ def test_a_worker_killed_mid_write_raises_instead_of_hanging(tmp_path):
     assert _psw_blocks() <= before
 
 
+def test_a_chunk_sent_after_a_worker_died_raises_the_worker_error_too():
+    """The executor may see the death before the dead worker's result is asked for: then at ``submit``."""
+    import time
+
+    from petastorm.etl.encode_pool import _EncoderPool
+
+    pool = _EncoderPool(_blob_schema(), 1, 2)
+    try:
+        first = pool.submit(list(_blob_rows(4)), 0)
+        assert first.result().num_rows == 4
+        pool.release(first)
+        for process in list(pool._executor._processes.values()):
+            os.kill(process.pid, 9)
+        deadline = time.monotonic() + 10
+        with pytest.raises(PetastormWorkerError, match="worker process died before rows 4..7"):
+            while time.monotonic() < deadline:  # until the executor has noticed
+                entry = pool.submit(list(_blob_rows(4, 4)), 4)
+                try:
+                    entry.result()
+                except PetastormWorkerError:
+                    pool.release(entry)
+                    time.sleep(0.05)
+    finally:
+        pool.shutdown(abort=True)
+
+
 _PROGRESS_SCRIPT = """
 import sys
 import numpy as np

@@ -287,14 +287,18 @@ class _Pending:
         try:
             return self.slot.unpack(self.future.result())
         except BrokenProcessPool as e:
-            raise PetastormWorkerError(
-                f"an encoding worker process died while {rows} were being encoded (killed, out of memory, or "
-                f"a crash in a codec); nothing was published. {_MAIN_GUARD_HINT}") from e
+            raise _worker_died(f"while {rows} were being encoded") from e
         except PetastormError:
             raise
         except Exception as e:  # the chunk could not be sent to or returned from the worker
             raise PetastormWriteError(f"{rows} could not be encoded in a worker process: "
                                       f"{type(e).__name__}: {e}") from e
+
+
+def _worker_died(when: str) -> PetastormWorkerError:
+    return PetastormWorkerError(
+        f"an encoding worker process died {when} (killed, out of memory, or a crash in a codec); nothing was "
+        f"published. {_MAIN_GUARD_HINT}")
 
 
 class _EncoderPool:
@@ -327,7 +331,12 @@ class _EncoderPool:
             self._executor = self._start()
         slot = self._free.popleft()
         blocks, packed = slot.pack(rows)
-        future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)
+        try:
+            future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)
+        except BrokenProcessPool as e:  # a worker died since the last chunk: seen here, before its result
+            self._free.append(slot)
+            raise _worker_died(f"before rows {first_row:,}..{first_row + len(rows) - 1:,} of the input could "
+                               f"be sent to one") from e
         return _Pending(first_row, len(rows), future=future, slot=slot)
 
     def release(self, entry: _Pending) -> None:

@@ -16,6 +16,7 @@ import warnings
 from collections import deque
 from typing import Any, Dict, List, Optional
 
+from petastorm.reader_impl import parked_workers
 from petastorm.reader_impl.preload import _main_module_not_reimported, fork_server_forked
 from petastorm.reader_impl.process_worker import worker_main
 from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, TRANSPORT_SHM, ShmReader
@@ -29,7 +30,7 @@ GC_JOIN_TIMEOUT_S = 1.0
 
 
 class WorkerHandle:
-    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead")
+    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead", "parked")
 
     def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
         self.index = index
@@ -38,8 +39,9 @@ class WorkerHandle:
         self.sock = sock
         self.reader = reader
         self.outstanding: Dict[tuple, None] = {}
-        self.ready = False
+        self.ready: Any = False
         self.dead = False
+        self.parked = False
 
 
 class PoolState:
@@ -63,6 +65,15 @@ class PoolState:
         self.starter: Optional[threading.Thread] = None
         self.start_lock = threading.Lock()
         self.start_error: Optional[tuple] = None  # (message, exception) of the start thread
+        # (start method, transport) under which the workers are parked at shutdown (see parked_workers);
+        # None: they exit (parking is off, or the pool broke)
+        self.park_key: Optional[tuple] = None
+        self.keepalive_s = 0.0
+        self.reused = 0  # workers taken from the parked ones
+
+    def leave_message(self) -> tuple:
+        """What ends the workers' service: ``('park', seconds)`` or ``('stop',)``."""
+        return ("park", self.keepalive_s) if self.park_key is not None else ("stop",)
 
     def wake(self) -> None:
         with self.wake_lock:
@@ -120,22 +131,9 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
     for i in range(options["count"]):
         if state.closed:  # join() came first: start nothing more
             return
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=worker_main, name=f"petastorm-worker-{i}", daemon=True,
-                           args=(i, child_conn, factory_bytes, os.getpid(), options["transport"],
-                                 options["segments_kept"]))
-        try:
-            with _main_module_not_reimported():
-                proc.start()
-        except BaseException:
-            parent_conn.close()
-            raise
-        finally:
-            child_conn.close()
-        if options["start_method"] == "forkserver":
-            fork_server_forked()
-        sock = socket.socket(fileno=os.dup(parent_conn.fileno())) if options["transport"] == TRANSPORT_SHM else None
-        w = WorkerHandle(i, proc, parent_conn, sock, ShmReader(sock, i, state.releases))
+        w = _reuse_parked(state, i, factory_bytes, options)
+        if w is None:
+            w = _start_process(state, ctx, i, factory_bytes, options)
         if options["transport"] == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
             w.reader.give(lambda msg, w=w: state.send_to(w, msg), SEGMENT_CACHE.take(options["cached_per_worker"]))
         with state.start_lock:
@@ -143,14 +141,64 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
                 state.workers.append(w)
                 w = None
         if w is not None:  # the pool was closed meanwhile: nobody else will end this one
-            proc.terminate()
-            proc.join(1.0)
+            w.process.terminate()
+            w.process.join(1.0)
             w.reader.close()
-            for closeable in (parent_conn, sock):
+            for closeable in (w.conn, w.sock):
                 if closeable is not None:
                     closeable.close()
             return
         state.wake()
+
+
+def _handle_for(i: int, proc: Any, conn: Any, state: PoolState, options: dict) -> WorkerHandle:
+    sock = socket.socket(fileno=os.dup(conn.fileno())) if options["transport"] == TRANSPORT_SHM else None
+    return WorkerHandle(i, proc, conn, sock, ShmReader(sock, i, state.releases))
+
+
+def _reuse_parked(state: PoolState, i: int, factory_bytes: bytes, options: dict) -> Optional[WorkerHandle]:
+    """A parked worker set to work for this pool (it answered 'ready'), or None. One that answers
+    anything else, or nothing within 5 s, is let go."""
+    if state.park_key is None:
+        return None
+    while True:
+        taken = parked_workers.take(state.park_key)
+        if taken is None:
+            return None
+        proc, conn = taken
+        try:
+            conn.send(("job", factory_bytes, options["segments_kept"]))
+            reply = conn.recv() if conn.poll(5.0) else None
+        except (EOFError, OSError, ValueError):
+            reply = None
+        if reply is not None and reply[0] == "ready":
+            w = _handle_for(i, proc, conn, state, options)
+            w.ready = reply[2]
+            state.reused += 1
+            if state.lane is not None:  # a worker is up: the parent takes no more items
+                state.lane.close()
+            return w
+        conn.close()  # a start error, or no answer: a fresh process will say what is wrong
+        proc.terminate()
+        proc.join(1.0)
+
+
+def _start_process(state: PoolState, ctx: Any, i: int, factory_bytes: bytes, options: dict) -> WorkerHandle:
+    parent_conn, child_conn = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=worker_main, name=f"petastorm-worker-{i}", daemon=True,
+                       args=(i, child_conn, factory_bytes, os.getpid(), options["transport"],
+                             options["segments_kept"]))
+    try:
+        with _main_module_not_reimported():
+            proc.start()
+    except BaseException:
+        parent_conn.close()
+        raise
+    finally:
+        child_conn.close()
+    if options["start_method"] == "forkserver":
+        fork_server_forked()
+    return _handle_for(i, proc, parent_conn, state, options)
 
 
 def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, options: dict) -> None:
@@ -158,6 +206,7 @@ def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, op
     try:
         start_workers(state, ctx, factory_bytes, options)
     except BaseException as exc:  # noqa: BLE001 - raised by the consumer's next step
+        state.park_key = None
         state.start_error = (f"could not start worker process {len(state.workers)} with the "
                              f"{options['start_method']!r} start method: {type(exc).__name__}: {exc}", exc)
     finally:
@@ -177,7 +226,7 @@ def shutdown(state: PoolState) -> None:
     # segments the consumer let go of are free again: the workers may bequeath them. (No worker joins the
     # list once closed: the start thread ends the one it may be starting.)
     state.send_each({key: ("release", sids) for key, sids in state.collect_releases().items()})
-    state.send_all(("stop",))
+    state.send_all(state.leave_message())
     me = threading.current_thread()
     if state.starter is not None and state.starter is not me:
         state.starter.join(max(0.0, deadline - time.monotonic()))
@@ -188,15 +237,21 @@ def shutdown(state: PoolState) -> None:
     for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
         w.reader.close()
     for w in state.workers:
+        if w.parked:
+            if w.sock is not None:
+                w.sock.close()
+            parked_workers.park(w.process, w.conn, state.park_key, state.keepalive_s)
+    workers = [w for w in state.workers if not w.parked]
+    for w in workers:
         w.process.join(max(0.0, deadline - time.monotonic()))
-    for w in state.workers:
+    for w in workers:
         if w.process.is_alive():
             w.process.terminate()
             w.process.join(1.0)
         if w.process.is_alive():
             w.process.kill()
             w.process.join(1.0)
-    for w in state.workers:
+    for w in workers:
         for closeable in (w.conn, w.sock):
             try:
                 if closeable is not None:
@@ -215,13 +270,16 @@ def shutdown(state: PoolState) -> None:
 def _collect_bequests(state: PoolState, deadline: float) -> None:
     """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its
     segments, kept in the segment cache for the next pool once no result uses them) or the end of its
-    connection."""
-    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let go
+    connection; a parking worker's, up to its ``('parked',)`` (then it is marked ``parked``)."""
+    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let
+    # go (and no worker is parked: they are all told to stop)
     if not state.recv_lock.acquire(timeout=0.5):
+        if state.park_key is not None:
+            state.send_all(("stop",))
         return
     try:
         for w in state.workers:
-            if w.sock is None or w.dead:
+            if w.dead:
                 continue
             try:
                 while True:
@@ -229,9 +287,14 @@ def _collect_bequests(state: PoolState, deadline: float) -> None:
                         break
                     msg = w.conn.recv()
                     if msg[0] == "bequest":
-                        w.reader.take_bequest(msg[1])
+                        if w.sock is not None:
+                            w.reader.take_bequest(msg[1])
+                        if state.park_key is None:
+                            break
+                    elif msg[0] == "parked":
+                        w.parked = True
                         break
-                    if msg[0] == "seg":  # its fd follows in the stream: take it (and let it go)
+                    elif msg[0] == "seg" and w.sock is not None:  # its fd follows in the stream: take it
                         w.reader.add_segment(msg[1], msg[2])
             except (EOFError, OSError, ValueError):
                 continue

@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional
 import cloudpickle
 
 from petastorm.errors import PetastormArgumentError, PetastormWorkerError
+from petastorm.reader_impl.parked_workers import keepalive_s
 from petastorm.reader_impl.pool import (
     JOIN_TIMEOUT_S,
     Pool,
@@ -144,6 +145,8 @@ class ProcessPool(Pool):
         ctx = mp.get_context(self.start_method)
         self._t_start = time.time()
         state = self._state
+        state.keepalive_s = keepalive_s()
+        state.park_key = (self.start_method, self.transport) if state.keepalive_s > 0 else None
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
@@ -158,7 +161,10 @@ class ProcessPool(Pool):
                 state.starter = starter  # (only once started: the shutdown joins it)
             else:
                 start_workers(state, ctx, factory_bytes, self._start_options())
+                if state.workers and all(w.ready for w in state.workers):  # all of them were parked ones
+                    self._startup_s = max(w.ready for w in state.workers) - self._t_start
         except Exception as exc:
+            state.park_key = None
             self._stopped = True
             self._finalizer()
             raise PetastormWorkerError(f"could not start worker process {len(state.workers)} "
@@ -335,6 +341,7 @@ class ProcessPool(Pool):
             if self._startup_s is None and len(workers) == self.workers_count and all(x.ready for x in workers):
                 self._startup_s = max(x.ready for x in self._state.workers) - self._t_start
         elif kind == "start_error":
+            self._state.park_key = None
             self._broken = f"worker process {w.index} failed to start: {msg[1][0]}: {msg[1][1]}"
             raise rebuild_exception(msg[1])
         return False
@@ -342,6 +349,7 @@ class ProcessPool(Pool):
     def _on_death(self, w: WorkerHandle, reason: Optional[str]) -> None:
         if self._stopped or self._state.closed:
             return
+        self._state.park_key = None  # a broken pool's workers exit
         if self._broken:
             raise PetastormWorkerError(self._broken)
         w.process.join(0.5)
@@ -379,7 +387,7 @@ class ProcessPool(Pool):
             self._state.lane.close()
         if not self._state.closed:
             self._state.wake()
-            self._state.send_all(("stop",))
+            self._state.send_all(self._state.leave_message())
 
     def join(self) -> None:
         """Stop (if not yet) and wait up to ``JOIN_TIMEOUT_S`` for the processes, then terminate/kill."""
@@ -399,6 +407,7 @@ class ProcessPool(Pool):
         d.update({
             "start_method": self.start_method,
             "startup_lane": self.startup_lane_used,
+            "workers_reused": self._state.reused,
             "transport": self.transport,
             "workers_alive": sum(1 for w in workers if w.process.is_alive()) if not self._state.closed else 0,
             "startup_s": self._startup_s,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import itertools
 import mmap
 import os
 import pickle
@@ -65,6 +66,7 @@ MAX_FREE_SEGMENTS = 4
 _ALIGN = 64
 #: Segment ids the parent gives to segments it hands down (a worker numbers its own from 0).
 GIFT_BASE = 1 << 40
+_GIFT_IDS = itertools.count()
 _SMALL_ROUND = 64 * 1024
 _BIG_ROUND = 1024 * 1024
 
@@ -262,6 +264,10 @@ class ShmWriter:
         self._lent: Dict[int, _Segment] = {}  # base address -> segment, for segments lent by allocate()
         self.bytes_zero_copy = 0
         self.bytes_copied = 0
+
+    def set_max_free(self, max_free: int) -> None:
+        """Free segments kept for reuse from now on (a parked worker's next pool may want another number)."""
+        self._max_free = max_free
 
     def allocate(self, shape: tuple, dtype: Any) -> "Any | None":
         """An uninitialised C-contiguous array that lives in a segment of its own, or None (not 'shm').
@@ -561,7 +567,8 @@ class ShmReader:
             for fd, _size, _mapping in segments:
                 os.close(fd)
             return
-        entries = [(GIFT_BASE + self._gifts + i, size) for i, (_fd, size, _m) in enumerate(segments)]
+        # ids unique in this process, not only for this reader: a parked worker process serves other pools
+        entries = [(GIFT_BASE + next(_GIFT_IDS), size) for _fd, size, _m in segments]
         self._gifts += len(segments)
         try:
             send(("gift", entries))
