@@ -148,6 +148,15 @@ def test_workers_parked_by_one_transport_are_not_taken_by_another():
     assert diag["workers_reused"] == 2
 
 
+def test_no_parking_with_the_fork_start_method():
+    pool = ProcessPool(2, 2, start_method="fork")
+    pool.start(tagged_factory(0))
+    list(pool.imap(_items(4)))
+    pids = pool.diagnostics["worker_pids"]
+    pool.join()
+    assert parked_workers.parked_count() == 0 and not any(_alive(p) for p in pids)
+
+
 def test_readers_made_per_epoch_reuse_the_workers_and_read_the_same_rows(synthetic_dataset):
     runs = []
     for _ in range(3):

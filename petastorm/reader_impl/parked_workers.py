@@ -4,7 +4,8 @@ A program that makes a reader per epoch started two fresh processes for each: a 
 faults, mapping the cached shared-memory segments again, and an exit, ~35 ms before its first row and
 ~0.07 s of CPU per reader on a 2-core machine. A pool that stops cleanly now *parks* its workers instead:
 each bequeaths its segments as on stop, closes its worker, drops every segment, and waits. The next
-process pool with the same start method and transport takes them and sends each the new worker factory
+process pool with the same start method (``forkserver`` or ``spawn``: a worker forked from this process
+would be a copy of it as it was at its fork) and transport takes them and sends each the new worker factory
 (``('job', factory_bytes, segments_kept)``); a worker that does not answer ``ready`` is terminated and a
 fresh one started in its place.
 

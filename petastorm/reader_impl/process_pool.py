@@ -146,7 +146,10 @@ class ProcessPool(Pool):
         self._t_start = time.time()
         state = self._state
         state.keepalive_s = keepalive_s()
-        state.park_key = (self.start_method, self.transport) if state.keepalive_s > 0 else None
+        # not with 'fork': a parked worker is a copy of this process as it was at its fork, a fresh one as
+        # it is now (with 'forkserver' and 'spawn' both start from the same state every time)
+        state.park_key = ((self.start_method, self.transport) if state.keepalive_s > 0 and self.start_method != "fork"
+                          else None)
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
