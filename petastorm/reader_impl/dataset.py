@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import re
 import threading
@@ -103,6 +104,11 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
     import pyarrow as pa
     import pyarrow.fs as pafs
 
+    if _lists_without_sizes(fs):
+        try:
+            return _walk_local(root)
+        except OSError as e:
+            raise PetastormDatasetError(f"cannot list the files of {_describe(url)!r}: {e}") from e
     try:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     except (OSError, pa.ArrowException) as e:
@@ -123,6 +129,46 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
         files.append(path)
     files.sort()
     return files
+
+
+def _walk_local(root: str) -> list:
+    """:func:`_list_files` on a local disk, with ``os.scandir``: the entries' types come with the directory
+    listing, so no file is ``stat``-ed (pyarrow's listing stats each one: 8-10 ms for 2,000 files against
+    ~2 ms here). Empty files are not told apart here: :func:`open_dataset` drops them (:func:`_empty_files`)."""
+    files = []
+    stack = [root.rstrip("/") or "/"]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name[:1] in "._" or name.endswith(".crc"):
+                    continue
+                if entry.is_dir():
+                    stack.append(entry.path)
+                elif entry.is_file():
+                    files.append(entry.path)
+    files.sort()
+    return files
+
+
+def _lists_without_sizes(fs: Any) -> bool:
+    """Whether :func:`_list_files` lists ``fs`` with :func:`_walk_local` (local, POSIX paths)."""
+    import pyarrow.fs as pafs
+
+    return isinstance(fs, pafs.LocalFileSystem) and os.sep == "/"
+
+
+def _empty_files(paths: list) -> set:
+    """Those of ``paths`` that are empty files (one ``stat`` each)."""
+    empty = set()
+    for p in paths:
+        try:
+            if not os.stat(p).st_size:
+                empty.add(p)
+        except OSError:
+            pass  # gone meanwhile: reading it names it
+    return empty
 
 
 def _parse_partition(relative_path: str) -> tuple:
@@ -234,6 +280,15 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     # Row groups per file: from the Petastorm metadata when it covers every file (no footer read: fast
     # start on thousands of files; row counts stay unknown until a plan needs them), else from footers.
     counts = meta.get("counts")
+    if root and _lists_without_sizes(fs):  # drop empty files, as pyarrow's listing did: stat the files the
+        # metadata does not vouch for (all of them without it: their footers are read anyway)
+        empty = _empty_files(files if counts is None else [p for p, rel in zip(files, rels) if rel not in counts])
+        if empty:
+            files, rels = [p for p in files if p not in empty], [r for p, r in zip(files, rels) if p not in empty]
+            if not files:
+                raise PetastormDatasetError(
+                    f"no Parquet files found in {_describe(url_or_urls)!r} (the directory is empty or holds "
+                    f"only metadata/hidden files)")
     if counts is not None and all(rel in counts for rel in rels):
         row_groups = []
         for p, rel in zip(files, rels):
