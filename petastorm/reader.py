@@ -27,11 +27,13 @@ _POOL_TYPES = ("thread", "process", "dummy")
 
 # --- argument checks ------------------------------------------------------------------------------------
 
-def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
+def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str],
+                    count_images: bool = True) -> bool:
     """True if the workers would run code of the user's (a transform, a predicate, a codec class that is not
-    petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls) or load a heavy
-    module (images: OpenCV). Then a process pool runs every item in its
-    worker processes, none in the reader's process (no start-up lane)."""
+    petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls) or, with
+    ``count_images``, load a heavy module (images: OpenCV). Then a process pool runs every item in its
+    worker processes, none in the reader's process (no start-up lane); with user code it also neither
+    parks its workers nor takes parked ones (they would keep the user's modules as first imported)."""
     if transform_spec is not None or predicate is not None:
         return True
     from petastorm.codecs import CompressedImageCodec
@@ -40,7 +42,7 @@ def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_name
         field = schema.fields.get(name)
         codec = getattr(field, "codec", None)
         if codec is not None and (type(codec).__module__ != "petastorm.codecs"
-                                  or isinstance(codec, CompressedImageCodec)):
+                                  or (count_images and isinstance(codec, CompressedImageCodec))):
             return True
         dtype_module = str(getattr(getattr(field, "numpy_dtype", None), "__module__", "numpy")).split(".")[0]
         if dtype_module not in ("numpy", "builtins", "decimal", "datetime"):
@@ -496,7 +498,9 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     filter_columns=filter_cols, direct_read=direct_read_enabled())
     # no user code in the worker: the process pool may run the first items here while its workers start
     pool = make_pool(reader_pool_type, workers_count, results_queue_size,
-                     startup_lane=False if _runs_user_code(transform_spec, predicate, schema, field_names) else "cold")
+                     startup_lane=False if _runs_user_code(transform_spec, predicate, schema, field_names) else "cold",
+                     park_workers=not _runs_user_code(transform_spec, predicate, schema, field_names,
+                                                      count_images=False))
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

@@ -177,3 +177,81 @@ def _alive(pid):
             return f.read().split(") ")[-1][0] != "Z"
     except OSError:
         return False
+
+
+def gated_factory(gate_path, tag=0):
+    """A factory that builds its worker only once ``gate_path`` exists (at most 20 s)."""
+    def factory():
+        deadline = time.monotonic() + 20
+        while not os.path.exists(gate_path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return tagged_factory(tag)()
+    return factory
+
+
+def test_a_pool_taking_parked_workers_does_not_wait_for_their_factories(tmp_path):
+    _run(tagged_factory(0))
+    gate = str(tmp_path / "gate")
+    pool = ProcessPool(2, 2)
+    pool.start(gated_factory(gate, tag=50))  # returns while both factories wait for the gate
+    try:
+        assert pool.diagnostics["workers_reused"] == 2
+        open(gate, "w").close()
+        assert [float(b.columns["big"][0]) for b in pool.imap(_items(6))] == [50.0 + i for i in range(6)]
+    finally:
+        pool.join()
+
+
+def test_parking_from_a_finalizer_never_waits_for_the_registry_lock():
+    import threading
+
+    done = threading.Event()
+
+    def park_while_locked():
+        with parked_workers._lock:  # as when the garbage collector finalizes a pool inside take()
+            parked_workers.park(_DummyProcess(), _DummyConn(), ("x", "y"), 5.0)
+        done.set()
+
+    t = threading.Thread(target=park_while_locked, daemon=True)
+    t.start()
+    t.join(5)
+    assert done.is_set(), "park() blocked on the registry lock"
+    assert parked_workers.parked_count() == 1
+    parked_workers.release_parked_workers(0.1)
+    assert parked_workers.parked_count() == 0
+
+
+class _DummyProcess:
+    def is_alive(self):
+        return True
+
+    def join(self, timeout=None):
+        pass
+
+    def terminate(self):
+        pass
+
+
+class _DummyConn:
+    def send(self, msg):
+        pass
+
+    def close(self):
+        pass
+
+
+def _times_two(row):
+    return {**row, "value": row["value"] * 2}
+
+
+def test_a_reader_running_user_code_neither_parks_nor_takes_parked_workers(synthetic_dataset):
+    from petastorm import TransformSpec
+
+    with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=1) as reader:
+        assert len(list(reader)) == 100
+    assert parked_workers.parked_count() == 2
+    with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=1,
+                     transform_spec=TransformSpec(_times_two)) as reader:
+        assert len(list(reader)) == 100
+        assert reader.diagnostics["pool_workers_reused"] == 0
+    assert parked_workers.parked_count() == 2  # the first reader's, still waiting; none of the second's

@@ -17,6 +17,7 @@ and hold no shared memory; they are daemon processes of this interpreter.
 from __future__ import annotations
 
 import atexit
+import collections
 import os
 import threading
 import time
@@ -33,6 +34,9 @@ _MAX_PARKED = 32
 
 _lock = threading.Lock()
 _parked: List[Tuple[Any, Any, tuple, float]] = []  # (process, conn, key, parked until: time.monotonic())
+# park() only appends here (no lock: it runs in pool finalizers, which the garbage collector may start in
+# a thread that holds _lock); the others move the entries to _parked under _lock
+_incoming: "collections.deque" = collections.deque()
 
 
 def keepalive_s() -> float:
@@ -45,12 +49,19 @@ def keepalive_s() -> float:
 
 def park(process: Any, conn: Any, key: tuple, seconds: float) -> None:
     """Keep a worker that answered ``('parked',)`` to a ``('park', seconds)`` message."""
-    with _lock:
-        _parked.append((process, conn, key, time.monotonic() + seconds))
-        excess = _parked[:-_MAX_PARKED] if len(_parked) > _MAX_PARKED else []
-        del _parked[:len(excess)]
-    for process_, conn_, _key, _until in excess:
-        _let_go(process_, conn_)
+    _incoming.append((process, conn, key, time.monotonic() + seconds))
+
+
+def _merge_incoming() -> list:
+    """Under ``_lock``: move parked entries in, trim to :data:`_MAX_PARKED`; returns the entries to let go."""
+    while _incoming:
+        try:
+            _parked.append(_incoming.popleft())
+        except IndexError:
+            break
+    excess = _parked[:-_MAX_PARKED] if len(_parked) > _MAX_PARKED else []
+    del _parked[:len(excess)]
+    return excess
 
 
 def take(key: tuple) -> Optional[Tuple[Any, Any]]:
@@ -58,8 +69,8 @@ def take(key: tuple) -> Optional[Tuple[Any, Any]]:
     recently parked first, or None. Expired ones are let go on the way."""
     now = time.monotonic()
     found = None
-    expired = []
     with _lock:
+        expired = _merge_incoming()
         for i in range(len(_parked) - 1, -1, -1):
             process, conn, k, until = _parked[i]
             if until - _MARGIN_S <= now or not process.is_alive():
@@ -74,14 +85,18 @@ def take(key: tuple) -> Optional[Tuple[Any, Any]]:
 def parked_count() -> int:
     """How many workers are parked now."""
     with _lock:
-        return len(_parked)
+        excess = _merge_incoming()
+        count = len(_parked)
+    for process, conn, _key, _until in excess:
+        _let_go(process, conn)
+    return count
 
 
 def release_parked_workers(timeout: float = 1.0) -> None:
     """Let every parked worker go now (each exits when its connection closes) and wait up to ``timeout``
     seconds for them to exit."""
     with _lock:
-        items = list(_parked)
+        items = _merge_incoming() + list(_parked)
         _parked.clear()
     for process, conn, _key, _until in items:
         _let_go(process, conn)
@@ -110,6 +125,7 @@ def _forget_after_fork() -> None:
     global _lock
     _lock = threading.Lock()
     _parked.clear()
+    _incoming.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -157,8 +157,9 @@ def _handle_for(i: int, proc: Any, conn: Any, state: PoolState, options: dict) -
 
 
 def _reuse_parked(state: PoolState, i: int, factory_bytes: bytes, options: dict) -> Optional[WorkerHandle]:
-    """A parked worker set to work for this pool (it answered 'ready'), or None. One that answers
-    anything else, or nothing within 5 s, is let go."""
+    """A parked worker sent this pool's factory, or None. It answers like a fresh worker, through the
+    consumer: ``('ready', ...)`` or ``('start_error', ...)`` (so a new pool neither waits here for its
+    factory to build, nor blames one worker's error on another)."""
     if state.park_key is None:
         return None
     while True:
@@ -168,19 +169,12 @@ def _reuse_parked(state: PoolState, i: int, factory_bytes: bytes, options: dict)
         proc, conn = taken
         try:
             conn.send(("job", factory_bytes, options["segments_kept"]))
-            reply = conn.recv() if conn.poll(5.0) else None
-        except (EOFError, OSError, ValueError):
-            reply = None
-        if reply is not None and reply[0] == "ready":
-            w = _handle_for(i, proc, conn, state, options)
-            w.ready = reply[2]
-            state.reused += 1
-            if state.lane is not None:  # a worker is up: the parent takes no more items
-                state.lane.close()
-            return w
-        conn.close()  # a start error, or no answer: a fresh process will say what is wrong
-        proc.terminate()
-        proc.join(1.0)
+        except (OSError, ValueError):  # it is gone: the next one, or a fresh process
+            conn.close()
+            proc.join(0.1)
+            continue
+        state.reused += 1
+        return _handle_for(i, proc, conn, state, options)
 
 
 def _start_process(state: PoolState, ctx: Any, i: int, factory_bytes: bytes, options: dict) -> WorkerHandle:

@@ -96,13 +96,18 @@ class ProcessPool(Pool):
         code): True always, ``'cold'`` only while starting a worker is slow (the 'spawn' start method, or the
         running fork server has not forked a worker for this interpreter yet, so it may still be importing
         its modules). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
+    park_workers : bool
+        Park the workers when the pool stops, and take parked ones when it starts (see
+        :mod:`~petastorm.reader_impl.parked_workers`; ``$PETASTORM_POOL_KEEPALIVE_S=0`` turns it off). The
+        reader passes False for factories that run user code: a parked worker keeps the modules that code
+        imported, so it would run the old code of a module edited and reloaded meanwhile.
     """
 
     pool_type = "process"
     _SPARE_PER_WORKER = 1
 
     def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
-                 transport: Optional[str] = None, startup_lane: Any = False):
+                 transport: Optional[str] = None, startup_lane: Any = False, park_workers: bool = True):
         super().__init__(workers_count, results_queue_size)
         self.start_method = start_method or default_start_method()
         # not with 'fork': a fork while the lane's thread holds a lock (an allocator's) would copy it held
@@ -112,6 +117,7 @@ class ProcessPool(Pool):
                              and os.environ.get(STARTUP_LANE_ENV, "1").strip().lower() not in ("0", "false", "no")
                              else False)
         self.startup_lane_used = False
+        self.park_workers = park_workers
         self._stats["items_in_parent"] = 0
         if self.start_method not in mp.get_all_start_methods():
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
@@ -148,8 +154,8 @@ class ProcessPool(Pool):
         state.keepalive_s = keepalive_s()
         # not with 'fork': a parked worker is a copy of this process as it was at its fork, a fresh one as
         # it is now (with 'forkserver' and 'spawn' both start from the same state every time)
-        state.park_key = ((self.start_method, self.transport) if state.keepalive_s > 0 and self.start_method != "fork"
-                          else None)
+        state.park_key = ((self.start_method, self.transport)
+                          if self.park_workers and state.keepalive_s > 0 and self.start_method != "fork" else None)
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
@@ -164,8 +170,6 @@ class ProcessPool(Pool):
                 state.starter = starter  # (only once started: the shutdown joins it)
             else:
                 start_workers(state, ctx, factory_bytes, self._start_options())
-                if state.workers and all(w.ready for w in state.workers):  # all of them were parked ones
-                    self._startup_s = max(w.ready for w in state.workers) - self._t_start
         except Exception as exc:
             state.park_key = None
             self._stopped = True

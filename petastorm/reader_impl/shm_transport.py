@@ -575,6 +575,8 @@ class ShmReader:
             socket.send_fds(self._sock, [b"G"], [fd for fd, _size, _m in segments])
             for (sid, _size), (_fd, _s, mapping) in zip(entries, segments):
                 self._maps[sid] = mapping
+        except OSError:  # the worker is gone (a start error, say): the pool's consumer sees it and says why
+            pass
         finally:
             for fd, _size, _mapping in segments:
                 os.close(fd)
