@@ -100,8 +100,12 @@ def test_parked_workers_exit_after_the_keepalive_and_on_release(monkeypatch):
     assert parked_workers.parked_count() == 0 and not any(_alive(p) for p in d2["worker_pids"])
 
 
-def test_no_parking_with_a_keepalive_of_zero(monkeypatch):
-    monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", "0")
+@pytest.mark.parametrize("setting", [None, "0"], ids=["default", "zero"])
+def test_no_parking_by_default_or_with_a_keepalive_of_zero(monkeypatch, setting):
+    if setting is None:
+        monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S")
+    else:
+        monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", setting)
     _out, diag = _run(tagged_factory(0))
     assert parked_workers.parked_count() == 0 and not any(_alive(p) for p in diag["worker_pids"])
 

@@ -26,7 +26,7 @@ PARENT = os.getpid()
 @pytest.fixture(autouse=True)
 def _fresh_processes(monkeypatch):
     """The lane covers the start of worker processes: no parked worker of another test may stand in."""
-    monkeypatch.setenv("PETASTORM_POOL_KEEPALIVE_S", "0")
+    monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S", raising=False)  # the default: no parked worker
 
 
 def _items(n):

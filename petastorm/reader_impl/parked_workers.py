@@ -1,18 +1,20 @@
-"""Idle worker processes of stopped process pools, kept a few seconds for the next pool of this process.
+"""Idle worker processes of stopped process pools, kept a few seconds for the next pool of this process
+(opt-in: ``$PETASTORM_POOL_KEEPALIVE_S``).
 
-A program that makes a reader per epoch started two fresh processes for each: a fork, copy-on-write
+A program that makes a reader per epoch starts two fresh processes for each: a fork, copy-on-write
 faults, mapping the cached shared-memory segments again, and an exit, ~35 ms before its first row and
-~0.07 s of CPU per reader on a 2-core machine. A pool that stops cleanly now *parks* its workers instead:
+~0.07 s of CPU per reader on a 2-core machine. With ``$PETASTORM_POOL_KEEPALIVE_S`` > 0, a pool that
+stops cleanly *parks* its workers instead:
 each bequeaths its segments as on stop, closes its worker, drops every segment, and waits. The next
 process pool with the same start method (``forkserver`` or ``spawn``: a worker forked from this process
 would be a copy of it as it was at its fork) and transport takes them and sends each the new worker factory
-(``('job', factory_bytes, segments_kept)``); a worker that does not answer ``ready`` is terminated and a
-fresh one started in its place.
+(``('job', factory_bytes, segments_kept)``), which answers ``ready`` or ``start_error`` as a fresh one does.
 
-A parked worker exits by itself after ``$PETASTORM_POOL_KEEPALIVE_S`` seconds without a job (default 10;
-``0`` turns parking off: workers exit at ``join()``, as before), when this process exits or closes its
-connection (:func:`release_parked_workers`), or when this process dies. Parked workers run no user code
-and hold no shared memory; they are daemon processes of this interpreter.
+Off by default (0): the reader's contract is that no worker process outlives ``stop(); join()``, and a
+parked one does, by design. A parked worker exits by itself after ``$PETASTORM_POOL_KEEPALIVE_S`` seconds
+without a job, when this process exits or closes its connection (:func:`release_parked_workers`), or when
+this process dies. Parked workers run no user code and hold no shared memory; they are daemon processes
+of this interpreter.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any, List, Optional, Tuple
 __all__ = ["KEEPALIVE_ENV", "keepalive_s", "park", "take", "release_parked_workers", "parked_count"]
 
 KEEPALIVE_ENV = "PETASTORM_POOL_KEEPALIVE_S"
-_DEFAULT_KEEPALIVE_S = 10.0
+_DEFAULT_KEEPALIVE_S = 0.0
 #: A parked worker is not handed out this close to its own deadline (it might exit meanwhile).
 _MARGIN_S = 1.0
 #: At most this many parked workers (the oldest are released first).
