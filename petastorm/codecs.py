@@ -327,9 +327,7 @@ class NdarrayCodec(DataframeColumnCodec):
                     view = _cells_copy_view(data, int(offsets[0]) + off, n, int(lengths[0]), header)
                     if view is not None:
                         return view
-                    out = _BATCH_MEMORY.empty((n,) + tuple(header.shape), header.dtype)
-                    np.copyto(out.view(np.uint8).reshape(n, out.nbytes // n), cells[:, off:])
-                    return out
+                    return _compact_copy(cells[:, off:], tuple(header.shape), header.dtype)
         valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
         decoded = []
         for i in range(n):
@@ -361,10 +359,8 @@ class NdarrayCodec(DataframeColumnCodec):
         if not cells.stride % dtype.itemsize and not (buf.ctypes.data + start) % max(1, dtype.alignment):
             return np.ndarray((n,) + shape, dtype=dtype, buffer=buf, offset=start,
                               strides=_cell_strides(cells.stride, shape, dtype))
-        out = _BATCH_MEMORY.empty((n,) + shape, dtype)
-        src = np.ndarray((n, row_bytes), np.uint8, buffer=buf, offset=start, strides=(cells.stride, 1))
-        np.copyto(out.view(np.uint8).reshape(n, row_bytes), src)
-        return out
+        return _compact_copy(np.ndarray((n, row_bytes), np.uint8, buffer=buf, offset=start, strides=(cells.stride, 1)),
+                             shape, dtype)
 
 
 _LENT_BUFFERS: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
@@ -411,6 +407,14 @@ def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "n
     shape = tuple(header.shape)
     first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
     return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=_cell_strides(stride, shape, dtype))
+
+
+def _compact_copy(rows: np.ndarray, shape: tuple, dtype: Any) -> np.ndarray:
+    """The ``(n,) + shape`` array of ``dtype`` whose rows are the bytes of ``rows`` (uint8, ``(n, row bytes)``,
+    any strides), copied into a C-contiguous batch array."""
+    out = _BATCH_MEMORY.empty((len(rows),) + tuple(shape), dtype)
+    np.copyto(out.view(np.uint8).reshape(rows.shape), rows)
+    return out
 
 
 def _cell_strides(stride: int, shape: tuple, dtype: np.dtype) -> tuple:

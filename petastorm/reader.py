@@ -27,27 +27,32 @@ _POOL_TYPES = ("thread", "process", "dummy")
 
 # --- argument checks ------------------------------------------------------------------------------------
 
-def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str],
-                    count_images: bool = True) -> bool:
+def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
     """True if the workers would run code of the user's (a transform, a predicate, a codec class that is not
-    petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls) or, with
-    ``count_images``, load a heavy module (images: OpenCV). Then a process pool runs every item in its
-    worker processes, none in the reader's process (no start-up lane); with user code it also neither
-    parks its workers nor takes parked ones (they would keep the user's modules as first imported)."""
+    petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls). Then a process
+    pool runs every item in its worker processes, none in the reader's process (no start-up lane), and
+    neither parks its workers nor takes parked ones (they would keep the user's modules as first
+    imported)."""
     if transform_spec is not None or predicate is not None:
         return True
-    from petastorm.codecs import CompressedImageCodec
-
     for name in field_names:
         field = schema.fields.get(name)
         codec = getattr(field, "codec", None)
-        if codec is not None and (type(codec).__module__ != "petastorm.codecs"
-                                  or (count_images and isinstance(codec, CompressedImageCodec))):
+        if codec is not None and type(codec).__module__ != "petastorm.codecs":
             return True
         dtype_module = str(getattr(getattr(field, "numpy_dtype", None), "__module__", "numpy")).split(".")[0]
         if dtype_module not in ("numpy", "builtins", "decimal", "datetime"):
             return True
     return False
+
+
+def _decodes_images(schema: Any, field_names: List[str]) -> bool:
+    """True if the workers decode images: a process pool then keeps every item in its worker processes
+    (decoding one in the reader's process, in the start-up lane, would load OpenCV there)."""
+    from petastorm.codecs import CompressedImageCodec
+
+    return any(isinstance(getattr(schema.fields.get(name), "codec", None), CompressedImageCodec)
+               for name in field_names)
 
 
 def _ensure_pool(reader_pool_type: str, workers_count: Any, results_queue_size: Any) -> None:
@@ -496,11 +501,12 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols, direct_read=direct_read_enabled())
-    # no user code in the worker: the process pool may run the first items here while its workers start
+    # no user code in the worker: the process pool may run the first items here while its workers start,
+    # and (opted in) park its workers for the next pool
+    user_code = _runs_user_code(transform_spec, predicate, schema, field_names)
     pool = make_pool(reader_pool_type, workers_count, results_queue_size,
-                     startup_lane=False if _runs_user_code(transform_spec, predicate, schema, field_names) else "cold",
-                     park_workers=not _runs_user_code(transform_spec, predicate, schema, field_names,
-                                                      count_images=False))
+                     startup_lane=False if user_code or _decodes_images(schema, field_names) else "cold",
+                     park_workers=not user_code)
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

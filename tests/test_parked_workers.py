@@ -142,9 +142,8 @@ def test_a_factory_that_fails_in_a_parked_worker_fails_as_in_a_fresh_one():
     assert parked_workers.parked_count() == 0
 
 
+@pytest.mark.skipif(not shm_supported(), reason="one transport only (memfd segments need Linux)")
 def test_workers_parked_by_one_transport_are_not_taken_by_another():
-    if not shm_supported():
-        pytest.skip("one transport only")
     _run(tagged_factory(0), transport="shm")
     _out, diag = _run(tagged_factory(0), transport="pipe")
     assert diag["workers_reused"] == 0

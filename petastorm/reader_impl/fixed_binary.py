@@ -9,9 +9,10 @@ that value ``k`` sits at ``start + k * stride``: two passes over the bytes inste
 
 Handled: data pages v1 and v2, PLAIN values, a dictionary page whose dictionary-encoded data pages
 reference its entries in order (what writers produce for values that do not repeat, before falling back
-to PLAIN), definition levels with no nulls, and the codecs UNCOMPRESSED, SNAPPY, GZIP, ZSTD, BROTLI and
-LZ4_RAW (which pyarrow calls LZ4). Anything else (the deprecated Hadoop-framed LZ4 among them) (nulls, repeated values, other codecs, a malformed page) makes
-:func:`read_fixed_binary` return None and the caller reads the column through pyarrow, which also
+to PLAIN; other indices are gathered from a decompressed copy of the dictionary), definition levels with
+no nulls, and the codecs UNCOMPRESSED, SNAPPY, GZIP, ZSTD, BROTLI and LZ4_RAW (which pyarrow calls LZ4).
+Anything else (nulls, values of different lengths, other codecs such as LZO or the deprecated
+Hadoop-framed LZ4, a malformed page) makes :func:`read_fixed_binary` return None and the caller reads the column through pyarrow, which also
 reports any real corruption. Every placed value's length prefix is checked, so a page layout this module
 misreads cannot pass silently.
 """
@@ -331,13 +332,7 @@ def _place_plain(p: _Page, buf: np.ndarray, base: int, stride: int, decompress: 
     if p.kind == _DATA_PAGE_V2:
         if p.usize - p.levels != p.count * stride:
             raise _Unsupported("page size")
-        _check_levels(p.payload[:p.levels], max_def, p.count)
-        values = p.payload[p.levels:]
-        dst = buf[end - p.count * stride:end]
-        if p.compressed:
-            _decompress(decompress, values, dst)
-        else:
-            _decompressor("UNCOMPRESSED")(values, dst)
+        _v2_values(p, decompress, max_def, buf[end - p.count * stride:end])
         return
     prefix = _v1_prefix(p, stride)
     if (prefix != 0) != (max_def > 0):
@@ -346,11 +341,27 @@ def _place_plain(p: _Page, buf: np.ndarray, base: int, stride: int, decompress: 
         raise _Unsupported("definition levels longer than the values before them")
     dst = buf[end - p.usize:end]
     _decompress(decompress, p.payload, dst)
-    if max_def:
-        n = int(dst[:4].view("<u4")[0])
-        if 4 + n != prefix:
-            raise _Unsupported("definition levels")
-        _check_levels(memoryview(dst[4:4 + n]), max_def, p.count)
+    if _v1_levels(dst, max_def, p.count) != prefix:
+        raise _Unsupported("definition levels")
+
+
+def _v2_values(p: _Page, decompress: Callable, max_def: int, dst: np.ndarray) -> None:
+    """Check a v2 page's definition levels (stored uncompressed) and decompress its values into ``dst``."""
+    _check_levels(p.payload[:p.levels], max_def, p.count)
+    if p.compressed:
+        _decompress(decompress, p.payload[p.levels:], dst)
+    else:
+        _decompressor("UNCOMPRESSED")(p.payload[p.levels:], dst)
+
+
+def _v1_levels(body: np.ndarray, max_def: int, count: int) -> int:
+    """Check the definition levels at the start of a decompressed v1 page (a 4-byte length, then the
+    levels; nothing for a required column); returns the bytes they take."""
+    if not max_def:
+        return 0
+    n = int(body[:4].view("<u4")[0])
+    _check_levels(memoryview(body[4:4 + n]), max_def, count)
+    return 4 + n
 
 
 def _check_levels(levels: memoryview, max_def: int, count: int) -> None:
@@ -366,21 +377,13 @@ def _check_levels(levels: memoryview, max_def: int, count: int) -> None:
 def _dictionary_indices(p: _Page, decompress: Callable, max_def: int) -> np.ndarray:
     """The dictionary entry of each row of a dictionary-encoded data page, shape ``(p.count,)``."""
     if p.kind == _DATA_PAGE_V2:
-        _check_levels(p.payload[:p.levels], max_def, p.count)
         body = np.empty(p.usize - p.levels, np.uint8)
-        if p.compressed:
-            _decompress(decompress, p.payload[p.levels:], body)
-        else:
-            _decompressor("UNCOMPRESSED")(p.payload[p.levels:], body)
+        _v2_values(p, decompress, max_def, body)
         pos = 0
     else:
         body = np.empty(p.usize, np.uint8)
         _decompress(decompress, p.payload, body)
-        pos = 0
-        if max_def:
-            n = int(body[:4].view("<u4")[0])
-            _check_levels(memoryview(body[4:4 + n]), max_def, p.count)
-            pos = 4 + n
+        pos = _v1_levels(body, max_def, p.count)
     mv = memoryview(body)
     values, _ = _rle_hybrid(mv[pos + 1:], mv[pos], p.count)
     return values

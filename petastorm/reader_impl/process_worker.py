@@ -58,7 +58,7 @@ def worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tran
 
     On ``('park', keepalive_s)`` instead of 'stop', the worker bequeaths its segments as on 'stop', closes
     its worker and all its segments, answers ``('parked',)`` and waits up to ``keepalive_s`` for a
-    ``('job', index, factory_bytes)`` from the next pool of the parent (see
+    ``('job', factory_bytes, segments_kept)`` from the next pool of the parent (see
     :mod:`petastorm.reader_impl.parked_workers`), then serves that pool as a fresh worker would.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business

@@ -87,7 +87,7 @@ class RowGroupWorker:
         decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
                                       (CompressedImageCodec, CompressedNdarrayCodec)) for name in spec.fields)
         self._arrow_pool = read_memory_pool(decode_bound)
-        self._direct = _direct_fields(spec) if not self._pre_buffer else frozenset()
+        self._direct = _direct_fields(spec)
         self._direct_columns: dict = {}  # path -> {field name: (column index, max definition level)}
         self._direct_failed: set = set()  # (path, field name) whose layout pyarrow reads instead
         self._read_buffer: Any = None
