@@ -51,6 +51,8 @@ class ReadSpec:
     direct_read : bool
         Read fixed-shape ndarray fields of local files straight from their Parquet pages (see
         :mod:`petastorm.reader_impl.fixed_binary`; ``$PETASTORM_DIRECT_READ`` in the reader's process).
+    convert_early_to_numpy : bool
+        The ``convert_early_to_numpy`` argument of the reader factories (petastorm 0.13).
     """
 
     filesystem: Any
@@ -67,6 +69,7 @@ class ReadSpec:
     output_schema: Any = None
     filter_columns: list = field(default_factory=list)
     direct_read: bool = True
+    convert_early_to_numpy: bool = False
 
 
 class RowGroupWorker:
