@@ -15,7 +15,6 @@ from petastorm.errors import (
     NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
     NoMatchingFieldsError,
     PetastormArgumentError,
-    PetastormMetadataError,
     PetastormSchemaError,
 )
 from petastorm.reader_impl.reader_core import Reader, warn_deprecated
@@ -63,6 +62,27 @@ def _ensure_pool(reader_pool_type: str, workers_count: Any, results_queue_size: 
         raise PetastormArgumentError(f"workers_count must be a positive integer, got {workers_count!r}")
     if isinstance(results_queue_size, bool) or not isinstance(results_queue_size, int) or results_queue_size < 1:
         raise PetastormArgumentError(f"results_queue_size must be a positive integer, got {results_queue_size!r}")
+
+
+def _ensure_dataset_url(url: Any) -> Union[str, list]:
+    """A dataset URL (str or ``os.PathLike``) or a non-empty list of them, else the original's ValueError."""
+    import os
+
+    if isinstance(url, (list, tuple)):
+        if not url:
+            raise PetastormArgumentError("dataset url list must be non-empty. dataset_url_or_urls: the list of "
+                                         "dataset URLs is empty")
+        return [_ensure_dataset_url(u) for u in url]
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str) or not url:
+        raise PetastormArgumentError(f"directory url must be a string: dataset_url must be a URL string (or a list "
+                                     f"of them), got {type(url).__name__} {url!r}")
+    return url
+
+
+def _describe_url(url: Union[str, list]) -> str:
+    return repr(url) if isinstance(url, str) else f"the list of {len(url)} file URLs starting with {url[0]!r}"
 
 
 def _ensure_num_epochs(num_epochs: Any) -> Optional[int]:
@@ -261,6 +281,34 @@ def _prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg
     return sorted(keep), True
 
 
+def _prune_by_partition_predicate(dataset: Any, predicate: Any, rg_ids: list) -> list:
+    """Drop row groups whose Hive partition values fail ``predicate`` when it reads partition keys only, as
+    the original does at planning time: ``predicate.do_include`` is called once per distinct partition with
+    a dict of its typed values. A predicate that raises there is left to the workers (they raise it)."""
+    if predicate is None or not dataset.partition_names:
+        return rg_ids
+    fields = set(predicate.get_fields())
+    if not fields or not fields <= set(dataset.partition_names):
+        return rg_ids
+    from petastorm.reader_impl.worker import _partition_scalar
+
+    types = {name: dataset.arrow_schema.field(name).type for name in fields}
+    verdicts: dict = {}
+    keep = []
+    for i in rg_ids:
+        partition = dataset.row_groups[i].partition
+        if partition not in verdicts:
+            values = dict(partition)
+            row = {name: _partition_scalar(values.get(name), types[name], name) for name in fields}
+            try:
+                verdicts[partition] = bool(predicate.do_include(row))
+            except Exception:
+                return rg_ids
+        if verdicts[partition]:
+            keep.append(i)
+    return keep
+
+
 # --- the entry points -------------------------------------------------------------------------------------
 
 def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: str = "thread", workers_count: int = 10,
@@ -272,7 +320,7 @@ def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: s
                 cache_row_size_estimate: Optional[int] = None, cache_extra_settings: Optional[dict] = None,
                 hdfs_driver: str = "libhdfs3", transform_spec: Any = None, filters: Any = None,
                 storage_options: Optional[dict] = None, zmq_copy_buffers: bool = True, filesystem: Any = None,
-                *, resume_from: Optional[dict] = None, shard_mode: str = "original",
+                convert_early_to_numpy: bool = False, *, resume_from: Optional[dict] = None, shard_mode: str = "original",
                 balanced_remainder: str = "drop") -> Reader:
     """A reader of decoded rows of a Petastorm dataset (one written with ``materialize_dataset`` or
     ``write_dataset``): an iterator of namedtuples, one per row, or of ngram dicts.
@@ -317,6 +365,8 @@ def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: s
         'balanced' gives every shard the same number of rows per epoch.
     balanced_remainder : {'drop', 'pad'}
         In balanced mode, drop the remainder rows or pad shards by repeating rows.
+    convert_early_to_numpy : bool
+        As in petastorm 0.13: see :class:`~petastorm.reader_impl.worker.ReadSpec`.
     pyarrow_serialize, zmq_copy_buffers
         Accepted for compatibility; no effect (a ``DeprecationWarning`` when set).
 
@@ -337,6 +387,7 @@ def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: s
         cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
         cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
         filters=filters, storage_options=storage_options, filesystem=filesystem, resume_from=resume_from,
+        convert_early_to_numpy=convert_early_to_numpy,
         shard_mode=shard_mode, balanced_remainder=balanced_remainder)
 
 
@@ -362,12 +413,9 @@ def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fie
         A dataset directory URL, or a list of Parquet file URLs on one filesystem.
     transform_spec : TransformSpec, optional
         ``func`` receives a ``pandas.DataFrame`` of a batch and returns one.
-    convert_early_to_numpy : bool
-        Accepted for compatibility: columns are always converted to numpy in the workers.
     """
     if zmq_copy_buffers is not True:
         warn_deprecated("zmq_copy_buffers")
-    del convert_early_to_numpy
     return _build_reader(
         dataset_url_or_urls, is_batched=True, schema_fields=schema_fields, reader_pool_type=reader_pool_type,
         workers_count=workers_count, results_queue_size=results_queue_size, seed=seed, shuffle_rows=shuffle_rows,
@@ -377,6 +425,7 @@ def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fie
         cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
         cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
         filters=filters, storage_options=storage_options, filesystem=filesystem, resume_from=resume_from,
+        convert_early_to_numpy=convert_early_to_numpy,
         shard_mode=shard_mode, balanced_remainder=balanced_remainder)
 
 
@@ -386,7 +435,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                   cur_shard: Any, shard_count: Any, shard_seed: Any, cache_type: str, cache_location: Any,
                   cache_size_limit: Any, cache_row_size_estimate: Any, cache_extra_settings: Any, hdfs_driver: str,
                   transform_spec: Any, filters: Any, storage_options: Any, filesystem: Any, resume_from: Any,
-                  shard_mode: str, balanced_remainder: str) -> Reader:
+                  shard_mode: str, balanced_remainder: str, convert_early_to_numpy: bool) -> Reader:
+    url = _ensure_dataset_url(url)
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
     if reader_pool_type == "process":
         # start the fork server first: its imports (numpy, pyarrow: ~0.2 s) overlap this process's own
@@ -427,11 +477,11 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
 
     dataset = open_dataset(url, filesystem=filesystem, storage_options=storage_options, hdfs_driver=hdfs_driver)
     if not is_batched and not dataset.has_petastorm_metadata:
-        raise PetastormMetadataError(
-            f"Could not find _common_metadata file. Use materialize_dataset(..) in petastorm.etl.dataset_metadata.py "
-            f"to generate this file in your ETL code. You can generate it on an existing dataset using "
-            f"petastorm-generate-metadata.py. Dataset {url!r} has no Petastorm metadata: read it with "
-            f"make_batch_reader, or add the metadata with petastorm-generate-metadata")
+        import warnings
+
+        warnings.warn("Currently make_reader supports reading only Petastorm datasets. To read from a non-Petastorm "
+                      f"Parquet store use make_batch_reader ({_describe_url(url)} has no Petastorm metadata: its "
+                      f"schema is inferred from the Parquet schema)", UserWarning, stacklevel=3)
     schema = dataset.schema
 
     from petastorm.ngram import NGram
@@ -483,6 +533,13 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     expression = _filters_expression(filters)
     filter_cols = _filter_columns(filters, dataset.arrow_schema)
     rg_ids, pruned = _prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
+    rg_ids = _prune_by_partition_predicate(dataset, predicate, rg_ids)
+    if not rg_ids and dataset.row_groups:
+        import warnings
+
+        warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "
+                      f"was sharded: no row group of {_describe_url(url)} is left after the rowgroup_selector, "
+                      "filters and the predicate on partition keys", UserWarning, stacklevel=3)
     # No row group selected by rowgroup_selector/filters: the reader yields nothing, as the original's does
     # (sharding an empty selection still raises the original's NoDataAvailableError, in the plan).
     if expression is not None and not pruned:
@@ -500,7 +557,8 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     output_mode="batch" if is_batched else "rows", cache=cache,
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
-                    filter_columns=filter_cols, direct_read=direct_read_enabled())
+                    filter_columns=filter_cols, direct_read=direct_read_enabled(),
+                    convert_early_to_numpy=bool(convert_early_to_numpy))
     # no user code in the worker: the process pool may run the first items here while its workers start,
     # and (opted in) park its workers for the next pool
     user_code = _runs_user_code(transform_spec, predicate, schema, field_names)

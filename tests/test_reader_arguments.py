@@ -18,7 +18,7 @@ FUNCTIONS = ["make_reader", "make_batch_reader"]
 # Parameters of ours that the original 0.12.1 lacks and that may still be passed by position (they come after
 # every original parameter, so no call the original accepted changes meaning). Any other addition must be
 # keyword-only.
-EXTRA_POSITIONAL = {"make_batch_reader": {"convert_early_to_numpy"}}
+EXTRA_POSITIONAL = {"make_reader": {"convert_early_to_numpy"}, "make_batch_reader": {"convert_early_to_numpy"}}
 
 
 def _original(name):

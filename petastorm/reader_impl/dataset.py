@@ -171,6 +171,20 @@ def _empty_files(paths: list) -> set:
     return empty
 
 
+def _ensure_listed_files_exist(counts: dict, rels: list, root: str) -> None:
+    """Raise if a file that the Petastorm metadata lists (``dataset-toolkit.num_row_groups_per_file.v1``)
+    is not among the dataset's files: reading on would silently lose its rows."""
+    present = set(rels)
+    missing = sorted(rel for rel, n in counts.items() if rel not in present and n)
+    if missing:
+        shown = ", ".join(repr(posixpath.join(root, rel)) for rel in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise PetastormDatasetError(
+            f"{len(missing)} file(s) listed in the Petastorm metadata of {root!r} are missing: {shown}{more}. "
+            f"Reading on would silently skip their rows: restore the files, or regenerate the metadata with "
+            f"petastorm-generate-metadata if they were removed on purpose")
+
+
 def _parse_partition(relative_path: str) -> tuple:
     if "=" not in relative_path:
         return ()
@@ -231,7 +245,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     from petastorm.fs_utils import get_filesystem_and_path_or_paths
 
     fs, path_or_paths = get_filesystem_and_path_or_paths(
-        list(url_or_urls) if not isinstance(url_or_urls, str) else url_or_urls,
+        list(url_or_urls) if isinstance(url_or_urls, (list, tuple)) else url_or_urls,
         hdfs_driver=hdfs_driver, storage_options=storage_options, filesystem=filesystem)
     meta = _MetadataLoader(fs, None, start=False)  # no metadata file for a list of file URLs or one file
     if isinstance(path_or_paths, str):
@@ -289,6 +303,8 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
                 raise PetastormDatasetError(
                     f"no Parquet files found in {_describe(url_or_urls)!r} (the directory is empty or holds "
                     f"only metadata/hidden files)")
+    if counts is not None and root:
+        _ensure_listed_files_exist(counts, rels, root)
     if counts is not None and all(rel in counts for rel in rels):
         row_groups = []
         for p, rel in zip(files, rels):

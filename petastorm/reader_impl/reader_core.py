@@ -41,6 +41,7 @@ class _Pipeline:
         self.namedtuple = schema._get_namedtuple()
         self.ngram = ngram
         self.ngram_schema = ngram_schema
+        self.ngram_slices: dict = {}  # (epoch, position) -> (row_start, row_stop, rows) of sliced ngram items
         self.is_batched = is_batched
         self.plans = {0: first_plan} if first_plan is not None else {}
         self.epoch = 0
@@ -63,10 +64,7 @@ class _Pipeline:
             if not plan:  # nothing selected (every epoch is empty): end, even with num_epochs=None
                 return
             for item in plan[position:]:
-                if self.ngram is not None and item.row_seed is not None:
-                    yield item._replace(row_seed=None)  # ngrams keep row order; windows are shuffled
-                else:
-                    yield item
+                yield item if self.ngram is None else self.ngram_item(item)
             epoch += 1
             position = 0
 
@@ -101,8 +99,20 @@ class _Pipeline:
             return iter([])
         return map(self.namedtuple._make, zip(*cols))
 
+    def ngram_item(self, item: WorkItem) -> WorkItem:
+        """The item a worker reads for ngrams: rows in file order (windows are shuffled instead), and the
+        whole row group when the item is a slice of it (windows may run past the slice's end; the slice
+        is kept in ``ngram_slices`` to deal the windows out)."""
+        rows = int(self.plan_rows[item.row_group])
+        if item.row_start == 0 and item.row_stop >= rows:
+            return item._replace(row_seed=None) if item.row_seed is not None else item
+        self.ngram_slices[(item.epoch, item.position)] = (item.row_start, item.row_stop, rows)
+        return item._replace(row_start=0, row_stop=rows, row_seed=None)
+
     def ngrams(self, batch: ColumnBatch) -> list:
-        ngrams = self.ngram.form_ngrams_from_columns(batch.columns, batch.num_rows, self.ngram_schema)
+        row_slice = self.ngram_slices.pop((batch.item.epoch, batch.item.position), None)
+        ngrams = self.ngram.form_ngrams_from_columns(batch.columns, batch.num_rows, self.ngram_schema,
+                                                     row_slice=row_slice)
         if self.plan_options.shuffle_rows and len(ngrams) > 1:
             seed = (self.plan_options.seed, batch.item.epoch, batch.item.position)
             order = np.random.default_rng(seed).permutation(len(ngrams))
@@ -264,8 +274,11 @@ class Reader:
         return self
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        """Stop and join the workers, then remove the local disk cache (``cache_type='local-disk'``), as
+        petastorm 0.13 does; ``stop()`` and ``join()`` alone keep it for a later reader."""
         self.stop()
         self.join()
+        self.cleanup_cache()
 
     def __del__(self) -> None:
         try:
