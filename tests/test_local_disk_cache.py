@@ -275,7 +275,7 @@ def test_a_planted_pickle_is_refused_not_run(tmp_path, large):
 def test_planted_pickles_under_the_readers_keys_stop_the_reader(synthetic_dataset, tmp_path):
     path, marker = str(tmp_path / "c"), tmp_path / "pwned"
     options = dict(cache_type="local-disk", cache_location=path, cache_size_limit=10 ** 9,
-                   cache_row_size_estimate=1000, workers_count=2)
+                   cache_row_size_estimate=1000, workers_count=2, cache_extra_settings={"cleanup": False})
     with make_reader(synthetic_dataset, **options) as reader:
         assert sorted(int(r.id) for r in reader) == list(range(100))
     keys = []

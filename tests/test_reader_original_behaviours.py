@@ -183,3 +183,12 @@ def test_local_disk_cache_is_removed_when_the_reader_context_exits(two_files, tm
 def test_convert_early_to_numpy_is_accepted_by_both_factories(two_files, factory):
     with factory(f"file://{two_files}", reader_pool_type="dummy", convert_early_to_numpy=True) as reader:
         assert _ids(reader) == list(range(40))
+
+
+def test_local_disk_cache_made_with_cleanup_false_outlives_the_reader_context(two_files, tmp_path):
+    location = tmp_path / "cache"
+    with make_reader(f"file://{two_files}", cache_type="local-disk", cache_location=str(location),
+                     cache_size_limit=10 ** 8, cache_row_size_estimate=100, reader_pool_type="dummy",
+                     cache_extra_settings={"cleanup": False}) as reader:
+        assert _ids(reader) == list(range(40))
+    assert location.exists()
