@@ -26,6 +26,7 @@ __all__ = [
     "PetastormKeyError",
     "EmptyResultError",
     "TimeoutWaitingForResultError",
+    "PetastormDecodeError",
 ]
 
 
@@ -109,3 +110,22 @@ class PetastormKeyError(PetastormError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class PetastormDecodeError(PetastormSchemaError):
+    """A stored cell cannot be decoded (a corrupt ``.npy``, ``.npz`` or image), or decodes to a value that
+    does not fit its field (another dtype or shape). The reader's message names the field, the Parquet
+    file, the row group and the row. A ``ValueError``, as the original's decoding errors were.
+
+    Attributes
+    ----------
+    row : int or None
+        Index of the cell in the column that was decoded (the reader turns it into the row of the row group).
+    detail : str
+        What is wrong with the cell, without the place.
+    """
+
+    def __init__(self, message: str, row: "int | None" = None, detail: "str | None" = None) -> None:
+        super().__init__(message)
+        self.row = row
+        self.detail = message if detail is None else detail
