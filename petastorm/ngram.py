@@ -2,7 +2,9 @@
 
 An :class:`NGram` names the fields to return at each offset of the window, the timestamp field that
 orders rows, and the largest gap allowed between consecutive timestamps in a window. Windows are
-formed within one row group (one work item); they never span two.
+formed within one row group; they never span two. A work item that is a slice of a row group (a drop
+partition, a balanced-shard slice) reads the whole row group and keeps the windows whose first row is in
+its slice (:func:`windows_in_row_slice`).
 
 The reader's worker calls :meth:`NGram.form_ngrams_from_columns` on a decoded column batch; the
 per-row :meth:`NGram.form_ngram` of the original is kept for users.
@@ -17,7 +19,7 @@ import numpy as np
 from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.unischema import Unischema, UnischemaField, match_unischema_fields
 
-__all__ = ["NGram", "ngram_window_starts"]
+__all__ = ["NGram", "ngram_window_starts", "windows_in_row_slice"]
 
 
 class NGram:
@@ -199,7 +201,8 @@ class NGram:
         starts = _window_starts_py(timestamps, n, self._delta_threshold, self.timestamp_overlap)
         return [self._window_from_rows(data[s:s + n]) for s in starts]
 
-    def form_ngrams_from_columns(self, columns: dict, num_rows: int, schema: Optional[Unischema] = None) -> list:
+    def form_ngrams_from_columns(self, columns: dict, num_rows: int, schema: Optional[Unischema] = None,
+                                 row_slice: Optional[tuple] = None) -> list:
         """All the windows of a column batch (one work item).
 
         Rows are first sorted by the timestamp column (stable sort, so equal timestamps keep batch
@@ -213,6 +216,11 @@ class NGram:
         num_rows : int
         schema : Unischema, optional
             Unused; for symmetry with :meth:`form_ngram`.
+        row_slice : tuple of (int, int, int), optional
+            ``(row_start, row_stop, rows_in_group)`` when the batch holds a whole row group but the work
+            item is one of its drop partitions (or balanced-shard slices): only the windows anchored in
+            rows ``[row_start, row_stop)`` are returned (:func:`windows_in_row_slice`), so the partitions
+            of a row group together return each of its windows exactly once.
 
         Returns
         -------
@@ -238,6 +246,8 @@ class NGram:
         order = np.argsort(timestamps, kind="stable")
         sorted_ts = timestamps[order]
         starts = ngram_window_starts(sorted_ts, n, self._delta_threshold, self.timestamp_overlap)
+        if row_slice is not None:
+            starts = starts[windows_in_row_slice(order[starts], num_rows, *row_slice)]
         per_offset = [(base + k, [(name, columns[name]) for name in self.get_field_names_at_timestep(base + k)])
                       for k in range(n)]
         result = []
@@ -249,9 +259,35 @@ class NGram:
             result.append(window)
         return result
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when both list the same fields at each offset (order and repeats aside, as the original),
+        and have the same ``delta_threshold``, ``timestamp_field`` and ``timestamp_overlap``.
+
+        Fields compare as given: a regular expression is not equal to the field it matches until
+        :meth:`resolve_regex_field_names` replaced it. Unhashable, as the original.
+        """
+        if not isinstance(other, NGram):
+            return NotImplemented
+        return (self._fields.keys() == other._fields.keys()
+                and all(_same_items(v, other._fields[k]) for k, v in self._fields.items())
+                and bool(self._delta_threshold == other._delta_threshold)
+                and self._timestamp_field == other._timestamp_field
+                and self.timestamp_overlap == other.timestamp_overlap)
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (resolve_regex_field_names), as the original
+
     def __repr__(self) -> str:
         return (f"NGram(fields={self._fields!r}, delta_threshold={self._delta_threshold!r}, "
                 f"timestamp_field={self._timestamp_field!r}, timestamp_overlap={self.timestamp_overlap!r})")
+
+
+def _same_items(a: list, b: list) -> bool:
+    """``set(a) == set(b)`` for lists of UnischemaFields and strings."""
+    return all(x in b for x in a) and all(x in a for x in b)
 
 
 def _timestamp_array(col: Any, name: str) -> np.ndarray:
@@ -311,6 +347,38 @@ def ngram_window_starts(timestamps: np.ndarray, length: int, delta_threshold: An
         taken.append(s)
         last_end = ts[s + length - 1]
     return np.asarray(taken, dtype=np.int64)
+
+
+def windows_in_row_slice(first_rows: np.ndarray, num_rows: int, row_start: int, row_stop: int,
+                         rows_in_group: int) -> np.ndarray:
+    """Which windows of a whole row group belong to the row slice ``[row_start, row_stop)`` of it.
+
+    A window belongs to the slice holding its first row, so the slices of a row group (its drop
+    partitions) deal its windows out exactly once each, and a window may run past the end of its slice:
+    the windows of all the partitions are those of the whole row group (petastorm 0.12.1 reads the rows of
+    a partition plus the ``length - 1`` after it, and returns the windows that start in the partition: the
+    same set when no predicate drops rows). When a predicate dropped rows, the batch's ``num_rows`` rows
+    are spread over the group's ``rows_in_group`` in proportion (batch row ``i`` counts as row
+    ``i * rows_in_group // num_rows``): each window still goes to exactly one slice.
+
+    Parameters
+    ----------
+    first_rows : numpy.ndarray, shape (windows,), int
+        Batch row of the first row of each window.
+    num_rows : int
+        Rows in the batch (the row group after any predicate).
+    row_start, row_stop : int
+        The slice, in rows of the row group.
+    rows_in_group : int
+        Rows in the row group before any predicate.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (windows,)
+    """
+    first_rows = np.asarray(first_rows, dtype=np.int64)
+    anchors = first_rows if num_rows == rows_in_group else first_rows * rows_in_group // max(num_rows, 1)
+    return (anchors >= row_start) & (anchors < row_stop)
 
 
 def _window_starts_py(timestamps: list, length: int, delta_threshold: Any, timestamp_overlap: bool) -> list:

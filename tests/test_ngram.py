@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from petastorm import make_reader
 from petastorm.errors import PetastormSchemaError
-from petastorm.ngram import NGram, ngram_window_starts
+from petastorm.ngram import NGram, ngram_window_starts, windows_in_row_slice
+from petastorm.predicates import in_lambda
 from petastorm.unischema import Unischema, UnischemaField
 
 TestSchema = Unischema("TestSchema", [
@@ -211,3 +213,126 @@ def test_matches_the_original_on_a_gapped_window():
     for windows in (ngram.form_ngram(_rows(ids), TestSchema), ngram.form_ngrams_from_columns(_columns(ids), 8)):
         assert _ids(windows) == [{-1: 0, 1: 2}, {-1: 1, 1: 3}, {-1: 2, 1: 4}, {-1: 10, 1: 12}]
         assert all(w[0] == {} for w in windows)
+
+
+# --- equality (petastorm 0.12.1 and 0.13.1, black box: fields per offset compare as sets, UnischemaFields and
+# regular expressions as given; the original ignores delta_threshold, timestamp_field and timestamp_overlap,
+# raises AttributeError against a non-NGram, and is unhashable) ---------------------------------------------
+
+def test_ngrams_with_the_same_fields_per_offset_in_any_order_are_equal():
+    a = NGram({0: [TestSchema.id, TestSchema.id2], 1: [TestSchema.id]}, 1, TestSchema.id)
+    b = NGram({1: [TestSchema.id], 0: [TestSchema.id2, TestSchema.id, TestSchema.id]}, 1.0, TestSchema.id)
+    assert a == b and not a != b
+    assert NGram({0: ["id"]}, 1, "id") == NGram({0: ["id"]}, 1, "id")
+
+
+@pytest.mark.parametrize("other", [
+    NGram({0: [TestSchema.id2], 1: [TestSchema.id]}, 1, TestSchema.id),  # other fields at offset 0
+    NGram({0: [TestSchema.id]}, 1, TestSchema.id),  # an offset fewer
+    NGram({0: [TestSchema.id], 2: [TestSchema.id]}, 1, TestSchema.id),  # other offsets
+    NGram({0: [TestSchema.id], 1: [TestSchema.id]}, 2, TestSchema.id),  # delta_threshold
+    NGram({0: [TestSchema.id], 1: [TestSchema.id]}, 1, TestSchema.id2),  # timestamp_field
+    NGram({0: [TestSchema.id], 1: [TestSchema.id]}, 1, TestSchema.id, timestamp_overlap=False),
+    NGram({0: ["id"], 1: ["id"]}, 1, "id"),  # regular expressions are not the fields they match
+])
+def test_ngrams_differing_in_fields_offsets_threshold_or_timestamp_are_not_equal(other):
+    ngram = NGram({0: [TestSchema.id], 1: [TestSchema.id]}, 1, TestSchema.id)
+    assert ngram != other and not ngram == other
+
+
+def test_resolved_regular_expressions_equal_the_fields_they_matched():
+    ngram = NGram({0: ["id.*"], 1: ["id"]}, 1, "id")
+    ngram.resolve_regex_field_names(TestSchema)
+    assert ngram == NGram({0: [TestSchema.id2, TestSchema.id], 1: [TestSchema.id]}, 1, TestSchema.id)
+
+
+def test_ngram_is_unequal_to_other_types_and_unhashable():
+    ngram = NGram({0: [TestSchema.id]}, 1, TestSchema.id)
+    assert ngram != 5 and ngram != None  # noqa: E711 - the original raised AttributeError here
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(ngram)
+
+
+# --- drop partitions: every window of a row group, each once ------------------------------------------------
+
+def _five_step():
+    from _fixtures.datasets import SyntheticSchema as S
+
+    return NGram({k: [S.id, S.timestamp] for k in range(5)}, delta_threshold=10, timestamp_field=S.timestamp)
+
+
+def _read_windows(url, **kwargs):
+    with make_reader(url, schema_fields=_five_step(), workers_count=2, **kwargs) as reader:
+        return [tuple(int(w[k].id) for k in range(5)) for w in reader]
+
+
+# The original 0.12.1 on 10 row groups of 10 rows (ids 0..99 in order, a 5-step ngram, shuffle_row_groups=False):
+# 60 windows for shuffle_row_drop_partitions 1, 2, 3, 5 and 10, the same windows in the same order (windows
+# start at rows 0..5 of each row group); each partition returns the windows that start in it.
+@pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
+@pytest.mark.parametrize("parts", [2, 3, 5, 10])
+def test_drop_partitions_yield_every_window_of_the_row_groups_once(synthetic_dataset, pool, parts):
+    expected = [tuple(range(g * 10 + s, g * 10 + s + 5)) for g in range(10) for s in range(6)]
+    assert _read_windows(synthetic_dataset, shuffle_row_groups=False, reader_pool_type=pool) == expected
+    got = _read_windows(synthetic_dataset, shuffle_row_groups=False, reader_pool_type=pool,
+                        shuffle_row_drop_partitions=parts)
+    assert got == expected
+
+
+@pytest.mark.parametrize("shuffle_rows,shuffle_row_groups", [(True, False), (False, True), (True, True)])
+def test_shuffled_drop_partitions_yield_the_same_set_of_windows(synthetic_dataset, shuffle_rows, shuffle_row_groups):
+    whole = _read_windows(synthetic_dataset, shuffle_row_groups=False)
+    got = _read_windows(synthetic_dataset, seed=4, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
+                        shuffle_row_drop_partitions=3, reader_pool_type="thread")
+    assert len(got) == 60 and sorted(got) == whole
+    if shuffle_row_groups:  # partitions of one row group are dealt apart
+        assert got != whole
+
+
+def test_drop_partitions_with_a_predicate_keep_every_window(synthetic_dataset):
+    # windows across the rows the predicate removes, as without partitions (the original 0.12.1 loses those that
+    # cross a partition boundary: 60 instead of 70 windows of 3 with ids % 10 != 4 and 3 partitions)
+    def grams(parts):
+        from _fixtures.datasets import SyntheticSchema as S
+
+        ngram = NGram({k: [S.id] for k in range(3)}, delta_threshold=20, timestamp_field=S.timestamp)
+        with make_reader(synthetic_dataset, schema_fields=ngram, shuffle_row_groups=False, reader_pool_type="dummy",
+                         shuffle_row_drop_partitions=parts, predicate=in_lambda(["id"], _not_four)) as reader:
+            return [tuple(int(w[k].id) for k in range(3)) for w in reader]
+
+    whole = grams(1)
+    assert len(whole) == 70 and (3, 5, 6) in whole
+    assert grams(3) == whole and grams(10) == whole
+
+
+def _not_four(i):
+    return i % 10 != 4
+
+
+@pytest.mark.parametrize("pool", ["dummy", "process"])
+def test_resume_inside_a_drop_partition_continues_its_windows(synthetic_dataset, pool):
+    opts = dict(seed=2, shuffle_rows=True, shuffle_row_groups=True, shuffle_row_drop_partitions=4, num_epochs=2,
+                reader_pool_type=pool)
+    full = _read_windows(synthetic_dataset, **opts)
+    assert len(full) == 120
+    for stop in (1, 7, 61):
+        with make_reader(synthetic_dataset, schema_fields=_five_step(), workers_count=2, **opts) as reader:
+            head = [tuple(int(w[k].id) for k in range(5)) for w in (next(reader) for _ in range(stop))]
+            state = reader.state_dict()
+        tail = _read_windows(synthetic_dataset, resume_from=state, **opts)
+        assert head + tail == full
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 8), st.data())
+def test_row_slices_deal_each_window_to_exactly_one_partition(rows, batch_rows, parts, data):
+    batch_rows = min(batch_rows, rows)  # a predicate only removes rows
+    first_rows = np.arange(batch_rows)
+    bounds = np.linspace(0, rows, parts + 1).astype(int)
+    owners = np.zeros(batch_rows, dtype=int)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        owners += windows_in_row_slice(first_rows, batch_rows, int(a), int(b), rows)
+    assert (owners == 1).all()
+    if batch_rows == rows:  # no predicate: a window belongs to the partition of its first row
+        a, b = sorted(data.draw(st.lists(st.integers(0, rows), min_size=2, max_size=2)))
+        assert np.flatnonzero(windows_in_row_slice(first_rows, rows, a, b, rows)).tolist() == list(range(a, b))
