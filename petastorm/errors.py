@@ -27,6 +27,7 @@ __all__ = [
     "EmptyResultError",
     "TimeoutWaitingForResultError",
     "PetastormDecodeError",
+    "PetastormValueTypeError",
 ]
 
 
@@ -129,3 +130,9 @@ class PetastormDecodeError(PetastormSchemaError):
         super().__init__(message)
         self.row = row
         self.detail = message if detail is None else detail
+
+
+class PetastormValueTypeError(PetastormSchemaError, TypeError):
+    """A value given for a field has a Python type the field cannot take (``dict_to_spark_row``, the codecs'
+    ``encode``). Both a ``TypeError`` and a ``ValueError``: the original raised one or the other depending on
+    the field's codec and the value."""
