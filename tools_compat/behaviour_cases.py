@@ -171,7 +171,8 @@ def describe_record(item: Any) -> dict:
     """Type of a row or batch (namedtuple) and of each of its fields; of an ngram (dict of offset -> row),
     its offsets and its first row."""
     if isinstance(item, dict):
-        return {"type": "dict", "keys": sorted(item), "first": describe_record(item[min(item)]) if item else None}
+        return {"type": "dict", "keys": sorted(item),
+                "first": describe_record(item[min(item)]) if item else None}
     fields = getattr(item, "_fields", None)
     if fields is None:
         return {"type": type(item).__name__}
@@ -219,7 +220,8 @@ for _entry in ("make_reader", "make_batch_reader"):
                 if entry == "make_reader":
                     second = next(reader)
                     return {"row0": describe_record(first),
-                            "row1 nullables": {f: describe_value(getattr(second, f)) for f in ("maybe", "maybe_text")}}
+                            "row1 nullables": {f: describe_value(getattr(second, f))
+                                               for f in ("maybe", "maybe_text")}}
                 return describe_record(first)
 
         @case(f"plain_store/{entry}")
@@ -247,7 +249,8 @@ for _entry in ("make_reader", "make_batch_reader"):
         def excludes_all(ctx: Ctx) -> dict:
             """A predicate on the partition key that no partition matches."""
             from petastorm.predicates import in_lambda
-            return _read_all(ctx, entry, ctx.url("parts"), predicate=in_lambda(["part"], lambda p: p == "none"))
+            return _read_all(ctx, entry, ctx.url("parts"),
+                             predicate=in_lambda(["part"], lambda p: p == "none"))
 
         @case(f"predicate_in_lambda/{entry}")
         def in_lambda_case(ctx: Ctx) -> dict:
@@ -452,7 +455,8 @@ def spark_no_codec(ctx: Ctx) -> Any:
 
     from petastorm.unischema import Unischema, UnischemaField
     schema = Unischema("S", [UnischemaField(n, t, (), None, False)
-                             for n, t in (("s", np.str_), ("b", np.bytes_), ("i", np.int32), ("f", np.float64))])
+                             for n, t in (("s", np.str_), ("b", np.bytes_), ("i", np.int32),
+                                          ("f", np.float64))])
     return {f.name: f.dataType.simpleString() for f in schema.as_spark_schema().fields}
 
 

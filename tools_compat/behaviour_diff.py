@@ -13,7 +13,8 @@ after the case). It prints the cases whose observations differ (original vs ours
 
 What is compared: values (type names, dtypes, shapes, counts) exactly; for an exception its built-in bases
 and its message (ours must start with the original's lead phrase: its words before the first quote,
-number, bracket, colon or full stop); the warnings the same way. The exception class and the step that
+number, bracket, comma, colon or full stop); warnings and petastorm's log records by category and lead
+phrase. The exception class and the step that
 raised are shown, not compared: our classes are petastorm's own (``petastorm/errors.py``), subclassing the
 built-in the original raised.
 """
@@ -54,6 +55,7 @@ MESSAGE_CHARS = 60
 #: warning categories that are the pinned stacks' noise (the original's legacy pyarrow API), not petastorm's.
 IGNORED_WARNINGS = (FutureWarning, DeprecationWarning, PendingDeprecationWarning, ResourceWarning)
 _CASE, _RESULT = "@@CASE@@ ", "@@RESULT@@ "
+_CASES_FILE = Path(behaviour_cases.__file__).resolve()
 
 # ---------------------------------------------------------------------------------------------------------
 # Child side: runs in each library's venv
@@ -69,7 +71,7 @@ def describe_raised(e: BaseException, stage: str) -> dict:
             "builtins": [c.__name__ for c in type(e).__mro__
                          if c.__module__ == "builtins" and c.__name__ in BUILTIN_BASES],
             "message": d["message"][:MESSAGE_CHARS], "stage": stage,
-            "in_case_code": bool(tb) and Path(tb[-1].filename).resolve() == Path(behaviour_cases.__file__).resolve()}
+            "in_case_code": bool(tb) and Path(tb[-1].filename).resolve() == _CASES_FILE}
 
 
 class _LogCapture(logging.Handler):
@@ -212,12 +214,12 @@ def flatten(obs: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obs}
 
 
-_NOT_LEAD = r"""['"`<>\[\](){}:0-9]|\.(?:\s|$)"""
+_NOT_LEAD = r"""['"`<>\[\](){}:;,0-9]|\.(?:\s|$)"""
 
 
 def lead_phrase(message: str) -> str:
     """The words of ``message`` (past any leading punctuation) before its first quote, number, bracket,
-    colon or full stop: ``"('The shape field of '%s' must..."`` -> ``'The shape field of'``."""
+    comma, colon or full stop: ``"('The shape field of '%s' must..."`` -> ``'The shape field of'``."""
     return re.split(_NOT_LEAD, re.sub(r"^\W+", "", message), maxsplit=1)[0].strip()
 
 
@@ -227,11 +229,17 @@ def _same_message(original: Any, ours: Any) -> bool:
     return re.sub(r"^\W+", "", ours).lower().startswith(lead_phrase(original).lower())
 
 
+def _same_warning(original: str, ours: str) -> bool:
+    """``'<category>: <message>'``: the same category, and ours leads with the original's phrase."""
+    (cat_a, _, msg_a), (cat_b, _, msg_b) = original.partition(": "), ours.partition(": ")
+    return cat_a == cat_b and _same_message(msg_a, msg_b)
+
+
 def _same_warnings(original: Any, ours: Any) -> bool:
-    """Each of the original's warnings has one of ours of the same category leading with its phrase."""
+    """As many warnings, and each of the original's matched by one of ours (:func:`_same_warning`)."""
     if not isinstance(original, list) or not isinstance(ours, list) or len(original) != len(ours):
         return original == ours
-    return all(any(_same_message(o, u) for u in ours) for o in original)
+    return all(any(_same_warning(o, u) for u in ours) for o in original)
 
 
 def _same(key: str, original: Any, ours: Any) -> bool:
