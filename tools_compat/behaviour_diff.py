@@ -273,24 +273,25 @@ def diff(original: dict[str, dict], ours: dict[str, dict]) -> dict[str, list]:
 
 
 def render(original: dict[str, dict], ours: dict[str, dict], notes: Optional[dict] = None,
-           width: int = 58) -> str:
-    """A table of the differing cases (case, key, original, ours) and the line ``N cases, M differ``."""
+           width: int = 100) -> str:
+    """A table of the differing cases (case, key, original, ours; lists one item a line) and the line
+    ``N cases, M differ``."""
     notes = notes or {}
     differing = diff(original, ours)
     total = len(set(original) | set(ours))
 
-    def cell(v: Any) -> str:
-        s = v if isinstance(v, str) else json.dumps(v)
-        s = s.replace("\n", " ")
-        return s if len(s) <= width else s[:width - 1] + "…"
+    def cell(v: Any) -> list[str]:
+        items = [f"- {x}" for x in v] if isinstance(v, list) and v and all(isinstance(x, str) for x in v) \
+            else [v if isinstance(v, str) else json.dumps(v)]
+        return [s if len(s) <= width else s[:width - 1] + "…" for s in (x.replace("\n", " ") for x in items)]
 
     lines = []
     for name, rows in differing.items():
         lines.append(f"== {name}" + (f"   [{notes[name]}]" if name in notes else ""))
         for key, a, b in rows:
             lines.append(f"   {key}")
-            lines.append(f"      original: {cell(a)}")
-            lines.append(f"      ours:     {cell(b)}")
+            for label, value in (("original: ", a), ("ours:     ", b)):
+                lines += [f"      {label if i == 0 else ' ' * len(label)}{x}" for i, x in enumerate(cell(value))]
     lines.append(f"{total} cases, {len(differing)} differ")
     return "\n".join(lines)
 
