@@ -5,7 +5,8 @@ metadata:
 
 - :data:`UNISCHEMA_JSON_KEY` - the Unischema as JSON (petastorm's own key; read first, runs no code);
 - :data:`UNISCHEMA_KEY` - the Unischema pickled as the original library writes and reads it (read
-  through :func:`petastorm.etl.safe_unpickle.safe_loads`, an exact allow-list);
+  through :func:`petastorm.etl.safe_unpickle.safe_loads`, an exact allow-list, then rebuilt from its
+  plain JSON description: the schema returned holds nothing the pickle made);
 - :data:`ROW_GROUPS_PER_FILE_KEY` - JSON, path relative to the dataset -> number of row groups;
 - :data:`ROWGROUPS_INDEX_KEY` - optional pickled row-group indexes (:mod:`petastorm.etl.rowgroup_indexing`).
 
@@ -20,14 +21,25 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
+from typing import Any, Optional, Union
 
-from petastorm.errors import PetastormArgumentError, PetastormMetadataError, PetastormMetadataGenerationError
+from petastorm.errors import (
+    DatasetNotFoundError,
+    PetastormArgumentError,
+    PetastormMetadataError,
+    PetastormMetadataGenerationError,
+)
+from petastorm.etl.dataset_files import (
+    _HIVE_DIR,
+    RowGroupPiece,
+    _partition_keys,
+    _path_sort_key,
+    count_row_groups_per_file,
+    list_data_files,
+)
+from petastorm.etl.materialize import materialize_dataset
 from petastorm.etl.safe_unpickle import dumps_unischema, safe_loads
-from petastorm.etl.schema_json import unischema_from_json, unischema_to_json
+from petastorm.etl.schema_json import rebuild_unischema, unischema_from_json, unischema_to_json
 
 __all__ = [
     "UNISCHEMA_KEY",
@@ -70,18 +82,6 @@ _NO_UNISCHEMA = (
     "the unischema attached. Common Metadata file might not be generated properly. Make sure to use "
     "materialize_dataset(..) in petastorm.etl.dataset_metadata to properly generate this file in your ETL code. "
     "You can generate it on an existing dataset using petastorm-generate-metadata.py")
-
-
-class RowGroupPiece(NamedTuple):
-    """One row group of a dataset, as :func:`load_row_groups` lists them.
-
-    ``path`` is the file's path on the dataset's filesystem, ``row_group`` the index of the row group in
-    the file, ``partition_keys`` the Hive partition ``(name, value)`` pairs of the file's directories.
-    """
-
-    path: str
-    row_group: int
-    partition_keys: tuple
 
 
 # --- building and writing ----------------------------------------------------------------------------------
@@ -225,8 +225,15 @@ def read_dataset_metadata(filesystem: Any, dataset_path: str) -> dict[bytes, byt
 
 
 def load_unischema(metadata: dict, source: str) -> Any:
-    """The Unischema stored in ``metadata``: the JSON key first, then the pickle (allow-list); ``None``
-    when neither key is there. ``source`` (the metadata file) names the dataset in errors."""
+    """The Unischema stored in ``metadata``: the JSON key first, then the pickle (allow-list, then rebuilt
+    from its plain JSON description); ``None`` when neither key is there. ``source`` (the metadata file)
+    names the dataset in errors.
+
+    Raises
+    ------
+    PetastormMetadataError
+        Naming ``source``, for a refused, corrupt or malformed schema, whatever is wrong in it.
+    """
     if UNISCHEMA_JSON_KEY in metadata:
         return unischema_from_json(metadata[UNISCHEMA_JSON_KEY], source)
     if UNISCHEMA_KEY in metadata:
@@ -236,21 +243,17 @@ def load_unischema(metadata: dict, source: str) -> Any:
         if not isinstance(schema, Unischema):
             raise PetastormMetadataError(
                 f"{source}: {UNISCHEMA_KEY.decode()} holds a {type(schema).__name__}, not a Unischema")
-        _check_fields(schema, source)
-        return schema
+        _check_field_keys(schema, source)
+        return rebuild_unischema(schema, source)
     return None
 
 
-def _check_fields(schema: Any, source: str) -> None:
-    """Every field of an unpickled schema has a str name, a tuple shape and a petastorm codec (or none)."""
-    from petastorm.codecs import DataframeColumnCodec
-
-    for name, field in schema.fields.items():
-        if not isinstance(name, str) or field.name != name or not isinstance(field.shape, tuple) \
-                or not all(d is None or isinstance(d, int) for d in field.shape) \
-                or not (field.codec is None or isinstance(field.codec, DataframeColumnCodec)) \
-                or not isinstance(field.nullable, (bool, int, type(None))):
-            raise PetastormMetadataError(f"{source}: the stored schema has a malformed field {field!r:.200}")
+def _check_field_keys(schema: Any, source: str) -> None:
+    """Every field of an unpickled schema is stored under its own name (the rebuild checks the rest)."""
+    fields = schema.fields
+    if not isinstance(fields, dict) or not all(type(name) is str and getattr(field, "name", None) == name
+                                               for name, field in fields.items()):
+        raise PetastormMetadataError(f"{source}: the stored schema has a field stored under another name")
 
 
 def load_num_row_groups_per_file(metadata: dict, source: str) -> Optional[dict[str, int]]:
@@ -279,65 +282,6 @@ def load_num_row_groups_per_file(metadata: dict, source: str) -> Optional[dict[s
 
 
 # --- data files and row groups ---------------------------------------------------------------------------
-
-def _path_sort_key(relative_path: str) -> str:
-    """Dataset order of files: the plain string order of relative paths (the original's order, which
-    row-group indexes stored by it refer to)."""
-    return relative_path
-
-
-def _hidden(relative_path: str) -> bool:
-    return any(part.startswith(("_", ".")) for part in relative_path.split("/"))
-
-
-def list_data_files(filesystem: Any, dataset_path: str) -> list[str]:
-    """Relative paths of the data files under ``dataset_path``, in dataset order (names starting with
-    ``_`` or ``.`` anywhere in the path are skipped, as Spark and pyarrow do)."""
-    import pyarrow.fs as pafs
-
-    infos = filesystem.get_file_info(pafs.FileSelector(dataset_path, recursive=True))
-    base = dataset_path.rstrip("/") + "/"
-    rels = []
-    for info in infos:
-        if info.type != pafs.FileType.File:
-            continue
-        rel = info.path[len(base):] if info.path.startswith(base) else posixpath.relpath(info.path, dataset_path)
-        if not _hidden(rel) and not rel.endswith(".crc"):
-            rels.append(rel)
-    return sorted(rels, key=_path_sort_key)
-
-
-def count_row_groups_per_file(filesystem: Any, dataset_path: str,
-                              relative_paths: Optional[list[str]] = None) -> dict[str, int]:
-    """Row-group count of each data file, read from the Parquet footers (in a few threads).
-
-    Raises
-    ------
-    PetastormMetadataGenerationError
-        Naming the file whose footer cannot be read.
-    """
-    import pyarrow.parquet as pq
-
-    rels = list_data_files(filesystem, dataset_path) if relative_paths is None else list(relative_paths)
-
-    def count(rel: str) -> int:
-        path = posixpath.join(dataset_path, rel)
-        try:
-            with filesystem.open_input_file(path) as f:
-                return pq.ParquetFile(f).metadata.num_row_groups
-        except (OSError, ValueError) as e:
-            raise PetastormMetadataGenerationError(f"{path}: cannot read the Parquet footer: {e}") from None
-
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(rels)))) as pool:
-        return dict(zip(rels, pool.map(count, rels)))
-
-
-_HIVE_DIR = re.compile(r"^([^=/]+)=([^/]*)$")
-
-
-def _partition_keys(relative_path: str) -> tuple:
-    return tuple(m.groups() for m in (_HIVE_DIR.match(p) for p in relative_path.split("/")[:-1]) if m)
-
 
 def dataset_row_groups(filesystem: Any, dataset_path: str, metadata: Optional[dict] = None,
                        source: Optional[str] = None) -> list[RowGroupPiece]:
@@ -435,16 +379,56 @@ def _dataset_dir_of(filesystem: Any, paths: Union[str, list]) -> str:
     return probe if probe and _metadata_file(filesystem, probe) is not None else base
 
 
+_SCHEMELESS_URL = ('ERROR! A scheme-less dataset url ({}) is no longer supported. Please prepend "file://" for '
+                   'local filesystem.')
+
+
+def _ensure_schemes(url_or_urls: Any) -> None:
+    """Refuse a URL without a scheme, as the original does (unless a ``filesystem`` is given)."""
+    from urllib.parse import urlparse
+
+    urls = url_or_urls if isinstance(url_or_urls, (list, tuple)) else [url_or_urls]
+    for url in urls:
+        if isinstance(url, str) and not urlparse(url).scheme:
+            raise PetastormArgumentError(_SCHEMELESS_URL.format(url))
+
+
+def _ensure_exist(filesystem: Any, paths: Union[str, list]) -> None:
+    """A missing dataset directory or listed file: the original's ``OSError`` ('Passed non-file path')."""
+    import pyarrow.fs as pafs
+
+    listed = [paths] if isinstance(paths, str) else list(paths)
+    for info in filesystem.get_file_info(listed):
+        if info.type == pafs.FileType.NotFound:
+            raise DatasetNotFoundError(f"Passed non-file path: {info.path} (no such file or directory)")
+
+
 def get_schema_from_dataset_url(dataset_url_or_urls: Union[str, list[str]], hdfs_driver: str = "libhdfs3",
                                 storage_options: Optional[dict] = None, filesystem: Any = None) -> Any:
     """The Unischema stored with the dataset at a URL (or a list of file URLs of one dataset).
 
+    Parameters
+    ----------
+    dataset_url_or_urls : str or list of str
+        A dataset URL with a scheme (``file:///data/ds``, ``s3://bucket/ds``), or a list of file URLs of
+        one dataset. A path without a scheme is accepted only with ``filesystem``.
+    hdfs_driver, storage_options, filesystem
+        As for ``make_reader``.
+
     Raises
     ------
+    ValueError
+        (:class:`~petastorm.errors.PetastormArgumentError`) A URL without a scheme, as the original.
+    OSError
+        (:class:`~petastorm.errors.DatasetNotFoundError`) The dataset directory or a listed file does
+        not exist (the original's 'Passed non-file path').
     PetastormMetadataError
-        As :func:`get_schema`.
+        As :func:`get_schema`: no metadata, no schema in it, or a schema refused as unsafe or malformed.
     """
+    if filesystem is None:
+        _ensure_schemes(dataset_url_or_urls)
     fs, paths = _resolve(dataset_url_or_urls, hdfs_driver, storage_options, filesystem)
+    _ensure_exist(fs, paths)
     return _get_schema_at(fs, _dataset_dir_of(fs, paths))
 
 
@@ -483,86 +467,3 @@ def load_row_groups(dataset: Any) -> list[RowGroupPiece]:
     """
     filesystem, path = _dataset_location(dataset)
     return dataset_row_groups(filesystem, path)
-
-
-# --- materialize_dataset -------------------------------------------------------------------------------------
-
-_BLOCK_SIZE = "parquet.block.size"
-_SUMMARY_LEVEL = "parquet.summary.metadata.level"
-_SUMMARY_LEGACY = "parquet.enable.summary-metadata"
-
-
-def _set_hadoop_conf(hadoop_conf: Any, changes: dict[str, Optional[str]]) -> dict[str, Optional[str]]:
-    previous = {key: hadoop_conf.get(key) for key in changes}
-    for key, value in changes.items():
-        if value is None:
-            hadoop_conf.unset(key)
-        else:
-            hadoop_conf.set(key, value)
-    return previous
-
-
-def _filesystem_from_factory(filesystem_factory: Callable) -> Any:
-    import pyarrow.fs as pafs
-
-    fs = filesystem_factory()
-    if isinstance(fs, pafs.FileSystem):
-        return fs
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
-@contextmanager
-def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_size_mb: Optional[int] = None,
-                        use_summary_metadata: bool = False,
-                        filesystem_factory: Optional[Callable] = None) -> Iterator[None]:
-    """Wrap a Spark write of a Petastorm dataset; on exit, write the Petastorm metadata.
-
-    Inside the block the Hadoop configuration of ``spark`` has ``parquet.block.size`` set to
-    ``row_group_size_mb`` MiB (when given) and Parquet summary files switched on or off per
-    ``use_summary_metadata``; the previous values are restored on exit. After a block that did not raise,
-    ``<dataset_url>/_common_metadata`` gets the schema and the row-group count of each written file
-    (read from the files' footers).
-
-    Parameters
-    ----------
-    spark : pyspark.sql.SparkSession
-    dataset_url : str
-        Where the block writes the dataset (``file://``, ``hdfs://``, ``s3://``...).
-    schema : Unischema
-    row_group_size_mb : int, optional
-        Target row-group size in MiB.
-    use_summary_metadata : bool
-        Let Parquet write the ``_metadata`` summary file too.
-    filesystem_factory : callable, optional
-        Returns the filesystem (pyarrow or fsspec) to write the metadata with; by default it is resolved
-        from ``dataset_url``.
-
-    Example
-    -------
-    >>> with materialize_dataset(spark, url, MySchema, 64):
-    ...     spark.createDataFrame(rows, MySchema.as_spark_schema()).write.parquet(url)
-    """
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
-    changes: dict[str, Optional[str]] = {
-        _SUMMARY_LEVEL: "ALL" if use_summary_metadata else "NONE",
-        _SUMMARY_LEGACY: "true" if use_summary_metadata else "false",
-    }
-    if row_group_size_mb is not None:
-        if not isinstance(row_group_size_mb, (int, float)) or row_group_size_mb <= 0:
-            raise PetastormArgumentError(f"row_group_size_mb must be a positive number, got {row_group_size_mb!r}")
-        changes[_BLOCK_SIZE] = str(int(row_group_size_mb * 1024 * 1024))
-    previous = _set_hadoop_conf(hadoop_conf, changes)
-    try:
-        yield
-    finally:
-        _set_hadoop_conf(hadoop_conf, previous)
-    if filesystem_factory is not None:
-        fs, path = _resolve(dataset_url, filesystem=_filesystem_from_factory(filesystem_factory))
-    else:
-        fs, path = _resolve(dataset_url)
-    counts = count_row_groups_per_file(fs, path)
-    if not counts:
-        raise PetastormMetadataGenerationError(f"{dataset_url}: the block wrote no Parquet files")
-    if use_summary_metadata and not _exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
-        write_summary_metadata(fs, path, list(counts))
-    write_petastorm_metadata(fs, path, schema, counts)

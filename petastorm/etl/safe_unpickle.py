@@ -13,7 +13,12 @@ unpickler in which:
   ``copyreg._reconstructor`` / ``pyspark.serializers._restore`` are replaced by checked versions;
 - ``BUILD`` sets only plain data attributes (never a name that shadows a method or a descriptor of the
   class, never a dunder), and ``APPEND``/``SETITEM``/``ADDITEMS`` act only on real lists, dicts and sets;
-- ``INST``, ``OBJ``, the extension registry, persistent ids and out-of-band buffers are refused.
+- ``INST``, ``OBJ``, the extension registry, persistent ids and out-of-band buffers are refused;
+- numpy values are rebuilt by :mod:`petastorm.etl.untrusted_values`: a ``numpy.dtype`` only from a text
+  description of a plain dtype (no fields, no objects), its BUILD state never reaches numpy (only the byte
+  order, item size and datetime unit are read from it), and a numpy scalar only of a plain dtype;
+- nothing from the pickle is ``repr``'d in an error message (an object from a pickle may crash on
+  ``repr``): messages describe it by its type (:func:`~petastorm.etl.untrusted_values.describe_untrusted`).
 
 Every refusal raises :class:`~petastorm.errors.PetastormMetadataError` naming the source (the dataset
 path) and the refused global or opcode, before the refused thing runs.
@@ -21,7 +26,6 @@ path) and the refused global or opcode, before the refused thing runs.
 from __future__ import annotations
 
 import collections
-import copyreg
 import decimal
 import importlib
 import io
@@ -31,7 +35,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from petastorm.errors import PetastormArgumentError, PetastormMetadataError
+from petastorm.errors import PetastormMetadataError
+from petastorm.etl.compat_pickle import dumps_unischema
+from petastorm.etl.untrusted_values import (
+    UntrustedValueError,
+    describe_untrusted,
+    dtype_from_state,
+    plain_dtype,
+    plain_scalar,
+)
 
 __all__ = ["safe_loads", "dumps_unischema", "ALLOWED_GLOBALS"]
 
@@ -121,7 +133,7 @@ def _make_unischema_field(values: Any, source: str) -> Any:
     from petastorm.unischema import UnischemaField
 
     if not isinstance(values, (tuple, list)) or not 2 <= len(values) <= 5:
-        raise _refuse(source, "a UnischemaField", f"expected 2 to 5 field values, got {values!r:.200}")
+        raise _refuse(source, "a UnischemaField", f"expected 2 to 5 field values, got {describe_untrusted(values)}")
     return UnischemaField(*values)
 
 
@@ -135,13 +147,13 @@ class _Factories:
         """Checked ``copyreg._reconstructor``: ``object`` or ``tuple`` bases of allowed classes only."""
         classes = _classes()
         if not isinstance(cls, type) or classes.get(cls.__name__) is not cls:
-            raise _refuse(self.source, f"copyreg._reconstructor({getattr(cls, '__name__', cls)!r})",
+            raise _refuse(self.source, f"copyreg._reconstructor({describe_untrusted(cls)})",
                           "the class is not an allowed metadata class")
         if base is object and state is None:
             return object.__new__(cls)
         if base is tuple and cls is classes["UnischemaField"]:
             return _make_unischema_field(state, self.source)
-        raise _refuse(self.source, f"copyreg._reconstructor({cls.__name__}, {getattr(base, '__name__', base)})",
+        raise _refuse(self.source, f"copyreg._reconstructor({cls.__name__}, {describe_untrusted(base)})",
                       "only the bases object (no state) and tuple (UnischemaField) are allowed")
 
     def restore(self, name: Any, fields: Any, values: Any) -> Any:
@@ -150,7 +162,8 @@ class _Factories:
 
         if name != "UnischemaField" or not isinstance(fields, tuple) \
                 or tuple(fields) != UnischemaField._fields[:len(fields)]:
-            raise _refuse(self.source, f"pyspark.serializers._restore({name!r}, {fields!r:.100})",
+            raise _refuse(self.source, f"pyspark.serializers._restore({describe_untrusted(name)}, "
+                          f"{describe_untrusted(fields)})",
                           "only UnischemaField namedtuples may be restored")
         return _make_unischema_field(values, self.source)
 
@@ -161,7 +174,7 @@ class _Factories:
 
     def defaultdict(self, *args: Any) -> Any:
         if len(args) > 1 or (args and args[0] not in (None, set, frozenset, list, dict, int)):
-            raise _refuse(self.source, f"collections.defaultdict({args!r:.100})",
+            raise _refuse(self.source, f"collections.defaultdict({describe_untrusted(args[0])})",
                           "the default factory must be set, frozenset, list, dict, int or None")
         return collections.defaultdict(*args)
 
@@ -182,17 +195,22 @@ class _Factories:
         return decimal.Decimal(args[0])
 
     def dtype(self, *args: Any) -> Any:
-        if not args or len(args) > 3 or not isinstance(args[0], str) \
-                or not all(isinstance(a, (bool, int)) for a in args[1:]):
-            raise _refuse(self.source, f"numpy.dtype({args!r:.100})", "unexpected arguments")
-        return np.dtype(*args)
+        """Checked ``numpy.dtype(description[, align[, copy]])``: a plain dtype, always a new object."""
+        if not 1 <= len(args) <= 3:
+            raise _refuse(self.source, "numpy.dtype(...)", f"expected 1 to 3 arguments, got {len(args)}")
+        try:
+            return plain_dtype(*args)
+        except UntrustedValueError as e:
+            raise _refuse(self.source, "numpy.dtype(...)", str(e)) from None
 
     def scalar(self, *args: Any) -> Any:
-        if len(args) != 2 or not isinstance(args[0], np.dtype) or args[0].hasobject \
-                or not isinstance(args[1], (bytes, str)):
-            raise _refuse(self.source, "numpy scalar(...)", "only non-object dtypes with raw bytes are allowed")
-        data = args[1].encode("latin1") if isinstance(args[1], str) else args[1]
-        return _numpy_scalar()(args[0], data)
+        """Checked ``numpy.core.multiarray.scalar(dtype, raw bytes)``: plain dtypes only."""
+        if len(args) != 2:
+            raise _refuse(self.source, "a numpy scalar", f"expected (dtype, raw bytes), got {len(args)} arguments")
+        try:
+            return plain_scalar(*args)
+        except UntrustedValueError as e:
+            raise _refuse(self.source, "a numpy scalar", str(e)) from None
 
     def codecs_encode(self, *args: Any) -> Any:
         if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
@@ -201,6 +219,7 @@ class _Factories:
 
 
 def _numpy_scalar() -> Callable:
+    """numpy's ``multiarray.scalar`` itself: what the global resolves to (REDUCE calls the checked one)."""
     for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
         try:
             return importlib.import_module(module).scalar
@@ -214,6 +233,25 @@ def _numpy_scalar() -> Callable:
 _SAFE_ATTR_VALUE_TYPES = (str, bytes, int, float, bool, type(None), tuple, list, dict, set, frozenset)
 
 
+class _Memo(dict):
+    """The unpickler's memo, which remembers where each dtype is stored: a BUILD on a dtype replaces the
+    dtype by a rebuilt one (numpy's own ``__setstate__`` is never called), here as on the stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtype_keys: dict[int, list] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if isinstance(value, np.dtype):
+            self.dtype_keys.setdefault(id(value), []).append(key)
+
+    def replace_dtype(self, old: np.dtype, new: np.dtype) -> None:
+        for key in self.dtype_keys.pop(id(old), ()):
+            if self.get(key) is old:
+                self[key] = new
+
+
 class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """Pure-Python unpickler with an exact allow-list and checked calling opcodes (see module doc)."""
 
@@ -222,6 +260,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(self, data: bytes, source: str) -> None:
         super().__init__(io.BytesIO(data), encoding="latin1", errors="strict")
         self.source = source
+        self.memo = _Memo()
         self._factories = _Factories(source)
         self._classes = _classes()
         self._newobj_classes = {id(c): c for c in self._classes.values()}
@@ -293,7 +332,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if cls is self._classes["UnischemaField"]:
             return _make_unischema_field(args, self.source)
         if args:
-            raise _refuse(self.source, f"creating {cls.__name__} with arguments {args!r:.100}",
+            raise _refuse(self.source, f"creating {cls.__name__} with arguments {describe_untrusted(args)}",
                           "only UnischemaField takes constructor arguments")
         return object.__new__(cls)
 
@@ -317,10 +356,12 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         state = stack.pop()
         inst = stack[-1]
         if isinstance(inst, np.dtype):
-            if not isinstance(state, tuple) or not all(isinstance(s, (str, int, type(None), tuple, dict))
-                                                       for s in state):
-                raise _refuse(self.source, "a numpy.dtype state", f"unexpected state {state!r:.100}")
-            inst.__setstate__(state)
+            try:
+                rebuilt = dtype_from_state(inst, state)
+            except UntrustedValueError as e:
+                raise _refuse(self.source, "a numpy.dtype state (BUILD)", str(e)) from None
+            stack[-1] = rebuilt
+            self.memo.replace_dtype(inst, rebuilt)
             return
         cls = type(inst)
         if self._newobj_classes.get(id(cls)) is not cls or cls is self._classes["UnischemaField"]:
@@ -334,7 +375,8 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             raise _refuse(self.source, f"the state of {cls.__name__}", f"expected a dict, got {type(state).__name__}")
         for key in state:
             if not isinstance(key, str) or key.startswith("__"):
-                raise _refuse(self.source, f"the attribute {key!r} of {cls.__name__}", "not a plain attribute name")
+                raise _refuse(self.source, f"the attribute {describe_untrusted(key)} of {cls.__name__}",
+                              "not a plain attribute name")
             if cls is not self._classes["Unischema"] and _shadows_class_attribute(cls, key):
                 raise _refuse(self.source, f"the attribute {key!r} of {cls.__name__}",
                               "it would replace a method or property of the class")
@@ -403,7 +445,7 @@ def _describe(obj: Any) -> str:
         return f"{obj.__module__}.{obj.__qualname__}"
     if callable(obj):
         return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
-    return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
+    return describe_untrusted(obj)
 
 
 def _shadows_class_attribute(cls: type, key: str) -> bool:
@@ -464,73 +506,6 @@ def safe_loads(data: bytes, source: str) -> Any:
     except RecursionError:
         raise PetastormMetadataError(f"{source}: the pickled metadata nests too deeply") from None
     except Exception as e:  # noqa: BLE001 - malformed data inside allowed operations
+        # only plain values can exist at this point: the message of an error about them is safe to print
         raise PetastormMetadataError(
-            f"{source}: the pickled metadata cannot be read ({type(e).__name__}: {e})") from None
-
-
-# --- writing a pickle the original library loads --------------------------------------------------------------
-
-def _standin_classes() -> set:
-    from petastorm.spark_types import STANDIN_TYPES
-
-    return set(STANDIN_TYPES.values())
-
-
-class _CompatPickler(pickle._Pickler):  # type: ignore[name-defined]
-    """Writes petastorm's Spark type stand-ins as ``pyspark.sql.types.X`` globals (pyspark need not be
-    installed to write a dataset that the original library, which imports pyspark, can read)."""
-
-    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
-
-    def __init__(self, file: Any, protocol: int) -> None:
-        super().__init__(file, protocol=protocol)
-        self._standins = _standin_classes()
-
-    def reducer_override(self, obj: Any) -> Any:
-        """A Unischema is written with the original's state: ``_name``, ``_fields`` and one attribute per
-        field, whatever attributes the class itself defines (the original's has none that clash)."""
-        from petastorm.unischema import Unischema
-
-        if type(obj) is Unischema:
-            state = {"_name": obj._name, "_fields": obj._fields}
-            for field_name, field in obj._fields.items():
-                state.setdefault(field_name, field)
-            return copyreg.__newobj__, (Unischema,), state
-        return NotImplemented
-
-    def save_global(self, obj: Any, name: Any = None) -> None:
-        if obj in self._standins:
-            self._save_global_as("pyspark.sql.types", obj.__name__, obj)
-        elif obj is np.bool_:
-            # numpy 2 names it numpy.bool, which numpy 1.x (the original's) does not have
-            self._save_global_as("numpy", "bool_", obj)
-        elif getattr(obj, "__module__", None) == "numpy._core.multiarray":
-            self._save_global_as("numpy.core.multiarray", obj.__name__, obj)
-        else:
-            super().save_global(obj, name)
-
-    def _save_global_as(self, module: str, name: str, obj: Any) -> None:
-        if self.proto >= 4:
-            self.save(module)
-            self.save(name)
-            self.write(pickle.STACK_GLOBAL)
-        else:
-            self.write(pickle.GLOBAL + f"{module}\n{name}\n".encode("utf-8"))
-        self.memoize(obj)
-
-
-def dumps_unischema(schema: Any, protocol: int = 4) -> bytes:
-    """Pickle ``schema`` (a Unischema, or any metadata object such as a dict of indexers) the way the
-    original library does, so that it loads there with plain ``pickle.loads``.
-
-    Parameters
-    ----------
-    schema : Unischema or picklable metadata object
-    protocol : int
-        2 or 4 (the original 0.12.1 writes 4).
-    """
-    if protocol not in (2, 3, 4):
-        raise PetastormArgumentError(f"protocol must be 2, 3 or 4, got {protocol}")
-    buf = io.BytesIO()
-    _CompatPickler(buf, protocol).dump(schema)
-    return buf.getvalue()
+            f"{source}: the pickled metadata cannot be read ({type(e).__name__}: {str(e)[:200]})") from None
