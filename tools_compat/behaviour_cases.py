@@ -319,9 +319,10 @@ def ngram_equality(ctx: Ctx) -> dict:
             "other timestamp_field ==": a == _ngram(["id", "ts"], timestamp="id")}
 
 
-@case("reader/convert_early_to_numpy", note="0.13 argument, absent from 0.12.1")
-def convert_early(ctx: Ctx) -> dict:
-    return _read_all(ctx, "make_batch_reader", ctx.url("ids"), convert_early_to_numpy=True)
+for _entry in ("make_reader", "make_batch_reader"):
+    @case(f"reader/convert_early_to_numpy/{_entry}", note="0.13 argument, absent from 0.12.1")
+    def convert_early(ctx: Ctx, entry: str = _entry) -> dict:
+        return _read_all(ctx, entry, ctx.url("ids"), convert_early_to_numpy=True)
 
 
 @case("reader/local_disk_cache_removed_on_exit", note="0.13 cleanup_cache behaviour, absent from 0.12.1")
