@@ -201,8 +201,9 @@ def ensure_original_venv() -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 #: keys shown beside a difference but never compared.
-SHOWN_ONLY = ("exception.class", "exception.stage", "exception.in_case_code", "stderr_tail", "returncode",
-              "namedtuple_name")
+SHOWN_ONLY = ("exception.class", "exception.stage", "stderr_tail", "returncode", "namedtuple_name")
+#: keys neither compared nor shown (a check of the tool itself, see tests/test_behaviour_diff.py).
+IGNORED = ("exception.in_case_code",)
 
 
 def flatten(obs: Any, prefix: str = "") -> dict[str, Any]:
@@ -258,7 +259,7 @@ def diff_case(original: dict, ours: dict) -> list[tuple[str, Any, Any]]:
     """The keys (dotted paths) where the two observations of a case differ: ``(key, original, ours)``;
     the shown-only keys come along when anything differs."""
     a, b = flatten(original), flatten(ours)
-    keys = list(a) + [k for k in b if k not in a]
+    keys = [k for k in list(a) + [k for k in b if k not in a] if not k.endswith(IGNORED)]
     rows = [(k, a.get(k, "-"), b.get(k, "-")) for k in keys
             if not k.endswith(SHOWN_ONLY) and not _same(k, a.get(k, "-"), b.get(k, "-"))]
     if rows:
