@@ -13,10 +13,6 @@ once and viewing the binary buffer, with no Python loop per cell.
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import threading
-import weakref
 import zipfile
 from abc import ABC, abstractmethod
 from decimal import Decimal
@@ -25,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.batch_memory import (  # noqa: F401 (_BATCH_MEMORY and set_batch_allocator: used from here)
+    _BATCH_MEMORY,
+    _cell_strides,
+    _cells_copy_view,
+    _cells_view,
+    _compact_copy,
+    set_batch_allocator,
+)
+from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
 from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
 
@@ -61,28 +65,60 @@ def _is_compliant_shape(actual: tuple, expected: tuple) -> bool:
     return all(e is None or a == e for a, e in zip(actual, expected))
 
 
-def check_value_fits_field(field: Any, value: Any) -> np.ndarray:
+def check_value_fits_field(field: Any, value: Any, image: bool = False) -> np.ndarray:
     """Check that an array value has the field's dtype and shape; return it as an ndarray.
+
+    Messages lead with the original's words ('Unexpected type of ... feature', 'Unexpected dimensions of
+    ... feature'; ``image`` selects the image codec's punctuation), then ours.
 
     Raises
     ------
     PetastormSchemaError
         Naming the field, the expected and the actual dtype and shape.
     """
+    name = field.name
     if not isinstance(value, np.ndarray):
         raise PetastormSchemaError(
-            f"field {field.name!r} expects a numpy array of {np.dtype(_dtype_type(field.numpy_dtype)).name} "
+            f"field {name!r} expects a numpy array of {np.dtype(_dtype_type(field.numpy_dtype)).name} "
             f"with shape {field.shape}, got {type(value).__name__}")
     expected_type = _dtype_type(field.numpy_dtype)
     if value.dtype.type is not expected_type:
+        lead = (f"Unexpected type of {name} feature, expected {field.numpy_dtype}, got {value.dtype}" if image else
+                f"Unexpected type of {name} feature. Expected {field.numpy_dtype}. Got {value.dtype}")
         raise PetastormSchemaError(
-            f"field {field.name!r} expects {np.dtype(expected_type).name} of shape {field.shape}, got "
+            f"{lead}: field {name!r} expects {np.dtype(expected_type).name} of shape {tuple(field.shape)}, got "
             f"{value.dtype.name} of shape {value.shape}")
     if not _is_compliant_shape(value.shape, tuple(field.shape)):
+        lead = (f"Unexpected dimensions of {name} feature, expected {tuple(field.shape)}, got {value.shape}" if image
+                else f"Unexpected dimensions of {name} feature. Expected {tuple(field.shape)}. Got {value.shape}")
         raise PetastormSchemaError(
-            f"field {field.name!r} expects {value.dtype.name} of shape {tuple(field.shape)}, got "
+            f"{lead}: field {name!r} expects {value.dtype.name} of shape {tuple(field.shape)}, got "
             f"{value.dtype.name} of shape {value.shape}")
     return value
+
+
+def _misfit(field: Any, dtype: np.dtype, shape: tuple) -> "str | None":
+    """Why a decoded array of ``dtype`` and ``shape`` does not fit ``field``; None when it fits (or when no
+    field is given)."""
+    if field is None:
+        return None
+    expected = _dtype_type(field.numpy_dtype)
+    want = tuple(field.shape) if field.shape is not None else None
+    if dtype.type is not expected or (want is not None and not _is_compliant_shape(tuple(shape), want)):
+        try:
+            expected_name = np.dtype(expected).name
+        except TypeError:
+            expected_name = getattr(expected, "__name__", str(expected))
+        return (f"the stored value is {dtype.name} of shape {tuple(shape)}, the field is {expected_name} of shape "
+                f"{want}")
+    return None
+
+
+def decode_error(field: Any, row: int, detail: str) -> PetastormDecodeError:
+    """The error for cell ``row`` of a column of ``field`` that cannot be decoded or does not fit the field
+    (the reader's worker adds the file, the row group and the row in the row group)."""
+    return PetastormDecodeError(f"field {field.name!r}, row {row} of the decoded column: {detail}", row=row,
+                                detail=detail)
 
 
 def _binary_cells(column: Any) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -107,74 +143,6 @@ def _binary_cells(column: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     offsets = np.frombuffer(bufs[1], dtype=offset_type, count=len(column) + 1, offset=column.offset * item)
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
     return offsets, data, column
-
-
-class _BatchMemory:
-    """Memory of decoded batch arrays, recycled once every view of a batch (the rows handed out) is gone.
-
-    Batches are allocated in the pool's worker threads and freed in the consumer's. Through ``np.empty``
-    (malloc), glibc's per-thread arenas and sliding mmap threshold kept ~90 MB more mapped over a (64, 64)
-    float32 pass than the batches in flight; a fresh ``mmap`` per batch releases it but pays ~10 ms of page
-    faults per 8 MB batch. Here a batch's array is a view of a ``bytearray`` slab (size rounded up to
-    ``granule``) through a ctypes lease; when the lease dies (no view of the batch is left) the slab goes back
-    to a short free list and the next batch of that size reuses it (no page faults). Free slabs are at most
-    ``keep`` and ``max_free_bytes`` in all (the oldest are dropped). Arrays are writeable and C-contiguous.
-    """
-
-    def __init__(self, keep: int = 4, max_free_bytes: int = 256 << 20, min_bytes: int = 1 << 20,
-                 granule: int = 1 << 20) -> None:
-        self._keep = keep
-        self._max_free_bytes = max_free_bytes
-        #: Smaller arrays are plain ``np.empty`` (and, in a process worker, are not given shared memory).
-        self.min_bytes = min_bytes
-        self._granule = granule
-        self._free: list = []  # slabs, most recently freed last
-        self._lock = threading.Lock()
-
-    def empty(self, shape: tuple, dtype: Any) -> np.ndarray:
-        """``np.empty(shape, dtype)`` backed by a recycled slab (small or object arrays: plain ``np.empty``)."""
-        dtype = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        nbytes = count * dtype.itemsize
-        if nbytes < self.min_bytes or dtype.hasobject:
-            return np.empty(shape, dtype)
-        if _ALLOCATOR is not None:  # a process-pool worker: decode straight into shared memory
-            out = _ALLOCATOR(shape, dtype)
-            if out is not None:
-                return out
-        size = -(-nbytes // self._granule) * self._granule
-        slab = None
-        with self._lock:
-            for i in range(len(self._free) - 1, -1, -1):
-                if len(self._free[i]) == size:
-                    slab = self._free.pop(i)
-                    break
-        if slab is None:
-            slab = bytearray(size)
-        lease = (ctypes.c_char * size).from_buffer(slab)
-        weakref.finalize(lease, self._give_back, slab).atexit = False
-        return np.frombuffer(lease, dtype=dtype, count=count).reshape(shape)
-
-    def _give_back(self, slab: bytearray) -> None:
-        with self._lock:
-            self._free.append(slab)
-            total = sum(len(s) for s in self._free)
-            while self._free and (len(self._free) > self._keep or total > self._max_free_bytes):
-                total -= len(self._free.pop(0))
-
-
-_BATCH_MEMORY = _BatchMemory()
-_ALLOCATOR: Any = None
-
-
-def set_batch_allocator(fn: Any) -> None:
-    """Let ``fn(shape, dtype) -> ndarray or None`` allocate the decoded batches (>= 1 MiB) of this process.
-
-    A process-pool worker installs its shared-memory allocator here, so fixed-shape columns are decoded
-    straight into the memory that crosses to the reader's process (no copy). ``None`` restores the default.
-    """
-    global _ALLOCATOR
-    _ALLOCATOR = fn
 
 
 def _object_column(values: list) -> np.ndarray:
@@ -216,8 +184,29 @@ class DataframeColumnCodec(ABC):
             otherwise an object array of shape ``(rows,)`` holding arrays (``None`` for nulls).
         """
         values = column.to_pylist()
-        decoded = [None if v is None else self.decode(unischema_field, v) for v in values]
+        decoded = [None if v is None else self._decode_cell(unischema_field, i, v) for i, v in enumerate(values)]
         return _stack_or_object(decoded)
+
+    #: Whether :meth:`decode_column` checks each decoded array against the field's dtype and shape.
+    _checks_decoded_arrays = False
+
+    def _decode_cell(self, field: Any, row: int, value: Any) -> Any:
+        """``decode`` of cell ``row``. For petastorm's codecs a failure is a :class:`PetastormDecodeError`
+        naming the field and the row; a codec of the user's keeps its own exception, with a note."""
+        try:
+            out = self.decode(field, value)
+        except PetastormDecodeError:
+            raise
+        except Exception as e:
+            if type(self).__module__ != __name__:
+                e.add_note(f"decoding field {field.name!r}, row {row} of the decoded column")
+                raise
+            raise decode_error(field, row, f"cannot decode the stored value: {e}") from e
+        if self._checks_decoded_arrays and isinstance(out, np.ndarray):
+            why = _misfit(field, out.dtype, out.shape)
+            if why:
+                raise decode_error(field, row, why)
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -245,9 +234,17 @@ class ScalarCodec(DataframeColumnCodec):
 
     def encode(self, unischema_field: Any, value: Any) -> Any:
         kind = spark_type_name(self._spark_type)
-        if isinstance(value, np.ndarray) and value.shape != ():
+        name = unischema_field.name
+        if isinstance(value, (np.ndarray, list, tuple, dict, set)) and getattr(value, "shape", None) != ():
+            what = f"an array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+            raise PetastormTypeError(
+                f"Expected a scalar as a value for field '{name}'. Got a non-numpy type'{type(value)}': "
+                f"field {name!r} expects a scalar ({kind}), got {what}")
+        if unischema_field.shape:
             raise PetastormSchemaError(
-                f"field {unischema_field.name!r} expects a scalar ({kind}), got an array of shape {value.shape}")
+                f"The shape field of unischema_field '{name}' must be an empty tuple (i.e. '()' to indicate a "
+                f"scalar. However, the actual shape is {tuple(unischema_field.shape)}: a ScalarCodec field holds "
+                f"one value per row; use NdarrayCodec for arrays")
         if kind in ("ByteType", "ShortType", "IntegerType", "LongType"):
             if isinstance(value, (float, np.floating)) and not float(value).is_integer():
                 raise PetastormSchemaError(
@@ -316,11 +313,17 @@ class NdarrayCodec(DataframeColumnCodec):
         lengths = np.diff(offsets)
         if column.null_count == 0 and (lengths == lengths[0]).all() and lengths[0] > 0:
             first = data[offsets[0]:offsets[1]]
-            header = parse_npy_header(first)
+            try:
+                header = parse_npy_header(first)
+            except PetastormSchemaError as e:
+                raise decode_error(unischema_field, 0, f"cannot decode the stored value: {e}") from e
             if not header.fortran_order:
                 cells = data[offsets[0]:offsets[-1]].reshape(n, int(lengths[0]))
                 off = header.data_offset
-                if (cells[:, :off] == first[:off]).all():
+                if (cells[:, :off] == first[:off]).all():  # every cell has the first one's header
+                    why = _misfit(unischema_field, header.dtype, header.shape)
+                    if why:
+                        raise decode_error(unischema_field, 0, f"{why} (and so are all the column's values)")
                     view = _cells_view(column, int(offsets[0]) + off, n, int(lengths[0]), header)
                     if view is not None:
                         return view
@@ -333,8 +336,15 @@ class NdarrayCodec(DataframeColumnCodec):
         for i in range(n):
             if valid is not None and not valid[i]:
                 decoded.append(None)
-            else:
-                decoded.append(npy_bytes_to_array(data[offsets[i]:offsets[i + 1]].data).copy())
+                continue
+            try:
+                cell = npy_bytes_to_array(data[offsets[i]:offsets[i + 1]].data)
+            except PetastormSchemaError as e:
+                raise decode_error(unischema_field, i, f"cannot decode the stored value: {e}") from e
+            why = _misfit(unischema_field, cell.dtype, cell.shape)
+            if why:
+                raise decode_error(unischema_field, i, why)
+            decoded.append(cell.copy())
         return _stack_or_object(decoded)
 
     def decode_fixed_cells(self, unischema_field: Any, cells: Any) -> "np.ndarray | None":
@@ -342,7 +352,13 @@ class NdarrayCodec(DataframeColumnCodec):
         :func:`petastorm.reader_impl.fixed_binary.read_fixed_binary`: a view of ``cells.buffer`` with rows
         ``cells.stride`` bytes apart where the dtype's alignment allows, else a compact copy. None when the
         values are not all the same C-order npy header followed by its data (:meth:`decode_column` then
-        decodes, or reports, them)."""
+        decodes, or reports, them).
+
+        Raises
+        ------
+        PetastormDecodeError
+            When the values are all of a dtype or shape the field does not allow (row 0 is named).
+        """
         n, buf = cells.count, cells.buffer
         try:
             header = parse_npy_header(buf[cells.start:cells.start + cells.length])
@@ -355,102 +371,15 @@ class NdarrayCodec(DataframeColumnCodec):
         heads = np.ndarray((n, off), np.uint8, buffer=buf, offset=cells.start, strides=(cells.stride, 1))
         if not (heads == heads[0]).all():
             return None
+        why = _misfit(unischema_field, dtype, shape)  # once per column: every cell has this header
+        if why:
+            raise decode_error(unischema_field, 0, f"{why} (and so are all the column's values)")
         start = cells.start + off
         if not cells.stride % dtype.itemsize and not (buf.ctypes.data + start) % max(1, dtype.alignment):
             return np.ndarray((n,) + shape, dtype=dtype, buffer=buf, offset=start,
                               strides=_cell_strides(cells.stride, shape, dtype))
         return _compact_copy(np.ndarray((n, row_bytes), np.uint8, buffer=buf, offset=start, strides=(cells.stride, 1)),
                              shape, dtype)
-
-
-_LENT_BUFFERS: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
-_LENT_LOCK = threading.Lock()
-
-
-def _locks_after_fork() -> None:
-    """In a forked child, fresh locks: another thread of the parent may have held them at the fork."""
-    global _LENT_LOCK
-    _LENT_LOCK = threading.Lock()
-    _BATCH_MEMORY._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_locks_after_fork)
-
-
-def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
-    """The ``(n,) + shape`` array of fixed-size npy cells as a writable view of the Arrow data buffer: each
-    row is a C-contiguous array inside its cell, rows ``stride`` bytes apart (no copy). The view keeps the
-    buffer alive. Writing into rows is safe: cells do not overlap, the reader decodes each column of a row
-    group it read once, and a buffer is lent to one decoded batch at a time (decoding the same column again
-    while that batch lives copies it, with whatever was written into it).
-
-    None where a copy is wanted: in a process-pool worker (the batch allocator puts the copy straight into
-    shared memory), for an immutable buffer, for a slice of less than half the buffer (the view would keep
-    all of it alive), or when cells are not aligned for the dtype or not a whole number of elements apart.
-    """
-    if _ALLOCATOR is not None:
-        return None
-    dtype = np.dtype(header.dtype)
-    buf = column.buffers()[2]
-    if (buf is None or not buf.is_mutable or dtype.hasobject or (buf.address + start) % max(1, dtype.alignment)
-            or stride % dtype.itemsize  # torch.from_numpy wants strides in whole elements
-            or 2 * n * stride < buf.size):  # a slice (drop partitions): a view would pin the whole buffer
-        return None
-    with _LENT_LOCK:  # a buffer already lent to live views (the same column decoded again): copy instead
-        if _LENT_BUFFERS.get(buf.address) is not None:
-            return None
-        exporter = (ctypes.c_char * buf.size).from_address(buf.address)
-        exporter._arrow_buffer = buf  # keeps the Arrow memory alive as long as any row views it
-        _LENT_BUFFERS[buf.address] = exporter
-    flat = np.frombuffer(exporter, dtype=np.uint8)
-    shape = tuple(header.shape)
-    first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
-    return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=_cell_strides(stride, shape, dtype))
-
-
-def _compact_copy(rows: np.ndarray, shape: tuple, dtype: Any) -> np.ndarray:
-    """The ``(n,) + shape`` array of ``dtype`` whose rows are the bytes of ``rows`` (uint8, ``(n, row bytes)``,
-    any strides), copied into a C-contiguous batch array."""
-    out = _BATCH_MEMORY.empty((len(rows),) + tuple(shape), dtype)
-    np.copyto(out.view(np.uint8).reshape(rows.shape), rows)
-    return out
-
-
-def _cell_strides(stride: int, shape: tuple, dtype: np.dtype) -> tuple:
-    """Strides of ``(n,) + shape`` cells ``stride`` bytes apart, each a C-contiguous ``shape`` array."""
-    inner = [dtype.itemsize] * (len(shape) + 1)
-    for i in range(len(shape) - 1, 0, -1):
-        inner[i - 1] = inner[i] * shape[i]
-    return (stride,) + tuple(inner[:len(shape)])
-
-
-def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
-    """In a process-pool worker, for a batch of 1 MiB or more: the cells' whole span copied at once (one
-    ``memcpy``, the npy headers between the cells included: ~1% more bytes than the arrays) into the shared
-    memory of the batch allocator, and the ``(n,) + shape`` array viewed there with rows ``stride`` bytes
-    apart, as :func:`_cells_view` does over the Arrow buffer in threads. The transport sends the span and
-    rebuilds the same view in the reader's process. None elsewhere, or when the layout does not allow a
-    view (alignment, a stride that is not a whole number of elements)."""
-    if _ALLOCATOR is None:
-        return None
-    dtype = np.dtype(header.dtype)
-    shape = tuple(header.shape)
-    row_bytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-    if dtype.hasobject or stride % dtype.itemsize:
-        return None
-    span = (n - 1) * stride + row_bytes
-    if span < _BATCH_MEMORY.min_bytes:  # small batches: a compact copy (in band, or packed with others)
-        return None
-    # the copy keeps the source's position modulo 64 bytes, so an aligned cell stays aligned
-    lead = (data.ctypes.data + start) % 64
-    if lead % max(1, dtype.alignment):
-        return None
-    raw = _ALLOCATOR((lead + span,), np.uint8)
-    if raw is None:
-        return None
-    np.copyto(raw[lead:], data[start:start + span])
-    return np.ndarray((n,) + shape, dtype=dtype, buffer=raw, offset=lead, strides=_cell_strides(stride, shape, dtype))
 
 
 def _empty_fixed(field: Any) -> np.ndarray:
@@ -468,6 +397,8 @@ class CompressedNdarrayCodec(DataframeColumnCodec):
         memfile = BytesIO()
         np.savez_compressed(memfile, arr=value)
         return bytearray(memfile.getbuffer())
+
+    _checks_decoded_arrays = True
 
     def decode(self, unischema_field: Any, value: Any) -> np.ndarray:
         with zipfile.ZipFile(BytesIO(value)) as zf:
@@ -507,7 +438,7 @@ class CompressedImageCodec(DataframeColumnCodec):
         return self._image_codec[1:]
 
     def encode(self, unischema_field: Any, value: Any) -> bytearray:
-        value = check_value_fits_field(unischema_field, value)
+        value = check_value_fits_field(unischema_field, value, image=True)
         if value.ndim not in (2, 3) or (value.ndim == 3 and value.shape[2] not in (1, 3, 4)):
             raise PetastormSchemaError(
                 f"field {unischema_field.name!r}: an image must have shape (H, W) or (H, W, 1|3|4), "

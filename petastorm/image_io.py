@@ -108,7 +108,7 @@ def decode_image_cells(field: Any, offsets: np.ndarray, data: np.ndarray, column
             flags = rgb_flag | cv2.IMREAD_IGNORE_ORIENTATION  # the decoder writes RGB itself
             for i in range(n):
                 img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], flags)
-                if img is None or img.shape != shape:
+                if img is None or img.shape != shape or img.dtype != out.dtype:
                     _raise_bad(field, i, img)
                 out[i] = img
             return out
@@ -116,26 +116,36 @@ def decode_image_cells(field: Any, offsets: np.ndarray, data: np.ndarray, column
             cell = data[offsets[i]:offsets[i + 1]]
             if cv2 is not None and len(shape) == 3 and shape[2] == 3:
                 img = cv2.imdecode(cell, cv2.IMREAD_UNCHANGED)
-                if img is None or img.shape != shape:
+                if img is None or img.shape != shape or img.dtype != out.dtype:
                     _raise_bad(field, i, img)
                 cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out[i])
             else:
-                img = decode_image(cell)
-                if img.shape != shape:
-                    if img.ndim == len(shape) - 1 and shape[-1] == 1:
-                        img = img[..., None]
-                    else:
-                        _raise_bad(field, i, img)
+                img = _decode_cell(field, i, cell)
+                if img.shape != shape and img.ndim == len(shape) - 1 and shape[-1] == 1:
+                    img = img[..., None]
+                if img.shape != shape or img.dtype != out.dtype:
+                    _raise_bad(field, i, img)
                 out[i] = img
         return out
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     result = np.empty(n, dtype=object)
     for i in range(n):
-        result[i] = decode_image(data[offsets[i]:offsets[i + 1]]) if valid[i] else None
+        result[i] = _decode_cell(field, i, data[offsets[i]:offsets[i + 1]]) if valid[i] else None
     return result
 
 
+def _decode_cell(field: Any, i: int, cell: np.ndarray) -> np.ndarray:
+    try:
+        return decode_image(cell)
+    except PetastormSchemaError as e:
+        from petastorm.codecs import decode_error
+
+        raise decode_error(field, i, str(e)) from e
+
+
 def _raise_bad(field: Any, i: int, img: Any) -> None:
-    got = "undecodable bytes" if img is None else f"shape {img.shape}"
-    raise PetastormSchemaError(f"field {field.name!r}, row {i} of the row group: expected an image of shape "
-                               f"{tuple(field.shape)}, got {got}")
+    from petastorm.codecs import decode_error
+
+    got = "undecodable bytes" if img is None else f"{img.dtype} of shape {img.shape}"
+    raise decode_error(field, i, f"expected an image of {np.dtype(field.numpy_dtype)} of shape {tuple(field.shape)}, "
+                                 f"got {got}")

@@ -4,7 +4,10 @@ A predicate names the fields it needs (:meth:`PredicateBase.get_fields`) and dec
 (:meth:`PredicateBase.do_include`). The reader's worker reads and decodes only those fields first,
 calls :func:`evaluate_predicate` on the whole column batch, and decodes the other fields only for the
 rows that pass. The built-in predicates evaluate a batch with numpy where they can (``in_set`` on a
-scalar column is one ``np.isin``); any other predicate is called once per row.
+scalar column is one ``np.isin``). Any other predicate gets what the original library passed it: with
+``make_reader``, ``do_include`` is called once per row with a dict of the row's values; with
+``make_batch_reader``, once per batch with a ``pandas.DataFrame`` of its fields (``len(values)`` rows,
+``values[name]`` a Series) and returns a boolean Series (or array) of that length.
 
 Every predicate pickles with ``cloudpickle`` (lambdas included), so it runs in process-pool workers.
 """
@@ -48,6 +51,32 @@ class PredicateBase:
     def _evaluate_columns(self, columns: dict, num_rows: int) -> np.ndarray:
         """``do_include`` of every row of a column batch: bool array of shape ``(num_rows,)``."""
         return _row_loop(self, columns, num_rows)
+
+
+class _BatchColumns(dict):
+    """The decoded columns of a ``make_batch_reader`` batch: a user's predicate gets them as a DataFrame."""
+
+
+def _frame_call(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:
+    """``do_include`` called once with a ``pandas.DataFrame`` of the predicate's fields (the original's
+    ``make_batch_reader`` contract); its boolean Series (or array) is the mask."""
+    from petastorm.transform import columns_to_dataframe
+
+    names = sorted(predicate.get_fields())
+    result = predicate.do_include(columns_to_dataframe({n: columns[n] for n in names}))
+    mask = np.asarray(getattr(result, "values", result))
+    if mask.shape != (num_rows,):
+        raise PetastormSchemaError(
+            f"predicate {type(predicate).__name__}: make_batch_reader passes do_include a pandas.DataFrame of "
+            f"{num_rows} rows of the fields {names} and expects a boolean Series of {num_rows} values, got "
+            f"{type(result).__name__} of shape {mask.shape}")
+    return mask
+
+
+def _is_users(predicate: Any) -> bool:
+    """A predicate whose only way to decide is ``do_include`` (not one of the vectorised built-ins)."""
+    return not isinstance(predicate, PredicateBase) or \
+        type(predicate)._evaluate_columns is PredicateBase._evaluate_columns
 
 
 def _row_loop(predicate: PredicateBase, columns: dict, num_rows: int) -> np.ndarray:
@@ -288,10 +317,13 @@ def _ensure_predicate(p: Any, where: str) -> None:
 
 
 def _evaluate(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:
-    if isinstance(predicate, PredicateBase):
+    if _is_users(predicate):  # a user's PredicateBase subclass, or a duck-typed get_fields/do_include
+        if isinstance(columns, _BatchColumns):
+            mask = _frame_call(predicate, columns, num_rows)
+        else:
+            mask = _row_loop(predicate, columns, num_rows)
+    else:
         mask = predicate._evaluate_columns(columns, num_rows)
-    else:  # duck-typed predicate (get_fields/do_include only)
-        mask = _row_loop(predicate, columns, num_rows)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (num_rows,):
         raise PetastormSchemaError(f"predicate {type(predicate).__name__} produced a mask of shape {mask.shape}, "
@@ -299,7 +331,7 @@ def _evaluate(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:
     return mask
 
 
-def evaluate_predicate(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:
+def evaluate_predicate(predicate: Any, columns: dict, num_rows: int, batch: bool = False) -> np.ndarray:
     """Which rows of a column batch pass ``predicate``.
 
     Parameters
@@ -309,6 +341,9 @@ def evaluate_predicate(predicate: Any, columns: dict, num_rows: int) -> np.ndarr
         Must hold every field of ``predicate.get_fields()``; each array has ``num_rows`` rows (shape
         ``(num_rows,) + field shape`` or an object array of shape ``(num_rows,)``).
     num_rows : int
+    batch : bool
+        For ``make_batch_reader``: a predicate of the user's gets one ``pandas.DataFrame`` of its fields
+        (the original's contract) instead of a dict per row.
 
     Returns
     -------
@@ -327,4 +362,4 @@ def evaluate_predicate(predicate: Any, columns: dict, num_rows: int) -> np.ndarr
             f"(available: {sorted(columns)})")
     if num_rows == 0:
         return np.zeros(0, dtype=bool)
-    return _evaluate(predicate, columns, num_rows)
+    return _evaluate(predicate, _BatchColumns(columns) if batch else columns, num_rows)

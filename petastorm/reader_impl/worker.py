@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormDatasetError, PetastormSchemaError
+from petastorm.errors import PetastormDatasetError, PetastormDecodeError, PetastormError, PetastormSchemaError
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 __all__ = ["ReadSpec", "RowGroupWorker", "WorkerFactory"]
@@ -52,7 +52,10 @@ class ReadSpec:
         Read fixed-shape ndarray fields of local files straight from their Parquet pages (see
         :mod:`petastorm.reader_impl.fixed_binary`; ``$PETASTORM_DIRECT_READ`` in the reader's process).
     convert_early_to_numpy : bool
-        The ``convert_early_to_numpy`` argument of the reader factories (petastorm 0.13).
+        The ``convert_early_to_numpy`` argument of the reader factories (petastorm 0.13). In 0.13.1 it moved
+        the conversion of a batch to numpy from the reader's thread into the worker, with no effect on what
+        the reader yields or what a ``TransformSpec`` func receives (recorded: a ``DataFrame`` either
+        way). This worker always hands numpy columns over, so it changes nothing here.
     """
 
     filesystem: Any
@@ -94,6 +97,11 @@ class RowGroupWorker:
         self._direct_columns: dict = {}  # path -> {field name: (column index, max definition level)}
         self._direct_failed: set = set()  # (path, field name) whose layout pyarrow reads instead
         self._read_buffer: Any = None
+        from petastorm.value_types import retyped_fields
+
+        #: fields whose decoded values get the original's types (numpy.str_ in rows, ...)
+        self._retyped = retyped_fields(spec.schema, list(dict.fromkeys(
+            list(spec.fields) + (sorted(spec.predicate.get_fields()) if spec.predicate is not None else []))))
 
     # --- I/O ---------------------------------------------------------------------------------------------
 
@@ -185,7 +193,10 @@ class RowGroupWorker:
             cells = read_fixed_binary(rg.path, group.column(found[0]), found[1], _batch_bytes,
                                       self._read_buffer) if found else None
             f = self._spec.schema.fields[name]
-            array = f.codec.decode_fixed_cells(f, cells) if cells is not None else None
+            try:
+                array = f.codec.decode_fixed_cells(f, cells) if cells is not None else None
+            except PetastormDecodeError as e:  # rows of the whole row group
+                raise _placed(e, name, rg, e.row) from e
             if array is None:
                 self._direct_failed.add((rg.path, name))
             else:
@@ -194,10 +205,14 @@ class RowGroupWorker:
 
     # --- decoding ----------------------------------------------------------------------------------------
 
-    def _decode(self, table: Any, names: list) -> dict:
+    def _decode(self, table: Any, names: list, rg: Any, row_start: int, rows: Optional[np.ndarray]) -> dict:
+        """Decode ``names`` of ``table``, whose row ``r`` is row ``row_start + r`` of row group ``rg`` (or
+        ``row_start + rows[r]`` when ``rows`` is given): errors name the file, the row group and that row."""
         from petastorm.codecs import decode_native_column
+        from petastorm.value_types import as_original_values
 
         out = {}
+        batch = self._spec.output_mode == "batch"
         for name in names:
             f = self._spec.schema.fields[name]
             column = table.column(name)
@@ -206,8 +221,18 @@ class RowGroupWorker:
                     out[name] = f.codec.decode_column(f, column)
                 else:
                     out[name] = decode_native_column(f, column)
+            except PetastormDecodeError as e:
+                row = None if e.row is None else row_start + int(e.row if rows is None else rows[e.row])
+                raise _placed(e, name, rg, row) from e
             except PetastormSchemaError as e:
                 raise PetastormSchemaError(f"field {name!r}: {e}") from e
+            except Exception as e:  # a codec of the user's: its own exception, with the place
+                if not isinstance(e, PetastormError):
+                    e.add_note(f"decoding field {name!r} of row group {rg.row_group} of Parquet file {rg.path!r}")
+                raise
+            kind = self._retyped.get(name)
+            if kind is not None:
+                out[name] = as_original_values(kind, out[name], batch, column)
         return out
 
     # --- one item ------------------------------------------------------------------------------------------
@@ -230,9 +255,11 @@ class RowGroupWorker:
         if pred_fields:
             from petastorm.predicates import evaluate_predicate
 
-            pred_table = table.take(indices) if len(indices) != table.num_rows else table
-            decoded = self._decode(pred_table, pred_fields)
-            mask = np.asarray(evaluate_predicate(spec.predicate, decoded, len(indices)), dtype=bool)
+            taken = len(indices) != table.num_rows
+            decoded = self._decode(table.take(indices) if taken else table, pred_fields, rg, item.row_start,
+                                   indices if taken else None)
+            mask = np.asarray(evaluate_predicate(spec.predicate, decoded, len(indices),
+                                                 batch=spec.output_mode == "batch"), dtype=bool)
             indices = indices[mask]
             decoded = {k: v[mask] for k, v in decoded.items()}
         if item.row_seed is not None and indices is not None and len(indices) > 1:
@@ -250,14 +277,16 @@ class RowGroupWorker:
                 decoded.update(self._empty_columns(remaining))
             else:
                 if in_first:
-                    decoded.update(self._decode(table if identity else table.take(indices), in_first))
+                    decoded.update(self._decode(table if identity else table.take(indices), in_first, rg,
+                                                item.row_start, None if identity else indices))
                 direct = self._read_direct(rg, [f for f in to_read if f in self._direct])
                 for name, array in direct.items():
                     decoded[name] = _rows_of(array, item.row_start, item.num_rows, None if identity else indices)
                 to_read = [f for f in to_read if f not in direct]
                 if to_read:
                     rest = self._read_columns(rg, to_read).slice(item.row_start, item.num_rows)
-                    decoded.update(self._decode(rest if identity else rest.take(indices), to_read))
+                    decoded.update(self._decode(rest if identity else rest.take(indices), to_read, rg,
+                                                item.row_start, None if identity else indices))
         columns = {name: decoded[name] for name in spec.fields}
         num_rows = table.num_rows if all_rows else len(indices)
         if spec.transform_spec is not None:
@@ -273,7 +302,7 @@ class RowGroupWorker:
         for name in names:
             f = self._spec.schema.fields[name]
             typ = self._spec.partition_types.get(name) or arrow_type_for_field(f)
-            out.update(self._decode(pa.table({name: pa.array([], type=typ)}), [name]))
+            out.update(self._decode(pa.table({name: pa.array([], type=typ)}), [name], None, 0, None))
         return out
 
     def _transform(self, columns: dict, num_rows: int) -> tuple:
@@ -321,6 +350,13 @@ def _direct_fields(spec: ReadSpec) -> frozenset:
                 and shape is not None and all(isinstance(d, int) for d in shape)):
             out.add(name)
     return frozenset(out)
+
+
+def _placed(error: PetastormDecodeError, name: str, rg: Any, row: Optional[int]) -> PetastormDecodeError:
+    """``error`` (a cell of field ``name`` that cannot be decoded) naming the file, the row group and the row."""
+    where = f"row {row} of " if row is not None else ""
+    return PetastormDecodeError(f"field {name!r}, {where}row group {rg.row_group} of Parquet file {rg.path!r}: "
+                                f"{error.detail}", row=row, detail=error.detail)
 
 
 def _batch_bytes(nbytes: int) -> np.ndarray:

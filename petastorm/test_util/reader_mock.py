@@ -210,10 +210,10 @@ def _random_value(field: UnischemaField, rng: np.random.Generator) -> Any:
     array = _random_array(kind, shape, rng)
     if shape:
         return array
-    # A scalar: a numpy scalar for native columns and ScalarCodec, a 0-d array for the array codecs.
+    # A scalar: a numpy scalar for native columns and ScalarCodec (numpy.str_ for a string field, as
+    # make_reader gives), a 0-d array for the array codecs.
     if field.codec is None or isinstance(field.codec, ScalarCodec):
-        value = array[()]
-        return str(value) if kind is np.str_ else value
+        return array[()]
     return np.asarray(array)
 
 
