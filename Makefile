@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: venv demo test test-fast test-spark4 test-compat bench lint clean
+.PHONY: venv demo test test-fast test-spark4 test-compat compat-diff bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-spark4:
 test-compat: $(STAMP)
 	bash tools_compat/make_original_venv.sh
 	$(PY) tools_compat/cross_read.py
+
+# The same public-API calls against the original 0.12.1 and ours: prints every behaviour that still differs.
+compat-diff: $(STAMP)
+	bash tools_compat/make_original_venv.sh
+	$(PY) tools_compat/behaviour_diff.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
