@@ -400,3 +400,119 @@ def test_metadata_and_indexes_on_s3(s3_server, tmp_path):
     build_rowgroup_index(url, None, [SingleFieldIndexer("by_id", "id")], storage_options=s3_server.storage_options)
     indexes = load_rowgroup_indexes(dm.read_dataset_metadata(s3, f"{bucket}/ds"), url)
     assert indexes["by_id"].get_row_group_indexes(0) == {0} and indexes["by_id"].get_row_group_indexes(9) == {5}
+
+
+# --- hostile metadata: refused, naming the file, never a crash or a bare error (issue 10) -----------------
+
+_GET_SCHEMA_AND_PRINT = textwrap.dedent("""
+    import sys
+    from petastorm.errors import PetastormMetadataError
+    from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
+    try:
+        schema = get_schema_from_dataset_url(sys.argv[1])
+    except PetastormMetadataError as e:
+        print("refused:", e)
+        sys.exit(0)
+    print("accepted", flush=True)
+    print(schema)  # what a user does first; reading the field does the same with its dtype
+""")
+
+
+@pytest.mark.parametrize("where", ["dtype", "values"])
+def test_crafted_void_pickle_is_refused_by_get_schema_from_dataset_url_naming_the_file(tmp_path, where):
+    from test_safe_unpickle import crafted_void_schema_pickle
+
+    path = str(tmp_path / "ds")
+    write_petastorm_dataset(path)
+    md_path = _replace_metadata_keys(path, UNISCHEMA_JSON_KEY=None, UNISCHEMA_KEY=crafted_void_schema_pickle(where))
+    done = subprocess.run([sys.executable, "-c", _GET_SCHEMA_AND_PRINT, "file://" + path], capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, f"crashed or failed (rc {done.returncode}): {done.stderr[-2000:]!r}"
+    assert done.stdout.decode().startswith("refused:") and md_path in done.stdout.decode(), done.stdout
+
+
+def _nested(depth, open_, close):
+    return open_ * depth + close * depth
+
+
+_JSON_DOC = json.loads(unischema_to_json(SCHEMA))
+
+
+def _doc_with(path, value):
+    doc = json.loads(json.dumps(_JSON_DOC))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return json.dumps(doc)
+
+
+_HOSTILE_JSON = {
+    "list nested 100000 deep": _nested(100_000, "[", "]"),
+    "object nested 100000 deep": _nested(100_000, '{"a":', "}")[:-1] + "1" + "}" * 100_000,
+    "key nested 100000 deep in a field": _doc_with(["fields", 0, "codec"], None).replace(
+        '"codec": null', '"codec": ' + _nested(100_000, "[", "]")),
+    "huge integer": _doc_with(["fields", 0, "shape"], [1]).replace("[1]", "[" + "9" * 5000 + "]"),
+    "huge dimension": _doc_with(["fields", 0, "shape"], [2 ** 80]),
+    "negative dimension": _doc_with(["fields", 0, "shape"], [-1]),
+    "infinite quality": _doc_with(["fields", 6, "codec", "quality"], 1e999),
+    "boolean precision": _doc_with(["fields", 2, "codec", "spark_type", "precision"], True),
+    "ArrayType 40 deep": _doc_with(["fields", 0, "codec", "spark_type"], json.loads(
+        '{"type": "ArrayType", "element": ' * 40 + '{"type": "LongType"}' + "}" * 40)),
+    "document is a list": "[]",
+    "fields is an object": _doc_with(["fields"], {}),
+    "field is a string": _doc_with(["fields", 0], "id"),
+    "name is a number": _doc_with(["name"], 5),
+    "field name is a list": _doc_with(["fields", 0, "name"], ["id"]),
+    "dtype is an object": _doc_with(["fields", 0, "dtype"], {"a": 1}),
+    "dtype is structured": _doc_with(["fields", 0, "dtype"], "dtype:i8,i8"),
+    "dtype is object": _doc_with(["fields", 0, "dtype"], "dtype:O"),
+    "codec is a string": _doc_with(["fields", 0, "codec"], "ScalarCodec"),
+    "codec type is a list": _doc_with(["fields", 0, "codec", "type"], ["ScalarCodec"]),
+    "spark type is a number": _doc_with(["fields", 0, "codec", "spark_type"], 3),
+    "spark type name is an object": _doc_with(["fields", 0, "codec", "spark_type", "type"], {}),
+    "image codec is a list": _doc_with(["fields", 6, "codec", "image_codec"], ["png"]),
+    "nullable is a string": _doc_with(["fields", 0, "nullable"], "yes"),
+    "duplicate field names": _doc_with(["fields", 1, "name"], "id"),
+}
+
+
+@pytest.mark.parametrize("text", list(_HOSTILE_JSON.values()), ids=list(_HOSTILE_JSON))
+def test_hostile_json_schema_is_a_metadata_error_naming_the_file(tmp_path, text):
+    path = str(tmp_path / "ds")
+    write_petastorm_dataset(path)
+    md_path = _replace_metadata_keys(path, UNISCHEMA_JSON_KEY=text.encode("utf-8"))
+    with pytest.raises(PetastormMetadataError) as e:
+        dm.get_schema_from_dataset_url("file://" + path)
+    assert md_path in str(e.value)
+
+
+# --- get_schema_from_dataset_url: the original's exception types and lead phrases ------------------------
+
+@pytest.mark.parametrize("url", ["/path/without/scheme", "relative/path", ["/a/b.parquet"]])
+def test_url_without_scheme_raises_value_error_as_the_original(url):
+    with pytest.raises(ValueError, match=r'^ERROR! A scheme-less dataset url .* Please prepend "file://"'):
+        dm.get_schema_from_dataset_url(url)
+
+
+def test_existing_path_without_scheme_raises_value_error_as_the_original(tmp_path):
+    path = str(tmp_path / "ds")
+    write_petastorm_dataset(path)
+    with pytest.raises(ValueError, match="scheme-less dataset url"):
+        dm.get_schema_from_dataset_url(path)
+
+
+@pytest.mark.parametrize("missing", ["missing_dir", "ds/missing_file.parquet"])
+def test_missing_path_raises_os_error_as_the_original(tmp_path, missing):
+    write_petastorm_dataset(str(tmp_path / "ds"))
+    url = (tmp_path / missing).as_uri()
+    for argument in (url, [url]):
+        with pytest.raises(OSError, match=f"^Passed non-file path: {tmp_path / missing}"):
+            dm.get_schema_from_dataset_url(argument)
+
+
+def test_directory_without_metadata_raises_metadata_error_as_the_original(tmp_path):
+    write_plain_dataset(str(tmp_path / "plain"))
+    with pytest.raises(PetastormMetadataError, match="^Could not find _common_metadata file") as e:
+        dm.get_schema_from_dataset_url((tmp_path / "plain").as_uri())
+    assert not isinstance(e.value, (ValueError, OSError))  # the original's is neither

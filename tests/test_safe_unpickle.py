@@ -255,3 +255,132 @@ def test_schema_written_without_pyspark_names_pyspark_types_and_loads_with_pyspa
     assert loaded.id.codec.spark_dtype() == pst.LongType()
     assert loaded.d.codec.spark_dtype() == pst.DecimalType(12, 3)
     assert safe_loads(out, SOURCE).d.codec.spark_dtype() == pst.DecimalType(12, 3)
+
+
+# --- numpy values: plain dtypes and scalars only (issue 10, defect 1) -------------------------------------
+
+def _binunicode(text):
+    raw = text.encode("utf-8")
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+def _dtype_call(description):
+    """``numpy.dtype(description, False, True)``, as numpy pickles a dtype (protocol 2 opcodes)."""
+    return b"cnumpy\ndtype\n" + _binunicode(description) + b"K\x00K\x01\x87R"
+
+
+def crafted_void_schema_pickle(where):
+    """Issue 10's crafted schema pickle, made only of allow-listed names.
+
+    ``numpy.dtype('i8,i8')``, then a BUILD state that makes field ``f1`` an object field while its flags
+    (0) say the dtype holds no objects, then ``numpy.core.multiarray.scalar`` over 16 bytes: a numpy.void
+    whose object field is the pointer 0x4141414141414141. ``where='dtype'`` puts it in the field's dtype,
+    ``where='values'`` as a sixth value of the field (refused, with the values in the message).
+    """
+    fields = (b"}(" + _binunicode("f0") + _dtype_call("i8") + b"K\x00\x86"
+              + _binunicode("f1") + _dtype_call("O8") + b"K\x08\x86u")
+    state = b"(K\x03" + _binunicode("|") + b"N" + _binunicode("f0") + _binunicode("f1") + b"\x86" + fields \
+        + b"K\x10K\x01K\x00t"
+    void = (b"cnumpy.core.multiarray\nscalar\n" + _dtype_call("i8,i8") + state + b"b"
+            + b"C\x10" + (7).to_bytes(8, "little") + b"AAAAAAAA" + b"\x86R")
+    if where == "dtype":
+        values = b"h\x01" + void + b")N\x89"
+    else:
+        values = b"h\x01cnumpy\nint64\n)N\x89" + void
+    field = b"cpetastorm.unischema\nUnischemaField\n(" + values + b"t\x81q\x02"
+    return (b"\x80\x02cpetastorm.unischema\nUnischema\n)\x81}(" + _binunicode("_name") + _binunicode("S")
+            + _binunicode("_fields") + b"ccollections\nOrderedDict\n)R" + _binunicode("x") + b"q\x01"
+            + field + b"s" + b"h\x01h\x02u" + b"b.")
+
+
+_LOAD_AND_USE = textwrap.dedent("""
+    import sys
+    from petastorm.errors import PetastormMetadataError
+    from petastorm.etl.safe_unpickle import safe_loads
+    try:
+        schema = safe_loads(sys.stdin.buffer.read(), "evil/_common_metadata")
+    except PetastormMetadataError as e:
+        print("refused:", e)
+        sys.exit(0)
+    print("accepted", flush=True)
+    print(repr(schema.fields["x"].numpy_dtype))  # what printing the schema or reading the field does
+""")
+
+
+@pytest.mark.parametrize("where", ["dtype", "values"])
+def test_crafted_void_with_an_object_pointer_is_refused_without_crashing(where):
+    done = subprocess.run([sys.executable, "-c", _LOAD_AND_USE], input=crafted_void_schema_pickle(where),
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, f"the load crashed or failed (rc {done.returncode}): {done.stderr[-2000:]!r}"
+    out = done.stdout.decode()
+    assert out.startswith("refused:") and "evil/_common_metadata" in out and "numpy.dtype" in out, out
+
+
+@pytest.mark.parametrize("description", ["i8,i8", "O", "O8", "V8", "(2,)i8", "i8,O", "[('a', 'O')]",
+                                         "{'names': ['a'], 'formats': ['O']}", "x" * 100])
+def test_dtype_descriptions_other_than_plain_types_are_refused(description):
+    with pytest.raises(PetastormMetadataError, match="numpy.dtype"):
+        safe_loads(b"\x80\x02" + _dtype_call(description) + b".", SOURCE)
+
+
+_I8 = (b"K\x03" + _binunicode("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00")
+
+
+@pytest.mark.parametrize("state,word", [
+    # names and fields declaring an object field on an i8 (flags 0: "no objects")
+    (b"(K\x03" + _binunicode("|") + b"N" + _binunicode("a") + b"\x85}" + _binunicode("a") + _dtype_call("i8")
+     + b"K\x00\x86sK\x08K\x01K\x00t", "fields"),
+    (b"(K\x03" + _binunicode("|") + _dtype_call("i8") + b"K\x02\x85\x86NNK\x10K\x01K\x00t", "sub-array"),
+    (b"(K\x03" + _binunicode("?") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t", "byte order"),
+    (b"(K\x03" + _binunicode("<") + b"NNNK\x04J\xff\xff\xff\xffK\x00t", "item size"),
+    (b"(K\x09" + _binunicode("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t", "version"),
+    (b"(K\x04" + _binunicode("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00}t", "metadata"),
+    (b"}", "state"),
+])
+def test_dtype_states_with_fields_objects_or_wrong_shapes_are_refused(state, word):
+    with pytest.raises(PetastormMetadataError, match=f"dtype state.*{word}"):
+        safe_loads(b"\x80\x02" + _dtype_call("i8") + state + b"b.", SOURCE)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("dtype", ["i8", ">i8", "<u2", "b1", "f2", "c16", "U11", ">U3", "S5", "M8[ns]",
+                                   "m8[25s]", "M8", "<M8[D]", "S0", "U0"])
+def test_plain_dtypes_and_their_scalars_round_trip_in_every_protocol(protocol, dtype):
+    dtype = np.dtype(dtype)
+    values = [np.zeros(1, dtype)[0], np.ones(1, dtype)[0]] if dtype.itemsize else [dtype.type()]
+    loaded = safe_loads(pickle.dumps({"dtype": dtype, "values": values}, protocol=protocol), SOURCE)
+    assert loaded["dtype"] == dtype and loaded["dtype"].str == dtype.str
+    assert [(type(v), v.dtype, v) for v in loaded["values"]] == [(type(v), v.dtype, v) for v in values]
+
+
+def test_build_on_a_memoized_dtype_updates_every_later_reference():
+    big_endian = np.dtype(">i8")
+    data = pickle.dumps([big_endian, big_endian], protocol=2)  # the second is a reference to the first
+    first, again = safe_loads(data, SOURCE)
+    assert first.str == again.str == ">i8"
+
+
+@pytest.mark.parametrize("args,word", [
+    (_dtype_call("i8") + b"C\x04abcd", "8 bytes"),         # too few bytes for the dtype
+    (_dtype_call("i8") + b"K\x01", "8 bytes"),             # not bytes
+    (b"cnumpy\nint64\n" + b"C\x08" + b"\x00" * 8, "plain dtype"),  # a type, not a dtype
+])
+def test_numpy_scalars_need_a_plain_dtype_and_its_exact_size(args, word):
+    data = b"\x80\x02cnumpy.core.multiarray\nscalar\n" + args + b"\x86R."
+    with pytest.raises(PetastormMetadataError, match=f"numpy scalar.*{word}"):
+        safe_loads(data, SOURCE)
+
+
+def test_refusal_messages_describe_values_without_their_repr():
+    class _NoRepr:  # stands for an object whose repr crashes
+        def __repr__(self):
+            raise AssertionError("repr called")
+
+    values = ("x", np.int64, (), None, False, 1, 2)  # 7 values: refused, the message says how many
+    data = pickle.dumps(UnischemaField.__new__(UnischemaField, *values[:5]), protocol=2)
+    data = data.replace(b"\x89t", b"\x89K\x01K\x02t")
+    with pytest.raises(PetastormMetadataError, match="2 to 5 field values, got a tuple of 7 items"):
+        safe_loads(data, SOURCE)
+    from petastorm.etl.untrusted_values import describe_untrusted
+
+    assert describe_untrusted(_NoRepr()) == "a test_safe_unpickle object"  # a <locals> name is not shown

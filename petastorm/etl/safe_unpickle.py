@@ -212,6 +212,11 @@ class _Factories:
         except UntrustedValueError as e:
             raise _refuse(self.source, "a numpy scalar", str(e)) from None
 
+    def bytes_(self, *args: Any) -> Any:
+        if args:  # protocols 0-2 write b'' as bytes(), other bytes as _codecs.encode(str, 'latin1')
+            raise _refuse(self.source, "builtins.bytes(...)", "only bytes() without arguments is allowed")
+        return b""
+
     def codecs_encode(self, *args: Any) -> Any:
         if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
             raise _refuse(self.source, "_codecs.encode(...)", "only (str, 'latin1') is allowed")
@@ -271,6 +276,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             (("builtins", "set"), f.set_), (("builtins", "frozenset"), f.frozenset_),
             (("decimal", "Decimal"), f.decimal_), (("numpy", "dtype"), f.dtype),
             (("numpy._core.multiarray", "scalar"), f.scalar), (("_codecs", "encode"), f.codecs_encode),
+            (("builtins", "bytes"), f.bytes_),
         ]:
             self._reduce_table[id(self._resolve(*key))] = (".".join(key), factory)
         # Bound methods are new objects at each attribute access: keep one of each, and key on it.

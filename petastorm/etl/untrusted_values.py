@@ -162,6 +162,8 @@ def plain_scalar(dtype: Any, data: Any) -> Any:
             data = data.encode("latin1")
         except UnicodeEncodeError:
             raise UntrustedValueError("the raw data of a numpy scalar is not latin-1 text") from None
+    if data == b"" and dtype.itemsize == 0:  # numpy pickles '' and b'' with the unsized str/bytes dtype
+        return dtype.type()
     if type(data) is not bytes or len(data) != dtype.itemsize:
         raise UntrustedValueError(f"a numpy scalar of {dtype.str} needs {dtype.itemsize} bytes, got "
                                   f"{describe_untrusted(data)}")
