@@ -117,9 +117,10 @@ class NGram:
         return [f.name if isinstance(f, UnischemaField) else f for f in self._fields[timestep]]
 
     def get_schema_at_timestep(self, schema: Unischema, timestep: int) -> Unischema:
-        """The view of ``schema`` holding the fields at offset ``timestep``."""
-        names = self.get_field_names_at_timestep(timestep)
-        return schema.create_schema_view([schema.fields[n] for n in names if n in schema.fields])
+        """The view of ``schema`` holding the fields at offset ``timestep``, in schema order (as the
+        original's ngram rows)."""
+        names = set(self.get_field_names_at_timestep(timestep))
+        return schema.create_schema_view([f for n, f in schema.fields.items() if n in names])
 
     def get_field_names_at_all_timesteps(self) -> list:
         """Fields present at one offset at least (as the original: a list of the field objects, each once,

@@ -18,7 +18,7 @@ import importlib.util
 from typing import Any
 
 __all__ = ["spark_type", "spark_type_class", "spark_type_name", "pyspark_available", "STANDIN_TYPES", "standin_type",
-           "to_pyspark"]
+           "to_pyspark", "scalar_spark_type"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,3 +182,36 @@ def to_pyspark(obj: Any) -> Any:
     if isinstance(obj, DecimalType):
         return cls(obj.precision, obj.scale)
     return cls()
+
+
+#: Spark SQL type of a scalar field without a codec, by the name of its numpy scalar type: the original's
+#: table (``bytes_`` included: StringType, as there), plus the types it could not map (``uint32``,
+#: ``datetime64``, ``Decimal``), which it refused.
+_SCALAR_SPARK_TYPES = {
+    "int8": ("ByteType",), "uint8": ("ShortType",), "int16": ("ShortType",), "uint16": ("IntegerType",),
+    "int32": ("IntegerType",), "int64": ("LongType",), "float32": ("FloatType",), "float64": ("DoubleType",),
+    "bool": ("BooleanType",), "str_": ("StringType",), "bytes_": ("StringType",),
+    "uint32": ("LongType",), "datetime64": ("TimestampType",), "Decimal": ("DecimalType", 38, 18),
+}
+
+
+def scalar_spark_type(numpy_dtype: Any) -> Any:
+    """The Spark SQL type (pyspark's when installed) of a scalar field of ``numpy_dtype`` without a codec,
+    or None when there is none (``uint64``, ``float16``, ``complex``, ``object``, ``timedelta64``...).
+
+    ``numpy_dtype`` is a numpy scalar type, a ``numpy.dtype``, ``str``/``bytes``/``int``/``float``/``bool``
+    (as numpy reads them) or ``decimal.Decimal``.
+    """
+    from decimal import Decimal
+
+    import numpy as np
+
+    if numpy_dtype is Decimal:
+        key = "Decimal"
+    else:
+        try:
+            key = np.dtype(numpy_dtype).type.__name__
+        except TypeError:
+            return None
+    args = _SCALAR_SPARK_TYPES.get(key)
+    return None if args is None else to_pyspark(spark_type(*args))

@@ -18,7 +18,7 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormError, PetastormSchemaError, PetastormValueTypeError
 
 __all__ = [
     "UnischemaField",
@@ -155,25 +155,37 @@ class Unischema:
         Parameters
         ----------
         fields : iterable of UnischemaField or str
-            Fields of this schema, or regular expressions matched in full against field names.
+            Fields of this schema (matched by name, as the original: the view holds this schema's field of
+            that name), or regular expressions matched in full against field names.
+
+        Returns
+        -------
+        Unischema
+            Named ``<name>_view``: the given fields in the order given, then the fields matched by the
+            regular expressions (in schema order), each once. A pattern that matches nothing adds nothing.
 
         Raises
         ------
         ValueError
-            If a given ``UnischemaField`` is not part of this schema.
+            (:class:`~petastorm.errors.PetastormSchemaError`) If an element is neither a ``UnischemaField``
+            nor a string, a ``UnischemaField`` has a name this schema lacks, or a pattern is not a valid
+            regular expression.
         """
         fields = list(fields)
-        regexes = [f for f in fields if isinstance(f, str)]
-        explicit = [f for f in fields if not isinstance(f, str)]
-        for field in explicit:
-            if not isinstance(field, UnischemaField):
+        for field in fields:
+            if not isinstance(field, (str, UnischemaField)):
                 raise PetastormSchemaError(
-                    f"create_schema_view takes UnischemaFields or regex strings, got {type(field).__name__}")
-            if field.name not in self._fields or self._fields[field.name] != field:
-                raise PetastormSchemaError(f"field {field.name} does not belong to the schema {self._name}")
-        wanted = {f.name for f in explicit} | {f.name for f in match_unischema_fields(self, regexes)}
-        view_fields = [f for name, f in self._fields.items() if name in wanted]
-        return Unischema(f"{self._name}_view", view_fields)
+                    f'Elements of "fields" must be either a string (regular expressions) or an instance of '
+                    f'UnischemaField class. Got {type(field).__name__}: {field!r}')
+        explicit = [f.name for f in fields if isinstance(f, UnischemaField)]
+        unknown = [name for name in explicit if name not in self._fields]
+        if unknown:
+            raise PetastormSchemaError(
+                f"field {set(unknown)} does not belong to the schema {self._name}: its fields are "
+                f"{list(self._fields)}")
+        matched = [f.name for f in match_unischema_fields(self, [f for f in fields if isinstance(f, str)])]
+        names = dict.fromkeys(explicit + matched)
+        return Unischema(f"{self._name}_view", [self._fields[name] for name in names])
 
     def _get_namedtuple(self) -> type:
         cached = self.__dict__.get("_namedtuple_cache")
@@ -196,18 +208,38 @@ class Unischema:
         return self._get_namedtuple()(*args, **kargs)
 
     def as_spark_schema(self) -> Any:
-        """A ``pyspark.sql.types.StructType`` of this schema (imports pyspark)."""
+        """A ``pyspark.sql.types.StructType`` of this schema (imports pyspark).
+
+        A field with a codec has its codec's Spark type; a scalar field without one the type of its numpy
+        type (:func:`petastorm.spark_types.scalar_spark_type`: ``np.str_`` and ``np.bytes_`` are
+        ``StringType``, as in the original).
+
+        Raises
+        ------
+        ValueError
+            (:class:`~petastorm.errors.PetastormSchemaError`) For a field without a codec that is not a
+            scalar, or whose numpy type has no Spark SQL type.
+        """
         from pyspark.sql.types import StructField, StructType
+
+        from petastorm.spark_types import scalar_spark_type
 
         struct_fields = []
         for f in self._fields.values():
-            if f.codec is None:
-                from petastorm.codecs import ScalarCodec, spark_type_for_numpy
-
-                codec_type = spark_type_for_numpy(f.numpy_dtype, f.shape, f.name)
-                spark_dtype = ScalarCodec(codec_type).spark_dtype() if f.shape == () else codec_type
-            else:
+            if f.codec is not None:
                 spark_dtype = f.codec.spark_dtype()
+            elif f.shape not in ((), None):
+                raise PetastormSchemaError(
+                    f"An instance of non-scalar UnischemaField {f.name!r} has codec set to None. Don't know how to "
+                    f"guess a Spark type for it: field {f.name!r} of schema {self._name!r} has shape {f.shape}; "
+                    f"give it a codec (NdarrayCodec) to store it in Spark")
+            else:
+                spark_dtype = scalar_spark_type(f.numpy_dtype)
+                if spark_dtype is None:
+                    raise PetastormSchemaError(
+                        f"Was not able to map type {f.numpy_dtype} to a spark type. Field {f.name!r} of schema "
+                        f"{self._name!r} has no codec, and {f.numpy_dtype} has no Spark SQL type: give it a "
+                        f"ScalarCodec of the Spark type to store it as")
             struct_fields.append(StructField(f.name, spark_dtype, bool(f.nullable)))
         return StructType(struct_fields)
 
@@ -319,7 +351,8 @@ def encode_row(unischema: Unischema, row_dict: dict, row_index: int | None = Non
     ------
     PetastormSchemaError
         Naming the row (when ``row_index`` is given) and the field: unknown or missing fields, ``None``
-        in a field that is not nullable, or a value whose dtype or shape does not fit.
+        in a field that is not nullable, or a value whose dtype or shape does not fit. A value of a type
+        its codec cannot take is a :class:`~petastorm.errors.PetastormValueTypeError` (also a ``TypeError``).
     """
     where = f"row {row_index:,} of the input: " if row_index is not None else ""
     if not isinstance(row_dict, dict):
@@ -349,30 +382,49 @@ def encode_row(unischema: Unischema, row_dict: dict, row_index: int | None = Non
                 from petastorm.codecs import encode_native
 
                 encoded[name] = encode_native(field, value)
-        except PetastormSchemaError as e:
-            raise PetastormSchemaError(f"{where}{e}") from None
-        except Exception as e:  # codec failure on a malformed value: name the field
-            raise PetastormSchemaError(f"{where}field {name!r}: cannot encode {type(value).__name__} value: {e}") from e
+        except PetastormSchemaError as e:  # keeps its class (a TypeError stays one)
+            if where:
+                e.args = (f"{where}{e}",) + e.args[1:]
+            raise
+        except Exception as e:  # the codec's message, then the field (a codec's own error names it already)
+            message = f"{where}{e}" if isinstance(e, PetastormError) else \
+                f"{where}{e}: field {name!r} cannot take a {type(value).__name__} value"
+            raise (PetastormValueTypeError if isinstance(e, TypeError) else PetastormSchemaError)(message) from e
     return encoded
 
 
 def dict_to_spark_row(unischema: Unischema, row_dict: dict) -> Any:
     """Encode a dict of values into a ``pyspark.sql.Row`` following the schema's codecs.
 
+    Nullable fields missing from ``row_dict`` are set to ``None`` (``row_dict`` itself is not changed).
+
     Raises
     ------
     ValueError
-        If the dict's keys do not match the schema's fields, or a value does not fit its field.
+        (:class:`~petastorm.errors.PetastormSchemaError`) If a field that is not nullable is missing or
+        ``None``, the dict has keys that are not fields of the schema, or a value does not fit its field
+        (dtype, shape, range).
+    TypeError
+        (:class:`~petastorm.errors.PetastormValueTypeError`, also a ``ValueError``) If a value has a Python
+        type its field's codec cannot take.
     """
     from pyspark.sql import Row
 
     if not isinstance(row_dict, dict):
-        raise PetastormSchemaError(f"row_dict must be a dict, got {type(row_dict).__name__}")
-    if set(row_dict.keys()) != set(unischema.fields.keys()):
+        raise PetastormSchemaError(f"row_dict must be a dict of field name to value, got {type(row_dict).__name__}")
+    row = dict(row_dict)
+    insert_explicit_nulls(unischema, row)
+    if row.keys() != unischema.fields.keys():
+        listed = "".join(f"{k}\n" for k in sorted(row, key=str))
+        unknown = [k for k in row if k not in unischema.fields]
         raise PetastormSchemaError(
-            f"Dictionary fields \n{sorted(row_dict.keys())}\n do not match schema fields \n"
-            f"{sorted(unischema.fields.keys())}")
-    encoded = encode_row(unischema, row_dict)
+            f"Dictionary fields \n{listed} do not match schema fields \n" + "\n".join(unischema.fields)
+            + f"\n(not in the schema {unischema._name!r}: {unknown})")
+    for name, field in unischema.fields.items():
+        if row[name] is None and not field.nullable:
+            raise PetastormSchemaError(f'Field {name} is not "nullable", but got passes a None value '
+                                       f"(field {name!r} of the schema {unischema._name!r} is not nullable)")
+    encoded = encode_row(unischema, row)
     for name, value in encoded.items():
         if isinstance(value, np.generic):
             encoded[name] = value.item()
