@@ -519,3 +519,16 @@ def test_from_arrow_schema_of_a_parquet_dataset(hive_dir):
     s = Unischema.from_arrow_schema(pq.ParquetDataset(str(hive_dir)))
     assert {"id", "v", "partition"} <= set(s.fields)
     assert s.fields["partition"].numpy_dtype == np.str_
+
+
+# The original 0.12.1 on an NdarrayCodec field 'arr' of float32 (2, 2), through dict_to_spark_row:
+#   (3, 3) array  -> ValueError 'Unexpected dimensions of arr feature. Expected (2, 2). Got (3, 3)'
+#   float64 array -> ValueError "Unexpected type of arr feature. Expected <class 'numpy.float32'>. Got float64"
+@pytest.mark.parametrize("value,lead", [
+    (np.zeros((3, 3), np.float32), r"Unexpected dimensions of arr feature. Expected \(2, 2\). Got \(3, 3\)"),
+    (np.zeros((2, 2), np.float64), r"Unexpected type of arr feature. Expected <class 'numpy.float32'>. Got float64"),
+])
+def test_dict_to_spark_row_value_of_a_wrong_shape_or_dtype_leads_with_the_original_message(value, lead):
+    s = Unischema("S", [UnischemaField("arr", np.float32, (2, 2), NdarrayCodec(), False)])
+    with pytest.raises(ValueError, match="^" + lead):
+        dict_to_spark_row(s, {"arr": value})
