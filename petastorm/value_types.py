@@ -9,8 +9,8 @@ field                  ``make_reader`` row value         ``make_batch_reader`` c
 =====================  ===============================  ========================================
 ``np.str_``            ``numpy.str_`` (None if null)     ``<U`` array of ``numpy.str_``
 ``np.bytes_``          ``numpy.bytes_`` (None if null)   object array of ``bytes`` (unchanged)
-``TimestampType``      ``datetime64[us]``                the column's unit (unchanged)
-``DateType``           ``datetime64[D]`` (unchanged)     object array of ``datetime.date``
+timestamp column       ``datetime64[us]``                the column's unit (unchanged)
+date column            ``datetime64[D]`` (unchanged)     object array of ``datetime.date``
 =====================  ===============================  ========================================
 
 Kept on purpose: a batch column of a nullable string field that holds nulls stays an object array of
@@ -31,9 +31,8 @@ _MAX_PADDING = 4
 
 
 def _value_kind(field: Any) -> Optional[str]:
-    """'str', 'bytes', 'timestamp', 'date' or None (nothing to change) for a scalar field."""
+    """'str', 'bytes', 'datetime' or None (nothing to change) for a scalar field."""
     from petastorm.codecs import ScalarCodec, _dtype_type
-    from petastorm.spark_types import spark_type_name
 
     if field is None or field.shape or not (field.codec is None or type(field.codec) is ScalarCodec):
         return None
@@ -42,9 +41,8 @@ def _value_kind(field: Any) -> Optional[str]:
         return "str"
     if kind is np.bytes_:
         return "bytes"
-    if kind is np.datetime64 and field.codec is not None:
-        name = spark_type_name(field.codec._spark_type)
-        return {"TimestampType": "timestamp", "DateType": "date"}.get(name)
+    if kind is np.datetime64:
+        return "datetime"
     return None
 
 
@@ -63,13 +61,14 @@ def as_original_values(kind: str, values: np.ndarray, batch: bool, column: Any =
 
     Parameters
     ----------
-    kind : {'str', 'bytes', 'timestamp', 'date'}
+    kind : {'str', 'bytes', 'datetime'}
     values : numpy.ndarray, shape (rows,)
         What the codec decoded.
     batch : bool
         ``make_batch_reader`` (a column) rather than ``make_reader`` (values handed out one by one).
     column : pyarrow.Array, optional
-        The Arrow column ``values`` came from (its offsets bound the size of a ``<U`` array).
+        The Arrow column ``values`` came from (its offsets bound the size of a ``<U`` array; its type tells
+        a date from a timestamp).
     """
     if not len(values):
         return values
@@ -87,13 +86,16 @@ def as_original_values(kind: str, values: np.ndarray, batch: bool, column: Any =
         else:
             out[:] = np.frompyfunc(scalar, 1, 1)(values)
         return out
-    if kind == "timestamp" and not batch and values.dtype.kind == "M":
-        unit = np.datetime_data(values.dtype)[0]
-        if unit in ("ns", "ps", "fs", "as"):
+    if kind == "datetime" and values.dtype.kind == "M" and column is not None:
+        import pyarrow as pa
+
+        typ = column.type
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        if batch and pa.types.is_date(typ):
+            return values.astype(object)  # datetime.date (None for NaT)
+        if not batch and pa.types.is_timestamp(typ) and np.datetime_data(values.dtype)[0] in ("ns", "ps", "fs", "as"):
             return values.astype("datetime64[us]")
-        return values
-    if kind == "date" and batch and values.dtype.kind == "M":
-        return values.astype(object)  # datetime.date (None for NaT)
     return values
 
 
