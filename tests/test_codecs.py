@@ -606,3 +606,44 @@ def test_a_small_slice_of_cells_is_copied_so_that_it_does_not_pin_the_whole_buff
     np.testing.assert_array_equal(part[:, 0], np.arange(10, 15, dtype=np.float32))
     whole = field.codec.decode_column(field, col)
     assert not whole.flags.c_contiguous  # the whole column: a view, no copy
+
+
+# --- validation errors lead with the original's words (recorded from 0.12.1's codec.encode) ------------------------
+
+def test_scalar_codec_field_with_a_shape_refuses_a_value_with_the_originals_value_error():
+    codec = ScalarCodec(T.LongType())
+    field = _field(np.int64, (2,), codec, name="x")
+    with pytest.raises(ValueError, match=r"^The shape field of unischema_field 'x' must be an empty tuple .*\(2,\)"):
+        codec.encode(field, 5)
+    with pytest.raises(TypeError, match="^Expected a scalar"):  # the original checks the value first
+        codec.encode(field, np.array([1, 2]))
+
+
+@pytest.mark.parametrize("codec_cls", [NdarrayCodec, CompressedNdarrayCodec])
+def test_ndarray_of_the_wrong_shape_or_dtype_leads_with_the_originals_words(codec_cls):
+    field = _field(np.float32, (4, 4), codec_cls(), name="m")
+    with pytest.raises(ValueError, match=r"^Unexpected dimensions of m feature\. Expected \(4, 4\)\. Got \(3, 3\)"):
+        field.codec.encode(field, np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"^Unexpected type of m feature\. Expected <class 'numpy\.float32'>\. "
+                                         r"Got float64"):
+        field.codec.encode(field, np.zeros((4, 4), np.float64))
+
+
+def test_image_of_the_wrong_shape_or_dtype_leads_with_the_originals_words():
+    field = _field(np.uint8, (4, 5, 3), CompressedImageCodec("png"), name="im")
+    with pytest.raises(ValueError, match=r"^Unexpected dimensions of im feature, expected \(4, 5, 3\), got \(4, 6, 3\)"):
+        field.codec.encode(field, np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"^Unexpected type of im feature, expected <class 'numpy\.uint8'>, "
+                                         r"got float32"):
+        field.codec.encode(field, np.zeros((4, 5, 3), np.float32))
+
+
+def test_fixed_shape_column_of_cells_of_another_shape_raises_naming_field_and_row():
+    from petastorm.errors import PetastormDecodeError
+
+    codec = NdarrayCodec()
+    field = _field(np.float32, (4, 4), codec, name="m")
+    small = _field(np.float32, (3, 3), codec, name="m")
+    column = _column([codec.encode(small, np.zeros((3, 3), np.float32)) for _ in range(3)])
+    with pytest.raises(PetastormDecodeError, match=r"'m', row 0 .*shape \(3, 3\)"):
+        codec.decode_column(field, column)

@@ -173,3 +173,94 @@ def test_predicates_with_lambdas_survive_cloudpickle():
     clone = pickle.loads(cloudpickle.dumps(pred))
     assert evaluate_predicate(clone, COLUMNS, 10).tolist() == evaluate_predicate(pred, COLUMNS, 10).tolist()
     assert evaluate_predicate(clone, COLUMNS, 10).tolist() == [i in (0, 2, 3) for i in range(10)]
+
+
+# --- make_batch_reader hands a user's predicate a DataFrame (the original's contract) ----------------------------
+
+class _EvenIds(PredicateBase):
+    """Written for the original's make_batch_reader: ``values`` is a DataFrame, the result a boolean Series."""
+
+    def __init__(self):
+        self.seen = []
+
+    def get_fields(self):
+        return {"id"}
+
+    def do_include(self, values):
+        self.seen.append((type(values).__name__, len(values), type(values["id"]).__name__))
+        return values["id"] % 2 == 0
+
+
+def _ids_dataset(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": list(range(10)), "s": [f"s{i}" for i in range(10)]}), str(tmp_path / "p.parquet"),
+                   row_group_size=5)
+    return "file://" + str(tmp_path)
+
+
+@pytest.mark.parametrize("pool", ["dummy", "process"])
+def test_user_predicate_gets_a_dataframe_in_make_batch_reader_and_its_series_selects_rows(tmp_path, pool):
+    from petastorm import make_batch_reader
+
+    predicate = _EvenIds()
+    with make_batch_reader(_ids_dataset(tmp_path), predicate=predicate, reader_pool_type=pool, workers_count=1,
+                           shuffle_row_groups=False) as reader:
+        ids = [int(i) for b in reader for i in b.id]
+    assert ids == [0, 2, 4, 6, 8]
+    if pool == "dummy":
+        assert predicate.seen == [("DataFrame", 5, "Series"), ("DataFrame", 5, "Series")]
+
+
+def test_user_predicate_gets_a_dict_per_row_in_make_reader(tmp_path):
+    import warnings
+
+    from petastorm import make_reader
+
+    seen = []
+
+    class Odd(PredicateBase):
+        def get_fields(self):
+            return {"id", "s"}
+
+        def do_include(self, values):
+            seen.append((type(values), type(values["s"])))
+            return values["id"] % 2 == 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a plain Parquet store: make_reader warns
+        with make_reader(_ids_dataset(tmp_path), predicate=Odd(), reader_pool_type="dummy",
+                         shuffle_row_groups=False) as reader:
+            ids = [int(r.id) for r in reader]
+    assert ids == [1, 3, 5, 7, 9]
+    assert set(seen) == {(dict, np.str_)}
+
+
+def test_user_predicate_returning_a_scalar_in_make_batch_reader_is_an_error_that_says_what_is_expected(tmp_path):
+    from petastorm import make_batch_reader
+
+    class Always(PredicateBase):
+        def get_fields(self):
+            return {"id"}
+
+        def do_include(self, values):
+            return True
+
+    with pytest.raises(ValueError, match="DataFrame.*boolean Series"):
+        with make_batch_reader(_ids_dataset(tmp_path), predicate=Always(), reader_pool_type="dummy") as reader:
+            list(reader)
+
+
+def test_builtin_predicates_stay_vectorised_in_make_batch_reader(tmp_path):
+    """in_set is one np.isin over the column, never do_include with a DataFrame."""
+    from petastorm import make_batch_reader
+
+    class Spy(in_set):
+        def do_include(self, values):
+            raise AssertionError("the vectorised path was not taken")
+
+    with make_batch_reader(_ids_dataset(tmp_path), predicate=in_negate(Spy({1, 2}, "id")),
+                           reader_pool_type="dummy", shuffle_row_groups=False) as reader:
+        ids = [int(i) for b in reader for i in b.id]
+    assert ids == [0, 3, 4, 5, 6, 7, 8, 9]

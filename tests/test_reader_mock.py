@@ -160,3 +160,11 @@ def test_ngram_windows_have_each_offsets_fields_and_close_timestamps():
         assert window[-1]._fields == ("ts", "x") and window[0]._fields == ("ts", "y")
         assert 0 <= window[0].ts - window[-1].ts <= 5
         assert np.asarray(window[-1].x).shape == (2,)
+
+
+def test_example_generator_gives_string_fields_numpy_str_as_make_reader_rows_do():
+    schema = Unischema("S", [UnischemaField("s", np.str_, (), ScalarCodec(T.StringType()), False),
+                             UnischemaField("plain", np.str_, (), None, False),
+                             UnischemaField("b", np.bytes_, (), ScalarCodec(T.BinaryType()), False)])
+    row = next(ReaderMock(schema, schema_data_generator_example))
+    assert type(row.s) is np.str_ and type(row.plain) is np.str_ and type(row.b) is np.bytes_
