@@ -110,7 +110,8 @@ def _make_cache(cache_type: str, cache_location: Optional[str], cache_size_limit
 
 
 def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schema: Any = None) -> list:
-    """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings)."""
+    """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings): the given
+    UnischemaFields in their order, then the fields that the regexes match, in schema order."""
     from petastorm.unischema import UnischemaField, match_unischema_fields
 
     if schema_fields is None:
@@ -142,8 +143,9 @@ def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_sche
             for arrow_field in arrow_schema:
                 if arrow_field.name not in schema.fields and re.fullmatch(pattern, arrow_field.name):
                     arrow_field_to_unischema_field(arrow_field)  # raises naming the column and its type
-    wanted = set(names) | set(matched)
-    resolved = [name for name in schema.fields if name in wanted]
+    # as the original: the UnischemaFields in the order given, then the regex matches (in schema order here;
+    # the original's came in a hash-seeded order)
+    resolved = list(dict.fromkeys(names + matched))
     if not resolved:
         raise NoMatchingFieldsError(
             f"No fields matching the criteria '{list(schema_fields)}' were found in the dataset {url}. "

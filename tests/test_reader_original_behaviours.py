@@ -192,3 +192,16 @@ def test_local_disk_cache_made_with_cleanup_false_outlives_the_reader_context(tw
                      cache_extra_settings={"cleanup": False}) as reader:
         assert _ids(reader) == list(range(40))
     assert location.exists()
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_unischema_fields_given_as_a_list_keep_their_order_then_regex_matches(two_files, factory, pool):
+    with factory(f"file://{two_files}", schema_fields=[Schema.vec, Schema.id], reader_pool_type=pool,
+                 workers_count=2) as reader:
+        first = next(reader)
+    assert first._fields == ("vec", "id")
+    assert np.asarray(first.vec).shape[-1] == 4 and reader.schema.fields["vec"].shape == (4,)
+    with factory(f"file://{two_files}", schema_fields=["vec", Schema.part, "i."], reader_pool_type=pool,
+                 workers_count=2) as reader:
+        assert next(reader)._fields == ("part", "id", "vec")
