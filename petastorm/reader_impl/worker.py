@@ -205,9 +205,20 @@ class RowGroupWorker:
 
     # --- decoding ----------------------------------------------------------------------------------------
 
-    def _decode(self, table: Any, names: list, rg: Any, row_start: int, rows: Optional[np.ndarray]) -> dict:
-        """Decode ``names`` of ``table``, whose row ``r`` is row ``row_start + r`` of row group ``rg`` (or
+    def _decode_at(self, table: Any, names: list, rg: Any, row_start: int, rows: Optional[np.ndarray]) -> dict:
+        """:meth:`_decode` of ``table``, whose row ``r`` is row ``row_start + r`` of row group ``rg`` (or
         ``row_start + rows[r]`` when ``rows`` is given): errors name the file, the row group and that row."""
+        try:
+            return self._decode(table, names)
+        except PetastormDecodeError as e:
+            row = None if e.row is None else row_start + int(e.row if rows is None else rows[e.row])
+            raise _placed(e, getattr(e, "field", "?"), rg, row) from e
+        except Exception as e:  # a codec of the user's: its own exception, with the place
+            if not isinstance(e, PetastormError):
+                e.add_note(f"decoding row group {rg.row_group} of Parquet file {rg.path!r}")
+            raise
+
+    def _decode(self, table: Any, names: list) -> dict:
         from petastorm.codecs import decode_native_column
         from petastorm.value_types import as_original_values
 
@@ -222,13 +233,13 @@ class RowGroupWorker:
                 else:
                     out[name] = decode_native_column(f, column)
             except PetastormDecodeError as e:
-                row = None if e.row is None else row_start + int(e.row if rows is None else rows[e.row])
-                raise _placed(e, name, rg, row) from e
+                e.field = name
+                raise
             except PetastormSchemaError as e:
                 raise PetastormSchemaError(f"field {name!r}: {e}") from e
-            except Exception as e:  # a codec of the user's: its own exception, with the place
+            except Exception as e:  # a codec of the user's: its own exception, naming the field
                 if not isinstance(e, PetastormError):
-                    e.add_note(f"decoding field {name!r} of row group {rg.row_group} of Parquet file {rg.path!r}")
+                    e.add_note(f"decoding field {name!r}")
                 raise
             kind = self._retyped.get(name)
             if kind is not None:
@@ -256,8 +267,8 @@ class RowGroupWorker:
             from petastorm.predicates import evaluate_predicate
 
             taken = len(indices) != table.num_rows
-            decoded = self._decode(table.take(indices) if taken else table, pred_fields, rg, item.row_start,
-                                   indices if taken else None)
+            decoded = self._decode_at(table.take(indices) if taken else table, pred_fields, rg, item.row_start,
+                                      indices if taken else None)
             mask = np.asarray(evaluate_predicate(spec.predicate, decoded, len(indices),
                                                  batch=spec.output_mode == "batch"), dtype=bool)
             indices = indices[mask]
@@ -277,16 +288,16 @@ class RowGroupWorker:
                 decoded.update(self._empty_columns(remaining))
             else:
                 if in_first:
-                    decoded.update(self._decode(table if identity else table.take(indices), in_first, rg,
-                                                item.row_start, None if identity else indices))
+                    decoded.update(self._decode_at(table if identity else table.take(indices), in_first, rg,
+                                                   item.row_start, None if identity else indices))
                 direct = self._read_direct(rg, [f for f in to_read if f in self._direct])
                 for name, array in direct.items():
                     decoded[name] = _rows_of(array, item.row_start, item.num_rows, None if identity else indices)
                 to_read = [f for f in to_read if f not in direct]
                 if to_read:
                     rest = self._read_columns(rg, to_read).slice(item.row_start, item.num_rows)
-                    decoded.update(self._decode(rest if identity else rest.take(indices), to_read, rg,
-                                                item.row_start, None if identity else indices))
+                    decoded.update(self._decode_at(rest if identity else rest.take(indices), to_read, rg,
+                                                   item.row_start, None if identity else indices))
         columns = {name: decoded[name] for name in spec.fields}
         num_rows = table.num_rows if all_rows else len(indices)
         if spec.transform_spec is not None:
@@ -302,7 +313,7 @@ class RowGroupWorker:
         for name in names:
             f = self._spec.schema.fields[name]
             typ = self._spec.partition_types.get(name) or arrow_type_for_field(f)
-            out.update(self._decode(pa.table({name: pa.array([], type=typ)}), [name], None, 0, None))
+            out.update(self._decode(pa.table({name: pa.array([], type=typ)}), [name]))
         return out
 
     def _transform(self, columns: dict, num_rows: int) -> tuple:
