@@ -1,4 +1,7 @@
-"""Unpickle Petastorm metadata with an exact allow-list, and pickle a Unischema the original can load.
+"""Unpickle Petastorm metadata with an exact allow-list (:mod:`petastorm.etl.pickle_allowlist`).
+
+``dumps_unischema`` (writing a pickle the original loads) lives in :mod:`petastorm.etl.compat_pickle`
+and is re-exported here.
 
 Datasets carry pickles (the Unischema, the row-group indexes). ``pickle.loads`` on a file from a shared
 bucket runs whatever callable the file names, so we never call it. :func:`safe_loads` runs a pure-Python
@@ -30,13 +33,22 @@ import decimal
 import importlib
 import io
 import pickle
-import pickletools
 from typing import Any, Callable
 
 import numpy as np
 
 from petastorm.errors import PetastormMetadataError
 from petastorm.etl.compat_pickle import dumps_unischema
+from petastorm.etl.pickle_allowlist import (
+    ALLOWED_GLOBALS,
+    CODEC_NAMES,
+    INDEXER_NAMES,
+    SPARK_TYPE_NAMES,
+    canonical_global,
+    global_text,
+    refusal,
+    static_check,
+)
 from petastorm.etl.untrusted_values import (
     UntrustedValueError,
     describe_untrusted,
@@ -46,70 +58,6 @@ from petastorm.etl.untrusted_values import (
 )
 
 __all__ = ["safe_loads", "dumps_unischema", "ALLOWED_GLOBALS"]
-
-# --- names ----------------------------------------------------------------------------------------------
-
-_MODULE_RENAMES = {"__builtin__": "builtins", "copy_reg": "copyreg", "numpy.core.multiarray": "numpy._core.multiarray"}
-_NAME_RENAMES = {
-    ("numpy", "unicode_"): ("numpy", "str_"),
-    ("numpy", "string_"): ("numpy", "bytes_"),
-    ("numpy", "bool8"): ("numpy", "bool_"),
-    ("numpy", "float_"): ("numpy", "float64"),
-    ("numpy", "complex_"): ("numpy", "complex128"),
-    ("numpy", "object0"): ("numpy", "object_"),
-}
-
-_NUMPY_SCALAR_NAMES = (
-    "bool_", "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-    "float32", "float64", "longdouble", "complex64", "complex128", "clongdouble", "str_", "bytes_", "void",
-    "datetime64", "timedelta64", "object_", "intc", "uintc", "int_", "uint", "longlong", "ulonglong", "short",
-    "ushort", "byte", "ubyte", "single", "double", "half", "intp", "uintp",
-)
-_CODEC_NAMES = ("ScalarCodec", "NdarrayCodec", "CompressedNdarrayCodec", "CompressedImageCodec")
-_INDEXER_NAMES = ("SingleFieldIndexer", "FieldNotNullIndexer")
-_SPARK_TYPE_NAMES = ("NullType", "StringType", "BinaryType", "BooleanType", "DateType", "TimestampType",
-                     "TimestampNTZType", "DoubleType", "FloatType", "ByteType", "IntegerType", "LongType",
-                     "ShortType", "DecimalType", "ArrayType")
-
-#: Every (module, name) that a metadata pickle may name, after the legacy renames above.
-ALLOWED_GLOBALS: frozenset = frozenset(
-    [("petastorm.unischema", "Unischema"), ("petastorm.unischema", "UnischemaField")]
-    + [("petastorm.codecs", n) for n in _CODEC_NAMES]
-    + [("petastorm.etl.rowgroup_indexers", n) for n in _INDEXER_NAMES]
-    + [("pyspark.sql.types", n) for n in _SPARK_TYPE_NAMES]
-    + [("numpy", n) for n in _NUMPY_SCALAR_NAMES]
-    + [("numpy", "dtype"), ("numpy._core.multiarray", "scalar")]
-    + [("pyspark.serializers", "_restore"), ("copyreg", "_reconstructor")]
-    + [("decimal", "Decimal"), ("collections", "OrderedDict"), ("collections", "defaultdict")]
-    + [("builtins", n) for n in ("object", "tuple", "list", "dict", "set", "frozenset", "str", "bytes", "int",
-                                 "float", "bool", "complex")]
-    + [("_codecs", "encode")]
-)
-
-
-def _canonical(module: str, name: str, proto: int) -> tuple[str, str]:
-    """The (module, name) a global means: Python 2 names mapped as pickle maps them, then legacy renames."""
-    if proto < 3:
-        import _compat_pickle
-
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-    module = _MODULE_RENAMES.get(module, module)
-    return _NAME_RENAMES.get((module, name), (module, name))
-
-
-def _global_text(module: str, name: str, canonical: tuple[str, str]) -> str:
-    written = f"{module}.{name}"
-    meant = ".".join(canonical)
-    return f"the global {meant}" if written == meant else f"the global {meant} (written as {written})"
-
-
-def _refuse(source: str, what: str, why: str) -> PetastormMetadataError:
-    return PetastormMetadataError(
-        f"{source}: refused to unpickle {what}: {why}. Petastorm reads metadata pickles with an allow-list "
-        f"of schema, codec, Spark type, numpy and collection classes only; nothing from this pickle was run")
 
 
 # --- checked replacements of the callables that pickles use --------------------------------------------------
@@ -121,11 +69,11 @@ def _classes() -> dict[str, Any]:
     from petastorm.spark_types import STANDIN_TYPES
 
     found = {"Unischema": unischema.Unischema, "UnischemaField": unischema.UnischemaField}
-    found.update({n: getattr(codecs, n) for n in _CODEC_NAMES})
-    found.update({n: getattr(rowgroup_indexers, n) for n in _INDEXER_NAMES})
+    found.update({n: getattr(codecs, n) for n in CODEC_NAMES})
+    found.update({n: getattr(rowgroup_indexers, n) for n in INDEXER_NAMES})
     # stand-ins even when pyspark is installed: loading a schema must not import pyspark (codecs convert
     # on demand, see petastorm.spark_types.to_pyspark)
-    found.update({n: STANDIN_TYPES[n] for n in _SPARK_TYPE_NAMES})
+    found.update({n: STANDIN_TYPES[n] for n in SPARK_TYPE_NAMES})
     return found
 
 
@@ -133,7 +81,7 @@ def _make_unischema_field(values: Any, source: str) -> Any:
     from petastorm.unischema import UnischemaField
 
     if not isinstance(values, (tuple, list)) or not 2 <= len(values) <= 5:
-        raise _refuse(source, "a UnischemaField", f"expected 2 to 5 field values, got {describe_untrusted(values)}")
+        raise refusal(source, "a UnischemaField", f"expected 2 to 5 field values, got {describe_untrusted(values)}")
     return UnischemaField(*values)
 
 
@@ -147,13 +95,13 @@ class _Factories:
         """Checked ``copyreg._reconstructor``: ``object`` or ``tuple`` bases of allowed classes only."""
         classes = _classes()
         if not isinstance(cls, type) or classes.get(cls.__name__) is not cls:
-            raise _refuse(self.source, f"copyreg._reconstructor({describe_untrusted(cls)})",
+            raise refusal(self.source, f"copyreg._reconstructor({describe_untrusted(cls)})",
                           "the class is not an allowed metadata class")
         if base is object and state is None:
             return object.__new__(cls)
         if base is tuple and cls is classes["UnischemaField"]:
             return _make_unischema_field(state, self.source)
-        raise _refuse(self.source, f"copyreg._reconstructor({cls.__name__}, {describe_untrusted(base)})",
+        raise refusal(self.source, f"copyreg._reconstructor({cls.__name__}, {describe_untrusted(base)})",
                       "only the bases object (no state) and tuple (UnischemaField) are allowed")
 
     def restore(self, name: Any, fields: Any, values: Any) -> Any:
@@ -162,19 +110,19 @@ class _Factories:
 
         if name != "UnischemaField" or not isinstance(fields, tuple) \
                 or tuple(fields) != UnischemaField._fields[:len(fields)]:
-            raise _refuse(self.source, f"pyspark.serializers._restore({describe_untrusted(name)}, "
+            raise refusal(self.source, f"pyspark.serializers._restore({describe_untrusted(name)}, "
                           f"{describe_untrusted(fields)})",
                           "only UnischemaField namedtuples may be restored")
         return _make_unischema_field(values, self.source)
 
     def ordered_dict(self, *args: Any) -> Any:
         if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, dict))):
-            raise _refuse(self.source, "collections.OrderedDict(...)", "unexpected arguments")
+            raise refusal(self.source, "collections.OrderedDict(...)", "unexpected arguments")
         return collections.OrderedDict(*args)
 
     def defaultdict(self, *args: Any) -> Any:
         if len(args) > 1 or (args and args[0] not in (None, set, frozenset, list, dict, int)):
-            raise _refuse(self.source, f"collections.defaultdict({describe_untrusted(args[0])})",
+            raise refusal(self.source, f"collections.defaultdict({describe_untrusted(args[0])})",
                           "the default factory must be set, frozenset, list, dict, int or None")
         return collections.defaultdict(*args)
 
@@ -186,40 +134,40 @@ class _Factories:
 
     def _collection(self, kind: type, args: tuple) -> Any:
         if len(args) > 1 or (args and not isinstance(args[0], (list, tuple, set, frozenset))):
-            raise _refuse(self.source, f"builtins.{kind.__name__}(...)", "unexpected arguments")
+            raise refusal(self.source, f"builtins.{kind.__name__}(...)", "unexpected arguments")
         return kind(*args)
 
     def decimal_(self, *args: Any) -> Any:
         if len(args) != 1 or not isinstance(args[0], (str, int, tuple)):
-            raise _refuse(self.source, "decimal.Decimal(...)", "unexpected arguments")
+            raise refusal(self.source, "decimal.Decimal(...)", "unexpected arguments")
         return decimal.Decimal(args[0])
 
     def dtype(self, *args: Any) -> Any:
         """Checked ``numpy.dtype(description[, align[, copy]])``: a plain dtype, always a new object."""
         if not 1 <= len(args) <= 3:
-            raise _refuse(self.source, "numpy.dtype(...)", f"expected 1 to 3 arguments, got {len(args)}")
+            raise refusal(self.source, "numpy.dtype(...)", f"expected 1 to 3 arguments, got {len(args)}")
         try:
             return plain_dtype(*args)
         except UntrustedValueError as e:
-            raise _refuse(self.source, "numpy.dtype(...)", str(e)) from None
+            raise refusal(self.source, "numpy.dtype(...)", str(e)) from None
 
     def scalar(self, *args: Any) -> Any:
         """Checked ``numpy.core.multiarray.scalar(dtype, raw bytes)``: plain dtypes only."""
         if len(args) != 2:
-            raise _refuse(self.source, "a numpy scalar", f"expected (dtype, raw bytes), got {len(args)} arguments")
+            raise refusal(self.source, "a numpy scalar", f"expected (dtype, raw bytes), got {len(args)} arguments")
         try:
             return plain_scalar(*args)
         except UntrustedValueError as e:
-            raise _refuse(self.source, "a numpy scalar", str(e)) from None
+            raise refusal(self.source, "a numpy scalar", str(e)) from None
 
     def bytes_(self, *args: Any) -> Any:
         if args:  # protocols 0-2 write b'' as bytes(), other bytes as _codecs.encode(str, 'latin1')
-            raise _refuse(self.source, "builtins.bytes(...)", "only bytes() without arguments is allowed")
+            raise refusal(self.source, "builtins.bytes(...)", "only bytes() without arguments is allowed")
         return b""
 
     def codecs_encode(self, *args: Any) -> Any:
         if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
-            raise _refuse(self.source, "_codecs.encode(...)", "only (str, 'latin1') is allowed")
+            raise refusal(self.source, "_codecs.encode(...)", "only (str, 'latin1') is allowed")
         return args[0].encode("latin1")
 
 
@@ -302,9 +250,9 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return getattr(importlib.import_module(module), name)
 
     def find_class(self, module: str, name: str) -> Any:
-        canonical = _canonical(module, name, self.proto)
+        canonical = canonical_global(module, name, self.proto)
         if canonical not in ALLOWED_GLOBALS:
-            raise _refuse(self.source, _global_text(module, name, canonical), "it is not on the allow-list")
+            raise refusal(self.source, global_text(module, name, canonical), "it is not on the allow-list")
         module, name = canonical
         if (module, name) == ("copyreg", "_reconstructor"):
             return self._reconstructor
@@ -313,7 +261,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         try:
             return self._resolve(module, name)
         except (AttributeError, ImportError, KeyError) as e:
-            raise _refuse(self.source, f"the global {module}.{name}", f"it cannot be resolved here ({e})") from None
+            raise refusal(self.source, f"the global {module}.{name}", f"it cannot be resolved here ({e})") from None
 
     # -- calling opcodes --
 
@@ -323,7 +271,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         func = stack[-1]
         entry = self._reduce_table.get(id(func))
         if entry is None or not isinstance(args, tuple):
-            raise _refuse(self.source, f"a call of {_describe(func)}", "REDUCE may call only pure factories "
+            raise refusal(self.source, f"a call of {_describe(func)}", "REDUCE may call only pure factories "
                           "(OrderedDict, defaultdict, set, Decimal, numpy.dtype, numpy scalar, checked "
                           "copyreg._reconstructor)")
         stack[-1] = entry[1](*args)
@@ -332,13 +280,13 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def _new(self, cls: Any, args: Any, kwargs: Any = None) -> Any:
         if not isinstance(cls, type) or self._newobj_classes.get(id(cls)) is not cls:
-            raise _refuse(self.source, f"creating {_describe(cls)} (NEWOBJ)", "it is not an allowed metadata class")
+            raise refusal(self.source, f"creating {_describe(cls)} (NEWOBJ)", "it is not an allowed metadata class")
         if kwargs:
-            raise _refuse(self.source, f"creating {cls.__name__} with keyword arguments", "not allowed")
+            raise refusal(self.source, f"creating {cls.__name__} with keyword arguments", "not allowed")
         if cls is self._classes["UnischemaField"]:
             return _make_unischema_field(args, self.source)
         if args:
-            raise _refuse(self.source, f"creating {cls.__name__} with arguments {describe_untrusted(args)}",
+            raise refusal(self.source, f"creating {cls.__name__} with arguments {describe_untrusted(args)}",
                           "only UnischemaField takes constructor arguments")
         return object.__new__(cls)
 
@@ -365,26 +313,26 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             try:
                 rebuilt = dtype_from_state(inst, state)
             except UntrustedValueError as e:
-                raise _refuse(self.source, "a numpy.dtype state (BUILD)", str(e)) from None
+                raise refusal(self.source, "a numpy.dtype state (BUILD)", str(e)) from None
             stack[-1] = rebuilt
             self.memo.replace_dtype(inst, rebuilt)
             return
         cls = type(inst)
         if self._newobj_classes.get(id(cls)) is not cls or cls is self._classes["UnischemaField"]:
-            raise _refuse(self.source, f"setting the state of {_describe(inst)} (BUILD)",
+            raise refusal(self.source, f"setting the state of {_describe(inst)} (BUILD)",
                           "only schema, codec, Spark type and indexer objects take a state")
         if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
             state = state[0]
         if state is None:
             return
         if not isinstance(state, dict):
-            raise _refuse(self.source, f"the state of {cls.__name__}", f"expected a dict, got {type(state).__name__}")
+            raise refusal(self.source, f"the state of {cls.__name__}", f"expected a dict, got {type(state).__name__}")
         for key in state:
             if not isinstance(key, str) or key.startswith("__"):
-                raise _refuse(self.source, f"the attribute {describe_untrusted(key)} of {cls.__name__}",
+                raise refusal(self.source, f"the attribute {describe_untrusted(key)} of {cls.__name__}",
                               "not a plain attribute name")
             if cls is not self._classes["Unischema"] and _shadows_class_attribute(cls, key):
-                raise _refuse(self.source, f"the attribute {key!r} of {cls.__name__}",
+                raise refusal(self.source, f"the attribute {key!r} of {cls.__name__}",
                               "it would replace a method or property of the class")
         if cls is self._classes["Unischema"]:
             _check_unischema_state(state, self.source)
@@ -399,7 +347,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def _container(self, kinds: tuple, opname: str) -> Any:
         target = self.stack[-1]
         if type(target) not in kinds:
-            raise _refuse(self.source, f"{opname} on {_describe(target)}", "only plain containers take items")
+            raise refusal(self.source, f"{opname} on {_describe(target)}", "only plain containers take items")
         return target
 
     def load_append(self) -> None:
@@ -438,7 +386,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     # -- refused outright --
 
     def _refused_opcode(self, name: str) -> None:
-        raise _refuse(self.source, f"the opcode {name}", "it can call arbitrary code or needs external objects")
+        raise refusal(self.source, f"the opcode {name}", "it can call arbitrary code or needs external objects")
 
     for _op in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER"):
         if hasattr(pickle, _op):
@@ -467,30 +415,13 @@ def _check_unischema_state(state: dict, source: str) -> None:
 
     fields = state.get("_fields")
     if fields is not None and not isinstance(fields, dict):
-        raise _refuse(source, "a Unischema state", f"_fields must be a dict, got {type(fields).__name__}")
+        raise refusal(source, "a Unischema state", f"_fields must be a dict, got {type(fields).__name__}")
     values = fields.values() if fields is not None else [v for v in state.values() if isinstance(v, UnischemaField)]
     for value in values:
         if not isinstance(value, UnischemaField):
-            raise _refuse(source, "a Unischema state", f"a field is a {type(value).__name__}, not a UnischemaField")
+            raise refusal(source, "a Unischema state", f"a field is a {type(value).__name__}, not a UnischemaField")
     if not isinstance(state.get("_name", ""), str):
-        raise _refuse(source, "a Unischema state", "_name must be a string")
-
-
-def _static_check(data: bytes, source: str) -> None:
-    """Walk the opcodes without running anything: refuse malformed pickles and disallowed GLOBAL/INST names
-    (protocols 0-3 name their globals inline) before the first object is built."""
-    try:
-        ops = list(pickletools.genops(data))
-    except Exception as e:  # noqa: BLE001 - any parse failure means a corrupt pickle
-        raise PetastormMetadataError(f"{source}: the pickled metadata is corrupt or truncated ({e})") from None
-    proto = ops[0][1] if ops and ops[0][0].name == "PROTO" else 0
-    for opcode, arg, _pos in ops:
-        if opcode.name in ("GLOBAL", "INST"):
-            module, _, name = str(arg).partition(" ")
-            canonical = _canonical(module, name, proto)
-            if opcode.name == "INST" or canonical not in ALLOWED_GLOBALS:
-                raise _refuse(source, _global_text(module, name, canonical),
-                              "it is not on the allow-list" if opcode.name == "GLOBAL" else "INST is not allowed")
+        raise refusal(source, "a Unischema state", "_name must be a string")
 
 
 def safe_loads(data: bytes, source: str) -> Any:
@@ -504,7 +435,7 @@ def safe_loads(data: bytes, source: str) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PetastormMetadataError(f"{source}: expected pickled bytes, got {type(data).__name__}")
     data = bytes(data)
-    _static_check(data, source)
+    static_check(data, source)
     try:
         return _SafeUnpickler(data, source).load()
     except PetastormMetadataError:
