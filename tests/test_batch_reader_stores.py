@@ -184,21 +184,22 @@ def _typed_columns():
     bools = [i % 2 == 0 for i in range(_N)]
     cols["bool"] = (pa.array(bools), np.dtype(bool), bools)
     strs = [f"s{i}é" for i in range(_N)]
-    cols["string"] = (pa.array(strs, pa.string()), "object", strs)
-    cols["large_string"] = (pa.array(strs, pa.large_string()), "object", strs)
+    # as the original: string columns without nulls are numpy unicode arrays, dates datetime.date objects
+    cols["string"] = (pa.array(strs, pa.string()), "unicode", strs)
+    cols["large_string"] = (pa.array(strs, pa.large_string()), "unicode", strs)
     bins = [bytes([i, 0, 255]) for i in range(_N)]
     cols["binary"] = (pa.array(bins, pa.binary()), "object", bins)
     cols["large_binary"] = (pa.array(bins, pa.large_binary()), "object", bins)
     decs = [Decimal(i) / Decimal(100) - Decimal("1.5") for i in range(_N)]
     cols["decimal"] = (pa.array(decs, pa.decimal128(9, 2)), "object", decs)
-    cols["date32"] = (pa.array(_DATES, pa.date32()), np.dtype("datetime64[D]"), np.array(_DATES, "datetime64[D]"))
+    cols["date32"] = (pa.array(_DATES, pa.date32()), "object", _DATES)
     for unit in ["ns", "us", "ms"]:
         expected = _TS.astype(f"datetime64[{unit}]")
         cols[f"ts_{unit}"] = (pa.array(expected, pa.timestamp(unit)), np.dtype(f"datetime64[{unit}]"), expected)
         cols[f"ts_{unit}_tz"] = (pa.array(expected, pa.timestamp(unit, tz="Europe/Paris")),
                                  np.dtype(f"datetime64[{unit}]"), expected)  # the UTC instant
     cats = ["red", "green", "red", "blue", "green", "red", "red", "blue"]
-    cols["dict_string"] = (pa.array(cats).dictionary_encode(), "object", cats)
+    cols["dict_string"] = (pa.array(cats).dictionary_encode(), "unicode", cats)
     cols["dict_int"] = (pa.array([7, 8, 7, 7, 9, 8, 7, 9], pa.int32()).dictionary_encode(), np.dtype("int32"),
                         [7, 8, 7, 7, 9, 8, 7, 9])
     return cols
@@ -223,7 +224,10 @@ def typed_store(tmp_path_factory):
 
 def _check_scalar_column(name, got, dtype, expected):
     assert len(got) == _N, name
-    if dtype == "object":
+    if dtype == "unicode":
+        assert got.dtype.kind == "U", name
+        assert got.tolist() == list(expected), name
+    elif dtype == "object":
         assert got.dtype == object, name
         assert got.tolist() == list(expected), name
         assert all(type(v) is type(e) for v, e in zip(got, expected)), name
@@ -234,7 +238,7 @@ def _check_scalar_column(name, got, dtype, expected):
 
 def _check_nullable_column(name, got, dtype, expected):
     want = _with_nulls(list(expected))
-    if dtype != "object" and dtype.kind == "M":
+    if dtype not in ("object", "unicode") and dtype.kind == "M":
         # timestamps and dates stay datetime64 in their unit; nulls are NaT
         assert got.dtype == dtype, name
         assert np.isnat(got).tolist() == [w is None for w in want], name
@@ -678,8 +682,8 @@ def test_spark_written_store_round_trips_every_column(spark_store):
         assert [v is None for v in cols[name]] == [e is None for e in expected], name
         np.testing.assert_allclose([float(v) for v in cols[name] if v is not None],
                                    [e for e in expected if e is not None], rtol=1e-6)
-    assert cols["day"].dtype.kind == "M"
-    assert [None if np.isnat(v) else v.astype("datetime64[D]").item() for v in cols["day"]] == [r.day for r in rows]
+    assert cols["day"].dtype == object  # datetime.date objects (None for nulls), as the original gives
+    assert cols["day"].tolist() == [r.day for r in rows]
     assert cols["ts"].dtype.kind == "M"
     expected_ts = [None if r.ts is None else np.datetime64(r.ts.replace(tzinfo=None), "us") for r in rows]
     assert [None if np.isnat(v) else v.astype("datetime64[us]") for v in cols["ts"]] == expected_ts

@@ -163,7 +163,7 @@ _WITHOUT_PYSPARK = textwrap.dedent("""
     out = {{}}
     for name in EXPECTED:
         path = {testdata!r} + '/' + name
-        schema = dm.get_schema_from_dataset_url(path)
+        schema = dm.get_schema_from_dataset_url('file://' + path)
         indexes = load_rowgroup_indexes(dm.read_dataset_metadata(pafs.LocalFileSystem(), path), path)
         out[name] = [schema._name, describe_schema(schema), sorted(indexes or {{}}),
                      type(schema.fields['id'].codec.spark_dtype()).__module__]

@@ -283,7 +283,7 @@ def test_partition_by_writes_hive_directories_without_the_partition_column(tmp_p
     table = pq.read_table(path, partitioning="hive")
     pairs = sorted(zip(table.column("id").to_pylist(), [int(p) for p in table.column("part").to_pylist()]))
     assert pairs == [(i, i % 3) for i in range(30)]
-    assert get_schema_from_dataset_url(path) == schema  # the stored schema keeps the partition field
+    assert get_schema_from_dataset_url("file://" + path) == schema  # the stored schema keeps the partition field
 
 
 def test_rows_per_file_and_num_files_count_per_partition_directory(tmp_path):
@@ -431,7 +431,7 @@ def test_failed_overwrite_keeps_the_old_dataset(tmp_path):
         yield from _blob_rows(5, start=10)
         yield {"id": 99, "part": 0, "blob": np.zeros((100, 99), np.uint8)}
 
-    with pytest.raises(PetastormSchemaError, match="row 5 of the input: field 'blob'"):
+    with pytest.raises(PetastormSchemaError, match="row 5 of the input: .*field 'blob'"):
         write_dataset(path, _blob_schema(), rows(), workers_count=1, progress=False, overwrite=True)
     assert _ids(path) == [0, 1, 2]
     assert _siblings(tmp_path) == ["ds"]
@@ -444,7 +444,7 @@ def test_bad_row_in_the_middle_publishes_nothing_and_cleans_up(tmp_path, workers
         yield {"id": 37, "part": 0, "blob": np.zeros((100, 100), np.float32)}
         yield from _blob_rows(20, start=38)
 
-    with pytest.raises(PetastormSchemaError, match="row 37 of the input: field 'blob'"):
+    with pytest.raises(PetastormSchemaError, match="row 37 of the input: .*field 'blob'"):
         write_dataset(str(tmp_path / "ds"), _blob_schema(), rows(), workers_count=workers_count, progress=False,
                       chunk_rows=8, row_group_size_mb=0.02)
     assert _siblings(tmp_path) == []
