@@ -372,6 +372,16 @@ def test_unpickled_schema_with_a_field_that_is_not_well_formed_is_refused():
         dm.load_unischema({dm.UNISCHEMA_KEY: pickle.dumps(bad)}, "src")
 
 
+@pytest.mark.parametrize("data", [
+    b"\x80\x02cpetastorm.unischema\nUnischema\n)\x81.",                             # no state at all
+    b"\x80\x02cpetastorm.unischema\nUnischema\n)\x81}U\x07_fields}U\x01xK\x01ssb.",  # a field that is an int
+    b"\x80\x02cpetastorm.codecs\nNdarrayCodec\n)\x81.",                             # not a Unischema
+], ids=["no-state", "int-field", "codec"])
+def test_unpickled_schema_without_a_usable_state_is_refused_naming_the_file(data):
+    with pytest.raises(PetastormMetadataError, match="^src"):
+        dm.load_unischema({dm.UNISCHEMA_KEY: data}, "src")
+
+
 def test_metadata_and_indexes_on_s3(s3_server, tmp_path):
     """Write, read, generate metadata and build an index on a real S3-protocol server."""
     from petastorm.etl.petastorm_generate_metadata import generate_petastorm_metadata

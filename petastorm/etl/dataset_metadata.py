@@ -250,7 +250,7 @@ def load_unischema(metadata: dict, source: str) -> Any:
 
 def _check_field_keys(schema: Any, source: str) -> None:
     """Every field of an unpickled schema is stored under its own name (the rebuild checks the rest)."""
-    fields = schema.fields
+    fields = vars(schema).get("_fields")  # a Unischema unpickled without a state has none
     if not isinstance(fields, dict) or not all(type(name) is str and getattr(field, "name", None) == name
                                                for name, field in fields.items()):
         raise PetastormMetadataError(f"{source}: the stored schema has a field stored under another name")
