@@ -109,7 +109,7 @@ def schema_module(testdata_dir, tmp_path, monkeypatch):
     module_dir.mkdir()
     (module_dir / "legacy_schema_mod.py").write_text(
         "from petastorm.etl.dataset_metadata import get_schema_from_dataset_url\n"
-        f"LegacySchema = get_schema_from_dataset_url({os.path.join(testdata_dir, 'legacy', '0.7.6')!r})\n")
+        f"LegacySchema = get_schema_from_dataset_url({'file://' + os.path.join(testdata_dir, 'legacy', '0.7.6')!r})\n")
     monkeypatch.syspath_prepend(str(module_dir))
     return "legacy_schema_mod.LegacySchema", str(module_dir)
 

@@ -169,8 +169,13 @@ def test_a_missing_s3_prefix_is_a_dataset_error_naming_it(s3_server, s3_stores):
         make_batch_reader(f"s3://{s3_stores}/no-such-prefix", storage_options=s3_server.storage_options)
 
 
-def test_make_reader_on_a_plain_s3_store_suggests_make_batch_reader(s3_server, s3_stores):
-    from petastorm.errors import PetastormMetadataError
-
-    with pytest.raises(PetastormMetadataError, match="make_batch_reader"):
-        make_reader(f"s3://{s3_stores}/plain", storage_options=s3_server.storage_options)
+def test_make_reader_on_a_plain_s3_store_suggests_make_batch_reader_and_reads_it(s3_server, s3_stores):
+    with pytest.warns(UserWarning, match="make_batch_reader"):  # the original's warning, then it reads
+        reader = make_reader(f"s3://{s3_stores}/plain", storage_options=s3_server.storage_options,
+                             reader_pool_type="dummy")
+    with reader:
+        rows = list(reader)
+    with make_batch_reader(f"s3://{s3_stores}/plain", storage_options=s3_server.storage_options,
+                           reader_pool_type="dummy") as batches:
+        expected = sum(len(b[0]) for b in batches)
+    assert len(rows) == expected > 0

@@ -160,8 +160,8 @@ def test_build_in_process_reproduces_the_legacy_indexes(legacy_copy, legacy_inde
         assert _index_data(rebuilt[name]) == _index_data(stored), name
     # matrix_nullable holds a value in some rows of every partition: every row group has one
     assert rebuilt["has_matrix_nullable"].get_row_group_indexes() <= set(range(10))
-    assert dm.get_schema_from_dataset_url(legacy_copy) == dm.get_schema_from_dataset_url(
-        os.path.join(testdata_dir, "legacy", "0.7.6"))
+    assert dm.get_schema_from_dataset_url("file://" + str(legacy_copy)) == dm.get_schema_from_dataset_url(
+        "file://" + os.path.join(testdata_dir, "legacy", "0.7.6"))
 
 
 def test_build_keeps_other_indexes_and_checks_fields(legacy_copy):
