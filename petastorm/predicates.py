@@ -73,6 +73,24 @@ def _frame_call(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:
     return mask
 
 
+def _series_call(func: Callable, names: list, columns: dict, extra: list, num_rows: int) -> Optional[np.ndarray]:
+    """``func`` called once with a ``pandas.Series`` per field, as the original's ``make_batch_reader`` calls an
+    ``in_lambda``'s function; its boolean result of ``num_rows`` values is the mask. None when the function
+    raises or gives anything else (one written for single values, e.g. ``lambda x: x in ids``): it is then
+    called per row."""
+    from petastorm.transform import columns_to_dataframe
+
+    frame = columns_to_dataframe({n: columns[n] for n in dict.fromkeys(names)})
+    try:
+        result = func(*[frame[n] for n in names], *extra)
+        mask = np.asarray(getattr(result, "values", result))
+    except Exception:
+        return None
+    if mask.shape != (num_rows,) or mask.dtype != bool:
+        return None
+    return mask
+
+
 def _is_users(predicate: Any) -> bool:
     """A predicate whose only way to decide is ``do_include`` (not one of the vectorised built-ins)."""
     return not isinstance(predicate, PredicateBase) or \
@@ -201,6 +219,10 @@ class in_lambda(PredicateBase):
         cols = [columns[f] for f in self._predicate_fields]
         func = self._predicate_func
         extra = [self._state_arg] if self._state_arg is not None else []
+        if isinstance(columns, _BatchColumns):
+            mask = _series_call(func, self._predicate_fields, columns, extra, num_rows)
+            if mask is not None:
+                return mask
         out = np.empty(num_rows, dtype=bool)
         for i in range(num_rows):
             out[i] = bool(func(*[c[i] for c in cols], *extra))

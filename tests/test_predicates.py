@@ -264,3 +264,38 @@ def test_builtin_predicates_stay_vectorised_in_make_batch_reader(tmp_path):
                            reader_pool_type="dummy", shuffle_row_groups=False) as reader:
         ids = [int(i) for b in reader for i in b.id]
     assert ids == [0, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_in_lambda_gets_a_series_per_field_in_make_batch_reader_as_the_original(tmp_path):
+    """The original calls an in_lambda's function once per batch with a pandas Series per field, so functions
+    written for it (``s.str.startswith``) work unchanged; also inside in_negate and in_reduce."""
+    from petastorm import make_batch_reader
+
+    seen = []
+
+    def ends_in_even(s, state):
+        seen.append((type(s).__name__, len(s), state))
+        return s.str[-1].astype(int) % 2 == 0
+
+    url = _ids_dataset(tmp_path)
+    with make_batch_reader(url, predicate=in_lambda(["s"], ends_in_even, "x"), reader_pool_type="dummy",
+                           shuffle_row_groups=False) as reader:
+        ids = [int(i) for b in reader for i in b.id]
+    assert ids == [0, 2, 4, 6, 8]
+    assert seen == [("Series", 5, "x"), ("Series", 5, "x")]
+    with make_batch_reader(url, predicate=in_negate(in_lambda(["s"], ends_in_even, "x")), reader_pool_type="dummy",
+                           shuffle_row_groups=False) as reader:
+        assert [int(i) for b in reader for i in b.id] == [1, 3, 5, 7, 9]
+
+
+def test_in_lambda_written_for_single_values_still_works_in_make_batch_reader(tmp_path):
+    """A function that cannot take a Series (it raises, or gives a single bool) is called per row."""
+    from petastorm import make_batch_reader
+
+    wanted = {1, 4, 7}
+    with make_batch_reader(_ids_dataset(tmp_path), predicate=in_lambda(["id"], lambda i: i in wanted),
+                           reader_pool_type="dummy", shuffle_row_groups=False) as reader:
+        assert [int(i) for b in reader for i in b.id] == [1, 4, 7]
+    with make_batch_reader(_ids_dataset(tmp_path), predicate=in_lambda(["id"], lambda i: bool(i > 6)),
+                           reader_pool_type="dummy", shuffle_row_groups=False) as reader:
+        assert [int(i) for b in reader for i in b.id] == [7, 8, 9]
