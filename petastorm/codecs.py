@@ -29,7 +29,7 @@ from petastorm.batch_memory import (  # noqa: F401 (_BATCH_MEMORY and set_batch_
     _compact_copy,
     set_batch_allocator,
 )
-from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError
+from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError, add_note
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
 from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
 
@@ -199,7 +199,7 @@ class DataframeColumnCodec(ABC):
             raise
         except Exception as e:
             if type(self).__module__ != __name__:
-                e.add_note(f"decoding field {field.name!r}, row {row} of the decoded column")
+                add_note(e, f"decoding field {field.name!r}, row {row} of the decoded column")
                 raise
             raise decode_error(field, row, f"cannot decode the stored value: {e}") from e
         if self._checks_decoded_arrays and isinstance(out, np.ndarray):

@@ -136,3 +136,12 @@ class PetastormValueTypeError(PetastormSchemaError, TypeError):
     """A value given for a field has a Python type the field cannot take (``dict_to_spark_row``, the codecs'
     ``encode``). Both a ``TypeError`` and a ``ValueError``: the original raised one or the other depending on
     the field's codec and the value."""
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)`` where Python has it (3.11+); on 3.10 the note is appended to the first argument
+    of a plain exception whose message is a string (other exceptions are left as they are)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    elif error.args and isinstance(error.args[0], str):
+        error.args = (f"{error.args[0]} ({note})",) + error.args[1:]

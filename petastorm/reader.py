@@ -208,109 +208,6 @@ def _ids_fingerprint(ids: list) -> str:
     return fingerprint([int(i) for i in ids])
 
 
-def _filters_expression(filters: Any) -> Any:
-    if filters is None:
-        return None
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    if isinstance(filters, pc.Expression):
-        return filters
-    try:
-        return pq.filters_to_expression(filters)
-    except Exception as e:
-        raise PetastormArgumentError(f"filters {filters!r} is not valid pyarrow DNF: {e}") from e
-
-
-def _expression_columns(expression: Any, schema: Any) -> list:
-    """Columns of ``schema`` that a pyarrow ``Expression`` refers to (pyarrow does not list them: a column
-    is referred to when the expression no longer binds without it)."""
-    import pyarrow as pa
-
-    def bind_error(candidate: Any) -> Optional[Exception]:
-        try:
-            pa.Table.from_batches([], schema=candidate).filter(expression)
-        except (pa.ArrowException, ValueError, TypeError, KeyError) as e:
-            return e
-        return None
-
-    error = bind_error(schema)
-    if error is not None:
-        raise PetastormArgumentError(f"filters expression {expression} does not apply to the dataset's columns "
-                                     f"{schema.names}: {error}")
-    text = str(expression)  # a referenced column's name appears in the expression's text: test only those
-    return [name for i, name in enumerate(schema.names) if name in text and bind_error(schema.remove(i)) is not None]
-
-
-def _filter_columns(filters: Any, schema: Any) -> list:
-    """Columns of the dataset's Arrow ``schema`` that ``filters`` (DNF list or pyarrow ``Expression``) read."""
-    if filters is None:
-        return []
-    if not isinstance(filters, (list, tuple)):
-        return _expression_columns(filters, schema)
-    names = []
-    items = filters if filters and isinstance(filters[0], (list, tuple)) and filters[0] and \
-        isinstance(filters[0][0], (list, tuple)) else [filters]
-    for conj in items:
-        for term in conj:
-            names.append(term[0])
-    return list(dict.fromkeys(names))
-
-
-def _prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg_ids: list) -> tuple:
-    """Drop row groups whose Hive partition values fail ``filters`` (when only partition columns are used)."""
-    if expression is None or not columns or not set(columns) <= set(dataset.partition_names):
-        return rg_ids, False
-    import pyarrow as pa
-
-    from petastorm.reader_impl.worker import _filter_mask, _partition_scalar
-
-    schema = dataset.arrow_schema
-    keep = []
-    distinct = {}
-    for i in rg_ids:
-        distinct.setdefault(dataset.row_groups[i].partition, []).append(i)
-    parts = list(distinct)
-    cols = {}
-    for name in columns:
-        typ = schema.field(name).type
-        vals = [dict(p).get(name) for p in parts]
-        cols[name] = pa.array([_partition_scalar(v, typ, name) for v in vals], type=typ)
-    mask = _filter_mask(pa.table(cols), expression)
-    for p, ok in zip(parts, mask):
-        if ok:
-            keep.extend(distinct[p])
-    return sorted(keep), True
-
-
-def _prune_by_partition_predicate(dataset: Any, predicate: Any, rg_ids: list) -> list:
-    """Drop row groups whose Hive partition values fail ``predicate`` when it reads partition keys only, as
-    the original does at planning time: ``predicate.do_include`` is called once per distinct partition with
-    a dict of its typed values. A predicate that raises there is left to the workers (they raise it)."""
-    if predicate is None or not dataset.partition_names:
-        return rg_ids
-    fields = set(predicate.get_fields())
-    if not fields or not fields <= set(dataset.partition_names):
-        return rg_ids
-    from petastorm.reader_impl.worker import _partition_scalar
-
-    types = {name: dataset.arrow_schema.field(name).type for name in fields}
-    verdicts: dict = {}
-    keep = []
-    for i in rg_ids:
-        partition = dataset.row_groups[i].partition
-        if partition not in verdicts:
-            values = dict(partition)
-            row = {name: _partition_scalar(values.get(name), types[name], name) for name in fields}
-            try:
-                verdicts[partition] = bool(predicate.do_include(row))
-            except Exception:
-                return rg_ids
-        if verdicts[partition]:
-            keep.append(i)
-    return keep
-
-
 # --- the entry points -------------------------------------------------------------------------------------
 
 def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: str = "thread", workers_count: int = 10,
@@ -454,6 +351,12 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     from petastorm.reader_impl.fixed_binary import direct_read_enabled
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool import make_pool
+    from petastorm.reader_impl.selection import (
+        filter_columns,
+        filters_expression,
+        prune_by_partition_filters,
+        prune_by_partition_predicate,
+    )
     from petastorm.reader_impl.worker import ReadSpec, WorkerFactory
     num_epochs = _ensure_num_epochs(num_epochs)
     explicit_seed = seed
@@ -532,10 +435,10 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                 f"petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
         selected = set(rowgroup_selector.select_row_groups(indexes))
         rg_ids = [i for i in rg_ids if i in selected]
-    expression = _filters_expression(filters)
-    filter_cols = _filter_columns(filters, dataset.arrow_schema)
-    rg_ids, pruned = _prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
-    rg_ids = _prune_by_partition_predicate(dataset, predicate, rg_ids)
+    expression = filters_expression(filters)
+    filter_cols = filter_columns(filters, dataset.arrow_schema)
+    rg_ids, pruned = prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
+    rg_ids = prune_by_partition_predicate(dataset, predicate, rg_ids)
     if not rg_ids and dataset.row_groups:
         import warnings
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError, PetastormTransformError
+from petastorm.errors import PetastormSchemaError, PetastormTransformError, add_note
 from petastorm.unischema import Unischema, UnischemaField
 
 __all__ = [
@@ -143,7 +143,7 @@ def _call_user_func(spec: TransformSpec, arg: Any) -> Any:
     try:
         return spec.func(arg)
     except Exception as e:
-        e.add_note(f"raised in the TransformSpec func {_func_name(spec.func)!r}")
+        add_note(e, f"raised in the TransformSpec func {_func_name(spec.func)!r}")
         raise
 
 

@@ -14,7 +14,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormDatasetError, PetastormDecodeError, PetastormError, PetastormSchemaError
+from petastorm.errors import (
+    PetastormDatasetError,
+    PetastormDecodeError,
+    PetastormError,
+    PetastormSchemaError,
+    add_note,
+)
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 __all__ = ["ReadSpec", "RowGroupWorker", "WorkerFactory"]
@@ -215,7 +221,7 @@ class RowGroupWorker:
             raise _placed(e, getattr(e, "field", "?"), rg, row) from e
         except Exception as e:  # a codec of the user's: its own exception, with the place
             if not isinstance(e, PetastormError):
-                e.add_note(f"decoding row group {rg.row_group} of Parquet file {rg.path!r}")
+                add_note(e, f"decoding row group {rg.row_group} of Parquet file {rg.path!r}")
             raise
 
     def _decode(self, table: Any, names: list) -> dict:
@@ -239,7 +245,7 @@ class RowGroupWorker:
                 raise PetastormSchemaError(f"field {name!r}: {e}") from e
             except Exception as e:  # a codec of the user's: its own exception, naming the field
                 if not isinstance(e, PetastormError):
-                    e.add_note(f"decoding field {name!r}")
+                    add_note(e, f"decoding field {name!r}")
                 raise
             kind = self._retyped.get(name)
             if kind is not None:
