@@ -220,6 +220,15 @@ def _stack_or_object(decoded: list) -> np.ndarray:
     return _object_column(decoded)
 
 
+def _parsed(convert: Any, value: Any, name: str, expected: str) -> Any:
+    """``convert(value)`` as the original encodes numbers (``'12'`` is 12); a value it cannot convert is a
+    ``PetastormSchemaError`` (a ``ValueError``) led by Python's own words, as the original's was."""
+    try:
+        return convert(value)
+    except ValueError as e:
+        raise PetastormSchemaError(f"{e}: field {name!r} expects {expected}, got {type(value).__name__}") from None
+
+
 class ScalarCodec(DataframeColumnCodec):
     """A native Parquet scalar column of the given Spark SQL type.
 
@@ -249,15 +258,9 @@ class ScalarCodec(DataframeColumnCodec):
             if isinstance(value, (float, np.floating)) and not float(value).is_integer():
                 raise PetastormSchemaError(
                     f"field {unischema_field.name!r} expects an integer ({kind}), got {value!r}")
-            if isinstance(value, (str, bytes)):
-                raise PetastormSchemaError(
-                    f"field {unischema_field.name!r} expects an integer ({kind}), got {type(value).__name__}")
-            return int(value)
+            return _parsed(int, value, name, f"an integer ({kind})")
         if kind in ("FloatType", "DoubleType"):
-            if isinstance(value, (str, bytes)):
-                raise PetastormSchemaError(
-                    f"field {unischema_field.name!r} expects a float ({kind}), got {type(value).__name__}")
-            return float(value)
+            return _parsed(float, value, name, f"a float ({kind})")
         if kind == "BooleanType":
             return bool(value)
         if kind == "StringType":

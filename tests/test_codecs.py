@@ -647,3 +647,21 @@ def test_fixed_shape_column_of_cells_of_another_shape_raises_naming_field_and_ro
     column = _column([codec.encode(small, np.zeros((3, 3), np.float32)) for _ in range(3)])
     with pytest.raises(PetastormDecodeError, match=r"'m', row 0 .*shape \(3, 3\)"):
         codec.decode_column(field, column)
+
+
+@pytest.mark.parametrize("spark_type, numpy_type, text, expected", [
+    (T.LongType(), np.int64, "12", 12), (T.IntegerType(), np.int32, " -3 ", -3), (T.DoubleType(), np.float64, "1.5", 1.5)])
+def test_scalar_codec_encodes_numeric_strings_as_the_original(spark_type, numpy_type, text, expected):
+    field = UnischemaField("n", numpy_type, (), ScalarCodec(spark_type), False)
+    assert field.codec.encode(field, text) == expected
+
+
+@pytest.mark.parametrize("spark_type, numpy_type, phrase", [
+    (T.LongType(), np.int64, "invalid literal for int() with base 10: 'abc'"),
+    (T.DoubleType(), np.float64, "could not convert string to float: 'abc'")])
+def test_scalar_codec_refuses_a_non_numeric_string_leading_with_pythons_words(spark_type, numpy_type, phrase):
+    field = UnischemaField("n", numpy_type, (), ScalarCodec(spark_type), False)
+    with pytest.raises(ValueError) as info:
+        field.codec.encode(field, "abc")
+    assert isinstance(info.value, PetastormSchemaError)
+    assert str(info.value).startswith(phrase) and "field 'n'" in str(info.value)

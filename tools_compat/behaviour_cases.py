@@ -164,6 +164,8 @@ def describe_value(v: Any) -> str:
         return d
     if isinstance(v, np.generic) and v.dtype.kind in "mM":
         return f"{type(v).__name__}[{v.dtype}]"
+    if isinstance(v, np.bool_):
+        return "bool_"  # numpy 2 renamed the type's __name__ to 'bool'; numpy 1 (the original's) says 'bool_'
     return type(v).__name__
 
 
