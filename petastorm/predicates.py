@@ -77,10 +77,13 @@ def _series_call(func: Callable, names: list, columns: dict, extra: list, num_ro
     """``func`` called once with a ``pandas.Series`` per field, as the original's ``make_batch_reader`` calls an
     ``in_lambda``'s function; its boolean result of ``num_rows`` values is the mask. None when the function
     raises or gives anything else (one written for single values, e.g. ``lambda x: x in ids``): it is then
-    called per row."""
+    called per row, as it is without pandas (an optional dependency)."""
     from petastorm.transform import columns_to_dataframe
 
-    frame = columns_to_dataframe({n: columns[n] for n in dict.fromkeys(names)})
+    try:
+        frame = columns_to_dataframe({n: columns[n] for n in dict.fromkeys(names)})
+    except ImportError:
+        return None
     try:
         result = func(*[frame[n] for n in names], *extra)
         mask = np.asarray(getattr(result, "values", result))
