@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from petastorm.batch_memory import (  # noqa: F401 (_BATCH_MEMORY and set_batch_allocator: used from here)
-    _BATCH_MEMORY,
+from petastorm.batch_memory import (  # noqa: F401 (set_batch_allocator: public here, as before the split)
     _cell_strides,
     _cells_copy_view,
     _cells_view,
@@ -39,7 +38,6 @@ __all__ = [
     "NdarrayCodec",
     "CompressedNdarrayCodec",
     "CompressedImageCodec",
-    "spark_type_for_numpy",
     "encode_native",
     "decode_native_column",
     "check_value_fits_field",
@@ -466,30 +464,6 @@ class CompressedImageCodec(DataframeColumnCodec):
 
 
 # --- fields with no codec (native Parquet columns) ----------------------------------------------------------
-
-def spark_type_for_numpy(numpy_dtype: Any, shape: tuple = (), field_name: str = "?") -> Any:
-    """Spark SQL type that stores values of ``numpy_dtype`` (an ``ArrayType`` when ``shape`` is 1-D)."""
-    t = _dtype_type(numpy_dtype)
-    table = {
-        np.int8: "ByteType", np.uint8: "ShortType", np.int16: "ShortType", np.uint16: "IntegerType",
-        np.int32: "IntegerType", np.uint32: "LongType", np.int64: "LongType", np.float32: "FloatType",
-        np.float64: "DoubleType", np.bool_: "BooleanType", np.str_: "StringType", np.bytes_: "BinaryType",
-        np.datetime64: "TimestampType",
-    }
-    if t is Decimal:
-        base = spark_type("DecimalType", 38, 18)
-    elif t in table:
-        base = spark_type(table[t])
-    else:
-        raise PetastormSchemaError(f"field {field_name!r}: numpy type {numpy_dtype} has no Spark SQL type")
-    if shape == () or shape is None:
-        return base
-    if len(shape) == 1:
-        return spark_type("ArrayType", base)
-    raise PetastormSchemaError(
-        f"field {field_name!r}: a field with no codec must be a scalar or 1-D, got shape {shape}; "
-        f"use NdarrayCodec for arrays")
-
 
 def encode_native(field: Any, value: Any) -> Any:
     """Encode a value of a field with no codec into a native Parquet value (scalar or list)."""

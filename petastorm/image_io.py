@@ -100,7 +100,7 @@ def decode_image_cells(field: Any, offsets: np.ndarray, data: np.ndarray, column
     fixed = all(d is not None for d in shape) and column.null_count == 0
     cv2 = opencv()
     if fixed:
-        from petastorm.codecs import _BATCH_MEMORY
+        from petastorm.batch_memory import _BATCH_MEMORY
 
         out = _BATCH_MEMORY.empty((n,) + shape, np.dtype(field.numpy_dtype))
         rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None) if cv2 is not None else None

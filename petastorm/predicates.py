@@ -60,11 +60,9 @@ class _BatchColumns(dict):
 def _frame_call(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:
     """``do_include`` called once with a ``pandas.DataFrame`` of the predicate's fields (the original's
     ``make_batch_reader`` contract); its boolean Series (or array) is the mask."""
-    from petastorm.transform import columns_to_dataframe
-
     names = sorted(predicate.get_fields())
-    result = predicate.do_include(columns_to_dataframe({n: columns[n] for n in names}))
-    mask = np.asarray(getattr(result, "values", result))
+    result = predicate.do_include(_frame(columns, names))
+    mask = _as_array(result)
     if mask.shape != (num_rows,):
         raise PetastormSchemaError(
             f"predicate {type(predicate).__name__}: make_batch_reader passes do_include a pandas.DataFrame of "
@@ -78,20 +76,29 @@ def _series_call(func: Callable, names: list, columns: dict, extra: list, num_ro
     ``in_lambda``'s function; its boolean result of ``num_rows`` values is the mask. None when the function
     raises or gives anything else (one written for single values, e.g. ``lambda x: x in ids``): it is then
     called per row, as it is without pandas (an optional dependency)."""
-    from petastorm.transform import columns_to_dataframe
-
     try:
-        frame = columns_to_dataframe({n: columns[n] for n in dict.fromkeys(names)})
+        frame = _frame(columns, names)
     except ImportError:
         return None
     try:
-        result = func(*[frame[n] for n in names], *extra)
-        mask = np.asarray(getattr(result, "values", result))
+        mask = _as_array(func(*[frame[n] for n in names], *extra))
     except Exception:
         return None
     if mask.shape != (num_rows,) or mask.dtype != bool:
         return None
     return mask
+
+
+def _frame(columns: dict, names: list) -> Any:
+    """A ``pandas.DataFrame`` of the columns ``names`` (each once, in the order given)."""
+    from petastorm.transform import columns_to_dataframe
+
+    return columns_to_dataframe({n: columns[n] for n in dict.fromkeys(names)})
+
+
+def _as_array(result: Any) -> np.ndarray:
+    """A predicate's result (a pandas Series, an array, a list or a bool) as a numpy array."""
+    return np.asarray(getattr(result, "values", result))
 
 
 def _is_users(predicate: Any) -> bool:

@@ -81,10 +81,6 @@ def _ensure_dataset_url(url: Any) -> Union[str, list]:
     return url
 
 
-def _describe_url(url: Union[str, list]) -> str:
-    return repr(url) if isinstance(url, str) else f"the list of {len(url)} file URLs starting with {url[0]!r}"
-
-
 def _ensure_num_epochs(num_epochs: Any) -> Optional[int]:
     if num_epochs is None:
         return None
@@ -347,7 +343,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
     import numpy as np
 
-    from petastorm.reader_impl.dataset import open_dataset
+    from petastorm.reader_impl.dataset import describe_url, open_dataset
     from petastorm.reader_impl.fixed_binary import direct_read_enabled
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool import make_pool
@@ -385,7 +381,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         import warnings
 
         warnings.warn("Currently make_reader supports reading only Petastorm datasets. To read from a non-Petastorm "
-                      f"Parquet store use make_batch_reader ({_describe_url(url)} has no Petastorm metadata: its "
+                      f"Parquet store use make_batch_reader ({describe_url(url)!r} has no Petastorm metadata: its "
                       f"schema is inferred from the Parquet schema)", UserWarning, stacklevel=3)
     schema = dataset.schema
 
@@ -443,7 +439,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         import warnings
 
         warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "
-                      f"was sharded: no row group of {_describe_url(url)} is left after the rowgroup_selector, "
+                      f"was sharded: no row group of {describe_url(url)!r} is left after the rowgroup_selector, "
                       "filters and the predicate on partition keys", UserWarning, stacklevel=3)
     # No row group selected by rowgroup_selector/filters: the reader yields nothing, as the original's does
     # (sharding an empty selection still raises the original's NoDataAvailableError, in the plan).

@@ -23,7 +23,7 @@ from petastorm.errors import DatasetNotFoundError, PetastormDatasetError, Petast
 from petastorm.reader_impl.work_item import RowGroupInfo  # noqa: F401 - defined there, light for workers
 from petastorm.unischema import Unischema
 
-__all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset"]
+__all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset", "describe_url"]
 
 _FOOTER_THREADS = 8
 UNKNOWN_ROWS = -1
@@ -90,7 +90,8 @@ class DatasetInfo:
         return self.stored_schema is not None
 
 
-def _describe(url: Any) -> str:
+def describe_url(url: Any) -> str:
+    """A dataset URL, or a short description of a list of file URLs, for messages."""
     return url if isinstance(url, str) else f"{len(url)} file URLs ({url[0]!r}...)"
 
 
@@ -108,11 +109,11 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
         try:
             return _walk_local(root)
         except OSError as e:
-            raise PetastormDatasetError(f"cannot list the files of {_describe(url)!r}: {e}") from e
+            raise PetastormDatasetError(f"cannot list the files of {describe_url(url)!r}: {e}") from e
     try:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     except (OSError, pa.ArrowException) as e:
-        raise PetastormDatasetError(f"cannot list the files of {_describe(url)!r}: {e}") from e
+        raise PetastormDatasetError(f"cannot list the files of {describe_url(url)!r}: {e}") from e
     prefix = root.rstrip("/") + "/"
     plen = len(prefix)
     # On a local filesystem directories have no size, so ``size`` alone tells non-empty files (FileInfo.is_file
@@ -252,7 +253,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
         info = fs.get_file_info(path_or_paths)
         if info.type == pafs.FileType.NotFound:
             raise DatasetNotFoundError(f"Passed non-file path: {path_or_paths}: dataset path "
-                                       f"{_describe(url_or_urls)!r} does not exist")
+                                       f"{describe_url(url_or_urls)!r} does not exist")
         if info.type == pafs.FileType.Directory:
             root: Optional[str] = path_or_paths.rstrip("/") or "/"
             # The metadata file is read and parsed in a thread while the (GIL-free) listing runs.
@@ -265,7 +266,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
             if not listed:
                 meta.join()
                 raise PetastormDatasetError(
-                    f"no Parquet files found in {_describe(url_or_urls)!r} (the directory is empty or holds "
+                    f"no Parquet files found in {describe_url(url_or_urls)!r} (the directory is empty or holds "
                     f"only metadata/hidden files)")
         else:
             root, listed = None, [(path_or_paths, info.size)]
@@ -301,7 +302,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
             files, rels = [p for p in files if p not in empty], [r for p, r in zip(files, rels) if p not in empty]
             if not files:
                 raise PetastormDatasetError(
-                    f"no Parquet files found in {_describe(url_or_urls)!r} (the directory is empty or holds "
+                    f"no Parquet files found in {describe_url(url_or_urls)!r} (the directory is empty or holds "
                     f"only metadata/hidden files)")
     if counts is not None and root:
         _ensure_listed_files_exist(counts, rels, root)

@@ -41,15 +41,15 @@ def worker_batch_allocator() -> Optional[Callable[[tuple, Any], Any]]:
 
 def _install_batch_allocator(writer: ShmWriter) -> None:
     """Let the codecs decode batches straight into shared memory (no copy when the result is sent), where
-    they offer the hook ``petastorm.codecs.set_batch_allocator(fn)``; ``fn(shape, dtype)`` returns an array
+    they offer the hook ``petastorm.batch_memory.set_batch_allocator(fn)``; ``fn(shape, dtype)`` returns an array
     or None (then the codec allocates as usual)."""
     global _BATCH_ALLOCATOR
     if writer.transport != TRANSPORT_SHM:
         return
     _BATCH_ALLOCATOR = writer.allocate
-    import petastorm.codecs as codecs  # imported here (not only if preloaded: 'spawn' workers start bare)
+    from petastorm.batch_memory import set_batch_allocator  # here: 'spawn' workers start bare
 
-    codecs.set_batch_allocator(writer.allocate)
+    set_batch_allocator(writer.allocate)
 
 
 def worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, transport: str,

@@ -377,7 +377,7 @@ def _placed(error: PetastormDecodeError, name: str, rg: Any, row: Optional[int])
 
 
 def _batch_bytes(nbytes: int) -> np.ndarray:
-    from petastorm.codecs import _BATCH_MEMORY
+    from petastorm.batch_memory import _BATCH_MEMORY
 
     return _BATCH_MEMORY.empty((nbytes,), np.uint8)
 
@@ -390,7 +390,7 @@ def _rows_of(array: np.ndarray, start: int, count: int, indices: Optional[np.nda
     count = max(0, min(count, len(array) - start))
     if start == 0 and count == len(array) and indices is None:
         return array
-    from petastorm.codecs import _BATCH_MEMORY
+    from petastorm.batch_memory import _BATCH_MEMORY
 
     part = array[start:start + count]
     rows = len(part) if indices is None else len(indices)
