@@ -15,7 +15,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q --upgrade pip
 
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) install -c constraints.txt -e '.[test,torch,tf,jax]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,7 +35,7 @@ test-spark4:
 	$(PYTHON) -m venv $(SPARK4_VENV)
 	$(SPARK4_VENV)/bin/python -m pip install -q --upgrade pip
 	sed 's/^pyspark==.*/pyspark==4.3.0/' constraints.txt > $(SPARK4_VENV)/constraints.txt
-	$(SPARK4_VENV)/bin/python -m pip install -c $(SPARK4_VENV)/constraints.txt -e '.[test]'
+	$(SPARK4_VENV)/bin/python -m pip install -c $(SPARK4_VENV)/constraints.txt -e '.[test,torch,tf,jax]'
 	PYSPARK_PYTHON=$(abspath $(SPARK4_VENV))/bin/python PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK4_VENV))/bin/python \
 		$(SPARK4_VENV)/bin/python -m pytest -ra -p no:cacheprovider -m spark tests
 
