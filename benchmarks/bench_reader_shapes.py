@@ -1,0 +1,255 @@
+"""``make_reader`` on the shapes an independent benchmark used, against twice the single-thread decode rate.
+
+Usage::
+
+    python benchmarks/bench_reader_shapes.py [--quick] [--reps 4] [--only jpeg,hello] [--pools thread,process]
+
+Two datasets, generated once into ``bench-out/``:
+
+``jpeg``
+    ``id`` (int64) and ``image``, 224x224x3 uint8 ``CompressedImageCodec('jpeg', 90)``; 2,000 rows (500 with
+    ``--quick``) in row groups of 250 rows (about 30 KB per image).
+``hello``
+    The hello-world schema of ``examples/hello_world/generate_petastorm_dataset.py`` (``id`` int32, ``image1``
+    128x256x3 PNG of random pixels, ``array_4d`` a (4, 128, 30, 3) uint8 ``NdarrayCodec`` value of shape
+    ``(None, 128, 30, None)``), written by that example's ``generate_petastorm_dataset`` with
+    ``row_group_size_mb=8``: 500 rows (200 with ``--quick``), about 55 rows per row group (the example's
+    default of 256 MB puts all 500 rows in one row group, which only one worker can read).
+
+The limit is 2 x the rate of one thread that reads each row group with ``ParquetFile.read_row_group`` and
+decodes every cell: ``cv2.imdecode(cell, IMREAD_UNCHANGED)`` for the images, and for ``array_4d`` one
+``np.frombuffer`` view per cell after parsing the npy header once per row group (the tightest loop a
+user could write for these files). Ours: ``make_reader(url, reader_pool_type=pool, workers_count=2)``, all
+rows, rows/s from the call to the last row. Every consumer reads the last element of each big field of
+each row. Passes alternate limit / thread / process, ``--reps`` times; the best rate of each counts.
+
+Figures (target >= 0.9x each): wall ratio ours / (2 x limit), and the **CPU-time ratio** limit CPU per row /
+our CPU per row (the reader's process, all threads, plus the worker processes' ``/proc/<pid>/stat`` CPU
+for the process pool). On this shared 2-core machine the wall ratio moves with the load; the CPU ratio
+does not, and with two idle cores the wall ratio approaches it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+TARGET = 0.9
+_CLK = os.sysconf("SC_CLK_TCK")
+
+
+# --- datasets ------------------------------------------------------------------------------------------------
+
+def jpeg90_dataset(quick: bool = False) -> str:
+    """224x224x3 JPEG at quality 90: 2,000 rows (500 with ``quick``), 250 rows per row group, 4 per file."""
+    rows_per_group, n_groups = 250, (2 if quick else 8)
+
+    def build(path: str) -> None:
+        from petastorm.codecs import CompressedImageCodec, ScalarCodec
+        from petastorm.spark_types import spark_type
+        from petastorm.unischema import Unischema, UnischemaField
+
+        codec = CompressedImageCodec("jpeg", 90)
+        schema = Unischema("Jpeg90Schema", [
+            UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
+            UnischemaField("image", np.uint8, (224, 224, 3), codec, False)])
+        field = schema.fields["image"]
+
+        def group(g: int) -> dict:
+            rng = np.random.default_rng(g)
+            return {"id": np.arange(g * rows_per_group, (g + 1) * rows_per_group, dtype=np.int64),
+                    "image": [bytes(codec.encode(field, common.jpeg_image(rng))) for _ in range(rows_per_group)]}
+        common._write_petastorm(path, schema, group, n_groups, groups_per_file=4, compression="none")
+
+    return common._cached("jpeg90-quick" if quick else "jpeg90", {"rows_per_group": rows_per_group,
+                                                                   "groups": n_groups}, build)
+
+
+def hello_dataset(quick: bool = False) -> str:
+    """The hello-world example's dataset (its own writer), 500 rows (200 with ``quick``), 8 MB row groups."""
+    rows, row_group_mb = (200 if quick else 500), 8
+
+    def build(path: str) -> None:
+        sys.path.insert(0, os.path.join(common.REPO, "examples", "hello_world"))
+        try:
+            from generate_petastorm_dataset import generate_petastorm_dataset
+        finally:
+            sys.path.pop(0)
+        generate_petastorm_dataset("file://" + path, rows, row_group_size_mb=row_group_mb, workers_count=1)
+
+    return common._cached("hello-quick" if quick else "hello", {"rows": rows, "row_group_mb": row_group_mb},
+                          build)
+
+
+# --- limits: one thread ----------------------------------------------------------------------------------------
+
+def _files(path: str) -> list:
+    return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
+
+
+def _binary(table, name):
+    """(offsets int64 (n+1,), data uint8) of a binary column, without copies."""
+    import pyarrow as pa
+
+    col = table.column(name)
+    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    if col.type != pa.large_binary():
+        col = col.cast(pa.large_binary())
+    bufs = col.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(col) + 1, offset=col.offset * 8)
+    return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
+
+
+def limit_jpeg(path: str) -> int:
+    """Rows decoded in one thread: ``read_row_group`` then ``cv2.imdecode`` of every stored image."""
+    import cv2
+    import pyarrow.parquet as pq
+
+    rows, check = 0, 0.0
+    for f in _files(path):
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g, columns=["id", "image"], use_threads=False)
+            ids = table.column("id").to_numpy()
+            offsets, data = _binary(table, "image")
+            for i in range(len(ids)):
+                img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
+                check += float(img[-1, -1, -1])
+            rows += len(ids)
+    return rows
+
+
+def limit_hello(path: str) -> int:
+    """Rows decoded in one thread: ``read_row_group``, ``cv2.imdecode`` of each PNG, an ``np.frombuffer``
+    view of each npy value (header parsed once per row group)."""
+    import io
+
+    import cv2
+    import pyarrow.parquet as pq
+
+    rows, check = 0, 0.0
+    for f in _files(path):
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
+            ids = table.column("id").to_numpy()
+            img_off, img_data = _binary(table, "image1")
+            arr_off, arr_data = _binary(table, "array_4d")
+            buf = io.BytesIO(arr_data[arr_off[0]:arr_off[1]].tobytes())
+            version = np.lib.format.read_magic(buf)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(buf)
+            skip, count = buf.tell(), int(np.prod(shape))
+            for i in range(len(ids)):
+                img = cv2.imdecode(img_data[img_off[i]:img_off[i + 1]], cv2.IMREAD_UNCHANGED)
+                a = np.frombuffer(arr_data, dtype=dtype, count=count, offset=int(arr_off[i]) + skip).reshape(shape)
+                check += float(img[-1, -1, -1]) + float(a[-1, -1, -1, -1])
+            rows += len(ids)
+    return rows
+
+
+# --- ours ------------------------------------------------------------------------------------------------------
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLK
+
+
+def ours(path: str, pool: str, touch: tuple) -> tuple:
+    """(rows, CPU seconds of the worker processes) of one full ``make_reader`` pass with 2 workers."""
+    from petastorm import make_reader
+
+    rows, check, worker_cpu = 0, 0.0, 0.0
+    with make_reader("file://" + path, reader_pool_type=pool, workers_count=2, num_epochs=1) as reader:
+        for row in reader:
+            for name in touch:
+                check += float(getattr(row, name).reshape(-1)[-1])
+            rows += 1
+        if pool == "process":  # every item is done: the workers' CPU is (nearly) all spent
+            worker_cpu = sum(_proc_cpu(p) for p in reader.diagnostics.get("pool_worker_pids", []))
+    return rows, worker_cpu
+
+
+def _pass(fn) -> tuple:
+    """(rows/s, rows, CPU seconds per row: this process's threads plus the reported worker CPU)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rows, extra = out if isinstance(out, tuple) else (out, 0.0)
+    return rows / dt, rows, (cpu + extra) / rows
+
+
+def _warm(path: str, pool: str) -> None:
+    """One row through a throw-away reader: imports and lazy set-up are not part of the timed passes."""
+    from petastorm import make_reader
+
+    with make_reader("file://" + path, reader_pool_type=pool, workers_count=2, num_epochs=1) as r:
+        next(r)
+
+
+def bench_shape(label: str, path: str, limit_fn, touch: tuple, pools: list, reps: int) -> list:
+    for pool in pools:
+        _warm(path, pool)
+    limit_fn(path)  # page cache and OpenCV warm
+    cases = {"limit 1 thread": lambda: limit_fn(path)}
+    for pool in pools:
+        cases[f"ours {pool} x2"] = (lambda p=pool: ours(path, p, touch))
+    rates: dict = {k: [] for k in cases}
+    cpus: dict = {k: [] for k in cases}
+    for _ in range(reps):
+        for name, fn in cases.items():
+            r, rows, cpu = _pass(fn)
+            rates[name].append(r)
+            cpus[name].append(cpu)
+            print(f"    {label:<6} {name:<18} {r:>9,.0f} rows/s  CPU {cpu * 1e6:8.0f} us/row  ({rows:,} rows)",
+                  flush=True)
+    limit, limit_cpu = 2 * max(rates["limit 1 thread"]), min(cpus["limit 1 thread"])
+    out = []
+    for pool in pools:
+        name = f"ours {pool} x2"
+        cpu = min(cpus[name])
+        out.append(common.report(f"R {label} make_reader {pool} pool / 2x decode 1 thread", max(rates[name]) / limit,
+                                 TARGET, detail=f"limit 2 x {limit / 2:,.0f} rows/s, ours {max(rates[name]):,.0f}"))
+        out.append(common.report(f"R {label} {pool} pool, CPU-time ratio", limit_cpu / cpu, TARGET,
+                                 detail=f"CPU us/row: limit {limit_cpu * 1e6:.0f}, ours {cpu * 1e6:.0f}"))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="make_reader on JPEG q90 and hello-world rows vs 2x 1-thread decode.")
+    p.add_argument("--quick", action="store_true", help="small datasets, 2 repetitions")
+    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 4, 2 with --quick)")
+    p.add_argument("--only", default="jpeg,hello")
+    p.add_argument("--pools", default="thread,process")
+    args = p.parse_args(argv)
+    reps = args.reps or (2 if args.quick else 4)
+    pools = [x for x in args.pools.split(",") if x]
+    print(f"bench_reader_shapes: {common.machine_line()}", flush=True)
+    shapes = {"jpeg": lambda: bench_shape("jpeg", jpeg90_dataset(args.quick), limit_jpeg, ("image",), pools, reps),
+              "hello": lambda: bench_shape("hello", hello_dataset(args.quick), limit_hello, ("image1", "array_4d"),
+                                           pools, reps)}
+    failed = 0
+    for name in args.only.split(","):
+        try:
+            shapes[name]()
+        except Exception:  # one broken part must not hide the other's figures
+            traceback.print_exc()
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
