@@ -1,0 +1,48 @@
+"""Framework-agnostic batching core of the framework adapters (numpy only: no torch, tensorflow or jax).
+
+Interface (stable; later changes are additive only)
+---------------------------------------------------
+``BatchPipeline(reader, batch_size, *, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
+drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_error=True)``
+    An iterator over a petastorm reader (``make_batch_reader``: column batches re-cut by slicing whole
+    columns; ``make_reader``: rows gathered into columns ``batch_size`` at a time) yielding batches of
+    exactly ``batch_size`` rows (the last one shorter unless ``drop_last``), each a
+    ``dict[str, np.ndarray]`` (shape ``(rows, ...)``) passed through ``transform_fn`` then ``convert``
+    (both optional, both run on the background thread; what ``convert`` returns is what ``next()``
+    yields). Reads the reader once to its end (all its ``num_epochs``); build a new pipeline per pass.
+
+    - ``shuffling_queue_capacity > 0``: rows pass through a :class:`ColumnShufflingBuffer` of
+      ``max(capacity, min_after_retrieve + batch_size)`` rows (``min_after_retrieve`` defaults to
+      ``capacity - batch_size``); each batch is ``batch_size`` uniformly chosen rows of a full buffer.
+    - ``prefetch``: batches prepared ahead by one daemon thread (bounded deque); 0 = synchronous.
+    - Errors from the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the caller's
+      thread; the pipeline closes, and the reader is stopped and joined (``stop_reader_on_error``).
+    - ``close()``: stops the thread, idempotent, also on garbage collection and ``with`` exit; does not
+      stop the reader.
+    - ``state_dict()`` -> dict (holds numpy arrays: pickle / ``torch.save`` it): ``{"version": 1,
+      "settings": {batch_size, shuffling_queue_capacity, min_after_retrieve, drop_last}, "batcher":
+      {"reader": reader.state_dict(), "pending": columns, "buffer": {rows, rng, capacity} | None, "done"},
+      "ready": [numpy batches prefetched, not yet yielded], "rows_held": int, "batches_served": int}``.
+      Taken between two batches (the thread is paused for at most one batch).
+    - ``load_state_dict(state)`` before the first ``next()``, on a pipeline over a fresh reader made with
+      the same arguments: continues with the first batch not yielded before the save, no row lost or
+      repeated. Raises :class:`~petastorm.errors.PetastormStateError` naming each setting that differs
+      (``"batch_size (saved 8, now 16)"``); the reader raises it for another dataset / reader options.
+    - ``settings`` (dict), ``reader``, ``rows_held`` (rows read from the reader and not yet yielded).
+
+``ColumnShufflingBuffer(capacity, seed=None)``: ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
+    (``min(k, size)`` random rows as new arrays), ``size``, ``free``, ``capacity``, ``clear()``,
+    ``state_dict()`` / ``load_state_dict()``.
+``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
+drop_last=False)``: the synchronous core of BatchPipeline (``next_batch() -> columns | None``, state).
+``ReaderSource(reader)``: reader -> column batches (``next_chunk(max_rows)``), reader state.
+``rows_to_columns(rows, fields)``, ``num_rows``, ``slice_columns``, ``concat_columns``: column helpers.
+``check_settings(saved, current, what)``: the PetastormStateError naming differing settings.
+"""
+from petastorm.adapters.batcher import Batcher, ReaderSource, rows_to_columns
+from petastorm.adapters.column_buffer import ColumnShufflingBuffer, concat_columns, num_rows, slice_columns
+from petastorm.adapters.pipeline import STATE_VERSION, BatchPipeline
+from petastorm.adapters.settings import check_settings
+
+__all__ = ["BatchPipeline", "STATE_VERSION", "ColumnShufflingBuffer", "Batcher", "ReaderSource",
+           "rows_to_columns", "num_rows", "slice_columns", "concat_columns", "check_settings"]

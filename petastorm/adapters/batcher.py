@@ -1,0 +1,234 @@
+"""Synchronous batching: reader output -> column batches of exactly ``batch_size`` rows.
+
+:class:`ReaderSource` turns what a reader yields into column batches (``dict`` of numpy arrays): a
+``make_batch_reader`` namedtuple of columns as it is, ``make_reader`` rows gathered ``max_rows`` at a time
+into columns (``np.stack`` per field). :class:`Batcher` re-cuts them to ``batch_size`` rows, through a
+:class:`ColumnShufflingBuffer` when shuffling, and can save and restore everything it holds.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Optional
+
+import numpy as np
+
+from petastorm.adapters.column_buffer import (
+    Columns,
+    ColumnShufflingBuffer,
+    concat_columns,
+    num_rows,
+    slice_columns,
+)
+from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+
+__all__ = ["ReaderSource", "Batcher", "rows_to_columns"]
+
+_READER = "reader"
+_PENDING = "pending"
+_BUFFER = "buffer"
+_DONE = "done"
+
+
+def rows_to_columns(rows: list, fields: list) -> Columns:
+    """Gather row namedtuples into columns: ``np.stack`` for array cells, ``np.asarray`` for scalars.
+
+    Cells that cannot form one array (different shapes, ``None`` among arrays) become object arrays.
+    """
+    out = {}
+    for i, name in enumerate(fields):
+        values = [row[i] for row in rows]
+        first = values[0]
+        if isinstance(first, np.ndarray):
+            try:
+                out[name] = np.stack(values)
+                continue
+            except (ValueError, TypeError):
+                pass
+            col = np.empty(len(values), dtype=object)
+            col[:] = values
+            out[name] = col
+        else:
+            try:
+                col = np.asarray(values)
+            except ValueError:
+                col = np.empty(len(values), dtype=object)
+                col[:] = values
+            out[name] = col
+    return out
+
+
+class ReaderSource:
+    """Column batches from a petastorm ``Reader`` (row or batch reader), with the reader's state.
+
+    Parameters
+    ----------
+    reader : petastorm Reader
+        ``make_reader`` or ``make_batch_reader``. Ngram readers are refused.
+    """
+
+    def __init__(self, reader: Any) -> None:
+        if getattr(reader, "ngram", None) is not None:
+            raise PetastormArgumentError("reader: readers with an ngram are not supported by the batching "
+                                         "loaders; use a reader without ngram")
+        self.reader = reader
+        self.is_batched = bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
+        self._it: Optional[Iterator] = None
+        self.fields: Optional[list] = None
+
+    def next_chunk(self, max_rows: int) -> Optional[Columns]:
+        """The next column batch (a row reader gives at most ``max_rows`` rows); None once the reader ends."""
+        if self._it is None:
+            self._it = iter(self.reader)
+        if self.is_batched:
+            while True:
+                try:
+                    batch = next(self._it)
+                except StopIteration:
+                    return None
+                cols = batch._asdict() if hasattr(batch, "_asdict") else dict(batch)
+                cols = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in cols.items()}
+                if num_rows(cols):
+                    return cols
+        rows = []
+        for row in self._it:
+            rows.append(row)
+            if len(rows) >= max_rows:
+                break
+        if not rows:
+            return None
+        if self.fields is None:
+            if not hasattr(rows[0], "_fields"):
+                raise PetastormTypeError(
+                    f"reader yields {type(rows[0]).__name__}, expected row namedtuples (make_reader) or column "
+                    f"batches (make_batch_reader)")
+            self.fields = list(rows[0]._fields)
+        return rows_to_columns(rows, self.fields)
+
+    def state_dict(self) -> Optional[dict]:
+        """``reader.state_dict()`` (None for a reader without one)."""
+        fn = getattr(self.reader, "state_dict", None)
+        return fn() if fn is not None else None
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        if state is None:
+            return
+        fn = getattr(self.reader, "load_state_dict", None)
+        if fn is None:
+            raise PetastormStateError("the state holds a reader state but this reader has no load_state_dict")
+        fn(state)
+
+
+class Batcher:
+    """Re-cuts column batches from a :class:`ReaderSource` into batches of ``batch_size`` rows.
+
+    Parameters
+    ----------
+    source : ReaderSource
+    batch_size : int
+        Rows per batch (>= 1). The last batch of the reader's pass is shorter unless ``drop_last``.
+    shuffling_queue_capacity : int
+        0: rows leave in reader order (zero-copy slices when a batch lies inside one reader batch).
+        > 0: rows pass through a :class:`ColumnShufflingBuffer` holding ``max(capacity,
+        min_after_retrieve + batch_size)`` rows; a batch is retrieved once the buffer is full (or the
+        reader has ended), so at least ``min_after_retrieve`` rows stay behind while the reader has more.
+    min_after_retrieve : int, optional
+        Default ``capacity - batch_size`` (at least 0).
+    seed : int, optional
+        Seed of the shuffling buffer.
+    drop_last : bool
+        Drop a last batch shorter than ``batch_size``.
+    """
+
+    def __init__(self, source: ReaderSource, batch_size: int, shuffling_queue_capacity: int = 0,
+                 min_after_retrieve: Optional[int] = None, seed: Optional[int] = None,
+                 drop_last: bool = False) -> None:
+        self.source = source
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self._pending: list = []        # column batches not yet in the buffer / not yet served (reader order)
+        self._pending_rows = 0
+        self._done = False
+        self._buffer: Optional[ColumnShufflingBuffer] = None
+        if shuffling_queue_capacity > 0:
+            min_after = max(0, shuffling_queue_capacity - batch_size) if min_after_retrieve is None \
+                else min_after_retrieve
+            self._buffer = ColumnShufflingBuffer(max(shuffling_queue_capacity, min_after + batch_size), seed)
+
+    @property
+    def rows_held(self) -> int:
+        """Rows taken from the reader and not yet returned in a batch."""
+        return self._pending_rows + (self._buffer.size if self._buffer is not None else 0)
+
+    def _pull(self, max_rows: int) -> bool:
+        if self._done:
+            return False
+        chunk = self.source.next_chunk(max(1, max_rows))
+        if chunk is None:
+            self._done = True
+            return False
+        self._pending.append(chunk)
+        self._pending_rows += num_rows(chunk)
+        return True
+
+    def _take_pending(self, n: int) -> Columns:
+        """The first ``n`` pending rows (views when they lie in one reader batch)."""
+        parts, need = [], n
+        while need:
+            head = self._pending[0]
+            rows = num_rows(head)
+            if rows <= need:
+                parts.append(head)
+                self._pending.pop(0)
+                need -= rows
+            else:
+                parts.append(slice_columns(head, 0, need))
+                self._pending[0] = slice_columns(head, need, rows)
+                need = 0
+        self._pending_rows -= n
+        return concat_columns(parts)
+
+    def next_batch(self) -> Optional[Columns]:
+        """The next batch, or None when the reader has ended and every row was served."""
+        bs = self.batch_size
+        if self._buffer is None:
+            while self._pending_rows < bs and self._pull(bs - self._pending_rows):
+                pass
+            n = min(bs, self._pending_rows)
+        else:
+            buf = self._buffer
+            while buf.free:
+                if not self._pending_rows and not self._pull(buf.free):
+                    break
+                buf.add(self._take_pending(min(buf.free, self._pending_rows)))
+            n = min(bs, buf.size)
+        if n == 0 or (n < bs and self.drop_last):
+            if self._buffer is not None:
+                self._buffer.clear()
+            self._pending, self._pending_rows = [], 0
+            return None
+        return self._take_pending(n) if self._buffer is None else self._buffer.retrieve(n)
+
+    def state_dict(self) -> dict:
+        """The reader's state, the rows taken from it and not served (copies), the buffer and its RNG."""
+        pending = concat_columns(self._pending) if self._pending else {}
+        return {_READER: self.source.state_dict(), _DONE: self._done,
+                _PENDING: {k: np.array(v, copy=True) for k, v in pending.items()},
+                _BUFFER: self._buffer.state_dict() if self._buffer is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` into a batcher whose reader has not been read yet."""
+        try:
+            reader_state, pending, buffer_state = state[_READER], state[_PENDING], state[_BUFFER]
+        except (KeyError, TypeError):
+            raise PetastormStateError("malformed batching state: keys 'reader', 'pending' and 'buffer' expected") \
+                from None
+        if (buffer_state is None) != (self._buffer is None):
+            saved = "with" if buffer_state is not None else "without"
+            raise PetastormStateError(
+                f"shuffling_queue_capacity differs: the state was saved {saved} a shuffling buffer")
+        self.source.load_state_dict(reader_state)
+        if self._buffer is not None:
+            self._buffer.load_state_dict(buffer_state)
+        pending = {k: np.asarray(v) for k, v in (pending or {}).items()}
+        self._pending = [pending] if num_rows(pending) else []
+        self._pending_rows = num_rows(pending)
+        self._done = bool(state.get(_DONE, False))

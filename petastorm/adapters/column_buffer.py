@@ -1,0 +1,205 @@
+"""A shuffling buffer of whole columns: rows live in preallocated numpy arrays, batches leave by random
+index blocks.
+
+Adding ``n`` rows is one slice assignment per column; retrieving a batch of ``k`` rows is one
+``rng.choice`` of ``k`` distinct slots, one fancy-index gather per column and one swap-with-tail move that
+fills the ``k`` holes with the rows at the end of the buffer. There is no Python work per row, and the
+buffer never holds more than its capacity (no lists of rows, no growth).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormStateError
+
+__all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns"]
+
+#: A batch of columns: field name -> array of shape (rows, ...) (every array has the same number of rows).
+Columns = dict
+
+_ROWS = "rows"
+_RNG = "rng"
+_CAPACITY = "capacity"
+
+
+def num_rows(columns: Mapping[str, np.ndarray]) -> int:
+    """Rows in a column batch (0 for a batch with no column)."""
+    for col in columns.values():
+        return len(col)
+    return 0
+
+
+def slice_columns(columns: Mapping[str, np.ndarray], start: int, stop: int) -> Columns:
+    """Rows ``[start, stop)`` of every column (views, no copy)."""
+    return {name: col[start:stop] for name, col in columns.items()}
+
+
+def concat_columns(parts: list) -> Columns:
+    """Concatenate column batches with the same fields row-wise (one ``np.concatenate`` per column).
+
+    Raises
+    ------
+    PetastormSchemaError
+        When the parts' cells of one field have different shapes (names the field).
+    """
+    if len(parts) == 1:
+        return dict(parts[0])
+    out = {}
+    for name in parts[0]:
+        try:
+            out[name] = np.concatenate([p[name] for p in parts])
+        except ValueError as e:
+            shapes = sorted({tuple(p[name].shape[1:]) for p in parts})
+            raise PetastormSchemaError(
+                f"field '{name}' has cells of different shapes {shapes} in consecutive reader batches: "
+                f"they cannot be batched together ({e})") from None
+    return out
+
+
+class ColumnShufflingBuffer:
+    """Up to ``capacity`` rows kept as columns, handed out in uniformly random order.
+
+    Parameters
+    ----------
+    capacity : int
+        Rows the buffer holds (its arrays are allocated with this many rows on the first :meth:`add`).
+    seed : int, optional
+        Seed of the retrieval order (``np.random.default_rng(seed)``); None: a random one.
+
+    Notes
+    -----
+    Memory: ``capacity`` x (bytes of one row) allocated once. Each :meth:`retrieve` allocates only its
+    output batch (callers may keep it: it is never written again).
+    """
+
+    def __init__(self, capacity: int, seed: Optional[int] = None) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
+            raise PetastormArgumentError(f"capacity must be a positive integer, got {capacity!r}")
+        self._capacity = int(capacity)
+        self._rng = np.random.default_rng(seed)
+        self._cols: Optional[dict] = None
+        self._size = 0
+
+    @property
+    def capacity(self) -> int:
+        """Rows the buffer can hold."""
+        return self._capacity
+
+    @property
+    def size(self) -> int:
+        """Rows in the buffer now."""
+        return self._size
+
+    @property
+    def free(self) -> int:
+        """Rows that can still be added."""
+        return self._capacity - self._size
+
+    def _allocate(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._cols = {name: np.empty((self._capacity,) + col.shape[1:], dtype=col.dtype)
+                      for name, col in columns.items()}
+
+    def _fit(self, name: str, col: np.ndarray) -> np.ndarray:
+        """The buffer's array of ``name``, re-typed when ``col`` needs a wider dtype (e.g. longer strings)."""
+        assert self._cols is not None
+        if name not in self._cols:
+            raise PetastormSchemaError(
+                f"field '{name}' appears in a reader batch but not in the earlier ones (fields "
+                f"{sorted(self._cols)})")
+        buf = self._cols[name]
+        if col.shape[1:] != buf.shape[1:]:
+            raise PetastormSchemaError(
+                f"field '{name}' has cells of shape {col.shape[1:]} after cells of shape {buf.shape[1:]}: "
+                f"cells of different shapes cannot be batched together")
+        if col.dtype != buf.dtype:
+            dtype = np.result_type(buf.dtype, col.dtype)
+            if dtype != buf.dtype:
+                wider = np.empty(buf.shape, dtype=dtype)
+                wider[:self._size] = buf[:self._size]
+                self._cols[name] = buf = wider
+        return buf
+
+    def add(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Copy a column batch into the buffer.
+
+        Parameters
+        ----------
+        columns : dict of str -> np.ndarray, shape (n, ...)
+            ``n <= free`` rows; the same fields every call.
+        """
+        n = num_rows(columns)
+        if n > self.free:
+            raise PetastormArgumentError(f"cannot add {n} rows: only {self.free} of {self._capacity} are free")
+        if n == 0:
+            return
+        if self._cols is None:
+            self._allocate(columns)
+        if len(columns) != len(self._cols):
+            missing = sorted(set(self._cols) - set(columns))
+            raise PetastormSchemaError(f"fields {missing} are missing from a reader batch")
+        for name, col in columns.items():
+            self._fit(name, col)[self._size:self._size + n] = col
+        self._size += n
+
+    def retrieve(self, count: int) -> Columns:
+        """Remove ``min(count, size)`` uniformly chosen rows and return them as new arrays.
+
+        Returns
+        -------
+        dict of str -> np.ndarray, shape (min(count, size), ...)
+        """
+        k = min(int(count), self._size)
+        if self._cols is None or k == 0:
+            return {name: col[:0].copy() for name, col in (self._cols or {}).items()}
+        size = self._size
+        if k == size:
+            idx = self._rng.permutation(size)
+        else:
+            idx = self._rng.choice(size, k, replace=False)
+        out = {name: col[idx] for name, col in self._cols.items()}
+        tail = size - k
+        if tail > 0:
+            taken_in_tail = np.zeros(k, dtype=bool)
+            taken_in_tail[idx[idx >= tail] - tail] = True
+            holes = idx[idx < tail]
+            if len(holes):
+                movers = tail + np.flatnonzero(~taken_in_tail)
+                for col in self._cols.values():
+                    col[holes] = col[movers]
+        self._size = tail
+        return out
+
+    def clear(self) -> None:
+        """Forget every row (the arrays are kept for reuse)."""
+        self._size = 0
+
+    def state_dict(self) -> dict:
+        """The rows held (copies), the RNG state and the capacity."""
+        rows = {} if self._cols is None else {n: c[:self._size].copy() for n, c in self._cols.items()}
+        return {_CAPACITY: self._capacity, _ROWS: rows, _RNG: self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore rows and RNG saved by :meth:`state_dict`.
+
+        Raises
+        ------
+        PetastormStateError
+            The state is malformed or holds more rows than this buffer's capacity.
+        """
+        try:
+            rows, rng_state = state[_ROWS], state[_RNG]
+        except (KeyError, TypeError):
+            raise PetastormStateError(
+                f"malformed shuffling buffer state: expected a dict with keys '{_ROWS}' and '{_RNG}'") from None
+        n = num_rows(rows)
+        if n > self._capacity:
+            raise PetastormStateError(
+                f"saved shuffling buffer holds {n} rows, more than this buffer's capacity {self._capacity}: "
+                f"resume with the same shuffling_queue_capacity (saved with {state.get(_CAPACITY)})")
+        self._rng.bit_generator.state = rng_state
+        self._size = 0
+        self._cols = None
+        if n:
+            self.add({name: np.asarray(col) for name, col in rows.items()})

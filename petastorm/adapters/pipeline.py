@@ -1,0 +1,332 @@
+"""BatchPipeline: a reader -> column batches -> ``transform_fn`` -> ``convert``, with a bounded background
+prefetch and an exact, resumable state.
+
+The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, ``transform_fn`` and
+``convert`` and appends ``(numpy batch, converted batch)`` to a deque of at most ``prefetch`` entries.
+``state_dict()`` pauses the producer between two batches, so the batcher's state (reader cursor, rows
+pending, shuffling buffer and RNG) plus the numpy batches still in the deque describe exactly the batches
+the consumer has not received yet.
+
+The thread refers only to a :class:`_Shared` object, never to the pipeline, so a pipeline (and the loader
+holding it) abandoned mid-epoch is freed by reference counting, and its ``__del__`` stops the thread.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+from petastorm.adapters.batcher import Batcher, ReaderSource
+from petastorm.adapters.column_buffer import num_rows
+from petastorm.adapters.settings import check_settings
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+
+__all__ = ["BatchPipeline", "STATE_VERSION"]
+
+#: Version of the state layout written by :meth:`BatchPipeline.state_dict`.
+STATE_VERSION = 1
+
+_KEY_VERSION = "version"
+_KEY_SETTINGS = "settings"
+_KEY_BATCHER = "batcher"
+_KEY_READY = "ready"
+_KEY_ROWS_HELD = "rows_held"
+_KEY_BATCHES_SERVED = "batches_served"
+
+_JOIN_TIMEOUT_S = 10.0
+_END = object()
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value.__index__())
+    if value < minimum:
+        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+class _Shared:
+    """Everything the producer thread touches (it never sees the pipeline itself)."""
+
+    def __init__(self, batcher: Batcher, transform_fn: Optional[Callable], convert: Optional[Callable],
+                 capacity: int) -> None:
+        self.batcher = batcher
+        self.transform_fn = transform_fn
+        self.convert = convert
+        self.capacity = max(1, capacity)
+        self.cond = threading.Condition()
+        self.ready: deque = deque()   # (numpy batch, converted) | (_END, None) | (_END, exception)
+        self.stop = False
+        self.paused = 0
+        self.busy = False
+        self.finished = False         # the producer appended its last entry
+
+    def produce_one(self) -> tuple:
+        """One entry: a batch and its converted form, the end marker, or the end marker with an error."""
+        try:
+            batch = self.batcher.next_batch()
+            if batch is None:
+                return _END, None
+            out: Any = batch
+            if self.transform_fn is not None:
+                out = self.transform_fn(out)
+            if self.convert is not None:
+                out = self.convert(out)
+            return batch, out
+        except BaseException as e:  # noqa: BLE001 - every error must reach the consumer
+            return _END, e
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.stop and (self.paused or len(self.ready) >= self.capacity):
+                    self.cond.wait()
+                if self.stop:
+                    return
+                self.busy = True
+            entry = self.produce_one()
+            with self.cond:
+                self.busy = False
+                self.ready.append(entry)
+                if entry[0] is _END:
+                    self.finished = True
+                self.cond.notify_all()
+                if self.finished:
+                    return
+
+
+class BatchPipeline:
+    """Column batches of exactly ``batch_size`` rows from a petastorm reader, prefetched in the background.
+
+    Parameters
+    ----------
+    reader : petastorm Reader
+        ``make_batch_reader`` (column batches are re-cut by slicing) or ``make_reader`` (rows are gathered
+        into columns). The pipeline reads it once, to its end (``num_epochs`` epochs).
+    batch_size : int
+        Rows per batch (>= 1); the last batch is shorter unless ``drop_last``.
+    shuffling_queue_capacity : int
+        0: reader order. > 0: rows are shuffled through a column buffer of this many rows (see
+        :class:`petastorm.adapters.batcher.Batcher`).
+    min_after_retrieve : int, optional
+        Rows kept in the buffer after a retrieval while the reader has more (default ``capacity -
+        batch_size``).
+    seed : int, optional
+        Seed of the shuffling buffer (its RNG state is part of :meth:`state_dict` either way).
+    drop_last : bool
+        Drop a last batch shorter than ``batch_size``.
+    transform_fn : callable, optional
+        ``dict[str, np.ndarray] -> Any``, run on each numpy batch in the producer.
+    convert : callable, optional
+        Run after ``transform_fn`` in the producer (e.g. numpy -> torch tensors, pinning, ``.to(device)``,
+        ``jax.device_put``). Its result is what iteration yields.
+    prefetch : int
+        Batches prepared ahead by a background thread (bounded); 0: everything runs in ``next()``.
+    stop_reader_on_error : bool
+        When the reader, ``transform_fn`` or ``convert`` raises, stop the reader before re-raising.
+
+    Notes
+    -----
+    Errors raised by the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the
+    consumer's thread; the pipeline is then closed. ``close()`` (idempotent, also run on garbage
+    collection) stops the thread; it does not stop the reader.
+    """
+
+    def __init__(self, reader: Any, batch_size: int, *, shuffling_queue_capacity: int = 0,
+                 min_after_retrieve: Optional[int] = None, seed: Optional[int] = None, drop_last: bool = False,
+                 transform_fn: Optional[Callable] = None, convert: Optional[Callable] = None, prefetch: int = 2,
+                 stop_reader_on_error: bool = True) -> None:
+        batch_size = _check_int("batch_size", batch_size, 1)
+        shuffling_queue_capacity = _check_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
+        if min_after_retrieve is not None:
+            min_after_retrieve = _check_int("min_after_retrieve", min_after_retrieve, 0)
+        prefetch = _check_int("prefetch", prefetch, 0)
+        for name, fn in (("transform_fn", transform_fn), ("convert", convert)):
+            if fn is not None and not callable(fn):
+                raise PetastormArgumentError(f"{name} must be callable or None, got {fn!r}")
+        self._reader = reader
+        self._settings = {"batch_size": batch_size, "shuffling_queue_capacity": shuffling_queue_capacity,
+                          "min_after_retrieve": min_after_retrieve, "drop_last": bool(drop_last)}
+        self._prefetch = prefetch
+        self._stop_reader_on_error = stop_reader_on_error
+        batcher = Batcher(ReaderSource(reader), batch_size, shuffling_queue_capacity, min_after_retrieve,
+                          seed, drop_last)
+        self._shared = _Shared(batcher, transform_fn, convert, prefetch)
+        self._thread: Optional[threading.Thread] = None
+        self._started = False
+        self._closed = False
+        self._ended = False
+        self._batches_served = 0
+
+    # --- settings -------------------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> dict:
+        """The settings a state must match (batch_size, shuffling_queue_capacity, min_after_retrieve,
+        drop_last)."""
+        return dict(self._settings)
+
+    @property
+    def reader(self) -> Any:
+        return self._reader
+
+    # --- iteration -------------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def _start(self) -> None:
+        self._started = True
+        if self._prefetch > 0:
+            self._thread = threading.Thread(target=self._shared.run, name="petastorm-batch-prefetch", daemon=True)
+            self._thread.start()
+
+    def __next__(self) -> Any:
+        if self._ended:
+            raise StopIteration
+        if self._closed:
+            raise PetastormReaderError("the batch pipeline was closed")
+        if not self._started:
+            self._start()
+        sh = self._shared
+        if self._thread is None:
+            if sh.ready:
+                entry = sh.ready.popleft()
+            else:
+                entry = sh.produce_one()
+        else:
+            with sh.cond:
+                while not sh.ready:
+                    if not self._thread.is_alive() and not sh.ready:
+                        entry = (_END, PetastormReaderError("the prefetch thread ended unexpectedly"))
+                        break
+                    sh.cond.wait(0.5)
+                else:
+                    entry = sh.ready.popleft()
+                sh.cond.notify_all()
+        batch, out = entry
+        if batch is _END:
+            self._ended = True
+            self.close()
+            if out is not None:
+                if self._stop_reader_on_error:
+                    self._stop_reader()
+                raise out
+            raise StopIteration
+        self._batches_served += 1
+        return out
+
+    def _stop_reader(self) -> None:
+        for name in ("stop", "join"):
+            fn = getattr(self._reader, name, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+
+    @property
+    def rows_held(self) -> int:
+        """Rows taken from the reader and not yet yielded (buffer, partial batch, prefetched batches)."""
+        with self._paused() as ready:
+            return self._shared.batcher.rows_held + sum(num_rows(b) for b, _ in ready if b is not _END)
+
+    # --- state -----------------------------------------------------------------------------------------------
+
+    class _Pause:
+        def __init__(self, shared: _Shared, threaded: bool) -> None:
+            self.shared, self.threaded = shared, threaded
+
+        def __enter__(self) -> list:
+            sh = self.shared
+            if not self.threaded:
+                return list(sh.ready)
+            with sh.cond:
+                sh.paused += 1
+                while sh.busy:
+                    sh.cond.wait()
+                return list(sh.ready)
+
+        def __exit__(self, *exc: Any) -> None:
+            if self.threaded:
+                with self.shared.cond:
+                    self.shared.paused -= 1
+                    self.shared.cond.notify_all()
+
+    def _paused(self) -> "_Pause":
+        return self._Pause(self._shared, self._thread is not None and self._thread.is_alive())
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly after the last batch yielded.
+
+        Returns
+        -------
+        dict
+            ``{"version", "settings", "batcher": {reader state, rows pending, shuffling buffer rows and RNG},
+            "ready": [numpy batches prefetched and not yet yielded], "rows_held", "batches_served"}``.
+            Holds numpy arrays (the buffered rows): save it with ``pickle``/``torch.save``.
+        """
+        with self._paused() as ready:
+            batches = [b for b, _ in ready if b is not _END]
+            batcher_state = self._shared.batcher.state_dict()
+            held = self._shared.batcher.rows_held + sum(num_rows(b) for b in batches)
+        return {_KEY_VERSION: STATE_VERSION, _KEY_SETTINGS: dict(self._settings), _KEY_BATCHER: batcher_state,
+                _KEY_READY: [dict(b) for b in batches], _KEY_ROWS_HELD: held,
+                _KEY_BATCHES_SERVED: self._batches_served}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; call before iterating, on a pipeline over a reader not read yet.
+
+        Raises
+        ------
+        PetastormStateError
+            Another version, other settings (the message names each one that differs) or, from the
+            reader, another dataset or other reader options.
+        """
+        if self._started:
+            raise PetastormReaderError("load_state_dict must be called before the first batch is read")
+        if not isinstance(state, Mapping):
+            raise PetastormStateError(f"loader state must be a dict from state_dict(), got {type(state).__name__}")
+        version = state.get(_KEY_VERSION)
+        if version != STATE_VERSION:
+            raise PetastormStateError(f"unknown batch pipeline state version {version!r}; this petastorm reads "
+                                      f"version {STATE_VERSION}")
+        check_settings(state.get(_KEY_SETTINGS), self._settings, what="loader")
+        self._shared.batcher.load_state_dict(state[_KEY_BATCHER])
+        sh = self._shared
+        for batch in state.get(_KEY_READY) or []:
+            out: Any = batch
+            if sh.transform_fn is not None:
+                out = sh.transform_fn(out)
+            if sh.convert is not None:
+                out = sh.convert(out)
+            sh.ready.append((batch, out))
+        self._batches_served = int(state.get(_KEY_BATCHES_SERVED, 0))
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the prefetch thread (idempotent). The reader is left as it is."""
+        if self._closed:
+            return
+        self._closed = True
+        sh = self._shared
+        with sh.cond:
+            sh.stop = True
+            sh.cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_TIMEOUT_S)
+
+    def __enter__(self) -> "BatchPipeline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
