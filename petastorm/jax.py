@@ -1,0 +1,211 @@
+"""JAX adapter: batches of ``jax.Array`` placed on device (and sharded across devices) ahead of use.
+
+Example, data-parallel over every local device::
+
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from petastorm import make_batch_reader
+    from petastorm.jax import make_jax_iterator
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    with make_batch_reader(url, num_epochs=None) as reader, \\
+            make_jax_iterator(reader, batch_size=256, sharding=sharding, drop_last=True) as batches:
+        for step, batch in zip(range(1000), batches):
+            state = train_step(state, batch["x"], batch["y"])   # batch[...] is a jax.Array, already sharded
+            if step % 100 == 0:
+                save(batches.state_dict())                        # exact resume point
+
+Batching, shuffling, the background prefetch and the resume state are petastorm's shared batching core
+(:mod:`petastorm.adapters`), the same as the PyTorch loaders'; this module adds placement: on the prefetch
+thread, every batch is checked (numbers only), given to ``jax.device_put`` with the sharding in one call, and
+waited for, so the training step finds it on device.
+
+**The last short batch.** A pass that does not divide into ``batch_size`` rows ends with a shorter batch,
+as in the PyTorch loaders (``drop_last=False``, the default); with ``drop_last=True`` it is dropped. With a
+``sharding`` whose batch dimension is cut into ``n`` shards, a short last batch whose row count is a multiple
+of ``n`` is placed sharded like the others; one that is not cannot be split, and raises a
+:class:`~petastorm.errors.PetastormArgumentError` (naming both numbers and ``drop_last=True``) when it is
+reached, after every full batch was yielded. For ``jit``-compiled steps, ``drop_last=True`` also avoids one
+recompilation for the shorter shape.
+
+**Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
+fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field
+(up front from the reader's schema when no ``transform_fn`` is given). ``datetime64`` columns arrive as
+``int64`` nanoseconds. With JAX's 64-bit mode off (its default), ``float64`` becomes ``float32`` and
+``int64`` becomes ``int32`` as everywhere in JAX; an integer column whose values would wrap raises
+:class:`~petastorm.errors.PetastormSchemaError` naming the field instead of arriving corrupted.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, Optional
+
+from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+from petastorm.jax_impl.columns import check_schema_fields
+from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
+
+__all__ = ["JaxIterator", "make_jax_iterator"]
+
+_STATE_KIND = "petastorm.jax.JaxIterator"
+_KIND = "kind"
+_CORE = "core"
+_SETTINGS = "settings"
+
+
+def _ensure_positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PetastormTypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else ">= 1"
+        raise PetastormArgumentError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+class JaxIterator:
+    """Iterator of batches ``{field name: jax.Array of shape (batch_size,) + field shape}``.
+
+    Build it with :func:`make_jax_iterator`. It ends when the reader ends (never, with a reader made with
+    ``num_epochs=None``). A context manager: leaving it (or :meth:`close`) stops the prefetch thread and
+    stops and joins the reader. Abandoned without ``close()``, it stops its thread when garbage-collected.
+    """
+
+    def __init__(self, reader: Any, batch_size: int, sharding: Any = None, prefetch: int = 2, *,
+                 shuffling_queue_capacity: int = 0, min_after_retrieve: Optional[int] = None,
+                 seed: Optional[int] = None, drop_last: bool = False,
+                 transform_fn: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+        from petastorm.adapters import BatchPipeline
+
+        _ensure_positive_int("batch_size", batch_size)
+        _ensure_positive_int("prefetch", prefetch, allow_zero=True)
+        _ensure_positive_int("shuffling_queue_capacity", shuffling_queue_capacity, allow_zero=True)
+        if transform_fn is not None and not callable(transform_fn):
+            raise PetastormTypeError(f"transform_fn must be callable, got {type(transform_fn).__name__}")
+        sharding = ensure_sharding(sharding)
+        shards = check_batch_size(batch_size, sharding)
+        if transform_fn is None and getattr(reader, "schema", None) is not None:
+            check_schema_fields(reader.schema)
+        self.reader = reader
+        self.batch_size = batch_size
+        self.sharding = sharding
+        self.drop_last = bool(drop_last)
+        self._settings = {"batch_size": batch_size, "drop_last": self.drop_last,
+                          "shuffling_queue_capacity": shuffling_queue_capacity,
+                          "min_after_retrieve": min_after_retrieve, "seed": seed}
+        self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
+                                       min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
+                                       transform_fn=transform_fn, convert=DevicePlacer(sharding, shards),
+                                       prefetch=prefetch)
+        self._it: Optional[Iterator] = None
+        self._closed = False
+
+    # --- iteration -------------------------------------------------------------------------------------------
+
+    def __iter__(self) -> "JaxIterator":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        if self._it is None:
+            if self._closed:
+                raise StopIteration
+            self._it = iter(self._pipeline)
+        return next(self._it)
+
+    # --- state -----------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The exact position: the reader's state, the rows held for shuffling and batching with the shuffle
+        RNG, and the batches prefetched but not yet yielded (their rows are served again after a resume)."""
+        return {_KIND: _STATE_KIND, _SETTINGS: dict(self._settings), _CORE: self._pipeline.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
+        of the same dataset with the same settings.
+
+        Raises
+        ------
+        PetastormStateError
+            Naming the setting that differs (``batch_size``, ``drop_last``, ``shuffling_queue_capacity``,
+            ``seed``...), or when the state is not one of this iterator's.
+        """
+        if not isinstance(state, dict) or state.get(_KIND) != _STATE_KIND or _CORE not in state:
+            raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
+                                      f"JaxIterator.state_dict(), got {type(state).__name__})")
+        saved = state.get(_SETTINGS) or {}
+        for name, value in self._settings.items():
+            if name in saved and saved[name] != value:
+                raise PetastormStateError(f"{name} differs: the state was saved with {name}={saved[name]!r}, this "
+                                          f"iterator has {name}={value!r}; resume with the same {name}")
+        self._pipeline.load_state_dict(state[_CORE])
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the prefetch thread, then stop and join the reader. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._it = None
+        try:
+            self._pipeline.close()
+        finally:
+            self.reader.stop()
+            self.reader.join()
+
+    def __enter__(self) -> "JaxIterator":
+        return self
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self.close()
+
+
+def make_jax_iterator(reader: Any, batch_size: int, sharding: Any = None, prefetch: int = 2, *,
+                      shuffling_queue_capacity: int = 0, min_after_retrieve: Optional[int] = None,
+                      seed: Optional[int] = None, drop_last: bool = False,
+                      transform_fn: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> JaxIterator:
+    """Batches of ``jax.Array`` from a petastorm reader, on device ahead of use, optionally sharded.
+
+    Parameters
+    ----------
+    reader : Reader
+        From :func:`petastorm.make_reader` (rows are gathered into columns) or
+        :func:`petastorm.make_batch_reader`; any ``num_epochs`` (None: the iterator never ends).
+    batch_size : int
+        Rows per batch (>= 1), across all devices: each of ``n`` shards gets ``batch_size // n`` rows.
+    sharding : jax.sharding.Sharding or jax.Device, optional
+        Applied to every field (the batch dimension is axis 0), e.g.
+        ``NamedSharding(Mesh(jax.devices(), ('data',)), PartitionSpec('data'))``. ``batch_size`` must be a
+        multiple of the number of shards of axis 0. None: JAX's default device.
+    prefetch : int
+        Batches converted and placed ahead by the background thread (0: synchronously, in ``next()``).
+    shuffling_queue_capacity : int
+        Rows held in the column shuffling buffer (0: reader order).
+    min_after_retrieve : int, optional
+        Rows left in the buffer after each batch while the reader has more (default
+        ``shuffling_queue_capacity - batch_size``).
+    seed : int, optional
+        Seed of the shuffling buffer (same seed, same reader order: same batches).
+    drop_last : bool
+        Drop a last batch shorter than ``batch_size``. Without it and with a sharding, a short last batch
+        that the shards cannot split evenly raises :class:`~petastorm.errors.PetastormArgumentError` when
+        reached (see the module docs).
+    transform_fn : callable, optional
+        ``dict[str, np.ndarray] -> dict[str, np.ndarray]``, applied to each numpy batch on the prefetch thread
+        before placement (the place to drop, encode or pad non-numeric fields).
+
+    Returns
+    -------
+    JaxIterator
+        Yields ``dict[str, jax.Array]``; each array of shape ``(rows,) + field shape``.
+
+    Raises
+    ------
+    PetastormArgumentError
+        ``batch_size`` or ``prefetch`` out of range, or ``batch_size`` not divisible by the shard count
+        (the message names both numbers).
+    PetastormTypeError
+        A field JAX cannot hold (strings, Decimal, variable shape...), naming the field.
+    """
+    return JaxIterator(reader, batch_size, sharding, prefetch, shuffling_queue_capacity=shuffling_queue_capacity,
+                       min_after_retrieve=min_after_retrieve, seed=seed, drop_last=drop_last,
+                       transform_fn=transform_fn)

@@ -1,0 +1,148 @@
+"""Which numpy columns JAX can hold, checked once per field up front and once per column per batch.
+
+JAX arrays hold numbers and booleans only, with one shape per array, and, unless 64-bit mode is on
+(``jax.config.update('jax_enable_x64', True)``), JAX silently narrows 64-bit values: ``int64 -> int32``,
+``uint64 -> uint32``, ``float64 -> float32``. Narrowing floats loses precision the way every JAX user
+expects; narrowing integers wraps values (``2**40`` becomes ``0``), so an integer column whose values do not
+fit the narrower type is refused here with an error naming the field, instead of arriving corrupted.
+
+Every check is per column (``dtype`` tests, one ``min``/``max`` pass over 64-bit integer columns); nothing
+runs per row except on the way to raising an error.
+"""
+from __future__ import annotations
+
+import datetime
+import decimal
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from petastorm.errors import PetastormSchemaError, PetastormTypeError
+
+__all__ = ["check_schema_fields", "jax_ready_columns"]
+
+_NUMERIC_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex
+_NARROW_INTS = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.uint64): np.dtype(np.uint32)}
+_HOW_TO_FIX = ("leave it out with schema_fields=[...] on the reader, or turn it into a numeric array in "
+               "transform_fn")
+
+
+def _kind_words(dtype: np.dtype, sample: Any = None) -> str:
+    """Words for what a non-numeric column holds."""
+    if dtype.kind == "U":
+        return f"strings (numpy {dtype})"
+    if dtype.kind == "S":
+        return f"bytes (numpy {dtype})"
+    if isinstance(sample, decimal.Decimal) or dtype.type is decimal.Decimal:
+        return "Decimal values"
+    if isinstance(sample, (str, np.str_)):
+        return "strings"
+    if isinstance(sample, (bytes, np.bytes_)):
+        return "bytes"
+    if isinstance(sample, (datetime.date, datetime.datetime)):
+        return f"{type(sample).__name__} objects"
+    if isinstance(sample, np.ndarray):
+        return "arrays of different shapes (a variable-shape field)"
+    if sample is not None:
+        return f"Python objects ({type(sample).__name__})"
+    return f"values of numpy type {dtype}"
+
+
+def check_schema_fields(schema: Any) -> None:
+    """Refuse, before any reading, a schema field JAX cannot hold: a string, bytes, Decimal or other
+    object dtype, or a variable shape (``None`` in ``UnischemaField.shape``).
+
+    Called only when no ``transform_fn`` may change the fields.
+
+    Raises
+    ------
+    PetastormTypeError
+        Naming the first such field, what it holds and how to leave it out or convert it.
+    """
+    for name, field in schema.fields.items():
+        try:
+            dtype = np.dtype(field.numpy_dtype)
+        except TypeError:
+            dtype = np.dtype(object)
+        if dtype.kind not in _NUMERIC_KINDS and dtype.kind not in "Mm":
+            what = "Decimal values" if field.numpy_dtype is decimal.Decimal else _kind_words(dtype)
+            raise PetastormTypeError(f"field {name!r} holds {what}: JAX arrays hold numbers only; {_HOW_TO_FIX}")
+        shape = tuple(field.shape or ())
+        if any(dim is None for dim in shape):
+            raise PetastormTypeError(
+                f"field {name!r} has a variable shape {shape}: a JAX batch needs one shape per field; pad or crop "
+                f"it to a fixed shape in transform_fn, or leave it out with schema_fields=[...] on the reader")
+
+
+def _object_column_error(name: str, column: np.ndarray) -> PetastormTypeError:
+    flat = column.reshape(-1)
+    if any(value is None for value in flat):
+        return PetastormTypeError(
+            f"field {name!r} holds None (a nullable field with missing values in this batch): JAX arrays have no "
+            f"missing values; fill them in transform_fn (e.g. with a sentinel and a mask column), or leave the "
+            f"field out with schema_fields=[...] on the reader")
+    sample = next(iter(flat), None)
+    return PetastormTypeError(f"field {name!r} holds {_kind_words(column.dtype, sample)}: JAX arrays hold numbers "
+                              f"only, one shape per batch; {_HOW_TO_FIX}")
+
+
+def _check_fits_narrow(name: str, column: np.ndarray) -> None:
+    narrow = _NARROW_INTS.get(column.dtype)
+    if narrow is None or column.size == 0:
+        return
+    info = np.iinfo(narrow)
+    low, high = column.min(), column.max()
+    if low < info.min or high > info.max:
+        raise PetastormSchemaError(
+            f"field {name!r} holds {column.dtype} values from {low} to {high}, outside {narrow} "
+            f"[{info.min}, {info.max}], the type JAX gives them while 64-bit mode is off (they would wrap "
+            f"silently): turn it on with jax.config.update('jax_enable_x64', True) before creating arrays, or "
+            f"cast the field in transform_fn")
+
+
+def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> Dict[str, np.ndarray]:
+    """Check a batch of numpy columns and return the columns JAX takes as they are.
+
+    Parameters
+    ----------
+    batch : mapping of str to np.ndarray, each of shape (rows,) + field shape
+    x64 : bool, optional
+        Whether JAX keeps 64-bit types (``jax_enable_x64``); read from JAX when None.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        The same arrays, except ``datetime64``/``timedelta64`` columns, given as ``int64`` nanoseconds
+        (JAX has no time types; as ``tf_utils`` maps them).
+
+    Raises
+    ------
+    PetastormTypeError
+        A column that is not numeric (strings, bytes, Decimal, dates, None of a nullable field, arrays of
+        different shapes): the message names the field.
+    PetastormSchemaError
+        A 64-bit integer column whose values JAX would wrap while 64-bit mode is off.
+    """
+    if not isinstance(batch, Mapping):
+        raise PetastormTypeError(f"a batch must be a dict of field name -> numpy array, got {type(batch).__name__}"
+                                 f" (does transform_fn return a dict?)")
+    if x64 is None:
+        import jax
+
+        x64 = bool(jax.config.jax_enable_x64)
+    out: Dict[str, np.ndarray] = {}
+    for name, column in batch.items():
+        column = np.asarray(column) if not isinstance(column, np.ndarray) else column
+        kind = column.dtype.kind
+        if kind in "Mm":
+            unit = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
+            column = column.astype(unit).view(np.int64)
+        elif kind == "O":
+            raise _object_column_error(name, column)
+        elif kind not in _NUMERIC_KINDS:
+            raise PetastormTypeError(f"field {name!r} holds {_kind_words(column.dtype)}: JAX arrays hold numbers "
+                                     f"only; {_HOW_TO_FIX}")
+        if not x64:
+            _check_fits_narrow(name, column)
+        out[name] = column
+    return out

@@ -1,0 +1,137 @@
+"""Placing numpy column batches on JAX devices: the ``convert`` callable the shared batching core runs on its
+prefetch thread, and the checks of ``batch_size`` against a sharding.
+
+A sharding splits the batch dimension (axis 0) of every field into ``n`` equal pieces, one per group of
+devices; ``n`` is read from the sharding itself (for ``NamedSharding(mesh, PartitionSpec('data'))`` it is
+``mesh.shape['data']``), so any :class:`jax.sharding.Sharding` works, not only named meshes.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from petastorm.errors import PetastormArgumentError, PetastormTypeError
+from petastorm.jax_impl.columns import jax_ready_columns
+
+__all__ = ["DevicePlacer", "batch_shard_count", "check_batch_size", "describe_batch_axis", "ensure_sharding"]
+
+_MAX_RANK = 8
+
+
+def ensure_sharding(sharding: Any) -> Any:
+    """``None``, a :class:`jax.sharding.Sharding` or a :class:`jax.Device` (-> ``SingleDeviceSharding``).
+
+    Raises
+    ------
+    PetastormTypeError
+        For anything else, naming the argument and its type.
+    PetastormArgumentError
+        For a sharding over devices of other processes (multi-host input is not supported yet).
+    """
+    if sharding is None:
+        return None
+    import jax
+    from jax.sharding import Sharding, SingleDeviceSharding
+
+    if isinstance(sharding, jax.Device):
+        return SingleDeviceSharding(sharding)
+    if not isinstance(sharding, Sharding):
+        raise PetastormTypeError(f"sharding must be a jax.sharding.Sharding (e.g. NamedSharding(Mesh(devices, "
+                                 f"('data',)), PartitionSpec('data'))), a jax.Device or None, got "
+                                 f"{type(sharding).__name__}")
+    if not sharding.is_fully_addressable:
+        raise PetastormArgumentError(
+            f"sharding spans devices of other processes ({sharding.num_devices} devices, "
+            f"{len(sharding.addressable_devices)} in this process): multi-process input is not supported; give "
+            f"each process a sharding over its local devices (jax.local_devices()) and its own reader shard")
+    return sharding
+
+
+def batch_shard_count(sharding: Any) -> int:
+    """Number of pieces a sharding cuts the batch dimension (axis 0) into; 1 when ``sharding`` is None."""
+    if sharding is None:
+        return 1
+    n = int(sharding.num_devices)
+    for rank in range(1, _MAX_RANK + 1):  # the smallest rank the sharding applies to; each axis a multiple of n
+        try:
+            shard = sharding.shard_shape((n,) * rank)
+        except (ValueError, IndexError, TypeError):
+            continue
+        return max(1, n // int(shard[0]))
+    raise PetastormArgumentError(f"sharding {sharding} cannot be applied to arrays of rank 1 to {_MAX_RANK}")
+
+
+def describe_batch_axis(sharding: Any) -> str:
+    """``"mesh axis 'data'"`` for a NamedSharding, the sharding itself otherwise (for error messages)."""
+    spec = getattr(sharding, "spec", None)
+    if spec is not None and len(spec) and spec[0] is not None:
+        names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+        sizes = ", ".join(f"{name!r} ({sharding.mesh.shape[name]})" for name in names)
+        return f"mesh axis {sizes}" if len(names) == 1 else f"mesh axes {sizes}"
+    return f"sharding {sharding}"
+
+
+def check_batch_size(batch_size: int, sharding: Any) -> int:
+    """The number of shards of the batch dimension, after checking that ``batch_size`` divides into it.
+
+    Raises
+    ------
+    PetastormArgumentError
+        Naming ``batch_size``, the shard count and the mesh axis.
+    """
+    shards = batch_shard_count(sharding)
+    if batch_size % shards:
+        raise PetastormArgumentError(
+            f"batch_size {batch_size} is not divisible by the {shards} shards of the batch dimension "
+            f"({describe_batch_axis(sharding)}): use a batch_size that is a multiple of {shards}")
+    return shards
+
+
+class DevicePlacer:
+    """The ``convert`` step: a numpy column batch -> a dict of ``jax.Array`` on device (sharded if asked).
+
+    Runs on the core's prefetch thread: checks the columns, calls ``jax.device_put`` once for the whole
+    batch and waits for the transfer, so the batch is on device before the training step asks for it and
+    the numpy buffers may be reused by the core afterwards.
+
+    Parameters
+    ----------
+    sharding : jax.sharding.Sharding or None
+        None places on JAX's default device.
+    shards : int
+        ``batch_shard_count(sharding)``.
+    """
+
+    def __init__(self, sharding: Optional[Any], shards: int) -> None:
+        self.sharding = sharding
+        self.shards = shards
+        self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
+
+    def __call__(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
+        import jax
+
+        columns = jax_ready_columns(batch)
+        if self.sharding is not None and columns:
+            self._check_shapes(columns)
+        placed = jax.device_put(columns, self.sharding) if self.sharding is not None else jax.device_put(columns)
+        return jax.block_until_ready(placed)
+
+    def _check_shapes(self, columns: Mapping[str, np.ndarray]) -> None:
+        rows = len(next(iter(columns.values())))
+        if rows % self.shards:
+            raise PetastormArgumentError(
+                f"the last batch has {rows} rows, which the {self.shards} shards of the batch dimension "
+                f"({describe_batch_axis(self.sharding)}) cannot split evenly: pass drop_last=True to drop a "
+                f"last short batch, or read a number of rows that is a multiple of {self.shards}")
+        for name, column in columns.items():
+            key = (name, column.shape)
+            if key in self._checked_shapes:
+                continue
+            try:
+                self.sharding.shard_shape(column.shape)
+            except (ValueError, IndexError, TypeError) as error:
+                raise PetastormArgumentError(
+                    f"field {name!r} (batch shape {column.shape}) cannot be split by sharding {self.sharding}: "
+                    f"{error}") from error
+            self._checked_shapes[key] = True
