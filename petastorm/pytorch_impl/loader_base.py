@@ -1,0 +1,222 @@
+"""``LoaderBase``: what every torch loader shares - the original's re-iteration rules, ``len()``, the context
+manager, error handling and the frame of ``state_dict()`` / ``load_state_dict()``.
+
+Re-iteration rules (recorded from petastorm 0.12.1):
+
+- ``iter(loader)`` returns a generator; the checks below run when it is first advanced (as the original's).
+- A pass that ran to its end may be followed by another: the reader is ``reset()`` first.
+- Advancing a second iterator while a pass is running raises ``RuntimeError`` with the original's wording
+  (:data:`PARALLEL_ITER_ERROR`); the first iterator keeps working.
+- An iterator abandoned mid-pass (closed or garbage-collected) ends its pass; the next pass asks the reader
+  to ``reset()``, which refuses (``NotImplementedError``: the reader is in the middle of an epoch).
+- After an error during a pass, every later pass raises the original's ``RuntimeError``
+  ("Cannot start a new iteration because last time iteration failed with error ..."). Unlike the original,
+  the reader is also stopped and joined at once, so no worker is left running.
+
+One deliberate difference: the original kept the last, short batch of a pass and served it again at the
+start of the next pass (rows repeated); here each pass yields each row once.
+
+State layout (``state_dict()``, a dict of plain values and numpy arrays: pickle it or ``torch.save`` it)::
+
+    {"version": 1, "loader": "DataLoader", "settings": {...}, "passes_done": 1, "in_pass": True,
+     "body": {...subclass state of the pass...} | None, "reader": reader.state_dict() | None}
+
+``body`` is the subclass's state of the running pass (reader cursor, buffered rows, RNG, partial batch);
+between passes only the reader's state is kept, so the next pass starts where the saved one would have.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator, Mapping, Optional
+
+from petastorm.errors import PetastormReaderError, PetastormStateError
+
+__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION"]
+
+logger = logging.getLogger("petastorm.pytorch")
+
+#: The original's message when a second pass is started during a pass (its missing space kept).
+PARALLEL_ITER_ERROR = ("You must finish a full pass of Petastorm DataLoader before making another pass from "
+                       "the beginning.If you do need to terminate early and restart from beginning, please "
+                       "re-create the reader and the data loader.")
+
+#: Version of the layout written by :meth:`LoaderBase.state_dict`.
+LOADER_STATE_VERSION = 1
+
+_K_VERSION = "version"
+_K_LOADER = "loader"
+_K_SETTINGS = "settings"
+_K_PASSES = "passes_done"
+_K_IN_PASS = "in_pass"
+_K_BODY = "body"
+_K_READER = "reader"
+
+
+class LoaderBase:
+    """Base of the torch loaders: iteration rules, ``len()``, context manager and resumable state.
+
+    Subclasses set ``self.reader`` and implement :meth:`_iter_impl`; to support ``len()``,
+    :meth:`_length`; to support resume, :meth:`_settings`, :meth:`_pass_state` and :meth:`_load_pass_state`
+    (and may override :meth:`_close_pass` to release what a pass holds, e.g. a prefetch thread).
+    """
+
+    reader: Any = None
+
+    def __init__(self) -> None:
+        self._in_iter: bool = False
+        self._error: Optional[BaseException] = None
+        self._passes_started = 0
+        self._passes_done = 0
+        self._resume_in_pass = False      # load_state_dict() restored a running pass: continue it, no reset
+        self._drain_before_reset = False  # load_state_dict() restored a reader at the end of a pass
+
+    # --- to implement ------------------------------------------------------------------------------------
+
+    def _iter_impl(self) -> Iterator[Any]:
+        """Yield the batches of one pass (continuing a restored pass when ``self._resume_in_pass``)."""
+        raise NotImplementedError
+
+    def _length(self) -> Optional[int]:
+        """Number of batches of one pass, or None when it is not known (``len()`` then raises TypeError)."""
+        return None
+
+    def _settings(self) -> dict:
+        """Settings a saved state must match (JSON-like values), e.g. ``{"batch_size": 8}``."""
+        return {}
+
+    def _pass_state(self) -> dict:
+        """State of the running pass: enough to continue it with no row lost or repeated."""
+        raise NotImplementedError(f"{type(self).__name__} does not support state_dict() during a pass")
+
+    def _load_pass_state(self, body: Mapping[str, Any]) -> None:
+        """Restore :meth:`_pass_state` into this loader over a fresh reader (before iterating)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support load_state_dict() of a running pass")
+
+    def _close_pass(self) -> None:
+        """Release what the current pass holds (threads, buffers); must be idempotent."""
+
+    # --- iteration ---------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._error is not None:
+            raise RuntimeError(f"Cannot start a new iteration because last time iteration failed with error "
+                               f"{self._error!r}.")
+        if self._in_iter:
+            raise RuntimeError(PARALLEL_ITER_ERROR)
+        if not self._resume_in_pass and (self._passes_started > 0 or self._drain_before_reset):
+            self._reset_reader()
+        self._in_iter = True
+        self._passes_started += 1
+        inner = self._iter_impl()
+        try:
+            yield from inner
+            self._passes_done += 1
+        except Exception as e:
+            self._error = e
+            logger.error("Iteration on Petastorm DataLoader raise error: %r", e)
+            self._stop_reader()
+            raise
+        finally:
+            inner.close()
+            self._resume_in_pass = False
+            self._in_iter = False
+            self._close_pass()
+
+    def _reset_reader(self) -> None:
+        if self._drain_before_reset:
+            # the reader was restored at the end of its pass: read that end, so reset() accepts it
+            self._drain_before_reset = False
+            for _ in self.reader:
+                raise PetastormStateError("the reader restored from a state saved between passes still had rows: "
+                                          "resume with the reader options the state was saved with")
+        self.reader.reset()
+
+    def _stop_reader(self) -> None:
+        reader = self.reader
+        if reader is None:
+            return
+        try:
+            reader.stop()
+            reader.join()
+        except Exception:  # pragma: no cover - stopping must not hide the error being raised
+            logger.debug("stopping the reader after an error failed", exc_info=True)
+
+    def __len__(self) -> int:
+        length = self._length()
+        if length is None:
+            raise TypeError(f"object of type '{type(self).__name__}' has no len()")
+        return length
+
+    def __bool__(self) -> bool:  # ``if loader:`` must not call __len__ (which may raise)
+        return True
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "LoaderBase":
+        return self
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        """Release the current pass, then stop and join the reader."""
+        self._close_pass()
+        if self.reader is not None:
+            self.reader.stop()
+            self.reader.join()
+
+    # --- state -------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Where this loader is: continue with ``load_state_dict()`` on a new loader over a new reader made
+        with the same arguments. Take it between two batches (in the training loop, after a step).
+
+        Returns
+        -------
+        dict
+            See the module docstring; holds numpy arrays when rows are buffered.
+        """
+        in_pass = self._in_iter or self._resume_in_pass
+        return {
+            _K_VERSION: LOADER_STATE_VERSION,
+            _K_LOADER: type(self).__name__,
+            _K_SETTINGS: dict(self._settings()),
+            _K_PASSES: self._passes_done,
+            _K_IN_PASS: in_pass,
+            _K_BODY: self._pass_state() if in_pass else None,
+            _K_READER: None if in_pass else self.reader.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; call before iterating, on a loader over a fresh reader.
+
+        Raises
+        ------
+        PetastormStateError
+            The state is malformed, comes from another loader class, was saved with other loader settings
+            (the message names each one), or its reader state does not fit this reader (another dataset or
+            other reader options: the reader's message says which).
+        PetastormReaderError
+            Called during a pass.
+        """
+        from petastorm.adapters.settings import check_settings
+
+        if self._in_iter or self._passes_started:
+            raise PetastormReaderError("load_state_dict() must be called on a new loader, before iterating it")
+        if not isinstance(state, Mapping):
+            raise PetastormStateError(f"a loader state must be a dict from state_dict(), got {type(state).__name__}")
+        missing = [k for k in (_K_VERSION, _K_LOADER, _K_SETTINGS, _K_PASSES, _K_IN_PASS, _K_BODY, _K_READER)
+                   if k not in state]
+        if missing:
+            raise PetastormStateError(f"not a {type(self).__name__} state: keys {missing} are missing")
+        if state[_K_VERSION] != LOADER_STATE_VERSION:
+            raise PetastormStateError(f"loader state version {state[_K_VERSION]!r} is not supported "
+                                      f"(expected {LOADER_STATE_VERSION})")
+        if state[_K_LOADER] != type(self).__name__:
+            raise PetastormStateError(f"loader: the state was saved from a {state[_K_LOADER]}, this is a "
+                                      f"{type(self).__name__}")
+        check_settings(state[_K_SETTINGS], self._settings(), type(self).__name__)
+        if state[_K_IN_PASS]:
+            self._load_pass_state(state[_K_BODY])
+            self._resume_in_pass = True
+        else:
+            self.reader.load_state_dict(state[_K_READER])
+            self._drain_before_reset = state[_K_PASSES] > 0
+        self._passes_done = int(state[_K_PASSES])
