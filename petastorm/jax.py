@@ -39,7 +39,7 @@ fields and ``None`` in nullable fields raise :class:`~petastorm.errors.Petastorm
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Optional
 
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.jax_impl.columns import check_schema_fields
@@ -50,7 +50,6 @@ __all__ = ["JaxIterator", "make_jax_iterator"]
 _STATE_KIND = "petastorm.jax.JaxIterator"
 _KIND = "kind"
 _CORE = "core"
-_SETTINGS = "settings"
 
 
 def _ensure_positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
@@ -89,14 +88,10 @@ class JaxIterator:
         self.batch_size = batch_size
         self.sharding = sharding
         self.drop_last = bool(drop_last)
-        self._settings = {"batch_size": batch_size, "drop_last": self.drop_last,
-                          "shuffling_queue_capacity": shuffling_queue_capacity,
-                          "min_after_retrieve": min_after_retrieve, "seed": seed}
         self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
                                        min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
                                        transform_fn=transform_fn, convert=DevicePlacer(sharding, shards),
                                        prefetch=prefetch)
-        self._it: Optional[Iterator] = None
         self._closed = False
 
     # --- iteration -------------------------------------------------------------------------------------------
@@ -105,18 +100,14 @@ class JaxIterator:
         return self
 
     def __next__(self) -> Dict[str, Any]:
-        if self._it is None:
-            if self._closed:
-                raise StopIteration
-            self._it = iter(self._pipeline)
-        return next(self._it)
+        return next(self._pipeline)
 
     # --- state -----------------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
         """The exact position: the reader's state, the rows held for shuffling and batching with the shuffle
         RNG, and the batches prefetched but not yet yielded (their rows are served again after a resume)."""
-        return {_KIND: _STATE_KIND, _SETTINGS: dict(self._settings), _CORE: self._pipeline.state_dict()}
+        return {_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
@@ -125,17 +116,13 @@ class JaxIterator:
         Raises
         ------
         PetastormStateError
-            Naming the setting that differs (``batch_size``, ``drop_last``, ``shuffling_queue_capacity``,
-            ``seed``...), or when the state is not one of this iterator's.
+            Naming each setting that differs (``batch_size``, ``drop_last``, ``shuffling_queue_capacity``,
+            ``min_after_retrieve``; the reader names its own: dataset, reader options), or when the state is
+            not one of this iterator's.
         """
         if not isinstance(state, dict) or state.get(_KIND) != _STATE_KIND or _CORE not in state:
             raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
                                       f"JaxIterator.state_dict(), got {type(state).__name__})")
-        saved = state.get(_SETTINGS) or {}
-        for name, value in self._settings.items():
-            if name in saved and saved[name] != value:
-                raise PetastormStateError(f"{name} differs: the state was saved with {name}={saved[name]!r}, this "
-                                          f"iterator has {name}={value!r}; resume with the same {name}")
         self._pipeline.load_state_dict(state[_CORE])
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -145,7 +132,6 @@ class JaxIterator:
         if self._closed:
             return
         self._closed = True
-        self._it = None
         try:
             self._pipeline.close()
         finally:

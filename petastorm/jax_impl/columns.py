@@ -29,10 +29,9 @@ _HOW_TO_FIX = ("leave it out with schema_fields=[...] on the reader, or turn it 
 
 def _kind_words(dtype: np.dtype, sample: Any = None) -> str:
     """Words for what a non-numeric column holds."""
-    if dtype.kind == "U":
-        return f"strings (numpy {dtype})"
-    if dtype.kind == "S":
-        return f"bytes (numpy {dtype})"
+    if dtype.kind in "US":
+        what = "strings" if dtype.kind == "U" else "bytes"
+        return f"{what} (numpy {dtype})" if dtype.itemsize else what
     if isinstance(sample, decimal.Decimal) or dtype.type is decimal.Decimal:
         return "Decimal values"
     if isinstance(sample, (str, np.str_)):

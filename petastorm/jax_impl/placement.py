@@ -121,7 +121,7 @@ class DevicePlacer:
         rows = len(next(iter(columns.values())))
         if rows % self.shards:
             raise PetastormArgumentError(
-                f"the last batch has {rows} rows, which the {self.shards} shards of the batch dimension "
+                f"the last batch has {rows} row{'s' if rows != 1 else ''}, which the {self.shards} shards of the batch dimension "
                 f"({describe_batch_axis(self.sharding)}) cannot split evenly: pass drop_last=True to drop a "
                 f"last short batch, or read a number of rows that is a multiple of {self.shards}")
         for name, column in columns.items():
