@@ -12,12 +12,14 @@ from petastorm.jax import make_jax_iterator
 
 
 def jax_hello_world(dataset_url: str = "file:///tmp/hello_world_dataset") -> None:
-    with make_batch_reader(dataset_url, schema_fields=["id", "image1"]) as reader:
-        for batch in make_jax_iterator(reader, batch_size=8):
-            image = batch["image1"]
-            print(f"jax: id={batch['id'].tolist()} image1={image.shape} {image.dtype} "
-                  f"on {sorted(str(d) for d in image.devices())} mean={float(image.mean()):.1f}")
-            break
+    # array_4d is left out: JAX holds fixed-shape numbers only, and its first dimension may vary.
+    # Leaving the iterator's `with` stops its prefetch thread and the reader.
+    with make_batch_reader(dataset_url, schema_fields=["id", "image1"]) as reader, \
+            make_jax_iterator(reader, batch_size=8) as batches:
+        batch = next(batches)
+        image = batch["image1"]
+        print(f"jax: id={batch['id'].tolist()} image1={image.shape} {image.dtype} "
+              f"on {sorted(str(d) for d in image.devices())} mean={float(image.mean()):.1f}")
 
 
 if __name__ == "__main__":
