@@ -12,6 +12,14 @@ a (64, 64) ndarray pass of 8 MB row groups took ~50% more CPU per row in threads
 process-pool workers, for no lower peak; on JPEG the CPU per row did not change. So readers that decode
 compressed images or arrays read with jemalloc, the others with the default pool, unless
 ``$PETASTORM_ARROW_POOL`` says otherwise.
+
+Only from files whose column chunks are stored uncompressed, though (:func:`open_row_group_file`): with
+Snappy/zstd/... chunks every page is decompressed into a fresh buffer, and jemalloc hands those pages back
+and faults them in again at the next page. Measured (2026-12-07, one thread, best of 7 passes over the
+hello-world dataset of ``benchmarks/bench_reader_shapes.py``: 98 KB PNG + 46 KB npy per row, Snappy,
+8 MB row groups): ``read_row_group`` 54-58 us/row with jemalloc (sys 21-37 us), 24-25 us/row with
+mimalloc, 45 us/row with the system pool; the same file rewritten uncompressed: 20-22 us/row with every
+pool. On a ``make_reader`` thread pass that was 290 -> 230 us of CPU per row (the PNG decode is ~170 us).
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ import functools
 import os
 from typing import Any, Optional
 
-__all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "ARROW_POOL_ENV"]
+__all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "open_row_group_file", "ARROW_POOL_ENV"]
 
 ARROW_POOL_ENV = "PETASTORM_ARROW_POOL"
 
@@ -38,19 +46,29 @@ def _pool_named(name: str) -> Optional[Any]:
         return None
 
 
-def read_memory_pool(decode_bound: bool = False) -> Optional[Any]:
+def read_memory_pool(decode_bound: bool = False, compressed: bool = False) -> Optional[Any]:
     """The ``pyarrow.MemoryPool`` for row-group reads, or None for pyarrow's default pool.
 
     ``$PETASTORM_ARROW_POOL`` decides when set. Otherwise a reader whose decoding dominates
     (``decode_bound``: compressed images or arrays, where a page fault per reused page is noise next to
-    the decode) reads with jemalloc, which gives freed pages back; the others use the default pool.
+    the decode) reads files whose chunks are not ``compressed`` with jemalloc, which gives freed pages
+    back; the others use the default pool.
     """
     wanted = os.environ.get(ARROW_POOL_ENV, "").strip().lower()
     if wanted == "default":
         return None
     if wanted:
         return _pool_named(wanted)
-    return _pool_named("jemalloc") if decode_bound else None
+    return _pool_named("jemalloc") if decode_bound and not compressed else None
+
+
+def _has_compressed_chunks(metadata: Any) -> bool:
+    """Whether a column chunk of the file's first row group is stored compressed (files are written with
+    one codec throughout in practice)."""
+    if metadata.num_row_groups == 0:
+        return False
+    group = metadata.row_group(0)
+    return any(group.column(j).compression != "UNCOMPRESSED" for j in range(group.num_columns))
 
 
 def open_input_file(filesystem: Any, path: str, pool: Optional[Any] = None) -> Any:
@@ -65,16 +83,34 @@ def open_input_file(filesystem: Any, path: str, pool: Optional[Any] = None) -> A
     return filesystem.open_input_file(path)
 
 
-def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int, pool: Optional[Any] = None) -> Any:
+def open_row_group_file(filesystem: Any, path: str, *, pre_buffer: bool, buffer_size: int,
+                        decode_bound: bool) -> Any:
+    """``ParquetFile`` of ``path`` whose reads allocate from :func:`read_memory_pool` for this reader and
+    this file (the footer is read first when the choice depends on the file's compression)."""
+    pool = read_memory_pool(decode_bound)
+    if pool is None or os.environ.get(ARROW_POOL_ENV, "").strip():
+        return open_parquet_file(open_input_file(filesystem, path, pool), pre_buffer=pre_buffer,
+                                 buffer_size=buffer_size, pool=pool)
+    pf = open_parquet_file(open_input_file(filesystem, path), pre_buffer=pre_buffer, buffer_size=buffer_size)
+    if _has_compressed_chunks(pf.metadata):
+        return pf
+    metadata = pf.metadata
+    pf.close(force=True)
+    return open_parquet_file(open_input_file(filesystem, path, pool), pre_buffer=pre_buffer,
+                             buffer_size=buffer_size, pool=pool, metadata=metadata)
+
+
+def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int, pool: Optional[Any] = None,
+                      metadata: Any = None) -> Any:
     """``pyarrow.parquet.ParquetFile(source, ...)`` whose reads allocate from ``pool`` (None: the default).
 
     ``ParquetFile`` takes no pool, but the ``ParquetReader`` it wraps does: it is swapped for one opened
-    on the same source with the footer already read. Where that fails (a pyarrow without these
+    on the same source with the footer already read (``metadata``: a footer read before, not read again). Where that fails (a pyarrow without these
     internals), the plain ``ParquetFile`` is returned.
     """
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size)
+    pf = pq.ParquetFile(source, pre_buffer=pre_buffer, buffer_size=buffer_size, metadata=metadata)
     if pool is None:
         return pf
     try:

@@ -94,11 +94,9 @@ class RowGroupWorker:
         # its next read: with the open files of two workers, ~100 MB of peak RSS on a 320 MB dataset.
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
-        from petastorm.reader_impl.parquet_io import read_memory_pool
 
-        decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
-                                      (CompressedImageCodec, CompressedNdarrayCodec)) for name in spec.fields)
-        self._arrow_pool = read_memory_pool(decode_bound)
+        self._decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
+                                            (CompressedImageCodec, CompressedNdarrayCodec)) for name in spec.fields)
         self._direct = _direct_fields(spec)
         self._direct_columns: dict = {}  # path -> {field name: (column index, max definition level)}
         self._direct_failed: set = set()  # (path, field name) whose layout pyarrow reads instead
@@ -112,16 +110,16 @@ class RowGroupWorker:
     # --- I/O ---------------------------------------------------------------------------------------------
 
     def _parquet_file(self, path: str) -> Any:
-        from petastorm.reader_impl.parquet_io import open_input_file, open_parquet_file
+        from petastorm.reader_impl.parquet_io import open_row_group_file
 
         pf = self._files.get(path)
         if pf is not None:
             self._files.move_to_end(path)
             return pf
         try:
-            pf = open_parquet_file(open_input_file(self._spec.filesystem, path, self._arrow_pool),
-                                   pre_buffer=self._pre_buffer, buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES,
-                                   pool=self._arrow_pool)
+            pf = open_row_group_file(self._spec.filesystem, path, pre_buffer=self._pre_buffer,
+                                     buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES,
+                                     decode_bound=self._decode_bound)
         except Exception as e:
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
