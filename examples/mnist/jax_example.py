@@ -12,7 +12,7 @@ parameters are replicated: the same ``jit``-compiled step then runs data-paralle
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import jax
 import jax.numpy as jnp

@@ -23,7 +23,8 @@ from torch import nn
 from petastorm import TransformSpec, make_batch_reader, make_reader
 from petastorm.pytorch import BatchedDataLoader, DataLoader
 
-__all__ = ["Net", "train", "evaluate", "train_with_data_loader", "train_with_batched_data_loader"]
+__all__ = ["Net", "train", "evaluate", "images_from_rows", "images_from_columns", "train_with_data_loader",
+           "train_with_batched_data_loader"]
 
 MEAN, STD = 0.1307, 0.3081  # the original example's normalisation (MNIST's mean and std)
 
@@ -55,12 +56,14 @@ def _normalize_row(row: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return row
 
 
-def _images_from_rows(batch: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+def images_from_rows(batch: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The model's input from a ``DataLoader`` batch: images already normalised by the TransformSpec."""
     return batch["image"].to(device)
 
 
-def _images_from_columns(batch: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-    # uint8 (batch, 28, 28), already on the device: normalise there.
+def images_from_columns(batch: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The model's input from a ``BatchedDataLoader`` batch: uint8 (batch, 28, 28), already on the
+    device, normalised there to float32 (batch, 1, 28, 28)."""
     return ((batch["image"].to(device).float() / 255.0 - MEAN) / STD).unsqueeze(1)
 
 
@@ -119,11 +122,11 @@ def train_with_data_loader(args: argparse.Namespace, device: torch.device) -> Li
         with DataLoader(make_reader(f"{args.dataset_url}/train", num_epochs=1, transform_spec=transform,
                                     seed=args.seed + epoch, shuffle_rows=True, workers_count=args.workers),
                         batch_size=args.batch_size, shuffling_queue_capacity=args.shuffle) as loader:
-            losses += train(model, loader, optimizer, _images_from_rows, device, args.steps, args.log_interval,
+            losses += train(model, loader, optimizer, images_from_rows, device, args.steps, args.log_interval,
                             "DataLoader")
     with DataLoader(make_reader(f"{args.dataset_url}/test", num_epochs=1, transform_spec=transform,
                                 workers_count=args.workers), batch_size=args.test_batch_size) as loader:
-        accuracy = evaluate(model, loader, _images_from_rows, device)
+        accuracy = evaluate(model, loader, images_from_rows, device)
     _report("DataLoader", losses, accuracy)
     return losses
 
@@ -142,12 +145,12 @@ def train_with_batched_data_loader(args: argparse.Namespace, device: torch.devic
                                                  workers_count=args.workers),
                                batch_size=args.batch_size, shuffling_queue_capacity=args.shuffle,
                                device=device, pin_memory=pin) as loader:
-            losses += train(model, loader, optimizer, _images_from_columns, device, args.steps, args.log_interval,
+            losses += train(model, loader, optimizer, images_from_columns, device, args.steps, args.log_interval,
                             "BatchedDataLoader")
     with BatchedDataLoader(make_batch_reader(f"{args.dataset_url}/test", schema_fields=fields, num_epochs=1,
                                              workers_count=args.workers),
                            batch_size=args.test_batch_size, device=device, pin_memory=pin) as loader:
-        accuracy = evaluate(model, loader, _images_from_columns, device)
+        accuracy = evaluate(model, loader, images_from_columns, device)
     _report("BatchedDataLoader", losses, accuracy)
     return losses
 
