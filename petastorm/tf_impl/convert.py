@@ -1,0 +1,216 @@
+"""numpy -> TensorFlow types: the dtype table and the conversion of values and columns (numpy only).
+
+The table is the original's (0.12.1, recorded as a black box with TensorFlow 2.16):
+
+=================================  ===============  ==============================================
+field ``numpy_dtype``              TensorFlow dtype value
+=================================  ===============  ==============================================
+bool, int8/16/32/64, uint8,        the same         unchanged
+float32, float64
+uint16                             int32            widened (TensorFlow has no uint16 math)
+uint32                             int64            widened
+float16                            float16          unchanged (the original refused float16)
+str_, bytes_                       string           UTF-8 bytes
+Decimal                            string           ``str(value.normalize())`` (``Decimal('100.000')``
+                                                    -> ``b'1E+2'``, ``Decimal('1.500')`` -> ``b'1.5'``)
+datetime64                         int64            rows: the count in the value's own unit (timestamps:
+                                                    microseconds, dates: days); batches: nanoseconds
+anything else (uint64, complex,    --               ``PetastormSchemaError`` naming the field
+object, timedelta64)
+=================================  ===============  ==============================================
+
+A ``None`` (a null in a nullable field) has no tensor: it raises, naming the field, as the original did
+for rows. (For batch columns the original let pandas turn nulls into ``-2**31``/``'None'``; we raise
+instead of feeding made-up values to a model.)
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from petastorm.errors import PetastormSchemaError
+
+__all__ = ["FieldConversion", "field_conversion", "convert_value", "convert_column"]
+
+#: numpy scalar type -> (TensorFlow dtype name, numpy dtype of the values handed to TensorFlow).
+_NUMERIC = {
+    np.bool_: ("bool", np.bool_),
+    np.int8: ("int8", np.int8),
+    np.int16: ("int16", np.int16),
+    np.int32: ("int32", np.int32),
+    np.int64: ("int64", np.int64),
+    np.uint8: ("uint8", np.uint8),
+    np.uint16: ("int32", np.int32),
+    np.uint32: ("int64", np.int64),
+    np.float16: ("float16", np.float16),
+    np.float32: ("float32", np.float32),
+    np.float64: ("float64", np.float64),
+}
+
+_NUMERIC_KIND, _STRING, _DECIMAL, _DATETIME = "numeric", "string", "decimal", "datetime"
+
+
+@dataclass(frozen=True)
+class FieldConversion:
+    """How one field reaches TensorFlow.
+
+    Attributes
+    ----------
+    name : str
+        Field name.
+    kind : {'numeric', 'string', 'decimal', 'datetime'}
+    tf_dtype : str
+        TensorFlow dtype name (``tf.as_dtype(tf_dtype)``).
+    np_dtype : numpy.dtype
+        dtype of the arrays handed to TensorFlow (``object`` for strings).
+    shape : tuple of (int or None)
+        Static shape of one value (``None`` for a dimension of variable length); a batch column has one
+        more leading dimension of ``None``.
+    """
+
+    name: str
+    kind: str
+    tf_dtype: str
+    np_dtype: np.dtype
+    shape: Tuple[Optional[int], ...]
+
+
+def field_conversion(field: Any) -> FieldConversion:
+    """The conversion of a :class:`~petastorm.unischema.UnischemaField`.
+
+    Raises
+    ------
+    PetastormSchemaError
+        For a ``numpy_dtype`` TensorFlow cannot hold; the message leads with the original's words and names
+        the field.
+    """
+    dtype = field.numpy_dtype
+    shape = tuple(field.shape or ())
+    if isinstance(dtype, type) and issubclass(dtype, Decimal):
+        return FieldConversion(field.name, _DECIMAL, "string", np.dtype(object), shape)
+    if isinstance(dtype, type) and issubclass(dtype, (datetime.date, datetime.datetime)):
+        return FieldConversion(field.name, _DATETIME, "int64", np.dtype(np.int64), shape)
+    try:
+        np_type = np.dtype(dtype).type
+    except TypeError:
+        np_type = None
+    if np_type is np.datetime64:
+        return FieldConversion(field.name, _DATETIME, "int64", np.dtype(np.int64), shape)
+    if np_type in (np.str_, np.bytes_):
+        return FieldConversion(field.name, _STRING, "string", np.dtype(object), shape)
+    if np_type in _NUMERIC:
+        tf_name, np_target = _NUMERIC[np_type]
+        return FieldConversion(field.name, _NUMERIC_KIND, tf_name, np.dtype(np_target), shape)
+    raise PetastormSchemaError(
+        f"Unknown mapping of numpy {dtype!r} to tensorflow dtype: field {field.name!r} cannot be a tensor "
+        f"(TensorFlow takes bool, int8-64, uint8-32, float16-64, strings, Decimal and datetime64 fields); "
+        f"leave it out with schema_fields or convert it with a TransformSpec")
+
+
+def _none_error(name: str, where: str = "") -> PetastormSchemaError:
+    # The original's words (0.12.1), with the space it lacked after "tensor."
+    return PetastormSchemaError(
+        f'Encountered "{name}"=None{where}. Tensorflow does not support None values as a tensor. '
+        f"Consider filtering out these rows using a predicate.")
+
+
+def _encode(value: Any) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _decimal_string(value: Any) -> bytes:
+    return str(value.normalize() if isinstance(value, Decimal) else value).encode("utf-8")
+
+
+def convert_value(conv: FieldConversion, value: Any) -> Any:
+    """One row's value of a field -> a numpy array (or ``bytes``) of ``conv.np_dtype``.
+
+    Raises
+    ------
+    PetastormSchemaError
+        If ``value`` is ``None``.
+    """
+    if value is None:
+        raise _none_error(conv.name)
+    kind = conv.kind
+    if kind == _NUMERIC_KIND:
+        return np.asarray(value, dtype=conv.np_dtype)
+    if kind == _STRING:
+        if isinstance(value, (str, bytes)):
+            return _encode(value)
+        return _strings_array(np.asarray(value))
+    if kind == _DECIMAL:
+        if isinstance(value, np.ndarray):
+            return np.array([_decimal_string(v) for v in value.ravel()], dtype=object).reshape(value.shape)
+        return _decimal_string(value)
+    # datetime: the count in the value's own unit, as the original's rows
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        value = np.datetime64(value)
+    return np.asarray(value).astype(np.int64)
+
+
+def _strings_array(column: np.ndarray) -> np.ndarray:
+    """A ``<U``, ``|S`` or object array of str/bytes -> an array of UTF-8 bytes TensorFlow takes."""
+    if column.dtype.kind == "U":
+        return np.char.encode(column, "utf-8")
+    if column.dtype.kind == "S":
+        return column
+    flat = [_encode(v) for v in column.ravel()]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(column.shape)
+
+
+def _check_no_none(conv: FieldConversion, column: np.ndarray) -> None:
+    if column.dtype == object:
+        for i, v in enumerate(column):
+            if v is None:
+                raise _none_error(conv.name, f" in row {i} of a batch")
+
+
+def _dense(conv: FieldConversion, column: np.ndarray) -> np.ndarray:
+    """An object column of equal-shape arrays -> one stacked array; ragged rows raise naming the field."""
+    if column.dtype != object:
+        return column
+    if not conv.shape:
+        return np.array(column.tolist())
+    try:
+        return np.stack([np.asarray(v) for v in column]) if len(column) else \
+            np.zeros((0,) + tuple(d or 0 for d in conv.shape))
+    except ValueError:
+        shapes = sorted({np.shape(v) for v in column})
+        raise PetastormSchemaError(
+            f"field {conv.name!r} of shape {conv.shape} holds values of different shapes in one batch "
+            f"({shapes[:4]}{'...' if len(shapes) > 4 else ''}); a batch column must be one dense tensor: "
+            f"read it with make_reader (one row at a time) or pad it with a TransformSpec") from None
+
+
+def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
+    """A batch column of a field (``shape (rows,) + field shape``) -> an array TensorFlow takes.
+
+    Whole-column numpy operations; per-cell Python only for object columns (Decimal, dates, ragged).
+
+    Raises
+    ------
+    PetastormSchemaError
+        For a ``None`` in the column, or a variable-shape field whose rows differ in shape.
+    """
+    column = np.asarray(column)
+    _check_no_none(conv, column)
+    kind = conv.kind
+    if kind == _NUMERIC_KIND:
+        return _dense(conv, column).astype(conv.np_dtype, copy=False)
+    if kind == _STRING:
+        return _strings_array(_dense(conv, column) if conv.shape else column)
+    if kind == _DECIMAL:
+        out = np.empty(len(column), dtype=object)
+        out[:] = [_decimal_string(v) for v in column]
+        return out
+    # datetime: nanoseconds, as the original's batches
+    if column.dtype.kind != "M":
+        column = np.array(column.tolist(), dtype="datetime64[ns]")
+    return column.astype("datetime64[ns]").view(np.int64)
