@@ -55,7 +55,8 @@ _K_READER = "reader"
 class LoaderBase:
     """Base of the torch loaders: iteration rules, ``len()``, context manager and resumable state.
 
-    Subclasses set ``self.reader`` and implement :meth:`_iter_impl`; to support ``len()``,
+    Subclasses set ``self.reader`` and implement :meth:`_iter_impl`; ``self._passes_done`` (passes run to their
+    end, restored by :meth:`load_state_dict`) is the 0-based number of the running pass. To support ``len()``,
     :meth:`_length`; to support resume, :meth:`_settings`, :meth:`_pass_state` and :meth:`_load_pass_state`
     (and may override :meth:`_close_pass` to release what a pass holds, e.g. a prefetch thread).
     """
@@ -213,10 +214,10 @@ class LoaderBase:
             raise PetastormStateError(f"loader: the state was saved from a {state[_K_LOADER]}, this is a "
                                       f"{type(self).__name__}")
         check_settings(state[_K_SETTINGS], self._settings(), type(self).__name__)
+        self._passes_done = int(state[_K_PASSES])  # before _load_pass_state: it may seed by the pass number
         if state[_K_IN_PASS]:
             self._load_pass_state(state[_K_BODY])
             self._resume_in_pass = True
         else:
             self.reader.load_state_dict(state[_K_READER])
-            self._drain_before_reset = state[_K_PASSES] > 0
-        self._passes_done = int(state[_K_PASSES])
+            self._drain_before_reset = self._passes_done > 0

@@ -168,12 +168,11 @@ class DataLoader(LoaderBase):
         self._columns = collate_fn is decimal_friendly_collate
         self._seed = _reader_seed(reader) if self.shuffling_queue_capacity > 0 else None
         self._current: Any = None  # BatchPipeline (columns) or _RowPass (rows) of the running pass
-        self._pass_index = 0
 
     # --- one pass ------------------------------------------------------------------------------------------
 
     def _new_pass(self) -> Any:
-        seed = _pass_seed(self._seed, self._pass_index)
+        seed = _pass_seed(self._seed, self._passes_done)
         if self._columns:
             from petastorm.adapters import BatchPipeline
 
@@ -186,14 +185,11 @@ class DataLoader(LoaderBase):
             self._close_pass()
             self._current = self._new_pass()
         current = self._current
-        try:
-            if self._columns:
-                yield from current
-            else:
-                for rows in current.batches():
-                    yield self.collate_fn(rows)
-        finally:
-            self._pass_index += 1
+        if self._columns:
+            yield from current
+        else:
+            for rows in current.batches():
+                yield self.collate_fn(rows)
 
     def _close_pass(self) -> None:
         current = self._current
@@ -211,16 +207,15 @@ class DataLoader(LoaderBase):
         if self._current is None:  # restored but not started, or started and not advanced yet
             self._current = self._new_pass()
         if self._columns:
-            return {_K_PATH: "columns", "pass_index": self._pass_index, _K_PIPELINE: self._current.state_dict()}
-        return dict(self._current.state_dict(), pass_index=self._pass_index)
+            return {_K_PATH: "columns", _K_PIPELINE: self._current.state_dict()}
+        return self._current.state_dict()
 
     def _load_pass_state(self, body: Mapping[str, Any]) -> None:
         path = "columns" if self._columns else "rows"
-        if not isinstance(body, Mapping) or body.get(_K_PATH) != path or "pass_index" not in body:
+        if not isinstance(body, Mapping) or body.get(_K_PATH) != path:
             raise PetastormStateError(f"collate_fn: the state was saved by a DataLoader on the "
                                       f"{body.get(_K_PATH) if isinstance(body, Mapping) else '?'} path, this one "
                                       f"is on the {path} path")
-        self._pass_index = int(body["pass_index"])
         current = self._new_pass()
         if self._columns:
             current.load_state_dict(body[_K_PIPELINE])
