@@ -69,10 +69,11 @@ def images_from_columns(batch: Dict[str, torch.Tensor], device: torch.device) ->
 
 def train(model: nn.Module, loader: Iterable[Dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
           images: Callable[[Dict[str, torch.Tensor], torch.device], torch.Tensor], device: torch.device,
-          steps: int | None, log_interval: int, name: str) -> List[float]:
-    """Train over ``loader`` for at most ``steps`` batches; return the loss of every step."""
+          steps: int | None, log_interval: int, name: str, losses: List[float] | None = None) -> List[float]:
+    """Train over ``loader`` for at most ``steps`` batches; append the loss of every step to ``losses``
+    (the steps of earlier epochs: the step count goes on from there) and return it."""
     model.train()
-    losses: List[float] = []
+    losses = [] if losses is None else losses
     for step, batch in enumerate(loader, 1):
         x, y = images(batch, device), batch["digit"].to(device)
         optimizer.zero_grad()
@@ -80,9 +81,9 @@ def train(model: nn.Module, loader: Iterable[Dict[str, torch.Tensor]], optimizer
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        if step % log_interval == 0:
+        if len(losses) % log_interval == 0:
             recent = losses[-log_interval:]
-            print(f"{name}: step {step} loss {sum(recent) / len(recent):.4f}", flush=True)
+            print(f"{name}: step {len(losses)} loss {sum(recent) / len(recent):.4f}", flush=True)
         if steps is not None and step >= steps:
             break
     return losses
@@ -122,8 +123,8 @@ def train_with_data_loader(args: argparse.Namespace, device: torch.device) -> Li
         with DataLoader(make_reader(f"{args.dataset_url}/train", num_epochs=1, transform_spec=transform,
                                     seed=args.seed + epoch, shuffle_rows=True, workers_count=args.workers),
                         batch_size=args.batch_size, shuffling_queue_capacity=args.shuffle) as loader:
-            losses += train(model, loader, optimizer, images_from_rows, device, args.steps, args.log_interval,
-                            "DataLoader")
+            train(model, loader, optimizer, images_from_rows, device, args.steps, args.log_interval, "DataLoader",
+                  losses)
     with DataLoader(make_reader(f"{args.dataset_url}/test", num_epochs=1, transform_spec=transform,
                                 workers_count=args.workers), batch_size=args.test_batch_size) as loader:
         accuracy = evaluate(model, loader, images_from_rows, device)
@@ -145,8 +146,8 @@ def train_with_batched_data_loader(args: argparse.Namespace, device: torch.devic
                                                  workers_count=args.workers),
                                batch_size=args.batch_size, shuffling_queue_capacity=args.shuffle,
                                device=device, pin_memory=pin) as loader:
-            losses += train(model, loader, optimizer, images_from_columns, device, args.steps, args.log_interval,
-                            "BatchedDataLoader")
+            train(model, loader, optimizer, images_from_columns, device, args.steps, args.log_interval,
+                  "BatchedDataLoader", losses)
     with BatchedDataLoader(make_batch_reader(f"{args.dataset_url}/test", schema_fields=fields, num_epochs=1,
                                              workers_count=args.workers),
                            batch_size=args.test_batch_size, device=device, pin_memory=pin) as loader:

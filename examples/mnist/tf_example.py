@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
 
@@ -74,7 +75,9 @@ def main() -> None:
         if args.shuffle:
             train = train.shuffle(args.shuffle, seed=args.seed)
         train = train.batch(args.batch_size).prefetch(2)
-        history = model.fit(train, epochs=max(1, args.steps // interval), steps_per_epoch=interval, verbose=0)
+        # shuffle=False: tf.data shuffles (above); Keras' own shuffle flag does not apply to datasets.
+        history = model.fit(train, epochs=max(1, args.steps // interval), steps_per_epoch=interval, shuffle=False,
+                            verbose=0)
     losses = history.history["loss"]
     for i, loss in enumerate(losses, 1):
         print(f"keras: steps {(i - 1) * interval + 1}-{i * interval} loss {loss:.4f}", flush=True)
@@ -82,7 +85,11 @@ def main() -> None:
     with make_reader(f"{args.dataset_url}/test", num_epochs=1, schema_fields=["image", "digit"],
                      workers_count=2) as reader:
         test = make_petastorm_dataset(reader).map(to_xy).batch(1000)
-        _, test_accuracy = model.evaluate(test, verbose=0)
+        with warnings.catch_warnings():
+            # Keras 3 warns "Your input ran out of data" at the end of any dataset of unknown length
+            # (tf.data cannot know a reader's): evaluate is meant to read to the end.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            _, test_accuracy = model.evaluate(test, verbose=0)
     print(f"keras: {len(losses) * interval} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f} "
           f"(mean of the first and last {interval}), test accuracy {test_accuracy:.3f}", flush=True)
 
