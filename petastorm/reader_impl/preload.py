@@ -92,6 +92,14 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 #: Modules the fork server imports once, so that forked workers start with them loaded, on top of
 #: :func:`~petastorm.reader_impl.preload.modules_for_factory` of the first pool's factory. Extend it
 #: before the first process pool starts (the fork server is started once per interpreter).
+#: ``cv2`` and the modules a worker imports on its first item (``parquet_io``, ``value_types``,
+#: ``image_io``) are named here, not only in :data:`LAZY_WORKER_IMPORTS`: ``make_reader`` starts the fork
+#: server before it knows the schema, so the lazy list never reached it, and every worker of every pool
+#: imported cv2 itself (~65 ms of CPU each). Measured (2026-12-07, ``perf stat`` task-clock of the whole
+#: process tree, 9 readers against 1, each reading 1 row of the hello-world dataset of
+#: ``benchmarks/bench_reader_shapes.py``): 165 ms of CPU and 9,400 page faults per process-pool reader
+#: before, 86-100 ms and 5,000-5,500 after (thread pool: 36 ms). The fork server pays the cv2 import once
+#: (~65 ms, in the background; the start-up lane serves a fresh interpreter's first rows meanwhile).
 #: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 #: :mod:`~petastorm.reader_impl.worker_env` comes first: it sets the workers' BLAS threads before numpy
@@ -100,7 +108,8 @@ FORKSERVER_PRELOAD = ["petastorm.reader_impl.worker_env", "numpy", "pyarrow", "p
                       "petastorm.reader_impl.work_item", "petastorm.reader_impl.process_pool",
                       "petastorm.reader_impl.process_worker", "petastorm.reader_impl.worker", "petastorm.codecs",
                       "petastorm.unischema", "petastorm.arrow_types", "petastorm.reader_impl.fixed_binary", "cramjam",
-                      "petastorm.reader_impl.forkserver_warm"]
+                      "petastorm.reader_impl.parquet_io", "petastorm.value_types", "petastorm.image_io",
+                      "petastorm.reader_impl.forkserver_warm", "cv2"]
 
 
 _NOT_REIMPORTED = threading.local()
