@@ -68,3 +68,19 @@ def test_workers_of_the_fork_server_start_warmed():
     from petastorm.reader_impl import forkserver_warm
 
     assert forkserver_warm.WARMED is False  # this process is not the fork server: it did nothing
+
+
+def _imports_factory():
+    def work(item):
+        return ColumnBatch({"loaded": np.array([m in sys.modules for m in
+                                                ("cv2", "petastorm.image_io", "petastorm.reader_impl.parquet_io",
+                                                 "petastorm.value_types")])}, 1, item)
+    return work
+
+
+def test_workers_start_with_the_image_decoder_loaded():
+    # make_reader starts the fork server before it knows the schema: every worker imported cv2 (~65 ms) itself
+    with ProcessPool(1, 1, start_method="forkserver") as pool:
+        pool.start(_imports_factory)
+        out = list(pool.imap([WorkItem(epoch=0, position=0, row_group=0, row_start=0, row_stop=1)]))
+    assert out[0].columns["loaded"].tolist() == [True, True, True, True]
