@@ -508,3 +508,33 @@ def test_state_dict_keeps_the_rows_in_the_shuffling_buffer(synthetic_dataset):
         state = loader.state_dict()
     assert state["in_pass"] is True and state["settings"]["shuffling_queue_capacity"] == 40
     assert state["body"]["pipeline"]["rows_held"] >= 36  # the buffered rows travel with the state
+
+
+@pytest.mark.parametrize("make", [make_reader, make_batch_reader])
+@pytest.mark.parametrize("custom", [False, True])
+def test_state_in_a_torch_checkpoint_loads_with_weights_only_and_resumes(synthetic_dataset, tmp_path, make, custom):
+    # a training checkpoint {"model": ..., "loader": loader.state_dict()} read back with torch.load's default
+    # weights_only=True (torch >= 2.6): the buffered rows (numpy values, Decimals, strings) are encoded for it
+    import io
+
+    kwargs = {"collate_fn": lambda rows: {"id": [int(r["id"]) for r in rows]}} if custom else {}
+    fields = ["id", "name", "dec", "matrix"]
+    opts = dict(schema_fields=fields, seed=8, reader_pool_type="dummy")
+    with make(synthetic_dataset, **opts) as r:
+        expected = _ids(DataLoader(r, batch_size=6, shuffling_queue_capacity=20, **kwargs))
+    with make(synthetic_dataset, **opts) as r:
+        loader = DataLoader(r, batch_size=6, shuffling_queue_capacity=20, **kwargs)
+        it = iter(loader)
+        head = [next(it) for _ in range(4)]
+        buf = io.BytesIO()
+        torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "loader": loader.state_dict()}, buf)
+    buf.seek(0)
+    checkpoint = torch.load(buf)
+    with make(synthetic_dataset, **opts) as r:
+        loader = DataLoader(r, batch_size=6, shuffling_queue_capacity=20, **kwargs)
+        loader.load_state_dict(checkpoint["loader"])
+        tail = list(loader)
+    assert _ids(head) + _ids(tail) == expected
+    if not custom:
+        assert tail[0]["dec"] and all(isinstance(d, Decimal) for d in tail[0]["dec"])
+        assert tail[0]["matrix"].shape == (6, 4, 3)

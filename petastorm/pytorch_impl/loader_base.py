@@ -16,7 +16,9 @@ Re-iteration rules (recorded from petastorm 0.12.1):
 One deliberate difference: the original kept the last, short batch of a pass and served it again at the
 start of the next pass (rows repeated); here each pass yields each row once.
 
-State layout (``state_dict()``, a dict of plain values and numpy arrays: pickle it or ``torch.save`` it)::
+State layout (``state_dict()``: plain values only - numpy arrays, numpy scalars, Decimals and dates are
+encoded by :mod:`~petastorm.pytorch_impl.state_codec` - so ``torch.save`` / ``torch.load`` with its default
+``weights_only=True`` round-trip it, as do pickle and JSON-like checkpoint stores that take bytes)::
 
     {"version": 1, "loader": "DataLoader", "settings": {...}, "passes_done": 1, "in_pass": True,
      "body": {...subclass state of the pass...} | None, "reader": reader.state_dict() | None}
@@ -30,6 +32,7 @@ import logging
 from typing import Any, Iterator, Mapping, Optional
 
 from petastorm.errors import PetastormReaderError, PetastormStateError
+from petastorm.pytorch_impl.state_codec import decode_state, encode_state
 
 __all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION"]
 
@@ -175,7 +178,7 @@ class LoaderBase:
             See the module docstring; holds numpy arrays when rows are buffered.
         """
         in_pass = self._in_iter or self._resume_in_pass
-        return {
+        return encode_state({
             _K_VERSION: LOADER_STATE_VERSION,
             _K_LOADER: type(self).__name__,
             _K_SETTINGS: dict(self._settings()),
@@ -183,7 +186,7 @@ class LoaderBase:
             _K_IN_PASS: in_pass,
             _K_BODY: self._pass_state() if in_pass else None,
             _K_READER: None if in_pass else self.reader.state_dict(),
-        }
+        })
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`; call before iterating, on a loader over a fresh reader.
@@ -203,6 +206,7 @@ class LoaderBase:
             raise PetastormReaderError("load_state_dict() must be called on a new loader, before iterating it")
         if not isinstance(state, Mapping):
             raise PetastormStateError(f"a loader state must be a dict from state_dict(), got {type(state).__name__}")
+        state = decode_state(state)
         missing = [k for k in (_K_VERSION, _K_LOADER, _K_SETTINGS, _K_PASSES, _K_IN_PASS, _K_BODY, _K_READER)
                    if k not in state]
         if missing:
