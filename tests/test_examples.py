@@ -165,3 +165,34 @@ def test_mnist_jax_example_data_parallel_over_two_cpu_devices_learns_the_same(mn
     assert p_steps == s_steps == 20
     assert p_last < p_first
     assert p_first == pytest.approx(s_first, abs=2e-3) and p_last == pytest.approx(s_last, abs=2e-3)
+
+
+# --- the user-guide pages ----------------------------------------------------------------------------------
+
+_FRESH = "# In a fresh interpreter"          # a block that runs in a process of its own (e.g. TF1 mode)
+_NOT_RUN = "# Not run by the tests"          # a fragment that needs more than one machine or process
+
+
+def _page_scripts(page, mnist_url):
+    """The ```python blocks of ``docs/<page>``, as scripts: in page order in one script, except the blocks
+    that start with ``_FRESH`` (one script each); ``_NOT_RUN`` blocks are left out. The dataset URL of the
+    pages, ``file:///tmp/mnist``, is replaced by the test's."""
+    with open(os.path.join(ROOT, "docs", page)) as f:
+        blocks = re.findall(r"^```python\n(.*?)^```", f.read(), re.S | re.M)
+    assert blocks, page
+    together, fresh = [], []
+    for block in blocks:
+        block = block.replace("file:///tmp/mnist", mnist_url)
+        if block.startswith(_NOT_RUN):
+            continue
+        (fresh.append(block) if block.startswith(_FRESH) else together.append(block))
+    return ["\n".join(together)] + fresh
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["pytorch.md", "tensorflow.md", "jax.md"])
+def test_user_guide_snippets_run_as_written(page, mnist_url, tmp_path):
+    for i, script in enumerate(_page_scripts(page, mnist_url)):
+        path = tmp_path / f"{page.split('.')[0]}_{i}.py"
+        path.write_text(script)
+        _run(path, cwd=tmp_path)
