@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 __all__ = ["REPO", "BENCH_DIR", "ORIGINAL_PYTHON", "columns_dataset", "ndarray_dataset", "jpeg_dataset",
-           "small_files_dataset", "timed", "best_rate", "report", "run_read_pass", "original_available",
+           "small_files_dataset", "hello_world_dataset", "parquet_files", "timed", "best_rate", "report", "run_read_pass", "original_available",
            "machine_line", "jpeg_image", "subprocess_env"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,6 +170,42 @@ def jpeg_dataset(quick: bool = False) -> str:
     return _cached("jpeg-quick" if quick else "jpeg", {"rows_per_group": rows_per_group, "groups": n_groups}, build)
 
 
+def hello_world_dataset(quick: bool = False) -> str:
+    """The hello-world schema of ``examples/hello_world`` (``id`` int32, ``image1`` a 128x256x3 PNG, ``array_4d``
+    a (4, 128, 30, 3) uint8 npy) and its ``row_generator``; 1,000 rows (about 150 MB) or 200 (--quick).
+
+    Row groups of 25 rows (about 3.6 MB: PNG of noise does not compress), 10 per file, snappy.
+    """
+    rows_per_group, n_groups = 25, (8 if quick else 40)
+
+    def build(path: str) -> None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "_hello_world_gen", os.path.join(REPO, "examples", "hello_world", "generate_petastorm_dataset.py"))
+        gen = importlib.util.module_from_spec(spec)
+        assert spec.loader is not None
+        spec.loader.exec_module(gen)
+        schema = gen.HelloWorldSchema
+        fields = schema.fields
+
+        def group(g: int) -> dict:
+            rows = [gen.row_generator(i) for i in range(g * rows_per_group, (g + 1) * rows_per_group)]
+            return {"id": np.array([r["id"] for r in rows], dtype=np.int32),
+                    "image1": [bytes(fields["image1"].codec.encode(fields["image1"], r["image1"])) for r in rows],
+                    "array_4d": [bytes(fields["array_4d"].codec.encode(fields["array_4d"], r["array_4d"]))
+                                 for r in rows]}
+        _write_petastorm(path, schema, group, n_groups, groups_per_file=10)
+
+    return _cached("hello-world-quick" if quick else "hello-world",
+                   {"rows_per_group": rows_per_group, "groups": n_groups}, build)
+
+
+def parquet_files(path: str) -> list:
+    """The dataset's ``.parquet`` files, sorted."""
+    return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
+
+
 def small_files_dataset(n_files: int = 2000) -> str:
     """``n_files`` Parquet files of one 10-row row group each (``id`` int64, ``value`` float64, ``vec`` a
     (4,) float32 ndarray), with Petastorm metadata."""
@@ -279,12 +315,13 @@ def original_available() -> bool:
 
 def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int = 2, touch: str = "",
                   timeout: float = 600, epochs: int = 1, warmup: bool = False,
-                  max_rows: int = 0, extra_env: Optional[dict] = None) -> Optional[dict]:
+                  max_rows: int = 0, extra_env: Optional[dict] = None,
+                  extra_args: Optional[list] = None) -> Optional[dict]:
     """Run ``read_pass.py`` (one full read, fresh interpreter) with ``python`` and return its JSON figures:
     ``rows``, ``seconds``, ``rows_per_s``, ``first_row_s``, ``peak_rss_mb``, ``base_rss_mb`` — or None,
     (``warmup``: a throw-away reader reads one row first, so imports and lazy set-up are not timed)
     with the error printed, when it fails (the original may refuse a dataset). ``extra_env`` is added to
-    its environment."""
+    its environment; ``extra_args`` are added to its command line (e.g. ``["--loader", "batched"]``)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "read_pass.py")
     cmd = [python, script, url, "--mode", mode, "--pool", pool, "--workers", str(workers), "--epochs", str(epochs)]
     if touch:
@@ -293,6 +330,7 @@ def run_read_pass(python: str, url: str, *, mode: str, pool: str, workers: int =
         cmd.append("--warmup")
     if max_rows:
         cmd += ["--max-rows", str(max_rows)]
+    cmd += [str(a) for a in extra_args or []]
     env = dict(subprocess_env(python), **(extra_env or {}))
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")

@@ -1,0 +1,424 @@
+"""The framework adapters (issue 11) against the limits on the same files, measured side by side in one run.
+
+Usage::
+
+    python benchmarks/bench_loaders.py [--quick] [--reps 3] [--only columns,hello,inmem,peer,rss]
+                                       [--no-original] [--no-peer]
+
+``columns`` (dataset 1 of bench_read: 20 float32 columns, 4.2 M rows; 524 k with --quick), batch 1024,
+thread pool, 2 workers; the limit is ``ParquetFile.read_row_group`` in 2 threads + ``torch.from_numpy`` per
+column:
+  - ``BatchedDataLoader``                                                     >= 0.8x the limit
+  - ``BatchedDataLoader(shuffling_queue_capacity=100_000)``                   >= 0.5x
+  - ``DataLoader`` (default collate) over the batch reader                    >= 0.5x
+  - ``make_petastorm_dataset`` over the batch reader, eager iteration         >= 0.5x
+  - ``make_jax_iterator(batch_size=1024)``                                    >= 0.5x
+``hello``: ``DataLoader(make_reader(hello world), batch_size=16)`` (examples/hello_world schema: 128x256x3 PNG
+  and a (4, 128, 30, 3) npy per row) against 2 x the single-thread rate of ``read_row_group`` +
+  ``cv2.imdecode`` + ``np.load`` of the same cells.                            >= 0.8x
+``inmem``: ``InMemBatchedDataLoader`` over 4 epochs: the later epochs' rate / the first epoch's. >= 5x
+``peer``: Hugging Face ``datasets`` over the same Parquet files (``load_dataset('parquet')``,
+  ``.with_format('torch')``, ``torch.utils.data.DataLoader(batch_size=1024, num_workers=2)``), run in its own
+  venv (``benchmarks/peers/make_venv.sh``): our ``BatchedDataLoader`` rows/s / its rows/s.    >= 2x
+``rss``: peak RSS (``ru_maxrss``, fresh interpreter, torch imported in both) of a ``BatchedDataLoader`` pass
+  with a 100k-row shuffling buffer / (the reader alone's peak + 100k x the row's bytes).    <= 1.2x
+
+Rates are rows/s from the ``make_*reader`` call to the last batch (start-up included; imports, page cache
+and one-time set-up warmed by one untimed pass of each case), best of ``--reps`` runs that alternate all the
+cases of a part; each in-process figure also gets a CPU-time ratio (limit CPU per row / ours, all threads),
+the load-insensitive companion on this shared machine. Every consumer reads the last element of ``c00``
+(``image1``) of each batch. The original 0.12.1 (``.venv-original``, where it has the loader: not
+TensorFlow, not JAX) runs the same pass in a fresh interpreter (``read_pass.py --loader ... --warmup``);
+its fraction of the same limit is printed in brackets.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER_VENV = os.environ.get("PETASTORM_PEER_VENV", os.path.join(common.BENCH_DIR, "venv-peers"))
+SHUFFLE = 100_000
+BATCH = 1024
+
+
+# --- limits ------------------------------------------------------------------------------------------------------
+
+def limit_torch_columns(path: str, threads: int = 2) -> int:
+    """Rows read: every row group with ``read_row_group`` in ``threads`` threads, ``torch.from_numpy`` per column."""
+    import pyarrow.parquet as pq
+    import torch
+
+    tasks = [(f, g) for f in common.parquet_files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
+
+    def work(task):
+        f, g = task
+        table = pq.ParquetFile(f).read_row_group(g, use_threads=False)
+        return {name: torch.from_numpy(table.column(name).to_numpy()) for name in table.column_names}
+
+    rows, check = 0, 0.0
+    with ThreadPoolExecutor(threads) as ex:
+        for cols in ex.map(work, tasks):
+            rows += len(cols["c00"])
+            check += float(cols["c00"][-1])
+    return rows
+
+
+def limit_hello(path: str) -> int:
+    """Rows decoded in one thread: ``read_row_group``, then ``cv2.imdecode`` of the PNG and ``np.load`` of the
+    npy of every row (the decode the codecs do, nothing else)."""
+    import cv2
+    import pyarrow.parquet as pq
+
+    rows, check = 0, 0.0
+    for f in common.parquet_files(path):
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            table = pf.read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
+            images, arrays = table.column("image1").chunks, table.column("array_4d").chunks
+            for chunk_i, chunk_a in zip(images, arrays):
+                for i in range(len(chunk_i)):
+                    png = np.frombuffer(chunk_i[i].as_buffer(), dtype=np.uint8)
+                    img = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
+                    arr = np.load(io.BytesIO(chunk_a[i].as_buffer()))
+                    check += float(img[-1, -1, -1]) + float(arr.reshape(-1)[-1])
+                rows += len(chunk_i)
+    return rows
+
+
+# --- ours -------------------------------------------------------------------------------------------------------
+
+def _last(value) -> float:
+    if hasattr(value, "reshape") and type(value).__module__.startswith("torch"):
+        return float(value.reshape(-1)[-1])
+    return float(np.asarray(value).reshape(-1)[-1])
+
+
+def _wrap(kind: str, reader, batch_size: int, shuffle: int):
+    if kind == "batched":
+        from petastorm.pytorch import BatchedDataLoader
+
+        return BatchedDataLoader(reader, batch_size=batch_size, shuffling_queue_capacity=shuffle)
+    if kind == "dataloader":
+        from petastorm.pytorch import DataLoader
+
+        return DataLoader(reader, batch_size=batch_size, shuffling_queue_capacity=shuffle)
+    if kind == "tf":
+        from petastorm.tf_utils import make_petastorm_dataset
+
+        return make_petastorm_dataset(reader)
+    if kind == "jax":
+        from petastorm.jax import make_jax_iterator
+
+        return make_jax_iterator(reader, batch_size=batch_size, shuffling_queue_capacity=shuffle)
+    raise ValueError(f"unknown loader kind {kind!r}")
+
+
+def ours_pass(path: str, kind: str, *, mode: str = "batch", batch_size: int = BATCH, shuffle: int = 0,
+              touch: str = "c00") -> int:
+    """Rows of one full pass of loader ``kind`` over a fresh thread-pool reader (2 workers)."""
+    from petastorm import make_batch_reader, make_reader
+
+    factory = make_batch_reader if mode == "batch" else make_reader
+    rows, check = 0, 0.0
+    with factory("file://" + path, reader_pool_type="thread", workers_count=2, num_epochs=1) as reader:
+        loader = _wrap(kind, reader, batch_size, shuffle)
+        try:
+            for out in loader:
+                value = out[touch] if isinstance(out, dict) else getattr(out, touch)
+                rows += int(value.shape[0])
+                check += _last(value)
+        finally:
+            if hasattr(loader, "close"):
+                loader.close()
+    return rows
+
+
+def available(kind: str) -> bool:
+    """True when our loader ``kind`` has landed (the loaders are written alongside this benchmark)."""
+    try:
+        if kind in ("batched", "inmem"):
+            from petastorm.pytorch import BatchedDataLoader, InMemBatchedDataLoader  # noqa: F401
+        elif kind == "dataloader":
+            from petastorm.pytorch import DataLoader  # noqa: F401
+        elif kind == "tf":
+            from petastorm.tf_utils import make_petastorm_dataset  # noqa: F401
+        elif kind == "jax":
+            from petastorm.jax import make_jax_iterator  # noqa: F401
+    except (ImportError, AttributeError) as e:
+        print(f"    (ours {kind}: not available: {e})", flush=True)
+        return False
+    return True
+
+
+# --- measuring ----------------------------------------------------------------------------------------------------
+
+CPU: dict = {}  # case -> least CPU us/row seen (this process, all threads)
+
+
+def _rate(fn) -> tuple[float, int, float]:
+    """(rows/s, rows, CPU microseconds per row of this process, all its threads)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    rows = fn()
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return rows / dt, rows, cpu / rows * 1e6
+
+
+def measure(cases: dict, reps: int) -> dict:
+    """One untimed warm-up pass of each case, then ``reps`` rounds alternating them; best rows/s of each."""
+    for name, fn in cases.items():
+        _rate(fn)
+    rates: dict = {k: [] for k in cases}
+    for _ in range(reps):
+        for name, fn in cases.items():
+            r, rows, cpu = _rate(fn)
+            rates[name].append(r)
+            CPU[name] = min(CPU.get(name, cpu), cpu)
+            print(f"    {name:<36} {r:>12,.0f} rows/s  CPU {cpu:8.3g} us/row  ({rows:,} rows)", flush=True)
+    return {k: common.best_rate(v) for k, v in rates.items()}
+
+
+def cpu_ratio(figure: str, limit_case: str, ours_case: str) -> None:
+    """Limit CPU per row / ours: 1.0 = as lean as the limit (with two idle cores the wall ratio approaches it)."""
+    lim, us = CPU.get(limit_case), CPU.get(ours_case)
+    if lim and us:
+        common.report(f"{figure}, CPU-time ratio", lim / us, None, detail=f"CPU us/row: limit {lim:.3g}, ours {us:.3g}")
+
+
+def original(path: str, mode: str, loader: str, limit: float, use: bool, *, touch: str = "c00",
+             batch_size: int = BATCH, shuffle: int = 0, max_rows: int = 0, extra: tuple = ()) -> dict | None:
+    """The original 0.12.1's same pass (fresh interpreter, warmed up); its rate / ``limit`` printed."""
+    if not use:
+        return None
+    res = common.run_read_pass(common.ORIGINAL_PYTHON, path, mode=mode, pool="thread", touch=touch, warmup=True,
+                               max_rows=max_rows, extra_args=["--loader", loader, "--batch-size", batch_size,
+                                                              "--shuffle", shuffle, *extra])
+    if res:
+        print(f"    original 0.12.1 {loader:<10} shuffle {shuffle:<7} {res['rows_per_s']:>12,.0f} rows/s  "
+              f"(CPU {res['cpu_s'] / res['rows'] * 1e6:.3g} us/row, = {res['rows_per_s'] / limit:.3f}x the limit)",
+              flush=True)
+    return res
+
+
+def _orig_ratio(res: dict | None, limit: float) -> float | None:
+    return res["rows_per_s"] / limit if res else None
+
+
+# --- parts ---------------------------------------------------------------------------------------------------------
+
+def bench_columns(quick: bool, reps: int, use_original: bool, results: dict) -> None:
+    path = common.columns_dataset(quick)
+    print(f"[columns] loaders over make_batch_reader, 20 float32 columns, batch {BATCH} ({path})", flush=True)
+    lim = "limit: pyarrow 2 threads + from_numpy"
+    cases = {lim: lambda: limit_torch_columns(path)}
+    figures = [("batched", 0, "BatchedDataLoader", 0.8), ("batched", SHUFFLE, "BatchedDataLoader shuffle 100k", 0.5),
+               ("dataloader", 0, "DataLoader default collate", 0.5), ("tf", 0, "make_petastorm_dataset eager", 0.5),
+               ("jax", 0, "make_jax_iterator", 0.5)]
+    figures = [f for f in figures if available(f[0])]
+    for kind, shuffle, label, _ in figures:
+        cases["ours: " + label] = (lambda k=kind, s=shuffle: ours_pass(path, k, shuffle=s))
+    best = measure(cases, reps)
+    limit = best[lim]
+    results["columns_limit"] = limit
+    results["batched"] = best.get("ours: BatchedDataLoader")
+    results["batched_cpu_us"] = CPU.get("ours: BatchedDataLoader")
+    n_rows = 4_194_304 if not quick else 524_288
+    for kind, shuffle, label, target in figures:
+        orig = None
+        if kind in ("batched", "dataloader"):
+            # the original's DataLoader over a batch reader splits batches into rows: ~0.004x, so a slice of it
+            orig = original(path, "batch", kind, limit, use_original, shuffle=shuffle,
+                            max_rows=min(n_rows, 100_000) if kind == "dataloader" else 0)
+        common.report(f"{label} / pyarrow 2 threads + from_numpy", best["ours: " + label] / limit, target,
+                      original=_orig_ratio(orig, limit), detail=f"limit {limit:,.0f} rows/s")
+        cpu_ratio(label, lim, "ours: " + label)
+
+
+def bench_hello(quick: bool, reps: int, use_original: bool, results: dict) -> None:
+    path = common.hello_world_dataset(quick)
+    print(f"[hello] DataLoader over make_reader, hello-world schema, batch 16 ({path})", flush=True)
+    if not available("dataloader"):
+        return
+    lim = "limit: png + npy decode 1 thread"
+    best = measure({lim: lambda: limit_hello(path),
+                    "ours: DataLoader make_reader b16": lambda: ours_pass(path, "dataloader", mode="reader",
+                                                                          batch_size=16, touch="image1")},
+                   max(1, reps - 1))
+    limit = 2 * best[lim]
+    orig = original(path, "reader", "dataloader", limit, use_original, touch="image1", batch_size=16)
+    common.report("DataLoader make_reader hello world b16 / 2x png+npy decode 1 thread",
+                  best["ours: DataLoader make_reader b16"] / limit, 0.8, original=_orig_ratio(orig, limit),
+                  detail=f"limit 2 x {limit / 2:,.0f} rows/s")
+    lim_cpu, us = CPU.get(lim), CPU.get("ours: DataLoader make_reader b16")
+    if lim_cpu and us:
+        common.report("DataLoader make_reader hello world, CPU-time ratio", lim_cpu / us, None,
+                      detail=f"CPU us/row: limit {lim_cpu:.3g}, ours {us:.3g} (the limit is one thread: "
+                             f"with two idle cores the wall ratio approaches this)")
+
+
+def inmem_pass(path: str, epochs: int) -> list:
+    """Seconds of each epoch of ``InMemBatchedDataLoader`` (the first one from the ``make_batch_reader`` call)."""
+    from petastorm import make_batch_reader
+    from petastorm.pytorch import InMemBatchedDataLoader
+
+    n = sum(__import__("pyarrow.parquet", fromlist=["x"]).ParquetFile(f).metadata.num_rows
+            for f in common.parquet_files(path))
+    t0 = time.perf_counter()
+    ends, rows, check = [], 0, 0.0
+    with make_batch_reader("file://" + path, reader_pool_type="thread", workers_count=2, num_epochs=1) as reader:
+        loader = InMemBatchedDataLoader(reader, batch_size=BATCH, num_epochs=epochs, rows_capacity=n)
+        for batch in loader:
+            rows += int(batch["c00"].shape[0])
+            check += float(batch["c00"][-1])
+            if rows >= n * (len(ends) + 1):
+                ends.append(time.perf_counter() - t0)
+    return [b - a for a, b in zip([0.0] + ends, ends)]
+
+
+def bench_inmem(quick: bool, reps: int, use_original: bool, results: dict) -> None:
+    path = common.columns_dataset(quick)
+    epochs = 4
+    print(f"[inmem] InMemBatchedDataLoader, {epochs} epochs, batch {BATCH} ({path})", flush=True)
+    if not available("inmem"):
+        return
+    inmem_pass(path, 2)  # warm-up
+    best = 0.0
+    for _ in range(reps):
+        secs = inmem_pass(path, epochs)
+        ratio = secs[0] / float(np.median(secs[1:]))
+        print(f"    ours: epochs {', '.join(f'{s:.3f}' for s in secs)} s -> later / first rate {ratio:.2f}x", flush=True)
+        best = max(best, ratio)
+    orig_ratio = None
+    if use_original:
+        res = common.run_read_pass(common.ORIGINAL_PYTHON, path, mode="batch", pool="thread", touch="c00",
+                                   warmup=True, extra_args=["--loader", "inmem", "--batch-size", BATCH,
+                                                            "--inmem-epochs", epochs])
+        if res and len(res["epoch_seconds"]) == epochs:
+            secs = res["epoch_seconds"]
+            orig_ratio = secs[0] / float(np.median(secs[1:]))
+            print(f"    original 0.12.1: epochs {', '.join(f'{s:.3f}' for s in secs)} s", flush=True)
+    common.report("InMemBatchedDataLoader later epochs / first epoch", best, 5.0, original=orig_ratio)
+
+
+def peer_pass(path: str, max_rows: int, pattern: str = "rows") -> dict | None:
+    """The Hugging Face ``datasets`` pass (``benchmarks/peers/hf_pass.py``) in the peers' venv."""
+    python = os.path.join(PEER_VENV, "bin", "python")
+    if not os.path.exists(python):
+        r = subprocess.run(["bash", os.path.join(HERE, "peers", "make_venv.sh"), PEER_VENV], capture_output=True,
+                           text=True)
+        if r.returncode != 0 or not os.path.exists(python):
+            print(f"  ! peers venv not made: {(r.stderr or r.stdout).strip().splitlines()[-1:]}", flush=True)
+            return None
+    cmd = [python, os.path.join(HERE, "peers", "hf_pass.py"), *common.parquet_files(path), "--cache-dir",
+           os.path.join(common.BENCH_DIR, "hf-cache"), "--batch-size", str(BATCH), "--workers", "2",
+           "--max-rows", str(max_rows), "--pattern", pattern]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=common.subprocess_env(python), timeout=900)
+    for line in r.stdout.splitlines():
+        if line.startswith("PASS "):
+            return json.loads(line[5:])
+    print(f"  ! peer pass failed (rc {r.returncode}): {' | '.join((r.stderr or r.stdout).strip().splitlines()[-3:])}")
+    return None
+
+
+def bench_peer(quick: bool, reps: int, results: dict) -> None:
+    path = common.columns_dataset(quick)
+    print(f"[peer] Hugging Face datasets, DataLoader(batch_size={BATCH}, num_workers=2) ({path})", flush=True)
+    ours = results.get("batched")
+    if ours is None and available("batched"):
+        ours = measure({"ours: BatchedDataLoader": lambda: ours_pass(path, "batched")}, reps)["ours: BatchedDataLoader"]
+        results["batched_cpu_us"] = CPU.get("ours: BatchedDataLoader")
+    peers = {}
+    for pattern, rows in (("rows", 32_768 if quick else 65_536), ("iter", 0 if quick else 1_048_576)):
+        res = peer_pass(path, rows, pattern)
+        if res:
+            peers[pattern] = res
+            print(f"    peer ({pattern}): {res['rows_per_s']:>12,.0f} rows/s  CPU {res['cpu_s'] / res['rows'] * 1e6:.3g}"
+                  f" us/row (with its workers)  ({res['rows']:,} rows; load_dataset {res['prepare_s']:.2f} s); "
+                  f"{json.dumps(res['versions'])}", flush=True)
+    if ours and "rows" in peers:
+        res = peers["rows"]
+        v = res["versions"]
+        common.report("BatchedDataLoader / HF datasets DataLoader(batch_size=1024, 2 workers)", ours / res["rows_per_s"],
+                      2.0, detail=f"peer {res['rows_per_s']:,.0f} rows/s; datasets {v['datasets']}, torch {v['torch']}, "
+                                  f"pyarrow {v['pyarrow']}, fsspec {v['fsspec']}")
+        if results.get("batched_cpu_us"):
+            common.report("BatchedDataLoader / HF datasets, CPU-time ratio",
+                          (res["cpu_s"] / res["rows"] * 1e6) / results["batched_cpu_us"], None,
+                          detail="peer CPU includes its 2 worker processes")
+    if ours and "iter" in peers:
+        common.report("info: BatchedDataLoader / HF datasets ds.iter(batch_size=1024) (contiguous slices, 1 process)",
+                      ours / peers["iter"]["rows_per_s"], None, detail=f"peer {peers['iter']['rows_per_s']:,.0f} rows/s")
+
+
+def bench_rss(quick: bool, use_original: bool) -> None:
+    path = common.columns_dataset(quick)
+    row_bytes = 20 * 4
+    buffer_mb = SHUFFLE * row_bytes / 2 ** 20
+    print(f"[rss] peak RSS, fresh interpreter, BatchedDataLoader shuffle {SHUFFLE:,} ({buffer_mb:.1f} MB buffer) "
+          f"vs the reader alone ({path})", flush=True)
+    if not available("batched"):
+        return
+
+    def ratio(python: str) -> tuple:
+        common_args = dict(mode="batch", pool="thread", touch="c00")
+        alone = common.run_read_pass(python, path, **common_args, extra_args=["--import", "torch"])
+        loader = common.run_read_pass(python, path, **common_args, extra_args=[
+            "--import", "torch", "--loader", "batched", "--batch-size", BATCH, "--shuffle", SHUFFLE])
+        if not alone or not loader:
+            return None, ""
+        return (loader["peak_rss_mb"] / (alone["peak_rss_mb"] + buffer_mb),
+                f"loader {loader['peak_rss_mb']:.0f} MB, reader alone {alone['peak_rss_mb']:.0f} MB "
+                f"(after imports {alone['base_rss_mb']:.0f} MB) + buffer {buffer_mb:.1f} MB")
+
+    ours, detail = ratio(sys.executable)
+    orig = ratio(common.ORIGINAL_PYTHON)[0] if use_original else None
+    if ours is not None:
+        common.report("peak RSS BatchedDataLoader shuffle 100k / (reader alone + buffer)", ours, 1.2, op="<=",
+                      original=orig, detail=detail)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Framework adapters' throughput vs the limits (issue 11).")
+    p.add_argument("--quick", action="store_true", help="small datasets, 2 repetitions")
+    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 3, 2 with --quick)")
+    p.add_argument("--only", default="columns,hello,inmem,peer,rss")
+    p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
+    p.add_argument("--no-peer", action="store_true", help="skip the Hugging Face datasets peer")
+    args = p.parse_args(argv)
+    reps = args.reps or (2 if args.quick else 3)
+    use_original = not args.no_original and common.original_available()
+    print(f"bench_loaders: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
+    only = set(args.only.split(","))
+    if args.no_peer:
+        only.discard("peer")
+    results: dict = {}
+    parts = {"columns": lambda: bench_columns(args.quick, reps, use_original, results),
+             "hello": lambda: bench_hello(args.quick, reps, use_original, results),
+             "inmem": lambda: bench_inmem(args.quick, reps, use_original, results),
+             "peer": lambda: bench_peer(args.quick, reps, results),
+             "rss": lambda: bench_rss(args.quick, use_original)}
+    failed = 0
+    for name, part in parts.items():
+        if name in only:
+            try:
+                part()
+            except Exception:  # one broken part must not hide the others' figures
+                traceback.print_exc()
+                failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
