@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
-
 from _fixtures.datasets import write_synthetic_dataset
+
 from petastorm import TransformSpec, make_batch_reader, make_reader
 from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec, NdarrayCodec, ScalarCodec
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormSchemaError
