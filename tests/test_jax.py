@@ -95,6 +95,34 @@ def test_a_jitted_step_consumes_the_batches(synthetic_dataset):
     assert float(total) == float(_expected_matrix(range(100)).sum() + sum(range(100)))
 
 
+def test_many_small_columns_of_one_type_and_a_large_one_arrive_with_their_own_values(synthetic_dataset):
+    # 6 float32 columns and 2 int64 columns are moved as two stacks and split on device; 'big' (over 1 MiB
+    # per batch) and 'matrix' (its own row shape) travel alone
+    def many(batch):
+        out = {f"f{i}": batch["matrix"][:, i // 3, i % 3] * (i + 1) for i in range(6)}
+        out.update(id=batch["id"], id_x2=batch["id"] * 2, matrix=batch["matrix"])
+        out["big"] = np.repeat(batch["id"].astype(np.uint8)[:, None], 120_000, axis=1)
+        return out
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "matrix"], shuffle_row_groups=False,
+                           workers_count=1) as reader:
+        with make_jax_iterator(reader, batch_size=10, transform_fn=many) as batches:
+            got = list(batches)
+    assert len(got) == 10
+    for start, batch in zip(range(0, 100, 10), got):
+        ids = np.arange(start, start + 10)
+        assert list(batch) == [f"f{i}" for i in range(6)] + ["id", "id_x2", "matrix", "big"]
+        matrix = _expected_matrix(ids)
+        for i in range(6):
+            assert batch[f"f{i}"].shape == (10,) and batch[f"f{i}"].dtype == jnp.float32
+            np.testing.assert_array_equal(np.asarray(batch[f"f{i}"]), matrix[:, i // 3, i % 3] * (i + 1))
+        np.testing.assert_array_equal(np.asarray(batch["id"]), ids)
+        np.testing.assert_array_equal(np.asarray(batch["id_x2"]), ids * 2)
+        np.testing.assert_array_equal(np.asarray(batch["matrix"]), matrix)
+        assert batch["big"].shape == (10, 120_000)
+        np.testing.assert_array_equal(np.asarray(batch["big"][:, -1]), ids.astype(np.uint8))
+
+
 def test_last_short_batch_is_kept_by_default_and_dropped_with_drop_last(synthetic_dataset):
     sizes = {}
     for drop_last in (False, True):

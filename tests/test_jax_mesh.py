@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from petastorm import make_batch_reader, make_reader
 from petastorm.jax import make_jax_iterator
 assert len(jax.devices()) == 4, jax.devices()
-FIELDS = ["id", "matrix"]
+FIELDS = ["id", "timestamp", "matrix"]  # id and timestamp (int64) travel as one stack
 URL = sys.argv[1]
 SMALL_URL = sys.argv[2]
 data_mesh = Mesh(np.array(jax.devices()[:2]), ("data",))
@@ -69,6 +69,8 @@ def test_batches_are_split_across_the_data_axis_with_the_right_values(synthetic_
         first = batches[0]
         out["sharding_is_data"] = first["id"].sharding == data and first["matrix"].sharding == data
         out["id_shards"] = shards(first["id"])
+        out["timestamp_shards"] = shards(first["timestamp"])
+        out["timestamp_sharding_is_data"] = first["timestamp"].sharding == data
         out["matrix_shard_shapes"] = [s[1] for s in shards(first["matrix"])]
         out["matrix_first"] = np.asarray(first["matrix"]).tolist()
         out["sizes"] = [int(b["id"].shape[0]) for b in batches]
@@ -78,6 +80,8 @@ def test_batches_are_split_across_the_data_axis_with_the_right_values(synthetic_
     assert out["sharding_is_data"]
     # device 0 holds rows 0..3 of the batch, device 1 rows 4..7
     assert out["id_shards"] == [[0, [4], [0, 1, 2, 3]], [1, [4], [4, 5, 6, 7]]]
+    assert out["timestamp_sharding_is_data"]
+    assert out["timestamp_shards"] == [[0, [4], [1000, 1010, 1020, 1030]], [1, [4], [1040, 1050, 1060, 1070]]]
     assert out["matrix_shard_shapes"] == [[4, 4, 3], [4, 4, 3]]
     expected = np.arange(8, dtype=np.float32)[:, None, None] + np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_array_equal(np.array(out["matrix_first"], dtype=np.float32), expected)
@@ -96,11 +100,14 @@ def test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model(s
             with make_jax_iterator(reader, batch_size=6, sharding=sharding, drop_last=True) as it:
                 batches = list(it)
         out["shards"] = shards(batches[0]["id"])
+        out["timestamp_shards"] = shards(batches[0]["timestamp"])
         out["count"] = len(batches)
         out["ids"] = np.concatenate([np.asarray(b["id"]) for b in batches]).tolist()
     """, synthetic_dataset, small_dataset)
     # devices 0,1 share mesh row 'data'=0 (rows 0..2 of the batch), devices 2,3 'data'=1 (rows 3..5)
     assert out["shards"] == [[0, [3], [0, 1, 2]], [1, [3], [0, 1, 2]], [2, [3], [3, 4, 5]], [3, [3], [3, 4, 5]]]
+    assert out["timestamp_shards"] == [[0, [3], [1000, 1010, 1020]], [1, [3], [1000, 1010, 1020]],
+                                       [2, [3], [1030, 1040, 1050]], [3, [3], [1030, 1040, 1050]]]
     assert out["count"] == 16  # 96 rows; the last 4 dropped
     assert out["ids"] == list(range(96))
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
 from petastorm.jax_impl.columns import jax_ready_columns
+from petastorm.jax_impl.transfer import BatchTransfer
 
 __all__ = ["DevicePlacer", "batch_shard_count", "check_batch_size", "describe_batch_axis", "ensure_sharding"]
 
@@ -91,9 +92,10 @@ def check_batch_size(batch_size: int, sharding: Any) -> int:
 class DevicePlacer:
     """The ``convert`` step: a numpy column batch -> a dict of ``jax.Array`` on device (sharded if asked).
 
-    Runs on the core's prefetch thread: checks the columns, calls ``jax.device_put`` once for the whole
-    batch and waits for the transfer, so the batch is on device before the training step asks for it and
-    the numpy buffers may be reused by the core afterwards.
+    Runs on the core's prefetch thread: checks the columns, moves them in a few transfers
+    (:class:`~petastorm.jax_impl.transfer.BatchTransfer`: small columns of one dtype stacked, the rest in one
+    ``jax.device_put``) and waits for them, so the batch is on device before the training step asks for it
+    and the numpy buffers may be reused by the core afterwards.
 
     Parameters
     ----------
@@ -107,6 +109,7 @@ class DevicePlacer:
         self.sharding = sharding
         self.shards = shards
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
+        self._transfer = BatchTransfer(sharding)
 
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         import jax
@@ -114,8 +117,7 @@ class DevicePlacer:
         columns = jax_ready_columns(batch)
         if self.sharding is not None and columns:
             self._check_shapes(columns)
-        placed = jax.device_put(columns, self.sharding) if self.sharding is not None else jax.device_put(columns)
-        return jax.block_until_ready(placed)
+        return jax.block_until_ready(self._transfer(columns))
 
     def _check_shapes(self, columns: Mapping[str, np.ndarray]) -> None:
         rows = len(next(iter(columns.values())))
