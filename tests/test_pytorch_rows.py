@@ -538,3 +538,53 @@ def test_state_in_a_torch_checkpoint_loads_with_weights_only_and_resumes(synthet
     if not custom:
         assert tail[0]["dec"] and all(isinstance(d, Decimal) for d in tail[0]["dec"])
         assert tail[0]["matrix"].shape == (6, 4, 3)
+
+
+def test_ngram_readers_are_refused_up_front(synthetic_dataset):
+    # recorded from 0.12.1: an ngram reader failed on the first row with "AttributeError: 'dict' object has
+    # no attribute '_asdict'"; here the constructor says so
+    from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
+    from petastorm.ngram import NGram
+
+    schema = get_schema_from_dataset_url(synthetic_dataset)
+    ngram = NGram({0: [schema.id, schema.timestamp], 1: [schema.id, schema.timestamp]}, delta_threshold=100,
+                  timestamp_field=schema.timestamp)
+    with make_reader(synthetic_dataset, schema_fields=ngram, reader_pool_type="dummy") as r:
+        for kwargs in ({}, {"collate_fn": lambda rows: rows}):
+            with pytest.raises(PetastormArgumentError, match="reader: DataLoader does not support readers with an "
+                                                             "ngram"):
+                DataLoader(r, batch_size=2, **kwargs)
+
+
+@pytest.mark.timeout(60)
+def test_reader_mock_feeds_the_dataloader():
+    # users test their training code with petastorm.test_util.reader_mock.ReaderMock (endless, no state)
+    from _fixtures.datasets import SyntheticSchema
+
+    from petastorm.test_util.reader_mock import ReaderMock, schema_data_generator_example
+
+    fields = [f for f in SyntheticSchema.fields.values() if f.name in ("id", "matrix", "name", "dec")]
+    schema = SyntheticSchema.create_schema_view(fields)
+    baseline = _thread_names()
+    loader = DataLoader(ReaderMock(schema, schema_data_generator_example), batch_size=4)
+    it = iter(loader)
+    batch = next(it)
+    assert batch["matrix"].shape == (4, 4, 3) and batch["matrix"].dtype == torch.float32
+    assert len(batch["name"]) == 4 and len(batch["dec"]) == 4 and batch["id"].shape == (4,)
+    rows = next(iter(DataLoader(ReaderMock(schema, schema_data_generator_example), batch_size=3,
+                                collate_fn=lambda rows: rows, shuffling_queue_capacity=5)))
+    assert len(rows) == 3 and sorted(rows[0]) == sorted(f.name for f in fields)
+    del it, loader
+    assert _wait_threads(baseline), _thread_names()
+
+
+def test_ragged_fields_name_the_field_with_the_default_collate(synthetic_dataset):
+    # recorded from 0.12.1: batch_size=1 works with a field of variable shape, larger batches raised torch's
+    # "stack expects each tensor to be equal size"; here the error names the field
+    with make_reader(synthetic_dataset, schema_fields=["id", "var"], shuffle_row_groups=False,
+                     reader_pool_type="dummy") as r:
+        batches = list(DataLoader(r, batch_size=1))
+    assert len(batches) == 100 and batches[1]["var"].tolist() == [[0]] and batches[1]["var"].dtype == torch.int16
+    with make_reader(synthetic_dataset, schema_fields=["id", "var"], reader_pool_type="dummy") as r:
+        with pytest.raises(TypeError, match="field 'var': its values cannot form one tensor"):
+            list(DataLoader(r, batch_size=4))
