@@ -64,8 +64,8 @@ def _ensure_positive_int(name: str, value: Any, allow_zero: bool = False) -> int
 class JaxIterator:
     """Iterator of batches ``{field name: jax.Array of shape (batch_size,) + field shape}``.
 
-    Build it with :func:`make_jax_iterator`. It ends when the reader ends (never, with a reader made with
-    ``num_epochs=None``). A context manager: leaving it (or :meth:`close`) stops the prefetch thread and
+    Build it with :func:`make_jax_iterator`. It makes one pass over the reader and ends when the reader ends
+    (never, with a reader made with ``num_epochs=None``; for several epochs give the reader ``num_epochs``). A context manager: leaving it (or :meth:`close`) stops the prefetch thread and
     stops and joins the reader. Abandoned without ``close()``, it stops its thread when garbage-collected.
     """
 

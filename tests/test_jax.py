@@ -376,6 +376,22 @@ def test_bad_arguments_are_named(synthetic_dataset, kwargs, error, words):
     assert _prefetch_threads() == []
 
 
+def test_transform_fn_that_returns_no_dict_is_named(synthetic_dataset):
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=10, transform_fn=lambda b: list(b.values()))
+        with pytest.raises(PetastormTypeError, match="does transform_fn return a dict"):
+            next(batches)
+
+
+def test_ngram_reader_is_refused(synthetic_dataset):
+    from petastorm.ngram import NGram
+
+    ngram = NGram({0: ["id"], 1: ["id"]}, delta_threshold=10, timestamp_field="timestamp")
+    with make_reader(synthetic_dataset, schema_fields=ngram, workers_count=1) as reader:
+        with pytest.raises(PetastormArgumentError, match="ngram"):
+            make_jax_iterator(reader, batch_size=4)
+
+
 def test_make_jax_iterator_returns_a_jax_iterator_that_is_its_own_iterator(synthetic_dataset):
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
         with make_jax_iterator(reader, 50) as batches:
