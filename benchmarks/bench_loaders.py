@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -48,6 +49,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up banner
+# torch warns once that a read-only Arrow buffer became a tensor: the limit does exactly that, on purpose
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER_VENV = os.environ.get("PETASTORM_PEER_VENV", os.path.join(common.BENCH_DIR, "venv-peers"))
 SHUFFLE = 100_000
