@@ -3,7 +3,7 @@
 Interface (stable; later changes are additive only)
 ---------------------------------------------------
 ``BatchPipeline(reader, batch_size, *, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
-drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_error=True)``
+drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_error=True, chunk_fn=None)``
     An iterator over a petastorm reader (``make_batch_reader``: column batches re-cut by slicing whole
     columns; ``make_reader``: rows gathered into columns ``batch_size`` at a time) yielding batches of
     exactly ``batch_size`` rows (the last one shorter unless ``drop_last``), each a
@@ -11,6 +11,7 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
     (both optional, both run on the background thread; what ``convert`` returns is what ``next()``
     yields). Reads the reader once to its end (all its ``num_epochs``); build a new pipeline per pass.
 
+    - ``chunk_fn``: run on each column batch as the reader gives it, before batching/shuffling.
     - ``shuffling_queue_capacity > 0``: rows pass through a :class:`ColumnShufflingBuffer` of
       ``max(capacity, min_after_retrieve + batch_size)`` rows (``min_after_retrieve`` defaults to
       ``capacity - batch_size``); each batch is ``batch_size`` uniformly chosen rows of a full buffer.
@@ -34,7 +35,7 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
     (``min(k, size)`` random rows as new arrays), ``size``, ``free``, ``capacity``, ``clear()``,
     ``state_dict()`` / ``load_state_dict()``.
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
-drop_last=False)``: the synchronous core of BatchPipeline (``next_batch() -> columns | None``, state).
+drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns | None``, state).
 ``ReaderSource(reader)``: reader -> column batches (``next_chunk(max_rows)``), reader state.
 ``rows_to_columns(rows, fields)``, ``num_rows``, ``slice_columns``, ``concat_columns``: column helpers.
 ``check_settings(saved, current, what)``: the PetastormStateError naming differing settings.

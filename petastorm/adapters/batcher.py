@@ -7,7 +7,7 @@ into columns (``np.stack`` per field). :class:`Batcher` re-cuts them to ``batch_
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -136,12 +136,17 @@ class Batcher:
         Seed of the shuffling buffer.
     drop_last : bool
         Drop a last batch shorter than ``batch_size``.
+    chunk_fn : callable, optional
+        ``dict[str, np.ndarray] -> dict[str, np.ndarray]`` applied to each column batch as it comes from the
+        reader, before batching and shuffling (the original torch loaders' per-column ``transform_fn``).
+        Rows held in the state are after ``chunk_fn``, so it is not applied again on resume.
     """
 
     def __init__(self, source: ReaderSource, batch_size: int, shuffling_queue_capacity: int = 0,
                  min_after_retrieve: Optional[int] = None, seed: Optional[int] = None,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, chunk_fn: Optional[Callable] = None) -> None:
         self.source = source
+        self.chunk_fn = chunk_fn
         self.batch_size = batch_size
         self.drop_last = drop_last
         self._pending: list = []        # column batches not yet in the buffer / not yet served (reader order)
@@ -165,6 +170,13 @@ class Batcher:
         if chunk is None:
             self._done = True
             return False
+        if self.chunk_fn is not None:
+            chunk = self.chunk_fn(chunk)
+            if not isinstance(chunk, Mapping):
+                raise PetastormTypeError(f"chunk_fn must return a dict of columns, got {type(chunk).__name__}")
+            chunk = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in chunk.items()}
+            if not num_rows(chunk):
+                return True
         self._pending.append(chunk)
         self._pending_rows += num_rows(chunk)
         return True

@@ -125,6 +125,10 @@ class BatchPipeline:
         Batches prepared ahead by a background thread (bounded); 0: everything runs in ``next()``.
     stop_reader_on_error : bool
         When the reader, ``transform_fn`` or ``convert`` raises, stop the reader before re-raising.
+    chunk_fn : callable, optional
+        ``dict[str, np.ndarray] -> dict[str, np.ndarray]`` run (in the producer) on each column batch as it
+        comes from the reader, before batching and shuffling (the original torch loaders applied their
+        ``transform_fn`` there, per column).
 
     Notes
     -----
@@ -136,13 +140,13 @@ class BatchPipeline:
     def __init__(self, reader: Any, batch_size: int, *, shuffling_queue_capacity: int = 0,
                  min_after_retrieve: Optional[int] = None, seed: Optional[int] = None, drop_last: bool = False,
                  transform_fn: Optional[Callable] = None, convert: Optional[Callable] = None, prefetch: int = 2,
-                 stop_reader_on_error: bool = True) -> None:
+                 stop_reader_on_error: bool = True, chunk_fn: Optional[Callable] = None) -> None:
         batch_size = _check_int("batch_size", batch_size, 1)
         shuffling_queue_capacity = _check_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         if min_after_retrieve is not None:
             min_after_retrieve = _check_int("min_after_retrieve", min_after_retrieve, 0)
         prefetch = _check_int("prefetch", prefetch, 0)
-        for name, fn in (("transform_fn", transform_fn), ("convert", convert)):
+        for name, fn in (("transform_fn", transform_fn), ("convert", convert), ("chunk_fn", chunk_fn)):
             if fn is not None and not callable(fn):
                 raise PetastormArgumentError(f"{name} must be callable or None, got {fn!r}")
         self._reader = reader
@@ -151,7 +155,7 @@ class BatchPipeline:
         self._prefetch = prefetch
         self._stop_reader_on_error = stop_reader_on_error
         batcher = Batcher(ReaderSource(reader), batch_size, shuffling_queue_capacity, min_after_retrieve,
-                          seed, drop_last)
+                          seed, drop_last, chunk_fn)
         self._shared = _Shared(batcher, transform_fn, convert, prefetch)
         self._thread: Optional[threading.Thread] = None
         self._started = False
