@@ -436,9 +436,11 @@ def test_resume_across_epochs_of_the_reader(synthetic_dataset, make):
 
 
 @pytest.mark.parametrize("custom", [False, True])
-def test_resume_between_passes_starts_the_next_pass(synthetic_dataset, custom):
+@pytest.mark.parametrize("seed", [4, None])
+def test_resume_between_passes_starts_the_next_pass(synthetic_dataset, custom, seed):
+    # with seed=None too: the resumed reader plans with the saved seed, and the loader shuffles with it
     kwargs = {"collate_fn": lambda rows: {"id": [int(r["id"]) for r in rows]}} if custom else {}
-    opts = dict(schema_fields=["id"], seed=4, reader_pool_type="dummy")
+    opts = dict(schema_fields=["id"], seed=seed, shuffle_rows=True, reader_pool_type="dummy")
     with make_reader(synthetic_dataset, **opts) as r:
         loader = DataLoader(r, batch_size=10, shuffling_queue_capacity=25, **kwargs)
         _ids(loader)

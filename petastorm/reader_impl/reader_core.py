@@ -217,6 +217,12 @@ class Reader:
             cursor = check_state_dict(state, self.dataset.fingerprint(), self._options_fingerprint,
                                       options=self._options, seed=self._explicit_seed)
             p = self._p
+            if self._explicit_seed is None and cursor.seed is not None and cursor.seed != p.plan_options.seed:
+                # made with seed=None: plan with the saved seed, as make_reader(resume_from=state) does
+                import dataclasses
+
+                p.plan_options = dataclasses.replace(p.plan_options, seed=int(cursor.seed))
+                p.plans.clear()
             extra = state.get("extra") or {}
             epoch_limit = extra.get("epoch_limit", p.epoch_limit)
             if epoch_limit is None or cursor.epoch < epoch_limit:
