@@ -30,6 +30,14 @@ of ``n`` is placed sharded like the others; one that is not cannot be split, and
 reached, after every full batch was yielded. For ``jit``-compiled steps, ``drop_last=True`` also avoids one
 recompilation for the shorter shape.
 
+**Several processes** (multi-host training, after ``jax.distributed.initialize``): give a sharding over the
+job's global mesh and, in each process, a reader of that process's shard (``cur_shard=jax.process_index(),
+shard_count=jax.process_count(), shard_mode='balanced'``, so every process has the same number of rows per
+epoch). ``batch_size`` is then the rows of *this process*; each yielded array is the global batch (the rows
+of every process along the batch axis), of which this process's devices hold its own rows
+(``jax.make_array_from_process_local_data``). Every process must yield the same number of batches, or the
+training step's collectives wait forever: balanced shards do that, ``drop_last=True`` makes it certain.
+
 **Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
 fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field
 (up front from the reader's schema when no ``transform_fn`` is given). ``datetime64`` columns arrive as
@@ -157,7 +165,8 @@ def make_jax_iterator(reader: Any, batch_size: int, sharding: Any = None, prefet
         From :func:`petastorm.make_reader` (rows are gathered into columns) or
         :func:`petastorm.make_batch_reader`; any ``num_epochs`` (None: the iterator never ends).
     batch_size : int
-        Rows per batch (>= 1), across all devices: each of ``n`` shards gets ``batch_size // n`` rows.
+        Rows per batch (>= 1), across all devices: each of ``n`` shards gets ``batch_size // n`` rows. With a
+        sharding over several processes' devices: the rows of this process (see the module docs).
     sharding : jax.sharding.Sharding or jax.Device, optional
         Applied to every field (the batch dimension is axis 0), e.g.
         ``NamedSharding(Mesh(jax.devices(), ('data',)), PartitionSpec('data'))``. ``batch_size`` must be a

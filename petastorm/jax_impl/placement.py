@@ -27,8 +27,6 @@ def ensure_sharding(sharding: Any) -> Any:
     ------
     PetastormTypeError
         For anything else, naming the argument and its type.
-    PetastormArgumentError
-        For a sharding over devices of other processes (multi-host input is not supported yet).
     """
     if sharding is None:
         return None
@@ -41,25 +39,25 @@ def ensure_sharding(sharding: Any) -> Any:
         raise PetastormTypeError(f"sharding must be a jax.sharding.Sharding (e.g. NamedSharding(Mesh(devices, "
                                  f"('data',)), PartitionSpec('data'))), a jax.Device or None, got "
                                  f"{type(sharding).__name__}")
-    if not sharding.is_fully_addressable:
-        raise PetastormArgumentError(
-            f"sharding spans devices of other processes ({sharding.num_devices} devices, "
-            f"{len(sharding.addressable_devices)} in this process): multi-process input is not supported; give "
-            f"each process a sharding over its local devices (jax.local_devices()) and its own reader shard")
     return sharding
 
 
 def batch_shard_count(sharding: Any) -> int:
-    """Number of pieces a sharding cuts the batch dimension (axis 0) into; 1 when ``sharding`` is None."""
+    """Number of pieces this process's devices hold of the batch dimension (axis 0) under ``sharding``: the
+    pieces a local batch is cut into (all of them when the sharding spans only this process's devices); 1
+    when ``sharding`` is None."""
     if sharding is None:
         return 1
     n = int(sharding.num_devices)
     for rank in range(1, _MAX_RANK + 1):  # the smallest rank the sharding applies to; each axis a multiple of n
+        shape = (n,) * rank
         try:
-            shard = sharding.shard_shape((n,) * rank)
+            sharding.shard_shape(shape)
+            indices = sharding.addressable_devices_indices_map(shape)
         except (ValueError, IndexError, TypeError):
             continue
-        return max(1, n // int(shard[0]))
+        return max(1, len({idx[0].indices(n) if isinstance(idx[0], slice) else idx[0]
+                           for idx in indices.values()}))
     raise PetastormArgumentError(f"sharding {sharding} cannot be applied to arrays of rank 1 to {_MAX_RANK}")
 
 
@@ -83,8 +81,9 @@ def check_batch_size(batch_size: int, sharding: Any) -> int:
     """
     shards = batch_shard_count(sharding)
     if batch_size % shards:
+        where = "" if sharding.is_fully_addressable else " on this process's devices"
         raise PetastormArgumentError(
-            f"batch_size {batch_size} is not divisible by the {shards} shards of the batch dimension "
+            f"batch_size {batch_size} is not divisible by the {shards} shards of the batch dimension{where} "
             f"({describe_batch_axis(sharding)}): use a batch_size that is a multiple of {shards}")
     return shards
 
@@ -116,16 +115,21 @@ class DevicePlacer:
 
         columns = jax_ready_columns(batch)
         if self.sharding is not None and columns:
-            self._check_shapes(columns)
+            self._check_rows(columns)
+            if self.sharding.is_fully_addressable:  # else the global shape is JAX's to check, per field
+                self._check_shapes(columns)
         return jax.block_until_ready(self._transfer(columns))
 
-    def _check_shapes(self, columns: Mapping[str, np.ndarray]) -> None:
+    def _check_rows(self, columns: Mapping[str, np.ndarray]) -> None:
         rows = len(next(iter(columns.values())))
         if rows % self.shards:
             raise PetastormArgumentError(
-                f"the last batch has {rows} row{'s' if rows != 1 else ''}, which the {self.shards} shards of the batch dimension "
-                f"({describe_batch_axis(self.sharding)}) cannot split evenly: pass drop_last=True to drop a "
-                f"last short batch, or read a number of rows that is a multiple of {self.shards}")
+                f"the last batch has {rows} row{'s' if rows != 1 else ''}, which the {self.shards} shards of the "
+                f"batch dimension ({describe_batch_axis(self.sharding)}) cannot split evenly: pass "
+                f"drop_last=True to drop a last short batch, or read a number of rows that is a multiple of "
+                f"{self.shards}")
+
+    def _check_shapes(self, columns: Mapping[str, np.ndarray]) -> None:
         for name, column in columns.items():
             key = (name, column.shape)
             if key in self._checked_shapes:

@@ -12,6 +12,10 @@ The split function takes the stacks with the sharding extended by a leading unsh
 (``PartitionSpec(None, *spec)``) and returns every column with the caller's sharding, so each device gets
 only its rows of each stack. Shardings other than ``NamedSharding`` and ``SingleDeviceSharding`` (whose
 spec cannot be extended) are served by ``jax.device_put`` of the whole batch.
+
+A sharding over the devices of several processes (multi-host training) takes each process's batch as its
+part of a global array, column by column, with ``jax.make_array_from_process_local_data``: no jitted split
+there, since a computation on global arrays must be launched by every process in step.
 """
 from __future__ import annotations
 
@@ -50,6 +54,20 @@ def _stacked_sharding(sharding: Any) -> Any:
     return None
 
 
+def _from_process_local(sharding: Any, name: str, column: np.ndarray) -> Any:
+    """One column of a sharding that spans several processes: this process's rows become its devices' part
+    of a global array (``jax.make_array_from_process_local_data``)."""
+    import jax
+
+    from petastorm.errors import PetastormArgumentError
+
+    try:
+        return jax.make_array_from_process_local_data(sharding, column)
+    except (ValueError, IndexError, TypeError) as error:
+        raise PetastormArgumentError(f"field {name!r} (local batch shape {column.shape}) cannot be placed with "
+                                     f"sharding {sharding}: {error}") from error
+
+
 @functools.lru_cache(maxsize=64)
 def _split_fn(sizes: Tuple[int, ...], sharding: Any, stack_sharding: Any) -> Callable:
     """The jitted ``(*stacks) -> ((arrays of stack 0), (arrays of stack 1), ...)``, shared by every iterator
@@ -79,7 +97,9 @@ class BatchTransfer:
         self.sharding = sharding
         self.group_max_bytes = group_max_bytes
         self._stack_sharding = _stacked_sharding(sharding) if sharding is not None else None
-        self._can_group = group_max_bytes > 0 and (sharding is None or self._stack_sharding is not None)
+        self._multi_process = sharding is not None and not sharding.is_fully_addressable
+        self._can_group = group_max_bytes > 0 and not self._multi_process and \
+            (sharding is None or self._stack_sharding is not None)
         self._plans: Dict[_Layout, _Plan] = {}
 
     def __call__(self, columns: Mapping[str, np.ndarray]) -> Dict[str, Any]:
@@ -104,6 +124,8 @@ class BatchTransfer:
     def _put(self, columns: Mapping[str, np.ndarray]) -> Dict[str, Any]:
         import jax
 
+        if self._multi_process:
+            return {name: _from_process_local(self.sharding, name, col) for name, col in columns.items()}
         columns = dict(columns)
         return jax.device_put(columns, self.sharding) if self.sharding is not None else jax.device_put(columns)
 
