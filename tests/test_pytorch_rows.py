@@ -89,8 +89,12 @@ def _flat(id_batches):
     return [i for b in id_batches for i in b]
 
 
+_OWNED_THREADS = ("petastorm-worker", "petastorm-batch-prefetch")  # a reader's workers, a loader's prefetch
+
+
 def _thread_names():
-    return sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())
+    """Threads a reader or a loader owns (process-wide helpers started lazily elsewhere are left out)."""
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(_OWNED_THREADS))
 
 
 def _wait_threads(baseline, timeout=10.0):
