@@ -114,7 +114,13 @@ class JaxIterator:
 
     def state_dict(self) -> dict:
         """The exact position: the reader's state, the rows held for shuffling and batching with the shuffle
-        RNG, and the batches prefetched but not yet yielded (their rows are served again after a resume)."""
+        RNG, and the batches prefetched but not yet yielded (their rows are served again after a resume).
+
+        Returns
+        -------
+        dict
+            Holds numpy arrays (the rows held): save it with ``pickle`` (or ``orbax``/``torch.save``), not JSON.
+        """
         return {_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
