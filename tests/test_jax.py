@@ -75,11 +75,13 @@ def test_row_reader_rows_are_gathered_into_the_same_batches(synthetic_dataset):
 
 def test_batches_are_on_the_device_and_ready_when_yielded(synthetic_dataset):
     device = jax.devices()[0]
-    with make_batch_reader(synthetic_dataset, schema_fields=["id", "matrix"], workers_count=1) as reader:
+    fields = ["id", "timestamp", "matrix"]  # id and timestamp (int64) travel as one stack
+    with make_batch_reader(synthetic_dataset, schema_fields=fields, shuffle_row_groups=False,
+                           workers_count=1) as reader:
         with make_jax_iterator(reader, batch_size=10, sharding=device) as batches:
             batch = next(batches)
-    assert batch["matrix"].devices() == {device}
-    assert batch["id"].is_ready() and batch["matrix"].is_ready()
+    assert all(batch[f].devices() == {device} and batch[f].is_ready() for f in fields)
+    np.testing.assert_array_equal(np.asarray(batch["timestamp"]), 1000 + 10 * np.arange(10))
 
 
 def test_a_jitted_step_consumes_the_batches(synthetic_dataset):
