@@ -605,3 +605,11 @@ def test_ragged_fields_name_the_field_with_the_default_collate(synthetic_dataset
     with make_reader(synthetic_dataset, schema_fields=["id", "var"], reader_pool_type="dummy") as r:
         with pytest.raises(TypeError, match="field 'var': its values cannot form one tensor"):
             list(DataLoader(r, batch_size=4))
+
+
+def test_dataloader_exposes_the_originals_attributes(synthetic_dataset):
+    # recorded from 0.12.1: reader, batch_size, collate_fn and shuffling_queue_capacity are attributes
+    with make_reader(synthetic_dataset, schema_fields=["id"], reader_pool_type="dummy") as r:
+        loader = DataLoader(r, batch_size=4, shuffling_queue_capacity=8)
+        assert loader.reader is r and loader.batch_size == 4 and loader.shuffling_queue_capacity == 8
+        assert loader.collate_fn is decimal_friendly_collate
