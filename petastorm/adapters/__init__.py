@@ -32,7 +32,7 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
     - ``settings`` (dict), ``reader``, ``rows_held`` (rows read from the reader and not yet yielded).
 
 ``ColumnShufflingBuffer(capacity, seed=None)``: ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
-    (``min(k, size)`` random rows as new arrays), ``size``, ``free``, ``capacity``, ``clear()``,
+    (``min(k, size)`` random rows as new arrays), ``size``, ``free``, ``capacity``, ``grow(capacity)``, ``clear()``,
     ``state_dict()`` / ``load_state_dict()``.
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
 drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns | None``, state).

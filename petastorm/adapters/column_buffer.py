@@ -171,6 +171,18 @@ class ColumnShufflingBuffer:
         self._size = tail
         return out
 
+    def grow(self, capacity: int) -> None:
+        """Raise the capacity to ``capacity`` rows (the arrays are reallocated and the rows copied once)."""
+        capacity = int(capacity)
+        if capacity <= self._capacity:
+            return
+        if self._cols is not None:
+            for name, col in self._cols.items():
+                wider = np.empty((capacity,) + col.shape[1:], dtype=col.dtype)
+                wider[:self._size] = col[:self._size]
+                self._cols[name] = wider
+        self._capacity = capacity
+
     def clear(self) -> None:
         """Forget every row (the arrays are kept for reuse)."""
         self._size = 0

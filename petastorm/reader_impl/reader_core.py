@@ -197,8 +197,27 @@ class Reader:
             p = self._p
             rows = p.rows_into_item if self._output is not None else p.skip_first
             cursor = ReaderCursor(epoch=p.epoch, position=p.position, rows_into_item=rows)
+            extra: dict = {"epoch_limit": p.epoch_limit}
+            if p.plan_options.sharded and p.plan_options.shard_mode == "balanced" and p.ngram is None:
+                extra["global_row"] = self._global_row(cursor)
             return make_state_dict(cursor, self.dataset.fingerprint(), self._options_fingerprint,
-                                   int(p.plan_options.seed), {"epoch_limit": p.epoch_limit}, options=self._options)
+                                   int(p.plan_options.seed), extra, options=self._options)
+
+    def _global_row(self, cursor: Any) -> Optional[int]:
+        """Balanced shard mode: offset of the next row in the epoch's global row sequence (for elastic
+        resume; saved in the state's ``extra["global_row"]``). None past the last epoch."""
+        from petastorm.reader_impl.plan import locate_global_row, make_epoch_plan
+
+        p = self._p
+        if p.epoch_limit is not None and cursor.epoch >= p.epoch_limit:
+            return None
+        plan = p.plans.get(cursor.epoch)
+        if plan is None:
+            plan = make_epoch_plan(p.plan_rows, p.plan_options, cursor.epoch)
+        rows = cursor.rows_into_item
+        if p.is_batched and rows and cursor.position < len(plan):
+            rows = plan[cursor.position].num_rows  # a batch reader yields an item's rows in one batch
+        return locate_global_row(p.plan_rows, p.plan_options, cursor.epoch, cursor.position, rows, plan=plan)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a state saved by :meth:`state_dict`; call before iterating.

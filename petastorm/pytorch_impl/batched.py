@@ -1,0 +1,357 @@
+"""``BatchedDataLoader`` and ``InMemBatchedDataLoader``: batches of tensors cut from whole columns.
+
+Both follow the original's API and semantics (recorded from petastorm 0.12.1 as a black box):
+
+- batches are dicts ``field name -> torch.Tensor`` of shape ``(rows, ...)``, from ``make_batch_reader`` and
+  from ``make_reader`` (rows are gathered into columns); the original's promotions (``bool -> uint8``,
+  ``uint16 -> int32``, ``uint32 -> int64`` for batch columns and array cells; ``make_reader`` scalar fields
+  keep ``uint16``/``uint32``);
+- ``transform_fn`` is applied **per column** (one call per field) to each column batch as the reader gives
+  it, before batching and shuffling, and returns the new column (numpy array or tensor) - as the original;
+- string, bytes, Decimal and other object columns raise the original's ``TypeError`` ("Pytorch does not
+  support arrays of string or object classes. Found in field name.") with what to do about it;
+- a ``shuffling_queue_capacity`` smaller than ``batch_size`` works (the buffer holds at least one batch);
+- ``InMemBatchedDataLoader`` loads at most ``rows_capacity`` rows, serves ``num_epochs`` epochs from memory
+  (the last batch of each epoch may be short) and can be iterated once (the original's ``RuntimeError``).
+
+New: ``device=``, ``pin_memory=``, a bounded background ``prefetch`` (default 2 batches: batching, tensor
+conversion, pinning and the device copy run on a thread, so the training step never waits on them), ``seed=``,
+``len()`` of ``InMemBatchedDataLoader``, exact resume with ``state_dict()`` / ``load_state_dict()``, and clear
+errors where the original hung or failed obscurely (``batch_size <= 0``, ``num_epochs=None`` readers in
+memory, ``device='cuda'`` without CUDA).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+
+import numpy as np
+
+from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+from petastorm.pytorch_impl.device import TensorConverter, resolve_device
+from petastorm.pytorch_impl.loader_base import LoaderBase
+
+__all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
+
+#: The original's message when an ``InMemBatchedDataLoader`` is iterated a second time (its spaces kept).
+INMEM_REUSE_ERROR = ("InMemBatchedDataLoader couldn't be used multiple times, please                    "
+                     "specify total number of epochs using num_epochs in constructor.")
+
+_K_PIPELINE = "pipeline"
+_K_GLOBAL_ROW = "global_row"
+_K_ROWS_HELD = "rows_held"
+_K_EPOCH = "epoch"
+_K_BATCH = "batch"
+_K_ROWS = "rows"
+_K_DATASET = "dataset_fingerprint"
+
+
+def _ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    value = int(value.__index__())
+    if value < minimum:
+        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _ensure_reader(reader: Any, loader: str) -> None:
+    if reader is None or not hasattr(reader, "__iter__"):
+        raise PetastormTypeError(f"reader: {loader} needs a petastorm reader (make_reader / make_batch_reader), "
+                                 f"got {type(reader).__name__}")
+    if getattr(reader, "ngram", None) is not None:
+        raise PetastormArgumentError(f"reader: {loader} does not support readers with an ngram")
+
+
+def _is_batch_reader(reader: Any) -> bool:
+    return bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
+
+
+def _reader_seed(reader: Any) -> Optional[int]:
+    """The seed the reader plans with (an int even for a reader made with seed=None), or None."""
+    try:
+        seed = reader.state_dict().get("seed")
+        return None if seed is None else int(seed)
+    except Exception:  # noqa: BLE001 - readers without a state (mocks) shuffle with a random seed
+        return None
+
+
+def _pass_seed(seed: Optional[int], pass_index: int) -> Optional[list]:
+    """Entropy for the shuffling RNG of one pass (non-negative ints, as numpy's SeedSequence wants)."""
+    return None if seed is None else [int(seed) % (1 << 128), int(pass_index)]
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        return value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except Exception as e:  # noqa: BLE001
+        raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, which is not "
+                                 f"an array ({e})") from None
+
+
+def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
+    """The original's ``transform_fn`` semantics: called once per field on the reader's column batch."""
+    if transform_fn is None:
+        return None
+
+    def apply(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return {name: _to_numpy(name, transform_fn(col)) for name, col in columns.items()}
+
+    return apply
+
+
+class BatchedDataLoader(LoaderBase):
+    """Batches of ``batch_size`` rows as dicts of tensors, batched and shuffled on whole columns.
+
+    Parameters
+    ----------
+    reader : petastorm Reader
+        ``make_batch_reader`` (columns re-cut by slicing) or ``make_reader`` (rows gathered into columns).
+    batch_size : int
+        Rows per batch (>= 1); the last batch of a pass may be shorter.
+    transform_fn : callable, optional
+        Called per field with the field's column (numpy array, shape ``(rows, ...)``) of each batch the
+        reader yields, before batching and shuffling; returns the new column (numpy array or tensor with
+        the same number of rows). As the original.
+    shuffling_queue_capacity : int
+        0: reader order. > 0: rows are shuffled through a column buffer of ``max(capacity, batch_size)``
+        rows (preallocated arrays, random index blocks).
+    device : None, str or torch.device
+        Where the tensors are placed (``'cpu'``, ``'cuda'``, ``'cuda:1'``, a ``torch.device``); None: CPU.
+    pin_memory : bool
+        Pin CPU tensors before the copy to the GPU (ignored with a warning without an accelerator).
+    prefetch : int
+        Batches prepared ahead on a background thread (batching, tensors, pinning, device copy); 0: none.
+    seed : int, optional
+        Seed of the shuffling. Default: the reader's seed (so a reader with a seed gives reproducible
+        batches), varied per pass.
+
+    Raises
+    ------
+    PetastormArgumentError
+        (a ``ValueError``) for ``batch_size < 1`` (the original hung), a negative capacity or prefetch, an
+        unknown device or a CUDA device without CUDA.
+    """
+
+    def __init__(self, reader: Any, batch_size: int = 1, transform_fn: Optional[Callable] = None,
+                 shuffling_queue_capacity: int = 0, *, device: Any = None, pin_memory: bool = False,
+                 prefetch: int = 2, seed: Optional[int] = None) -> None:
+        super().__init__()
+        _ensure_reader(reader, "BatchedDataLoader")
+        self.batch_size = _ensure_int("batch_size", batch_size, 1)
+        self.shuffling_queue_capacity = _ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
+        self.prefetch = _ensure_int("prefetch", prefetch, 0)
+        if transform_fn is not None and not callable(transform_fn):
+            raise PetastormArgumentError(f"transform_fn must be callable or None, got {transform_fn!r}")
+        if seed is not None:
+            _ensure_int("seed", seed, -(1 << 127))
+        self.reader = reader
+        self.transform_fn = transform_fn
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.pin_memory = bool(pin_memory)
+        self._converter = TensorConverter(self.device, self.pin_memory, row_values=not _is_batch_reader(reader))
+        self._current: Any = None
+
+    # --- one pass ------------------------------------------------------------------------------------------
+
+    def _new_pass(self) -> Any:
+        from petastorm.adapters import BatchPipeline
+
+        seed = None
+        if self.shuffling_queue_capacity > 0:
+            base = self.seed if self.seed is not None else _reader_seed(self.reader)
+            seed = _pass_seed(base, self._passes_done)
+        return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
+                             seed=seed, convert=self._converter, prefetch=self.prefetch,
+                             chunk_fn=_per_column(self.transform_fn))
+
+    def _iter_impl(self) -> Iterator[Any]:
+        if self._current is None or not self._resume_in_pass:
+            self._close_pass()
+            self._current = self._new_pass()
+        ready = self._converter.ready
+        for item in self._current:
+            yield ready(item)
+
+    def _close_pass(self) -> None:
+        if self._current is not None:
+            self._current.close()
+
+    # --- state ---------------------------------------------------------------------------------------------
+
+    def _settings(self) -> Dict[str, Any]:
+        return {"batch_size": self.batch_size, "shuffling_queue_capacity": self.shuffling_queue_capacity,
+                "reader": "make_batch_reader" if _is_batch_reader(self.reader) else "make_reader"}
+
+    def _pass_state(self) -> dict:
+        if self._current is None:
+            self._current = self._new_pass()
+        state = self._current.state_dict()
+        reader_state = state["batcher"]["reader"] or {}
+        return {_K_PIPELINE: state, _K_ROWS_HELD: state["rows_held"],
+                _K_GLOBAL_ROW: (reader_state.get("extra") or {}).get("global_row")}
+
+    def _load_pass_state(self, body: Mapping[str, Any]) -> None:
+        if not isinstance(body, Mapping) or _K_PIPELINE not in body:
+            raise PetastormStateError("not a BatchedDataLoader pass state: key 'pipeline' is missing")
+        current = self._new_pass()
+        current.load_state_dict(body[_K_PIPELINE])
+        self._close_pass()
+        self._current = current
+
+
+class InMemBatchedDataLoader(LoaderBase):
+    """Reads the reader once into memory (at most ``rows_capacity`` rows) and serves ``num_epochs`` epochs
+    of batches from there, reshuffled every epoch when ``shuffle``.
+
+    Parameters
+    ----------
+    reader : petastorm Reader
+        A finite reader (``num_epochs`` an int): its rows are loaded on the first iteration (or ``len()``).
+    batch_size : int
+        Rows per batch (>= 1); the last batch of each epoch may be shorter.
+    transform_fn : callable, optional
+        Called per field on each column batch the reader yields, before it is stored (as the original).
+    num_epochs : int or None
+        Epochs served from memory; None: endless (``len()`` then raises ``TypeError``).
+    seed : int
+        Seed of the per-epoch shuffles (epoch ``e`` uses ``default_rng([seed, e])``).
+    rows_capacity : int
+        Most rows loaded; rows past it are not read (as the original).
+    shuffle : bool
+        Reshuffle the rows every epoch.
+
+    Raises
+    ------
+    PetastormArgumentError
+        (a ``ValueError``) for a reader made with ``num_epochs=None`` (it would never end), or an argument out
+        of range (``batch_size < 1``, ``rows_capacity < 1``, ``num_epochs < 1``).
+    """
+
+    def __init__(self, reader: Any, batch_size: int = 1, transform_fn: Optional[Callable] = None,
+                 num_epochs: Optional[int] = 1, seed: int = 0, rows_capacity: int = 1024,
+                 shuffle: bool = False) -> None:
+        super().__init__()
+        _ensure_reader(reader, "InMemBatchedDataLoader")
+        reader_epochs = getattr(getattr(reader, "_p", None), "num_epochs", 1)
+        if reader_epochs is None:
+            raise PetastormArgumentError(
+                "reader: InMemBatchedDataLoader reads the reader to its end once, but the reader was made with "
+                "num_epochs=None (endless). Make it with num_epochs=1 and give the number of epochs to "
+                "InMemBatchedDataLoader(num_epochs=...)")
+        self.batch_size = _ensure_int("batch_size", batch_size, 1)
+        self.num_epochs = _ensure_int("num_epochs", num_epochs, 1, allow_none=True)
+        self.rows_capacity = _ensure_int("rows_capacity", rows_capacity, 1)
+        self.seed = _ensure_int("seed", seed if seed is not None else 0, -(1 << 127))
+        if transform_fn is not None and not callable(transform_fn):
+            raise PetastormArgumentError(f"transform_fn must be callable or None, got {transform_fn!r}")
+        self.reader = reader
+        self.transform_fn = transform_fn
+        self.shuffle = bool(shuffle)
+        self._converter = TensorConverter(None, False, row_values=not _is_batch_reader(reader))
+        self._data: Optional[Dict[str, np.ndarray]] = None
+        self._rows = 0
+        self._dataset_fingerprint: Optional[str] = None
+        self._epoch = 0
+        self._batch = 0          # batches of self._epoch already yielded
+
+    # --- loading -------------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._data is not None:
+            return
+        from petastorm.adapters import ReaderSource, concat_columns
+
+        try:
+            self._dataset_fingerprint = self.reader.state_dict().get("dataset_fingerprint")
+        except Exception:  # noqa: BLE001 - readers without a state
+            self._dataset_fingerprint = None
+        source = ReaderSource(self.reader)
+        chunk_fn = _per_column(self.transform_fn)
+        parts, rows = [], 0
+        while rows < self.rows_capacity:
+            chunk = source.next_chunk(min(self.rows_capacity - rows, 4096))
+            if chunk is None:
+                break
+            n = len(next(iter(chunk.values()))) if chunk else 0
+            if n > self.rows_capacity - rows:
+                chunk = {k: v[:self.rows_capacity - rows] for k, v in chunk.items()}
+                n = self.rows_capacity - rows
+            if chunk_fn is not None:
+                chunk = chunk_fn(chunk)
+            parts.append(chunk)
+            rows += n
+        self._data = concat_columns(parts) if parts else {}
+        self._rows = rows
+
+    def _length(self) -> Optional[int]:
+        if self.num_epochs is None:
+            return None
+        self._load()
+        return math.ceil(self._rows / self.batch_size) * self.num_epochs
+
+    # --- iteration -----------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._passes_done > 0 or (self._passes_started > 0 and not self._in_iter):
+            raise RuntimeError(INMEM_REUSE_ERROR)
+        return super().__iter__()
+
+    def _order(self, epoch: int) -> Optional[np.ndarray]:
+        if not self.shuffle:
+            return None
+        return np.random.default_rng([int(self.seed) % (1 << 128), epoch]).permutation(self._rows)
+
+    def _iter_impl(self) -> Iterator[Any]:
+        self._load()
+        data, rows, bs = self._data, self._rows, self.batch_size
+        if not rows:
+            return
+        while self.num_epochs is None or self._epoch < self.num_epochs:
+            order = self._order(self._epoch)
+            for start in range(self._batch * bs, rows, bs):
+                if order is None:
+                    batch = {k: v[start:start + bs].copy() for k, v in data.items()}  # users may write to it
+                else:
+                    idx = order[start:start + bs]
+                    batch = {k: v[idx] for k, v in data.items()}
+                out = self._converter(batch)
+                self._batch += 1
+                yield out
+            self._epoch += 1
+            self._batch = 0
+
+    # --- state ---------------------------------------------------------------------------------------------
+
+    def _settings(self) -> Dict[str, Any]:
+        return {"batch_size": self.batch_size, "num_epochs": self.num_epochs, "seed": self.seed,
+                "rows_capacity": self.rows_capacity, "shuffle": self.shuffle}
+
+    def _pass_state(self) -> dict:
+        self._load()
+        return {_K_EPOCH: self._epoch, _K_BATCH: self._batch, _K_ROWS: self._rows,
+                _K_DATASET: self._dataset_fingerprint}
+
+    def _load_pass_state(self, body: Mapping[str, Any]) -> None:
+        try:
+            epoch, batch, rows = int(body[_K_EPOCH]), int(body[_K_BATCH]), int(body[_K_ROWS])
+        except (KeyError, TypeError, ValueError):
+            raise PetastormStateError("not an InMemBatchedDataLoader pass state: keys 'epoch', 'batch' and 'rows' "
+                                      "expected") from None
+        self._load()
+        saved_fp = body.get(_K_DATASET)
+        if saved_fp is not None and self._dataset_fingerprint is not None and saved_fp != self._dataset_fingerprint:
+            raise PetastormStateError(f"InMemBatchedDataLoader state was saved for a different dataset (dataset "
+                                      f"fingerprint {saved_fp}, this reader's is {self._dataset_fingerprint})")
+        if rows != self._rows:
+            raise PetastormStateError(f"InMemBatchedDataLoader state was saved with {rows} rows in memory, this "
+                                      f"reader gives {self._rows}: resume with a reader made with the same "
+                                      f"arguments")
+        self._epoch, self._batch = epoch, batch

@@ -1,0 +1,184 @@
+"""numpy column batches -> torch tensors on a device, run on the loaders' prefetch thread.
+
+:class:`TensorConverter` is the ``convert`` of a :class:`~petastorm.adapters.BatchPipeline`: every column
+becomes a tensor (``torch.from_numpy``, no copy when the array is writable and contiguous) after the
+original's type promotions (:mod:`~petastorm.pytorch_impl.dtypes`), then the user's ``transform_fn`` of
+tensors (if any), then ``pin_memory()`` and ``.to(device, non_blocking=True)``. On CUDA the copy is issued
+on a side stream of the prefetch thread; :meth:`TensorConverter.ready` makes the consumer's stream wait
+for it, so the training step never waits on batching and never reads a batch before it has arrived.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from petastorm.errors import PetastormArgumentError, PetastormTypeError
+from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, is_text_or_object_dtype, string_array_error
+
+__all__ = ["resolve_device", "column_to_tensor", "TensorConverter"]
+
+
+def resolve_device(device: Any) -> Any:
+    """``device`` as a ``torch.device`` (None stays None: tensors stay on the CPU).
+
+    Parameters
+    ----------
+    device : None, str (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...), int (a CUDA index) or torch.device
+
+    Raises
+    ------
+    PetastormArgumentError
+        (a ``ValueError``) for a string torch does not know, another type, or a CUDA device when CUDA is
+        not available (a CPU-only torch build or no GPU) or the index is out of range.
+    """
+    import torch
+
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise PetastormArgumentError(f"device must be None, a string such as 'cpu' or 'cuda', or a torch.device, "
+                                     f"got {device!r} ({type(device).__name__})")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise PetastormArgumentError(f"device={device!r} is not a device torch knows: {e}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise PetastormArgumentError(
+                f"device={device!r} but CUDA is not available ({build}; torch.cuda.is_available() is False). "
+                f"Use device='cpu' or None, or install a CUDA build of torch on a machine with a GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PetastormArgumentError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> Any:
+    """One numpy column as a torch tensor, with the original's promotions.
+
+    Parameters
+    ----------
+    name : str
+        Field name (for error messages).
+    col : numpy.ndarray, shape (rows, ...)
+    row_values : bool
+        The column was gathered from ``make_reader`` rows: scalar columns (``ndim == 1``) get only the
+        original's scalar promotion (``bool -> uint8``; ``uint16``/``uint32`` kept), array columns the
+        array promotions (``bool -> uint8``, ``uint16 -> int32``, ``uint32 -> int64``), as the original's
+        ``BatchedDataLoader`` gives them (recorded from 0.12.1).
+
+    Raises
+    ------
+    PetastormTypeError
+        (a ``TypeError``) for string, bytes, Decimal or other object columns, naming the field (the
+        original's message, with what to do), and for dtypes torch has no tensor for.
+    """
+    import torch
+
+    if is_text_or_object_dtype(col.dtype):
+        err = string_array_error(name)
+        raise PetastormTypeError(
+            f"{err} BatchedDataLoader makes tensors of whole columns: leave the field out (schema_fields), turn "
+            f"it into numbers with a TransformSpec or transform_fn, or use DataLoader, which keeps str and "
+            f"Decimal values as lists") from None
+    if row_values and col.ndim == 1:
+        target = np.dtype(np.uint8) if col.dtype == np.bool_ else None
+    else:
+        target = ARRAY_PROMOTIONS.get(col.dtype)
+    if target is not None:
+        col = col.astype(target)
+    elif not col.flags.writeable or not col.flags.c_contiguous:
+        col = np.array(col)  # tensors must own writable memory (reader arrays may be read-only Arrow buffers)
+    try:
+        return torch.from_numpy(col)
+    except TypeError as e:
+        raise PetastormTypeError(f"field {name!r}: torch has no tensor type for numpy {col.dtype} ({e}); convert "
+                                 f"it with a TransformSpec or leave it out with schema_fields") from None
+
+
+def _map_tensors(obj: Any, fn: Callable) -> Any:
+    """``fn`` applied to every tensor in a dict / list / tuple (nested) or to a tensor."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [_map_tensors(v, fn) for v in obj]
+        return type(obj)(out) if not hasattr(obj, "_fields") else type(obj)(*out)
+    return obj
+
+
+class TensorConverter:
+    """numpy column batch -> dict of tensors (-> ``batch_transform``) -> pinned -> on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device or None
+        From :func:`resolve_device`; None keeps tensors on the CPU.
+    pin_memory : bool
+        Pin the CPU tensors (page-locked) before the copy to a CUDA device. Without an accelerator it is
+        ignored with a warning, as ``torch.utils.data.DataLoader`` does.
+    row_values : bool
+        Columns gathered from ``make_reader`` rows (see :func:`column_to_tensor`).
+    batch_transform : callable, optional
+        Run on the dict of CPU tensors before pinning and the device copy.
+    """
+
+    def __init__(self, device: Any = None, pin_memory: bool = False, row_values: bool = False,
+                 batch_transform: Optional[Callable] = None) -> None:
+        import torch
+
+        self.device = device
+        self.row_values = row_values
+        self.batch_transform = batch_transform
+        self.pin_memory = bool(pin_memory)
+        if self.pin_memory and not torch.cuda.is_available():
+            warnings.warn("pin_memory=True but no accelerator is available: memory is not pinned", UserWarning,
+                          stacklevel=3)
+            self.pin_memory = False
+        self._cuda = device is not None and device.type == "cuda"
+        self._stream: Any = None
+
+    def __call__(self, columns: Dict[str, np.ndarray]) -> Any:
+        out: Any = {name: column_to_tensor(name, col, self.row_values) for name, col in columns.items()}
+        if self.batch_transform is not None:
+            out = self.batch_transform(out)
+        if self.pin_memory:
+            out = _map_tensors(out, lambda t: t.pin_memory() if t.device.type == "cpu" else t)
+        if self.device is None or self.device.type == "cpu":
+            return out if self.device is None else _map_tensors(out, lambda t: t.to(self.device))
+        if not self._cuda:
+            return _map_tensors(out, lambda t: t.to(self.device, non_blocking=self.pin_memory))
+        import torch
+
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=self.device)
+        with torch.cuda.stream(self._stream):
+            out = _map_tensors(out, lambda t: t.to(self.device, non_blocking=True))
+            event = torch.cuda.Event()
+            event.record(self._stream)
+        return _OnDevice(out, event)
+
+    def ready(self, item: Any) -> Any:
+        """In the consumer's thread: wait (on the GPU, not the CPU) for a batch copied on the side stream."""
+        if not isinstance(item, _OnDevice):
+            return item
+        import torch
+
+        stream = torch.cuda.current_stream(self.device)
+        stream.wait_event(item.event)
+        _map_tensors(item.batch, lambda t: t.record_stream(stream) if t.is_cuda else None)
+        return item.batch
+
+
+class _OnDevice:
+    """A batch copied to a CUDA device on a side stream, and the event marking the end of the copy."""
+
+    __slots__ = ("batch", "event")
+
+    def __init__(self, batch: Any, event: Any) -> None:
+        self.batch, self.event = batch, event
