@@ -212,6 +212,18 @@ def test_transform_fn_can_drop_and_fill_fields_jax_cannot_hold(synthetic_dataset
     np.testing.assert_array_equal(np.asarray(batch["maybe"]), np.where(ids % 3 == 0, -1, ids))
 
 
+def test_transform_fn_may_return_jax_arrays(synthetic_dataset):
+    def on_device(batch):
+        return {"id": batch["id"], "scaled": jnp.asarray(batch["matrix"]) * 2}
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "matrix"], shuffle_row_groups=False,
+                           workers_count=1) as reader:
+        with make_jax_iterator(reader, batch_size=10, transform_fn=on_device) as batches:
+            batch = next(batches)
+    assert isinstance(batch["scaled"], jax.Array) and batch["scaled"].shape == (10, 4, 3)
+    np.testing.assert_array_equal(np.asarray(batch["scaled"]), _expected_matrix(range(10)) * 2)
+
+
 def test_int64_values_that_int32_cannot_hold_raise_naming_the_field(synthetic_dataset):
     def big(batch):
         return {"id": batch["id"], "big": batch["id"] + 2 ** 40}

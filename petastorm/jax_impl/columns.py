@@ -99,7 +99,7 @@ def _check_fits_narrow(name: str, column: np.ndarray) -> None:
             f"cast the field in transform_fn")
 
 
-def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> Dict[str, np.ndarray]:
+def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> Dict[str, Any]:
     """Check a batch of numpy columns and return the columns JAX takes as they are.
 
     Parameters
@@ -110,9 +110,10 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
 
     Returns
     -------
-    dict of str to np.ndarray
-        The same arrays, except ``datetime64``/``timedelta64`` columns, given as ``int64`` nanoseconds
-        (JAX has no time types; as ``tf_utils`` maps them).
+    dict of str to np.ndarray or jax.Array
+        The same arrays (``jax.Array`` values made by a ``transform_fn`` pass as they are), except
+        ``datetime64``/``timedelta64`` columns, given as ``int64`` nanoseconds (JAX has no time types; as
+        ``tf_utils`` maps them).
 
     Raises
     ------
@@ -125,12 +126,15 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
     if not isinstance(batch, Mapping):
         raise PetastormTypeError(f"a batch must be a dict of field name -> numpy array, got {type(batch).__name__}"
                                  f" (does transform_fn return a dict?)")
-    if x64 is None:
-        import jax
+    import jax
 
+    if x64 is None:
         x64 = bool(jax.config.jax_enable_x64)
-    out: Dict[str, np.ndarray] = {}
+    out: Dict[str, Any] = {}
     for name, column in batch.items():
+        if isinstance(column, jax.Array):  # made by transform_fn on device: JAX types already
+            out[name] = column
+            continue
         column = np.asarray(column) if not isinstance(column, np.ndarray) else column
         kind = column.dtype.kind
         if kind in "Mm":

@@ -30,7 +30,7 @@ __all__ = ["BatchTransfer", "GROUP_MAX_BYTES"]
 GROUP_MAX_BYTES = 1 << 20
 _MAX_LAYOUTS = 32  # batch layouts (field dtypes and shapes) kept compiled; a new one beyond it clears them
 
-_Layout = Tuple[Tuple[str, str, Tuple[int, ...]], ...]
+_Layout = Tuple[Tuple[str, str, Tuple[int, ...], bool], ...]
 
 
 class _Plan:
@@ -105,7 +105,7 @@ class BatchTransfer:
     def __call__(self, columns: Mapping[str, np.ndarray]) -> Dict[str, Any]:
         if not self._can_group:
             return self._put(columns)
-        layout = tuple((name, col.dtype.str, col.shape) for name, col in columns.items())
+        layout = tuple((name, col.dtype.str, col.shape, type(col) is np.ndarray) for name, col in columns.items())
         plan = self._plans.get(layout)
         if plan is None:
             plan = self._make_plan(columns)
@@ -125,7 +125,7 @@ class BatchTransfer:
         import jax
 
         if self._multi_process:
-            return {name: _from_process_local(self.sharding, name, col) for name, col in columns.items()}
+            return {name: _from_process_local(self.sharding, name, np.asarray(col)) for name, col in columns.items()}
         columns = dict(columns)
         return jax.device_put(columns, self.sharding) if self.sharding is not None else jax.device_put(columns)
 
@@ -134,7 +134,7 @@ class BatchTransfer:
         by_kind: Dict[Tuple[str, Tuple[int, ...]], List[str]] = {}
         singles: List[str] = []
         for name, col in columns.items():
-            if col.nbytes <= self.group_max_bytes:
+            if type(col) is np.ndarray and col.nbytes <= self.group_max_bytes:
                 by_kind.setdefault((col.dtype.str, col.shape), []).append(name)
             else:
                 singles.append(name)
