@@ -323,9 +323,18 @@ def test_len_is_unknown_as_in_the_original(synthetic_dataset):
 
 # --- bad input ------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("batch_size, capacity", [(4.0, 0), (np.int64(4), np.int64(20)), (4, 20.0)])
+def test_integral_numbers_of_other_types_are_accepted(synthetic_dataset, batch_size, capacity):
+    # recorded from 0.12.1: batch_size=4.0 and numpy ints work (shuffling_queue_capacity=20.0 was a TypeError)
+    with make_reader(synthetic_dataset, schema_fields=["id"], reader_pool_type="dummy") as r:
+        batches = _ids(DataLoader(r, batch_size=batch_size, shuffling_queue_capacity=capacity))
+    assert [len(b) for b in batches] == [4] * 25 and sorted(_flat(batches)) == list(range(100))
+
+
 @pytest.mark.parametrize("batch_size", [0, -1, 1.5, "8", None, True])
 def test_batch_size_must_be_a_positive_integer(synthetic_dataset, batch_size):
-    # 0.12.1 accepted 0 and -1 and yielded the whole reader as one batch (recorded); here a clear error
+    # 0.12.1 accepted 0, -1, "8" and None and yielded the whole reader as one batch (recorded), and True as 1;
+    # here a clear error
     with make_reader(synthetic_dataset, schema_fields=["id"], reader_pool_type="dummy") as r:
         with pytest.raises(PetastormArgumentError, match="batch_size must be an integer >= 1"):
             DataLoader(r, batch_size=batch_size)

@@ -43,7 +43,10 @@ _K_FINISHED = "finished"
 
 
 def _ensure_positive_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    """``value`` as an int >= ``minimum``; integral floats (``4.0``, which the original accepted) too."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
         raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = int(value.__index__())
     if value < minimum:
@@ -166,13 +169,14 @@ class DataLoader(LoaderBase):
         self.reader = reader
         self.collate_fn = collate_fn
         self._columns = collate_fn is decimal_friendly_collate
-        self._seed = _reader_seed(reader) if self.shuffling_queue_capacity > 0 else None
         self._current: Any = None  # BatchPipeline (columns) or _RowPass (rows) of the running pass
 
     # --- one pass ------------------------------------------------------------------------------------------
 
     def _new_pass(self) -> Any:
-        seed = _pass_seed(self._seed, self._passes_done)
+        # the reader's seed is read per pass: a reader restored by load_state_dict plans with the saved seed
+        reader_seed = _reader_seed(self.reader) if self.shuffling_queue_capacity > 0 else None
+        seed = _pass_seed(reader_seed, self._passes_done)
         if self._columns:
             from petastorm.adapters import BatchPipeline
 
