@@ -60,6 +60,16 @@ _KIND = "kind"
 _CORE = "core"
 
 
+def _import_jax() -> Any:
+    try:
+        import jax
+    except ImportError as error:
+        raise ImportError(f"petastorm.jax needs JAX, which cannot be imported ({error}): install it with "
+                          f"pip install 'petastorm[jax]' (CPU) or as https://docs.jax.dev/en/latest/installation.html "
+                          f"says for GPUs and TPUs") from error
+    return jax
+
+
 def _ensure_positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PetastormTypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -83,6 +93,7 @@ class JaxIterator:
                  transform_fn: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
         from petastorm.adapters import BatchPipeline
 
+        _import_jax()
         _ensure_positive_int("batch_size", batch_size)
         _ensure_positive_int("prefetch", prefetch, allow_zero=True)
         _ensure_positive_int("shuffling_queue_capacity", shuffling_queue_capacity, allow_zero=True)

@@ -406,6 +406,13 @@ def test_ngram_reader_is_refused(synthetic_dataset):
             make_jax_iterator(reader, batch_size=4)
 
 
+def test_missing_jax_is_an_import_error_saying_what_to_install(synthetic_dataset, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jax", None)  # as if JAX were not installed
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        with pytest.raises(ImportError, match=r"petastorm\[jax\]"):
+            make_jax_iterator(reader, batch_size=4)
+
+
 def test_make_jax_iterator_returns_a_jax_iterator_that_is_its_own_iterator(synthetic_dataset):
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
         with make_jax_iterator(reader, 50) as batches:
