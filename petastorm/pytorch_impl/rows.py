@@ -5,8 +5,9 @@ Two paths, chosen by ``collate_fn``:
 - **Columns** (the default ``decimal_friendly_collate``): the shared :class:`~petastorm.adapters.BatchPipeline`
   re-cuts the reader's output to ``batch_size`` rows by slicing whole columns (``make_batch_reader``) or by
   gathering rows into columns (``make_reader``), shuffles on whole columns, and turns each batch into tensors
-  (:func:`~petastorm.pytorch_impl.collate.columns_to_torch`) on a background thread, ``prefetch`` batches
-  ahead. The result equals what the default collate gives from the same rows; no Python step per row.
+  (:func:`~petastorm.pytorch_impl.collate.columns_to_torch`) on a background thread, two batches ahead of
+  the training loop. The result is what the default collate gives from the same rows (but ``uint16``/``uint32``
+  scalar fields are promoted too: see :mod:`~petastorm.pytorch_impl.collate`); no Python step per row.
 - **Rows** (a user ``collate_fn``): the function gets a list of ``batch_size`` row dicts, as the original gives
   them (recorded from 0.12.1): over ``make_reader`` ``row._asdict()`` per row; over ``make_batch_reader`` one
   dict per row of each column batch (values are numpy scalars and sub-arrays). Values pass through the
