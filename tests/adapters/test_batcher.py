@@ -1,0 +1,93 @@
+"""Batcher: reader output re-cut to batch_size rows (plain or through the column shuffling buffer), and its
+exact resume: every row exactly once, for random reader batch sizes, batch sizes, capacities and checkpoints."""
+import numpy as np
+import pytest
+from _list_reader import ListReader, make_chunks
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from petastorm.adapters import Batcher, ReaderSource, rows_to_columns
+from petastorm.errors import PetastormStateError
+
+
+def _drain(batcher, limit=None):
+    out = []
+    while limit is None or len(out) < limit:
+        b = batcher.next_batch()
+        if b is None:
+            break
+        assert np.array_equal(b["vec"][:, 0], b["id"] * 2)  # rows keep their own cells
+        out.append(b["id"].tolist())
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(sizes=st.lists(st.integers(1, 40), max_size=12), batch_size=st.integers(1, 50),
+       capacity=st.sampled_from([0, 0, 1, 5, 17, 64]), drop_last=st.booleans(), batched=st.booleans(),
+       seed=st.integers(0, 100))
+def test_every_row_exactly_once_in_batches_of_batch_size(sizes, batch_size, capacity, drop_last, batched, seed):
+    batches = _drain(Batcher(ReaderSource(ListReader(make_chunks(sizes), batched)), batch_size, capacity,
+                             seed=seed, drop_last=drop_last))
+    total = sum(sizes)
+    assert all(len(b) == batch_size for b in batches[:-1])
+    ids = [i for b in batches for i in b]
+    if drop_last:
+        assert len(ids) == total - total % batch_size
+        assert all(len(b) == batch_size for b in batches)
+        if capacity == 0:
+            assert ids == list(range(len(ids)))
+    else:
+        assert sorted(ids) == list(range(total))
+        if capacity == 0:
+            assert ids == list(range(total))
+
+
+@settings(max_examples=120, deadline=None)
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=12), batch_size=st.integers(1, 50),
+       capacity=st.sampled_from([0, 1, 5, 17, 64]), cut=st.integers(0, 30), batched=st.booleans(),
+       seed=st.integers(0, 100))
+def test_resume_at_any_batch_continues_the_uninterrupted_sequence(sizes, batch_size, capacity, cut, batched,
+                                                                   seed):
+    chunks = make_chunks(sizes)
+    full = _drain(Batcher(ReaderSource(ListReader(chunks, batched)), batch_size, capacity, seed=seed))
+    first = Batcher(ReaderSource(ListReader(chunks, batched)), batch_size, capacity, seed=seed)
+    head = _drain(first, limit=cut)
+    state = first.state_dict()
+    resumed = Batcher(ReaderSource(ListReader(chunks, batched)), batch_size, capacity, seed=999)
+    resumed.load_state_dict(state)
+    assert head + _drain(resumed) == full
+
+
+def test_min_after_retrieve_keeps_rows_behind_while_the_reader_has_more():
+    b = Batcher(ReaderSource(ListReader(make_chunks([10] * 10))), 4, 20, min_after_retrieve=30, seed=0)
+    b.next_batch()
+    assert b.rows_held == 36  # buffer of 34 rows filled from 4 reader batches, 4 retrieved; 6 rows wait
+
+
+def test_chunk_fn_runs_on_each_reader_batch_before_batching():
+    seen = []
+
+    def double(cols):
+        seen.append(len(cols["id"]))
+        return {k: v * 2 for k, v in cols.items()}
+
+    b = Batcher(ReaderSource(ListReader(make_chunks([7, 7]))), 5, chunk_fn=double)
+    batches = []
+    while (x := b.next_batch()) is not None:
+        batches.append(x["id"].tolist())
+    assert seen == [7, 7]
+    assert [i for x in batches for i in x] == [2 * i for i in range(14)]
+
+
+def test_rows_to_columns_stacks_arrays_and_keeps_ragged_cells_as_objects():
+    rows = [(1, np.zeros(2), np.zeros(i)) for i in range(1, 4)]
+    cols = rows_to_columns(rows, ["a", "b", "c"])
+    assert cols["a"].dtype == np.int64 and cols["b"].shape == (3, 2) and cols["c"].dtype == object
+
+
+def test_a_state_with_a_buffer_refused_by_a_batcher_without_one():
+    chunks = make_chunks([10])
+    shuffled = Batcher(ReaderSource(ListReader(chunks)), 4, 8, seed=0)
+    shuffled.next_batch()
+    with pytest.raises(PetastormStateError, match="shuffling_queue_capacity differs"):
+        Batcher(ReaderSource(ListReader(chunks)), 4, 0).load_state_dict(shuffled.state_dict())

@@ -1,0 +1,124 @@
+"""ColumnShufflingBuffer: rows in preallocated columns, batches by random index blocks (swap-with-tail)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from petastorm.adapters import ColumnShufflingBuffer
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormStateError
+
+
+def _cols(start, n):
+    ids = np.arange(start, start + n, dtype=np.int64)
+    return {"id": ids, "pair": np.stack([ids, -ids], axis=1), "name": np.array([f"r{i}" for i in ids])}
+
+
+def _check_rows_intact(batch):
+    assert np.array_equal(batch["pair"][:, 0], batch["id"])
+    assert np.array_equal(batch["pair"][:, 1], -batch["id"])
+    assert [str(s) for s in batch["name"]] == [f"r{i}" for i in batch["id"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(capacity=st.integers(1, 60), ops=st.lists(st.tuples(st.booleans(), st.integers(1, 70)), max_size=40),
+       seed=st.integers(0, 2 ** 32))
+def test_every_row_added_comes_out_exactly_once_with_its_own_cells(capacity, ops, seed):
+    buf = ColumnShufflingBuffer(capacity, seed)
+    added, out = 0, []
+    for is_add, n in ops:
+        if is_add:
+            n = min(n, buf.free)
+            buf.add(_cols(added, n))
+            added += n
+        else:
+            before = buf.size
+            batch = buf.retrieve(n)
+            if added == 0:  # nothing ever added: no column known yet
+                assert batch == {}
+                continue
+            assert len(batch["id"]) == min(n, before) and buf.size == before - len(batch["id"])
+            _check_rows_intact(batch)
+            out.append(batch["id"])
+        assert 0 <= buf.size <= capacity
+    if added:
+        out.append(buf.retrieve(buf.size)["id"])
+    ids = np.concatenate(out) if out else np.array([])
+    assert sorted(ids.tolist()) == list(range(added))
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(1, 40), sizes=st.lists(st.integers(1, 50), min_size=1, max_size=20),
+       batch=st.integers(1, 45), cut=st.integers(0, 30), seed=st.integers(0, 1000))
+def test_a_restored_buffer_continues_with_the_same_rows_in_the_same_order(capacity, sizes, batch, cut, seed):
+    def run(restore_at):
+        buf = ColumnShufflingBuffer(capacity, seed)
+        added, out, step = 0, [], 0
+        for n in sizes:
+            while n:
+                if step == restore_at:
+                    state = buf.state_dict()
+                    buf = ColumnShufflingBuffer(capacity, seed=12345)  # another seed: the state's RNG wins
+                    buf.load_state_dict(state)
+                step += 1
+                k = min(n, buf.free)
+                buf.add(_cols(added, k))
+                added, n = added + k, n - k
+                if not buf.free:
+                    out.extend(buf.retrieve(batch)["id"].tolist())
+        while buf.size:
+            out.extend(buf.retrieve(batch)["id"].tolist())
+        return out
+
+    assert run(cut) == run(-1)
+
+
+def test_order_is_shuffled_and_seeded():
+    def order(seed):
+        buf = ColumnShufflingBuffer(1000, seed)
+        buf.add(_cols(0, 1000))
+        return np.concatenate([buf.retrieve(100)["id"] for _ in range(10)]).tolist()
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+    assert order(1) != list(range(1000))
+
+
+def test_retrieved_batches_are_new_arrays_the_buffer_never_writes_again():
+    buf = ColumnShufflingBuffer(10, 0)
+    buf.add(_cols(0, 10))
+    first = buf.retrieve(5)
+    kept = {k: v.copy() for k, v in first.items()}
+    buf.add(_cols(10, 5))
+    buf.retrieve(10)
+    for k in kept:
+        assert np.array_equal(first[k], kept[k])
+
+
+def test_longer_strings_later_widen_the_column():
+    buf = ColumnShufflingBuffer(4, 0)
+    buf.add({"s": np.array(["a", "b"])})
+    buf.add({"s": np.array(["longer", "longest"])})
+    assert sorted(buf.retrieve(4)["s"].tolist()) == ["a", "b", "longer", "longest"]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(PetastormArgumentError, match="capacity"):
+        ColumnShufflingBuffer(0)
+    buf = ColumnShufflingBuffer(3)
+    with pytest.raises(PetastormArgumentError, match="only 3 of 3 are free"):
+        buf.add(_cols(0, 4))
+    buf.add({"a": np.zeros((2, 3))})
+    with pytest.raises(PetastormSchemaError, match="field 'a' has cells of shape"):
+        buf.add({"a": np.zeros((1, 4))})
+    big = ColumnShufflingBuffer(10, 0)
+    big.add(_cols(0, 10))
+    with pytest.raises(PetastormStateError, match="more than this buffer's capacity 3"):
+        ColumnShufflingBuffer(3).load_state_dict(big.state_dict())
+
+
+def test_grow_keeps_the_rows():
+    buf = ColumnShufflingBuffer(3, 0)
+    buf.add(_cols(0, 3))
+    buf.grow(8)
+    buf.add(_cols(3, 5))
+    assert sorted(buf.retrieve(8)["id"].tolist()) == list(range(8))
