@@ -38,6 +38,13 @@ of every process along the batch axis), of which this process's devices hold its
 (``jax.make_array_from_process_local_data``). Every process must yield the same number of batches, or the
 training step's collectives wait forever: balanced shards do that, ``drop_last=True`` makes it certain.
 
+**Speed.** JAX has a fixed cost per array placed (tens of microseconds on CPU hosts, whatever the size),
+so many small columns in small batches cost more in placement than in reading. Small columns of one dtype
+and row shape are therefore moved as one stacked transfer and split on the device (see
+:mod:`petastorm.jax_impl.transfer`); a ``transform_fn`` that stacks scalar features into one matrix
+(``{"x": np.stack([b[f] for f in features], axis=1), "y": b["label"]}``) and larger batches reduce it
+further.
+
 **Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
 fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field
 (up front from the reader's schema when no ``transform_fn`` is given). ``datetime64`` columns arrive as
