@@ -19,8 +19,8 @@ Example, data-parallel over every local device::
 
 Batching, shuffling, the background prefetch and the resume state are petastorm's shared batching core
 (:mod:`petastorm.adapters`), the same as the PyTorch loaders'; this module adds placement: on the prefetch
-thread, every batch is checked (numbers only), given to ``jax.device_put`` with the sharding in one call, and
-waited for, so the training step finds it on device.
+thread, every batch is checked (numbers only), moved to the devices with the sharding in a few transfers,
+and waited for, so the training step finds it on device.
 
 **The last short batch.** A pass that does not divide into ``batch_size`` rows ends with a shorter batch,
 as in the PyTorch loaders (``drop_last=False``, the default); with ``drop_last=True`` it is dropped. With a
