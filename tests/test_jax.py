@@ -224,6 +224,18 @@ def test_transform_fn_may_return_jax_arrays(synthetic_dataset):
     np.testing.assert_array_equal(np.asarray(batch["scaled"]), _expected_matrix(range(10)) * 2)
 
 
+def test_bfloat16_columns_made_by_transform_fn_are_placed(synthetic_dataset):
+    def half(batch):
+        return {"id": batch["id"], "m16": batch["matrix"].astype(jnp.bfloat16)}
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "matrix"], shuffle_row_groups=False,
+                           workers_count=1) as reader:
+        with make_jax_iterator(reader, batch_size=10, transform_fn=half) as batches:
+            batch = next(batches)
+    assert batch["m16"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(batch["m16"], dtype=np.float32), _expected_matrix(range(10)))
+
+
 def test_int64_values_that_int32_cannot_hold_raise_naming_the_field(synthetic_dataset):
     def big(batch):
         return {"id": batch["id"], "big": batch["id"] + 2 ** 40}

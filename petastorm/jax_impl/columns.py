@@ -127,6 +127,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
         raise PetastormTypeError(f"a batch must be a dict of field name -> numpy array, got {type(batch).__name__}"
                                  f" (does transform_fn return a dict?)")
     import jax
+    import jax.numpy  # noqa: F401 - jax.numpy.issubdtype knows bfloat16 and the float8 types (numpy kind 'V')
 
     if x64 is None:
         x64 = bool(jax.config.jax_enable_x64)
@@ -142,7 +143,8 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             column = column.astype(unit).view(np.int64)
         elif kind == "O":
             raise _object_column_error(name, column)
-        elif kind not in _NUMERIC_KINDS:
+        elif kind not in _NUMERIC_KINDS and not (kind == "V" and jax.numpy.issubdtype(column.dtype,
+                                                                                     jax.numpy.number)):
             raise PetastormTypeError(f"field {name!r} holds {_kind_words(column.dtype)}: JAX arrays hold numbers "
                                      f"only; {_HOW_TO_FIX}")
         if not x64:
