@@ -248,6 +248,16 @@ def test_int64_values_that_int32_cannot_hold_raise_naming_the_field(synthetic_da
     assert "field 'big'" in message and "int32" in message and "jax_enable_x64" in message
 
 
+def test_timestamps_without_x64_raise_naming_the_field_and_the_unit(synthetic_dataset):
+    def stamps(batch):
+        return {"id": batch["id"], "when": np.datetime64("2024-01-01", "s") + batch["id"].astype("timedelta64[s]")}
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=10, transform_fn=stamps)
+        with pytest.raises(PetastormSchemaError, match=r"field 'when' holds datetime64\[s\] \(as int64 nanoseconds\)"):
+            next(batches)
+
+
 @pytest.mark.slow
 def test_with_x64_on_int64_values_and_timestamps_arrive_whole(synthetic_dataset):
     code = textwrap.dedent("""

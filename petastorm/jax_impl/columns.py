@@ -85,7 +85,7 @@ def _object_column_error(name: str, column: np.ndarray) -> PetastormTypeError:
                               f"only, one shape per batch; {_HOW_TO_FIX}")
 
 
-def _check_fits_narrow(name: str, column: np.ndarray) -> None:
+def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None) -> None:
     narrow = _NARROW_INTS.get(column.dtype)
     if narrow is None or column.size == 0:
         return
@@ -93,7 +93,7 @@ def _check_fits_narrow(name: str, column: np.ndarray) -> None:
     low, high = column.min(), column.max()
     if low < info.min or high > info.max:
         raise PetastormSchemaError(
-            f"field {name!r} holds {column.dtype} values from {low} to {high}, outside {narrow} "
+            f"field {name!r} holds {what or column.dtype} values from {low} to {high}, outside {narrow} "
             f"[{info.min}, {info.max}], the type JAX gives them while 64-bit mode is off (they would wrap "
             f"silently): turn it on with jax.config.update('jax_enable_x64', True) before creating arrays, or "
             f"cast the field in transform_fn")
@@ -138,8 +138,10 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             continue
         column = np.asarray(column) if not isinstance(column, np.ndarray) else column
         kind = column.dtype.kind
+        what = None
         if kind in "Mm":
             unit = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
+            what = f"{column.dtype} (as int64 nanoseconds)"
             column = column.astype(unit).view(np.int64)
         elif kind == "O":
             raise _object_column_error(name, column)
@@ -148,6 +150,6 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             raise PetastormTypeError(f"field {name!r} holds {_kind_words(column.dtype)}: JAX arrays hold numbers "
                                      f"only; {_HOW_TO_FIX}")
         if not x64:
-            _check_fits_narrow(name, column)
+            _check_fits_narrow(name, column, what)
         out[name] = column
     return out
