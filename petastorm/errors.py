@@ -23,6 +23,7 @@ __all__ = [
     "DatasetNotFoundError",
     "PetastormTransformError",
     "PetastormTypeError",
+    "PetastormBatchShapeError",
     "PetastormKeyError",
     "EmptyResultError",
     "TimeoutWaitingForResultError",
@@ -104,6 +105,11 @@ class PetastormTransformError(PetastormSchemaError, TypeError):
 
 class PetastormTypeError(PetastormError, TypeError):
     """An argument has the wrong type; the message names the argument."""
+
+
+class PetastormBatchShapeError(PetastormTypeError, RuntimeError):
+    """Values of one field cannot be stacked into one tensor (cells of different shapes in one batch). A
+    ``RuntimeError``, as torch's own stacking error that the original let through, and a ``TypeError``."""
 
 
 class PetastormKeyError(PetastormError, KeyError):

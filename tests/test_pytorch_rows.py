@@ -612,8 +612,9 @@ def test_ragged_fields_name_the_field_with_the_default_collate(synthetic_dataset
         batches = list(DataLoader(r, batch_size=1))
     assert len(batches) == 100 and batches[1]["var"].tolist() == [[0]] and batches[1]["var"].dtype == torch.int16
     with make_reader(synthetic_dataset, schema_fields=["id", "var"], reader_pool_type="dummy") as r:
-        with pytest.raises(TypeError, match="field 'var': its values cannot form one tensor"):
+        with pytest.raises(RuntimeError, match="field 'var': its values cannot form one tensor") as e:
             list(DataLoader(r, batch_size=4))
+    assert isinstance(e.value, TypeError)  # also a TypeError, as our earlier versions raised
 
 
 def test_dataloader_exposes_the_originals_attributes(synthetic_dataset):

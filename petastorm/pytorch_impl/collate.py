@@ -28,7 +28,7 @@ from typing import Any, Dict, Union
 
 import numpy as np
 
-from petastorm.errors import PetastormTypeError
+from petastorm.errors import PetastormBatchShapeError, PetastormTypeError
 from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, nullable_error, string_array_error
 
 __all__ = ["decimal_friendly_collate", "column_to_torch", "columns_to_torch"]
@@ -71,7 +71,7 @@ def _object_column(name: str, col: np.ndarray) -> Union[list, np.ndarray]:
     try:
         stacked = np.stack([np.asarray(v) for v in values])
     except ValueError as e:  # cells of different shapes
-        raise PetastormTypeError(f"field {name!r}: its values cannot form one tensor ({e}); use a collate_fn "
+        raise PetastormBatchShapeError(f"field {name!r}: its values cannot form one tensor ({e}); use a collate_fn "
                                  f"that handles them, or a TransformSpec that gives them one shape") from None
     if stacked.dtype.kind in "USO":
         raise PetastormTypeError(f"field {name!r}: values of type {type(values[0]).__name__} cannot form a tensor; "
