@@ -1,0 +1,499 @@
+"""BatchedDataLoader and InMemBatchedDataLoader (petastorm.pytorch): the original's outputs, types, transform_fn,
+errors and re-iteration rules (recorded from petastorm 0.12.1 as a black box), plus device placement, prefetch,
+exact resume and lifecycle."""
+import gc
+import io
+import os
+import threading
+import time
+import warnings
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from _fixtures.datasets import write_synthetic_dataset
+
+from petastorm import make_batch_reader, make_reader
+from petastorm.codecs import NdarrayCodec, ScalarCodec
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+from petastorm.pytorch import BatchedDataLoader, InMemBatchedDataLoader
+from petastorm.spark_types import spark_type
+from petastorm.unischema import Unischema, UnischemaField
+
+TypesSchema = Unischema("TypesSchema", [
+    UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
+    UnischemaField("name", np.str_, (), ScalarCodec(spark_type("StringType")), False),
+    UnischemaField("dec", Decimal, (), ScalarCodec(spark_type("DecimalType", 10, 3)), False),
+    UnischemaField("u16", np.uint16, (), ScalarCodec(spark_type("IntegerType")), False),
+    UnischemaField("b", np.bool_, (), ScalarCodec(spark_type("BooleanType")), False),
+    UnischemaField("i8", np.int8, (), ScalarCodec(spark_type("ShortType")), False),
+    UnischemaField("mat", np.float32, (2, 3), NdarrayCodec(), False),
+    UnischemaField("u8", np.uint8, (4,), NdarrayCodec(), False),
+])
+
+
+def _types_row(i):
+    return {"id": i, "name": f"n{i}", "dec": Decimal(i) / 1000, "u16": i % 60000, "b": bool(i % 2), "i8": i % 100,
+            "mat": np.full((2, 3), i, np.float32), "u8": np.full(4, i % 256, np.uint8)}
+
+
+@pytest.fixture(scope="module")
+def types_dataset(tmp_path_factory):
+    """50 rows, row groups of 10: str, Decimal, uint16 (stored as int32), bool, int8 (stored as int16), arrays."""
+    path = str(tmp_path_factory.mktemp("batched") / "types")
+    return write_synthetic_dataset(path, rows=50, rows_per_group=10, schema=TypesSchema, row_fn=_types_row)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A plain Parquet store of 1000 rows in row groups of 97: id (int64) and x = id / 2 (float32)."""
+    path = tmp_path_factory.mktemp("batched") / "store"
+    os.makedirs(path)
+    ids = np.arange(1000, dtype=np.int64)
+    pq.write_table(pa.table({"id": ids, "x": ids.astype(np.float32) * 0.5}), str(path / "a.parquet"), row_group_size=97)
+    return "file://" + str(path)
+
+
+@pytest.fixture(scope="module")
+def unsigned_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("batched") / "unsigned"
+    os.makedirs(path)
+    n = 20
+    pq.write_table(pa.table({"id": np.arange(n, dtype=np.int64), "u16": np.arange(n, dtype=np.uint16),
+                             "u32": np.arange(n, dtype=np.uint32), "b": np.arange(n) % 2 == 0,
+                             "i8": np.arange(n, dtype=np.int8), "f64": np.arange(n, dtype=np.float64),
+                             "i16": np.arange(n, dtype=np.int16), "u8": np.arange(n, dtype=np.uint8)}),
+                   str(path / "a.parquet"), row_group_size=10)
+    return "file://" + str(path)
+
+
+def _ordered(url, **kw):
+    kw.setdefault("shuffle_row_groups", False)
+    kw.setdefault("workers_count", 2)
+    return make_batch_reader(url, **kw)
+
+
+def _threads():
+    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"}
+
+
+def _wait_no_threads():
+    deadline = time.time() + 10
+    while _threads() and time.time() < deadline:
+        time.sleep(0.01)
+    return not _threads()
+
+
+def _all_ids(batches):
+    return torch.cat([b["id"] for b in batches]).tolist()
+
+
+# --- outputs and types (recorded from 0.12.1) ---------------------------------------------------------------
+
+def test_batches_over_make_batch_reader_are_dicts_of_tensors(store):
+    # 0.12.1: {'id': Tensor int64 (8,), 'x': Tensor float32 (8,)}; 1000 rows in batches of 300: 300, 300, 300, 100
+    with BatchedDataLoader(_ordered(store), batch_size=300) as loader:
+        batches = list(loader)
+    assert all(type(b) is dict and set(b) == {"id", "x"} for b in batches)
+    assert [len(b["id"]) for b in batches] == [300, 300, 300, 100]
+    assert batches[0]["id"].dtype == torch.int64 and batches[0]["x"].dtype == torch.float32
+    assert _all_ids(batches) == list(range(1000))
+    assert torch.equal(batches[1]["x"], batches[1]["id"].float() * 0.5)
+
+
+def test_column_types_are_promoted_as_the_original(unsigned_store):
+    # 0.12.1 (pure Parquet store): bool -> uint8; int8, int16, int64, uint8, float64 kept (its reader left the
+    # unsigned 16/32-bit columns out; the promotions of such arrays, uint16 -> int32 and uint32 -> int64, are
+    # the original's array promotions)
+    with BatchedDataLoader(_ordered(unsigned_store), batch_size=4) as loader:
+        b = next(iter(loader))
+    assert {k: v.dtype for k, v in b.items()} == {
+        "id": torch.int64, "u16": torch.int32, "u32": torch.int64, "b": torch.uint8, "i8": torch.int8,
+        "f64": torch.float64, "i16": torch.int16, "u8": torch.uint8}
+    assert b["b"].tolist() == [1, 0, 1, 0]
+
+
+def test_batches_over_make_reader_gather_rows_into_columns(types_dataset):
+    # 0.12.1 over make_reader: u8 uint8 (4, 4), mat float32 (4, 2, 3), b uint8, id int64, u16 uint16 (a row's
+    # uint16 scalar is kept), i8 int8; 50 rows in batches of 4: 12 x 4 then 2
+    fields = ["id", "u16", "b", "i8", "mat", "u8"]
+    with BatchedDataLoader(make_reader(types_dataset, schema_fields=fields, shuffle_row_groups=False,
+                                       workers_count=2), batch_size=4) as loader:
+        batches = list(loader)
+    b = batches[0]
+    assert {k: (v.dtype, tuple(v.shape)) for k, v in b.items()} == {
+        "id": (torch.int64, (4,)), "u16": (torch.uint16, (4,)), "b": (torch.uint8, (4,)), "i8": (torch.int8, (4,)),
+        "mat": (torch.float32, (4, 2, 3)), "u8": (torch.uint8, (4, 4))}
+    assert [len(x["id"]) for x in batches] == [4] * 12 + [2]
+    assert sorted(_all_ids(batches)) == list(range(50))
+    for x in batches:
+        assert torch.equal(x["mat"][:, 0, 0], x["id"].float()) and torch.equal(x["b"], (x["id"] % 2).to(torch.uint8))
+
+
+@pytest.mark.parametrize("field", ["name", "dec"])
+@pytest.mark.parametrize("rows", [False, True])
+def test_string_and_decimal_columns_raise_the_originals_type_error_naming_the_field(types_dataset, field, rows):
+    # 0.12.1: TypeError('Pytorch does not support arrays of string or object classes. Found in field name.')
+    make = make_reader if rows else make_batch_reader
+    reader = make(types_dataset, schema_fields=["id", field], workers_count=2)
+    loader = BatchedDataLoader(reader, batch_size=4)
+    with pytest.raises(TypeError, match=f"Pytorch does not support arrays of string or object classes. Found in "
+                                        f"field {field}.*schema_fields.*DataLoader"):
+        next(iter(loader))
+    with pytest.raises(PetastormReaderError):  # the reader was stopped: nothing left running
+        next(reader)
+    assert _wait_no_threads()
+
+
+def test_transform_fn_is_applied_per_column_of_each_reader_batch(store):
+    # 0.12.1: transform_fn is called once per field with the reader batch's numpy column (97 rows here), before
+    # batching; its result becomes the column
+    seen = []
+
+    def double(col):
+        seen.append((type(col), col.dtype, col.shape))
+        return col * 2
+
+    with BatchedDataLoader(_ordered(store), batch_size=4, transform_fn=double) as loader:
+        b = next(iter(loader))
+    assert seen[:2] == [(np.ndarray, np.dtype(np.int64), (97,)), (np.ndarray, np.dtype(np.float32), (97,))]
+    assert b["id"].tolist() == [0, 2, 4, 6] and b["x"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_transform_fn_may_return_tensors(store):
+    with BatchedDataLoader(_ordered(store), batch_size=4, transform_fn=lambda c: torch.from_numpy(c) + 1) as loader:
+        assert next(iter(loader))["id"].tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("capacity", [1, 10, 100])
+def test_a_shuffling_queue_smaller_than_the_batch_works_as_in_the_original(store, capacity):
+    # 0.12.1: batch_size=64 with shuffling_queue_capacity 1, 10 or 100 gives 15 batches of 64 and one of 40
+    with BatchedDataLoader(_ordered(store), batch_size=64, shuffling_queue_capacity=capacity) as loader:
+        batches = list(loader)
+    assert [len(b["id"]) for b in batches] == [64] * 15 + [40]
+    ids = _all_ids(batches)
+    assert sorted(ids) == list(range(1000)) and ids != list(range(1000))
+
+
+def test_shuffling_is_seeded_by_the_reader_seed_or_the_loaders(store):
+    def ids(reader_seed, seed=None):
+        with BatchedDataLoader(make_batch_reader(store, seed=reader_seed, workers_count=2), batch_size=50,
+                               shuffling_queue_capacity=300, seed=seed) as loader:
+            return _all_ids(loader)
+
+    assert ids(1) == ids(1)
+    assert ids(1, seed=5) == ids(1, seed=5) != ids(1, seed=6)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_below_one_is_a_clear_error(store, batch_size):
+    # 0.12.1 hung forever on batch_size 0 and -1
+    with pytest.raises(PetastormArgumentError, match="batch_size must be an integer >= 1"):
+        BatchedDataLoader(_ordered(store), batch_size=batch_size)
+    with pytest.raises(ValueError, match="batch_size"):
+        BatchedDataLoader(_ordered(store), batch_size=batch_size, shuffling_queue_capacity=10)
+
+
+def test_a_finished_pass_may_be_followed_by_another_and_parallel_passes_raise(store):
+    # 0.12.1: two passes give [300, 300, 300, 100] each; a second iter() during a pass raises RuntimeError
+    loader = BatchedDataLoader(_ordered(store), batch_size=300)
+    assert [len(b["id"]) for b in loader] == [300, 300, 300, 100]
+    assert [len(b["id"]) for b in loader] == [300, 300, 300, 100]
+    it = iter(loader)
+    next(it)
+    with pytest.raises(RuntimeError, match="You must finish a full pass of Petastorm DataLoader"):
+        next(iter(loader))
+    loader.__exit__(None, None, None)
+
+
+def test_len_is_unknown_as_in_the_original(store):
+    # 0.12.1: TypeError("object of type 'BatchedDataLoader' has no len()")
+    with BatchedDataLoader(_ordered(store), batch_size=8) as loader:
+        with pytest.raises(TypeError, match="has no len"):
+            len(loader)
+
+
+# --- device, pin_memory, prefetch ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu")])
+def test_device_cpu(store, device):
+    with BatchedDataLoader(_ordered(store), batch_size=16, device=device) as loader:
+        b = next(iter(loader))
+    assert b["id"].device.type == "cpu" and b["id"].tolist() == list(range(16))
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
+def test_a_cuda_device_gives_cuda_batches_or_a_clear_error_without_cuda(store, device):
+    if not torch.cuda.is_available():
+        with pytest.raises(PetastormArgumentError, match=r"device=.*cuda.*CUDA is not available"):
+            BatchedDataLoader(_ordered(store), batch_size=16, device=device)
+        return
+    with BatchedDataLoader(_ordered(store), batch_size=64, device=device, pin_memory=True,
+                           shuffling_queue_capacity=200) as loader:
+        batches = list(loader)
+    assert all(b["id"].is_cuda for b in batches)
+    assert sorted(torch.cat([b["id"] for b in batches]).cpu().tolist()) == list(range(1000))
+    assert all(torch.equal(b["x"], b["id"].float() * 0.5) for b in batches)
+
+
+@pytest.mark.parametrize("device", ["gpu0", 3.5])
+def test_an_unknown_device_is_named(store, device):
+    with pytest.raises(PetastormArgumentError, match="device"):
+        BatchedDataLoader(_ordered(store), batch_size=16, device=device)
+
+
+def test_pin_memory_works_and_warns_without_an_accelerator(store):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loader = BatchedDataLoader(_ordered(store), batch_size=16, pin_memory=True)
+    with loader:
+        b = next(iter(loader))
+    assert b["id"].tolist() == list(range(16))
+    warned = any("pin_memory" in str(w.message) for w in caught)
+    assert warned != torch.cuda.is_available()
+    if torch.cuda.is_available():
+        assert b["id"].is_pinned()
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 4])
+def test_prefetch_does_not_change_the_batches(store, prefetch):
+    def ids(prefetch):
+        with BatchedDataLoader(make_batch_reader(store, seed=3, workers_count=2), batch_size=33,
+                               shuffling_queue_capacity=100, prefetch=prefetch) as loader:
+            return [b["id"].tolist() for b in loader]
+
+    assert ids(prefetch) == ids(2)
+
+
+def test_batches_are_tensors_the_user_may_write_to(store):
+    with BatchedDataLoader(_ordered(store), batch_size=50) as loader:
+        batches = list(loader)
+    for b in batches:
+        b["x"] *= 0  # no warning about read-only memory, no effect on other batches
+    assert batches[1]["id"][0].item() == 50
+
+
+# --- resume ------------------------------------------------------------------------------------------------
+
+def _save_load(state):
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf)  # torch's default weights_only=True
+
+
+@pytest.mark.parametrize("capacity", [0, 150])
+def test_resume_mid_epoch_continues_exactly_with_no_row_lost_or_repeated(store, capacity):
+    def loader(reader):
+        return BatchedDataLoader(reader, batch_size=40, shuffling_queue_capacity=capacity)
+
+    def reader():
+        return make_batch_reader(store, seed=11, num_epochs=2, workers_count=2)
+
+    with loader(reader()) as full_loader:
+        full = [b["id"].tolist() for b in full_loader]
+    assert len(full) == 50
+    with loader(reader()) as first:
+        it = iter(first)
+        head = [next(it)["id"].tolist() for _ in range(23)]
+        time.sleep(0.05)  # batches prefetched but not consumed are part of the state
+        state = _save_load(first.state_dict())
+        it.close()
+    with loader(reader()) as second:
+        second.load_state_dict(state)
+        rest = [b["id"].tolist() for b in second]
+    assert head + rest == full
+
+
+def test_resume_over_make_reader(types_dataset):
+    def make():
+        return BatchedDataLoader(make_reader(types_dataset, schema_fields=["id", "mat"], seed=2, workers_count=2),
+                                 batch_size=6, shuffling_queue_capacity=20)
+
+    with make() as loader:
+        full = [b["id"].tolist() for b in loader]
+    with make() as loader:
+        it = iter(loader)
+        head = [next(it)["id"].tolist() for _ in range(4)]
+        state = loader.state_dict()
+        it.close()
+    with make() as loader:
+        loader.load_state_dict(state)
+        assert head + [b["id"].tolist() for b in loader] == full
+
+
+def test_a_state_with_other_settings_is_refused_naming_the_setting(store):
+    with BatchedDataLoader(_ordered(store), batch_size=40) as loader:
+        it = iter(loader)
+        next(it)
+        state = loader.state_dict()
+        it.close()
+    with BatchedDataLoader(_ordered(store), batch_size=20) as loader:
+        with pytest.raises(PetastormStateError, match=r"batch_size \(saved 40, now 20\)"):
+            loader.load_state_dict(state)
+    with BatchedDataLoader(_ordered(store), batch_size=40, shuffling_queue_capacity=100) as loader:
+        with pytest.raises(PetastormStateError, match=r"shuffling_queue_capacity \(saved 0, now 100\)"):
+            loader.load_state_dict(state)
+
+
+def test_a_state_from_another_dataset_is_refused(store, unsigned_store):
+    with BatchedDataLoader(_ordered(store), batch_size=4) as loader:
+        it = iter(loader)
+        next(it)
+        state = loader.state_dict()
+        it.close()
+    with BatchedDataLoader(_ordered(unsigned_store), batch_size=4) as loader:
+        with pytest.raises(PetastormStateError, match="different dataset"):
+            loader.load_state_dict(state)
+
+
+# --- lifecycle -----------------------------------------------------------------------------------------------
+
+def test_a_transform_fn_that_raises_reaches_the_loop_and_stops_the_reader(store):
+    def bad(col):
+        raise KeyError("boom")
+
+    reader = _ordered(store)
+    loader = BatchedDataLoader(reader, batch_size=8, transform_fn=bad)
+    with pytest.raises(KeyError, match="boom"):  # 0.12.1 raised the transform_fn's KeyError('boom')
+        for _ in loader:
+            pass
+    with pytest.raises(PetastormReaderError):
+        next(reader)
+    assert _wait_no_threads()
+    with pytest.raises(RuntimeError, match="last time iteration failed"):
+        next(iter(loader))
+
+
+def test_an_iterator_abandoned_mid_epoch_leaves_no_thread_once_collected(store):
+    reader = make_batch_reader(store, num_epochs=None, workers_count=2)
+    loader = BatchedDataLoader(reader, batch_size=8, prefetch=4)
+    it = iter(loader)
+    next(it)
+    assert _threads()
+    del it, loader
+    gc.collect()
+    assert _wait_no_threads()
+    reader.stop()
+    reader.join()
+
+
+def test_context_manager_stops_the_reader(store):
+    reader = _ordered(store)
+    with BatchedDataLoader(reader, batch_size=8) as loader:
+        next(iter(loader))
+    with pytest.raises(PetastormReaderError):
+        next(reader)
+    assert _wait_no_threads()
+
+
+# --- InMemBatchedDataLoader ------------------------------------------------------------------------------------
+
+def test_in_memory_epochs_as_the_original(types_dataset):
+    # 0.12.1: 50 rows, batch_size 4, num_epochs 2: 26 batches, each epoch ends with a short batch [.., 4, 4, 2];
+    # id int64, u16 int32, b uint8; every row once per epoch. (i8: 0.12.1's reader gave the stored int16, ours
+    # the Unischema's int8; the loader keeps what the reader gives)
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id", "u16", "b", "i8"]), batch_size=4,
+                                    num_epochs=2)
+    assert len(loader) == 26
+    batches = list(loader)
+    assert len(batches) == 26 and [len(b["id"]) for b in batches[10:14]] == [4, 4, 2, 4]
+    assert {k: v.dtype for k, v in batches[0].items()} == {"id": torch.int64, "u16": torch.int32,
+                                                          "b": torch.uint8, "i8": torch.int8}
+    assert sorted(_all_ids(batches[:13])) == list(range(50)) == sorted(_all_ids(batches[13:]))
+
+
+def test_in_memory_loader_iterates_once(types_dataset):
+    # 0.12.1: RuntimeError("InMemBatchedDataLoader couldn't be used multiple times, please ...")
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=10)
+    assert len(list(loader)) == 5
+    with pytest.raises(RuntimeError, match="InMemBatchedDataLoader couldn't be used multiple times, please +specify "
+                                           "total number of epochs using num_epochs in constructor."):
+        list(loader)
+
+
+def test_in_memory_shuffle_reshuffles_every_epoch(types_dataset):
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=10, num_epochs=3,
+                                    shuffle=True, seed=4)
+    batches = [b["id"].tolist() for b in loader]
+    epochs = [sum(batches[i * 5:(i + 1) * 5], []) for i in range(3)]
+    assert all(sorted(e) == list(range(50)) for e in epochs)
+    assert epochs[0] != epochs[1] != epochs[2] and epochs[0] != list(range(50))
+
+
+def test_in_memory_rows_capacity_bounds_the_rows_loaded(types_dataset):
+    # 0.12.1: rows_capacity=20 over 50 rows serves 20 rows (2 batches of 10)
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=10, rows_capacity=20)
+    assert [len(b["id"]) for b in loader] == [10, 10]
+
+
+def test_in_memory_over_an_endless_reader_is_a_clear_error(types_dataset):
+    reader = make_batch_reader(types_dataset, schema_fields=["id"], num_epochs=None)
+    with pytest.raises(PetastormArgumentError, match="num_epochs=None"):
+        InMemBatchedDataLoader(reader, batch_size=10)
+    reader.stop()
+    reader.join()
+
+
+def test_in_memory_bad_arguments(types_dataset):
+    # 0.12.1: batch_size=0 -> ValueError('range() arg 3 must not be zero') on iteration
+    with pytest.raises(ValueError, match="batch_size"):
+        InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=0)
+    with pytest.raises(PetastormArgumentError, match="rows_capacity"):
+        InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), rows_capacity=0)
+
+
+def test_in_memory_endless_epochs(types_dataset):
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=20, num_epochs=None)
+    it = iter(loader)
+    assert [len(next(it)["id"]) for _ in range(7)] == [20, 20, 10, 20, 20, 10, 20]
+    with pytest.raises(TypeError):
+        len(loader)
+    it.close()
+
+
+def test_in_memory_transform_fn_per_column(types_dataset):
+    # 0.12.1: transform_fn is called per field with the reader batch's numpy column (10 rows here)
+    seen = []
+
+    def f(col):
+        seen.append((type(col), col.shape))
+        return col * 2
+
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id", "i8"]), batch_size=10,
+                                    transform_fn=f)
+    b = next(iter(loader))
+    assert seen[0] == (np.ndarray, (10,)) and len(seen) == 10
+    assert torch.equal(b["i8"].long(), b["id"]) and b["id"][1].item() - b["id"][0].item() == 2
+
+
+def test_in_memory_resume(types_dataset):
+    def make():
+        return InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=8, num_epochs=3,
+                                      shuffle=True, seed=9)
+
+    full = [b["id"].tolist() for b in make()]
+    loader = make()
+    it = iter(loader)
+    head = [next(it)["id"].tolist() for _ in range(10)]
+    state = _save_load(loader.state_dict())
+    it.close()
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert head + [b["id"].tolist() for b in resumed] == full
+    other = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=8, num_epochs=3,
+                                   shuffle=True, seed=10)
+    with pytest.raises(PetastormStateError, match=r"seed \(saved 9, now 10\)"):
+        other.load_state_dict(state)
+
+
+def test_in_memory_batches_do_not_alias_the_stored_rows(types_dataset):
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=50, num_epochs=2)
+    first, second = [b["id"] for b in loader]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first.zero_()
+    assert second.tolist() == list(range(50))
