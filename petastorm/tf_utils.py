@@ -48,13 +48,15 @@ def make_petastorm_dataset(reader: Any) -> Any:
         A ``tf.data.Dataset`` (eager iteration, ``tf.function``, ``model.fit``) that also has TF1's
         ``make_one_shot_iterator()``. Elements are a namedtuple of the reader's schema with one tensor per
         field, of the field's static shape (``(None,) + shape`` for batches), or for ngrams a dict
-        ``{offset: namedtuple of the fields at that offset}``. The element spec is set from the Unischema
-        (``output_signature``), so shapes are known before the first element is read.
+        ``{offset: namedtuple of the fields at that offset}``. The element spec (dtypes and static shapes)
+        comes from the Unischema, so it is known before the first element is read; the next elements are
+        converted ahead of the consumer (``prefetch``), whole columns at a time for batch readers.
 
     Notes
     -----
     The dataset reads from ``reader``: iterating it again after the reader's last row resets the reader
-    (another pass of its ``num_epochs``); after a partial pass it continues where the reader is. Errors of
+    (another pass of its ``num_epochs``, e.g. a Keras epoch); after a partial pass it continues where the
+    reader is (rows already converted ahead for the abandoned iterator are not seen again). Errors of
     the reader, of a ``TransformSpec`` or of the conversion reach the loop as a ``tf.errors.OpError`` whose
     message starts with the original exception's class and message. The reader is not stopped by an error
     (as in the original): leave its ``with`` block, or call ``reader.stop()``.

@@ -350,6 +350,30 @@ def test_a_new_iteration_after_a_partial_pass_continues_where_the_reader_is(urls
     assert rest and rest[0] > 4 and rest == list(range(rest[0], 20))
 
 
+def test_an_ended_iterator_stays_ended(urls):
+    with _rows(urls["syn"], schema_fields=["id"]) as reader:
+        iterator = iter(make_petastorm_dataset(reader))
+        assert len(list(iterator)) == 20
+        with pytest.raises(StopIteration):  # no silent second pass from the same iterator
+            next(iterator)
+
+
+def test_an_iterator_abandoned_mid_pass_leaves_no_thread(urls):
+    before = {t.ident for t in threading.enumerate()}
+    with make_reader(urls["syn"], schema_fields=["id", "matrix"], workers_count=3) as reader:
+        iterator = iter(make_petastorm_dataset(reader))
+        assert int(next(iterator).id) >= 0
+        del iterator
+    left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert not left, left
+
+
+def test_an_endless_reader_feeds_take(urls):
+    with make_batch_reader(urls["syn"], schema_fields=["id"], num_epochs=None, workers_count=2) as reader:
+        batches = list(make_petastorm_dataset(reader).take(7))
+    assert [int(b.id.shape[0]) for b in batches] == [10] * 7
+
+
 def test_batch_reader_dataset_reads_every_row_once_per_pass(urls):
     with make_batch_reader(urls["syn"], schema_fields=["id", "value"], workers_count=2) as reader:
         ds = make_petastorm_dataset(reader)
