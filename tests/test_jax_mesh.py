@@ -1,9 +1,9 @@
 """make_jax_iterator with a sharding across several devices, on CPU.
 
-JAX fixes its device count when it is first imported, so every test runs its body in a fresh Python with
+JAX fixes its device count when it is first imported, so the tests' bodies run in one fresh Python with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the test process itself may already hold JAX with one
-device). The child prints JSON facts about the arrays it got (sharding, per-device shard shapes and values,
-errors); the assertions are made here.
+device), one section per test. The child prints JSON facts about the arrays it got (sharding, per-device shard
+shapes and values, errors); each test makes its assertions on its own section's facts here.
 """
 import json
 import os
@@ -39,30 +39,43 @@ def error(fn):
     except Exception as e:
         return [type(e).__name__, str(e)]
     return None
-
-out = {}
 """
 
 
-def _run(body: str, url: str, small_url: str) -> dict:
+_SECTIONS: dict = {}  # test name -> the code its child section runs (filling ``out``); defined with the tests
+
+
+def _child_code() -> str:
+    """One child runs every section, each in its own function; an exception is recorded for its test only."""
+    parts = [_PRELUDE, "import traceback", "facts = {}"]
+    for name, body in _SECTIONS.items():
+        parts.append(f"def {name}(out):\n" + textwrap.indent(textwrap.dedent(body), "    ") + "    pass\n")
+        parts.append(f"facts[{name!r}] = {{}}\ntry:\n    {name}(facts[{name!r}])\nexcept Exception:\n"
+                     f"    facts[{name!r}] = {{'__error__': traceback.format_exc()}}")
+    parts.append("print('RESULT' + json.dumps(facts))")
+    return "\n".join(parts) + "\n"
+
+
+@pytest.fixture(scope="module")
+def mesh_facts(synthetic_dataset, tmp_path_factory):
+    """The facts of every section, from one child Python with 4 CPU devices (one JAX start for the module).
+    The small dataset has 25 rows (an odd count): 5 row groups of 5 rows."""
+    small_url = write_synthetic_dataset(str(tmp_path_factory.mktemp("jax_small") / "d"), rows=25, rows_per_group=5)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    code = _PRELUDE + textwrap.dedent(body) + "\nprint('RESULT' + json.dumps(out))\n"
-    proc = subprocess.run([sys.executable, "-c", code, url, small_url], env=env, capture_output=True, text=True,
-                          timeout=240, cwd=os.path.dirname(__file__))
+    proc = subprocess.run([sys.executable, "-c", _child_code(), synthetic_dataset, small_url], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=os.path.dirname(__file__))
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
     return json.loads(line[len("RESULT"):])
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    """25 rows (an odd count): 5 row groups of 5 rows."""
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("jax_small") / "d"), rows=25, rows_per_group=5)
+def _facts(mesh_facts: dict, name: str) -> dict:
+    out = mesh_facts[name]
+    assert "__error__" not in out, out.get("__error__")
+    return out
 
 
-@pytest.mark.slow
-def test_batches_are_split_across_the_data_axis_with_the_right_values(synthetic_dataset, small_dataset):
-    out = _run("""
+_SECTIONS["test_batches_are_split_across_the_data_axis_with_the_right_values"] = """
         with make_batch_reader(URL, schema_fields=FIELDS, shuffle_row_groups=False, workers_count=2) as reader:
             it = make_jax_iterator(reader, batch_size=8, sharding=data)
             batches = list(it)
@@ -76,7 +89,12 @@ def test_batches_are_split_across_the_data_axis_with_the_right_values(synthetic_
         out["sizes"] = [int(b["id"].shape[0]) for b in batches]
         out["last_shards"] = shards(batches[-1]["id"])
         out["ids"] = np.concatenate([np.asarray(b["id"]) for b in batches]).tolist()
-    """, synthetic_dataset, small_dataset)
+    """
+
+
+@pytest.mark.slow
+def test_batches_are_split_across_the_data_axis_with_the_right_values(mesh_facts):
+    out = _facts(mesh_facts, "test_batches_are_split_across_the_data_axis_with_the_right_values")
     assert out["sharding_is_data"]
     # device 0 holds rows 0..3 of the batch, device 1 rows 4..7
     assert out["id_shards"] == [[0, [4], [0, 1, 2, 3]], [1, [4], [4, 5, 6, 7]]]
@@ -91,9 +109,7 @@ def test_batches_are_split_across_the_data_axis_with_the_right_values(synthetic_
     assert out["ids"] == list(range(100))
 
 
-@pytest.mark.slow
-def test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model(synthetic_dataset, small_dataset):
-    out = _run("""
+_SECTIONS["test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model"] = """
         mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "model"))
         sharding = NamedSharding(mesh, PartitionSpec("data"))
         with make_reader(URL, schema_fields=FIELDS, shuffle_row_groups=False, workers_count=1) as reader:
@@ -103,7 +119,12 @@ def test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model(s
         out["timestamp_shards"] = shards(batches[0]["timestamp"])
         out["count"] = len(batches)
         out["ids"] = np.concatenate([np.asarray(b["id"]) for b in batches]).tolist()
-    """, synthetic_dataset, small_dataset)
+    """
+
+
+@pytest.mark.slow
+def test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model(mesh_facts):
+    out = _facts(mesh_facts, "test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model")
     # devices 0,1 share mesh row 'data'=0 (rows 0..2 of the batch), devices 2,3 'data'=1 (rows 3..5)
     assert out["shards"] == [[0, [3], [0, 1, 2]], [1, [3], [0, 1, 2]], [2, [3], [3, 4, 5]], [3, [3], [3, 4, 5]]]
     assert out["timestamp_shards"] == [[0, [3], [1000, 1010, 1020]], [1, [3], [1000, 1010, 1020]],
@@ -112,9 +133,7 @@ def test_two_dimensional_mesh_splits_the_batch_on_data_and_replicates_on_model(s
     assert out["ids"] == list(range(96))
 
 
-@pytest.mark.slow
-def test_batch_size_not_divisible_and_last_short_batch_are_explicit(synthetic_dataset, small_dataset):
-    out = _run("""
+_SECTIONS["test_batch_size_not_divisible_and_last_short_batch_are_explicit"] = """
         with make_batch_reader(URL, schema_fields=FIELDS, workers_count=1) as reader:
             out["odd_batch"] = error(lambda: make_jax_iterator(reader, batch_size=5, sharding=data))
             mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("data", "model"))
@@ -132,7 +151,12 @@ def test_batch_size_not_divisible_and_last_short_batch_are_explicit(synthetic_da
         with make_batch_reader(SMALL_URL, schema_fields=FIELDS, shuffle_row_groups=False, workers_count=1) as r:
             with make_jax_iterator(r, batch_size=4, sharding=data, drop_last=True) as it:
                 out["dropped"] = [np.asarray(b["id"]).tolist() for b in it]
-    """, synthetic_dataset, small_dataset)
+    """
+
+
+@pytest.mark.slow
+def test_batch_size_not_divisible_and_last_short_batch_are_explicit(mesh_facts):
+    out = _facts(mesh_facts, "test_batch_size_not_divisible_and_last_short_batch_are_explicit")
     kind, message = out["odd_batch"]
     assert kind == "PetastormArgumentError"
     assert "batch_size 5" in message and "2 shards" in message and "'data'" in message
@@ -145,9 +169,7 @@ def test_batch_size_not_divisible_and_last_short_batch_are_explicit(synthetic_da
     assert out["dropped"] == [list(range(i, i + 4)) for i in range(0, 24, 4)]
 
 
-@pytest.mark.slow
-def test_sharded_iterator_resumes_exactly(synthetic_dataset, small_dataset):
-    out = _run("""
+_SECTIONS["test_sharded_iterator_resumes_exactly"] = """
         import pickle
         kw = dict(schema_fields=FIELDS, shuffle_row_groups=True, seed=3, workers_count=2)
         with make_batch_reader(URL, **kw) as reader:
@@ -165,7 +187,12 @@ def test_sharded_iterator_resumes_exactly(synthetic_dataset, small_dataset):
             out["rest_sharding"] = all(b["id"].sharding == data for b in rest)
             rest = [np.asarray(b["id"]).tolist() for b in rest]
         out["full"], out["resumed"] = full, head + rest
-    """, synthetic_dataset, small_dataset)
+    """
+
+
+@pytest.mark.slow
+def test_sharded_iterator_resumes_exactly(mesh_facts):
+    out = _facts(mesh_facts, "test_sharded_iterator_resumes_exactly")
     assert out["resumed"] == out["full"]
     assert sorted(sum(out["full"], [])) == list(range(100))
     assert out["full"][0] != list(range(8))  # shuffled
