@@ -47,7 +47,7 @@ def write_and_read_hello_world(output_dir: str) -> None:
     assert [int(r.id) for r in rows] == list(range(len(rows))), "rows should come in file order"
 
 
-def train_mnist(output_dir: str, steps: int = 100, log_interval: int = 10) -> None:
+def train_mnist(output_dir: str, steps: int = 60, log_interval: int = 10) -> None:
     """Part 2: a small synthetic MNIST, and ``steps`` training steps of a torch convnet over it."""
     import torch
     from generate_petastorm_mnist import generate_petastorm_mnist
@@ -84,7 +84,7 @@ def train_mnist(output_dir: str, steps: int = 100, log_interval: int = 10) -> No
     assert last < first, "the loss should go down"
 
 
-def main(output_dir: str = "demo-out/hello_world_dataset", steps: str = "100") -> None:
+def main(output_dir: str = "demo-out/hello_world_dataset", steps: str = "60") -> None:
     output_dir = os.path.abspath(output_dir)
     write_and_read_hello_world(output_dir)
     train_mnist(os.path.join(os.path.dirname(output_dir), "mnist"), steps=int(steps))
