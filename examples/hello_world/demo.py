@@ -51,7 +51,7 @@ def train_mnist(output_dir: str, steps: int = 60, log_interval: int = 10) -> Non
     """Part 2: a small synthetic MNIST, and ``steps`` training steps of a torch convnet over it."""
     import torch
     from generate_petastorm_mnist import generate_petastorm_mnist
-    from pytorch_example import Net, images_from_columns, evaluate, train
+    from pytorch_example import Net, evaluate, images_from_columns, train
 
     from petastorm import make_batch_reader
     from petastorm.pytorch import BatchedDataLoader
