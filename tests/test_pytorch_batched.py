@@ -497,3 +497,85 @@ def test_in_memory_batches_do_not_alias_the_stored_rows(types_dataset):
         warnings.simplefilter("error")
         first.zero_()
     assert second.tolist() == list(range(50))
+
+
+# --- balanced shards: the state records the global row ------------------------------------------------------
+
+def test_a_balanced_shard_state_records_the_global_row_position(store):
+    # 1000 rows, 2 balanced shards: shard 1 reads global rows 500..999 (reader order: no shuffling)
+    reader = make_batch_reader(store, cur_shard=1, shard_count=2, shard_mode="balanced", shuffle_row_groups=False,
+                               workers_count=2)
+    assert reader.state_dict()["extra"]["global_row"] == 500
+    with BatchedDataLoader(reader, batch_size=100) as loader:
+        it = iter(loader)
+        first = next(it)
+        state = loader.state_dict()
+        it.close()
+    assert first["id"].tolist() == list(range(500, 600))
+    body = state["body"]
+    # what the loader has yielded ends at global row 600; rows read ahead sit in the loader (rows_held)
+    assert body["global_row"] - body["rows_held"] == 600
+
+
+# --- the original's batched shuffling buffers (pytorch_shuffling_buffer) ----------------------------------------
+
+def test_batched_noop_buffer_as_the_original():
+    from petastorm.reader_impl.pytorch_shuffling_buffer import BatchedNoopShufflingBuffer
+
+    # recorded from 0.12.1: FIFO batches of batch_size as lists of tensors; numpy input accepted; can_add always;
+    # can_retrieve with batch_size rows (after finish: any row); an empty finished buffer gives empty tensors
+    b = BatchedNoopShufflingBuffer(batch_size=4)
+    assert (b.size, b.can_add(), b.can_retrieve()) == (0, True, False)
+    b.add_many([torch.arange(10), torch.arange(10) * 10])
+    assert (b.size, b.can_retrieve()) == (10, True)
+    first = b.retrieve()
+    assert type(first) is list and [t.tolist() for t in first] == [[0, 1, 2, 3], [0, 10, 20, 30]]
+    b.add_many([np.arange(3), np.arange(3)])
+    assert b.size == 9
+    b.retrieve()
+    assert [t.tolist() for t in b.retrieve()] == [[8, 9, 0, 1], [80, 90, 0, 1]]
+    assert (b.size, b.can_retrieve()) == (1, False)
+    b.finish()
+    assert (b.can_retrieve(), b.can_add()) == (True, True)
+    assert [t.tolist() for t in b.retrieve()] == [[2], [2]]
+    empty = b.retrieve()
+    assert [t.tolist() for t in empty] == [[], []] and empty[0].dtype == torch.int64
+
+
+def test_batched_random_buffer_as_the_original():
+    from petastorm.reader_impl.pytorch_shuffling_buffer import (
+        BatchedRandomShufflingBuffer,
+        BatchedShufflingBufferBase,
+    )
+
+    # recorded from 0.12.1: can_add while size < capacity; can_retrieve with >= batch_size rows and more than
+    # min_after_retrieve (after finish: any row); too many rows and a retrieve that cannot be served raise
+    # RuntimeError with the original's words
+    b = BatchedRandomShufflingBuffer(10, min_after_retrieve=5, extra_capacity=100, batch_size=4, seed=0)
+    assert (b.size, b.can_add(), b.can_retrieve()) == (0, True, False)
+    b.add_many([torch.arange(8), torch.arange(8) * 10])
+    assert (b.size, b.can_add(), b.can_retrieve()) == (8, True, True)
+    out = [b.retrieve()]
+    b.add_many([torch.arange(8, 20), torch.arange(8, 20) * 10])
+    assert (b.size, b.can_add(), b.can_retrieve()) == (16, False, True)
+    states = []
+    while b.can_retrieve():
+        states.append((b.size, b.can_add()))
+        out.append(b.retrieve())
+    assert states == [(16, False), (12, False), (8, True)] and b.size == 4
+    with pytest.raises(RuntimeError, match="Attempt to enqueue more elements than the capacity allows. Current "
+                                           "size: 4, new size 204, maximum allowed: 110"):
+        b.add_many([torch.arange(200), torch.arange(200)])
+    b.finish()
+    assert (b.can_retrieve(), b.can_add()) == (True, False)
+    out.append(b.retrieve())
+    ids = torch.cat([x[0] for x in out]).tolist()
+    assert sorted(ids) == list(range(20)) and ids != list(range(20))
+    assert all(torch.equal(x[1], x[0] * 10) for x in out)
+    small = BatchedRandomShufflingBuffer(2, min_after_retrieve=1, batch_size=4)
+    small.add_many([torch.arange(3)])
+    assert (small.size, small.can_retrieve(), small.can_add()) == (3, False, False)
+    with pytest.raises(RuntimeError, match='Can not dequeue. Check the return value of "can_dequeue\\(\\)"'):
+        small.retrieve()
+    with pytest.raises(TypeError, match="abstract"):
+        BatchedShufflingBufferBase()
