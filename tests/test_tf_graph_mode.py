@@ -80,6 +80,20 @@ CHILD = textwrap.dedent('''
                     return ids
 
     @check
+    def one_shot_iterator_batch_and_ngram_readers():
+        with make_batch_reader(URLS["syn"], shuffle_row_groups=False, schema_fields=["id", "matrix"]) as reader:
+            batch = make_petastorm_dataset(reader).make_one_shot_iterator().get_next()
+            with tf.Session() as sess:
+                ids = sess.run(batch).id.tolist()
+        ngram = NGram({0: ["id", "timestamp"], 1: ["id", "name"]}, delta_threshold=10, timestamp_field="timestamp")
+        with make_reader(URLS["syn"], shuffle_row_groups=False, schema_fields=ngram) as reader:
+            window = make_petastorm_dataset(reader).make_one_shot_iterator().get_next()
+            with tf.Session() as sess:
+                w = sess.run(window)
+        return {"batch_layout": layout(batch), "batch_ids": ids, "ngram_layout": layout(window),
+                "ngram": [int(w[0].id), int(w[1].id), w[1].name.decode()]}
+
+    @check
     def tf_tensors_to_the_end():
         with make_reader(URLS["all"], shuffle_row_groups=False, schema_fields=["id", "ts", "dt", "u32"]) as reader:
             t = tf_tensors(reader)
@@ -236,6 +250,17 @@ def test_readme_one_shot_iterator_snippet_runs_as_written(graph_results):
 @pytest.mark.slow
 def test_one_shot_iterator_ends_with_out_of_range_after_every_row(graph_results):
     assert _ok(graph_results, "one_shot_iterator_to_the_end") == list(range(10))  # recorded
+
+
+@pytest.mark.slow
+def test_one_shot_iterator_over_batch_and_ngram_readers(graph_results):
+    out = _ok(graph_results, "one_shot_iterator_batch_and_ngram_readers")
+    # recorded: batch elements with a leading unknown dimension, ngram elements a dict of namedtuples
+    assert out["batch_layout"] == ["SyntheticSchema_view", ["id", "int64", [None]], ["matrix", "float32", [None, 4, 3]]]
+    assert out["batch_ids"] == list(range(10))
+    assert out["ngram_layout"] == {"0": ["SyntheticSchema_view_view", ["id", "int64", []], ["timestamp", "int64", []]],
+                                   "1": ["SyntheticSchema_view_view", ["id", "int64", []], ["name", "string", []]]}
+    assert out["ngram"] == [0, 1, "row_1"]
 
 
 @pytest.mark.slow

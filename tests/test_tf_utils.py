@@ -299,6 +299,15 @@ def test_ragged_batch_column_raises_naming_the_field(urls):
             list(make_petastorm_dataset(reader))
 
 
+def test_a_value_of_another_shape_than_the_schema_raises_naming_the_field(urls):
+    spec = TransformSpec(lambda r: {**r, "m": np.zeros(3)}, edit_fields=[("m", np.float64, (2,), False)],
+                         selected_fields=["id", "m"])
+    with _rows(urls["all"], transform_spec=spec) as reader:
+        with pytest.raises(tf.errors.OpError, match="field 'm' has a value of shape \\(3,\\) where the schema says "
+                                                    "\\(2,\\)"):
+            list(make_petastorm_dataset(reader))
+
+
 def test_an_error_in_the_reader_reaches_the_loop_and_nothing_is_left_running(urls):
     def boom(row):
         if row["id"] == 3:

@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from petastorm.errors import PetastormSchemaError
 from petastorm.tf_impl.convert import FieldConversion, convert_column, convert_value, field_conversion
 
 __all__ = ["ElementLayout"]
@@ -70,8 +71,17 @@ class ElementLayout:
     # --- items -> elements -----------------------------------------------------------------------------------
 
     def _part_values(self, part: _Part, row: Any) -> list:
-        convert = self._convert
-        return [convert(c, getattr(row, c.name)) for c in part.convs]
+        convert, shape_of = self._convert, self._shape
+        values = [convert(c, getattr(row, c.name)) for c in part.convs]
+        for c, value in zip(part.convs, values):
+            expected = shape_of(c)
+            actual = np.shape(value)
+            if len(actual) != len(expected) or any(e is not None and e != a for e, a in zip(expected, actual)):
+                raise PetastormSchemaError(
+                    f"field {c.name!r} has a value of shape {actual} where the schema says "
+                    f"{expected} ({'a batch column' if self.batched else 'one row'}): TensorFlow's element spec "
+                    f"is the schema's; fix the TransformSpec's edit_fields or the data")
+        return values
 
     def element(self, item: Any) -> Any:
         """A reader item -> the element of numpy arrays (a namedtuple, or a dict of them for ngrams)."""
