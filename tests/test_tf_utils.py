@@ -469,6 +469,14 @@ def test_tf_tensors_called_eagerly_raises_a_clear_error(urls):
     assert "make_petastorm_dataset" in str(info.value) and "eagerly" in str(info.value)
 
 
+def test_tf_tensors_in_a_v1_graph_of_a_tf2_program(urls):
+    with _rows(urls["syn"], schema_fields=["id", "matrix"]) as reader, tf.Graph().as_default():
+        row = tf_tensors(reader)
+        assert row.matrix.shape == (4, 3)
+        with tf.compat.v1.Session() as sess:
+            assert [int(sess.run(row).id) for _ in range(3)] == [0, 1, 2]
+
+
 def test_tf_tensors_argument_checks_come_first(urls):
     with _rows(urls["syn"], schema_fields=["id"]) as reader:
         with pytest.raises(PetastormArgumentError, match="shuffling_queue_capacity must be a non-negative"):
