@@ -3,7 +3,9 @@
 Runs with any Python that has a ``petastorm`` (ours, or the original 0.12.1 in its own venv as a black
 box): it uses only the public ``make_reader`` / ``make_batch_reader`` API, so the same script measures
 both. Figures: rows, seconds from the ``make_*reader`` call to the last row, rows/s, seconds to the first
-row, ``stop(); join()`` seconds, the RSS after imports and the peak RSS of this process (``ru_maxrss``).
+row, ``stop(); join()`` seconds, the RSS after imports and the peak RSS of this process (``ru_maxrss``;
+``hwm_mb``: ``VmHWM``, the same peak without what Linux carries over from the parent: ``ru_maxrss`` after
+``exec`` is at least the forking process's RSS at the fork, so a parent larger than the pass hides it).
 
 Usage::
 
@@ -30,10 +32,10 @@ import sys
 import time
 
 
-def _rss_mb() -> float:
+def _rss_mb(key: str = "VmRSS") -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
         "rows_per_s": rows / seconds if seconds else 0.0, "first_row_s": first, "warmup_first_row_s": warm_s,
         "stop_join_s": stop_s, "cpu_s": cpu, "loader": args.loader,
         "epoch_seconds": [b - a for a, b in zip([0.0] + epoch_ends, epoch_ends)],
-        "base_rss_mb": base_rss, "peak_rss_mb": peak, "check": check}), flush=True)
+        "base_rss_mb": base_rss, "peak_rss_mb": peak, "hwm_mb": _rss_mb("VmHWM"), "check": check}), flush=True)
     return 0
 
 
