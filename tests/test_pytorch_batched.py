@@ -579,3 +579,17 @@ def test_batched_random_buffer_as_the_original():
         small.retrieve()
     with pytest.raises(TypeError, match="abstract"):
         BatchedShufflingBufferBase()
+
+
+def test_in_memory_state_taken_after_len_before_iterating_resumes_from_the_start(types_dataset):
+    def make():
+        return InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=8, num_epochs=2)
+
+    full = [b["id"].tolist() for b in make()]
+    loader = make()
+    assert len(loader) == 14  # loads the rows: the reader is read to its end
+    state = loader.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert [b["id"].tolist() for b in resumed] == full
+    assert [b["id"].tolist() for b in loader] == full

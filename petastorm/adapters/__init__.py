@@ -31,7 +31,8 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
       (``"batch_size (saved 8, now 16)"``); the reader raises it for another dataset / reader options.
     - ``settings`` (dict), ``reader``, ``rows_held`` (rows read from the reader and not yet yielded).
 
-``ColumnShufflingBuffer(capacity, seed=None)``: ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
+``ColumnShufflingBuffer(capacity, seed=None)`` (numeric columns of one dtype and cell shape share a row-major
+    block, so a batch is one gather of whole rows per block and its holes are filled from the tail): ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
     (``min(k, size)`` random rows as new arrays), ``size``, ``free``, ``capacity``, ``grow(capacity)``, ``clear()``,
     ``state_dict()`` / ``load_state_dict()``.
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,

@@ -294,6 +294,9 @@ class InMemBatchedDataLoader(LoaderBase):
     def _length(self) -> Optional[int]:
         if self.num_epochs is None:
             return None
+        if self._data is None and not self._in_iter and self._passes_started == 0:
+            # loading reads the reader to its end: from now on the state is that of the (unstarted) pass
+            self._resume_in_pass = True
         self._load()
         return math.ceil(self._rows / self.batch_size) * self.num_epochs
 
