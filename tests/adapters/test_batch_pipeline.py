@@ -9,6 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _list_reader import ListReader, make_chunks
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from petastorm import make_batch_reader, make_reader
 from petastorm.adapters import BatchPipeline
@@ -186,3 +189,26 @@ def test_rows_held_counts_buffer_and_prefetched_rows(store):
         assert state["rows_held"] == p.rows_held
         assert 100 - served <= state["rows_held"] <= ROWS - served
         p.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=10), batch_size=st.integers(1, 25),
+       capacity=st.sampled_from([0, 3, 40]), prefetch=st.integers(0, 3), cut=st.integers(0, 12),
+       batched=st.booleans())
+def test_any_checkpoint_with_a_running_prefetch_thread_resumes_exactly(sizes, batch_size, capacity, prefetch, cut,
+                                                                       batched):
+    chunks = make_chunks(sizes)
+
+    def pipeline(seed=4):
+        return BatchPipeline(ListReader(chunks, batched), batch_size, shuffling_queue_capacity=capacity, seed=seed,
+                             prefetch=prefetch)
+
+    full = [b["id"].tolist() for b in pipeline()]
+    assert sorted(i for b in full for i in b) == list(range(sum(sizes)))
+    first = pipeline()
+    head = [b["id"].tolist() for _, b in zip(range(cut), first)]
+    state = first.state_dict()
+    first.close()
+    resumed = pipeline(seed=None)
+    resumed.load_state_dict(state)
+    assert head + [b["id"].tolist() for b in resumed] == full
