@@ -276,7 +276,8 @@ def test_tf_tensors_shuffling_queue_mixes_rows(graph_results):
     out = _ok(graph_results, "tf_tensors_shuffling_endless_reader")
     assert out["layout"] == ["SyntheticSchema_view", ["id", "int64", []], ["matrix", "float32", [4, 3]]]  # recorded
     ids = out["ids"]
-    assert len(ids) == 15 and len(set(ids)) == 15 and ids != sorted(ids)
+    # an endless reader (20 rows an epoch): the queue may already hold rows of the second epoch
+    assert len(ids) == 15 and ids != sorted(ids) and len(set(ids)) >= 10
     assert all(0 <= i < 20 for i in ids)
 
 
