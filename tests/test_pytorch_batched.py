@@ -593,3 +593,22 @@ def test_in_memory_state_taken_after_len_before_iterating_resumes_from_the_start
     resumed.load_state_dict(state)
     assert [b["id"].tolist() for b in resumed] == full
     assert [b["id"].tolist() for b in loader] == full
+
+
+def test_nulls_as_the_original(synthetic_dataset):
+    # 0.12.1 over make_batch_reader: a nullable int column with None becomes float64 with NaN for the nulls;
+    # over make_reader: TypeError('Pytorch does not support nullable fields. Found None in maybe')
+    with BatchedDataLoader(_ordered(synthetic_dataset, schema_fields=["id", "maybe"]), batch_size=4) as loader:
+        b = next(iter(loader))
+    assert b["maybe"].dtype == torch.float64
+    assert [None if np.isnan(v) else v for v in b["maybe"].tolist()] == [None, 1.0, 2.0, None]
+    reader = make_reader(synthetic_dataset, schema_fields=["id", "maybe"], shuffle_row_groups=False, workers_count=2)
+    with BatchedDataLoader(reader, batch_size=4) as loader:
+        with pytest.raises(TypeError, match="Pytorch does not support nullable fields. Found None in maybe"):
+            next(iter(loader))
+
+
+def test_cells_of_different_shapes_are_named(synthetic_dataset):
+    with BatchedDataLoader(_ordered(synthetic_dataset, schema_fields=["id", "var"]), batch_size=4) as loader:
+        with pytest.raises(TypeError, match="field 'var' has cells of different shapes"):
+            next(iter(loader))

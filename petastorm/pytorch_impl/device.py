@@ -15,7 +15,12 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
-from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, is_text_or_object_dtype, string_array_error
+from petastorm.pytorch_impl.dtypes import (
+    ARRAY_PROMOTIONS,
+    is_text_or_object_dtype,
+    nullable_error,
+    string_array_error,
+)
 
 __all__ = ["resolve_device", "column_to_tensor", "TensorConverter"]
 
@@ -55,6 +60,56 @@ def resolve_device(device: Any) -> Any:
     return dev
 
 
+_HINT = ("BatchedDataLoader makes tensors of whole columns: leave the field out (schema_fields), turn it into "
+         "numbers with a TransformSpec or transform_fn, or use DataLoader, which keeps str and Decimal values as "
+         "lists")
+
+
+def _string_error(name: str) -> PetastormTypeError:
+    return PetastormTypeError(f"{string_array_error(name)} {_HINT}")
+
+
+def _object_column(name: str, col: np.ndarray, row_values: bool) -> np.ndarray:
+    """A numeric array from an object column, as the original treats them (recorded from 0.12.1).
+
+    - ``None`` among numbers: a ``make_batch_reader`` column becomes float64 with NaN for the nulls (the
+      original read such columns through pandas); from ``make_reader`` rows it is the original's "Pytorch does
+      not support nullable fields" ``TypeError``.
+    - numbers (or equally shaped arrays) of Python/numpy types: one numeric array.
+    - anything else (str, bytes, Decimal, ragged arrays): the original's ``TypeError`` naming the field.
+    """
+    values = col.ravel().tolist() if col.ndim == 1 else None
+    if values is None:
+        raise _string_error(name)
+    nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    if nulls.any():
+        if row_values:
+            raise PetastormTypeError(f"{nullable_error(name)}. BatchedDataLoader makes tensors of whole columns: "
+                                     f"fill the nulls with a TransformSpec or leave the field out (schema_fields)")
+        present = [v for v in values if v is not None]
+        if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                   for v in present):
+            raise _string_error(name)
+        out = np.full(len(values), np.nan, dtype=np.float64)
+        out[~nulls] = present
+        return out
+    if values and all(isinstance(v, np.ndarray) for v in values):
+        try:
+            stacked = np.stack(values)
+        except ValueError:
+            shapes = sorted({v.shape for v in values})[:4]
+            raise PetastormTypeError(f"field {name!r} has cells of different shapes (e.g. {shapes}): they cannot "
+                                     f"form one tensor. {_HINT}") from None
+    else:
+        try:
+            stacked = np.asarray(values)
+        except ValueError:
+            raise _string_error(name) from None
+    if is_text_or_object_dtype(stacked.dtype):
+        raise _string_error(name)
+    return stacked
+
+
 def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> Any:
     """One numpy column as a torch tensor, with the original's promotions.
 
@@ -73,16 +128,16 @@ def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> An
     ------
     PetastormTypeError
         (a ``TypeError``) for string, bytes, Decimal or other object columns, naming the field (the
-        original's message, with what to do), and for dtypes torch has no tensor for.
+        original's message, with what to do), ``None`` in a ``make_reader`` field (the original's nullable
+        message), and dtypes torch has no tensor for. Object columns of numbers (``None`` included, from
+        ``make_batch_reader``: NaN) or of equally shaped arrays become numeric tensors.
     """
     import torch
 
+    if col.dtype.kind == "O":
+        col = _object_column(name, col, row_values)
     if is_text_or_object_dtype(col.dtype):
-        err = string_array_error(name)
-        raise PetastormTypeError(
-            f"{err} BatchedDataLoader makes tensors of whole columns: leave the field out (schema_fields), turn "
-            f"it into numbers with a TransformSpec or transform_fn, or use DataLoader, which keeps str and "
-            f"Decimal values as lists") from None
+        raise _string_error(name)
     if row_values and col.ndim == 1:
         target = np.dtype(np.uint8) if col.dtype == np.bool_ else None
     else:
