@@ -23,6 +23,9 @@ user could write for these files). Ours: ``make_reader(url, reader_pool_type=poo
 rows, rows/s from the call to the last row. Every consumer reads the last element of each big field of
 each row. Passes alternate limit / thread / process, ``--reps`` times; the best rate of each counts.
 
+Information: the same decode loop in 2 threads (``ThreadPoolExecutor`` over the row groups) against the
+limit: how far two plain threads scale on this machine, i.e. what the wall ratio can reach at best.
+
 Figures (target >= 0.9x each): wall ratio ours / (2 x limit), and the **CPU-time ratio** limit CPU per row /
 our CPU per row (the reader's process, all threads, plus the worker processes' ``/proc/<pid>/stat`` CPU
 for the process pool). On this shared 2-core machine the wall ratio moves with the load; the CPU ratio
@@ -107,53 +110,65 @@ def _binary(table, name):
     return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
 
 
-def limit_jpeg(path: str) -> int:
-    """Rows decoded in one thread: ``read_row_group`` then ``cv2.imdecode`` of every stored image."""
+def _groups(path: str) -> list:
+    import pyarrow.parquet as pq
+
+    return [(f, g) for f in _files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
+
+
+def _jpeg_group(task: tuple) -> int:
+    """Rows of one row group: ``read_row_group`` then ``cv2.imdecode`` of every stored image."""
     import cv2
     import pyarrow.parquet as pq
 
-    rows, check = 0, 0.0
-    for f in _files(path):
-        pf = pq.ParquetFile(f)
-        for g in range(pf.num_row_groups):
-            table = pf.read_row_group(g, columns=["id", "image"], use_threads=False)
-            ids = table.column("id").to_numpy()
-            offsets, data = _binary(table, "image")
-            for i in range(len(ids)):
-                img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
-                check += float(img[-1, -1, -1])
-            rows += len(ids)
-    return rows
+    f, g = task
+    table = pq.ParquetFile(f).read_row_group(g, columns=["id", "image"], use_threads=False)
+    ids = table.column("id").to_numpy()
+    offsets, data = _binary(table, "image")
+    check = 0.0
+    for i in range(len(ids)):
+        img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
+        check += float(img[-1, -1, -1])
+    return len(ids)
 
 
-def limit_hello(path: str) -> int:
-    """Rows decoded in one thread: ``read_row_group``, ``cv2.imdecode`` of each PNG, an ``np.frombuffer``
-    view of each npy value (header parsed once per row group)."""
+def _hello_group(task: tuple) -> int:
+    """Rows of one row group: ``read_row_group``, ``cv2.imdecode`` of each PNG, an ``np.frombuffer`` view of
+    each npy value (header parsed once per row group)."""
     import io
 
     import cv2
     import pyarrow.parquet as pq
 
-    rows, check = 0, 0.0
-    for f in _files(path):
-        pf = pq.ParquetFile(f)
-        for g in range(pf.num_row_groups):
-            table = pf.read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
-            ids = table.column("id").to_numpy()
-            img_off, img_data = _binary(table, "image1")
-            arr_off, arr_data = _binary(table, "array_4d")
-            buf = io.BytesIO(arr_data[arr_off[0]:arr_off[1]].tobytes())
-            version = np.lib.format.read_magic(buf)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(buf)
-            skip, count = buf.tell(), int(np.prod(shape))
-            for i in range(len(ids)):
-                img = cv2.imdecode(img_data[img_off[i]:img_off[i + 1]], cv2.IMREAD_UNCHANGED)
-                a = np.frombuffer(arr_data, dtype=dtype, count=count, offset=int(arr_off[i]) + skip).reshape(shape)
-                check += float(img[-1, -1, -1]) + float(a[-1, -1, -1, -1])
-            rows += len(ids)
-    return rows
+    f, g = task
+    table = pq.ParquetFile(f).read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
+    ids = table.column("id").to_numpy()
+    img_off, img_data = _binary(table, "image1")
+    arr_off, arr_data = _binary(table, "array_4d")
+    buf = io.BytesIO(arr_data[arr_off[0]:arr_off[1]].tobytes())
+    version = np.lib.format.read_magic(buf)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(buf)
+    skip, count = buf.tell(), int(np.prod(shape))
+    check = 0.0
+    for i in range(len(ids)):
+        img = cv2.imdecode(img_data[img_off[i]:img_off[i + 1]], cv2.IMREAD_UNCHANGED)
+        a = np.frombuffer(arr_data, dtype=dtype, count=count, offset=int(arr_off[i]) + skip).reshape(shape)
+        check += float(img[-1, -1, -1]) + float(a[-1, -1, -1, -1])
+    return len(ids)
+
+
+def run_limit(path: str, group_fn, threads: int = 1) -> int:
+    """Rows decoded by ``group_fn`` over every row group, in one thread (the limit) or in ``threads``
+    threads (information: how well two plain decoding threads scale on this machine)."""
+    tasks = _groups(path)
+    if threads == 1:
+        return sum(group_fn(t) for t in tasks)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as ex:
+        return sum(ex.map(group_fn, tasks))
 
 
 # --- ours ------------------------------------------------------------------------------------------------------
@@ -200,11 +215,12 @@ def _warm(path: str, pool: str) -> None:
         next(r)
 
 
-def bench_shape(label: str, path: str, limit_fn, touch: tuple, pools: list, reps: int) -> list:
+def bench_shape(label: str, path: str, group_fn, touch: tuple, pools: list, reps: int) -> list:
     for pool in pools:
         _warm(path, pool)
-    limit_fn(path)  # page cache and OpenCV warm
-    cases = {"limit 1 thread": lambda: limit_fn(path)}
+    run_limit(path, group_fn)  # page cache and OpenCV warm
+    cases = {"limit 1 thread": lambda: run_limit(path, group_fn),
+             "plain 2 threads": lambda: run_limit(path, group_fn, threads=2)}
     for pool in pools:
         cases[f"ours {pool} x2"] = (lambda p=pool: ours(path, p, touch))
     rates: dict = {k: [] for k in cases}
@@ -217,7 +233,9 @@ def bench_shape(label: str, path: str, limit_fn, touch: tuple, pools: list, reps
             print(f"    {label:<6} {name:<18} {r:>9,.0f} rows/s  CPU {cpu * 1e6:8.0f} us/row  ({rows:,} rows)",
                   flush=True)
     limit, limit_cpu = 2 * max(rates["limit 1 thread"]), min(cpus["limit 1 thread"])
-    out = []
+    out = [common.report(f"info: {label} plain decode loop in 2 threads / 2x 1 thread", max(rates["plain 2 threads"]) /
+                         limit, None, detail=f"CPU-time ratio {limit_cpu / min(cpus['plain 2 threads']):.3f}: how "
+                                             f"far two threads scale here")]
     for pool in pools:
         name = f"ours {pool} x2"
         cpu = min(cpus[name])
@@ -238,8 +256,8 @@ def main(argv=None) -> int:
     reps = args.reps or (2 if args.quick else 4)
     pools = [x for x in args.pools.split(",") if x]
     print(f"bench_reader_shapes: {common.machine_line()}", flush=True)
-    shapes = {"jpeg": lambda: bench_shape("jpeg", jpeg90_dataset(args.quick), limit_jpeg, ("image",), pools, reps),
-              "hello": lambda: bench_shape("hello", hello_dataset(args.quick), limit_hello, ("image1", "array_4d"),
+    shapes = {"jpeg": lambda: bench_shape("jpeg", jpeg90_dataset(args.quick), _jpeg_group, ("image",), pools, reps),
+              "hello": lambda: bench_shape("hello", hello_dataset(args.quick), _hello_group, ("image1", "array_4d"),
                                            pools, reps)}
     failed = 0
     for name in args.only.split(","):
