@@ -1,0 +1,1 @@
+"""Benchmarks of petastorm readers (``petastorm-throughput`` console script)."""
