@@ -26,6 +26,10 @@ _READER = "reader"
 _PENDING = "pending"
 _BUFFER = "buffer"
 _DONE = "done"
+_REPLAY = "replay"
+_REPLAY_READER, _REPLAY_READ, _REPLAY_ROWS, _REPLAY_SKIP = "reader", "rows_read", "rows", "skip"
+#: make_reader rows are gathered at least this many at a time (fewer reader.state_dict() calls per row)
+_MIN_ROW_CHUNK = 64
 
 
 def rows_to_columns(rows: list, fields: list) -> Columns:
@@ -150,7 +154,12 @@ class Batcher:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self._pending: list = []        # column batches not yet in the buffer / not yet served (reader order)
+        self._pending_ids: list = []    # serial number of the reader batch each pending entry comes from
         self._pending_rows = 0
+        self._serial = 0
+        # (reader state before the last non-empty reader batch, rows read, rows after chunk_fn, its serial):
+        # a state then saves where to re-read that batch instead of its rows
+        self._last: Optional[tuple] = None
         self._done = False
         self._buffer: Optional[ColumnShufflingBuffer] = None
         if shuffling_queue_capacity > 0:
@@ -163,22 +172,33 @@ class Batcher:
         """Rows taken from the reader and not yet returned in a batch."""
         return self._pending_rows + (self._buffer.size if self._buffer is not None else 0)
 
+    def _apply(self, chunk: Columns) -> Columns:
+        if self.chunk_fn is None:
+            return chunk
+        chunk = self.chunk_fn(chunk)
+        if not isinstance(chunk, Mapping):
+            raise PetastormTypeError(f"chunk_fn must return a dict of columns, got {type(chunk).__name__}")
+        return {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in chunk.items()}
+
     def _pull(self, max_rows: int) -> bool:
         if self._done:
             return False
-        chunk = self.source.next_chunk(max(1, max_rows))
+        before = self.source.state_dict()
+        max_rows = max(max_rows, _MIN_ROW_CHUNK)
+        chunk = self.source.next_chunk(max_rows)
         if chunk is None:
             self._done = True
             return False
-        if self.chunk_fn is not None:
-            chunk = self.chunk_fn(chunk)
-            if not isinstance(chunk, Mapping):
-                raise PetastormTypeError(f"chunk_fn must return a dict of columns, got {type(chunk).__name__}")
-            chunk = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in chunk.items()}
-            if not num_rows(chunk):
-                return True
+        rows_read = num_rows(chunk)
+        chunk = self._apply(chunk)
+        rows = num_rows(chunk)
+        if not rows:
+            return True
+        self._serial += 1
+        self._last = (before, rows_read, rows, self._serial)
         self._pending.append(chunk)
-        self._pending_rows += num_rows(chunk)
+        self._pending_ids.append(self._serial)
+        self._pending_rows += rows
         return True
 
     def _take_pending(self, n: int) -> Columns:
@@ -190,6 +210,7 @@ class Batcher:
             if rows <= need:
                 parts.append(head)
                 self._pending.pop(0)
+                self._pending_ids.pop(0)
                 need -= rows
             else:
                 parts.append(slice_columns(head, 0, need))
@@ -215,14 +236,30 @@ class Batcher:
         if n == 0 or (n < bs and self.drop_last):
             if self._buffer is not None:
                 self._buffer.clear()
-            self._pending, self._pending_rows = [], 0
+            self._pending, self._pending_ids, self._pending_rows = [], [], 0
             return None
         return self._take_pending(n) if self._buffer is None else self._buffer.retrieve(n)
 
+    def _replay(self) -> Optional[dict]:
+        """Where to re-read the pending rows (they are the end of the last reader batch), or None."""
+        last = self._last
+        if not self._pending or last is None or last[0] is None:
+            return None
+        if len(self._pending) != 1 or self._pending_ids[0] != last[3]:
+            return None
+        before, rows_read, rows, _ = last
+        return {_REPLAY_READER: before, _REPLAY_READ: rows_read, _REPLAY_ROWS: rows,
+                _REPLAY_SKIP: rows - self._pending_rows}
+
     def state_dict(self) -> dict:
-        """The reader's state, the rows taken from it and not served (copies), the buffer and its RNG."""
-        pending = concat_columns(self._pending) if self._pending else {}
-        return {_READER: self.source.state_dict(), _DONE: self._done,
+        """The reader's state, the rows taken from it and not served, the buffer and its RNG.
+
+        Rows waiting at the end of the last reader batch are saved as where to re-read that batch (the reader's
+        state before it and the rows to skip), not as copies; the shuffling buffer's rows are copied.
+        """
+        replay = self._replay()
+        pending = concat_columns(self._pending) if self._pending and replay is None else {}
+        return {_READER: self.source.state_dict(), _DONE: self._done, _REPLAY: replay,
                 _PENDING: {k: np.array(v, copy=True) for k, v in pending.items()},
                 _BUFFER: self._buffer.state_dict() if self._buffer is not None else None}
 
@@ -237,10 +274,25 @@ class Batcher:
             saved = "with" if buffer_state is not None else "without"
             raise PetastormStateError(
                 f"shuffling_queue_capacity differs: the state was saved {saved} a shuffling buffer")
-        self.source.load_state_dict(reader_state)
+        replay = state.get(_REPLAY)
+        if replay:
+            self.source.load_state_dict(replay[_REPLAY_READER])
+            chunk = self.source.next_chunk(max(1, int(replay[_REPLAY_READ])))
+            chunk = self._apply(chunk) if chunk is not None else None
+            rows = int(replay[_REPLAY_ROWS])
+            if chunk is None or num_rows(chunk) != rows:
+                raise PetastormStateError(
+                    f"resuming re-reads the reader batch the saved rows came from, and got "
+                    f"{0 if chunk is None else num_rows(chunk)} rows instead of {rows}: resume with the reader "
+                    f"arguments and the transform_fn the state was saved with (a transform_fn must be "
+                    f"deterministic for an exact resume)")
+            pending = slice_columns(chunk, int(replay[_REPLAY_SKIP]), rows)
+        else:
+            self.source.load_state_dict(reader_state)
+            pending = {k: np.asarray(v) for k, v in (pending or {}).items()}
         if self._buffer is not None:
             self._buffer.load_state_dict(buffer_state)
-        pending = {k: np.asarray(v) for k, v in (pending or {}).items()}
         self._pending = [pending] if num_rows(pending) else []
+        self._pending_ids = [0] * len(self._pending)
         self._pending_rows = num_rows(pending)
         self._done = bool(state.get(_DONE, False))

@@ -91,3 +91,33 @@ def test_a_state_with_a_buffer_refused_by_a_batcher_without_one():
     shuffled.next_batch()
     with pytest.raises(PetastormStateError, match="shuffling_queue_capacity differs"):
         Batcher(ReaderSource(ListReader(chunks)), 4, 0).load_state_dict(shuffled.state_dict())
+
+
+def test_a_state_saves_where_to_re_read_the_last_reader_batch_not_its_rows():
+    chunks = make_chunks([1000, 1000])
+    b = Batcher(ReaderSource(ListReader(chunks)), 10)
+    for _ in range(3):
+        b.next_batch()
+    state = b.state_dict()
+    assert state["pending"] == {}  # 970 rows wait, none of them copied into the state
+    assert state["replay"]["skip"] == 30 and state["replay"]["reader"] == {"position": 0, "items": 2}
+    resumed = Batcher(ReaderSource(ListReader(chunks)), 10)
+    resumed.load_state_dict(state)
+    assert resumed.next_batch()["id"].tolist() == list(range(30, 40))
+
+
+def test_a_non_deterministic_chunk_fn_is_caught_on_resume():
+    chunks = make_chunks([50, 50])
+    calls = []
+
+    def drop_rows_on_later_calls(cols):
+        calls.append(1)
+        n = 50 if len(calls) == 1 else 20
+        return {k: v[:n] for k, v in cols.items()}
+
+    b = Batcher(ReaderSource(ListReader(chunks)), 10, chunk_fn=drop_rows_on_later_calls)
+    b.next_batch()
+    state = b.state_dict()
+    resumed = Batcher(ReaderSource(ListReader(chunks)), 10, chunk_fn=drop_rows_on_later_calls)
+    with pytest.raises(PetastormStateError, match="got 20 rows instead of 50"):
+        resumed.load_state_dict(state)
