@@ -20,11 +20,14 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
       thread; the pipeline closes, and the reader is stopped and joined (``stop_reader_on_error``).
     - ``close()``: stops the thread, idempotent, also on garbage collection and ``with`` exit; does not
       stop the reader.
-    - ``state_dict()`` -> dict (holds numpy arrays: pickle / ``torch.save`` it): ``{"version": 1,
-      "settings": {batch_size, shuffling_queue_capacity, min_after_retrieve, drop_last}, "batcher":
-      {"reader": reader.state_dict(), "pending": columns, "buffer": {rows, rng, capacity} | None, "done"},
-      "ready": [numpy batches prefetched, not yet yielded], "rows_held": int, "batches_served": int}``.
-      Taken between two batches (the thread is paused for at most one batch).
+    - ``state_dict()`` -> dict (holds numpy arrays: pickle / ``torch.save`` it; the torch loaders encode it
+      for ``weights_only`` loading): ``{"version": 1, "settings": {batch_size, shuffling_queue_capacity,
+      min_after_retrieve, drop_last}, "batcher": {"reader": reader.state_dict() now, "replay": {reader state
+      before the last reader batch, rows to skip} | None, "pending": columns (only when they cannot be
+      re-read), "buffer": {rows, rng, capacity} | None, "done"}, "ready": [numpy batches prefetched, not yet
+      yielded], "rows_held": int, "batches_served": int}``. Taken between two batches (the thread is paused
+      for at most one batch). Rows of the shuffling buffer and prefetched batches are copied into it; rows
+      waiting at the end of the last reader batch are re-read on resume (``chunk_fn`` must be deterministic).
     - ``load_state_dict(state)`` before the first ``next()``, on a pipeline over a fresh reader made with
       the same arguments: continues with the first batch not yielded before the save, no row lost or
       repeated. Raises :class:`~petastorm.errors.PetastormStateError` naming each setting that differs
