@@ -7,7 +7,9 @@ Both follow the original's API and semantics (recorded from petastorm 0.12.1 as 
   ``uint16 -> int32``, ``uint32 -> int64`` for batch columns and array cells; ``make_reader`` scalar fields
   keep ``uint16``/``uint32``);
 - ``transform_fn`` is applied **per column** (one call per field) to each column batch as the reader gives
-  it, before batching and shuffling, and returns the new column (numpy array or tensor) - as the original;
+  it, before batching and shuffling, and returns the new column (numpy array or tensor) - as the original
+  (over ``make_reader`` it gets the column of the rows gathered so far, an array where the original passed a
+  list of row values);
 - string, bytes, Decimal and other object columns raise the original's ``TypeError`` ("Pytorch does not
   support arrays of string or object classes. Found in field name.") with what to do about it;
 - a ``shuffling_queue_capacity`` smaller than ``batch_size`` works (the buffer holds at least one batch);
