@@ -193,18 +193,15 @@ class ColumnShufflingBuffer:
         self._size += n
 
     def _gather(self, idx: np.ndarray) -> Columns:
-        """Rows ``idx`` of every column, each a C-contiguous array of its own (or a view of one per block)."""
-        out = {}
-        for b, (block, names) in enumerate(self._blocks or []):
+        """Rows ``idx`` of every column, each C-contiguous (a view of one new array per block)."""
+        per_block = []
+        for block, names in self._blocks or []:
             rows = _take_rows(block, idx)                      # (n, k, *cell), one gather per block
             if len(names) == 1:
-                per_column = rows.reshape((1,) + rows.shape[:1] + rows.shape[2:])
+                per_block.append(rows.reshape((1,) + rows.shape[:1] + rows.shape[2:]))
             else:
-                per_column = np.ascontiguousarray(np.moveaxis(rows, 1, 0))  # (k, n, *cell)
-            for j, name in enumerate(names):
-                if self._where[name] == (b, j):                # not a slot left by a widened column
-                    out[name] = per_column[j]
-        return {name: out[name] for name in self._where}
+                per_block.append(np.ascontiguousarray(np.moveaxis(rows, 1, 0)))  # (k, n, *cell)
+        return {name: per_block[b][j] for name, (b, j) in self._where.items()}
 
     def retrieve(self, count: int) -> Columns:
         """Remove ``min(count, size)`` uniformly chosen rows and return them as new arrays.
