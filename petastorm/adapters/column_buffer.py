@@ -133,7 +133,7 @@ class ColumnShufflingBuffer:
             key = (col.dtype, col.shape[1:]) if col.dtype.kind in _GROUPED_KINDS else ("own", name)
             groups.setdefault(key, []).append(name)
         self._blocks = []
-        self._where = {}
+        self._where = dict.fromkeys(columns)  # batches keep the reader's column order
         for names in groups.values():
             col = columns[names[0]]
             self._new_block(names, col.dtype, col.shape[1:])

@@ -122,3 +122,11 @@ def test_grow_keeps_the_rows():
     buf.grow(8)
     buf.add(_cols(3, 5))
     assert sorted(buf.retrieve(8)["id"].tolist()) == list(range(8))
+
+
+def test_batches_keep_the_column_order_of_the_input():
+    buf = ColumnShufflingBuffer(4, 0)
+    buf.add({"a": np.zeros(4, np.int64), "b": np.zeros(4, np.float32), "c": np.zeros(4, np.int64),
+             "d": np.array(["x"] * 4)})
+    assert list(buf.retrieve(2)) == ["a", "b", "c", "d"]
+    assert list(buf.state_dict()["rows"]) == ["a", "b", "c", "d"]
