@@ -612,3 +612,19 @@ def test_cells_of_different_shapes_are_named(synthetic_dataset):
     with BatchedDataLoader(_ordered(synthetic_dataset, schema_fields=["id", "var"]), batch_size=4) as loader:
         with pytest.raises(TypeError, match="field 'var' has cells of different shapes"):
             next(iter(loader))
+
+
+def test_over_reader_mock():
+    # ReaderMock (petastorm.test_util) is what users' tests give the loaders: endless generated rows
+    from _fixtures.datasets import SyntheticSchema
+
+    from petastorm.test_util.reader_mock import ReaderMock
+
+    schema = SyntheticSchema.create_schema_view([SyntheticSchema.id, SyntheticSchema.matrix])
+    reader = ReaderMock(schema, lambda s: {"id": np.int64(1), "matrix": np.ones((4, 3), np.float32)})
+    loader = BatchedDataLoader(reader, batch_size=4, shuffling_queue_capacity=8)
+    it = iter(loader)
+    b = next(it)
+    assert b["id"].tolist() == [1] * 4 and b["matrix"].shape == (4, 4, 3)
+    it.close()
+    assert _wait_no_threads()
