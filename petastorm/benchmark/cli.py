@@ -20,8 +20,13 @@ _PROG = "petastorm-throughput"
 logger = logging.getLogger(__name__)
 
 
-def _parse_args(args: Optional[Sequence[str]]) -> argparse.ArgumentParser:
-    """The command line (the original's arguments and defaults); returns the parser."""
+def _parse_args(args: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse the command line (the original's private helper, kept: returns the namespace)."""
+    return _parser().parse_args(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line (the original's arguments and defaults)."""
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="This command line utility instantiates an instance of a Reader and measures its throughput. ",
@@ -78,7 +83,7 @@ def _main(args: Optional[Sequence[str]]) -> int:
         print(f"Average sample read rate: {result.samples_per_second:1.2f} samples/sec; "
               f"RAM {result.memory_info.rss / 2 ** 20:1.2f} MB (rss); CPU {result.cpu:1.2f}%")
 
-    return run_cli(_PROG, _parse_args(args), args, body)
+    return run_cli(_PROG, _parser(), args, body)
 
 
 def main() -> None:

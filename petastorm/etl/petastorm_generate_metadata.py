@@ -9,6 +9,10 @@ Without ``--unischema_class`` the schema already stored in the dataset is reused
 row-group counts after files were added or removed). The row-group counts are read from the Parquet
 footers with pyarrow; no JVM is needed. With ``--master`` (or ``--spark-driver-memory``) a Spark
 session is started and the footers are read in Spark tasks, as the original tool did.
+
+Bad input (a missing dataset, a ``--unischema_class`` that is not a Unischema, no stored schema) is one line
+``petastorm-generate-metadata: error: ...`` on stderr and exit status 1; a refused command line, status 2.
+The footers are counted under a tqdm progress bar on stderr (``--no-progress`` hides it).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import sys
 from pydoc import locate
 from typing import Any, Optional
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import DatasetNotFoundError, PetastormArgumentError
 from petastorm.etl.dataset_metadata import (
     COMMON_METADATA_FILE,
     _get_schema_at,
@@ -30,6 +34,9 @@ from petastorm.etl.dataset_metadata import (
 )
 
 __all__ = ["generate_petastorm_metadata", "main"]
+
+_PROG = "petastorm-generate-metadata"
+_FILES_PER_UPDATE = 64
 
 _EXAMPLE = """Example (some replacement required):
 
@@ -60,18 +67,43 @@ def _locate_schema(unischema_class: Any) -> Any:
 
 
 def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, storage_options: Optional[dict],
-                      rels: list[str]) -> dict[str, int]:
+                      rels: list[str], progress: bool) -> dict[str, int]:
+    from petastorm.tools._spark_progress import spark_progress
+
     def count(part: Any) -> Any:
         fs, path = _resolve(dataset_url, hdfs_driver, storage_options)
         return list(count_row_groups_per_file(fs, path, list(part)).items())
 
     slices = max(1, min(len(rels), spark.sparkContext.defaultParallelism * 4))
-    return dict(spark.sparkContext.parallelize(rels, slices).mapPartitions(count).collect())
+    with spark_progress(spark, enabled=progress, desc=_PROG):
+        return dict(spark.sparkContext.parallelize(rels, slices).mapPartitions(count).collect())
+
+
+def _count_here(filesystem: Any, path: str, rels: list[str], progress: bool) -> dict[str, int]:
+    """Row groups per file read from the footers in this process, under a progress bar of files."""
+    if not progress:
+        return count_row_groups_per_file(filesystem, path, rels)
+    from tqdm.auto import tqdm
+
+    counts: dict[str, int] = {}
+    with tqdm(total=len(rels), unit=" files", desc=_PROG) as bar:
+        for start in range(0, len(rels), _FILES_PER_UPDATE):
+            chunk = rels[start:start + _FILES_PER_UPDATE]
+            counts.update(count_row_groups_per_file(filesystem, path, chunk))
+            bar.update(len(chunk))
+    return counts
+
+
+def _ensure_dataset_exists(filesystem: Any, path: str, dataset_url: str) -> None:
+    import pyarrow.fs as pafs
+
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        raise DatasetNotFoundError(f"dataset_url {dataset_url}: no such directory")
 
 
 def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: Optional[str] = None,
                                 use_summary_metadata: bool = False, hdfs_driver: str = "libhdfs3",
-                                storage_options: Optional[dict] = None) -> None:
+                                storage_options: Optional[dict] = None, *, progress: bool = False) -> None:
     """Write the Petastorm keys into ``<dataset_url>/_common_metadata``.
 
     Parameters
@@ -87,21 +119,26 @@ def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: O
     hdfs_driver : str
     storage_options : dict, optional
         Filesystem options (s3fs style) for ``dataset_url``; petastorm's addition to the original signature.
+    progress : bool
+        Show a tqdm progress bar (files, or Spark tasks) on stderr; petastorm's addition (the CLI sets it).
 
     Raises
     ------
+    DatasetNotFoundError
+        (An ``OSError``.) Nothing at ``dataset_url``.
     PetastormMetadataError
         No ``unischema_class`` and no schema stored in the dataset.
     PetastormArgumentError
         ``unischema_class`` does not name a Unischema.
     """
     filesystem, path = _resolve(dataset_url, hdfs_driver, storage_options)
+    _ensure_dataset_exists(filesystem, path, dataset_url)
     schema = _locate_schema(unischema_class) if unischema_class else _get_schema_at(filesystem, path)
     rels = list_data_files(filesystem, path)
     if spark is not None and rels:
-        counts = _count_with_spark(spark, dataset_url, hdfs_driver, storage_options, rels)
+        counts = _count_with_spark(spark, dataset_url, hdfs_driver, storage_options, rels, progress)
     else:
-        counts = count_row_groups_per_file(filesystem, path, rels)
+        counts = _count_here(filesystem, path, rels, progress)
     counts = {rel: counts[rel] for rel in rels}
     if use_summary_metadata:
         write_summary_metadata(filesystem, path, rels)
@@ -110,7 +147,7 @@ def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: O
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="petastorm-generate-metadata", description="Add necessary petastorm metadata to an existing dataset",
+        prog=_PROG, description="Add necessary petastorm metadata to an existing dataset",
         epilog=_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_url", required=True, help="the url to the dataset base directory")
     parser.add_argument("--unischema_class", default=None,
@@ -128,17 +165,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hdfs-driver", default="libhdfs3",
                         help="A string denoting the hdfs driver to use (if using a dataset on hdfs). Current "
                              "choices are libhdfs (java through JNI) or libhdfs3 (C++)")
+    parser.add_argument("--no-progress", action="store_true", help="Do not show the progress bar on stderr")
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of ``petastorm-generate-metadata``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    spark = None
+def _run(args: argparse.Namespace) -> None:
+    spark, created = None, False
     if args.master or args.spark_driver_memory:
         from pyspark.sql import SparkSession
 
-        builder = SparkSession.builder.appName("petastorm-generate-metadata")
+        created = SparkSession.getActiveSession() is None
+        builder = SparkSession.builder.appName(_PROG)
         if args.master:
             builder = builder.master(args.master)
         if args.spark_driver_memory:
@@ -146,12 +183,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         spark = builder.getOrCreate()
     try:
         generate_petastorm_metadata(spark, args.dataset_url, args.unischema_class, args.use_summary_metadata,
-                                    args.hdfs_driver)
+                                    args.hdfs_driver, progress=not args.no_progress)
     finally:
-        if spark is not None:
+        if spark is not None and created:
             spark.stop()
     print(f"wrote {posixpath.join(args.dataset_url.rstrip('/'), COMMON_METADATA_FILE)}")
-    return 0
+
+
+def _main(argv: Optional[list[str]]) -> int:
+    """Run ``petastorm-generate-metadata`` with ``argv`` (without the program name); return the exit status:
+    0, 1 for bad input (one line on stderr), 2 for a refused command line."""
+    from petastorm.tools._cli import run_cli
+
+    return run_cli(_PROG, _parser(), argv, _run)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``petastorm-generate-metadata``; returns the exit status (see :func:`_main`)."""
+    return _main(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,7 +144,8 @@ def copy_dataset(spark: Any, source_url: str, target_url: str, field_regex: Opti
         df = df.repartition(partitions_count)
     with spark_progress(spark, enabled=progress, desc=_PROG):
         with materialize_dataset(spark, target_url, target_schema, row_group_size_mb):
-            df.write.mode("overwrite" if overwrite_output else "errorifexists").parquet(target_url)
+            writer = df.write.mode("overwrite" if overwrite_output else "errorifexists")
+            writer.option("compression", "none").parquet(target_url)  # uncompressed, as the original
 
 
 def args_parser() -> argparse.ArgumentParser:
