@@ -425,9 +425,14 @@ def test_in_memory_shuffle_reshuffles_every_epoch(types_dataset):
 
 
 def test_in_memory_rows_capacity_bounds_the_rows_loaded(types_dataset):
-    # 0.12.1: rows_capacity=20 over 50 rows serves 20 rows (2 batches of 10)
+    # 0.12.1: rows_capacity=20 over 50 rows serves 20 rows (2 batches of 10), silently; here with a warning
     loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=10, rows_capacity=20)
-    assert [len(b["id"]) for b in loader] == [10, 10]
+    with pytest.warns(UserWarning, match="rows_capacity=20"):
+        assert [len(b["id"]) for b in loader] == [10, 10]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=10, rows_capacity=50)
+        assert len(list(exact)) == 5
 
 
 def test_in_memory_over_an_endless_reader_is_a_clear_error(types_dataset):

@@ -25,6 +25,7 @@ memory, ``device='cuda'`` without CUDA).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import numpy as np
@@ -277,7 +278,7 @@ class InMemBatchedDataLoader(LoaderBase):
             self._dataset_fingerprint = None
         source = ReaderSource(self.reader)
         chunk_fn = _per_column(self.transform_fn)
-        parts, rows = [], 0
+        parts, rows, more = [], 0, False
         while rows < self.rows_capacity:
             chunk = source.next_chunk(min(self.rows_capacity - rows, 4096))
             if chunk is None:
@@ -285,11 +286,15 @@ class InMemBatchedDataLoader(LoaderBase):
             n = len(next(iter(chunk.values()))) if chunk else 0
             if n > self.rows_capacity - rows:
                 chunk = {k: v[:self.rows_capacity - rows] for k, v in chunk.items()}
-                n = self.rows_capacity - rows
+                n, more = self.rows_capacity - rows, True
             if chunk_fn is not None:
                 chunk = chunk_fn(chunk)
             parts.append(chunk)
             rows += n
+        if rows >= self.rows_capacity and (more or source.next_chunk(1) is not None):
+            warnings.warn(f"InMemBatchedDataLoader loaded rows_capacity={self.rows_capacity} rows and leaves the "
+                          f"reader's other rows out (as petastorm 0.12.1 did): raise rows_capacity to use them",
+                          UserWarning, stacklevel=4)
         self._data = concat_columns(parts) if parts else {}
         self._rows = rows
 
