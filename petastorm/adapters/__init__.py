@@ -34,12 +34,14 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
       (``"batch_size (saved 8, now 16)"``); the reader raises it for another dataset / reader options.
     - ``settings`` (dict), ``reader``, ``rows_held`` (rows read from the reader and not yet yielded).
 
-``ColumnShufflingBuffer(capacity, seed=None)`` (numeric columns of one dtype and cell shape share a row-major
-    block, so a batch is one gather of whole rows per block and its holes are filled from the tail): ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
-    (``min(k, size)`` random rows as new arrays), ``size``, ``free``, ``capacity``, ``grow(capacity)``, ``clear()``,
-    ``state_dict()`` / ``load_state_dict()``.
+``ColumnShufflingBuffer(capacity, seed=None)``: ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
+    (``min(k, size)`` random rows as new arrays), ``take(idx)`` (copies of rows ``idx``, an index array or a
+    slice, left in place), ``size``, ``free``, ``capacity``, ``grow(capacity)``, ``clear()``,
+    ``state_dict()`` / ``load_state_dict()``. Numeric columns of one dtype and cell shape share a row-major
+    block, so a batch is one gather of whole rows per block, and its holes are filled from the tail.
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
-drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns | None``, state).
+drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns |
+None``, state).
 ``ReaderSource(reader)``: reader -> column batches (``next_chunk(max_rows)``), reader state.
 ``rows_to_columns(rows, fields)``, ``num_rows``, ``slice_columns``, ``concat_columns``: column helpers.
 ``check_settings(saved, current, what)``: the PetastormStateError naming differing settings.

@@ -192,16 +192,36 @@ class ColumnShufflingBuffer:
             self._fit(name, col)[self._size:self._size + n] = col
         self._size += n
 
-    def _gather(self, idx: np.ndarray) -> Columns:
+    def _gather(self, idx: "np.ndarray | slice") -> Columns:
         """Rows ``idx`` of every column, each C-contiguous (a view of one new array per block)."""
         per_block = []
         for block, names in self._blocks or []:
-            rows = _take_rows(block, idx)                      # (n, k, *cell), one gather per block
+            if isinstance(idx, slice):
+                rows = block[idx]                              # a view: copied below
+            else:
+                rows = _take_rows(block, idx)                  # (n, k, *cell), one gather per block
             if len(names) == 1:
-                per_block.append(rows.reshape((1,) + rows.shape[:1] + rows.shape[2:]))
+                rows = rows.reshape((1,) + rows.shape[:1] + rows.shape[2:])
+                per_block.append(rows.copy() if isinstance(idx, slice) else rows)
             else:
                 per_block.append(np.ascontiguousarray(np.moveaxis(rows, 1, 0)))  # (k, n, *cell)
         return {name: per_block[b][j] for name, (b, j) in self._where.items()}
+
+    def take(self, idx: "np.ndarray | slice") -> Columns:
+        """Copies of rows ``idx`` (positions ``< size``), left in the buffer: an in-memory table served by
+        row blocks (one gather of whole rows per block of columns).
+
+        Parameters
+        ----------
+        idx : np.ndarray of int, shape (n,), or slice
+            Non-negative positions below ``size`` (not checked, for speed; positions past the arrays raise
+            ``IndexError``).
+        """
+        if self._blocks is None:
+            return {}
+        if isinstance(idx, slice):
+            idx = slice(*idx.indices(self._size))
+        return self._gather(idx)
 
     def retrieve(self, count: int) -> Columns:
         """Remove ``min(count, size)`` uniformly chosen rows and return them as new arrays.

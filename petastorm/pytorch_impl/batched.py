@@ -259,7 +259,7 @@ class InMemBatchedDataLoader(LoaderBase):
         self.transform_fn = transform_fn
         self.shuffle = bool(shuffle)
         self._converter = TensorConverter(None, False, row_values=not _is_batch_reader(reader))
-        self._data: Optional[Dict[str, np.ndarray]] = None
+        self._data: Any = None   # ColumnShufflingBuffer used as a table: rows in row-major blocks
         self._rows = 0
         self._dataset_fingerprint: Optional[str] = None
         self._epoch = 0
@@ -270,7 +270,7 @@ class InMemBatchedDataLoader(LoaderBase):
     def _load(self) -> None:
         if self._data is not None:
             return
-        from petastorm.adapters import ReaderSource, concat_columns
+        from petastorm.adapters import ColumnShufflingBuffer, ReaderSource
 
         try:
             self._dataset_fingerprint = self.reader.state_dict().get("dataset_fingerprint")
@@ -295,8 +295,10 @@ class InMemBatchedDataLoader(LoaderBase):
             warnings.warn(f"InMemBatchedDataLoader loaded rows_capacity={self.rows_capacity} rows and leaves the "
                           f"reader's other rows out (as petastorm 0.12.1 did): raise rows_capacity to use them",
                           UserWarning, stacklevel=4)
-        self._data = concat_columns(parts) if parts else {}
-        self._rows = rows
+        table = ColumnShufflingBuffer(max(1, rows))
+        while parts:
+            table.add(parts.pop(0))  # each reader batch is freed once copied
+        self._data, self._rows = table, rows
 
     def _length(self) -> Optional[int]:
         if self.num_epochs is None:
@@ -321,17 +323,14 @@ class InMemBatchedDataLoader(LoaderBase):
 
     def _iter_impl(self) -> Iterator[Any]:
         self._load()
-        data, rows, bs = self._data, self._rows, self.batch_size
+        table, rows, bs = self._data, self._rows, self.batch_size
         if not rows:
             return
         while self.num_epochs is None or self._epoch < self.num_epochs:
             order = self._order(self._epoch)
             for start in range(self._batch * bs, rows, bs):
-                if order is None:
-                    batch = {k: v[start:start + bs].copy() for k, v in data.items()}  # users may write to it
-                else:
-                    idx = order[start:start + bs]
-                    batch = {k: v[idx] for k, v in data.items()}
+                # new arrays every batch (users may write to them): whole rows gathered per block of columns
+                batch = table.take(slice(start, start + bs) if order is None else order[start:start + bs])
                 out = self._converter(batch)
                 self._batch += 1
                 yield out

@@ -65,6 +65,11 @@ _HINT = ("BatchedDataLoader makes tensors of whole columns: leave the field out 
          "lists")
 
 
+#: dtypes that become tensors as they are (no promotion)
+_AS_IS = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8,
+                                        np.uint8, np.complex64, np.complex128))
+
+
 def _string_error(name: str) -> PetastormTypeError:
     return PetastormTypeError(f"{string_array_error(name)} {_HINT}")
 
@@ -134,6 +139,8 @@ def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> An
     """
     import torch
 
+    if col.dtype in _AS_IS and col.flags.writeable and col.flags.c_contiguous:
+        return torch.from_numpy(col)  # the common case, no checks needed
     if col.dtype.kind == "O":
         col = _object_column(name, col, row_values)
     if is_text_or_object_dtype(col.dtype):
