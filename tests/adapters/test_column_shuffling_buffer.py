@@ -130,3 +130,17 @@ def test_batches_keep_the_column_order_of_the_input():
              "d": np.array(["x"] * 4)})
     assert list(buf.retrieve(2)) == ["a", "b", "c", "d"]
     assert list(buf.state_dict()["rows"]) == ["a", "b", "c", "d"]
+
+
+def test_take_copies_rows_by_index_or_slice_and_leaves_them_in_place():
+    buf = ColumnShufflingBuffer(10, 0)
+    buf.add(_cols(0, 10))
+    by_index = buf.take(np.array([7, 2, 2]))
+    _check_rows_intact(by_index)
+    assert by_index["id"].tolist() == [7, 2, 2] and buf.size == 10
+    by_slice = buf.take(slice(8, 20))
+    assert by_slice["id"].tolist() == [8, 9]
+    for batch in (by_index, by_slice):
+        for col in batch.values():
+            col[...] = col[0]  # writing to a taken batch leaves the buffer's rows alone
+    assert sorted(buf.retrieve(10)["id"].tolist()) == list(range(10))
