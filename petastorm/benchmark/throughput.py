@@ -9,8 +9,11 @@ The ``'tf'`` read method pulls rows through graph-mode tensors (:func:`petastorm
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import time
 from collections import namedtuple
+from contextlib import nullcontext
 from enum import Enum
 from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
@@ -143,17 +146,43 @@ def _tf_cycles(reader: Any, warmup: int, measure: int, shuffling_queue_size: int
                 coordinator.join(threads, stop_grace_period_secs=10)
 
 
-def _profiled(profile_threads: bool, run: Callable[[], Any]) -> Any:
-    if not profile_threads:
-        return run()
-    import cProfile
-    import pstats
+class _ThreadProfiles:
+    """cProfile of the calling thread and of every thread started inside the ``with`` block (the reader's
+    worker threads); on exit, the merged statistics are printed, the 30 costliest calls first. Worker
+    processes (``pool_type='process'``) are not profiled."""
 
-    profiler = cProfile.Profile()
-    try:
-        return profiler.runcall(run)
-    finally:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    def __enter__(self) -> "_ThreadProfiles":
+        import cProfile
+
+        self._new_profile = cProfile.Profile
+        self._profiles = [cProfile.Profile()]
+        threading.setprofile(self._start_in_thread)
+        self._profiles[0].enable()
+        return self
+
+    def _start_in_thread(self, frame: Any, event: str, arg: Any) -> None:
+        sys.setprofile(None)  # runs once, first thing in each new thread: hand over to a cProfile of its own
+        profile = self._new_profile()
+        self._profiles.append(profile)
+        profile.enable()
+
+    def __exit__(self, *exc: Any) -> None:
+        import pstats
+
+        threading.setprofile(None)
+        self._profiles[0].disable()
+        stats = None
+        for profile in self._profiles:
+            profile.create_stats()
+            if not profile.stats:
+                continue
+            if stats is None:
+                stats = pstats.Stats(profile)
+            else:
+                stats.add(profile)
+        if stats is not None:
+            print(f"Profile of {len(self._profiles)} threads (the reader's worker threads included):")
+            stats.sort_stats("cumulative").print_stats(30)
 
 
 def reader_throughput(dataset_url: str, field_regex: Optional[Sequence[str]] = None, warmup_cycles_count: int = 300,
@@ -178,8 +207,8 @@ def reader_throughput(dataset_url: str, field_regex: Optional[Sequence[str]] = N
     loaders_count : int
         Reader workers (``make_reader(workers_count=...)``).
     profile_threads : bool
-        Profile the measurement with cProfile and print the 30 costliest calls (of the reading thread;
-        worker threads are not profiled).
+        Profile the reading thread and the reader's worker threads with cProfile and print the 30 costliest
+        calls when the reader has stopped (worker processes are not profiled).
     read_method : ReadMethod or {'python', 'tf'}
         ``'python'``: ``next(reader)``; ``'tf'``: ``session.run`` of :func:`petastorm.tf_utils.tf_tensors`.
     shuffling_queue_size, min_after_dequeue : int
@@ -235,7 +264,6 @@ def _measure_in_new_process(dataset_url: str, kwargs: dict) -> BenchmarkResult:
     import os
     import pickle
     import subprocess
-    import sys
     import tempfile
 
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -296,17 +324,15 @@ def _measure(dataset_url: str, *, field_regex: Any, warmup_cycles_count: int, me
     extra.setdefault("num_epochs", None)
     logger.info("Arguments: %s", dict(dataset_url=dataset_url, field_regex=field_regex, pool_type=pool_type,
                                       loaders_count=loaders_count, read_method=read_method))
-    with make_reader(dataset_url, schema_fields=fields, reader_pool_type=pool_type.value,
-                     workers_count=loaders_count, **extra) as reader:
-        if read_method is ReadMethod.PYTHON:
-            def run() -> tuple[float, float]:
-                return _python_cycles(reader, warmup_cycles_count, measure_cycles_count, progress)
-        else:
-            def run() -> tuple[float, float]:
-                return _tf_cycles(reader, warmup_cycles_count, measure_cycles_count, shuffling_queue_size,
-                                  min_after_dequeue, progress)
-        elapsed, cpu = _profiled(profile_threads, run)
-        memory = psutil.Process().memory_full_info()  # while the reader and its buffers are alive
+    with _ThreadProfiles() if profile_threads else nullcontext():
+        with make_reader(dataset_url, schema_fields=fields, reader_pool_type=pool_type.value,
+                         workers_count=loaders_count, **extra) as reader:
+            if read_method is ReadMethod.PYTHON:
+                elapsed, cpu = _python_cycles(reader, warmup_cycles_count, measure_cycles_count, progress)
+            else:
+                elapsed, cpu = _tf_cycles(reader, warmup_cycles_count, measure_cycles_count, shuffling_queue_size,
+                                          min_after_dequeue, progress)
+            memory = psutil.Process().memory_full_info()  # while the reader and its buffers are alive
     result = BenchmarkResult(time_mean=elapsed / measure_cycles_count,
                              samples_per_second=measure_cycles_count / elapsed if elapsed > 0 else float("inf"),
                              memory_info=memory, cpu=cpu)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import psutil
 import pytest
@@ -126,10 +127,13 @@ def test_tf_read_method_goes_through_graph_tensors_and_a_shuffling_queue(synthet
     assert had_tf or "tensorflow" not in sys.modules
 
 
-def test_profile_threads_prints_the_profile(synthetic_dataset, capsys):
+def test_profile_threads_prints_the_profile_of_the_worker_threads_too(synthetic_dataset, capsys):
     reader_throughput(synthetic_dataset, warmup_cycles_count=0, measure_cycles_count=20, profile_threads=True,
-                      spawn_new_process=False)
-    assert "function calls" in capsys.readouterr().out
+                      loaders_count=2, spawn_new_process=False)
+    out = capsys.readouterr().out
+    assert re.search(r"Profile of [3-9] threads", out) and "function calls" in out
+    assert "reader_impl/worker.py" in out  # decoding runs in the worker threads, not in the caller's
+    assert threading.getprofile() is None  # the hook for new threads is removed
 
 
 # --- bad input ------------------------------------------------------------------------------------------------
