@@ -131,6 +131,19 @@ def test_mnist_pytorch_example_learns_with_both_loaders(mnist_url, tmp_path):
 
 
 @pytest.mark.slow
+def test_mnist_pytorch_distributed_example_ranks_get_equal_batches_and_learn(mnist_url, tmp_path):
+    stdout = _run(os.path.join(MNIST, "pytorch_distributed_example.py"), "--dataset-url", mnist_url,
+                  "--world-size", 2, "--epochs", 2, cwd=tmp_path)
+    # balanced shards: 1,000 rows per rank, 16 batches of 64 (the last short) on both ranks, every epoch
+    assert "epoch 0: 16 batches on each of 2 ranks [16, 16]" in stdout, stdout
+    assert "epoch 1: 16 batches on each of 2 ranks [16, 16]" in stdout, stdout
+    for rank in (0, 1):
+        line = re.search(rf"^rank {rank}: 32 steps, loss ([\d.]+) -> ([\d.]+)", stdout, re.M)
+        assert line, stdout
+        assert float(line[2]) < float(line[1]) - 0.1, stdout
+
+
+@pytest.mark.slow
 def test_mnist_tf_example_learns_with_keras_fit(mnist_url, tmp_path):
     stdout = _run(os.path.join(MNIST, "tf_example.py"), "--dataset-url", mnist_url, "--steps", 60,
                   "--log-interval", 20, cwd=tmp_path)
