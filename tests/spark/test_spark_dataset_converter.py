@@ -27,7 +27,7 @@ def _path(url):
     return url[len("file://"):]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def parent_dir(spark_session, tmp_path_factory):
     parent = tmp_path_factory.mktemp("converter-cache")
     spark_session.conf.set(CONF, "file://" + str(parent))
@@ -112,6 +112,7 @@ def test_single_slash_file_url_is_accepted(spark_session, conf, parent_dir):
 
 # ---- what a converter holds ------------------------------------------------------------------------------
 
+@pytest.mark.slow  # several Spark writes
 def test_cache_dir_naming_len_and_files(spark_session, mixed_df, parent_dir):
     converter = make_spark_converter(mixed_df)
     app_id = spark_session.sparkContext.applicationId
@@ -142,6 +143,7 @@ def test_cached_schema_floats_to_float32_and_vectors_to_arrays(mixed_df):
     assert vec[3] == [3.0, 0.0, 0.0]  # a sparse vector becomes its dense array
 
 
+@pytest.mark.slow  # several Spark writes
 def test_dtype_float64_and_none(mixed_df):
     wide = pq.read_schema(_path(make_spark_converter(mixed_df, dtype="float64").file_urls[0]))
     assert wide.field("f").type == pa.float64()  # recorded: float -> double
@@ -210,6 +212,7 @@ def test_not_a_dataframe(parent_dir):
 
 # ---- the cache ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # several Spark writes
 def test_same_dataframe_cached_once_changed_one_again(spark_session, mixed_df):
     first = make_spark_converter(mixed_df)
     assert make_spark_converter(mixed_df).cache_dir_url == first.cache_dir_url  # recorded
@@ -297,7 +300,7 @@ def test_small_files_warning(spark_session, caplog):
 
 # ---- a converter from a saved Parquet store ---------------------------------------------------------------
 
-def test_converter_from_a_saved_path_in_place(spark_session, tmp_path):
+def test_converter_from_a_saved_path_in_place(spark_session, parent_dir, tmp_path):
     url = "file://" + str(tmp_path / "saved")
     spark_session.range(30).selectExpr("id", "cast(id as float) as f").coalesce(2).write.parquet(url)
     converter = make_spark_converter(url)  # (0.12.1 accepted only DataFrames)
@@ -315,3 +318,16 @@ def test_converter_from_a_saved_path_needing_conversion(spark_session, parent_di
     assert pq.read_schema(_path(converter.file_urls[0])).field("d").type == pa.float32()
     converter.delete()
     assert os.path.isdir(str(tmp_path / "saved-doubles"))
+
+
+def test_converter_from_a_missing_path_names_it(spark_session, parent_dir, tmp_path):
+    url = "file://" + str(tmp_path / "never-written")
+    with pytest.raises(Exception, match="never-written"):
+        make_spark_converter(url)
+
+
+def test_empty_dataframe(spark_session):
+    converter = make_spark_converter(spark_session.range(10).filter("id > 100").selectExpr("id * 23 as z"))
+    assert len(converter) == 0 and converter.file_urls  # recorded: 0 rows, one (empty) Parquet file
+    with converter.make_torch_dataloader(batch_size=4, num_epochs=1) as loader:
+        assert list(loader) == []

@@ -199,3 +199,18 @@ def test_tf_bad_arguments_named(converter):
         converter.make_tf_dataset(batch_size=0)
     with pytest.raises(ValueError, match="prefetch must be None or an integer >= 0, got -2"):
         converter.make_tf_dataset(prefetch=-2)
+
+
+def test_loaders_over_a_converter_from_a_saved_path(spark_session, converter, tmp_path):
+    import torch
+
+    url = "file://" + str(tmp_path / "saved")
+    spark_session.range(40).selectExpr("id", "cast(id as double) / 4 as x", "array(id, id) as pair") \
+        .coalesce(2).write.parquet(url)
+    from_path = make_spark_converter(url)  # doubles: converted into the cache
+    with from_path.make_torch_dataloader(batch_size=16, num_epochs=1) as loader:
+        batches = list(loader)
+    assert sorted(i for b in batches for i in b["id"].tolist()) == list(range(40))
+    assert batches[0]["x"].dtype == torch.float32 and tuple(batches[0]["pair"].shape[1:]) == (2,)
+    with from_path.make_tf_dataset(batch_size=16, num_epochs=1) as dataset:
+        assert sorted(i for b in dataset for i in b.id.numpy().tolist()) == list(range(40))
