@@ -304,23 +304,29 @@ def bench_hello(quick: bool, reps: int, use_original: bool, results: dict) -> No
                              f"with two idle cores the wall ratio approaches this)")
 
 
-def inmem_pass(path: str, epochs: int) -> list:
-    """Seconds of each epoch of ``InMemBatchedDataLoader`` (the first one from the ``make_batch_reader`` call)."""
+def inmem_pass(path: str, epochs: int) -> tuple:
+    """(seconds, CPU seconds of this process) of each epoch of ``InMemBatchedDataLoader`` (the first one from
+    the ``make_batch_reader`` call)."""
+    import pyarrow.parquet as pq
+
     from petastorm import make_batch_reader
     from petastorm.pytorch import InMemBatchedDataLoader
 
-    n = sum(__import__("pyarrow.parquet", fromlist=["x"]).ParquetFile(f).metadata.num_rows
-            for f in common.parquet_files(path))
-    t0 = time.perf_counter()
-    ends, rows, check = [], 0, 0.0
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in common.parquet_files(path))
+    t0, c0 = time.perf_counter(), time.process_time()
+    ends, cpu_ends, rows, check = [], [], 0, 0.0
     with make_batch_reader("file://" + path, reader_pool_type="thread", workers_count=2, num_epochs=1) as reader:
         loader = InMemBatchedDataLoader(reader, batch_size=BATCH, num_epochs=epochs, rows_capacity=n)
         for batch in loader:
             rows += int(batch["c00"].shape[0])
-            check += float(batch["c00"][-1])
+            check += _last(batch["c00"])
             if rows >= n * (len(ends) + 1):
                 ends.append(time.perf_counter() - t0)
-    return [b - a for a, b in zip([0.0] + ends, ends)]
+                cpu_ends.append(time.process_time() - c0)
+
+    def diffs(xs):
+        return [b - a for a, b in zip([0.0] + xs, xs)]
+    return diffs(ends), diffs(cpu_ends)
 
 
 def bench_inmem(quick: bool, reps: int, use_original: bool, results: dict) -> None:
@@ -330,12 +336,15 @@ def bench_inmem(quick: bool, reps: int, use_original: bool, results: dict) -> No
     if not available("inmem"):
         return
     inmem_pass(path, 2)  # warm-up
-    firsts, laters = [], []
+    firsts, laters, cpu_firsts, cpu_laters = [], [], [], []
     for _ in range(reps):
-        secs = inmem_pass(path, epochs)
+        secs, cpus = inmem_pass(path, epochs)
         firsts.append(secs[0])
         laters.append(float(np.median(secs[1:])))
-        print(f"    ours: epochs {', '.join(f'{s:.3f}' for s in secs)} s", flush=True)
+        cpu_firsts.append(cpus[0])
+        cpu_laters.append(float(np.median(cpus[1:])))
+        print(f"    ours: epochs {', '.join(f'{s:.3f}' for s in secs)} s, CPU {', '.join(f'{c:.3f}' for c in cpus)} s",
+              flush=True)
     # the least disturbed first epoch against the least disturbed later ones (the best ratio of one run
     # would favour a run whose first epoch happened to be slowed down)
     best = min(firsts) / min(laters)
@@ -350,6 +359,9 @@ def bench_inmem(quick: bool, reps: int, use_original: bool, results: dict) -> No
             print(f"    original 0.12.1: epochs {', '.join(f'{s:.3f}' for s in secs)} s", flush=True)
     common.report("InMemBatchedDataLoader later epochs / first epoch", best, 5.0, original=orig_ratio,
                   detail=f"best first epoch {min(firsts):.3f} s, best median later epoch {min(laters):.3f} s")
+    common.report("InMemBatchedDataLoader later / first epoch, CPU-time ratio", min(cpu_firsts) / min(cpu_laters),
+                  None, detail=f"CPU: first epoch {min(cpu_firsts):.3f} s, later {min(cpu_laters):.3f} s (this "
+                               f"process, all threads)")
 
 
 def peer_pass(path: str, max_rows: int, pattern: str = "rows") -> dict | None:
