@@ -307,7 +307,9 @@ def original_available() -> bool:
     if not os.path.exists(ORIGINAL_PYTHON):
         return False
     try:
-        r = subprocess.run([ORIGINAL_PYTHON, "-c", "import petastorm, cv2"], capture_output=True, timeout=60)
+        # cwd "/": with the repository as cwd, ``-c`` would import our petastorm (its '' on sys.path)
+        r = subprocess.run([ORIGINAL_PYTHON, "-c", "import petastorm, cv2"], capture_output=True, timeout=60,
+                           cwd="/", env=subprocess_env(ORIGINAL_PYTHON))
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
