@@ -243,3 +243,23 @@ def test_clearing_the_cache_also_cancels_the_segments_promised_to_it():
     gc.collect()
     assert len(SEGMENT_CACHE) == 0 and SEGMENT_CACHE.nbytes == 0
     assert _memfds() == []  # their fds were closed when the results went
+
+
+def test_workers_of_a_pool_get_even_shares_of_the_cached_segments():
+    # the first worker used to take the 5 largest: a second one made fresh segments every pass (each a
+    # page fault per 4 KiB) while others stayed in the cache
+    from petastorm.reader_impl.segment_cache import SegmentCache
+    from petastorm.reader_impl.shm_transport import _Mapping
+
+    cache = SegmentCache()
+    sizes = [MB, 3 * MB, 2 * MB, 3 * MB, MB, 2 * MB, MB]
+    for size in sizes:
+        fd = os.memfd_create("petastorm-test", os.MFD_CLOEXEC)
+        os.ftruncate(fd, size)
+        assert cache.put(fd, size, _Mapping(fd, size))
+    first, second = cache.take_share(2), cache.take_share(1)
+    assert len(cache) == 0 and len(first) == 4 and len(second) == 3
+    assert [s for _fd, s, _m in first] == [3 * MB, 2 * MB, MB, MB]  # largest first, every other one
+    assert [s for _fd, s, _m in second] == [3 * MB, 2 * MB, MB]
+    for fd, _size, _mapping in first + second:
+        os.close(fd)

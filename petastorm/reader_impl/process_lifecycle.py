@@ -135,7 +135,9 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
         if w is None:
             w = _start_process(state, ctx, i, factory_bytes, options)
         if options["transport"] == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
-            w.reader.give(lambda msg, w=w: state.send_to(w, msg), SEGMENT_CACHE.take(options["cached_per_worker"]))
+            # an even share each: the first worker took the 5 largest, and a second one then made fresh
+            # segments every pass while others stayed cached (see segment_cache.take_share)
+            w.reader.give(lambda msg, w=w: state.send_to(w, msg), SEGMENT_CACHE.take_share(options["count"] - i))
         with state.start_lock:
             if not state.closed:
                 state.workers.append(w)
