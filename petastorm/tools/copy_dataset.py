@@ -8,7 +8,8 @@ Command line (console script ``petastorm-copy-dataset``, alias ``petastorm-copy-
 The copy is a Spark job (``spark.read.parquet`` -> select -> filter -> ``write.parquet``) inside
 :func:`~petastorm.etl.dataset_metadata.materialize_dataset`, so the target has Petastorm metadata and reads
 back with ``make_reader``. Encoded cells are copied as they are (nothing is decoded). Hive partition columns
-of the source become ordinary columns of the target, as in the original.
+of the source become ordinary columns of the target, as in the original. ``--engine pyarrow`` (or
+``copy_dataset(None, ...)``) makes the same copy with pyarrow in this process, without a JVM.
 """
 from __future__ import annotations
 
@@ -101,8 +102,11 @@ def copy_dataset(spark: Any, source_url: str, target_url: str, field_regex: Opti
 
     Parameters
     ----------
-    spark : pyspark.sql.SparkSession
-        A classic session (the metadata step sets the Hadoop configuration).
+    spark : pyspark.sql.SparkSession or None
+        A classic session (the metadata step sets the Hadoop configuration). With None (petastorm's addition;
+        the original required a session), the copy is made with pyarrow in this process, no JVM: each source
+        file gives one target file (or ``partitions_count`` files of equal row counts), row groups are cut at
+        ``row_group_size_mb`` MiB of Arrow data (128 MiB by default, Spark's block size).
     source_url, target_url : str
         Dataset URLs with a scheme (``file:///``, ``hdfs://``...).
     field_regex : list of str or None
@@ -132,10 +136,18 @@ def copy_dataset(spark: Any, source_url: str, target_url: str, field_regex: Opti
         (A ``ValueError``.) ``target_url`` exists and ``overwrite_output`` is False, a ``not_null_fields``
         name the source lacks, or a bad count or size. All checked before Spark reads anything.
     """
-    from petastorm.etl.dataset_metadata import materialize_dataset
-
     target_schema, names, not_null = _check_copy(source_url, target_url, field_regex, not_null_fields,
                                                  overwrite_output, partitions_count, row_group_size_mb, hdfs_driver)
+    if spark is None:
+        from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
+        from petastorm.tools._arrow_copy import copy_with_pyarrow
+
+        copy_with_pyarrow(source_url, target_url, target_schema,
+                          get_schema_from_dataset_url(source_url, hdfs_driver=hdfs_driver), names, not_null,
+                          overwrite_output, partitions_count, row_group_size_mb, hdfs_driver, progress)
+        return
+    from petastorm.etl.dataset_metadata import materialize_dataset
+
     df = spark.read.parquet(source_url)
     for name in not_null:
         df = df.filter(df[name].isNotNull())
@@ -181,8 +193,11 @@ def args_parser() -> argparse.ArgumentParser:
                         help='A list of "=" separated key-value pairs used to configure SparkSession object. '
                              'For example: --spark-session-config spark.executor.cores=2 '
                              'spark.executor.memory=10g')
+    parser.add_argument("--engine", choices=["spark", "pyarrow"], default="spark",
+                        help="spark (default, as the original): a Spark job. pyarrow: copy in this process with "
+                             "pyarrow, no JVM (each source file gives one target file unless --partition-count)")
     parser.add_argument("--no-progress", action="store_true",
-                        help="Do not show the progress bar of the Spark tasks on stderr")
+                        help="Do not show the progress bar (Spark tasks, or files with --engine pyarrow) on stderr")
     return parser
 
 
@@ -195,7 +210,11 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _spark_session(master: Optional[str], config: Optional[list]) -> tuple[Any, bool]:
     """The Spark session to copy with, and whether this tool created it (and must stop it)."""
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise ImportError("pyspark is not installed: pip install 'petastorm[spark]', or copy without Spark "
+                          "with --engine pyarrow") from None
 
     created = SparkSession.getActiveSession() is None
     builder = SparkSession.builder.appName(_PROG)
@@ -213,8 +232,16 @@ def _main(sys_argv: Optional[Sequence[str]]) -> int:
     is checked before a Spark session is started.
     """
     def body(args: argparse.Namespace) -> None:
+        if args.engine == "pyarrow" and (args.master or args.spark_session_config):
+            raise PetastormArgumentError("--master and --spark-session-config configure Spark: they cannot be "
+                                         "used with --engine pyarrow")
         _check_copy(args.source_url, args.target_url, args.field_regex, args.not_null_fields, args.overwrite_output,
                     args.partition_count, args.row_group_size_mb, args.hdfs_driver)
+        if args.engine == "pyarrow":
+            copy_dataset(None, args.source_url, args.target_url, args.field_regex, args.not_null_fields,
+                         args.overwrite_output, args.partition_count, args.row_group_size_mb, args.hdfs_driver,
+                         progress=not args.no_progress)
+            return
         spark, created = _spark_session(args.master, args.spark_session_config)
         try:
             copy_dataset(spark, args.source_url, args.target_url, args.field_regex, args.not_null_fields,

@@ -65,7 +65,7 @@ def test_copy_dataset_signature_is_the_originals():
 def test_command_line_defaults_are_the_originals():
     # 0.12.1 parse of "a b": every option's default
     args = vars(args_parser().parse_args(["a", "b"]))
-    args.pop("no_progress")
+    assert args.pop("no_progress") is False and args.pop("engine") == "spark"  # our additions
     assert args == {"source_url": "a", "target_url": "b", "overwrite_output": False, "field_regex": None,
                     "not_null_fields": None, "partition_count": None, "row_group_size_mb": None,
                     "hdfs_driver": "libhdfs3", "master": None, "spark_session_config": None}
@@ -202,3 +202,68 @@ def test_missing_arguments_print_usage_with_status_2(capsys):
 def test_in_process_bad_input_returns_1_with_one_line(source_url, tmp_path, capsys):
     assert _main([source_url, "file://" + str(tmp_path / "t"), "--not-null-fields", "nosuchfield"]) == 1
     _assert_one_line_error(capsys.readouterr().err, "nosuchfield")
+
+
+# --- the copy without Spark (copy_dataset(None, ...), --engine pyarrow): petastorm's addition -----------------
+
+def _as_tuples(rows):
+    return {i: tuple(np.asarray(v).tobytes() if isinstance(v, np.ndarray) else v for v in row)
+            for i, row in rows.items()}
+
+
+def test_copy_without_spark_equals_the_source(source_url, tmp_path):
+    target = "file://" + str(tmp_path / "arrow_full")
+    copy_dataset(None, source_url, target, None, None, False, None, None)
+    assert get_schema_from_dataset_url(target) == get_schema_from_dataset_url(source_url)
+    source_files = [f for _, _, files in os.walk(source_url[len("file://"):]) for f in files if f.endswith(".parquet")]
+    files = _data_files(str(tmp_path / "arrow_full"))
+    assert len(files) == len(source_files)  # one target file per source file
+    assert pq.ParquetFile(str(tmp_path / "arrow_full" / files[0])).metadata.row_group(0).column(0).compression \
+        == "UNCOMPRESSED"
+    source, copy = _rows_by_id(source_url), _rows_by_id(target)
+    assert sorted(copy) == list(range(60))
+    for i in range(60):
+        for name in source[i]._fields:
+            np.testing.assert_equal(getattr(copy[i], name), getattr(source[i], name))
+    # replaced only with overwrite_output
+    with pytest.raises(PetastormArgumentError, match="already exists"):
+        copy_dataset(None, source_url, target, ["id"], None, False, None, None)
+    copy_dataset(None, source_url, target, ["id"], None, True, 3, None)
+    assert list(get_schema_from_dataset_url(target).fields) == ["id"]
+    assert len(_data_files(str(tmp_path / "arrow_full"))) == 3 and sorted(_rows_by_id(target)) == list(range(60))
+
+
+def test_console_script_copies_without_spark_with_the_same_options(source_url, tmp_path):
+    path = tmp_path / "arrow_subset"
+    result = _run_script(SCRIPTS[0], source_url, "file://" + str(path), "--engine", "pyarrow",
+                         "--field-regex", "^id$", "f64", "maybe_int", "--not-null-fields", "maybe_int",
+                         "--partition-count", "2", "--row-group-size-mb", "0.0002")
+    assert result.returncode == 0, result.stderr
+    assert "100%" in result.stderr and "files" in result.stderr  # the progress bar (source files)
+    schema = get_schema_from_dataset_url("file://" + str(path))
+    assert schema._name == "AllCodecsSchema_view" and list(schema.fields) == ["id", "f64", "maybe_int"]
+    files = _data_files(str(path))
+    assert len(files) == 2
+    metadata = [pq.ParquetFile(str(path / f)).metadata for f in files]
+    assert [m.num_rows for m in metadata] == [24, 24]
+    assert all(m.num_row_groups > 1 for m in metadata)  # row groups cut at ~200 bytes of data
+    assert sorted(_rows_by_id("file://" + str(path))) == [i for i in range(60) if i % 5 != 0]
+
+
+@pytest.mark.slow
+def test_spark_and_pyarrow_copies_hold_the_same_rows(spark_session, source_url, tmp_path):
+    args = (["id", "name", "png", "matrix", "var", "maybe", "partition"], ["maybe"], False, 2, 1)
+    copy_dataset(spark_session, source_url, "file://" + str(tmp_path / "s"), *args)
+    copy_dataset(None, source_url, "file://" + str(tmp_path / "a"), *args)
+    spark_rows, arrow_rows = _rows_by_id("file://" + str(tmp_path / "s")), _rows_by_id("file://" + str(tmp_path / "a"))
+    assert sorted(spark_rows) == [i for i in range(60) if i % 3 != 0]
+    assert _as_tuples(spark_rows) == _as_tuples(arrow_rows)
+    assert get_schema_from_dataset_url("file://" + str(tmp_path / "s")) == \
+        get_schema_from_dataset_url("file://" + str(tmp_path / "a"))
+
+
+def test_engine_pyarrow_refuses_spark_options(source_url, tmp_path, capsys):
+    assert _main([source_url, "file://" + str(tmp_path / "t"), "--engine", "pyarrow", "--master", "local[1]"]) == 1
+    _assert_one_line_error(capsys.readouterr().err, "--master", "--engine pyarrow")
+    assert _main([source_url, "file://" + str(tmp_path / "t"), "--engine", "arrow"]) == 2
+    assert "argument --engine: invalid choice: 'arrow'" in capsys.readouterr().err
