@@ -631,5 +631,7 @@ def test_over_reader_mock():
     it = iter(loader)
     b = next(it)
     assert b["id"].tolist() == [1] * 4 and b["matrix"].shape == (4, 4, 3)
+    with pytest.raises(PetastormStateError, match="ReaderMock has no state_dict"):
+        loader.state_dict()
     it.close()
     assert _wait_no_threads()

@@ -28,8 +28,7 @@ _BUFFER = "buffer"
 _DONE = "done"
 _REPLAY = "replay"
 _REPLAY_READER, _REPLAY_READ, _REPLAY_ROWS, _REPLAY_SKIP = "reader", "rows_read", "rows", "skip"
-#: make_reader rows are gathered at least this many at a time (fewer reader.state_dict() calls per row)
-_MIN_ROW_CHUNK = 64
+
 
 
 def rows_to_columns(rows: list, fields: list) -> Columns:
@@ -108,9 +107,20 @@ class ReaderSource:
         return rows_to_columns(rows, self.fields)
 
     def state_dict(self) -> Optional[dict]:
-        """``reader.state_dict()`` (None for a reader without one)."""
+        """``reader.state_dict()``.
+
+        Raises
+        ------
+        PetastormStateError
+            The reader has no ``state_dict()`` (``ReaderMock``, ``WeightedSamplingReader``): its position cannot
+            be saved, so neither can the loader's.
+        """
         fn = getattr(self.reader, "state_dict", None)
-        return fn() if fn is not None else None
+        if fn is None:
+            raise PetastormStateError(
+                f"reader: a {type(self.reader).__name__} has no state_dict(), so a loader over it cannot save its "
+                f"position; exact resume needs a reader from make_reader or make_batch_reader")
+        return fn()
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         if state is None:
@@ -183,8 +193,12 @@ class Batcher:
     def _pull(self, max_rows: int) -> bool:
         if self._done:
             return False
-        before = self.source.state_dict()
-        max_rows = max(max_rows, _MIN_ROW_CHUNK)
+        before = None
+        if self.source.is_batched:  # a reader batch may be large: remember where to re-read it instead of copying
+            try:
+                before = self.source.state_dict()
+            except Exception:  # noqa: BLE001 - a reader without a usable state: pending rows are saved as copies
+                before = None
         chunk = self.source.next_chunk(max_rows)
         if chunk is None:
             self._done = True
