@@ -21,6 +21,7 @@ __all__ = [
     "check_dtype",
     "check_row_group_size",
     "check_supported_columns",
+    "columns_to_convert",
     "convert_columns",
 ]
 
@@ -132,6 +133,19 @@ def _float_target(data_type: Any, dtype: str) -> Optional[Any]:
     return None
 
 
+def columns_to_convert(schema: Any, dtype: Optional[str]) -> List[str]:
+    """Names of the columns :func:`convert_columns` changes (vectors; floats not already ``dtype``).
+
+    Raises
+    ------
+    PetastormTypeError
+        As :func:`check_supported_columns`.
+    """
+    check_supported_columns(schema)
+    return [f.name for f in schema.fields
+            if _is_vector(f.dataType) or (dtype is not None and _float_target(f.dataType, dtype) is not None)]
+
+
 def convert_columns(df: Any, dtype: Optional[str]) -> Tuple[Any, List[str]]:
     """The DataFrame to cache: floats cast to ``dtype``, vectors as arrays.
 
@@ -147,24 +161,20 @@ def convert_columns(df: Any, dtype: Optional[str]) -> Tuple[Any, List[str]]:
     """
     from pyspark.sql.functions import col
 
-    check_supported_columns(df.schema)
-    columns, changed = [], []
+    changed = columns_to_convert(df.schema, dtype)
+    if not changed:
+        return df, []
+    columns = []
     for field in df.schema.fields:
         column = col(_quoted(field.name))
-        if _is_vector(field.dataType):
+        if field.name not in changed:
+            columns.append(column)
+        elif _is_vector(field.dataType):
             from pyspark.ml.functions import vector_to_array
 
             columns.append(vector_to_array(column, dtype or "float64").alias(field.name))
-            changed.append(field.name)
-            continue
-        target = _float_target(field.dataType, dtype) if dtype is not None else None
-        if target is not None:
-            columns.append(column.cast(target).alias(field.name))
-            changed.append(field.name)
         else:
-            columns.append(column)
-    if not changed:
-        return df, []
+            columns.append(column.cast(_float_target(field.dataType, dtype)).alias(field.name))
     if dtype is not None:
         logger.warning("Converting floating-point columns to %s", dtype)
     return df.select(*columns), changed

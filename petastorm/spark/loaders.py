@@ -128,11 +128,10 @@ class TorchDatasetContextManager(_ReaderContext):
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         loader, self.loader = self.loader, None
         try:
-            close = getattr(loader, "_close_pass", None)  # our loaders' prefetch threads
-            if close is not None:
-                close()
+            if hasattr(loader, "__exit__"):  # our loaders: their prefetch threads end, the reader stops
+                loader.__exit__(exc_type, exc_value, traceback)
         finally:
-            self._close_reader()
+            self._close_reader()  # idempotent: a custom loader may not stop the reader
 
 
 class TFDatasetContextManager(_ReaderContext):

@@ -37,7 +37,7 @@ from petastorm.spark.conversions import (
     check_compression_codec,
     check_dtype,
     check_row_group_size,
-    check_supported_columns,
+    columns_to_convert,
     convert_columns,
 )
 from petastorm.spark.loaders import TFDatasetContextManager, TorchDatasetContextManager, reader_kwargs
@@ -162,10 +162,7 @@ class SparkDatasetConverter:
 def _converter_from_path(url: str, settings: CacheSettings) -> Optional[SparkDatasetConverter]:
     """A converter reading a saved store in place, when its columns need no conversion; else None."""
     spark = active_session()
-    stored = spark.read.parquet(url)
-    check_supported_columns(stored.schema)
-    _, changed = convert_columns(stored, settings.dtype)
-    if changed:
+    if columns_to_convert(spark.read.parquet(url).schema, settings.dtype):
         return None
     file_urls, dataset_size, sizes = describe_files(spark, url)
     warn_if_small(file_urls, sizes)
