@@ -76,8 +76,20 @@ def _ordered(url, **kw):
     return make_batch_reader(url, **kw)
 
 
+_BASELINE: set = set()
+
+
+@pytest.fixture(autouse=True)
+def _prefetch_threads_baseline():
+    """Prefetch threads alive before the test (another test's, not yet collected) are not this test's."""
+    _BASELINE.clear()
+    _BASELINE.update(t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch")
+    yield
+
+
 def _threads():
-    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"}
+    """Prefetch threads started during this test and still alive."""
+    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"} - _BASELINE
 
 
 def _wait_no_threads():

@@ -27,7 +27,8 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
       re-read), "buffer": {rows, rng, capacity} | None, "done"}, "ready": [numpy batches prefetched, not yet
       yielded], "rows_held": int, "batches_served": int}``. Taken between two batches (the thread is paused
       for at most one batch). Rows of the shuffling buffer and prefetched batches are copied into it; rows
-      waiting at the end of the last reader batch are re-read on resume (``chunk_fn`` must be deterministic).
+      waiting at the end of the last batch of a batch reader are re-read on resume (``chunk_fn`` must be
+      deterministic); rows gathered from a row reader are copied.
     - ``load_state_dict(state)`` before the first ``next()``, on a pipeline over a fresh reader made with
       the same arguments: continues with the first batch not yielded before the save, no row lost or
       repeated. Raises :class:`~petastorm.errors.PetastormStateError` naming each setting that differs

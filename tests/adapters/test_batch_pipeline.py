@@ -42,8 +42,20 @@ def _ids(batches):
     return [b["id"].tolist() for b in batches]
 
 
+_BASELINE: set = set()
+
+
+@pytest.fixture(autouse=True)
+def _prefetch_threads_baseline():
+    """Prefetch threads alive before the test (another test's, not yet collected) are not this test's."""
+    _BASELINE.clear()
+    _BASELINE.update(t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch")
+    yield
+
+
 def _threads():
-    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"}
+    """Prefetch threads started during this test and still alive."""
+    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"} - _BASELINE
 
 
 @pytest.mark.parametrize("capacity,prefetch", [(0, 2), (0, 0), (50, 2), (200, 1)])
@@ -131,6 +143,9 @@ def test_an_error_in_the_pipeline_reaches_the_consumer_and_stops_the_reader(stor
         next(p)
     with pytest.raises(PetastormReaderError):  # the reader was stopped
         next(r)
+    deadline = time.time() + 10
+    while _threads() and time.time() < deadline:
+        time.sleep(0.01)
     assert not _threads()
     with pytest.raises(StopIteration):
         next(p)
