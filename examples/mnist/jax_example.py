@@ -12,7 +12,7 @@ parameters are replicated: the same ``jit``-compiled step then runs data-paralle
 from __future__ import annotations
 
 import argparse
-from typing import List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,7 @@ def _correct(params: Params, image: jax.Array, digit: jax.Array) -> jax.Array:
     return jnp.sum(jnp.argmax(_logits(params, image), axis=1) == digit)
 
 
-def accuracy(params: Params, batches: "object") -> float:
+def accuracy(params: Params, batches: Iterable[Dict[str, jax.Array]]) -> float:
     """Share of the rows of ``batches`` (dicts with ``image`` and ``digit``) classified right."""
     correct = total = 0
     for batch in batches:
