@@ -331,3 +331,18 @@ def test_empty_dataframe(spark_session):
     assert len(converter) == 0 and converter.file_urls  # recorded: 0 rows, one (empty) Parquet file
     with converter.make_torch_dataloader(batch_size=4, num_epochs=1) as loader:
         assert list(loader) == []
+
+
+def test_column_names_with_dots_and_spaces(spark_session):
+    df = spark_session.range(3).selectExpr("id", "cast(id as double) as `a.b`", "cast(id as double) as `c d`")
+    schema = pq.read_schema(_path(make_spark_converter(df).file_urls[0]))
+    assert schema.field("a.b").type == pa.float32() and schema.field("c d").type == pa.float32()
+
+
+def test_concurrent_conversions_of_one_dataframe_share_one_cache(spark_session):
+    from concurrent.futures import ThreadPoolExecutor
+
+    df = spark_session.range(9).selectExpr("id * 29 as z")
+    with ThreadPoolExecutor(2) as pool:
+        urls = list(pool.map(lambda _: make_spark_converter(df).cache_dir_url, range(2)))
+    assert urls[0] == urls[1]

@@ -214,3 +214,17 @@ def test_loaders_over_a_converter_from_a_saved_path(spark_session, converter, tm
     assert batches[0]["x"].dtype == torch.float32 and tuple(batches[0]["pair"].shape[1:]) == (2,)
     with from_path.make_tf_dataset(batch_size=16, num_epochs=1) as dataset:
         assert sorted(i for b in dataset for i in b.id.numpy().tolist()) == list(range(40))
+
+
+def test_string_columns(spark_session, converter):
+    import tensorflow as tf
+
+    strings = make_spark_converter(spark_session.range(6).selectExpr("id", "concat('s', id) as s"))
+    with strings.make_tf_dataset(batch_size=6, num_epochs=1, shuffle_row_groups=False) as dataset:
+        batch = next(iter(dataset))
+    assert batch.s.dtype == tf.string  # recorded
+    assert sorted(batch.s.numpy().tolist()) == [b"s%d" % i for i in range(6)]
+    with strings.make_torch_dataloader(batch_size=6, num_epochs=1) as loader:
+        batch = next(iter(loader))
+    # 0.12.1's torch DataLoader raised TypeError on string columns; ours gives them as a list of str
+    assert sorted(batch["s"]) == ["s%d" % i for i in range(6)]
