@@ -18,6 +18,7 @@ Example
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable, List, Optional
 
 from petastorm.errors import PetastormTypeError
@@ -69,6 +70,8 @@ class SparkDatasetConverter:
     """
 
     PARENT_CACHE_DIR_URL_CONF = PARENT_CACHE_DIR_URL_CONF
+    #: False for a converter reading a user's saved store in place: ``delete()`` keeps those files
+    _owns_files = True
 
     def __init__(self, cache_dir_url: str, file_urls: List[str], dataset_size: int) -> None:
         self.cache_dir_url = cache_dir_url
@@ -152,7 +155,7 @@ class SparkDatasetConverter:
         The next converter of the same DataFrame writes it again. A converter made from a saved path that
         needed no conversion reads the store in place: its files belong to the user and are kept.
         """
-        if getattr(self, "_owns_files", True):
+        if self._owns_files:
             delete_cache(self.cache_dir_url)
         else:
             logger.warning("delete(): %s is the saved store this converter reads in place; its files are kept",
@@ -208,8 +211,8 @@ def make_spark_converter(df: Any, parquet_row_group_size_bytes: int = DEFAULT_RO
     row_group_size = check_row_group_size(parquet_row_group_size_bytes)
     codec = check_compression_codec(compression_codec)
     path: Optional[str] = None
-    if isinstance(df, str):
-        path, spark = df, active_session()
+    if isinstance(df, (str, os.PathLike)):
+        path, spark = os.fspath(df), active_session()
     elif hasattr(df, "sparkSession") and hasattr(df, "semanticHash"):
         spark = session_of(df)
     else:
