@@ -98,9 +98,11 @@ def test_help_of_both_console_scripts_lists_the_original_options(script):
 @pytest.mark.parametrize("pool_type", list(WorkerPoolType))
 def test_measures_every_pool_type_in_this_process(synthetic_dataset, pool_type):
     # more cycles than the 100-row dataset has rows: the reader loops over it (num_epochs=None)
+    before = set(threading.enumerate())
     result = reader_throughput(synthetic_dataset, warmup_cycles_count=10, measure_cycles_count=150,
                                pool_type=pool_type, loaders_count=2, spawn_new_process=False)
     _assert_result(result, 150)
+    assert [t for t in set(threading.enumerate()) - before if t.is_alive()] == []  # the reader was stopped
 
 
 def test_spawned_measurement_returns_the_result_and_leaves_no_process(synthetic_dataset):
@@ -118,13 +120,15 @@ def test_spawned_measurement_raises_the_childs_error(tmp_path):
 
 @pytest.mark.slow
 def test_tf_read_method_goes_through_graph_tensors_and_a_shuffling_queue(synthetic_dataset):
-    # measured in a new process: TensorFlow is imported there only
-    had_tf = "tensorflow" in sys.modules
     result = reader_throughput(synthetic_dataset, ["id", "value", "matrix"], warmup_cycles_count=5,
                                measure_cycles_count=60, read_method=ReadMethod.TF, shuffling_queue_size=20,
-                               min_after_dequeue=10)
+                               min_after_dequeue=10, spawn_new_process=False)
     _assert_result(result, 60)
-    assert had_tf or "tensorflow" not in sys.modules
+    # the queue settings reach petastorm.tf_utils.tf_tensors, which checks them
+    with pytest.raises(PetastormArgumentError, match=r"min_after_dequeue \(20\) must be smaller"):
+        reader_throughput(synthetic_dataset, ["id"], warmup_cycles_count=0, measure_cycles_count=1,
+                          read_method="tf", shuffling_queue_size=20, min_after_dequeue=20, spawn_new_process=False)
+    assert [t for t in threading.enumerate() if "QueueRunner" in t.name or "petastorm" in t.name.lower()] == []
 
 
 def test_profile_threads_prints_the_profile_of_the_worker_threads_too(synthetic_dataset, capsys):

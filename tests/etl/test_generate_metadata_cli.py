@@ -95,6 +95,7 @@ def test_refused_command_line_is_status_2(capsys):
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_with_master_counts_in_spark_tasks_under_a_progress_bar(dataset_copy, spark_session, capsys):
     # the running session is reused (getOrCreate) and left running
     assert _main(["--dataset_url", "file://" + dataset_copy, "--master", "local[2]"]) == 0
