@@ -92,7 +92,8 @@ def parent_cache_dir_url(spark: Any) -> str:
 def new_cache_dir_url(parent_url: str, app_id: str) -> str:
     """``<parent>/<YYYYmmddHHMMSS>-appid-<app_id>-<uuid4>`` (the original's cache-dir naming)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
-    return f"{parent_url.rstrip('/')}/{stamp}-appid-{app_id}-{uuid.uuid4()}"
+    separator = "" if parent_url.endswith("/") else "/"  # a root parent: file:///, s3://bucket/
+    return f"{parent_url}{separator}{stamp}-appid-{app_id}-{uuid.uuid4()}"
 
 
 def register_delete_dir_handler(handler: Optional[Callable[[str], Any]]) -> None:

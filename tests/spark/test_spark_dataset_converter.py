@@ -16,7 +16,7 @@ import pytest
 
 from petastorm.spark import SparkDatasetConverter, make_spark_converter
 from petastorm.spark import spark_dataset_converter as sdc
-from petastorm.spark.cache_dir import normalize_cache_dir_url
+from petastorm.spark.cache_dir import new_cache_dir_url, normalize_cache_dir_url
 
 CONF = "petastorm.spark.converter.parentCacheDirUrl"
 LOGGER = "petastorm.spark.spark_dataset_converter"
@@ -102,6 +102,9 @@ def test_cache_dir_url_forms_normalised():
     assert normalize_cache_dir_url("file:/tmp/cache") == "file:///tmp/cache"  # recorded: file:/ accepted
     assert normalize_cache_dir_url("file:///tmp/cache/") == "file:///tmp/cache"
     assert normalize_cache_dir_url("hdfs://nn:8020/cache/") == "hdfs://nn:8020/cache"
+    # recorded: a root parent (file:///) is accepted, the cache dir sits right under it
+    assert re.fullmatch(r"file:///\d{14}-appid-app-1-[0-9a-f-]{36}",
+                        new_cache_dir_url(normalize_cache_dir_url("file:///"), "app-1"))
 
 
 def test_single_slash_file_url_is_accepted(spark_session, conf, parent_dir):
