@@ -267,3 +267,19 @@ def test_engine_pyarrow_refuses_spark_options(source_url, tmp_path, capsys):
     _assert_one_line_error(capsys.readouterr().err, "--master", "--engine pyarrow")
     assert _main([source_url, "file://" + str(tmp_path / "t"), "--engine", "arrow"]) == 2
     assert "argument --engine: invalid choice: 'arrow'" in capsys.readouterr().err
+
+
+def test_more_bad_sources_and_regexes_are_one_line(source_url, tmp_path, capsys):
+    import pyarrow as pa
+
+    target = "file://" + str(tmp_path / "t")
+    assert _main([source_url[len("file://"):], target]) == 1  # the original's refusal of a scheme-less url
+    _assert_one_line_error(capsys.readouterr().err, "scheme-less dataset url")
+    assert _main([source_url, target, "--field-regex", "("]) == 1
+    _assert_one_line_error(capsys.readouterr().err, "'('")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), str(plain / "part.parquet"))
+    assert _main(["file://" + str(plain), target, "--engine", "pyarrow"]) == 1  # no Petastorm metadata
+    _assert_one_line_error(capsys.readouterr().err, "_common_metadata")
+    assert not os.path.exists(tmp_path / "t")
