@@ -14,7 +14,9 @@ of the source become ordinary columns of the target, as in the original. ``--eng
 from __future__ import annotations
 
 import argparse
+import numbers
 import sys
+from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 from petastorm.errors import NoMatchingFieldsError, PetastormArgumentError
@@ -41,11 +43,11 @@ def _ensure_names(name: str, value: Any) -> list[str]:
 def _ensure_optional_positive(name: str, value: Any, integer: bool) -> Any:
     if value is None:
         return None
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        kind = "integer" if integer else "number"
-        raise PetastormArgumentError(f"{name} must be a positive {kind} or None, got {value!r}")
-    return value
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < float("inf"):
+        raise PetastormArgumentError(
+            f"{name} must be a positive {'integer' if integer else 'number'} or None, got {value!r}")
+    return int(value) if integer or float(value).is_integer() else float(value)
 
 
 def _selected_fields(schema: Any, field_regex: list[str], source_url: str) -> list:
@@ -75,14 +77,15 @@ def _ensure_target_free(target_url: str, hdfs_driver: str, overwrite_output: boo
 
 
 def _check_copy(source_url: str, target_url: str, field_regex: Any, not_null_fields: Any, overwrite_output: bool,
-                partitions_count: Any, row_group_size_mb: Any, hdfs_driver: str) -> tuple[Any, list[str], list[str]]:
-    """Every check that needs no Spark; returns (target schema, copied field names, not-null field names)."""
+                partitions_count: Any, row_group_size_mb: Any, hdfs_driver: str) -> SimpleNamespace:
+    """Every check that needs no Spark. Returns the plan: ``source_schema``, ``target_schema``, ``names``
+    (copied fields), ``not_null``, ``partitions_count``, ``row_group_size_mb`` (normalised)."""
     from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
 
     regexes = _ensure_names("field_regex", field_regex)
     not_null = _ensure_names("not_null_fields", not_null_fields)
-    _ensure_optional_positive("partitions_count", partitions_count, integer=True)
-    _ensure_optional_positive("row_group_size_mb", row_group_size_mb, integer=False)
+    partitions_count = _ensure_optional_positive("partitions_count", partitions_count, integer=True)
+    row_group_size_mb = _ensure_optional_positive("row_group_size_mb", row_group_size_mb, integer=False)
     schema = get_schema_from_dataset_url(source_url, hdfs_driver=hdfs_driver)
     fields = _selected_fields(schema, regexes, source_url)
     unknown = [name for name in not_null if name not in schema.fields]
@@ -91,7 +94,8 @@ def _check_copy(source_url: str, target_url: str, field_regex: Any, not_null_fie
             f"not_null_fields {unknown} are not fields of {source_url} (fields: {', '.join(schema.fields)})")
     _ensure_target_free(target_url, hdfs_driver, overwrite_output)
     target_schema = schema if len(fields) == len(schema.fields) else schema.create_schema_view(fields)
-    return target_schema, [field.name for field in fields], not_null
+    return SimpleNamespace(source_schema=schema, target_schema=target_schema, names=[f.name for f in fields],
+                           not_null=not_null, partitions_count=partitions_count, row_group_size_mb=row_group_size_mb)
 
 
 def copy_dataset(spark: Any, source_url: str, target_url: str, field_regex: Optional[Sequence[str]],
@@ -136,26 +140,24 @@ def copy_dataset(spark: Any, source_url: str, target_url: str, field_regex: Opti
         (A ``ValueError``.) ``target_url`` exists and ``overwrite_output`` is False, a ``not_null_fields``
         name the source lacks, or a bad count or size. All checked before Spark reads anything.
     """
-    target_schema, names, not_null = _check_copy(source_url, target_url, field_regex, not_null_fields,
-                                                 overwrite_output, partitions_count, row_group_size_mb, hdfs_driver)
+    plan = _check_copy(source_url, target_url, field_regex, not_null_fields, overwrite_output, partitions_count,
+                       row_group_size_mb, hdfs_driver)
     if spark is None:
-        from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
         from petastorm.tools._arrow_copy import copy_with_pyarrow
 
-        copy_with_pyarrow(source_url, target_url, target_schema,
-                          get_schema_from_dataset_url(source_url, hdfs_driver=hdfs_driver), names, not_null,
-                          overwrite_output, partitions_count, row_group_size_mb, hdfs_driver, progress)
+        copy_with_pyarrow(source_url, target_url, plan.target_schema, plan.source_schema, plan.names, plan.not_null,
+                          overwrite_output, plan.partitions_count, plan.row_group_size_mb, hdfs_driver, progress)
         return
     from petastorm.etl.dataset_metadata import materialize_dataset
 
     df = spark.read.parquet(source_url)
-    for name in not_null:
+    for name in plan.not_null:
         df = df.filter(df[name].isNotNull())
-    df = df.select(*names)
-    if partitions_count is not None:
-        df = df.repartition(partitions_count)
+    df = df.select(*plan.names)
+    if plan.partitions_count is not None:
+        df = df.repartition(plan.partitions_count)
     with spark_progress(spark, enabled=progress, desc=_PROG):
-        with materialize_dataset(spark, target_url, target_schema, row_group_size_mb):
+        with materialize_dataset(spark, target_url, plan.target_schema, plan.row_group_size_mb):
             writer = df.write.mode("overwrite" if overwrite_output else "errorifexists")
             writer.option("compression", "none").parquet(target_url)  # uncompressed, as the original
 
