@@ -89,6 +89,9 @@ def _schema_fields(dataset_url: str, field_regex: Optional[Sequence[str]], hdfs_
     return fields
 
 
+_BAR_STEP = 16
+
+
 def _progress(enabled: bool, total: int) -> Any:
     if not enabled or total == 0:
         return SimpleNamespace(update=lambda n=1: None, set_description=lambda d: None, close=lambda: None)
@@ -99,26 +102,40 @@ def _progress(enabled: bool, total: int) -> Any:
 
 def _time_cycles(next_sample: Callable[[], Any], warmup_cycles_count: int, measure_cycles_count: int,
                  progress: bool) -> tuple[float, float]:
-    """Run the warmup then the measure cycles; return (seconds of the measure cycles, CPU percent)."""
-    import psutil
+    """Run the warmup then the measure cycles; return (seconds of the measure cycles, CPU percent).
 
-    process = psutil.Process()
+    The progress bar is updated every ``_BAR_STEP`` samples, so that it costs next to nothing per sample.
+    """
+    process = _psutil().Process()
     bar = _progress(progress, warmup_cycles_count + measure_cycles_count)
-    try:
-        for _ in range(warmup_cycles_count):
+
+    def cycles(count: int) -> None:
+        for done in range(1, count + 1):
             next_sample()
-            bar.update(1)
+            if done % _BAR_STEP == 0:
+                bar.update(_BAR_STEP)
+        bar.update(count % _BAR_STEP)
+
+    try:
+        cycles(warmup_cycles_count)
         bar.set_description("measure")
         process.cpu_percent()  # starts the CPU measurement interval
         start = time.perf_counter()
-        for _ in range(measure_cycles_count):
-            next_sample()
-            bar.update(1)
+        cycles(measure_cycles_count)
         elapsed = time.perf_counter() - start
         cpu = process.cpu_percent()
     finally:
         bar.close()
     return elapsed, cpu
+
+
+def _psutil() -> Any:
+    try:
+        import psutil
+    except ImportError:
+        raise ImportError("the throughput benchmark measures memory and CPU with psutil: pip install psutil") \
+            from None
+    return psutil
 
 
 def _python_cycles(reader: Any, warmup: int, measure: int, progress: bool) -> tuple[float, float]:
@@ -314,9 +331,9 @@ def _measure(dataset_url: str, *, field_regex: Any, warmup_cycles_count: int, me
              pool_type: WorkerPoolType, loaders_count: int, profile_threads: bool, read_method: ReadMethod,
              shuffling_queue_size: int, min_after_dequeue: int, reader_extra_args: Optional[dict],
              progress: bool) -> BenchmarkResult:
-    import psutil
-
     from petastorm.reader import make_reader
+
+    psutil = _psutil()
 
     extra = dict(reader_extra_args or {})
     hdfs_driver = extra.get("hdfs_driver", "libhdfs3")
