@@ -283,3 +283,18 @@ def test_more_bad_sources_and_regexes_are_one_line(source_url, tmp_path, capsys)
     assert _main(["file://" + str(plain), target, "--engine", "pyarrow"]) == 1  # no Petastorm metadata
     _assert_one_line_error(capsys.readouterr().err, "_common_metadata")
     assert not os.path.exists(tmp_path / "t")
+
+
+def test_copy_without_spark_leaves_nothing_when_a_source_file_is_corrupt(synthetic_dataset, tmp_path, capsys):
+    import shutil
+
+    source = tmp_path / "corrupt_src"
+    shutil.copytree(synthetic_dataset[len("file://"):], source)
+    last = _data_files(str(source))[-1]
+    with open(source / last, "r+b") as f:
+        f.truncate(100)
+    target = tmp_path / "never"
+    assert _main(["file://" + str(source), "file://" + str(target), "--engine", "pyarrow"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("petastorm-copy-dataset: error: ") and "Traceback" not in err
+    assert not os.path.exists(target)  # the files copied before the failure were removed
