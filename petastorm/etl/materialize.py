@@ -1,6 +1,14 @@
 """``materialize_dataset``: the context manager around a Spark write of a Petastorm dataset.
 
 Re-exported by :mod:`petastorm.etl.dataset_metadata`, where the original has it.
+
+The Parquet write settings (row-group size, summary files) are set through the session's runtime
+configuration, ``spark.conf`` - a public API that classic sessions and Spark Connect sessions both serve:
+Spark copies the session's SQL configuration into the Hadoop configuration of every DataFrame write, so
+``df.write.parquet(url)`` inside the block sees them (options given to the writer still win). The only
+classic-only call is :func:`_classic_only_hadoop_conf`: on a classic session the SparkContext's Hadoop
+configuration gets the same values, as the original set them there, for writes that read it directly (the RDD
+API's ``saveAsNewAPIHadoopFile``); Spark Connect has no SparkContext and nothing public reaches it.
 """
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ import posixpath
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
-from petastorm.errors import PetastormArgumentError, PetastormMetadataGenerationError
+from petastorm.errors import PetastormArgumentError, PetastormMetadataGenerationError, PetastormSchemaError
 
 __all__ = ["materialize_dataset"]
 
@@ -17,14 +25,51 @@ _SUMMARY_LEVEL = "parquet.summary.metadata.level"
 _SUMMARY_LEGACY = "parquet.enable.summary-metadata"
 
 
-def _set_hadoop_conf(hadoop_conf: Any, changes: dict[str, Optional[str]]) -> dict[str, Optional[str]]:
-    previous = {key: hadoop_conf.get(key) for key in changes}
-    for key, value in changes.items():
-        if value is None:
-            hadoop_conf.unset(key)
+class _Conf:
+    """``get`` / ``set`` / ``unset`` of string settings, over ``spark.conf`` or a Hadoop ``Configuration``."""
+
+    def __init__(self, target: Any, runtime: bool) -> None:
+        self._target = target
+        self._runtime = runtime
+
+    def get(self, key: str) -> Optional[str]:
+        if self._runtime:
+            value = self._target.get(key, None)
+            return None if value is None else str(value)
+        return self._target.get(key)
+
+    def set(self, key: str, value: Optional[str]) -> None:
+        if value is not None:
+            self._target.set(key, value)
         else:
-            hadoop_conf.set(key, value)
+            self._target.unset(key)
+
+
+def _classic_only_hadoop_conf(spark: Any) -> Optional[Any]:
+    """The SparkContext's Hadoop ``Configuration`` on a classic session; None on Spark Connect (whose
+    sessions have no SparkContext: reaching it raises) and on anything else without one."""
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        return None
+    try:
+        return spark.sparkContext._jsc.hadoopConfiguration()
+    except Exception:  # noqa: BLE001 - no JVM behind this session
+        return None
+
+
+def _apply(confs: list[_Conf], changes: dict[str, Optional[str]]) -> list[dict[str, Optional[str]]]:
+    """Set ``changes`` in each conf; return each conf's previous values of those keys."""
+    previous = []
+    for conf in confs:
+        previous.append({key: conf.get(key) for key in changes})
+        for key, value in changes.items():
+            conf.set(key, value)
     return previous
+
+
+def _restore(confs: list[_Conf], previous: list[dict[str, Optional[str]]]) -> None:
+    for conf, values in zip(confs, previous):
+        for key, value in values.items():
+            conf.set(key, value)
 
 
 def _filesystem_from_factory(filesystem_factory: Callable) -> Any:
@@ -36,21 +81,92 @@ def _filesystem_from_factory(filesystem_factory: Callable) -> Any:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
+def _family(arrow_type: Any) -> Optional[str]:
+    """A coarse kind of an Arrow type, for telling a column that cannot hold a field from one that can
+    (int64 holds an int32 field: the reader casts it, as the original's did)."""
+    import pyarrow.types as pat
+
+    if (pat.is_integer(arrow_type) or pat.is_floating(arrow_type) or pat.is_boolean(arrow_type)
+            or pat.is_decimal(arrow_type)):
+        return "number"
+    if (pat.is_string(arrow_type) or pat.is_large_string(arrow_type) or pat.is_binary(arrow_type)
+            or pat.is_large_binary(arrow_type) or pat.is_fixed_size_binary(arrow_type)):
+        return "string or binary"
+    if pat.is_timestamp(arrow_type) or pat.is_date(arrow_type):
+        return "timestamp or date"
+    if pat.is_list(arrow_type) or pat.is_large_list(arrow_type) or pat.is_fixed_size_list(arrow_type):
+        return "list"
+    return None
+
+
+def _expected_arrow_type(field: Any) -> Optional[Any]:
+    codec = field.codec
+    if codec is None or not hasattr(codec, "arrow_type"):
+        return None
+    try:
+        return codec.arrow_type(field)
+    except Exception:  # noqa: BLE001 - a codec that cannot name its type is not checked
+        return None
+
+
+def _check_written_columns(fs: Any, path: str, rels: list[str], schema: Any, dataset_url: str) -> None:
+    """Every field of ``schema`` is a column of the written files (or a partition key), of a type that can
+    hold it.
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming the first field that is missing or whose column cannot hold it (the original wrote the
+        metadata anyway and failed later, when the dataset was read).
+    """
+    import pyarrow.parquet as pq
+
+    from petastorm.etl.dataset_files import _partition_keys
+
+    first = posixpath.join(path, rels[0])
+    with fs.open_input_file(first) as f:
+        written = pq.ParquetFile(f).schema_arrow
+    partition_keys = {key for rel in rels for key, _ in _partition_keys(rel)}
+    fields = getattr(schema, "fields", None)
+    if not isinstance(fields, dict):
+        raise PetastormArgumentError(f"schema must be a Unischema, got {type(schema).__name__}")
+    hint = ("the Petastorm metadata was not written; write a DataFrame made with "
+            f"{getattr(schema, '_name', 'the schema')}.as_spark_schema() (dict_to_spark_row encodes the rows)")
+    for name, field in fields.items():
+        if name in partition_keys:
+            continue
+        if name not in written.names:
+            raise PetastormSchemaError(
+                f"materialize_dataset({dataset_url!r}): field {name!r} of the Unischema is not a column of the "
+                f"written Parquet files ({rels[0]} has {', '.join(written.names) or 'no columns'}): {hint}")
+        expected = _expected_arrow_type(field)
+        actual = written.field(name).type
+        want, got = (_family(expected) if expected is not None else None), _family(actual)
+        if want is not None and got is not None and want != got:
+            raise PetastormSchemaError(
+                f"materialize_dataset({dataset_url!r}): field {name!r} is {want} ({expected}) in the Unischema "
+                f"but the written column is {got} ({actual}): {hint}")
+
+
 @contextmanager
 def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_size_mb: Optional[int] = None,
                         use_summary_metadata: bool = False,
                         filesystem_factory: Optional[Callable] = None) -> Iterator[None]:
     """Wrap a Spark write of a Petastorm dataset; on exit, write the Petastorm metadata.
 
-    Inside the block the Hadoop configuration of ``spark`` has ``parquet.block.size`` set to
-    ``row_group_size_mb`` MiB (when given) and Parquet summary files switched on or off per
-    ``use_summary_metadata``; the previous values are restored on exit. After a block that did not raise,
-    ``<dataset_url>/_common_metadata`` gets the schema and the row-group count of each written file
+    Inside the block the session's runtime configuration (``spark.conf``, served by classic and Spark
+    Connect sessions alike) has ``parquet.block.size`` set to ``row_group_size_mb`` MiB (when given) and
+    Parquet summary files switched on or off per ``use_summary_metadata``; on a classic session the
+    SparkContext's Hadoop configuration gets the same values, as in the original. The previous values are
+    restored on exit. After a block that did not raise, the written files are checked against ``schema``
+    and ``<dataset_url>/_common_metadata`` gets the schema and the row-group count of each written file
     (read from the files' footers).
 
     Parameters
     ----------
     spark : pyspark.sql.SparkSession
+        A classic session or a Spark Connect one (``SparkSession.builder.remote(...)``); the driver must see
+        ``dataset_url`` too, to write the metadata.
     dataset_url : str
         Where the block writes the dataset (``file://``, ``hdfs://``, ``s3://``...).
     schema : Unischema
@@ -61,6 +177,16 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     filesystem_factory : callable, optional
         Returns the filesystem (pyarrow or fsspec) to write the metadata with; by default it is resolved
         from ``dataset_url``.
+
+    Raises
+    ------
+    PetastormArgumentError
+        ``row_group_size_mb`` is not a positive number.
+    PetastormMetadataGenerationError
+        The block wrote no Parquet file at ``dataset_url``.
+    PetastormSchemaError
+        A field of ``schema`` is not a column of the written files, or its column cannot hold it (a string
+        column for a numeric field...): the message names the field; no metadata is written.
 
     Example
     -------
@@ -76,7 +202,6 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
         write_summary_metadata,
     )
 
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     changes: dict[str, Optional[str]] = {
         _SUMMARY_LEVEL: "ALL" if use_summary_metadata else "NONE",
         _SUMMARY_LEGACY: "true" if use_summary_metadata else "false",
@@ -85,11 +210,15 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
         if not isinstance(row_group_size_mb, (int, float)) or row_group_size_mb <= 0:
             raise PetastormArgumentError(f"row_group_size_mb must be a positive number, got {row_group_size_mb!r}")
         changes[_BLOCK_SIZE] = str(int(row_group_size_mb * 1024 * 1024))
-    previous = _set_hadoop_conf(hadoop_conf, changes)
+    confs = [_Conf(spark.conf, runtime=True)]
+    hadoop_conf = _classic_only_hadoop_conf(spark)
+    if hadoop_conf is not None:
+        confs.append(_Conf(hadoop_conf, runtime=False))
+    previous = _apply(confs, changes)
     try:
         yield
     finally:
-        _set_hadoop_conf(hadoop_conf, previous)
+        _restore(confs, previous)
     if filesystem_factory is not None:
         fs, path = _resolve(dataset_url, filesystem=_filesystem_from_factory(filesystem_factory))
     else:
@@ -97,6 +226,7 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     counts = count_row_groups_per_file(fs, path)
     if not counts:
         raise PetastormMetadataGenerationError(f"{dataset_url}: the block wrote no Parquet files")
+    _check_written_columns(fs, path, list(counts), schema, dataset_url)
     if use_summary_metadata and not _exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
         write_summary_metadata(fs, path, list(counts))
     write_petastorm_metadata(fs, path, schema, counts)
