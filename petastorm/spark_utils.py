@@ -1,0 +1,169 @@
+"""A Petastorm dataset as a Spark RDD of decoded rows.
+
+:func:`dataset_as_rdd` reads the dataset with Spark (``spark.read.parquet``, so Spark's own Hadoop
+filesystem settings apply) and decodes the cells with the dataset's Unischema codecs inside the Spark
+tasks: the driver only reads the Petastorm metadata. Each element of the RDD is a namedtuple of the
+selected fields, holding the same values and types as a ``make_reader`` row.
+
+RDDs belong to classic Spark: a Spark Connect session has none, and is refused with a clear error.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from petastorm.errors import NoMatchingFieldsError, PetastormSchemaError, PetastormTypeError
+
+__all__ = ["dataset_as_rdd"]
+
+
+def _ensure_classic_session(spark_session: Any) -> None:
+    """Refuse what is not a classic ``SparkSession`` (None, a SparkContext, a Spark Connect session)."""
+    module = type(spark_session).__module__ or ""
+    if module.startswith("pyspark.sql.connect"):
+        raise PetastormTypeError(
+            "dataset_as_rdd needs a classic SparkSession: spark_session is a Spark Connect session, and Spark "
+            "Connect has no RDDs. Read the dataset with petastorm.make_reader / make_batch_reader, or its raw "
+            "columns with spark.read.parquet(dataset_url)")
+    if not (hasattr(spark_session, "read") and hasattr(spark_session, "sparkContext")):
+        raise PetastormTypeError(
+            f"spark_session must be a pyspark.sql.SparkSession, got {type(spark_session).__name__}: "
+            f"{spark_session!r}")
+
+
+def _selected_schema(schema: Any, schema_fields: Optional[Sequence[Any]], dataset_url: str) -> Any:
+    """The schema view that ``schema_fields`` selects (UnischemaFields and/or regular expressions).
+
+    Raises
+    ------
+    PetastormSchemaError (a ValueError)
+        A UnischemaField that is not in the dataset's schema (the original's ValueError and wording).
+    NoMatchingFieldsError (a RuntimeError and a ValueError)
+        The regular expressions given match no field.
+    PetastormTypeError
+        ``schema_fields`` holds something that is neither a UnischemaField nor a string.
+    """
+    from petastorm.unischema import UnischemaField, match_unischema_fields
+
+    if schema_fields is None:
+        return schema
+    if isinstance(schema_fields, (str, UnischemaField)):
+        schema_fields = [schema_fields]
+    schema_fields = list(schema_fields)
+    names: list[str] = []
+    patterns: list[str] = []
+    for field in schema_fields:
+        if isinstance(field, UnischemaField):
+            if field.name not in schema.fields:
+                raise PetastormSchemaError(
+                    f"field {{{field.name!r}}} does not belong to the schema {schema}; schema_fields: field "
+                    f"{field.name!r} is not in the schema of {dataset_url} (fields: {list(schema.fields)})")
+            names.append(field.name)
+        elif isinstance(field, str):
+            patterns.append(field)
+        else:
+            raise PetastormTypeError(
+                f"schema_fields must hold UnischemaFields or regular expressions (str), got "
+                f"{type(field).__name__}: {field!r}")
+    matched = [f.name for f in match_unischema_fields(schema, patterns)]
+    if patterns and not matched:
+        raise NoMatchingFieldsError(
+            f"schema_fields: no field of {dataset_url} matches {patterns} (regular expressions match whole "
+            f"field names; the fields are {list(schema.fields)})")
+    # as the original: the fields in the order given (an empty list selects no field: rows are empty tuples)
+    return schema.create_schema_view([schema.fields[name] for name in dict.fromkeys(names + matched)])
+
+
+def _decode_value(field: Any, value: Any) -> Any:
+    """One cell as Spark gives it (``bytearray``, ``int``, ``str``...) -> the value ``make_reader`` gives."""
+    if value is None:
+        return None
+    if field.codec is not None:
+        return field.codec.decode(field, value)
+    from petastorm.codecs import _dtype_type
+
+    kind = _dtype_type(field.numpy_dtype)
+    if kind is Decimal:
+        return value if isinstance(value, Decimal) else Decimal(value)
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value, dtype=kind)
+    return kind(value)
+
+
+def _decode_partition(schema: Any, rows: Iterable[Any]) -> Iterator[tuple]:
+    """Runs in the Spark tasks: Spark ``Row`` s -> namedtuples of decoded values."""
+    fields = list(schema.fields.values())
+    make = schema._get_namedtuple()._make
+    for row in rows:
+        values = []
+        for i, field in enumerate(fields):
+            try:
+                values.append(_decode_value(field, row[i]))
+            except PetastormSchemaError:
+                raise
+            except Exception as e:
+                raise PetastormSchemaError(
+                    f"field {field.name!r}: cannot decode the stored value with {field.codec!r}: {e}") from e
+        yield make(values)
+
+
+def dataset_as_rdd(dataset_url: str, spark_session: Any,
+                   schema_fields: Optional[Sequence[Union[Any, str]]] = None,
+                   hdfs_driver: str = "libhdfs3", storage_options: Optional[dict] = None) -> Any:
+    """An RDD of the decoded rows of the Petastorm dataset at ``dataset_url``.
+
+    Parameters
+    ----------
+    dataset_url : str
+        URL of a Petastorm dataset (one written by ``materialize_dataset`` or ``write_dataset``), with a
+        scheme Spark can read (``file:///...``, ``hdfs://...``, ``s3a://...``).
+    spark_session : pyspark.sql.SparkSession
+        A classic session (Spark Connect has no RDDs).
+    schema_fields : list of UnischemaField or str, optional
+        Fields to read: UnischemaFields of the dataset's schema (in the order given) and/or regular
+        expressions matched against whole field names (petastorm's addition; the original took only
+        UnischemaFields). ``None`` reads every field.
+    hdfs_driver : str
+        Driver used to read the Petastorm metadata from ``hdfs://`` on the driver (as ``make_reader``).
+    storage_options : dict, optional
+        Filesystem options used to read the Petastorm metadata on the driver (petastorm's addition; Spark
+        reads the rows with its own Hadoop settings).
+
+    Returns
+    -------
+    pyspark.RDD
+        Of namedtuples of the selected fields, decoded in the Spark tasks: ndarrays of the fields' dtypes
+        and shapes, numpy scalars, ``Decimal``, ``None`` for nulls, as ``make_reader`` rows. The RDD is
+        lazy: no row is read until an action (``collect``, ``count``...) runs.
+
+    Raises
+    ------
+    OSError
+        (:class:`~petastorm.errors.DatasetNotFoundError`) The dataset does not exist (the original's
+        'Passed non-file path').
+    ValueError
+        A URL without a scheme (:class:`~petastorm.errors.PetastormArgumentError`); a UnischemaField that is
+        not in the dataset's schema (:class:`~petastorm.errors.PetastormSchemaError`).
+    PetastormMetadataError
+        The location holds Parquet files without Petastorm metadata (use ``make_batch_reader``, or
+        ``petastorm-generate-metadata``).
+    NoMatchingFieldsError
+        Regular expressions in ``schema_fields`` that match no field.
+    TypeError
+        (:class:`~petastorm.errors.PetastormTypeError`) ``spark_session`` is not a classic SparkSession.
+
+    Examples
+    --------
+    >>> rdd = dataset_as_rdd('file:///tmp/hello_world_dataset', spark, schema_fields=[HelloWorldSchema.id])
+    >>> rdd.map(lambda row: int(row.id)).sum()
+    """
+    from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
+
+    _ensure_classic_session(spark_session)
+    schema = get_schema_from_dataset_url(dataset_url, hdfs_driver=hdfs_driver, storage_options=storage_options)
+    schema = _selected_schema(schema, schema_fields, dataset_url)
+    frame = spark_session.read.parquet(dataset_url)
+    frame = frame.select(*[frame["`" + name.replace("`", "``") + "`"] for name in schema.fields])
+    return frame.rdd.mapPartitions(lambda rows: _decode_partition(schema, rows))
