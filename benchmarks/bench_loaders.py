@@ -24,9 +24,10 @@ column:
   with a 100k-row shuffling buffer / (the reader alone's peak + 100k x the row's bytes).    <= 1.2x
 
 Rates are rows/s from the ``make_*reader`` call to the last batch (start-up included; imports, page cache
-and one-time set-up warmed by one untimed pass of each case), best of ``--reps`` runs that alternate all the
-cases of a part; each in-process figure also gets a CPU-time ratio (limit CPU per row / ours, all threads),
-the load-insensitive companion on this shared machine. Every consumer reads the last element of ``c00``
+and one-time set-up warmed by one untimed pass of each case). In each of ``--reps`` rounds the limit runs
+just before each of our cases; a wall ratio is the median of these adjacent pairs (the best-of ratio is in
+the detail); each in-process figure also gets a CPU-time ratio (limit CPU per row / ours, least CPU per row
+of each, all threads), the load-insensitive companion on this shared machine. Every consumer reads the last element of ``c00``
 (``image1``) of each batch. The original 0.12.1 (``.venv-original``, where it has the loader: not
 TensorFlow, not JAX) runs the same pass in a fresh interpreter (``read_pass.py --loader ... --warmup``);
 its fraction of the same limit is printed in brackets.
@@ -207,18 +208,42 @@ def _rate(fn) -> tuple[float, int, float]:
     return rows / dt, rows, cpu / rows * 1e6
 
 
+PAIRS: dict = {}  # case -> [its rows/s / the limit's rows/s in the run just before it]
+
+
 def measure(cases: dict, reps: int) -> dict:
-    """One untimed warm-up pass of each case, then ``reps`` rounds alternating them; best rows/s of each."""
+    """One untimed warm-up pass of each case, then ``reps`` rounds; best rows/s of each.
+
+    The first case is the limit: in every round it runs again just before each other case, and the ratio
+    of each such pair goes into ``PAIRS`` (on this shared machine the load changes within seconds; a pair
+    of adjacent runs sees about the same load, the best of each case over a round may not).
+    """
     for name, fn in cases.items():
         _rate(fn)
+    names = list(cases)
+    lim = names[0]
     rates: dict = {k: [] for k in cases}
+    for name in names[1:]:
+        PAIRS[name] = []
+
+    def run(name: str) -> float:
+        r, rows, cpu = _rate(cases[name])
+        rates[name].append(r)
+        CPU[name] = min(CPU.get(name, cpu), cpu)
+        print(f"    {name:<36} {r:>12,.0f} rows/s  CPU {cpu:8.3g} us/row  ({rows:,} rows)", flush=True)
+        return r
+
     for _ in range(reps):
-        for name, fn in cases.items():
-            r, rows, cpu = _rate(fn)
-            rates[name].append(r)
-            CPU[name] = min(CPU.get(name, cpu), cpu)
-            print(f"    {name:<36} {r:>12,.0f} rows/s  CPU {cpu:8.3g} us/row  ({rows:,} rows)", flush=True)
+        for name in names[1:]:
+            limit = run(lim)
+            PAIRS[name].append(run(name) / limit)
     return {k: common.best_rate(v) for k, v in rates.items()}
+
+
+def wall_ratio(case: str, best: dict, limit_case: str, factor: float = 1.0) -> tuple:
+    """(median of the paired ratios, best-of ratio) of ``case`` against ``factor`` x the limit."""
+    paired = float(np.median(PAIRS[case])) / factor
+    return paired, best[case] / (factor * best[limit_case])
 
 
 def cpu_ratio(figure: str, limit_case: str, ours_case: str) -> None:
@@ -274,12 +299,14 @@ def bench_columns(quick: bool, reps: int, use_original: bool, results: dict) -> 
             # the original's DataLoader over a batch reader splits batches into rows: ~0.004x, so a slice of it
             orig = original(path, "batch", kind, limit, use_original, shuffle=shuffle,
                             max_rows=min(n_rows, 100_000) if kind == "dataloader" else 0)
-        common.report(f"{label} / pyarrow 2 threads + from_numpy", best["ours: " + label] / limit, target,
-                      original=_orig_ratio(orig, limit), detail=f"limit {limit:,.0f} rows/s")
+        paired, best_of = wall_ratio("ours: " + label, best, lim)
+        common.report(f"{label} / pyarrow 2 threads + from_numpy", paired, target, original=_orig_ratio(orig, limit),
+                      detail=f"median of {len(PAIRS['ours: ' + label])} adjacent pairs; best-of ratio {best_of:.2f}, "
+                             f"limit {limit:,.0f} rows/s")
         cpu_ratio(label, lim, "ours: " + label)
     if "ours: make_jax_iterator b8192" in best:
         common.report("info: make_jax_iterator batch 8192 / pyarrow 2 threads + from_numpy",
-                      best["ours: make_jax_iterator b8192"] / limit, None)
+                      wall_ratio("ours: make_jax_iterator b8192", best, lim)[0], None)
 
 
 def bench_hello(quick: bool, reps: int, use_original: bool, results: dict) -> None:
@@ -291,12 +318,14 @@ def bench_hello(quick: bool, reps: int, use_original: bool, results: dict) -> No
     best = measure({lim: lambda: limit_hello(path),
                     "ours: DataLoader make_reader b16": lambda: ours_pass(path, "dataloader", mode="reader",
                                                                           batch_size=16, touch="image1")},
-                   max(1, reps - 1))
+                   reps)
     limit = 2 * best[lim]
     orig = original(path, "reader", "dataloader", limit, use_original, touch="image1", batch_size=16)
-    common.report("DataLoader make_reader hello world b16 / 2x png+npy decode 1 thread",
-                  best["ours: DataLoader make_reader b16"] / limit, 0.8, original=_orig_ratio(orig, limit),
-                  detail=f"limit 2 x {limit / 2:,.0f} rows/s")
+    paired, best_of = wall_ratio("ours: DataLoader make_reader b16", best, lim, factor=2.0)
+    common.report("DataLoader make_reader hello world b16 / 2x png+npy decode 1 thread", paired, 0.8,
+                  original=_orig_ratio(orig, limit),
+                  detail=f"median of {len(PAIRS['ours: DataLoader make_reader b16'])} adjacent pairs; best-of ratio "
+                         f"{best_of:.2f}, limit 2 x {limit / 2:,.0f} rows/s")
     lim_cpu, us = CPU.get(lim), CPU.get("ours: DataLoader make_reader b16")
     if lim_cpu and us:
         common.report("DataLoader make_reader hello world, CPU-time ratio", lim_cpu / us, None,
