@@ -81,6 +81,21 @@ def _filesystem_from_factory(filesystem_factory: Callable) -> Any:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
+def _drop_stale_checksum(fs: Any, path: str, name: str) -> None:
+    """Remove ``.<name>.crc``, the checksum Hadoop's local filesystem wrote beside a file we have rewritten
+    (Parquet writes ``_common_metadata`` with summary metadata on): left there, Spark refuses to read the
+    dataset (``FAILED_READ_FILE``, a checksum error)."""
+    crc = posixpath.join(path, f".{name}.crc")
+    if _exists_file(fs, crc):
+        fs.delete_file(crc)
+
+
+def _exists_file(fs: Any, path: str) -> bool:
+    import pyarrow.fs as pafs
+
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
 def _family(arrow_type: Any) -> Optional[str]:
     """A coarse kind of an Arrow type, for telling a column that cannot hold a field from one that can
     (int64 holds an int32 field: the reader casts it, as the original's did)."""
@@ -194,6 +209,7 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     ...     spark.createDataFrame(rows, MySchema.as_spark_schema()).write.parquet(url)
     """
     from petastorm.etl.dataset_metadata import (
+        COMMON_METADATA_FILE,
         SUMMARY_METADATA_FILE,
         _exists,
         _resolve,
@@ -230,3 +246,4 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     if use_summary_metadata and not _exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
         write_summary_metadata(fs, path, list(counts))
     write_petastorm_metadata(fs, path, schema, counts)
+    _drop_stale_checksum(fs, path, COMMON_METADATA_FILE)
