@@ -418,6 +418,9 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         output_schema = transform_schema(view, transform_spec)
 
     rg_ids = list(range(len(dataset.row_groups)))
+    from petastorm.reader_impl.explain import SelectionLog
+
+    selection_log = SelectionLog(dataset)  # what each stage pruned, for reader.explain()
     if rowgroup_selector is not None:
         from petastorm.etl.rowgroup_indexing import load_rowgroup_indexes
 
@@ -431,10 +434,19 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                 f"petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
         selected = set(rowgroup_selector.select_row_groups(indexes))
         rg_ids = [i for i in rg_ids if i in selected]
+        selection_log.record("rowgroup_selector", rg_ids, repr(rowgroup_selector))
     expression = filters_expression(filters)
     filter_cols = filter_columns(filters, dataset.arrow_schema)
     rg_ids, pruned = prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
+    if pruned:
+        selection_log.record("filters", rg_ids, f"{expression} (partition keys)")
+    elif expression is not None:
+        selection_log.row_filter(f"filters {expression}")
     rg_ids = prune_by_partition_predicate(dataset, predicate, rg_ids)
+    if predicate is not None:
+        if predicate.get_fields() and set(predicate.get_fields()) <= set(dataset.partition_names):
+            selection_log.record("predicate", rg_ids, f"{type(predicate).__name__} on partition keys")
+        selection_log.row_filter(f"predicate {type(predicate).__name__} on {sorted(predicate.get_fields())}")
     if not rg_ids and dataset.row_groups:
         import warnings
 
@@ -485,4 +497,6 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
                     explicit_seed=explicit_seed, resume_from=resume_from, first_plan=first_plan,
                     ngram_schema=view)
+    reader._explain_log = selection_log
+    reader._explain_setup = {"rg_ids": rg_ids, "fields": field_names}
     return reader
