@@ -413,6 +413,13 @@ def dict_to_spark_row(unischema: Unischema, row_dict: dict) -> Any:
     if not isinstance(row_dict, dict):
         raise PetastormSchemaError(f"row_dict must be a dict of field name to value, got {type(row_dict).__name__}")
     row = dict(row_dict)
+    missing = [name for name, field in unischema.fields.items() if name not in row and not field.nullable]
+    if missing:
+        # the original's words for the first missing field, then every one of them and the way out
+        raise PetastormSchemaError(
+            f"Field {missing[0]} is not found in the row_dict, but is not nullable. (fields of the schema "
+            f"{unischema._name!r} that are not nullable and have no value in the row dict: {missing}; its keys: "
+            f"{sorted(row, key=str)}. Give them values, or declare them UnischemaField(..., nullable=True))")
     insert_explicit_nulls(unischema, row)
     if row.keys() != unischema.fields.keys():
         listed = "".join(f"{k}\n" for k in sorted(row, key=str))
