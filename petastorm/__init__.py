@@ -10,13 +10,14 @@ from typing import Any
 
 __version__ = "1.0.0.dev0"
 
-__all__ = ["make_reader", "make_batch_reader", "TransformSpec", "write_dataset", "__version__"]
+__all__ = ["make_reader", "make_batch_reader", "TransformSpec", "write_dataset", "merge_state_dicts", "__version__"]
 
 _LAZY = {
     "make_reader": ("petastorm.reader", "make_reader"),
     "make_batch_reader": ("petastorm.reader", "make_batch_reader"),
     "TransformSpec": ("petastorm.transform", "TransformSpec"),
     "write_dataset": ("petastorm.etl.writer", "write_dataset"),
+    "merge_state_dicts": ("petastorm.adapters.elastic", "merge_state_dicts"),
 }
 
 

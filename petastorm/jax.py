@@ -152,6 +152,14 @@ class JaxIterator:
             ``min_after_retrieve``; the reader names its own: dataset, reader options), or when the state is
             not one of this iterator's.
         """
+        from petastorm.adapters.elastic import is_loader_job_state
+
+        if is_loader_job_state(state):  # merged by petastorm.merge_state_dicts: elastic resume
+            if state.get("loader") != "JaxIterator":
+                raise PetastormStateError(f"the job state was merged from {state.get('loader')} states, this is a "
+                                          f"JaxIterator")
+            self._pipeline.load_job_state(state)
+            return
         if not isinstance(state, dict) or state.get(_KIND) != _STATE_KIND or _CORE not in state:
             raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
                                       f"JaxIterator.state_dict(), got {type(state).__name__})")

@@ -131,6 +131,21 @@ class ReaderSource:
         fn(state)
 
 
+def _replay_is_positions(reader_state: Optional[dict], replay: Mapping[str, Any]) -> bool:
+    """Whether the pending rows of a replay are the last positions the reader read (so an elastic resume
+    can give them back to the job instead of carrying them: see ``petastorm.adapters.elastic``).
+
+    True unless the reader is elastic-capable and its item rows are not position-ordered (``shuffle_rows``,
+    a predicate) or ``chunk_fn`` changed the row count; then the state also carries the rows themselves.
+    """
+    extra = (reader_state or {}).get("extra") if isinstance(reader_state, Mapping) else None
+    if not isinstance(extra, Mapping) or "elastic" not in extra:
+        return True
+    options = reader_state.get("options") or {}
+    return (not options.get("shuffle_rows") and options.get("predicate") is None
+            and replay[_REPLAY_READ] == replay[_REPLAY_ROWS])
+
+
 class Batcher:
     """Re-cuts column batches from a :class:`ReaderSource` into batches of ``batch_size`` rows.
 
@@ -272,8 +287,10 @@ class Batcher:
         state before it and the rows to skip), not as copies; the shuffling buffer's rows are copied.
         """
         replay = self._replay()
-        pending = concat_columns(self._pending) if self._pending and replay is None else {}
-        return {_READER: self.source.state_dict(), _DONE: self._done, _REPLAY: replay,
+        reader_state = self.source.state_dict()
+        copy_pending = self._pending and (replay is None or not _replay_is_positions(reader_state, replay))
+        pending = concat_columns(self._pending) if copy_pending else {}
+        return {_READER: reader_state, _DONE: self._done, _REPLAY: replay,
                 _PENDING: {k: np.array(v, copy=True) for k, v in pending.items()},
                 _BUFFER: self._buffer.state_dict() if self._buffer is not None else None}
 

@@ -290,6 +290,11 @@ class BatchPipeline:
         """
         if self._started:
             raise PetastormReaderError("load_state_dict must be called before the first batch is read")
+        from petastorm.adapters.elastic import is_loader_job_state
+
+        if is_loader_job_state(state):  # merged by petastorm.merge_state_dicts: elastic resume
+            self.load_job_state(state)
+            return
         if not isinstance(state, Mapping):
             raise PetastormStateError(f"loader state must be a dict from state_dict(), got {type(state).__name__}")
         version = state.get(_KEY_VERSION)
@@ -307,6 +312,29 @@ class BatchPipeline:
                 out = sh.convert(out)
             sh.ready.append((batch, out))
         self._batches_served = int(state.get(_KEY_BATCHES_SERVED, 0))
+
+    def load_job_state(self, job: Mapping[str, Any]) -> None:
+        """Continue a merged job state (``petastorm.merge_state_dicts``) as this reader's rank: the reader
+        takes its share of the positions left, and this pipeline its share of the rows the loaders held.
+
+        Raises
+        ------
+        PetastormStateError
+            Other settings (named), or from the reader: another dataset or options, not a balanced reader.
+        """
+        from petastorm.adapters.elastic import held_share
+
+        if self._started:
+            raise PetastormReaderError("load_state_dict must be called before the first batch is read")
+        check_settings(job.get("settings"), self._settings, what="loader")
+        if isinstance(job.get("held"), list) and job.get("held"):
+            raise PetastormStateError("the job state holds rows of a DataLoader with a custom collate_fn (row "
+                                      "dicts): resume it with such a DataLoader")
+        self._shared.batcher.source.load_state_dict(job["reader"])
+        share = held_share(job, self._reader)
+        if share and num_rows(share):
+            batcher = self._shared.batcher
+            batcher._pending, batcher._pending_ids, batcher._pending_rows = [share], [0], num_rows(share)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

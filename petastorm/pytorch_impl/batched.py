@@ -201,6 +201,11 @@ class BatchedDataLoader(LoaderBase):
         return {_K_PIPELINE: state, _K_ROWS_HELD: state["rows_held"],
                 _K_GLOBAL_ROW: (reader_state.get("extra") or {}).get("global_row")}
 
+    def _load_job_pass(self, job: Mapping[str, Any]) -> None:
+        current = self._new_pass()
+        current.load_job_state({**job, "settings": current.settings})
+        self._current = current
+
     def _load_pass_state(self, body: Mapping[str, Any]) -> None:
         if not isinstance(body, Mapping) or _K_PIPELINE not in body:
             raise PetastormStateError("not a BatchedDataLoader pass state: key 'pipeline' is missing")

@@ -99,6 +99,11 @@ class LoaderBase:
     def _close_pass(self) -> None:
         """Release what the current pass holds (threads, buffers); must be idempotent."""
 
+    def _load_job_pass(self, job: Mapping[str, Any]) -> None:
+        """Start a pass that continues a merged job state (elastic resume): the reader takes its share of the
+        positions left and the pass its share of the rows the loaders held (``petastorm.adapters.elastic``)."""
+        raise PetastormStateError(f"{type(self).__name__} cannot be resumed at another world size")
+
     # --- iteration ---------------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
@@ -206,6 +211,11 @@ class LoaderBase:
             raise PetastormReaderError("load_state_dict() must be called on a new loader, before iterating it")
         if not isinstance(state, Mapping):
             raise PetastormStateError(f"a loader state must be a dict from state_dict(), got {type(state).__name__}")
+        from petastorm.adapters.elastic import is_loader_job_state
+
+        if is_loader_job_state(state):  # merged by petastorm.merge_state_dicts: elastic resume
+            self._load_job_state(state)
+            return
         state = decode_state(state)
         missing = [k for k in (_K_VERSION, _K_LOADER, _K_SETTINGS, _K_PASSES, _K_IN_PASS, _K_BODY, _K_READER)
                    if k not in state]
@@ -224,4 +234,19 @@ class LoaderBase:
             self._resume_in_pass = True
         else:
             self.reader.load_state_dict(state[_K_READER])
+            self._drain_before_reset = self._passes_done > 0
+
+    def _load_job_state(self, job: Mapping[str, Any]) -> None:
+        from petastorm.adapters.settings import check_settings
+
+        if job.get("loader") != type(self).__name__:
+            raise PetastormStateError(f"loader: the job state was merged from {job.get('loader')} states, this is a "
+                                      f"{type(self).__name__}")
+        check_settings(job.get("settings"), self._settings(), type(self).__name__)
+        self._passes_done = int(job.get("passes_done") or 0)
+        if job.get("in_pass"):
+            self._load_job_pass(job)
+            self._resume_in_pass = True
+        else:
+            self.reader.load_state_dict(job["reader"])
             self._drain_before_reset = self._passes_done > 0

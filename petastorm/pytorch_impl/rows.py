@@ -215,6 +215,22 @@ class DataLoader(LoaderBase):
             return {_K_PATH: "columns", _K_PIPELINE: self._current.state_dict()}
         return self._current.state_dict()
 
+    def _load_job_pass(self, job: Mapping[str, Any]) -> None:
+        current = self._new_pass()
+        if self._columns:
+            current.load_job_state({**job, "settings": current.settings})
+        else:
+            from petastorm.adapters.elastic import held_share
+
+            if job.get("held") and not isinstance(job["held"], list):
+                raise PetastormStateError("the job state holds column batches of a DataLoader with the default "
+                                          "collate_fn: resume it with such a DataLoader")
+            current.reader.load_state_dict(job["reader"])
+            share = held_share(job, current.reader)
+            if share:
+                current.buffer.add_many(list(share))
+        self._current = current
+
     def _load_pass_state(self, body: Mapping[str, Any]) -> None:
         path = "columns" if self._columns else "rows"
         if not isinstance(body, Mapping) or body.get(_K_PATH) != path:

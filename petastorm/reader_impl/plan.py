@@ -39,6 +39,9 @@ __all__ = [
     "rows_in_epoch",
     "plan_row_offsets",
     "locate_global_row",
+    "balanced_sequence",
+    "cut_sequence",
+    "items_to_plan",
 ]
 
 #: Accepted values of ``PlanOptions.shard_mode``.
@@ -365,7 +368,20 @@ def make_epoch_plan(rows_per_group: Sequence[int] | np.ndarray, options: PlanOpt
             for pos, (g, s, e, rs) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds))]
 
 
-def _balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int, parts: int):
+def balanced_sequence(rows_per_group: Sequence[int] | np.ndarray, options: PlanOptions, epoch: int):
+    """The epoch's global sequence of the balanced mode, before it is dealt to shards.
+
+    It depends on the row counts, ``shuffle_row_groups``, ``shuffle_row_drop_partitions``, ``shard_seed``
+    and the epoch, never on ``cur_shard``/``shard_count`` (elastic resume deals it again to another
+    number of shards).
+
+    Returns
+    -------
+    rg, starts, stops, cum : np.ndarray, shape (n_items,), int64
+        The items in sequence order (row group, first row, end row) and the cumulative row counts.
+    """
+    rows = _ensure_rows(rows_per_group)
+    parts = int(options.shuffle_row_drop_partitions)
     rg, starts, stops = _split(np.arange(len(rows), dtype=np.int64), rows, parts)
     shard_seed = options.shard_seed
     if options.shuffle_row_groups and len(rg) > 1:
@@ -375,7 +391,45 @@ def _balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int, parts: i
     elif shard_seed and len(rg) > 1:
         perm = np.random.default_rng((_entropy(shard_seed), _TAG_BALANCED_FIXED)).permutation(len(rg))
         rg, starts, stops = rg[perm], starts[perm], stops[perm]
-    cum = np.cumsum(stops - starts)
+    return rg, starts, stops, np.cumsum(stops - starts)
+
+
+def cut_sequence(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.ndarray,
+                 ranges: Sequence[Sequence[int]]):
+    """The items covering the given ``[lo, hi)`` ranges of a global sequence, in range order.
+
+    Positions at or past the sequence's total wrap to its start (the ``'pad'`` remainder). Returns
+    three int64 arrays ``(row_group, start, stop)``.
+    """
+    total = int(cum[-1]) if len(cum) else 0
+    pieces = []
+    for lo, hi in ranges:
+        lo, hi = int(lo), int(hi)
+        while lo < hi and total:
+            a = lo % total
+            b = min(total, a + (hi - lo))
+            pieces.append(_cut(rg, starts, stops, cum, a, b))
+            lo += b - a
+    if not pieces:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy()
+    return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))
+
+
+def items_to_plan(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, options: PlanOptions,
+                  epoch: int) -> list[WorkItem]:
+    """WorkItems at positions ``0..n-1`` (with row seeds when ``shuffle_rows``)."""
+    if options.shuffle_rows:
+        seeds = _row_seeds(int(options.seed), epoch, rg, starts)
+    else:
+        seeds = [None] * len(rg)
+    make = tuple.__new__  # WorkItem(...) runs NamedTuple's Python-level __new__: ~1 us per item
+    return [make(WorkItem, (epoch, pos, g, s, e, rs))
+            for pos, (g, s, e, rs) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds))]
+
+
+def _balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int, parts: int):
+    rg, starts, stops, cum = balanced_sequence(rows, options, epoch)
     total = int(cum[-1]) if len(cum) else 0
     lo, hi = balanced_shard_bounds(total, options.shard_count, options.cur_shard, options.balanced_remainder)
     if total == 0:

@@ -51,6 +51,7 @@ class _Pipeline:
         self.exhausted = False
         self.rows_yielded = 0
         self.items_done = 0
+        self.may_be_empty: set = set()  # epochs dealt by an elastic resume, which may hold no row for this rank
 
     def plan(self, epoch: int) -> list:
         from petastorm.reader_impl.plan import make_epoch_plan
@@ -61,8 +62,8 @@ class _Pipeline:
     def items(self, epoch: int, position: int) -> Iterator[WorkItem]:
         while self.epoch_limit is None or epoch < self.epoch_limit:
             plan = self.plan(epoch)
-            if not plan:  # nothing selected (every epoch is empty): end, even with num_epochs=None
-                return
+            if not plan and epoch not in self.may_be_empty:  # nothing selected (every epoch is empty): end,
+                return                                          # even with num_epochs=None
             for item in plan[position:]:
                 yield item if self.ngram is None else self.ngram_item(item)
             epoch += 1
@@ -199,7 +200,11 @@ class Reader:
             cursor = ReaderCursor(epoch=p.epoch, position=p.position, rows_into_item=rows)
             extra: dict = {"epoch_limit": p.epoch_limit}
             if p.plan_options.sharded and p.plan_options.shard_mode == "balanced" and p.ngram is None:
-                extra["global_row"] = self._global_row(cursor)
+                from petastorm.reader_impl.elastic import state_extra
+
+                dealt = cursor.epoch in getattr(self, "_elastic_deals", ())  # an epoch dealt by an elastic resume
+                extra["global_row"] = None if dealt else self._global_row(cursor)
+                extra.update(state_extra(self, cursor, extra["global_row"]))
             return make_state_dict(cursor, self.dataset.fingerprint(), self._options_fingerprint,
                                    int(p.plan_options.seed), extra, options=self._options)
 
@@ -228,11 +233,15 @@ class Reader:
             When the state comes from another dataset or other options, is malformed, or points outside
             the plan of its epoch.
         """
+        from petastorm.reader_impl import elastic
         from petastorm.reader_impl.reader_state import check_cursor_in_plan, check_state_dict
 
         with self._lock:
             if self._output is not None:
                 raise PetastormReaderError("load_state_dict must be called before the reader yields its first row")
+            if elastic.is_job_state(state):  # merged by petastorm.merge_state_dicts: elastic resume
+                elastic.load_job_state(self, state)
+                return
             cursor = check_state_dict(state, self.dataset.fingerprint(), self._options_fingerprint,
                                       options=self._options, seed=self._explicit_seed)
             p = self._p
@@ -243,6 +252,7 @@ class Reader:
                 p.plan_options = dataclasses.replace(p.plan_options, seed=int(cursor.seed))
                 p.plans.clear()
             extra = state.get("extra") or {}
+            elastic.restore_deals(self, extra)  # the rank was reading an epoch dealt by an elastic resume
             epoch_limit = extra.get("epoch_limit", p.epoch_limit)
             if epoch_limit is None or cursor.epoch < epoch_limit:
                 plan = p.plan(cursor.epoch)
