@@ -1,0 +1,84 @@
+"""The Spark converter examples (``examples/spark_dataset_converter``) train as users run them.
+
+The PyTorch example runs as a script in a fresh interpreter (its own local Spark session, started and
+stopped by the script: the one subprocess JVM of this file); the TensorFlow example's ``main(argv, spark)``
+runs in-process with the shared test session. Both train on 3,000 synthetic digits for a few dozen steps:
+the loss must go down, the test accuracy must beat chance (0.1), every row must land in train or test,
+and the converter's cache must be gone at the end (the examples call ``converter.delete()``).
+"""
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "examples", "spark_dataset_converter")
+CACHE_CONF = "petastorm.spark.converter.parentCacheDirUrl"
+
+_SUMMARY = re.compile(r"^(?P<name>\w+): (?P<steps>\d+) steps, loss (?P<first>[\d.]+) -> (?P<last>[\d.]+) "
+                      r"\(mean of the first and last \d+\), test accuracy (?P<accuracy>[\d.]+)$", re.MULTILINE)
+_ROWS = re.compile(r"^converter: (\d+) train rows, (\d+) test rows, cached in (\S+)$", re.MULTILINE)
+
+
+def _leftovers(cache_dir):
+    """Cache directories the example left behind."""
+    return sorted(os.listdir(cache_dir)) if os.path.isdir(cache_dir) else []
+
+
+@pytest.mark.slow
+def test_pytorch_converter_example_trains_from_a_dataframe_as_a_script(tmp_path):
+    cache_dir = tmp_path / "cache"
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    out = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "pytorch_converter_example.py"), "--rows", "3000", "--steps", "60",
+         "--log-interval", "20", "--cache-dir-url", f"file://{cache_dir}"],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path), env=env)
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr[-5000:]}"
+    rows = _ROWS.search(out.stdout)
+    assert rows, out.stdout
+    assert int(rows[1]) + int(rows[2]) == 3000
+    assert 2500 < int(rows[1]) < 2900                      # randomSplit 90 / 10
+    assert rows[3].startswith(f"file://{cache_dir}/")
+    assert len(re.findall(r"^torch: step \d+ loss [\d.]+$", out.stdout, re.MULTILINE)) == 3
+    summary = _SUMMARY.search(out.stdout)
+    assert summary and summary["name"] == "torch", out.stdout
+    assert int(summary["steps"]) == 60
+    assert float(summary["last"]) < float(summary["first"]) - 0.2, out.stdout
+    assert float(summary["accuracy"]) > 0.2, out.stdout
+    assert _leftovers(cache_dir) == []                    # converter.delete() removed both caches
+
+
+@pytest.fixture
+def tf_example():
+    spec = importlib.util.spec_from_file_location("tensorflow_converter_example",
+                                                  os.path.join(EXAMPLES, "tensorflow_converter_example.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_tensorflow_converter_example_trains_with_a_session_of_yours(tf_example, spark_session, tmp_path, capsys):
+    cache_dir = tmp_path / "cache"
+    previous = spark_session.conf.get(CACHE_CONF, None)
+    try:
+        result = tf_example.main(["--rows", "3000", "--steps", "60", "--log-interval", "20",
+                                  "--cache-dir-url", f"file://{cache_dir}"], spark=spark_session)
+    finally:
+        if previous is None:
+            spark_session.conf.unset(CACHE_CONF)
+        else:
+            spark_session.conf.set(CACHE_CONF, previous)
+    stdout = capsys.readouterr().out
+    assert result["train_rows"] + result["test_rows"] == 3000
+    assert len(result["losses"]) == 3                      # 60 steps, a Keras epoch of 20 steps each
+    assert result["losses"][-1] < result["losses"][0] - 0.2, stdout
+    assert result["accuracy"] > 0.2, stdout
+    summary = _SUMMARY.search(stdout)
+    assert summary and summary["name"] == "keras" and int(summary["steps"]) == 60, stdout
+    assert _leftovers(cache_dir) == []
+    assert spark_session.range(3).count() == 3            # the session given is left running
