@@ -253,23 +253,22 @@ def cpu_ratio(figure: str, limit_case: str, ours_case: str) -> None:
         common.report(f"{figure}, CPU-time ratio", lim / us, None, detail=f"CPU us/row: limit {lim:.3g}, ours {us:.3g}")
 
 
-def original(path: str, mode: str, loader: str, limit: float, use: bool, *, touch: str = "c00",
-             batch_size: int = BATCH, shuffle: int = 0, max_rows: int = 0, extra: tuple = ()) -> dict | None:
-    """The original 0.12.1's same pass (fresh interpreter, warmed up); its rate / ``limit`` printed."""
+def original(path: str, mode: str, loader: str, limit_fn, use: bool, *, factor: float = 1.0, touch: str = "c00",
+             batch_size: int = BATCH, shuffle: int = 0, max_rows: int = 0) -> float | None:
+    """The original 0.12.1's same pass (fresh interpreter, warmed up) over ``factor`` x the rate of one
+    ``limit_fn()`` run just before it (an adjacent pair, as ours)."""
     if not use:
         return None
+    limit = factor * _rate(limit_fn)[0]
     res = common.run_read_pass(common.ORIGINAL_PYTHON, path, mode=mode, pool="thread", touch=touch, warmup=True,
                                max_rows=max_rows, extra_args=["--loader", loader, "--batch-size", batch_size,
-                                                              "--shuffle", shuffle, *extra])
-    if res:
-        print(f"    original 0.12.1 {loader:<10} shuffle {shuffle:<7} {res['rows_per_s']:>12,.0f} rows/s  "
-              f"(CPU {res['cpu_s'] / res['rows'] * 1e6:.3g} us/row, = {res['rows_per_s'] / limit:.3f}x the limit)",
-              flush=True)
-    return res
-
-
-def _orig_ratio(res: dict | None, limit: float) -> float | None:
-    return res["rows_per_s"] / limit if res else None
+                                                              "--shuffle", shuffle])
+    if not res:
+        return None
+    print(f"    original 0.12.1 {loader:<10} shuffle {shuffle:<7} {res['rows_per_s']:>12,.0f} rows/s  "
+          f"(CPU {res['cpu_s'] / res['rows'] * 1e6:.3g} us/row; = {res['rows_per_s'] / limit:.3f}x the limit run "
+          f"just before it, {limit / factor:,.0f} rows/s)", flush=True)
+    return res["rows_per_s"] / limit
 
 
 # --- parts ---------------------------------------------------------------------------------------------------------
@@ -297,10 +296,10 @@ def bench_columns(quick: bool, reps: int, use_original: bool, results: dict) -> 
         orig = None
         if kind in ("batched", "dataloader"):
             # the original's DataLoader over a batch reader splits batches into rows: ~0.004x, so a slice of it
-            orig = original(path, "batch", kind, limit, use_original, shuffle=shuffle,
+            orig = original(path, "batch", kind, cases[lim], use_original, shuffle=shuffle,
                             max_rows=min(n_rows, 100_000) if kind == "dataloader" else 0)
         paired, best_of = wall_ratio("ours: " + label, best, lim)
-        common.report(f"{label} / pyarrow 2 threads + from_numpy", paired, target, original=_orig_ratio(orig, limit),
+        common.report(f"{label} / pyarrow 2 threads + from_numpy", paired, target, original=orig,
                       detail=f"median of {len(PAIRS['ours: ' + label])} adjacent pairs; best-of ratio {best_of:.2f}, "
                              f"limit {limit:,.0f} rows/s")
         cpu_ratio(label, lim, "ours: " + label)
@@ -320,10 +319,11 @@ def bench_hello(quick: bool, reps: int, use_original: bool, results: dict) -> No
                                                                           batch_size=16, touch="image1")},
                    reps)
     limit = 2 * best[lim]
-    orig = original(path, "reader", "dataloader", limit, use_original, touch="image1", batch_size=16)
+    orig = original(path, "reader", "dataloader", lambda: limit_hello(path), use_original, factor=2.0, touch="image1",
+                    batch_size=16)
     paired, best_of = wall_ratio("ours: DataLoader make_reader b16", best, lim, factor=2.0)
     common.report("DataLoader make_reader hello world b16 / 2x png+npy decode 1 thread", paired, 0.8,
-                  original=_orig_ratio(orig, limit),
+                  original=orig,
                   detail=f"median of {len(PAIRS['ours: DataLoader make_reader b16'])} adjacent pairs; best-of ratio "
                          f"{best_of:.2f}, limit 2 x {limit / 2:,.0f} rows/s")
     lim_cpu, us = CPU.get(lim), CPU.get("ours: DataLoader make_reader b16")
