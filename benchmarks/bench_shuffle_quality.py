@@ -13,8 +13,9 @@ interpreter runs ``make_batch_reader`` (thread pool, 2 workers, ``seed=1``) unde
   epoch minus ``VmHWM`` after the imports): the cost;
 - the shuffle quality *predicted* by ``reader.explain(shuffling_queue_capacity=..., batch_size=1024)``
   (no data read) and the quality *measured* on the ``id`` column of the batches served: normalised
-  displacement (1 = uniform permutation), same-row-group fraction of consecutive rows and ``mixing``
-  (``(1 - same) / (1 - same_uniform)``: 1 = as mixed as a uniform permutation);
+  displacement (1 = uniform permutation), same-row-group fraction of consecutive rows, ``mixing``
+  (``(1 - same) / (1 - same_uniform)``: 1 = as mixed as a uniform permutation) and the fraction of consecutive
+  rows that are dataset neighbours;
 - the proposed block shuffle (the rows of every ``k`` consecutive row groups permuted together), quality
   from ``shuffle_quality.block_shuffle`` on the same plan (not implemented in the reader: no cost measured;
   its memory is that of ``k`` row groups).
@@ -159,12 +160,13 @@ def _fmt(x: float, spec: str) -> str:
 
 def table_lines(results: list) -> list:
     head = (f"{'option':34s} {'rows/s':>10s} {'peak MB':>8s}  {'displacement':>12s} {'same group':>10s} "
-            f"{'mixing':>7s}  {'predicted mixing':>16s}")
+            f"{'mixing':>7s} {'neighbours':>10s}  {'predicted mixing':>16s}")
     lines = [head, "-" * len(head)]
     for r in results:
         m, p = r["measured"], r["predicted"]
         lines.append(f"{r['name']:34s} {_fmt(r['rows_per_s'], ',.0f'):>10s} {_fmt(r['peak_mb'], '.0f'):>8s}  "
-                     f"{m['displacement_mean']:12.3f} {m['same_group_fraction']:10.3f} {m['mixing']:7.3f}  "
+                     f"{m['displacement_mean']:12.3f} {m['same_group_fraction']:10.3f} {m['mixing']:7.3f} "
+                     f"{m['adjacent_fraction']:10.3f}  "
                      f"{p['mixing']:16.3f}")
     return lines
 

@@ -208,12 +208,14 @@ def _render(plan: ReadPlan) -> str:
     out.append(f"  this reader (*): {plan.items:,} work items, {approx}{plan.rows_per_epoch:,} rows, "
                f"{approx}{_size(plan.bytes_per_epoch)} per epoch{total}")
     out += ["", f"Order: {plan.order}"]
-    out.append("Shuffle quality (1 = uniform permutation for displacement; lower same-group is better):")
+    out.append("Shuffle quality (displacement: 0 = dataset order, 1 = uniform permutation; same group: consecutive "
+               "rows from one row group, uniform = its value for a uniform permutation; mixing: 1 = as mixed as "
+               "uniform; neighbours: consecutive rows that follow each other in the dataset):")
     quality_rows = [_quality_row("reader", plan.shuffle_quality)]
     if plan.buffered_quality is not None:
         quality_rows.append(_quality_row("with loader buffer", plan.buffered_quality))
     out += ["  " + s for s in _table(
-        ["order", "displacement", "spread", "same group", "uniform", "mixing"], quality_rows)]
+        ["order", "displacement", "spread", "same group", "uniform", "mixing", "neighbours"], quality_rows)]
     pool = plan.pool
     out += ["", f"Pool: {pool['type']}, {pool['workers_count']} worker(s), results queue {pool['results_queue_size']}"]
     out += [f"Note: {n}" for n in plan.notes]
@@ -222,7 +224,8 @@ def _render(plan: ReadPlan) -> str:
 
 def _quality_row(name: str, q: dict) -> list:
     return [name, f"{q['displacement_mean']:.3f}", f"{q['displacement_spread']:.3f}",
-            f"{q['same_group_fraction']:.3f}", f"{q['same_group_uniform']:.3f}", f"{q['mixing']:.3f}"]
+            f"{q['same_group_fraction']:.3f}", f"{q['same_group_uniform']:.3f}", f"{q['mixing']:.3f}",
+            f"{q['adjacent_fraction']:.3f}"]
 
 
 # --- building the plan -----------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ every row group's rows together (same-group fraction near 1), so every batch hol
 groups. A uniform permutation gives ``sum_g m_g (m_g - 1) / (n (n - 1))`` (``m_g`` rows of group ``g``
 in the sequence), about ``1 / groups`` for groups of equal size: ``same_group_uniform``.
 
+**Adjacent fraction.** The fraction of consecutive pairs of rows that are neighbours in the dataset (the
+next row of the same row group). ``shuffle_rows`` brings it from ~1 to ~``1 / rows_per_item`` without
+changing which row groups share a batch; a uniform permutation gives ``~1 / n``.
+
 Two ways to compute them:
 
 * :func:`plan_quality` — from a plan (a list of :class:`~petastorm.reader_impl.work_item.WorkItem`) in
@@ -70,6 +74,8 @@ class ShuffleQuality:
         Fraction of consecutive row pairs from the same row group (lower is better mixed).
     same_group_uniform : float
         The same fraction for a uniform permutation of these rows (the best reachable value).
+    adjacent_fraction : float
+        Fraction of consecutive row pairs that are dataset neighbours (row ``i`` then row ``i + 1``).
     method : str
         ``'plan'`` (from the plan, expectation over in-item row permutations) or ``'sequence'`` (exact).
     """
@@ -79,6 +85,7 @@ class ShuffleQuality:
     displacement_spread: float
     same_group_fraction: float
     same_group_uniform: float
+    adjacent_fraction: float = 0.0
     method: str = "plan"
 
     @property
@@ -95,7 +102,8 @@ class ShuffleQuality:
     def __str__(self) -> str:
         return (f"displacement {self.displacement_mean:.3f} (spread {self.displacement_spread:.3f}; uniform 1 and "
                 f"{UNIFORM_SPREAD:.3f}), consecutive rows from one row group {self.same_group_fraction:.3f} "
-                f"(uniform {self.same_group_uniform:.3f}) over {self.rows:,} rows")
+                f"(uniform {self.same_group_uniform:.3f}), dataset neighbours {self.adjacent_fraction:.3f} over "
+                f"{self.rows:,} rows")
 
 
 def _uniform_mean(n: float) -> float:
@@ -158,7 +166,7 @@ def plan_quality(plan: Sequence[Any], shuffle_rows: Optional[bool] = None) -> Sh
     rg, start, length, seeded = rg[keep], start[keep], length[keep], seeded[keep]
     n = float(length.sum())
     if n < 2:
-        return ShuffleQuality(int(n), 0.0, 0.0, 0.0, 0.0, "plan")
+        return ShuffleQuality(int(n), 0.0, 0.0, 0.0, 0.0, 0.0, "plan")
     out_at = np.concatenate([[0.0], np.cumsum(length)[:-1]])  # sequence position of each item's first row
     order = np.lexsort((start, rg))                             # dataset order of the items
     rank = np.empty_like(out_at)
@@ -172,9 +180,16 @@ def plan_quality(plan: Sequence[Any], shuffle_rows: Optional[bool] = None) -> Sh
     mean = total_abs / n
     var = max(0.0, total_sq / n - mean * mean)
     scale = _uniform_mean(n)
-    pairs = float(np.sum(length - 1.0)) + float(np.count_nonzero(rg[1:] == rg[:-1]))
+    same_rg = rg[1:] == rg[:-1]
+    pairs = float(np.sum(length - 1.0)) + float(np.count_nonzero(same_rg))
+    # dataset neighbours: inside an item, L - 1 pairs in file order, (L - 1) / L expected when permuted; across
+    # items, the last row of one and the first of the next (probability 1 / L when that end is permuted)
+    inside = np.where(seeded, (length - 1.0) / length, length - 1.0)
+    follows = same_rg & (start[1:] == start[:-1] + length[:-1])
+    chance = np.where(seeded[:-1], 1.0 / length[:-1], 1.0) * np.where(seeded[1:], 1.0 / length[1:], 1.0)
+    adjacent = float(inside.sum()) + float(np.sum(chance[follows]))
     return ShuffleQuality(int(n), mean / scale, math.sqrt(var) / scale, pairs / (n - 1.0),
-                          _same_group_uniform(rg, length, n), "plan")
+                          _same_group_uniform(rg, length, n), adjacent / (n - 1.0), "plan")
 
 
 def plan_row_sequence(plan: Sequence[Any], rows_per_group: Sequence[int] | np.ndarray,
@@ -236,14 +251,16 @@ def sequence_quality(sequence: np.ndarray, group_of_row: np.ndarray | None = Non
     if len(groups) != n:
         raise PetastormArgumentError(f"group_of_row has {len(groups)} entries for a sequence of {n} rows")
     if n < 2:
-        return ShuffleQuality(n, 0.0, 0.0, 0.0, 0.0, "sequence")
+        return ShuffleQuality(n, 0.0, 0.0, 0.0, 0.0, 0.0, "sequence")
     rank = np.empty(n, dtype=np.int64)
     rank[np.argsort(seq, kind="stable")] = np.arange(n, dtype=np.int64)
     moved = np.abs(np.arange(n, dtype=np.int64) - rank).astype(np.float64)
     scale = _uniform_mean(float(n))
     same = float(np.count_nonzero(groups[1:] == groups[:-1])) / (n - 1.0)
     uniform = _same_group_uniform(groups, np.ones(n, dtype=np.int64), float(n))
-    return ShuffleQuality(n, float(moved.mean()) / scale, float(moved.std()) / scale, same, uniform, "sequence")
+    adjacent = float(np.count_nonzero((np.diff(seq) == 1) & (groups[1:] == groups[:-1]))) / (n - 1.0)
+    return ShuffleQuality(n, float(moved.mean()) / scale, float(moved.std()) / scale, same, uniform, adjacent,
+                          "sequence")
 
 
 def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: int = 1,

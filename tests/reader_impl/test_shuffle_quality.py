@@ -82,8 +82,17 @@ def test_plan_formula_matches_the_exact_value_of_the_sequence_read(groups, shuff
     assert q.same_group_fraction == pytest.approx(exact.same_group_fraction)
     assert q.same_group_uniform == pytest.approx(exact.same_group_uniform)
     if not shuffle_rows:  # no in-item permutation: the formula is exact
+        assert q.adjacent_fraction == pytest.approx(exact.adjacent_fraction)
         assert q.displacement_mean == pytest.approx(exact.displacement_mean, abs=1e-9)
         assert q.displacement_spread == pytest.approx(exact.displacement_spread, abs=1e-9)
+
+
+def test_shuffle_rows_separates_dataset_neighbours_but_not_row_groups():
+    plain = plan_quality(_plan(shuffle_row_groups=True))
+    rows = plan_quality(_plan(shuffle_row_groups=True, shuffle_rows=True))
+    assert plain.adjacent_fraction == pytest.approx(plain.same_group_fraction)  # file order inside row groups
+    assert rows.adjacent_fraction == pytest.approx(1 / 200, rel=0.05)  # ~1 / rows per item
+    assert rows.same_group_fraction == plain.same_group_fraction
 
 
 def test_plan_formula_is_the_expectation_over_in_item_permutations():
@@ -93,8 +102,9 @@ def test_plan_formula_is_the_expectation_over_in_item_permutations():
     realised = []
     for s in range(20):  # other row seeds: other realisations of the in-item permutations
         reseeded = [it._replace(row_seed=s * 1000 + i) for i, it in enumerate(plan)]
-        realised.append(sequence_quality(plan_row_sequence(reseeded, rows), rows_per_group=rows).displacement_mean)
-    assert np.mean(realised) == pytest.approx(expected.displacement_mean, rel=0.01)
+        realised.append(sequence_quality(plan_row_sequence(reseeded, rows), rows_per_group=rows))
+    assert np.mean([r.displacement_mean for r in realised]) == pytest.approx(expected.displacement_mean, rel=0.01)
+    assert np.mean([r.adjacent_fraction for r in realised]) == pytest.approx(expected.adjacent_fraction, abs=0.001)
 
 
 def test_plan_quality_handles_row_counts_too_large_to_materialise():
@@ -141,7 +151,7 @@ def test_to_dict_and_str_name_the_numbers():
     q = plan_quality(_plan())
     d = q.to_dict()
     assert set(d) >= {"rows", "displacement_mean", "displacement_spread", "same_group_fraction",
-                      "same_group_uniform", "mixing", "method"}
+                      "same_group_uniform", "adjacent_fraction", "mixing", "method"}
     assert "displacement" in str(q) and "10,000 rows" in str(q)
     assert isinstance(q, ShuffleQuality)
 
