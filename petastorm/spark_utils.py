@@ -14,7 +14,14 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from petastorm.errors import NoMatchingFieldsError, PetastormSchemaError, PetastormTypeError
+from petastorm.errors import (
+    NoMatchingFieldsError,
+    PetastormDecodeError,
+    PetastormError,
+    PetastormSchemaError,
+    PetastormTypeError,
+    add_note,
+)
 
 __all__ = ["dataset_as_rdd"]
 
@@ -76,36 +83,53 @@ def _selected_schema(schema: Any, schema_fields: Optional[Sequence[Any]], datase
     return schema.create_schema_view([schema.fields[name] for name in dict.fromkeys(names + matched)])
 
 
-def _decode_value(field: Any, value: Any) -> Any:
-    """One cell as Spark gives it (``bytearray``, ``int``, ``str``...) -> the value ``make_reader`` gives."""
+def _decode_value(field: Any, value: Any, row: int) -> Any:
+    """One cell as Spark gives it (``bytearray``, ``int``, ``str``...) -> the value ``make_reader`` gives.
+
+    Raises
+    ------
+    PetastormDecodeError
+        A cell that petastorm's codecs cannot decode, or that decodes to another dtype or shape than the
+        field's. A codec of the user's raises its own exception, with a note naming the field.
+    """
     if value is None:
         return None
-    if field.codec is not None:
-        return field.codec.decode(field, value)
-    from petastorm.codecs import _dtype_type
+    codec = field.codec
+    if codec is not None:
+        decode_cell = getattr(codec, "_decode_cell", None)  # DataframeColumnCodec's: checks, names the field
+        return decode_cell(field, row, value) if decode_cell is not None else codec.decode(field, value)
+    from petastorm.codecs import _dtype_type, decode_error
 
     kind = _dtype_type(field.numpy_dtype)
-    if kind is Decimal:
-        return value if isinstance(value, Decimal) else Decimal(value)
-    if isinstance(value, (list, tuple)):
-        return np.asarray(value, dtype=kind)
-    return kind(value)
+    try:
+        if kind is Decimal:
+            return value if isinstance(value, Decimal) else Decimal(value)
+        if isinstance(value, (list, tuple)):
+            return np.asarray(value, dtype=kind)
+        return kind(value)
+    except (TypeError, ValueError, ArithmeticError) as e:
+        raise decode_error(field, row, f"cannot convert the stored {type(value).__name__} to "
+                                       f"{getattr(kind, '__name__', kind)}: {e}") from e
 
 
-def _decode_partition(schema: Any, rows: Iterable[Any]) -> Iterator[tuple]:
-    """Runs in the Spark tasks: Spark ``Row`` s -> namedtuples of decoded values."""
+def _decode_partition(schema: Any, dataset_url: str, partition: int, rows: Iterable[Any]) -> Iterator[tuple]:
+    """Runs in the Spark tasks: the Spark ``Row`` s of one partition -> namedtuples of decoded values."""
     fields = list(schema.fields.values())
     make = schema._get_namedtuple()._make
-    for row in rows:
+    for number, row in enumerate(rows):
         values = []
         for i, field in enumerate(fields):
             try:
-                values.append(_decode_value(field, row[i]))
-            except PetastormSchemaError:
+                values.append(_decode_value(field, row[i], number))
+            except PetastormDecodeError as e:
+                raise PetastormDecodeError(
+                    f"{dataset_url}: field {field.name!r}, row {number} of Spark partition {partition}: "
+                    f"{e.detail}", row=number, detail=e.detail) from e
+            except Exception as e:  # a codec of the user's: its own exception, with the place
+                if not isinstance(e, PetastormError):
+                    add_note(e, f"dataset_as_rdd: decoding field {field.name!r} of {dataset_url}, row {number} "
+                                f"of Spark partition {partition}")
                 raise
-            except Exception as e:
-                raise PetastormSchemaError(
-                    f"field {field.name!r}: cannot decode the stored value with {field.codec!r}: {e}") from e
         yield make(values)
 
 
@@ -136,7 +160,9 @@ def dataset_as_rdd(dataset_url: str, spark_session: Any,
     pyspark.RDD
         Of namedtuples of the selected fields, decoded in the Spark tasks: ndarrays of the fields' dtypes
         and shapes, numpy scalars, ``Decimal``, ``None`` for nulls, as ``make_reader`` rows. The RDD is
-        lazy: no row is read until an action (``collect``, ``count``...) runs.
+        lazy: no row is read until an action (``collect``, ``count``...) runs. A stored value that cannot
+        be decoded fails the Spark job with a :class:`~petastorm.errors.PetastormDecodeError` naming the
+        dataset, the field and the row (within its Spark partition).
 
     Raises
     ------
@@ -166,4 +192,5 @@ def dataset_as_rdd(dataset_url: str, spark_session: Any,
     schema = _selected_schema(schema, schema_fields, dataset_url)
     frame = spark_session.read.parquet(dataset_url)
     frame = frame.select(*[frame["`" + name.replace("`", "``") + "`"] for name in schema.fields])
-    return frame.rdd.mapPartitions(lambda rows: _decode_partition(schema, rows))
+    return frame.rdd.mapPartitionsWithIndex(
+        lambda partition, rows: _decode_partition(schema, dataset_url, partition, rows))

@@ -95,6 +95,7 @@ def test_an_empty_schema_fields_gives_one_empty_row_per_row(synthetic_dataset, s
     assert rdd.first() == ()
 
 
+@pytest.mark.slow
 def test_a_hive_partition_field_is_decoded_like_the_others(tmp_path, spark_session):
     from pyspark.sql.types import LongType, StringType
 
@@ -163,3 +164,25 @@ def test_something_else_than_a_spark_session_is_a_typeerror(synthetic_dataset, s
         dataset_as_rdd(synthetic_dataset, None)
     with pytest.raises(TypeError, match="got SparkContext"):
         dataset_as_rdd(synthetic_dataset, spark_session.sparkContext)
+
+
+def test_a_cell_that_cannot_be_decoded_fails_the_job_naming_the_field(tmp_path, spark_session):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from _fixtures.datasets import write_synthetic_dataset
+
+    url = write_synthetic_dataset(str(tmp_path / "corrupt"), rows=10, rows_per_group=10, groups_per_file=1)
+    part = tmp_path / "corrupt" / "part-00000.parquet"
+    table = pq.read_table(part)
+    cells = table.column("matrix").to_pylist()
+    cells[3] = b"not npy bytes"
+    table = table.set_column(table.schema.get_field_index("matrix"), table.schema.field("matrix"),
+                             pa.array(cells, table.schema.field("matrix").type))
+    pq.write_table(table, part)
+    rdd = dataset_as_rdd(url, spark_session, schema_fields=["id", "matrix"])  # lazy: the call succeeds
+    with pytest.raises(Exception) as info:
+        rdd.collect()
+    message = str(info.value)
+    assert "PetastormDecodeError" in message and "field 'matrix', row 3 of Spark partition 0" in message
+    assert url in message
+    assert dataset_as_rdd(url, spark_session, schema_fields=["id"]).count() == 10  # other fields still read
