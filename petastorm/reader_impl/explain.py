@@ -434,6 +434,8 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         selection.append(SelectionStep("sharding", len(read_groups), files, last.row_groups - len(read_groups),
                                        last.files - files,
                                        f"shard {options.cur_shard} of {options.shard_count} ({options.shard_mode})"))
+    if options.sharded and options.shard_count > MAX_LISTED_SHARDS:
+        notes.append(f"the first {MAX_LISTED_SHARDS} of {options.shard_count} shards are listed (and this one)")
     quality = plan_quality(plan)
     buffered = None
     if shuffling_queue_capacity:
