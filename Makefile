@@ -29,15 +29,30 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow" tests
 
-# The Spark tests against pyspark 4 in a venv of their own (the pin set with pyspark 4.3.0 swapped in).
-SPARK4_VENV := .venv-spark4
-test-spark4:
+# The Spark tests against pyspark 4.3 in a venv of their own, layered on .venv: it holds pyspark 4.3.0 and the
+# Spark Connect client packages (constraints-spark4.txt) and reads everything else from .venv's site-packages,
+# after its own (a .pth line), so the rest is the very install `make test` uses. Two pytest runs: the classic
+# Spark tests, then the Spark Connect ones (a Connect client switches pyspark.sql.functions to Connect for its
+# whole process). pytest's exit 5 (no test selected) fails the target like any failure.
+SPARK4_VENV  := .venv-spark4
+SPARK4_PY    := $(SPARK4_VENV)/bin/python
+SPARK4_STAMP := $(SPARK4_VENV)/.installed-spark4
+SPARK4_ENV   := PYSPARK_PYTHON=$(abspath $(SPARK4_PY)) PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK4_PY))
+
+$(SPARK4_STAMP): $(STAMP) constraints.txt constraints-spark4.txt
+	rm -rf $(SPARK4_VENV)
 	$(PYTHON) -m venv $(SPARK4_VENV)
-	$(SPARK4_VENV)/bin/python -m pip install -q --upgrade pip
-	sed 's/^pyspark==.*/pyspark==4.3.0/' constraints.txt > $(SPARK4_VENV)/constraints.txt
-	$(SPARK4_VENV)/bin/python -m pip install -c $(SPARK4_VENV)/constraints.txt -e '.[test,torch,tf,jax]'
-	PYSPARK_PYTHON=$(abspath $(SPARK4_VENV))/bin/python PYSPARK_DRIVER_PYTHON=$(abspath $(SPARK4_VENV))/bin/python \
-		$(SPARK4_VENV)/bin/python -m pytest -ra -p no:cacheprovider -m spark tests
+	grep -v '^pyspark==' constraints.txt | cat - constraints-spark4.txt > $(SPARK4_VENV)/constraints.txt
+	$(SPARK4_PY) -m pip install -q --no-deps -c $(SPARK4_VENV)/constraints.txt \
+		pyspark py4j grpcio grpcio-status googleapis-common-protos zstandard
+	echo "import site; site.addsitedir('$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")')" \
+		> "$$($(SPARK4_PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz-petastorm-base-venv.pth"
+	$(SPARK4_PY) -c "import pyspark, pyspark.sql.connect.session, petastorm, torch; assert pyspark.__version__ == '4.3.0', pyspark.__version__"
+	touch $(SPARK4_STAMP)
+
+test-spark4: $(SPARK4_STAMP)
+	$(SPARK4_ENV) $(SPARK4_PY) -m pytest -ra -p no:cacheprovider -m "spark and not spark_connect" tests
+	$(SPARK4_ENV) $(SPARK4_PY) -m pytest -ra -p no:cacheprovider -m spark_connect tests
 
 # Each library reads the other's datasets: the original 0.12.1 in its own venv, as a black box.
 test-compat: $(STAMP)
