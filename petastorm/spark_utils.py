@@ -54,8 +54,8 @@ def _selected_schema(schema: Any, schema_fields: Optional[Sequence[Any]], datase
     """
     from petastorm.unischema import UnischemaField, match_unischema_fields
 
-    if schema_fields is None:
-        return schema
+    if schema_fields is None:  # a view of every field: rows are named as make_reader's ('<schema>_view')
+        return schema.create_schema_view(list(schema.fields.values()))
     if isinstance(schema_fields, (str, UnischemaField)):
         schema_fields = [schema_fields]
     schema_fields = list(schema_fields)
