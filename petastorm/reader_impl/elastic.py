@@ -464,8 +464,8 @@ def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
     partial = {}
     for e, ep in sorted(epochs.items()):
         consumed = normalize_ranges(ep["consumed"])
-        if ranges_size(consumed) >= ep["span"] or not consumed:
-            continue
+        if ranges_size(consumed) >= ep["span"] or (not consumed and e != m):
+            continue  # complete, or a later epoch not started: a normal epoch
         partial[str(e)] = {"span": ep["span"], "consumed": consumed}
     if partial:
         next_epoch = min(int(e) for e in partial)
