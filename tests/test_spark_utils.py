@@ -187,3 +187,11 @@ def test_a_cell_that_cannot_be_decoded_fails_the_job_naming_the_field(tmp_path, 
     assert "PetastormDecodeError" in message and "field 'matrix', row 3 of Spark partition 0" in message
     assert url in message
     assert dataset_as_rdd(url, spark_session, schema_fields=["id"]).count() == 10  # other fields still read
+
+
+@pytest.mark.spark_connect
+def test_a_spark_connect_session_is_refused_with_the_way_out(synthetic_dataset, spark_connect_session):
+    # Spark Connect has no RDDs (0.12.1 predates it); the error says so and what to use instead
+    with pytest.raises(TypeError, match="Spark Connect session, and Spark Connect has no RDDs") as info:
+        dataset_as_rdd(synthetic_dataset, spark_connect_session)
+    assert "make_reader" in str(info.value)
