@@ -29,6 +29,8 @@ def _leftovers(cache_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.spark        # its own JVM, but a Spark test all the same: make test-spark4 runs it on pyspark 4
+@pytest.mark.timeout(600)
 def test_pytorch_converter_example_trains_from_a_dataframe_as_a_script(tmp_path):
     cache_dir = tmp_path / "cache"
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
@@ -36,7 +38,7 @@ def test_pytorch_converter_example_trains_from_a_dataframe_as_a_script(tmp_path)
     out = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "pytorch_converter_example.py"), "--rows", "3000", "--steps", "60",
          "--log-interval", "20", "--cache-dir-url", f"file://{cache_dir}"],
-        capture_output=True, text=True, timeout=600, cwd=str(tmp_path), env=env)
+        capture_output=True, text=True, timeout=540, cwd=str(tmp_path), env=env)
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr[-5000:]}"
     rows = _ROWS.search(out.stdout)
     assert rows, out.stdout
@@ -62,6 +64,7 @@ def tf_example():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_tensorflow_converter_example_trains_with_a_session_of_yours(tf_example, spark_session, tmp_path, capsys):
     cache_dir = tmp_path / "cache"
     previous = spark_session.conf.get(CACHE_CONF, None)
@@ -82,3 +85,36 @@ def test_tensorflow_converter_example_trains_with_a_session_of_yours(tf_example,
     assert summary and summary["name"] == "keras" and int(summary["steps"]) == 60, stdout
     assert _leftovers(cache_dir) == []
     assert spark_session.range(3).count() == 3            # the session given is left running
+
+
+# --- docs/spark.md: its snippets run as written, in order, in one namespace ------------------------------------
+
+DOC = os.path.join(ROOT, "docs", "spark.md")
+
+
+def _doc_snippets():
+    """The ```python blocks of docs/spark.md, except the Spark Connect one (pyspark>=4 and a server)."""
+    with open(DOC) as f:
+        blocks = re.findall(r"^```python\n(.*?)^```$", f.read(), re.MULTILINE | re.DOTALL)
+    return [b for b in blocks if ".remote(" not in b]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_spark_doc_snippets_run_as_written(spark_session, tmp_path):
+    snippets = _doc_snippets()
+    assert len(snippets) == 4  # materialize_dataset, reading back, dataset_as_rdd, the converter
+    previous = spark_session.conf.get(CACHE_CONF, None)
+    namespace = {"__name__": "__main__"}
+    try:
+        for code in snippets:
+            exec(compile(code.replace("file:///tmp/", f"file://{tmp_path}/"), DOC, "exec"), namespace)
+    finally:
+        if previous is None:
+            spark_session.conf.unset(CACHE_CONF)
+        else:
+            spark_session.conf.set(CACHE_CONF, previous)
+    assert namespace["spark"] is spark_session          # getOrCreate() found the running session
+    assert (tmp_path / "hello_world_dataset" / "_common_metadata").exists()
+    assert tuple(namespace["pair"].shape) == (100, 2)     # the last tf batch of the converter snippet
+    assert (tmp_path / "petastorm_cache").is_dir() and _leftovers(tmp_path / "petastorm_cache") == []
