@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_converter.py [--quick] [--reps 3] [--rows N] [--epochs 3]
+    python benchmarks/bench_converter.py [--quick] [--reps 3] [--rows N] [--epochs 3] [--no-original]
 
 A real local Spark session (``local[2]``, one per run) makes a DataFrame of 1,000,000 rows x 20 float
 columns ``c00``..``c19`` (``rand``; 200,000 rows with ``--quick``), and ``make_spark_converter`` caches it
@@ -19,16 +19,22 @@ A pass reads ``--epochs`` epochs (3: one epoch of 1M rows lasts only ~0.15 s). R
 entering the loader's context (the reader's start-up included) to the last batch, best of ``--reps`` runs
 that alternate the cases, after one untimed warm-up pass of each (imports, page cache). Every consumer reads the last element of ``c00`` of each batch. Each figure also gets a CPU-time
 ratio (reference CPU per row / ours, all threads of this process): load-insensitive on this shared machine.
+
+When ``.venv-original`` exists, the original 0.12.1 runs C1 as a black box first (its own interpreter and
+JVM, the public API only, the same DataFrame, its own cache; one epoch per pass, at most 2 reps): its
+converter's rate / its ``BatchedDataLoader``'s is printed in brackets, and C4 is our converter's rate / its.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import warnings
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -105,17 +111,92 @@ def measure(cases: Dict[str, Callable[[], int]], reps: int, expected_rows: int) 
     return {name: (common.best_rate(rates[name]), min(cpus[name])) for name in cases}
 
 
+# Run by the original's python (-P, cwd /): only the public API of petastorm 0.12.1.
+_ORIGINAL_SCRIPT = r"""
+import json, os, sys, time
+rows, epochs, reps, batch, workers, cache_url = json.loads(sys.argv[1])
+from pyspark.sql import SparkSession, functions as F
+from petastorm import make_batch_reader
+from petastorm.pytorch import BatchedDataLoader
+from petastorm.spark import SparkDatasetConverter, make_spark_converter
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false").config("spark.driver.memory", "2g").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache_url)
+df = spark.range(0, rows, numPartitions=2).select(
+    *[F.rand(seed=i).cast("float").alias("c%02d" % i) for i in range(20)])
+converter = make_spark_converter(df)
+def consume(loader):
+    n = 0
+    for b in loader:
+        n += int(b["c00"].shape[0]); float(b["c00"].numpy().reshape(-1)[-1])
+    return n
+def conv():
+    with converter.make_torch_dataloader(batch_size=batch, num_epochs=epochs) as loader:
+        return consume(loader)
+def batched():
+    with make_batch_reader(converter.file_urls, workers_count=workers, num_epochs=epochs) as reader:
+        return consume(BatchedDataLoader(reader, batch_size=batch))
+out = {}
+for name, fn in (("converter", conv), ("BatchedDataLoader", batched)):
+    fn()
+    out[name] = []
+for _ in range(reps):
+    for name, fn in (("converter", conv), ("BatchedDataLoader", batched)):
+        t0 = time.perf_counter(); n = fn(); out[name].append(n / (time.perf_counter() - t0))
+converter.delete()
+spark.stop()
+print("ORIGINAL " + json.dumps({k: max(v) for k, v in out.items()}), flush=True)
+"""
+
+
+def original_rates(rows: int, epochs: int, reps: int) -> Optional[Dict[str, float]]:
+    """``{'converter': rows/s, 'BatchedDataLoader': rows/s}`` of the original 0.12.1 (best of ``reps``), or
+    None (with the reason printed) when it cannot run."""
+    if not common.original_available():
+        print("  (original 0.12.1: no usable .venv-original, skipped)", flush=True)
+        return None
+    cache_dir = os.path.join(common.BENCH_DIR, "converter-cache-original")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    os.makedirs(cache_dir)
+    env = dict(common.subprocess_env(common.ORIGINAL_PYTHON), PYSPARK_PYTHON=common.ORIGINAL_PYTHON)
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    cmd = [common.ORIGINAL_PYTHON, "-P", "-W", "ignore", "-c", _ORIGINAL_SCRIPT,
+           json.dumps([rows, epochs, reps, BATCH, WORKERS, "file://" + cache_dir])]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd="/", env=env)
+    except subprocess.TimeoutExpired:
+        print("  ! original 0.12.1 converter pass timed out", flush=True)
+        return None
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    for line in r.stdout.splitlines():
+        if line.startswith("ORIGINAL "):
+            rates = json.loads(line[len("ORIGINAL "):])
+            print(f"  original 0.12.1: converter {rates['converter']:,.0f} rows/s, BatchedDataLoader "
+                  f"{rates['BatchedDataLoader']:,.0f} rows/s", flush=True)
+            return rates
+    tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+    print(f"  ! original 0.12.1 converter pass failed (rc {r.returncode}): {' | '.join(tail)}", flush=True)
+    return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="make_spark_converter's torch loader vs BatchedDataLoader (issue 12).")
     p.add_argument("--quick", action="store_true", help="200,000 rows, 2 repetitions")
     p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 3, 2 with --quick)")
     p.add_argument("--rows", type=int, default=None, help="DataFrame rows (default 1,000,000; 200,000 with --quick)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per timed pass (default 3)")
+    p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
     args = p.parse_args()
     rows = args.rows or (200_000 if args.quick else 1_000_000)
     reps = args.reps or (2 if args.quick else 3)
     print(f"bench_converter: {rows:,} rows x 20 float32 columns, batch {BATCH}, {WORKERS} reader threads, "
           f"{reps} reps; {common.machine_line()}", flush=True)
+
+    # the original first, before our JVM starts; one epoch per pass and at most 2 reps: its converter's
+    # DataLoader collates row by row (~0.1 M rows/s here), a 3-epoch pass of 1M rows would take half a minute
+    original = None if args.no_original else original_rates(rows, 1, min(reps, 2))
 
     from petastorm.pytorch import BatchedDataLoader
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
@@ -148,10 +229,17 @@ def main() -> None:
                                      "C2. make_torch_dataloader(data_loader_fn=BatchedDataLoader) / BatchedDataLoader",
                                      None)):
             rate, cpu = figures[name]
-            common.report(label, rate / ref_rate, target,
+            theirs = None
+            if original is not None and name == "converter":
+                theirs = original["converter"] / original["BatchedDataLoader"]
+            common.report(label, rate / ref_rate, target, original=theirs,
                           detail=f"{rate:,.0f} vs {ref_rate:,.0f} rows/s; CPU-time ratio {ref_cpu / cpu:.2f}x")
         common.report("C3. make_spark_converter again (cache found) / first (materialised)", again_s / first_s, None,
                       op="<=", detail=f"{again_s:.2f} s vs {first_s:.1f} s")
+        if original is not None:
+            common.report("C4. make_torch_dataloader: ours / the original 0.12.1's (separate runs)",
+                          figures["converter"][0] / original["converter"], None,
+                          detail=f"{figures['converter'][0]:,.0f} vs {original['converter']:,.0f} rows/s")
     finally:
         if converter is not None:
             converter.delete()
