@@ -159,6 +159,18 @@ class LoaderBase:
     def __bool__(self) -> bool:  # ``if loader:`` must not call __len__ (which may raise)
         return True
 
+    def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
+        """``reader.explain()`` with this loader's shuffling buffer (``shuffling_queue_capacity``) and
+        ``batch_size`` simulated on row ids: a :class:`~petastorm.reader_impl.explain.ReadPlan` whose
+        ``buffered_quality`` is the order the loader serves. Reads no data."""
+        explain = getattr(self.reader, "explain", None)
+        if explain is None:
+            raise TypeError(f"{type(self.reader).__name__} has no explain(): build the reader with make_reader or "
+                            f"make_batch_reader")
+        return explain(epoch, row_counts=row_counts,
+                       shuffling_queue_capacity=int(getattr(self, "shuffling_queue_capacity", 0) or 0),
+                       batch_size=int(getattr(self, "batch_size", 1) or 1))
+
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def __enter__(self) -> "LoaderBase":

@@ -154,3 +154,19 @@ def test_bad_arguments_name_the_argument(synthetic_dataset):
             reader.explain(shuffling_queue_capacity=-5)
         with pytest.raises(PetastormArgumentError, match="batch_size"):
             reader.explain(shuffling_queue_capacity=5, batch_size=0)
+
+
+@pytest.mark.slow  # imports torch (~5 s on a loaded machine)
+def test_a_loader_explains_the_order_it_serves(synthetic_dataset):
+    from petastorm.pytorch import BatchedDataLoader, DataLoader
+
+    with make_reader(synthetic_dataset, schema_fields=["id", "value"], seed=6, workers_count=1) as reader:
+        loader = BatchedDataLoader(reader, batch_size=5, shuffling_queue_capacity=30)
+        plan = loader.explain()
+        assert plan.buffered_quality is not None and plan.buffered_quality["mixing"] > 0.5
+        assert plan.shuffle_quality == reader.explain().shuffle_quality  # the reader's order, before the buffer
+        ids = np.concatenate([b["id"].numpy() for b in loader])
+    served = sequence_quality(ids, ids // 10)
+    assert served.mixing == pytest.approx(plan.buffered_quality["mixing"], abs=0.35)  # 100 rows: one realisation
+    with make_reader(synthetic_dataset, seed=6, workers_count=1) as reader:
+        assert DataLoader(reader, batch_size=4).explain().buffered_quality is None  # no buffer
