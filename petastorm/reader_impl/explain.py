@@ -208,9 +208,9 @@ def _render(plan: ReadPlan) -> str:
     out.append(f"  this reader (*): {plan.items:,} work items, {approx}{plan.rows_per_epoch:,} rows, "
                f"{approx}{_size(plan.bytes_per_epoch)} per epoch{total}")
     out += ["", f"Order: {plan.order}"]
-    out.append("Shuffle quality (displacement: 0 = dataset order, 1 = uniform permutation; same group: consecutive "
-               "rows from one row group, uniform = its value for a uniform permutation; mixing: 1 = as mixed as "
-               "uniform; neighbours: consecutive rows that follow each other in the dataset):")
+    out += ["Shuffle quality (displacement: 0 = dataset order, 1 = uniform permutation; same group: consecutive",
+            "  rows from one row group, 'uniform' for a uniform permutation; mixing: 1 = as mixed as uniform;",
+            "  neighbours: consecutive rows that follow each other in the dataset)"]
     quality_rows = [_quality_row("reader", plan.shuffle_quality)]
     if plan.buffered_quality is not None:
         quality_rows.append(_quality_row("with loader buffer", plan.buffered_quality))
