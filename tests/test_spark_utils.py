@@ -152,8 +152,12 @@ def test_a_url_without_a_scheme_is_refused_as_in_0_12_1(synthetic_dataset, spark
 
 
 def test_parquet_without_petastorm_metadata_points_to_the_fix(tmp_path, spark_session):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "plain").mkdir()
+    pq.write_table(pa.table({"id": list(range(5))}), tmp_path / "plain" / "part-0.parquet")
     url = "file://" + str(tmp_path / "plain")
-    spark_session.range(5).write.parquet(url)
     # 0.12.1: PetastormMetadataError "Could not find _common_metadata file. Use materialize_dataset(..) ..."
     with pytest.raises(PetastormMetadataError, match="Could not find _common_metadata file"):
         dataset_as_rdd(url, spark_session)
@@ -167,6 +171,7 @@ def test_something_else_than_a_spark_session_is_a_typeerror(synthetic_dataset, s
         dataset_as_rdd(synthetic_dataset, spark_session.sparkContext)
 
 
+@pytest.mark.slow
 def test_a_cell_that_cannot_be_decoded_fails_the_job_naming_the_field(tmp_path, spark_session):
     import pyarrow as pa
     import pyarrow.parquet as pq
