@@ -128,6 +128,11 @@ class JaxIterator:
     def __next__(self) -> Dict[str, Any]:
         return next(self._pipeline)
 
+    def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
+        """The reader's :class:`~petastorm.reader_impl.explain.ReadPlan` with this iterator's shuffling buffer
+        and batch size simulated on row ids. Reads no data."""
+        return self._pipeline.explain(epoch, row_counts=row_counts)
+
     # --- state -----------------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:

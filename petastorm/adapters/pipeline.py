@@ -175,6 +175,20 @@ class BatchPipeline:
     def reader(self) -> Any:
         return self._reader
 
+    def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
+        """The reader's :class:`~petastorm.reader_impl.explain.ReadPlan` with this pipeline's shuffling buffer
+        simulated on row ids (``buffered_quality``: the order the batches hold). Reads no data."""
+        from petastorm.errors import PetastormTypeError
+        from petastorm.reader_impl.explain import explain_reader
+
+        if not hasattr(self._reader, "explain"):
+            raise PetastormTypeError(f"{type(self._reader).__name__} has no explain(): build the reader with "
+                                     f"make_reader or make_batch_reader")
+        s = self._settings
+        return explain_reader(self._reader, epoch, row_counts=row_counts,
+                              shuffling_queue_capacity=s["shuffling_queue_capacity"], batch_size=s["batch_size"],
+                              min_after_retrieve=s["min_after_retrieve"])
+
     # --- iteration -------------------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:

@@ -359,7 +359,8 @@ def _plan_rows_bytes(plan: Sequence[Any], rows: np.ndarray, nbytes: np.ndarray) 
 
 
 def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool = False,
-                   shuffling_queue_capacity: int = 0, batch_size: int = 1) -> ReadPlan:
+                   shuffling_queue_capacity: int = 0, batch_size: int = 1,
+                   min_after_retrieve: Optional[int] = None) -> ReadPlan:
     """The :class:`ReadPlan` of ``reader`` (see ``Reader.explain``); reads no data.
 
     Parameters
@@ -374,6 +375,8 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
     shuffling_queue_capacity, batch_size : int
         Also measure the order after a loader's shuffling buffer of that many rows (simulated on row
         ids, for up to ``MAX_SIMULATED_ROWS`` rows).
+    min_after_retrieve : int, optional
+        The loader's ``min_after_retrieve`` (default ``shuffling_queue_capacity - batch_size``).
     """
     from petastorm.reader_impl.dataset import UNKNOWN_ROWS
     from petastorm.reader_impl.plan import make_epoch_plan
@@ -442,7 +445,8 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         n = epoch_rows
         if n <= MAX_SIMULATED_ROWS:
             seq = through_shuffling_buffer(plan_row_sequence(plan, rows), int(shuffling_queue_capacity),
-                                           int(batch_size), seed=int(options.seed) % (1 << 63))
+                                           int(batch_size), seed=int(options.seed) % (1 << 63),
+                                           min_after_retrieve=min_after_retrieve)
             buffered = sequence_quality(seq, rows_per_group=rows).to_dict()
         else:
             notes.append(f"the loader buffer is not simulated over {n:,} rows (> {MAX_SIMULATED_ROWS:,})")

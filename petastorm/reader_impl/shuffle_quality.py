@@ -264,14 +264,14 @@ def sequence_quality(sequence: np.ndarray, group_of_row: np.ndarray | None = Non
 
 
 def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: int = 1,
-                             seed: Optional[int] = 0) -> np.ndarray:
+                             seed: Optional[int] = 0, min_after_retrieve: Optional[int] = None) -> np.ndarray:
     """The order in which a loader's shuffling buffer serves ``sequence``: the real buffer, on row ids.
 
     The loaders' :class:`~petastorm.adapters.batcher.Batcher` with ``shuffling_queue_capacity=capacity``
-    (and the default ``min_after_retrieve = capacity - batch_size``) fills a
-    :class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of ``capacity`` rows, then takes
-    ``batch_size`` uniformly chosen rows whenever it is full, and empties it at the end. This runs that
-    buffer on a column of row ids.
+    fills a :class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of
+    ``max(capacity, min_after_retrieve + batch_size)`` rows (``min_after_retrieve`` defaults to
+    ``capacity - batch_size``), takes ``batch_size`` uniformly chosen rows whenever it is full, and empties it
+    at the end. This runs that buffer on a column of row ids.
 
     Parameters
     ----------
@@ -282,6 +282,8 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     batch_size : int
     seed : int or None
         Seed of the buffer.
+    min_after_retrieve : int, optional
+        As the loaders' argument.
 
     Returns
     -------
@@ -296,7 +298,11 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     seq = np.asarray(sequence)
     if capacity == 0 or len(seq) < 2:
         return seq.copy()
-    size = max(int(capacity), int(batch_size))
+    if min_after_retrieve is not None and (isinstance(min_after_retrieve, bool) or not isinstance(
+            min_after_retrieve, (int, np.integer)) or min_after_retrieve < 0):
+        raise PetastormArgumentError(f"min_after_retrieve must be a non-negative integer, got {min_after_retrieve!r}")
+    min_after = max(0, int(capacity) - int(batch_size)) if min_after_retrieve is None else int(min_after_retrieve)
+    size = max(int(capacity), min_after + int(batch_size))
     buf = ColumnShufflingBuffer(size, seed)
     out = np.empty_like(seq)
     taken = fed = 0

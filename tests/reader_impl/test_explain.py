@@ -170,3 +170,21 @@ def test_a_loader_explains_the_order_it_serves(synthetic_dataset):
     assert served.mixing == pytest.approx(plan.buffered_quality["mixing"], abs=0.35)  # 100 rows: one realisation
     with make_reader(synthetic_dataset, seed=6, workers_count=1) as reader:
         assert DataLoader(reader, batch_size=4).explain().buffered_quality is None  # no buffer
+
+
+def test_a_batch_pipeline_and_a_jax_iterator_explain_their_buffer(synthetic_dataset):
+    from petastorm.adapters import BatchPipeline
+    from petastorm.jax import make_jax_iterator
+
+    with make_reader(synthetic_dataset, schema_fields=["id", "value"], seed=8, workers_count=1) as reader:
+        pipeline = BatchPipeline(reader, 4, shuffling_queue_capacity=10, min_after_retrieve=40)
+        plan = pipeline.explain()
+        pipeline.close()
+        # min_after_retrieve=40 with batches of 4: the buffer holds 44 rows, as one of capacity 44 does
+        assert plan.buffered_quality == reader.explain(shuffling_queue_capacity=44, batch_size=4).buffered_quality
+        assert plan.buffered_quality != reader.explain(shuffling_queue_capacity=10, batch_size=4).buffered_quality
+        assert reader.diagnostics["pool_items_submitted"] == 0
+    reader = make_reader(synthetic_dataset, schema_fields=["id", "value"], seed=8, workers_count=1)
+    with make_jax_iterator(reader, batch_size=5, shuffling_queue_capacity=20) as it:
+        plan = it.explain()
+    assert plan.buffered_quality is not None and plan.rows_per_epoch == 100

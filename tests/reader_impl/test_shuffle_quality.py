@@ -167,3 +167,13 @@ def test_short_sequences_and_bad_arguments():
         through_shuffling_buffer(np.arange(3), 2, batch_size=0)
     with pytest.raises(PetastormArgumentError, match="block_items"):
         block_shuffle([], ROWS, 0)
+
+
+def test_min_after_retrieve_sizes_the_simulated_buffer_as_the_loaders_do():
+    seq = plan_row_sequence(_plan(shuffle_row_groups=True), ROWS)
+    small = through_shuffling_buffer(seq, 100, batch_size=10, seed=2)
+    larger = through_shuffling_buffer(seq, 100, batch_size=10, seed=2, min_after_retrieve=2_000)  # holds 2,010
+    assert np.array_equal(np.sort(larger), np.arange(10_000))
+    assert sequence_quality(larger, rows_per_group=ROWS).mixing > sequence_quality(small, rows_per_group=ROWS).mixing
+    with pytest.raises(PetastormArgumentError, match="min_after_retrieve"):
+        through_shuffling_buffer(seq, 100, min_after_retrieve=-1)
