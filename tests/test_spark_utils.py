@@ -200,3 +200,11 @@ def test_a_spark_connect_session_is_refused_with_the_way_out(synthetic_dataset, 
     with pytest.raises(TypeError, match="Spark Connect session, and Spark Connect has no RDDs") as info:
         dataset_as_rdd(synthetic_dataset, spark_connect_session)
     assert "make_reader" in str(info.value)
+
+
+def test_bad_filesystem_arguments_name_the_argument(synthetic_dataset, spark_session):
+    # as make_reader here (0.12.1 ignored hdfs_driver for a file:// URL, and had no storage_options)
+    with pytest.raises(ValueError, match="hdfs_driver must be one of .*'bogus'"):
+        dataset_as_rdd(synthetic_dataset, spark_session, hdfs_driver="bogus")
+    with pytest.raises(ValueError, match="storage_options must be a dict, got list"):
+        dataset_as_rdd(synthetic_dataset, spark_session, storage_options=["key"])
