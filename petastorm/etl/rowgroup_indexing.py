@@ -21,6 +21,7 @@ from petastorm.etl.dataset_metadata import (
     ROWGROUPS_INDEX_KEY,
     RowGroupPiece,
     _dataset_location,
+    _ensure_exist,
     _resolve,
     count_row_groups_per_file,
     dataset_row_groups,
@@ -184,6 +185,8 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
 
     Raises
     ------
+    OSError
+        The dataset does not exist.
     PetastormMetadataError
         The dataset has no stored Unischema.
     PetastormArgumentError
@@ -193,6 +196,7 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
     if not indexers or not all(isinstance(ix, RowGroupIndexerBase) for ix in indexers):
         raise PetastormArgumentError(f"indexers must be a non-empty list of RowGroupIndexerBase, got {indexers!r}")
     filesystem, path = _resolve(dataset_url, hdfs_driver, storage_options)
+    _ensure_exist(filesystem, path)  # a missing dataset is an OSError, as the original's
     source = posixpath.join(path, COMMON_METADATA_FILE)
     metadata = read_dataset_metadata(filesystem, path)
     schema = load_unischema(metadata, source)
