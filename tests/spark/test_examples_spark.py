@@ -4,7 +4,9 @@ The PyTorch example runs as a script in a fresh interpreter (its own local Spark
 stopped by the script: the one subprocess JVM of this file); the TensorFlow example's ``main(argv, spark)``
 runs in-process with the shared test session. Both train on 3,000 synthetic digits for a few dozen steps:
 the loss must go down, the test accuracy must beat chance (0.1), every row must land in train or test,
-and the converter's cache must be gone at the end (the examples call ``converter.delete()``).
+and the converter's cache must be gone at the end (the examples call ``converter.delete()``). The PyTorch run
+draws its digits in the Spark tasks; the TensorFlow run reads them from a LIBSVM file (the layout of the real
+MNIST the original examples downloaded).
 """
 import importlib.util
 import os
@@ -63,13 +65,35 @@ def tf_example():
     return module
 
 
+def _write_libsvm_mnist(path, rows, seed=3):
+    """``rows`` synthetic digits (the examples' renderer) as a LIBSVM text file, as the real ``mnist.bz2`` is
+    laid out: ``<label> <pixel index from 1>:<value 0-255> ...``, zero pixels left out."""
+    import numpy as np
+
+    sys.path.insert(0, EXAMPLES)
+    try:
+        import mnist_data
+    finally:
+        sys.path.remove(EXAMPLES)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, rows)
+    images = mnist_data._render_digits()(labels, rng).reshape(rows, -1)
+    with open(path, "w") as f:
+        for label, image in zip(labels, images):
+            nonzero = np.flatnonzero(image)
+            f.write(f"{label} " + " ".join(f"{i + 1}:{image[i]}" for i in nonzero) + "\n")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_tensorflow_converter_example_trains_with_a_session_of_yours(tf_example, spark_session, tmp_path, capsys):
+def test_tensorflow_converter_example_trains_on_a_libsvm_file_with_a_session_of_yours(tf_example, spark_session,
+                                                                                      tmp_path, capsys):
     cache_dir = tmp_path / "cache"
+    libsvm = tmp_path / "mnist.libsvm"
+    _write_libsvm_mnist(libsvm, 3000)
     previous = spark_session.conf.get(CACHE_CONF, None)
     try:
-        result = tf_example.main(["--rows", "3000", "--steps", "60", "--log-interval", "20",
+        result = tf_example.main(["--libsvm-path", str(libsvm), "--steps", "60", "--log-interval", "20",
                                   "--cache-dir-url", f"file://{cache_dir}"], spark=spark_session)
     finally:
         if previous is None:
