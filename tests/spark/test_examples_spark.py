@@ -6,7 +6,8 @@ runs in-process with the shared test session. Both train on 3,000 synthetic digi
 the loss must go down, the test accuracy must beat chance (0.1), every row must land in train or test,
 and the converter's cache must be gone at the end (the examples call ``converter.delete()``). The PyTorch run
 draws its digits in the Spark tasks; the TensorFlow run reads them from a LIBSVM file (the layout of the real
-MNIST the original examples downloaded).
+MNIST the original examples downloaded). On pyspark 4, the PyTorch example also trains through a Spark
+Connect session (the Connect run of ``make test-spark4``).
 """
 import importlib.util
 import os
@@ -109,6 +110,27 @@ def test_tensorflow_converter_example_trains_on_a_libsvm_file_with_a_session_of_
     assert summary and summary["name"] == "keras" and int(summary["steps"]) == 60, stdout
     assert _leftovers(cache_dir) == []
     assert spark_session.range(3).count() == 3            # the session given is left running
+
+
+@pytest.mark.slow
+@pytest.mark.spark_connect  # a pytest run of its own on pyspark 4 (make test-spark4): see tests/_fixtures/spark_connect.py
+@pytest.mark.timeout(600)
+def test_pytorch_converter_example_trains_through_spark_connect(spark_connect_session, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("pytorch_converter_example",
+                                                  os.path.join(EXAMPLES, "pytorch_converter_example.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    cache_dir = tmp_path / "cache"
+    try:
+        result = example.main(["--rows", "3000", "--steps", "60", "--log-interval", "20",
+                               "--cache-dir-url", f"file://{cache_dir}"], spark=spark_connect_session)
+    finally:
+        spark_connect_session.conf.unset(CACHE_CONF)
+    stdout = capsys.readouterr().out
+    assert result["train_rows"] + result["test_rows"] == 3000
+    assert len(result["losses"]) == 60
+    assert result["accuracy"] > 0.2, stdout
+    assert _leftovers(cache_dir) == []
 
 
 # --- docs/spark.md: its snippets run as written, in order, in one namespace ------------------------------------
