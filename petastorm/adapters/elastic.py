@@ -51,6 +51,7 @@ def _give_back(reader_state: dict, rows: int) -> dict:
     read = take_ranges(read, 0, ranges_size(read) - rows)
     ep["read"] = read
     ep["consumed"] = normalize_ranges(list(ep.get("base", [])) + read)
+    ep["complete"] = False
     epochs[str(rec["epoch"])] = ep
     rec["epochs"] = epochs
     extra[KEY_ELASTIC] = rec
@@ -152,10 +153,18 @@ def merge_state_dicts(states: Sequence[Mapping]) -> dict:
                                   f"one loader per rank")
     name = names.pop()
     metas = [p[1] for p in parts]
-    for key in ("settings", "passes_done"):
-        if any(m.get(key) != metas[0].get(key) for m in metas):
-            raise PetastormStateError(f"the ranks' {name} states differ in {key} ({[m.get(key) for m in metas]}): "
-                                      f"take every rank's state at the same step")
+    if any(m.get("settings") != metas[0].get("settings") for m in metas):
+        raise PetastormStateError(f"the ranks' {name} states differ in settings ({[m.get('settings') for m in metas]})"
+                                  f": every rank must use the same loader settings")
+    passes = [m.get("passes_done") for m in metas]
+    if passes[0] is not None:
+        low = min(passes)
+        # a rank may have ended the pass the others are still in (its share was one row shorter)
+        if any(p_ != low and (p_ != low + 1 or m.get("in_pass")) for p_, m in zip(passes, metas)):
+            raise PetastormStateError(f"the ranks' {name} states differ in passes_done ({passes}): take every rank's "
+                                      f"state at the same step")
+        for m in metas:
+            m["passes_done"] = low
     reader_states = [p[2] for p in parts]
     if any(r is None for r in reader_states):
         raise PetastormStateError(f"a {name} state holds no reader state: its reader has no state_dict()")

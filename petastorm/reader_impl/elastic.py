@@ -237,7 +237,7 @@ def _epoch_record(reader: Any, epoch: int, rows_done: Optional[int], global_row:
         n = ranges_size(mine) if rows_done is None else rows_done
         read = take_ranges(mine, 0, n)
         return {"span": deal.span, "consumed": normalize_ranges(list(deal.base) + read),
-                "base": [list(r) for r in deal.base], "read": read}
+                "base": [list(r) for r in deal.base], "read": read, "complete": n >= ranges_size(mine)}
     from petastorm.reader_impl.plan import balanced_shard_bounds
 
     total = _total(p)
@@ -246,7 +246,7 @@ def _epoch_record(reader: Any, epoch: int, rows_done: Optional[int], global_row:
                                                                  else lo + rows_done)
     read = [[lo, end]] if end > lo else []
     return {"span": _normal_span(total, o.shard_count, o.balanced_remainder), "consumed": read, "base": [],
-            "read": read}
+            "read": read, "complete": end >= hi}
 
 
 def state_extra(reader: Any, cursor: Any, global_row: Optional[int]) -> dict:
@@ -371,7 +371,8 @@ def load_job_state(reader: Any, job: Mapping) -> None:
             start = e + 1  # nothing of this epoch for this rank: start at the next one
         else:
             p.plans[e] = plan
-    reader._elastic_held = deals[partial[0]].held_slice() if partial else (0, 0)
+    # the loaders' held rows: dealt with the first partly read epoch, or alone when none is left
+    reader._elastic_held = deals[partial[0]].held_slice() if partial else deal_bounds(prefix, world, rank)
     p.epoch, p.position, p.skip_first = start, 0, 0
     p.epoch_limit = job.get("epoch_limit", p.epoch_limit)
     if p.epoch_limit is not None and start < p.epoch_limit and start not in p.plans:
@@ -381,6 +382,14 @@ def load_job_state(reader: Any, job: Mapping) -> None:
 
 
 # --- merging ---------------------------------------------------------------------------------------------
+
+def _ended(rec: Mapping, limit: int) -> bool:
+    """Whether a rank's record says its reader read all of its epochs (``limit`` of them)."""
+    if int(rec["epoch"]) >= limit:
+        return True
+    last = (rec.get("epochs") or {}).get(str(limit - 1))
+    return int(rec["epoch"]) == limit - 1 and bool(last and last.get("complete"))
+
 
 def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
     """Merge the reader states of every rank of a balanced job into one job state.
@@ -440,10 +449,13 @@ def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
             f"merge_state_dicts needs the state of every rank 0..{world - 1} exactly once (shard_count={world}): "
             + (f"missing ranks {missing}" if missing else "") + ("; " if missing and twice else "")
             + (f"ranks given more than once {twice}" if twice else ""))
-    limits = {json.dumps((s.get("extra") or {}).get("epoch_limit")) for s in states}
-    if len(limits) != 1:
-        raise PetastormStateError("the ranks' readers were made with different num_epochs")
-    limit = (first.get("extra") or {}).get("epoch_limit")
+    limits = [(s.get("extra") or {}).get("epoch_limit") for s in states]
+    limit = None if None in limits else max(limits)
+    for s, r, lim in zip(states, recs, limits):
+        # a reader whose loader has not reset it for the next pass yet: it ended its epochs
+        if lim != limit and not (lim is not None and _ended(r, lim)):
+            raise PetastormStateError(f"the ranks' readers were made with different num_epochs or reset() a "
+                                      f"different number of times (epoch limits {limits})")
     m = min(int(r["epoch"]) for r in recs)
     late = [int(r["rank"]) for r in recs if int(r["epoch"]) > m + 1]
     if late:
@@ -456,7 +468,8 @@ def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
             e = int(key)
             if e < m:
                 continue
-            cur = epochs.setdefault(e, {"span": int(ep["span"]), "consumed": []})
+            cur = epochs.setdefault(e, {"span": int(ep["span"]), "consumed": [], "complete": 0})
+            cur["complete"] += bool(ep.get("complete"))
             if cur["span"] != int(ep["span"]):
                 raise PetastormStateError(f"the ranks disagree on the size of epoch {e} ({cur['span']} and "
                                           f"{ep['span']} positions): states of different checkpoints?")
@@ -464,13 +477,16 @@ def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
     partial = {}
     for e, ep in sorted(epochs.items()):
         consumed = normalize_ranges(ep["consumed"])
-        if ranges_size(consumed) >= ep["span"] or (not consumed and e != m):
+        # complete: every position read, or every rank read its whole range (a normal epoch that ran to its
+        # end leaves out the 'drop' tail, as an uninterrupted job does)
+        ep["done"] = ranges_size(consumed) >= ep["span"] or ep["complete"] == world
+        if ep["done"] or (not consumed and e != m):
             continue  # complete, or a later epoch not started: a normal epoch
         partial[str(e)] = {"span": ep["span"], "consumed": consumed}
     if partial:
         next_epoch = min(int(e) for e in partial)
     else:
-        done = [e for e, ep in epochs.items() if ranges_size(normalize_ranges(ep["consumed"])) >= ep["span"]]
+        done = [e for e, ep in epochs.items() if ep["done"]]
         next_epoch = max(done) + 1 if done else m
     if limit is not None and next_epoch >= int(limit):
         next_epoch, partial = int(limit), {}
