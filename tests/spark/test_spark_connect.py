@@ -5,6 +5,7 @@ Marked ``spark_connect``: they run in a pytest run of their own (``make test-spa
 tests/_fixtures/spark_connect.py.
 """
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +52,8 @@ def mixed_df(spark):
 def test_torch_round_trip_through_connect(mixed_df):
     converter = make_spark_converter(mixed_df)
     assert len(converter) == ROWS
+    # the application id (spark.conf's spark.app.id: Connect has no SparkContext) names the cache dir
+    assert re.search(r"/\d{14}-appid-local-\d+-[0-9a-f-]{36}$", converter.cache_dir_url)
     schema = pq.read_schema(_path(converter.file_urls[0]))
     assert schema.field("d").type == pa.float32()  # double -> float32, as on a classic session
     assert schema.field("vec").type.value_type == pa.float32()  # Vector -> array<float>
