@@ -13,6 +13,7 @@ API's ``saveAsNewAPIHadoopFile``); Spark Connect has no SparkContext and nothing
 from __future__ import annotations
 
 import posixpath
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -30,10 +31,10 @@ class _Conf:
 
     def __init__(self, target: Any, runtime: bool) -> None:
         self._target = target
-        self._runtime = runtime
+        self.runtime = runtime
 
     def get(self, key: str) -> Optional[str]:
-        if self._runtime:
+        if self.runtime:
             value = self._target.get(key, None)
             return None if value is None else str(value)
         return self._target.get(key)
@@ -57,12 +58,28 @@ def _classic_only_hadoop_conf(spark: Any) -> Optional[Any]:
 
 
 def _apply(confs: list[_Conf], changes: dict[str, Optional[str]]) -> list[dict[str, Optional[str]]]:
-    """Set ``changes`` in each conf; return each conf's previous values of those keys."""
+    """Set ``changes`` in each conf; return each conf's previous values of the keys it took.
+
+    A session that refuses a runtime setting (a shared or serverless Spark Connect cluster allows only some
+    keys) gets a warning naming it, and the write goes on without it.
+    """
     previous = []
     for conf in confs:
-        previous.append({key: conf.get(key) for key in changes})
+        taken: dict[str, Optional[str]] = {}
         for key, value in changes.items():
-            conf.set(key, value)
+            try:
+                before = conf.get(key)
+                conf.set(key, value)
+            except Exception as e:  # noqa: BLE001 - the server's refusal, whatever its class
+                if not conf.runtime:
+                    raise
+                warnings.warn(f"materialize_dataset: the Spark session refused the setting {key}={value} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); the write "
+                              f"goes on without it (pass .option({key!r}, ...) to the DataFrame writer instead)",
+                              UserWarning, stacklevel=4)
+                continue
+            taken[key] = before
+        previous.append(taken)
     return previous
 
 

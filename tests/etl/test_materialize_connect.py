@@ -148,3 +148,47 @@ def test_extra_wider_and_partition_columns_are_accepted(spark_session, tmp_path)
     with materialize_dataset(spark_session, url, small):
         df.write.partitionBy("name").parquet(url)
     assert get_schema_from_dataset_url(url) == small
+
+
+class _AllowListConf:
+    """A runtime conf like a serverless Spark Connect cluster's: only some keys may be set."""
+
+    def __init__(self, allowed):
+        self.allowed, self.values = allowed, {}
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+    def set(self, key, value):
+        if key not in self.allowed:
+            raise RuntimeError(f"[CONFIG_NOT_AVAILABLE] Configuration {key} is not available.")
+        self.values[key] = value
+
+    def unset(self, key):
+        self.values.pop(key, None)
+
+
+class _AllowListSession:
+    """Stands for a Connect session of such a cluster (no SparkContext); the block writes with pyarrow."""
+
+    def __init__(self, allowed):
+        self.conf = _AllowListConf(allowed)
+
+
+def test_a_refused_setting_warns_and_the_metadata_is_still_written(tmp_path):
+    import pyarrow as pa
+
+    small = Unischema("Small", [SCHEMA.fields["id"], SCHEMA.fields["name"]])
+    spark = _AllowListSession(allowed={"parquet.summary.metadata.level", "parquet.enable.summary-metadata"})
+    path = tmp_path / "refused"
+    with pytest.warns(UserWarning, match=r"refused the setting parquet\.block\.size=1048576 \(RuntimeError: "
+                                         r"\[CONFIG_NOT_AVAILABLE\].*\.option\('parquet\.block\.size', \.\.\.\)"):
+        with materialize_dataset(spark, "file://" + str(path), small, row_group_size_mb=1):
+            assert spark.conf.values == {"parquet.summary.metadata.level": "NONE",
+                                         "parquet.enable.summary-metadata": "false"}
+            path.mkdir()
+            table = pa.table({"id": pa.array([1, 2], pa.int32()), "name": ["a", "b"]})
+            pq.write_table(table, str(path / "part-00000.parquet"))
+    assert spark.conf.values == {}  # what was set is unset again
+    with make_reader("file://" + str(path), reader_pool_type="dummy") as reader:
+        assert sorted((r.id, r.name) for r in reader) == [(1, "a"), (2, "b")]
