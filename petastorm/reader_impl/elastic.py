@@ -58,6 +58,8 @@ JOB_VERSION = 1
 #: Key of the per-rank record in a reader state's ``extra``.
 KEY_ELASTIC = "elastic"
 
+_LOADER_JOB_KIND = "petastorm.loader_job_state"  # petastorm.adapters.elastic.LOADER_JOB_KIND
+
 # options that may change between the checkpoint and the resume
 _SHARD_KEYS = ("cur_shard", "shard_count")
 
@@ -185,8 +187,9 @@ def _normal_span(total: int, world: int, remainder: str) -> int:
 # --- the reader side ---------------------------------------------------------------------------------------
 
 def is_job_state(state: Any) -> bool:
-    """True for a merged job state (from :func:`merge_reader_states` / ``merge_state_dicts``)."""
-    return isinstance(state, Mapping) and state.get("kind") == JOB_KIND
+    """True for a merged job state (from :func:`merge_reader_states` / ``merge_state_dicts``), reader or
+    loader level (a reader refuses the latter in :func:`load_job_state`)."""
+    return isinstance(state, Mapping) and state.get("kind") in (JOB_KIND, _LOADER_JOB_KIND)
 
 
 def shardless_options(options: Mapping) -> dict:
@@ -324,6 +327,10 @@ def load_job_state(reader: Any, job: Mapping) -> None:
     """Make ``reader`` (rank ``cur_shard`` of ``shard_count``) continue a merged job state."""
     from petastorm.reader_impl.reader_state import fingerprint
 
+    if job.get("kind") == _LOADER_JOB_KIND:
+        raise PetastormStateError(
+            f"this job state was merged from {job.get('loader')} states: resume it with that loader's "
+            f"load_state_dict() over this reader (the rows its loaders held are only dealt there)")
     p = reader._p
     o = p.plan_options
     if not _elastic_enabled(p):

@@ -177,3 +177,10 @@ def test_loader_states_of_different_steps_are_refused(datasets):
         reader.join()
     with pytest.raises(PetastormStateError, match="passes_done"):
         merge_state_dicts(states)
+
+
+def test_a_loader_job_state_is_refused_by_a_bare_reader(datasets):
+    url, _ = datasets(1, 2, 6)
+    _, job = _checkpoint(url, "BatchedDataLoader", 2, True, [1, 1], 2, 4, None, dict(num_epochs=1))
+    with pytest.raises(PetastormStateError, match="merged from BatchedDataLoader states.*load_state_dict"):
+        open_reader(url, 0, 3, True, resume_from=job, num_epochs=1)
