@@ -184,3 +184,17 @@ def test_a_loader_job_state_is_refused_by_a_bare_reader(datasets):
     _, job = _checkpoint(url, "BatchedDataLoader", 2, True, [1, 1], 2, 4, None, dict(num_epochs=1))
     with pytest.raises(PetastormStateError, match="merged from BatchedDataLoader states.*load_state_dict"):
         open_reader(url, 0, 3, True, resume_from=job, num_epochs=1)
+
+
+@pytest.mark.parametrize("kind", ["BatchedDataLoader", "DataLoader", "DataLoader-rows", "JaxIterator"])
+def test_loaders_straddling_an_epoch_boundary_resume_both_epochs_exactly(datasets, kind):
+    url, n = datasets(3, 2, 10)  # 60 rows: normal epochs at 3 and 2 ranks drop nothing
+    options = dict(num_epochs=2, shuffle_row_groups=True, shard_seed=4, seed=2)
+    # 20 rows per rank and epoch at W=3; with a buffer of 11 rows, rank 0's reader is into epoch 1
+    seen, job = _checkpoint(url, kind, 3, True, [5, 2, 4], 4, 11, None, options)
+    assert "1" in job["reader"]["epochs"]  # readers are into epoch 1 (their loaders hold epoch-0 rows)
+    per_rank = _finish(url, kind, 2, True, 4, 11, roundtrip(job), options)
+    counts = Counter(seen + sum(per_rank, []))
+    assert sorted(counts) == list(range(n)) and set(counts.values()) == {2}
+    sizes = [len(r) for r in per_rank]
+    assert max(sizes) - min(sizes) <= 1
