@@ -110,9 +110,20 @@ def take_ranges(ranges: Sequence[Sequence[int]], lo: int, hi: int) -> Ranges:
     return out
 
 
-def deal_bounds(total: int, world: int, rank: int) -> tuple[int, int]:
-    """Slice ``[lo, hi)`` of ``total`` rows dealt to ``rank`` of ``world``: sizes differ by at most one."""
-    return rank * total // world, (rank + 1) * total // world
+def deal_bounds(total: int, world: int, rank: int, offset: int = 0) -> tuple[int, int]:
+    """Slice ``[lo, hi)`` of ``total`` rows dealt to ``rank`` of ``world``, contiguous in rank order.
+
+    Every rank gets ``total // world`` rows; the ``total % world`` ranks from ``offset`` on (cyclically) get
+    one more. Giving the next dealt epoch the offset where this one's extra rows ended keeps every rank's
+    rows over both epochs at most one apart too.
+    """
+    q, r = divmod(int(total), int(world))
+
+    def extra(k: int) -> int:
+        return int((k - offset) % world < r)
+
+    lo = rank * q + sum(extra(k) for k in range(rank))
+    return lo, lo + q + extra(rank)
 
 
 # --- the deal of a partly read epoch ----------------------------------------------------------------------
@@ -140,11 +151,16 @@ class EpochDeal:
     prefix: int
     world: int
     rank: int
+    offset: int = 0
+
+    @property
+    def size(self) -> int:
+        """Rows dealt in all: held rows and remaining positions."""
+        return self.prefix + self.span - ranges_size(self.base)
 
     def bounds(self) -> tuple[int, int]:
         """This rank's slice of the combined sequence (held rows, then remaining positions)."""
-        remaining = self.span - ranges_size(self.base)
-        return deal_bounds(self.prefix + remaining, self.world, self.rank)
+        return deal_bounds(self.size, self.world, self.rank, self.offset)
 
     def ranges(self) -> Ranges:
         """The positions this rank reads, in reading order."""
@@ -159,14 +175,14 @@ class EpochDeal:
 
     def to_dict(self) -> dict:
         return {"epoch": self.epoch, "span": self.span, "base": [list(r) for r in self.base],
-                "prefix": self.prefix, "world": self.world, "rank": self.rank}
+                "prefix": self.prefix, "world": self.world, "rank": self.rank, "offset": self.offset}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "EpochDeal":
         try:
             return cls(epoch=int(d["epoch"]), span=int(d["span"]),
                        base=tuple(tuple(r) for r in normalize_ranges(d["base"])), prefix=int(d["prefix"]),
-                       world=int(d["world"]), rank=int(d["rank"]))
+                       world=int(d["world"]), rank=int(d["rank"]), offset=int(d.get("offset", 0)))
         except (KeyError, TypeError, ValueError) as e:
             raise PetastormStateError(f"malformed elastic deal in a reader state: {e!r}") from None
 
@@ -366,11 +382,12 @@ def load_job_state(reader: Any, job: Mapping) -> None:
     first = int(job["next_epoch"])
     prefix = int(job.get("held", 0))
     partial = sorted(int(e) for e in job.get("epochs", {}))
-    start = first
+    start, offset = first, 0
     for i, e in enumerate(partial):
         ep = job["epochs"][str(e)]
         deal = EpochDeal(epoch=e, span=int(ep["span"]), base=tuple(tuple(r) for r in normalize_ranges(ep["consumed"])),
-                         prefix=prefix if i == 0 else 0, world=world, rank=rank)
+                         prefix=prefix if i == 0 else 0, world=world, rank=rank, offset=offset)
+        offset = (offset + deal.size % world) % world  # the next epoch's extra rows go to the other ranks
         deals[e] = deal
         p.may_be_empty.add(e)
         plan = elastic_plan(p.plan_rows, o, deal)
