@@ -211,18 +211,9 @@ class Reader:
     def _global_row(self, cursor: Any) -> Optional[int]:
         """Balanced shard mode: offset of the next row in the epoch's global row sequence (for elastic
         resume; saved in the state's ``extra["global_row"]``). None past the last epoch."""
-        from petastorm.reader_impl.plan import locate_global_row, make_epoch_plan
+        from petastorm.reader_impl.elastic import global_row
 
-        p = self._p
-        if p.epoch_limit is not None and cursor.epoch >= p.epoch_limit:
-            return None
-        plan = p.plans.get(cursor.epoch)
-        if plan is None:
-            plan = make_epoch_plan(p.plan_rows, p.plan_options, cursor.epoch)
-        rows = cursor.rows_into_item
-        if p.is_batched and rows and cursor.position < len(plan):
-            rows = plan[cursor.position].num_rows  # a batch reader yields an item's rows in one batch
-        return locate_global_row(p.plan_rows, p.plan_options, cursor.epoch, cursor.position, rows, plan=plan)
+        return global_row(self, cursor)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a state saved by :meth:`state_dict`; call before iterating.

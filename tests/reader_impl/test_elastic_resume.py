@@ -195,3 +195,25 @@ def test_row_reader_inside_a_permuted_item_is_refused_with_the_reason(datasets):
     states = _states(url, 2, False, 2, num_epochs=1, shuffle_rows=True, seed=3)
     with pytest.raises(PetastormStateError, match="shuffle_rows=True.*make_batch_reader"):
         merge_state_dicts(states)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_saved_global_row_is_the_plans_offset_of_the_cursor(datasets, batched):
+    import numpy as np
+
+    from petastorm.reader_impl.plan import locate_global_row, make_epoch_plan
+
+    url, n = datasets(2, 3, 5)
+    reader = open_reader(url, 1, 3, batched, num_epochs=2, shuffle_row_drop_partitions=2, shard_seed=3, seed=0)
+    options, rows = reader._p.plan_options, np.asarray(reader._p.plan_rows)
+    for step in range(12):
+        state = reader.state_dict()
+        plan = make_epoch_plan(rows, options, state["epoch"])
+        rows_into = state["rows_into_item"]
+        if batched and rows_into:
+            rows_into = plan[state["position"]].num_rows  # a batch is its whole item
+        expected = locate_global_row(rows, options, state["epoch"], state["position"], rows_into, plan=plan)
+        assert state["extra"]["global_row"] == expected, step
+        read_steps(reader, 1)
+    reader.stop()
+    reader.join()
