@@ -18,7 +18,8 @@ import numpy as np
 from petastorm.adapters.column_buffer import concat_columns, num_rows, slice_columns
 from petastorm.errors import PetastormStateError
 from petastorm.pytorch_impl.state_codec import decode_state, encode_state
-from petastorm.reader_impl.elastic import KEY_ELASTIC, is_job_state, merge_reader_states, take_ranges
+from petastorm.reader_impl.elastic import KEY_ELASTIC, is_job_state, take_ranges
+from petastorm.reader_impl.elastic_merge import merge_reader_states
 
 __all__ = ["LOADER_JOB_KIND", "merge_state_dicts", "is_loader_job_state", "held_share", "pipeline_parts"]
 
