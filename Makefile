@@ -64,7 +64,9 @@ compat-diff: $(STAMP)
 	bash tools_compat/make_original_venv.sh
 	$(PY) tools_compat/behaviour_diff.py
 
+# Peers (Hugging Face datasets) live in a venv of their own (bench-out/venv-peers), never in .venv.
 bench: $(STAMP)
+	bash benchmarks/peers/make_venv.sh
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)

@@ -17,6 +17,7 @@ __all__ = [
     "PetastormDatasetError",
     "PetastormReaderError",
     "PetastormArgumentError",
+    "CompressionCodecError",
     "PetastormWriteError",
     "NoDataAvailableError",
     "NoMatchingFieldsError",
@@ -73,6 +74,11 @@ class PetastormReaderError(PetastormError, RuntimeError):
 
 class PetastormArgumentError(PetastormError, ValueError):
     """An argument has a value that is not allowed; the message names the argument."""
+
+
+class CompressionCodecError(PetastormArgumentError, RuntimeError):
+    """``compression_codec`` of ``make_spark_converter`` is not a Parquet codec Spark writes (a
+    ``RuntimeError``, as in the original)."""
 
 
 class PetastormWriteError(PetastormError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, List, Optional, Tuple
 
-from petastorm.errors import PetastormArgumentError, PetastormTypeError
+from petastorm.errors import CompressionCodecError, PetastormArgumentError, PetastormTypeError
 
 __all__ = [
     "CompressionCodecError",
@@ -30,10 +30,6 @@ logger = logging.getLogger("petastorm.spark.spark_dataset_converter")
 _DTYPES = (None, "float32", "float64")
 # Parquet codecs Spark writes (spark.sql.parquet.compression.codec); 'none' is 'uncompressed'
 _CODECS = ("uncompressed", "none", "snappy", "gzip", "lzo", "brotli", "lz4", "lz4_raw", "zstd")
-
-
-class CompressionCodecError(PetastormArgumentError, RuntimeError):
-    """``compression_codec`` is not a Parquet codec Spark writes (a ``RuntimeError``, as in the original)."""
 
 
 def check_dtype(dtype: Any) -> Optional[str]:
