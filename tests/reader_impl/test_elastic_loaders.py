@@ -198,3 +198,25 @@ def test_loaders_straddling_an_epoch_boundary_resume_both_epochs_exactly(dataset
     assert sorted(counts) == list(range(n)) and set(counts.values()) == {2}
     sizes = [len(r) for r in per_rank]
     assert max(sizes) - min(sizes) <= 1
+
+
+def test_a_rank_resumed_elastically_resumes_exactly_from_its_own_state(datasets):
+    url, _ = datasets(2, 2, 9)
+    options = dict(num_epochs=2, shard_seed=5, seed=4)
+    _, job = _checkpoint(url, "BatchedDataLoader", 3, True, [2, 1, 2], 3, 8, None, options)
+
+    def loader_at(state):
+        reader = open_reader(url, 1, 2, True, **options)
+        loader = LOADERS["BatchedDataLoader"](reader, 3, 8, 7)
+        loader.load_state_dict(state)
+        return loader, reader
+
+    loader, reader = loader_at(job)
+    it = iter(loader)
+    head = [ids_of(next(it)) for _ in range(3)]
+    state = roundtrip(loader.state_dict())
+    tail = [ids_of(b) for b in it]
+    _close(loader, reader)
+    again, reader = loader_at(state)
+    assert [ids_of(b) for b in again] == tail and head  # same batches, same order
+    _close(again, reader)
