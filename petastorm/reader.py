@@ -255,7 +255,10 @@ def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: s
         fsspec-style filesystem options (credentials, ``endpoint_url``...).
     filesystem : pyarrow.fs.FileSystem or fsspec filesystem, optional
     resume_from : dict, optional
-        A ``reader.state_dict()``: continue exactly where that reader stopped.
+        A ``reader.state_dict()``: continue exactly where that reader stopped. Or, with
+        ``shard_mode='balanced'``, a job state from ``petastorm.merge_state_dicts`` (the states of every
+        rank of a checkpoint): continue the job as rank ``cur_shard`` of ``shard_count``, at any world size
+        (see ``docs/elastic_resume.md``).
     shard_mode : {'original', 'balanced'}
         'balanced' gives every shard the same number of rows per epoch.
     balanced_remainder : {'drop', 'pad'}
