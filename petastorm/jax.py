@@ -148,7 +148,8 @@ class JaxIterator:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
-        of the same dataset with the same settings.
+        of the same dataset with the same settings. A job state from ``petastorm.merge_state_dicts`` (every
+        rank's state of a checkpoint, balanced readers) continues the job at any world size.
 
         Raises
         ------

@@ -296,6 +296,8 @@ class BatchPipeline:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`; call before iterating, on a pipeline over a reader not read yet.
 
+        A job state from ``petastorm.merge_state_dicts`` is continued with :meth:`load_job_state`.
+
         Raises
         ------
         PetastormStateError

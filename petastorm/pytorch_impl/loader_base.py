@@ -208,6 +208,10 @@ class LoaderBase:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`; call before iterating, on a loader over a fresh reader.
 
+        ``state`` may also be a job state from ``petastorm.merge_state_dicts`` (the states of every rank of a
+        checkpoint, readers with ``shard_mode='balanced'``): this loader then continues the job as its reader's
+        rank, at any world size (``docs/elastic_resume.md``).
+
         Raises
         ------
         PetastormStateError
