@@ -95,13 +95,14 @@ def _finish(url, kind, world, batched, bs, cap, job, options):
        steps1=st.lists(st.integers(0, 5), min_size=4, max_size=4),
        steps2=st.lists(st.integers(0, 5), min_size=4, max_size=4),
        batch_size=st.integers(1, 5), capacity=st.sampled_from([0, 4, 11]), shuffle_row_groups=st.booleans(),
-       drop_partitions=st.integers(1, 2))
+       drop_partitions=st.integers(1, 2), shuffle_rows=st.booleans())
 def test_loaders_every_row_once_and_balanced(datasets, kind, batched, files, rows, w1, w2, w3, steps1, steps2,
-                                              batch_size, capacity, shuffle_row_groups, drop_partitions):
+                                              batch_size, capacity, shuffle_row_groups, drop_partitions, shuffle_rows):
     url, n = datasets(files, 2, rows)
     assume(n >= max(w1, w2, w3 or 1))
+    assume(batched or not shuffle_rows)  # row readers inside a permuted item are refused (test_elastic_resume)
     options = dict(num_epochs=1, shuffle_row_groups=shuffle_row_groups, shuffle_row_drop_partitions=drop_partitions,
-                   shard_seed=1, seed=3)
+                   shard_seed=1, seed=3, shuffle_rows=shuffle_rows)
     stages = [w1, w2] + ([w3] if w3 else [])
     seen, job, tail = [], None, 0
     for stage, (world, steps) in enumerate(zip(stages[:-1], (steps1, steps2))):
@@ -220,3 +221,29 @@ def test_a_rank_resumed_elastically_resumes_exactly_from_its_own_state(datasets)
     again, reader = loader_at(state)
     assert [ids_of(b) for b in again] == tail and head  # same batches, same order
     _close(again, reader)
+
+
+@pytest.mark.parametrize("shuffle_rows", [False, True])
+def test_rows_left_in_a_reader_batch_go_back_as_positions_or_travel_as_rows(datasets, shuffle_rows):
+    url, n = datasets(1, 2, 6)  # 12 rows, items of 6 rows
+    options = dict(num_epochs=1, shuffle_row_groups=False, shuffle_rows=shuffle_rows, seed=2)
+    seen, states = [], []
+    for rank in range(2):  # each rank serves 2 rows of its first 6-row reader batch: 4 rows wait in the loader
+        reader = open_reader(url, rank, 2, True, **options)
+        loader = BatchedDataLoader(reader, batch_size=2, prefetch=0)  # no batch prefetched: rows wait pending
+        it = iter(loader)
+        seen += ids_of(next(it))
+        states.append(loader.state_dict())
+        _close(loader, reader)
+    job = merge_state_dicts(states)
+    # in reader order they are the last positions read: given back to the job; permuted: carried as rows
+    assert job["held_rows"] == (8 if shuffle_rows else 0)
+    per_rank = []
+    for rank in range(3):
+        reader = open_reader(url, rank, 3, True, **options)
+        loader = BatchedDataLoader(reader, batch_size=2, prefetch=0)
+        loader.load_state_dict(roundtrip(job))
+        per_rank.append([i for b in loader for i in ids_of(b)])
+        _close(loader, reader)
+    assert sorted(seen + sum(per_rank, [])) == list(range(n))
+    assert sorted(len(r) for r in per_rank) == [2, 3, 3]
