@@ -264,8 +264,10 @@ def global_row(reader: Any, cursor: Any) -> Optional[int]:
     offsets = cached[2]
     n = len(offsets) - 1
     rows = cursor.rows_into_item
-    item_rows = int(offsets[cursor.position + 1] - offsets[cursor.position]) if cursor.position < n else 0
-    if not 0 <= cursor.position <= n or rows > item_rows:
+    in_plan = 0 <= cursor.position <= n
+    item_rows = int(offsets[cursor.position + 1] - offsets[cursor.position]) if in_plan and cursor.position < n \
+        else 0
+    if not in_plan or rows > item_rows:
         raise PetastormStateError(f"reader cursor (epoch {cursor.epoch}, item {cursor.position}, {rows} rows "
                                   f"into it) is outside its plan of {n} items")
     if p.is_batched and rows:
@@ -407,6 +409,7 @@ def load_job_state(reader: Any, job: Mapping) -> None:
     p.plans.clear()
     deals = _deals(reader)
     deals.clear()
+    reader.__dict__.pop("_elastic_offsets", None)
     world, rank = int(o.shard_count), int(o.cur_shard)
     first = int(job["next_epoch"])
     prefix = int(job.get("held", 0))
