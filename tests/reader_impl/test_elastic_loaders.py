@@ -89,7 +89,7 @@ def _finish(url, kind, world, batched, bs, cap, job, options):
     return per_rank
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.generate])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.generate])
 @given(kind=st.sampled_from(sorted(LOADERS)), batched=st.booleans(), files=st.integers(1, 3),
        rows=st.integers(2, 8), w1=st.integers(1, 4), w2=st.integers(1, 4), w3=st.one_of(st.none(), st.integers(1, 3)),
        steps1=st.lists(st.integers(0, 5), min_size=4, max_size=4),

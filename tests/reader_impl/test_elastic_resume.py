@@ -51,7 +51,7 @@ def test_ranges_helpers():
 
 # --- the property ------------------------------------------------------------------------------------------------
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=st.integers(1, 3), groups=st.integers(1, 3), rows=st.integers(1, 6),
        w1=st.integers(1, 4), w2=st.integers(1, 4), w3=st.one_of(st.none(), st.integers(1, 4)),
        steps1=st.lists(st.integers(0, 12), min_size=4, max_size=4),
