@@ -32,6 +32,7 @@ import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
+from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase
 
 __all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
@@ -263,8 +264,7 @@ class InMemBatchedDataLoader(LoaderBase):
         self.reader = reader
         self.transform_fn = transform_fn
         self.shuffle = bool(shuffle)
-        self._converter = TensorConverter(None, False, row_values=not _is_batch_reader(reader))
-        self._data: Any = None   # ColumnShufflingBuffer used as a table: rows in row-major blocks
+        self._data: Optional[InMemTable] = None
         self._rows = 0
         self._dataset_fingerprint: Optional[str] = None
         self._epoch = 0
@@ -275,7 +275,7 @@ class InMemBatchedDataLoader(LoaderBase):
     def _load(self) -> None:
         if self._data is not None:
             return
-        from petastorm.adapters import ColumnShufflingBuffer, ReaderSource
+        from petastorm.adapters import ReaderSource
 
         try:
             self._dataset_fingerprint = self.reader.state_dict().get("dataset_fingerprint")
@@ -300,10 +300,9 @@ class InMemBatchedDataLoader(LoaderBase):
             warnings.warn(f"InMemBatchedDataLoader loaded rows_capacity={self.rows_capacity} rows and leaves the "
                           f"reader's other rows out (as petastorm 0.12.1 did): raise rows_capacity to use them",
                           UserWarning, stacklevel=4)
-        table = ColumnShufflingBuffer(max(1, rows))
-        while parts:
-            table.add(parts.pop(0))  # each reader batch is freed once copied
-        self._data, self._rows = table, rows
+        # each reader batch is freed once copied; shuffled epochs gather rows, ordered ones slice columns
+        self._data = InMemTable(parts, row_major=self.shuffle, row_values=not _is_batch_reader(self.reader))
+        self._rows = rows
 
     def _length(self) -> Optional[int]:
         if self.num_epochs is None:
@@ -334,9 +333,8 @@ class InMemBatchedDataLoader(LoaderBase):
         while self.num_epochs is None or self._epoch < self.num_epochs:
             order = self._order(self._epoch)
             for start in range(self._batch * bs, rows, bs):
-                # new arrays every batch (users may write to them): whole rows gathered per block of columns
-                batch = table.take(slice(start, start + bs) if order is None else order[start:start + bs])
-                out = self._converter(batch)
+                # new tensors every batch (users may write to them): one copy per block of columns
+                out = table.batch(slice(start, start + bs) if order is None else order[start:start + bs])
                 self._batch += 1
                 yield out
             self._epoch += 1

@@ -22,7 +22,7 @@ from petastorm.pytorch_impl.dtypes import (
     string_array_error,
 )
 
-__all__ = ["resolve_device", "column_to_tensor", "TensorConverter"]
+__all__ = ["resolve_device", "column_to_tensor", "TensorConverter", "AS_IS_DTYPES"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -65,9 +65,10 @@ _HINT = ("BatchedDataLoader makes tensors of whole columns: leave the field out 
          "lists")
 
 
-#: dtypes that become tensors as they are (no promotion)
-_AS_IS = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8,
+#: dtypes that become tensors as they are (no promotion, no check)
+AS_IS_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8,
                                         np.uint8, np.complex64, np.complex128))
+_AS_IS = AS_IS_DTYPES
 
 
 def _string_error(name: str) -> PetastormTypeError:

@@ -1,0 +1,75 @@
+"""InMemBatchedDataLoader's table: columns sharing a block (column-major in order, row-major shuffled) keep their
+rows together, their order and their dtypes, and every batch is new memory."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from petastorm import make_batch_reader
+from petastorm.errors import PetastormSchemaError
+from petastorm.pytorch import InMemBatchedDataLoader
+from petastorm.pytorch_impl.inmem_table import InMemTable
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """230 rows, row groups of 50: a float32 (= id), id int64, b float32 (= -id), flag bool (id odd)."""
+    path = tmp_path_factory.mktemp("inmem") / "mixed"
+    path.mkdir()
+    ids = np.arange(230, dtype=np.int64)
+    pq.write_table(pa.table({"a": ids.astype(np.float32), "id": ids, "b": -ids.astype(np.float32),
+                             "flag": ids % 2 == 1}), str(path / "p.parquet"), row_group_size=50)
+    return "file://" + str(path)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_rows_stay_together_in_both_layouts(mixed, shuffle):
+    with make_batch_reader(mixed, shuffle_row_groups=False, workers_count=1) as reader:
+        loader = InMemBatchedDataLoader(reader, batch_size=32, num_epochs=2, rows_capacity=230, shuffle=shuffle,
+                                        seed=3)
+        batches = list(loader)
+    assert len(batches) == 16 and [len(b["id"]) for b in batches[:8]] == [32] * 7 + [6]
+    first = batches[0]
+    assert list(first) == ["a", "id", "b", "flag"]
+    assert [first[k].dtype for k in first] == [torch.float32, torch.int64, torch.float32, torch.uint8]
+    for b in batches:
+        assert b["a"].is_contiguous() and b["b"].is_contiguous()
+        assert torch.equal(b["a"], b["id"].float()) and torch.equal(b["b"], -b["id"].float())
+        assert torch.equal(b["flag"], (b["id"] % 2).to(torch.uint8))
+    for epoch in (batches[:8], batches[8:]):
+        ids = torch.cat([b["id"] for b in epoch]).tolist()
+        assert sorted(ids) == list(range(230))
+        assert (ids == list(range(230))) != shuffle
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_writing_into_a_batch_changes_neither_the_table_nor_the_other_columns(mixed, shuffle):
+    with make_batch_reader(mixed, shuffle_row_groups=False, workers_count=1) as reader:
+        loader = InMemBatchedDataLoader(reader, batch_size=230, num_epochs=2, rows_capacity=230, shuffle=shuffle)
+        it = iter(loader)
+        one = next(it)
+        one["a"].fill_(-7.0)
+        assert torch.equal(one["b"], -one["id"].float())
+        two = next(it)
+    assert torch.equal(two["a"], two["id"].float())
+
+
+def test_parts_with_cells_of_different_shapes_are_refused():
+    parts = [{"x": np.zeros((3, 2), np.float32)}, {"x": np.zeros((3, 4), np.float32)}]
+    with pytest.raises(PetastormSchemaError, match="field 'x' has cells of shape"):
+        InMemTable(parts, row_major=False)
+
+
+def test_a_missing_field_is_named():
+    parts = [{"x": np.zeros(3), "y": np.zeros(3)}, {"x": np.zeros(3)}]
+    with pytest.raises(PetastormSchemaError, match=r"\['y'\] are missing"):
+        InMemTable(parts, row_major=True)
+
+
+def test_a_column_widened_by_a_later_part_keeps_its_values():
+    parts = [{"x": np.array([1, 2], np.int16), "y": np.array([1.5, 2.5])}, {"x": np.array([70000], np.int32),
+                                                                            "y": np.array([3.5])}]
+    table = InMemTable(parts, row_major=False)
+    out = table.batch(slice(0, 3))
+    assert out["x"].tolist() == [1, 2, 70000] and out["x"].dtype == torch.int32 and out["y"].tolist() == [1.5, 2.5, 3.5]
