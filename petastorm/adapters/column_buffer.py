@@ -67,21 +67,6 @@ def _as_records(block: np.ndarray) -> "np.ndarray | None":
     return block.reshape(len(block), -1).view(np.dtype((np.void, block.itemsize * max(1, block[0].size))))[:, 0]
 
 
-def _take_rows(block: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    records = _as_records(block)
-    if records is None:
-        return block[idx]
-    return np.take(records, idx).view(block.dtype).reshape((len(idx),) + block.shape[1:])
-
-
-def _move_rows(block: np.ndarray, src: np.ndarray, dst: np.ndarray) -> None:
-    records = _as_records(block)
-    if records is None:
-        block[dst] = block[src]
-    else:
-        records[dst] = np.take(records, src)
-
-
 class ColumnShufflingBuffer:
     """Up to ``capacity`` rows kept as columns, handed out in uniformly random order.
 
@@ -106,6 +91,8 @@ class ColumnShufflingBuffer:
         self._blocks: Optional[list] = None   # [(array (capacity, k, *cell), [k column names])]
         self._where: dict = {}                 # column name -> (block index, position in the block)
         self._size = 0
+        self._views: dict = {}                 # column name -> (its strided view, dtype, cell shape)
+        self._records: list = []               # per block: its rows as opaque records (None: object block)
 
     @property
     def capacity(self) -> int:
@@ -144,6 +131,16 @@ class ColumnShufflingBuffer:
         self._blocks.append((block, list(names)))
         for j, name in enumerate(names):
             self._where[name] = (b, j)
+        self._cache_views()
+
+    def _cache_views(self) -> None:
+        """Recompute the per-column views and per-block records after the blocks changed."""
+        self._records = [_as_records(block) for block, _ in self._blocks]
+        self._views = {}
+        for name, where in self._where.items():
+            if where is not None:
+                view = self._blocks[where[0]][0][:, where[1]]
+                self._views[name] = (view, view.dtype, view.shape[1:])
 
     def _column(self, name: str) -> np.ndarray:
         """A (strided) view of column ``name``: shape (capacity, *cell)."""
@@ -188,23 +185,32 @@ class ColumnShufflingBuffer:
         if len(columns) != len(self._where):
             missing = sorted(set(self._where) - set(columns))
             raise PetastormSchemaError(f"fields {missing} are missing from a reader batch")
+        start, stop, views = self._size, self._size + n, self._views
         for name, col in columns.items():
-            self._fit(name, col)[self._size:self._size + n] = col
-        self._size += n
+            try:
+                view, dtype, cell = views[name]
+            except KeyError:
+                view, dtype, cell = None, None, None
+            if col.dtype != dtype or col.shape[1:] != cell:
+                view = self._fit(name, col)
+            view[start:stop] = col
+        self._size = stop
 
     def _gather(self, idx: "np.ndarray | slice") -> Columns:
         """Rows ``idx`` of every column, each C-contiguous (a view of one new array per block)."""
         per_block = []
-        for block, names in self._blocks or []:
+        for (block, names), records in zip(self._blocks or [], self._records):
             if isinstance(idx, slice):
                 rows = block[idx]                              # a view: copied below
-            else:
-                rows = _take_rows(block, idx)                  # (n, k, *cell), one gather per block
+            elif records is None:
+                rows = block[idx]
+            else:                                              # (n, k, *cell), one gather per block
+                rows = np.take(records, idx).view(block.dtype).reshape((len(idx),) + block.shape[1:])
             if len(names) == 1:
                 rows = rows.reshape((1,) + rows.shape[:1] + rows.shape[2:])
                 per_block.append(rows.copy() if isinstance(idx, slice) else rows)
             else:
-                per_block.append(np.ascontiguousarray(np.moveaxis(rows, 1, 0)))  # (k, n, *cell)
+                per_block.append(np.ascontiguousarray(rows.swapaxes(0, 1)))  # (k, n, *cell)
         return {name: per_block[b][j] for name, (b, j) in self._where.items()}
 
     def take(self, idx: "np.ndarray | slice") -> Columns:
@@ -246,8 +252,11 @@ class ColumnShufflingBuffer:
             holes = idx[idx < tail]
             if len(holes):
                 movers = tail + np.flatnonzero(~taken_in_tail)
-                for block, _ in self._blocks:
-                    _move_rows(block, movers, holes)
+                for (block, _), records in zip(self._blocks, self._records):
+                    if records is None:
+                        block[holes] = block[movers]
+                    else:
+                        records[holes] = np.take(records, movers)
         self._size = tail
         return out
 
@@ -261,6 +270,8 @@ class ColumnShufflingBuffer:
                 wider = np.empty((capacity,) + block.shape[1:], dtype=block.dtype)
                 wider[:self._size] = block[:self._size]
                 self._blocks[i] = (wider, names)
+            self._capacity = capacity
+            self._cache_views()
         self._capacity = capacity
 
     def clear(self) -> None:
@@ -292,6 +303,6 @@ class ColumnShufflingBuffer:
                 f"resume with the same shuffling_queue_capacity (saved with {state.get(_CAPACITY)})")
         self._rng.bit_generator.state = rng_state
         self._size = 0
-        self._blocks, self._where = None, {}
+        self._blocks, self._where, self._views, self._records = None, {}, {}, []
         if n:
             self.add({name: np.asarray(col) for name, col in rows.items()})
