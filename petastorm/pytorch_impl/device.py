@@ -204,10 +204,19 @@ class TensorConverter:
                           stacklevel=3)
             self.pin_memory = False
         self._cuda = device is not None and device.type == "cuda"
+        self._from_numpy = torch.from_numpy
         self._stream: Any = None
 
     def __call__(self, columns: Dict[str, np.ndarray]) -> Any:
-        out: Any = {name: column_to_tensor(name, col, self.row_values) for name, col in columns.items()}
+        from_numpy, as_is, row_values = self._from_numpy, AS_IS_DTYPES, self.row_values
+        out: Any = {}
+        for name, col in columns.items():
+            flags = col.flags
+            # the common case inline (no call, no import per column): ~0.6 us per column instead of ~0.9
+            if col.dtype in as_is and flags.writeable and flags.c_contiguous:
+                out[name] = from_numpy(col)
+            else:
+                out[name] = column_to_tensor(name, col, row_values)
         if self.batch_transform is not None:
             out = self.batch_transform(out)
         if self.pin_memory:
