@@ -29,6 +29,7 @@ from typing import Any, Dict, Union
 import numpy as np
 
 from petastorm.errors import PetastormBatchShapeError, PetastormTypeError
+from petastorm.pytorch_impl.device import AS_IS_DTYPES
 from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, nullable_error, string_array_error
 
 __all__ = ["decimal_friendly_collate", "column_to_torch", "columns_to_torch"]
@@ -122,4 +123,14 @@ def column_to_torch(name: str, col: np.ndarray) -> Any:
 
 def columns_to_torch(columns: Dict[str, np.ndarray]) -> Dict[str, Any]:
     """Every column of a batch through :func:`column_to_torch` (same keys, same order)."""
-    return {name: column_to_torch(name, col) for name, col in columns.items()}
+    from torch import from_numpy
+
+    out = {}
+    for name, col in columns.items():
+        flags = col.flags
+        # the common case inline (no call, no import per column): a dtype kept as it is, writable, contiguous
+        if col.dtype in AS_IS_DTYPES and flags.writeable and flags.c_contiguous:
+            out[name] = from_numpy(col)
+        else:
+            out[name] = column_to_torch(name, col)
+    return out
