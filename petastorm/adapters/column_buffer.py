@@ -1,10 +1,12 @@
 """A shuffling buffer of whole columns: rows live in preallocated numpy arrays, batches leave by random
 index blocks.
 
-Adding ``n`` rows is one slice assignment per column; retrieving a batch of ``k`` rows is one
-``rng.choice`` of ``k`` distinct slots, one fancy-index gather per column and one swap-with-tail move that
-fills the ``k`` holes with the rows at the end of the buffer. There is no Python work per row, and the
-buffer never holds more than its capacity (no lists of rows, no growth).
+Retrieving a batch of ``k`` rows is one ``rng.choice`` of ``k`` distinct slots and one gather of whole rows
+per block of columns (numeric columns of one dtype and cell shape share a row-major block). The ``k`` slots
+it empties are refilled by the next :meth:`ColumnShufflingBuffer.add` (one scatter of whole rows per block),
+so while the buffer is fed as fast as it is drained no row ever moves; a retrieve that finds slots still
+empty first moves the last rows into them. There is no Python work per row, and the buffer never holds
+more than its capacity (no lists of rows, no growth).
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ _ROWS = "rows"
 _GROUPED_KINDS = frozenset("biufcmM")
 _RNG = "rng"
 _CAPACITY = "capacity"
+_HOLES = "empty_slots"
+_NO_SLOTS = np.empty(0, dtype=np.int64)
+_STAGED_ROW_BYTES = 4096        # rows up to this size are assembled before being scattered as whole rows
+_STAGING_BYTES = 1 << 18        # at most this much staging at once
+_TRANSPOSE_ROWS = 256
 
 
 def num_rows(columns: Mapping[str, np.ndarray]) -> int:
@@ -62,9 +69,21 @@ def concat_columns(parts: list) -> Columns:
 def _as_records(block: np.ndarray) -> "np.ndarray | None":
     """A C-contiguous block as a 1-D array of opaque rows (numpy moves those ~5x faster than fancy-indexed rows
     of a 2-D array); None for object blocks (references cannot be viewed as bytes)."""
-    if block.dtype.hasobject or not block.flags.c_contiguous:
+    if block.dtype.hasobject or not block.flags.c_contiguous or block[0].size == 0:
         return None
     return block.reshape(len(block), -1).view(np.dtype((np.void, block.itemsize * max(1, block[0].size))))[:, 0]
+
+
+def _transpose(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (n, k, *cell) as a new C-contiguous (k, n, *cell) array; rows of scalars in blocks of 256
+    (numpy's plain transposing copy is ~1.4x slower)."""
+    n = len(rows)
+    if rows.ndim > 2 or n <= _TRANSPOSE_ROWS:
+        return np.ascontiguousarray(rows.swapaxes(0, 1))
+    out = np.empty(rows.shape[1::-1], dtype=rows.dtype)
+    for start in range(0, n, _TRANSPOSE_ROWS):
+        out[:, start:start + _TRANSPOSE_ROWS] = rows[start:start + _TRANSPOSE_ROWS].T
+    return out
 
 
 class ColumnShufflingBuffer:
@@ -80,7 +99,8 @@ class ColumnShufflingBuffer:
     Notes
     -----
     Memory: ``capacity`` x (bytes of one row) allocated once. Each :meth:`retrieve` allocates only its
-    output batch (callers may keep it: it is never written again).
+    output batch (callers may keep it: it is never written again); :meth:`add` a staging block of at most
+    256 KB.
     """
 
     def __init__(self, capacity: int, seed: Optional[int] = None) -> None:
@@ -90,7 +110,9 @@ class ColumnShufflingBuffer:
         self._rng = np.random.default_rng(seed)
         self._blocks: Optional[list] = None   # [(array (capacity, k, *cell), [k column names])]
         self._where: dict = {}                 # column name -> (block index, position in the block)
-        self._size = 0
+        self._size = 0                         # rows held
+        self._top = 0                          # slots [0, top) hold the rows and the empty slots below
+        self._holes = _NO_SLOTS                # empty slots below top, in the order add refills them
         self._views: dict = {}                 # column name -> (its strided view, dtype, cell shape)
         self._records: list = []               # per block: its rows as opaque records (None: object block)
 
@@ -161,14 +183,15 @@ class ColumnShufflingBuffer:
         if col.dtype != buf.dtype:
             dtype = np.result_type(buf.dtype, col.dtype)
             if dtype != buf.dtype:  # move the column to a block of its own with the wider dtype
-                rows = buf[:self._size]
+                rows = buf[:self._top]
                 self._new_block([name], dtype, buf.shape[1:])
                 buf = self._column(name)
-                buf[:self._size] = rows
+                buf[:self._top] = rows
         return buf
 
     def add(self, columns: Mapping[str, np.ndarray]) -> None:
-        """Copy a column batch into the buffer.
+        """Copy a column batch into the buffer: first into the slots the last :meth:`retrieve` emptied (in
+        the order it chose them), the rest after the last used slot.
 
         Parameters
         ----------
@@ -185,16 +208,57 @@ class ColumnShufflingBuffer:
         if len(columns) != len(self._where):
             missing = sorted(set(self._where) - set(columns))
             raise PetastormSchemaError(f"fields {missing} are missing from a reader batch")
-        start, stop, views = self._size, self._size + n, self._views
+        views = self._views
         for name, col in columns.items():
-            try:
-                view, dtype, cell = views[name]
-            except KeyError:
-                view, dtype, cell = None, None, None
-            if col.dtype != dtype or col.shape[1:] != cell:
-                view = self._fit(name, col)
-            view[start:stop] = col
-        self._size = stop
+            view = views.get(name)
+            if view is None or col.dtype != view[1] or col.shape[1:] != view[2]:
+                self._fit(name, col)
+                views = self._views
+        holes = self._holes
+        m = min(n, len(holes))
+        if m:
+            self._fill(holes[:m], columns, m)
+            self._holes = holes[m:]
+        if m < n:
+            top = self._top
+            for name, col in columns.items():
+                views[name][0][top:top + n - m] = col[m:] if m else col
+            self._top = top + n - m
+        self._size += n
+
+    def _fill(self, slots: np.ndarray, columns: Mapping[str, np.ndarray], m: int) -> None:
+        """Write the first ``m`` rows of ``columns`` into ``slots``: per block of small rows, the rows are
+        assembled in a staging block (one strided copy per column) and scattered as whole rows."""
+        for (block, names), records in zip(self._blocks, self._records):
+            row_bytes = block.itemsize * (block[0].size or 1)
+            if len(names) == 1 or records is None or row_bytes > _STAGED_ROW_BYTES:
+                for j, name in enumerate(names):
+                    block[slots, j] = columns[name][:m]
+                continue
+            step = max(1, _STAGING_BYTES // row_bytes)
+            for start in range(0, m, step):
+                stop = min(m, start + step)
+                staging = np.empty((stop - start,) + block.shape[1:], dtype=block.dtype)
+                for j, name in enumerate(names):
+                    staging[:, j] = columns[name][start:stop]
+                np.put(records, slots[start:stop], staging.reshape(stop - start, -1).view(records.dtype)[:, 0])
+
+    def _compact(self) -> None:
+        """Move the last used rows into the empty slots, so that rows occupy slots ``[0, size)``."""
+        holes, size = self._holes, self._size
+        if not len(holes):
+            return
+        inner = holes[holes < size]
+        if len(inner):
+            empty_in_tail = np.zeros(self._top - size, dtype=bool)
+            empty_in_tail[holes[holes >= size] - size] = True
+            movers = size + np.flatnonzero(~empty_in_tail)
+            for (block, _), records in zip(self._blocks, self._records):
+                if records is None:
+                    block[inner] = block[movers]
+                else:
+                    np.put(records, inner, np.take(records, movers))
+        self._top, self._holes = size, _NO_SLOTS
 
     def _gather(self, idx: "np.ndarray | slice") -> Columns:
         """Rows ``idx`` of every column, each C-contiguous (a view of one new array per block)."""
@@ -210,7 +274,7 @@ class ColumnShufflingBuffer:
                 rows = rows.reshape((1,) + rows.shape[:1] + rows.shape[2:])
                 per_block.append(rows.copy() if isinstance(idx, slice) else rows)
             else:
-                per_block.append(np.ascontiguousarray(rows.swapaxes(0, 1)))  # (k, n, *cell)
+                per_block.append(_transpose(rows))
         return {name: per_block[b][j] for name, (b, j) in self._where.items()}
 
     def take(self, idx: "np.ndarray | slice") -> Columns:
@@ -221,10 +285,11 @@ class ColumnShufflingBuffer:
         ----------
         idx : np.ndarray of int, shape (n,), or slice
             Non-negative positions below ``size`` (not checked, for speed; positions past the arrays raise
-            ``IndexError``).
+            ``IndexError``). Position ``i`` is the ``i``-th row added while nothing was retrieved.
         """
         if self._blocks is None:
             return {}
+        self._compact()
         if isinstance(idx, slice):
             idx = slice(*idx.indices(self._size))
         return self._gather(idx)
@@ -238,26 +303,19 @@ class ColumnShufflingBuffer:
         """
         k = min(int(count), self._size)
         if self._blocks is None or k == 0:
-            return {name: self._column(name)[:0].copy() for name in self._where}
+            return {name: view[0][:0].copy() for name, view in self._views.items()}
+        self._compact()
         size = self._size
         if k == size:
             idx = self._rng.permutation(size)
         else:
             idx = self._rng.choice(size, k, replace=False)
         out = self._gather(idx)
-        tail = size - k
-        if tail > 0:
-            taken_in_tail = np.zeros(k, dtype=bool)
-            taken_in_tail[idx[idx >= tail] - tail] = True
-            holes = idx[idx < tail]
-            if len(holes):
-                movers = tail + np.flatnonzero(~taken_in_tail)
-                for (block, _), records in zip(self._blocks, self._records):
-                    if records is None:
-                        block[holes] = block[movers]
-                    else:
-                        records[holes] = np.take(records, movers)
-        self._size = tail
+        if k == size:
+            self._top, self._holes = 0, _NO_SLOTS
+        else:
+            self._holes = idx  # refilled by the next add
+        self._size = size - k
         return out
 
     def grow(self, capacity: int) -> None:
@@ -268,7 +326,7 @@ class ColumnShufflingBuffer:
         if self._blocks is not None:
             for i, (block, names) in enumerate(self._blocks):
                 wider = np.empty((capacity,) + block.shape[1:], dtype=block.dtype)
-                wider[:self._size] = block[:self._size]
+                wider[:self._top] = block[:self._top]
                 self._blocks[i] = (wider, names)
             self._capacity = capacity
             self._cache_views()
@@ -276,15 +334,23 @@ class ColumnShufflingBuffer:
 
     def clear(self) -> None:
         """Forget every row (the arrays are kept for reuse)."""
-        self._size = 0
+        self._size, self._top, self._holes = 0, 0, _NO_SLOTS
 
     def state_dict(self) -> dict:
-        """The rows held (copies), the RNG state and the capacity."""
-        rows = {n: np.array(self._column(n)[:self._size]) for n in self._where}
-        return {_CAPACITY: self._capacity, _ROWS: rows, _RNG: self._rng.bit_generator.state}
+        """The rows held (copies, in slot order), the empty slots among them, the RNG state and the capacity."""
+        holes, top = self._holes, self._top
+        if len(holes):
+            used = np.ones(top, dtype=bool)
+            used[holes] = False
+            rows = {n: view[0][:top][used] for n, view in self._views.items()}
+        else:
+            rows = {n: np.array(view[0][:top]) for n, view in self._views.items()}
+        return {_CAPACITY: self._capacity, _ROWS: rows, _RNG: self._rng.bit_generator.state,
+                _HOLES: np.array(holes, dtype=np.int64)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore rows and RNG saved by :meth:`state_dict`.
+        """Restore rows, empty slots and RNG saved by :meth:`state_dict` (the same slots: the batches that
+        follow are those the saved buffer would have given).
 
         Raises
         ------
@@ -301,8 +367,25 @@ class ColumnShufflingBuffer:
             raise PetastormStateError(
                 f"saved shuffling buffer holds {n} rows, more than this buffer's capacity {self._capacity}: "
                 f"resume with the same shuffling_queue_capacity (saved with {state.get(_CAPACITY)})")
+        holes = np.asarray(state.get(_HOLES, ()) if n else (), dtype=np.int64).reshape(-1)
+        top = n + len(holes)
+        if len(holes) and (holes.min() < 0 or holes.max() >= top or len(np.unique(holes)) != len(holes)):
+            raise PetastormStateError(
+                f"malformed shuffling buffer state: '{_HOLES}' must be distinct slots below {top}")
         self._rng.bit_generator.state = rng_state
-        self._size = 0
+        self._size, self._top, self._holes = 0, 0, _NO_SLOTS
         self._blocks, self._where, self._views, self._records = None, {}, {}, []
+        if top > self._capacity:  # a buffer grown past its first capacity (the batched RandomShufflingBuffer)
+            self._capacity = top
         if n:
             self.add({name: np.asarray(col) for name, col in rows.items()})
+        if len(holes):
+            used = np.ones(top, dtype=bool)
+            used[holes] = False
+            slots = np.flatnonzero(used)
+            for (block, _), records in zip(self._blocks, self._records):
+                if records is None:
+                    block[slots] = block[:n].copy()
+                else:
+                    records[slots] = records[:n].copy()
+            self._top, self._holes = top, holes

@@ -10,10 +10,13 @@ from petastorm.errors import PetastormArgumentError, PetastormSchemaError, Petas
 
 def _cols(start, n):
     ids = np.arange(start, start + n, dtype=np.int64)
-    return {"id": ids, "pair": np.stack([ids, -ids], axis=1), "name": np.array([f"r{i}" for i in ids])}
+    # "id" and "triple" share a row-major block (same dtype and cell), "pair" and "name" have their own
+    return {"id": ids, "pair": np.stack([ids, -ids], axis=1), "name": np.array([f"r{i}" for i in ids]),
+            "triple": 3 * ids}
 
 
 def _check_rows_intact(batch):
+    assert np.array_equal(batch["triple"], 3 * batch["id"])
     assert np.array_equal(batch["pair"][:, 0], batch["id"])
     assert np.array_equal(batch["pair"][:, 1], -batch["id"])
     assert [str(s) for s in batch["name"]] == [f"r{i}" for i in batch["id"]]
@@ -130,6 +133,84 @@ def test_batches_keep_the_column_order_of_the_input():
              "d": np.array(["x"] * 4)})
     assert list(buf.retrieve(2)) == ["a", "b", "c", "d"]
     assert list(buf.state_dict()["rows"]) == ["a", "b", "c", "d"]
+
+
+def test_rows_refilled_into_the_slots_a_batch_emptied_are_drawn_as_often_as_the_others():
+    # fed as fast as drained (add 2, retrieve 2 of 8): every row leaves at each retrieve with probability 1/4,
+    # whether it was written into a slot just emptied or is older: its age at exit is geometric, mean 4
+    buf = ColumnShufflingBuffer(8, 7)
+    buf.add({"id": np.arange(8), "born": np.zeros(8, np.int64)})
+    ages, added = [], 8
+    for step in range(1, 20001):
+        out = buf.retrieve(2)
+        ages.extend((step - out["born"]).tolist())
+        buf.add({"id": np.arange(added, added + 2), "born": np.full(2, step, np.int64)})
+        added += 2
+    ages = np.array(ages[1000:])
+    assert abs(ages.mean() - 4.0) < 0.15
+    assert abs(np.mean(ages == 1) - 0.25) < 0.015 and abs(np.mean(ages == 2) - 0.1875) < 0.015
+
+
+@pytest.mark.parametrize("cell, columns", [((), 3), ((125,), 2), ((600,), 2)])
+def test_refilled_rows_keep_their_cells_for_small_staged_and_large_rows(cell, columns):
+    # (125,) float32 x 2 columns: 1,000-byte rows, staged 262 rows at a time; (600,): 4,800-byte rows, per column
+    def batch(start, n):
+        ids = np.arange(start, start + n)
+        base = ids.reshape((n,) + (1,) * len(cell)) + np.zeros(cell)
+        return {f"c{j}": (base * (j + 1)).astype(np.float32) for j in range(columns)}
+
+    buf = ColumnShufflingBuffer(1000, 3)
+    buf.add(batch(0, 1000))
+    seen, added = [], 1000
+    for _ in range(6):
+        out = buf.retrieve(700)
+        for j in range(columns):
+            assert np.array_equal(out[f"c{j}"], out["c0"] * (j + 1))
+            assert out[f"c{j}"].flags.c_contiguous
+        seen.extend(out["c0"].reshape(700, -1)[:, 0].astype(int).tolist())
+        buf.add(batch(added, 700))
+        added += 700
+    seen.extend(buf.retrieve(1000)["c0"].reshape(1000, -1)[:, 0].astype(int).tolist())
+    assert sorted(seen) == list(range(added))
+
+
+def test_a_state_with_empty_slots_resumes_exactly_in_a_buffer_of_smaller_capacity():
+    # the batched RandomShufflingBuffer grows its buffer by doubling: a resumed one starts smaller
+    def run(resume):
+        buf = ColumnShufflingBuffer(20, 5)
+        buf.add(_cols(0, 20))
+        out = buf.retrieve(6)["id"].tolist()
+        if resume:
+            state = buf.state_dict()
+            assert state["rows"]["id"].shape == (14,) and len(state["empty_slots"]) == 6
+            buf = ColumnShufflingBuffer(16, 0)
+            buf.load_state_dict(state)
+            assert buf.size == 14 and buf.capacity == 20
+        buf.add(_cols(20, 6))
+        while buf.size:
+            batch = buf.retrieve(4)
+            _check_rows_intact(batch)
+            out.extend(batch["id"].tolist())
+        return out
+
+    assert run(True) == run(False)
+    assert sorted(run(True)) == list(range(26))
+
+
+def test_a_state_without_empty_slots_loads_and_bad_empty_slots_are_refused():
+    buf = ColumnShufflingBuffer(10, 0)
+    buf.add(_cols(0, 10))
+    state = buf.state_dict()
+    del state["empty_slots"]  # a state saved before empty slots were kept
+    restored = ColumnShufflingBuffer(10, 1)
+    restored.load_state_dict(state)
+    assert restored.retrieve(10)["id"].tolist() == buf.retrieve(10)["id"].tolist()
+    buf.add(_cols(10, 10))
+    buf.retrieve(3)
+    state = buf.state_dict()
+    state["empty_slots"] = np.array([0, 0, 1])
+    with pytest.raises(PetastormStateError, match="empty_slots"):
+        ColumnShufflingBuffer(10).load_state_dict(state)
 
 
 def test_take_copies_rows_by_index_or_slice_and_leaves_them_in_place():
