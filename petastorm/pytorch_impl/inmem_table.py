@@ -91,6 +91,11 @@ class InMemTable:
             start += n
         self._records = [_as_records(b) if row_major and not b.dtype.hasobject else None for b, _, _ in self.blocks]
         self._single = len(self.blocks) == 1
+        self._plain = (self.blocks[0][0], self.blocks[0][1]) if self._single and self.blocks[0][2] and not row_major \
+            else None
+        import torch
+
+        self._from_numpy = torch.from_numpy
 
     def batch(self, rows: Union[slice, np.ndarray]) -> Dict[str, Any]:
         """Tensors of rows ``rows`` (a slice, or positions for a shuffled batch): new memory every call.
@@ -99,8 +104,10 @@ class InMemTable:
         -------
         dict of str -> torch.Tensor, shape (n, ...), in the reader's column order
         """
-        import torch
-
+        if self._plain is not None:  # one block of columns kept as they are, served in order: the common case
+            block, names = self._plain
+            return dict(zip(names, self._from_numpy(block[:, rows].copy() if isinstance(rows, slice)
+                                                     else np.take(block, rows, axis=1)).unbind(0)))
         out: Dict[str, Any] = {}
         for (block, names, fast), records in zip(self.blocks, self._records):
             if not self.row_major:
@@ -112,7 +119,7 @@ class InMemTable:
                     picked = np.take(records, rows).view(block.dtype).reshape((len(rows),) + block.shape[1:])
                 cols = np.ascontiguousarray(np.moveaxis(picked, 1, 0))   # (columns, n, *cell)
             if fast:
-                out.update(zip(names, torch.from_numpy(cols).unbind(0)))
+                out.update(zip(names, self._from_numpy(cols).unbind(0)))
             else:
                 for j, name in enumerate(names):
                     out[name] = column_to_tensor(name, cols[j], self.row_values)
