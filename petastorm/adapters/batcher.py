@@ -232,6 +232,15 @@ class Batcher:
 
     def _take_pending(self, n: int) -> Columns:
         """The first ``n`` pending rows (views when they lie in one reader batch)."""
+        head = self._pending[0] if self._pending else None
+        if head is not None and num_rows(head) > n:  # the common case: the batch lies inside the first pending reader batch
+            batch, rest = {}, {}
+            for name, col in head.items():
+                batch[name] = col[:n]
+                rest[name] = col[n:]
+            self._pending[0] = rest
+            self._pending_rows -= n
+            return batch
         parts, need = [], n
         while need:
             head = self._pending[0]
