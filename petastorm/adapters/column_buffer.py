@@ -99,8 +99,8 @@ class ColumnShufflingBuffer:
     Notes
     -----
     Memory: ``capacity`` x (bytes of one row) allocated once. Each :meth:`retrieve` allocates only its
-    output batch (callers may keep it: it is never written again); :meth:`add` a staging block of at most
-    256 KB.
+    output batch (callers may keep it: it is never written again); :meth:`add` keeps staging blocks of at
+    most 256 KB (at most 4).
     """
 
     def __init__(self, capacity: int, seed: Optional[int] = None) -> None:
@@ -115,6 +115,8 @@ class ColumnShufflingBuffer:
         self._holes = _NO_SLOTS                # empty slots below top, in the order add refills them
         self._views: dict = {}                 # column name -> (its strided view, dtype, cell shape)
         self._records: list = []               # per block: its rows as opaque records (None: object block)
+        self._stagings: dict = {}              # (block, rows) -> staging block reused by add, see _staging
+        self._one_block: Optional[list] = None  # the column names when one block holds them all, in order
 
     @property
     def capacity(self) -> int:
@@ -158,6 +160,9 @@ class ColumnShufflingBuffer:
     def _cache_views(self) -> None:
         """Recompute the per-column views and per-block records after the blocks changed."""
         self._records = [_as_records(block) for block, _ in self._blocks]
+        self._stagings = {}
+        names = list(self._where)
+        self._one_block = names if len(self._blocks) == 1 and self._blocks[0][1] == names else None
         self._views = {}
         for name, where in self._where.items():
             if where is not None:
@@ -229,7 +234,7 @@ class ColumnShufflingBuffer:
     def _fill(self, slots: np.ndarray, columns: Mapping[str, np.ndarray], m: int) -> None:
         """Write the first ``m`` rows of ``columns`` into ``slots``: per block of small rows, the rows are
         assembled in a staging block (one strided copy per column) and scattered as whole rows."""
-        for (block, names), records in zip(self._blocks, self._records):
+        for b, ((block, names), records) in enumerate(zip(self._blocks, self._records)):
             row_bytes = block.itemsize * (block[0].size or 1)
             if len(names) == 1 or records is None or row_bytes > _STAGED_ROW_BYTES:
                 for j, name in enumerate(names):
@@ -238,10 +243,25 @@ class ColumnShufflingBuffer:
             step = max(1, _STAGING_BYTES // row_bytes)
             for start in range(0, m, step):
                 stop = min(m, start + step)
-                staging = np.empty((stop - start,) + block.shape[1:], dtype=block.dtype)
-                for j, name in enumerate(names):
-                    staging[:, j] = columns[name][start:stop]
-                np.put(records, slots[start:stop], staging.reshape(stop - start, -1).view(records.dtype)[:, 0])
+                staged, targets = self._staging(b, stop - start)
+                for target, name in zip(targets, names):
+                    col = columns[name]
+                    target[...] = col if start == 0 and len(col) == stop else col[start:stop]
+                np.put(records, slots[start:stop], staged)
+
+    def _staging(self, b: int, rows: int) -> tuple:
+        """A staging block of ``rows`` rows for block ``b``, reused across calls: (its rows as records, its
+        columns as strided views)."""
+        key = (b, rows)
+        cached = self._stagings.get(key)
+        if cached is None:
+            block = self._blocks[b][0]
+            staging = np.empty((rows,) + block.shape[1:], dtype=block.dtype)
+            if len(self._stagings) >= 4:
+                self._stagings.clear()
+            cached = self._stagings[key] = (staging.reshape(rows, -1).view(self._records[b].dtype)[:, 0],
+                                            [staging[:, j] for j in range(block.shape[1])])
+        return cached
 
     def _compact(self) -> None:
         """Move the last used rows into the empty slots, so that rows occupy slots ``[0, size)``."""
@@ -275,6 +295,8 @@ class ColumnShufflingBuffer:
                 per_block.append(rows.copy() if isinstance(idx, slice) else rows)
             else:
                 per_block.append(_transpose(rows))
+        if self._one_block:  # the common case: one block, its columns in the reader's order
+            return dict(zip(self._one_block, per_block[0]))
         return {name: per_block[b][j] for name, (b, j) in self._where.items()}
 
     def take(self, idx: "np.ndarray | slice") -> Columns:
@@ -374,7 +396,7 @@ class ColumnShufflingBuffer:
                 f"malformed shuffling buffer state: '{_HOLES}' must be distinct slots below {top}")
         self._rng.bit_generator.state = rng_state
         self._size, self._top, self._holes = 0, 0, _NO_SLOTS
-        self._blocks, self._where, self._views, self._records = None, {}, {}, []
+        self._blocks, self._where, self._views, self._records, self._one_block = None, {}, {}, [], None
         if top > self._capacity:  # a buffer grown past its first capacity (the batched RandomShufflingBuffer)
             self._capacity = top
         if n:
