@@ -73,3 +73,18 @@ def test_a_column_widened_by_a_later_part_keeps_its_values():
     table = InMemTable(parts, row_major=False)
     out = table.batch(slice(0, 3))
     assert out["x"].tolist() == [1, 2, 70000] and out["x"].dtype == torch.int32 and out["y"].tolist() == [1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize("row_major", [False, True])
+def test_array_cells_sharing_a_block_are_gathered_whole(row_major):
+    a = np.arange(12, dtype=np.float32).reshape(6, 2)
+    table = InMemTable([{"a": a[:4], "b": -a[:4]}, {"a": a[4:], "b": -a[4:]}], row_major=row_major)
+    out = table.batch(np.array([5, 0, 3]))
+    assert out["a"].tolist() == a[[5, 0, 3]].tolist() and out["b"].tolist() == (-a[[5, 0, 3]]).tolist()
+    assert out["a"].is_contiguous() and out["b"].shape == (3, 2)
+    assert table.batch(slice(1, 3))["a"].tolist() == a[1:3].tolist()
+
+
+def test_an_empty_table_serves_empty_batches():
+    table = InMemTable([{"a": np.zeros((0, 2), np.float32)}], row_major=True)
+    assert table.rows == 0 and table.batch(slice(0, 4))["a"].shape == (0, 2)

@@ -28,7 +28,8 @@ _GROUPED_KINDS = frozenset("biufc")
 
 def _as_records(block: np.ndarray) -> np.ndarray:
     """A C-contiguous row-major block as a 1-D array of opaque rows (gathered ~5x faster than 2-D rows)."""
-    return block.reshape(len(block), -1).view(np.dtype((np.void, block.itemsize * max(1, block[0].size))))[:, 0]
+    cell = max(1, int(np.prod(block.shape[1:])))
+    return block.reshape(len(block), cell).view(np.dtype((np.void, block.itemsize * cell)))[:, 0]
 
 
 class InMemTable:
@@ -59,7 +60,7 @@ class InMemTable:
         for part in parts:
             if set(part) != set(self.names):
                 raise PetastormSchemaError(f"fields {sorted(set(self.names) ^ set(part))} are missing from a reader "
-                                           f"batch (fields {sorted(self.names)})")
+                                           f"batch (fields of the first one: {sorted(self.names)})")
             for name, col in part.items():
                 cell = col.shape[1:]
                 if cells.setdefault(name, cell) != cell:
