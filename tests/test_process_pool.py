@@ -27,13 +27,16 @@ def _mapped(pids, marker):
     """Lines of ``/proc/<pid>/maps`` of these processes that contain ``marker``.
 
     /dev/shm is shared with every other process on the machine, so leaks are judged by what this
-    process tree maps, not by listing the directory.
+    process tree maps, not by listing the directory. POSIX semaphores (``/dev/shm/sem.*``, which
+    multiprocessing locks made by other tests of the same run map into this process) are not data segments
+    and are left out.
     """
     out = set()
     for pid in pids:
         try:
             with open(f"/proc/{pid}/maps") as f:
-                out.update(line.split(None, 5)[-1].strip() for line in f if marker in line)
+                out.update(line.split(None, 5)[-1].strip() for line in f
+                           if marker in line and "/dev/shm/sem." not in line)
         except OSError:
             pass
     return out

@@ -288,17 +288,22 @@ def test_a_lane_result_posted_while_the_consumer_looks_elsewhere_wakes_it():
     with ProcessPool(1, 1) as warm:  # a warm fork server: the start thread's wake-up comes before the lane's result
         warm.start(slow_start_factory(worker_delay_s=0.0))
         list(warm.imap(_items(1)))
-    _SlowLaneCheck.widen = True
-    pool = _SlowLaneCheck(2, 2, startup_lane=True)
-    pool.start(slow_start_factory(worker_delay_s=3.0, item_s=0.03))
-    try:
-        t0 = time.perf_counter()
-        first = next(pool.imap(_items(1)))
-        assert first.extra["from"] == PARENT
-        assert time.perf_counter() - t0 < 0.6  # not the 1 s poll timeout
-    finally:
-        pool.join()
-    assert _SlowLaneCheck.widen is False, "the consumer did look at the lane before its result came"
+    # On a loaded machine the lane may answer before the consumer first looks, which does not exercise the
+    # window: try a few times; every try must be timely, and at least one must hit the window.
+    for _ in range(5):
+        _SlowLaneCheck.widen = True
+        pool = _SlowLaneCheck(2, 2, startup_lane=True)
+        pool.start(slow_start_factory(worker_delay_s=3.0, item_s=0.03))
+        try:
+            t0 = time.perf_counter()
+            first = next(pool.imap(_items(1)))
+            assert first.extra["from"] == PARENT
+            assert time.perf_counter() - t0 < 0.6  # not the 1 s poll timeout
+        finally:
+            pool.join()
+        if _SlowLaneCheck.widen is False:
+            break
+    assert _SlowLaneCheck.widen is False, "the consumer never looked at the lane before its result came"
 
 
 def test_a_start_thread_that_cannot_start_is_a_worker_error_and_leaks_nothing(monkeypatch):
