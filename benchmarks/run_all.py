@@ -7,7 +7,8 @@ Usage::
 Each ``bench_*.py`` runs in its own interpreter (``--quick`` is passed on to scripts that accept it); its
 output streams through. Figures a script prints as ``RESULT {json}`` lines (see ``common.report``) go into
 the summary table; for a script that prints none, its last lines are shown instead. The table is also
-written to ``bench-out/summary.md`` and the raw figures to ``bench-out/results.json``.
+written to ``bench-out/summary.md``, the raw figures to ``bench-out/results.json`` and their chart to
+``bench-out/benchmarks.svg`` (``chart.py``; the docs site embeds it).
 Exit status: 0 when every script ran (a figure below target does not fail the run: it is a measurement).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chart  # noqa: E402
 import common  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,6 +131,10 @@ def main(argv=None) -> int:
     with open(os.path.join(common.BENCH_DIR, "results.json"), "w") as f:
         json.dump({"started": started.isoformat(), "machine": machine, "quick": args.quick,
                    "results": [dict(r, script=s) for s, r in rows]}, f, indent=1)
+    # the chart of these figures, which the docs site (make docs) embeds
+    svg = chart.write_chart(os.path.join(common.BENCH_DIR, "results.json"),
+                            os.path.join(common.BENCH_DIR, chart.DEFAULT_NAME))
+    print(f"chart: {svg}", flush=True)
     if failed:
         print(f"scripts that failed: {', '.join(failed)}", flush=True)
     return 1 if failed else 0
