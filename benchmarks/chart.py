@@ -25,7 +25,7 @@ __all__ = ["render_svg", "write_chart", "DEFAULT_NAME"]
 
 DEFAULT_NAME = "benchmarks.svg"
 
-_LABEL_W, _PLOT_W, _ROW_H, _GROUP_GAP, _TOP, _RIGHT = 430, 330, 18, 46, 54, 90
+_LABEL_W, _PLOT_W, _ROW_H, _GROUP_GAP, _TOP, _RIGHT = 440, 330, 18, 46, 54, 140
 _UNIT_TITLES = {"x": "ratio (x): higher is faster unless the target is <=", "s": "seconds", "MB": "MB", "": "value"}
 
 
@@ -55,7 +55,7 @@ def _ticks(lo: float, hi: float, log: bool) -> list:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:g}" if v < 1000 else f"{v:,.0f}"
+    return f"{v:.3g}" if v < 1000 else f"{v:,.0f}"
 
 
 def render_svg(results: dict, include_info: bool = False) -> str:
@@ -65,7 +65,7 @@ def render_svg(results: dict, include_info: bool = False) -> str:
     ----------
     results : the document ``run_all.py`` writes: ``{"started", "machine", "quick", "results": [record]}``,
         each record as ``common.report`` prints it (``name``, ``value``, ``unit``, ``target``, ``op``, ``ok``,
-        ``original``, ``script``).
+        ``original``, ``detail``, ``script``; the script and detail show as the label's tooltip).
     include_info : also draw the figures that have no target.
     """
     recs = [r for r in results.get("results", []) if isinstance(r.get("value"), (int, float))
@@ -107,13 +107,13 @@ def render_svg(results: dict, include_info: bool = False) -> str:
             out.append(f'<line x1="{x}" y1="{y}" x2="{x}" y2="{bottom}" stroke="#ddd"/>')
             out.append(f'<text x="{x}" y="{bottom + 12}" text-anchor="middle" fill="#555">{_fmt(t)}</text>')
         for r in rows:
-            name = f"{r.get('name', '')} [{r.get('script', '').replace('.py', '')}]"
-            if len(name) > 78:
-                name = name[:75] + "..."
+            name, tip = str(r.get("name", "")), f"{r.get('script', '')}: {r.get('detail', '')}"
+            if len(name) > 72:
+                name = name[:69] + "..."
             color = {True: "#2a8a3e", False: "#c0392b"}.get(r.get("ok"), "#999")
             mid = y + _ROW_H / 2
             out.append(f'<text x="{_LABEL_W - 6}" y="{mid + 4}" text-anchor="end">'
-                       f'<title>{html.escape(str(r.get("detail", "")))}</title>{html.escape(name)}</text>')
+                       f'<title>{html.escape(tip)}</title>{html.escape(name)}</text>')
             x0, x1 = px(lo if log else 0.0), px(r["value"])
             out.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="{_ROW_H - 6}" '
                        f'fill="{color}"/>')
