@@ -180,6 +180,9 @@ class BatchedDataLoader(LoaderBase):
         if self._current is None or not self._resume_in_pass:
             self._close_pass()
             self._current = self._new_pass()
+        if not self._converter.on_cuda:  # nothing to wait for: the batches as they come
+            yield from self._current
+            return
         ready = self._converter.ready
         for item in self._current:
             yield ready(item)

@@ -222,7 +222,9 @@ class TensorConverter:
         if self.pin_memory:
             out = _map_tensors(out, lambda t: t.pin_memory() if t.device.type == "cpu" else t)
         if self.device is None or self.device.type == "cpu":
-            return out if self.device is None else _map_tensors(out, lambda t: t.to(self.device))
+            if self.device is None or self.batch_transform is None:  # the columns are CPU tensors already
+                return out
+            return _map_tensors(out, lambda t: t.to(self.device))
         if not self._cuda:
             return _map_tensors(out, lambda t: t.to(self.device, non_blocking=self.pin_memory))
         import torch
@@ -234,6 +236,11 @@ class TensorConverter:
             event = torch.cuda.Event()
             event.record(self._stream)
         return _OnDevice(out, event)
+
+    @property
+    def on_cuda(self) -> bool:
+        """Batches are copied to a CUDA device on a side stream (the consumer must call :meth:`ready`)."""
+        return self._cuda
 
     def ready(self, item: Any) -> Any:
         """In the consumer's thread: wait (on the GPU, not the CPU) for a batch copied on the side stream."""
