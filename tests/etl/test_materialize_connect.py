@@ -81,17 +81,18 @@ def test_written_dataset_reads_back(spark, tmp_path):
 
 @pytest.mark.slow  # two Spark writes of 5 MB
 def test_row_group_size_reaches_the_writer(spark, tmp_path):
-    """300 rows of 16 KiB in one file: 1 MiB row groups with row_group_size_mb=1, one row group without."""
+    """300 rows of 16 KiB in one file: 1 MiB row groups with row_group_size_mb=1, one with 64 (whatever the
+    session had before: a test before this one may have left its own parquet.block.size there)."""
     rng = np.random.default_rng(0)
     rows = [dict_to_spark_row(BIG, {"id": i, "blob": rng.integers(0, 255, 16384, dtype=np.uint8)})
             for i in range(300)]
     df = spark.createDataFrame(rows, BIG.as_spark_schema()).coalesce(1)
-    small, default = str(tmp_path / "small"), str(tmp_path / "default")
+    small, large = str(tmp_path / "small"), str(tmp_path / "large")
     with materialize_dataset(spark, "file://" + small, BIG, row_group_size_mb=1):
         df.write.parquet("file://" + small)
-    with materialize_dataset(spark, "file://" + default, BIG):
-        df.write.parquet("file://" + default)
-    assert _row_groups(default) == [1]
+    with materialize_dataset(spark, "file://" + large, BIG, row_group_size_mb=64):
+        df.write.parquet("file://" + large)
+    assert _row_groups(large) == [1]
     [groups] = _row_groups(small)
     assert groups >= 3  # 4.7 MiB in row groups of about 1 MiB
     with make_reader("file://" + small, reader_pool_type="dummy") as reader:
