@@ -5,13 +5,16 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from petastorm.errors import PetastormArgumentError
 from petastorm.reader_impl.parquet_io import (
-    ARROW_POOL_ENV,
     open_input_file,
     open_parquet_file,
     open_row_group_file,
     read_memory_pool,
 )
+from petastorm.settings import Settings
+
+ARROW_POOL_ENV = "PETASTORM_ARROW_POOL"
 
 
 @pytest.fixture()
@@ -56,12 +59,32 @@ def test_reads_are_identical_whatever_the_pool_and_use_the_chosen_one(parquet_pa
     del got
 
 
-def test_an_unknown_pool_name_falls_back_to_the_default(parquet_path, monkeypatch):
+def test_an_unknown_pool_name_is_an_error_naming_the_variable_and_the_value(parquet_path, monkeypatch):
+    # was: silently pyarrow's default pool; now refused like every bad setting (petastorm.settings)
     monkeypatch.setenv(ARROW_POOL_ENV, "no-such-pool")
-    assert read_memory_pool(decode_bound=True) is None
+    with pytest.raises(PetastormArgumentError, match="PETASTORM_ARROW_POOL='no-such-pool'.*jemalloc"):
+        read_memory_pool(decode_bound=True)
     path, table = parquet_path
-    pf = open_parquet_file(path, pre_buffer=True, buffer_size=0)
+    with pytest.raises(PetastormArgumentError, match="PETASTORM_ARROW_POOL"):
+        open_row_group_file(pafs.LocalFileSystem(), path, pre_buffer=False, buffer_size=0, decode_bound=True)
+    pf = open_parquet_file(path, pre_buffer=True, buffer_size=0)  # no choice of pool here: unaffected
     assert pf.read().equals(table)
+
+
+def test_a_given_settings_object_decides_instead_of_the_environment(parquet_path, monkeypatch):
+    path, table = parquet_path
+    monkeypatch.setenv(ARROW_POOL_ENV, "no-such-pool")  # not read: the caller's settings decide
+    assert read_memory_pool(decode_bound=True, config=Settings(arrow_pool="default")) is None
+    system = read_memory_pool(decode_bound=False, config=Settings(arrow_pool="system"))
+    assert system is not None and system.backend_name == "system"
+    pf = open_row_group_file(pafs.LocalFileSystem(), path, pre_buffer=False, buffer_size=1 << 20,
+                             decode_bound=False, config=Settings(arrow_pool="system"))
+    before = system.bytes_allocated()
+    got = pf.read_row_group(0, use_threads=False)
+    assert got.equals(table.slice(0, 2000))
+    assert system.bytes_allocated() - before >= 2000 * 700, "the chosen pool serves the read"
+    del got
+    pf.close(force=True)
 
 
 @pytest.mark.parametrize("compression", ["none", "snappy"])

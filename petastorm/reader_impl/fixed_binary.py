@@ -25,11 +25,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from petastorm.reader_impl.thrift_compact import BOOL, I32, STRUCT, ThriftError, read_struct, read_varint
+from petastorm.settings import settings
 
-__all__ = ["FixedCells", "ReadBuffer", "read_fixed_binary", "direct_read_enabled", "DIRECT_READ_ENV"]
-
-#: ``PETASTORM_DIRECT_READ=0`` turns this path off (every column is read through pyarrow).
-DIRECT_READ_ENV = "PETASTORM_DIRECT_READ"
+__all__ = ["FixedCells", "ReadBuffer", "read_fixed_binary", "direct_read_enabled"]
 
 _DATA_PAGE, _INDEX_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 1, 2, 3
 _PLAIN, _PLAIN_DICTIONARY, _RLE, _RLE_DICTIONARY = 0, 2, 3, 8
@@ -95,8 +93,9 @@ class ReadBuffer:
 
 
 def direct_read_enabled() -> bool:
-    """False when ``$PETASTORM_DIRECT_READ`` is ``0``/``false``/``no``/``off``."""
-    return os.environ.get(DIRECT_READ_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """Whether this path is on: :attr:`petastorm.settings.Settings.direct_read` (``$PETASTORM_DIRECT_READ``,
+    on by default; off: every column is read through pyarrow)."""
+    return settings().direct_read
 
 
 def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable[[int], np.ndarray],

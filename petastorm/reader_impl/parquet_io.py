@@ -24,12 +24,11 @@ pool. On a ``make_reader`` thread pass that was 290 -> 230 us of CPU per row (th
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Optional
 
-__all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "open_row_group_file", "ARROW_POOL_ENV"]
+from petastorm.settings import Settings, settings
 
-ARROW_POOL_ENV = "PETASTORM_ARROW_POOL"
+__all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "open_row_group_file"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,15 +45,17 @@ def _pool_named(name: str) -> Optional[Any]:
         return None
 
 
-def read_memory_pool(decode_bound: bool = False, compressed: bool = False) -> Optional[Any]:
+def read_memory_pool(decode_bound: bool = False, compressed: bool = False,
+                     config: Optional[Settings] = None) -> Optional[Any]:
     """The ``pyarrow.MemoryPool`` for row-group reads, or None for pyarrow's default pool.
 
-    ``$PETASTORM_ARROW_POOL`` decides when set. Otherwise a reader whose decoding dominates
-    (``decode_bound``: compressed images or arrays, where a page fault per reused page is noise next to
-    the decode) reads files whose chunks are not ``compressed`` with jemalloc, which gives freed pages
-    back; the others use the default pool.
+    ``config.arrow_pool`` (``$PETASTORM_ARROW_POOL``; ``config`` None: :func:`petastorm.settings.settings`)
+    decides when set; a pool this pyarrow was built without gives None. Otherwise a reader whose decoding
+    dominates (``decode_bound``: compressed images or arrays, where a page fault per reused page is noise
+    next to the decode) reads files whose chunks are not ``compressed`` with jemalloc, which gives freed
+    pages back; the others use the default pool.
     """
-    wanted = os.environ.get(ARROW_POOL_ENV, "").strip().lower()
+    wanted = (config or settings()).arrow_pool
     if wanted == "default":
         return None
     if wanted:
@@ -84,11 +85,13 @@ def open_input_file(filesystem: Any, path: str, pool: Optional[Any] = None) -> A
 
 
 def open_row_group_file(filesystem: Any, path: str, *, pre_buffer: bool, buffer_size: int,
-                        decode_bound: bool) -> Any:
+                        decode_bound: bool, config: Optional[Settings] = None) -> Any:
     """``ParquetFile`` of ``path`` whose reads allocate from :func:`read_memory_pool` for this reader and
-    this file (the footer is read first when the choice depends on the file's compression)."""
-    pool = read_memory_pool(decode_bound)
-    if pool is None or os.environ.get(ARROW_POOL_ENV, "").strip():
+    this file (the footer is read first when the choice depends on the file's compression; ``config``
+    None: :func:`petastorm.settings.settings`)."""
+    config = config or settings()
+    pool = read_memory_pool(decode_bound, config=config)
+    if pool is None or config.arrow_pool is not None:
         return open_parquet_file(open_input_file(filesystem, path, pool), pre_buffer=pre_buffer,
                                  buffer_size=buffer_size, pool=pool)
     pf = open_parquet_file(open_input_file(filesystem, path), pre_buffer=pre_buffer, buffer_size=buffer_size)

@@ -1,0 +1,138 @@
+"""petastorm.settings: every PETASTORM_* variable, its default, the values it takes and the ones it refuses."""
+import dataclasses
+import multiprocessing as mp
+import os
+import re
+
+import pytest
+
+from petastorm.errors import PetastormArgumentError
+from petastorm.settings import SETTINGS_TABLE, Settings, settings, settings_table_markdown
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: (variable, field, [(value as set, parsed value)], [refused values]) for every variable.
+CASES = [
+    ("PETASTORM_MP_START", "mp_start",
+     [(m, m) for m in mp.get_all_start_methods()] + [(" Spawn ", "spawn")],
+     ["teleport", "threads", "off", "1"]),
+    ("PETASTORM_STARTUP_LANE", "startup_lane",
+     [("1", True), ("true", True), ("YES", True), ("on", True),
+      ("0", False), ("false", False), ("No", False), ("off", False), (" OFF ", False)],
+     ["2", "enabled", "nope", "-1"]),
+    ("PETASTORM_POOL_TRANSPORT", "pool_transport",
+     [("shm", "shm"), ("pipe", "pipe"), (" PIPE", "pipe")],
+     ["socket", "off", "0"]),
+    ("PETASTORM_SHM_CACHE_MB", "shm_cache_mb",
+     [("0", 0.0), ("256", 256.0), ("0.5", 0.5), (" 16 ", 16.0), ("1e3", 1000.0)],
+     ["lots", "-1", "nan", "inf", "off", "16MB"]),
+    ("PETASTORM_RESULTS_BUDGET_MB", "results_budget_mb",
+     [("0", 0.0), ("16", 16.0), ("64.5", 64.5)],
+     ["sixty-four", "-0.5", "-inf", "off", "1,5"]),
+    ("PETASTORM_DIRECT_READ", "direct_read",
+     [("1", True), ("on", True), ("True", True), ("0", False), ("off", False), ("false", False), ("no", False)],
+     ["disabled", "10", "n"]),
+    ("PETASTORM_ARROW_POOL", "arrow_pool",
+     [("default", "default"), ("jemalloc", "jemalloc"), ("mimalloc", "mimalloc"), ("System", "system")],
+     ["no-such-pool", "off", "tcmalloc"]),
+]
+DEFAULTS = {"mp_start": None, "startup_lane": True, "pool_transport": None, "shm_cache_mb": 256.0,
+            "results_budget_mb": 64.0, "direct_read": True, "arrow_pool": None}
+
+
+def test_every_variable_of_the_package_is_in_the_table_and_tested():
+    names = {var.name for var in SETTINGS_TABLE}
+    assert names == {case[0] for case in CASES}
+    assert {var.field for var in SETTINGS_TABLE} == {f.name for f in dataclasses.fields(Settings)}
+    # every PETASTORM_* name the package mentions is a setting (parked workers' is going away with them)
+    mentioned = set()
+    for root, _, files in os.walk(os.path.join(REPO, "petastorm")):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(root, name), encoding="utf-8") as f:
+                    mentioned |= set(re.findall(r"PETASTORM_[A-Z_]+[A-Z]", f.read()))
+    assert mentioned - names <= {"PETASTORM_POOL_KEEPALIVE_S"}, mentioned - names
+
+
+def test_defaults_when_unset_empty_or_blank():
+    assert dataclasses.asdict(Settings.from_environ({})) == DEFAULTS
+    assert dataclasses.asdict(Settings()) == DEFAULTS
+    blank = {var.name: value for var, value in zip(SETTINGS_TABLE, ["", " ", "\t", "  ", "", " \n", ""])}
+    assert Settings.from_environ(blank) == Settings()
+    unrelated = {"PETASTORM_TESTDATA": "/x", "HOME": "/root", "PETASTORM_POOL_KEEPALIVE_S": "nonsense"}
+    assert Settings.from_environ(unrelated) == Settings()  # names not in the table are not read
+
+
+@pytest.mark.parametrize("name,field,good,bad", CASES, ids=[c[0] for c in CASES])
+def test_good_values_parse_to_the_field(name, field, good, bad):
+    for raw, expected in good:
+        got = getattr(Settings.from_environ({name: raw}), field)
+        assert got == expected and type(got) is type(expected), (raw, got)
+        # the other fields keep their defaults
+        others = {k: v for k, v in dataclasses.asdict(Settings.from_environ({name: raw})).items() if k != field}
+        assert others == {k: v for k, v in DEFAULTS.items() if k != field}
+
+
+@pytest.mark.parametrize("name,field,good,bad", CASES, ids=[c[0] for c in CASES])
+def test_bad_values_raise_naming_the_variable_and_the_value(name, field, good, bad):
+    for raw in bad:
+        with pytest.raises(PetastormArgumentError) as info:
+            Settings.from_environ({name: raw})
+        assert f"{name}={raw!r}" in str(info.value)
+        assert isinstance(info.value, ValueError)  # the built-in a user may already catch
+
+
+def test_switches_take_the_same_words():
+    for raw in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        a = Settings.from_environ({"PETASTORM_STARTUP_LANE": raw}).startup_lane
+        b = Settings.from_environ({"PETASTORM_DIRECT_READ": raw}).direct_read
+        assert a == b == (raw in ("1", "true", "yes", "on"))
+
+
+def test_sizes_in_bytes():
+    config = Settings.from_environ({"PETASTORM_SHM_CACHE_MB": "0.5", "PETASTORM_RESULTS_BUDGET_MB": "16"})
+    assert config.shm_cache_bytes == 1 << 19 and config.results_budget_bytes == 16 << 20
+    assert Settings().shm_cache_bytes == 256 << 20 and Settings().results_budget_bytes == 64 << 20
+    assert Settings.from_environ({"PETASTORM_SHM_CACHE_MB": "0"}).shm_cache_bytes == 0
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().direct_read = False
+    assert dataclasses.replace(Settings(), direct_read=False).direct_read is False
+
+
+def test_settings_follow_the_environment_and_parse_once_per_values(monkeypatch):
+    for var in SETTINGS_TABLE:
+        monkeypatch.delenv(var.name, raising=False)
+    first = settings()
+    assert first == Settings() and settings() is first  # parsed once
+    monkeypatch.setenv("PETASTORM_DIRECT_READ", "off")
+    assert settings().direct_read is False  # a value set after import is honoured
+    monkeypatch.setenv("PETASTORM_DIRECT_READ", "on")
+    assert settings() == first
+    monkeypatch.setenv("PETASTORM_SHM_CACHE_MB", "lots")
+    for _ in range(2):  # a bad value is not cached away: every call says so until it is fixed
+        with pytest.raises(PetastormArgumentError, match="PETASTORM_SHM_CACHE_MB='lots'"):
+            settings()
+    monkeypatch.delenv("PETASTORM_SHM_CACHE_MB")
+    assert settings() == first
+
+
+def test_a_bad_value_stops_a_reader_before_it_starts(monkeypatch, synthetic_dataset):
+    from petastorm import make_reader
+
+    monkeypatch.setenv("PETASTORM_DIRECT_READ", "maybe")
+    with pytest.raises(PetastormArgumentError, match="PETASTORM_DIRECT_READ='maybe'"):
+        make_reader(synthetic_dataset, reader_pool_type="dummy")
+    monkeypatch.setenv("PETASTORM_DIRECT_READ", "off")
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id"]) as reader:
+        assert len(list(reader)) == 100
+
+
+def test_docs_page_shows_the_current_table():
+    with open(os.path.join(REPO, "docs", "settings.md"), encoding="utf-8") as f:
+        page = f.read()
+    assert settings_table_markdown() in page, "regenerate docs/settings.md from settings_table_markdown()"
+    for var in SETTINGS_TABLE:
+        assert page.count(f"`{var.name}`") >= 1
