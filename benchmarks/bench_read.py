@@ -217,12 +217,10 @@ def _bench_reader_field(path: str, touch: str, limit_name: str, limit_fn, limit_
     """``make_reader`` over ``path`` in threads (and processes) against ``limit_factor`` x the limit loop."""
     _warm(path, "reader", "thread")
     ours_thread, ours_process = "ours: reader thread x2", "ours: reader process x2"
-    ours_parked = "ours: reader process x2, parked workers"
     cases = {limit_name: limit_fn, ours_thread: lambda: ours(path, "reader", "thread", touch)}
     if processes:
         _warm(path, "reader", "process")
         cases[ours_process] = lambda: ours(path, "reader", "process", touch)
-        cases[ours_parked] = lambda: _with_parked_workers(lambda: ours(path, "reader", "process", touch))
     best = measure(cases, reps)
     limit = limit_factor * best[limit_name]
     orig = _original(path, "reader", "thread", touch, limit, use_original)
@@ -235,26 +233,7 @@ def _bench_reader_field(path: str, touch: str, limit_name: str, limit_fn, limit_
         origp = _original(path, "reader", "process", touch, limit, use_original)
         out.append(common.report(process_figure, best[ours_process] / best[ours_thread], 0.8,
                                  original=(orig and origp and origp["rows_per_s"] / orig["rows_per_s"]) or None))
-        out.append(common.report(f"info: {process_figure.split()[0]} with PETASTORM_POOL_KEEPALIVE_S=10 (parked "
-                                 f"workers reused by the next reader)", best[ours_parked] / best[ours_thread], None))
-        from petastorm.reader_impl.parked_workers import release_parked_workers
-
-        release_parked_workers()
     return out
-
-
-def _with_parked_workers(fn):
-    """``fn()`` with ``$PETASTORM_POOL_KEEPALIVE_S=10``: its pool takes the workers the previous such pass
-    parked, and parks its own (the default, 0, makes every pool start and stop its processes)."""
-    old = os.environ.get("PETASTORM_POOL_KEEPALIVE_S")
-    os.environ["PETASTORM_POOL_KEEPALIVE_S"] = "10"
-    try:
-        return fn()
-    finally:
-        if old is None:
-            del os.environ["PETASTORM_POOL_KEEPALIVE_S"]
-        else:
-            os.environ["PETASTORM_POOL_KEEPALIVE_S"] = old
 
 
 def bench_ndarray(quick: bool, reps: int, use_original: bool, processes: bool = True) -> list:

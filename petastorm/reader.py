@@ -29,9 +29,7 @@ _POOL_TYPES = ("thread", "process", "dummy")
 def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
     """True if the workers would run code of the user's (a transform, a predicate, a codec class that is not
     petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls). Then a process
-    pool runs every item in its worker processes, none in the reader's process (no start-up lane), and
-    neither parks its workers nor takes parked ones (they would keep the user's modules as first
-    imported)."""
+    pool runs every item in its worker processes, none in the reader's process (no start-up lane)."""
     if transform_spec is not None or predicate is not None:
         return True
     for name in field_names:
@@ -475,12 +473,10 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols, direct_read=direct_read_enabled(),
                     convert_early_to_numpy=bool(convert_early_to_numpy))
-    # no user code in the worker: the process pool may run the first items here while its workers start,
-    # and (opted in) park its workers for the next pool
+    # no user code in the worker: the process pool may run the first items here while its workers start
     user_code = _runs_user_code(transform_spec, predicate, schema, field_names)
     pool = make_pool(reader_pool_type, workers_count, results_queue_size,
-                     startup_lane=False if user_code or _decodes_images(schema, field_names) else "cold",
-                     park_workers=not user_code)
+                     startup_lane=False if user_code or _decodes_images(schema, field_names) else "cold")
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

@@ -176,7 +176,6 @@ def test_stop_from_another_thread_ends_a_blocked_imap_soon(kind):
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_no_thread_or_process_outlives_stop_and_join(kind, monkeypatch):
-    monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S", raising=False)  # the default: no worker is parked
     threads_before = len(threading.enumerate())
     children_before = _child_pids()
     pool = _started(kind, 3)
@@ -189,7 +188,6 @@ def test_no_thread_or_process_outlives_stop_and_join(kind, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_an_abandoned_pool_and_generator_are_cleaned_up_by_garbage_collection(kind, monkeypatch):
-    monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S", raising=False)  # the default: no parked worker
     threads_before = len(threading.enumerate())
     children_before = _child_pids()
     pool = _started(kind, 2, 4)

@@ -260,7 +260,6 @@ def test_a_warm_pool_starts_and_returns_its_first_result_quickly():
 
 
 def test_workers_exit_when_the_pool_is_garbage_collected_mid_imap(monkeypatch):
-    monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S", raising=False)  # the default: no parked worker
     pool = _pool(2, 2, factory=big_factory(MB))
     gen = pool.imap(_items(100))
     first = next(gen)

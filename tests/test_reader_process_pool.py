@@ -36,7 +36,7 @@ def test_a_killed_worker_process_gives_a_worker_error_not_a_hang(synthetic_datas
     with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=None,
                      transform_spec=TransformSpec(_slow)) as reader:
         next(reader)
-        pids = reader.diagnostics["pool_worker_pids"]  # fresh processes, or parked ones of an earlier pool
+        pids = reader.diagnostics["pool_worker_pids"]  # fresh processes
         victims = [p for p in me.children(recursive=True) if p.pid in pids]
         assert len(victims) == 2
         for p in victims:

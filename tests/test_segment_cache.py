@@ -173,7 +173,6 @@ def test_join_from_another_thread_while_the_consumer_reads_ends_both_cleanly(mon
     import threading
     import time
 
-    monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S", raising=False)  # the default: the workers exit
     pool = ProcessPool(2, 2, transport="shm")
     pool.start(filled_factory(MB, 0))
     seen = []

@@ -23,12 +23,6 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 PARENT = os.getpid()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_processes(monkeypatch):
-    """The lane covers the start of worker processes: no parked worker of another test may stand in."""
-    monkeypatch.delenv("PETASTORM_POOL_KEEPALIVE_S", raising=False)  # the default: no parked worker
-
-
 def _items(n):
     return [WorkItem(epoch=0, position=i, row_group=i, row_start=0, row_stop=4) for i in range(n)]
 

@@ -40,7 +40,7 @@ JOIN_TIMEOUT_S = 5.0
 
 
 def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int, *,
-              startup_lane: Any = False, park_workers: bool = True) -> "Pool":
+              startup_lane: Any = False) -> "Pool":
     """Build the executor named by ``reader_pool_type``.
 
     Parameters
@@ -54,9 +54,6 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
         'process' only: run the first items in a thread of this process while the workers start (see
         :class:`~petastorm.reader_impl.process_pool.ProcessPool`). Only for worker factories that run no
         user code.
-    park_workers : bool
-        'process' only: park the workers at stop and take parked ones at start (only for worker factories
-        that run no user code).
 
     Raises
     ------
@@ -69,7 +66,7 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
         return ThreadPool(workers_count, results_queue_size)
     if reader_pool_type == "process":
         from petastorm.reader_impl.process_pool import ProcessPool
-        return ProcessPool(workers_count, results_queue_size, startup_lane=startup_lane, park_workers=park_workers)
+        return ProcessPool(workers_count, results_queue_size, startup_lane=startup_lane)
     if reader_pool_type == "dummy":
         return DummyPool(workers_count, results_queue_size)
     raise PetastormArgumentError(

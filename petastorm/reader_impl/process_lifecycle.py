@@ -16,7 +16,6 @@ import warnings
 from collections import deque
 from typing import Any, Dict, List, Optional
 
-from petastorm.reader_impl import parked_workers
 from petastorm.reader_impl.preload import _main_module_not_reimported, fork_server_forked
 from petastorm.reader_impl.process_worker import worker_main
 from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, TRANSPORT_SHM, ShmReader
@@ -30,7 +29,7 @@ GC_JOIN_TIMEOUT_S = 1.0
 
 
 class WorkerHandle:
-    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead", "parked")
+    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead")
 
     def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
         self.index = index
@@ -41,7 +40,6 @@ class WorkerHandle:
         self.outstanding: Dict[tuple, None] = {}
         self.ready: Any = False
         self.dead = False
-        self.parked = False
 
 
 class PoolState:
@@ -65,15 +63,6 @@ class PoolState:
         self.starter: Optional[threading.Thread] = None
         self.start_lock = threading.Lock()
         self.start_error: Optional[tuple] = None  # (message, exception) of the start thread
-        # (start method, transport) under which the workers are parked at shutdown (see parked_workers);
-        # None: they exit (parking is off, or the pool broke)
-        self.park_key: Optional[tuple] = None
-        self.keepalive_s = 0.0
-        self.reused = 0  # workers taken from the parked ones
-
-    def leave_message(self) -> tuple:
-        """What ends the workers' service: ``('park', seconds)`` or ``('stop',)``."""
-        return ("park", self.keepalive_s) if self.park_key is not None else ("stop",)
 
     def wake(self) -> None:
         with self.wake_lock:
@@ -131,9 +120,7 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
     for i in range(options["count"]):
         if state.closed:  # join() came first: start nothing more
             return
-        w = _reuse_parked(state, i, factory_bytes, options)
-        if w is None:
-            w = _start_process(state, ctx, i, factory_bytes, options)
+        w = _start_process(state, ctx, i, factory_bytes, options)
         if options["transport"] == TRANSPORT_SHM:  # free segments of earlier pools: no fresh pages to fault in
             # an even share each: the first worker took the 5 largest, and a second one then made fresh
             # segments every pass while others stayed cached (see segment_cache.take_share)
@@ -156,27 +143,6 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
 def _handle_for(i: int, proc: Any, conn: Any, state: PoolState, options: dict) -> WorkerHandle:
     sock = socket.socket(fileno=os.dup(conn.fileno())) if options["transport"] == TRANSPORT_SHM else None
     return WorkerHandle(i, proc, conn, sock, ShmReader(sock, i, state.releases))
-
-
-def _reuse_parked(state: PoolState, i: int, factory_bytes: bytes, options: dict) -> Optional[WorkerHandle]:
-    """A parked worker sent this pool's factory, or None. It answers like a fresh worker, through the
-    consumer: ``('ready', ...)`` or ``('start_error', ...)`` (so a new pool neither waits here for its
-    factory to build, nor blames one worker's error on another)."""
-    if state.park_key is None:
-        return None
-    while True:
-        taken = parked_workers.take(state.park_key)
-        if taken is None:
-            return None
-        proc, conn = taken
-        try:
-            conn.send(("job", factory_bytes, options["segments_kept"]))
-        except (OSError, ValueError):  # it is gone: the next one, or a fresh process
-            conn.close()
-            proc.join(0.1)
-            continue
-        state.reused += 1
-        return _handle_for(i, proc, conn, state, options)
 
 
 def _start_process(state: PoolState, ctx: Any, i: int, factory_bytes: bytes, options: dict) -> WorkerHandle:
@@ -202,7 +168,6 @@ def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, op
     try:
         start_workers(state, ctx, factory_bytes, options)
     except BaseException as exc:  # noqa: BLE001 - raised by the consumer's next step
-        state.park_key = None
         state.start_error = (f"could not start worker process {len(state.workers)} with the "
                              f"{options['start_method']!r} start method: {type(exc).__name__}: {exc}", exc)
     finally:
@@ -222,7 +187,7 @@ def shutdown(state: PoolState) -> None:
     # segments the consumer let go of are free again: the workers may bequeath them. (No worker joins the
     # list once closed: the start thread ends the one it may be starting.)
     state.send_each({key: ("release", sids) for key, sids in state.collect_releases().items()})
-    state.send_all(state.leave_message())
+    state.send_all(("stop",))
     me = threading.current_thread()
     if state.starter is not None and state.starter is not me:
         state.starter.join(max(0.0, deadline - time.monotonic()))
@@ -232,12 +197,7 @@ def shutdown(state: PoolState) -> None:
     _collect_bequests(state, deadline)
     for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
         w.reader.close()
-    for w in state.workers:
-        if w.parked:
-            if w.sock is not None:
-                w.sock.close()
-            parked_workers.park(w.process, w.conn, state.park_key, state.keepalive_s)
-    workers = [w for w in state.workers if not w.parked]
+    workers = state.workers
     for w in workers:
         w.process.join(max(0.0, deadline - time.monotonic()))
     for w in workers:
@@ -266,12 +226,9 @@ def shutdown(state: PoolState) -> None:
 def _collect_bequests(state: PoolState, deadline: float) -> None:
     """Read what each stopping worker still sends, up to its ``('bequest', ...)`` (the fds of its
     segments, kept in the segment cache for the next pool once no result uses them) or the end of its
-    connection; a parking worker's, up to its ``('parked',)`` (then it is marked ``parked``)."""
-    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let
-    # go (and no worker is parked: they are all told to stop)
+    connection."""
+    # a finalizer may run inside the consumer's own _drain (gc): then the lock is busy and bequests are let go
     if not state.recv_lock.acquire(timeout=0.5):
-        if state.park_key is not None:
-            state.send_all(("stop",))
         return
     try:
         for w in state.workers:
@@ -285,10 +242,6 @@ def _collect_bequests(state: PoolState, deadline: float) -> None:
                     if msg[0] == "bequest":
                         if w.sock is not None:
                             w.reader.take_bequest(msg[1])
-                        if state.park_key is None:
-                            break
-                    elif msg[0] == "parked":
-                        w.parked = True
                         break
                     elif msg[0] == "seg" and w.sock is not None:  # its fd follows in the stream: take it
                         w.reader.add_segment(msg[1], msg[2])

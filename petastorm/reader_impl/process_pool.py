@@ -35,7 +35,6 @@ from typing import Any, Dict, List, Optional
 import cloudpickle
 
 from petastorm.errors import PetastormArgumentError, PetastormWorkerError
-from petastorm.reader_impl.parked_workers import keepalive_s
 from petastorm.reader_impl.pool import (
     JOIN_TIMEOUT_S,
     Pool,
@@ -96,18 +95,13 @@ class ProcessPool(Pool):
         code): True always, ``'cold'`` only while starting a worker is slow (the 'spawn' start method, or the
         running fork server has not forked a worker for this interpreter yet, so it may still be importing
         its modules). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
-    park_workers : bool
-        Park the workers when the pool stops, and take parked ones when it starts (see
-        :mod:`~petastorm.reader_impl.parked_workers`; ``$PETASTORM_POOL_KEEPALIVE_S=0`` turns it off). The
-        reader passes False for factories that run user code: a parked worker keeps the modules that code
-        imported, so it would run the old code of a module edited and reloaded meanwhile.
     """
 
     pool_type = "process"
     _SPARE_PER_WORKER = 1
 
     def __init__(self, workers_count: int, results_queue_size: int = 50, start_method: Optional[str] = None,
-                 transport: Optional[str] = None, startup_lane: Any = False, park_workers: bool = True):
+                 transport: Optional[str] = None, startup_lane: Any = False):
         super().__init__(workers_count, results_queue_size)
         self.start_method = start_method or default_start_method()
         # not with 'fork': a fork while the lane's thread holds a lock (an allocator's) would copy it held
@@ -117,7 +111,6 @@ class ProcessPool(Pool):
                              and os.environ.get(STARTUP_LANE_ENV, "1").strip().lower() not in ("0", "false", "no")
                              else False)
         self.startup_lane_used = False
-        self.park_workers = park_workers
         self._stats["items_in_parent"] = 0
         if self.start_method not in mp.get_all_start_methods():
             raise PetastormArgumentError(f"start_method={self.start_method!r} is not available here: "
@@ -151,11 +144,6 @@ class ProcessPool(Pool):
         ctx = mp.get_context(self.start_method)
         self._t_start = time.time()
         state = self._state
-        state.keepalive_s = keepalive_s()
-        # not with 'fork': a parked worker is a copy of this process as it was at its fork, a fresh one as
-        # it is now (with 'forkserver' and 'spawn' both start from the same state every time)
-        state.park_key = ((self.start_method, self.transport)
-                          if self.park_workers and state.keepalive_s > 0 and self.start_method != "fork" else None)
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
@@ -171,7 +159,6 @@ class ProcessPool(Pool):
             else:
                 start_workers(state, ctx, factory_bytes, self._start_options())
         except Exception as exc:
-            state.park_key = None
             self._stopped = True
             self._finalizer()
             raise PetastormWorkerError(f"could not start worker process {len(state.workers)} "
@@ -348,7 +335,6 @@ class ProcessPool(Pool):
             if self._startup_s is None and len(workers) == self.workers_count and all(x.ready for x in workers):
                 self._startup_s = max(x.ready for x in self._state.workers) - self._t_start
         elif kind == "start_error":
-            self._state.park_key = None
             self._broken = f"worker process {w.index} failed to start: {msg[1][0]}: {msg[1][1]}"
             raise rebuild_exception(msg[1])
         return False
@@ -356,7 +342,6 @@ class ProcessPool(Pool):
     def _on_death(self, w: WorkerHandle, reason: Optional[str]) -> None:
         if self._stopped or self._state.closed:
             return
-        self._state.park_key = None  # a broken pool's workers exit
         if self._broken:
             raise PetastormWorkerError(self._broken)
         w.process.join(0.5)
@@ -394,7 +379,7 @@ class ProcessPool(Pool):
             self._state.lane.close()
         if not self._state.closed:
             self._state.wake()
-            self._state.send_all(self._state.leave_message())
+            self._state.send_all(("stop",))
 
     def join(self) -> None:
         """Stop (if not yet) and wait up to ``JOIN_TIMEOUT_S`` for the processes, then terminate/kill."""
@@ -414,7 +399,6 @@ class ProcessPool(Pool):
         d.update({
             "start_method": self.start_method,
             "startup_lane": self.startup_lane_used,
-            "workers_reused": self._state.reused,
             "transport": self.transport,
             "workers_alive": sum(1 for w in workers if w.process.is_alive()) if not self._state.closed else 0,
             "startup_s": self._startup_s,

@@ -265,10 +265,6 @@ class ShmWriter:
         self.bytes_zero_copy = 0
         self.bytes_copied = 0
 
-    def set_max_free(self, max_free: int) -> None:
-        """Free segments kept for reuse from now on (a parked worker's next pool may want another number)."""
-        self._max_free = max_free
-
     def allocate(self, shape: tuple, dtype: Any) -> "Any | None":
         """An uninitialised C-contiguous array that lives in a segment of its own, or None (not 'shm').
 
@@ -567,7 +563,7 @@ class ShmReader:
             for fd, _size, _mapping in segments:
                 os.close(fd)
             return
-        # ids unique in this process, not only for this reader: a parked worker process serves other pools
+        # ids unique in this process, not only for this reader
         entries = [(GIFT_BASE + next(_GIFT_IDS), size) for _fd, size, _m in segments]
         self._gifts += len(segments)
         try:
