@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: venv demo test test-fast test-spark4 test-compat compat-diff bench lint clean
+.PHONY: venv demo test test-fast test-spark4 test-compat compat-diff bench docs lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,20 @@ compat-diff: $(STAMP)
 bench: $(STAMP)
 	bash benchmarks/peers/make_venv.sh
 	$(PY) benchmarks/run_all.py
+
+# The docs site (Sphinx + myst-parser, the 'docs' extra pinned in constraints.txt) into build/docs: the user
+# guide, the architecture and settings pages, the API reference from the docstrings (autodoc imports torch, tf
+# and jax: hence the test install first) and the chart of the last `make bench`. Warnings are errors.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf build/docs
+	$(PY) -m sphinx -W --keep-going -q -b html docs build/docs
+	@echo "docs site: $(abspath build/docs/index.html)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check petastorm tests benchmarks examples
