@@ -28,6 +28,7 @@ from urllib.parse import ParseResult, urlparse
 import pyarrow.fs as pafs
 
 from petastorm.errors import PetastormArgumentError, PetastormFilesystemError
+from petastorm.settings import other_program_variable
 
 __all__ = [
     "FilesystemResolver",
@@ -180,7 +181,7 @@ def _build_s3(spec: _FilesystemFactory) -> pafs.FileSystem:
     options = dict(spec.options)
     bucket = options.pop("_bucket", None)
     if (bucket and "region" not in options and "endpoint_override" not in options
-            and not os.environ.get("AWS_REGION") and not os.environ.get("AWS_DEFAULT_REGION")):
+            and not other_program_variable("AWS_REGION") and not other_program_variable("AWS_DEFAULT_REGION")):
         # pyarrow does not follow AWS's redirect to a bucket's region: find it the way from_uri does.
         try:
             options["region"] = pafs.resolve_s3_region(bucket)

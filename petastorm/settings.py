@@ -19,9 +19,12 @@ variables, looked up in ``os.environ`` at each call, ~1 us): a program (or a tes
 before it creates a reader is honoured, as it always was, and the parsing is not repeated. Tests build
 one from a mapping with :meth:`Settings.from_environ`, or change a field with ``dataclasses.replace``.
 
-``docs/settings.md`` holds :func:`settings_table_markdown` (``tests/test_settings.py`` checks that it is
-current). Variables of other programs (``OPENBLAS_NUM_THREADS``, Horovod's ranks, ``HADOOP_HOME``, the
-AWS region...) are read where they are used: they are not petastorm's settings.
+Variables of other programs that petastorm honours (Horovod's ranks, the AWS region, the BLAS thread
+counts) are not settings: their meaning and format are those programs', and they are read where they are
+used, through :func:`other_program_variable`, which only reads the names :data:`OTHER_PROGRAMS_VARIABLES`
+lists. So this module is the one place that reads petastorm's environment (modules that build a child
+process's environment copy ``os.environ`` there), and ``docs/settings.md`` lists every variable:
+it holds :func:`settings_table_markdown` (``tests/test_settings.py`` checks that it is current).
 """
 from __future__ import annotations
 
@@ -32,10 +35,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import PetastormArgumentError, PetastormKeyError
 
 __all__ = ["Settings", "Variable", "SETTINGS_TABLE", "settings", "settings_table_markdown",
-           "parse_bool", "parse_size_mb", "parse_choice", "TRUE_WORDS", "FALSE_WORDS"]
+           "parse_bool", "parse_size_mb", "parse_choice", "TRUE_WORDS", "FALSE_WORDS",
+           "OTHER_PROGRAMS_VARIABLES", "other_program_variable"]
 
 #: Words that turn a switch on / off (compared stripped and lower-cased).
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -212,9 +216,48 @@ def settings() -> Settings:
     return _parsed(tuple(environ.get(name) for name in _NAMES))
 
 
+#: Variables of other programs that petastorm honours: name -> what petastorm does with it.
+OTHER_PROGRAMS_VARIABLES: Mapping[str, str] = {
+    "HOROVOD_RANK": "with `HOROVOD_SIZE` (or the `OMPI_COMM_WORLD_*` or `PMI_*` pair): the Spark dataset "
+                    "converter warns when a reader's `cur_shard`/`shard_count` differ from them",
+    "HOROVOD_SIZE": "see `HOROVOD_RANK`",
+    "OMPI_COMM_WORLD_RANK": "see `HOROVOD_RANK`",
+    "OMPI_COMM_WORLD_SIZE": "see `HOROVOD_RANK`",
+    "PMI_RANK": "see `HOROVOD_RANK`",
+    "PMI_SIZE": "see `HOROVOD_RANK`",
+    "AWS_REGION": "when neither it nor `AWS_DEFAULT_REGION` is set (nor a `region` in `storage_options`), "
+                  "the region of an `s3://` URL's bucket is looked up before the filesystem is made",
+    "AWS_DEFAULT_REGION": "see `AWS_REGION`",
+    "OPENBLAS_NUM_THREADS": "unless it, `GOTO_NUM_THREADS` or `OMP_NUM_THREADS` is set, process-pool workers "
+                            "run OpenBLAS on one thread (set by the fork server for its own numpy import)",
+    "GOTO_NUM_THREADS": "see `OPENBLAS_NUM_THREADS`",
+    "OMP_NUM_THREADS": "see `OPENBLAS_NUM_THREADS`",
+}
+
+
+def other_program_variable(name: str) -> Optional[str]:
+    """``os.environ.get(name)`` for a variable of :data:`OTHER_PROGRAMS_VARIABLES` (raw: its format is
+    its program's).
+
+    Raises
+    ------
+    PetastormKeyError
+        ``name`` is not listed there (list it, with what petastorm does with it, to read it).
+    """
+    if name not in OTHER_PROGRAMS_VARIABLES:
+        raise PetastormKeyError(f"{name} is not in petastorm.settings.OTHER_PROGRAMS_VARIABLES: list it there "
+                                f"(and so in docs/settings.md) before reading it")
+    return os.environ.get(name)
+
+
 def settings_table_markdown() -> str:
-    """:data:`SETTINGS_TABLE` as a Markdown table (what ``docs/settings.md`` shows)."""
+    """:data:`SETTINGS_TABLE` and :data:`OTHER_PROGRAMS_VARIABLES` as Markdown tables (what
+    ``docs/settings.md`` shows)."""
     lines = ["| Variable | Type | Default | Meaning |", "|---|---|---|---|"]
     for var in SETTINGS_TABLE:
         lines.append(f"| `{var.name}` | {var.kind} | {var.default_text} | {var.doc} |")
+    lines += ["", "Variables of other programs that petastorm honours (their format is those programs'):", "",
+              "| Variable | What petastorm does with it |", "|---|---|"]
+    for name, doc in OTHER_PROGRAMS_VARIABLES.items():
+        lines.append(f"| `{name}` | {doc} |")
     return "\n".join(lines) + "\n"

@@ -8,10 +8,10 @@ shard ``r`` of ``n`` gets a warning (each worker would otherwise train on all of
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from petastorm.errors import PetastormArgumentError
+from petastorm.settings import other_program_variable
 
 __all__ = ["TFDatasetContextManager", "TorchDatasetContextManager", "check_rank_and_size_consistent_with_horovod",
            "reader_kwargs"]
@@ -29,7 +29,7 @@ def horovod_rank_and_size() -> Tuple[Optional[int], Optional[int]]:
     """``(rank, size)`` from the launcher's environment variables, ``(None, None)`` when not set (or only
     half of a pair is set)."""
     for rank_var, size_var in _HOROVOD_ENV:
-        rank, size = os.environ.get(rank_var), os.environ.get(size_var)
+        rank, size = other_program_variable(rank_var), other_program_variable(size_var)
         if rank is not None and size is not None:
             try:
                 return int(rank), int(size)
