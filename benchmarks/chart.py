@@ -26,7 +26,8 @@ __all__ = ["render_svg", "write_chart", "DEFAULT_NAME"]
 DEFAULT_NAME = "benchmarks.svg"
 
 _LABEL_W, _PLOT_W, _ROW_H, _GROUP_GAP, _TOP, _RIGHT = 440, 330, 18, 46, 54, 140
-_UNIT_TITLES = {"x": "ratio (x): higher is faster unless the target is <=", "s": "seconds", "MB": "MB", "": "value"}
+_UNIT_TITLES = {"x": "ratio (x): higher is faster unless the target is <=", "s": "seconds", "MB": "MB",
+                "": "value"}
 
 
 def _points(rec: dict) -> list:
@@ -75,12 +76,13 @@ def render_svg(results: dict, include_info: bool = False) -> str:
         groups.setdefault(r.get("unit", ""), []).append(r)
     width = _LABEL_W + _PLOT_W + _RIGHT
     height = _TOP + sum(len(g) * _ROW_H + _GROUP_GAP for g in groups.values()) + 30
-    title = (f"Benchmarks {'(--quick) ' if results.get('quick') else ''}{str(results.get('started', ''))[:16]}"
-             f" UTC, {results.get('machine', '')}")
+    started = str(results.get("started", ""))[:16].replace("T", " ")
+    quick = "(--quick) " if results.get("quick") else ""
+    title = f"Benchmarks {quick}{started} UTC, {results.get('machine', '')}"
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="8" y="18" font-size="13" font-weight="bold">{html.escape(title.replace("T", " ", 1))}</text>',
+           f'<text x="8" y="18" font-size="13" font-weight="bold">{html.escape(title)}</text>',
            '<text x="8" y="36">bar: this library (green: meets its target, red: misses it, grey: no target); '
            'black tick: target; hollow circle: original 0.12.1</text>']
     if not recs:

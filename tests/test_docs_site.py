@@ -62,8 +62,9 @@ def test_chart_cli_writes_the_svg(tmp_path):
     results = tmp_path / "results.json"
     results.write_text(json.dumps(RESULTS))
     out = tmp_path / "sub" / "chart.svg"
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "chart.py"), "--results", str(results),
-                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    script = os.path.join(REPO, "benchmarks", "chart.py")
+    cmd = [sys.executable, script, "--results", str(results), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert any("peer ratio" in t for t in _svg_texts(out.read_text()))
 

@@ -31,7 +31,8 @@ def chart_svg(dest_dir: str) -> str:
     if os.path.isfile(svg):
         shutil.copyfile(svg, dest)
     elif os.path.isfile(results):
-        spec = importlib.util.spec_from_file_location("_bench_chart", os.path.join(_REPO, "benchmarks", "chart.py"))
+        path = os.path.join(_REPO, "benchmarks", "chart.py")
+        spec = importlib.util.spec_from_file_location("_bench_chart", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         module.write_chart(results, dest)
