@@ -55,9 +55,6 @@ class _Shared:
         self.transform_fn = transform_fn
         self.convert = convert
         self.capacity = max(1, capacity)
-        # once the deque is full, the producer sleeps until fewer than this many batches are left: it then
-        # prepares several batches per wake-up (a GIL hand-off per batch cost ~15 us of CPU per batch)
-        self.refill_below = (self.capacity + 1) // 2
         self.cond = threading.Condition()
         self.ready: deque = deque()   # (numpy batch, converted) | (_END, None) | (_END, exception)
         self.stop = False
@@ -83,9 +80,10 @@ class _Shared:
     def run(self) -> None:
         while True:
             with self.cond:
-                if self.paused or len(self.ready) >= self.capacity:
-                    while not self.stop and (self.paused or len(self.ready) >= self.refill_below):
-                        self.cond.wait()
+                # the producer keeps the deque full (it never idles while there is room: a consumer about as fast
+                # as it would otherwise wait on it)
+                while not self.stop and (self.paused or len(self.ready) >= self.capacity):
+                    self.cond.wait()
                 if self.stop:
                     return
                 self.busy = True
@@ -95,8 +93,10 @@ class _Shared:
                 self.ready.append(entry)
                 if entry[0] is _END:
                     self.finished = True
-                # a consumer waiting for batches is woken once the deque is full (one GIL hand-off per
-                # `capacity` batches, not per batch); a pause (state_dict) as soon as this batch is in
+                # a consumer waiting for batches is woken once the deque is full (a GIL hand-off per
+                # `capacity` batches, not per batch; the producer keeps producing meanwhile, so a consumer waiting
+                # on a slower producer gets its batches later but no fewer of them); a pause (state_dict) as
+                # soon as this batch is in
                 if self.finished or self.paused or len(self.ready) >= self.capacity:
                     self.cond.notify_all()
                 if self.finished:
@@ -229,8 +229,7 @@ class BatchPipeline:
                     sh.cond.wait(0.5)
                 else:
                     entry = sh.ready.popleft()
-                if len(sh.ready) < sh.refill_below:  # wake the producer only when it has to refill
-                    sh.cond.notify_all()
+                sh.cond.notify_all()
         batch, out = entry
         if batch is _END:
             self._ended = True
