@@ -1,4 +1,4 @@
-"""ColumnShufflingBuffer: rows in preallocated columns, batches by random index blocks (swap-with-tail)."""
+"""ColumnShufflingBuffer: row-major blocks, batches by random slots, emptied slots refilled by the next add."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
