@@ -31,9 +31,11 @@ napoleon_numpy_docstring = True
 default_role = "py:obj"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+toc_object_entries_show_parents = "hide"  # the sidebar lists `Reader.stop()` as `stop()`
 autodoc_default_options = {"members": None, "show-inheritance": None}
 
 html_theme = "alabaster"
 html_title = f"petastorm {release}"
-html_theme_options = {"description": "Parquet datasets to PyTorch, TensorFlow and JAX", "fixed_sidebar": True}
+html_theme_options = {"description": "Parquet datasets to PyTorch, TensorFlow and JAX", "fixed_sidebar": True,
+                      "page_width": "1240px", "sidebar_width": "260px"}
 html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
