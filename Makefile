@@ -15,7 +15,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q --upgrade pip
 
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) install -c constraints.txt -e '.[test,torch,tf,jax]'
+	$(PIP) install -c constraints.txt -e '.[test,torch,tf,jax,docs]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -23,11 +23,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/hello_world/demo.py
 
+# Spark Connect tests need pyspark 4 and a process of their own: make test-spark4 runs them.
 test: $(STAMP)
-	$(PY) -m pytest -ra -p no:cacheprovider tests
+	$(PY) -m pytest -ra -p no:cacheprovider -m "not spark_connect" tests
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -ra -m "not slow" tests
+	$(PY) -m pytest -ra -m "not slow and not spark_connect" tests
 
 # The Spark tests against pyspark 4.3 in a venv of their own, layered on .venv: it holds pyspark 4.3.0 and the
 # Spark Connect client packages (constraints-spark4.txt) and reads everything else from .venv's site-packages,
@@ -69,16 +70,11 @@ bench: $(STAMP)
 	bash benchmarks/peers/make_venv.sh
 	$(PY) benchmarks/run_all.py
 
-# The docs site (Sphinx + myst-parser, the 'docs' extra pinned in constraints.txt) into build/docs: the user
-# guide, the architecture and settings pages, the API reference from the docstrings (autodoc imports torch, tf
-# and jax: hence the test install first) and the chart of the last `make bench`. Warnings are errors.
-DOCS_STAMP := $(VENV)/.installed-docs
-
-$(DOCS_STAMP): $(STAMP)
-	$(PIP) install -q -c constraints.txt -e '.[docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+# The docs site (Sphinx + myst-parser: the 'docs' extra, installed with the others, pinned in constraints.txt;
+# tests/test_docs_site.py builds it too) into build/docs: the user guide, the architecture and settings pages,
+# the API reference from the docstrings (autodoc imports torch, tf and jax) and the chart of the last
+# `make bench` (bench-out/benchmarks.svg). Warnings are errors.
+docs: $(STAMP)
 	rm -rf build/docs
 	$(PY) -m sphinx -W --keep-going -q -b html docs build/docs
 	@echo "docs site: $(abspath build/docs/index.html)"
