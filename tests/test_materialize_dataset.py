@@ -38,11 +38,18 @@ def test_materialize_dataset_writes_metadata_and_restores_the_hadoop_conf(spark_
     path = str(tmp_path / "spark_ds")
     url = "file://" + path
     conf = spark_session.sparkContext._jsc.hadoopConfiguration()
+    before = conf.get("parquet.block.size")
     conf.set("parquet.block.size", "12345")
-    with dm.materialize_dataset(spark_session, url, SCHEMA, row_group_size_mb=3):
-        assert conf.get("parquet.block.size") == str(3 * MIB)
-        _write_with_spark(spark_session, url)
-    assert conf.get("parquet.block.size") == "12345"
+    try:
+        with dm.materialize_dataset(spark_session, url, SCHEMA, row_group_size_mb=3):
+            assert conf.get("parquet.block.size") == str(3 * MIB)
+            _write_with_spark(spark_session, url)
+        assert conf.get("parquet.block.size") == "12345"
+    finally:  # the session is shared by the whole run: leave its conf as it was
+        if before is None:
+            conf.unset("parquet.block.size")
+        else:
+            conf.set("parquet.block.size", before)
     metadata = dm.read_dataset_metadata(LOCAL, path)
     assert dm.load_unischema(metadata, path) == SCHEMA
     assert pickle.loads(metadata[dm.UNISCHEMA_KEY]) == SCHEMA
