@@ -102,7 +102,10 @@ def test_docs_site_builds_with_warnings_as_errors(tmp_path):
                          ("tf_utils", "petastorm.tf_utils.make_petastorm_dataset"),
                          ("jax", "petastorm.jax.make_jax_iterator"),
                          ("spark", "petastorm.spark.make_spark_converter"),
-                         ("errors", "petastorm.errors.PetastormArgumentError")):
+                         ("errors", "petastorm.errors.PetastormArgumentError"),
+                         ("writer", "petastorm.etl.writer.write_dataset"),
+                         ("materialize", "petastorm.etl.materialize.materialize_dataset"),
+                         ("settings", "petastorm.settings.Settings")):
         assert f'id="{name}"' in page(f"api/{module}.html"), name
     # the benchmark chart of the last run (here drawn from results.json), embedded in its page
     assert re.search(r'<img[^>]+src="_static/benchmarks.svg"', page("benchmarks.html"))
