@@ -39,7 +39,7 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
     (``min(k, size)`` random rows as new arrays), ``take(idx)`` (copies of rows ``idx``, an index array or a
     slice, left in place), ``size``, ``free``, ``capacity``, ``grow(capacity)``, ``clear()``,
     ``state_dict()`` / ``load_state_dict()``. Numeric columns of one dtype and cell shape share a row-major
-    block, so a batch is one gather of whole rows per block, and its holes are filled from the tail.
+    block, so a batch is one gather of whole rows per block, and the slots a batch empties are refilled by the next ``add``.
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
 drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns |
 None``, state).
