@@ -39,3 +39,5 @@ html_title = f"petastorm {release}"
 html_theme_options = {"description": "Parquet datasets to PyTorch, TensorFlow and JAX", "fixed_sidebar": True,
                       "page_width": "1240px", "sidebar_width": "260px"}
 html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
+html_static_path = ["_static"]
+html_css_files = ["petastorm.css"]
