@@ -72,6 +72,16 @@ def test_chart_cli_writes_the_svg(tmp_path):
     assert any("peer ratio" in t for t in _svg_texts(out.read_text()))
 
 
+def test_make_bench_run_writes_the_chart_next_to_its_results(tmp_path):
+    env = dict(os.environ, PETASTORM_BENCH_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "run_all.py"), "--only", "none_such"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "results.json").is_file()
+    assert "no figures in this run" in _svg_texts((tmp_path / chart.DEFAULT_NAME).read_text())
+    assert f"chart: {tmp_path / chart.DEFAULT_NAME}" in proc.stdout
+
+
 @pytest.mark.slow
 def test_docs_site_builds_with_warnings_as_errors(tmp_path):
     bench_dir = tmp_path / "bench-out"
