@@ -8,6 +8,7 @@ groups cut by size like ``materialize_dataset`` (the Parquet block size) -> ``_c
 Atomic publish
 --------------
 Everything is written under a temporary sibling of the target, ``<target>.__petastorm_tmp_<uuid>``.
+
 - Filesystems with an atomic directory rename (local, HDFS): the finished directory is renamed onto the
   target. With ``overwrite=True`` the old dataset is first renamed aside and deleted only after the new
   one is in place (it is put back if the rename fails).
@@ -15,6 +16,7 @@ Everything is written under a temporary sibling of the target, ``<target>.__peta
   the target, data files first and ``_common_metadata`` last, so the target looks like a Petastorm
   dataset only once it is complete. With ``overwrite=True`` the old ``_common_metadata`` is deleted
   first, then the old files.
+
 On any failure before the publish (a bad row, a dead worker, Ctrl-C) the temporary directory is deleted
 and the target is left as it was.
 
