@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from petastorm.reader_impl.pool import make_pool
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.pool_factory import make_pool
+from petastorm.reader_impl.process import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 

@@ -1,8 +1,9 @@
 """Memory of decoded batches: recycled slabs, the process worker's shared-memory allocator, and views of
 fixed-size ``.npy`` cells where they lie (an Arrow buffer, a page buffer, shared memory).
 
-Split out of :mod:`petastorm.codecs`, which re-exports ``set_batch_allocator`` and uses these helpers to
-decode fixed-shape columns without a copy.
+Split out of :mod:`petastorm.codecs`, which uses these helpers to decode fixed-shape columns without a copy.
+A process-pool worker (:mod:`petastorm.reader_impl.process.worker_main`) installs its shared-memory
+allocator here with :func:`set_batch_allocator`; the codecs know nothing of the pool.
 """
 from __future__ import annotations
 

@@ -21,13 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from petastorm.batch_memory import (  # noqa: F401 (set_batch_allocator: public here, as before the split)
-    _cell_strides,
-    _cells_copy_view,
-    _cells_view,
-    _compact_copy,
-    set_batch_allocator,
-)
+from petastorm.batch_memory import _cell_strides, _cells_copy_view, _cells_view, _compact_copy
 from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError, add_note
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
 from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
@@ -41,7 +35,6 @@ __all__ = [
     "encode_native",
     "decode_native_column",
     "check_value_fits_field",
-    "set_batch_allocator",
 ]
 
 

@@ -2,14 +2,14 @@
 
 The facade checks and normalises arguments, then wires the stages:
 fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> plan (:mod:`petastorm.reader_impl.plan`) ->
-pool (:mod:`petastorm.reader_impl.pool`) -> worker (:mod:`petastorm.reader_impl.worker`) ->
+pool (:mod:`petastorm.reader_impl.pool_factory`) -> worker (:mod:`petastorm.reader_impl.worker`) ->
 :class:`~petastorm.reader_impl.reader_core.Reader`. No decoding and no I/O happen here.
 """
 from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from petastorm.errors import (
     NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
@@ -25,32 +25,6 @@ _POOL_TYPES = ("thread", "process", "dummy")
 
 
 # --- argument checks ------------------------------------------------------------------------------------
-
-def _runs_user_code(transform_spec: Any, predicate: Any, schema: Any, field_names: List[str]) -> bool:
-    """True if the workers would run code of the user's (a transform, a predicate, a codec class that is not
-    petastorm's own, a ``numpy_dtype`` class of the user's, which scalar decoding calls). Then a process
-    pool runs every item in its worker processes, none in the reader's process (no start-up lane)."""
-    if transform_spec is not None or predicate is not None:
-        return True
-    for name in field_names:
-        field = schema.fields.get(name)
-        codec = getattr(field, "codec", None)
-        if codec is not None and type(codec).__module__ != "petastorm.codecs":
-            return True
-        dtype_module = str(getattr(getattr(field, "numpy_dtype", None), "__module__", "numpy")).split(".")[0]
-        if dtype_module not in ("numpy", "builtins", "decimal", "datetime"):
-            return True
-    return False
-
-
-def _decodes_images(schema: Any, field_names: List[str]) -> bool:
-    """True if the workers decode images: a process pool then keeps every item in its worker processes
-    (decoding one in the reader's process, in the start-up lane, would load OpenCV there)."""
-    from petastorm.codecs import CompressedImageCodec
-
-    return any(isinstance(getattr(schema.fields.get(name), "codec", None), CompressedImageCodec)
-               for name in field_names)
-
 
 def _ensure_pool(reader_pool_type: str, workers_count: Any, results_queue_size: Any) -> None:
     if reader_pool_type not in _POOL_TYPES:
@@ -336,18 +310,16 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
     if reader_pool_type == "process":
         # start the fork server first: its imports (numpy, pyarrow: ~0.2 s) overlap this process's own
-        # (pyarrow, on a first reader) and the dataset discovery below. It preloads what unpickling the
-        # worker factory imports, so that workers import nothing. (preload is a light module: importing
-        # process_pool here would import pyarrow before the server starts.)
-        from petastorm.reader_impl.preload import warm_up
+        # (pyarrow, on a first reader) and the dataset discovery below
+        from petastorm.reader_impl.process import ProcessPool
 
-        warm_up(None, ["petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema", "pyarrow._fs"])
+        ProcessPool.start_fork_server()
     import numpy as np
 
     from petastorm.reader_impl.dataset import describe_url, open_dataset
     from petastorm.reader_impl.fixed_binary import direct_read_enabled
     from petastorm.reader_impl.plan import PlanOptions
-    from petastorm.reader_impl.pool import make_pool
+    from petastorm.reader_impl.pool_factory import make_pool
     from petastorm.reader_impl.selection import (
         filter_columns,
         filters_expression,
@@ -473,10 +445,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=filter_cols, direct_read=direct_read_enabled(),
                     convert_early_to_numpy=bool(convert_early_to_numpy))
-    # no user code in the worker: the process pool may run the first items here while its workers start
-    user_code = _runs_user_code(transform_spec, predicate, schema, field_names)
-    pool = make_pool(reader_pool_type, workers_count, results_queue_size,
-                     startup_lane=False if user_code or _decodes_images(schema, field_names) else "cold")
+    pool = make_pool(reader_pool_type, workers_count, results_queue_size)
     options_fp, options_plain = _options_fingerprint(
         batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
         drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),

@@ -1,7 +1,7 @@
 """Compatibility name: ``petastorm.workers_pool.process_pool.ProcessPool``.
 
-See :mod:`petastorm.reader_impl.process_pool`.
+See :mod:`petastorm.reader_impl.process`.
 """
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
 
 __all__ = ["ProcessPool"]

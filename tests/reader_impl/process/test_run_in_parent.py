@@ -14,8 +14,8 @@ import pytest
 from petastorm import TransformSpec, make_batch_reader, make_reader
 from petastorm.errors import PetastormWorkerError
 from petastorm.predicates import in_lambda
-from petastorm.reader_impl.preload import _main_module_not_reimported
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
+from petastorm.reader_impl.process.fork_server import main_module_not_reimported
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -124,7 +124,7 @@ def test_an_error_starting_the_processes_is_raised_by_imap(monkeypatch):
 
 def test_join_right_after_start_leaves_no_process_or_thread():
     me = psutil.Process()
-    from petastorm.reader_impl.preload import helper_process_pids
+    from petastorm.reader_impl.process.fork_server import helper_process_pids
 
     before = {p.pid for p in me.children(recursive=True)}
     for _ in range(3):
@@ -156,7 +156,7 @@ def test_preparation_data_lose_the_main_module_only_in_the_starting_thread():
         seen["other_file"] = getattr(main, "__file__", None)
 
     outside = spawn.get_preparation_data("x")
-    with _main_module_not_reimported():
+    with main_module_not_reimported():
         inside = spawn.get_preparation_data("x")
         t = threading.Thread(target=other_thread)
         t.start()
@@ -171,7 +171,7 @@ def test_preparation_data_lose_the_main_module_only_in_the_starting_thread():
 
 def _cold_fork_server(monkeypatch):
     """Make the running fork server count as cold, as in a fresh interpreter."""
-    import petastorm.reader_impl.preload as preload
+    import petastorm.reader_impl.process.fork_server as preload
 
     monkeypatch.setattr(preload, "_FORKED_BY_SERVER", [None])
 
@@ -318,7 +318,7 @@ def test_a_start_thread_that_cannot_start_is_a_worker_error_and_leaks_nothing(mo
 
 
 def test_a_lane_stuck_in_an_item_is_warned_of_and_join_keeps_its_bound(monkeypatch, tmp_path):
-    import petastorm.reader_impl.process_pool as process_pool
+    import petastorm.reader_impl.process.pool as process_pool
 
     monkeypatch.setattr(process_pool, "JOIN_TIMEOUT_S", 0.5)
     release = str(tmp_path / "release")
@@ -351,9 +351,19 @@ def test_a_lane_stuck_in_an_item_is_warned_of_and_join_keeps_its_bound(monkeypat
     assert not _lane_threads()
 
 
+def _runs_user_code(transform_spec, predicate, schema, fields):
+    """Whether the lane is refused to a reader's factory of these (no image field among them)."""
+    from types import SimpleNamespace
+
+    from petastorm.reader_impl.process.run_in_parent import lane_allowed
+
+    spec = SimpleNamespace(transform_spec=transform_spec, predicate=predicate, schema=schema, fields=fields)
+    return not lane_allowed(SimpleNamespace(spec=spec))
+
+
 def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
-    from petastorm.codecs import NdarrayCodec
-    from petastorm.reader import _runs_user_code
+    from petastorm.codecs import CompressedImageCodec, NdarrayCodec
+    from petastorm.reader_impl.process.run_in_parent import lane_allowed
     from petastorm.unischema import Unischema, UnischemaField
 
     class MyCodec(NdarrayCodec):
@@ -366,6 +376,9 @@ def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
     assert _runs_user_code(None, None, schema, ["id", "b"])
     assert _runs_user_code(TransformSpec(lambda r: r), None, schema, ["id"])
     assert _runs_user_code(None, in_lambda(["id"], lambda i: True), schema, ["id"])
+    images = Unischema("I", [UnischemaField("img", np.uint8, (4, 4, 3), CompressedImageCodec("png"), False)])
+    assert _runs_user_code(None, None, images, ["img"])  # no user code, but decoding would load OpenCV here
+    assert not lane_allowed(lambda: None)  # not a reader's factory
 
     class MyNumber(float):
         pass
@@ -383,7 +396,7 @@ def test_a_codec_class_of_the_user_keeps_every_item_in_the_workers():
 
 
 def test_a_cold_lane_only_while_starting_a_worker_is_slow(monkeypatch):
-    from petastorm.reader_impl import preload
+    from petastorm.reader_impl.process import fork_server as preload
 
     with ProcessPool(1, 1, start_method="forkserver") as warm:  # the running fork server has forked for us
         warm.start(slow_start_factory(worker_delay_s=0.0))
@@ -409,7 +422,7 @@ def test_a_cold_lane_only_while_starting_a_worker_is_slow(monkeypatch):
 
 
 def test_a_restarted_fork_server_counts_as_cold(monkeypatch):
-    from petastorm.reader_impl import preload
+    from petastorm.reader_impl.process import fork_server as preload
 
     with ProcessPool(1, 1, start_method="forkserver") as warm:
         warm.start(slow_start_factory(worker_delay_s=0.0))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from petastorm.errors import PetastormArgumentError, PetastormWorkerError
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -274,7 +274,7 @@ def test_workers_exit_when_the_pool_is_garbage_collected_mid_imap(monkeypatch):
 
 
 def test_diagnostics_report_processes_and_bytes():
-    from petastorm.reader_impl.shm_transport import clear_segment_cache
+    from petastorm.reader_impl.process import clear_segment_cache
 
     clear_segment_cache()  # else earlier tests' segments serve this pool, and it receives none
     with _pool(2, 2, factory=big_factory(MB)) as pool:
@@ -288,7 +288,7 @@ def test_diagnostics_report_processes_and_bytes():
 _ORPHAN_SCRIPT = r"""
 import os, sys, time
 import numpy as np
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 def factory():
@@ -334,7 +334,7 @@ def test_workers_exit_when_the_parent_process_is_killed():
 
 _MAIN_CLASS_SCRIPT = r"""
 import numpy as np
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 class Label:  # defined in the script's __main__, which worker processes never import
@@ -372,7 +372,7 @@ _BLAS_ENV_SCRIPT = r"""
 import ctypes
 import os
 import numpy as np
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 def openblas_threads():
@@ -422,14 +422,3 @@ def test_workers_run_openblas_on_one_thread_unless_the_user_chose(tmp_path, user
                                            else "2"] * 2
     assert parent_threads == min(2, cores) if user_env else (parent_threads > 1 or cores == 1)
     assert parent_env == (user_env[1] if user_env and user_env[0] == "OPENBLAS_NUM_THREADS" else None)
-
-
-def test_importing_the_worker_environment_module_outside_the_fork_server_changes_nothing(monkeypatch):
-    import importlib
-
-    import petastorm.reader_impl.worker_env as worker_env
-
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    importlib.reload(worker_env)
-    assert "OPENBLAS_NUM_THREADS" not in os.environ
-    assert worker_env.in_fork_server() is False

@@ -6,8 +6,9 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from petastorm.reader_impl.process_pool import ProcessPool
-from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, clear_segment_cache, shm_supported
+from petastorm.reader_impl.process import ProcessPool, clear_segment_cache
+from petastorm.reader_impl.process.segment_cache import SEGMENT_CACHE
+from petastorm.reader_impl.process.transport import shm_supported
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -115,11 +116,11 @@ def test_a_forked_child_does_not_inherit_the_cache():
 
 def test_putting_a_segment_never_waits_for_the_lock():
     # a pool's finalizer may run inside a garbage collection in a thread that holds the cache's lock
-    from petastorm.reader_impl.shm_transport import _Mapping
+    from petastorm.reader_impl.process.segment_mapping import SegmentMapping
 
     fd = os.memfd_create("petastorm-test", os.MFD_CLOEXEC)
     os.ftruncate(fd, MB)
-    mapping = _Mapping(fd, MB)
+    mapping = SegmentMapping(fd, MB)
     with SEGMENT_CACHE._lock:
         assert SEGMENT_CACHE.put(fd, MB, mapping) is False  # let go at once, not a deadlock
     with pytest.raises(OSError):
@@ -226,7 +227,7 @@ def test_segments_promised_to_the_cache_stay_within_its_bounds_and_are_not_inher
         _seen, _diag, held = _run(20, MB, 0, keep=True)
         kept.append(held)
         counts.append(len(_memfds()))
-    from petastorm.reader_impl.segment_cache import CACHE_MAX_SEGMENTS
+    from petastorm.reader_impl.process.segment_cache import CACHE_MAX_SEGMENTS
 
     assert max(counts) <= CACHE_MAX_SEGMENTS, counts
     assert all(not os.get_inheritable(fd) for fd in _memfds())  # os.system & co. do not inherit them
@@ -247,15 +248,15 @@ def test_clearing_the_cache_also_cancels_the_segments_promised_to_it():
 def test_workers_of_a_pool_get_even_shares_of_the_cached_segments():
     # the first worker used to take the 5 largest: a second one made fresh segments every pass (each a
     # page fault per 4 KiB) while others stayed in the cache
-    from petastorm.reader_impl.segment_cache import SegmentCache
-    from petastorm.reader_impl.shm_transport import _Mapping
+    from petastorm.reader_impl.process.segment_cache import SegmentCache
+    from petastorm.reader_impl.process.segment_mapping import SegmentMapping
 
     cache = SegmentCache()
     sizes = [MB, 3 * MB, 2 * MB, 3 * MB, MB, 2 * MB, MB]
     for size in sizes:
         fd = os.memfd_create("petastorm-test", os.MFD_CLOEXEC)
         os.ftruncate(fd, size)
-        assert cache.put(fd, size, _Mapping(fd, size))
+        assert cache.put(fd, size, SegmentMapping(fd, size))
     first, second = cache.take_share(2), cache.take_share(1)
     assert len(cache) == 0 and len(first) == 4 and len(second) == 3
     assert [s for _fd, s, _m in first] == [3 * MB, 2 * MB, MB, MB]  # largest first, every other one

@@ -1,7 +1,7 @@
 """The parent side of a process pool's workers: their handles, the state shared with the pool's finalizer,
 starting them (in the caller's thread, or the pool's start thread) and shutting them down.
 
-:class:`~petastorm.reader_impl.process_pool.ProcessPool` feeds the workers and collects their results;
+:class:`~petastorm.reader_impl.process.pool.ProcessPool` feeds the workers and collects their results;
 everything here holds no reference to the pool, so that a pool that is garbage-collected still shuts its
 workers down (``weakref.finalize(pool, shutdown, state)``).
 """
@@ -16,10 +16,11 @@ import warnings
 from collections import deque
 from typing import Any, Dict, List, Optional
 
-from petastorm.reader_impl.preload import _main_module_not_reimported, fork_server_forked
-from petastorm.reader_impl.process_worker import worker_main
-from petastorm.reader_impl.shm_transport import SEGMENT_CACHE, TRANSPORT_SHM, ShmReader
-from petastorm.reader_impl.startup_lane import StartupLane
+from petastorm.reader_impl.process.fork_server import fork_server_forked, main_module_not_reimported
+from petastorm.reader_impl.process.run_in_parent import StartupLane
+from petastorm.reader_impl.process.segment_cache import SEGMENT_CACHE
+from petastorm.reader_impl.process.transport import TRANSPORT_SHM, ShmReader
+from petastorm.reader_impl.process.worker_main import worker_main
 
 __all__ = ["WorkerHandle", "PoolState", "start_workers", "start_workers_reporting", "shutdown", "describe_exit",
            "GC_JOIN_TIMEOUT_S"]
@@ -151,7 +152,7 @@ def _start_process(state: PoolState, ctx: Any, i: int, factory_bytes: bytes, opt
                        args=(i, child_conn, factory_bytes, os.getpid(), options["transport"],
                              options["segments_kept"]))
     try:
-        with _main_module_not_reimported():
+        with main_module_not_reimported():
             proc.start()
     except BaseException:
         parent_conn.close()

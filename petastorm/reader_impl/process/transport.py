@@ -21,7 +21,7 @@ whose buffers already lie in such segments is sent as ``(segment, offset, length
 copy; a segment is written again only once no array of the worker and no result in the parent uses it.
 
 Segments outlive their pool: when a pool stops, each worker hands the file descriptors of its segments
-back to the parent (``bequest``), which keeps a few of them (:data:`SEGMENT_CACHE`, at most
+back to the parent (``bequest``), which keeps a few of them (:data:`~petastorm.reader_impl.process.segment_cache.SEGMENT_CACHE`, at most
 ``$PETASTORM_SHM_CACHE_MB``, default 256 MB) and gives them to the workers of the next pool (``gift``).
 A segment that results still in the consumer's hands use (the last rows of an epoch, typically) joins
 the cache only once the last of them is garbage-collected. A fresh memfd page costs a page fault
@@ -34,10 +34,7 @@ band through the pipe (numpy still pickles each array as one buffer, never cell 
 """
 from __future__ import annotations
 
-import ctypes
-import io
 import itertools
-import mmap
 import os
 import pickle
 import socket
@@ -45,16 +42,18 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Dict, List
 
-from petastorm.reader_impl.segment_cache import (
+from petastorm.reader_impl.process.result_pickle import dumps_result
+from petastorm.reader_impl.process.segment_cache import (
     CACHE_MAX_SEGMENTS,
     SEGMENT_CACHE,
     SegmentCache,
-    clear_segment_cache,
     put_later,
 )
+from petastorm.reader_impl.process.segment_mapping import SegmentMapping, address_of
+from petastorm.settings import settings
 
 __all__ = ["ShmWriter", "ShmReader", "default_transport", "TRANSPORT_SHM", "TRANSPORT_PIPE", "INBAND_LIMIT",
-           "SEGMENT_CACHE", "SegmentCache", "clear_segment_cache", "GIFT_BASE"]
+           "GIFT_BASE", "shm_supported"]
 
 TRANSPORT_SHM = "shm"
 TRANSPORT_PIPE = "pipe"
@@ -74,9 +73,9 @@ _BIG_ROUND = 1024 * 1024
 def default_transport() -> str:
     """``'shm'`` where memfd segments and fd passing exist (Linux), else ``'pipe'``.
 
-    ``PETASTORM_POOL_TRANSPORT=pipe`` forces the in-band fallback.
+    ``PETASTORM_POOL_TRANSPORT=pipe`` forces the in-band fallback (see :mod:`petastorm.settings`).
     """
-    forced = os.environ.get("PETASTORM_POOL_TRANSPORT", "").strip().lower()
+    forced = settings().pool_transport
     if forced in (TRANSPORT_SHM, TRANSPORT_PIPE):
         if forced == TRANSPORT_SHM and not shm_supported():
             return TRANSPORT_PIPE
@@ -98,126 +97,13 @@ def _segment_size(need: int) -> int:
     return max(step, (need + step - 1) // step * step)
 
 
-def _rebuild_view(base: Any, offset: int, shape: tuple, strides: tuple, dtype: Any) -> Any:
-    """The strided array a worker sent as its contiguous ``base`` (see :func:`_strided_reduce`)."""
-    import numpy as np
-
-    return np.ndarray(shape, dtype=dtype, buffer=base, offset=offset, strides=strides)
-
-
-def _strided_reduce(a: Any) -> Any:
-    """``(_rebuild_view, (base, offset, shape, strides, dtype))`` for a non-contiguous array whose elements
-    make up at least half of a contiguous base array (the base then travels out of band, with no copy when
-    it lives in shared memory, and the view is rebuilt over it), or None (numpy then pickles the array as an
-    in-band copy)."""
-    import numpy as np
-
-    if a.flags.c_contiguous or a.flags.f_contiguous or a.dtype.hasobject or min(a.strides, default=0) < 0 \
-            or a.size == 0:
-        return None
-    base = a.base
-    while isinstance(base, np.ndarray) and not base.flags.c_contiguous:
-        base = base.base
-    if not isinstance(base, np.ndarray):
-        return None
-    start = a.__array_interface__["data"][0]
-    origin = base.__array_interface__["data"][0]
-    extent = sum((n - 1) * s for n, s in zip(a.shape, a.strides)) + a.itemsize
-    if start < origin or start + extent > origin + base.nbytes or base.nbytes > 2 * a.nbytes:
-        return None
-    return _rebuild_view, (base.reshape(-1).view(np.uint8), start - origin, a.shape, a.strides, a.dtype)
-
-
-class _Pickler(pickle.Pickler):
-    """Protocol-5 pickler that sends strided arrays as their base plus the view (see :func:`_strided_reduce`)."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        if type(obj).__name__ == "ndarray" and type(obj).__module__ == "numpy":
-            reduced = _strided_reduce(obj)
-            if reduced is not None:
-                return reduced
-        return NotImplemented
-
-
-def _dumps(obj: Any, buffer_callback: Any, bufs: "List[memoryview] | None" = None) -> bytes:
-    """Protocol-5 pickle (strided arrays as base + view when buffers travel out of band); falls back to
-    cloudpickle for what plain pickle cannot name (for example an instance of a class defined in the user's
-    ``__main__``, which worker processes do not import)."""
-    try:
-        if buffer_callback is None:
-            return pickle.dumps(obj, protocol=5)
-        sink = io.BytesIO()
-        _Pickler(sink, protocol=5, buffer_callback=buffer_callback).dump(obj)
-        return sink.getvalue()
-    except (pickle.PicklingError, AttributeError, TypeError):
-        if bufs:
-            bufs.clear()
-        import cloudpickle
-        return cloudpickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
-
-
-def _address(raw: memoryview) -> int:
-    """Address of the first byte of a (read-only) contiguous buffer."""
-    import numpy as np
-
-    return int(np.frombuffer(raw, dtype=np.uint8).__array_interface__["data"][0])
-
-
-_LIBC: Any = None
-
-
-def _libc() -> Any:
-    global _LIBC
-    if _LIBC is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_long]
-        libc.munmap.restype = ctypes.c_int
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        _LIBC = libc
-    return _LIBC
-
-
-class _Mapping:
-    """A shared mapping of a memfd that, unlike ``mmap.mmap``, keeps no duplicate of the fd open.
-
-    Unmapped when the last :meth:`exporter` over it (and the mapping itself) is garbage-collected.
-    """
-
-    __slots__ = ("addr", "size", "_ctype", "_munmap", "__weakref__")
-
-    def __init__(self, fd: int, size: int, populate: bool = False):
-        libc = _libc()
-        self._munmap = libc.munmap  # held here: at interpreter exit module globals may already be gone
-        flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0x8000) if populate else 0)
-        addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
-        if addr is None or addr == ctypes.c_void_p(-1).value:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mmap of a {size}-byte shared-memory segment failed: {os.strerror(err)}")
-        self.addr = addr
-        self.size = size
-        self._ctype = ctypes.c_char * size
-
-    def exporter(self) -> Any:
-        """A new buffer object over the whole mapping; it keeps the mapping alive."""
-        arr = self._ctype.from_address(self.addr)
-        arr._mapping = self
-        return arr
-
-    def __del__(self) -> None:
-        munmap = getattr(self, "_munmap", None)
-        if munmap is not None:
-            munmap(self.addr, self.size)
-
-
 class _Segment:
     """A worker's segment. Writable again (``free``) once no result in the parent holds it (``remote``)
     and no array of the worker lives on it (``local``, for segments lent by :meth:`ShmWriter.allocate`)."""
 
     __slots__ = ("sid", "size", "view", "mapping", "remote", "local", "fd")
 
-    def __init__(self, sid: int, size: int, mapping: _Mapping, fd: int = -1):
+    def __init__(self, sid: int, size: int, mapping: SegmentMapping, fd: int = -1):
         self.sid = sid
         self.size = size
         self.fd = fd  # kept by the worker, to hand the segment back to the parent when the pool stops
@@ -301,7 +187,7 @@ class ShmWriter:
         """``(segment, offset)`` if ``raw`` lies inside a segment lent by :meth:`allocate`."""
         if not self._lent:
             return None
-        addr = _address(raw)
+        addr = address_of(raw)
         for base, seg in list(self._lent.items()):
             if base <= addr and addr + raw.nbytes <= base + seg.size:
                 return seg, addr - base
@@ -313,7 +199,7 @@ class ShmWriter:
         May first send ``('seg', id, size)`` + the fd, or ``('drop', id)``, messages to the parent.
         """
         if self.transport != TRANSPORT_SHM:
-            return ("inband", _dumps(obj, None))
+            return ("inband", dumps_result(obj, None))
         bufs: List[memoryview] = []
 
         def take(pb: pickle.PickleBuffer) -> bool:
@@ -323,7 +209,7 @@ class ShmWriter:
             bufs.append(raw)
             return False
 
-        header = _dumps(obj, take, bufs)
+        header = dumps_result(obj, take, bufs)
         if not bufs:
             return ("inband", header)
         descs: List[tuple] = []
@@ -376,7 +262,7 @@ class ShmWriter:
         fd = os.memfd_create(f"petastorm-{os.getpid()}-{sid}", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
-            mapping = _Mapping(fd, size)
+            mapping = SegmentMapping(fd, size)
             self._send(("seg", sid, size))
             socket.send_fds(self._sock, [b"F"], [fd])
         except BaseException:
@@ -405,7 +291,7 @@ class ShmWriter:
             os.close(fd)
         for (sid, size), fd in zip(entries, fds):
             try:
-                self._segments[sid] = _Segment(sid, size, _Mapping(fd, size, populate=True), fd)
+                self._segments[sid] = _Segment(sid, size, SegmentMapping(fd, size, populate=True), fd)
             except OSError:
                 os.close(fd)
 
@@ -458,7 +344,7 @@ class ShmReader:
         self._sock = sock
         self._key = key
         self._releases = releases
-        self._maps: Dict[int, _Mapping] = {}
+        self._maps: Dict[int, SegmentMapping] = {}
         # segment id -> weak reference to the _Holder that the live results on that segment share
         self._holders: Dict[int, Any] = {}
         self._gifts = 0
@@ -472,7 +358,7 @@ class ShmReader:
         if not fds:
             raise OSError(f"worker {self._key} announced segment {sid} but sent no file descriptor")
         try:
-            self._maps[sid] = _Mapping(fds[0], size)
+            self._maps[sid] = SegmentMapping(fds[0], size)
         finally:
             for fd in fds:
                 os.close(fd)

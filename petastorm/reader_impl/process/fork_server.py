@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing as mp
-import os
 import sys
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.settings import settings
 
-__all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS", "PRELOAD_PACKAGES", "FORKSERVER_PRELOAD", "START_METHOD_ENV",
+__all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS", "PRELOAD_PACKAGES", "FORKSERVER_PRELOAD",
            "default_start_method", "warm_up", "helper_process_pids"]
 
 #: Modules a worker imports lazily, at its first item, when the factory's pickle names the key: the first pool
@@ -96,9 +95,8 @@ def _importable(name: str) -> bool:
 
 _START_LOCK = threading.Lock()
 
-START_METHOD_ENV = "PETASTORM_MP_START"
 #: Modules the fork server imports once, so that forked workers start with them loaded, on top of
-#: :func:`~petastorm.reader_impl.preload.modules_for_factory` of the first pool's factory. Extend it
+#: :func:`~petastorm.reader_impl.process.fork_server.modules_for_factory` of the first pool's factory. Extend it
 #: before the first process pool starts (the fork server is started once per interpreter).
 #: ``cv2`` and the modules a worker imports on its first item (``parquet_io``, ``value_types``,
 #: ``image_io``) are named here, not only in :data:`LAZY_WORKER_IMPORTS`: ``make_reader`` starts the fork
@@ -110,14 +108,13 @@ START_METHOD_ENV = "PETASTORM_MP_START"
 #: (~65 ms, in the background; the start-up lane serves a fresh interpreter's first rows meanwhile).
 #: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
-#: :mod:`~petastorm.reader_impl.worker_env` comes first: it sets the workers' BLAS threads before numpy
-#: loads.
-FORKSERVER_PRELOAD = ["petastorm.reader_impl.worker_env", "numpy", "pyarrow", "pyarrow.parquet", "cloudpickle",
-                      "petastorm.reader_impl.work_item", "petastorm.reader_impl.process_pool",
-                      "petastorm.reader_impl.process_worker", "petastorm.reader_impl.worker", "petastorm.codecs",
+#: :mod:`~petastorm.reader_impl.process.fork_server_setup` comes first: it imports numpy with the workers' BLAS
+#: threads, then warms Arrow up.
+FORKSERVER_PRELOAD = ["petastorm.reader_impl.process.fork_server_setup", "numpy", "pyarrow", "pyarrow.parquet",
+                      "cloudpickle", "petastorm.reader_impl.work_item", "petastorm.reader_impl.process.pool",
+                      "petastorm.reader_impl.process.worker_main", "petastorm.reader_impl.worker", "petastorm.codecs",
                       "petastorm.unischema", "petastorm.arrow_types", "petastorm.reader_impl.fixed_binary", "cramjam",
-                      "petastorm.reader_impl.parquet_io", "petastorm.value_types", "petastorm.image_io",
-                      "petastorm.reader_impl.forkserver_warm", "cv2"]
+                      "petastorm.reader_impl.parquet_io", "petastorm.value_types", "petastorm.image_io", "cv2"]
 
 
 _NOT_REIMPORTED = threading.local()
@@ -126,7 +123,7 @@ _MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
 
 def _preparation_data_without_main(name: str, *, _original: Any) -> dict:
     """``multiprocessing.spawn.get_preparation_data``, less what re-runs ``__main__`` in the child while
-    this thread starts pool workers (see :func:`_main_module_not_reimported`)."""
+    this thread starts pool workers (see :func:`main_module_not_reimported`)."""
     data = _original(name)
     if getattr(_NOT_REIMPORTED, "depth", 0):
         for key in _MAIN_KEYS:
@@ -146,7 +143,7 @@ def _install_preparation_filter() -> None:
 
 
 @contextlib.contextmanager
-def _main_module_not_reimported() -> Iterator[None]:
+def main_module_not_reimported() -> Iterator[None]:
     """While this thread starts workers, 'spawn'/'forkserver' children do not re-run the user's script (the
     factory travels with cloudpickle, by value, so they do not need it).
 
@@ -164,13 +161,10 @@ def _main_module_not_reimported() -> Iterator[None]:
 
 
 def default_start_method() -> str:
-    """``$PETASTORM_MP_START`` if set, else ``'forkserver'`` where available, else ``'spawn'``."""
-    forced = os.environ.get(START_METHOD_ENV, "").strip()
+    """``$PETASTORM_MP_START`` if set (see :mod:`petastorm.settings`), else ``'forkserver'`` where
+    available, else ``'spawn'``."""
+    forced = settings().mp_start
     if forced:
-        if forced not in mp.get_all_start_methods():
-            raise PetastormArgumentError(
-                f"{START_METHOD_ENV}={forced!r} is not a start method of this platform: "
-                f"use one of {mp.get_all_start_methods()}")
         return forced
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
@@ -189,7 +183,7 @@ def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = (
     from multiprocessing import forkserver
     ctx = mp.get_context("forkserver")
     preload = list(dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)))
-    with _main_module_not_reimported():
+    with main_module_not_reimported():
         ctx.set_forkserver_preload(preload)
         forkserver.ensure_running()
 
@@ -232,6 +226,3 @@ def helper_process_pids() -> List[int]:
     except (ImportError, AttributeError):  # pragma: no cover - platform without them
         pass
     return pids
-
-
-# ---- worker process side ---------------------------------------------------------------------------

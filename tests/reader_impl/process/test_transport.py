@@ -10,9 +10,10 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from petastorm.reader_impl.preload import modules_for_factory
-from petastorm.reader_impl.process_pool import ProcessPool, worker_batch_allocator
-from petastorm.reader_impl.shm_transport import ShmReader, ShmWriter, shm_supported
+from petastorm.reader_impl.process import ProcessPool
+from petastorm.reader_impl.process.fork_server import modules_for_factory
+from petastorm.reader_impl.process.transport import ShmReader, ShmWriter, shm_supported
+from petastorm.reader_impl.process.worker_main import worker_batch_allocator
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -210,23 +211,23 @@ def test_modules_for_factory_preloads_no_user_module(tmp_path, monkeypatch):
 def test_a_strided_view_of_most_of_its_base_travels_out_of_band_and_is_rebuilt():
     import pickle
 
-    from petastorm.reader_impl.shm_transport import _Pickler, _strided_reduce
+    from petastorm.reader_impl.process.result_pickle import ResultPickler, strided_reduce
 
     base = np.arange(10 * 40, dtype=np.float32).reshape(10, 40)
     view = base[:, 4:36].reshape(10, 4, 8)[:, :, :]  # rows 160 bytes apart, 128 bytes each
     assert not view.flags.c_contiguous
     buffers = []
     sink = io.BytesIO()
-    _Pickler(sink, protocol=5, buffer_callback=buffers.append).dump(view)
+    ResultPickler(sink, protocol=5, buffer_callback=buffers.append).dump(view)
     assert len(buffers) == 1 and buffers[0].raw().nbytes == base.nbytes  # the base, out of band
     back = pickle.loads(sink.getvalue(), buffers=buffers)
     np.testing.assert_array_equal(back, view)
     assert back.strides == view.strides and back.dtype == view.dtype
     # what numpy pickles in band stays as it was
-    assert _strided_reduce(base) is None  # contiguous
-    assert _strided_reduce(base[::-1]) is None  # negative stride
-    assert _strided_reduce(np.arange(1000)[::10]) is None  # a small part of a big base: numpy copies it
-    assert _strided_reduce(np.empty((4, 4), dtype=object)[:, :2]) is None
+    assert strided_reduce(base) is None  # contiguous
+    assert strided_reduce(base[::-1]) is None  # negative stride
+    assert strided_reduce(np.arange(1000)[::10]) is None  # a small part of a big base: numpy copies it
+    assert strided_reduce(np.empty((4, 4), dtype=object)[:, :2]) is None
 
 
 def test_process_pool_ndarray_batches_have_the_thread_pools_layout(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Parent and each worker talk over one duplex unix-socket connection (``multiprocessing.Pipe``):
 
 - parent -> worker: ``('gift', [(id, size), ...])`` + fds (free segments of an earlier pool, see
-  :class:`~petastorm.reader_impl.segment_cache.SegmentCache`), ``('task', gen, seq, item, [segment ids
+  :class:`~petastorm.reader_impl.process.segment_cache.SegmentCache`), ``('task', gen, seq, item, [segment ids
   released] or None)``, ``('release', [segment ids])``, ``('cancel', gen)``, ``('stop',)``;
 - worker -> parent: ``('ready', pid)``, ``('start_error', exc)``, ``('seg', id, size)`` + an fd,
   ``('drop', id)``, ``('result', gen, seq, payload)``, ``('error', gen, seq, exc)``, and on 'stop'
@@ -15,7 +15,7 @@ waits on the connections, the processes' sentinels (a dead worker is seen at onc
 queued, so workers keep working while the consumer is busy, within the in-flight bound.
 
 Start method: ``forkserver`` where available (the server preloads numpy, pyarrow and what the first
-pool's worker factory needs, see :mod:`petastorm.reader_impl.preload`, so each later pool starts in tens
+pool's worker factory needs, see :mod:`petastorm.reader_impl.process.fork_server`, so each later pool starts in tens
 of milliseconds), else ``spawn``; override with ``PETASTORM_MP_START=fork|forkserver|
 spawn``. Note that ``spawn`` and ``forkserver`` also start multiprocessing's own helper processes (the
 resource tracker, the fork server), which live as long as the parent interpreter, as they always do.
@@ -35,27 +35,17 @@ from typing import Any, Dict, List, Optional
 import cloudpickle
 
 from petastorm.errors import PetastormArgumentError, PetastormWorkerError
-from petastorm.reader_impl.pool import (
-    JOIN_TIMEOUT_S,
-    Pool,
-    WorkerFactory,
-    _Failure,
-    annotate_worker_exception,
-    rebuild_exception,
-)
-from petastorm.reader_impl.preload import (  # noqa: F401
-    FORKSERVER_PRELOAD,
-    LAZY_WORKER_IMPORTS,
-    START_METHOD_ENV,
-    _main_module_not_reimported,  # noqa: F401 - re-exported (tests and tools import it from here)
+from petastorm.reader_impl.pool import JOIN_TIMEOUT_S, Failure, Pool, WorkerFactory, annotate_worker_exception
+from petastorm.reader_impl.process.fork_server import (
     default_start_method,
     fork_server_is_warm,
-    helper_process_pids,
     modules_for_factory,
     warm_up,
 )
-from petastorm.reader_impl.process_lifecycle import (
-    GC_JOIN_TIMEOUT_S,  # noqa: F401 - re-exported
+from petastorm.reader_impl.process.remote_errors import rebuild_exception
+from petastorm.reader_impl.process.run_in_parent import StartupLane, lane_allowed
+from petastorm.reader_impl.process.transport import default_transport
+from petastorm.reader_impl.process.worker_processes import (
     PoolState,
     WorkerHandle,
     describe_exit,
@@ -63,17 +53,11 @@ from petastorm.reader_impl.process_lifecycle import (
     start_workers,
     start_workers_reporting,
 )
-from petastorm.reader_impl.process_worker import worker_batch_allocator
-from petastorm.reader_impl.shm_transport import default_transport
-from petastorm.reader_impl.startup_lane import StartupLane
 from petastorm.reader_impl.work_item import WorkItem
+from petastorm.settings import settings
 
-__all__ = ["ProcessPool", "default_start_method", "warm_up", "modules_for_factory", "worker_batch_allocator",
-           "helper_process_pids",
-           "FORKSERVER_PRELOAD", "LAZY_WORKER_IMPORTS", "START_METHOD_ENV", "STARTUP_LANE_ENV"]
+__all__ = ["ProcessPool"]
 
-#: ``$PETASTORM_STARTUP_LANE=0`` turns the start-up lane off (see :mod:`~petastorm.reader_impl.startup_lane`).
-STARTUP_LANE_ENV = "PETASTORM_STARTUP_LANE"
 #: Items queued at each worker (the one it runs included); the others are dispatched as workers free up.
 _WORKER_QUEUE_DEPTH = 3
 
@@ -88,13 +72,15 @@ class ProcessPool(Pool):
     start_method : str, optional
         'forkserver', 'spawn' or 'fork'; default :func:`default_start_method`.
     transport : {'shm', 'pipe'}, optional
-        How results come back; default :func:`~petastorm.reader_impl.shm_transport.default_transport`.
-    startup_lane : {False, 'cold', True}
+        How results come back; default :func:`~petastorm.reader_impl.process.transport.default_transport`.
+    startup_lane : {False, 'cold', True, 'auto'}
         Start the processes in a thread and run the first items in another thread of this process until a
-        worker is up (see :mod:`~petastorm.reader_impl.startup_lane`; only for factories that run no user
+        worker is up (see :mod:`~petastorm.reader_impl.process.run_in_parent`; only for factories that run no user
         code): True always, ``'cold'`` only while starting a worker is slow (the 'spawn' start method, or the
         running fork server has not forked a worker for this interpreter yet, so it may still be importing
-        its modules). ``$PETASTORM_STARTUP_LANE=0`` turns it off.
+        its modules), ``'auto'`` as ``'cold'`` for a reader's worker factory that runs no user code and
+        decodes no image (:func:`~petastorm.reader_impl.process.run_in_parent.lane_allowed`), else never.
+        ``$PETASTORM_STARTUP_LANE=0`` turns it off.
     """
 
     pool_type = "process"
@@ -105,11 +91,9 @@ class ProcessPool(Pool):
         super().__init__(workers_count, results_queue_size)
         self.start_method = start_method or default_start_method()
         # not with 'fork': a fork while the lane's thread holds a lock (an allocator's) would copy it held
-        if startup_lane not in (False, True, "cold"):
-            raise PetastormArgumentError(f"startup_lane must be False, True or 'cold', got {startup_lane!r}")
-        self.startup_lane = (startup_lane if self.start_method != "fork"
-                             and os.environ.get(STARTUP_LANE_ENV, "1").strip().lower() not in ("0", "false", "no")
-                             else False)
+        if startup_lane not in (False, True, "cold", "auto"):
+            raise PetastormArgumentError(f"startup_lane must be False, True, 'cold' or 'auto', got {startup_lane!r}")
+        self.startup_lane = startup_lane if self.start_method != "fork" and settings().startup_lane else False
         self.startup_lane_used = False
         self._stats["items_in_parent"] = 0
         if self.start_method not in mp.get_all_start_methods():
@@ -127,6 +111,18 @@ class ProcessPool(Pool):
         self._t_start = 0.0
         self._startup_s: Optional[float] = None
         self._broken: Optional[str] = None
+
+    #: What a reader's worker factory needs in a worker process (unpickling it imports these):
+    #: :meth:`start_fork_server` has the fork server import them before the reader knows its schema.
+    READER_WORKER_MODULES = ("petastorm.reader_impl.worker", "petastorm.codecs", "petastorm.unischema", "pyarrow._fs")
+
+    @classmethod
+    def start_fork_server(cls) -> None:
+        """Start the fork server now, without waiting for it (a few ms), if the default start method is
+        'forkserver': it imports numpy, pyarrow and what a reader's workers need in the background, while
+        the caller does other work (a reader calls this before it discovers the dataset). Nothing to do
+        for 'spawn' and 'fork'."""
+        warm_up(None, cls.READER_WORKER_MODULES)
 
     def start(self, worker_factory: WorkerFactory) -> None:
         """Start the worker processes (does not wait for them: a factory error surfaces in ``imap``).
@@ -147,8 +143,11 @@ class ProcessPool(Pool):
         try:
             # the first pool of the interpreter starts the fork server with what this factory needs
             warm_up(self.start_method, modules_for_factory(factory_bytes))
-            self.startup_lane_used = self.startup_lane is True or (
-                self.startup_lane == "cold" and (self.start_method == "spawn" or not fork_server_is_warm()))
+            lane = self.startup_lane
+            if lane == "auto":
+                lane = "cold" if lane_allowed(worker_factory) else False
+            self.startup_lane_used = lane is True or (
+                lane == "cold" and (self.start_method == "spawn" or not fork_server_is_warm()))
             if self.startup_lane_used:
                 state.lane = StartupLane(worker_factory, state.wake)
                 starter = threading.Thread(
@@ -283,7 +282,7 @@ class ProcessPool(Pool):
             if rgen != gen:
                 continue
             self._stats["items_completed"] += 1
-            results[seq] = value if kind == "ok" else _Failure(annotate_worker_exception(value, tb, set_cause=False))
+            results[seq] = value if kind == "ok" else Failure(annotate_worker_exception(value, tb, set_cause=False))
             got = True
         return got
 
@@ -315,11 +314,11 @@ class ProcessPool(Pool):
                 try:
                     results[seq] = w.reader.decode(payload)
                 except Exception as exc:  # noqa: BLE001 - a result class the parent cannot import
-                    results[seq] = _Failure(PetastormWorkerError(
+                    results[seq] = Failure(PetastormWorkerError(
                         f"the result of the item at position {seq} could not be rebuilt in the parent: "
                         f"{type(exc).__name__}: {exc}"))
             else:
-                results[seq] = _Failure(rebuild_exception(payload))
+                results[seq] = Failure(rebuild_exception(payload))
             return True
         if kind == "seg":
             w.reader.add_segment(msg[1], msg[2])

@@ -1,5 +1,5 @@
 """Free shared-memory segments kept by the parent between process pools (see
-:mod:`petastorm.reader_impl.shm_transport`, "Segments outlive their pool").
+:mod:`petastorm.reader_impl.process.transport`, "Segments outlive their pool").
 
 A stopped pool's workers hand their segments back; :data:`SEGMENT_CACHE` keeps up to
 ``$PETASTORM_SHM_CACHE_MB`` megabytes (default 256; 0 disables it) and 16 segments, each with one file
@@ -20,10 +20,11 @@ import os
 import threading
 from typing import Any, List
 
+from petastorm.errors import PetastormArgumentError
+from petastorm.settings import settings
+
 __all__ = ["SegmentCache", "SEGMENT_CACHE", "clear_segment_cache", "put_later", "CACHE_MAX_SEGMENTS"]
 
-_CACHE_ENV = "PETASTORM_SHM_CACHE_MB"
-_CACHE_DEFAULT_MB = 256
 #: Segments the cache holds at most (cached and promised together).
 CACHE_MAX_SEGMENTS = 16
 
@@ -54,11 +55,12 @@ class SegmentCache:
 
     @staticmethod
     def limit_bytes() -> int:
+        """``$PETASTORM_SHM_CACHE_MB`` in bytes (see :mod:`petastorm.settings`). A bad value gives 0 here
+        (this runs in finalizers, where raising would leak the descriptor): the pool's start raises it."""
         try:
-            mb = float(os.environ.get(_CACHE_ENV, _CACHE_DEFAULT_MB))
-        except ValueError:
-            mb = _CACHE_DEFAULT_MB
-        return max(0, int(mb * (1 << 20)))
+            return settings().shm_cache_bytes
+        except PetastormArgumentError:
+            return 0
 
     def put(self, fd: int, size: int, mapping: Any) -> bool:
         """Keep the segment if it fits (the cache owns ``fd`` from here on); False when it was closed.

@@ -8,8 +8,9 @@ arrives; then it closes. Its results take their place in the plan order like any
 reader yields is unchanged: only the first row comes sooner.
 
 The process pool uses the lane only when the factory runs no user code (no ``TransformSpec``, no
-predicate): a user function written for worker processes (one that loads a model into a worker, say)
-never runs in the training process.
+predicate, no codec or ``numpy_dtype`` class of the user's: :func:`lane_allowed`): a user function written
+for worker processes (one that loads a model into a worker, say) never runs in the training process. Nor
+when the worker decodes images: decoding one in the reader's process would load OpenCV there.
 """
 from __future__ import annotations
 
@@ -17,9 +18,38 @@ import queue
 import threading
 from typing import Any, Callable, Optional, Tuple
 
-from petastorm.reader_impl.pool import STOP_TASK, WorkerFactory, close_worker, serve_tasks
+from petastorm.reader_impl.pool import WorkerFactory, close_worker
+from petastorm.reader_impl.thread_pool import STOP_TASK, serve_tasks
 
-__all__ = ["StartupLane"]
+__all__ = ["StartupLane", "lane_allowed"]
+
+#: Modules whose scalar types a worker may build without running user code.
+_PLAIN_DTYPE_MODULES = ("numpy", "builtins", "decimal", "datetime")
+
+
+def lane_allowed(worker_factory: Any) -> bool:
+    """True if ``worker_factory`` is a reader's (it has a ``spec``: a
+    :class:`~petastorm.reader_impl.worker.ReadSpec`) whose worker runs no code of the user's and decodes no
+    image: no transform, no predicate, only petastorm's own codecs, no ``numpy_dtype`` class of the user's
+    (scalar decoding calls it), no :class:`~petastorm.codecs.CompressedImageCodec` field. Any other
+    factory: False."""
+    spec = getattr(worker_factory, "spec", None)
+    if spec is None or getattr(spec, "transform_spec", None) is not None or getattr(spec, "predicate", None) is not None:
+        return False
+    fields = getattr(getattr(spec, "schema", None), "fields", None)
+    if fields is None:
+        return False
+    for name in getattr(spec, "fields", ()):
+        field = fields.get(name)
+        codec = getattr(field, "codec", None)
+        if codec is not None and type(codec).__module__ != "petastorm.codecs":
+            return False
+        if type(codec).__name__ == "CompressedImageCodec":
+            return False
+        dtype_module = str(getattr(getattr(field, "numpy_dtype", None), "__module__", "numpy")).split(".")[0]
+        if dtype_module not in _PLAIN_DTYPE_MODULES:
+            return False
+    return True
 
 
 def _lane_main(factory: WorkerFactory, tasks: "queue.SimpleQueue", results: "queue.SimpleQueue",

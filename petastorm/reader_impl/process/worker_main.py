@@ -1,6 +1,7 @@
 """The worker-process side of the process pool: build the worker, serve tasks, send results.
 
-The parent side, and the protocol on the connection, are in :mod:`petastorm.reader_impl.process_pool`.
+The parent side, and the protocol on the connection, are in :mod:`petastorm.reader_impl.process.pool` and
+:mod:`petastorm.reader_impl.process.worker_processes`.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any, Callable, Optional
 
 import cloudpickle
 
-from petastorm.reader_impl.pool import close_worker, exception_payload
-from petastorm.reader_impl.shm_transport import TRANSPORT_SHM, ShmWriter
+from petastorm.reader_impl.pool import close_worker
+from petastorm.reader_impl.process.remote_errors import exception_payload
+from petastorm.reader_impl.process.transport import TRANSPORT_SHM, ShmWriter
 
 __all__ = ["worker_batch_allocator", "worker_main"]
 
@@ -47,7 +49,9 @@ def _install_batch_allocator(writer: ShmWriter) -> None:
     if writer.transport != TRANSPORT_SHM:
         return
     _BATCH_ALLOCATOR = writer.allocate
-    from petastorm.batch_memory import set_batch_allocator  # here: 'spawn' workers start bare
+    # imported here, not at the top: batch_memory imports numpy, and the fork server imports this package
+    # before numpy (fork_server_setup must import numpy first, with one BLAS thread)
+    from petastorm.batch_memory import set_batch_allocator
 
     set_batch_allocator(writer.allocate)
 

@@ -1,4 +1,6 @@
-"""The fork server reads a tiny embedded Parquet file before forking: no thread, no import, same data."""
+"""The fork server's setup module (``reader_impl/process/fork_server_setup.py``): imported first by the fork
+server, it reads a tiny embedded Parquet file before forking (no thread, no import, same data); nothing
+else imports it."""
 import os
 import subprocess
 import sys
@@ -8,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from petastorm.reader_impl.forkserver_warm import TINY_PARQUET, warm_arrow
-from petastorm.reader_impl.preload import FORKSERVER_PRELOAD, helper_process_pids
-from petastorm.reader_impl.process_pool import ProcessPool
+from petastorm.reader_impl.process import ProcessPool
+from petastorm.reader_impl.process.fork_server import FORKSERVER_PRELOAD, helper_process_pids
+from petastorm.reader_impl.process.fork_server_setup import TINY_PARQUET, warm_arrow
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -22,14 +24,34 @@ def test_the_embedded_file_is_the_documented_table():
     assert pq.ParquetFile(pa.BufferReader(TINY_PARQUET)).metadata.row_group(0).column(1).compression == "SNAPPY"
 
 
-def test_it_is_preloaded_after_the_modules_it_uses():
-    assert FORKSERVER_PRELOAD.index("petastorm.reader_impl.forkserver_warm") > FORKSERVER_PRELOAD.index("pyarrow.parquet")
+def test_it_is_preloaded_first():
+    # first: it imports numpy itself, with one BLAS thread, before any other module of the list can
+    assert FORKSERVER_PRELOAD[0] == "petastorm.reader_impl.process.fork_server_setup"
+
+
+def test_the_reader_process_never_imports_it():
+    code = ("import os, sys\n"
+            "import numpy as np\n"
+            "from petastorm.reader_impl.process import ProcessPool\n"
+            "from petastorm.reader_impl.work_item import ColumnBatch, WorkItem\n"
+            "def factory():\n"
+            "    return lambda item: ColumnBatch({'x': np.zeros(1)}, 1, item)\n"
+            "with ProcessPool(1, 1, start_method='forkserver') as pool:\n"
+            "    pool.start(factory)\n"
+            "    n = len(list(pool.imap([WorkItem(0, 0, 0, 0, 1)])))\n"
+            "print(n, 'petastorm.reader_impl.process.fork_server_setup' in sys.modules,\n"
+            "      os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                         cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "1 False None"
 
 
 def test_warming_imports_nothing_and_starts_no_thread():
     code = ("import sys, threading, os\n"
             "import numpy, pyarrow, pyarrow.parquet\n"
-            "from petastorm.reader_impl.forkserver_warm import warm_arrow\n"
+            "from petastorm.reader_impl.process.fork_server_setup import warm_arrow\n"
             "before, tasks = set(sys.modules), len(os.listdir(f'/proc/{os.getpid()}/task'))\n"
             "warm_arrow()\n"
             "print(sorted(set(sys.modules) - before), len(os.listdir(f'/proc/{os.getpid()}/task')) - tasks)\n")
@@ -55,8 +77,8 @@ def test_the_fork_server_has_no_thread_but_the_allocators(synthetic_dataset):
 
 def _warmed_factory():
     def work(item):
-        from petastorm.reader_impl import forkserver_warm
-        return ColumnBatch({"warmed": np.array([forkserver_warm.WARMED])}, 1, item)
+        setup = sys.modules.get("petastorm.reader_impl.process.fork_server_setup")
+        return ColumnBatch({"warmed": np.array([setup is not None and setup.WARMED])}, 1, item)
     return work
 
 
@@ -65,9 +87,6 @@ def test_workers_of_the_fork_server_start_warmed():
         pool.start(_warmed_factory)
         out = list(pool.imap([WorkItem(epoch=0, position=0, row_group=0, row_start=0, row_stop=1)]))
     assert bool(out[0].columns["warmed"][0]) is True
-    from petastorm.reader_impl import forkserver_warm
-
-    assert forkserver_warm.WARMED is False  # this process is not the fork server: it did nothing
 
 
 def _imports_factory():

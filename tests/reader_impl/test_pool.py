@@ -12,8 +12,10 @@ import psutil
 import pytest
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
-from petastorm.reader_impl.pool import DummyPool, ThreadPool, make_pool
-from petastorm.reader_impl.process_pool import ProcessPool, helper_process_pids
+from petastorm.reader_impl.pool_factory import make_pool
+from petastorm.reader_impl.process import ProcessPool
+from petastorm.reader_impl.process.fork_server import helper_process_pids
+from petastorm.reader_impl.thread_pool import DummyPool, ThreadPool
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # worker processes need not import this file
