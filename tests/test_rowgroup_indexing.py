@@ -199,8 +199,8 @@ def test_build_with_a_spark_context_equals_the_in_process_build(legacy_copy, tmp
 
 def test_build_rowgroup_index_on_a_missing_dataset_is_an_oserror(tmp_path):
     # recorded from 0.12.1: OSError "Passed non-file path" (not a complaint about missing metadata)
-    from petastorm.etl.rowgroup_indexing import build_rowgroup_index
     from petastorm.etl.rowgroup_indexers import SingleFieldIndexer
+    from petastorm.etl.rowgroup_indexing import build_rowgroup_index
 
     missing = tmp_path / "nope"
     with pytest.raises(OSError, match="Passed non-file path") as e:

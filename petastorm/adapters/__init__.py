@@ -48,9 +48,9 @@ None``, state).
 ``check_settings(saved, current, what)``: the PetastormStateError naming differing settings.
 """
 from petastorm.adapters.batcher import Batcher, ReaderSource, rows_to_columns
+from petastorm.adapters.checks import check_settings
 from petastorm.adapters.column_buffer import ColumnShufflingBuffer, concat_columns, num_rows, slice_columns
 from petastorm.adapters.pipeline import STATE_VERSION, BatchPipeline
-from petastorm.adapters.settings import check_settings
 
 __all__ = ["BatchPipeline", "STATE_VERSION", "ColumnShufflingBuffer", "Batcher", "ReaderSource",
            "rows_to_columns", "num_rows", "slice_columns", "concat_columns", "check_settings"]

@@ -17,8 +17,8 @@ from collections import deque
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from petastorm.adapters.batcher import Batcher, ReaderSource
+from petastorm.adapters.checks import check_settings, ensure_int
 from petastorm.adapters.column_buffer import num_rows
-from petastorm.adapters.settings import check_settings
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
 __all__ = ["BatchPipeline", "STATE_VERSION"]
@@ -35,15 +35,6 @@ _KEY_BATCHES_SERVED = "batches_served"
 
 _JOIN_TIMEOUT_S = 10.0
 _END = object()
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = int(value.__index__())
-    if value < minimum:
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
 
 
 class _Shared:
@@ -148,11 +139,11 @@ class BatchPipeline:
                  min_after_retrieve: Optional[int] = None, seed: Optional[int] = None, drop_last: bool = False,
                  transform_fn: Optional[Callable] = None, convert: Optional[Callable] = None, prefetch: int = 2,
                  stop_reader_on_error: bool = True, chunk_fn: Optional[Callable] = None) -> None:
-        batch_size = _check_int("batch_size", batch_size, 1)
-        shuffling_queue_capacity = _check_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
+        batch_size = ensure_int("batch_size", batch_size, 1)
+        shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         if min_after_retrieve is not None:
-            min_after_retrieve = _check_int("min_after_retrieve", min_after_retrieve, 0)
-        prefetch = _check_int("prefetch", prefetch, 0)
+            min_after_retrieve = ensure_int("min_after_retrieve", min_after_retrieve, 0)
+        prefetch = ensure_int("prefetch", prefetch, 0)
         for name, fn in (("transform_fn", transform_fn), ("convert", convert), ("chunk_fn", chunk_fn)):
             if fn is not None and not callable(fn):
                 raise PetastormArgumentError(f"{name} must be callable or None, got {fn!r}")

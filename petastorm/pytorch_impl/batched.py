@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 
+from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
 from petastorm.pytorch_impl.inmem_table import InMemTable
@@ -48,17 +49,6 @@ _K_EPOCH = "epoch"
 _K_BATCH = "batch"
 _K_ROWS = "rows"
 _K_DATASET = "dataset_fingerprint"
-
-
-def _ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = int(value.__index__())
-    if value < minimum:
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
 
 
 def _ensure_reader(reader: Any, loader: str) -> None:
@@ -148,13 +138,13 @@ class BatchedDataLoader(LoaderBase):
                  prefetch: int = 2, seed: Optional[int] = None) -> None:
         super().__init__()
         _ensure_reader(reader, "BatchedDataLoader")
-        self.batch_size = _ensure_int("batch_size", batch_size, 1)
-        self.shuffling_queue_capacity = _ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
-        self.prefetch = _ensure_int("prefetch", prefetch, 0)
+        self.batch_size = ensure_int("batch_size", batch_size, 1)
+        self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
+        self.prefetch = ensure_int("prefetch", prefetch, 0)
         if transform_fn is not None and not callable(transform_fn):
             raise PetastormArgumentError(f"transform_fn must be callable or None, got {transform_fn!r}")
         if seed is not None:
-            _ensure_int("seed", seed, -(1 << 127))
+            ensure_int("seed", seed, -(1 << 127))
         self.reader = reader
         self.transform_fn = transform_fn
         self.seed = seed
@@ -258,10 +248,10 @@ class InMemBatchedDataLoader(LoaderBase):
                 "reader: InMemBatchedDataLoader reads the reader to its end once, but the reader was made with "
                 "num_epochs=None (endless). Make it with num_epochs=1 and give the number of epochs to "
                 "InMemBatchedDataLoader(num_epochs=...)")
-        self.batch_size = _ensure_int("batch_size", batch_size, 1)
-        self.num_epochs = _ensure_int("num_epochs", num_epochs, 1, allow_none=True)
-        self.rows_capacity = _ensure_int("rows_capacity", rows_capacity, 1)
-        self.seed = _ensure_int("seed", seed if seed is not None else 0, -(1 << 127))
+        self.batch_size = ensure_int("batch_size", batch_size, 1)
+        self.num_epochs = ensure_int("num_epochs", num_epochs, 1, allow_none=True)
+        self.rows_capacity = ensure_int("rows_capacity", rows_capacity, 1)
+        self.seed = ensure_int("seed", seed if seed is not None else 0, -(1 << 127))
         if transform_fn is not None and not callable(transform_fn):
             raise PetastormArgumentError(f"transform_fn must be callable or None, got {transform_fn!r}")
         self.reader = reader

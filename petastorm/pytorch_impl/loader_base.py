@@ -221,7 +221,7 @@ class LoaderBase:
         PetastormReaderError
             Called during a pass.
         """
-        from petastorm.adapters.settings import check_settings
+        from petastorm.adapters.checks import check_settings
 
         if self._in_iter or self._passes_started:
             raise PetastormReaderError("load_state_dict() must be called on a new loader, before iterating it")
@@ -253,7 +253,7 @@ class LoaderBase:
             self._drain_before_reset = self._passes_done > 0
 
     def _load_job_state(self, job: Mapping[str, Any]) -> None:
-        from petastorm.adapters.settings import check_settings
+        from petastorm.adapters.checks import check_settings
 
         if job.get("loader") != type(self).__name__:
             raise PetastormStateError(f"loader: the job state was merged from {job.get('loader')} states, this is a "

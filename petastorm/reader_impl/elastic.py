@@ -394,9 +394,9 @@ def load_job_state(reader: Any, job: Mapping) -> None:
             f"filters")
     mine = shardless_options(reader._options)
     if job.get("options_fingerprint") != fingerprint(mine):
-        from petastorm.reader_impl.reader_state import _differing_options
+        from petastorm.reader_impl.reader_state import differing_options
 
-        diffs = _differing_options(job.get("options") or {}, mine)
+        diffs = differing_options(job.get("options") or {}, mine)
         raise PetastormStateError(
             "job state was saved with different reader options (cur_shard and shard_count may change, "
             "nothing else)" + (": " + "; ".join(diffs) if diffs else "") +

@@ -217,18 +217,25 @@ def _get_str(state: Mapping, key: str) -> str:
     return state[key]
 
 
-def _differing_options(saved: Mapping, current: Mapping) -> list[str]:
-    saved = json.loads(_canonical_json(dict(saved)))
-    current = json.loads(_canonical_json(dict(current)))
+def describe_differences(saved: Mapping, current: Mapping, noun: str) -> list[str]:
+    """One phrase per key whose value differs between a saved state and now, in key order:
+    ``"batch_size (saved 8, now 16)"``; a key only saved is "not {noun}", one only current "not in the saved
+    state"."""
     out = []
     for key in sorted(set(saved) | set(current)):
         if key not in current:
-            out.append(f"{key} (saved {saved[key]!r}, not an option of this reader)")
+            out.append(f"{key} (saved {saved[key]!r}, not {noun})")
         elif key not in saved:
             out.append(f"{key} (not in the saved state, now {current[key]!r})")
         elif saved[key] != current[key]:
             out.append(f"{key} (saved {saved[key]!r}, now {current[key]!r})")
     return out
+
+
+def differing_options(saved: Mapping, current: Mapping) -> list[str]:
+    """:func:`describe_differences` of two readers' options, compared as their JSON forms."""
+    return describe_differences(json.loads(_canonical_json(dict(saved))), json.loads(_canonical_json(dict(current))),
+                                "an option of this reader")
 
 
 def check_state_dict(state: Any, dataset_fingerprint: str, options_fingerprint: str,
@@ -288,7 +295,7 @@ def check_state_dict(state: Any, dataset_fingerprint: str, options_fingerprint: 
         detail = ""
         saved_opts = state.get(KEY_OPTIONS)
         if options is not None and isinstance(saved_opts, Mapping):
-            diffs = _differing_options(saved_opts, options)
+            diffs = differing_options(saved_opts, options)
             if diffs:
                 detail = ": " + "; ".join(diffs)
         raise PetastormStateError(
