@@ -50,14 +50,14 @@ def test_every_variable_of_the_package_is_in_the_table_and_tested():
     names = {var.name for var in SETTINGS_TABLE}
     assert names == {case[0] for case in CASES}
     assert {var.field for var in SETTINGS_TABLE} == {f.name for f in dataclasses.fields(Settings)}
-    # every PETASTORM_* name the package mentions is a setting (parked workers' is going away with them)
+    # every PETASTORM_* name the package mentions is a setting
     mentioned = set()
     for root, _, files in os.walk(os.path.join(REPO, "petastorm")):
         for name in files:
             if name.endswith(".py"):
                 with open(os.path.join(root, name), encoding="utf-8") as f:
                     mentioned |= set(re.findall(r"PETASTORM_[A-Z_]+[A-Z]", f.read()))
-    assert mentioned - names <= {"PETASTORM_POOL_KEEPALIVE_S"}, mentioned - names
+    assert mentioned <= names, mentioned - names
 
 
 def test_defaults_when_unset_empty_or_blank():
@@ -176,16 +176,9 @@ def test_horovod_rank_and_size_from_the_launchers_variables(monkeypatch, env, ex
 
 
 #: The settings module, and modules that build a child process's environment (allowed by issue 13): the
-#: benchmark's measuring interpreter, the fork server's one-thread-BLAS setup.
+#: benchmark's measuring interpreter, the fork server's one-thread-BLAS setup (it sets a variable).
 _CHILD_ENVIRONMENT_BUILDERS = {"petastorm/settings.py", "petastorm/benchmark/throughput.py",
-                               "petastorm/reader_impl/worker_env.py",
                                "petastorm/reader_impl/process/fork_server_setup.py"}
-#: Process-pool modules that still read their PETASTORM_* variables themselves, until helper POOL-DOOR moves
-#: them to petastorm.settings (issue 13): remove each one as it is converted.
-_POOL_MODULES_NOT_YET_CONVERTED = {"petastorm/reader_impl/pool.py", "petastorm/reader_impl/process/pool.py",
-                                   "petastorm/reader_impl/process/fork_server.py",
-                                   "petastorm/reader_impl/process/segment_cache.py",
-                                   "petastorm/reader_impl/process/transport.py"}
 
 
 def test_the_environment_is_read_in_the_settings_module_only():
@@ -203,5 +196,4 @@ def test_the_environment_is_read_in_the_settings_module_only():
                 if ((isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
                      and isinstance(node.value, ast.Name) and node.value.id == "os")):
                     readers.add(os.path.relpath(path, REPO))
-    assert readers - _CHILD_ENVIRONMENT_BUILDERS - _POOL_MODULES_NOT_YET_CONVERTED == set(), \
-        "read petastorm.settings instead of os.environ"
+    assert readers - _CHILD_ENVIRONMENT_BUILDERS == set(), "read petastorm.settings instead of os.environ"
