@@ -20,7 +20,8 @@ from petastorm.adapters.column_buffer import (
 )
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 
-__all__ = ["ReaderSource", "Batcher", "rows_to_columns"]
+__all__ = ["ReaderSource", "Batcher", "rows_to_columns", "shuffle_buffer_layout", "MAX_ROUND_BATCHES",
+           "ROUND_FRACTION"]
 
 _READER = "reader"
 _PENDING = "pending"
@@ -28,7 +29,44 @@ _BUFFER = "buffer"
 _DONE = "done"
 _REPLAY = "replay"
 _REPLAY_READER, _REPLAY_READ, _REPLAY_ROWS, _REPLAY_SKIP = "reader", "rows_read", "rows", "skip"
+#: At most this many batches are drawn from the shuffling buffer at once (``ColumnShufflingBuffer`` rounds) ...
+MAX_ROUND_BATCHES = 8
+#: ... and a round holds at most ``1 / ROUND_FRACTION`` of the buffer's rows.
+ROUND_FRACTION = 8
 
+
+def shuffle_buffer_layout(capacity: int, batch_size: int, min_after_retrieve: Optional[int] = None) -> tuple:
+    """The loaders' shuffling buffer for ``shuffling_queue_capacity=capacity``: ``(rows, rounds)``, its rows
+    (:class:`ColumnShufflingBuffer` capacity) and the batches it draws at once (its ``rounds``).
+
+    ``rows = max(capacity, min_after_retrieve + batch_size)`` (``min_after_retrieve`` defaults to
+    ``capacity - batch_size``). ``rounds``: as many batches as fit in an eighth of those rows, at most
+    :data:`MAX_ROUND_BATCHES`, at least 1; with an explicit ``min_after_retrieve``, also few enough that a
+    round leaves ``min_after_retrieve`` rows behind. With the default ``min_after_retrieve`` the buffer gets
+    ``(rounds - 1) * batch_size // 2`` more rows: a round of ``R`` batches is drawn from a full buffer that then
+    holds ``R * batch_size`` rows fewer until it is refilled, where one batch at a time keeps it full, and
+    the extra rows make up for that (the shuffle-quality metric of ``petastorm.reader_impl.shuffle_quality``
+    on 1M rows, 100k buffer, batch 1024: mixing 0.9323 with one batch at a time, 0.9294 with rounds of 8 and
+    no extra rows, 0.9325 with them; displacement 0.1982 in both).
+
+    Parameters
+    ----------
+    capacity : int
+        ``shuffling_queue_capacity`` (> 0).
+    batch_size : int
+    min_after_retrieve : int, optional
+        As given by the user (None: the default).
+    """
+    explicit = min_after_retrieve is not None
+    min_after = min_after_retrieve if explicit else max(0, capacity - batch_size)
+    rows = max(capacity, min_after + batch_size)
+    rounds = min(MAX_ROUND_BATCHES, rows // (ROUND_FRACTION * batch_size))
+    if explicit:
+        rounds = min(rounds, (rows - min_after) // batch_size)
+    rounds = max(1, rounds)
+    if not explicit:
+        rows += (rounds - 1) * batch_size // 2
+    return rows, rounds
 
 
 def rows_to_columns(rows: list, fields: list) -> Columns:
@@ -157,10 +195,14 @@ class Batcher:
     shuffling_queue_capacity : int
         0: rows leave in reader order (zero-copy slices when a batch lies inside one reader batch).
         > 0: rows pass through a :class:`ColumnShufflingBuffer` holding ``max(capacity,
-        min_after_retrieve + batch_size)`` rows; a batch is retrieved once the buffer is full (or the
-        reader has ended), so at least ``min_after_retrieve`` rows stay behind while the reader has more.
+        min_after_retrieve + batch_size)`` rows (a few more: :func:`shuffle_buffer_layout`). Once the buffer
+        is full (or the reader has ended), the rows of ``R`` batches are drawn from it at once (``R *
+        batch_size <=`` an eighth of the buffer, ``R <= 8``) and served one batch after the other while the
+        buffer is refilled: every batch is ``batch_size`` uniformly chosen rows of a full buffer, disjoint
+        from the other batches of its round.
     min_after_retrieve : int, optional
-        Default ``capacity - batch_size`` (at least 0).
+        Default ``capacity - batch_size`` (at least 0). Given explicitly, a round also leaves at least
+        ``min_after_retrieve`` rows in the buffer while the reader has more (``R`` is bounded by it).
     seed : int, optional
         Seed of the shuffling buffer.
     drop_last : bool
@@ -188,9 +230,8 @@ class Batcher:
         self._done = False
         self._buffer: Optional[ColumnShufflingBuffer] = None
         if shuffling_queue_capacity > 0:
-            min_after = max(0, shuffling_queue_capacity - batch_size) if min_after_retrieve is None \
-                else min_after_retrieve
-            self._buffer = ColumnShufflingBuffer(max(shuffling_queue_capacity, min_after + batch_size), seed)
+            rows, rounds = shuffle_buffer_layout(shuffling_queue_capacity, batch_size, min_after_retrieve)
+            self._buffer = ColumnShufflingBuffer(rows, seed, rounds)
 
     @property
     def rows_held(self) -> int:

@@ -7,6 +7,15 @@ it empties are refilled by the next :meth:`ColumnShufflingBuffer.add` (one scatt
 so while the buffer is fed as fast as it is drained no row ever moves; a retrieve that finds slots still
 empty first moves the last rows into them. There is no Python work per row, and the buffer never holds
 more than its capacity (no lists of rows, no growth).
+
+**Rounds** (``rounds=R > 1``, what the loaders use): a :meth:`~ColumnShufflingBuffer.retrieve` of ``k`` rows
+that finds no drawn row left draws ``R * k`` distinct slots at once (one ``rng.choice``, one gather and one
+transpose per block) and returns the first ``k``; the next ``R - 1`` retrieves of ``k`` rows return the
+following ``k`` rows of that draw as views (no numpy work), while :meth:`~ColumnShufflingBuffer.add` refills
+all ``R * k`` emptied slots. Guarantee: the rows of every batch of a round are ``k`` uniformly chosen rows of
+the buffer as it was when the round was drawn (for the loaders: full), the round's batches are disjoint, and
+they come in a uniformly random order. What changes against ``R = 1``: a row read during a round can leave
+at the next round at the earliest (the loaders keep ``R * k <= capacity / 8``).
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ _GROUPED_KINDS = frozenset("biufcmM")
 _RNG = "rng"
 _CAPACITY = "capacity"
 _HOLES = "empty_slots"
+_ROUND = "round_rows"
 _NO_SLOTS = np.empty(0, dtype=np.int64)
 _STAGED_ROW_BYTES = 4096        # rows up to this size are assembled before being scattered as whole rows
 _STAGING_BYTES = 1 << 18        # at most this much staging at once
@@ -95,17 +105,25 @@ class ColumnShufflingBuffer:
         Rows the buffer holds (its arrays are allocated with this many rows on the first :meth:`add`).
     seed : int, optional
         Seed of the retrieval order (``np.random.default_rng(seed)``); None: a random one.
+    rounds : int
+        Batches drawn at once by :meth:`retrieve` (see the module docstring); 1: every retrieve draws its own.
 
     Notes
     -----
     Memory: ``capacity`` x (bytes of one row) allocated once. Each :meth:`retrieve` allocates only its
-    output batch (callers may keep it: it is never written again); :meth:`add` keeps staging blocks of at
-    most 256 KB (at most 4).
+    output batch, or its round of ``rounds`` batches (callers may keep them: they are never written again);
+    :meth:`add` keeps staging blocks of at most 256 KB (at most 4).
     """
 
-    def __init__(self, capacity: int, seed: Optional[int] = None) -> None:
+    def __init__(self, capacity: int, seed: Optional[int] = None, rounds: int = 1) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
             raise PetastormArgumentError(f"capacity must be a positive integer, got {capacity!r}")
+        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds <= 0:
+            raise PetastormArgumentError(f"rounds must be a positive integer, got {rounds!r}")
+        self._rounds = int(rounds)
+        self._round: Optional[Columns] = None  # the rows of the last round, C-contiguous columns
+        self._round_pos = 0                     # rows of the round served
+        self._round_len = 0
         self._capacity = int(capacity)
         self._rng = np.random.default_rng(seed)
         self._blocks: Optional[list] = None   # [(array (capacity, k, *cell), [k column names])]
@@ -125,12 +143,12 @@ class ColumnShufflingBuffer:
 
     @property
     def size(self) -> int:
-        """Rows in the buffer now."""
-        return self._size
+        """Rows in the buffer now (those of a round drawn and not yet retrieved included)."""
+        return self._size + self._round_len - self._round_pos
 
     @property
     def free(self) -> int:
-        """Rows that can still be added."""
+        """Rows that can still be added (the slots not holding a row)."""
         return self._capacity - self._size
 
     # Storage: columns of one numeric dtype and cell shape share a row-major block of shape
@@ -317,15 +335,37 @@ class ColumnShufflingBuffer:
         return self._gather(idx)
 
     def retrieve(self, count: int) -> Columns:
-        """Remove ``min(count, size)`` uniformly chosen rows and return them as new arrays.
+        """Remove ``min(count, size)`` uniformly chosen rows and return them as new arrays (with ``rounds > 1``:
+        the next rows of the current round, views of its arrays, drawing a new round when none is left).
 
         Returns
         -------
         dict of str -> np.ndarray, shape (min(count, size), ...), C-contiguous
         """
-        k = min(int(count), self._size)
+        k = min(int(count), self.size)
         if self._blocks is None or k == 0:
             return {name: view[0][:0].copy() for name, view in self._views.items()}
+        pos = self._round_pos
+        left = self._round_len - pos
+        if left >= k:  # served from the round: views, no numpy work
+            drawn = self._round
+            self._round_pos = pos + k
+            if pos + k == self._round_len:
+                self._round, self._round_pos, self._round_len = None, 0, 0
+            return {name: col[pos:pos + k] for name, col in drawn.items()}
+        if left:  # only when count changed within a round: its last rows and fresh ones
+            rest = {name: col[pos:] for name, col in self._round.items()}
+            self._round, self._round_pos, self._round_len = None, 0, 0
+            return concat_columns([rest, self._draw(k - left)])
+        m = min(self._rounds * k, self._size)
+        drawn = self._draw(m)
+        if m == k:
+            return drawn
+        self._round, self._round_pos, self._round_len = drawn, k, m
+        return {name: col[:k] for name, col in drawn.items()}
+
+    def _draw(self, k: int) -> Columns:
+        """Remove ``k <= _size`` uniformly chosen rows from the slots (one choice, one gather per block)."""
         self._compact()
         size = self._size
         if k == size:
@@ -357,9 +397,12 @@ class ColumnShufflingBuffer:
     def clear(self) -> None:
         """Forget every row (the arrays are kept for reuse)."""
         self._size, self._top, self._holes = 0, 0, _NO_SLOTS
+        self._round, self._round_pos, self._round_len = None, 0, 0
 
     def state_dict(self) -> dict:
-        """The rows held (copies, in slot order), the empty slots among them, the RNG state and the capacity."""
+        """The rows held (copies: those in the slots in slot order, then those of the current round not yet
+        retrieved, in the order they will leave), their count (``"round_rows"``), the empty slots among
+        the slots, the RNG state and the capacity."""
         holes, top = self._holes, self._top
         if len(holes):
             used = np.ones(top, dtype=bool)
@@ -367,12 +410,16 @@ class ColumnShufflingBuffer:
             rows = {n: view[0][:top][used] for n, view in self._views.items()}
         else:
             rows = {n: np.array(view[0][:top]) for n, view in self._views.items()}
+        pending = self._round_len - self._round_pos
+        if pending:
+            rows = {n: np.concatenate([col, self._round[n][self._round_pos:]]) for n, col in rows.items()}
         return {_CAPACITY: self._capacity, _ROWS: rows, _RNG: self._rng.bit_generator.state,
-                _HOLES: np.array(holes, dtype=np.int64)}
+                _HOLES: np.array(holes, dtype=np.int64), _ROUND: pending}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore rows, empty slots and RNG saved by :meth:`state_dict` (the same slots: the batches that
-        follow are those the saved buffer would have given).
+        """Restore rows, empty slots, the rows of a round not yet retrieved and the RNG saved by
+        :meth:`state_dict` (the same slots: the batches that follow are those the saved buffer would have
+        given).
 
         Raises
         ------
@@ -384,7 +431,13 @@ class ColumnShufflingBuffer:
         except (KeyError, TypeError):
             raise PetastormStateError(
                 f"malformed shuffling buffer state: expected a dict with keys '{_ROWS}' and '{_RNG}'") from None
-        n = num_rows(rows)
+        total = num_rows(rows)
+        pending = state.get(_ROUND, 0) or 0
+        if isinstance(pending, bool) or not isinstance(pending, (int, np.integer)) or not 0 <= pending <= total:
+            raise PetastormStateError(
+                f"malformed shuffling buffer state: '{_ROUND}' must be an integer between 0 and the {total} rows "
+                f"held, got {pending!r}")
+        n = total - int(pending)
         if n > self._capacity:
             raise PetastormStateError(
                 f"saved shuffling buffer holds {n} rows, more than this buffer's capacity {self._capacity}: "
@@ -397,10 +450,16 @@ class ColumnShufflingBuffer:
         self._rng.bit_generator.state = rng_state
         self._size, self._top, self._holes = 0, 0, _NO_SLOTS
         self._blocks, self._where, self._views, self._records, self._one_block = None, {}, {}, [], None
+        self._round, self._round_pos, self._round_len = None, 0, 0
         if top > self._capacity:  # a buffer grown past its first capacity (the batched RandomShufflingBuffer)
             self._capacity = top
         if n:
-            self.add({name: np.asarray(col) for name, col in rows.items()})
+            self.add({name: np.asarray(col)[:n] for name, col in rows.items()})
+        if pending:
+            self._round = {name: np.array(col[n:]) for name, col in rows.items()}
+            self._round_len = int(pending)
+            if not n:  # empty slots: allocated as the round's columns
+                self._allocate(self._round)
         if len(holes):
             used = np.ones(top, dtype=bool)
             used[holes] = False

@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petastorm.adapters import Batcher, ReaderSource, rows_to_columns
+from petastorm.adapters.batcher import shuffle_buffer_layout
 from petastorm.errors import PetastormStateError
+from petastorm.reader_impl.shuffle_quality import sequence_quality, through_shuffling_buffer
 
 
 def _drain(batcher, limit=None):
@@ -23,7 +25,7 @@ def _drain(batcher, limit=None):
 
 @settings(max_examples=120, deadline=None)
 @given(sizes=st.lists(st.integers(1, 40), max_size=12), batch_size=st.integers(1, 50),
-       capacity=st.sampled_from([0, 0, 1, 5, 17, 64]), drop_last=st.booleans(), batched=st.booleans(),
+       capacity=st.sampled_from([0, 0, 1, 5, 17, 64, 200]), drop_last=st.booleans(), batched=st.booleans(),
        seed=st.integers(0, 100))
 def test_every_row_exactly_once_in_batches_of_batch_size(sizes, batch_size, capacity, drop_last, batched, seed):
     batches = _drain(Batcher(ReaderSource(ListReader(make_chunks(sizes), batched)), batch_size, capacity,
@@ -44,7 +46,7 @@ def test_every_row_exactly_once_in_batches_of_batch_size(sizes, batch_size, capa
 
 @settings(max_examples=120, deadline=None)
 @given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=12), batch_size=st.integers(1, 50),
-       capacity=st.sampled_from([0, 1, 5, 17, 64]), cut=st.integers(0, 30), batched=st.booleans(),
+       capacity=st.sampled_from([0, 1, 5, 17, 64, 200]), cut=st.integers(0, 30), batched=st.booleans(),
        seed=st.integers(0, 100))
 def test_resume_at_any_batch_continues_the_uninterrupted_sequence(sizes, batch_size, capacity, cut, batched,
                                                                    seed):
@@ -121,3 +123,38 @@ def test_a_non_deterministic_chunk_fn_is_caught_on_resume():
     resumed = Batcher(ReaderSource(ListReader(chunks)), 10, chunk_fn=drop_rows_on_later_calls)
     with pytest.raises(PetastormStateError, match="got 20 rows instead of 50"):
         resumed.load_state_dict(state)
+
+
+def test_the_shuffling_buffer_draws_rounds_of_batches_within_an_eighth_of_its_rows():
+    # default min_after_retrieve: rounds of up to 8 batches, (R - 1) * batch_size / 2 rows more
+    assert shuffle_buffer_layout(100_000, 1024) == (100_000 + 7 * 512, 8)
+    assert shuffle_buffer_layout(20_000, 1024) == (20_000 + 512, 2)
+    assert shuffle_buffer_layout(10_000, 1024) == (10_000, 1)
+    assert shuffle_buffer_layout(5, 8) == (8, 1)
+    # an explicit min_after_retrieve bounds the round: it stays behind
+    assert shuffle_buffer_layout(100_000, 1024, 100_000 - 1024) == (100_000, 1)
+    assert shuffle_buffer_layout(100_000, 1024, 96_000) == (100_000, 3)
+    assert shuffle_buffer_layout(20, 4, 30) == (34, 1)
+
+
+def test_rounds_mix_as_well_as_one_batch_at_a_time():
+    # the shuffle-quality metric of the loaders' order (rounds of 8 batches) against the buffer drawing one
+    # batch at a time (through_shuffling_buffer), 262k rows in 64 row groups, a 16k-row buffer, batch 128
+    groups, rows, capacity, batch_size = 64, 4096, 16384, 128
+    seq = np.arange(groups * rows)
+    reader_batches = [(seq[g * rows:(g + 1) * rows],) for g in range(groups)]
+    new, old = [], []
+    for seed in range(4):
+        reader = ListReader([make_chunks([1])[0]._make((ids, np.zeros((rows, 2), np.float32)))
+                             for (ids,) in reader_batches])
+        b = Batcher(ReaderSource(reader), batch_size, capacity, seed=seed)
+        out = []
+        while (batch := b.next_batch()) is not None:
+            out.append(batch["id"])
+        new.append(sequence_quality(np.concatenate(out), rows_per_group=np.full(groups, rows)))
+        old.append(sequence_quality(through_shuffling_buffer(seq, capacity, batch_size, seed=seed),
+                                    rows_per_group=np.full(groups, rows)))
+    assert b._buffer._rounds == 8
+    for attr in ("mixing", "displacement_mean", "displacement_spread"):
+        a, o = np.mean([getattr(q, attr) for q in new]), np.mean([getattr(q, attr) for q in old])
+        assert abs(a - o) < 0.003, (attr, a, o)

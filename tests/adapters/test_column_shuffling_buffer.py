@@ -24,9 +24,9 @@ def _check_rows_intact(batch):
 
 @settings(max_examples=150, deadline=None)
 @given(capacity=st.integers(1, 60), ops=st.lists(st.tuples(st.booleans(), st.integers(1, 70)), max_size=40),
-       seed=st.integers(0, 2 ** 32))
-def test_every_row_added_comes_out_exactly_once_with_its_own_cells(capacity, ops, seed):
-    buf = ColumnShufflingBuffer(capacity, seed)
+       seed=st.integers(0, 2 ** 32), rounds=st.integers(1, 4))
+def test_every_row_added_comes_out_exactly_once_with_its_own_cells(capacity, ops, seed, rounds):
+    buf = ColumnShufflingBuffer(capacity, seed, rounds)
     added, out = 0, []
     for is_add, n in ops:
         if is_add:
@@ -42,7 +42,7 @@ def test_every_row_added_comes_out_exactly_once_with_its_own_cells(capacity, ops
             assert len(batch["id"]) == min(n, before) and buf.size == before - len(batch["id"])
             _check_rows_intact(batch)
             out.append(batch["id"])
-        assert 0 <= buf.size <= capacity
+        assert 0 <= buf.free <= capacity and buf.size >= capacity - buf.free
     if added:
         out.append(buf.retrieve(buf.size)["id"])
     ids = np.concatenate(out) if out else np.array([])
@@ -51,16 +51,16 @@ def test_every_row_added_comes_out_exactly_once_with_its_own_cells(capacity, ops
 
 @settings(max_examples=80, deadline=None)
 @given(capacity=st.integers(1, 40), sizes=st.lists(st.integers(1, 50), min_size=1, max_size=20),
-       batch=st.integers(1, 45), cut=st.integers(0, 30), seed=st.integers(0, 1000))
-def test_a_restored_buffer_continues_with_the_same_rows_in_the_same_order(capacity, sizes, batch, cut, seed):
+       batch=st.integers(1, 45), cut=st.integers(0, 30), seed=st.integers(0, 1000), rounds=st.integers(1, 4))
+def test_a_restored_buffer_continues_with_the_same_rows_in_the_same_order(capacity, sizes, batch, cut, seed, rounds):
     def run(restore_at):
-        buf = ColumnShufflingBuffer(capacity, seed)
+        buf = ColumnShufflingBuffer(capacity, seed, rounds)
         added, out, step = 0, [], 0
         for n in sizes:
             while n:
                 if step == restore_at:
                     state = buf.state_dict()
-                    buf = ColumnShufflingBuffer(capacity, seed=12345)  # another seed: the state's RNG wins
+                    buf = ColumnShufflingBuffer(capacity, seed=12345, rounds=rounds)  # the state's RNG wins
                     buf.load_state_dict(state)
                 step += 1
                 k = min(n, buf.free)
@@ -225,3 +225,72 @@ def test_take_copies_rows_by_index_or_slice_and_leaves_them_in_place():
         for col in batch.values():
             col[...] = col[0]  # writing to a taken batch leaves the buffer's rows alone
     assert sorted(buf.retrieve(10)["id"].tolist()) == list(range(10))
+
+
+def test_a_round_draws_the_rows_of_several_batches_at_once_and_serves_them_as_views():
+    buf = ColumnShufflingBuffer(64, 3, rounds=4)
+    buf.add(_cols(0, 64))
+    first = buf.retrieve(4)
+    assert buf.free == 16 and buf.size == 60  # the whole round left the slots; 12 of its rows wait
+    buf.add(_cols(64, 16))  # refilled at once
+    batches = [first] + [buf.retrieve(4) for _ in range(3)]
+    ids = np.concatenate([b["id"] for b in batches])
+    assert len(set(ids.tolist())) == 16 and ids.max() < 64  # the round came from the 64 rows held when drawn
+    for batch in batches:
+        _check_rows_intact(batch)
+        assert all(col.flags.c_contiguous for col in batch.values())
+        assert np.shares_memory(batch["id"], first["id"].base)  # views of the round's arrays
+    assert buf.size == 64 and buf.free == 0
+    assert not np.isin(buf.retrieve(4)["id"], ids).any()  # the next round is drawn from the refilled buffer
+
+
+def test_round_batches_reach_torch_without_a_copy():
+    import torch
+
+    buf = ColumnShufflingBuffer(1000, 0, rounds=8)
+    buf.add({"x": np.arange(1000, dtype=np.float32), "y": np.arange(1000, dtype=np.float32)})
+    buf.retrieve(32)
+    batch = buf.retrieve(32)  # the second batch of the round: a slice
+    for col in batch.values():
+        assert torch.from_numpy(col).data_ptr() == col.ctypes.data
+
+
+def test_a_state_taken_inside_a_round_resumes_exactly_even_with_every_slot_empty():
+    only_round = []
+
+    def run(cut):
+        buf = ColumnShufflingBuffer(24, 11, rounds=3)
+        out, added = [], 0
+        for step in range(15):
+            if step == cut:
+                state = buf.state_dict()
+                if state["round_rows"] and state["round_rows"] == len(state["rows"]["id"]):
+                    only_round.append(cut)
+                buf = ColumnShufflingBuffer(24, 0, rounds=3)
+                buf.load_state_dict(state)
+            if added < 60 and buf.free:
+                k = min(buf.free, 60 - added)
+                buf.add(_cols(added, k))
+                added += k
+            batch = buf.retrieve(4)
+            _check_rows_intact(batch)
+            out.extend(batch["id"].tolist())
+        return out
+
+    full = run(-1)
+    assert sorted(full) == list(range(60))
+    for cut in range(15):
+        assert run(cut) == full, cut
+    assert only_round  # some state held rows of a round only (the reader ended, the slots emptied)
+
+
+def test_a_state_with_a_round_keeps_its_rows_in_rows_and_bad_round_counts_are_refused():
+    buf = ColumnShufflingBuffer(40, 2, rounds=4)
+    buf.add(_cols(0, 40))
+    served = buf.retrieve(5)["id"].tolist()
+    state = buf.state_dict()
+    # every row held is in "rows" (elastic resumes read them there): the 25 in the slots, then the round's 15
+    assert state["round_rows"] == 15 and sorted(state["rows"]["id"].tolist() + served) == list(range(40))
+    for bad in (-1, 41, 2.5, True):
+        with pytest.raises(PetastormStateError, match="round_rows"):
+            ColumnShufflingBuffer(40, rounds=4).load_state_dict({**state, "round_rows": bad})
