@@ -18,6 +18,7 @@ from petastorm.errors import (
     PetastormSchemaError,
 )
 from petastorm.reader_impl.reader_core import Reader, warn_deprecated
+from petastorm.settings import settings
 
 __all__ = ["make_reader", "make_batch_reader", "Reader"]
 
@@ -308,6 +309,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                   shard_mode: str, balanced_remainder: str, convert_early_to_numpy: bool) -> Reader:
     url = _ensure_dataset_url(url)
     _ensure_pool(reader_pool_type, workers_count, results_queue_size)
+    config = settings()  # the PETASTORM_* variables, checked before any work (a bad value raises here)
     if reader_pool_type == "process":
         # start the fork server first: its imports (numpy, pyarrow: ~0.2 s) overlap this process's own
         # (pyarrow, on a first reader) and the dataset discovery below
@@ -317,7 +319,6 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
     import numpy as np
 
     from petastorm.reader_impl.dataset import describe_url, open_dataset
-    from petastorm.reader_impl.fixed_binary import direct_read_enabled
     from petastorm.reader_impl.plan import PlanOptions
     from petastorm.reader_impl.pool_factory import make_pool
     from petastorm.reader_impl.selection import (
@@ -443,7 +444,7 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
                     output_mode="batch" if is_batched else "rows", cache=cache,
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
-                    filter_columns=filter_cols, direct_read=direct_read_enabled(),
+                    filter_columns=filter_cols, direct_read=config.direct_read, settings=config,
                     convert_early_to_numpy=bool(convert_early_to_numpy))
     pool = make_pool(reader_pool_type, workers_count, results_queue_size)
     options_fp, options_plain = _options_fingerprint(

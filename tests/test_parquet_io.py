@@ -105,3 +105,24 @@ def test_decode_bound_readers_use_jemalloc_only_for_uncompressed_files(tmp_path,
     assert read_memory_pool(decode_bound=True, compressed=True) is None
     del got
     pf.close(force=True)
+
+
+def test_the_workers_open_files_with_the_readers_settings(synthetic_dataset, monkeypatch):
+    # the reader takes its settings when it starts and hands them to its workers in the ReadSpec (a process
+    # worker's own environment is the fork server's, possibly older)
+    import petastorm.reader_impl.parquet_io as parquet_io
+    from petastorm import make_reader
+
+    seen = []
+    original = parquet_io.open_row_group_file
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("config"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(parquet_io, "open_row_group_file", recording)
+    monkeypatch.setenv(ARROW_POOL_ENV, "system")
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id"]) as reader:
+        monkeypatch.setenv(ARROW_POOL_ENV, "default")  # changed after the reader started: not this reader's
+        assert sorted(row.id for row in reader) == list(range(100))
+    assert seen and all(isinstance(c, Settings) and c.arrow_pool == "system" for c in seen)

@@ -15,6 +15,9 @@ Anything else (nulls, values of different lengths, other codecs such as LZO or t
 Hadoop-framed LZ4, a malformed page) makes :func:`read_fixed_binary` return None and the caller reads the column through pyarrow, which also
 reports any real corruption. Every placed value's length prefix is checked, so a page layout this module
 misreads cannot pass silently.
+
+``PETASTORM_DIRECT_READ=off`` (:attr:`petastorm.settings.Settings.direct_read`, passed to the workers in
+``ReadSpec.direct_read``) turns this path off: every column is then read through pyarrow.
 """
 from __future__ import annotations
 
@@ -25,9 +28,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from petastorm.reader_impl.thrift_compact import BOOL, I32, STRUCT, ThriftError, read_struct, read_varint
-from petastorm.settings import settings
 
-__all__ = ["FixedCells", "ReadBuffer", "read_fixed_binary", "direct_read_enabled"]
+__all__ = ["FixedCells", "ReadBuffer", "read_fixed_binary"]
 
 _DATA_PAGE, _INDEX_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 1, 2, 3
 _PLAIN, _PLAIN_DICTIONARY, _RLE, _RLE_DICTIONARY = 0, 2, 3, 8
@@ -90,12 +92,6 @@ class ReadBuffer:
             self._buf = np.empty(0, np.uint8)  # let the old one go first
             self._buf = self._alloc(size_wanted)
         return memoryview(self._buf)[:size]
-
-
-def direct_read_enabled() -> bool:
-    """Whether this path is on: :attr:`petastorm.settings.Settings.direct_read` (``$PETASTORM_DIRECT_READ``,
-    on by default; off: every column is read through pyarrow)."""
-    return settings().direct_read
 
 
 def read_fixed_binary(path: str, chunk: Any, max_def_level: int, alloc: Callable[[int], np.ndarray],

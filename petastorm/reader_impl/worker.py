@@ -57,6 +57,9 @@ class ReadSpec:
     direct_read : bool
         Read fixed-shape ndarray fields of local files straight from their Parquet pages (see
         :mod:`petastorm.reader_impl.fixed_binary`; ``$PETASTORM_DIRECT_READ`` in the reader's process).
+    settings : petastorm.settings.Settings or None
+        The reader's settings, taken when it starts (workers read files with its ``arrow_pool``); None:
+        those of the worker's process.
     convert_early_to_numpy : bool
         The ``convert_early_to_numpy`` argument of the reader factories (petastorm 0.13). In 0.13.1 it moved
         the conversion of a batch to numpy from the reader's thread into the worker, with no effect on what
@@ -79,6 +82,7 @@ class ReadSpec:
     filter_columns: list = field(default_factory=list)
     direct_read: bool = True
     convert_early_to_numpy: bool = False
+    settings: Any = None
 
 
 class RowGroupWorker:
@@ -119,7 +123,7 @@ class RowGroupWorker:
         try:
             pf = open_row_group_file(self._spec.filesystem, path, pre_buffer=self._pre_buffer,
                                      buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES,
-                                     decode_bound=self._decode_bound)
+                                     decode_bound=self._decode_bound, config=self._spec.settings)
         except Exception as e:
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
