@@ -134,6 +134,10 @@ def test_a_bad_value_stops_a_reader_before_it_starts(monkeypatch, synthetic_data
     monkeypatch.setenv("PETASTORM_DIRECT_READ", "off")
     with make_reader(synthetic_dataset, reader_pool_type="dummy", schema_fields=["id"]) as reader:
         assert len(list(reader)) == 100
+    monkeypatch.setenv("PETASTORM_MP_START", "teleport")  # checked first: before the dataset is looked at
+    for pool in ("thread", "process"):
+        with pytest.raises(PetastormArgumentError, match="PETASTORM_MP_START='teleport'"):
+            make_reader("file:///no/such/dataset", reader_pool_type=pool)
 
 
 def test_docs_page_shows_the_current_table():
