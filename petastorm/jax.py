@@ -114,10 +114,14 @@ class JaxIterator:
         self.batch_size = batch_size
         self.sharding = sharding
         self.drop_last = bool(drop_last)
+        # in reader order without a transform_fn, batches are row ranges of reader batches: each reader batch
+        # is placed once and its batches are cut on the device (petastorm.jax_impl.chunks)
+        whole = shuffling_queue_capacity == 0 and transform_fn is None
+        placer = DevicePlacer(sharding, shards, batch_size if whole else None)
         self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
                                        min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
-                                       transform_fn=transform_fn, convert=DevicePlacer(sharding, shards),
-                                       prefetch=prefetch)
+                                       transform_fn=transform_fn, convert=placer, prefetch=prefetch,
+                                       chunk_fn=placer.chunk_fn)
         self._closed = False
 
     # --- iteration -------------------------------------------------------------------------------------------

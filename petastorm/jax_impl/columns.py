@@ -131,6 +131,12 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
 
     if x64 is None:
         x64 = bool(jax.config.jax_enable_x64)
+    for column in batch.values():  # the common case, ~0.2 us a column: plain numeric arrays needing no check
+        if type(column) is not np.ndarray or column.dtype.kind not in _NUMERIC_KINDS or \
+                (not x64 and column.dtype in _NARROW_INTS):
+            break
+    else:
+        return dict(batch)
     out: Dict[str, Any] = {}
     for name, column in batch.items():
         if isinstance(column, jax.Array):  # made by transform_fn on device: JAX types already

@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
+from petastorm.jax_impl.chunks import ChunkPlacer
 from petastorm.jax_impl.columns import jax_ready_columns
 from petastorm.jax_impl.transfer import BatchTransfer
 
@@ -88,6 +89,15 @@ def check_batch_size(batch_size: int, sharding: Any) -> int:
     return shards
 
 
+def _single_device(sharding: Any) -> bool:
+    """None or a sharding over one device of this process."""
+    if sharding is None:
+        return True
+    from jax.sharding import SingleDeviceSharding
+
+    return isinstance(sharding, SingleDeviceSharding)
+
+
 class DevicePlacer:
     """The ``convert`` step: a numpy column batch -> a dict of ``jax.Array`` on device (sharded if asked).
 
@@ -102,13 +112,26 @@ class DevicePlacer:
         None places on JAX's default device.
     shards : int
         ``batch_shard_count(sharding)``.
+    batch_size : int, optional
+        Given (with a sharding of one device or none), batches that are row ranges of one reader batch are cut
+        from one device copy of it (:class:`~petastorm.jax_impl.chunks.ChunkPlacer`, whose ``register`` must
+        then be the core's ``chunk_fn``: see :attr:`chunk_fn`).
     """
 
-    def __init__(self, sharding: Optional[Any], shards: int) -> None:
+    def __init__(self, sharding: Optional[Any], shards: int, batch_size: Optional[int] = None) -> None:
         self.sharding = sharding
         self.shards = shards
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
         self._transfer = BatchTransfer(sharding)
+        self._chunks: Optional[ChunkPlacer] = None
+        if batch_size is not None and _single_device(sharding):
+            self._chunks = ChunkPlacer(batch_size, sharding)
+
+    @property
+    def chunk_fn(self) -> Optional[Any]:
+        """The core's ``chunk_fn`` registering each reader batch, or None when whole reader batches are not
+        placed (no ``batch_size`` given, or a sharding over several devices)."""
+        return self._chunks.register if self._chunks is not None else None
 
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         import jax
@@ -118,6 +141,13 @@ class DevicePlacer:
             self._check_rows(columns)
             if self.sharding.is_fully_addressable:  # else the global shape is JAX's to check, per field
                 self._check_shapes(columns)
+        if self._chunks is not None and columns:
+            served = self._chunks(columns)
+            if served is not None:  # ready already (ChunkPlacer waits once per call)
+                if len(served) == len(columns):
+                    return served
+                rest = jax.block_until_ready(self._transfer({n: c for n, c in columns.items() if n not in served}))
+                return {name: served[name] if name in served else rest[name] for name in columns}
         return jax.block_until_ready(self._transfer(columns))
 
     def _check_rows(self, columns: Mapping[str, np.ndarray]) -> None:
