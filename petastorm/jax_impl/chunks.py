@@ -1,4 +1,4 @@
-"""Placing a whole reader batch on the device once and cutting every batch of it there, several per call.
+"""Placing each reader batch on the device in a few pages and cutting its batches there, several per call.
 
 Why: JAX has a fixed cost per array it creates from the host (``jax.device_put``: ~20 us per array on a CPU
 host, whatever its size) and per jitted call (~30-60 us of dispatch), while a jitted call's *outputs* cost
@@ -9,20 +9,21 @@ stacked and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfe
    :meth:`ChunkPlacer.register` (its ``chunk_fn``) before cutting it; nothing is copied then.
 2. When ``convert`` later receives a batch whose columns are all views of one registered reader batch, at
    one row offset, of exactly ``batch_size`` rows (no shuffling, no ``transform_fn``, the batch not
-   straddling two reader batches), the reader batch is stacked on the host per group of columns of one
-   dtype and cell shape (one ``(k, rows_padded) + cell`` copy per group) and placed on the device in one
-   transfer per group (aliasing the host copy on CPU).
-3. One jitted call then cuts the next ``G`` batches (``G * columns`` outputs, ``G = 128 // columns``
-   clamped to 1..16) with ``lax.dynamic_slice`` at a traced start row, so it is compiled once per column
-   layout and padded row count, not once per offset; ``rows_padded`` rounds the reader batch's rows up to
-   one eighth of their power of two (plus ``G - 1`` batches), so reader batches of slightly different sizes
-   share a compilation. Batches beyond the real rows are never served.
+   straddling two reader batches), the page of the reader batch holding that offset is placed: a page is
+   ``P + G * batch_size`` rows (``P`` = the reader batch's rows rounded up to a multiple of ``G *
+   batch_size``, at most ``8 * G * batch_size``), stacked on the host per group of columns of one dtype
+   and cell shape (one ``(k, rows) + cell`` copy per group; rows past the reader batch are zeros) and
+   moved in one transfer (aliasing the host copy on CPU). One page at a time is kept.
+3. One jitted call then cuts the next ``G`` batches (``G * columns`` outputs, ``G = 96 // columns``
+   clamped to 1..8) with ``lax.dynamic_slice`` at a traced start row, so it is compiled once per column
+   layout, batch size and page shape (at most 8 page shapes), not once per offset or reader batch size.
+   Batches past the reader batch's end are never served.
 
-Per batch of 1,024 rows x 20 float32 columns on a 2-core CPU host this costs ~2.5 us per output array plus
-``1/G`` of a dispatch plus the host stack (~2 ms per 131 k-row reader batch): ~50-70 us instead of ~170.
+Per batch of 1,024 rows x 20 float32 columns on a 2-core CPU host this costs ~1-3 us per output array plus
+``1/G`` of a dispatch plus ``1/(8 G)`` of a page placement (~0.5 ms): ~50-100 us instead of ~130-170.
 Anything else (a shuffled batch, a ``transform_fn``'s output, a batch straddling two reader batches, the
 short last batch, a resumed prefetched batch, columns too wide to stack, a sharding over several devices)
-is served by :class:`~petastorm.jax_impl.transfer.BatchTransfer` as before. Which rows form each batch is
+is served by :class:`~petastorm.jax_impl.transfer.BatchTransfer`. Which rows form each batch is
 the core's decision alone: this module only recognises where the rows of a batch already lie.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["ChunkPlacer", "batches_per_call"]
+__all__ = ["ChunkPlacer", "batches_per_call", "page_rows"]
 
 _KINDS = "biufc"
 _KEEP = 2                 # reader batches remembered (the current one and the one before)
