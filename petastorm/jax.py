@@ -44,11 +44,12 @@ returns. Small batches of many columns therefore cost more in placement than in 
 amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core CPU host):
 
 - in reader order without ``transform_fn`` (sharding None or one device), a batch is a row range of one
-  reader batch: the reader batch is copied to the device in pages (one host stack and one transfer per
-  ``8 * G`` batches) and one jitted call cuts ``G = 96 // columns`` batches (1..8) from a page
-  (:mod:`petastorm.jax_impl.chunks`): ~50-100 us per batch, nearly all of it the 20 output arrays;
+  reader batch: its columns of at most 8 KiB per batch are copied to the device in pages of the reader
+  batch (one host stack and one transfer per page of up to 4 MiB) and one jitted call cuts ``G = 96 //
+  columns`` batches (1..8) from a page (:mod:`petastorm.jax_impl.chunks`): ~50-100 us per batch, nearly
+  all of it the 20 output arrays;
 - otherwise (shuffling, ``transform_fn``, a batch straddling two reader batches, the last short batch, a
-  sharding over several devices) small columns of one dtype and row shape are stacked on the host, moved
+  sharding over several devices, wider columns) small columns of one dtype and row shape are stacked on the host, moved
   in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`): ~130-170 us.
 
 So the cost is per *array*: a ``transform_fn`` that stacks scalar features into one matrix
