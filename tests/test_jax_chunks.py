@@ -57,6 +57,15 @@ def test_every_batch_holds_the_rows_in_reader_order_with_their_own_values(plain_
         _check_values(batch)
 
 
+def test_batches_land_on_the_device_given_as_sharding(plain_dataset):
+    device = jax.devices()[-1]
+    with _reader(plain_dataset) as reader, make_jax_iterator(reader, batch_size=32, sharding=device) as batches:
+        got = list(batches)
+    assert {d for b in got for v in b.values() for d in v.devices()} == {device}
+    assert np.concatenate([np.asarray(b["id"]) for b in got]).tolist() == list(range(ROWS))
+    _check_values(got[3])
+
+
 def test_a_batch_outlives_the_reader_batches_it_was_cut_from(plain_dataset):
     with _reader(plain_dataset) as reader, make_jax_iterator(reader, batch_size=32, drop_last=True) as batches:
         got = list(batches)

@@ -26,6 +26,10 @@ Anything else (a shuffled batch, a ``transform_fn``'s output, a batch straddling
 short last batch, a resumed prefetched batch, columns too wide to stack, a sharding over several devices)
 is served by :class:`~petastorm.jax_impl.transfer.BatchTransfer`. Which rows form each batch is
 the core's decision alone: this module only recognises where the rows of a batch already lie.
+
+Memory: one page on the host and the device (at most 4 MiB unless one call needs more; on CPU the device
+page aliases the host one), and references to the last two reader batches registered (one more than the
+core would hold).
 """
 from __future__ import annotations
 
