@@ -14,7 +14,11 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
     - ``chunk_fn``: run on each column batch as the reader gives it, before batching/shuffling.
     - ``shuffling_queue_capacity > 0``: rows pass through a :class:`ColumnShufflingBuffer` of
       ``max(capacity, min_after_retrieve + batch_size)`` rows (``min_after_retrieve`` defaults to
-      ``capacity - batch_size``); each batch is ``batch_size`` uniformly chosen rows of a full buffer.
+      ``capacity - batch_size``; then ``(R - 1) * batch_size // 2`` rows more, see ``shuffle_buffer_layout``);
+      each batch is ``batch_size`` uniformly chosen rows of a full buffer. The buffer draws ``R`` batches at
+      once (a *round*: ``R * batch_size`` at most an eighth of the buffer, ``R <= 8``): the batches of a round
+      do not overlap, come in random order, and are C-contiguous slices of one array per column (zero-copy
+      for ``torch.from_numpy``).
     - ``prefetch``: batches prepared ahead by one daemon thread (bounded deque); 0 = synchronous.
     - Errors from the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the caller's
       thread; the pipeline closes, and the reader is stopped and joined (``stop_reader_on_error``).
@@ -35,11 +39,13 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
       (``"batch_size (saved 8, now 16)"``); the reader raises it for another dataset / reader options.
     - ``settings`` (dict), ``reader``, ``rows_held`` (rows read from the reader and not yet yielded).
 
-``ColumnShufflingBuffer(capacity, seed=None)``: ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
+``ColumnShufflingBuffer(capacity, seed=None, rounds=1)``: ``add(columns)`` (``n <= free`` rows), ``retrieve(k)``
     (``min(k, size)`` random rows as new arrays), ``take(idx)`` (copies of rows ``idx``, an index array or a
     slice, left in place), ``size``, ``free``, ``capacity``, ``grow(capacity)``, ``clear()``,
     ``state_dict()`` / ``load_state_dict()``. Numeric columns of one dtype and cell shape share a row-major
-    block, so a batch is one gather of whole rows per block, and the slots a batch empties are refilled by the next ``add``.
+    block, so a batch is one gather of whole rows per block, and the slots a batch empties are refilled by the
+    next ``add``. Its state's ``rows`` hold every row held (slots, then the current round's rows not yet
+    served; ``round_rows`` says how many of those).
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
 drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns |
 None``, state).
