@@ -46,7 +46,7 @@ __all__ = ["Settings", "Variable", "SETTINGS_TABLE", "settings", "settings_table
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
-#: Transports of process-pool results (see :mod:`petastorm.reader_impl.shm_transport`).
+#: Transports of process-pool results (see :mod:`petastorm.reader_impl.process.transport`).
 _TRANSPORTS = ("shm", "pipe")
 #: Arrow memory pools of the row-group reads (see :mod:`petastorm.reader_impl.parquet_io`).
 _ARROW_POOLS = ("default", "jemalloc", "mimalloc", "system")
@@ -182,7 +182,7 @@ SETTINGS_TABLE: Tuple[Variable, ...] = (
              "(`shm` where unsupported falls back to `pipe`)."),
     Variable("PETASTORM_SHM_CACHE_MB", "shm_cache_mb", parse_size_mb, "size in MB (>= 0)", "256",
              "Shared memory a stopped process pool leaves for the next one; `0`: none "
-             "(`petastorm.reader_impl.shm_transport.clear_segment_cache()` frees it)."),
+             "(`petastorm.reader_impl.process.clear_segment_cache()` frees it)."),
     Variable("PETASTORM_RESULTS_BUDGET_MB", "results_budget_mb", parse_size_mb, "size in MB (>= 0)", "64",
              "Finished results a pool lets wait for the consumer (never fewer than one per worker plus "
              "one)."),
