@@ -39,7 +39,7 @@ of every process along the batch axis), of which this process's devices hold its
 training step's collectives wait forever: balanced shards do that, ``drop_last=True`` makes it certain.
 
 **Speed.** JAX has fixed costs that do not depend on the size of the data: ~20 us per array created from
-the host (``jax.device_put``, on a CPU host), ~30-60 us per jitted call, ~1-3 us per array a jitted call
+the host (``jax.device_put``, on a CPU host), ~60 us per jitted call, ~3 us per array a jitted call
 returns. Small batches of many columns therefore cost more in placement than in reading, and the iterator
 amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core CPU host):
 
@@ -49,13 +49,15 @@ amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core 
   columns`` batches (1..8) from a page (:mod:`petastorm.jax_impl.chunks`): ~50-100 us per batch, nearly
   all of it the 20 output arrays;
 - otherwise (shuffling, ``transform_fn``, a batch straddling two reader batches, the last short batch, a
-  sharding over several devices, wider columns) small columns of one dtype and row shape are stacked on the host, moved
-  in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`): ~130-170 us.
+  sharding over several devices, wider columns) small columns of one dtype and row shape are stacked on the
+  host, moved in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`):
+  ~130-170 us.
 
-So the cost is per *array*: a ``transform_fn`` that stacks scalar features into one matrix
-(``{"x": np.stack([b[f] for f in features], axis=1), "y": b["label"]}``) yields 2 arrays instead of 20,
-and larger batches divide the per-array cost by their rows. The first batches of a new column layout also
-pay JAX's compilation (~0.5-1 s, once per process and layout).
+The floor is the arrays themselves (20 x ~3 us per batch), about twice what half the speed of plain
+pyarrow reading allows at batch 1,024. So the cost is per *array*: a ``transform_fn`` that stacks scalar
+features into one matrix (``{"x": np.stack([b[f] for f in features], axis=1), "y": b["label"]}``) yields
+2 arrays instead of 20, and larger batches divide the per-array cost by their rows. The first batches of
+a new column layout also pay JAX's compilation (~0.5-1 s, once per process and layout).
 
 **Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
 fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field
@@ -102,7 +104,8 @@ class JaxIterator:
     """Iterator of batches ``{field name: jax.Array of shape (batch_size,) + field shape}``.
 
     Build it with :func:`make_jax_iterator`. It makes one pass over the reader and ends when the reader ends
-    (never, with a reader made with ``num_epochs=None``; for several epochs give the reader ``num_epochs``). A context manager: leaving it (or :meth:`close`) stops the prefetch thread and
+    (never, with a reader made with ``num_epochs=None``; for several epochs give the reader ``num_epochs``).
+    A context manager: leaving it (or :meth:`close`) stops the prefetch thread and
     stops and joins the reader. Abandoned without ``close()``, it stops its thread when garbage-collected.
     """
 

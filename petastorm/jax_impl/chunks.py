@@ -1,8 +1,8 @@
 """Placing each reader batch on the device in a few pages and cutting its batches there, several per call.
 
 Why: JAX has a fixed cost per array it creates from the host (``jax.device_put``: ~20 us per array on a CPU
-host, whatever its size) and per jitted call (~30-60 us of dispatch), while a jitted call's *outputs* cost
-only ~2-3 us each. A batch of 1,024 rows of 20 ``float32`` columns put column by column costs ~430 us;
+host, whatever its size) and per jitted call (~60 us, even for one output), while a jitted call's *outputs* cost
+only ~3 us each. A batch of 1,024 rows of 20 ``float32`` columns put column by column costs ~430 us;
 stacked and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`) ~130-170 us. Here:
 
 1. The shared core (:class:`~petastorm.adapters.BatchPipeline`) gives every reader batch to
@@ -20,7 +20,7 @@ stacked and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfe
    layout, batch size and page shape (at most 8), not once per offset or reader batch size. Batches past
    the reader batch's end are never served.
 
-Per batch of 1,024 rows x 20 float32 columns on a 2-core CPU host this costs ~1-3 us per output array plus
+Per batch of 1,024 rows x 20 float32 columns on a 2-core CPU host this costs ~3 us per output array plus
 ``1/G`` of a dispatch plus ``1/(c G)`` of a page placement (~0.5 ms): ~50-100 us instead of ~130-170.
 Anything else (a shuffled batch, a ``transform_fn``'s output, a batch straddling two reader batches, the
 short last batch, a resumed prefetched batch, columns too wide to stack, a sharding over several devices)
