@@ -1,14 +1,18 @@
 """``make_reader`` and ``make_batch_reader``: the public entry points of the read pipeline.
 
-The facade checks and normalises arguments, then wires the stages:
-fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> plan (:mod:`petastorm.reader_impl.plan`) ->
-pool (:mod:`petastorm.reader_impl.pool_factory`) -> worker (:mod:`petastorm.reader_impl.worker`) ->
-:class:`~petastorm.reader_impl.reader_core.Reader`. No decoding and no I/O happen here.
+The facade checks and normalises arguments (both entry points gather theirs in one ``_ReaderArgs``), then
+wires the stages: fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> selection of row groups
+(:mod:`petastorm.reader_impl.selection`) -> plan (:mod:`petastorm.reader_impl.plan`) -> pool
+(:mod:`petastorm.reader_impl.pool_factory`) -> worker (:mod:`petastorm.reader_impl.worker`) ->
+:class:`~petastorm.reader_impl.reader_core.Reader`, which keeps the options' fingerprint
+(:mod:`petastorm.reader_impl.fingerprint`) for resume states. No decoding and no I/O happen here.
 """
 from __future__ import annotations
 
 import re
 import secrets
+import warnings
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 from petastorm.errors import (
@@ -122,61 +126,6 @@ def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_sche
     return resolved
 
 
-def _options_fingerprint(**options: Any) -> tuple:
-    """(fingerprint, JSON-able dict) of the options that decide the sequence of rows."""
-    from petastorm.reader_impl.reader_state import fingerprint
-
-    plain = {k: (repr(v) if not isinstance(v, (int, str, bool, float, type(None), list)) else v)
-             for k, v in options.items()}
-    return fingerprint(plain), plain
-
-
-def _canonical(obj: Any, depth: int = 0) -> Any:
-    """A JSON-able description of a user spec (predicate, transform) that is stable across processes:
-    sets sorted, objects as their class and attributes, functions as their code and closure."""
-    import types
-
-    if depth > 8:
-        return repr(type(obj))
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, bytes):
-        return obj.hex()
-    if isinstance(obj, (list, tuple)):
-        return [_canonical(x, depth + 1) for x in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted((_canonical(x, depth + 1) for x in obj), key=repr)
-    if isinstance(obj, dict):
-        return sorted(([repr(k), _canonical(v, depth + 1)] for k, v in obj.items()), key=lambda kv: kv[0])
-    if isinstance(obj, types.FunctionType):
-        code = obj.__code__
-        closure = [_canonical(c.cell_contents, depth + 1) for c in (obj.__closure__ or ())]
-        return ["function", obj.__qualname__, code.co_code.hex(), _canonical(code.co_consts, depth + 1), closure,
-                _canonical(obj.__defaults__, depth + 1)]
-    if isinstance(obj, types.CodeType):
-        return ["code", obj.co_name, obj.co_code.hex()]
-    if hasattr(obj, "__dict__"):
-        return [type(obj).__qualname__, _canonical(vars(obj), depth + 1)]
-    return repr(obj)
-
-
-def _spec_fingerprint(spec: Any) -> Optional[str]:
-    if spec is None:
-        return None
-    from petastorm.reader_impl.reader_state import fingerprint
-
-    try:
-        return fingerprint(_canonical(spec))
-    except Exception:  # an exotic object: fall back to its type (a weaker check)
-        return type(spec).__qualname__
-
-
-def _ids_fingerprint(ids: list) -> str:
-    from petastorm.reader_impl.reader_state import fingerprint
-
-    return fingerprint([int(i) for i in ids])
-
-
 # --- the entry points -------------------------------------------------------------------------------------
 
 def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: str = "thread", workers_count: int = 10,
@@ -249,17 +198,18 @@ def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: s
         warn_deprecated("pyarrow_serialize")
     if zmq_copy_buffers is not True:
         warn_deprecated("zmq_copy_buffers")
-    return _build_reader(
-        dataset_url, is_batched=False, schema_fields=schema_fields, reader_pool_type=reader_pool_type,
-        workers_count=workers_count, results_queue_size=results_queue_size, seed=seed, shuffle_rows=shuffle_rows,
-        shuffle_row_groups=shuffle_row_groups, shuffle_row_drop_partitions=shuffle_row_drop_partitions,
-        predicate=predicate, rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard,
-        shard_count=shard_count, shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
+    return _build_reader(_ReaderArgs(
+        url=dataset_url, is_batched=False, schema_fields=schema_fields,
+        reader_pool_type=reader_pool_type, workers_count=workers_count, results_queue_size=results_queue_size,
+        seed=seed, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
+        shuffle_row_drop_partitions=shuffle_row_drop_partitions, predicate=predicate,
+        rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard, shard_count=shard_count,
+        shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
         cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
         cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
-        filters=filters, storage_options=storage_options, filesystem=filesystem, resume_from=resume_from,
-        convert_early_to_numpy=convert_early_to_numpy,
-        shard_mode=shard_mode, balanced_remainder=balanced_remainder)
+        filters=filters, storage_options=storage_options, filesystem=filesystem,
+        convert_early_to_numpy=convert_early_to_numpy, resume_from=resume_from, shard_mode=shard_mode,
+        balanced_remainder=balanced_remainder))
 
 
 def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fields: Any = None,
@@ -287,30 +237,100 @@ def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fie
     """
     if zmq_copy_buffers is not True:
         warn_deprecated("zmq_copy_buffers")
-    return _build_reader(
-        dataset_url_or_urls, is_batched=True, schema_fields=schema_fields, reader_pool_type=reader_pool_type,
-        workers_count=workers_count, results_queue_size=results_queue_size, seed=seed, shuffle_rows=shuffle_rows,
-        shuffle_row_groups=shuffle_row_groups, shuffle_row_drop_partitions=shuffle_row_drop_partitions,
-        predicate=predicate, rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard,
-        shard_count=shard_count, shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
+    return _build_reader(_ReaderArgs(
+        url=dataset_url_or_urls, is_batched=True, schema_fields=schema_fields,
+        reader_pool_type=reader_pool_type, workers_count=workers_count, results_queue_size=results_queue_size,
+        seed=seed, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
+        shuffle_row_drop_partitions=shuffle_row_drop_partitions, predicate=predicate,
+        rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard, shard_count=shard_count,
+        shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
         cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
         cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
-        filters=filters, storage_options=storage_options, filesystem=filesystem, resume_from=resume_from,
-        convert_early_to_numpy=convert_early_to_numpy,
-        shard_mode=shard_mode, balanced_remainder=balanced_remainder)
+        filters=filters, storage_options=storage_options, filesystem=filesystem,
+        convert_early_to_numpy=convert_early_to_numpy, resume_from=resume_from, shard_mode=shard_mode,
+        balanced_remainder=balanced_remainder))
 
 
-def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool_type: str, workers_count: int,
-                  results_queue_size: int, seed: Optional[int], shuffle_rows: bool, shuffle_row_groups: bool,
-                  shuffle_row_drop_partitions: int, predicate: Any, rowgroup_selector: Any, num_epochs: Any,
-                  cur_shard: Any, shard_count: Any, shard_seed: Any, cache_type: str, cache_location: Any,
-                  cache_size_limit: Any, cache_row_size_estimate: Any, cache_extra_settings: Any, hdfs_driver: str,
-                  transform_spec: Any, filters: Any, storage_options: Any, filesystem: Any, resume_from: Any,
-                  shard_mode: str, balanced_remainder: str, convert_early_to_numpy: bool) -> Reader:
-    url = _ensure_dataset_url(url)
-    _ensure_pool(reader_pool_type, workers_count, results_queue_size)
+@dataclass(frozen=True)
+class _ReaderArgs:
+    """The arguments of :func:`make_reader` / :func:`make_batch_reader` (their order), as given."""
+
+    url: Any
+    is_batched: bool
+    schema_fields: Any
+    reader_pool_type: str
+    workers_count: int
+    results_queue_size: int
+    seed: Optional[int]
+    shuffle_rows: bool
+    shuffle_row_groups: bool
+    shuffle_row_drop_partitions: int
+    predicate: Any
+    rowgroup_selector: Any
+    num_epochs: Any
+    cur_shard: Any
+    shard_count: Any
+    shard_seed: Any
+    cache_type: str
+    cache_location: Any
+    cache_size_limit: Any
+    cache_row_size_estimate: Any
+    cache_extra_settings: Any
+    hdfs_driver: str
+    transform_spec: Any
+    filters: Any
+    storage_options: Any
+    filesystem: Any
+    convert_early_to_numpy: bool
+    resume_from: Any
+    shard_mode: str
+    balanced_remainder: str
+
+
+def _plan_options(args: _ReaderArgs) -> tuple:
+    """(PlanOptions, explicit seed): the seed is the given one, else the resumed state's, else random."""
+    from petastorm.reader_impl.plan import PlanOptions
+
+    seed = args.seed
+    if seed is None and isinstance(args.resume_from, dict) and args.resume_from.get("seed") is not None:
+        try:
+            seed = int(args.resume_from["seed"])
+        except (TypeError, ValueError):
+            seed = None  # check_state_dict reports the malformed state
+    if seed is None:
+        seed = secrets.randbits(52)
+    options = PlanOptions(seed=int(seed), shuffle_row_groups=bool(args.shuffle_row_groups),
+                          shuffle_rows=bool(args.shuffle_rows),
+                          shuffle_row_drop_partitions=args.shuffle_row_drop_partitions,
+                          cur_shard=args.cur_shard, shard_count=args.shard_count, shard_seed=args.shard_seed,
+                          shard_mode=args.shard_mode, balanced_remainder=args.balanced_remainder)
+    options.validate()
+    if args.shard_seed is not None and args.shard_mode == "original":
+        warnings.warn("shard_seed was deprecated and will be removed in future versions. Use seed to apply "
+                      "randomization effects on sharding row groups.", UserWarning, stacklevel=4)
+    return options, args.seed
+
+
+def _ngram_fields(ngram: Any, schema: Any, is_batched: bool) -> list:
+    """Names (schema order) of the fields an ``NGram`` reads at any timestep, and its timestamp field."""
+    if is_batched:
+        raise NotImplementedError("ngrams are not supported by ArrowReaderWorker: make_batch_reader does not "
+                                  "read NGram schema_fields; use make_reader")
+    ngram.resolve_regex_field_names(schema)
+    ts = ngram.timestamp_field
+    wanted = {getattr(f, "name", f) for f in ngram.get_field_names_at_all_timesteps()}
+    wanted.add(getattr(ts, "name", ts))
+    unknown = sorted(wanted - set(schema.fields))
+    if unknown:
+        raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
+    return [n for n in schema.fields if n in wanted]
+
+
+def _build_reader(args: _ReaderArgs) -> Reader:
+    url = _ensure_dataset_url(args.url)
+    _ensure_pool(args.reader_pool_type, args.workers_count, args.results_queue_size)
     config = settings()  # the PETASTORM_* variables, checked before any work (a bad value raises here)
-    if reader_pool_type == "process":
+    if args.reader_pool_type == "process":
         # start the fork server first: its imports (numpy, pyarrow: ~0.2 s) overlap this process's own
         # (pyarrow, on a first reader) and the dataset discovery below
         from petastorm.reader_impl.process import ProcessPool
@@ -318,64 +338,32 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
         ProcessPool.start_fork_server()
     import numpy as np
 
-    from petastorm.reader_impl.dataset import describe_url, open_dataset
-    from petastorm.reader_impl.plan import PlanOptions
+    from petastorm.ngram import NGram
+    from petastorm.reader_impl.dataset import PLAN_ALL_ROWS, UNKNOWN_ROWS, describe_url, open_dataset
+    from petastorm.reader_impl.fingerprint import ids_fingerprint, options_fingerprint, spec_fingerprint
+    from petastorm.reader_impl.plan import make_epoch_plan
     from petastorm.reader_impl.pool_factory import make_pool
-    from petastorm.reader_impl.selection import (
-        filter_columns,
-        filters_expression,
-        prune_by_partition_filters,
-        prune_by_partition_predicate,
-    )
+    from petastorm.reader_impl.selection import select_row_groups
     from petastorm.reader_impl.worker import ReadSpec, WorkerFactory
-    num_epochs = _ensure_num_epochs(num_epochs)
-    explicit_seed = seed
-    if seed is None and isinstance(resume_from, dict) and resume_from.get("seed") is not None:
-        try:
-            seed = int(resume_from["seed"])
-        except (TypeError, ValueError):
-            seed = None  # check_state_dict reports the malformed state
-    if seed is None:
-        seed = secrets.randbits(52)
-    plan_options = PlanOptions(seed=int(seed), shuffle_row_groups=bool(shuffle_row_groups),
-                               shuffle_rows=bool(shuffle_rows),
-                               shuffle_row_drop_partitions=shuffle_row_drop_partitions,
-                               cur_shard=cur_shard, shard_count=shard_count, shard_seed=shard_seed,
-                               shard_mode=shard_mode, balanced_remainder=balanced_remainder)
-    plan_options.validate()
-    if shard_seed is not None and shard_mode == "original":
-        import warnings
+    is_batched, predicate, transform_spec = args.is_batched, args.predicate, args.transform_spec
+    num_epochs = _ensure_num_epochs(args.num_epochs)
+    plan_options, explicit_seed = _plan_options(args)
+    cache = _make_cache(args.cache_type, args.cache_location, args.cache_size_limit, args.cache_row_size_estimate,
+                        args.cache_extra_settings)
 
-        warnings.warn("shard_seed was deprecated and will be removed in future versions. Use seed to apply "
-                      "randomization effects on sharding row groups.", UserWarning, stacklevel=3)
-    cache = _make_cache(cache_type, cache_location, cache_size_limit, cache_row_size_estimate, cache_extra_settings)
-
-    dataset = open_dataset(url, filesystem=filesystem, storage_options=storage_options, hdfs_driver=hdfs_driver)
+    dataset = open_dataset(url, filesystem=args.filesystem, storage_options=args.storage_options,
+                           hdfs_driver=args.hdfs_driver)
     if not is_batched and not dataset.has_petastorm_metadata:
-        import warnings
-
         warnings.warn("Currently make_reader supports reading only Petastorm datasets. To read from a non-Petastorm "
                       f"Parquet store use make_batch_reader ({describe_url(url)!r} has no Petastorm metadata: its "
                       f"schema is inferred from the Parquet schema)", UserWarning, stacklevel=3)
     schema = dataset.schema
 
-    from petastorm.ngram import NGram
-
-    ngram = schema_fields if isinstance(schema_fields, NGram) else None
+    ngram = args.schema_fields if isinstance(args.schema_fields, NGram) else None
     if ngram is not None:
-        if is_batched:
-            raise NotImplementedError("ngrams are not supported by ArrowReaderWorker: make_batch_reader does not "
-                                      "read NGram schema_fields; use make_reader")
-        ngram.resolve_regex_field_names(schema)
-        ts = ngram.timestamp_field
-        wanted = {getattr(f, "name", f) for f in ngram.get_field_names_at_all_timesteps()}
-        wanted.add(getattr(ts, "name", ts))
-        unknown = sorted(wanted - set(schema.fields))
-        if unknown:
-            raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
-        field_names = [n for n in schema.fields if n in wanted]
+        field_names = _ngram_fields(ngram, schema, is_batched)
     else:
-        field_names = _resolve_fields(schema, schema_fields, url,
+        field_names = _resolve_fields(schema, args.schema_fields, url,
                                       None if dataset.has_petastorm_metadata else dataset.arrow_schema)
     if predicate is not None:
         unknown = [f for f in predicate.get_fields() if f not in schema.fields]
@@ -391,81 +379,36 @@ def _build_reader(url: Any, *, is_batched: bool, schema_fields: Any, reader_pool
 
         output_schema = transform_schema(view, transform_spec)
 
-    rg_ids = list(range(len(dataset.row_groups)))
-    from petastorm.reader_impl.explain import SelectionLog
-
-    selection_log = SelectionLog(dataset)  # what each stage pruned, for reader.explain()
-    if rowgroup_selector is not None:
-        from petastorm.etl.rowgroup_indexing import load_rowgroup_indexes
-
-        indexes = load_rowgroup_indexes(dataset.metadata, dataset.root or str(url))
-        missing = [n for n in rowgroup_selector.get_index_names() if n not in indexes]
-        if missing:
-            raise PetastormArgumentError(
-                f"Row groups index is not available in the dataset metadata file. You can generate it on an "
-                f"existing dataset using rowgroup_indexing_run.py. rowgroup_selector needs indexes {missing}; "
-                f"dataset {url!r} has {sorted(indexes) or 'none'} (build them with "
-                f"petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
-        selected = set(rowgroup_selector.select_row_groups(indexes))
-        rg_ids = [i for i in rg_ids if i in selected]
-        selection_log.record("rowgroup_selector", rg_ids, repr(rowgroup_selector))
-    expression = filters_expression(filters)
-    filter_cols = filter_columns(filters, dataset.arrow_schema)
-    rg_ids, pruned = prune_by_partition_filters(dataset, expression, filter_cols, rg_ids)
-    if pruned:
-        selection_log.record("filters", rg_ids, f"{expression} (partition keys)")
-    elif expression is not None:
-        selection_log.row_filter(f"filters {expression}")
-    rg_ids = prune_by_partition_predicate(dataset, predicate, rg_ids)
-    if predicate is not None:
-        if predicate.get_fields() and set(predicate.get_fields()) <= set(dataset.partition_names):
-            selection_log.record("predicate", rg_ids, f"{type(predicate).__name__} on partition keys")
-        selection_log.row_filter(f"predicate {type(predicate).__name__} on {sorted(predicate.get_fields())}")
-    if not rg_ids and dataset.row_groups:
-        import warnings
-
-        warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "
-                      f"was sharded: no row group of {describe_url(url)!r} is left after the rowgroup_selector, "
-                      "filters and the predicate on partition keys", UserWarning, stacklevel=3)
-    # No row group selected by rowgroup_selector/filters: the reader yields nothing, as the original's does
-    # (sharding an empty selection still raises the original's NoDataAvailableError, in the plan).
-    if expression is not None and not pruned:
-        unknown = [c for c in filter_cols if c not in dataset.arrow_schema.names]
-        if unknown:
-            raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
-
-    if shard_mode == "balanced" or plan_options.shuffle_row_drop_partitions > 1:
+    selection = select_row_groups(dataset, url, args.rowgroup_selector, args.filters, predicate, warn_stacklevel=4)
+    rg_ids = selection.rg_ids
+    if args.shard_mode == "balanced" or plan_options.shuffle_row_drop_partitions > 1:
         dataset.ensure_row_counts()  # these plans slice row groups by row: they need the counts
     partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
     selected_groups = [dataset.row_groups[i] for i in rg_ids]
     spec = ReadSpec(filesystem=dataset.filesystem, row_groups=selected_groups, schema=schema, fields=field_names,
                     partition_types=partition_types, predicate=predicate, transform_spec=transform_spec,
-                    filter_expression=None if pruned else expression,
+                    filter_expression=selection.row_filter_expression,
                     output_mode="batch" if is_batched else "rows", cache=cache,
                     dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
-                    filter_columns=filter_cols, direct_read=config.direct_read, settings=config,
-                    convert_early_to_numpy=bool(convert_early_to_numpy))
-    pool = make_pool(reader_pool_type, workers_count, results_queue_size)
-    options_fp, options_plain = _options_fingerprint(
-        batched=is_batched, fields=field_names, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
-        drop=shuffle_row_drop_partitions, predicate=_spec_fingerprint(predicate),
-        transform=_spec_fingerprint(transform_spec), row_groups=_ids_fingerprint(rg_ids), cur_shard=cur_shard,
-        shard_count=shard_count, shard_seed=shard_seed, shard_mode=shard_mode, remainder=balanced_remainder,
+                    filter_columns=selection.filter_columns, direct_read=config.direct_read, settings=config,
+                    convert_early_to_numpy=bool(args.convert_early_to_numpy))
+    pool = make_pool(args.reader_pool_type, args.workers_count, args.results_queue_size)
+    options_fp, options_plain = options_fingerprint(
+        batched=is_batched, fields=field_names, shuffle_rows=args.shuffle_rows,
+        shuffle_row_groups=args.shuffle_row_groups, drop=args.shuffle_row_drop_partitions,
+        predicate=spec_fingerprint(predicate), transform=spec_fingerprint(transform_spec),
+        row_groups=ids_fingerprint(rg_ids), cur_shard=args.cur_shard, shard_count=args.shard_count,
+        shard_seed=args.shard_seed, shard_mode=args.shard_mode, remainder=args.balanced_remainder,
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
-        filters=repr(filters), num_epochs=num_epochs)
-    from petastorm.reader_impl.dataset import PLAN_ALL_ROWS, UNKNOWN_ROWS
+        filters=repr(args.filters), num_epochs=num_epochs)
 
     plan_rows = np.asarray([PLAN_ALL_ROWS if rg.num_rows == UNKNOWN_ROWS else rg.num_rows
                             for rg in selected_groups], dtype=np.int64)
-    from petastorm.reader_impl.plan import make_epoch_plan
-
     first_plan = make_epoch_plan(plan_rows, plan_options, 0)  # raises now if a shard would be empty
-    reader = Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
-                    num_epochs=num_epochs, pool=pool, worker_factory=WorkerFactory(spec), is_batched_reader=is_batched,
-                    ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
-                    explicit_seed=explicit_seed, resume_from=resume_from, first_plan=first_plan,
-                    ngram_schema=view)
-    reader._explain_log = selection_log
-    reader._explain_setup = {"rg_ids": rg_ids, "fields": field_names}
-    return reader
+    return Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
+                  num_epochs=num_epochs, pool=pool, worker_factory=WorkerFactory(spec), is_batched_reader=is_batched,
+                  ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
+                  explicit_seed=explicit_seed, resume_from=args.resume_from, first_plan=first_plan,
+                  ngram_schema=view, selection_log=selection.log,
+                  explain_setup={"rg_ids": rg_ids, "fields": field_names})

@@ -145,7 +145,8 @@ class Reader:
                  ngram_schema: Any = None, cache: Any = None, options_fingerprint: str = "",
                  options: Optional[dict] = None, explicit_seed: Optional[int] = None,
                  resume_from: Optional[dict] = None,
-                 first_plan: Optional[list] = None) -> None:
+                 first_plan: Optional[list] = None, selection_log: Any = None,
+                 explain_setup: Optional[dict] = None) -> None:
         self.dataset = dataset
         self.schema = schema
         self.ngram = ngram
@@ -157,6 +158,8 @@ class Reader:
         self._options_fingerprint = options_fingerprint
         self._options = options or {}
         self._explicit_seed = explicit_seed
+        self._explain_log = selection_log  # what each selection stage pruned, for explain()
+        self._explain_setup = explain_setup or {}
         self._stopped = False
         self._output: Optional[Iterator] = None
         self._lock = threading.RLock()

@@ -6,11 +6,100 @@ pruned partitions are never planned (the original prunes by such predicates at p
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 
-__all__ = ["filters_expression", "filter_columns", "prune_by_partition_filters", "prune_by_partition_predicate"]
+__all__ = ["Selection", "select_row_groups", "filters_expression", "filter_columns", "prune_by_partition_filters",
+           "prune_by_partition_predicate"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The row groups a reader reads, and how its ``filters`` are applied.
+
+    Attributes
+    ----------
+    rg_ids : list of int
+        Ids (dataset order) of the selected row groups.
+    expression : pyarrow.compute.Expression or None
+        ``filters`` as one expression.
+    filter_columns : list of str
+        Columns that ``filters`` read.
+    pruned_by_filters : bool
+        True when ``filters`` read partition keys only and were applied here (the workers skip them).
+    log : SelectionLog
+        What each stage pruned, for ``reader.explain()``.
+    """
+
+    rg_ids: list
+    expression: Any
+    filter_columns: list
+    pruned_by_filters: bool
+    log: Any
+
+    @property
+    def row_filter_expression(self) -> Any:
+        """The expression the workers evaluate on every row (None when partition pruning applied it)."""
+        return None if self.pruned_by_filters else self.expression
+
+
+def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: Any, predicate: Any,
+                      warn_stacklevel: int = 2) -> Selection:
+    """Run the selection stages in order: ``rowgroup_selector`` (stored indexes), ``filters`` on Hive
+    partition keys, ``predicate`` on Hive partition keys.
+
+    Raises
+    ------
+    PetastormArgumentError
+        ``rowgroup_selector`` needs an index the dataset lacks, or ``filters`` is not valid.
+    PetastormSchemaError
+        ``filters`` read columns that are not in the dataset.
+    """
+    from petastorm.reader_impl.dataset import describe_url
+    from petastorm.reader_impl.explain import SelectionLog
+
+    rg_ids = list(range(len(dataset.row_groups)))
+    log = SelectionLog(dataset)
+    if rowgroup_selector is not None:
+        from petastorm.etl.rowgroup_indexing import load_rowgroup_indexes
+
+        indexes = load_rowgroup_indexes(dataset.metadata, dataset.root or str(url))
+        missing = [n for n in rowgroup_selector.get_index_names() if n not in indexes]
+        if missing:
+            raise PetastormArgumentError(
+                f"Row groups index is not available in the dataset metadata file. You can generate it on an "
+                f"existing dataset using rowgroup_indexing_run.py. rowgroup_selector needs indexes {missing}; "
+                f"dataset {url!r} has {sorted(indexes) or 'none'} (build them with "
+                f"petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
+        selected = set(rowgroup_selector.select_row_groups(indexes))
+        rg_ids = [i for i in rg_ids if i in selected]
+        log.record("rowgroup_selector", rg_ids, repr(rowgroup_selector))
+    expression = filters_expression(filters)
+    columns = filter_columns(filters, dataset.arrow_schema)
+    rg_ids, pruned = prune_by_partition_filters(dataset, expression, columns, rg_ids)
+    if pruned:
+        log.record("filters", rg_ids, f"{expression} (partition keys)")
+    elif expression is not None:
+        log.row_filter(f"filters {expression}")
+    rg_ids = prune_by_partition_predicate(dataset, predicate, rg_ids)
+    if predicate is not None:
+        if predicate.get_fields() and set(predicate.get_fields()) <= set(dataset.partition_names):
+            log.record("predicate", rg_ids, f"{type(predicate).__name__} on partition keys")
+        log.row_filter(f"predicate {type(predicate).__name__} on {sorted(predicate.get_fields())}")
+    if not rg_ids and dataset.row_groups:
+        warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "
+                      f"was sharded: no row group of {describe_url(url)!r} is left after the rowgroup_selector, "
+                      "filters and the predicate on partition keys", UserWarning, stacklevel=warn_stacklevel)
+    # No row group selected by rowgroup_selector/filters: the reader yields nothing, as the original's does
+    # (sharding an empty selection still raises the original's NoDataAvailableError, in the plan).
+    if expression is not None and not pruned:
+        unknown = [c for c in columns if c not in dataset.arrow_schema.names]
+        if unknown:
+            raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
+    return Selection(rg_ids, expression, columns, pruned, log)
 
 
 def filters_expression(filters: Any) -> Any:
