@@ -1,7 +1,8 @@
 """``make_reader`` and ``make_batch_reader``: the public entry points of the read pipeline.
 
 The facade checks and normalises arguments (both entry points gather theirs in one ``_ReaderArgs``), then
-wires the stages: fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> selection of row groups
+wires the stages: fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> fields
+(:mod:`petastorm.reader_impl.fields`) -> selection of row groups
 (:mod:`petastorm.reader_impl.selection`) -> plan (:mod:`petastorm.reader_impl.plan`) -> pool
 (:mod:`petastorm.reader_impl.pool_factory`) -> worker (:mod:`petastorm.reader_impl.worker`) ->
 :class:`~petastorm.reader_impl.reader_core.Reader`, which keeps the options' fingerprint
@@ -9,7 +10,6 @@ wires the stages: fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> select
 """
 from __future__ import annotations
 
-import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -17,9 +17,7 @@ from typing import Any, Optional, Sequence, Union
 
 from petastorm.errors import (
     NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
-    NoMatchingFieldsError,
     PetastormArgumentError,
-    PetastormSchemaError,
 )
 from petastorm.reader_impl.reader_core import Reader, warn_deprecated
 from petastorm.settings import settings
@@ -80,50 +78,6 @@ def _make_cache(cache_type: str, cache_location: Optional[str], cache_size_limit
         return LocalDiskCache(cache_location, cache_size_limit, cache_row_size_estimate or 0,
                               **(cache_extra_settings or {}))
     raise PetastormArgumentError(f"Unknown cache_type: {cache_type}; cache_type must be 'null' or 'local-disk'")
-
-
-def _resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schema: Any = None) -> list:
-    """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings): the given
-    UnischemaFields in their order, then the fields that the regexes match, in schema order."""
-    from petastorm.unischema import UnischemaField, match_unischema_fields
-
-    if schema_fields is None:
-        return list(schema.fields)
-    if isinstance(schema_fields, (str, UnischemaField)):
-        schema_fields = [schema_fields]
-    names = []
-    regexes = []
-    for f in schema_fields:
-        if isinstance(f, UnischemaField):
-            if f.name not in schema.fields:
-                raise PetastormSchemaError(
-                    f"field {{{f.name!r}}} does not belong to the schema {schema}; schema_fields: field {f.name!r} "
-                    f"is not in the dataset's schema (fields: {list(schema.fields)})")
-            names.append(f.name)
-        elif isinstance(f, str):
-            regexes.append(f)
-        else:
-            raise PetastormArgumentError(
-                f"schema_fields must hold UnischemaFields or regex strings, got {type(f).__name__}: {f!r}")
-    matched = [f.name for f in match_unischema_fields(schema, regexes)]
-    if arrow_schema is not None:
-        # a regex that names a column the inferred schema left out (unsupported type): say why
-        from petastorm.arrow_types import arrow_field_to_unischema_field
-
-        for pattern in regexes:
-            if any(re.fullmatch(pattern, n) for n in schema.fields):
-                continue
-            for arrow_field in arrow_schema:
-                if arrow_field.name not in schema.fields and re.fullmatch(pattern, arrow_field.name):
-                    arrow_field_to_unischema_field(arrow_field)  # raises naming the column and its type
-    # as the original: the UnischemaFields in the order given, then the regex matches (in schema order here;
-    # the original's came in a hash-seeded order)
-    resolved = list(dict.fromkeys(names + matched))
-    if not resolved:
-        raise NoMatchingFieldsError(
-            f"No fields matching the criteria '{list(schema_fields)}' were found in the dataset {url}. "
-            f"Fields of the dataset: {list(schema.fields)} (regexes match whole field names)")
-    return resolved
 
 
 # --- the entry points -------------------------------------------------------------------------------------
@@ -311,21 +265,6 @@ def _plan_options(args: _ReaderArgs) -> tuple:
     return options, args.seed
 
 
-def _ngram_fields(ngram: Any, schema: Any, is_batched: bool) -> list:
-    """Names (schema order) of the fields an ``NGram`` reads at any timestep, and its timestamp field."""
-    if is_batched:
-        raise NotImplementedError("ngrams are not supported by ArrowReaderWorker: make_batch_reader does not "
-                                  "read NGram schema_fields; use make_reader")
-    ngram.resolve_regex_field_names(schema)
-    ts = ngram.timestamp_field
-    wanted = {getattr(f, "name", f) for f in ngram.get_field_names_at_all_timesteps()}
-    wanted.add(getattr(ts, "name", ts))
-    unknown = sorted(wanted - set(schema.fields))
-    if unknown:
-        raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
-    return [n for n in schema.fields if n in wanted]
-
-
 def _build_reader(args: _ReaderArgs) -> Reader:
     url = _ensure_dataset_url(args.url)
     _ensure_pool(args.reader_pool_type, args.workers_count, args.results_queue_size)
@@ -340,6 +279,7 @@ def _build_reader(args: _ReaderArgs) -> Reader:
 
     from petastorm.ngram import NGram
     from petastorm.reader_impl.dataset import PLAN_ALL_ROWS, UNKNOWN_ROWS, describe_url, open_dataset
+    from petastorm.reader_impl.fields import check_predicate_fields, ngram_fields, resolve_fields
     from petastorm.reader_impl.fingerprint import ids_fingerprint, options_fingerprint, spec_fingerprint
     from petastorm.reader_impl.plan import make_epoch_plan
     from petastorm.reader_impl.pool_factory import make_pool
@@ -361,16 +301,11 @@ def _build_reader(args: _ReaderArgs) -> Reader:
 
     ngram = args.schema_fields if isinstance(args.schema_fields, NGram) else None
     if ngram is not None:
-        field_names = _ngram_fields(ngram, schema, is_batched)
+        field_names = ngram_fields(ngram, schema, is_batched)
     else:
-        field_names = _resolve_fields(schema, args.schema_fields, url,
-                                      None if dataset.has_petastorm_metadata else dataset.arrow_schema)
-    if predicate is not None:
-        unknown = [f for f in predicate.get_fields() if f not in schema.fields]
-        if unknown:
-            raise PetastormSchemaError(
-                f"At least some column names requested by the predicate ({', '.join(sorted(unknown))}) are not "
-                f"valid schema names: ({', '.join(schema.fields)})")
+        field_names = resolve_fields(schema, args.schema_fields, url,
+                                     None if dataset.has_petastorm_metadata else dataset.arrow_schema)
+    check_predicate_fields(predicate, schema)
 
     view = schema.create_schema_view([schema.fields[n] for n in field_names])
     output_schema = view

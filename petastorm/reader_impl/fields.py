@@ -1,0 +1,82 @@
+"""Fields stage: which fields of the dataset's schema a reader reads (``schema_fields``, an ``NGram``), and
+the check that a predicate reads fields of the schema. Pure functions of the schema: no I/O.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from petastorm.errors import NoMatchingFieldsError, PetastormArgumentError, PetastormSchemaError
+
+__all__ = ["resolve_fields", "ngram_fields", "check_predicate_fields"]
+
+
+def resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schema: Any = None) -> list:
+    """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings): the given
+    UnischemaFields in their order, then the fields that the regexes match, in schema order."""
+    from petastorm.unischema import UnischemaField, match_unischema_fields
+
+    if schema_fields is None:
+        return list(schema.fields)
+    if isinstance(schema_fields, (str, UnischemaField)):
+        schema_fields = [schema_fields]
+    names = []
+    regexes = []
+    for f in schema_fields:
+        if isinstance(f, UnischemaField):
+            if f.name not in schema.fields:
+                raise PetastormSchemaError(
+                    f"field {{{f.name!r}}} does not belong to the schema {schema}; schema_fields: field {f.name!r} "
+                    f"is not in the dataset's schema (fields: {list(schema.fields)})")
+            names.append(f.name)
+        elif isinstance(f, str):
+            regexes.append(f)
+        else:
+            raise PetastormArgumentError(
+                f"schema_fields must hold UnischemaFields or regex strings, got {type(f).__name__}: {f!r}")
+    matched = [f.name for f in match_unischema_fields(schema, regexes)]
+    if arrow_schema is not None:
+        # a regex that names a column the inferred schema left out (unsupported type): say why
+        from petastorm.arrow_types import arrow_field_to_unischema_field
+
+        for pattern in regexes:
+            if any(re.fullmatch(pattern, n) for n in schema.fields):
+                continue
+            for arrow_field in arrow_schema:
+                if arrow_field.name not in schema.fields and re.fullmatch(pattern, arrow_field.name):
+                    arrow_field_to_unischema_field(arrow_field)  # raises naming the column and its type
+    # as the original: the UnischemaFields in the order given, then the regex matches (in schema order here;
+    # the original's came in a hash-seeded order)
+    resolved = list(dict.fromkeys(names + matched))
+    if not resolved:
+        raise NoMatchingFieldsError(
+            f"No fields matching the criteria '{list(schema_fields)}' were found in the dataset {url}. "
+            f"Fields of the dataset: {list(schema.fields)} (regexes match whole field names)")
+    return resolved
+
+
+def ngram_fields(ngram: Any, schema: Any, is_batched: bool) -> list:
+    """Names (schema order) of the fields an ``NGram`` reads at any timestep, and its timestamp field."""
+    if is_batched:
+        raise NotImplementedError("ngrams are not supported by ArrowReaderWorker: make_batch_reader does not "
+                                  "read NGram schema_fields; use make_reader")
+    ngram.resolve_regex_field_names(schema)
+    ts = ngram.timestamp_field
+    wanted = {getattr(f, "name", f) for f in ngram.get_field_names_at_all_timesteps()}
+    wanted.add(getattr(ts, "name", ts))
+    unknown = sorted(wanted - set(schema.fields))
+    if unknown:
+        raise PetastormSchemaError(f"NGram fields {unknown} are not in the dataset's schema")
+    return [n for n in schema.fields if n in wanted]
+
+
+def check_predicate_fields(predicate: Any, schema: Any) -> None:
+    """Raise ``PetastormSchemaError`` (a ValueError, as the original's) naming the fields that ``predicate``
+    reads and ``schema`` lacks."""
+    if predicate is None:
+        return
+    unknown = [f for f in predicate.get_fields() if f not in schema.fields]
+    if unknown:
+        raise PetastormSchemaError(
+            f"At least some column names requested by the predicate ({', '.join(sorted(unknown))}) are not "
+            f"valid schema names: ({', '.join(schema.fields)})")
