@@ -23,7 +23,7 @@ from petastorm.errors import DatasetNotFoundError, PetastormDatasetError, Petast
 from petastorm.reader_impl.work_item import RowGroupInfo  # noqa: F401 - defined there, light for workers
 from petastorm.unischema import Unischema
 
-__all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset", "describe_url"]
+__all__ = ["RowGroupInfo", "DatasetInfo", "open_dataset", "describe_url", "read_footer"]
 
 _FOOTER_THREADS = 8
 UNKNOWN_ROWS = -1
@@ -206,12 +206,14 @@ def _unescape(value: str) -> str:
 def _read_footers(fs: Any, paths: list) -> list:
     """Parquet footers (``FileMetaData``) of ``paths``, read in parallel threads."""
     if len(paths) == 1:
-        return [_read_footer(fs, paths[0])]
+        return [read_footer(fs, paths[0])]
     with ThreadPoolExecutor(max_workers=min(_FOOTER_THREADS, len(paths))) as ex:
-        return list(ex.map(lambda p: _read_footer(fs, p), paths))
+        return list(ex.map(lambda p: read_footer(fs, p), paths))
 
 
-def _read_footer(fs: Any, path: str) -> Any:
+def read_footer(fs: Any, path: str) -> Any:
+    """The Parquet footer (``pyarrow.parquet.FileMetaData``) of ``path``; a file that is not Parquet is a
+    :class:`~petastorm.errors.PetastormDatasetError` naming it."""
     import pyarrow.parquet as pq
 
     try:
@@ -316,7 +318,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
                 row_groups.append(make(RowGroupInfo, (p, rel, 0, UNKNOWN_ROWS, partition, size)))
             else:
                 row_groups.extend(make(RowGroupInfo, (p, rel, i, UNKNOWN_ROWS, partition, size)) for i in range(n))
-        arrow_schema = _read_footer(fs, files[0]).schema.to_arrow_schema()
+        arrow_schema = read_footer(fs, files[0]).schema.to_arrow_schema()
     else:
         footers = _read_footers(fs, files)
         row_groups = []

@@ -252,10 +252,10 @@ def _metadata_source(dataset: Any, rows_exact: bool, estimated_from: str) -> str
 
 
 def _footer(dataset: Any, path: str) -> Any:
-    from petastorm.reader_impl.dataset import _read_footer
+    from petastorm.reader_impl.dataset import read_footer
 
     try:
-        return _read_footer(dataset.filesystem, path)
+        return read_footer(dataset.filesystem, path)
     except Exception:  # noqa: BLE001 - an estimate only: without it, bytes use the whole file size
         return None
 

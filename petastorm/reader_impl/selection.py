@@ -157,7 +157,7 @@ def prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg_
         return rg_ids, False
     import pyarrow as pa
 
-    from petastorm.reader_impl.worker import _filter_mask, _partition_scalar
+    from petastorm.reader_impl.worker import filter_mask, partition_scalar
 
     schema = dataset.arrow_schema
     keep = []
@@ -169,8 +169,8 @@ def prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg_
     for name in columns:
         typ = schema.field(name).type
         vals = [dict(p).get(name) for p in parts]
-        cols[name] = pa.array([_partition_scalar(v, typ, name) for v in vals], type=typ)
-    mask = _filter_mask(pa.table(cols), expression)
+        cols[name] = pa.array([partition_scalar(v, typ, name) for v in vals], type=typ)
+    mask = filter_mask(pa.table(cols), expression)
     for p, ok in zip(parts, mask):
         if ok:
             keep.extend(distinct[p])
@@ -186,7 +186,7 @@ def prune_by_partition_predicate(dataset: Any, predicate: Any, rg_ids: list) -> 
     fields = set(predicate.get_fields())
     if not fields or not fields <= set(dataset.partition_names):
         return rg_ids
-    from petastorm.reader_impl.worker import _partition_scalar
+    from petastorm.reader_impl.worker import partition_scalar
 
     types = {name: dataset.arrow_schema.field(name).type for name in fields}
     verdicts: dict = {}
@@ -195,7 +195,7 @@ def prune_by_partition_predicate(dataset: Any, predicate: Any, rg_ids: list) -> 
         partition = dataset.row_groups[i].partition
         if partition not in verdicts:
             values = dict(partition)
-            row = {name: _partition_scalar(values.get(name), types[name], name) for name in fields}
+            row = {name: partition_scalar(values.get(name), types[name], name) for name in fields}
             try:
                 verdicts[partition] = bool(predicate.do_include(row))
             except Exception:

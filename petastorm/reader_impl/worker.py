@@ -23,7 +23,7 @@ from petastorm.errors import (
 )
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
-__all__ = ["ReadSpec", "RowGroupWorker", "WorkerFactory"]
+__all__ = ["ReadSpec", "RowGroupWorker", "WorkerFactory", "filter_mask", "partition_scalar"]
 
 _OPEN_FILES = 8
 #: Without pre-buffering, column chunks are streamed through a buffer of this size instead of read whole
@@ -169,7 +169,7 @@ class RowGroupWorker:
             if name in self._spec.partition_types:
                 typ = self._spec.partition_types[name]
                 value = partition.get(name)
-                table = table.append_column(name, pa.array([_partition_scalar(value, typ, name)] * table.num_rows,
+                table = table.append_column(name, pa.array([partition_scalar(value, typ, name)] * table.num_rows,
                                                            type=typ))
         return table
 
@@ -269,7 +269,7 @@ class RowGroupWorker:
         all_rows = spec.filter_expression is None and not pred_fields and (item.row_seed is None or table.num_rows < 2)
         indices = None if all_rows else np.arange(table.num_rows)
         if spec.filter_expression is not None:
-            indices = indices[_filter_mask(table, spec.filter_expression)]
+            indices = indices[filter_mask(table, spec.filter_expression)]
         decoded: dict = {}
         if pred_fields:
             from petastorm.predicates import evaluate_predicate
@@ -404,7 +404,7 @@ def _rows_of(array: np.ndarray, start: int, count: int, indices: Optional[np.nda
     return out
 
 
-def _partition_scalar(value: Optional[str], typ: Any, name: str) -> Any:
+def partition_scalar(value: Optional[str], typ: Any, name: str) -> Any:
     """A Hive directory value (a string, or None for a null partition) as a Python value of ``typ``."""
     import pyarrow as pa
 
@@ -428,7 +428,7 @@ def _partition_scalar(value: Optional[str], typ: Any, name: str) -> Any:
     return value
 
 
-def _filter_mask(table: Any, expression: Any) -> np.ndarray:
+def filter_mask(table: Any, expression: Any) -> np.ndarray:
     """Boolean mask, shape ``(table.num_rows,)``, of the rows for which ``expression`` is true (null: false)."""
     import pyarrow as pa
 
