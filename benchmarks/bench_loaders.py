@@ -93,7 +93,7 @@ def limit_hello(path: str) -> int:
         pf = pq.ParquetFile(f)
         for g in range(pf.num_row_groups):
             table = pf.read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
-            images, arrays = _binary(table, "image1"), _binary(table, "array_4d")
+            images, arrays = common.binary_column(table, "image1"), common.binary_column(table, "array_4d")
             header = _npy_header(arrays[1][arrays[0][0]:arrays[0][1]].tobytes())
             skip, shape, dtype, count = header
             for i in range(table.num_rows):
@@ -102,19 +102,6 @@ def limit_hello(path: str) -> int:
                 check += float(img[-1, -1, -1]) + float(arr[-1, -1, -1, -1])
             rows += table.num_rows
     return rows
-
-
-def _binary(table, name):
-    """(offsets int64 (n+1,), data uint8) of a binary column, without copies."""
-    import pyarrow as pa
-
-    col = table.column(name)
-    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-    if col.type != pa.large_binary():
-        col = col.cast(pa.large_binary())
-    bufs = col.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(col) + 1, offset=col.offset * 8)
-    return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
 
 
 def _npy_header(cell: bytes) -> tuple:

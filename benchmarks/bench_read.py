@@ -34,31 +34,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-
-def _files(path: str) -> list:
-    return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
-
-
-def _binary(table, name):
-    """(offsets int64 (n+1,), data uint8) of a binary column, without copies."""
-    import pyarrow as pa
-
-    col = table.column(name)
-    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-    if col.type != pa.large_binary():
-        col = col.cast(pa.large_binary())
-    bufs = col.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(col) + 1, offset=col.offset * 8)
-    return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
-
-
 # --- limits ------------------------------------------------------------------------------------------------------
 
 def limit_columns(path: str, threads: int = 2) -> int:
     """Rows read: every row group with ``read_row_group`` in ``threads`` threads, ``to_numpy`` per column."""
     import pyarrow.parquet as pq
 
-    tasks = [(f, g) for f in _files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
+    tasks = [(f, g) for f in common.parquet_files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
 
     def work(task):
         f, g = task
@@ -81,12 +63,12 @@ def limit_ndarray(path: str) -> int:
 
     header = None
     rows, check = 0, 0.0
-    for f in _files(path):
+    for f in common.parquet_files(path):
         pf = pq.ParquetFile(f)
         for g in range(pf.num_row_groups):
             table = pf.read_row_group(g, columns=["id", "arr"], use_threads=False)
             ids = table.column("id").to_numpy()
-            offsets, data = _binary(table, "arr")
+            offsets, data = common.binary_column(table, "arr")
             if header is None:
                 buf = io.BytesIO(data[offsets[0]:offsets[1]].tobytes())
                 version = np.lib.format.read_magic(buf)
@@ -108,12 +90,12 @@ def limit_jpeg(path: str) -> int:
     import pyarrow.parquet as pq
 
     rows, check = 0, 0.0
-    for f in _files(path):
+    for f in common.parquet_files(path):
         pf = pq.ParquetFile(f)
         for g in range(pf.num_row_groups):
             table = pf.read_row_group(g, columns=["id", "image"], use_threads=False)
             ids = table.column("id").to_numpy()
-            offsets, data = _binary(table, "image")
+            offsets, data = common.binary_column(table, "image")
             for i in range(len(ids)):
                 img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
                 check += float(img[-1, -1, -1])

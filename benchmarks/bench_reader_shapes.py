@@ -93,27 +93,10 @@ def hello_dataset(quick: bool = False) -> str:
 
 # --- limits: one thread ----------------------------------------------------------------------------------------
 
-def _files(path: str) -> list:
-    return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
-
-
-def _binary(table, name):
-    """(offsets int64 (n+1,), data uint8) of a binary column, without copies."""
-    import pyarrow as pa
-
-    col = table.column(name)
-    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-    if col.type != pa.large_binary():
-        col = col.cast(pa.large_binary())
-    bufs = col.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(col) + 1, offset=col.offset * 8)
-    return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
-
-
 def _groups(path: str) -> list:
     import pyarrow.parquet as pq
 
-    return [(f, g) for f in _files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
+    return [(f, g) for f in common.parquet_files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
 
 
 def _jpeg_group(task: tuple) -> int:
@@ -124,7 +107,7 @@ def _jpeg_group(task: tuple) -> int:
     f, g = task
     table = pq.ParquetFile(f).read_row_group(g, columns=["id", "image"], use_threads=False)
     ids = table.column("id").to_numpy()
-    offsets, data = _binary(table, "image")
+    offsets, data = common.binary_column(table, "image")
     check = 0.0
     for i in range(len(ids)):
         img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
@@ -143,8 +126,8 @@ def _hello_group(task: tuple) -> int:
     f, g = task
     table = pq.ParquetFile(f).read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
     ids = table.column("id").to_numpy()
-    img_off, img_data = _binary(table, "image1")
-    arr_off, arr_data = _binary(table, "array_4d")
+    img_off, img_data = common.binary_column(table, "image1")
+    arr_off, arr_data = common.binary_column(table, "array_4d")
     buf = io.BytesIO(arr_data[arr_off[0]:arr_off[1]].tobytes())
     version = np.lib.format.read_magic(buf)
     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)

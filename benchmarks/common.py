@@ -206,6 +206,19 @@ def parquet_files(path: str) -> list:
     return sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet"))
 
 
+def binary_column(table: Any, name: str) -> tuple:
+    """(offsets int64 (n+1,), data uint8) of a binary column of a pyarrow table, without copies."""
+    import pyarrow as pa
+
+    col = table.column(name)
+    col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    if col.type != pa.large_binary():
+        col = col.cast(pa.large_binary())
+    bufs = col.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(col) + 1, offset=col.offset * 8)
+    return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
+
+
 def small_files_dataset(n_files: int = 2000) -> str:
     """``n_files`` Parquet files of one 10-row row group each (``id`` int64, ``value`` float64, ``vec`` a
     (4,) float32 ndarray), with Petastorm metadata."""
