@@ -16,19 +16,36 @@ Schemes
   fsspec filesystem wrapped in ``pyarrow.fs.PyFileSystem(FSSpecHandler(...))``.
 
 A ``filesystem=`` argument (pyarrow or fsspec) overrides all of this; the URL then only gives the path.
+
+This module is the public entry (the original's names and path); the URL work, the S3 option
+translation and the filesystem recipes live in :mod:`petastorm.fs_impl`.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 from urllib.parse import ParseResult, urlparse
 
 import pyarrow.fs as pafs
 
 from petastorm.errors import PetastormArgumentError, PetastormFilesystemError
-from petastorm.settings import other_program_variable
+from petastorm.fs_impl.factories import (
+    FilesystemFactory,
+    ensure_pyarrow_filesystem,
+    fsspec_class,
+    fsspec_handler_fs,
+)
+from petastorm.fs_impl.s3_options import s3_options
+from petastorm.fs_impl.urls import (
+    HDFS_SCHEMES,
+    LOCAL_SCHEMES,
+    S3_SCHEMES,
+    get_dataset_path,
+    hdfs_namenode,
+    local_path,
+    normalize_dir_url,
+)
 
 __all__ = [
     "FilesystemResolver",
@@ -37,331 +54,8 @@ __all__ = [
     "get_dataset_path",
 ]
 
-_LOCAL_SCHEMES = ("", "file")
-_S3_SCHEMES = ("s3", "s3a", "s3n")
-_HDFS_SCHEMES = ("hdfs",)
 _HDFS_DRIVERS = ("libhdfs", "libhdfs3")
 
-# Schemes whose first URL component (netloc) is a bucket/container and belongs in the path.
-# For hdfs and file the netloc is a host and the path starts after it.
-_HOST_NETLOC_SCHEMES = _LOCAL_SCHEMES + _HDFS_SCHEMES + ("viewfs",)
-
-# fsspec registry names for schemes that fsspec (without the driver installed) does not list.
-_FSSPEC_ALIASES = {"abfss": "abfs"}
-
-# pip package that provides the fsspec driver of a protocol, for error messages.
-_DRIVER_PACKAGES = {
-    "gs": "gcsfs",
-    "gcs": "gcsfs",
-    "abfs": "adlfs",
-    "abfss": "adlfs",
-    "az": "adlfs",
-    "adl": "adlfs",
-    "s3": "s3fs",
-    "s3a": "s3fs",
-    "s3n": "s3fs",
-    "oci": "ocifs",
-    "http": "aiohttp",
-    "https": "aiohttp",
-}
-
-# s3fs-style storage_options that map one-to-one onto pyarrow.fs.S3FileSystem arguments.
-_S3FS_TO_PYARROW = {
-    "key": "access_key",
-    "secret": "secret_key",
-    "token": "session_token",
-    "anon": "anonymous",
-    "region": "region",
-    "region_name": "region",
-}
-# pyarrow.fs.S3FileSystem arguments, also accepted as they are.
-_PYARROW_S3_ARGS = frozenset({
-    "access_key", "secret_key", "session_token", "anonymous", "region", "request_timeout",
-    "connect_timeout", "scheme", "endpoint_override", "background_writes", "default_metadata",
-    "role_arn", "session_name", "external_id", "load_frequency", "proxy_options", "allow_delayed_open",
-    "allow_bucket_creation", "allow_bucket_deletion", "check_directory_existence_before_creation",
-    "retry_strategy", "force_virtual_addressing", "tls_ca_file_path",
-})
-_S3_CLIENT_KWARGS_MAPPED = frozenset({"endpoint_url", "region_name"})
-
-_HDFS_HELP = (
-    "pyarrow reaches HDFS through libhdfs (JNI): install a Hadoop client and a JVM, then set JAVA_HOME, "
-    "HADOOP_HOME (libhdfs.so is looked up in $HADOOP_HOME/lib/native, or set ARROW_LIBHDFS_DIR to its "
-    "directory) and CLASSPATH=$(hadoop classpath --glob)"
-)
-
-
-# --------------------------------------------------------------------------------------------------
-# URL helpers (public, names kept from the original)
-# --------------------------------------------------------------------------------------------------
-
-def normalize_dir_url(dataset_url: str) -> str:
-    """Check that a dataset URL is a non-empty string and remove a trailing ``/``.
-
-    Parameters
-    ----------
-    dataset_url : str or os.PathLike
-        A URL (``s3://bucket/path/``) or a local path.
-
-    Returns
-    -------
-    str
-        The URL without a trailing slash (a bare root ``/`` is kept).
-
-    Raises
-    ------
-    ValueError
-        If ``dataset_url`` is not a string or is empty.
-    """
-    if isinstance(dataset_url, os.PathLike):
-        dataset_url = os.fspath(dataset_url)
-    if not isinstance(dataset_url, str):
-        raise PetastormArgumentError(
-            f"directory url must be a string: got {type(dataset_url).__name__} {dataset_url!r}")
-    if not dataset_url:
-        raise PetastormArgumentError("directory url must be a string: got an empty string")
-    stripped = dataset_url.rstrip("/")
-    if not stripped or stripped.endswith(":/") or stripped.endswith(":"):
-        # '/', 'file:///' or 's3://': nothing left to strip safely
-        return dataset_url
-    return stripped
-
-
-def get_dataset_path(parsed_url: ParseResult) -> str:
-    """The path a filesystem of the URL's scheme expects, from a parsed URL.
-
-    ``hdfs://nn:8020/a/b`` and ``file:///a/b`` give ``/a/b`` (the netloc is a host); object stores
-    (``s3://bucket/a/b``, ``gs://bucket/a/b``, ...) give ``bucket/a/b``.
-
-    Parameters
-    ----------
-    parsed_url : urllib.parse.ParseResult
-        The result of ``urllib.parse.urlparse(url)``.
-
-    Returns
-    -------
-    str
-    """
-    scheme = parsed_url.scheme.lower()
-    if scheme in _HOST_NETLOC_SCHEMES:
-        return parsed_url.path
-    return parsed_url.netloc + parsed_url.path
-
-
-# --------------------------------------------------------------------------------------------------
-# Filesystem recipes: picklable, built lazily
-# --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class _FilesystemFactory:
-    """A picklable zero-argument callable that creates the filesystem of one URL.
-
-    ``kind`` picks the builder; ``options`` are its keyword arguments; ``given`` holds a filesystem the
-    user passed in (returned as it is).
-    """
-
-    kind: str
-    url: str
-    options: dict = field(default_factory=dict)
-    given: Any = None
-
-    def __call__(self) -> pafs.FileSystem:
-        return _BUILDERS[self.kind](self)
-
-
-def _build_given(spec: _FilesystemFactory) -> pafs.FileSystem:
-    return spec.given
-
-
-def _build_local(spec: _FilesystemFactory) -> pafs.FileSystem:
-    return pafs.LocalFileSystem()
-
-
-def _build_s3(spec: _FilesystemFactory) -> pafs.FileSystem:
-    options = dict(spec.options)
-    bucket = options.pop("_bucket", None)
-    if (bucket and "region" not in options and "endpoint_override" not in options
-            and not other_program_variable("AWS_REGION") and not other_program_variable("AWS_DEFAULT_REGION")):
-        # pyarrow does not follow AWS's redirect to a bucket's region: find it the way from_uri does.
-        try:
-            options["region"] = pafs.resolve_s3_region(bucket)
-        except OSError:
-            pass
-    try:
-        return pafs.S3FileSystem(**options)
-    except (TypeError, ValueError, OSError) as e:
-        raise PetastormFilesystemError(
-            f"could not create a pyarrow S3FileSystem for {spec.url!r} from storage_options "
-            f"{_redacted(options)}: {e}") from e
-
-
-def _build_s3fs(spec: _FilesystemFactory) -> pafs.FileSystem:
-    try:
-        import s3fs
-    except ImportError as e:
-        raise PetastormFilesystemError(
-            f"storage_options {sorted(spec.options)} for {spec.url!r} need s3fs (they cannot be given to "
-            f"pyarrow's S3FileSystem): pip install s3fs") from e
-    return _wrap_fsspec(s3fs.S3FileSystem(**spec.options))
-
-
-def _build_hdfs(spec: _FilesystemFactory) -> pafs.FileSystem:
-    options = spec.options
-    try:
-        return pafs.HadoopFileSystem(options["host"], options["port"], user=options.get("user"))
-    except OSError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PetastormFilesystemError(
-            f"cannot open HDFS for {spec.url!r} (namenode {options['host']!r}, port {options['port']}): "
-            f"{first_line}. {_HDFS_HELP}") from e
-
-
-def _build_hdfs_connector(spec: _FilesystemFactory) -> pafs.FileSystem:
-    fs = spec.given.hdfs_connect_namenode(urlparse(spec.url), spec.options["driver"],
-                                          user=spec.options.get("user"))
-    return _ensure_pyarrow_filesystem(fs, "connector.hdfs_connect_namenode(...)")
-
-
-def _build_fsspec(spec: _FilesystemFactory) -> pafs.FileSystem:
-    cls = _fsspec_class(spec.options["protocol"], spec.url)
-    return _wrap_fsspec(cls(**spec.options["kwargs"]))
-
-
-_BUILDERS: dict[str, Callable[[_FilesystemFactory], pafs.FileSystem]] = {
-    "given": _build_given,
-    "local": _build_local,
-    "s3": _build_s3,
-    "s3fs": _build_s3fs,
-    "hdfs": _build_hdfs,
-    "hdfs_connector": _build_hdfs_connector,
-    "fsspec": _build_fsspec,
-}
-
-
-def _wrap_fsspec(fs: Any) -> pafs.FileSystem:
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
-def _redacted(options: dict) -> dict:
-    secret = ("secret", "secret_key", "token", "session_token", "key", "access_key", "password")
-    return {k: ("***" if k in secret and v else v) for k, v in options.items()}
-
-
-def _ensure_pyarrow_filesystem(filesystem: Any, argument: str) -> pafs.FileSystem:
-    """A pyarrow FileSystem as given, an fsspec filesystem wrapped; anything else is refused."""
-    if isinstance(filesystem, pafs.FileSystem):
-        return filesystem
-    try:
-        import fsspec
-    except ImportError:  # pragma: no cover - fsspec is a dependency
-        fsspec = None
-    if fsspec is not None and isinstance(filesystem, fsspec.AbstractFileSystem):
-        return _wrap_fsspec(filesystem)
-    raise PetastormArgumentError(
-        f"{argument} must be a pyarrow.fs.FileSystem or an fsspec.AbstractFileSystem, "
-        f"got {type(filesystem).__module__}.{type(filesystem).__name__}")
-
-
-def _fsspec_handler_fs(filesystem: pafs.FileSystem) -> Any:
-    """The fsspec filesystem inside a ``PyFileSystem(FSSpecHandler(...))``, else None."""
-    if isinstance(filesystem, pafs.PyFileSystem):
-        handler = filesystem.handler
-        if isinstance(handler, pafs.FSSpecHandler):
-            return handler.fs
-    return None
-
-
-def _fsspec_class(protocol: str, url: str) -> type:
-    """The fsspec filesystem class of a protocol; clear errors for unknown ones and missing drivers."""
-    import fsspec
-
-    name = _FSSPEC_ALIASES.get(protocol, protocol)
-    try:
-        return fsspec.get_filesystem_class(name)
-    except ImportError as e:
-        package = _DRIVER_PACKAGES.get(protocol) or _registry_package(name)
-        raise PetastormFilesystemError(
-            f"cannot open {url!r}: the fsspec driver for '{protocol}://' is not installed "
-            f"({e}). Install it with: pip install {package}") from e
-    except ValueError as e:
-        raise PetastormFilesystemError(
-            f"cannot open {url!r}: Protocol not known: {protocol}. Supported: plain paths, file://, "
-            f"s3:// (s3a, s3n), hdfs://, gs://, gcs://, abfs://, abfss://, az:// and any protocol "
-            f"registered with fsspec") from e
-
-
-def _registry_package(protocol: str) -> str:
-    from fsspec.registry import known_implementations
-
-    entry = known_implementations.get(protocol, {})
-    return entry.get("class", protocol).split(".")[0] or protocol
-
-
-def _s3_options(storage_options: dict) -> Optional[dict]:
-    """Translate s3fs-style options to ``pyarrow.fs.S3FileSystem`` arguments.
-
-    Returns None when an option has no pyarrow equivalent (then s3fs must be used).
-    """
-    out: dict = {}
-    endpoint_url = None
-    use_ssl = None
-    for key, value in storage_options.items():
-        if key in _S3FS_TO_PYARROW:
-            if value is not None:
-                out[_S3FS_TO_PYARROW[key]] = value
-        elif key in _PYARROW_S3_ARGS:
-            if value is not None:
-                out[key] = value
-        elif key == "endpoint_url":
-            endpoint_url = value
-        elif key == "use_ssl":
-            use_ssl = value
-        elif key == "client_kwargs":
-            client_kwargs = dict(value or {})
-            if set(client_kwargs) - _S3_CLIENT_KWARGS_MAPPED:
-                return None
-            endpoint_url = client_kwargs.get("endpoint_url", endpoint_url)
-            if client_kwargs.get("region_name") is not None:
-                out.setdefault("region", client_kwargs["region_name"])
-        else:
-            return None
-    if use_ssl is not None and "scheme" not in out:
-        out["scheme"] = "https" if use_ssl else "http"
-    if endpoint_url:
-        if "://" in endpoint_url:
-            parsed = urlparse(endpoint_url)
-            out["scheme"] = parsed.scheme
-            out["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
-        else:
-            out["endpoint_override"] = endpoint_url
-    if out.get("anonymous") is not None:
-        out["anonymous"] = bool(out["anonymous"])
-    return out
-
-
-def _hdfs_namenode(parsed: ParseResult, hadoop_configuration: Any) -> tuple[str, int]:
-    """(host, port) of the namenode: from the URL, else fs.defaultFS of a given configuration, else
-    'default' (libhdfs reads fs.defaultFS from the Hadoop configuration on the CLASSPATH).
-
-    Port 0 lets libhdfs pick the default port or resolve an HA nameservice.
-    """
-    if parsed.hostname:
-        return parsed.hostname, parsed.port or 0
-    if hadoop_configuration is not None:
-        try:
-            default_fs = hadoop_configuration.get("fs.defaultFS")
-        except Exception:  # a JVM Configuration or a dict; any failure means 'not configured'
-            default_fs = None
-        if default_fs:
-            default = urlparse(str(default_fs))
-            if default.scheme == "hdfs" and default.hostname:
-                return default.hostname, default.port or 0
-    return "default", 0
-
-
-# --------------------------------------------------------------------------------------------------
-# Public resolver
-# --------------------------------------------------------------------------------------------------
 
 class FilesystemResolver:
     """Resolves a dataset URL to a pyarrow filesystem and the path to use with it.
@@ -412,52 +106,42 @@ class FilesystemResolver:
                 warnings.warn(f"storage_options {sorted(storage_options)} are ignored for "
                               f"{self._dataset_url!r} because a filesystem was given", UserWarning,
                               stacklevel=2)
-            given = _ensure_pyarrow_filesystem(filesystem, "filesystem")
-            self._factory = _FilesystemFactory("given", self._dataset_url, given=given)
+            given = ensure_pyarrow_filesystem(filesystem, "filesystem")
+            self._factory = FilesystemFactory("given", self._dataset_url, given=given)
             self._path = _path_for_given(given, self._dataset_url, self._parsed)
-        elif scheme in _LOCAL_SCHEMES:
-            self._factory = _FilesystemFactory("local", self._dataset_url)
-            self._path = self._local_path()
-        elif scheme in _S3_SCHEMES:
+        elif scheme in LOCAL_SCHEMES:
+            self._factory = FilesystemFactory("local", self._dataset_url)
+            self._path = local_path(self._dataset_url, self._parsed)
+        elif scheme in S3_SCHEMES:
             self._factory = self._s3_factory(storage_options)
             self._path = get_dataset_path(self._parsed)
-        elif scheme in _HDFS_SCHEMES:
+        elif scheme in HDFS_SCHEMES:
             self._factory = self._hdfs_factory(hadoop_configuration, connector, hdfs_driver, user)
             self._path = self._parsed.path or "/"
         else:
-            cls = _fsspec_class(scheme, self._dataset_url)
+            cls = fsspec_class(scheme, self._dataset_url)
             kwargs = dict(cls._get_kwargs_from_urls(self._dataset_url))
             kwargs.update(storage_options)
-            self._factory = _FilesystemFactory("fsspec", self._dataset_url,
+            self._factory = FilesystemFactory("fsspec", self._dataset_url,
                                                options={"protocol": scheme, "kwargs": kwargs})
             self._path = cls._strip_protocol(self._dataset_url)
 
     # -- construction helpers --------------------------------------------------------------------
 
-    def _local_path(self) -> str:
-        parsed = self._parsed
-        if parsed.scheme.lower() == "file":
-            if parsed.netloc not in ("", "localhost"):
-                raise PetastormFilesystemError(
-                    f"{self._dataset_url!r}: a file:// URL takes an absolute path after three slashes "
-                    f"(file:///{parsed.netloc}{parsed.path}); '{parsed.netloc}' was read as a host name")
-            return parsed.path or "/"
-        return os.path.abspath(self._dataset_url)
-
-    def _s3_factory(self, storage_options: dict) -> _FilesystemFactory:
-        options = _s3_options(storage_options)
+    def _s3_factory(self, storage_options: dict) -> FilesystemFactory:
+        options = s3_options(storage_options)
         if options is None:
-            return _FilesystemFactory("s3fs", self._dataset_url, options=storage_options)
+            return FilesystemFactory("s3fs", self._dataset_url, options=storage_options)
         options["_bucket"] = self._parsed.netloc
-        return _FilesystemFactory("s3", self._dataset_url, options=options)
+        return FilesystemFactory("s3", self._dataset_url, options=options)
 
     def _hdfs_factory(self, hadoop_configuration: Any, connector: Any, hdfs_driver: str,
-                      user: Optional[str]) -> _FilesystemFactory:
+                      user: Optional[str]) -> FilesystemFactory:
         if connector is not None and hasattr(connector, "hdfs_connect_namenode"):
-            return _FilesystemFactory("hdfs_connector", self._dataset_url,
+            return FilesystemFactory("hdfs_connector", self._dataset_url,
                                       options={"driver": hdfs_driver, "user": user}, given=connector)
-        host, port = _hdfs_namenode(self._parsed, hadoop_configuration)
-        return _FilesystemFactory("hdfs", self._dataset_url,
+        host, port = hdfs_namenode(self._parsed, hadoop_configuration)
+        return FilesystemFactory("hdfs", self._dataset_url,
                                   options={"host": host, "port": port, "user": user})
 
     # -- public API ------------------------------------------------------------------------------
@@ -495,7 +179,7 @@ def _path_for_given(filesystem: pafs.FileSystem, url: str, parsed: ParseResult) 
     """The path of ``url`` for a filesystem the user gave."""
     if not parsed.scheme:
         return os.path.abspath(url) if isinstance(filesystem, pafs.LocalFileSystem) else url
-    inner = _fsspec_handler_fs(filesystem)
+    inner = fsspec_handler_fs(filesystem)
     if inner is not None:
         return inner._strip_protocol(url)
     return get_dataset_path(parsed)
