@@ -1,0 +1,93 @@
+"""The argument checks of :func:`petastorm.etl.writer.write_dataset`: each names the argument and the value.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional
+
+import pyarrow as pa
+
+from petastorm.errors import PetastormArgumentError
+from petastorm.etl.encode_pool import is_encoded_input
+from petastorm.unischema import Unischema
+
+__all__ = [
+    "ensure_positive_int",
+    "ensure_row_group_bytes",
+    "ensure_workers",
+    "ensure_files_args",
+    "ensure_compression",
+    "ensure_partition_by",
+    "known_row_count",
+]
+
+_COMPRESSIONS = {"snappy": "snappy", "gzip": "gzip", "brotli": "brotli", "zstd": "zstd", "lz4": "lz4",
+                 "none": "none", "uncompressed": "none"}
+
+
+def ensure_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PetastormArgumentError(f"{name} must be a positive integer, got {value!r}")
+
+
+def ensure_row_group_bytes(row_group_size_mb: Any) -> int:
+    if isinstance(row_group_size_mb, bool) or not isinstance(row_group_size_mb, (int, float)) \
+            or not row_group_size_mb > 0 or math.isinf(row_group_size_mb):
+        raise PetastormArgumentError(f"row_group_size_mb must be a positive number of MiB, got {row_group_size_mb!r}")
+    return max(1, int(row_group_size_mb * (1 << 20)))
+
+
+def ensure_workers(workers_count: Any) -> int:
+    if workers_count is None:  # the CPUs this process may run on
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ensure_positive_int("workers_count", workers_count)
+    return workers_count
+
+
+def ensure_files_args(num_files: Any, rows_per_file: Any) -> None:
+    if num_files is not None and rows_per_file is not None:
+        raise PetastormArgumentError(f"num_files ({num_files}) and rows_per_file ({rows_per_file}) exclude "
+                                     f"each other: give one of them")
+    if num_files is not None:
+        ensure_positive_int("num_files", num_files)
+    if rows_per_file is not None:
+        ensure_positive_int("rows_per_file", rows_per_file)
+
+
+def ensure_compression(compression: Optional[str]) -> str:
+    key = "none" if compression is None else str(compression).lower()
+    if key not in _COMPRESSIONS:
+        raise PetastormArgumentError(f"compression must be one of {sorted(_COMPRESSIONS)} or None, "
+                                     f"got {compression!r}")
+    name = _COMPRESSIONS[key]
+    if name != "none" and not pa.Codec.is_available(name):
+        raise PetastormArgumentError(f"compression {compression!r} is not available in this pyarrow build")
+    return name
+
+
+def ensure_partition_by(schema: Unischema, partition_by: Any) -> list[str]:
+    if partition_by is None:
+        return []
+    names = [partition_by] if isinstance(partition_by, str) else list(partition_by)
+    from petastorm.codecs import ScalarCodec
+
+    for name in names:
+        if not isinstance(name, str) or name not in schema.fields:
+            raise PetastormArgumentError(f"partition_by: {name!r} is not a field of the schema {schema.name!r} "
+                                         f"(fields: {list(schema.fields)})")
+        f = schema.fields[name]
+        if tuple(f.shape or ()) != () or not (f.codec is None or isinstance(f.codec, ScalarCodec)):
+            raise PetastormArgumentError(f"partition_by: field {name!r} must be a scalar without an array or "
+                                         f"image codec, got shape {f.shape} and codec {f.codec!r}")
+    if len(set(names)) != len(names):
+        raise PetastormArgumentError(f"partition_by names a field twice: {names}")
+    if len(names) >= len(schema.fields):
+        raise PetastormArgumentError("partition_by names every field: the data files would have no column")
+    return names
+
+
+def known_row_count(rows: Any) -> Optional[int]:
+    if not isinstance(rows, (list, tuple)):
+        return None
+    return sum(len(r) if is_encoded_input(r) else 1 for r in rows)
