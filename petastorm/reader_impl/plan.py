@@ -16,17 +16,35 @@ Two sharding modes (``PlanOptions.shard_mode``):
 ``'balanced'``
     Every shard yields exactly the same number of rows per epoch, so distributed ranks never wait on
     each other. See :func:`make_epoch_plan` for the algorithm and its trade-offs.
+
+Modules: this one makes an epoch's plan; :mod:`~petastorm.reader_impl.plan_options` holds the options and
+their checks, :mod:`~petastorm.reader_impl.plan_balanced` the balanced mode's global sequence.
 """
 from __future__ import annotations
 
 import operator
 import random
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 
 from petastorm.errors import NoDataAvailableError, PetastormArgumentError
+from petastorm.reader_impl.plan_balanced import (
+    balanced_items,
+    balanced_sequence,
+    balanced_shard_bounds,
+    cut_sequence,
+    split_row_groups,
+)
+from petastorm.reader_impl.plan_options import (
+    BALANCED_REMAINDERS,
+    SHARD_MODES,
+    PlanOptions,
+    check_shard_args,
+    ensure_epoch,
+    ensure_rows,
+    seed_entropy,
+)
 from petastorm.reader_impl.work_item import WorkItem
 
 __all__ = [
@@ -44,148 +62,15 @@ __all__ = [
     "items_to_plan",
 ]
 
-#: Accepted values of ``PlanOptions.shard_mode``.
-SHARD_MODES = ("original", "balanced")
-#: Accepted values of ``PlanOptions.balanced_remainder``.
-BALANCED_REMAINDERS = ("drop", "pad")
-
-# Tags that keep the random streams of the planner independent of each other.
+# Tags that keep the random streams of the planner independent of each other (3 and 4: plan_balanced.py).
 _TAG_ORDER = 1          # order of the items of a shard (original mode / no sharding)
 _TAG_ROWS = 2           # per-item row seeds (shuffle_rows)
-_TAG_BALANCED = 3       # per-epoch global order of the balanced mode
-_TAG_BALANCED_FIXED = 4  # epoch-independent global order of the balanced mode (shard_seed, no shuffle)
 
-# The original's wording, kept at the start of our messages (user code matches on it).
-_BOTH_SHARD_ARGS = "partition and num_partitions must be ints and both specified to use partitioning"
 _TOO_MANY_SHARDS = ("Number of row-groups in the dataset must be greater or equal to the number of requested "
                     "shards. Otherwise, some of the shards will end up being empty.")
 
 _U64 = np.uint64
 _MASK63 = np.uint64((1 << 63) - 1)
-
-
-def _entropy(value: int) -> int:
-    """A non-negative int for ``SeedSequence`` (which refuses negative entropy); injective on 128 bits."""
-    return int(value) % (1 << 128)
-
-
-def _is_int(value) -> bool:
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """Options that decide the plan; see :func:`make_epoch_plan`.
-
-    Attributes
-    ----------
-    seed : int
-        Seed of the row-group and row order. The reader resolves ``seed=None`` to a random int before
-        planning, so the planner always gets an int (any sign, any size).
-    shuffle_row_groups : bool
-        Shuffle the order of the items (row groups or their drop partitions) every epoch.
-    shuffle_rows : bool
-        Give each item a ``row_seed`` so the worker permutes its rows.
-    shuffle_row_drop_partitions : int
-        Split every row group into this many contiguous row slices, each a separate item (>= 1).
-    cur_shard, shard_count : int or None
-        This shard and the number of shards; both or neither.
-    shard_seed : int or None
-        ``'original'`` mode: a non-zero value reorders the shard's row groups as the original does (the
-        assignment itself never changes). ``'balanced'`` mode: seed of the global order that is dealt to
-        the shards (the same on every rank). 0 and None mean the same.
-    shard_mode : str
-        ``'original'`` or ``'balanced'``.
-    balanced_remainder : str
-        ``'drop'`` (shards get ``floor(total / shard_count)`` rows) or ``'pad'`` (``ceil``, the
-        remainder padded with rows from the start of the epoch's global sequence). Balanced mode only.
-    """
-
-    seed: int
-    shuffle_row_groups: bool = True
-    shuffle_rows: bool = False
-    shuffle_row_drop_partitions: int = 1
-    cur_shard: Optional[int] = None
-    shard_count: Optional[int] = None
-    shard_seed: Optional[int] = None
-    shard_mode: str = "original"
-    balanced_remainder: str = "drop"
-
-    @property
-    def sharded(self) -> bool:
-        """True when ``cur_shard``/``shard_count`` are set."""
-        return self.shard_count is not None
-
-    def validate(self) -> "PlanOptions":
-        """Check every option; raise :class:`PetastormArgumentError` naming the argument and value.
-
-        Returns ``self`` so it can be chained.
-        """
-        if not _is_int(self.seed):
-            raise PetastormArgumentError(
-                f"seed must be an int for planning, got {self.seed!r} ({type(self.seed).__name__})")
-        if not _is_int(self.shuffle_row_drop_partitions) or self.shuffle_row_drop_partitions < 1:
-            raise PetastormArgumentError(
-                f"shuffle_row_drop_partitions must be a positive integer, got "
-                f"{self.shuffle_row_drop_partitions!r}")
-        _check_shard_args(self.cur_shard, self.shard_count, self.shard_seed)
-        if self.shard_mode not in SHARD_MODES:
-            raise PetastormArgumentError(
-                f"shard_mode must be one of {', '.join(map(repr, SHARD_MODES))}, got {self.shard_mode!r}")
-        if self.balanced_remainder not in BALANCED_REMAINDERS:
-            raise PetastormArgumentError(
-                f"balanced_remainder must be one of {', '.join(map(repr, BALANCED_REMAINDERS))}, got "
-                f"{self.balanced_remainder!r}")
-        return self
-
-
-def _check_shard_args(cur_shard, shard_count, shard_seed) -> None:
-    if (cur_shard is None) != (shard_count is None):
-        given, missing = ("cur_shard", "shard_count") if shard_count is None else ("shard_count", "cur_shard")
-        raise PetastormArgumentError(
-            f"{_BOTH_SHARD_ARGS}: {given}={cur_shard if given == 'cur_shard' else shard_count!r} was given "
-            f"without {missing}; pass both cur_shard and shard_count, or neither")
-    if shard_count is None:
-        if shard_seed is not None and not _is_int(shard_seed):
-            raise PetastormArgumentError(f"shard_seed must be an int or None, got {shard_seed!r}")
-        return
-    if not _is_int(shard_count) or shard_count < 1:
-        raise PetastormArgumentError(
-            f"{_BOTH_SHARD_ARGS}: shard_count must be a positive integer, got shard_count={shard_count!r}")
-    if not _is_int(cur_shard):
-        raise PetastormArgumentError(
-            f"{_BOTH_SHARD_ARGS}: cur_shard must be an integer, got cur_shard={cur_shard!r}")
-    if not 0 <= cur_shard < shard_count:
-        raise PetastormArgumentError(
-            f"cur_shard must be an integer in [0, shard_count) = [0, {shard_count}), got cur_shard="
-            f"{cur_shard!r}")
-    if shard_seed is not None and not _is_int(shard_seed):
-        raise PetastormArgumentError(f"shard_seed must be an int or None, got {shard_seed!r}")
-
-
-def _ensure_rows(rows_per_group) -> np.ndarray:
-    rows = np.asarray(rows_per_group)
-    if rows.ndim != 1:
-        raise PetastormArgumentError(
-            f"rows_per_group must be a 1-D array of row counts, got shape {rows.shape}")
-    if rows.size and not np.issubdtype(rows.dtype, np.integer):
-        raise PetastormArgumentError(f"rows_per_group must hold integers, got dtype {rows.dtype}")
-    rows = rows.astype(np.int64, copy=False)
-    if rows.size and rows.min() < 0:
-        bad = int(np.flatnonzero(rows < 0)[0])
-        raise PetastormArgumentError(
-            f"rows_per_group[{bad}] is {int(rows[bad])}: row counts cannot be negative")
-    return rows
-
-
-def _ensure_epoch(epoch) -> int:
-    if not _is_int(epoch) or epoch < 0:
-        raise PetastormArgumentError(f"epoch must be a non-negative integer, got {epoch!r}")
-    return int(epoch)
 
 
 def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count: Optional[int],
@@ -219,7 +104,7 @@ def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count:
         When there are fewer row groups than shards (some shard would be empty); raised on every shard,
         as the original does, so that all ranks fail alike.
     """
-    _check_shard_args(cur_shard, shard_count, shard_seed)
+    check_shard_args(cur_shard, shard_count, shard_seed)
     n = operator.index(num_row_groups)
     if shard_count is None:
         return np.arange(n, dtype=np.int64)
@@ -238,46 +123,6 @@ def shard_row_groups(num_row_groups: int, cur_shard: Optional[int], shard_count:
     return np.asarray([i for i in order if i % shard_count == cur_shard], dtype=np.int64)
 
 
-def _split(groups: np.ndarray, rows: np.ndarray, parts: int):
-    """Items ``(row_group, start, stop)`` splitting each of ``groups`` (in order) into ``parts`` slices.
-
-    Empty slices are left out. Returns three int64 arrays of equal length.
-    """
-    n = rows[groups]
-    k = np.arange(parts, dtype=np.int64)
-    starts = (n[:, None] * k[None, :]) // parts
-    stops = (n[:, None] * (k + 1)[None, :]) // parts
-    rg = np.repeat(groups, parts)
-    starts, stops = starts.ravel(), stops.ravel()
-    keep = stops > starts
-    return rg[keep], starts[keep], stops[keep]
-
-
-def _cut(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.ndarray, lo: int, hi: int):
-    """The items covering rows ``[lo, hi)`` of the sequence formed by concatenating the items.
-
-    ``cum`` is ``np.cumsum(stops - starts)``; ``0 <= lo < hi <= cum[-1]``.
-    """
-    i0 = int(np.searchsorted(cum, lo, side="right"))
-    i1 = int(np.searchsorted(cum, hi, side="left"))
-    rg, s, e = rg[i0:i1 + 1], starts[i0:i1 + 1].copy(), stops[i0:i1 + 1].copy()
-    before = cum[i0] - (stops[i0] - starts[i0])  # sequence row of item i0's first row
-    s[0] += lo - before
-    e[-1] -= cum[i1] - hi
-    return rg, s, e
-
-
-def balanced_shard_bounds(total_rows: int, shard_count: int, cur_shard: int,
-                          remainder: str = "drop") -> tuple[int, int]:
-    """Range ``[start, stop)`` of the epoch's global row sequence dealt to ``cur_shard`` (balanced mode).
-
-    Every shard gets ``floor(total_rows / shard_count)`` rows (``remainder='drop'``) or ``ceil``
-    (``'pad'``; ``stop`` may then exceed ``total_rows``: positions wrap to the start of the sequence).
-    """
-    per = total_rows // shard_count if remainder == "drop" else -(-total_rows // shard_count)
-    return cur_shard * per, (cur_shard + 1) * per
-
-
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     x = x + _U64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
@@ -287,7 +132,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 def _row_seeds(seed: int, epoch: int, rg: np.ndarray, starts: np.ndarray) -> list[int]:
     """63-bit seeds, one per item, a hash of ``(seed, epoch, row_group, row_start)``."""
-    k0, k1 = np.random.SeedSequence((_entropy(seed), epoch, _TAG_ROWS)).generate_state(2, np.uint64)
+    k0, k1 = np.random.SeedSequence((seed_entropy(seed), epoch, _TAG_ROWS)).generate_state(2, np.uint64)
     with np.errstate(over="ignore"):
         h = _splitmix64(rg.astype(_U64) ^ k0)
         h = _splitmix64(h ^ starts.astype(_U64) ^ k1)
@@ -345,75 +190,21 @@ def make_epoch_plan(rows_per_group: Sequence[int] | np.ndarray, options: PlanOpt
         (balanced, ``'drop'``) or no rows at all (balanced, ``'pad'``).
     """
     options.validate()
-    epoch = _ensure_epoch(epoch)
-    rows = _ensure_rows(rows_per_group)
+    epoch = ensure_epoch(epoch)
+    rows = ensure_rows(rows_per_group)
     parts = int(options.shuffle_row_drop_partitions)
     seed = int(options.seed)
 
     if options.sharded and options.shard_mode == "balanced":
-        rg, starts, stops = _balanced_items(rows, options, epoch, parts)
+        rg, starts, stops = balanced_items(rows, options, epoch)
     else:
         groups = shard_row_groups(len(rows), options.cur_shard, options.shard_count, options.shard_seed)
-        rg, starts, stops = _split(groups, rows, parts)
+        rg, starts, stops = split_row_groups(groups, rows, parts)
         if options.shuffle_row_groups and len(rg) > 1:
-            perm = np.random.default_rng((_entropy(seed), epoch, _TAG_ORDER)).permutation(len(rg))
+            perm = np.random.default_rng((seed_entropy(seed), epoch, _TAG_ORDER)).permutation(len(rg))
             rg, starts, stops = rg[perm], starts[perm], stops[perm]
 
-    if options.shuffle_rows:
-        seeds = _row_seeds(seed, epoch, rg, starts)
-    else:
-        seeds = [None] * len(rg)
-    make = tuple.__new__  # WorkItem(...) runs NamedTuple's Python-level __new__: ~1 us per item
-    return [make(WorkItem, (epoch, pos, g, s, e, rs))
-            for pos, (g, s, e, rs) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds))]
-
-
-def balanced_sequence(rows_per_group: Sequence[int] | np.ndarray, options: PlanOptions, epoch: int):
-    """The epoch's global sequence of the balanced mode, before it is dealt to shards.
-
-    It depends on the row counts, ``shuffle_row_groups``, ``shuffle_row_drop_partitions``, ``shard_seed``
-    and the epoch, never on ``cur_shard``/``shard_count`` (elastic resume deals it again to another
-    number of shards).
-
-    Returns
-    -------
-    rg, starts, stops, cum : np.ndarray, shape (n_items,), int64
-        The items in sequence order (row group, first row, end row) and the cumulative row counts.
-    """
-    rows = _ensure_rows(rows_per_group)
-    parts = int(options.shuffle_row_drop_partitions)
-    rg, starts, stops = _split(np.arange(len(rows), dtype=np.int64), rows, parts)
-    shard_seed = options.shard_seed
-    if options.shuffle_row_groups and len(rg) > 1:
-        key = (_entropy(0 if shard_seed is None else shard_seed), epoch, _TAG_BALANCED)
-        perm = np.random.default_rng(key).permutation(len(rg))
-        rg, starts, stops = rg[perm], starts[perm], stops[perm]
-    elif shard_seed and len(rg) > 1:
-        perm = np.random.default_rng((_entropy(shard_seed), _TAG_BALANCED_FIXED)).permutation(len(rg))
-        rg, starts, stops = rg[perm], starts[perm], stops[perm]
-    return rg, starts, stops, np.cumsum(stops - starts)
-
-
-def cut_sequence(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.ndarray,
-                 ranges: Sequence[Sequence[int]]):
-    """The items covering the given ``[lo, hi)`` ranges of a global sequence, in range order.
-
-    Positions at or past the sequence's total wrap to its start (the ``'pad'`` remainder). Returns
-    three int64 arrays ``(row_group, start, stop)``.
-    """
-    total = int(cum[-1]) if len(cum) else 0
-    pieces = []
-    for lo, hi in ranges:
-        lo, hi = int(lo), int(hi)
-        while lo < hi and total:
-            a = lo % total
-            b = min(total, a + (hi - lo))
-            pieces.append(_cut(rg, starts, stops, cum, a, b))
-            lo += b - a
-    if not pieces:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty.copy(), empty.copy()
-    return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))
+    return items_to_plan(rg, starts, stops, options, epoch)
 
 
 def items_to_plan(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, options: PlanOptions,
@@ -426,29 +217,6 @@ def items_to_plan(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, options
     make = tuple.__new__  # WorkItem(...) runs NamedTuple's Python-level __new__: ~1 us per item
     return [make(WorkItem, (epoch, pos, g, s, e, rs))
             for pos, (g, s, e, rs) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds))]
-
-
-def _balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int, parts: int):
-    rg, starts, stops, cum = balanced_sequence(rows, options, epoch)
-    total = int(cum[-1]) if len(cum) else 0
-    lo, hi = balanced_shard_bounds(total, options.shard_count, options.cur_shard, options.balanced_remainder)
-    if total == 0:
-        raise NoDataAvailableError(
-            f"shard {options.cur_shard} of {options.shard_count} would be empty: no row is selected (the "
-            f"selected row groups hold none, or rowgroup_selector/filters select none)")
-    if hi <= lo:
-        raise NoDataAvailableError(
-            f"shard {options.cur_shard} of {options.shard_count} would be empty: shard_mode='balanced' "
-            f"with balanced_remainder={options.balanced_remainder!r} deals {total} rows to "
-            f"{options.shard_count} shards, {hi - lo} each. Use fewer shards"
-            + (" or balanced_remainder='pad'" if total and options.balanced_remainder == "drop" else ""))
-    pieces = []
-    while lo < hi:  # wraps around the sequence only when padding
-        a = lo % total
-        b = min(total, a + (hi - lo))
-        pieces.append(_cut(rg, starts, stops, cum, a, b))
-        lo += b - a
-    return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))
 
 
 def rows_in_epoch(plan: Sequence[WorkItem]) -> int:
@@ -510,7 +278,7 @@ def locate_global_row(rows_per_group: Sequence[int] | np.ndarray, options: PlanO
             f"rows_into_item={rows_into_item} does not fit the item at position {position}")
     start = 0
     if options.sharded:
-        total = int(_ensure_rows(rows_per_group).sum())
+        total = int(ensure_rows(rows_per_group).sum())
         start, _ = balanced_shard_bounds(total, options.shard_count, options.cur_shard,
                                          options.balanced_remainder)
     return start + int(offsets[position]) + int(rows_into_item)
