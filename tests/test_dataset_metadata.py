@@ -430,7 +430,7 @@ _GET_SCHEMA_AND_PRINT = textwrap.dedent("""
 
 @pytest.mark.parametrize("where", ["dtype", "values"])
 def test_crafted_void_pickle_is_refused_by_get_schema_from_dataset_url_naming_the_file(tmp_path, where):
-    from test_safe_unpickle import crafted_void_schema_pickle
+    from .test_safe_unpickle import crafted_void_schema_pickle
 
     path = str(tmp_path / "ds")
     write_petastorm_dataset(path)

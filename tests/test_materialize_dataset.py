@@ -9,12 +9,13 @@ import sys
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from test_dataset_metadata import SCHEMA, _row
 
 from petastorm.errors import PetastormMetadataError
 from petastorm.etl import dataset_metadata as dm
 from petastorm.etl.petastorm_generate_metadata import generate_petastorm_metadata, main
 from petastorm.unischema import dict_to_spark_row
+
+from .test_dataset_metadata import SCHEMA, _row
 
 LOCAL = pafs.LocalFileSystem()
 MIB = 1024 * 1024

@@ -11,7 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from test_tf_utils import write_tf_datasets
+
+from .test_tf_utils import write_tf_datasets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

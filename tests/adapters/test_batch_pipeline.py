@@ -9,13 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _list_reader import ListReader, make_chunks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petastorm import make_batch_reader, make_reader
 from petastorm.adapters import BatchPipeline
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+
+from ._list_reader import ListReader, make_chunks
 
 ROWS = 600
 

@@ -2,7 +2,6 @@
 exact resume: every row exactly once, for random reader batch sizes, batch sizes, capacities and checkpoints."""
 import numpy as np
 import pytest
-from _list_reader import ListReader, make_chunks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +9,8 @@ from petastorm.adapters import Batcher, ReaderSource, rows_to_columns
 from petastorm.adapters.batcher import shuffle_buffer_layout
 from petastorm.errors import PetastormStateError
 from petastorm.reader_impl.shuffle_quality import sequence_quality, through_shuffling_buffer
+
+from ._list_reader import ListReader, make_chunks
 
 
 def _drain(batcher, limit=None):

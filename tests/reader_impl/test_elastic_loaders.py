@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 import torch
-from _elastic_sim import ids_of, open_reader, roundtrip, write_ids_dataset
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,8 @@ from petastorm import merge_state_dicts
 from petastorm.errors import PetastormStateError
 from petastorm.jax import make_jax_iterator
 from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
+
+from ._elastic_sim import ids_of, open_reader, roundtrip, write_ids_dataset
 
 
 def _rows_collate(rows):

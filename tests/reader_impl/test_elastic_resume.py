@@ -5,7 +5,14 @@ import tempfile
 from collections import Counter
 
 import pytest
-from _elastic_sim import (
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from petastorm import merge_state_dicts
+from petastorm.errors import PetastormStateError
+from petastorm.reader_impl.elastic import deal_bounds, normalize_ranges, subtract_ranges, take_ranges
+
+from ._elastic_sim import (
     checkpoint_readers,
     finish_readers,
     open_reader,
@@ -14,12 +21,6 @@ from _elastic_sim import (
     roundtrip,
     write_ids_dataset,
 )
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-
-from petastorm import merge_state_dicts
-from petastorm.errors import PetastormStateError
-from petastorm.reader_impl.elastic import deal_bounds, normalize_ranges, subtract_ranges, take_ranges
 
 
 @pytest.fixture(scope="module")
