@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["set_batch_allocator"]
+__all__ = ["set_batch_allocator", "empty_batch", "cells_view", "cells_copy_view", "compact_copy", "cell_strides",
+           "MIN_BATCH_BYTES"]
 
 
 class _BatchMemory:
@@ -74,6 +75,16 @@ class _BatchMemory:
 
 _BATCH_MEMORY = _BatchMemory()
 _ALLOCATOR: Any = None
+#: Decoded batches smaller than this many bytes are plain ``np.empty`` arrays (not recycled, and not given
+#: shared memory in a process worker).
+MIN_BATCH_BYTES = _BATCH_MEMORY.min_bytes
+
+
+def empty_batch(shape: tuple, dtype: Any) -> np.ndarray:
+    """``np.empty(shape, dtype)`` for a decoded batch: a recycled slab, or shared memory in a process-pool
+    worker (see :class:`_BatchMemory` and :func:`set_batch_allocator`); small or object arrays are plain
+    ``np.empty``. Writeable and C-contiguous."""
+    return _BATCH_MEMORY.empty(shape, dtype)
 
 
 def set_batch_allocator(fn: Any) -> None:
@@ -101,7 +112,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_locks_after_fork)
 
 
-def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
+def cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
     """The ``(n,) + shape`` array of fixed-size npy cells as a writable view of the Arrow data buffer: each
     row is a C-contiguous array inside its cell, rows ``stride`` bytes apart (no copy). The view keeps the
     buffer alive. Writing into rows is safe: cells do not overlap, the reader decodes each column of a row
@@ -129,18 +140,18 @@ def _cells_view(column: Any, start: int, n: int, stride: int, header: Any) -> "n
     flat = np.frombuffer(exporter, dtype=np.uint8)
     shape = tuple(header.shape)
     first = flat[start:start + (n - 1) * stride + dtype.itemsize * int(np.prod(shape, dtype=np.int64))]
-    return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=_cell_strides(stride, shape, dtype))
+    return np.ndarray((n,) + shape, dtype=dtype, buffer=first, offset=0, strides=cell_strides(stride, shape, dtype))
 
 
-def _compact_copy(rows: np.ndarray, shape: tuple, dtype: Any) -> np.ndarray:
+def compact_copy(rows: np.ndarray, shape: tuple, dtype: Any) -> np.ndarray:
     """The ``(n,) + shape`` array of ``dtype`` whose rows are the bytes of ``rows`` (uint8, ``(n, row bytes)``,
     any strides), copied into a C-contiguous batch array."""
-    out = _BATCH_MEMORY.empty((len(rows),) + tuple(shape), dtype)
+    out = empty_batch((len(rows),) + tuple(shape), dtype)
     np.copyto(out.view(np.uint8).reshape(rows.shape), rows)
     return out
 
 
-def _cell_strides(stride: int, shape: tuple, dtype: np.dtype) -> tuple:
+def cell_strides(stride: int, shape: tuple, dtype: np.dtype) -> tuple:
     """Strides of ``(n,) + shape`` cells ``stride`` bytes apart, each a C-contiguous ``shape`` array."""
     inner = [dtype.itemsize] * (len(shape) + 1)
     for i in range(len(shape) - 1, 0, -1):
@@ -148,11 +159,11 @@ def _cell_strides(stride: int, shape: tuple, dtype: np.dtype) -> tuple:
     return (stride,) + tuple(inner[:len(shape)])
 
 
-def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
+def cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: Any) -> "np.ndarray | None":
     """In a process-pool worker, for a batch of 1 MiB or more: the cells' whole span copied at once (one
     ``memcpy``, the npy headers between the cells included: ~1% more bytes than the arrays) into the shared
     memory of the batch allocator, and the ``(n,) + shape`` array viewed there with rows ``stride`` bytes
-    apart, as :func:`_cells_view` does over the Arrow buffer in threads. The transport sends the span and
+    apart, as :func:`cells_view` does over the Arrow buffer in threads. The transport sends the span and
     rebuilds the same view in the reader's process. None elsewhere, or when the layout does not allow a
     view (alignment, a stride that is not a whole number of elements)."""
     if _ALLOCATOR is None:
@@ -163,7 +174,7 @@ def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: 
     if dtype.hasobject or stride % dtype.itemsize:
         return None
     span = (n - 1) * stride + row_bytes
-    if span < _BATCH_MEMORY.min_bytes:  # small batches: a compact copy (in band, or packed with others)
+    if span < MIN_BATCH_BYTES:  # small batches: a compact copy (in band, or packed with others)
         return None
     # the copy keeps the source's position modulo 64 bytes, so an aligned cell stays aligned
     lead = (data.ctypes.data + start) % 64
@@ -173,4 +184,4 @@ def _cells_copy_view(data: np.ndarray, start: int, n: int, stride: int, header: 
     if raw is None:
         return None
     np.copyto(raw[lead:], data[start:start + span])
-    return np.ndarray((n,) + shape, dtype=dtype, buffer=raw, offset=lead, strides=_cell_strides(stride, shape, dtype))
+    return np.ndarray((n,) + shape, dtype=dtype, buffer=raw, offset=lead, strides=cell_strides(stride, shape, dtype))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from petastorm.batch_memory import _cell_strides, _cells_copy_view, _cells_view, _compact_copy
+from petastorm.batch_memory import cell_strides, cells_copy_view, cells_view, compact_copy
 from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError, add_note
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
 from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
@@ -35,12 +35,16 @@ __all__ = [
     "encode_native",
     "decode_native_column",
     "check_value_fits_field",
+    "decode_error",
+    "dtype_type",
+    "binary_cells",
+    "stack_or_object",
 ]
 
 
 # --- checks shared by the codecs ---------------------------------------------------------------------------
 
-def _dtype_type(numpy_dtype: Any) -> Any:
+def dtype_type(numpy_dtype: Any) -> Any:
     """The numpy scalar type of a field's dtype (``np.float32`` for ``np.dtype('<f4')`` too)."""
     if numpy_dtype in (Decimal, str, bytes):
         return {Decimal: Decimal, str: np.str_, bytes: np.bytes_}[numpy_dtype]
@@ -70,9 +74,9 @@ def check_value_fits_field(field: Any, value: Any, image: bool = False) -> np.nd
     name = field.name
     if not isinstance(value, np.ndarray):
         raise PetastormSchemaError(
-            f"field {name!r} expects a numpy array of {np.dtype(_dtype_type(field.numpy_dtype)).name} "
+            f"field {name!r} expects a numpy array of {np.dtype(dtype_type(field.numpy_dtype)).name} "
             f"with shape {field.shape}, got {type(value).__name__}")
-    expected_type = _dtype_type(field.numpy_dtype)
+    expected_type = dtype_type(field.numpy_dtype)
     if value.dtype.type is not expected_type:
         lead = (f"Unexpected type of {name} feature, expected {field.numpy_dtype}, got {value.dtype}" if image else
                 f"Unexpected type of {name} feature. Expected {field.numpy_dtype}. Got {value.dtype}")
@@ -93,7 +97,7 @@ def _misfit(field: Any, dtype: np.dtype, shape: tuple) -> "str | None":
     field is given)."""
     if field is None:
         return None
-    expected = _dtype_type(field.numpy_dtype)
+    expected = dtype_type(field.numpy_dtype)
     want = tuple(field.shape) if field.shape is not None else None
     if dtype.type is not expected or (want is not None and not _is_compliant_shape(tuple(shape), want)):
         try:
@@ -112,7 +116,7 @@ def decode_error(field: Any, row: int, detail: str) -> PetastormDecodeError:
                                 detail=detail)
 
 
-def _binary_cells(column: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+def binary_cells(column: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     """Offsets (int32 for ``binary``/``string``, int64 for the large types; shape (rows + 1,)), data bytes
     (uint8 view) and the (single-chunk) Arrow array of a binary column. Views of the Arrow buffers: no copy,
     no ``pyarrow.compute``."""
@@ -140,6 +144,12 @@ def _object_column(values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
+
+
+#: The former private names, still imported by arrow_types, spark_utils, transform and value_types (to be
+#: switched to the public ones by their owners; then these two lines go).
+_dtype_type = dtype_type
+_binary_cells = binary_cells
 
 
 # --- the codecs -----------------------------------------------------------------------------------------
@@ -176,7 +186,7 @@ class DataframeColumnCodec(ABC):
         """
         values = column.to_pylist()
         decoded = [None if v is None else self._decode_cell(unischema_field, i, v) for i, v in enumerate(values)]
-        return _stack_or_object(decoded)
+        return stack_or_object(decoded)
 
     #: Whether :meth:`decode_column` checks each decoded array against the field's dtype and shape.
     _checks_decoded_arrays = False
@@ -203,7 +213,9 @@ class DataframeColumnCodec(ABC):
         return f"{type(self).__name__}()"
 
 
-def _stack_or_object(decoded: list) -> np.ndarray:
+def stack_or_object(decoded: list) -> np.ndarray:
+    """``np.stack`` of decoded values when all are arrays of one shape and dtype (shape ``(rows,) + shape``),
+    else an object array of shape ``(rows,)`` holding them."""
     if decoded and all(isinstance(d, np.ndarray) for d in decoded):
         first = decoded[0]
         if all(d.shape == first.shape and d.dtype == first.dtype for d in decoded):
@@ -300,7 +312,7 @@ class NdarrayCodec(DataframeColumnCodec):
         return npy_bytes_to_array(value).copy()
 
     def decode_column(self, unischema_field: Any, column: Any) -> np.ndarray:
-        offsets, data, column = _binary_cells(column)
+        offsets, data, column = binary_cells(column)
         n = len(offsets) - 1
         if n == 0:
             return _empty_fixed(unischema_field)
@@ -318,13 +330,13 @@ class NdarrayCodec(DataframeColumnCodec):
                     why = _misfit(unischema_field, header.dtype, header.shape)
                     if why:
                         raise decode_error(unischema_field, 0, f"{why} (and so are all the column's values)")
-                    view = _cells_view(column, int(offsets[0]) + off, n, int(lengths[0]), header)
+                    view = cells_view(column, int(offsets[0]) + off, n, int(lengths[0]), header)
                     if view is not None:
                         return view
-                    view = _cells_copy_view(data, int(offsets[0]) + off, n, int(lengths[0]), header)
+                    view = cells_copy_view(data, int(offsets[0]) + off, n, int(lengths[0]), header)
                     if view is not None:
                         return view
-                    return _compact_copy(cells[:, off:], tuple(header.shape), header.dtype)
+                    return compact_copy(cells[:, off:], tuple(header.shape), header.dtype)
         valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
         decoded = []
         for i in range(n):
@@ -339,7 +351,7 @@ class NdarrayCodec(DataframeColumnCodec):
             if why:
                 raise decode_error(unischema_field, i, why)
             decoded.append(cell.copy())
-        return _stack_or_object(decoded)
+        return stack_or_object(decoded)
 
     def decode_fixed_cells(self, unischema_field: Any, cells: Any) -> "np.ndarray | None":
         """The ``(n,) + shape`` array of equal-length npy values placed by
@@ -371,8 +383,8 @@ class NdarrayCodec(DataframeColumnCodec):
         start = cells.start + off
         if not cells.stride % dtype.itemsize and not (buf.ctypes.data + start) % max(1, dtype.alignment):
             return np.ndarray((n,) + shape, dtype=dtype, buffer=buf, offset=start,
-                              strides=_cell_strides(cells.stride, shape, dtype))
-        return _compact_copy(np.ndarray((n, row_bytes), np.uint8, buffer=buf, offset=start, strides=(cells.stride, 1)),
+                              strides=cell_strides(cells.stride, shape, dtype))
+        return compact_copy(np.ndarray((n, row_bytes), np.uint8, buffer=buf, offset=start, strides=(cells.stride, 1)),
                              shape, dtype)
 
 
@@ -380,7 +392,7 @@ def _empty_fixed(field: Any) -> np.ndarray:
     shape = tuple(field.shape) if all(d is not None for d in field.shape) else None
     if shape is None:
         return np.empty(0, dtype=object)
-    return np.empty((0,) + shape, dtype=_dtype_type(field.numpy_dtype))
+    return np.empty((0,) + shape, dtype=dtype_type(field.numpy_dtype))
 
 
 class CompressedNdarrayCodec(DataframeColumnCodec):
@@ -449,7 +461,7 @@ class CompressedImageCodec(DataframeColumnCodec):
     def decode_column(self, unischema_field: Any, column: Any) -> np.ndarray:
         from petastorm import image_io
 
-        offsets, data, column = _binary_cells(column)
+        offsets, data, column = binary_cells(column)
         return image_io.decode_image_cells(unischema_field, offsets, data, column)
 
     def __repr__(self) -> str:

@@ -100,9 +100,9 @@ def decode_image_cells(field: Any, offsets: np.ndarray, data: np.ndarray, column
     fixed = all(d is not None for d in shape) and column.null_count == 0
     cv2 = opencv()
     if fixed:
-        from petastorm.batch_memory import _BATCH_MEMORY
+        from petastorm.batch_memory import empty_batch
 
-        out = _BATCH_MEMORY.empty((n,) + shape, np.dtype(field.numpy_dtype))
+        out = empty_batch((n,) + shape, np.dtype(field.numpy_dtype))
         rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None) if cv2 is not None else None
         if rgb_flag is not None and len(shape) == 3 and shape[2] == 3 and out.dtype == np.uint8:
             flags = rgb_flag | cv2.IMREAD_IGNORE_ORIENTATION  # the decoder writes RGB itself

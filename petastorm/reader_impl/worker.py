@@ -325,7 +325,7 @@ class RowGroupWorker:
         return out
 
     def _transform(self, columns: dict, num_rows: int) -> tuple:
-        from petastorm.codecs import _stack_or_object
+        from petastorm.codecs import stack_or_object
         from petastorm.transform import apply_batch_transform, apply_row_transform
 
         spec = self._spec
@@ -337,7 +337,7 @@ class RowGroupWorker:
                 for i in range(num_rows)]
         out_names = list(spec.output_schema.fields) if spec.output_schema is not None else \
             (list(rows[0]) if rows else [])
-        out = {name: _stack_or_object([r[name] for r in rows]) if rows else np.empty(0, dtype=object)
+        out = {name: stack_or_object([r[name] for r in rows]) if rows else np.empty(0, dtype=object)
                for name in out_names}
         return out, num_rows
 
@@ -379,9 +379,9 @@ def _placed(error: PetastormDecodeError, name: str, rg: Any, row: Optional[int])
 
 
 def _batch_bytes(nbytes: int) -> np.ndarray:
-    from petastorm.batch_memory import _BATCH_MEMORY
+    from petastorm.batch_memory import empty_batch
 
-    return _BATCH_MEMORY.empty((nbytes,), np.uint8)
+    return empty_batch((nbytes,), np.uint8)
 
 
 def _rows_of(array: np.ndarray, start: int, count: int, indices: Optional[np.ndarray]) -> np.ndarray:
@@ -392,11 +392,11 @@ def _rows_of(array: np.ndarray, start: int, count: int, indices: Optional[np.nda
     count = max(0, min(count, len(array) - start))
     if start == 0 and count == len(array) and indices is None:
         return array
-    from petastorm.batch_memory import _BATCH_MEMORY
+    from petastorm.batch_memory import empty_batch
 
     part = array[start:start + count]
     rows = len(part) if indices is None else len(indices)
-    out = _BATCH_MEMORY.empty((rows,) + array.shape[1:], array.dtype)
+    out = empty_batch((rows,) + array.shape[1:], array.dtype)
     if indices is None:
         np.copyto(out, part)
     else:
