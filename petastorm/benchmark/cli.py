@@ -12,7 +12,7 @@ import sys
 from typing import Optional, Sequence
 
 from petastorm.benchmark.throughput import ReadMethod, WorkerPoolType, reader_throughput
-from petastorm.tools._cli import non_negative_int, positive_int, run_cli
+from petastorm.cli_support import non_negative_int, positive_int, run_cli
 
 __all__ = ["main"]
 

@@ -22,16 +22,18 @@ import sys
 from pydoc import locate
 from typing import Any, Optional
 
+from petastorm.cli_support import run_cli
 from petastorm.errors import DatasetNotFoundError, PetastormArgumentError
 from petastorm.etl.dataset_metadata import (
     COMMON_METADATA_FILE,
-    _get_schema_at,
-    _resolve,
     count_row_groups_per_file,
+    get_schema_from_dataset_url,
     list_data_files,
     write_petastorm_metadata,
     write_summary_metadata,
 )
+from petastorm.etl.spark_progress import spark_progress
+from petastorm.fs_utils import get_filesystem_and_path_or_paths
 
 __all__ = ["generate_petastorm_metadata", "main"]
 
@@ -68,10 +70,9 @@ def _locate_schema(unischema_class: Any) -> Any:
 
 def _count_with_spark(spark: Any, dataset_url: str, hdfs_driver: str, storage_options: Optional[dict],
                       rels: list[str], progress: bool) -> dict[str, int]:
-    from petastorm.tools._spark_progress import spark_progress
-
     def count(part: Any) -> Any:
-        fs, path = _resolve(dataset_url, hdfs_driver, storage_options)
+        fs, path = get_filesystem_and_path_or_paths(dataset_url, hdfs_driver=hdfs_driver,
+                                                    storage_options=storage_options)
         return list(count_row_groups_per_file(fs, path, list(part)).items())
 
     slices = max(1, min(len(rels), spark.sparkContext.defaultParallelism * 4))
@@ -131,9 +132,13 @@ def generate_petastorm_metadata(spark: Any, dataset_url: str, unischema_class: O
     PetastormArgumentError
         ``unischema_class`` does not name a Unischema.
     """
-    filesystem, path = _resolve(dataset_url, hdfs_driver, storage_options)
+    filesystem, path = get_filesystem_and_path_or_paths(dataset_url, hdfs_driver=hdfs_driver,
+                                                        storage_options=storage_options)
     _ensure_dataset_exists(filesystem, path, dataset_url)
-    schema = _locate_schema(unischema_class) if unischema_class else _get_schema_at(filesystem, path)
+    if unischema_class:
+        schema = _locate_schema(unischema_class)
+    else:
+        schema = get_schema_from_dataset_url(dataset_url, filesystem=filesystem)
     rels = list_data_files(filesystem, path)
     if spark is not None and rels:
         counts = _count_with_spark(spark, dataset_url, hdfs_driver, storage_options, rels, progress)
@@ -193,8 +198,6 @@ def _run(args: argparse.Namespace) -> None:
 def _main(argv: Optional[list[str]]) -> int:
     """Run ``petastorm-generate-metadata`` with ``argv`` (without the program name); return the exit status:
     0, 1 for bad input (one line on stderr), 2 for a refused command line."""
-    from petastorm.tools._cli import run_cli
-
     return run_cli(_PROG, _parser(), argv, _run)
 
 

@@ -119,10 +119,11 @@ def copy_with_pyarrow(source_url: str, target_url: str, target_schema: Any, sour
     import pyarrow.compute as pc
     import pyarrow.fs as pafs
 
-    from petastorm.etl.dataset_metadata import _resolve, count_row_groups_per_file, write_petastorm_metadata
+    from petastorm.etl.dataset_metadata import count_row_groups_per_file, write_petastorm_metadata
+    from petastorm.fs_utils import get_filesystem_and_path_or_paths
 
-    source_fs, source_path = _resolve(source_url, hdfs_driver)
-    target_fs, target_path = _resolve(target_url, hdfs_driver)
+    source_fs, source_path = get_filesystem_and_path_or_paths(source_url, hdfs_driver=hdfs_driver)
+    target_fs, target_path = get_filesystem_and_path_or_paths(target_url, hdfs_driver=hdfs_driver)
     dataset = _source_dataset(source_fs, source_path, source_schema)
     condition = None
     for name in not_null:

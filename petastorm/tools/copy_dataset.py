@@ -19,9 +19,9 @@ import sys
 from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
+from petastorm.cli_support import positive_float, positive_int, run_cli
 from petastorm.errors import NoMatchingFieldsError, PetastormArgumentError
-from petastorm.tools._cli import positive_float, positive_int, run_cli
-from petastorm.tools._spark_progress import spark_progress
+from petastorm.etl.spark_progress import spark_progress
 
 __all__ = ["copy_dataset", "args_parser", "main"]
 

@@ -18,8 +18,8 @@ import json
 import sys
 from typing import Any, Optional, Sequence
 
+from petastorm.cli_support import non_negative_int, positive_int, run_cli
 from petastorm.errors import PetastormArgumentError
-from petastorm.tools._cli import non_negative_int, positive_int, run_cli
 
 __all__ = ["args_parser", "explain", "main"]
 

@@ -4,6 +4,10 @@ A tool's ``_main(argv)`` returns its exit status: 0 on success, 2 for a command 
 (its usage message), 1 for bad input found later (a missing dataset, a regex that matches no field, an
 existing output): one line ``<prog>: error: <message>`` on stderr, no traceback. Other exceptions (bugs)
 keep their traceback.
+
+Used by every console script: ``petastorm.tools`` (copy-dataset, explain), ``petastorm.benchmark``
+(throughput) and ``petastorm.etl.petastorm_generate_metadata``. It sits below all of them and imports
+nothing of petastorm's at module level, so the ETL layer never imports the ``tools`` layer.
 """
 from __future__ import annotations
 
