@@ -1,6 +1,6 @@
 """petastorm-generate-metadata as a command-line tool: --help, progress bar, bad input as one line.
 
-(Its metadata output is tested in tests/test_materialize_dataset.py.) Values marked "0.12.1" were recorded
+(Its metadata output is tested in tests/etl/test_materialize.py.) Values marked "0.12.1" were recorded
 from the original's petastorm-generate-metadata.py.
 """
 import json

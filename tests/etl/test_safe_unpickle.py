@@ -383,4 +383,4 @@ def test_refusal_messages_describe_values_without_their_repr():
         safe_loads(data, SOURCE)
     from petastorm.etl.untrusted_values import describe_untrusted
 
-    assert describe_untrusted(_NoRepr()) == "a test_safe_unpickle object"  # a <locals> name is not shown
+    assert describe_untrusted(_NoRepr()) == f"a {__name__} object"  # the module; a <locals> name is not shown

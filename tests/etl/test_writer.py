@@ -585,7 +585,7 @@ def test_s3_round_trip_and_failed_write_leaves_nothing(s3_server):
 def test_hello_world_example_writes_its_dataset_without_spark(tmp_path):
     import importlib.util
 
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "hello_world", "generate_petastorm_dataset.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "hello_world", "generate_petastorm_dataset.py")
     spec = importlib.util.spec_from_file_location("generate_petastorm_dataset", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

@@ -30,7 +30,7 @@ from petastorm.etl.safe_unpickle import dumps_unischema
 from petastorm.spark_types import spark_type
 from petastorm.unischema import Unischema, UnischemaField
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BATCH = 1500
 BATCH_TIMEOUT_S = 240
 
