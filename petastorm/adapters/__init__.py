@@ -3,7 +3,8 @@
 Interface (stable; later changes are additive only)
 ---------------------------------------------------
 ``BatchPipeline(reader, batch_size, *, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
-drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_error=True, chunk_fn=None)``
+drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_error=True, chunk_fn=None,
+convert_block=None)``
     An iterator over a petastorm reader (``make_batch_reader``: column batches re-cut by slicing whole
     columns; ``make_reader``: rows gathered into columns ``batch_size`` at a time) yielding batches of
     exactly ``batch_size`` rows (the last one shorter unless ``drop_last``), each a
@@ -19,7 +20,13 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
       once (a *round*: ``R * batch_size`` at most an eighth of the buffer, ``R <= 8``): the batches of a round
       do not overlap, come in random order, and are C-contiguous slices of one array per column (zero-copy
       for ``torch.from_numpy``).
-    - ``prefetch``: batches prepared ahead by one daemon thread (bounded deque); 0 = synchronous.
+    - ``prefetch``: chunks prepared ahead by one daemon thread (bounded deque); 0 = synchronous. A chunk is
+      one batch, or with ``convert_block`` up to ``CHUNK_BATCHES`` (64) whole batches of one reader batch.
+    - ``convert_block(columns, k) -> list of k converted batches`` (optional): what ``convert`` gives for
+      each of the ``k`` equal row ranges of ``columns``; used without a shuffling buffer and without
+      ``transform_fn`` to cut and convert the whole batches of a reader batch ``k`` at a time (views, one
+      call per column per block) and hand them over as one chunk. If it raises, the block is converted
+      batch by batch with ``convert`` (the error comes with its own batch).
     - Errors from the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the caller's
       thread; the pipeline closes, and the reader is stopped and joined (``stop_reader_on_error``).
     - ``close()``: stops the thread, idempotent, also on garbage collection and ``with`` exit; does not
@@ -48,7 +55,7 @@ drop_last=False, transform_fn=None, convert=None, prefetch=2, stop_reader_on_err
     served; ``round_rows`` says how many of those).
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
 drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns |
-None``, state).
+None``, ``next_block(max_batches) -> (columns, k) | None``, state).
 ``ReaderSource(reader)``: reader -> column batches (``next_chunk(max_rows)``), reader state.
 ``rows_to_columns(rows, fields)``, ``num_rows``, ``slice_columns``, ``concat_columns``: column helpers.
 ``check_settings(saved, current, what)``: the PetastormStateError naming differing settings.

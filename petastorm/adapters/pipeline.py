@@ -2,10 +2,15 @@
 prefetch and an exact, resumable state.
 
 The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, ``transform_fn`` and
-``convert`` and appends ``(numpy batch, converted batch)`` to a deque of at most ``prefetch`` entries.
-``state_dict()`` pauses the producer between two batches, so the batcher's state (reader cursor, rows
-pending, shuffling buffer and RNG) plus the numpy batches still in the deque describe exactly the batches
-the consumer has not received yet.
+``convert`` and appends chunks (converted batches and the numpy rows they came from) to a deque of at most
+``prefetch`` chunks. A chunk is one batch or, with a ``convert_block`` (the torch loaders on the CPU), up to
+:data:`CHUNK_BATCHES` whole batches lying in one reader batch, cut and converted at once: the checks and
+calls per column are paid once per block instead of once per batch, and the consumer takes the lock and
+wakes up once per chunk, serving the batches of its current chunk with no lock at all (on two busy cores the
+hand-off per batch cost as much as the batching). ``state_dict()`` pauses the producer between two chunks,
+so the batcher's state (reader cursor, rows pending, shuffling buffer and RNG) plus the numpy batches not yet
+yielded (the rest of the consumer's chunk, then the deque's) describe exactly the batches the consumer has
+not received yet.
 
 The thread refers only to a :class:`_Shared` object, never to the pipeline, so a pipeline (and the loader
 holding it) abandoned mid-epoch is freed by reference counting, and its ``__del__`` stops the thread.
@@ -18,10 +23,10 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from petastorm.adapters.batcher import Batcher, ReaderSource
 from petastorm.adapters.checks import check_settings, ensure_int
-from petastorm.adapters.column_buffer import num_rows
+from petastorm.adapters.column_buffer import num_rows, slice_columns
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
-__all__ = ["BatchPipeline", "STATE_VERSION"]
+__all__ = ["BatchPipeline", "STATE_VERSION", "CHUNK_BATCHES"]
 
 #: Version of the state layout written by :meth:`BatchPipeline.state_dict`.
 STATE_VERSION = 1
@@ -33,40 +38,95 @@ _KEY_READY = "ready"
 _KEY_ROWS_HELD = "rows_held"
 _KEY_BATCHES_SERVED = "batches_served"
 
+#: Most batches cut and handed over at once (views of one reader batch) with a ``convert_block``.
+CHUNK_BATCHES = 64
+
 _JOIN_TIMEOUT_S = 10.0
-_END = object()
+_NOTHING: tuple = ()
+
+
+class _Chunk:
+    """What the producer hands over at once: converted batches, the numpy rows they came from, and whether
+    the pass ends after them (with the error that ended it, if any)."""
+
+    __slots__ = ("outs", "batches", "block", "end", "error")
+
+    def __init__(self, outs: list, batches: Optional[list] = None, block: Optional[dict] = None,
+                 end: bool = False, error: Optional[BaseException] = None) -> None:
+        self.outs = outs          # converted batches, in order
+        self.batches = batches    # their numpy batches, or None when they are the equal parts of `block`
+        self.block = block
+        self.end = end
+        self.error = error
+
+    def numpy_batches(self, start: int = 0) -> list:
+        """The numpy batches of ``outs[start:]`` (cut from the block on demand: only a state needs them)."""
+        if self.batches is not None:
+            return self.batches[start:]
+        k = len(self.outs)
+        if not k:
+            return []
+        bs = num_rows(self.block) // k
+        return [slice_columns(self.block, i * bs, (i + 1) * bs) for i in range(start, k)]
 
 
 class _Shared:
     """Everything the producer thread touches (it never sees the pipeline itself)."""
 
     def __init__(self, batcher: Batcher, transform_fn: Optional[Callable], convert: Optional[Callable],
-                 capacity: int) -> None:
+                 capacity: int, convert_block: Optional[Callable] = None) -> None:
         self.batcher = batcher
         self.transform_fn = transform_fn
         self.convert = convert
+        # whole batches are cut and converted a block at a time only when nothing runs per batch in between
+        self.convert_block = convert_block if transform_fn is None else None
         self.capacity = max(1, capacity)
         self.cond = threading.Condition()
-        self.ready: deque = deque()   # (numpy batch, converted) | (_END, None) | (_END, exception)
+        self.ready: deque = deque()   # _Chunk entries, the last one with end=True
         self.stop = False
         self.paused = 0
         self.busy = False
         self.finished = False         # the producer appended its last entry
 
-    def produce_one(self) -> tuple:
-        """One entry: a batch and its converted form, the end marker, or the end marker with an error."""
+    def _one(self, batch: Any) -> Any:
+        out = batch
+        if self.transform_fn is not None:
+            out = self.transform_fn(out)
+        if self.convert is not None:
+            out = self.convert(out)
+        return out
+
+    def produce_one(self) -> _Chunk:
+        """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker,
+        with the error that ended the pass, comes as a chunk with ``end=True``."""
         try:
-            batch = self.batcher.next_batch()
-            if batch is None:
-                return _END, None
-            out: Any = batch
-            if self.transform_fn is not None:
-                out = self.transform_fn(out)
-            if self.convert is not None:
-                out = self.convert(out)
-            return batch, out
+            if self.convert_block is None:
+                batch = self.batcher.next_batch()
+                if batch is None:
+                    return _Chunk([], end=True)
+                return _Chunk([self._one(batch)], [batch])
+            got = self.batcher.next_block(CHUNK_BATCHES)
+            if got is None:
+                return _Chunk([], end=True)
+            block, k = got
+            if k == 1:
+                return _Chunk([self._one(block)], [block])
         except BaseException as e:  # noqa: BLE001 - every error must reach the consumer
-            return _END, e
+            return _Chunk([], end=True, error=e)
+        try:
+            outs = self.convert_block(block, k)
+        except Exception:  # noqa: BLE001 - converted again batch by batch: the error comes at its own batch
+            outs = None
+        if outs is not None:
+            return _Chunk(list(outs), block=block)
+        outs = []
+        bs = num_rows(block) // k
+        for i in range(k):
+            try:
+                outs.append(self._one(slice_columns(block, i * bs, (i + 1) * bs)))
+            except BaseException as e:  # noqa: BLE001
+                return _Chunk(outs, block=slice_columns(block, 0, i * bs), end=True, error=e)
+        return _Chunk(outs, block=block)
 
     def run(self) -> None:
         while True:
@@ -82,12 +142,12 @@ class _Shared:
             with self.cond:
                 self.busy = False
                 self.ready.append(entry)
-                if entry[0] is _END:
+                if entry.end:
                     self.finished = True
                 # a consumer waiting for batches is woken once the deque is full (a GIL hand-off per
-                # `capacity` batches, not per batch; the producer keeps producing meanwhile, so a consumer waiting
+                # `capacity` chunks, not per chunk; the producer keeps producing meanwhile, so a consumer waiting
                 # on a slower producer gets its batches later but no fewer of them); a pause (state_dict) as
-                # soon as this batch is in
+                # soon as this chunk is in
                 if self.finished or self.paused or len(self.ready) >= self.capacity:
                     self.cond.notify_all()
                 if self.finished:
@@ -120,13 +180,22 @@ class BatchPipeline:
         Run after ``transform_fn`` in the producer (e.g. numpy -> torch tensors, pinning, ``.to(device)``,
         ``jax.device_put``). Its result is what iteration yields.
     prefetch : int
-        Batches prepared ahead by a background thread (bounded); 0: everything runs in ``next()``.
+        Hand-offs (chunks) prepared ahead by a background thread (bounded); 0: everything runs in ``next()``.
+        A chunk is one batch, or with ``convert_block`` up to :data:`CHUNK_BATCHES` whole batches cut from one
+        reader batch (views of it, so the memory held stays that of the reader batches).
     stop_reader_on_error : bool
         When the reader, ``transform_fn`` or ``convert`` raises, stop the reader before re-raising.
     chunk_fn : callable, optional
         ``dict[str, np.ndarray] -> dict[str, np.ndarray]`` run (in the producer) on each column batch as it
         comes from the reader, before batching and shuffling (the original torch loaders applied their
         ``transform_fn`` there, per column).
+    convert_block : callable, optional
+        ``(columns of k * batch_size rows, k) -> list of k converted batches`` (or None: not applicable),
+        what ``convert`` gives for each of the ``k`` equal row ranges. Without a shuffling buffer and without
+        ``transform_fn``, the whole batches lying inside one reader batch are cut and converted ``k`` at a
+        time with it (checks and calls per column once per block, not per batch) and handed to the consumer
+        as one chunk (one lock and wake-up per chunk, not per batch). An error it raises is not reported: the
+        block is converted again batch by batch with ``convert``, so the error comes with its own batch.
 
     Notes
     -----
@@ -138,13 +207,15 @@ class BatchPipeline:
     def __init__(self, reader: Any, batch_size: int, *, shuffling_queue_capacity: int = 0,
                  min_after_retrieve: Optional[int] = None, seed: Optional[int] = None, drop_last: bool = False,
                  transform_fn: Optional[Callable] = None, convert: Optional[Callable] = None, prefetch: int = 2,
-                 stop_reader_on_error: bool = True, chunk_fn: Optional[Callable] = None) -> None:
+                 stop_reader_on_error: bool = True, chunk_fn: Optional[Callable] = None,
+                 convert_block: Optional[Callable] = None) -> None:
         batch_size = ensure_int("batch_size", batch_size, 1)
         shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         if min_after_retrieve is not None:
             min_after_retrieve = ensure_int("min_after_retrieve", min_after_retrieve, 0)
         prefetch = ensure_int("prefetch", prefetch, 0)
-        for name, fn in (("transform_fn", transform_fn), ("convert", convert), ("chunk_fn", chunk_fn)):
+        for name, fn in (("transform_fn", transform_fn), ("convert", convert), ("chunk_fn", chunk_fn),
+                         ("convert_block", convert_block)):
             if fn is not None and not callable(fn):
                 raise PetastormArgumentError(f"{name} must be callable or None, got {fn!r}")
         self._reader = reader
@@ -154,12 +225,15 @@ class BatchPipeline:
         self._stop_reader_on_error = stop_reader_on_error
         batcher = Batcher(ReaderSource(reader), batch_size, shuffling_queue_capacity, min_after_retrieve,
                           seed, drop_last, chunk_fn)
-        self._shared = _Shared(batcher, transform_fn, convert, prefetch)
+        self._shared = _Shared(batcher, transform_fn, convert, prefetch, convert_block)
         self._thread: Optional[threading.Thread] = None
         self._started = False
         self._closed = False
         self._ended = False
         self._batches_served = 0
+        self._chunk: Optional[_Chunk] = None   # the chunk being served (consumer side)
+        self._outs: Any = _NOTHING             # its converted batches; self._pos: the next one to yield
+        self._pos = 0
 
     # --- settings -------------------------------------------------------------------------------------------
 
@@ -199,39 +273,49 @@ class BatchPipeline:
             self._thread.start()
 
     def __next__(self) -> Any:
+        pos = self._pos
+        outs = self._outs
+        if pos < len(outs):  # the common case: the next batch of the chunk being served, no lock
+            self._pos = pos + 1
+            self._batches_served += 1
+            return outs[pos]
+        return self._next_chunk()
+
+    def _next_chunk(self) -> Any:
+        """The first batch of the next chunk (or the end of the pass)."""
         if self._ended:
             raise StopIteration
         if self._closed:
             raise PetastormReaderError("the batch pipeline was closed")
-        if not self._started:
-            self._start()
+        chunk = self._chunk
+        if chunk is None or not chunk.end:
+            if not self._started:
+                self._start()
+            chunk = self._take_chunk()
+            self._chunk, self._outs, self._pos = chunk, chunk.outs, 0
+            if chunk.outs:
+                return self.__next__()
+        self._ended = True
+        self._outs = _NOTHING
+        self.close()
+        if chunk.error is not None:
+            if self._stop_reader_on_error:
+                self._stop_reader()
+            raise chunk.error
+        raise StopIteration
+
+    def _take_chunk(self) -> _Chunk:
         sh = self._shared
         if self._thread is None:
-            if sh.ready:
-                entry = sh.ready.popleft()
-            else:
-                entry = sh.produce_one()
-        else:
-            with sh.cond:
-                while not sh.ready:
-                    if not self._thread.is_alive() and not sh.ready:
-                        entry = (_END, PetastormReaderError("the prefetch thread ended unexpectedly"))
-                        break
-                    sh.cond.wait(0.5)
-                else:
-                    entry = sh.ready.popleft()
-                sh.cond.notify_all()
-        batch, out = entry
-        if batch is _END:
-            self._ended = True
-            self.close()
-            if out is not None:
-                if self._stop_reader_on_error:
-                    self._stop_reader()
-                raise out
-            raise StopIteration
-        self._batches_served += 1
-        return out
+            return sh.ready.popleft() if sh.ready else sh.produce_one()
+        with sh.cond:
+            while not sh.ready:
+                if not self._thread.is_alive() and not sh.ready:
+                    return _Chunk([], end=True, error=PetastormReaderError("the prefetch thread ended unexpectedly"))
+                sh.cond.wait(0.5)
+            chunk = sh.ready.popleft()
+            sh.cond.notify_all()
+        return chunk
 
     def _stop_reader(self) -> None:
         for name in ("stop", "join"):
@@ -246,7 +330,14 @@ class BatchPipeline:
     def rows_held(self) -> int:
         """Rows taken from the reader and not yet yielded (buffer, partial batch, prefetched batches)."""
         with self._paused() as ready:
-            return self._shared.batcher.rows_held + sum(num_rows(b) for b, _ in ready if b is not _END)
+            return self._shared.batcher.rows_held + sum(num_rows(b) for b in self._unserved(ready))
+
+    def _unserved(self, ready: list) -> list:
+        """The numpy batches handed over or prefetched and not yet yielded (call while paused)."""
+        batches = self._chunk.numpy_batches(self._pos) if self._chunk is not None else []
+        for chunk in ready:
+            batches.extend(chunk.numpy_batches())
+        return batches
 
     # --- state -----------------------------------------------------------------------------------------------
 
@@ -284,7 +375,7 @@ class BatchPipeline:
             Holds numpy arrays (the buffered rows): save it with ``pickle``/``torch.save``.
         """
         with self._paused() as ready:
-            batches = [b for b, _ in ready if b is not _END]
+            batches = self._unserved(ready)
             batcher_state = self._shared.batcher.state_dict()
             held = self._shared.batcher.rows_held + sum(num_rows(b) for b in batches)
         return {_KEY_VERSION: STATE_VERSION, _KEY_SETTINGS: dict(self._settings), _KEY_BATCHER: batcher_state,
@@ -319,12 +410,7 @@ class BatchPipeline:
         self._shared.batcher.load_state_dict(state[_KEY_BATCHER])
         sh = self._shared
         for batch in state.get(_KEY_READY) or []:
-            out: Any = batch
-            if sh.transform_fn is not None:
-                out = sh.transform_fn(out)
-            if sh.convert is not None:
-                out = sh.convert(out)
-            sh.ready.append((batch, out))
+            sh.ready.append(_Chunk([sh._one(batch)], [batch]))
         self._batches_served = int(state.get(_KEY_BATCHES_SERVED, 0))
 
     def load_job_state(self, job: Mapping[str, Any]) -> None:
@@ -357,6 +443,7 @@ class BatchPipeline:
         if self._closed:
             return
         self._closed = True
+        self._outs = _NOTHING
         sh = self._shared
         with sh.cond:
             sh.stop = True

@@ -164,7 +164,7 @@ class BatchedDataLoader(LoaderBase):
             seed = _pass_seed(base, self._passes_done)
         return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                              seed=seed, convert=self._converter, prefetch=self.prefetch,
-                             chunk_fn=_per_column(self.transform_fn))
+                             chunk_fn=_per_column(self.transform_fn), convert_block=self._converter.convert_block)
 
     def _iter_impl(self) -> Iterator[Any]:
         if self._current is None or not self._resume_in_pass:

@@ -29,10 +29,10 @@ from typing import Any, Dict, Union
 import numpy as np
 
 from petastorm.errors import PetastormBatchShapeError, PetastormTypeError
-from petastorm.pytorch_impl.device import AS_IS_DTYPES
+from petastorm.pytorch_impl.device import AS_IS_DTYPES, block_to_tensors
 from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, nullable_error, string_array_error
 
-__all__ = ["decimal_friendly_collate", "column_to_torch", "columns_to_torch"]
+__all__ = ["decimal_friendly_collate", "column_to_torch", "columns_to_torch", "columns_block_to_torch"]
 
 _KEPT_AS_LISTS = (decimal.Decimal, str, bytes)
 
@@ -134,3 +134,13 @@ def columns_to_torch(columns: Dict[str, np.ndarray]) -> Dict[str, Any]:
         else:
             out[name] = column_to_torch(name, col)
     return out
+
+
+def _array_promotion(col: np.ndarray) -> Any:
+    return ARRAY_PROMOTIONS.get(col.dtype)
+
+
+def columns_block_to_torch(columns: Dict[str, np.ndarray], k: int) -> list:
+    """:func:`columns_to_torch` of each of the ``k`` equal row ranges of ``columns``, done a column at a time
+    (:func:`~petastorm.pytorch_impl.device.block_to_tensors`; str/Decimal columns give a list per batch)."""
+    return block_to_tensors(columns, k, column_to_torch, _array_promotion)

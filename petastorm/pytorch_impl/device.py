@@ -22,7 +22,7 @@ from petastorm.pytorch_impl.dtypes import (
     string_array_error,
 )
 
-__all__ = ["resolve_device", "column_to_tensor", "TensorConverter", "AS_IS_DTYPES"]
+__all__ = ["resolve_device", "column_to_tensor", "TensorConverter", "AS_IS_DTYPES", "block_to_tensors"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -161,6 +161,39 @@ def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> An
                                  f"it with a TransformSpec or leave it out with schema_fields") from None
 
 
+def block_to_tensors(columns: Dict[str, np.ndarray], k: int, convert_column: Callable,
+                     promote: Callable) -> list:
+    """``k`` batches of tensors from a block of ``k`` equal batches: ``[{name: tensor of rows i*bs..}]``.
+
+    A column of a dtype kept as it is, or promoted (``promote(col) -> numpy dtype or None``), becomes one
+    tensor (``torch.from_numpy``; one ``astype`` for a promotion, one copy for a read-only or strided column)
+    viewed as ``(k, bs, ...)`` and ``unbind``-ed into ``k`` views: ~0.45 us per batch and column instead of a
+    slice and a ``from_numpy`` each (~0.65 us). Other columns (objects, strings) go through
+    ``convert_column(name, rows)`` batch by batch. The batches are what converting each row range alone
+    gives (values, dtypes, writable memory).
+    """
+    import torch
+
+    from_numpy, as_is = torch.from_numpy, AS_IS_DTYPES
+    per_column = []
+    for name, col in columns.items():
+        bs = len(col) // k
+        if col.dtype.kind in "OUSMm":
+            per_column.append([convert_column(name, col[i * bs:(i + 1) * bs]) for i in range(k)])
+            continue
+        target = None if col.dtype in as_is else promote(col)
+        if target is not None:
+            col = col.astype(target)
+        elif col.dtype not in as_is:
+            per_column.append([convert_column(name, col[i * bs:(i + 1) * bs]) for i in range(k)])
+            continue
+        elif not col.flags.writeable or not col.flags.c_contiguous:
+            col = np.array(col)  # tensors must own writable memory (as the batch-by-batch path)
+        per_column.append(from_numpy(col).view(k, bs, *col.shape[1:]).unbind(0))
+    names = list(columns)
+    return [dict(zip(names, tensors)) for tensors in zip(*per_column)]
+
+
 def _map_tensors(obj: Any, fn: Callable) -> Any:
     """``fn`` applied to every tensor in a dict / list / tuple (nested) or to a tensor."""
     import torch
@@ -206,6 +239,19 @@ class TensorConverter:
         self._cuda = device is not None and device.type == "cuda"
         self._from_numpy = torch.from_numpy
         self._stream: Any = None
+        # a block of k batches is converted at once when the batches are plain CPU tensors
+        plain = batch_transform is None and not self.pin_memory and (device is None or device.type == "cpu")
+        self.convert_block: Optional[Callable] = self._convert_block if plain else None
+
+    def _promote(self, col: np.ndarray) -> Any:
+        if self.row_values and col.ndim == 1:
+            return np.dtype(np.uint8) if col.dtype == np.bool_ else None
+        return ARRAY_PROMOTIONS.get(col.dtype)
+
+    def _convert_block(self, columns: Dict[str, np.ndarray], k: int) -> list:
+        """``k`` equal batches at once (see :func:`block_to_tensors`); only on the plain CPU path."""
+        row_values = self.row_values
+        return block_to_tensors(columns, k, lambda name, col: column_to_tensor(name, col, row_values), self._promote)
 
     def __call__(self, columns: Dict[str, np.ndarray]) -> Any:
         from_numpy, as_is, row_values = self._from_numpy, AS_IS_DTYPES, self.row_values

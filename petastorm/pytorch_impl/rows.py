@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormStateError
-from petastorm.pytorch_impl.collate import columns_to_torch, decimal_friendly_collate
+from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import promote_array, sanitize_row
 from petastorm.pytorch_impl.loader_base import LoaderBase
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
@@ -182,7 +182,8 @@ class DataLoader(LoaderBase):
             from petastorm.adapters import BatchPipeline
 
             return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
-                                 seed=seed, convert=columns_to_torch, prefetch=_PREFETCH)
+                                 seed=seed, convert=columns_to_torch, prefetch=_PREFETCH,
+                                 convert_block=columns_block_to_torch)
         return _RowPass(self.reader, self.batch_size, self.shuffling_queue_capacity, seed)
 
     def _iter_impl(self) -> Iterator[Any]:

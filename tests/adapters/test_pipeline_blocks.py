@@ -1,0 +1,134 @@
+"""Whole batches cut a block at a time (``Batcher.next_block``) and handed over in chunks (``BatchPipeline``
+with ``convert_block``): the same batches, the same exact resume and the same errors as batch by batch."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from petastorm.adapters import Batcher, BatchPipeline, ReaderSource
+from petastorm.adapters.column_buffer import slice_columns
+from petastorm.adapters.pipeline import CHUNK_BATCHES
+from tests.adapters._list_reader import ListReader, make_chunks
+
+SIZES = [300, 7, 150, 1, 400]
+
+
+def _copy(batch):
+    return {k: np.array(v) for k, v in batch.items()}
+
+
+def _block_to_list(calls):
+    """A convert_block that records its calls and converts each equal part to copies."""
+    def convert_block(block, k):
+        calls.append(k)
+        bs = len(block["id"]) // k
+        return [_copy(slice_columns(block, i * bs, (i + 1) * bs)) for i in range(k)]
+    return convert_block
+
+
+def _ids(batches):
+    return [b["id"].tolist() for b in batches]
+
+
+def test_next_block_cuts_whole_batches_of_one_reader_batch_and_the_rest_one_by_one():
+    batcher = Batcher(ReaderSource(ListReader(make_chunks(SIZES))), 32)
+    blocks = []
+    while True:
+        got = batcher.next_block(4)
+        if got is None:
+            break
+        blocks.append((len(got[0]["id"]), got[1]))
+    # 300 rows: 4 + 4 whole batches (256 rows), then 44 rows left: one straddling batch (44 + 7 + ...), ...
+    assert blocks[:2] == [(128, 4), (128, 4)]
+    assert all(k == 1 or rows == 32 * k for rows, k in blocks)
+    assert sum(rows for rows, _ in blocks) == sum(SIZES)
+    assert max(k for _, k in blocks) == 4
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_chunked_batches_equal_the_batch_by_batch_ones(prefetch):
+    calls = []
+    reference = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=_copy, prefetch=prefetch))
+    chunked = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=_copy, prefetch=prefetch,
+                                 convert_block=_block_to_list(calls)))
+    assert _ids(chunked) == _ids(reference)
+    assert [b["vec"].tolist() for b in chunked] == [b["vec"].tolist() for b in reference]
+    assert calls and max(calls) >= 2  # the block path was taken
+
+
+def test_a_chunk_holds_at_most_chunk_batches():
+    calls = []
+    rows = 3 * CHUNK_BATCHES * 4 + 3
+    out = list(BatchPipeline(ListReader(make_chunks([rows])), 4, convert=_copy, prefetch=0,
+                             convert_block=_block_to_list(calls)))
+    assert max(calls) == CHUNK_BATCHES
+    assert sum(len(b["id"]) for b in out) == rows
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 2])
+@pytest.mark.parametrize("cut", [1, 5, 9, 17, 18, 40])
+def test_a_state_taken_inside_a_chunk_resumes_exactly(prefetch, cut):
+    batch_size = 16
+    full = _ids(BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=_copy, prefetch=0))
+    pipe = BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=_copy, prefetch=prefetch,
+                         convert_block=_block_to_list([]))
+    head = [next(pipe)["id"].tolist() for _ in range(cut)]
+    state = pipe.state_dict()
+    pipe.close()
+    resumed = BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=_copy, prefetch=prefetch,
+                            convert_block=_block_to_list([]))
+    resumed.load_state_dict(state)
+    assert head + _ids(resumed) == full
+
+
+def test_rows_held_inside_a_chunk_counts_the_batches_not_yet_yielded():
+    pipe = BatchPipeline(ListReader(make_chunks([256])), 16, convert=_copy, prefetch=0,
+                         convert_block=_block_to_list([]))
+    next(pipe)
+    next(pipe)
+    assert pipe.rows_held == 256 - 32
+    assert sum(len(b["id"]) for b in pipe.state_dict()["ready"]) == 256 - 32
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_an_error_of_one_batch_of_a_block_comes_after_the_batches_before_it(prefetch):
+    def convert(batch):
+        if 70 in batch["id"]:
+            raise ValueError("field 'id': row 70 cannot be converted")
+        return _copy(batch)
+
+    def convert_block(block, k):
+        return [convert(slice_columns(block, i * 16, (i + 1) * 16)) for i in range(k)]
+
+    reader = ListReader(make_chunks([300]))
+    pipe = BatchPipeline(reader, 16, convert=convert, prefetch=prefetch, convert_block=convert_block)
+    got = []
+    with pytest.raises(ValueError, match="field 'id'"):
+        for batch in pipe:
+            got.append(batch["id"][0])
+    assert got == [0, 16, 32, 48]  # the batch of row 70 is the fifth
+    assert reader.stopped
+    assert not [t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"]
+
+
+def test_a_transform_fn_turns_the_block_path_off():
+    calls = []
+    out = list(BatchPipeline(ListReader(make_chunks([128])), 16, transform_fn=lambda b: b, convert=_copy,
+                             prefetch=0, convert_block=_block_to_list(calls)))
+    assert not calls and len(out) == 8
+
+
+def test_iteration_after_close_inside_a_chunk_raises():
+    pipe = BatchPipeline(ListReader(make_chunks([256])), 16, convert=_copy, prefetch=2,
+                         convert_block=_block_to_list([]))
+    next(pipe)
+    pipe.close()
+    with pytest.raises(Exception, match="closed"):
+        next(pipe)
+
+
+def test_convert_block_must_be_callable():
+    with pytest.raises(ValueError, match="convert_block"):
+        BatchPipeline(ListReader(make_chunks([10])), 4, convert_block=3)
