@@ -88,3 +88,43 @@ def test_array_cells_sharing_a_block_are_gathered_whole(row_major):
 def test_an_empty_table_serves_empty_batches():
     table = InMemTable([{"a": np.zeros((0, 2), np.float32)}], row_major=True)
     assert table.rows == 0 and table.batch(slice(0, 4))["a"].shape == (0, 2)
+
+
+def test_batches_in_order_are_new_memory_each_call():
+    # 1,000 rows of a float32 column pair and a bool column, batches of 7 in order: writing into a batch changes
+    # no other batch; asking for a batch again, or out of order, gives fresh tensors
+    ids = np.arange(1000)
+    table = InMemTable([{"a": ids.astype(np.float32), "flag": ids % 3 == 0, "b": -ids.astype(np.float32)}],
+                       row_major=False)
+    got = [table.batch(slice(s, s + 7)) for s in range(0, 1000, 7)]
+    assert [len(b["a"]) for b in got] == [7] * 142 + [6]
+    assert torch.cat([b["a"] for b in got]).tolist() == ids.tolist()
+    assert torch.cat([b["b"] for b in got]).tolist() == (-ids).tolist()
+    assert torch.cat([b["flag"] for b in got]).tolist() == (ids % 3 == 0).astype(np.uint8).tolist()
+    assert all(list(b) == ["a", "flag", "b"] and b["a"].is_contiguous() for b in got)
+    for b in got[:3]:
+        b["a"].fill_(-1.0)  # a user writing into batches
+    assert got[3]["a"].tolist() == ids[21:28].tolist() and got[0]["b"].tolist() == (-ids[:7]).tolist()
+    again = [table.batch(slice(0, 7)), table.batch(slice(0, 7)), table.batch(slice(7, 14))]
+    assert [b["a"].tolist() for b in again] == [ids[:7].tolist(), ids[:7].tolist(), ids[7:14].tolist()]
+    assert again[0]["a"].data_ptr() != again[1]["a"].data_ptr()
+    assert table.batch(slice(500, 510))["b"].tolist() == (-ids[500:510]).tolist()
+
+
+def test_the_loader_in_order_over_chunks_resumes_and_keeps_epochs_apart(mixed):
+    with make_batch_reader(mixed, shuffle_row_groups=False, workers_count=1) as reader:
+        loader = InMemBatchedDataLoader(reader, batch_size=8, num_epochs=2, rows_capacity=230)
+        it = iter(loader)
+        first = [next(it) for _ in range(5)]
+        state = loader.state_dict()
+        for b in first:
+            b["a"].fill_(0.0)
+        rest = list(it)
+    with make_batch_reader(mixed, shuffle_row_groups=False, workers_count=1) as reader:
+        resumed = InMemBatchedDataLoader(reader, batch_size=8, num_epochs=2, rows_capacity=230)
+        resumed.load_state_dict(state)
+        again = list(resumed)
+    assert [b["id"].tolist() for b in again] == [b["id"].tolist() for b in rest]
+    ids = [b["id"].tolist() for b in first] + [b["id"].tolist() for b in rest]
+    assert sum(ids, []) == list(range(230)) * 2
+    assert all(torch.equal(b["a"], b["id"].float()) for b in rest + again)
