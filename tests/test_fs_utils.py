@@ -1,4 +1,4 @@
-"""URL -> (pyarrow filesystem, path) resolution for every scheme, without a network (S3 is in test_s3.py)."""
+"""URL -> (pyarrow filesystem, path) resolution for every scheme, without a network (S3 is in test_fs_utils_s3.py)."""
 import pickle
 import sys
 import warnings

@@ -14,7 +14,7 @@ from petastorm import TransformSpec, make_batch_reader, make_reader
 from petastorm.predicates import in_set
 from petastorm.selectors import SingleIndexSelector
 
-RECORD = os.path.join(os.path.dirname(__file__), "..", "tools_compat", "original_errors.json")
+RECORD = os.path.join(os.path.dirname(__file__), "..", "..", "tools_compat", "original_errors.json")
 
 
 def _original(case):

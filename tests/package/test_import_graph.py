@@ -13,7 +13,7 @@ import ast
 import os
 from typing import Dict, List, Set, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PACKAGE = os.path.join(REPO, "petastorm")
 
 #: Lines a module may have at most (DESIGN.md / STYLE.md: small modules, one job each, ~500 lines).

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 HEAVY = ("torch", "tensorflow", "pyspark", "cv2", "jax")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _run(code: str) -> dict:

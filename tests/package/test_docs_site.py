@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # benchmarks/ is not a package: its chart.py loaded by path, leaving sys.path alone
 _spec = importlib.util.spec_from_file_location("bench_chart_under_test", os.path.join(REPO, "benchmarks", "chart.py"))
 chart = importlib.util.module_from_spec(_spec)

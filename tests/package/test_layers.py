@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from test_import_graph import _graph
+from .test_import_graph import _graph
 
 #: Layers from the bottom up; a module belongs to the first entry that is its name or a package above it.
 #: A module may import modules of its own layer and of the layers below it.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parent.parent / "tools_compat"
+TOOLS = Path(__file__).resolve().parents[2] / "tools_compat"
 sys.path.insert(0, str(TOOLS))
 
 import behaviour_cases  # noqa: E402
