@@ -109,3 +109,25 @@ def test_load_state_dict_before_iterating(synthetic_dataset):
         reader.load_state_dict(state)
         assert head + [int(r.id) for r in reader] == full
     assert len(json.dumps(state)) < 2000  # small
+
+
+def test_a_state_from_another_predicate_is_refused(synthetic_dataset):
+    from petastorm.errors import PetastormStateError
+    from petastorm.predicates import in_set
+
+    with make_reader(synthetic_dataset, seed=1, predicate=in_set({1, 2, 3}, "id")) as reader:
+        next(reader)
+        state = reader.state_dict()
+    with pytest.raises(PetastormStateError, match="predicate"):
+        make_reader(synthetic_dataset, seed=1, predicate=in_set({10, 11, 12}, "id"), resume_from=state)
+
+
+def test_a_state_pointing_past_the_plan_is_refused(synthetic_dataset):
+    from petastorm.errors import PetastormStateError
+
+    with make_reader(synthetic_dataset, seed=1) as reader:
+        next(reader)
+        state = reader.state_dict()
+    state["position"] = 10 ** 6
+    with pytest.raises(PetastormStateError, match="item"):
+        make_reader(synthetic_dataset, seed=1, resume_from=state)
