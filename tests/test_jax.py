@@ -1,6 +1,6 @@
 """make_jax_iterator on one device: batches, values, types, the last batch, resume, lifecycle, bad input.
 
-The multi-device (sharded) path is in tests/test_jax_mesh.py.
+The multi-device (sharded) path is in tests/jax_impl/test_placement.py.
 """
 import gc
 import os
