@@ -30,6 +30,7 @@ __all__ = [
     "TimeoutWaitingForResultError",
     "PetastormDecodeError",
     "PetastormValueTypeError",
+    "PetastormArgumentTypeError",
 ]
 
 
@@ -148,6 +149,13 @@ class PetastormValueTypeError(PetastormSchemaError, TypeError):
     """A value given for a field has a Python type the field cannot take (``dict_to_spark_row``, the codecs'
     ``encode``). Both a ``TypeError`` and a ``ValueError``: the original raised one or the other depending on
     the field's codec and the value."""
+
+
+class PetastormArgumentTypeError(PetastormArgumentError, PetastormTypeError):
+    """An argument, or an element of it, has the wrong type; the message names the argument. Both a
+    ``ValueError`` and a ``TypeError``: the original raised one or the other for the same argument depending on
+    the entry point (``schema_fields=3``: ``ValueError`` from ``make_reader``, ``TypeError`` from
+    ``dataset_as_rdd``)."""
 
 
 def add_note(error: BaseException, note: str) -> None:

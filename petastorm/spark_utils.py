@@ -15,10 +15,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from petastorm.errors import (
-    NoMatchingFieldsError,
     PetastormDecodeError,
     PetastormError,
-    PetastormSchemaError,
     PetastormTypeError,
     add_note,
 )
@@ -41,46 +39,20 @@ def _ensure_classic_session(spark_session: Any) -> None:
 
 
 def _selected_schema(schema: Any, schema_fields: Optional[Sequence[Any]], dataset_url: str) -> Any:
-    """The schema view that ``schema_fields`` selects (UnischemaFields and/or regular expressions).
+    """The schema view of the fields ``schema_fields`` selects: the readers' rules
+    (:func:`~petastorm.reader_impl.fields.resolve_fields`), but an empty list selects no field, as the
+    original's ``dataset_as_rdd``.
 
-    Raises
-    ------
-    PetastormSchemaError (a ValueError)
-        A UnischemaField that is not in the dataset's schema (the original's ValueError and wording).
-    NoMatchingFieldsError (a RuntimeError and a ValueError)
-        The regular expressions given match no field.
-    PetastormTypeError
-        ``schema_fields`` holds something that is neither a UnischemaField nor a string.
+    Rows are named as the original's: ``'<schema>_view'`` without ``schema_fields``, ``'<schema>_view_view'``
+    with them (recorded from 0.12.1).
     """
-    from petastorm.unischema import UnischemaField, match_unischema_fields
+    from petastorm.reader_impl.fields import resolve_fields
 
-    if schema_fields is None:  # a view of every field: rows are named as make_reader's ('<schema>_view')
-        return schema.create_schema_view(list(schema.fields.values()))
-    if isinstance(schema_fields, (str, UnischemaField)):
-        schema_fields = [schema_fields]
-    schema_fields = list(schema_fields)
-    names: list[str] = []
-    patterns: list[str] = []
-    for field in schema_fields:
-        if isinstance(field, UnischemaField):
-            if field.name not in schema.fields:
-                raise PetastormSchemaError(
-                    f"field {{{field.name!r}}} does not belong to the schema {schema}; schema_fields: field "
-                    f"{field.name!r} is not in the schema of {dataset_url} (fields: {list(schema.fields)})")
-            names.append(field.name)
-        elif isinstance(field, str):
-            patterns.append(field)
-        else:
-            raise PetastormTypeError(
-                f"schema_fields must hold UnischemaFields or regular expressions (str), got "
-                f"{type(field).__name__}: {field!r}")
-    matched = [f.name for f in match_unischema_fields(schema, patterns)]
-    if patterns and not matched:
-        raise NoMatchingFieldsError(
-            f"schema_fields: no field of {dataset_url} matches {patterns} (regular expressions match whole "
-            f"field names; the fields are {list(schema.fields)})")
-    # as the original: the fields in the order given (an empty list selects no field: rows are empty tuples)
-    return schema.create_schema_view([schema.fields[name] for name in dict.fromkeys(names + matched)])
+    everything = schema.create_schema_view(list(schema.fields.values()))
+    if schema_fields is None:
+        return everything
+    names = resolve_fields(schema, schema_fields, dataset_url, empty_selects_all=False)
+    return everything.create_schema_view([schema.fields[name] for name in names])
 
 
 def _decode_value(field: Any, value: Any, row: int) -> Any:
@@ -98,9 +70,9 @@ def _decode_value(field: Any, value: Any, row: int) -> Any:
     if codec is not None:
         decode_cell = getattr(codec, "_decode_cell", None)  # DataframeColumnCodec's: checks, names the field
         return decode_cell(field, row, value) if decode_cell is not None else codec.decode(field, value)
-    from petastorm.codecs import _dtype_type, decode_error
+    from petastorm.codecs import decode_error, dtype_type
 
-    kind = _dtype_type(field.numpy_dtype)
+    kind = dtype_type(field.numpy_dtype)
     try:
         if kind is Decimal:
             return value if isinstance(value, Decimal) else Decimal(value)
@@ -148,7 +120,8 @@ def dataset_as_rdd(dataset_url: str, spark_session: Any,
     schema_fields : list of UnischemaField or str, optional
         Fields to read: UnischemaFields of the dataset's schema (in the order given) and/or regular
         expressions matched against whole field names (petastorm's addition; the original took only
-        UnischemaFields). ``None`` reads every field.
+        UnischemaFields), as ``make_reader`` takes them. ``None`` reads every field; an empty list reads
+        none (each row is an empty namedtuple), as the original.
     hdfs_driver : str
         Driver used to read the Petastorm metadata from ``hdfs://`` on the driver (as ``make_reader``).
     storage_options : dict, optional
@@ -177,6 +150,9 @@ def dataset_as_rdd(dataset_url: str, spark_session: Any,
         ``petastorm-generate-metadata``).
     NoMatchingFieldsError
         Regular expressions in ``schema_fields`` that match no field.
+    PetastormArgumentTypeError
+        (A ``ValueError`` and a ``TypeError``.) ``schema_fields`` holds something that is neither a
+        UnischemaField nor a string, or is not a collection.
     TypeError
         (:class:`~petastorm.errors.PetastormTypeError`) ``spark_session`` is not a classic SparkSession.
 

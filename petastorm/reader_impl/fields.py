@@ -6,20 +6,65 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from petastorm.errors import NoMatchingFieldsError, PetastormArgumentError, PetastormSchemaError
+from petastorm.errors import NoMatchingFieldsError, PetastormArgumentTypeError, PetastormSchemaError
 
 __all__ = ["resolve_fields", "ngram_fields", "check_predicate_fields"]
 
 
-def resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schema: Any = None) -> list:
-    """Names of the fields selected by ``schema_fields`` (UnischemaFields and/or regex strings): the given
-    UnischemaFields in their order, then the fields that the regexes match, in schema order."""
+def resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schema: Any = None, *,
+                   empty_selects_all: bool = True) -> list:
+    """Names of the fields that ``schema_fields`` selects: the given UnischemaFields in their order, then
+    the fields that the regular expressions match (whole names), in schema order; duplicates once.
+
+    One function for every entry point that takes ``schema_fields`` (``make_reader``, ``make_batch_reader``,
+    ``dataset_as_rdd``), with the original 0.12.1's behaviours, recorded as a black box:
+
+    - ``None`` selects every field;
+    - an empty list or tuple selects every field for the readers, and no field for ``dataset_as_rdd``
+      (``empty_selects_all=False``: its rows are then empty tuples);
+    - an element that is neither a UnischemaField nor a string, or a ``schema_fields`` that is not a
+      collection, is a :class:`~petastorm.errors.PetastormArgumentTypeError` (the original raised a
+      ``ValueError`` from the readers, and a ``TypeError`` from ``dataset_as_rdd`` for a non-collection);
+    - a UnischemaField that is not in the schema is a ``PetastormSchemaError`` (a ``ValueError``,
+      the original's wording).
+
+    Our additions: a single UnischemaField or string stands for a list of one (the original iterated it:
+    a ``ValueError``, or the characters of the string as regular expressions), and ``dataset_as_rdd`` takes
+    regular expressions too (the original's raised ``AttributeError``).
+
+    Parameters
+    ----------
+    schema : Unischema
+    schema_fields : None, UnischemaField, str, or a list/tuple/set of them
+    url : str, optional
+        Named in the error when nothing matches.
+    arrow_schema : pyarrow.Schema, optional
+        The Parquet schema a schema was inferred from: a regex that names a column the inference left out
+        (an unsupported type) is then refused naming the column and its type.
+    empty_selects_all : bool
+        What an empty ``schema_fields`` selects: every field (readers) or none (``dataset_as_rdd``).
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    NoMatchingFieldsError
+        (A ``RuntimeError``, as the original's.) A non-empty ``schema_fields`` that selects no field.
+    """
     from petastorm.unischema import UnischemaField, match_unischema_fields
 
     if schema_fields is None:
         return list(schema.fields)
     if isinstance(schema_fields, (str, UnischemaField)):
         schema_fields = [schema_fields]
+    elif not isinstance(schema_fields, (list, tuple, set, frozenset)):
+        raise PetastormArgumentTypeError(
+            f"Fields must be either None, an iterable collection of Unischema fields or an NGram object. "
+            f"schema_fields is {type(schema_fields).__name__}: {schema_fields!r}")
+    if not schema_fields:
+        return list(schema.fields) if empty_selects_all else []
     names = []
     regexes = []
     for f in schema_fields:
@@ -32,8 +77,10 @@ def resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schem
         elif isinstance(f, str):
             regexes.append(f)
         else:
-            raise PetastormArgumentError(
-                f"schema_fields must hold UnischemaFields or regex strings, got {type(f).__name__}: {f!r}")
+            raise PetastormArgumentTypeError(
+                f"schema_fields must hold UnischemaFields or regular expressions (str), got {type(f).__name__}: "
+                f"{f!r}. Elements of \"fields\" must be either a string (regular expressions) or an instance of "
+                f"UnischemaField class.")
     matched = [f.name for f in match_unischema_fields(schema, regexes)]
     if arrow_schema is not None:
         # a regex that names a column the inferred schema left out (unsupported type): say why
