@@ -71,7 +71,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 # The docs site (Sphinx + myst-parser: the 'docs' extra, installed with the others, pinned in constraints.txt;
-# tests/test_docs_site.py builds it too) into build/docs: the user guide, the architecture and settings pages,
+# tests/package/test_docs_site.py builds it too) into build/docs: the user guide, the architecture and settings pages,
 # the API reference from the docstrings (autodoc imports torch, tf and jax) and the chart of the last
 # `make bench` (bench-out/benchmarks.svg). Warnings are errors.
 docs: $(STAMP)

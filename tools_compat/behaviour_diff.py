@@ -202,7 +202,7 @@ def ensure_original_venv() -> None:
 
 #: keys shown beside a difference but never compared.
 SHOWN_ONLY = ("exception.class", "exception.stage", "stderr_tail", "returncode", "namedtuple_name")
-#: keys neither compared nor shown (a check of the tool itself, see tests/test_behaviour_diff.py).
+#: keys neither compared nor shown (a check of the tool itself, see tests/compat/test_behaviour_diff.py).
 IGNORED = ("exception.in_case_code",)
 
 

@@ -1,5 +1,5 @@
 """docs/elastic_resume.md runs as written: its ```python blocks, in page order, as one script (blocks that
-start with "# Not run by the tests" are left out, as tests/test_examples.py does for the user guides)."""
+start with "# Not run by the tests" are left out, as tests/integration/test_examples.py does for the user guides)."""
 import os
 import re
 import subprocess

@@ -21,7 +21,7 @@ Two things, done at import (that is the point of the module: never import it any
    spend). Reading it starts no thread and imports nothing beyond numpy and pyarrow.
 
 The module does no detection of where it runs (no stack-frame inspection): the pool names it in the fork
-server's preload list, and nothing else imports it (``tests/test_import_graph.py`` checks that no module
+server's preload list, and nothing else imports it (``tests/package/test_import_graph.py`` checks that no module
 of petastorm does).
 """
 from __future__ import annotations
