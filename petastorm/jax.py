@@ -43,11 +43,11 @@ the host (``jax.device_put``, on a CPU host), ~60 us per jitted call, ~3 us per 
 returns. Small batches of many columns therefore cost more in placement than in reading, and the iterator
 amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core CPU host):
 
-- in reader order without ``transform_fn`` (sharding None or one device), a batch is a row range of one
-  reader batch: its columns of at most 8 KiB per batch are copied to the device in pages of the reader
-  batch (one host stack and one transfer per page of up to 4 MiB) and one jitted call cuts ``G = 96 //
-  columns`` batches (1..8) from a page (:mod:`petastorm.jax_impl.chunks`): ~50-100 us per batch, nearly
-  all of it the 20 output arrays;
+- in reader order without ``transform_fn`` (sharding None or one device), the whole batches lying in one
+  reader batch come from the shared core as one block (up to 64 batches): their columns of at most 8 KiB
+  per batch are copied into pages on the host (reused, aligned so that a CPU device takes them without a
+  copy), each moved in one transfer, and one jitted call cuts ``G = 96 // columns`` batches (1..8) from a page
+  (:mod:`petastorm.jax_impl.chunks`): ~80-90 us per batch, nearly all of it the 20 output arrays;
 - otherwise (shuffling, ``transform_fn``, a batch straddling two reader batches, the last short batch, a
   sharding over several devices, wider columns) small columns of one dtype and row shape are stacked on the
   host, moved in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`):
@@ -129,14 +129,14 @@ class JaxIterator:
         self.batch_size = batch_size
         self.sharding = sharding
         self.drop_last = bool(drop_last)
-        # in reader order without a transform_fn, batches are row ranges of reader batches: each reader batch
-        # is placed once and its batches are cut on the device (petastorm.jax_impl.chunks)
+        # in reader order without a transform_fn, the whole batches of a reader batch come as one block: placed
+        # with one transfer per page and cut on the device several per call (petastorm.jax_impl.chunks)
         whole = shuffling_queue_capacity == 0 and transform_fn is None
         placer = DevicePlacer(sharding, shards, batch_size if whole else None)
         self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
                                        min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
                                        transform_fn=transform_fn, convert=placer, prefetch=prefetch,
-                                       chunk_fn=placer.chunk_fn)
+                                       convert_block=placer.convert_block)
         self._closed = False
 
     # --- iteration -------------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ devices; ``n`` is read from the sharding itself (for ``NamedSharding(mesh, Parti
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
-from petastorm.jax_impl.chunks import ChunkPlacer
+from petastorm.jax_impl.chunks import BlockPlacer
 from petastorm.jax_impl.columns import jax_ready_columns
 from petastorm.jax_impl.transfer import BatchTransfer
 
@@ -113,9 +113,9 @@ class DevicePlacer:
     shards : int
         ``batch_shard_count(sharding)``.
     batch_size : int, optional
-        Given (with a sharding of one device or none), batches that are row ranges of one reader batch are cut
-        from one device copy of it (:class:`~petastorm.jax_impl.chunks.ChunkPlacer`, whose ``register`` must
-        then be the core's ``chunk_fn``: see :attr:`chunk_fn`).
+        Given (with a sharding of one device or none), blocks of whole batches of one reader batch are placed a
+        block at a time (:class:`~petastorm.jax_impl.chunks.BlockPlacer`): see :attr:`convert_block`, the
+        core's ``convert_block``.
     """
 
     def __init__(self, sharding: Optional[Any], shards: int, batch_size: Optional[int] = None) -> None:
@@ -123,15 +123,15 @@ class DevicePlacer:
         self.shards = shards
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
         self._transfer = BatchTransfer(sharding)
-        self._chunks: Optional[ChunkPlacer] = None
+        self._blocks: Optional[BlockPlacer] = None
         if batch_size is not None and _single_device(sharding):
-            self._chunks = ChunkPlacer(batch_size, sharding)
+            self._blocks = BlockPlacer(batch_size, sharding)
 
     @property
-    def chunk_fn(self) -> Optional[Any]:
-        """The core's ``chunk_fn`` registering each reader batch, or None when whole reader batches are not
-        placed (no ``batch_size`` given, or a sharding over several devices)."""
-        return self._chunks.register if self._chunks is not None else None
+    def convert_block(self) -> Optional[Any]:
+        """The core's ``convert_block`` (``(columns of k batches, k) -> k placed batches``), or None when blocks
+        are not placed at once (no ``batch_size`` given, or a sharding over several devices)."""
+        return self._convert_block if self._blocks is not None else None
 
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         import jax
@@ -141,14 +141,28 @@ class DevicePlacer:
             self._check_rows(columns)
             if self.sharding.is_fully_addressable:  # else the global shape is JAX's to check, per field
                 self._check_shapes(columns)
-        if self._chunks is not None and columns:
-            served = self._chunks(columns)
-            if served is not None:  # ready already (ChunkPlacer waits once per call)
-                if len(served) == len(columns):
-                    return served
-                rest = jax.block_until_ready(self._transfer({n: c for n, c in columns.items() if n not in served}))
-                return {name: served[name] if name in served else rest[name] for name in columns}
         return jax.block_until_ready(self._transfer(columns))
+
+    def _convert_block(self, block: Mapping[str, Any], k: int) -> Optional[List[Dict[str, Any]]]:
+        """The ``k`` batches of ``block`` placed (on one device, so no shape checks), or None when no column
+        of it is stacked (the core then converts batch by batch). An error (a column JAX cannot hold) is
+        raised here and again by ``__call__`` at its own batch, where the core reports it."""
+        import jax
+
+        blocks = self._blocks
+        columns = jax_ready_columns(block)
+        placed = blocks(columns, k) if columns and blocks is not None else None
+        if placed is None:
+            return None
+        order = tuple(columns)
+        rest = blocks.plan(columns).rest
+        if rest:
+            bs = blocks.batch_size
+            for i, batch in enumerate(placed):
+                batch.update(jax.block_until_ready(self._transfer({n: columns[n][i * bs:(i + 1) * bs] for n in rest})))
+        if tuple(placed[0]) != order:  # the fields in the reader's order, as the per-batch path gives them
+            placed = [{name: batch[name] for name in order} for batch in placed]
+        return placed
 
     def _check_rows(self, columns: Mapping[str, np.ndarray]) -> None:
         rows = len(next(iter(columns.values())))
