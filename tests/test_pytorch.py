@@ -11,7 +11,6 @@ import pytest
 import petastorm.pytorch as pt
 from petastorm.pytorch import decimal_friendly_collate
 
-
 # --- the facade -----------------------------------------------------------------------------------------------
 
 def test_the_original_public_names_are_importable_from_petastorm_pytorch():
