@@ -39,14 +39,16 @@ LAYERS: List[Tuple[str, ...]] = [
     ("petastorm.tools", "petastorm.benchmark"),
 ]
 
-#: Imports from a higher layer that are still there, each with why (remove an entry once it is fixed).
+#: Imports from a higher layer that are still there, each with why (remove an entry once it is fixed). An entry
+#: ``(importer, imported)`` covers the imported module and the modules below it.
 KNOWN_INVERSIONS: Dict[Tuple[str, str], str] = {
     ("petastorm.reader_impl.pytorch_shuffling_buffer", "petastorm.adapters"):
         "the original's public module path (petastorm.reader_impl.pytorch_shuffling_buffer) for a loader-side "
         "buffer: an adapter-layer facade kept where the original had it",
-    ("petastorm.reader_impl.shuffle_quality", "petastorm.adapters.column_buffer"):
-        "explain() simulates the loaders' ColumnShufflingBuffer; to fix, the numpy-only buffer moves below "
-        "reader_impl (or the simulation moves to adapters/)",
+    ("petastorm.reader_impl.shuffle_quality", "petastorm.adapters"):
+        "explain() simulates the loaders' shuffling buffer with the loaders' own code (adapters); to fix, the "
+        "simulation moves to adapters/ (explain asks it through a hook), or the numpy-only buffer moves below "
+        "reader_impl",
     ("petastorm.adapters.elastic", "petastorm.pytorch_impl.state_codec"):
         "state_codec is numpy only (no torch): it belongs in adapters/ and pytorch_impl should import it "
         "from there",
@@ -77,14 +79,23 @@ def test_every_module_has_a_layer():
         _layer(module)
 
 
+def _known(edge: Tuple[str, str]) -> Tuple[str, str] | None:
+    importer, imported = edge
+    for known_importer, known_imported in KNOWN_INVERSIONS:
+        if importer == known_importer and (imported == known_imported
+                                           or imported.startswith(known_imported + ".")):
+            return known_importer, known_imported
+    return None
+
+
 def test_no_module_imports_from_a_higher_layer():
-    new = {edge: layers for edge, layers in _inversions().items() if edge not in KNOWN_INVERSIONS}
+    new = {edge: layers for edge, layers in _inversions().items() if _known(edge) is None}
     assert new == {}, f"imports from a higher layer ((importer, imported): (its layer, imported layer)): {new}"
 
 
 def test_the_known_inversions_are_still_there():
     # an entry that no longer holds must be removed, so that the list stays the list of work left
-    assert set(KNOWN_INVERSIONS) <= set(_inversions())
+    assert set(KNOWN_INVERSIONS) <= {_known(edge) for edge in _inversions()}
 
 
 def test_etl_and_lower_layers_never_import_the_tools():
