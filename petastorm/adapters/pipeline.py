@@ -86,6 +86,7 @@ class _Shared:
         self.stop = False
         self.paused = 0
         self.busy = False
+        self.waiting = 0              # consumers waiting on an empty deque
         self.finished = False         # the producer appended its last entry
 
     def _one(self, batch: Any) -> Any:
@@ -144,11 +145,11 @@ class _Shared:
                 self.ready.append(entry)
                 if entry.end:
                     self.finished = True
-                # a consumer waiting for batches is woken once the deque is full (a GIL hand-off per
-                # `capacity` chunks, not per chunk; the producer keeps producing meanwhile, so a consumer waiting
-                # on a slower producer gets its batches later but no fewer of them); a pause (state_dict) as
-                # soon as this chunk is in
-                if self.finished or self.paused or len(self.ready) >= self.capacity:
+                # a consumer waiting on the empty deque is woken by a chunk of several batches at once, by
+                # single batches once the deque is full (a GIL hand-off per `capacity` batches, not per batch; the
+                # producer keeps producing meanwhile); a pause (state_dict) as soon as this chunk is in
+                if (self.finished or self.paused or len(self.ready) >= self.capacity
+                        or (self.waiting and len(entry.outs) > 1)):
                     self.cond.notify_all()
                 if self.finished:
                     return
@@ -312,7 +313,11 @@ class BatchPipeline:
             while not sh.ready:
                 if not self._thread.is_alive() and not sh.ready:
                     return _Chunk([], end=True, error=PetastormReaderError("the prefetch thread ended unexpectedly"))
-                sh.cond.wait(0.5)
+                sh.waiting += 1
+                try:
+                    sh.cond.wait(0.5)
+                finally:
+                    sh.waiting -= 1
             chunk = sh.ready.popleft()
             sh.cond.notify_all()
         return chunk
