@@ -263,15 +263,42 @@ def sequence_quality(sequence: np.ndarray, group_of_row: np.ndarray | None = Non
                           "sequence")
 
 
+class _RowIds:
+    """A minimal in-memory source for the loaders' :class:`~petastorm.adapters.batcher.Batcher`: the rows of
+    a sequence of row ids, as a one-column table (``{"id": ...}``), ``max_rows`` at a time."""
+
+    is_batched = False
+    fields = ["id"]
+
+    def __init__(self, sequence: np.ndarray) -> None:
+        self._seq = sequence
+        self._pos = 0
+
+    def next_chunk(self, max_rows: int) -> Optional[dict]:
+        if self._pos >= len(self._seq):
+            return None
+        chunk = self._seq[self._pos:self._pos + max_rows]
+        self._pos += len(chunk)
+        return {"id": chunk}
+
+    def state_dict(self) -> None:  # nothing to resume: the simulation runs in one go
+        return None
+
+    def load_state_dict(self, state: Any) -> None:
+        return None
+
+
 def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: int = 1,
                              seed: Optional[int] = 0, min_after_retrieve: Optional[int] = None) -> np.ndarray:
-    """The order in which a loader's shuffling buffer serves ``sequence``: the real buffer, on row ids.
+    """The order in which the loaders' shuffling buffer serves ``sequence``: the loaders' own batching, on row ids.
 
-    The loaders' :class:`~petastorm.adapters.batcher.Batcher` with ``shuffling_queue_capacity=capacity``
-    fills a :class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of
-    ``max(capacity, min_after_retrieve + batch_size)`` rows (``min_after_retrieve`` defaults to
-    ``capacity - batch_size``), takes ``batch_size`` uniformly chosen rows whenever it is full, and empties it
-    at the end. This runs that buffer on a column of row ids.
+    Runs the :class:`~petastorm.adapters.batcher.Batcher` the loaders use (``BatchedDataLoader``,
+    ``DataLoader``, ``make_jax_iterator``...) with ``shuffling_queue_capacity=capacity`` over a one-column
+    table of the row ids, so the order (and the quality ``explain()`` reports from it) is the loaders' own:
+    its :class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of
+    :func:`~petastorm.adapters.batcher.shuffle_buffer_layout` rows (``max(capacity, min_after_retrieve +
+    batch_size)``, ``min_after_retrieve`` defaulting to ``capacity - batch_size``, plus the extra rows of its
+    rounds), its rounds of several batches drawn at once, and its drain at the end.
 
     Parameters
     ----------
@@ -281,7 +308,8 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
         ``shuffling_queue_capacity`` (0: the sequence is returned unchanged).
     batch_size : int
     seed : int or None
-        Seed of the buffer.
+        Seed of the buffer (a loader seeds it from the reader's seed and the pass: the order differs from a
+        loader's, its quality does not).
     min_after_retrieve : int, optional
         As the loaders' argument.
 
@@ -289,7 +317,7 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     -------
     np.ndarray, shape (n,)
     """
-    from petastorm.adapters.column_buffer import ColumnShufflingBuffer
+    from petastorm.adapters.batcher import Batcher
 
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 0:
         raise PetastormArgumentError(f"capacity must be a non-negative integer, got {capacity!r}")
@@ -301,20 +329,14 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     if min_after_retrieve is not None and (isinstance(min_after_retrieve, bool) or not isinstance(
             min_after_retrieve, (int, np.integer)) or min_after_retrieve < 0):
         raise PetastormArgumentError(f"min_after_retrieve must be a non-negative integer, got {min_after_retrieve!r}")
-    min_after = max(0, int(capacity) - int(batch_size)) if min_after_retrieve is None else int(min_after_retrieve)
-    size = max(int(capacity), min_after + int(batch_size))
-    buf = ColumnShufflingBuffer(size, seed)
+    batcher = Batcher(_RowIds(seq), int(batch_size), int(capacity),
+                      min_after_retrieve=None if min_after_retrieve is None else int(min_after_retrieve), seed=seed)
     out = np.empty_like(seq)
-    taken = fed = 0
-    n = len(seq)
-    while taken < n:
-        if fed < n and buf.free:
-            k = min(buf.free, n - fed)
-            buf.add({"id": seq[fed:fed + k]})
-            fed += k
-        batch = buf.retrieve(batch_size)["id"]
-        out[taken:taken + len(batch)] = batch
-        taken += len(batch)
+    taken = 0
+    while (batch := batcher.next_batch()) is not None:
+        ids = batch["id"]
+        out[taken:taken + len(ids)] = ids
+        taken += len(ids)
     return out
 
 

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from petastorm.adapters import Batcher, ReaderSource, rows_to_columns
+from petastorm.adapters import Batcher, ColumnShufflingBuffer, ReaderSource, rows_to_columns
 from petastorm.adapters.batcher import shuffle_buffer_layout
 from petastorm.errors import PetastormStateError
-from petastorm.reader_impl.shuffle_quality import sequence_quality, through_shuffling_buffer
+from petastorm.reader_impl.shuffle_quality import sequence_quality
 
 from ._list_reader import ListReader, make_chunks
 
@@ -138,9 +138,21 @@ def test_the_shuffling_buffer_draws_rounds_of_batches_within_an_eighth_of_its_ro
     assert shuffle_buffer_layout(20, 4, 30) == (34, 1)
 
 
+def _one_batch_at_a_time(seq, capacity, batch_size, seed):
+    """The order of a buffer of ``capacity`` rows refilled before every batch and drawing one batch at a time."""
+    buf, out, fed = ColumnShufflingBuffer(capacity, seed), [], 0
+    while fed < len(seq) or buf.size:
+        if fed < len(seq) and buf.free:
+            n = min(buf.free, len(seq) - fed)
+            buf.add({"id": seq[fed:fed + n]})
+            fed += n
+        out.append(buf.retrieve(batch_size)["id"])
+    return np.concatenate(out)
+
+
 def test_rounds_mix_as_well_as_one_batch_at_a_time():
     # the shuffle-quality metric of the loaders' order (rounds of 8 batches) against the buffer drawing one
-    # batch at a time (through_shuffling_buffer), 262k rows in 64 row groups, a 16k-row buffer, batch 128
+    # batch at a time, 262k rows in 64 row groups, a 16k-row buffer, batch 128
     groups, rows, capacity, batch_size = 64, 4096, 16384, 128
     seq = np.arange(groups * rows)
     reader_batches = [(seq[g * rows:(g + 1) * rows],) for g in range(groups)]
@@ -153,7 +165,7 @@ def test_rounds_mix_as_well_as_one_batch_at_a_time():
         while (batch := b.next_batch()) is not None:
             out.append(batch["id"])
         new.append(sequence_quality(np.concatenate(out), rows_per_group=np.full(groups, rows)))
-        old.append(sequence_quality(through_shuffling_buffer(seq, capacity, batch_size, seed=seed),
+        old.append(sequence_quality(_one_batch_at_a_time(seq, capacity, batch_size, seed),
                                     rows_per_group=np.full(groups, rows)))
     assert b._buffer._rounds == 8
     for attr in ("mixing", "displacement_mean", "displacement_spread"):

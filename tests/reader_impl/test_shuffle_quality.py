@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from petastorm.adapters import Batcher, ReaderSource
 from petastorm.errors import PetastormArgumentError
 from petastorm.reader_impl.plan import PlanOptions, make_epoch_plan
 from petastorm.reader_impl.shuffle_quality import (
@@ -18,6 +19,8 @@ from petastorm.reader_impl.shuffle_quality import (
     sequence_quality,
     through_shuffling_buffer,
 )
+
+from ..adapters._list_reader import ListReader, make_chunks
 
 ROWS = np.full(50, 200, dtype=np.int64)  # 50 row groups of 200 rows: 10,000 rows
 
@@ -177,3 +180,21 @@ def test_min_after_retrieve_sizes_the_simulated_buffer_as_the_loaders_do():
     assert sequence_quality(larger, rows_per_group=ROWS).mixing > sequence_quality(small, rows_per_group=ROWS).mixing
     with pytest.raises(PetastormArgumentError, match="min_after_retrieve"):
         through_shuffling_buffer(seq, 100, min_after_retrieve=-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=12), capacity=st.integers(1, 400),
+       batch_size=st.integers(1, 40), min_after=st.one_of(st.none(), st.integers(0, 300)), seed=st.integers(0, 99))
+def test_the_simulated_order_is_the_loaders_batching_of_the_reader_batches(sizes, capacity, batch_size, min_after,
+                                                                          seed):
+    # the loaders' Batcher over reader batches of any sizes (as row groups come) serves the rows in exactly the
+    # order the simulation gives for the same seed: explain() reports the quality of the loaders' own buffer
+    batcher = Batcher(ReaderSource(ListReader(make_chunks(sizes))), batch_size, capacity,
+                      min_after_retrieve=min_after, seed=seed)
+    served = []
+    while (batch := batcher.next_batch()) is not None:
+        served.append(batch["id"])
+    simulated = through_shuffling_buffer(np.arange(sum(sizes)), capacity, batch_size, seed=seed,
+                                         min_after_retrieve=min_after)
+    assert np.array_equal(np.concatenate(served), simulated)
+
