@@ -5,6 +5,7 @@ The parent side, and the protocol on the connection, are in :mod:`petastorm.read
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -60,6 +61,10 @@ def worker_main(index: int, conn: Any, factory_bytes: bytes, main_pid: int, tran
                 max_free_segments: int) -> None:
     """Entry point of a worker process: build the worker, then serve tasks until 'stop' or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's business
+    # Everything this process inherited from the fork server (numpy, pyarrow, cv2 and petastorm's modules)
+    # lives as long as it does: frozen, the garbage collector no longer walks those objects, so a collection
+    # in the worker neither spends time on them nor writes to (copies) the pages they share with the server.
+    gc.freeze()
     sock = socket.socket(fileno=os.dup(conn.fileno())) if transport == TRANSPORT_SHM else None
     writer = ShmWriter(conn.send, sock, transport, max_free_segments)
     _install_batch_allocator(writer)
