@@ -33,6 +33,8 @@ _REPLAY_READER, _REPLAY_READ, _REPLAY_ROWS, _REPLAY_SKIP = "reader", "rows_read"
 MAX_ROUND_BATCHES = 8
 #: ... and a round holds at most ``1 / ROUND_FRACTION`` of the buffer's rows.
 ROUND_FRACTION = 8
+#: Reader batches whose read position the batcher remembers (a state may start again in any of them).
+_KEEP_TAKEN = 16
 
 
 def shuffle_buffer_layout(capacity: int, batch_size: int, min_after_retrieve: Optional[int] = None) -> tuple:
@@ -169,6 +171,12 @@ class ReaderSource:
         fn(state)
 
 
+def _is_elastic(reader_state: Optional[dict]) -> bool:
+    """Whether the reader state can be resumed at another world size (``petastorm.adapters.elastic``)."""
+    extra = (reader_state or {}).get("extra") if isinstance(reader_state, Mapping) else None
+    return isinstance(extra, Mapping) and "elastic" in extra
+
+
 def _replay_is_positions(reader_state: Optional[dict], replay: Mapping[str, Any]) -> bool:
     """Whether the pending rows of a replay are the last positions the reader read (so an elastic resume
     can give them back to the job instead of carrying them: see ``petastorm.adapters.elastic``).
@@ -227,6 +235,9 @@ class Batcher:
         # (reader state before the last non-empty reader batch, rows read, rows after chunk_fn, its serial):
         # a state then saves where to re-read that batch instead of its rows
         self._last: Optional[tuple] = None
+        # (serial, row offset in that reader batch) of the last block of next_block(), None if not known
+        self.cut_origin: Optional[tuple] = None
+        self._taken: dict = {}  # serial -> (reader state before it, rows read, rows): the last _KEEP_TAKEN
         self._done = False
         self._buffer: Optional[ColumnShufflingBuffer] = None
         if shuffling_queue_capacity > 0:
@@ -266,6 +277,8 @@ class Batcher:
             return True
         self._serial += 1
         self._last = (before, rows_read, rows, self._serial)
+        self._taken[self._serial] = (before, rows_read, rows)
+        self._taken.pop(self._serial - _KEEP_TAKEN, None)
         self._pending.append(chunk)
         self._pending_ids.append(self._serial)
         self._pending_rows += rows
@@ -334,6 +347,10 @@ class Batcher:
             if self._pending:
                 k = min(max_batches, num_rows(self._pending[0]) // bs)
                 if k >= 2:
+                    serial = self._pending_ids[0]
+                    taken = self._taken.get(serial)
+                    # the first pending entry is the rest of its reader batch: the block starts at this offset
+                    self.cut_origin = None if taken is None else (serial, taken[2] - num_rows(self._pending[0]))
                     return self._take_pending(k * bs), k
         batch = self.next_batch()
         return None if batch is None else (batch, 1)
@@ -349,12 +366,48 @@ class Batcher:
         return {_REPLAY_READER: before, _REPLAY_READ: rows_read, _REPLAY_ROWS: rows,
                 _REPLAY_SKIP: rows - self._pending_rows}
 
-    def state_dict(self) -> dict:
+    def can_replay_from(self, origin: Optional[tuple]) -> bool:
+        """Whether :meth:`state_dict` can start at ``origin = (serial, row offset)`` (see there)."""
+        if origin is None or self._buffer is not None:
+            return False
+        taken = self._taken.get(origin[0])
+        if taken is None or taken[0] is None:
+            return False
+        if origin[0] == self.last_serial:
+            replay = {_REPLAY_READ: taken[1], _REPLAY_ROWS: taken[2], _REPLAY_SKIP: origin[1]}
+            return _replay_is_positions(self.source.state_dict(), replay)
+        # an earlier reader batch: the reader then reads again what followed it, which an elastic resume (it
+        # gives the replayed rows back as the last positions read) cannot express
+        return not _is_elastic(self.source.state_dict())
+
+    @property
+    def last_serial(self) -> Optional[int]:
+        """Serial number of the last reader batch taken."""
+        return None if self._last is None else self._last[3]
+
+    def state_dict(self, replay_from: Optional[tuple] = None) -> dict:
         """The reader's state, the rows taken from it and not served, the buffer and its RNG.
 
         Rows waiting at the end of the last reader batch are saved as where to re-read that batch (the reader's
         state before it and the rows to skip), not as copies; the shuffling buffer's rows are copied.
+
+        Parameters
+        ----------
+        replay_from : (int, int), optional
+            ``(serial, row offset)`` of the first row not served to the consumer, when the caller holds
+            batches cut by :meth:`next_block` and not served (their ``cut_origin`` plus the rows served of the
+            block): the state then re-reads from that row of that reader batch on, every row taken since
+            included, instead of carrying them. Only when :meth:`can_replay_from` says so.
         """
+        if replay_from is not None:
+            if not self.can_replay_from(replay_from):
+                raise PetastormStateError(f"internal: the batching state cannot start at {replay_from}")
+            serial, offset = replay_from
+            before, rows_read, rows = self._taken[serial]
+            return {_READER: self.source.state_dict(), _PENDING: {}, _BUFFER: None,
+                    _DONE: self._done if serial == self.last_serial else False,
+                    _REPLAY: {_REPLAY_READER: before, _REPLAY_READ: rows_read, _REPLAY_ROWS: rows,
+                              _REPLAY_SKIP: int(offset)}}
         replay = self._replay()
         reader_state = self.source.state_dict()
         copy_pending = self._pending and (replay is None or not _replay_is_positions(reader_state, replay))
@@ -387,12 +440,16 @@ class Batcher:
                     f"arguments and the transform_fn the state was saved with (a transform_fn must be "
                     f"deterministic for an exact resume)")
             pending = slice_columns(chunk, int(replay[_REPLAY_SKIP]), rows)
+            # the pending rows are the end of this reader batch again: a later state may re-read it too
+            self._serial += 1
+            self._last = (replay[_REPLAY_READER], int(replay[_REPLAY_READ]), rows, self._serial)
+            self._taken[self._serial] = self._last[:3]
         else:
             self.source.load_state_dict(reader_state)
             pending = {k: np.asarray(v) for k, v in (pending or {}).items()}
         if self._buffer is not None:
             self._buffer.load_state_dict(buffer_state)
         self._pending = [pending] if num_rows(pending) else []
-        self._pending_ids = [0] * len(self._pending)
+        self._pending_ids = [self._serial if replay else 0] * len(self._pending)
         self._pending_rows = num_rows(pending)
         self._done = bool(state.get(_DONE, False))

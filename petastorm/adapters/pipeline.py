@@ -49,15 +49,16 @@ class _Chunk:
     """What the producer hands over at once: converted batches, the numpy rows they came from, and whether
     the pass ends after them (with the error that ended it, if any)."""
 
-    __slots__ = ("outs", "batches", "block", "end", "error")
+    __slots__ = ("outs", "batches", "block", "end", "error", "origin")
 
     def __init__(self, outs: list, batches: Optional[list] = None, block: Optional[dict] = None,
-                 end: bool = False, error: Optional[BaseException] = None) -> None:
+                 end: bool = False, error: Optional[BaseException] = None, origin: Optional[tuple] = None) -> None:
         self.outs = outs          # converted batches, in order
         self.batches = batches    # their numpy batches, or None when they are the equal parts of `block`
         self.block = block
         self.end = end
         self.error = error
+        self.origin = origin      # a block's (reader batch serial, row offset): Batcher.cut_origin; or None
 
     def numpy_batches(self, start: int = 0) -> list:
         """The numpy batches of ``outs[start:]`` (cut from the block on demand: only a state needs them)."""
@@ -119,7 +120,7 @@ class _Shared:
         except Exception:  # noqa: BLE001 - converted again batch by batch: the error comes at its own batch
             outs = None
         if outs is not None:
-            return _Chunk(list(outs), block=block)
+            return _Chunk(list(outs), block=block, origin=self.batcher.cut_origin)
         outs = []
         bs = num_rows(block) // k
         for i in range(k):
@@ -127,7 +128,7 @@ class _Shared:
                 outs.append(self._one(slice_columns(block, i * bs, (i + 1) * bs)))
             except BaseException as e:  # noqa: BLE001
                 return _Chunk(outs, block=slice_columns(block, 0, i * bs), end=True, error=e)
-        return _Chunk(outs, block=block)
+        return _Chunk(outs, block=block, origin=self.batcher.cut_origin)
 
     def run(self) -> None:
         while True:
@@ -339,12 +340,36 @@ class BatchPipeline:
 
     def _unserved(self, ready: list) -> list:
         """The numpy batches handed over or prefetched and not yet yielded (call while paused)."""
-        batches = self._chunk.numpy_batches(self._pos) if self._chunk is not None else []
-        for chunk in ready:
-            batches.extend(chunk.numpy_batches())
+        batches = []
+        for chunk, start in self._unserved_chunks(ready):
+            batches.extend(chunk.numpy_batches(start))
         return batches
 
-    # --- state -----------------------------------------------------------------------------------------------
+    def _unserved_chunks(self, ready: list) -> list:
+        """``[(chunk, first batch not yielded)]``: the consumer's chunk, then the deque's."""
+        current = [(self._chunk, self._pos)] if self._chunk is not None else []
+        return current + [(chunk, 0) for chunk in ready]
+
+    def _batcher_state(self, ready: list) -> tuple:
+        """``(batcher state, numpy batches not yet yielded to carry as copies)``, while paused.
+
+        From the first block not yet yielded whose reader batch the batcher can re-read, the state re-reads
+        (``Batcher.state_dict(replay_from=...)``): those batches and every row taken after them are not
+        copied into it (up to ``prefetch + 1`` chunks of batches otherwise); batches before it are copies."""
+        batcher = self._shared.batcher
+        chunks = [(c, start) for c, start in self._unserved_chunks(ready) if start < len(c.outs)]
+        for i, (chunk, start) in enumerate(chunks):
+            if chunk.origin is not None and batcher.can_replay_from(chunk.origin):
+                serial, offset = chunk.origin
+                origin = (serial, offset + start * (num_rows(chunk.block) // len(chunk.outs)))
+                copies = []
+                for c, first in chunks[:i]:
+                    copies.extend(c.numpy_batches(first))
+                return batcher.state_dict(replay_from=origin), copies
+        copies = []
+        for c, first in chunks:
+            copies.extend(c.numpy_batches(first))
+        return batcher.state_dict(), copies
 
     class _Pause:
         def __init__(self, shared: _Shared, threaded: bool) -> None:
@@ -380,9 +405,8 @@ class BatchPipeline:
             Holds numpy arrays (the buffered rows): save it with ``pickle``/``torch.save``.
         """
         with self._paused() as ready:
-            batches = self._unserved(ready)
-            batcher_state = self._shared.batcher.state_dict()
-            held = self._shared.batcher.rows_held + sum(num_rows(b) for b in batches)
+            held = self._shared.batcher.rows_held + sum(num_rows(b) for b in self._unserved(ready))
+            batcher_state, batches = self._batcher_state(ready)
         return {_KEY_VERSION: STATE_VERSION, _KEY_SETTINGS: dict(self._settings), _KEY_BATCHER: batcher_state,
                 _KEY_READY: [dict(b) for b in batches], _KEY_ROWS_HELD: held,
                 _KEY_BATCHES_SERVED: self._batches_served}

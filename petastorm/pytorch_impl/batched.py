@@ -16,7 +16,7 @@ Both follow the original's API and semantics (recorded from petastorm 0.12.1 as 
 - ``InMemBatchedDataLoader`` loads at most ``rows_capacity`` rows, serves ``num_epochs`` epochs from memory
   (the last batch of each epoch may be short) and can be iterated once (the original's ``RuntimeError``).
 
-New: ``device=``, ``pin_memory=``, a bounded background ``prefetch`` (default 2 batches: batching, tensor
+New: ``device=``, ``pin_memory=``, a bounded background ``prefetch`` (default 2: batching, tensor
 conversion, pinning and the device copy run on a thread, so the training step never waits on them), ``seed=``,
 ``len()`` of ``InMemBatchedDataLoader``, exact resume with ``state_dict()`` / ``load_state_dict()``, and clear
 errors where the original hung or failed obscurely (``batch_size <= 0``, ``num_epochs=None`` readers in
@@ -121,7 +121,9 @@ class BatchedDataLoader(LoaderBase):
     pin_memory : bool
         Pin CPU tensors before the copy to the GPU (ignored with a warning without an accelerator).
     prefetch : int
-        Batches prepared ahead on a background thread (batching, tensors, pinning, device copy); 0: none.
+        Hand-offs prepared ahead on a background thread (batching, tensors, pinning, device copy); 0: none.
+        A hand-off is one batch, or on the CPU without shuffling up to 64 batches lying in one reader batch
+        (views of it, cut and made tensors together: ``petastorm.adapters.BatchPipeline``'s chunks).
     seed : int, optional
         Seed of the shuffling. Default: the reader's seed (so a reader with a seed gives reproducible
         batches), varied per pass.

@@ -3,6 +3,7 @@ with ``convert_block``): the same batches, the same exact resume and the same er
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -83,13 +84,59 @@ def test_a_state_taken_inside_a_chunk_resumes_exactly(prefetch, cut):
     assert head + _ids(resumed) == full
 
 
-def test_rows_held_inside_a_chunk_counts_the_batches_not_yet_yielded():
-    pipe = BatchPipeline(ListReader(make_chunks([256])), 16, convert=_copy, prefetch=0,
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_a_state_inside_a_block_rereads_the_reader_batch_instead_of_copying_the_batches(prefetch):
+    pipe = BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=_copy, prefetch=prefetch,
                          convert_block=_block_to_list([]))
     next(pipe)
     next(pipe)
-    assert pipe.rows_held == 256 - 32
-    assert sum(len(b["id"]) for b in pipe.state_dict()["ready"]) == 256 - 32
+    assert pipe.rows_held >= 256 - 32
+    state = pipe.state_dict()
+    pipe.close()
+    assert state["ready"] == [] and not state["batcher"]["pending"]
+    replay = state["batcher"]["replay"]
+    assert replay["rows"] == 256 and replay["skip"] in (32, 256)  # the first reader batch, or the second one
+    resumed = BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=_copy, prefetch=prefetch,
+                            convert_block=_block_to_list([]))
+    resumed.load_state_dict(state)
+    assert [b["id"][0] for b in resumed] == list(range(32, 512, 16))
+
+
+def test_a_batch_across_two_reader_batches_not_yet_yielded_is_carried_as_a_copy():
+    # rows 0-39 and 40-103: two batches cut as a block, the batch 32-47 across both reader batches, a block of
+    # 48-95 from the second one, then 96-103
+    pipe = BatchPipeline(ListReader(make_chunks([40, 64])), 16, convert=_copy, prefetch=2,
+                         convert_block=_block_to_list([]))
+    assert [next(pipe)["id"][0] for _ in range(2)] == [0, 16]
+    deadline = time.time() + 10
+    while pipe.rows_held < 104 - 32 and time.time() < deadline:  # the producer has read every row
+        time.sleep(0.01)
+    state = pipe.state_dict()
+    pipe.close()
+    assert [b["id"].tolist() for b in state["ready"]] == [list(range(32, 48))]
+    assert state["batcher"]["replay"]["rows"] == 64 and state["batcher"]["replay"]["skip"] == 8
+    resumed = BatchPipeline(ListReader(make_chunks([40, 64])), 16, convert=_copy, prefetch=2,
+                            convert_block=_block_to_list([]))
+    resumed.load_state_dict(state)
+    assert [b["id"][0] for b in resumed] == [32, 48, 64, 80, 96]
+
+
+def test_a_state_taken_right_after_a_resume_rereads_too():
+    def make():
+        return BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=_copy, prefetch=0,
+                             convert_block=_block_to_list([]))
+
+    first = make()
+    next(first)
+    state = first.state_dict()
+    second = make()
+    second.load_state_dict(state)
+    next(second)
+    state2 = second.state_dict()
+    assert state2["ready"] == [] and state2["batcher"]["replay"]["skip"] == 32
+    third = make()
+    third.load_state_dict(state2)
+    assert [b["id"][0] for b in third] == list(range(32, 512, 16))
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
