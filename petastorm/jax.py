@@ -53,11 +53,11 @@ amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core 
   host, moved in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`):
   ~130-170 us.
 
-The floor is the arrays themselves (20 x ~3 us per batch), about twice what half the speed of plain
-pyarrow reading allows at batch 1,024. So the cost is per *array*: a ``transform_fn`` that stacks scalar
+The floor is the arrays themselves (20 x ~3-4 us per batch, however they are made: see ``docs/jax.md``),
+about twice what half the speed of plain pyarrow reading allows at batch 1,024. So the cost is per *array*: a ``transform_fn`` that stacks scalar
 features into one matrix (``{"x": np.stack([b[f] for f in features], axis=1), "y": b["label"]}``) yields
 2 arrays instead of 20, and larger batches divide the per-array cost by their rows. The first batches of
-a new column layout also pay JAX's compilation (~0.5-1 s, once per process and layout).
+a new column layout also pay JAX's compilation (~1-4 s on a 2-core host, once per process and layout).
 
 **Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
 fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field
