@@ -307,7 +307,10 @@ def _build_reader(args: _ReaderArgs) -> Reader:
                                      None if dataset.has_petastorm_metadata else dataset.arrow_schema)
     check_predicate_fields(predicate, schema)
 
-    view = schema.create_schema_view([schema.fields[n] for n in field_names])
+    if ngram is None and not args.schema_fields and field_names == list(schema.fields):
+        view = schema  # nothing selected: the stored schema itself, as 0.12.1 (rows named '<schema>_view')
+    else:
+        view = schema.create_schema_view([schema.fields[n] for n in field_names])
     output_schema = view
     if transform_spec is not None:
         from petastorm.transform import transform_schema

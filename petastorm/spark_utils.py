@@ -48,11 +48,10 @@ def _selected_schema(schema: Any, schema_fields: Optional[Sequence[Any]], datase
     """
     from petastorm.reader_impl.fields import resolve_fields
 
-    everything = schema.create_schema_view(list(schema.fields.values()))
     if schema_fields is None:
-        return everything
+        return schema  # its rows are '<schema>_view' (Unischema names its namedtuple so)
     names = resolve_fields(schema, schema_fields, dataset_url, empty_selects_all=False)
-    return everything.create_schema_view([schema.fields[name] for name in names])
+    return schema.create_schema_view([schema.fields[name] for name in names])  # rows: '<schema>_view_view'
 
 
 def _decode_value(field: Any, value: Any, row: int) -> Any:

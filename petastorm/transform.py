@@ -113,7 +113,7 @@ def transform_schema(schema: Unischema, transform_spec: TransformSpec) -> Unisch
     if unknown:
         warnings.warn("remove_fields specified some field names that are not part of the schema. "
                       f"These field names will be ignored \"{', '.join(map(str, unknown))}\". "
-                      f"Schema {schema.name!r} fields: {list(schema.fields)}")
+                      f"Schema {schema._name!r} fields: {list(schema.fields)}")
     edited = [_edit_to_field(e, i) for i, e in enumerate(transform_spec.edit_fields)]
     edited_names = {f.name for f in edited}
     fields = [f for name, f in schema.fields.items() if name not in removed and name not in edited_names]
@@ -126,7 +126,7 @@ def transform_schema(schema: Unischema, transform_spec: TransformSpec) -> Unisch
                           f"These field names will be ignored \"{', '.join(map(str, missing))}\". "
                           f"Fields after the transform: {list(by_name)}")
         fields = [by_name[n] for n in dict.fromkeys(transform_spec.selected_fields) if n in by_name]
-    return Unischema(f"{schema.name}_transformed", fields)
+    return Unischema(f"{schema._name}_transformed", fields)
 
 
 # --- applying a transform (called by the workers) -----------------------------------------------------------

@@ -190,7 +190,8 @@ class Unischema:
     def _get_namedtuple(self) -> type:
         cached = self.__dict__.get("_namedtuple_cache")
         if cached is None or cached._fields != tuple(self._fields):
-            cached = namedtuple(_namedtuple_name(self._name), list(self._fields), rename=False)
+            # named '<schema>_view', as the original's rows (recorded from 0.12.1)
+            cached = namedtuple(_namedtuple_name(f"{self._name}_view"), list(self._fields), rename=False)
             # Keep the class out of the pickled state (see __getstate__).
             object.__setattr__(self, "_namedtuple_cache", cached)
         return cached

@@ -257,10 +257,10 @@ def test_one_shot_iterator_ends_with_out_of_range_after_every_row(graph_results)
 def test_one_shot_iterator_over_batch_and_ngram_readers(graph_results):
     out = _ok(graph_results, "one_shot_iterator_batch_and_ngram_readers")
     # recorded: batch elements with a leading unknown dimension, ngram elements a dict of namedtuples
-    assert out["batch_layout"] == ["SyntheticSchema_view", ["id", "int64", [None]], ["matrix", "float32", [None, 4, 3]]]
+    assert out["batch_layout"] == ["SyntheticSchema_view_view", ["id", "int64", [None]], ["matrix", "float32", [None, 4, 3]]]
     assert out["batch_ids"] == list(range(10))
-    assert out["ngram_layout"] == {"0": ["SyntheticSchema_view_view", ["id", "int64", []], ["timestamp", "int64", []]],
-                                   "1": ["SyntheticSchema_view_view", ["id", "int64", []], ["name", "string", []]]}
+    assert out["ngram_layout"] == {"0": ["SyntheticSchema_view_view_view", ["id", "int64", []], ["timestamp", "int64", []]],
+                                   "1": ["SyntheticSchema_view_view_view", ["id", "int64", []], ["name", "string", []]]}
     assert out["ngram"] == [0, 1, "row_1"]
 
 
@@ -275,7 +275,7 @@ def test_tf_tensors_reads_every_row_then_raises_out_of_range(graph_results):
 @pytest.mark.slow
 def test_tf_tensors_shuffling_queue_mixes_rows(graph_results):
     out = _ok(graph_results, "tf_tensors_shuffling_endless_reader")
-    assert out["layout"] == ["SyntheticSchema_view", ["id", "int64", []], ["matrix", "float32", [4, 3]]]  # recorded
+    assert out["layout"] == ["SyntheticSchema_view_view", ["id", "int64", []], ["matrix", "float32", [4, 3]]]  # recorded
     ids = out["ids"]
     # an endless reader (20 rows an epoch): the queue may already hold rows of the second epoch
     assert len(ids) == 15 and ids != sorted(ids) and len(set(ids)) >= 10
@@ -291,7 +291,7 @@ def test_tf_tensors_shuffling_queue_drains_a_finite_reader(graph_results):
 def test_tf_tensors_over_a_batch_reader(graph_results):
     out = _ok(graph_results, "tf_tensors_batch_reader")
     # recorded: batch tensors with a leading unknown dimension
-    assert out["layout"] == ["SyntheticSchema_view", ["id", "int64", [None]], ["value", "float64", [None]],
+    assert out["layout"] == ["SyntheticSchema_view_view", ["id", "int64", [None]], ["value", "float64", [None]],
                              ["name", "string", [None]]]
     assert out["id"] == list(range(10)) and out["name"] == ["row_0", "row_1"]
 
@@ -307,8 +307,8 @@ def test_tf_tensors_refuses_shuffling_a_batch_reader_with_the_originals_error(gr
 @pytest.mark.slow
 def test_tf_tensors_ngram_gives_a_dict_of_namedtuples(graph_results):
     out = _ok(graph_results, "tf_tensors_ngram")
-    assert out["layout"] == {"-1": ["SyntheticSchema_view_view", ["id", "int64", []], ["timestamp", "int64", []]],
-                             "0": ["SyntheticSchema_view_view", ["id", "int64", []], ["matrix", "float32", [4, 3]]]}
+    assert out["layout"] == {"-1": ["SyntheticSchema_view_view_view", ["id", "int64", []], ["timestamp", "int64", []]],
+                             "0": ["SyntheticSchema_view_view_view", ["id", "int64", []], ["matrix", "float32", [4, 3]]]}
     assert out["ids"] == {"-1": 0, "0": 1}  # recorded
     pairs = _ok(graph_results, "tf_tensors_ngram_with_shuffling")
     assert len(pairs) == 8 and all(b == a + 1 for a, b in pairs)  # windows stay whole when shuffled

@@ -161,7 +161,7 @@ def validate_encoded_batch(schema: Unischema, arrow_schema: pa.Schema, item: Any
     where = f"rows {first_row:,}..{last_row:,} of the input"
     unknown = [n for n in batch.schema.names if n not in schema.fields]
     if unknown:
-        raise PetastormSchemaError(f"{where}: columns {unknown} are not in the schema {schema.name!r} "
+        raise PetastormSchemaError(f"{where}: columns {unknown} are not in the schema {schema._name!r} "
                                    f"(schema fields: {list(schema.fields)})")
     arrays = []
     for target in arrow_schema:

@@ -74,7 +74,7 @@ def ensure_partition_by(schema: Unischema, partition_by: Any) -> list[str]:
 
     for name in names:
         if not isinstance(name, str) or name not in schema.fields:
-            raise PetastormArgumentError(f"partition_by: {name!r} is not a field of the schema {schema.name!r} "
+            raise PetastormArgumentError(f"partition_by: {name!r} is not a field of the schema {schema._name!r} "
                                          f"(fields: {list(schema.fields)})")
         f = schema.fields[name]
         if tuple(f.shape or ()) != () or not (f.codec is None or isinstance(f.codec, ScalarCodec)):
