@@ -16,8 +16,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from petastorm.adapters.column_buffer import concat_columns, num_rows, slice_columns
+from petastorm.adapters.state_codec import decode_state, encode_state
 from petastorm.errors import PetastormStateError
-from petastorm.pytorch_impl.state_codec import decode_state, encode_state
 from petastorm.reader_impl.elastic import KEY_ELASTIC, is_job_state, take_ranges
 from petastorm.reader_impl.elastic_merge import merge_reader_states
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator, Mapping, Optional
 
+from petastorm.adapters.state_codec import decode_state, encode_state
 from petastorm.errors import PetastormReaderError, PetastormStateError
-from petastorm.pytorch_impl.state_codec import decode_state, encode_state
 
 __all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION"]
 

@@ -49,9 +49,6 @@ KNOWN_INVERSIONS: Dict[Tuple[str, str], str] = {
         "explain() simulates the loaders' shuffling buffer with the loaders' own code (adapters); to fix, the "
         "simulation moves to adapters/ (explain asks it through a hook), or the numpy-only buffer moves below "
         "reader_impl",
-    ("petastorm.adapters.elastic", "petastorm.pytorch_impl.state_codec"):
-        "state_codec is numpy only (no torch): it belongs in adapters/ and pytorch_impl should import it "
-        "from there",
 }
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from petastorm.adapters.state_codec import TAG, decode_state, encode_state
 from petastorm.errors import PetastormStateError
-from petastorm.pytorch_impl.state_codec import TAG, decode_state, encode_state
 
 
 def _torch_roundtrip(obj):
