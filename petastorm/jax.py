@@ -44,7 +44,7 @@ returns. Small batches of many columns therefore cost more in placement than in 
 amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core CPU host):
 
 - in reader order without ``transform_fn`` (sharding None or one device), the whole batches lying in one
-  reader batch come from the shared core as one block (up to 64 batches): their columns of at most 8 KiB
+  reader batch come from the shared core as one block (up to 64 batches): their columns of at most 32 KiB
   per batch are copied into pages on the host (reused, aligned so that a CPU device takes them without a
   copy), each moved in one transfer, and one jitted call cuts ``G = 96 // columns`` batches (1..8) from a page
   (:mod:`petastorm.jax_impl.chunks`): ~80-90 us per batch, nearly all of it the 20 output arrays;

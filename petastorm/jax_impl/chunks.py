@@ -10,13 +10,14 @@ per batch (:mod:`petastorm.jax_impl.transfer`) ~130-170 us. Here:
    (:class:`~petastorm.adapters.BatchPipeline`) hands the ``k`` whole batches lying in one reader batch (up to
    64) to :meth:`BlockPlacer.__call__` at once, as one block of ``k * batch_size`` rows (views of the reader
    batch: nothing is copied by then).
-2. The block's small columns (at most ``CHUNK_MAX_BYTES`` per batch) are copied, per group of columns of one
+2. The block's small columns (at most ``CHUNK_MAX_BYTES``, 32 KiB, per batch) are copied, per group of columns of one
    dtype and cell shape, into a page on the host: ``(columns of the group, page rows) + cell``, one copy per
    column. The page buffer is the placer's own, 64-byte aligned and reused from block to block, so on a CPU
    host ``jax.device_put`` takes it without a copy (XLA's CPU client aliases aligned host memory) and no fresh
    memory is faulted in per block. A page holds ``c * G`` batches, ``c`` a power of two up to 8 calls (so a
    column layout and batch size compile at most 4 page shapes, whatever the sizes of the reader batches).
-3. One jitted call cuts ``G`` batches (``G * columns`` outputs, ``G = 96 // columns`` clamped to 1..8) from
+3. One jitted call cuts ``G`` batches (``G * columns`` outputs, ``G = 96 // columns`` clamped to 1..8, and
+   fewer where ``G`` batches would pass 4 MiB) from
    the page with ``lax.dynamic_slice`` at a traced start row. Rows of the page past the block are stale
    (left from an earlier block) and are never served: only the block's ``k`` batches are returned.
 4. Before the page buffer is refilled, every cut from it has completed (the placer waits for each call's
@@ -42,10 +43,11 @@ import numpy as np
 
 __all__ = ["CHUNK_MAX_BYTES", "BlockPlacer", "batches_per_call", "page_calls"]
 
-#: Columns of at most this many bytes per batch are cut on the device (float32 scalars up to batch_size 2048).
-#: Measured (20 float32 columns, 2-core CPU host): at 4 KiB per column 1.3x faster than the per-batch path,
-#: at 8 KiB even, at 32 KiB 10 % slower.
-CHUNK_MAX_BYTES = 8 << 10
+#: Columns of at most this many bytes per batch are cut on the device (float32 scalars up to batch_size 8192).
+#: Measured (20 float32 columns, 2-core CPU host, CPU per 1,024 rows, against the per-batch path): batch 4096
+#: 97-118 us vs 130-156, batch 8192 84-89 vs 102-107; batch 16384 (64 KiB a column) 95 vs 83: there the
+#: copies (page, then the cut) outweigh the per-array costs saved.
+CHUNK_MAX_BYTES = 32 << 10
 
 _KINDS = "biufc"
 _MAX_OUTPUTS = 96         # outputs per jitted call (compile time grows with them: ~1 s at 100 on CPU)
@@ -108,7 +110,8 @@ class _Plan:
         self.sizes = tuple(len(names) for names in groups)
         self.stacked = tuple(name for names in groups for name in names)
         self.rest = rest
-        self.g = batches_per_call(len(self.stacked))
+        # G batches per call, fewer where a call's rows would pass a page's bytes (large batches)
+        self.g = min(batches_per_call(len(self.stacked)), max(1, _PAGE_BYTES // max(1, batch_size * row_bytes)))
         self.call_bytes = self.g * batch_size * row_bytes
         self.hosts: List[Optional[np.ndarray]] = [None] * len(groups)   # page buffers, reused
 

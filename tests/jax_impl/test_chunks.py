@@ -149,3 +149,10 @@ def test_page_shapes_are_powers_of_two_up_to_eight_calls_and_four_mib():
     assert [page_calls(n, 1024) for n in (1, 2, 3, 5, 8, 9, 16)] == [1, 2, 4, 8, 8, 8, 8]
     assert page_calls(16, 1 << 20) == 4                # 4 calls of 1 MiB fill a page
     assert page_calls(3, 8 << 20) == 1                 # one call bigger than a page: one call per page
+
+
+def test_a_call_cuts_fewer_batches_where_they_would_pass_a_page():
+    wide = BlockPlacer(batch_size=1024, group_max_bytes=1 << 30)
+    cells = {"a": np.zeros((2048, 256), np.float32), "b": np.zeros((2048, 256), np.float32)}  # 2 MiB a batch
+    assert wide.plan(cells).g == 2
+    assert BlockPlacer(batch_size=1024).plan({"a": np.zeros(2048, np.float32)}).g == 8
