@@ -229,7 +229,8 @@ def make_jax_iterator(reader: Any, batch_size: int, sharding: Any = None, prefet
         ``NamedSharding(Mesh(jax.devices(), ('data',)), PartitionSpec('data'))``. ``batch_size`` must be a
         multiple of the number of shards of axis 0. None: JAX's default device.
     prefetch : int
-        Batches converted and placed ahead by the background thread (0: synchronously, in ``next()``).
+        Hand-offs converted and placed ahead by the background thread (0: synchronously, in ``next()``): one
+        batch each, or in reader order without ``transform_fn`` the whole batches of one reader batch (up to 64).
     shuffling_queue_capacity : int
         Rows held in the column shuffling buffer (0: reader order).
     min_after_retrieve : int, optional
