@@ -12,18 +12,26 @@ estimate row-group sizes and the selected columns' share of the bytes (and, with
 footers of the files whose row counts the Petastorm metadata does not give). No data page is read.
 
 The selection stages are recorded while ``make_reader`` builds the reader (:class:`SelectionLog`).
+
+A loader's shuffling buffer changes the order: ``buffered_quality`` is the quality of the order a loader
+serves, from a simulation of its buffer on row ids. The simulation runs the loaders' own code, which lives a
+layer above (:mod:`petastorm.adapters.buffer_quality`), so it comes in as an argument (``buffer_order``).
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
 from petastorm.errors import PetastormArgumentError
 
-__all__ = ["SelectionStep", "SelectionLog", "ShardRows", "ReadPlan", "explain_reader"]
+__all__ = ["SelectionStep", "SelectionLog", "ShardRows", "ReadPlan", "BufferOrder", "explain_reader"]
+
+#: A loader's shuffling buffer for :func:`explain_reader`: ``(row ids in the reader's order, shape (n,) int64;
+#: the reader's seed) -> the same ids in the order the loader serves them``.
+BufferOrder = Callable[[np.ndarray, int], np.ndarray]
 
 #: Shards listed one by one in a ReadPlan (more are summarised by min/max).
 MAX_LISTED_SHARDS = 16
@@ -360,7 +368,8 @@ def _plan_rows_bytes(plan: Sequence[Any], rows: np.ndarray, nbytes: np.ndarray) 
 
 def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool = False,
                    shuffling_queue_capacity: int = 0, batch_size: int = 1,
-                   min_after_retrieve: Optional[int] = None) -> ReadPlan:
+                   min_after_retrieve: Optional[int] = None,
+                   buffer_order: Optional[BufferOrder] = None) -> ReadPlan:
     """The :class:`ReadPlan` of ``reader`` (see ``Reader.explain``); reads no data.
 
     Parameters
@@ -374,22 +383,35 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         Otherwise rows are estimated from one footer.
     shuffling_queue_capacity, batch_size : int
         Also measure the order after a loader's shuffling buffer of that many rows (simulated on row
-        ids, for up to ``MAX_SIMULATED_ROWS`` rows).
+        ids, for up to ``MAX_SIMULATED_ROWS`` rows), seeded as a ``BatchedDataLoader``'s first pass over
+        this reader (``reader.explain``'s shortcut for
+        ``buffer_order=petastorm.adapters.buffer_quality.loader_buffer(...)``).
     min_after_retrieve : int, optional
         The loader's ``min_after_retrieve`` (default ``shuffling_queue_capacity - batch_size``).
+    buffer_order : callable, optional
+        Instead of ``shuffling_queue_capacity``: ``(row ids in the reader's order, the reader's seed) -> row
+        ids in the order a loader serves them`` (the loaders build it with
+        :func:`petastorm.adapters.buffer_quality.loader_buffer`, with their own seed). Its order's quality is
+        ``buffered_quality``.
     """
     from petastorm.reader_impl.dataset import UNKNOWN_ROWS
     from petastorm.reader_impl.plan import make_epoch_plan
-    from petastorm.reader_impl.shuffle_quality import (
-        plan_quality,
-        plan_row_sequence,
-        sequence_quality,
-        through_shuffling_buffer,
-    )
+    from petastorm.reader_impl.shuffle_quality import plan_quality, plan_row_sequence, sequence_quality
 
     for name, value, low in (("shuffling_queue_capacity", shuffling_queue_capacity, 0), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise PetastormArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+    if buffer_order is not None and not callable(buffer_order):
+        raise PetastormArgumentError(f"buffer_order must be callable or None, got {buffer_order!r}")
+    if buffer_order is not None and shuffling_queue_capacity:
+        raise PetastormArgumentError("pass shuffling_queue_capacity or buffer_order, not both")
+    if shuffling_queue_capacity:
+        # reader.explain(shuffling_queue_capacity=...): the one import of a higher layer (the loaders' buffer
+        # runs in adapters/), see KNOWN_INVERSIONS in tests/package/test_layers.py; loaders pass buffer_order
+        from petastorm.adapters.buffer_quality import loader_buffer
+
+        buffer_order = loader_buffer(int(shuffling_queue_capacity), int(batch_size),
+                                     min_after_retrieve=min_after_retrieve)
     p = reader._p
     options = p.plan_options
     if epoch is None:
@@ -441,12 +463,10 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         notes.append(f"the first {MAX_LISTED_SHARDS} of {options.shard_count} shards are listed (and this one)")
     quality = plan_quality(plan)
     buffered = None
-    if shuffling_queue_capacity:
+    if buffer_order is not None:
         n = epoch_rows
         if n <= MAX_SIMULATED_ROWS:
-            seq = through_shuffling_buffer(plan_row_sequence(plan, rows), int(shuffling_queue_capacity),
-                                           int(batch_size), seed=int(options.seed) % (1 << 63),
-                                           min_after_retrieve=min_after_retrieve)
+            seq = buffer_order(plan_row_sequence(plan, rows), int(options.seed))
             buffered = sequence_quality(seq, rows_per_group=rows).to_dict()
         else:
             notes.append(f"the loader buffer is not simulated over {n:,} rows (> {MAX_SIMULATED_ROWS:,})")

@@ -29,8 +29,12 @@ Two ways to compute them:
   each item when ``shuffle_rows`` (the realised value differs by a fraction of a percent on large items);
   works on any number of rows, row counts of ``2**40`` included.
 * :func:`sequence_quality` — exact, on a concrete sequence of row ids (:func:`plan_row_sequence`,
-  optionally passed through a loader's shuffling buffer, :func:`through_shuffling_buffer`, or a
-  :func:`block_shuffle`): ``O(n log n)``, for sequences that fit in memory.
+  optionally passed through a loader's shuffling buffer,
+  :func:`petastorm.adapters.buffer_quality.through_shuffling_buffer`, or a :func:`block_shuffle`):
+  ``O(n log n)``, for sequences that fit in memory.
+
+Only the plan's metrics live here: the loaders' buffer is simulated with the loaders' own code in the
+adapters layer, above this one.
 """
 from __future__ import annotations
 
@@ -48,7 +52,6 @@ __all__ = [
     "plan_quality",
     "plan_row_sequence",
     "sequence_quality",
-    "through_shuffling_buffer",
     "block_shuffle",
 ]
 
@@ -261,83 +264,6 @@ def sequence_quality(sequence: np.ndarray, group_of_row: np.ndarray | None = Non
     adjacent = float(np.count_nonzero((np.diff(seq) == 1) & (groups[1:] == groups[:-1]))) / (n - 1.0)
     return ShuffleQuality(n, float(moved.mean()) / scale, float(moved.std()) / scale, same, uniform, adjacent,
                           "sequence")
-
-
-class _RowIds:
-    """A minimal in-memory source for the loaders' :class:`~petastorm.adapters.batcher.Batcher`: the rows of
-    a sequence of row ids, as a one-column table (``{"id": ...}``), ``max_rows`` at a time."""
-
-    is_batched = False
-    fields = ["id"]
-
-    def __init__(self, sequence: np.ndarray) -> None:
-        self._seq = sequence
-        self._pos = 0
-
-    def next_chunk(self, max_rows: int) -> Optional[dict]:
-        if self._pos >= len(self._seq):
-            return None
-        chunk = self._seq[self._pos:self._pos + max_rows]
-        self._pos += len(chunk)
-        return {"id": chunk}
-
-    def state_dict(self) -> None:  # nothing to resume: the simulation runs in one go
-        return None
-
-    def load_state_dict(self, state: Any) -> None:
-        return None
-
-
-def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: int = 1,
-                             seed: Optional[int] = 0, min_after_retrieve: Optional[int] = None) -> np.ndarray:
-    """The order in which the loaders' shuffling buffer serves ``sequence``: the loaders' own batching, on row ids.
-
-    Runs the :class:`~petastorm.adapters.batcher.Batcher` the loaders use (``BatchedDataLoader``,
-    ``DataLoader``, ``make_jax_iterator``...) with ``shuffling_queue_capacity=capacity`` over a one-column
-    table of the row ids, so the order (and the quality ``explain()`` reports from it) is the loaders' own:
-    its :class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of
-    :func:`~petastorm.adapters.batcher.shuffle_buffer_layout` rows (``max(capacity, min_after_retrieve +
-    batch_size)``, ``min_after_retrieve`` defaulting to ``capacity - batch_size``, plus the extra rows of its
-    rounds), its rounds of several batches drawn at once, and its drain at the end.
-
-    Parameters
-    ----------
-    sequence : np.ndarray, shape (n,)
-        Row ids in the reader's order.
-    capacity : int
-        ``shuffling_queue_capacity`` (0: the sequence is returned unchanged).
-    batch_size : int
-    seed : int or None
-        Seed of the buffer (a loader seeds it from the reader's seed and the pass: the order differs from a
-        loader's, its quality does not).
-    min_after_retrieve : int, optional
-        As the loaders' argument.
-
-    Returns
-    -------
-    np.ndarray, shape (n,)
-    """
-    from petastorm.adapters.batcher import Batcher
-
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 0:
-        raise PetastormArgumentError(f"capacity must be a non-negative integer, got {capacity!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise PetastormArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
-    seq = np.asarray(sequence)
-    if capacity == 0 or len(seq) < 2:
-        return seq.copy()
-    if min_after_retrieve is not None and (isinstance(min_after_retrieve, bool) or not isinstance(
-            min_after_retrieve, (int, np.integer)) or min_after_retrieve < 0):
-        raise PetastormArgumentError(f"min_after_retrieve must be a non-negative integer, got {min_after_retrieve!r}")
-    batcher = Batcher(_RowIds(seq), int(batch_size), int(capacity),
-                      min_after_retrieve=None if min_after_retrieve is None else int(min_after_retrieve), seed=seed)
-    out = np.empty_like(seq)
-    taken = 0
-    while (batch := batcher.next_batch()) is not None:
-        ids = batch["id"]
-        out[taken:taken + len(ids)] = ids
-        taken += len(ids)
-    return out
 
 
 def block_shuffle(plan: Sequence[Any], rows_per_group: Sequence[int] | np.ndarray, block_items: int,

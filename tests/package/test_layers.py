@@ -45,10 +45,11 @@ KNOWN_INVERSIONS: Dict[Tuple[str, str], str] = {
     ("petastorm.reader_impl.pytorch_shuffling_buffer", "petastorm.adapters"):
         "the original's public module path (petastorm.reader_impl.pytorch_shuffling_buffer) for a loader-side "
         "buffer: an adapter-layer facade kept where the original had it",
-    ("petastorm.reader_impl.shuffle_quality", "petastorm.adapters"):
-        "explain() simulates the loaders' shuffling buffer with the loaders' own code (adapters); to fix, the "
-        "simulation moves to adapters/ (explain asks it through a hook), or the numpy-only buffer moves below "
-        "reader_impl",
+    ("petastorm.reader_impl.explain", "petastorm.adapters.buffer_quality"):
+        "reader.explain(shuffling_queue_capacity=...) (petastorm-explain --buffer uses it): the reader's "
+        "shortcut to the loaders' buffer simulation, which runs the loaders' own code (adapters); the loaders "
+        "pass it in (explain_reader(buffer_order=...)). To fix: petastorm-explain builds the buffer itself and "
+        "Reader.explain drops the buffer arguments (an API change)",
 }
 
 

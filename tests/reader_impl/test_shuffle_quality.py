@@ -1,5 +1,5 @@
 """Shuffle quality: the metric's anchors (dataset order 0, uniform permutation 1), the plan formula against the
-exact value on materialised sequences, and the loader buffer simulation."""
+exact value on materialised sequences (the loaders' buffer simulation: tests/adapters/test_buffer_quality.py)."""
 import math
 
 import numpy as np
@@ -7,7 +7,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from petastorm.adapters import Batcher, ReaderSource
 from petastorm.errors import PetastormArgumentError
 from petastorm.reader_impl.plan import PlanOptions, make_epoch_plan
 from petastorm.reader_impl.shuffle_quality import (
@@ -17,10 +16,7 @@ from petastorm.reader_impl.shuffle_quality import (
     plan_quality,
     plan_row_sequence,
     sequence_quality,
-    through_shuffling_buffer,
 )
-
-from ..adapters._list_reader import ListReader, make_chunks
 
 ROWS = np.full(50, 200, dtype=np.int64)  # 50 row groups of 200 rows: 10,000 rows
 
@@ -129,19 +125,6 @@ def test_plan_row_sequence_orders_rows_as_the_worker_does():
     assert seq[:3].tolist() == first.tolist()
 
 
-def test_the_loader_buffer_serves_every_row_once_and_mixes_more_as_it_grows():
-    seq = plan_row_sequence(_plan(shuffle_row_groups=True), ROWS)
-    assert np.array_equal(through_shuffling_buffer(seq, 0, 32), seq)
-    mixing = []
-    for capacity in (100, 1_000, 5_000):
-        out = through_shuffling_buffer(seq, capacity, batch_size=32, seed=1)
-        assert np.array_equal(np.sort(out), np.arange(10_000))
-        mixing.append(sequence_quality(out, rows_per_group=ROWS).mixing)
-    assert mixing[0] < mixing[1] < mixing[2]
-    same = through_shuffling_buffer(seq, 1_000, batch_size=32, seed=1)
-    assert np.array_equal(same, through_shuffling_buffer(seq, 1_000, batch_size=32, seed=1))
-
-
 def test_block_shuffle_mixes_each_block_uniformly():
     plan = _plan(shuffle_row_groups=True)
     seq = block_shuffle(plan, ROWS, block_items=10, seed=0)
@@ -164,37 +147,5 @@ def test_short_sequences_and_bad_arguments():
     assert plan_quality([]).rows == 0
     with pytest.raises(PetastormArgumentError, match="group_of_row"):
         sequence_quality(np.arange(3))
-    with pytest.raises(PetastormArgumentError, match="capacity"):
-        through_shuffling_buffer(np.arange(3), -1)
-    with pytest.raises(PetastormArgumentError, match="batch_size"):
-        through_shuffling_buffer(np.arange(3), 2, batch_size=0)
     with pytest.raises(PetastormArgumentError, match="block_items"):
         block_shuffle([], ROWS, 0)
-
-
-def test_min_after_retrieve_sizes_the_simulated_buffer_as_the_loaders_do():
-    seq = plan_row_sequence(_plan(shuffle_row_groups=True), ROWS)
-    small = through_shuffling_buffer(seq, 100, batch_size=10, seed=2)
-    larger = through_shuffling_buffer(seq, 100, batch_size=10, seed=2, min_after_retrieve=2_000)  # holds 2,010
-    assert np.array_equal(np.sort(larger), np.arange(10_000))
-    assert sequence_quality(larger, rows_per_group=ROWS).mixing > sequence_quality(small, rows_per_group=ROWS).mixing
-    with pytest.raises(PetastormArgumentError, match="min_after_retrieve"):
-        through_shuffling_buffer(seq, 100, min_after_retrieve=-1)
-
-
-@settings(max_examples=60, deadline=None)
-@given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=12), capacity=st.integers(1, 400),
-       batch_size=st.integers(1, 40), min_after=st.one_of(st.none(), st.integers(0, 300)), seed=st.integers(0, 99))
-def test_the_simulated_order_is_the_loaders_batching_of_the_reader_batches(sizes, capacity, batch_size, min_after,
-                                                                          seed):
-    # the loaders' Batcher over reader batches of any sizes (as row groups come) serves the rows in exactly the
-    # order the simulation gives for the same seed: explain() reports the quality of the loaders' own buffer
-    batcher = Batcher(ReaderSource(ListReader(make_chunks(sizes))), batch_size, capacity,
-                      min_after_retrieve=min_after, seed=seed)
-    served = []
-    while (batch := batcher.next_batch()) is not None:
-        served.append(batch["id"])
-    simulated = through_shuffling_buffer(np.arange(sum(sizes)), capacity, batch_size, seed=seed,
-                                         min_after_retrieve=min_after)
-    assert np.array_equal(np.concatenate(served), simulated)
-
