@@ -42,9 +42,9 @@ LAYERS: List[Tuple[str, ...]] = [
 #: Imports from a higher layer that are still there, each with why (remove an entry once it is fixed). An entry
 #: ``(importer, imported)`` covers the imported module and the modules below it.
 KNOWN_INVERSIONS: Dict[Tuple[str, str], str] = {
-    ("petastorm.reader_impl.pytorch_shuffling_buffer", "petastorm.adapters"):
-        "the original's public module path (petastorm.reader_impl.pytorch_shuffling_buffer) for a loader-side "
-        "buffer: an adapter-layer facade kept where the original had it",
+    ("petastorm.reader_impl.pytorch_shuffling_buffer", "petastorm.pytorch_impl.batched_buffers"):
+        "the original's public module path (petastorm.reader_impl.pytorch_shuffling_buffer) of the torch "
+        "loaders' batched buffers: a facade (imports only), the implementation is in pytorch_impl",
     ("petastorm.reader_impl.explain", "petastorm.adapters.buffer_quality"):
         "reader.explain(shuffling_queue_capacity=...) (petastorm-explain --buffer uses it): the reader's "
         "shortcut to the loaders' buffer simulation, which runs the loaders' own code (adapters); the loaders "

@@ -1,0 +1,232 @@
+"""The original's batched shuffling buffers: they hold columns (a list of tensors or arrays with the same number
+of rows) and hand out batches of ``batch_size`` rows as lists of tensors.
+
+Users import them from the original's module path, ``petastorm.reader_impl.pytorch_shuffling_buffer`` (a
+facade over this module); they live here, with the torch loaders, because they return torch tensors and run
+on the loaders' :class:`~petastorm.adapters.ColumnShufflingBuffer`, both layers above ``reader_impl``.
+
+Behaviour recorded from petastorm 0.12.1 (black box) and kept:
+
+- ``add_many(columns)`` takes a list of torch tensors or numpy arrays (one per column); ``retrieve()``
+  returns a list of torch tensors of ``min(batch_size, size)`` rows; ``size`` is a property.
+- :class:`BatchedNoopShufflingBuffer`: first in, first out; ``can_add()`` is always True;
+  ``can_retrieve()`` once ``batch_size`` rows are held (after ``finish()``: while any row is held, and a
+  ``retrieve()`` on an empty finished buffer returns empty tensors).
+- :class:`BatchedRandomShufflingBuffer(shuffling_buffer_capacity, min_after_retrieve, extra_capacity=1000,
+  batch_size=1)`: ``can_add()`` while fewer than ``shuffling_buffer_capacity`` rows are held (never after
+  ``finish()``); ``can_retrieve()`` with at least ``batch_size`` rows and more than ``min_after_retrieve``
+  (after ``finish()``: while any row is held); adding past ``capacity + extra_capacity`` rows and retrieving
+  when ``can_retrieve()`` is False raise the original's ``RuntimeError``.
+
+Here the random buffer stores rows in preallocated numpy arrays (a
+:class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer`, grown by doubling up to ``capacity +
+extra_capacity``) and draws each batch by one random index block, instead of concatenating and permuting
+tensors; it also takes an optional ``seed`` and saves/restores its rows and RNG with ``state_dict()`` /
+``load_state_dict()``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any, List, Optional
+
+import numpy as np
+
+from petastorm.adapters.column_buffer import ColumnShufflingBuffer
+from petastorm.errors import PetastormArgumentError, PetastormReaderError
+
+__all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer"]
+
+_DEQUEUE_ERROR = ('Can not dequeue. Check the return value of "can_dequeue()" to check if any items are '
+                  'available.')
+
+
+def _to_numpy(col: Any) -> np.ndarray:
+    if isinstance(col, np.ndarray):
+        return col
+    if hasattr(col, "detach") and hasattr(col, "cpu"):
+        return col.detach().cpu().numpy()
+    return np.asarray(col)
+
+
+def _to_tensor(col: np.ndarray) -> Any:
+    import torch
+
+    if not col.flags.writeable or not col.flags.c_contiguous:
+        col = np.array(col)
+    return torch.from_numpy(col)
+
+
+class BatchedShufflingBufferBase(ABC):
+    """Interface of the batched buffers (the original's abstract class and methods)."""
+
+    def __init__(self, batch_size: int = 1) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise PetastormArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self._done_adding = False
+
+    def add_many(self, items: List[Any]) -> None:
+        """Add rows: ``items`` is a list of columns (tensors or arrays), each with the same number of rows."""
+        if self._done_adding:
+            return  # the original ignores adds after finish() (it neither stores nor raises)
+        return self._add_many([_to_numpy(c) for c in items])
+
+    @abstractmethod
+    def _add_many(self, items: List[np.ndarray]) -> None:
+        """Store the columns."""
+
+    @abstractmethod
+    def retrieve(self) -> List[Any]:
+        """Remove and return a batch: a list of tensors of ``min(batch_size, size)`` rows."""
+
+    @abstractmethod
+    def can_add(self) -> bool:
+        """Whether :meth:`add_many` may be called now."""
+
+    @abstractmethod
+    def can_retrieve(self) -> bool:
+        """Whether :meth:`retrieve` may be called now."""
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Rows held."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """No more rows will be added: every row held may now be retrieved."""
+
+
+class BatchedNoopShufflingBuffer(BatchedShufflingBufferBase):
+    """First in, first out, in batches of ``batch_size`` rows (no shuffling)."""
+
+    def __init__(self, batch_size: int = 1) -> None:
+        super().__init__(batch_size)
+        self._chunks: deque = deque()
+        self._size = 0
+        self._width: Optional[int] = None
+        self._empty: Optional[List[np.ndarray]] = None
+
+    def _add_many(self, items: List[np.ndarray]) -> None:
+        n = len(items[0]) if items else 0
+        if self._empty is None and items:
+            self._empty = [c[:0] for c in items]
+        if n:
+            self._chunks.append(items)
+            self._size += n
+
+    def retrieve(self) -> List[Any]:
+        need = min(self.batch_size, self._size)
+        parts: list = []
+        while need:
+            head = self._chunks[0]
+            rows = len(head[0])
+            if rows <= need:
+                parts.append(head)
+                self._chunks.popleft()
+                need -= rows
+            else:
+                parts.append([c[:need] for c in head])
+                self._chunks[0] = [c[need:] for c in head]
+                need = 0
+        if not parts:
+            return [_to_tensor(c) for c in (self._empty or [])]
+        self._size -= sum(len(p[0]) for p in parts)
+        if len(parts) == 1:
+            return [_to_tensor(c) for c in parts[0]]
+        return [_to_tensor(np.concatenate(cols)) for cols in zip(*parts)]
+
+    def can_add(self) -> bool:
+        return True
+
+    def can_retrieve(self) -> bool:
+        return self._size >= self.batch_size or (self._done_adding and self._size > 0)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def finish(self) -> None:
+        self._done_adding = True
+
+
+class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
+    """Rows shuffled uniformly, handed out in batches of ``batch_size`` rows.
+
+    Parameters
+    ----------
+    shuffling_buffer_capacity : int
+        ``can_add()`` is True while fewer rows are held.
+    min_after_retrieve : int
+        ``can_retrieve()`` needs more rows than this (until ``finish()``).
+    extra_capacity : int
+        Rows that may be held beyond ``shuffling_buffer_capacity`` (one ``add_many`` may overshoot).
+    batch_size : int
+        Rows per batch.
+    seed : int, optional
+        Seed of the order (new; the original used torch's global RNG).
+    """
+
+    def __init__(self, shuffling_buffer_capacity: int, min_after_retrieve: int, extra_capacity: int = 1000,
+                 batch_size: int = 1, *, seed: Optional[int] = None) -> None:
+        super().__init__(batch_size)
+        for name, value in (("shuffling_buffer_capacity", shuffling_buffer_capacity),
+                            ("min_after_retrieve", min_after_retrieve), ("extra_capacity", extra_capacity)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise PetastormArgumentError(f"{name} must be a non-negative integer, got {value!r}")
+        self._capacity = int(shuffling_buffer_capacity)
+        self._min_after_retrieve = int(min_after_retrieve)
+        self._max_rows = self._capacity + int(extra_capacity)
+        initial = max(1, min(self._max_rows, max(self._capacity, self.batch_size)))
+        self._buffer = ColumnShufflingBuffer(initial, seed)
+        self._names: Optional[List[int]] = None
+
+    def _add_many(self, items: List[np.ndarray]) -> None:
+        n = len(items[0]) if items else 0
+        size = self._buffer.size
+        if size + n > self._max_rows:
+            raise PetastormReaderError(
+                f"Attempt to enqueue more elements than the capacity allows. Current size: {size}, new size "
+                f"{size + n}, maximum allowed: {self._max_rows}")
+        if self._names is None:
+            self._names = list(range(len(items)))
+        if n > self._buffer.free:
+            self._buffer.grow(min(self._max_rows, max(size + n, 2 * self._buffer.capacity)))
+        self._buffer.add(dict(zip(self._names, items)))
+
+    def retrieve(self) -> List[Any]:
+        if not self.can_retrieve():
+            raise PetastormReaderError(_DEQUEUE_ERROR)
+        batch = self._buffer.retrieve(self.batch_size)
+        return [_to_tensor(batch[i]) for i in (self._names or [])]
+
+    def can_add(self) -> bool:
+        return self._buffer.size < self._capacity and not self._done_adding
+
+    def can_retrieve(self) -> bool:
+        size = self._buffer.size
+        if self._done_adding:
+            return size > 0
+        return size >= self.batch_size and size > self._min_after_retrieve
+
+    @property
+    def size(self) -> int:
+        return self._buffer.size
+
+    def finish(self) -> None:
+        self._done_adding = True
+
+    def state_dict(self) -> dict:
+        """Rows held (copies), RNG state and the finished flag."""
+        return {"buffer": self._buffer.state_dict(), "finished": self._done_adding, "columns": self._names}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (grows the buffer if needed)."""
+        rows = state["buffer"]["rows"]
+        n = len(next(iter(rows.values()))) if rows else 0
+        if n > self._buffer.capacity:
+            self._buffer.grow(min(self._max_rows, n))
+        self._buffer.load_state_dict(state["buffer"])
+        self._done_adding = bool(state["finished"])
+        self._names = state["columns"]
