@@ -332,25 +332,29 @@ class Batcher:
             return None
         return self._take_pending(n) if self._buffer is None else self._buffer.retrieve(n)
 
-    def next_block(self, max_batches: int) -> Optional[tuple]:
+    def next_block(self, max_batches: int, max_objects: Optional[int] = None) -> Optional[tuple]:
         """The next ``k`` batches at once: ``(columns of k * batch_size rows, k)``, or None at the end.
 
         Without a shuffling buffer, when the first pending reader batch holds ``k >= 2`` whole batches
-        (``k <= max_batches``), they are cut as one block of views (one slice per column instead of ``k``);
-        otherwise ``(next_batch(), 1)`` (a batch straddling two reader batches, the last short batch, the
-        shuffled path). The rows and the state are exactly those of ``k`` calls of :meth:`next_batch`.
+        (``k <= max_batches`` and ``k * (columns + 1) <= max_objects``), they are cut as one block of views
+        (one slice per column instead of ``k``); otherwise ``(next_batch(), 1)`` (a batch straddling two reader
+        batches, the last short batch, the shuffled path). The rows and the state are exactly those of ``k``
+        calls of :meth:`next_batch`.
         """
         bs = self.batch_size
         if self._buffer is None and max_batches >= 2:
             while self._pending_rows < bs and self._pull(bs - self._pending_rows):
                 pass
             if self._pending:
-                k = min(max_batches, num_rows(self._pending[0]) // bs)
+                head = self._pending[0]
+                k = min(max_batches, num_rows(head) // bs)
+                if max_objects is not None:
+                    k = min(k, max_objects // (len(head) + 1))
                 if k >= 2:
                     serial = self._pending_ids[0]
                     taken = self._taken.get(serial)
                     # the first pending entry is the rest of its reader batch: the block starts at this offset
-                    self.cut_origin = None if taken is None else (serial, taken[2] - num_rows(self._pending[0]))
+                    self.cut_origin = None if taken is None else (serial, taken[2] - num_rows(head))
                     return self._take_pending(k * bs), k
         batch = self.next_batch()
         return None if batch is None else (batch, 1)

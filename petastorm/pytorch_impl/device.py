@@ -177,6 +177,12 @@ def block_to_tensors(columns: Dict[str, np.ndarray], k: int, convert_column: Cal
     from_numpy, as_is = torch.from_numpy, AS_IS_DTYPES
     per_column = []
     for name, col in columns.items():
+        flags = col.flags
+        if col.dtype in as_is and flags.writeable and flags.c_contiguous:  # the common case first
+            # numpy's reshape (a view) is cheaper than torch's view; unbind makes the k tensors in one call
+            per_column.append(from_numpy(col.reshape(k, -1) if col.ndim == 1
+                                         else col.reshape((k, len(col) // k) + col.shape[1:])).unbind(0))
+            continue
         bs = len(col) // k
         if col.dtype.kind in "OUSMm":
             per_column.append([convert_column(name, col[i * bs:(i + 1) * bs]) for i in range(k)])
@@ -187,9 +193,9 @@ def block_to_tensors(columns: Dict[str, np.ndarray], k: int, convert_column: Cal
         elif col.dtype not in as_is:
             per_column.append([convert_column(name, col[i * bs:(i + 1) * bs]) for i in range(k)])
             continue
-        elif not col.flags.writeable or not col.flags.c_contiguous:
+        else:
             col = np.array(col)  # tensors must own writable memory (as the batch-by-batch path)
-        per_column.append(from_numpy(col).view(k, bs, *col.shape[1:]).unbind(0))
+        per_column.append(from_numpy(col).view((k, bs) + col.shape[1:]).unbind(0))
     names = list(columns)
     return [dict(zip(names, tensors)) for tensors in zip(*per_column)]
 

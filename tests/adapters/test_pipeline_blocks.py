@@ -2,6 +2,7 @@
 with ``convert_block``): the same batches, the same exact resume and the same errors as batch by batch."""
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -179,3 +180,44 @@ def test_iteration_after_close_inside_a_chunk_raises():
 def test_convert_block_must_be_callable():
     with pytest.raises(ValueError, match="convert_block"):
         BatchPipeline(ListReader(make_chunks([10])), 4, convert_block=3)
+
+
+class _WideReader(ListReader):
+    """One reader batch of 30 columns."""
+
+    def __init__(self, rows):
+        super().__init__([])
+        self._items = [{f"c{i}": np.arange(rows) for i in range(30)}]
+
+
+def test_a_chunk_holds_at_most_half_the_collectors_first_threshold_of_objects():
+    calls = []
+    list(BatchPipeline(_WideReader(4 * 200), 4, convert=_copy, prefetch=0, convert_block=_block_to_list(calls)))
+    threshold = gc.get_threshold()[0]
+    assert max(calls) == min(CHUNK_BATCHES, threshold // 2 // 31)  # a batch: 30 columns and its dict
+
+
+def test_without_the_collector_chunks_are_bounded_by_chunk_batches_only():
+    calls = []
+    gc.disable()
+    try:
+        pipe = BatchPipeline(_WideReader(4 * 200), 4, convert=_copy, prefetch=0, convert_block=_block_to_list(calls))
+    finally:
+        gc.enable()
+    list(pipe)
+    assert max(calls) == CHUNK_BATCHES
+
+
+def test_a_served_batch_is_not_kept_alive_by_its_chunk():
+    import weakref
+
+    class Out(dict):
+        pass
+
+    def convert_block(block, k):
+        return [Out(slice_columns(block, i * 16, (i + 1) * 16)) for i in range(k)]
+
+    pipe = BatchPipeline(ListReader(make_chunks([256])), 16, prefetch=0, convert_block=convert_block)
+    ref = weakref.ref(next(pipe))
+    next(pipe)
+    assert ref() is None
