@@ -108,9 +108,9 @@ def arrow_type_for_field(field: Any) -> Any:
 
     if field.codec is not None:
         return field.codec.arrow_type(field)
-    from petastorm.codecs import _dtype_type
+    from petastorm.codecs import dtype_type
 
-    t = _dtype_type(field.numpy_dtype)
+    t = dtype_type(field.numpy_dtype)
     if t is Decimal:
         base = pa.decimal128(38, 18)
     elif t is np.str_:
@@ -188,9 +188,9 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     else:
         arr = column.to_numpy(zero_copy_only=False)
     if field is not None and arr.dtype.kind in "biuf":
-        from petastorm.codecs import _dtype_type
+        from petastorm.codecs import dtype_type
 
-        target = _dtype_type(field.numpy_dtype)
+        target = dtype_type(field.numpy_dtype)
         if target not in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
                 and arr.dtype.type is not target:
             arr = arr.astype(target)
@@ -204,9 +204,9 @@ def _is_list_type(t: Any) -> bool:
 
 
 def _scalar_converter(field: Any):
-    from petastorm.codecs import _dtype_type
+    from petastorm.codecs import dtype_type
 
-    t = _dtype_type(field.numpy_dtype)
+    t = dtype_type(field.numpy_dtype)
     if t in (np.str_, np.bytes_, np.object_, np.datetime64, np.timedelta64):
         return lambda v: v
     return t

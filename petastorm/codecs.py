@@ -146,12 +146,6 @@ def _object_column(values: list) -> np.ndarray:
     return out
 
 
-#: The former private names, still imported by arrow_types, spark_utils, transform and value_types (to be
-#: switched to the public ones by their owners; then these two lines go).
-_dtype_type = dtype_type
-_binary_cells = binary_cells
-
-
 # --- the codecs -----------------------------------------------------------------------------------------
 
 class DataframeColumnCodec(ABC):

@@ -305,9 +305,9 @@ def _fixed_shape(shape: tuple, value_shape: tuple) -> bool:
 
 
 def _target_type(field: Any) -> Any:
-    from petastorm.codecs import _dtype_type
+    from petastorm.codecs import dtype_type
 
-    return _dtype_type(field.numpy_dtype)
+    return dtype_type(field.numpy_dtype)
 
 
 def _series_to_column(series: Any, field: Optional[UnischemaField], tname: str, name: str) -> np.ndarray:

@@ -32,11 +32,11 @@ _MAX_PADDING = 4
 
 def _value_kind(field: Any) -> Optional[str]:
     """'str', 'bytes', 'datetime' or None (nothing to change) for a scalar field."""
-    from petastorm.codecs import ScalarCodec, _dtype_type
+    from petastorm.codecs import ScalarCodec, dtype_type
 
     if field is None or field.shape or not (field.codec is None or type(field.codec) is ScalarCodec):
         return None
-    kind = _dtype_type(field.numpy_dtype)
+    kind = dtype_type(field.numpy_dtype)
     if kind is np.str_:
         return "str"
     if kind is np.bytes_:
@@ -105,10 +105,10 @@ def _str_column(values: np.ndarray, column: Any) -> np.ndarray:
     if column is not None and getattr(column, "null_count", 0):
         return values
     if column is not None:
-        from petastorm.codecs import _binary_cells
+        from petastorm.codecs import binary_cells
 
         try:
-            offsets, _, _ = _binary_cells(column)
+            offsets, _, _ = binary_cells(column)
         except Exception:
             offsets = None
         if offsets is not None and len(offsets) > 1:
