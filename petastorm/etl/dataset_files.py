@@ -13,7 +13,8 @@ from typing import Any, NamedTuple, Optional
 
 from petastorm.errors import PetastormMetadataGenerationError
 
-__all__ = ["RowGroupPiece", "list_data_files", "count_row_groups_per_file"]
+__all__ = ["RowGroupPiece", "list_data_files", "count_row_groups_per_file", "path_sort_key", "HIVE_DIR",
+           "hive_partition_keys"]
 
 
 class RowGroupPiece(NamedTuple):
@@ -28,7 +29,7 @@ class RowGroupPiece(NamedTuple):
     partition_keys: tuple
 
 
-def _path_sort_key(relative_path: str) -> str:
+def path_sort_key(relative_path: str) -> str:
     """Dataset order of files: the plain string order of relative paths (the original's order, which
     row-group indexes stored by it refer to)."""
     return relative_path
@@ -52,7 +53,7 @@ def list_data_files(filesystem: Any, dataset_path: str) -> list[str]:
         rel = info.path[len(base):] if info.path.startswith(base) else posixpath.relpath(info.path, dataset_path)
         if not _hidden(rel) and not rel.endswith(".crc"):
             rels.append(rel)
-    return sorted(rels, key=_path_sort_key)
+    return sorted(rels, key=path_sort_key)
 
 
 def count_row_groups_per_file(filesystem: Any, dataset_path: str,
@@ -80,8 +81,11 @@ def count_row_groups_per_file(filesystem: Any, dataset_path: str,
         return dict(zip(rels, pool.map(count, rels)))
 
 
-_HIVE_DIR = re.compile(r"^([^=/]+)=([^/]*)$")
+#: A Hive partition directory name, ``name=value`` (groups: name, value).
+HIVE_DIR = re.compile(r"^([^=/]+)=([^/]*)$")
 
 
-def _partition_keys(relative_path: str) -> tuple:
-    return tuple(m.groups() for m in (_HIVE_DIR.match(p) for p in relative_path.split("/")[:-1]) if m)
+def hive_partition_keys(relative_path: str) -> tuple:
+    """The Hive partition ``(name, value)`` pairs (str, str) of the directories of a relative file path,
+    outermost first (``'a=1/b=x/f.parquet'`` -> ``(('a', '1'), ('b', 'x'))``)."""
+    return tuple(m.groups() for m in (HIVE_DIR.match(p) for p in relative_path.split("/")[:-1]) if m)

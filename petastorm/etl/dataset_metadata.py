@@ -30,12 +30,12 @@ from petastorm.errors import (
     PetastormMetadataGenerationError,
 )
 from petastorm.etl.dataset_files import (
-    _HIVE_DIR,
+    HIVE_DIR,
     RowGroupPiece,
-    _partition_keys,
-    _path_sort_key,
     count_row_groups_per_file,
+    hive_partition_keys,
     list_data_files,
+    path_sort_key,
 )
 from petastorm.etl.materialize import materialize_dataset
 from petastorm.etl.safe_unpickle import dumps_unischema, safe_loads
@@ -65,6 +65,9 @@ __all__ = [
     "load_row_groups",
     "materialize_dataset",
 ]
+# Not in __all__: file_exists, find_metadata_file, dataset_location, ensure_paths_exist and
+# resolve_dataset_url are internal helpers shared inside petastorm (rowgroup_indexing, materialize,
+# reader_impl.explain), public only so that no module takes another module's private names (issue 13).
 
 UNISCHEMA_KEY = b"dataset-toolkit.unischema.v1"
 ROW_GROUPS_PER_FILE_KEY = b"dataset-toolkit.num_row_groups_per_file.v1"
@@ -132,13 +135,13 @@ def write_petastorm_metadata(filesystem: Any, dataset_path: str, schema: Any,
     import pyarrow.parquet as pq
 
     metadata_path = posixpath.join(dataset_path, COMMON_METADATA_FILE)
-    existing_schema = _read_footer_schema(filesystem, metadata_path) if _exists(filesystem, metadata_path) else None
+    existing_schema = _read_footer_schema(filesystem, metadata_path) if file_exists(filesystem, metadata_path) else None
     if arrow_schema is None:
         arrow_schema = existing_schema
     if arrow_schema is None:
-        for rel in sorted(num_row_groups_per_file, key=_path_sort_key):
+        for rel in sorted(num_row_groups_per_file, key=path_sort_key):
             candidate = posixpath.join(dataset_path, rel)
-            if _exists(filesystem, candidate):
+            if file_exists(filesystem, candidate):
                 arrow_schema = _read_footer_schema(filesystem, candidate)
                 break
     if arrow_schema is None:
@@ -186,7 +189,8 @@ def write_summary_metadata(filesystem: Any, path: str, rels: list[str]) -> None:
 
 # --- reading -----------------------------------------------------------------------------------------------
 
-def _exists(filesystem: Any, path: str) -> bool:
+def file_exists(filesystem: Any, path: str) -> bool:
+    """Whether ``path`` is a regular file on ``filesystem`` (a ``pyarrow.fs.FileSystem``)."""
     import pyarrow.fs as pafs
 
     return filesystem.get_file_info(path).type == pafs.FileType.File
@@ -202,10 +206,11 @@ def _read_footer_schema(filesystem: Any, path: str) -> Any:
         raise PetastormMetadataError(f"{path}: cannot read the Parquet metadata file: {e}") from None
 
 
-def _metadata_file(filesystem: Any, dataset_path: str) -> Optional[str]:
+def find_metadata_file(filesystem: Any, dataset_path: str) -> Optional[str]:
+    """Path of ``<dataset_path>/_common_metadata``, else of ``_metadata``, when it exists; else ``None``."""
     for name in (COMMON_METADATA_FILE, SUMMARY_METADATA_FILE):
         path = posixpath.join(dataset_path, name)
-        if _exists(filesystem, path):
+        if file_exists(filesystem, path):
             return path
     return None
 
@@ -218,7 +223,7 @@ def read_dataset_metadata(filesystem: Any, dataset_path: str) -> dict[bytes, byt
     PetastormMetadataError
         Naming the file, when it exists but is not a readable Parquet metadata file.
     """
-    path = _metadata_file(filesystem, dataset_path)
+    path = find_metadata_file(filesystem, dataset_path)
     if path is None:
         return {}
     return dict(_read_footer_schema(filesystem, path).metadata or {})
@@ -302,13 +307,13 @@ def dataset_row_groups(filesystem: Any, dataset_path: str, metadata: Optional[di
     pieces = []
     for rel in files:
         for row_group in range(counts[rel]):
-            pieces.append(RowGroupPiece(posixpath.join(dataset_path, rel), row_group, _partition_keys(rel)))
+            pieces.append(RowGroupPiece(posixpath.join(dataset_path, rel), row_group, hive_partition_keys(rel)))
     return pieces
 
 
 # --- the original's public functions -------------------------------------------------------------------------
 
-def _dataset_location(dataset: Any) -> tuple[Any, str]:
+def dataset_location(dataset: Any) -> tuple[Any, str]:
     """``(filesystem, base path)`` of a dataset object.
 
     Accepted: a ``pyarrow.parquet.ParquetDataset`` (its ``filesystem`` and base directory), petastorm's
@@ -333,7 +338,7 @@ def _dataset_location(dataset: Any) -> tuple[Any, str]:
 
 def _stored_unischema(filesystem: Any, dataset_path: str) -> tuple[Any, Optional[str]]:
     """(Unischema or None, metadata file or None)."""
-    path = _metadata_file(filesystem, dataset_path)
+    path = find_metadata_file(filesystem, dataset_path)
     if path is None:
         return None, None
     metadata = dict(_read_footer_schema(filesystem, path).metadata or {})
@@ -362,7 +367,7 @@ def get_schema(dataset: Any) -> Any:
     PetastormMetadataError
         No ``_common_metadata``, no schema in it, or a stored schema that is refused as unsafe.
     """
-    return _get_schema_at(*_dataset_location(dataset))
+    return _get_schema_at(*dataset_location(dataset))
 
 
 def _dataset_dir_of(filesystem: Any, paths: Union[str, list]) -> str:
@@ -374,9 +379,9 @@ def _dataset_dir_of(filesystem: Any, paths: Union[str, list]) -> str:
     except ValueError:  # a mix of absolute and relative paths
         base = parents[0]
     probe = base
-    while probe and _HIVE_DIR.match(posixpath.basename(probe)) and _metadata_file(filesystem, probe) is None:
+    while probe and HIVE_DIR.match(posixpath.basename(probe)) and find_metadata_file(filesystem, probe) is None:
         probe = posixpath.dirname(probe)
-    return probe if probe and _metadata_file(filesystem, probe) is not None else base
+    return probe if probe and find_metadata_file(filesystem, probe) is not None else base
 
 
 _SCHEMELESS_URL = ('ERROR! A scheme-less dataset url ({}) is no longer supported. Please prepend "file://" for '
@@ -393,7 +398,7 @@ def _ensure_schemes(url_or_urls: Any) -> None:
             raise PetastormArgumentError(_SCHEMELESS_URL.format(url))
 
 
-def _ensure_exist(filesystem: Any, paths: Union[str, list]) -> None:
+def ensure_paths_exist(filesystem: Any, paths: Union[str, list]) -> None:
     """A missing dataset directory or listed file: the original's ``OSError`` ('Passed non-file path')."""
     import pyarrow.fs as pafs
 
@@ -427,13 +432,15 @@ def get_schema_from_dataset_url(dataset_url_or_urls: Union[str, list[str]], hdfs
     """
     if filesystem is None:
         _ensure_schemes(dataset_url_or_urls)
-    fs, paths = _resolve(dataset_url_or_urls, hdfs_driver, storage_options, filesystem)
-    _ensure_exist(fs, paths)
+    fs, paths = resolve_dataset_url(dataset_url_or_urls, hdfs_driver, storage_options, filesystem)
+    ensure_paths_exist(fs, paths)
     return _get_schema_at(fs, _dataset_dir_of(fs, paths))
 
 
-def _resolve(url_or_urls: Any, hdfs_driver: str = "libhdfs3", storage_options: Optional[dict] = None,
-             filesystem: Any = None) -> tuple[Any, Any]:
+def resolve_dataset_url(url_or_urls: Any, hdfs_driver: str = "libhdfs3", storage_options: Optional[dict] = None,
+                        filesystem: Any = None) -> tuple[Any, Any]:
+    """``(filesystem, path or list of paths)`` for a dataset URL or a list of file URLs, as ``make_reader``
+    resolves them (:func:`petastorm.fs_utils.get_filesystem_and_path_or_paths`)."""
     from petastorm.fs_utils import get_filesystem_and_path_or_paths
 
     return get_filesystem_and_path_or_paths(url_or_urls, hdfs_driver=hdfs_driver,
@@ -445,7 +452,7 @@ def infer_or_load_unischema(dataset: Any) -> Any:
 
     A stored schema that is refused (unsafe or corrupt) raises; it is never silently replaced.
     """
-    filesystem, path = _dataset_location(dataset)
+    filesystem, path = dataset_location(dataset)
     schema, _ = _stored_unischema(filesystem, path)
     if schema is not None:
         return schema
@@ -465,5 +472,5 @@ def load_row_groups(dataset: Any) -> list[RowGroupPiece]:
     The original returned pyarrow's ``ParquetDatasetPiece`` objects, which pyarrow no longer has; the
     fields ``path``, ``row_group`` and ``partition_keys`` keep their names.
     """
-    filesystem, path = _dataset_location(dataset)
+    filesystem, path = dataset_location(dataset)
     return dataset_row_groups(filesystem, path)

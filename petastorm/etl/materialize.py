@@ -153,12 +153,12 @@ def _check_written_columns(fs: Any, path: str, rels: list[str], schema: Any, dat
     """
     import pyarrow.parquet as pq
 
-    from petastorm.etl.dataset_files import _partition_keys
+    from petastorm.etl.dataset_files import hive_partition_keys
 
     first = posixpath.join(path, rels[0])
     with fs.open_input_file(first) as f:
         written = pq.ParquetFile(f).schema_arrow
-    partition_keys = {key for rel in rels for key, _ in _partition_keys(rel)}
+    partition_keys = {key for rel in rels for key, _ in hive_partition_keys(rel)}
     fields = getattr(schema, "fields", None)
     if not isinstance(fields, dict):
         raise PetastormArgumentError(f"schema must be a Unischema, got {type(schema).__name__}")
@@ -228,9 +228,9 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     from petastorm.etl.dataset_metadata import (
         COMMON_METADATA_FILE,
         SUMMARY_METADATA_FILE,
-        _exists,
-        _resolve,
         count_row_groups_per_file,
+        file_exists,
+        resolve_dataset_url,
         write_petastorm_metadata,
         write_summary_metadata,
     )
@@ -253,14 +253,14 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     finally:
         _restore(confs, previous)
     if filesystem_factory is not None:
-        fs, path = _resolve(dataset_url, filesystem=_filesystem_from_factory(filesystem_factory))
+        fs, path = resolve_dataset_url(dataset_url, filesystem=_filesystem_from_factory(filesystem_factory))
     else:
-        fs, path = _resolve(dataset_url)
+        fs, path = resolve_dataset_url(dataset_url)
     counts = count_row_groups_per_file(fs, path)
     if not counts:
         raise PetastormMetadataGenerationError(f"{dataset_url}: the block wrote no Parquet files")
     _check_written_columns(fs, path, list(counts), schema, dataset_url)
-    if use_summary_metadata and not _exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
+    if use_summary_metadata and not file_exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
         write_summary_metadata(fs, path, list(counts))
     write_petastorm_metadata(fs, path, schema, counts)
     _drop_stale_checksum(fs, path, COMMON_METADATA_FILE)

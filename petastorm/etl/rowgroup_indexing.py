@@ -20,14 +20,14 @@ from petastorm.etl.dataset_metadata import (
     COMMON_METADATA_FILE,
     ROWGROUPS_INDEX_KEY,
     RowGroupPiece,
-    _dataset_location,
-    _ensure_exist,
-    _resolve,
     count_row_groups_per_file,
+    dataset_location,
     dataset_row_groups,
+    ensure_paths_exist,
     load_num_row_groups_per_file,
     load_unischema,
     read_dataset_metadata,
+    resolve_dataset_url,
     write_petastorm_metadata,
 )
 from petastorm.etl.safe_unpickle import dumps_unischema, safe_loads
@@ -78,7 +78,7 @@ def get_row_group_indexes(dataset: Any) -> dict[str, RowGroupIndexerBase]:
     PetastormDatasetError (a ValueError)
         When the dataset has no row-group index, with the original's message.
     """
-    filesystem, path = _dataset_location(dataset)
+    filesystem, path = dataset_location(dataset)
     indexes = load_rowgroup_indexes(read_dataset_metadata(filesystem, path),
                                     posixpath.join(path, COMMON_METADATA_FILE))
     if not indexes:
@@ -159,7 +159,7 @@ def _combine(left: list, right: list) -> list:
 def _index_pieces(dataset_url: str, hdfs_driver: str, storage_options: Optional[dict], schema: Any, blank: list,
                   numbered_pieces: Iterable[tuple[int, RowGroupPiece]]) -> list:
     """Index a batch of row groups with fresh copies of ``blank`` (runs in Spark executors too)."""
-    filesystem, _ = _resolve(dataset_url, hdfs_driver, storage_options)
+    filesystem, _ = resolve_dataset_url(dataset_url, hdfs_driver, storage_options)
     indexers = copy.deepcopy(blank)
     for number, piece in numbered_pieces:
         index_row_group(filesystem, schema, piece, number, indexers)
@@ -195,8 +195,8 @@ def build_rowgroup_index(dataset_url: str, spark_context: Any, indexers: list[Ro
     indexers = list(indexers)
     if not indexers or not all(isinstance(ix, RowGroupIndexerBase) for ix in indexers):
         raise PetastormArgumentError(f"indexers must be a non-empty list of RowGroupIndexerBase, got {indexers!r}")
-    filesystem, path = _resolve(dataset_url, hdfs_driver, storage_options)
-    _ensure_exist(filesystem, path)  # a missing dataset is an OSError, as the original's
+    filesystem, path = resolve_dataset_url(dataset_url, hdfs_driver, storage_options)
+    ensure_paths_exist(filesystem, path)  # a missing dataset is an OSError, as the original's
     source = posixpath.join(path, COMMON_METADATA_FILE)
     metadata = read_dataset_metadata(filesystem, path)
     schema = load_unischema(metadata, source)

@@ -244,9 +244,9 @@ def _metadata_source(dataset: Any, rows_exact: bool, estimated_from: str) -> str
     md = dataset.metadata or {}
     name = "no metadata file"
     if dataset.root and md:
-        from petastorm.etl.dataset_metadata import _metadata_file
+        from petastorm.etl.dataset_metadata import find_metadata_file
 
-        name = (_metadata_file(dataset.filesystem, dataset.root) or "metadata file").rsplit("/", 1)[-1]
+        name = (find_metadata_file(dataset.filesystem, dataset.root) or "metadata file").rsplit("/", 1)[-1]
     key = "JSON" if UNISCHEMA_JSON_KEY in md else ("pickle" if UNISCHEMA_KEY in md else None)
     if key:
         schema = f"Petastorm schema from {name} ({key} key)"

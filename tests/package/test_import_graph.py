@@ -27,7 +27,7 @@ LONG_MODULES: Dict[str, str] = {}
 #: module-level cycle is allowed at all.
 LAZY_CYCLES: Dict[frozenset, str] = {
     frozenset({"petastorm.arrow_types", "petastorm.codecs", "petastorm.image_io", "petastorm.unischema"}):
-        "they call each other's helpers at run time (arrow_types -> codecs._dtype_type, image_io -> "
+        "they call each other's helpers at run time (arrow_types -> codecs.dtype_type, image_io -> "
         "codecs.decode_error, codecs -> image_io for OpenCV); the deferred imports keep defining a schema "
         "free of pyarrow and OpenCV (not untangled by the pool work of issue 13)",
     frozenset({"petastorm.etl.dataset_metadata", "petastorm.etl.materialize"}):
@@ -197,22 +197,9 @@ def test_no_module_imports_the_fork_server_setup():
 
 #: Private names (``_x``) that a module still takes from another module of the package: (importer, module,
 #: name) -> why it is still there. A new one fails the test; give the name a public one instead (issue 13:
-#: "no imports of another module's private names").
-KNOWN_PRIVATE_IMPORTS: Dict[Tuple[str, str, str], str] = {
-    **{(importer, "petastorm.codecs", "_dtype_type"): "public as codecs.dtype_type; the importer to switch"
-       for importer in ("petastorm.value_types", "petastorm.spark_utils", "petastorm.arrow_types",
-                        "petastorm.transform")},
-    ("petastorm.value_types", "petastorm.codecs", "_binary_cells"): "public as codecs.binary_cells; to switch",
-    **{("petastorm.etl.rowgroup_indexing", "petastorm.etl.dataset_metadata", name): "etl helpers, not yet public"
-       for name in ("_dataset_location", "_ensure_exist", "_resolve")},
-    ("petastorm.etl.materialize", "petastorm.etl.dataset_files", "_partition_keys"): "etl helpers, not yet public",
-    ("petastorm.etl.materialize", "petastorm.etl.dataset_metadata", "_exists"): "etl helpers, not yet public",
-    ("petastorm.etl.materialize", "petastorm.etl.dataset_metadata", "_resolve"): "etl helpers, not yet public",
-    **{("petastorm.etl.dataset_metadata", "petastorm.etl.dataset_files", name): "etl helpers, not yet public"
-       for name in ("_HIVE_DIR", "_partition_keys", "_path_sort_key")},
-    ("petastorm.tools._arrow_copy", "petastorm.etl.dataset_metadata", "_resolve"): "etl helpers, not yet public",
-    ("petastorm.reader_impl.explain", "petastorm.etl.dataset_metadata", "_metadata_file"): "not yet public",
-}
+#: "no imports of another module's private names"). None since the etl helpers and codecs.dtype_type /
+#: binary_cells got public names.
+KNOWN_PRIVATE_IMPORTS: Dict[Tuple[str, str, str], str] = {}
 
 
 def _private_imports() -> Set[Tuple[str, str, str]]:
