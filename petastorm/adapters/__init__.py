@@ -21,7 +21,9 @@ convert_block=None)``
       do not overlap, come in random order, and are C-contiguous slices of one array per column (zero-copy
       for ``torch.from_numpy``).
     - ``prefetch``: chunks prepared ahead by one daemon thread (bounded deque); 0 = synchronous. A chunk is
-      one batch, or with ``convert_block`` up to ``CHUNK_BATCHES`` (64) whole batches of one reader batch.
+      one batch, or with ``convert_block`` up to ``CHUNK_BATCHES`` (64) whole batches of one reader batch, and
+      at most half of ``gc.get_threshold()[0]`` Python objects (a batch: its columns + 1; 16 batches of 20
+      columns), so that prefetched tensors do not pile up in the collector's older generations.
     - ``convert_block(columns, k) -> list of k converted batches`` (optional): what ``convert`` gives for
       each of the ``k`` equal row ranges of ``columns``; used without a shuffling buffer and without
       ``transform_fn`` to cut and convert the whole batches of a reader batch ``k`` at a time (views, one

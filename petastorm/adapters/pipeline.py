@@ -4,7 +4,8 @@ prefetch and an exact, resumable state.
 The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, ``transform_fn`` and
 ``convert`` and appends chunks (converted batches and the numpy rows they came from) to a deque of at most
 ``prefetch`` chunks. A chunk is one batch or, with a ``convert_block`` (the torch loaders on the CPU), up to
-:data:`CHUNK_BATCHES` whole batches lying in one reader batch, cut and converted at once: the checks and
+:data:`CHUNK_BATCHES` whole batches lying in one reader batch (and at most half the garbage collector's first
+threshold of Python objects: 16 batches of 20 tensors), cut and converted at once: the checks and
 calls per column are paid once per block instead of once per batch, and the consumer takes the lock and
 wakes up once per chunk, serving the batches of its current chunk with no lock at all (on two busy cores the
 hand-off per batch cost as much as the batching). ``state_dict()`` pauses the producer between two chunks,
@@ -191,7 +192,8 @@ class BatchPipeline:
         ``jax.device_put``). Its result is what iteration yields.
     prefetch : int
         Hand-offs (chunks) prepared ahead by a background thread (bounded); 0: everything runs in ``next()``.
-        A chunk is one batch, or with ``convert_block`` up to :data:`CHUNK_BATCHES` whole batches cut from one
+        A chunk is one batch, or with ``convert_block`` up to :data:`CHUNK_BATCHES` whole batches (and at most
+        half of ``gc.get_threshold()[0]`` Python objects: a batch counts its columns + 1) cut from one
         reader batch (views of it, so the memory held stays that of the reader batches).
     stop_reader_on_error : bool
         When the reader, ``transform_fn`` or ``convert`` raises, stop the reader before re-raising.

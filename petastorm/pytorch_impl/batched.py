@@ -123,7 +123,8 @@ class BatchedDataLoader(LoaderBase):
     prefetch : int
         Hand-offs prepared ahead on a background thread (batching, tensors, pinning, device copy); 0: none.
         A hand-off is one batch, or on the CPU without shuffling up to 64 batches lying in one reader batch
-        (views of it, cut and made tensors together: ``petastorm.adapters.BatchPipeline``'s chunks).
+        (16 of 20 columns; views of it, cut and made tensors together: ``petastorm.adapters.BatchPipeline``'s
+        chunks).
     seed : int, optional
         Seed of the shuffling. Default: the reader's seed (so a reader with a seed gives reproducible
         batches), varied per pass.
