@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from collections.abc import Sized
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
@@ -307,7 +308,9 @@ def _build_reader(args: _ReaderArgs) -> Reader:
                                      None if dataset.has_petastorm_metadata else dataset.arrow_schema)
     check_predicate_fields(predicate, schema)
 
-    if ngram is None and not args.schema_fields and field_names == list(schema.fields):
+    nothing_selected = args.schema_fields is None or (isinstance(args.schema_fields, Sized)
+                                                      and len(args.schema_fields) == 0)  # no truth value: arrays
+    if ngram is None and nothing_selected and field_names == list(schema.fields):
         view = schema  # nothing selected: the stored schema itself, as 0.12.1 (rows named '<schema>_view')
     else:
         view = schema.create_schema_view([schema.fields[n] for n in field_names])

@@ -4,6 +4,7 @@ the check that a predicate reads fields of the schema. Pure functions of the sch
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from petastorm.errors import NoMatchingFieldsError, PetastormArgumentTypeError, PetastormSchemaError
@@ -23,19 +24,21 @@ def resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schem
     - an empty list or tuple selects every field for the readers, and no field for ``dataset_as_rdd``
       (``empty_selects_all=False``: its rows are then empty tuples);
     - an element that is neither a UnischemaField nor a string, or a ``schema_fields`` that is not a
-      collection, is a :class:`~petastorm.errors.PetastormArgumentTypeError` (the original raised a
+      iterable, is a :class:`~petastorm.errors.PetastormArgumentTypeError` (the original raised a
       ``ValueError`` from the readers, and a ``TypeError`` from ``dataset_as_rdd`` for a non-collection);
     - a UnischemaField that is not in the schema is a ``PetastormSchemaError`` (a ``ValueError``,
       the original's wording).
 
-    Our additions: a single UnischemaField or string stands for a list of one (the original iterated it:
-    a ``ValueError``, or the characters of the string as regular expressions), and ``dataset_as_rdd`` takes
-    regular expressions too (the original's raised ``AttributeError``).
+    Any iterable of them is taken, as the original took any collection (``schema.fields.values()``, a dict's
+    keys, a numpy array of names). Our additions: a single UnischemaField or string stands for a list of one
+    (the original iterated it: a ``ValueError``, or the characters of the string as regular expressions), an
+    iterator (a generator) is taken too (the original's ``TypeError``: no ``len()``), and ``dataset_as_rdd``
+    takes regular expressions too (the original's raised ``AttributeError``).
 
     Parameters
     ----------
     schema : Unischema
-    schema_fields : None, UnischemaField, str, or a list/tuple/set of them
+    schema_fields : None, UnischemaField, str, or an iterable of them (list, tuple, set, dict values...)
     url : str, optional
         Named in the error when nothing matches.
     arrow_schema : pyarrow.Schema, optional
@@ -59,7 +62,10 @@ def resolve_fields(schema: Any, schema_fields: Any, url: Any = None, arrow_schem
         return list(schema.fields)
     if isinstance(schema_fields, (str, UnischemaField)):
         schema_fields = [schema_fields]
-    elif not isinstance(schema_fields, (list, tuple, set, frozenset)):
+    elif isinstance(schema_fields, Iterable) and not isinstance(schema_fields, (bytes, bytearray)):
+        # any collection, as the original: schema.fields.values(), a numpy array of names...
+        schema_fields = list(schema_fields)
+    else:
         raise PetastormArgumentTypeError(
             f"Fields must be either None, an iterable collection of Unischema fields or an NGram object. "
             f"schema_fields is {type(schema_fields).__name__}: {schema_fields!r}")

@@ -30,8 +30,15 @@ def test_unischema_rows_are_named_schema_view():
     ([], "AllCodecsSchema", "AllCodecsSchema_view"),
     (["id.*"], "AllCodecsSchema_view", "AllCodecsSchema_view_view"),
     (["id", "f64"], "AllCodecsSchema_view", "AllCodecsSchema_view_view"),
+    (np.array([], dtype=object), "AllCodecsSchema", "AllCodecsSchema_view"),
+    (np.array(["id"]), "AllCodecsSchema_view", "AllCodecsSchema_view_view"),
+    ("values", "AllCodecsSchema_view", "AllCodecsSchema_view_view"),   # schema.fields.values(): every field
 ])
 def test_reader_schema_and_row_names(url, make, schema_fields, schema_name, row_name):
+    if isinstance(schema_fields, str) and schema_fields == "values":
+        from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
+
+        schema_fields = get_schema_from_dataset_url(url).fields.values()
     with make(url, schema_fields=schema_fields, workers_count=1) as reader:
         row = next(reader)
         assert (reader.schema._name, type(row).__name__) == (schema_name, row_name)  # recorded from 0.12.1

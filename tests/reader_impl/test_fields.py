@@ -85,3 +85,18 @@ def test_a_field_of_another_schema_is_the_originals_valueerror_for_every_entry_p
         # 0.12.1: ValueError "field {'other'} does not belong to the schema ..."
         with pytest.raises(ValueError, match=r"field \{'other'\} does not belong to the schema"):
             resolve_fields(SCHEMA, [other], empty_selects_all=empty_selects_all)
+
+
+def test_any_collection_of_fields_is_taken():
+    # 0.12.1: make_reader / make_batch_reader took schema.fields.values(), the fields' keys and a numpy array of
+    # one name (recorded, black box); an empty numpy array selects every field (rows '<schema>_view')
+    assert resolve_fields(SCHEMA, SCHEMA.fields.values()) == ["id", "id2", "label"]
+    assert resolve_fields(SCHEMA, SCHEMA.fields.keys()) == ["id", "id2", "label"]
+    assert resolve_fields(SCHEMA, np.array(["id"])) == ["id"]
+    assert resolve_fields(SCHEMA, np.array([], dtype=object)) == ["id", "id2", "label"]
+    assert resolve_fields(SCHEMA, {}.values(), empty_selects_all=False) == []
+    # ours: a numpy array of several names (0.12.1: numpy's 'truth value of an array' ValueError) and iterators
+    assert resolve_fields(SCHEMA, np.array(["label", "id"])) == ["id", "label"]
+    assert resolve_fields(SCHEMA, (f for f in [SCHEMA.label])) == ["label"]
+    with pytest.raises(PetastormArgumentTypeError, match="schema_fields is bytes"):
+        resolve_fields(SCHEMA, b"id")
