@@ -144,7 +144,7 @@ class NGram:
         if len(ts) != 1:
             raise PetastormSchemaError(
                 f"NGram timestamp_field {self._timestamp_name()!r} matches {len(ts)} fields of schema "
-                f"{schema.name!r} ({[f.name for f in ts]}); it must match exactly one of {list(schema.fields)}")
+                f"{schema._name!r} ({[f.name for f in ts]}); it must match exactly one of {list(schema.fields)}")
         self._timestamp_field = ts[0]
 
     def convert_fields(self, unischema: Unischema, field_list: list) -> list:
