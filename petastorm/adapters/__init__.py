@@ -36,12 +36,13 @@ convert_block=None)``
     - ``state_dict()`` -> dict (holds numpy arrays: pickle / ``torch.save`` it; the torch loaders encode it
       for ``weights_only`` loading): ``{"version": 1, "settings": {batch_size, shuffling_queue_capacity,
       min_after_retrieve, drop_last}, "batcher": {"reader": reader.state_dict() now, "replay": {reader state
-      before the last reader batch, rows to skip} | None, "pending": columns (only when they cannot be
+      before a reader batch, rows to skip} | None, "pending": columns (only when they cannot be
       re-read), "buffer": {rows, rng, capacity} | None, "done"}, "ready": [numpy batches prefetched, not yet
-      yielded], "rows_held": int, "batches_served": int}``. Taken between two batches (the thread is paused
-      for at most one batch). Rows of the shuffling buffer and prefetched batches are copied into it; rows
-      waiting at the end of the last batch of a batch reader are re-read on resume (``chunk_fn`` must be
-      deterministic); rows gathered from a row reader are copied.
+      yielded], "rows_held": int, "batches_served": int}``. Taken between two chunks (the thread is paused
+      for at most one chunk). Rows of the shuffling buffer and prefetched single batches are copied into it;
+      rows waiting at the end of the last batch of a batch reader, and the prefetched blocks (from the first
+      one on, with every row read after it), are re-read on resume (``chunk_fn`` must be deterministic; an
+      elastic reader re-reads its last reader batch only); rows gathered from a row reader are copied.
     - ``load_state_dict(state)`` before the first ``next()``, on a pipeline over a fresh reader made with
       the same arguments: continues with the first batch not yielded before the save, no row lost or
       repeated. Raises :class:`~petastorm.errors.PetastormStateError` naming each setting that differs
@@ -57,7 +58,8 @@ convert_block=None)``
     served; ``round_rows`` says how many of those).
 ``Batcher(source, batch_size, shuffling_queue_capacity=0, min_after_retrieve=None, seed=None,
 drop_last=False, chunk_fn=None)``: the synchronous core of BatchPipeline (``next_batch() -> columns |
-None``, ``next_block(max_batches) -> (columns, k) | None``, state).
+None``, ``next_block(max_batches, max_objects=None) -> (columns, k) | None`` with ``cut_origin``, state;
+``state_dict(replay_from=(serial, offset))`` re-reads from a block's row instead of carrying its rows).
 ``ReaderSource(reader)``: reader -> column batches (``next_chunk(max_rows)``), reader state.
 ``rows_to_columns(rows, fields)``, ``num_rows``, ``slice_columns``, ``concat_columns``: column helpers.
 ``check_settings(saved, current, what)``: the PetastormStateError naming differing settings.
