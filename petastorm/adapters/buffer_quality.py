@@ -21,16 +21,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from petastorm.adapters.batcher import Batcher
-from petastorm.errors import PetastormArgumentError
+from petastorm.adapters.checks import ensure_int
 
 __all__ = ["through_shuffling_buffer", "loader_buffer", "first_pass_seed"]
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        kind = "a positive integer" if low == 1 else "a non-negative integer"
-        raise PetastormArgumentError(f"{name} must be {kind}, got {value!r}")
-    return int(value)
 
 
 class _RowIds:
@@ -87,13 +80,13 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     -------
     np.ndarray, shape (n,)
     """
-    capacity = _check_int("capacity", capacity, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    capacity = ensure_int("capacity", capacity, 0)
+    batch_size = ensure_int("batch_size", batch_size, 1)
     seq = np.asarray(sequence)
     if capacity == 0 or len(seq) < 2:
         return seq.copy()
     if min_after_retrieve is not None:
-        min_after_retrieve = _check_int("min_after_retrieve", min_after_retrieve, 0)
+        min_after_retrieve = ensure_int("min_after_retrieve", min_after_retrieve, 0)
     batcher = Batcher(_RowIds(seq), batch_size, capacity, min_after_retrieve=min_after_retrieve, seed=seed)
     out = np.empty_like(seq)
     taken = 0
@@ -130,10 +123,10 @@ def loader_buffer(capacity: int, batch_size: int = 1, *, min_after_retrieve: Opt
     callable
         ``(row ids in the reader's order, the reader's seed) -> row ids in the order the loader serves them``.
     """
-    capacity = _check_int("shuffling_queue_capacity", capacity, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    capacity = ensure_int("shuffling_queue_capacity", capacity, 1)
+    batch_size = ensure_int("batch_size", batch_size, 1)
     if min_after_retrieve is not None:
-        min_after_retrieve = _check_int("min_after_retrieve", min_after_retrieve, 0)
+        min_after_retrieve = ensure_int("min_after_retrieve", min_after_retrieve, 0)
 
     def order(sequence: np.ndarray, reader_seed: int) -> np.ndarray:
         return through_shuffling_buffer(sequence, capacity, batch_size,
