@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from petastorm.adapters.batcher import Batcher, ReaderSource
 from petastorm.adapters.checks import check_settings, ensure_int
+from petastorm.adapters.chunk import Chunk
 from petastorm.adapters.column_buffer import num_rows, slice_columns
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
@@ -47,32 +48,6 @@ _JOIN_TIMEOUT_S = 10.0
 _NOTHING: tuple = ()
 
 
-class _Chunk:
-    """What the producer hands over at once: converted batches, the numpy rows they came from, and whether
-    the pass ends after them (with the error that ended it, if any)."""
-
-    __slots__ = ("outs", "batches", "block", "end", "error", "origin")
-
-    def __init__(self, outs: list, batches: Optional[list] = None, block: Optional[dict] = None,
-                 end: bool = False, error: Optional[BaseException] = None, origin: Optional[tuple] = None) -> None:
-        self.outs = outs          # converted batches, in order
-        self.batches = batches    # their numpy batches, or None when they are the equal parts of `block`
-        self.block = block
-        self.end = end
-        self.error = error
-        self.origin = origin      # a block's (reader batch serial, row offset): Batcher.cut_origin; or None
-
-    def numpy_batches(self, start: int = 0) -> list:
-        """The numpy batches of ``outs[start:]`` (cut from the block on demand: only a state needs them)."""
-        if self.batches is not None:
-            return self.batches[start:]
-        k = len(self.outs)
-        if not k:
-            return []
-        bs = num_rows(self.block) // k
-        return [slice_columns(self.block, i * bs, (i + 1) * bs) for i in range(start, k)]
-
-
 class _Shared:
     """Everything the producer thread touches (it never sees the pipeline itself)."""
 
@@ -92,7 +67,7 @@ class _Shared:
         threshold = gc.get_threshold()[0] if gc.isenabled() else 0
         self.max_objects = threshold // 2 if threshold > 0 else None
         self.cond = threading.Condition()
-        self.ready: deque = deque()   # _Chunk entries, the last one with end=True
+        self.ready: deque = deque()   # Chunk entries, the last one with end=True
         self.stop = False
         self.paused = 0
         self.busy = False
@@ -107,37 +82,37 @@ class _Shared:
             out = self.convert(out)
         return out
 
-    def produce_one(self) -> _Chunk:
+    def produce_one(self) -> Chunk:
         """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker,
         with the error that ended the pass, comes as a chunk with ``end=True``."""
         try:
             if self.convert_block is None:
                 batch = self.batcher.next_batch()
                 if batch is None:
-                    return _Chunk([], end=True)
-                return _Chunk([self._one(batch)], [batch])
+                    return Chunk([], end=True)
+                return Chunk([self._one(batch)], [batch])
             got = self.batcher.next_block(CHUNK_BATCHES, self.max_objects)
             if got is None:
-                return _Chunk([], end=True)
+                return Chunk([], end=True)
             block, k = got
             if k == 1:
-                return _Chunk([self._one(block)], [block])
+                return Chunk([self._one(block)], [block])
         except BaseException as e:  # noqa: BLE001 - every error must reach the consumer
-            return _Chunk([], end=True, error=e)
+            return Chunk([], end=True, error=e)
         try:
             outs = self.convert_block(block, k)
         except Exception:  # noqa: BLE001 - converted again batch by batch: the error comes at its own batch
             outs = None
         if outs is not None:
-            return _Chunk(list(outs), block=block, origin=self.batcher.cut_origin)
+            return Chunk(list(outs), block=block, origin=self.batcher.cut_origin)
         outs = []
         bs = num_rows(block) // k
         for i in range(k):
             try:
                 outs.append(self._one(slice_columns(block, i * bs, (i + 1) * bs)))
             except BaseException as e:  # noqa: BLE001
-                return _Chunk(outs, block=slice_columns(block, 0, i * bs), end=True, error=e)
-        return _Chunk(outs, block=block, origin=self.batcher.cut_origin)
+                return Chunk(outs, block=slice_columns(block, 0, i * bs), end=True, error=e)
+        return Chunk(outs, block=block, origin=self.batcher.cut_origin)
 
     def run(self) -> None:
         while True:
@@ -243,7 +218,7 @@ class BatchPipeline:
         self._closed = False
         self._ended = False
         self._batches_served = 0
-        self._chunk: Optional[_Chunk] = None   # the chunk being served (consumer side)
+        self._chunk: Optional[Chunk] = None   # the chunk being served (consumer side)
         self._outs: Any = _NOTHING             # its converted batches; self._pos: the next one to yield
         self._pos = 0
 
@@ -318,14 +293,14 @@ class BatchPipeline:
             raise chunk.error
         raise StopIteration
 
-    def _take_chunk(self) -> _Chunk:
+    def _take_chunk(self) -> Chunk:
         sh = self._shared
         if self._thread is None:
             return sh.ready.popleft() if sh.ready else sh.produce_one()
         with sh.cond:
             while not sh.ready:
                 if not self._thread.is_alive() and not sh.ready:
-                    return _Chunk([], end=True, error=PetastormReaderError("the prefetch thread ended unexpectedly"))
+                    return Chunk([], end=True, error=PetastormReaderError("the prefetch thread ended unexpectedly"))
                 sh.waiting += 1
                 try:
                     sh.cond.wait(0.5)
@@ -451,7 +426,7 @@ class BatchPipeline:
         self._shared.batcher.load_state_dict(state[_KEY_BATCHER])
         sh = self._shared
         for batch in state.get(_KEY_READY) or []:
-            sh.ready.append(_Chunk([sh._one(batch)], [batch]))
+            sh.ready.append(Chunk([sh._one(batch)], [batch]))
         self._batches_served = int(state.get(_KEY_BATCHES_SERVED, 0))
 
     def load_job_state(self, job: Mapping[str, Any]) -> None:
