@@ -27,7 +27,8 @@ convert_block=None)``
     - ``convert_block(columns, k) -> list of k converted batches`` (optional): what ``convert`` gives for
       each of the ``k`` equal row ranges of ``columns``; used without a shuffling buffer and without
       ``transform_fn`` to cut and convert the whole batches of a reader batch ``k`` at a time (views, one
-      call per column per block) and hand them over as one chunk. If it raises, the block is converted
+      call per column per block) and hand them over as one chunk, converted by the consumer (in ``next()``,
+      as ``convert`` then is: objects made and freed in one thread). If it raises, the block is converted
       batch by batch with ``convert`` (the error comes with its own batch).
     - Errors from the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the caller's
       thread; the pipeline closes, and the reader is stopped and joined (``stop_reader_on_error``).

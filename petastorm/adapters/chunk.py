@@ -13,11 +13,13 @@ class Chunk:
     """What the producer hands over at once: converted batches, the numpy rows they came from, and whether
     the pass ends after them (with the error that ended it, if any)."""
 
-    __slots__ = ("outs", "batches", "block", "end", "error", "origin")
+    __slots__ = ("outs", "n", "batches", "block", "end", "error", "origin")
 
-    def __init__(self, outs: list, batches: Optional[list] = None, block: Optional[dict] = None,
-                 end: bool = False, error: Optional[BaseException] = None, origin: Optional[tuple] = None) -> None:
-        self.outs = outs          # converted batches, in order
+    def __init__(self, outs: Optional[list], batches: Optional[list] = None, block: Optional[dict] = None,
+                 end: bool = False, error: Optional[BaseException] = None, origin: Optional[tuple] = None,
+                 n: Optional[int] = None) -> None:
+        self.outs = outs          # converted batches, in order; None: not converted yet (the consumer does it)
+        self.n = len(outs) if n is None else n  # batches in the chunk
         self.batches = batches    # their numpy batches, or None when they are the equal parts of `block`
         self.block = block
         self.end = end
@@ -28,7 +30,7 @@ class Chunk:
         """The numpy batches of ``outs[start:]`` (cut from the block on demand: only a state needs them)."""
         if self.batches is not None:
             return self.batches[start:]
-        k = len(self.outs)
+        k = self.n
         if not k:
             return []
         bs = num_rows(self.block) // k

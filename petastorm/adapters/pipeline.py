@@ -5,10 +5,13 @@ The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, 
 ``convert`` and appends chunks (converted batches and the numpy rows they came from) to a deque of at most
 ``prefetch`` chunks. A chunk is one batch or, with a ``convert_block`` (the torch loaders on the CPU), up to
 :data:`CHUNK_BATCHES` whole batches lying in one reader batch (and at most half the garbage collector's first
-threshold of Python objects: 16 batches of 20 tensors), cut and converted at once: the checks and
-calls per column are paid once per block instead of once per batch, and the consumer takes the lock and
-wakes up once per chunk, serving the batches of its current chunk with no lock at all (on two busy cores the
-hand-off per batch cost as much as the batching). ``state_dict()`` pauses the producer between two chunks,
+threshold of Python objects: 16 batches of 20 tensors), cut at once by the producer and converted at once
+by the consumer when it takes the chunk: the checks and calls per column are paid once per block instead of
+once per batch; the consumer takes the lock and wakes up once per chunk, serving the batches of its current
+chunk with no lock at all (on two busy cores the hand-off per batch cost as much as the batching); and a
+batch's tensors are made and freed in the same thread (made on the prefetch thread and freed in the
+training loop's, on two cores, they cost ~20 us more per batch of 20 columns than the making itself:
+cross-core cache traffic on every object freed). ``state_dict()`` pauses the producer between two chunks,
 so the batcher's state (reader cursor, rows pending, shuffling buffer and RNG) plus the numpy batches not yet
 yielded (the rest of the consumer's chunk, then the deque's) describe exactly the batches the consumer has
 not received yet.
@@ -84,7 +87,10 @@ class _Shared:
 
     def produce_one(self) -> Chunk:
         """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker,
-        with the error that ended the pass, comes as a chunk with ``end=True``."""
+        with the error that ended the pass, comes as a chunk with ``end=True``.
+
+        With ``convert_block`` the chunk is cut, not converted (``outs`` None): the consumer converts it
+        (:meth:`convert_chunk`), so that the objects of a batch are made and freed in one thread."""
         try:
             if self.convert_block is None:
                 batch = self.batcher.next_batch()
@@ -96,23 +102,38 @@ class _Shared:
                 return Chunk([], end=True)
             block, k = got
             if k == 1:
-                return Chunk([self._one(block)], [block])
+                return Chunk(None, [block], n=1)
+            return Chunk(None, block=block, origin=self.batcher.cut_origin, n=k)
         except BaseException as e:  # noqa: BLE001 - every error must reach the consumer
             return Chunk([], end=True, error=e)
+
+    def convert_chunk(self, chunk: Chunk) -> None:
+        """Fill ``chunk.outs`` (a chunk cut by :meth:`produce_one` with ``convert_block``). An error ends the
+        chunk after the batches before the one that raised it."""
+        if chunk.batches is not None:
+            try:
+                chunk.outs = [self._one(chunk.batches[0])]
+            except BaseException as e:  # noqa: BLE001
+                chunk.outs, chunk.n, chunk.end, chunk.error = [], 0, True, e
+            return
+        block, k = chunk.block, chunk.n
         try:
             outs = self.convert_block(block, k)
         except Exception:  # noqa: BLE001 - converted again batch by batch: the error comes at its own batch
             outs = None
         if outs is not None:
-            return Chunk(list(outs), block=block, origin=self.batcher.cut_origin)
+            chunk.outs = list(outs)
+            return
         outs = []
         bs = num_rows(block) // k
         for i in range(k):
             try:
                 outs.append(self._one(slice_columns(block, i * bs, (i + 1) * bs)))
             except BaseException as e:  # noqa: BLE001
-                return Chunk(outs, block=slice_columns(block, 0, i * bs), end=True, error=e)
-        return Chunk(outs, block=block, origin=self.batcher.cut_origin)
+                chunk.outs, chunk.n, chunk.block, chunk.end, chunk.error = (
+                    outs, i, slice_columns(block, 0, i * bs), True, e)
+                return
+        chunk.outs = outs
 
     def run(self) -> None:
         while True:
@@ -134,7 +155,7 @@ class _Shared:
                 # single batches once the deque is full (a GIL hand-off per `capacity` batches, not per batch; the
                 # producer keeps producing meanwhile); a pause (state_dict) as soon as this chunk is in
                 if (self.finished or self.paused or len(self.ready) >= self.capacity
-                        or (self.waiting and len(entry.outs) > 1)):
+                        or (self.waiting and entry.n > 1)):
                     self.cond.notify_all()
                 if self.finished:
                     return
@@ -181,8 +202,10 @@ class BatchPipeline:
         what ``convert`` gives for each of the ``k`` equal row ranges. Without a shuffling buffer and without
         ``transform_fn``, the whole batches lying inside one reader batch are cut and converted ``k`` at a
         time with it (checks and calls per column once per block, not per batch) and handed to the consumer
-        as one chunk (one lock and wake-up per chunk, not per batch). An error it raises is not reported: the
-        block is converted again batch by batch with ``convert``, so the error comes with its own batch.
+        as one chunk (one lock and wake-up per chunk, not per batch). It runs in the consumer's thread (in
+        ``next()``, when a chunk is taken), as does ``convert`` of the other batches then. An error it raises is
+        not reported: the block is converted again batch by batch with ``convert``, so the error comes with its
+        own batch.
 
     Notes
     -----
@@ -281,6 +304,8 @@ class BatchPipeline:
             if not self._started:
                 self._start()
             chunk = self._take_chunk()
+            if chunk.outs is None:
+                self._shared.convert_chunk(chunk)
             self._chunk, self._outs, self._pos = chunk, chunk.outs, 0
             if chunk.outs:
                 return self.__next__()
@@ -344,11 +369,11 @@ class BatchPipeline:
         (``Batcher.state_dict(replay_from=...)``): those batches and every row taken after them are not
         copied into it (up to ``prefetch + 1`` chunks of batches otherwise); batches before it are copies."""
         batcher = self._shared.batcher
-        chunks = [(c, start) for c, start in self._unserved_chunks(ready) if start < len(c.outs)]
+        chunks = [(c, start) for c, start in self._unserved_chunks(ready) if start < c.n]
         for i, (chunk, start) in enumerate(chunks):
             if chunk.origin is not None and batcher.can_replay_from(chunk.origin):
                 serial, offset = chunk.origin
-                origin = (serial, offset + start * (num_rows(chunk.block) // len(chunk.outs)))
+                origin = (serial, offset + start * (num_rows(chunk.block) // chunk.n))
                 copies = []
                 for c, first in chunks[:i]:
                     copies.extend(c.numpy_batches(first))

@@ -221,3 +221,17 @@ def test_a_served_batch_is_not_kept_alive_by_its_chunk():
     ref = weakref.ref(next(pipe))
     next(pipe)
     assert ref() is None
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_blocks_are_converted_in_the_consumers_thread(prefetch):
+    threads = set()
+
+    def convert_block(block, k):
+        threads.add(threading.current_thread())
+        return _block_to_list([])(block, k)
+
+    out = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=_copy, prefetch=prefetch,
+                             convert_block=convert_block))
+    assert threads == {threading.current_thread()}
+    assert sum(len(b["id"]) for b in out) == sum(SIZES)
