@@ -64,9 +64,11 @@ class _Shared:
         self.capacity = max(1, capacity)
         # ... and at most half the collector's first threshold of Python objects (a batch: its columns and its
         # dict; 16 batches of 20 columns): tensors alive when a collection runs are promoted, and enough
-        # promotions trigger a full collection of the whole heap (~80 ms with torch imported: with chunks of 64
-        # batches of 20 columns, one per pass of 4,000 batches, more than the chunks saved; with 16, one per ~6
-        # passes; the served batches are released by the chunk at once)
+        # promotions trigger a full collection of the whole heap (~80 ms with torch imported). Chunks of 64
+        # batches of 20 columns made on the prefetch thread: ~115 young collections and about one full one per
+        # pass of 4,096 batches, more than the chunks saved; now (16, converted by the consumer, so only the
+        # chunk being served holds tensors, each released once served): ~3 young collections per pass, no
+        # full one; 32 (700 objects): ~90 young ones and a full one per ~3 passes
         threshold = gc.get_threshold()[0] if gc.isenabled() else 0
         self.max_objects = threshold // 2 if threshold > 0 else None
         self.cond = threading.Condition()
