@@ -233,6 +233,7 @@ class BatchPipeline:
         self._reader = reader
         self._settings = {"batch_size": batch_size, "shuffling_queue_capacity": shuffling_queue_capacity,
                           "min_after_retrieve": min_after_retrieve, "drop_last": bool(drop_last)}
+        self._seed = seed
         self._prefetch = prefetch
         self._stop_reader_on_error = stop_reader_on_error
         batcher = Batcher(ReaderSource(reader), batch_size, shuffling_queue_capacity, min_after_retrieve,
@@ -262,6 +263,7 @@ class BatchPipeline:
     def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
         """The reader's :class:`~petastorm.reader_impl.explain.ReadPlan` with this pipeline's shuffling buffer
         simulated on row ids (``buffered_quality``: the order the batches hold). Reads no data."""
+        from petastorm.adapters.buffer_quality import loader_buffer
         from petastorm.errors import PetastormTypeError
         from petastorm.reader_impl.explain import explain_reader
 
@@ -269,9 +271,11 @@ class BatchPipeline:
             raise PetastormTypeError(f"{type(self._reader).__name__} has no explain(): build the reader with "
                                      f"make_reader or make_batch_reader")
         s = self._settings
-        return explain_reader(self._reader, epoch, row_counts=row_counts,
-                              shuffling_queue_capacity=s["shuffling_queue_capacity"], batch_size=s["batch_size"],
-                              min_after_retrieve=s["min_after_retrieve"])
+        buffer = None
+        if s["shuffling_queue_capacity"]:
+            buffer = loader_buffer(s["shuffling_queue_capacity"], s["batch_size"],
+                                   min_after_retrieve=s["min_after_retrieve"], seed=self._seed)
+        return explain_reader(self._reader, epoch, row_counts=row_counts, buffer_order=buffer)
 
     # --- iteration -------------------------------------------------------------------------------------------
 

@@ -7,4 +7,6 @@
 - :mod:`~petastorm.pytorch_impl.rows` - ``DataLoader``.
 - :mod:`~petastorm.pytorch_impl.batched` - ``BatchedDataLoader``, ``InMemBatchedDataLoader``.
 - :mod:`~petastorm.pytorch_impl.device` - numpy column -> torch tensor on a device.
+- :mod:`~petastorm.pytorch_impl.batched_buffers` - the original's batched shuffling buffers (its path:
+  ``petastorm.reader_impl.pytorch_shuffling_buffer``).
 """

@@ -161,13 +161,14 @@ class BatchedDataLoader(LoaderBase):
     def _new_pass(self) -> Any:
         from petastorm.adapters import BatchPipeline
 
-        seed = None
-        if self.shuffling_queue_capacity > 0:
-            base = self.seed if self.seed is not None else _reader_seed(self.reader)
-            seed = _pass_seed(base, self._passes_done)
+        seed = self._pass_buffer_seed() if self.shuffling_queue_capacity > 0 else None
         return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                              seed=seed, convert=self._converter, prefetch=self.prefetch,
                              chunk_fn=_per_column(self.transform_fn), convert_block=self._converter.convert_block)
+
+    def _pass_buffer_seed(self) -> Optional[list]:
+        base = self.seed if self.seed is not None else _reader_seed(self.reader)
+        return _pass_seed(base, self._passes_done)
 
     def _iter_impl(self) -> Iterator[Any]:
         if self._current is None or not self._resume_in_pass:

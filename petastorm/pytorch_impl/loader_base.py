@@ -17,7 +17,7 @@ One deliberate difference: the original kept the last, short batch of a pass and
 start of the next pass (rows repeated); here each pass yields each row once.
 
 State layout (``state_dict()``: plain values only - numpy arrays, numpy scalars, Decimals and dates are
-encoded by :mod:`~petastorm.pytorch_impl.state_codec` - so ``torch.save`` / ``torch.load`` with its default
+encoded by :mod:`~petastorm.adapters.state_codec` - so ``torch.save`` / ``torch.load`` with its default
 ``weights_only=True`` round-trip it, as do pickle and JSON-like checkpoint stores that take bytes)::
 
     {"version": 1, "loader": "DataLoader", "settings": {...}, "passes_done": 1, "in_pass": True,
@@ -162,14 +162,22 @@ class LoaderBase:
     def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
         """``reader.explain()`` with this loader's shuffling buffer (``shuffling_queue_capacity``) and
         ``batch_size`` simulated on row ids: a :class:`~petastorm.reader_impl.explain.ReadPlan` whose
-        ``buffered_quality`` is the order the loader serves. Reads no data."""
-        explain = getattr(self.reader, "explain", None)
-        if explain is None:
+        ``buffered_quality`` is the quality of the order the loader's next pass serves. Reads no data."""
+        from petastorm.adapters.buffer_quality import loader_buffer
+        from petastorm.reader_impl.explain import explain_reader
+
+        if getattr(self.reader, "explain", None) is None:
             raise TypeError(f"{type(self.reader).__name__} has no explain(): build the reader with make_reader or "
                             f"make_batch_reader")
-        return explain(epoch, row_counts=row_counts,
-                       shuffling_queue_capacity=int(getattr(self, "shuffling_queue_capacity", 0) or 0),
-                       batch_size=int(getattr(self, "batch_size", 1) or 1))
+        capacity = int(getattr(self, "shuffling_queue_capacity", 0) or 0)
+        buffer = None
+        if capacity:
+            buffer = loader_buffer(capacity, int(getattr(self, "batch_size", 1) or 1), seed=self._pass_buffer_seed())
+        return explain_reader(self.reader, epoch, row_counts=row_counts, buffer_order=buffer)
+
+    def _pass_buffer_seed(self) -> Any:
+        """The seed the next pass gives its shuffling buffer (None: the reader's seed, as a first pass)."""
+        return None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 

@@ -174,10 +174,12 @@ class DataLoader(LoaderBase):
 
     # --- one pass ------------------------------------------------------------------------------------------
 
+    def _pass_buffer_seed(self) -> Optional[int]:
+        return _pass_seed(_reader_seed(self.reader), self._passes_done)
+
     def _new_pass(self) -> Any:
         # the reader's seed is read per pass: a reader restored by load_state_dict plans with the saved seed
-        reader_seed = _reader_seed(self.reader) if self.shuffling_queue_capacity > 0 else None
-        seed = _pass_seed(reader_seed, self._passes_done)
+        seed = self._pass_buffer_seed() if self.shuffling_queue_capacity > 0 else None
         if self._columns:
             from petastorm.adapters import BatchPipeline
 
