@@ -68,6 +68,9 @@ def run(rank: int, args: argparse.Namespace) -> None:
     k = max(1, min(10, len(losses) // 3))
     print(f"rank {rank}: {len(losses)} steps, loss {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f} "
           f"(mean of the first and last {k})", flush=True)
+    # every rank is done with the group before any tears it down (a rank that destroys it while its peer is
+    # still in a collective can make gloo abort the peer at exit)
+    dist.barrier()
     dist.destroy_process_group()
 
 
