@@ -22,11 +22,11 @@ __all__ = ["set_batch_allocator", "empty_batch", "cells_view", "cells_copy_view"
 class _BatchMemory:
     """Memory of decoded batch arrays, recycled once every view of a batch (the rows handed out) is gone.
 
-    Batches are allocated in the pool's worker threads and freed in the consumer's. Through ``np.empty``
-    (malloc), glibc's per-thread arenas and sliding mmap threshold kept ~90 MB more mapped over a (64, 64)
-    float32 pass than the batches in flight; a fresh ``mmap`` per batch releases it but pays ~10 ms of page
-    faults per 8 MB batch. Here a batch's array is a view of a ``bytearray`` slab (size rounded up to
-    ``granule``) through a ctypes lease; when the lease dies (no view of the batch is left) the slab goes back
+    Batches are allocated in the pool's worker threads and freed in the consumer's. Through ``np.empty`` (malloc),
+    glibc's per-thread arenas and sliding mmap threshold kept far more memory mapped over a (64, 64) float32 pass
+    than the batches in flight; a fresh ``mmap`` per batch releases it but pays the page faults of every batch
+    (figures in ``benchmarks/README.md``). Here a batch's array is a view of a ``bytearray`` slab (size rounded up
+    to ``granule``) through a ctypes lease; when the lease dies (no view of the batch is left) the slab goes back
     to a short free list and the next batch of that size reuses it (no page faults). Free slabs are at most
     ``keep`` and ``max_free_bytes`` in all (the oldest are dropped). Arrays are writeable and C-contiguous.
     """

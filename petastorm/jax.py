@@ -38,26 +38,26 @@ of every process along the batch axis), of which this process's devices hold its
 (``jax.make_array_from_process_local_data``). Every process must yield the same number of batches, or the
 training step's collectives wait forever: balanced shards do that, ``drop_last=True`` makes it certain.
 
-**Speed.** JAX has fixed costs that do not depend on the size of the data: ~20 us per array created from
-the host (``jax.device_put``, on a CPU host), ~60 us per jitted call, ~3 us per array a jitted call
-returns. Small batches of many columns therefore cost more in placement than in reading, and the iterator
-amortises what it can (per batch of 1,024 rows x 20 ``float32`` columns, 2-core CPU host):
+**Speed.** JAX has fixed costs that do not depend on the size of the data: per array created from the
+host (``jax.device_put``), per jitted call, and (much smaller) per array a jitted call returns. Small batches
+of many columns therefore cost more in placement than in reading, and the iterator amortises what it can
+(the figures per batch are in ``benchmarks/README.md``, "Design measurements quoted by the code"):
 
 - in reader order without ``transform_fn`` (sharding None or one device), the whole batches lying in one
   reader batch come from the shared core as one block (up to 64 batches): their columns of at most 32 KiB
   per batch are copied into pages on the host (reused, aligned so that a CPU device takes them without a
   copy), each moved in one transfer, and one jitted call cuts ``G = 96 // columns`` batches (1..8) from a page
-  (:mod:`petastorm.jax_impl.chunks`): ~80-90 us per batch, nearly all of it the 20 output arrays;
+  (:mod:`petastorm.jax_impl.chunks`): nearly all of the cost is then the output arrays;
 - otherwise (shuffling, ``transform_fn``, a batch straddling two reader batches, the last short batch, a
   sharding over several devices, wider columns) small columns of one dtype and row shape are stacked on the
   host, moved in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`):
-  ~130-170 us.
+  a transfer and a jitted call per batch on top of the output arrays.
 
-The floor is the arrays themselves (20 x ~3-4 us per batch, however they are made: see ``docs/jax.md``),
-about twice what half the speed of plain pyarrow reading allows at batch 1,024. So the cost is per *array*: a ``transform_fn`` that stacks scalar
+The floor is the arrays themselves, however they are made (see ``docs/jax.md``). So the cost is per
+*array*: a ``transform_fn`` that stacks scalar
 features into one matrix (``{"x": np.stack([b[f] for f in features], axis=1), "y": b["label"]}``) yields
 2 arrays instead of 20, and larger batches divide the per-array cost by their rows. The first batches of
-a new column layout also pay JAX's compilation (~1-4 s on a 2-core host, once per process and layout).
+a new column layout also pay JAX's compilation (seconds on a small CPU host, once per process and layout).
 
 **Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
 fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field

@@ -271,7 +271,7 @@ def _build_reader(args: _ReaderArgs) -> Reader:
     _ensure_pool(args.reader_pool_type, args.workers_count, args.results_queue_size)
     config = settings()  # the PETASTORM_* variables, checked before any work (a bad value raises here)
     if args.reader_pool_type == "process":
-        # start the fork server first: its imports (numpy, pyarrow: ~0.2 s) overlap this process's own
+        # start the fork server first: its imports (numpy, pyarrow) overlap this process's own
         # (pyarrow, on a first reader) and the dataset discovery below
         from petastorm.reader_impl.process import ProcessPool
 

@@ -15,8 +15,8 @@ default, meaning), one parser per type, and the same rules for all:
 
 How the rest of petastorm gets them: :func:`settings` returns the :class:`Settings` of the current
 environment. It is parsed once per distinct set of values (a cache keyed by the raw strings of the
-variables, looked up in ``os.environ`` at each call: ~14 us measured on a 2-core VM at load 6, so call
-it once per reader or pool, not per row): a program (or a test) that sets a variable before it creates
+variables, looked up in ``os.environ`` at each call: cheap, but call it once per reader or pool, not per
+row): a program (or a test) that sets a variable before it creates
 a reader is honoured, as it always was, and the parsing is not repeated. Tests build one from a mapping
 with :meth:`Settings.from_environ`, or change a field with ``dataclasses.replace``.
 

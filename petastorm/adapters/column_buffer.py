@@ -77,8 +77,8 @@ def concat_columns(parts: list) -> Columns:
 
 
 def _as_records(block: np.ndarray) -> "np.ndarray | None":
-    """A C-contiguous block as a 1-D array of opaque rows (numpy moves those ~5x faster than fancy-indexed rows
-    of a 2-D array); None for object blocks (references cannot be viewed as bytes)."""
+    """A C-contiguous block as a 1-D array of opaque rows (numpy moves those several times faster than
+    fancy-indexed rows of a 2-D array); None for object blocks (references cannot be viewed as bytes)."""
     if block.dtype.hasobject or not block.flags.c_contiguous or block[0].size == 0:
         return None
     return block.reshape(len(block), -1).view(np.dtype((np.void, block.itemsize * max(1, block[0].size))))[:, 0]
@@ -86,7 +86,7 @@ def _as_records(block: np.ndarray) -> "np.ndarray | None":
 
 def _transpose(rows: np.ndarray) -> np.ndarray:
     """``rows`` (n, k, *cell) as a new C-contiguous (k, n, *cell) array; rows of scalars in blocks of 256
-    (numpy's plain transposing copy is ~1.4x slower)."""
+    (numpy's plain transposing copy is slower; figures in ``benchmarks/README.md``)."""
     n = len(rows)
     if rows.ndim > 2 or n <= _TRANSPOSE_ROWS:
         return np.ascontiguousarray(rows.swapaxes(0, 1))

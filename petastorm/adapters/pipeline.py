@@ -4,17 +4,15 @@ prefetch and an exact, resumable state.
 The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, ``transform_fn`` and
 ``convert`` and appends chunks (converted batches and the numpy rows they came from) to a deque of at most
 ``prefetch`` chunks. A chunk is one batch or, with a ``convert_block`` (the torch loaders on the CPU), up to
-:data:`CHUNK_BATCHES` whole batches lying in one reader batch (and at most half the garbage collector's first
-threshold of Python objects: 16 batches of 20 tensors), cut at once by the producer and converted at once
-by the consumer when it takes the chunk: the checks and calls per column are paid once per block instead of
-once per batch; the consumer takes the lock and wakes up once per chunk, serving the batches of its current
-chunk with no lock at all (on two busy cores the hand-off per batch cost as much as the batching); and a
-batch's tensors are made and freed in the same thread (made on the prefetch thread and freed in the
-training loop's, on two cores, they cost ~20 us more per batch of 20 columns than the making itself:
-cross-core cache traffic on every object freed). ``state_dict()`` pauses the producer between two chunks,
-so the batcher's state (reader cursor, rows pending, shuffling buffer and RNG) plus the numpy batches not yet
-yielded (the rest of the consumer's chunk, then the deque's) describe exactly the batches the consumer has
-not received yet.
+:data:`CHUNK_BATCHES` whole batches of one reader batch (and at most half the garbage collector's first
+threshold of Python objects: 16 batches of 20 tensors), cut by the producer and converted at once by the
+consumer when it takes the chunk: the checks and calls per column are paid once per block; the consumer
+locks and wakes once per chunk and serves its batches with no lock (on two busy cores a hand-off per batch
+cost as much as the batching); and a batch's tensors are made and freed in one thread (freed in another,
+each object costs cross-core cache traffic, more than making it: see ``benchmarks/README.md``, "Design
+measurements quoted by the code"). ``state_dict()`` pauses the producer between two chunks, so the batcher's
+state (reader cursor, rows pending, shuffling buffer, RNG) plus the numpy batches not yet yielded (the rest
+of the consumer's chunk, then the deque's) describe exactly the batches not yet received.
 
 The thread refers only to a :class:`_Shared` object, never to the pipeline, so a pipeline (and the loader
 holding it) abandoned mid-epoch is freed by reference counting, and its ``__del__`` stops the thread.
@@ -62,13 +60,9 @@ class _Shared:
         # whole batches are cut and converted a block at a time only when nothing runs per batch in between
         self.convert_block = convert_block if transform_fn is None else None
         self.capacity = max(1, capacity)
-        # ... and at most half the collector's first threshold of Python objects (a batch: its columns and its
-        # dict; 16 batches of 20 columns): tensors alive when a collection runs are promoted, and enough
-        # promotions trigger a full collection of the whole heap (~80 ms with torch imported). Chunks of 64
-        # batches of 20 columns made on the prefetch thread: ~115 young collections and about one full one per
-        # pass of 4,096 batches, more than the chunks saved; now (16, converted by the consumer, so only the
-        # chunk being served holds tensors, each released once served): ~3 young collections per pass, no
-        # full one; 32 (700 objects): ~90 young ones and a full one per ~3 passes
+        # ... and at most half the collector's first threshold of Python objects (a batch: its columns + its
+        # dict): tensors alive at a collection are promoted, enough promotions trigger a full collection of the
+        # heap; bigger chunks cost more in collections than they save (figures: benchmarks/README.md)
         threshold = gc.get_threshold()[0] if gc.isenabled() else 0
         self.max_objects = threshold // 2 if threshold > 0 else None
         self.cond = threading.Condition()
@@ -88,11 +82,9 @@ class _Shared:
         return out
 
     def produce_one(self) -> Chunk:
-        """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker,
-        with the error that ended the pass, comes as a chunk with ``end=True``.
-
-        With ``convert_block`` the chunk is cut, not converted (``outs`` None): the consumer converts it
-        (:meth:`convert_chunk`), so that the objects of a batch are made and freed in one thread."""
+        """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker
+        (with the error that ended the pass) is a chunk with ``end=True``. With ``convert_block`` the chunk is
+        cut, not converted (``outs`` None): the consumer converts it (:meth:`convert_chunk`)."""
         try:
             if self.convert_block is None:
                 batch = self.batcher.next_batch()
@@ -140,8 +132,7 @@ class _Shared:
     def run(self) -> None:
         while True:
             with self.cond:
-                # the producer keeps the deque full (it never idles while there is room: a consumer about as fast
-                # as it would otherwise wait on it)
+                # the deque is kept full (a consumer about as fast as the producer would otherwise wait on it)
                 while not self.stop and (self.paused or len(self.ready) >= self.capacity):
                     self.cond.wait()
                 if self.stop:
@@ -153,9 +144,8 @@ class _Shared:
                 self.ready.append(entry)
                 if entry.end:
                     self.finished = True
-                # a consumer waiting on the empty deque is woken by a chunk of several batches at once, by
-                # single batches once the deque is full (a GIL hand-off per `capacity` batches, not per batch; the
-                # producer keeps producing meanwhile); a pause (state_dict) as soon as this chunk is in
+                # a waiting consumer is woken by a chunk of several batches at once, by single batches once the
+                # deque is full (a GIL hand-off per `capacity` batches, not per batch); a pause as soon as it is in
                 if (self.finished or self.paused or len(self.ready) >= self.capacity
                         or (self.waiting and entry.n > 1)):
                     self.cond.notify_all()
@@ -202,12 +192,10 @@ class BatchPipeline:
     convert_block : callable, optional
         ``(columns of k * batch_size rows, k) -> list of k converted batches`` (or None: not applicable),
         what ``convert`` gives for each of the ``k`` equal row ranges. Without a shuffling buffer and without
-        ``transform_fn``, the whole batches lying inside one reader batch are cut and converted ``k`` at a
-        time with it (checks and calls per column once per block, not per batch) and handed to the consumer
-        as one chunk (one lock and wake-up per chunk, not per batch). It runs in the consumer's thread (in
-        ``next()``, when a chunk is taken), as does ``convert`` of the other batches then. An error it raises is
-        not reported: the block is converted again batch by batch with ``convert``, so the error comes with its
-        own batch.
+        ``transform_fn``, the whole batches inside one reader batch are cut and converted ``k`` at a time with
+        it and handed over as one chunk. It runs in the consumer's thread (in ``next()``, when a chunk is
+        taken), as does ``convert`` of the other batches then. An error it raises is not reported: the block is
+        converted again batch by batch with ``convert``, so the error comes with its own batch.
 
     Notes
     -----
@@ -252,8 +240,7 @@ class BatchPipeline:
 
     @property
     def settings(self) -> dict:
-        """The settings a state must match (batch_size, shuffling_queue_capacity, min_after_retrieve,
-        drop_last)."""
+        """The settings a state must match: batch_size, shuffling_queue_capacity, min_after_retrieve, drop_last."""
         return dict(self._settings)
 
     @property

@@ -258,7 +258,7 @@ def _preload_modules(schema: Unischema) -> list[str]:
 
     names = ["petastorm.etl.encode_pool", "petastorm.codecs", "cloudpickle", "pyarrow.parquet"]
     if importlib.util.find_spec("pandas"):
-        names.append("pandas")  # pyarrow imports it on the first pa.array() of a list: 0.4 s per worker
+        names.append("pandas")  # pyarrow imports it on the first pa.array() of a list, in every worker
     for f in schema.fields.values():  # the codecs' modules, and pyspark's for ScalarCodec(<pyspark type>)
         for obj in (f.codec, getattr(f.codec, "_spark_type", None)):
             module = type(obj).__module__

@@ -94,8 +94,8 @@ class _ParquetFile:
         full_path = f"{sink.root}/{self.relative_path}"
         sink.fs.create_dir(posixpath.dirname(full_path), recursive=True)
         self._stream = sink.fs.open_output_stream(full_path)
-        # The system allocator: first touch of fresh memory costs ~5x less than with mimalloc, and a row
-        # group is all fresh memory (measured: 177 ms vs 931 ms CPU per 216 MB on a 2-core VM).
+        # The system allocator: first touch of fresh memory costs several times less than with mimalloc,
+        # and a row group is all fresh memory (figures in benchmarks/README.md).
         self._writer = pq.ParquetWriter(self._stream, sink.file_schema, compression=sink.compression,
                                         use_dictionary=sink.native_columns, write_statistics=sink.native_columns,
                                         memory_pool=pa.system_memory_pool())

@@ -1,10 +1,10 @@
 """Whole batches of one reader batch placed a block at a time: one host page, one transfer, batches cut on the
 device several per jitted call.
 
-Why: JAX has a fixed cost per array it creates from the host (``jax.device_put``: ~20 us per array on a CPU
-host, whatever its size) and per jitted call (~60 us), while a jitted call's *outputs* cost ~3 us each. A batch
-of 1,024 rows of 20 ``float32`` columns put column by column costs ~430 us; stacked and split by one jitted call
-per batch (:mod:`petastorm.jax_impl.transfer`) ~130-170 us. Here:
+Why: JAX has a fixed cost per array it creates from the host (``jax.device_put``, whatever its size) and per
+jitted call, while a jitted call's *outputs* cost much less each. A batch of many small columns put column by
+column pays the first cost per column; stacked and split by one jitted call per batch
+(:mod:`petastorm.jax_impl.transfer`) it pays one transfer and one call per batch. Here:
 
 1. Without a shuffling buffer and without ``transform_fn``, the shared core
    (:class:`~petastorm.adapters.BatchPipeline`) hands the ``k`` whole batches lying in one reader batch (up to
@@ -24,12 +24,12 @@ per batch (:mod:`petastorm.jax_impl.transfer`) ~130-170 us. Here:
    outputs, which are XLA's own buffers, not views of the page) and the device page is dropped, so no live
    array ever sees the buffer change.
 
-Per batch of 1,024 rows x 20 float32 columns on a 2-core CPU host this costs ~3 us per output array plus
-``1/G`` of a dispatch plus a share of the page copy: ~80-90 us. Anything else (a shuffled batch, a
+Per batch this costs one output array per column plus ``1/G`` of a dispatch plus a share of the page copy (figures
+in ``benchmarks/README.md``, "Design measurements quoted by the code"). Anything else (a shuffled batch, a
 ``transform_fn``'s output, a batch straddling two reader batches, the short last batch, a resumed prefetched
-batch, a sharding over several devices) is served by :class:`~petastorm.jax_impl.transfer.BatchTransfer`,
-and so are the columns of a block too wide to stack (one transfer per batch). Which rows form each batch is
-the core's decision alone.
+batch, a sharding over several devices) is served by :class:`~petastorm.jax_impl.transfer.BatchTransfer`, and so
+are the columns of a block too wide to stack (one transfer per batch). Which rows form each batch is the core's
+decision alone.
 
 Memory: one page per column group on the host (at most 8 calls' rows, 4 MiB at most unless a single call
 needs more) and, off a CPU host, its device copy while the block is cut.
@@ -44,13 +44,12 @@ import numpy as np
 __all__ = ["CHUNK_MAX_BYTES", "BlockPlacer", "batches_per_call", "page_calls"]
 
 #: Columns of at most this many bytes per batch are cut on the device (float32 scalars up to batch_size 8192).
-#: Measured (20 float32 columns, 2-core CPU host, CPU per 1,024 rows, against the per-batch path): batch 4096
-#: 97-118 us vs 130-156, batch 8192 84-89 vs 102-107; batch 16384 (64 KiB a column) 95 vs 83: there the
-#: copies (page, then the cut) outweigh the per-array costs saved.
+#: Up to that size the cut on the device costs less CPU than the per-batch path; at 64 KiB a column the copies
+#: (page, then the cut) outweigh the per-array costs saved (figures in ``benchmarks/README.md``).
 CHUNK_MAX_BYTES = 32 << 10
 
 _KINDS = "biufc"
-_MAX_OUTPUTS = 96         # outputs per jitted call (compile time grows with them: ~1 s at 100 on CPU)
+_MAX_OUTPUTS = 96         # outputs per jitted call (compile time grows with them)
 _MAX_G = 8
 _PAGE_CALLS = 8          # calls per page, at most (a power of two)
 _PAGE_BYTES = 4 << 20    # bytes per page, at most (unless one call needs more)

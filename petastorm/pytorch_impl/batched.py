@@ -124,7 +124,7 @@ class BatchedDataLoader(LoaderBase):
         Hand-offs prepared ahead on a background thread (batching, tensors, pinning, device copy); 0: none.
         A hand-off is one batch, or on the CPU up to 64 batches lying in one reader batch (16 of 20 columns;
         views of it: ``petastorm.adapters.BatchPipeline``'s chunks), cut on the thread and made tensors
-        together in ``next()`` (~10 us per batch of 20 columns: tensors made and freed in one thread).
+        together in ``next()`` (tensors made and freed in one thread cost less than across threads).
     seed : int, optional
         Seed of the shuffling. Default: the reader's seed (so a reader with a seed gives reproducible
         batches), varied per pass.

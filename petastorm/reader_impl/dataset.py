@@ -117,7 +117,7 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
     prefix = root.rstrip("/") + "/"
     plen = len(prefix)
     # On a local filesystem directories have no size, so ``size`` alone tells non-empty files (FileInfo.is_file
-    # builds a FileType enum per entry: ~1 ms per 2,000 files).
+    # builds a FileType enum per entry, which adds up over thousands of files).
     local = isinstance(fs, pafs.LocalFileSystem)
     files = []
     for info in infos:
@@ -134,8 +134,9 @@ def _list_files(fs: Any, root: str, url: Any) -> list:
 
 def _walk_local(root: str) -> list:
     """:func:`_list_files` on a local disk, with ``os.scandir``: the entries' types come with the directory
-    listing, so no file is ``stat``-ed (pyarrow's listing stats each one: 8-10 ms for 2,000 files against
-    ~2 ms here). Empty files are not told apart here: :func:`open_dataset` drops them (:func:`_empty_files`)."""
+    listing, so no file is ``stat``-ed (pyarrow's listing stats each one: several times slower on thousands
+    of files; figures in ``benchmarks/README.md``). Empty files are not told apart here: :func:`open_dataset`
+    drops them (:func:`_empty_files`)."""
     files = []
     stack = [root.rstrip("/") or "/"]
     while stack:
@@ -292,7 +293,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     else:
         rels = [posixpath.basename(p) for p in files]
     partitioned = any("=" in rel for rel in rels)
-    make = tuple.__new__  # RowGroupInfo(...) runs NamedTuple's Python-level __new__: ~1 us per row group
+    make = tuple.__new__  # RowGroupInfo(...) runs NamedTuple's Python-level __new__ per row group
 
     # Row groups per file: from the Petastorm metadata when it covers every file (no footer read: fast
     # start on thousands of files; row counts stay unknown until a plan needs them), else from footers.

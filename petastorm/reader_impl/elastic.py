@@ -248,7 +248,7 @@ def _deal_offsets(reader: Any, deal: EpochDeal) -> np.ndarray:
 def global_row(reader: Any, cursor: Any) -> Optional[int]:
     """Balanced mode: offset of the cursor's next row in its epoch's global sequence (None past the last
     epoch), as :func:`plan.locate_global_row`, with the epoch's item offsets cached on the reader (the
-    plan of the running epoch is not kept, and regenerating it costs ~0.2 us per item per call)."""
+    plan of the running epoch is not kept, and regenerating it costs time per item at every call)."""
     from petastorm.reader_impl.plan import balanced_shard_bounds, make_epoch_plan, plan_row_offsets
 
     p = reader._p

@@ -4,22 +4,19 @@
 local file reads) allocate from that pyarrow pool, leaving the process-wide default pool, which the rest
 of the user's program uses, alone; unset (or ``default``) they use pyarrow's default pool.
 
-Measured on a 2-core VM (``benchmarks/read_pass.py``, thread pool, 2 workers): with pyarrow's default
-mimalloc, a 224x224x3 JPEG pass peaks at 305-345 MB, ~50 MB of it mimalloc keeping freed pages of its
-arenas; with ``jemalloc`` (the pool pyarrow 14, and so the original petastorm, used) 278-284 MB. But
-jemalloc's page decay (which pyarrow offers no working knob for) refaults the pages of large row groups:
-a (64, 64) ndarray pass of 8 MB row groups took ~50% more CPU per row in threads and twice the CPU in
-process-pool workers, for no lower peak; on JPEG the CPU per row did not change. So readers that decode
+With pyarrow's default mimalloc, a JPEG pass peaks higher than with ``jemalloc`` (the pool pyarrow 14, and
+so the original petastorm, used): mimalloc keeps freed pages of its arenas. But jemalloc's page decay
+(which pyarrow offers no working knob for) refaults the pages of large row groups: a (64, 64) ndarray pass
+of 8 MB row groups took more CPU per row in threads, and more still in process-pool workers, for no lower
+peak; on JPEG the CPU per row did not change (figures in ``benchmarks/README.md``, "Design measurements
+quoted by the code"). So readers that decode
 compressed images or arrays read with jemalloc, the others with the default pool, unless
 ``$PETASTORM_ARROW_POOL`` says otherwise.
 
 Only from files whose column chunks are stored uncompressed, though (:func:`open_row_group_file`): with
 Snappy/zstd/... chunks every page is decompressed into a fresh buffer, and jemalloc hands those pages back
-and faults them in again at the next page. Measured (2026-12-07, one thread, best of 7 passes over the
-hello-world dataset of ``benchmarks/bench_reader_shapes.py``: 98 KB PNG + 46 KB npy per row, Snappy,
-8 MB row groups): ``read_row_group`` 54-58 us/row with jemalloc (sys 21-37 us), 24-25 us/row with
-mimalloc, 45 us/row with the system pool; the same file rewritten uncompressed: 20-22 us/row with every
-pool. On a ``make_reader`` thread pass that was 290 -> 230 us of CPU per row (the PNG decode is ~170 us).
+and faults them in again at the next page: ``read_row_group`` of a Snappy file took more than twice as long
+with jemalloc as with mimalloc, while the same file stored uncompressed read as fast with every pool.
 """
 from __future__ import annotations
 

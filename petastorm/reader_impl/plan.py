@@ -214,7 +214,7 @@ def items_to_plan(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, options
         seeds = _row_seeds(int(options.seed), epoch, rg, starts)
     else:
         seeds = [None] * len(rg)
-    make = tuple.__new__  # WorkItem(...) runs NamedTuple's Python-level __new__: ~1 us per item
+    make = tuple.__new__  # WorkItem(...) runs NamedTuple's Python-level __new__ per item
     return [make(WorkItem, (epoch, pos, g, s, e, rs))
             for pos, (g, s, e, rs) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds))]
 

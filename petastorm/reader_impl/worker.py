@@ -95,7 +95,7 @@ class RowGroupWorker:
 
         # pyarrow's pre-buffering (coalesced column-chunk reads) pays off on remote filesystems. On a local
         # one it gains nothing, and each open ParquetFile keeps its last pre-buffered row group alive until
-        # its next read: with the open files of two workers, ~100 MB of peak RSS on a 320 MB dataset.
+        # its next read: with the open files of two workers, a large share of the peak RSS.
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 

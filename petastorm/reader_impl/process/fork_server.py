@@ -8,12 +8,11 @@ pickle's global references, without unpickling it) plus what its worker imports 
 (:data:`LAZY_WORKER_IMPORTS`), so that a reader of ``(64, 64)`` arrays does not wait for OpenCV.
 
 But ``make_reader`` starts the fork server before it has read the schema (its imports then overlap the
-reader's own), so that scan came too late and every worker of an image reader imported OpenCV itself:
-~65 ms of CPU per worker, per reader. :data:`FORKSERVER_PRELOAD` therefore names ``cv2`` (last: a first
-row is served by the start-up lane meanwhile) and the modules a worker imports on its first item. Cost:
-the fork server imports cv2 once (~65 ms of CPU in the background, +16 MB RSS, 12 MB of it shared
-library pages); forking and ending a worker cost the same (20 pools of a no-op worker: 19.5-23.1 ms per
-pool against 20.8-24.5 ms without cv2).
+reader's own), so that scan came too late and every worker of an image reader imported OpenCV itself,
+per reader. :data:`FORKSERVER_PRELOAD` therefore names ``cv2`` (last: a first row is served by the start-up
+lane meanwhile) and the modules a worker imports on its first item. Cost: the fork server imports cv2 once
+(in the background; its memory is mostly shared library pages); forking and ending a worker cost the same
+(figures in ``benchmarks/README.md``, "Design measurements quoted by the code").
 """
 from __future__ import annotations
 
@@ -101,11 +100,9 @@ _START_LOCK = threading.Lock()
 #: ``cv2`` and the modules a worker imports on its first item (``parquet_io``, ``value_types``,
 #: ``image_io``) are named here, not only in :data:`LAZY_WORKER_IMPORTS`: ``make_reader`` starts the fork
 #: server before it knows the schema, so the lazy list never reached it, and every worker of every pool
-#: imported cv2 itself (~65 ms of CPU each). Measured (2026-12-07, ``perf stat`` task-clock of the whole
-#: process tree, 9 readers against 1, each reading 1 row of the hello-world dataset of
-#: ``benchmarks/bench_reader_shapes.py``): 165 ms of CPU and 9,400 page faults per process-pool reader
-#: before, 86-100 ms and 5,000-5,500 after (thread pool: 36 ms). The fork server pays the cv2 import once
-#: (~65 ms, in the background; the start-up lane serves a fresh interpreter's first rows meanwhile).
+#: imported cv2 itself: naming them here nearly halved the CPU of a process-pool reader's first row (figures
+#: in ``benchmarks/README.md``). The fork server pays the cv2 import once (in the background; the start-up
+#: lane serves a fresh interpreter's first rows meanwhile).
 #: Names that fail to import are skipped by the fork server. The reader's worker module is named so that
 #: unpickling the worker factory in a fresh worker finds it loaded (a name, not an import: no cycle).
 #: :mod:`~petastorm.reader_impl.process.fork_server_setup` comes first: it imports numpy with the workers' BLAS

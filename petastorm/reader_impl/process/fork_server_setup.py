@@ -5,8 +5,8 @@ Two things, done at import (that is the point of the module: never import it any
 
 1. numpy with OpenBLAS on one thread. A pool worker is one of ``workers_count`` processes that share the
    machine's cores: a BLAS thread pool of its own in each (OpenBLAS starts one thread per core when numpy
-   is imported, and they spin for ~0.1 s before they sleep) only competes with the other workers and the
-   consumer, and in the fork server it delayed the first pool's first row by ~0.04 s on 2 cores. So, unless
+   is imported, and they spin a while before they sleep) only competes with the other workers and the
+   consumer, and in the fork server it delayed the first pool's first row. So, unless
    the user set ``OPENBLAS_NUM_THREADS``, ``GOTO_NUM_THREADS`` or ``OMP_NUM_THREADS``, numpy is imported
    with ``OPENBLAS_NUM_THREADS=1`` and the variable removed again: processes forked from the server inherit
    the one-thread OpenBLAS (as PyTorch's ``DataLoader`` runs its workers on one intra-op thread), but not
@@ -16,8 +16,8 @@ Two things, done at import (that is the point of the module: never import it any
    variables before the first reader, changes that).
 2. Arrow's lazily initialised parts (the Snappy codec, the Parquet reader's and the binary decoder's
    first-use set-up), warmed by reading a two-row Parquet file from memory, so that workers do not each pay
-   10-100 ms for them on their first row group. The file is embedded (written once by
-   ``pyarrow.parquet.write_table``, whose first call imports pandas: ~0.45 s the fork server must not
+   for them on their first row group (figures in ``benchmarks/README.md``). The file is embedded (written
+   once by ``pyarrow.parquet.write_table``, whose first call imports pandas: time the fork server must not
    spend). Reading it starts no thread and imports nothing beyond numpy and pyarrow.
 
 The module does no detection of where it runs (no stack-frame inspection): the pool names it in the fork

@@ -9,9 +9,8 @@ and joins once they are gone (:func:`put_later`); :func:`clear_segment_cache` gi
 
 A new pool deals the cached segments out evenly (:meth:`SegmentCache.take_share`). Each worker used to
 take the 5 largest: with 6 cached 38 MB segments (224x224 JPEG, 250-row row groups) the second worker got
-one and faulted in a fresh segment every pass while another stayed cached. Measured (2026-12-07, ``perf
-stat`` over the process tree, 9 readers against 1, full passes of ``benchmarks/bench_reader_shapes.py``'s
-datasets): page faults per reader 25.6-26.4k -> 13.7-14.7k (JPEG), 5.4-5.9k -> 4.9-5.0k (hello world).
+one and faulted in a fresh segment every pass while another stayed cached. Dealing them evenly about halved
+the page faults of a JPEG reader (figures in ``benchmarks/README.md``).
 """
 from __future__ import annotations
 

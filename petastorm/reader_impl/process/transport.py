@@ -25,9 +25,9 @@ back to the parent (``bequest``), which keeps a few of them (:data:`~petastorm.r
 ``$PETASTORM_SHM_CACHE_MB``, default 256 MB) and gives them to the workers of the next pool (``gift``).
 A segment that results still in the consumer's hands use (the last rows of an epoch, typically) joins
 the cache only once the last of them is garbage-collected. A fresh memfd page costs a page fault
-(zeroing, ~10 us in a VM): copying an 8 MB result into a fresh segment takes ~9 ms instead of ~0.5 ms,
-and a reader made per epoch would pay that for every segment again. Adopted segments are mapped with
-``MAP_POPULATE`` (one call, no faults) and the parent reuses its own mapping of them.
+(zeroing): copying a result into a fresh segment takes many times longer than into a mapped one (figures in
+``benchmarks/README.md``), and a reader made per epoch would pay that for every segment again. Adopted
+segments are mapped with ``MAP_POPULATE`` (one call, no faults); the parent reuses its own mapping of them.
 
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
