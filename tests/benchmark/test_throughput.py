@@ -11,6 +11,7 @@ import threading
 
 import psutil
 import pytest
+from _fixtures.cli import assert_one_line_error
 
 from petastorm.benchmark import cli
 from petastorm.benchmark.throughput import BenchmarkResult, ReadMethod, WorkerPoolType, reader_throughput
@@ -29,11 +30,7 @@ def _run_script(name, *args):
 
 
 def _assert_one_line_error(stderr, *words):
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr
-    assert len(lines) == 1 and lines[0].startswith("petastorm-throughput: error: "), stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+    assert_one_line_error(stderr, "petastorm-throughput", *words)
 
 
 def _measuring_processes():

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from _fixtures.cli import assert_one_line_error
 
 from petastorm.etl.petastorm_generate_metadata import _main, main
 
@@ -39,11 +40,7 @@ def _counts(path):
 
 
 def _assert_one_line_error(stderr, *words):
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr
-    assert len(lines) == 1 and lines[0].startswith("petastorm-generate-metadata: error: "), stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+    assert_one_line_error(stderr, "petastorm-generate-metadata", *words)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

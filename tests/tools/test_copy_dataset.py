@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _fixtures.cli import assert_one_line_error
 
 from petastorm import make_reader
 from petastorm.errors import DatasetNotFoundError, NoMatchingFieldsError, PetastormArgumentError
@@ -43,11 +44,7 @@ def _run_script(name, *args):
 
 
 def _assert_one_line_error(stderr, *words):
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr
-    assert len(lines) == 1 and lines[0].startswith("petastorm-copy-dataset: error: "), stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+    assert_one_line_error(stderr, "petastorm-copy-dataset", *words)
 
 
 # --- the interface recorded from 0.12.1 ----------------------------------------------------------------------
