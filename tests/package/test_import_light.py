@@ -81,12 +81,11 @@ def test_public_names_are_listed_even_before_they_load(attr):
 
 
 @pytest.mark.parametrize("pool", ["thread", "process"])
-def test_reading_a_dataset_with_pyspark_types_in_its_metadata_does_not_import_pyspark(pool):
+def test_reading_a_dataset_with_pyspark_types_in_its_metadata_does_not_import_pyspark(pool, testdata_dir):
     # The legacy metadata pickles pyspark.sql.types classes; loading it gives stand-ins (pyspark is
     # installed here), so neither the reader nor its worker processes pay pyspark's import. The codec
     # still hands out a real pyspark type on request.
-    url = "file://" + os.path.join(os.path.dirname(REPO), "shared", "testdata", "original-0.12.1",
-                                   "all_codecs_0.12.1")
+    url = "file://" + os.path.join(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
     report = _run(f"""
         import json, sys
         from petastorm import make_reader
