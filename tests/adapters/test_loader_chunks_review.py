@@ -1,0 +1,295 @@
+"""Review of the loaders' chunked path (petastorm/adapters/{batcher,pipeline,chunk}.py and the torch loaders
+over it): exact resume at random points, errors and threads, tensors served from a chunk, device=None vs
+'cpu', reader batches that batch sizes do not divide. Every test runs the real reader over a small dataset."""
+from __future__ import annotations
+
+import gc
+import pickle
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from petastorm import TransformSpec, make_batch_reader, make_reader
+from petastorm.pytorch import BatchedDataLoader, DataLoader
+from tests._fixtures.datasets import write_synthetic_dataset
+
+FIELDS = ["id", "value", "id_div_10"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """``{(rows, rows_per_group): url}``: short last row groups (103/10, 257/40) and large ones (600/200)."""
+    root = tmp_path_factory.mktemp("review")
+    return {key: write_synthetic_dataset(str(root / f"ds_{key[0]}_{key[1]}"), rows=key[0], rows_per_group=key[1],
+                                         groups_per_file=3)
+            for key in [(103, 10), (257, 40), (600, 200)]}
+
+
+def _vals(batch):
+    return (batch["id"].tolist(), batch["value"].tolist(), batch["id_div_10"].tolist())
+
+
+def _petastorm_threads():
+    return [t.name for t in threading.enumerate() if t.name.startswith("petastorm")]
+
+
+def _wait_no_petastorm_threads(timeout_s=5.0):
+    deadline = time.time() + timeout_s
+    while _petastorm_threads() and time.time() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    return _petastorm_threads()
+
+
+def _loader(cls, reader, bs, cap, prefetch):
+    if cls is BatchedDataLoader:
+        return BatchedDataLoader(reader, batch_size=bs, shuffling_queue_capacity=cap, prefetch=prefetch, seed=11)
+    return DataLoader(reader, batch_size=bs, shuffling_queue_capacity=cap)
+
+
+def _resume_trial(rng, datasets):
+    """One random trial: the batches before a pickled state + those of a fresh loader loaded with it equal an
+    uninterrupted run (over ``passes`` passes of the loader)."""
+    key = rng.choice(sorted(datasets))
+    url = datasets[key]
+    cls = rng.choice([BatchedDataLoader, DataLoader])
+    make = rng.choice([make_batch_reader, make_reader])
+    bs, cap, prefetch = rng.choice([1, 3, 16, 33, 64, 250]), rng.choice([0, 0, 5, 50, 300]), rng.choice([0, 1, 2, 4])
+    passes = rng.choice([1, 2])
+    opts = dict(schema_fields=FIELDS, seed=5, reader_pool_type=rng.choice(["dummy", "thread"]), workers_count=2,
+                shuffle_rows=rng.random() < 0.5, num_epochs=rng.choice([1, 2]))
+    with make(url, **opts) as r:
+        loader = _loader(cls, r, bs, cap, prefetch)
+        full = [[_vals(b) for b in loader] for _ in range(passes)]
+    # with two passes the state is taken between the passes or in the second one (one taken in the first pass
+    # once the batcher has seen the reader's end is the known bug of the test below)
+    k = rng.randint(len(full[0]) if passes == 2 else 0, sum(len(p) for p in full))
+    p, idx = 0, k
+    while p < passes - 1 and idx >= len(full[p]):
+        idx -= len(full[p])
+        p += 1
+    with make(url, **opts) as r:
+        loader = _loader(cls, r, bs, cap, prefetch)
+        head = [_vals(b) for _ in range(p) for b in loader]
+        it = iter(loader)
+        head += [_vals(next(it)) for _ in range(idx)]
+        if rng.random() < 0.3:
+            time.sleep(0.01)  # the prefetch thread fills its deque
+        state = pickle.loads(pickle.dumps(loader.state_dict()))
+        del it
+    with make(url, **opts) as r:
+        loader = _loader(cls, r, bs, cap, prefetch)
+        loader.load_state_dict(state)
+        tail = [_vals(b) for _ in range(p, passes) for b in loader]
+    flat = [b for pp in full for b in pp]
+    desc = dict(key=key, cls=cls.__name__, make=make.__name__, bs=bs, cap=cap, prefetch=prefetch, passes=passes,
+                k=k, **opts)
+    assert head + tail == flat, desc
+    assert sorted(i for b in flat for i in b[0]) == sorted(list(range(key[0])) * opts["num_epochs"] * passes)
+
+
+def test_random_resume_trials_are_exact(datasets):
+    rng = random.Random(20261207)
+    for _ in range(60):
+        _resume_trial(rng, datasets)
+
+
+def _chained_trial(rng, datasets):
+    """States saved, resumed and saved again at 1-4 random batches equal one uninterrupted pass."""
+    key = rng.choice(sorted(datasets))
+    url = datasets[key]
+    cls = rng.choice([BatchedDataLoader, DataLoader])
+    make = rng.choice([make_batch_reader, make_reader])
+    bs, cap, prefetch = rng.choice([1, 3, 16, 33, 64, 250]), rng.choice([0, 5, 50, 300]), rng.choice([0, 1, 2, 4])
+    opts = dict(schema_fields=FIELDS, seed=5, reader_pool_type=rng.choice(["dummy", "thread"]), workers_count=2,
+                shuffle_rows=rng.random() < 0.5, num_epochs=rng.choice([1, 2]))
+    with make(url, **opts) as r:
+        full = [_vals(b) for b in _loader(cls, r, bs, cap, prefetch)]
+    cuts = sorted(rng.randint(0, len(full)) for _ in range(rng.randint(1, 4)))
+    out, state, pos = [], None, 0
+    for cut in cuts + [None]:
+        with make(url, **opts) as r:
+            loader = _loader(cls, r, bs, cap, prefetch)
+            if state is not None:
+                loader.load_state_dict(state)
+            it = iter(loader)
+            if cut is None:
+                out += [_vals(b) for b in it]
+                break
+            out += [_vals(next(it)) for _ in range(cut - pos)]
+            state, pos = pickle.loads(pickle.dumps(loader.state_dict())), cut
+            del it
+    assert out == full, dict(key=key, cls=cls.__name__, make=make.__name__, bs=bs, cap=cap, prefetch=prefetch,
+                             cuts=cuts, **opts)
+
+
+def test_random_chained_resume_trials_are_exact(datasets):
+    rng = random.Random(7)
+    for _ in range(40):
+        _chained_trial(rng, datasets)
+
+
+@pytest.mark.xfail(strict=True, raises=NotImplementedError,
+                   reason="known bug (review 2026-12-07): Batcher.load_state_dict restores _done=True, so the "
+                          "resumed pass never reads the reader to its end and reader.reset() refuses the next pass")
+@pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+def test_a_state_taken_once_the_reader_was_read_to_its_end_resumes_into_a_second_pass(datasets, cls, make):
+    # the shuffling buffer (300 rows) holds the whole 257-row dataset after the first batch: the batcher has
+    # seen the reader's end before the state is taken; the resumed pass must leave the reader resettable
+    url = datasets[(257, 40)]
+    opts = dict(schema_fields=FIELDS, seed=5, reader_pool_type="dummy", num_epochs=1)
+    with make(url, **opts) as r:
+        loader = _loader(cls, r, 16, 300, 2)
+        full = [[_vals(b) for b in loader] for _ in range(2)]
+    with make(url, **opts) as r:
+        loader = _loader(cls, r, 16, 300, 2)
+        it = iter(loader)
+        head = [_vals(next(it)) for _ in range(3)]
+        state = pickle.loads(pickle.dumps(loader.state_dict()))
+        del it
+    with make(url, **opts) as r:
+        loader = _loader(cls, r, 16, 300, 2)
+        loader.load_state_dict(state)
+        rest = [_vals(b) for b in loader]
+        second = [_vals(b) for b in loader]  # the reader is reset for the next pass
+    assert head + rest == full[0]
+    assert second == full[1]
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 4])
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+def test_a_transform_fn_error_on_the_fifth_reader_batch_reaches_the_loop_and_leaves_no_thread(datasets, prefetch,
+                                                                                            make):
+    url = datasets[(103, 10)]
+    seen, raised = [], []
+
+    def transform(column):  # per column, as the original: the 5th reader batch is the 5th call on 'id'
+        seen.append(len(column))
+        if len(seen) == 5:
+            raised.append(_Boom("fifth reader batch"))
+            raise raised[0]
+        return column
+
+    reader = make(url, schema_fields=["id"], reader_pool_type="thread", workers_count=2, shuffle_row_groups=False)
+    loader = BatchedDataLoader(reader, batch_size=4, transform_fn=transform, prefetch=prefetch)
+    got = []
+    with pytest.raises(_Boom, match="fifth reader batch") as excinfo:
+        for batch in loader:
+            got.extend(batch["id"].tolist())
+    assert excinfo.value is raised[0]  # the original exception object
+    # every row before the failing reader batch (4 reader batches: 10-row row groups, or 4-row chunks of rows)
+    assert got == list(range(40 if make is make_batch_reader else 16))
+    assert seen == [10 if make is make_batch_reader else 4] * 5
+    with pytest.raises(Exception):  # the reader was stopped: it reads no more
+        for _ in reader:
+            pass
+    assert _wait_no_petastorm_threads() == []
+    del loader, reader
+
+
+@pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
+def test_a_reader_transform_error_reaches_the_loop_and_leaves_no_thread(datasets, cls):
+    def fail_late(df):
+        if (df["id"] >= 50).any():
+            raise _Boom("row 50")
+        return df
+
+    reader = make_batch_reader(datasets[(103, 10)], schema_fields=["id"], reader_pool_type="thread", workers_count=2,
+                               shuffle_row_groups=False, transform_spec=TransformSpec(fail_late))
+    loader = _loader(cls, reader, 7, 0, 2)
+    with pytest.raises(_Boom, match="row 50"):
+        for _ in loader:
+            pass
+    assert _wait_no_petastorm_threads() == []
+    del loader, reader
+
+
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+@pytest.mark.parametrize("cap", [0, 50, 1000])
+@pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
+def test_writing_each_batch_in_place_as_it_comes_spoils_no_later_batch(datasets, make, cap, cls):
+    # with cap > 0 the batches come out of the shuffling buffer: a batch must not be a view of rows still held
+    url = datasets[(257, 40)]
+    seen = {col: [] for col in FIELDS}
+    with make(url, schema_fields=FIELDS, reader_pool_type="dummy", seed=2, shuffle_rows=True) as r:
+        for batch in _loader(cls, r, 7, cap, 2):
+            for col in FIELDS:
+                seen[col].append(batch[col].numpy().copy())
+                batch[col].fill_(-1)
+    ids, values, div = (np.concatenate(seen[c]) for c in FIELDS)
+    assert sorted(ids.tolist()) == list(range(257))
+    np.testing.assert_array_equal(values, ids / 7)
+    np.testing.assert_array_equal(div, ids // 10)
+
+
+@pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
+@pytest.mark.parametrize("prefetch", [1, 4])
+def test_an_iterator_abandoned_mid_epoch_leaves_no_thread(datasets, cls, prefetch):
+    with make_batch_reader(datasets[(600, 200)], schema_fields=FIELDS, reader_pool_type="dummy") as reader:
+        loader = _loader(cls, reader, 8, 0, prefetch)
+        it = iter(loader)
+        next(it)
+        next(it)
+        del it, loader
+        assert _wait_no_petastorm_threads() == []
+
+
+@pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+@pytest.mark.parametrize("bs", [1, 3, 7, 10, 16, 64, 250])
+def test_batches_kept_stay_valid_and_writing_one_changes_no_other(datasets, cls, make, bs):
+    url = datasets[(600, 200)]
+    with make(url, schema_fields=FIELDS, reader_pool_type="dummy", shuffle_row_groups=False) as r:
+        kept = list(_loader(cls, r, bs, 0, 2))  # every batch kept while later chunks are made
+    gc.collect()
+    ids = np.concatenate([b["id"].numpy() for b in kept])
+    assert ids.tolist() == list(range(600))
+    assert [len(b["id"]) for b in kept] == [bs] * (600 // bs) + ([600 % bs] if 600 % bs else [])
+    values = np.concatenate([b["value"].numpy() for b in kept])
+    np.testing.assert_array_equal(values, np.arange(600) / 7)
+    np.testing.assert_array_equal(np.concatenate([b["id_div_10"].numpy() for b in kept]), np.arange(600) // 10)
+    before = [{k: v.clone() for k, v in b.items()} for b in kept]
+    for col in kept[0]:
+        kept[0][col].mul_(0).add_(-1)  # in place, as a training step might
+    for b, ref in zip(kept[1:], before[1:]):
+        for col in b:
+            assert torch.equal(b[col], ref[col]), col
+
+
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+@pytest.mark.parametrize("cap", [0, 50])
+def test_device_cpu_and_none_serve_identical_batches(datasets, make, cap):
+    url = datasets[(257, 40)]
+    out = {}
+    for device in (None, "cpu"):
+        with make(url, schema_fields=FIELDS, reader_pool_type="dummy", seed=3, shuffle_rows=True) as r:
+            out[device] = list(BatchedDataLoader(r, batch_size=9, shuffling_queue_capacity=cap, device=device,
+                                                 seed=4))
+    assert len(out[None]) == len(out["cpu"]) > 0
+    for a, b in zip(out[None], out["cpu"]):
+        assert a.keys() == b.keys()
+        for col in a:
+            assert a[col].dtype == b[col].dtype and a[col].device == b[col].device
+            assert torch.equal(a[col], b[col])
+
+
+@pytest.mark.parametrize("key", [(103, 10), (257, 40)])
+@pytest.mark.parametrize("bs", [3, 7, 15, 33, 64, 200])
+@pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
+def test_short_last_reader_batch_and_batch_sizes_not_dividing_it(datasets, key, bs, cls):
+    rows, _ = key
+    for make in (make_batch_reader, make_reader):
+        with make(datasets[key], schema_fields=FIELDS, reader_pool_type="dummy", shuffle_row_groups=False) as r:
+            batches = list(_loader(cls, r, bs, 0, 2))
+        assert [len(b["id"]) for b in batches] == [bs] * (rows // bs) + ([rows % bs] if rows % bs else [])
+        assert np.concatenate([b["id"].numpy() for b in batches]).tolist() == list(range(rows))
+        np.testing.assert_array_equal(np.concatenate([b["value"].numpy() for b in batches]), np.arange(rows) / 7)
