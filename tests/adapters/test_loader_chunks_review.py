@@ -333,3 +333,33 @@ def test_explain_between_passes_measures_the_next_pass(datasets, cls):
         plan = loader.explain(row_counts=True)  # documented: "the order the loader's next pass serves"
         ids = np.concatenate([b["id"].numpy() for b in loader])
         assert _served_quality(ids, 10) == plan.buffered_quality
+
+
+@pytest.mark.parametrize("make,fields", [
+    (make_reader, ["id", "value", "matrix", "image", "timestamp", "id_div_10"]),    # decoded (4, 3), (8, 6, 3)
+    (make_batch_reader, ["id", "value", "id_div_10", "timestamp", "maybe"]),     # nullable int -> float64 NaN
+])
+@pytest.mark.parametrize("bs", [1, 3, 16, 40])
+def test_chunked_batches_equal_batch_by_batch_ones(datasets, make, fields, bs):
+    # an identity transform_fn turns the chunked path off (a chunk is then one batch, converted on its own)
+    out = {}
+    for transform in (None, lambda column: column):
+        with make(datasets[(257, 40)], schema_fields=fields, reader_pool_type="dummy", shuffle_row_groups=False) as r:
+            out[transform is None] = list(BatchedDataLoader(r, batch_size=bs, transform_fn=transform, prefetch=2))
+    chunked, single = out[True], out[False]
+    assert len(chunked) == len(single) == -(-257 // bs)
+    for a, b in zip(chunked, single):
+        assert a.keys() == b.keys()
+        for col in a:
+            assert (a[col].dtype, a[col].shape) == (b[col].dtype, b[col].shape), col
+            np.testing.assert_array_equal(a[col].numpy(), b[col].numpy(), err_msg=col)
+
+
+def test_writing_served_batches_in_place_spoils_no_later_epoch(datasets):
+    with make_batch_reader(datasets[(257, 40)], schema_fields=["id", "value"], reader_pool_type="dummy",
+                           shuffle_row_groups=False, num_epochs=2) as r:
+        values = []
+        for batch in BatchedDataLoader(r, batch_size=8):
+            values.append(batch["value"].clone())
+            batch["value"].fill_(-1)
+    np.testing.assert_array_equal(torch.cat(values).numpy(), np.concatenate([np.arange(257) / 7] * 2))
