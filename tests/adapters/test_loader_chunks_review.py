@@ -378,3 +378,34 @@ def test_writing_served_batches_in_place_spoils_no_later_epoch(datasets):
             values.append(batch["value"].clone())
             batch["value"].fill_(-1)
     np.testing.assert_array_equal(torch.cat(values).numpy(), np.concatenate([np.arange(257) / 7] * 2))
+
+
+@pytest.mark.parametrize("row_values", [False, True])
+@pytest.mark.parametrize("k", [2, 5])
+def test_a_block_converts_to_what_each_batch_alone_gives(row_values, k):
+    from petastorm.adapters.column_buffer import slice_columns
+    from petastorm.pytorch_impl.device import TensorConverter
+
+    bs, rng = 3, np.random.default_rng(0)
+    n = k * bs
+    readonly = np.arange(n, dtype=np.float32)
+    readonly.flags.writeable = False
+    columns = {
+        "f32": rng.random(n, dtype=np.float32), "b": rng.random(n) > 0.5, "u16": np.arange(n, dtype=np.uint16),
+        "u32": np.arange(n, dtype=np.uint32), "f16": np.arange(n, dtype=np.float16),
+        "c64": np.arange(n, dtype=np.complex64), "i8": np.arange(n, dtype=np.int8),
+        "strided": np.arange(2 * n, dtype=np.int64)[::2], "readonly": readonly,
+        "mat_b": rng.random((n, 2, 2)) > 0.5, "mat_u16": np.arange(n * 4, dtype=np.uint16).reshape(n, 2, 2),
+        "fortran": np.asfortranarray(rng.random((n, 3))),
+        "obj": np.array([float(i) for i in range(n)], dtype=object),
+    }
+    converter = TensorConverter(None, row_values=row_values)
+    block = converter.convert_block(columns, k)
+    for i in range(k):
+        alone = converter(slice_columns(columns, i * bs, (i + 1) * bs))
+        for name in columns:
+            a, b = block[i][name], alone[name]
+            assert (a.dtype, a.shape) == (b.dtype, b.shape), name
+            assert torch.equal(a, b), name
+    block[0]["readonly"].add_(1)  # writable memory, and the reader's read-only array is untouched
+    assert readonly[0] == 0
