@@ -409,3 +409,26 @@ def test_a_block_converts_to_what_each_batch_alone_gives(row_values, k):
             assert torch.equal(a, b), name
     block[0]["readonly"].add_(1)  # writable memory, and the reader's read-only array is untouched
     assert readonly[0] == 0
+
+
+def test_a_data_loader_block_converts_to_what_each_batch_alone_gives():
+    from decimal import Decimal
+
+    from petastorm.adapters.column_buffer import slice_columns
+    from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch
+
+    k, bs = 4, 3
+    n = k * bs
+    columns = {"b": np.arange(n) % 2 == 0, "u16": np.arange(n, dtype=np.uint16),
+               "mat": np.arange(n * 4, dtype=np.uint32).reshape(n, 2, 2), "strided": np.arange(2 * n)[::2],
+               "name": np.array([f"r{i}" for i in range(n)]), "dec": np.array([Decimal(i) for i in range(n)]),
+               "cells": np.array([np.full(2, i, dtype=np.int16) for i in range(n)] + [None], dtype=object)[:n]}
+    block = columns_block_to_torch(columns, k)
+    for i in range(k):
+        alone = columns_to_torch(slice_columns(columns, i * bs, (i + 1) * bs))
+        for name in columns:
+            a, b = block[i][name], alone[name]
+            if isinstance(b, list):
+                assert a == b, name
+            else:
+                assert (a.dtype, a.shape) == (b.dtype, b.shape) and torch.equal(a, b), name
