@@ -114,12 +114,17 @@ class LoaderBase:
             raise RuntimeError(PARALLEL_ITER_ERROR)
         if not self._resume_in_pass and (self._passes_started > 0 or self._drain_before_reset):
             self._reset_reader()
+        resumed = self._resume_in_pass
         self._in_iter = True
         self._passes_started += 1
         inner = self._iter_impl()
         try:
             yield from inner
             self._passes_done += 1
+            if resumed:
+                # a pass restored from a state saved once the reader had been read to its end never reads that
+                # end again: read it before the next reset() (a resumed pass that did read it finds nothing)
+                self._drain_before_reset = True
         except Exception as e:
             self._error = e
             logger.error("Iteration on Petastorm DataLoader raise error: %r", e)
@@ -169,6 +174,9 @@ class LoaderBase:
         if getattr(self.reader, "explain", None) is None:
             raise TypeError(f"{type(self.reader).__name__} has no explain(): build the reader with make_reader or "
                             f"make_batch_reader")
+        if epoch is None and not self._in_iter and not self._resume_in_pass and self._passes_done > 0:
+            # between passes: the next pass reads the epochs after those of the passes done (reset() moves on)
+            epoch = self._passes_done * (getattr(self.reader, "num_epochs", None) or 1)
         capacity = int(getattr(self, "shuffling_queue_capacity", 0) or 0)
         buffer = None
         if capacity:

@@ -170,6 +170,11 @@ class Reader:
             self.load_state_dict(resume_from)
         pool.start(worker_factory)
 
+    @property
+    def num_epochs(self) -> Optional[int]:
+        """Epochs per pass (``make_reader(num_epochs=...)``; None: the reader never ends)."""
+        return self._p.num_epochs
+
     # --- iteration ---------------------------------------------------------------------------------------
 
     def __iter__(self) -> "Reader":

@@ -141,10 +141,8 @@ def _row_ids(rows):  # a custom collate_fn: DataLoader's rows path (_RowPass)
     return [int(r["id"]) for r in rows]
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="known bug (review 2026-12-07): a pass resumed from a state taken once the pass had seen "
-                          "the reader's end (Batcher 'done' / _RowPass 'finished' restored) never reads the reader "
-                          "to its end, so reader.reset() refuses the next pass (LoaderBase.__iter__)")
+# a pass resumed from a state taken once the pass had seen the reader's end (Batcher 'done' / _RowPass 'finished'
+# restored) never read the reader to its end, so reader.reset() refused the next pass (fixed in LoaderBase.__iter__)
 @pytest.mark.parametrize("cls,collate", [(BatchedDataLoader, None), (DataLoader, None), (DataLoader, _row_ids)])
 @pytest.mark.parametrize("make", [make_batch_reader, make_reader])
 def test_a_state_taken_once_the_reader_was_read_to_its_end_resumes_into_a_second_pass(datasets, cls, collate, make):
@@ -336,9 +334,8 @@ def test_explain_of_the_first_pass_measures_the_order_served(datasets, cls):
         assert _served_quality(ids, 10) == plan.buffered_quality
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (review 2026-12-07): between passes, LoaderBase.explain() "
-                                       "simulates the next pass's buffer seed over the reader's epoch 0 plan, "
-                                       "while the next pass reads the reader's epoch 1")
+# between passes, explain() used the next pass's buffer seed over the reader's epoch 0 plan while the next pass
+# reads epoch 1 (fixed in LoaderBase.explain)
 @pytest.mark.parametrize("cls", [BatchedDataLoader, DataLoader])
 def test_explain_between_passes_measures_the_next_pass(datasets, cls):
     with make_batch_reader(datasets[(103, 10)], schema_fields=["id"], seed=6, workers_count=1) as reader:
