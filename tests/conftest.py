@@ -11,6 +11,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 from _fixtures.datasets import SyntheticSchema, synthetic_row, write_synthetic_dataset  # noqa: E402,F401
 from _fixtures.s3 import s3_server  # noqa: E402,F401
 from _fixtures.spark import spark_session  # noqa: E402,F401
+from _fixtures.threads import prefetch_threads_baseline  # noqa: E402,F401
 
 pytest_plugins = ["_fixtures.spark_connect"]  # spark_connect_session; Connect tests in a run of their own
 SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared"))

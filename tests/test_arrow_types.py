@@ -13,25 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _fixtures.batches import concat_batches, read_batches
 
 from petastorm import make_batch_reader
 from petastorm.errors import PetastormSchemaError
-
-
-def _read(url, **kwargs):
-    """All batches of a make_batch_reader pass, and the reader's schema."""
-    kwargs.setdefault("workers_count", 2)
-    with make_batch_reader(url, **kwargs) as reader:
-        batches = list(reader)
-        schema = reader.schema
-    return batches, schema
-
-
-def _columns(batches):
-    """Concatenate the batches column by column (object arrays stay object arrays)."""
-    names = batches[0]._fields
-    return {name: np.concatenate([getattr(b, name) for b in batches]) for name in names}
-
 
 # --- every scalar type, nulls, dictionaries ------------------------------------------------------------------
 
@@ -127,8 +112,8 @@ def _check_nullable_column(name, got, dtype, expected):
 
 @pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
 def test_every_scalar_type_round_trips_with_and_without_nulls(typed_store, pool):
-    batches, schema = _read("file://" + str(typed_store), shuffle_row_groups=False, reader_pool_type=pool)
-    cols = _columns(batches)
+    batches, schema = read_batches("file://" + str(typed_store), shuffle_row_groups=False, reader_pool_type=pool)
+    cols = concat_batches(batches)
     np.testing.assert_array_equal(cols["id"], np.arange(_N))
     for name, (_, dtype, expected) in _TYPED.items():
         _check_scalar_column(name, cols[name], dtype, expected)
@@ -140,15 +125,15 @@ def test_every_scalar_type_round_trips_with_and_without_nulls(typed_store, pool)
 @pytest.mark.parametrize("name", ["int32", "string", "ts_ms_tz", "date32", "decimal", "dict_string"])
 def test_a_typed_column_selected_alone_round_trips(typed_store, name):
     _, dtype, expected = _TYPED[name]
-    batches, _ = _read("file://" + str(typed_store), schema_fields=[name, name + "_null"], shuffle_row_groups=False)
+    batches, _ = read_batches("file://" + str(typed_store), schema_fields=[name, name + "_null"], shuffle_row_groups=False)
     assert batches[0]._fields == (name, name + "_null")
-    cols = _columns(batches)
+    cols = concat_batches(batches)
     _check_scalar_column(name, cols[name], dtype, expected)
     _check_nullable_column(name + "_null", cols[name + "_null"], dtype, expected)
 
 
 def test_reader_schema_types_of_the_scalar_columns(typed_store):
-    _, schema = _read("file://" + str(typed_store), workers_count=1)
+    _, schema = read_batches("file://" + str(typed_store), workers_count=1)
     f = schema.fields
     assert f["int8"].numpy_dtype == np.int8 and f["uint64"].numpy_dtype == np.uint64
     assert f["float16"].numpy_dtype == np.float16 and f["float64"].numpy_dtype == np.float64
@@ -162,7 +147,7 @@ def test_reader_schema_types_of_the_scalar_columns(typed_store):
 
 def test_an_all_null_column_reads_as_none(tmp_path):
     pq.write_table(pa.table({"id": [1, 2, 3], "nothing": pa.nulls(3)}), tmp_path / "n.parquet")
-    cols = _columns(_read("file://" + str(tmp_path))[0])
+    cols = concat_batches(read_batches("file://" + str(tmp_path))[0])
     assert cols["nothing"].tolist() == [None, None, None]
 
 
@@ -170,7 +155,7 @@ def test_durations_read_as_timedelta64(tmp_path):
     values = np.array([1, 2_000_000, -5], dtype="timedelta64[us]")
     pq.write_table(pa.table({"d": pa.array(values), "dn": pa.array([1, None, 3], pa.duration("ms"))}),
                    tmp_path / "d.parquet")
-    cols = _columns(_read("file://" + str(tmp_path))[0])
+    cols = concat_batches(read_batches("file://" + str(tmp_path))[0])
     np.testing.assert_array_equal(cols["d"], values)
     assert cols["dn"].dtype == np.dtype("timedelta64[ms]") and np.isnat(cols["dn"]).tolist() == [False, True, False]
 
@@ -184,9 +169,9 @@ def test_lists_of_equal_length_read_as_2d_arrays(tmp_path):
     fixed = pa.array(lf, pa.list_(pa.float32(), 2))
     pq.write_table(pa.table({"li": li, "lf": lf, "lli": lli, "fixed": fixed}), tmp_path / "l.parquet",
                    row_group_size=3)
-    batches, schema = _read("file://" + str(tmp_path), shuffle_row_groups=False)
+    batches, schema = read_batches("file://" + str(tmp_path), shuffle_row_groups=False)
     assert batches[0].li.shape == (3, 3) and batches[0].li.dtype == np.int64
-    cols = _columns(batches)
+    cols = concat_batches(batches)
     np.testing.assert_array_equal(cols["li"], np.array(li))
     assert cols["lf"].dtype == np.float64
     np.testing.assert_array_equal(cols["lf"], np.array(lf))
@@ -207,7 +192,7 @@ def test_ragged_lists_with_nulls_and_empty_lists_read_as_object_arrays_of_arrays
                       "lli": pa.array(lli, pa.list_(pa.list_(pa.int64()))),
                       "ls": pa.array([["a"], ["b", None], [], None, ["c"], ["d", "e"]], pa.list_(pa.string()))})
     pq.write_table(table, tmp_path / "l.parquet", row_group_size=4)
-    cols = _columns(_read("file://" + str(tmp_path), shuffle_row_groups=False)[0])
+    cols = concat_batches(read_batches("file://" + str(tmp_path), shuffle_row_groups=False)[0])
     for name, written in [("li", li), ("lf", lf)]:
         got = cols[name]
         assert got.dtype == object and got.shape == (6,)
@@ -234,9 +219,9 @@ def test_list_values_of_a_sliced_row_group_are_the_rows_own(tmp_path):
     """Drop partitions slice row groups: each row keeps its own list."""
     li = [list(range(i)) for i in range(10)]
     pq.write_table(pa.table({"id": range(10), "li": li}), tmp_path / "l.parquet", row_group_size=10)
-    batches, _ = _read("file://" + str(tmp_path), shuffle_row_groups=False, shuffle_row_drop_partitions=3)
+    batches, _ = read_batches("file://" + str(tmp_path), shuffle_row_groups=False, shuffle_row_drop_partitions=3)
     assert len(batches) == 3
-    cols = _columns(batches)
+    cols = concat_batches(batches)
     assert [x.tolist() for x in cols["li"]] == li
 
 
@@ -256,11 +241,11 @@ def store_with_struct_and_map(tmp_path_factory):
 def test_unselected_unsupported_columns_are_omitted_with_a_warning_naming_column_and_type(store_with_struct_and_map):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        batches, schema = _read("file://" + str(store_with_struct_and_map))
+        batches, schema = read_batches("file://" + str(store_with_struct_and_map))
     messages = [str(w.message) for w in caught]
     assert list(schema.fields) == ["id"]
     assert batches[0]._fields == ("id",)
-    np.testing.assert_array_equal(_columns(batches)["id"], np.arange(4))
+    np.testing.assert_array_equal(concat_batches(batches)["id"], np.arange(4))
     for column, type_text in [("st", "struct<a: int64, b: string>"), ("mp", "map<string, int64"),
                               ("lst", "struct<a: int64>>")]:
         assert any(repr(column) in m and type_text in m for m in messages), (column, messages)

@@ -2,13 +2,13 @@
 thread left behind, states from other settings or datasets refused with a message that names them."""
 import gc
 import os
-import threading
 import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _fixtures.threads import new_prefetch_threads, no_new_prefetch_thread_within
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,22 +41,6 @@ def _reader(url, **kw):
 
 def _ids(batches):
     return [b["id"].tolist() for b in batches]
-
-
-_BASELINE: set = set()
-
-
-@pytest.fixture(autouse=True)
-def _prefetch_threads_baseline():
-    """Prefetch threads alive before the test (another test's, not yet collected) are not this test's."""
-    _BASELINE.clear()
-    _BASELINE.update(t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch")
-    yield
-
-
-def _threads():
-    """Prefetch threads started during this test and still alive."""
-    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"} - _BASELINE
 
 
 @pytest.mark.parametrize("capacity,prefetch", [(0, 2), (0, 0), (50, 2), (200, 1)])
@@ -144,10 +128,7 @@ def test_an_error_in_the_pipeline_reaches_the_consumer_and_stops_the_reader(stor
         next(p)
     with pytest.raises(PetastormReaderError):  # the reader was stopped
         next(r)
-    deadline = time.time() + 10
-    while _threads() and time.time() < deadline:
-        time.sleep(0.01)
-    assert not _threads()
+    assert no_new_prefetch_thread_within()
     with pytest.raises(StopIteration):
         next(p)
 
@@ -156,13 +137,10 @@ def test_an_abandoned_pipeline_leaves_no_thread_once_collected(store):
     with _reader(store, num_epochs=None) as r:  # endless: the thread always has more to prefetch
         p = BatchPipeline(r, 16, prefetch=4)
         next(p)
-        assert _threads()
+        assert new_prefetch_threads()
         del p
         gc.collect()
-        deadline = time.time() + 10
-        while _threads() and time.time() < deadline:
-            time.sleep(0.01)
-        assert not _threads()
+        assert no_new_prefetch_thread_within()
 
 
 def test_close_is_idempotent_and_iteration_after_close_raises(store):

@@ -4,7 +4,6 @@ exact resume and lifecycle."""
 import gc
 import io
 import os
-import threading
 import time
 import warnings
 from decimal import Decimal
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from _fixtures.datasets import write_synthetic_dataset
+from _fixtures.threads import new_prefetch_threads, no_new_prefetch_thread_within
 
 from petastorm import make_batch_reader, make_reader
 from petastorm.codecs import NdarrayCodec, ScalarCodec
@@ -76,29 +76,6 @@ def _ordered(url, **kw):
     return make_batch_reader(url, **kw)
 
 
-_BASELINE: set = set()
-
-
-@pytest.fixture(autouse=True)
-def _prefetch_threads_baseline():
-    """Prefetch threads alive before the test (another test's, not yet collected) are not this test's."""
-    _BASELINE.clear()
-    _BASELINE.update(t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch")
-    yield
-
-
-def _threads():
-    """Prefetch threads started during this test and still alive."""
-    return {t for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"} - _BASELINE
-
-
-def _wait_no_threads():
-    deadline = time.time() + 10
-    while _threads() and time.time() < deadline:
-        time.sleep(0.01)
-    return not _threads()
-
-
 def _all_ids(batches):
     return torch.cat([b["id"] for b in batches]).tolist()
 
@@ -157,7 +134,7 @@ def test_string_and_decimal_columns_raise_the_originals_type_error_naming_the_fi
         next(iter(loader))
     with pytest.raises(PetastormReaderError):  # the reader was stopped: nothing left running
         next(reader)
-    assert _wait_no_threads()
+    assert no_new_prefetch_thread_within()
 
 
 def test_transform_fn_is_applied_per_column_of_each_reader_batch(store):
@@ -375,7 +352,7 @@ def test_a_transform_fn_that_raises_reaches_the_loop_and_stops_the_reader(store)
             pass
     with pytest.raises(PetastormReaderError):
         next(reader)
-    assert _wait_no_threads()
+    assert no_new_prefetch_thread_within()
     with pytest.raises(RuntimeError, match="last time iteration failed"):
         next(iter(loader))
 
@@ -385,10 +362,10 @@ def test_an_iterator_abandoned_mid_epoch_leaves_no_thread_once_collected(store):
     loader = BatchedDataLoader(reader, batch_size=8, prefetch=4)
     it = iter(loader)
     next(it)
-    assert _threads()
+    assert new_prefetch_threads()
     del it, loader
     gc.collect()
-    assert _wait_no_threads()
+    assert no_new_prefetch_thread_within()
     reader.stop()
     reader.join()
 
@@ -399,7 +376,7 @@ def test_context_manager_stops_the_reader(store):
         next(iter(loader))
     with pytest.raises(PetastormReaderError):
         next(reader)
-    assert _wait_no_threads()
+    assert no_new_prefetch_thread_within()
 
 
 # --- InMemBatchedDataLoader ------------------------------------------------------------------------------------
@@ -646,4 +623,4 @@ def test_over_reader_mock():
     with pytest.raises(PetastormStateError, match="ReaderMock has no state_dict"):
         loader.state_dict()
     it.close()
-    assert _wait_no_threads()
+    assert no_new_prefetch_thread_within()

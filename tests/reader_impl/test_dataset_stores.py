@@ -14,26 +14,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _fixtures.batches import concat_batches, read_batches
 
 from petastorm import make_batch_reader
 from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.predicates import in_lambda, in_set
 from petastorm.unischema import Unischema
-
-
-def _read(url, **kwargs):
-    """All batches of a make_batch_reader pass, and the reader's schema."""
-    kwargs.setdefault("workers_count", 2)
-    with make_batch_reader(url, **kwargs) as reader:
-        batches = list(reader)
-        schema = reader.schema
-    return batches, schema
-
-
-def _columns(batches):
-    """Concatenate the batches column by column (object arrays stay object arrays)."""
-    names = batches[0]._fields
-    return {name: np.concatenate([getattr(b, name) for b in batches]) for name in names}
 
 
 def _sorted_by(columns, key="id"):
@@ -56,10 +42,10 @@ def pyarrow_store(tmp_path_factory):
 
 @pytest.mark.parametrize("pool", [("dummy", 1), ("thread", 2), ("process", 2)])
 def test_pyarrow_files_with_several_row_groups_read_in_file_and_row_group_order(pyarrow_store, pool):
-    batches, _ = _read("file://" + str(pyarrow_store), shuffle_row_groups=False, reader_pool_type=pool[0],
+    batches, _ = read_batches("file://" + str(pyarrow_store), shuffle_row_groups=False, reader_pool_type=pool[0],
                        workers_count=pool[1])
     assert [len(b.id) for b in batches] == [5] * 12  # one batch per row group
-    cols = _columns(batches)
+    cols = concat_batches(batches)
     np.testing.assert_array_equal(cols["id"], np.arange(60))
     assert cols["x"].dtype == np.float32
     np.testing.assert_array_equal(cols["x"], np.arange(60, dtype=np.float32) / 2)
@@ -67,39 +53,39 @@ def test_pyarrow_files_with_several_row_groups_read_in_file_and_row_group_order(
 
 
 def test_plain_path_and_file_url_read_the_same_rows(pyarrow_store):
-    plain = _columns(_read(str(pyarrow_store), shuffle_row_groups=False)[0])
-    url = _columns(_read("file://" + str(pyarrow_store), shuffle_row_groups=False)[0])
+    plain = concat_batches(read_batches(str(pyarrow_store), shuffle_row_groups=False)[0])
+    url = concat_batches(read_batches("file://" + str(pyarrow_store), shuffle_row_groups=False)[0])
     np.testing.assert_array_equal(plain["id"], url["id"])
     assert plain["name"].tolist() == url["name"].tolist()
 
 
 def test_a_single_file_url_reads_that_file_only(pyarrow_store):
-    cols = _columns(_read("file://" + str(pyarrow_store / "part-1.parquet"), shuffle_row_groups=False)[0])
+    cols = concat_batches(read_batches("file://" + str(pyarrow_store / "part-1.parquet"), shuffle_row_groups=False)[0])
     np.testing.assert_array_equal(cols["id"], np.arange(20, 40))
 
 
 def test_a_list_of_file_urls_reads_exactly_those_files(pyarrow_store):
     urls = ["file://" + str(pyarrow_store / "part-2.parquet"), "file://" + str(pyarrow_store / "part-0.parquet")]
-    cols = _sorted_by(_columns(_read(urls)[0]))
+    cols = _sorted_by(concat_batches(read_batches(urls)[0]))
     np.testing.assert_array_equal(cols["id"], np.concatenate([np.arange(0, 20), np.arange(40, 60)]))
     assert cols["name"].tolist() == [f"n{i}" for i in cols["id"]]
 
 
 def test_a_list_of_file_urls_is_read_in_the_given_order_without_shuffling(pyarrow_store):
     urls = [str(pyarrow_store / f"part-{i}.parquet") for i in (2, 0, 1)]
-    ids = _columns(_read(urls, shuffle_row_groups=False)[0])["id"]
+    ids = concat_batches(read_batches(urls, shuffle_row_groups=False)[0])["id"]
     np.testing.assert_array_equal(ids, np.concatenate([np.arange(40, 60), np.arange(0, 20), np.arange(20, 40)]))
 
 
 def test_a_list_of_plain_paths_reads_exactly_those_files(pyarrow_store):
     paths = [str(pyarrow_store / "part-1.parquet")]
-    cols = _columns(_read(paths, shuffle_row_groups=False)[0])
+    cols = concat_batches(read_batches(paths, shuffle_row_groups=False)[0])
     np.testing.assert_array_equal(cols["id"], np.arange(20, 40))
 
 
 def test_shuffled_row_groups_still_deliver_every_row_once(pyarrow_store):
-    batches, _ = _read("file://" + str(pyarrow_store), shuffle_row_groups=True, seed=3)
-    ids = _columns(batches)["id"]
+    batches, _ = read_batches("file://" + str(pyarrow_store), shuffle_row_groups=True, seed=3)
+    ids = concat_batches(batches)["id"]
     assert sorted(ids.tolist()) == list(range(60))
     assert ids.tolist() != list(range(60))  # 12 row groups: the identity permutation is 1 in 479001600
 
@@ -118,13 +104,13 @@ def test_reader_schema_is_the_unischema_inferred_from_the_arrow_schema(pyarrow_s
 
 def test_schema_fields_regex_and_unischema_fields_select_columns(pyarrow_store):
     url = "file://" + str(pyarrow_store)
-    batches, schema = _read(url, schema_fields=["i.", "nam.*"], shuffle_row_groups=False)
+    batches, schema = read_batches(url, schema_fields=["i.", "nam.*"], shuffle_row_groups=False)
     assert batches[0]._fields == ("id", "name")
     assert list(schema.fields) == ["id", "name"]
-    full_schema = _read(url, workers_count=1)[1]
-    batches, _ = _read(url, schema_fields=[full_schema.fields["x"]], shuffle_row_groups=False)
+    full_schema = read_batches(url, workers_count=1)[1]
+    batches, _ = read_batches(url, schema_fields=[full_schema.fields["x"]], shuffle_row_groups=False)
     assert batches[0]._fields == ("x",)
-    np.testing.assert_array_equal(_columns(batches)["x"], np.arange(60, dtype=np.float32) / 2)
+    np.testing.assert_array_equal(concat_batches(batches)["x"], np.arange(60, dtype=np.float32) / 2)
 
 
 def test_schema_fields_matching_nothing_is_refused(pyarrow_store):
@@ -133,18 +119,18 @@ def test_schema_fields_matching_nothing_is_refused(pyarrow_store):
 
 
 def test_predicate_on_a_plain_store_keeps_matching_rows(pyarrow_store):
-    batches, _ = _read("file://" + str(pyarrow_store), predicate=in_lambda(["id"], lambda i: i % 7 == 0),
+    batches, _ = read_batches("file://" + str(pyarrow_store), predicate=in_lambda(["id"], lambda i: i % 7 == 0),
                        shuffle_row_groups=False)
-    cols = _columns(batches)
+    cols = concat_batches(batches)
     np.testing.assert_array_equal(cols["id"], np.arange(0, 60, 7))
     assert cols["name"].tolist() == [f"n{i}" for i in range(0, 60, 7)]
 
 
 def test_predicate_field_need_not_be_selected(pyarrow_store):
-    batches, _ = _read("file://" + str(pyarrow_store), schema_fields=["name"], shuffle_row_groups=False,
+    batches, _ = read_batches("file://" + str(pyarrow_store), schema_fields=["name"], shuffle_row_groups=False,
                        predicate=in_set([3, 33], "id"))
     assert batches[0]._fields == ("name",)
-    assert _columns(batches)["name"].tolist() == ["n3", "n33"]
+    assert concat_batches(batches)["name"].tolist() == ["n3", "n33"]
 
 
 @pytest.mark.parametrize("filters, expected", [
@@ -154,8 +140,8 @@ def test_predicate_field_need_not_be_selected(pyarrow_store):
     ([("name", "in", {"n4", "n44"})], [4, 44]),
 ])
 def test_column_filters_on_a_plain_store(pyarrow_store, filters, expected):
-    batches, _ = _read("file://" + str(pyarrow_store), filters=filters, shuffle_row_groups=False)
-    assert _columns(batches)["id"].tolist() == expected
+    batches, _ = read_batches("file://" + str(pyarrow_store), filters=filters, shuffle_row_groups=False)
+    assert concat_batches(batches)["id"].tolist() == expected
 
 
 # --- pandas --------------------------------------------------------------------------------------------------
@@ -189,16 +175,16 @@ def test_pandas_files_without_a_stored_index(tmp_path, index):
     frames = [_pandas_frame(0), _pandas_frame(6)]
     for i, df in enumerate(frames):
         df.to_parquet(tmp_path / f"p{i}.parquet", index=index)
-    batches, schema = _read("file://" + str(tmp_path), shuffle_row_groups=False)
+    batches, schema = read_batches("file://" + str(tmp_path), shuffle_row_groups=False)
     assert list(schema.fields) == ["id", "f", "s", "flag", "when", "cat", "maybe"]
-    _check_pandas_columns(_columns(batches), pd.concat(frames, ignore_index=True))
+    _check_pandas_columns(concat_batches(batches), pd.concat(frames, ignore_index=True))
 
 
 def test_pandas_file_with_a_named_index_reads_the_index_as_a_column(tmp_path):
     df = _pandas_frame().set_index(pd.Index([105, 100, 103, 101, 104, 102], name="row_key"))
     df.to_parquet(tmp_path / "p.parquet")
-    batches, schema = _read("file://" + str(tmp_path))
-    cols = _columns(batches)
+    batches, schema = read_batches("file://" + str(tmp_path))
+    cols = concat_batches(batches)
     assert "row_key" in schema.fields
     np.testing.assert_array_equal(cols["row_key"], [105, 100, 103, 101, 104, 102])
     _check_pandas_columns(cols, df.reset_index(drop=True))
@@ -208,8 +194,8 @@ def test_pandas_file_with_an_unnamed_stored_index_reads(tmp_path):
     df = _pandas_frame()
     df.index = [55, 50, 53, 51, 54, 52]
     df.to_parquet(tmp_path / "p.parquet", index=True)
-    batches, schema = _read("file://" + str(tmp_path))
-    _check_pandas_columns(_columns(batches), df.reset_index(drop=True))
+    batches, schema = read_batches("file://" + str(tmp_path))
+    _check_pandas_columns(concat_batches(batches), df.reset_index(drop=True))
 
 
 # --- Hive-partitioned directories (pyarrow writer) -------------------------------------------------------------
@@ -227,11 +213,11 @@ def hive_store(tmp_path_factory):
 
 
 def test_hive_partition_columns_appear_as_typed_columns(hive_store):
-    batches, schema = _read("file://" + str(hive_store))
+    batches, schema = read_batches("file://" + str(hive_store))
     assert set(schema.fields) == {"id", "value", "year", "city"}
     assert schema.fields["year"].numpy_dtype == np.int64  # int-looking values: an integer column
     assert schema.fields["city"].numpy_dtype == np.str_
-    cols = _sorted_by(_columns(batches))
+    cols = _sorted_by(concat_batches(batches))
     np.testing.assert_array_equal(cols["id"], np.arange(16))
     np.testing.assert_array_equal(cols["value"], np.arange(16) * 10.0)
     assert cols["year"].dtype.kind == "i"
@@ -241,13 +227,13 @@ def test_hive_partition_columns_appear_as_typed_columns(hive_store):
 
 
 def test_hive_partition_column_alone_can_be_selected(hive_store):
-    batches, _ = _read("file://" + str(hive_store), schema_fields=["city"])
+    batches, _ = read_batches("file://" + str(hive_store), schema_fields=["city"])
     assert batches[0]._fields == ("city",)
-    assert sorted(_columns(batches)["city"].tolist()) == sorted(["paris", "new york", "a/b", "100%"] * 4)
+    assert sorted(concat_batches(batches)["city"].tolist()) == sorted(["paris", "new york", "a/b", "100%"] * 4)
 
 
 def test_hive_partitions_are_read_in_sorted_directory_order(hive_store):
-    batches, _ = _read("file://" + str(hive_store), shuffle_row_groups=False)
+    batches, _ = read_batches("file://" + str(hive_store), shuffle_row_groups=False)
     keys = [(int(b.year[0]), str(b.city[0])) for b in batches]
     # directory names sort as written: '100%25' < 'a%2Fb' < 'new%20york' < 'paris'
     cities = ["100%", "a/b", "new york", "paris"]
@@ -263,8 +249,8 @@ def test_hive_partitions_are_read_in_sorted_directory_order(hive_store):
     ([[("city", "=", "a/b")], [("value", ">=", 140.0)]], [4, 5, 12, 13, 14, 15]),
 ])
 def test_filters_on_partition_and_data_columns(hive_store, filters, expected_ids):
-    batches, _ = _read("file://" + str(hive_store), filters=filters)
-    assert sorted(_columns(batches)["id"].tolist()) == expected_ids
+    batches, _ = read_batches("file://" + str(hive_store), filters=filters)
+    assert sorted(concat_batches(batches)["id"].tolist()) == expected_ids
 
 
 @pytest.mark.parametrize("pool", ["thread", "process"])
@@ -275,26 +261,26 @@ def test_filters_as_a_pyarrow_expression_on_columns_outside_schema_fields(hive_s
 
     expr = (pc.field("year") == 2021) | (pc.field("value") >= 140.0)
     dnf = [[("year", "=", 2021)], [("value", ">=", 140.0)]]
-    got, schema = _read("file://" + str(hive_store), filters=expr, schema_fields=["id"], reader_pool_type=pool)
-    want, _ = _read("file://" + str(hive_store), filters=dnf, schema_fields=["id"])
+    got, schema = read_batches("file://" + str(hive_store), filters=expr, schema_fields=["id"], reader_pool_type=pool)
+    want, _ = read_batches("file://" + str(hive_store), filters=dnf, schema_fields=["id"])
     assert list(schema.fields) == ["id"]
-    assert sorted(_columns(got)["id"].tolist()) == sorted(_columns(want)["id"].tolist())
-    assert sorted(_columns(got)["id"].tolist()) == [1, 3, 5, 7, 9, 11, 13, 14, 15]
+    assert sorted(concat_batches(got)["id"].tolist()) == sorted(concat_batches(want)["id"].tolist())
+    assert sorted(concat_batches(got)["id"].tolist()) == [1, 3, 5, 7, 9, 11, 13, 14, 15]
 
 
 def test_partition_only_expression_prunes_row_groups_and_a_bad_expression_names_the_columns(hive_store):
     import pyarrow.compute as pc
 
-    batches, _ = _read("file://" + str(hive_store), filters=pc.field("city") == "new york")
-    assert sorted(_columns(batches)["id"].tolist()) == [2, 3, 10, 11]
+    batches, _ = read_batches("file://" + str(hive_store), filters=pc.field("city") == "new york")
+    assert sorted(concat_batches(batches)["id"].tolist()) == [2, 3, 10, 11]
     with pytest.raises(PetastormArgumentError, match=r"(?s)filters expression.*no_such_column"):
-        _read("file://" + str(hive_store), filters=pc.field("no_such_column") > 1)
+        read_batches("file://" + str(hive_store), filters=pc.field("no_such_column") > 1)
 
 
 def test_predicate_on_a_partition_column(hive_store):
-    batches, _ = _read("file://" + str(hive_store), predicate=in_lambda(["year", "city"],
+    batches, _ = read_batches("file://" + str(hive_store), predicate=in_lambda(["year", "city"],
                                                                        lambda y, c: y == 2020 and c == "paris"))
-    cols = _sorted_by(_columns(batches))
+    cols = _sorted_by(concat_batches(batches))
     assert cols["id"].tolist() == [0, 8]
     assert cols["city"].tolist() == ["paris", "paris"]
 
@@ -302,9 +288,9 @@ def test_predicate_on_a_partition_column(hive_store):
 def test_hive_string_values_that_look_like_ints_in_only_some_directories_are_strings(tmp_path):
     table = pa.table({"id": [0, 1, 2], "part": ["7", "x", "8"]})
     pq.write_to_dataset(table, str(tmp_path), partition_cols=["part"])
-    batches, schema = _read("file://" + str(tmp_path))
+    batches, schema = read_batches("file://" + str(tmp_path))
     assert schema.fields["part"].numpy_dtype == np.str_
-    cols = _sorted_by(_columns(batches))
+    cols = _sorted_by(concat_batches(batches))
     assert cols["part"].tolist() == ["7", "x", "8"]
 
 
@@ -313,8 +299,8 @@ def test_hive_values_that_python_int_parses_but_are_not_plain_digits_stay_string
     for i, v in enumerate([value, "2"]):
         os.makedirs(tmp_path / f"p={v}")
         pq.write_table(pa.table({"id": [i]}), tmp_path / f"p={v}" / "a.parquet")
-    batches, schema = _read("file://" + str(tmp_path))
-    cols = _sorted_by(_columns(batches))
+    batches, schema = read_batches("file://" + str(tmp_path))
+    cols = _sorted_by(concat_batches(batches))
     assert schema.fields["p"].numpy_dtype == np.str_
     assert cols["p"].tolist() == [value, "2"]
 
@@ -323,7 +309,7 @@ def test_negative_int_partition_values_are_ints(tmp_path):
     for i, v in enumerate(["-3", "4"]):
         os.makedirs(tmp_path / f"p={v}")
         pq.write_table(pa.table({"id": [i]}), tmp_path / f"p={v}" / "a.parquet")
-    cols = _sorted_by(_columns(_read("file://" + str(tmp_path))[0]))
+    cols = _sorted_by(concat_batches(read_batches("file://" + str(tmp_path))[0]))
     assert cols["p"].tolist() == [-3, 4]
 
 
@@ -331,8 +317,8 @@ def test_hive_default_partition_is_a_null_value(tmp_path):
     table = pa.table({"id": [0, 1, 2, 3], "k": pa.array([1, None, 3, None], pa.int64())})
     pq.write_to_dataset(table, str(tmp_path), partition_cols=["k"])
     assert "k=__HIVE_DEFAULT_PARTITION__" in os.listdir(tmp_path)
-    batches, schema = _read("file://" + str(tmp_path))
-    cols = _sorted_by(_columns(batches))
+    batches, schema = read_batches("file://" + str(tmp_path))
+    cols = _sorted_by(concat_batches(batches))
     assert schema.fields["k"].numpy_dtype == np.int64
     assert [None if v is None else int(v) for v in cols["k"]] == [1, None, 3, None]
 
@@ -346,14 +332,14 @@ def test_a_file_missing_a_column_of_the_first_file_is_an_error_naming_file_and_c
     pq.write_table(pa.table({"id": [1, 2], "x": [1.0, 2.0]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"id": [3], "y": ["q"]}), tmp_path / "b.parquet")
     with pytest.raises(PetastormError) as info:
-        _read("file://" + str(tmp_path), reader_pool_type=pool)
+        read_batches("file://" + str(tmp_path), reader_pool_type=pool)
     assert "b.parquet" in str(info.value) and "'x'" in str(info.value)
 
 
 def test_files_with_reordered_columns_read_by_name(tmp_path):
     pq.write_table(pa.table({"x": [1, 2], "id": [5, 6]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"id": [7], "x": [3]}), tmp_path / "b.parquet")
-    cols = _columns(_read("file://" + str(tmp_path), shuffle_row_groups=False)[0])
+    cols = concat_batches(read_batches("file://" + str(tmp_path), shuffle_row_groups=False)[0])
     assert cols["id"].tolist() == [5, 6, 7] and cols["x"].tolist() == [1, 2, 3]
 
 
@@ -372,7 +358,7 @@ def test_spark_and_hidden_side_files_are_ignored(tmp_path):
         (tmp_path / name).write_bytes(b"junk")
     (tmp_path / "_temporary").mkdir()
     (tmp_path / "_temporary" / "part-9.parquet").write_bytes(b"junk")
-    cols = _columns(_read("file://" + str(tmp_path))[0])
+    cols = concat_batches(read_batches("file://" + str(tmp_path))[0])
     assert cols["id"].tolist() == [1, 2]
 
 
@@ -418,8 +404,8 @@ def spark_store(spark_session, tmp_path_factory):
 def test_spark_written_store_round_trips_every_column(spark_store):
     path, rows = spark_store
     assert any(name.startswith("_SUCCESS") for name in os.listdir(path))
-    batches, schema = _read("file://" + path)
-    cols = _sorted_by(_columns(batches))
+    batches, schema = read_batches("file://" + path)
+    cols = _sorted_by(concat_batches(batches))
     assert set(schema.fields) == set(rows[0].asDict())
     assert cols["id"].tolist() == list(range(12))
     for name in ["small", "i", "s", "b", "bin", "dec"]:
@@ -446,20 +432,20 @@ def test_spark_partition_by_directories_read_with_partition_columns(spark_sessio
     path = str(tmp_path / "parts")
     df.write.partitionBy("bucket", "tag").parquet("file://" + path)
     assert "_SUCCESS" in os.listdir(path) and "bucket=0" in os.listdir(path)
-    batches, schema = _read("file://" + path)
+    batches, schema = read_batches("file://" + path)
     assert set(schema.fields) == {"id", "v", "bucket", "tag"}
-    cols = _sorted_by(_columns(batches))
+    cols = _sorted_by(concat_batches(batches))
     assert cols["id"].tolist() == list(range(12))
     np.testing.assert_array_equal(cols["bucket"], np.arange(12) % 3)
     assert cols["tag"].tolist() == [["x", "y z"][i % 2] for i in range(12)]
     np.testing.assert_array_equal(cols["v"], np.arange(12) * 0.5)
-    batches, _ = _read("file://" + path, filters=[("bucket", "=", 1), ("tag", "=", "y z")])
-    assert sorted(_columns(batches)["id"].tolist()) == [1, 7]
+    batches, _ = read_batches("file://" + path, filters=[("bucket", "=", 1), ("tag", "=", "y z")])
+    assert sorted(concat_batches(batches)["id"].tolist()) == [1, 7]
 
 
 def test_spark_partition_by_a_column_with_nulls(spark_session, tmp_path):
     df = spark_session.createDataFrame([(0, 1), (1, None), (2, 2)], "id long, grp int")
     path = str(tmp_path / "nullparts")
     df.write.partitionBy("grp").parquet("file://" + path)
-    cols = _sorted_by(_columns(_read("file://" + path)[0]))
+    cols = _sorted_by(concat_batches(read_batches("file://" + path)[0]))
     assert [None if v is None else int(v) for v in cols["grp"]] == [1, None, 2]

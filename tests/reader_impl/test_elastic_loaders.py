@@ -1,8 +1,6 @@
 """Elastic resume of the loaders (petastorm.pytorch, petastorm.jax): the rows they held at the checkpoint
 (shuffling buffer, partial batch, prefetched batches) are dealt to the new ranks, none lost or repeated."""
 import io
-import shutil
-import tempfile
 from collections import Counter
 
 import pytest
@@ -15,7 +13,7 @@ from petastorm.errors import PetastormStateError
 from petastorm.jax import make_jax_iterator
 from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
 
-from ._elastic_sim import ids_of, open_reader, roundtrip, write_ids_dataset
+from ._elastic_sim import ids_of, open_reader, roundtrip
 
 
 def _rows_collate(rows):
@@ -31,21 +29,6 @@ LOADERS = {
     "JaxIterator": lambda reader, bs, cap, seed: make_jax_iterator(
         reader, batch_size=bs, shuffling_queue_capacity=cap, seed=seed),
 }
-
-
-@pytest.fixture(scope="module")
-def datasets():
-    root = tempfile.mkdtemp(prefix="elastic-loaders-")
-    cache = {}
-
-    def get(files, groups, rows):
-        key = (files, groups, rows)
-        if key not in cache:
-            cache[key] = write_ids_dataset(f"{root}/{files}-{groups}-{rows}", files, groups, rows)
-        return cache[key]
-
-    yield get
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _close(loader, reader):

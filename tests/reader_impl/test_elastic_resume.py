@@ -1,7 +1,5 @@
 """Elastic resume of readers: a balanced job checkpointed at W1 ranks continues at W2 (and W3) ranks and,
 over the job, reads every row of the epoch exactly once, the new ranks getting rows at most one apart."""
-import shutil
-import tempfile
 from collections import Counter
 
 import pytest
@@ -19,25 +17,7 @@ from ._elastic_sim import (
     read_all,
     read_steps,
     roundtrip,
-    write_ids_dataset,
 )
-
-
-@pytest.fixture(scope="module")
-def datasets():
-    """Datasets by shape (files, row groups per file, rows per group), written once per module."""
-    root = tempfile.mkdtemp(prefix="elastic-")
-    cache = {}
-
-    def get(files, groups, rows):
-        key = (files, groups, rows)
-        if key not in cache:
-            cache[key] = write_ids_dataset(f"{root}/{files}-{groups}-{rows}", files, groups, rows)
-        return cache[key]
-
-    yield get
-    shutil.rmtree(root, ignore_errors=True)
-
 
 # --- the range arithmetic ------------------------------------------------------------------------------------
 
