@@ -13,8 +13,8 @@ from __future__ import annotations
 import secrets
 import warnings
 from collections.abc import Sized
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Optional, Sequence, Union
 
 from petastorm.errors import (
     NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
@@ -149,22 +149,12 @@ def make_reader(dataset_url: str, schema_fields: Any = None, reader_pool_type: s
     -------
     Reader
     """
+    given = locals()  # first: the arguments alone
     if pyarrow_serialize:
         warn_deprecated("pyarrow_serialize")
     if zmq_copy_buffers is not True:
         warn_deprecated("zmq_copy_buffers")
-    return _build_reader(_ReaderArgs(
-        url=dataset_url, is_batched=False, schema_fields=schema_fields,
-        reader_pool_type=reader_pool_type, workers_count=workers_count, results_queue_size=results_queue_size,
-        seed=seed, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
-        shuffle_row_drop_partitions=shuffle_row_drop_partitions, predicate=predicate,
-        rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard, shard_count=shard_count,
-        shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
-        cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
-        cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
-        filters=filters, storage_options=storage_options, filesystem=filesystem,
-        convert_early_to_numpy=convert_early_to_numpy, resume_from=resume_from, shard_mode=shard_mode,
-        balanced_remainder=balanced_remainder))
+    return _build_reader(_ReaderArgs.of(dataset_url, False, given))
 
 
 def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fields: Any = None,
@@ -190,20 +180,10 @@ def make_batch_reader(dataset_url_or_urls: Union[str, Sequence[str]], schema_fie
     transform_spec : TransformSpec, optional
         ``func`` receives a ``pandas.DataFrame`` of a batch and returns one.
     """
+    given = locals()  # first: the arguments alone
     if zmq_copy_buffers is not True:
         warn_deprecated("zmq_copy_buffers")
-    return _build_reader(_ReaderArgs(
-        url=dataset_url_or_urls, is_batched=True, schema_fields=schema_fields,
-        reader_pool_type=reader_pool_type, workers_count=workers_count, results_queue_size=results_queue_size,
-        seed=seed, shuffle_rows=shuffle_rows, shuffle_row_groups=shuffle_row_groups,
-        shuffle_row_drop_partitions=shuffle_row_drop_partitions, predicate=predicate,
-        rowgroup_selector=rowgroup_selector, num_epochs=num_epochs, cur_shard=cur_shard, shard_count=shard_count,
-        shard_seed=shard_seed, cache_type=cache_type, cache_location=cache_location,
-        cache_size_limit=cache_size_limit, cache_row_size_estimate=cache_row_size_estimate,
-        cache_extra_settings=cache_extra_settings, hdfs_driver=hdfs_driver, transform_spec=transform_spec,
-        filters=filters, storage_options=storage_options, filesystem=filesystem,
-        convert_early_to_numpy=convert_early_to_numpy, resume_from=resume_from, shard_mode=shard_mode,
-        balanced_remainder=balanced_remainder))
+    return _build_reader(_ReaderArgs.of(dataset_url_or_urls, True, given))
 
 
 @dataclass(frozen=True)
@@ -240,6 +220,13 @@ class _ReaderArgs:
     resume_from: Any
     shard_mode: str
     balanced_remainder: str
+
+    @classmethod
+    def of(cls, url: Any, is_batched: bool, given: Dict[str, Any]) -> _ReaderArgs:
+        """The arguments of one call of an entry point: ``given`` is its ``locals()`` at entry (a parameter per
+        field but the URL's, which each entry point names its own way)."""
+        return cls(url=url, is_batched=is_batched,
+                   **{f.name: given[f.name] for f in fields(cls) if f.name not in ("url", "is_batched")})
 
 
 def _plan_options(args: _ReaderArgs) -> tuple:
