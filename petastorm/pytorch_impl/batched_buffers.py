@@ -35,13 +35,17 @@ import numpy as np
 from petastorm.adapters.column_buffer import ColumnShufflingBuffer
 from petastorm.errors import PetastormArgumentError, PetastormReaderError
 
-__all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer"]
+__all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer",
+           "column_as_numpy"]
 
 _DEQUEUE_ERROR = ('Can not dequeue. Check the return value of "can_dequeue()" to check if any items are '
                   'available.')
 
 
-def _to_numpy(col: Any) -> np.ndarray:
+def column_as_numpy(col: Any) -> np.ndarray:
+    """A column handed to a torch loader or buffer as a numpy array: an array as it is, a torch tensor through
+    ``detach().cpu().numpy()`` (shares memory on the CPU), anything else through ``np.asarray`` (whose error,
+    if any, propagates)."""
     if isinstance(col, np.ndarray):
         return col
     if hasattr(col, "detach") and hasattr(col, "cpu"):
@@ -70,7 +74,7 @@ class BatchedShufflingBufferBase(ABC):
         """Add rows: ``items`` is a list of columns (tensors or arrays), each with the same number of rows."""
         if self._done_adding:
             return  # the original ignores adds after finish() (it neither stores nor raises)
-        return self._add_many([_to_numpy(c) for c in items])
+        return self._add_many([column_as_numpy(c) for c in items])
 
     @abstractmethod
     def _add_many(self, items: List[np.ndarray]) -> None:
