@@ -35,15 +35,12 @@ its fraction of the same limit is printed in brackets.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
 import sys
 import time
-import traceback
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -63,22 +60,9 @@ BATCH = 1024
 
 def limit_torch_columns(path: str, threads: int = 2) -> int:
     """Rows read: every row group with ``read_row_group`` in ``threads`` threads, ``torch.from_numpy`` per column."""
-    import pyarrow.parquet as pq
     import torch
 
-    tasks = [(f, g) for f in common.parquet_files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
-
-    def work(task):
-        f, g = task
-        table = pq.ParquetFile(f).read_row_group(g, use_threads=False)
-        return {name: torch.from_numpy(table.column(name).to_numpy()) for name in table.column_names}
-
-    rows, check = 0, 0.0
-    with ThreadPoolExecutor(threads) as ex:
-        for cols in ex.map(work, tasks):
-            rows += len(cols["c00"])
-            check += float(cols["c00"][-1])
-    return rows
+    return common.limit_columns(path, threads, torch.from_numpy)
 
 
 def limit_hello(path: str) -> int:
@@ -86,31 +70,17 @@ def limit_hello(path: str) -> int:
     ``np.frombuffer`` view per npy cell, its header parsed once per row group (the limit of
     ``bench_reader_shapes.py``: the tightest loop a user could write for these files)."""
     import cv2
-    import pyarrow.parquet as pq
 
     rows, check = 0, 0.0
-    for f in common.parquet_files(path):
-        pf = pq.ParquetFile(f)
-        for g in range(pf.num_row_groups):
-            table = pf.read_row_group(g, columns=["id", "image1", "array_4d"], use_threads=False)
-            images, arrays = common.binary_column(table, "image1"), common.binary_column(table, "array_4d")
-            header = _npy_header(arrays[1][arrays[0][0]:arrays[0][1]].tobytes())
-            skip, shape, dtype, count = header
-            for i in range(table.num_rows):
-                img = cv2.imdecode(images[1][images[0][i]:images[0][i + 1]], cv2.IMREAD_UNCHANGED)
-                arr = np.frombuffer(arrays[1], dtype=dtype, count=count, offset=int(arrays[0][i]) + skip).reshape(shape)
-                check += float(img[-1, -1, -1]) + float(arr[-1, -1, -1, -1])
-            rows += table.num_rows
+    for table in common.row_group_tables(path, ["id", "image1", "array_4d"]):
+        images, arrays = common.binary_column(table, "image1"), common.binary_column(table, "array_4d")
+        skip, shape, dtype, count = common.npy_header(arrays[1][arrays[0][0]:arrays[0][1]].tobytes())
+        for i in range(table.num_rows):
+            img = cv2.imdecode(images[1][images[0][i]:images[0][i + 1]], cv2.IMREAD_UNCHANGED)
+            arr = np.frombuffer(arrays[1], dtype=dtype, count=count, offset=int(arrays[0][i]) + skip).reshape(shape)
+            check += float(img[-1, -1, -1]) + float(arr[-1, -1, -1, -1])
+        rows += table.num_rows
     return rows
-
-
-def _npy_header(cell: bytes) -> tuple:
-    """(data offset, shape, dtype, element count) of one ``.npy`` cell."""
-    buf = io.BytesIO(cell)
-    version = np.lib.format.read_magic(buf)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(buf)
-    return buf.tell(), shape, dtype, int(np.prod(shape))
 
 
 # --- ours -------------------------------------------------------------------------------------------------------
@@ -482,16 +452,7 @@ def main(argv=None) -> int:
              "inmem": lambda: bench_inmem(args.quick, reps, use_original, results),
              "peer": lambda: bench_peer(args.quick, reps, results),
              "rss": lambda: bench_rss(args.quick, use_original)}
-    failed = 0
-    for name, part in parts.items():
-        if name in only:
-            try:
-                part()
-            except Exception:  # one broken part must not hide the others' figures
-                traceback.print_exc()
-                failed += 1
-    return 1 if failed else 0
-
+    return common.run_parts(parts, only)
 
 if __name__ == "__main__":
     sys.exit(main())

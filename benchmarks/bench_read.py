@@ -26,8 +26,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -36,70 +34,35 @@ import common  # noqa: E402
 
 # --- limits ------------------------------------------------------------------------------------------------------
 
-def limit_columns(path: str, threads: int = 2) -> int:
-    """Rows read: every row group with ``read_row_group`` in ``threads`` threads, ``to_numpy`` per column."""
-    import pyarrow.parquet as pq
-
-    tasks = [(f, g) for f in common.parquet_files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
-
-    def work(task):
-        f, g = task
-        table = pq.ParquetFile(f).read_row_group(g, use_threads=False)
-        return {name: table.column(name).to_numpy() for name in table.column_names}
-
-    rows, check = 0, 0.0
-    with ThreadPoolExecutor(threads) as ex:
-        for cols in ex.map(work, tasks):
-            rows += len(cols["c00"])
-            check += float(cols["c00"][-1])
-    return rows
-
-
 def limit_ndarray(path: str) -> int:
     """Rows read in one thread: ``read_row_group``, then one ``np.frombuffer`` view per cell."""
-    import io
-
-    import pyarrow.parquet as pq
-
     header = None
     rows, check = 0, 0.0
-    for f in common.parquet_files(path):
-        pf = pq.ParquetFile(f)
-        for g in range(pf.num_row_groups):
-            table = pf.read_row_group(g, columns=["id", "arr"], use_threads=False)
-            ids = table.column("id").to_numpy()
-            offsets, data = common.binary_column(table, "arr")
-            if header is None:
-                buf = io.BytesIO(data[offsets[0]:offsets[1]].tobytes())
-                version = np.lib.format.read_magic(buf)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(buf)
-                header = (buf.tell(), shape, dtype, int(np.prod(shape)))
-            skip, shape, dtype, count = header
-            for i in range(len(ids)):
-                a = np.frombuffer(data, dtype=dtype, count=count, offset=int(offsets[i]) + skip).reshape(shape)
-                check += float(a[-1, -1])
-            rows += len(ids)
+    for table in common.row_group_tables(path, ["id", "arr"]):
+        ids = table.column("id").to_numpy()
+        offsets, data = common.binary_column(table, "arr")
+        if header is None:
+            header = common.npy_header(data[offsets[0]:offsets[1]].tobytes())
+        skip, shape, dtype, count = header
+        for i in range(len(ids)):
+            a = np.frombuffer(data, dtype=dtype, count=count, offset=int(offsets[i]) + skip).reshape(shape)
+            check += float(a[-1, -1])
+        rows += len(ids)
     return rows
 
 
 def limit_jpeg(path: str) -> int:
     """Rows decoded in one thread: ``read_row_group`` then ``cv2.imdecode`` of every stored image."""
     import cv2
-    import pyarrow.parquet as pq
 
     rows, check = 0, 0.0
-    for f in common.parquet_files(path):
-        pf = pq.ParquetFile(f)
-        for g in range(pf.num_row_groups):
-            table = pf.read_row_group(g, columns=["id", "image"], use_threads=False)
-            ids = table.column("id").to_numpy()
-            offsets, data = common.binary_column(table, "image")
-            for i in range(len(ids)):
-                img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
-                check += float(img[-1, -1, -1])
-            rows += len(ids)
+    for table in common.row_group_tables(path, ["id", "image"]):
+        ids = table.column("id").to_numpy()
+        offsets, data = common.binary_column(table, "image")
+        for i in range(len(ids)):
+            img = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
+            check += float(img[-1, -1, -1])
+        rows += len(ids)
     return rows
 
 
@@ -182,8 +145,8 @@ def bench_columns(quick: bool, reps: int, use_original: bool) -> list:
     path = common.columns_dataset(quick)
     print(f"[1] make_batch_reader, 20 float32 columns ({path})", flush=True)
     _warm(path, "batch", "thread")
-    limit_columns(path)
-    best = measure({"limit: pyarrow 2 threads": lambda: limit_columns(path),
+    common.limit_columns(path)
+    best = measure({"limit: pyarrow 2 threads": lambda: common.limit_columns(path),
                     "ours: batch thread x2": lambda: ours(path, "batch", "thread", "c00")}, reps)
     limit = best["limit: pyarrow 2 threads"]
     orig = _original(path, "batch", "thread", "c00", limit, use_original)
@@ -246,19 +209,10 @@ def main(argv=None) -> int:
     reps = args.reps or (2 if args.quick else 4)
     use_original = not args.no_original and common.original_available()
     print(f"bench_read: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
-    only = set(args.only.split(","))
     parts = {"columns": lambda: bench_columns(args.quick, reps, use_original),
              "ndarray": lambda: bench_ndarray(args.quick, reps, use_original, not args.no_process),
              "jpeg": lambda: bench_jpeg(args.quick, reps, use_original, not args.no_process)}
-    failed = 0
-    for name, part in parts.items():
-        if name in only:
-            try:
-                part()
-            except Exception:  # one broken part must not hide the others' figures
-                traceback.print_exc()
-                failed += 1
-    return 1 if failed else 0
+    return common.run_parts(parts, args.only.split(","))
 
 
 if __name__ == "__main__":

@@ -17,12 +17,15 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Optional
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 __all__ = ["REPO", "BENCH_DIR", "ORIGINAL_PYTHON", "columns_dataset", "ndarray_dataset", "jpeg_dataset",
-           "small_files_dataset", "hello_world_dataset", "parquet_files", "timed", "best_rate", "report", "run_read_pass", "original_available",
+           "small_files_dataset", "hello_world_dataset", "parquet_files", "row_group_tables", "npy_header",
+           "limit_columns", "run_parts", "timed", "best_rate", "report", "run_read_pass", "original_available",
            "machine_line", "jpeg_image", "subprocess_env"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -219,6 +222,51 @@ def binary_column(table: Any, name: str) -> tuple:
     return offsets, np.frombuffer(bufs[2], dtype=np.uint8)
 
 
+def row_group_tables(path: str, columns: Optional[list] = None) -> Iterator[Any]:
+    """Every row group of the dataset's files in order, each read by ``ParquetFile.read_row_group`` in this
+    thread (``use_threads=False``): the single-thread limits' read."""
+    import pyarrow.parquet as pq
+
+    for f in parquet_files(path):
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            yield pf.read_row_group(g, columns=columns, use_threads=False)
+
+
+def npy_header(cell: bytes) -> tuple:
+    """(data offset in bytes, shape, dtype, element count) of one ``.npy`` cell: what a limit parses once and
+    then reads every cell as an ``np.frombuffer`` view."""
+    import io
+
+    buf = io.BytesIO(cell)
+    version = np.lib.format.read_magic(buf)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(buf)
+    return buf.tell(), shape, dtype, int(np.prod(shape))
+
+
+def limit_columns(path: str, threads: int = 2, convert: Optional[Callable[[np.ndarray], Any]] = None) -> int:
+    """Rows read: every row group with ``read_row_group`` in ``threads`` threads, ``to_numpy`` per column, then
+    ``convert`` of each array (e.g. ``torch.from_numpy``), and the last element of ``c00`` of each group touched."""
+    import pyarrow.parquet as pq
+
+    tasks = [(f, g) for f in parquet_files(path) for g in range(pq.ParquetFile(f).num_row_groups)]
+
+    def work(task):
+        f, g = task
+        table = pq.ParquetFile(f).read_row_group(g, use_threads=False)
+        if convert is None:
+            return {name: table.column(name).to_numpy() for name in table.column_names}
+        return {name: convert(table.column(name).to_numpy()) for name in table.column_names}
+
+    rows, check = 0, 0.0
+    with ThreadPoolExecutor(threads) as ex:
+        for cols in ex.map(work, tasks):
+            rows += len(cols["c00"])
+            check += float(cols["c00"][-1])
+    return rows
+
+
 def small_files_dataset(n_files: int = 2000) -> str:
     """``n_files`` Parquet files of one 10-row row group each (``id`` int64, ``value`` float64, ``vec`` a
     (4,) float32 ndarray), with Petastorm metadata."""
@@ -270,6 +318,29 @@ def best_rate(samples: list[float]) -> float:
 
 def median(samples: list[float]) -> float:
     return statistics.median(samples)
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+
+def run_parts(parts: dict[str, Callable[[], Any]], only: Optional[Iterable[str]] = None) -> int:
+    """Run the parts named in ``only`` (all when None), in ``parts``' order; a part that raises prints its
+    traceback and the others still run (one broken part must not hide the others' figures).
+
+    Returns
+    -------
+    int
+        The script's exit status: 1 if a part raised, else 0.
+    """
+    wanted = set(parts if only is None else only)
+    failed = 0
+    for name, part in parts.items():
+        if name in wanted:
+            try:
+                part()
+            except Exception:  # noqa: BLE001 - reported, and the next part runs
+                traceback.print_exc()
+                failed += 1
+    return 1 if failed else 0
 
 
 # --- reporting -------------------------------------------------------------------------------------------------
