@@ -5,25 +5,14 @@ Over the job every row of the epoch is trained on exactly once."""
 import datetime
 import json
 import os
-import socket
-import time
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import torch.multiprocessing as mp
+from _fixtures.distributed import free_port, run_ranks, write_id_store
 
 ROW_GROUPS = [100, 50, 70, 30, 12]
 TOTAL = sum(ROW_GROUPS)
 BATCH = 8
 TIMEOUT_S = 120
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, world, port, url, out_dir, phase, steps):
@@ -67,32 +56,14 @@ def _worker(rank, world, port, url, out_dir, phase, steps):
 
 
 def _run_phase(world, url, out_dir, phase, steps):
-    ctx = mp.start_processes(_worker, args=(world, _free_port(), url, out_dir, phase, steps), nprocs=world,
-                             join=False, start_method="spawn")
-    deadline = time.time() + TIMEOUT_S
-    try:
-        while not ctx.join(timeout=1):
-            if time.time() > deadline:
-                pytest.fail(f"phase {phase} ({world} ranks) did not finish in {TIMEOUT_S} s (a rank hung)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-                p.join(5)
+    run_ranks(_worker, (world, free_port(), url, out_dir, phase, steps), world, TIMEOUT_S,
+              f"phase {phase} ({world} ranks)")
     return [json.load(open(os.path.join(out_dir, f"phase{phase}-rank{r}.json"))) for r in range(world)]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("elastic-dist") / "store"
-    os.makedirs(path)
-    ids = np.arange(TOTAL, dtype=np.int64)
-    with pq.ParquetWriter(str(path / "a.parquet"), pa.schema([("id", pa.int64())])) as w:
-        start = 0
-        for n in ROW_GROUPS:
-            w.write_table(pa.table({"id": ids[start:start + n]}), row_group_size=n)
-            start += n
-    return "file://" + str(path)
+    return write_id_store(tmp_path_factory.mktemp("elastic-dist") / "store", ROW_GROUPS)
 
 
 @pytest.mark.slow

@@ -5,26 +5,15 @@ would hang otherwise), and together they see every row exactly once per epoch.""
 import datetime
 import json
 import os
-import socket
-import time
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import torch.multiprocessing as mp
+from _fixtures.distributed import free_port, run_ranks, write_id_store
 
 ROW_GROUPS = [100, 50, 70, 30, 12]  # original assignment (row group i -> shard i % 2): 182 vs 80 rows
 TOTAL = sum(ROW_GROUPS)
 BATCH = 16
 EPOCHS = 2
 TIMEOUT_S = 120
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank, world, port, url, out_dir):
@@ -62,33 +51,13 @@ def _worker(rank, world, port, url, out_dir):
 
 @pytest.fixture(scope="module")
 def uneven_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("dist") / "store"
-    os.makedirs(path)
-    ids = np.arange(TOTAL, dtype=np.int64)
-    with pq.ParquetWriter(str(path / "a.parquet"), pa.schema([("id", pa.int64()), ("x", pa.float32())])) as w:
-        start = 0
-        for n in ROW_GROUPS:
-            part = ids[start:start + n]
-            w.write_table(pa.table({"id": part, "x": part.astype(np.float32)}), row_group_size=n)
-            start += n
-    return "file://" + str(path)
+    return write_id_store(tmp_path_factory.mktemp("dist") / "store", ROW_GROUPS, float_copy=True)
 
 
 @pytest.mark.slow
 def test_two_ranks_get_equal_batches_every_epoch_and_every_row_once(uneven_store, tmp_path):
     world = 2
-    ctx = mp.start_processes(_worker, args=(world, _free_port(), uneven_store, str(tmp_path)), nprocs=world,
-                             join=False, start_method="spawn")
-    deadline = time.time() + TIMEOUT_S
-    try:
-        while not ctx.join(timeout=1):
-            if time.time() > deadline:
-                pytest.fail(f"distributed training did not finish in {TIMEOUT_S} s (a rank hung)")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
-                p.join(5)
+    run_ranks(_worker, (world, free_port(), uneven_store, str(tmp_path)), world, TIMEOUT_S, "distributed training")
     results = [json.load(open(tmp_path / f"rank{r}.json")) for r in range(world)]
     per_rank = TOTAL // world
     expected_batches = -(-per_rank // BATCH)
