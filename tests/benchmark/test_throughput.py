@@ -3,21 +3,17 @@
 Values marked "0.12.1" were recorded from the original's petastorm.benchmark (run with TensorFlow 2.16).
 """
 import inspect
-import os
 import re
-import subprocess
-import sys
 import threading
 
 import psutil
 import pytest
-from _fixtures.cli import assert_one_line_error
+from _fixtures.cli import assert_one_line_error, run_console_script
 
 from petastorm.benchmark import cli
 from petastorm.benchmark.throughput import BenchmarkResult, ReadMethod, WorkerPoolType, reader_throughput
 from petastorm.errors import DatasetNotFoundError, NoMatchingFieldsError, PetastormArgumentError
 
-BIN = os.path.dirname(sys.executable)
 SCRIPTS = ["petastorm-throughput", "petastorm-throughput.py"]
 TIMEOUT = 180
 # 0.12.1 printed exactly this line, e.g. "Average sample read rate: 847.95 samples/sec; RAM 252.51 MB (rss); CPU 84.40%"
@@ -25,8 +21,7 @@ RESULT_LINE = re.compile(r"^Average sample read rate: \d+\.\d\d samples/sec; RAM
 
 
 def _run_script(name, *args):
-    return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, text=True, timeout=TIMEOUT,
-                          cwd="/tmp", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return run_console_script(name, *args, timeout=TIMEOUT, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def _assert_one_line_error(stderr, *words):

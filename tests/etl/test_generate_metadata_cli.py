@@ -6,15 +6,12 @@ from the original's petastorm-generate-metadata.py.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-from _fixtures.cli import assert_one_line_error
+from _fixtures.cli import assert_one_line_error, run_console_script
 
 from petastorm.etl.petastorm_generate_metadata import _main, main
 
-BIN = os.path.dirname(sys.executable)
 SCRIPTS = ["petastorm-generate-metadata", "petastorm-generate-metadata.py"]
 TIMEOUT = 120
 
@@ -28,8 +25,7 @@ def dataset_copy(synthetic_dataset, tmp_path):
 
 
 def _run_script(name, *args):
-    return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, text=True, timeout=TIMEOUT,
-                          cwd="/tmp")
+    return run_console_script(name, *args, timeout=TIMEOUT)
 
 
 def _counts(path):

@@ -6,20 +6,17 @@ same source (shared/testdata/original-0.12.1/all_codecs_0.12.1, 60 rows, ``maybe
 import inspect
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from _fixtures.cli import assert_one_line_error
+from _fixtures.cli import assert_one_line_error, run_console_script
 
 from petastorm import make_reader
 from petastorm.errors import DatasetNotFoundError, NoMatchingFieldsError, PetastormArgumentError
 from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
 from petastorm.tools.copy_dataset import _main, args_parser, copy_dataset
 
-BIN = os.path.dirname(sys.executable)
 SCRIPTS = ["petastorm-copy-dataset", "petastorm-copy-dataset.py"]
 TIMEOUT = 120
 
@@ -39,8 +36,7 @@ def _data_files(path):
 
 
 def _run_script(name, *args):
-    return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, text=True, timeout=TIMEOUT,
-                          cwd="/tmp", env=dict(os.environ, SPARK_LOCAL_IP="127.0.0.1"))
+    return run_console_script(name, *args, timeout=TIMEOUT, SPARK_LOCAL_IP="127.0.0.1")
 
 
 def _assert_one_line_error(stderr, *words):
