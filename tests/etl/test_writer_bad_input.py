@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from _fixtures.rows import DROP, changed
 
 from petastorm.codecs import CompressedImageCodec, NdarrayCodec, ScalarCodec
 from petastorm.errors import PetastormSchemaError
@@ -40,21 +41,13 @@ def _rows_with(bad: dict, total: int = 20):
 
 
 def _changed(**changes) -> dict:
-    row = _good_row(BAD_ROW)
-    for key, value in changes.items():
-        if value is _DROP:
-            del row[key]
-        else:
-            row[key] = value
-    return row
+    return changed(_good_row(BAD_ROW), **changes)
 
-
-_DROP = object()
 
 CASES = {
     "wrong_dtype": (_changed(matrix=np.full((4, 5), 1, np.float64)), "matrix", r"float32.*got float64"),
     "wrong_shape": (_changed(matrix=np.zeros((5, 4), np.float32)), "matrix", r"\(4, 5\).*\(5, 4\)"),
-    "missing_non_nullable": (_changed(matrix=_DROP), "matrix", "missing and is not nullable"),
+    "missing_non_nullable": (_changed(matrix=DROP), "matrix", "missing and is not nullable"),
     "unknown_field": (_changed(colour="red"), "colour", "not in the schema"),
     "none_in_non_nullable": (_changed(image=None), "image", "not nullable"),
     "image_wrong_channel_count": (_changed(image=np.zeros((32, 32, 4), np.uint8)), "image", r"\(32, 32, 4\)"),

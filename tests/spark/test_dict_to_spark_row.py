@@ -6,6 +6,7 @@ black box), then says more: the field, what it expects and what came. The last t
 """
 import numpy as np
 import pytest
+from _fixtures.rows import DROP, changed
 from pyspark.sql.types import IntegerType, StringType
 
 from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec, NdarrayCodec, ScalarCodec
@@ -23,13 +24,8 @@ Schema = Unischema("S", [
 
 
 def _row(**changes):
-    row = {"id": 1, "image1": np.zeros((4, 6, 3), np.uint8), "array_4d": np.zeros((2, 5, 2, 7), np.uint8), "nat": 5}
-    for name, value in changes.items():
-        if value is KeyError:
-            del row[name]
-        else:
-            row[name] = value
-    return row
+    return changed({"id": 1, "image1": np.zeros((4, 6, 3), np.uint8), "array_4d": np.zeros((2, 5, 2, 7), np.uint8),
+                    "nat": 5}, **changes)
 
 
 def test_a_good_row_encodes_every_field_and_fills_missing_nullable_ones():
@@ -88,7 +84,7 @@ def test_a_wrong_shape_or_dtype_is_a_valueerror_naming_the_field_and_both_shapes
 def test_a_missing_non_nullable_field_is_a_valueerror_naming_it(name):
     # 0.12.1: ValueError 'Field <name> is not found in the row_dict, but is not nullable.'
     with pytest.raises(ValueError, match=f"^Field {name} is not found in the row_dict, but is not nullable") as info:
-        dict_to_spark_row(Schema, _row(**{name: KeyError}))
+        dict_to_spark_row(Schema, _row(**{name: DROP}))
     assert isinstance(info.value, PetastormSchemaError)
     assert f"no value in the row dict: ['{name}']" in str(info.value)
     assert "nullable=True" in str(info.value)  # the way out
