@@ -16,9 +16,9 @@ process's JVM), with one difference: it listens on a free port picked by the OS,
 several test runs on one machine do not meet on one server.
 """
 import os
-import sys
 
 import pytest
+from _fixtures.spark import local_builder, use_this_python
 
 _MARK = "spark_connect"
 
@@ -55,22 +55,13 @@ def _pyspark_major() -> int:
 def _start_local_connect_server(warehouse: str) -> int:
     """Start a classic local session with the Spark Connect plugin (as ``remote('local[2]')`` does) on an
     OS-picked port; return the port."""
-    from pyspark.sql import SparkSession
-
     classic = (
-        SparkSession.builder.master("local[2]")
-        .appName("petastorm-tests-connect")
+        local_builder("petastorm-tests-connect", warehouse)
         .config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
         .config("spark.connect.grpc.binding.address", "127.0.0.1")
         .config("spark.connect.grpc.binding.port", "0")
         .config("spark.sql.artifact.isolation.enabled", "true")
         .config("spark.sql.artifact.isolation.alwaysApplyClassloader", "true")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.driver.memory", "2g")
-        .config("spark.sql.warehouse.dir", warehouse)
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
         .getOrCreate()
     )
     classic.sparkContext.setLogLevel("ERROR")
@@ -87,9 +78,7 @@ def spark_connect_session(tmp_path_factory):
     """
     if _pyspark_major() < 4:
         pytest.fail("the spark_connect tests need pyspark>=4 with the connect extras: run make test-spark4")
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    use_this_python()
     from pyspark import SparkContext
 
     if SparkContext._active_spark_context is not None:

@@ -13,6 +13,7 @@ import textwrap
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _fixtures.spark import mixed_types_dataframe
 
 from petastorm.spark import SparkDatasetConverter, make_spark_converter
 from petastorm.spark import spark_dataset_converter as sdc
@@ -44,27 +45,7 @@ def conf(spark_session, parent_dir):
 
 @pytest.fixture(scope="module")
 def mixed_df(spark_session, parent_dir):
-    from pyspark.ml.linalg import Vectors, VectorUDT
-    from pyspark.sql.types import (
-        ArrayType,
-        BooleanType,
-        DoubleType,
-        FloatType,
-        IntegerType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-    )
-
-    rows = [(i, float(i), i / 2.0, i % 2 == 0, [float(i), 1.0], [i, i + 1], Vectors.dense([float(i), 2.0]),
-             Vectors.sparse(3, [0], [float(i)]), f"s{i}") for i in range(50)]
-    schema = StructType([StructField("id", LongType()), StructField("d", DoubleType()),
-                         StructField("f", FloatType()), StructField("b", BooleanType()),
-                         StructField("arr", ArrayType(DoubleType())), StructField("iarr", ArrayType(IntegerType())),
-                         StructField("vec", VectorUDT()), StructField("svec", VectorUDT()),
-                         StructField("s", StringType())])
-    return spark_session.createDataFrame(rows, schema).repartition(2)
+    return mixed_types_dataframe(spark_session, 50, "s")
 
 
 # ---- the cache-dir conf ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from _fixtures.spark import mixed_types_dataframe
 
 from petastorm.spark import make_spark_converter
 
@@ -19,28 +20,8 @@ ROWS = 50
 
 @pytest.fixture(scope="module")
 def converter(spark_session, tmp_path_factory):
-    from pyspark.ml.linalg import Vectors, VectorUDT
-    from pyspark.sql.types import (
-        ArrayType,
-        BooleanType,
-        DoubleType,
-        FloatType,
-        IntegerType,
-        LongType,
-        StructField,
-        StructType,
-    )
-
     spark_session.conf.set(CONF, "file://" + str(tmp_path_factory.mktemp("loader-cache")))
-    rows = [(i, float(i), i / 2.0, i % 2 == 0, [float(i), 1.0], [i, i + 1], Vectors.dense([float(i), 2.0]),
-             Vectors.sparse(3, [0], [float(i)]), i) for i in range(ROWS)]
-    schema = StructType([StructField("id", LongType()), StructField("d", DoubleType()),
-                         StructField("f", FloatType()), StructField("b", BooleanType()),
-                         StructField("arr", ArrayType(DoubleType())), StructField("iarr", ArrayType(IntegerType())),
-                         StructField("vec", VectorUDT()), StructField("svec", VectorUDT()),
-                         StructField("i32", IntegerType())])
-    df = spark_session.createDataFrame(rows, schema).repartition(2)
-    yield make_spark_converter(df)
+    yield make_spark_converter(mixed_types_dataframe(spark_session, ROWS, "i32"))
     spark_session.conf.unset(CONF)
 
 
