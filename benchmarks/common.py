@@ -330,8 +330,16 @@ def run_parts(parts: dict[str, Callable[[], Any]], only: Optional[Iterable[str]]
     -------
     int
         The script's exit status: 1 if a part raised, else 0.
+
+    Raises
+    ------
+    SystemExit
+        When ``only`` names a part that does not exist (a typo must not run nothing and pass).
     """
     wanted = set(parts if only is None else only)
+    unknown = sorted(wanted - set(parts))
+    if unknown:
+        raise SystemExit(f"unknown part(s) {unknown}: choose from {list(parts)}")
     failed = 0
     for name, part in parts.items():
         if name in wanted:
