@@ -70,7 +70,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
-from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+from petastorm.adapters.checks import ensure_int
+from petastorm.errors import PetastormStateError, PetastormTypeError
 from petastorm.jax_impl.columns import check_schema_fields
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
 
@@ -91,15 +92,6 @@ def _import_jax() -> Any:
     return jax
 
 
-def _ensure_positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PetastormTypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else ">= 1"
-        raise PetastormArgumentError(f"{name} must be {bound}, got {value}")
-    return value
-
-
 class JaxIterator:
     """Iterator of batches ``{field name: jax.Array of shape (batch_size,) + field shape}``.
 
@@ -116,9 +108,9 @@ class JaxIterator:
         from petastorm.adapters import BatchPipeline
 
         _import_jax()
-        _ensure_positive_int("batch_size", batch_size)
-        _ensure_positive_int("prefetch", prefetch, allow_zero=True)
-        _ensure_positive_int("shuffling_queue_capacity", shuffling_queue_capacity, allow_zero=True)
+        batch_size = ensure_int("batch_size", batch_size, 1)
+        prefetch = ensure_int("prefetch", prefetch, 0)
+        shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         if transform_fn is not None and not callable(transform_fn):
             raise PetastormTypeError(f"transform_fn must be callable, got {type(transform_fn).__name__}")
         sharding = ensure_sharding(sharding)

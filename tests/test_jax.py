@@ -393,13 +393,13 @@ def test_transform_fn_error_reaches_the_caller_and_stops_the_reader(synthetic_da
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
-    ({"batch_size": 0}, PetastormArgumentError, "batch_size must be >= 1, got 0"),
-    ({"batch_size": -4}, PetastormArgumentError, "batch_size must be >= 1, got -4"),
-    ({"batch_size": 2.5}, PetastormTypeError, "batch_size must be an int, got float"),
-    ({"batch_size": True}, PetastormTypeError, "batch_size must be an int, got bool"),
-    ({"batch_size": 4, "prefetch": -1}, PetastormArgumentError, "prefetch must be >= 0, got -1"),
+    ({"batch_size": 0}, PetastormArgumentError, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": -4}, PetastormArgumentError, "batch_size must be an integer >= 1, got -4"),
+    ({"batch_size": 2.5}, PetastormTypeError, "batch_size must be an integer >= 1, got 2.5"),
+    ({"batch_size": True}, PetastormTypeError, "batch_size must be an integer >= 1, got True"),
+    ({"batch_size": 4, "prefetch": -1}, PetastormArgumentError, "prefetch must be an integer >= 0, got -1"),
     ({"batch_size": 4, "shuffling_queue_capacity": -1}, PetastormArgumentError,
-     "shuffling_queue_capacity must be >= 0"),
+     "shuffling_queue_capacity must be an integer >= 0"),
     ({"batch_size": 4, "sharding": "cpu"}, PetastormTypeError, "sharding must be a jax.sharding.Sharding"),
     ({"batch_size": 4, "transform_fn": 3}, PetastormTypeError, "transform_fn must be callable"),
 ])
@@ -410,6 +410,14 @@ def test_bad_arguments_are_named(synthetic_dataset, kwargs, error, words):
     assert words in str(info.value)
     assert isinstance(info.value, (ValueError, TypeError))
     assert _prefetch_threads() == []
+
+
+def test_numpy_integer_arguments_are_accepted(synthetic_dataset):
+    # sizes computed with numpy (np.int64) were refused as "not an int"; the torch loaders take them
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1, shuffle_row_groups=False) as reader:
+        with make_jax_iterator(reader, batch_size=np.int64(40), prefetch=np.int32(1),
+                               shuffling_queue_capacity=np.int64(0)) as batches:
+            assert [b["id"].shape[0] for b in batches] == [40, 40, 20]
 
 
 def test_transform_fn_that_returns_no_dict_is_named(synthetic_dataset):

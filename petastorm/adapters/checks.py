@@ -4,24 +4,45 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from petastorm.errors import PetastormArgumentError, PetastormStateError
+import numpy as np
+
+from petastorm.errors import PetastormArgumentError, PetastormArgumentTypeError, PetastormStateError
 from petastorm.reader_impl.reader_state import describe_differences
 
 __all__ = ["check_settings", "ensure_int"]
 
 
-def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> Optional[int]:
+def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
+               integral_float: bool = False) -> Optional[int]:
     """``value`` as an ``int`` of at least ``minimum`` (numpy integers accepted; bool refused).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : Any
+        The value given.
+    minimum : int
+        The smallest value accepted.
+    allow_none : bool
+        Return None for None.
+    integral_float : bool
+        Also accept floats with an integral value (``4.0``), as the original ``DataLoader`` did.
 
     Raises
     ------
+    PetastormArgumentTypeError
+        Not an integer (the original's loaders raised ``TypeError`` for these: a ``TypeError`` and a
+        ``ValueError``); the message names the argument.
     PetastormArgumentError
-        Not an integer, or below ``minimum``; the message names the argument.
+        Below ``minimum`` (a ``ValueError``); the message names the argument.
     """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if integral_float and isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
+        raise PetastormArgumentTypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = int(value.__index__())
     if value < minimum:
         raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
+from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import promote_array, sanitize_row
@@ -41,18 +42,6 @@ _K_READER = "reader"
 _K_BUFFER = "buffer"
 _K_PARTIAL = "partial_batch"
 _K_FINISHED = "finished"
-
-
-def _ensure_positive_int(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``; integral floats (``4.0``, which the original accepted) too."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        value = int(value)
-    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = int(value.__index__())
-    if value < minimum:
-        raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
-    return value
 
 
 def _reader_seed(reader: Any) -> Optional[int]:
@@ -160,9 +149,9 @@ class DataLoader(LoaderBase):
     def __init__(self, reader: Any, batch_size: int = 1, collate_fn: Callable = decimal_friendly_collate,
                  shuffling_queue_capacity: int = 0) -> None:
         super().__init__()
-        self.batch_size = _ensure_positive_int("batch_size", batch_size, 1)
-        self.shuffling_queue_capacity = _ensure_positive_int("shuffling_queue_capacity",
-                                                             shuffling_queue_capacity, 0)
+        self.batch_size = ensure_int("batch_size", batch_size, 1, integral_float=True)
+        self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0,
+                                                   integral_float=True)
         if not callable(collate_fn):
             raise PetastormArgumentError(f"collate_fn must be callable, got {collate_fn!r}")
         if getattr(reader, "ngram", None) is not None:

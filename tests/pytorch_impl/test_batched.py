@@ -186,6 +186,23 @@ def test_batch_size_below_one_is_a_clear_error(store, batch_size):
         BatchedDataLoader(_ordered(store), batch_size=batch_size, shuffling_queue_capacity=10)
 
 
+@pytest.mark.parametrize("make, kwargs", [
+    (lambda r, kw: BatchedDataLoader(r, **kw), {"batch_size": 4.0}),
+    (lambda r, kw: BatchedDataLoader(r, **kw), {"batch_size": 4, "shuffling_queue_capacity": 10.0}),
+    (lambda r, kw: BatchedDataLoader(r, **kw), {"batch_size": "4"}),
+    (lambda r, kw: InMemBatchedDataLoader(r, **kw), {"batch_size": 4.0}),
+    (lambda r, kw: InMemBatchedDataLoader(r, **kw), {"batch_size": 4, "num_epochs": 2.0}),
+])
+def test_arguments_that_are_no_integers_raise_a_type_error_as_in_the_original(store, make, kwargs):
+    # recorded from 0.12.1: each raised TypeError ("slice indices must be integers...", "'float' object cannot be
+    # interpreted as an integer", "'>=' not supported between instances of 'int' and 'str'"); here the same class
+    # (also a ValueError, as for out-of-range values) naming the argument, when the loader is made
+    name = next(k for k, v in kwargs.items() if not isinstance(v, int))
+    with _ordered(store) as reader, pytest.raises(TypeError, match=f"{name} must be an integer") as info:
+        make(reader, kwargs)
+    assert isinstance(info.value, PetastormArgumentError)
+
+
 def test_a_finished_pass_may_be_followed_by_another_and_parallel_passes_raise(store):
     # 0.12.1: two passes give [300, 300, 300, 100] each; a second iter() during a pass raises RuntimeError
     loader = BatchedDataLoader(_ordered(store), batch_size=300)
