@@ -34,7 +34,7 @@ from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
 from petastorm.pytorch_impl.inmem_table import InMemTable
-from petastorm.pytorch_impl.loader_base import LoaderBase
+from petastorm.pytorch_impl.loader_base import LoaderBase, pass_seed, reader_seed
 
 __all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
 
@@ -61,20 +61,6 @@ def _ensure_reader(reader: Any, loader: str) -> None:
 
 def _is_batch_reader(reader: Any) -> bool:
     return bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
-
-
-def _reader_seed(reader: Any) -> Optional[int]:
-    """The seed the reader plans with (an int even for a reader made with seed=None), or None."""
-    try:
-        seed = reader.state_dict().get("seed")
-        return None if seed is None else int(seed)
-    except Exception:  # noqa: BLE001 - readers without a state (mocks) shuffle with a random seed
-        return None
-
-
-def _pass_seed(seed: Optional[int], pass_index: int) -> Optional[list]:
-    """Entropy for the shuffling RNG of one pass (non-negative ints, as numpy's SeedSequence wants)."""
-    return None if seed is None else [int(seed) % (1 << 128), int(pass_index)]
 
 
 def _to_numpy(name: str, value: Any) -> np.ndarray:
@@ -167,8 +153,7 @@ class BatchedDataLoader(LoaderBase):
                              chunk_fn=_per_column(self.transform_fn), convert_block=self._converter.convert_block)
 
     def _pass_buffer_seed(self) -> Optional[list]:
-        base = self.seed if self.seed is not None else _reader_seed(self.reader)
-        return _pass_seed(base, self._passes_done)
+        return pass_seed(self.seed if self.seed is not None else reader_seed(self.reader), self._passes_done)
 
     def _iter_impl(self) -> Iterator[Any]:
         if self._current is None or not self._resume_in_pass:

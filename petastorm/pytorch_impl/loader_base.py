@@ -34,7 +34,7 @@ from typing import Any, Iterator, Mapping, Optional
 from petastorm.adapters.state_codec import decode_state, encode_state
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
-__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION"]
+__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "pass_seed"]
 
 logger = logging.getLogger("petastorm.pytorch")
 
@@ -53,6 +53,26 @@ _K_PASSES = "passes_done"
 _K_IN_PASS = "in_pass"
 _K_BODY = "body"
 _K_READER = "reader"
+
+
+def reader_seed(reader: Any) -> Optional[int]:
+    """The seed the reader plans with (an int even for a reader made with ``seed=None``: its state records the
+    seed it drew), or None for a reader without a usable ``state_dict()`` (shuffling is then unseeded)."""
+    state_dict = getattr(reader, "state_dict", None)
+    if state_dict is None:
+        return None
+    try:
+        seed = state_dict().get("seed")
+    except Exception:  # noqa: BLE001 - a reader without a usable state (a mock): unseeded shuffling
+        return None
+    return None if seed is None else int(seed)
+
+
+def pass_seed(seed: Optional[int], pass_index: int) -> Optional[list]:
+    """The seed of a loader's shuffling buffer in its pass ``pass_index`` (0-based): ``[seed mod 2**128,
+    pass_index]``, entropy as ``numpy.random.default_rng`` takes it (non-negative ints); None stays None
+    (fresh entropy). ``petastorm.adapters.buffer_quality.first_pass_seed`` is the same for pass 0."""
+    return None if seed is None else [int(seed) % (1 << 128), int(pass_index)]
 
 
 class LoaderBase:

@@ -29,7 +29,7 @@ from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import promote_array, sanitize_row
-from petastorm.pytorch_impl.loader_base import LoaderBase
+from petastorm.pytorch_impl.loader_base import LoaderBase, pass_seed, reader_seed
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
 __all__ = ["DataLoader"]
@@ -44,29 +44,10 @@ _K_PARTIAL = "partial_batch"
 _K_FINISHED = "finished"
 
 
-def _reader_seed(reader: Any) -> Optional[int]:
-    """The seed the reader plans with (resolved to an int even when the reader was made with seed=None)."""
-    state_dict = getattr(reader, "state_dict", None)
-    if state_dict is None:
-        return None
-    try:
-        seed = state_dict().get("seed")
-    except Exception:  # noqa: BLE001 - a reader without a usable state: unseeded shuffling
-        return None
-    return None if seed is None else int(seed)
-
-
-def _pass_seed(seed: Optional[int], pass_index: int) -> Optional[int]:
-    """A seed of its own for each pass (None stays None: fresh entropy)."""
-    if seed is None:
-        return None
-    return int(np.random.SeedSequence([seed & (2 ** 63 - 1), pass_index]).generate_state(1, np.uint64)[0])
-
-
 class _RowPass:
     """The row path of one pass: reader rows -> shuffling buffer -> lists of ``batch_size`` rows."""
 
-    def __init__(self, reader: Any, batch_size: int, capacity: int, seed: Optional[int]) -> None:
+    def __init__(self, reader: Any, batch_size: int, capacity: int, seed: Optional[list]) -> None:
         self.reader = reader
         self.batch_size = batch_size
         self.capacity = capacity
@@ -163,8 +144,8 @@ class DataLoader(LoaderBase):
 
     # --- one pass ------------------------------------------------------------------------------------------
 
-    def _pass_buffer_seed(self) -> Optional[int]:
-        return _pass_seed(_reader_seed(self.reader), self._passes_done)
+    def _pass_buffer_seed(self) -> Optional[list]:
+        return pass_seed(reader_seed(self.reader), self._passes_done)
 
     def _new_pass(self) -> Any:
         # the reader's seed is read per pass: a reader restored by load_state_dict plans with the saved seed
