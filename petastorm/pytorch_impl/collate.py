@@ -29,7 +29,7 @@ from typing import Any, Dict, Union
 import numpy as np
 
 from petastorm.errors import PetastormBatchShapeError, PetastormTypeError
-from petastorm.pytorch_impl.device import AS_IS_DTYPES, block_to_tensors
+from petastorm.pytorch_impl.device import AS_IS_DTYPES, block_to_tensors, numeric_to_tensor
 from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, nullable_error, string_array_error
 
 __all__ = ["decimal_friendly_collate", "column_to_torch", "columns_to_torch", "columns_block_to_torch"]
@@ -62,7 +62,7 @@ def decimal_friendly_collate(batch: Any) -> Any:
     return default_collate(batch)
 
 
-def _object_column(name: str, col: np.ndarray) -> Union[list, np.ndarray]:
+def _collated_object_column(name: str, col: np.ndarray) -> Union[list, np.ndarray]:
     """An object column: a list (str/bytes/Decimal), or a numeric array of its stacked cells."""
     values = list(col)
     if any(v is None for v in values):
@@ -99,26 +99,16 @@ def column_to_torch(name: str, col: np.ndarray) -> Any:
         (a ``TypeError``) for ``None`` values, arrays of strings per row, and types torch has no tensor for
         (``datetime64``, dates...), naming the field.
     """
-    import torch
-
     if col.dtype.kind in "US":
         if col.ndim > 1:
             raise string_array_error(name)
         return list(col)
     if col.dtype.kind == "O":
-        col = _object_column(name, col)
+        col = _collated_object_column(name, col)
         if isinstance(col, list):
             return col
-    target = ARRAY_PROMOTIONS.get(col.dtype)
-    if target is not None:
-        col = col.astype(target)
-    elif not col.flags.writeable or not col.flags.c_contiguous:
-        col = np.array(col)  # torch tensors must own writable memory
-    try:
-        return torch.from_numpy(col)
-    except TypeError as e:
-        raise PetastormTypeError(f"field {name!r}: torch has no tensor type for numpy {col.dtype} ({e}); convert "
-                                 f"it with a TransformSpec, or use a collate_fn that handles it") from None
+    return numeric_to_tensor(name, col, ARRAY_PROMOTIONS.get(col.dtype),
+                             "convert it with a TransformSpec, or use a collate_fn that handles it")
 
 
 def columns_to_torch(columns: Dict[str, np.ndarray]) -> Dict[str, Any]:

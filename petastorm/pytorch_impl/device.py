@@ -22,7 +22,8 @@ from petastorm.pytorch_impl.dtypes import (
     string_array_error,
 )
 
-__all__ = ["resolve_device", "column_to_tensor", "TensorConverter", "AS_IS_DTYPES", "block_to_tensors"]
+__all__ = ["resolve_device", "column_to_tensor", "numeric_to_tensor", "TensorConverter", "AS_IS_DTYPES",
+           "block_to_tensors"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -75,7 +76,7 @@ def _string_error(name: str) -> PetastormTypeError:
     return PetastormTypeError(f"{string_array_error(name)} {_HINT}")
 
 
-def _object_column(name: str, col: np.ndarray, row_values: bool) -> np.ndarray:
+def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.ndarray:
     """A numeric array from an object column, as the original treats them (recorded from 0.12.1).
 
     - ``None`` among numbers: a ``make_batch_reader`` column becomes float64 with NaN for the nulls (the
@@ -143,22 +144,37 @@ def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> An
     if col.dtype in _AS_IS and col.flags.writeable and col.flags.c_contiguous:
         return torch.from_numpy(col)  # the common case, no checks needed
     if col.dtype.kind == "O":
-        col = _object_column(name, col, row_values)
+        col = _numeric_object_column(name, col, row_values)
     if is_text_or_object_dtype(col.dtype):
         raise _string_error(name)
     if row_values and col.ndim == 1:
         target = np.dtype(np.uint8) if col.dtype == np.bool_ else None
     else:
         target = ARRAY_PROMOTIONS.get(col.dtype)
+    return numeric_to_tensor(name, col, target, "convert it with a TransformSpec or leave it out with schema_fields")
+
+
+def numeric_to_tensor(name: str, col: np.ndarray, target: Optional[np.dtype], hint: str) -> Any:
+    """A numeric column as a tensor that owns writable memory: cast to ``target`` (a promotion) when given,
+    else copied if read-only or strided (reader arrays may be read-only Arrow buffers), else shared.
+
+    Raises
+    ------
+    PetastormTypeError
+        (a ``TypeError``) for a dtype torch has no tensor for (``datetime64``...), naming the field; ``hint``
+        says what to do about it.
+    """
+    import torch
+
     if target is not None:
         col = col.astype(target)
     elif not col.flags.writeable or not col.flags.c_contiguous:
-        col = np.array(col)  # tensors must own writable memory (reader arrays may be read-only Arrow buffers)
+        col = np.array(col)
     try:
         return torch.from_numpy(col)
     except TypeError as e:
-        raise PetastormTypeError(f"field {name!r}: torch has no tensor type for numpy {col.dtype} ({e}); convert "
-                                 f"it with a TransformSpec or leave it out with schema_fields") from None
+        raise PetastormTypeError(f"field {name!r}: torch has no tensor type for numpy {col.dtype} ({e}); "
+                                 f"{hint}") from None
 
 
 def block_to_tensors(columns: Dict[str, np.ndarray], k: int, convert_column: Callable,
