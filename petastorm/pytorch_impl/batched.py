@@ -32,6 +32,7 @@ import numpy as np
 
 from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
 from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase, pass_seed, reader_seed
@@ -63,13 +64,10 @@ def _is_batch_reader(reader: Any) -> bool:
     return bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
 
 
-def _to_numpy(name: str, value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-        return value.detach().cpu().numpy()
+def _column_of(name: str, value: Any) -> np.ndarray:
+    """What ``transform_fn`` returned for field ``name``, as a numpy array (an error naming the field if not)."""
     try:
-        return np.asarray(value)
+        return column_as_numpy(value)
     except Exception as e:  # noqa: BLE001
         raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, which is not "
                                  f"an array ({e})") from None
@@ -81,7 +79,7 @@ def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
         return None
 
     def apply(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return {name: _to_numpy(name, transform_fn(col)) for name, col in columns.items()}
+        return {name: _column_of(name, transform_fn(col)) for name, col in columns.items()}
 
     return apply
 

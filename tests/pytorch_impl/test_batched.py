@@ -157,6 +157,15 @@ def test_transform_fn_may_return_tensors(store):
         assert next(iter(loader))["id"].tolist() == [1, 2, 3, 4]
 
 
+def test_transform_fn_may_return_lists_and_what_is_no_array_names_the_field(store):
+    with BatchedDataLoader(_ordered(store), batch_size=4, transform_fn=lambda c: [v * 2 for v in c.tolist()]) as loader:
+        assert next(iter(loader))["id"].tolist() == [0, 2, 4, 6]
+    with BatchedDataLoader(_ordered(store, schema_fields=["id"]), batch_size=4,
+                           transform_fn=lambda c: [[1, 2], [3]]) as loader:
+        with pytest.raises(TypeError, match=r"transform_fn returned a list for field 'id', which is not an array"):
+            next(iter(loader))
+
+
 @pytest.mark.parametrize("capacity", [1, 10, 100])
 def test_a_shuffling_queue_smaller_than_the_batch_works_as_in_the_original(store, capacity):
     # 0.12.1: batch_size=64 with shuffling_queue_capacity 1, 10 or 100 gives 15 batches of 64 and one of 40
