@@ -311,6 +311,14 @@ class Batcher:
         self._pending_rows -= n
         return concat_columns(parts)
 
+    def _fill_buffer(self) -> None:
+        """Add pending rows (reading more as needed) until the shuffling buffer is full or the reader ends."""
+        buf = self._buffer
+        while buf.free:
+            if not self._pending_rows and not self._pull(buf.free):
+                break
+            buf.add(self._take_pending(min(buf.free, self._pending_rows)))
+
     def next_batch(self) -> Optional[Columns]:
         """The next batch, or None when the reader has ended and every row was served."""
         bs = self.batch_size
@@ -320,10 +328,7 @@ class Batcher:
             n = min(bs, self._pending_rows)
         else:
             buf = self._buffer
-            while buf.free:
-                if not self._pending_rows and not self._pull(buf.free):
-                    break
-                buf.add(self._take_pending(min(buf.free, self._pending_rows)))
+            self._fill_buffer()
             n = min(bs, buf.size)
         if n == 0 or (n < bs and self.drop_last):
             if self._buffer is not None:
@@ -337,9 +342,11 @@ class Batcher:
 
         Without a shuffling buffer, when the first pending reader batch holds ``k >= 2`` whole batches
         (``k <= max_batches`` and ``k * (columns + 1) <= max_objects``), they are cut as one block of views
-        (one slice per column instead of ``k``); otherwise ``(next_batch(), 1)`` (a batch straddling two reader
-        batches, the last short batch, the shuffled path). The rows and the state are exactly those of ``k``
-        calls of :meth:`next_batch`.
+        (one slice per column instead of ``k``). With a shuffling buffer, once a round is drawn, its ``k >= 2``
+        whole batches left are one block (views of the round's arrays; ``cut_origin`` None: they are not
+        re-read, a state carries them as copies). Otherwise ``(next_batch(), 1)`` (a batch straddling two
+        reader batches, the last short batch, the first batch of a round). The rows, the reader reads, the
+        buffer's draws and the state are exactly those of ``k`` calls of :meth:`next_batch`.
         """
         bs = self.batch_size
         if self._buffer is None and max_batches >= 2:
@@ -356,6 +363,15 @@ class Batcher:
                     # the first pending entry is the rest of its reader batch: the block starts at this offset
                     self.cut_origin = None if taken is None else (serial, taken[2] - num_rows(head))
                     return self._take_pending(k * bs), k
+        elif self._buffer is not None and max_batches >= 2:
+            buf = self._buffer
+            self._fill_buffer()
+            k = min(max_batches, buf.round_rows // bs)
+            if max_objects is not None and k >= 2:
+                k = min(k, max_objects // (len(buf.fields) + 1))
+            if k >= 2:  # the rest of a round: its rows are drawn already, consecutive views of its arrays
+                self.cut_origin = None
+                return buf.retrieve(k * bs), k
         batch = self.next_batch()
         return None if batch is None else (batch, 1)
 

@@ -147,6 +147,16 @@ class ColumnShufflingBuffer:
         return self._size + self._round_len - self._round_pos
 
     @property
+    def fields(self) -> list:
+        """The fields held, in the order batches give them (empty before the first :meth:`add`)."""
+        return list(self._where)
+
+    @property
+    def round_rows(self) -> int:
+        """Rows of the current round not yet retrieved (a :meth:`retrieve` of at most this many is a view)."""
+        return self._round_len - self._round_pos
+
+    @property
     def free(self) -> int:
         """Rows that can still be added (the slots not holding a row)."""
         return self._capacity - self._size
