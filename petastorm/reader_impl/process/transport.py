@@ -26,8 +26,13 @@ back to the parent (``bequest``), which keeps a few of them (:data:`~petastorm.r
 A segment that results still in the consumer's hands use (the last rows of an epoch, typically) joins
 the cache only once the last of them is garbage-collected. A fresh memfd page costs a page fault
 (zeroing): copying a result into a fresh segment takes many times longer than into a mapped one (figures in
-``benchmarks/README.md``), and a reader made per epoch would pay that for every segment again. Adopted
-segments are mapped with ``MAP_POPULATE`` (one call, no faults); the parent reuses its own mapping of them.
+``benchmarks/README.md``), and a reader made per epoch would pay that for every segment again. The parent
+reuses its own mapping of a cached segment. A worker maps every page of a segment in one call
+(``MAP_POPULATE``, cheaper than a page fault per 4 KB) when it first writes into it, not before: a fresh
+segment at once (it is sized to the result about to be written), an adopted one at its first use. A
+worker is dealt an even share of the cache and often leaves some of it unused (with 224x224 JPEG row
+groups, one or two 36 MB segments per pool): populated at adoption, as they were, those cost the worker
+the populate and, at its exit, the unmapping of every page, for nothing.
 
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
@@ -101,10 +106,11 @@ class _Segment:
     """A worker's segment. Writable again (``free``) once no result in the parent holds it (``remote``)
     and no array of the worker lives on it (``local``, for segments lent by :meth:`ShmWriter.allocate`)."""
 
-    __slots__ = ("sid", "size", "view", "mapping", "remote", "local", "fd")
+    __slots__ = ("sid", "size", "view", "mapping", "remote", "local", "fd", "cold")
 
-    def __init__(self, sid: int, size: int, mapping: SegmentMapping, fd: int = -1):
+    def __init__(self, sid: int, size: int, mapping: SegmentMapping, fd: int = -1, cold: bool = False):
         self.sid = sid
+        self.cold = cold  # adopted and not written yet: its pages are not mapped here (see ShmWriter.adopt)
         self.size = size
         self.fd = fd  # kept by the worker, to hand the segment back to the parent when the pool stops
         self.mapping = mapping
@@ -254,15 +260,21 @@ class ShmWriter:
 
     def _acquire(self, need: int) -> _Segment:
         fits = [s for s in self._segments.values() if s.free and s.size >= need]
-        if fits:
-            return min(fits, key=lambda s: s.size)
+        if fits:  # the smallest that fits, one already written here first
+            seg = min(fits, key=lambda s: (s.cold, s.size))
+            if seg.cold:
+                seg.cold = False
+                seg.mapping.populate(seg.fd)
+            return seg
         size = _segment_size(need)
         sid = self._next_id
         self._next_id += 1
         fd = os.memfd_create(f"petastorm-{os.getpid()}-{sid}", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
-            mapping = SegmentMapping(fd, size)
+            # populated at once: sized to what is about to be written, so every page is needed, and one call
+            # allocates them for less than a page fault each
+            mapping = SegmentMapping(fd, size, populate=True)
             self._send(("seg", sid, size))
             socket.send_fds(self._sock, [b"F"], [fd])
         except BaseException:
@@ -274,7 +286,10 @@ class ShmWriter:
         return seg
 
     def _trim(self, keep: int = -1) -> None:
-        free = sorted((s for s in self._segments.values() if s.free and s.sid != keep), key=lambda s: s.size)
+        """Drop the smallest free segments beyond ``max_free``; cold ones are kept (they map no page here,
+        and go back to the parent's cache when the pool stops)."""
+        free = sorted((s for s in self._segments.values() if s.free and not s.cold and s.sid != keep),
+                      key=lambda s: s.size)
         while len(free) > self._max_free:
             seg = free.pop(0)
             del self._segments[seg.sid]
@@ -283,7 +298,9 @@ class ShmWriter:
 
     def adopt(self, entries: List[tuple]) -> None:
         """Receive the fds announced by a ``('gift', [(sid, size), ...])`` message: free segments of an
-        earlier pool, mapped with ``MAP_POPULATE`` (their pages exist already: no page fault per 4 KB)."""
+        earlier pool. Each is mapped *cold* (no page mapped yet) and populated in one call when it is first
+        written (:meth:`SegmentMapping.populate`: its pages exist already, no page fault per 4 KB): a gift
+        the worker never uses costs it neither the populate nor, at exit, the unmapping of its pages."""
         if self._sock is None or not entries:
             return
         _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, len(entries))
@@ -291,7 +308,7 @@ class ShmWriter:
             os.close(fd)
         for (sid, size), fd in zip(entries, fds):
             try:
-                self._segments[sid] = _Segment(sid, size, SegmentMapping(fd, size, populate=True), fd)
+                self._segments[sid] = _Segment(sid, size, SegmentMapping(fd, size), fd, cold=True)
             except OSError:
                 os.close(fd)
 

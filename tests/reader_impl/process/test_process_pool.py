@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from petastorm.errors import PetastormArgumentError, PetastormWorkerError
-from petastorm.reader_impl.process import ProcessPool
+from petastorm.reader_impl.process import ProcessPool, clear_segment_cache
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -168,6 +168,7 @@ def test_results_held_by_the_consumer_cost_no_file_descriptors():
     def open_fds():
         return len(os.listdir(f"/proc/{os.getpid()}/fd"))
 
+    clear_segment_cache()  # segments cached by earlier tests would serve some of the 300 results
     with _pool(2, 2, factory=big_factory(256 * 1024)) as pool:
         list(pool.imap(_items(4)))
         before = open_fds()
