@@ -71,6 +71,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 from petastorm.adapters.checks import ensure_int
+from petastorm.adapters.state_codec import check_digest, with_digest
 from petastorm.errors import PetastormStateError, PetastormTypeError
 from petastorm.jax_impl.columns import check_schema_fields
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
@@ -154,8 +155,9 @@ class JaxIterator:
         -------
         dict
             Holds numpy arrays (the rows held): save it with ``pickle`` (or ``orbax``/``torch.save``), not JSON.
+            Its ``digest`` lets :meth:`load_state_dict` refuse a state changed or cut after it was saved.
         """
-        return {_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}
+        return with_digest({_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()})
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
@@ -166,8 +168,8 @@ class JaxIterator:
         ------
         PetastormStateError
             Naming each setting that differs (``batch_size``, ``drop_last``, ``shuffling_queue_capacity``,
-            ``min_after_retrieve``; the reader names its own: dataset, reader options), or when the state is
-            not one of this iterator's.
+            ``min_after_retrieve``; the reader names its own: dataset, reader options), when the state is
+            not one of this iterator's, or was changed or cut after ``state_dict()``.
         """
         from petastorm.adapters.elastic import is_loader_job_state
 
@@ -178,8 +180,11 @@ class JaxIterator:
             self._pipeline.load_job_state(state)
             return
         if not isinstance(state, dict) or state.get(_KIND) != _STATE_KIND or _CORE not in state:
+            got = f"a {state['loader']} state" if isinstance(state, dict) and isinstance(state.get("loader"), str) \
+                else type(state).__name__
             raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
-                                      f"JaxIterator.state_dict(), got {type(state).__name__})")
+                                      f"JaxIterator.state_dict(), got {got})")
+        check_digest(state, "make_jax_iterator state")
         self._pipeline.load_state_dict(state[_CORE])
 
     # --- lifecycle -------------------------------------------------------------------------------------------

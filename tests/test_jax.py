@@ -329,6 +329,29 @@ def test_state_from_other_settings_names_the_setting(synthetic_dataset):
             other.load_state_dict(reader.state_dict())
 
 
+def test_a_state_changed_after_state_dict_or_of_a_torch_loader_is_refused(synthetic_dataset):
+    # before: a prefetched batch dropped from the state resumed with its rows lost; a torch loader's state was
+    # refused as "got dict"
+    from petastorm.pytorch import BatchedDataLoader
+
+    with _reader(synthetic_dataset) as reader, _iterator(reader, prefetch=0) as batches:
+        next(batches)
+        state = batches.state_dict()
+        torch_loader = BatchedDataLoader(reader, batch_size=7)
+        next(iter(torch_loader))
+        torch_state = torch_loader.state_dict()
+    changed = pickle.loads(pickle.dumps(state))
+    changed["core"]["batches_served"] = 0
+    with _reader(synthetic_dataset) as reader, _iterator(reader, prefetch=0) as batches:
+        with pytest.raises(PetastormStateError, match=r"make_jax_iterator state was changed or cut after state_dict"):
+            batches.load_state_dict(changed)
+        with pytest.raises(PetastormStateError, match="got a BatchedDataLoader state"):
+            batches.load_state_dict(torch_state)
+    with _reader(synthetic_dataset) as reader, _iterator(reader, prefetch=0) as batches:
+        batches.load_state_dict(pickle.loads(pickle.dumps(state)))  # as saved: resumes
+        assert next(batches)["id"].shape == (7,)
+
+
 def test_state_from_another_dataset_is_refused(synthetic_dataset, tmp_path):
     from _fixtures.datasets import write_synthetic_dataset
 

@@ -1,15 +1,22 @@
-"""Argument and state checks shared by the loaders: integer arguments, and the settings saved in a loader
-state compared with the loader's own, naming each one that differs."""
+"""Argument and state checks shared by the loaders: integer arguments, the settings saved in a loader state
+compared with the loader's own (naming each one that differs), and the parts of a saved state (a malformed or
+truncated part is a :class:`~petastorm.errors.PetastormStateError` naming it, whatever fails while loading it)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormArgumentError, PetastormArgumentTypeError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormArgumentTypeError,
+    PetastormError,
+    PetastormStateError,
+)
 from petastorm.reader_impl.reader_state import describe_differences
 
-__all__ = ["check_settings", "ensure_int"]
+__all__ = ["check_settings", "ensure_int", "state_batches", "state_int", "state_part"]
 
 
 def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
@@ -72,3 +79,62 @@ def check_settings(saved: Any, current: Mapping[str, Any], what: str = "loader")
     if diffs:
         raise PetastormStateError(f"{what} state was saved with other settings: {'; '.join(diffs)}. Resume with "
                                   f"the settings the state was saved with")
+
+
+def state_int(state: Mapping[str, Any], key: str, what: str, minimum: int = 0, default: Optional[int] = None) -> int:
+    """``state[key]``, an int of at least ``minimum`` saved by ``state_dict()`` (a bool is refused); ``default``
+    when the key is missing and a default is given.
+
+    Raises
+    ------
+    PetastormStateError
+        The key is missing or holds something else; the message names ``what`` and the key.
+    """
+    value = state.get(key) if isinstance(state, Mapping) else None
+    if value is None and default is not None and isinstance(state, Mapping) and key not in state:
+        return default
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__") or int(value.__index__()) < minimum:
+        raise PetastormStateError(f"malformed {what}: {key!r} must be an integer >= {minimum}, got {value!r}")
+    return int(value.__index__())
+
+
+@contextmanager
+def state_part(what: str) -> Iterator[None]:
+    """Load a part of a saved state: what a malformed or truncated part raises while it is loaded (a missing
+    key, a value of another type...) becomes a :class:`~petastorm.errors.PetastormStateError` naming ``what``.
+    Petastorm's own errors (another dataset, other settings...) pass as they are."""
+    try:
+        yield
+    except PetastormError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise PetastormStateError(f"malformed {what}: {type(e).__name__}: {e}. Resume from a state_dict() saved by "
+                                  f"a loader made with the same arguments, unchanged") from e
+
+
+def state_batches(value: Any, batch_size: int, what: str) -> list:
+    """The numpy batches a state carries (prefetched, not yet yielded): a list of dicts with the same field
+    names, each of numpy arrays of one row count in ``1..batch_size``.
+
+    Raises
+    ------
+    PetastormStateError
+        Anything else, naming ``what`` and the first batch that is not one.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PetastormStateError(f"malformed {what}: a list of batches expected, got {type(value).__name__}")
+    names = None
+    for i, batch in enumerate(value):
+        rows = {len(col) for col in batch.values() if isinstance(col, np.ndarray) and col.ndim > 0} \
+            if isinstance(batch, Mapping) else set()
+        ok = isinstance(batch, Mapping) and batch and len(rows) == 1 and 1 <= min(rows) <= batch_size \
+            and all(isinstance(col, np.ndarray) and col.ndim > 0 for col in batch.values())
+        if ok and names is not None and list(batch) != names:
+            ok = False
+        if not ok:
+            raise PetastormStateError(f"malformed {what}: batch {i} is not a dict of numpy columns of one row count "
+                                      f"(1..{batch_size}) with the fields of the others")
+        names = list(batch)
+    return value

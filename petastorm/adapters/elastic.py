@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from petastorm.adapters.column_buffer import concat_columns, num_rows, slice_columns
-from petastorm.adapters.state_codec import decode_state, encode_state
+from petastorm.adapters.state_codec import check_digest, decode_state, encode_state
 from petastorm.errors import PetastormStateError
 from petastorm.reader_impl.elastic import KEY_ELASTIC, is_job_state, take_ranges
 from petastorm.reader_impl.elastic_merge import merge_reader_states
@@ -83,6 +83,7 @@ def pipeline_parts(state: Mapping) -> tuple[dict, list]:
 
 def _loader_parts(state: Mapping, i: int) -> tuple[str, dict, Optional[dict], list, dict]:
     """``(loader name, settings/meta, reader state, held rows, extra)`` of one rank's loader state."""
+    check_digest(state, f"states[{i}]")
     if state.get("kind") == _JAX_KIND:
         reader_state, held = pipeline_parts(state["core"])
         return "JaxIterator", {"settings": state["core"].get("settings")}, reader_state, held, {}

@@ -25,7 +25,7 @@ from collections import deque
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from petastorm.adapters.batcher import Batcher, ReaderSource
-from petastorm.adapters.checks import check_settings, ensure_int
+from petastorm.adapters.checks import check_settings, ensure_int, state_batches, state_int, state_part
 from petastorm.adapters.chunk import Chunk
 from petastorm.adapters.column_buffer import num_rows, slice_columns
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
@@ -441,11 +441,12 @@ class BatchPipeline:
             raise PetastormStateError(f"unknown batch pipeline state version {version!r}; this petastorm reads "
                                       f"version {STATE_VERSION}")
         check_settings(state.get(_KEY_SETTINGS), self._settings, what="loader")
-        self._shared.batcher.load_state_dict(state[_KEY_BATCHER])
-        sh = self._shared
-        for batch in state.get(_KEY_READY) or []:
-            sh.ready.append(Chunk([sh._one(batch)], [batch]))
-        self._batches_served = int(state.get(_KEY_BATCHES_SERVED, 0))
+        ready = state_batches(state.get(_KEY_READY), self._settings["batch_size"], "loader state ('ready')")
+        served = state_int(state, _KEY_BATCHES_SERVED, "loader state", default=0)
+        with state_part("loader state ('batcher')"):
+            self._shared.batcher.load_state_dict(state[_KEY_BATCHER])
+        self._shared.ready.extend(Chunk([self._shared._one(batch)], [batch]) for batch in ready)
+        self._batches_served = served
 
     def load_job_state(self, job: Mapping[str, Any]) -> None:
         """Continue a merged job state (``petastorm.merge_state_dicts``) as this reader's rank: the reader

@@ -15,21 +15,32 @@ A tagged value is a dict with the key :data:`TAG`::
     {"__petastorm__": "decimal", "value": "1.250"}
     {"__petastorm__": "bytes", "value": None}                                     # b"" (torch.save's b"" is refused)
     {"__petastorm__": "date" | "datetime" | "timedelta", "value": ...}
+
+**Digest.** A loader's state also carries :func:`state_digest` of the rest of it (:func:`with_digest`), checked
+when it is loaded (:func:`check_digest`): a state changed or cut after ``state_dict()`` - a batch or a buffered
+row dropped, a number edited - is refused with a :class:`~petastorm.errors.PetastormStateError` instead of
+resuming with rows lost or repeated. The digest is of the values, not of their pickle: the same after a
+``pickle``/``torch.save`` round trip (or JSON, for a state of plain values), whatever the dict key order.
 """
 from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from petastorm.errors import PetastormStateError
 
-__all__ = ["TAG", "encode_state", "decode_state"]
+__all__ = ["TAG", "DIGEST_KEY", "encode_state", "decode_state", "state_digest", "with_digest", "check_digest"]
 
 #: Key marking an encoded value (no state of ours uses it otherwise).
 TAG = "__petastorm__"
+
+#: Key of the digest a loader adds to its state (:func:`with_digest`).
+DIGEST_KEY = "digest"
 
 _RAW_KINDS = frozenset("biufcmMUS")
 
@@ -124,3 +135,68 @@ def decode_state(obj: Any) -> Any:
     if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
         return tuple(decode_state(v) for v in obj)
     return obj
+
+
+def _feed(h: Any, obj: Any) -> None:
+    """Feed ``obj``'s value into the hash ``h``: the type, then the content (lengths before variable parts)."""
+    kind = type(obj)
+    if kind is str:
+        data = obj.encode("utf-8", "surrogatepass")
+        h.update(b"s%d;%s" % (len(data), data))
+    elif kind is dict or isinstance(obj, Mapping):
+        h.update(b"d%d;" % len(obj))
+        for key in sorted(obj, key=str):  # keys as text: a JSON round trip turns int keys into str
+            _feed(h, str(key))
+            _feed(h, obj[key])
+    elif kind is int or kind is float or kind is bool or obj is None:
+        h.update(b"r%s:%r;" % (kind.__name__.encode(), obj))
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"l%d;" % len(obj))
+        for value in obj:
+            _feed(h, value)
+    elif isinstance(obj, np.ndarray) and obj.dtype.kind == "O":
+        h.update(b"o%r;" % (obj.shape,))
+        for value in obj.ravel():
+            _feed(h, value)
+    elif isinstance(obj, (np.ndarray, np.generic)):
+        arr = np.ascontiguousarray(obj)
+        h.update(b"a%s%r;" % (arr.dtype.str.encode(), arr.shape))
+        h.update(memoryview(arr.reshape(-1)).cast("B") if arr.dtype.kind in "biuf" else arr.tobytes())
+    elif isinstance(obj, (bytes, bytearray)):
+        h.update(b"b%d;" % len(obj))
+        h.update(obj)
+    elif hasattr(obj, "detach") and hasattr(obj, "numpy"):  # a torch tensor: its values (its repr is cut short)
+        _feed(h, obj.detach().cpu().numpy())
+    else:  # Decimal, dates, str subclasses...: their repr (an object's address is not its value)
+        text = repr(obj)
+        h.update(b"r%s:%s;" % (kind.__name__.encode(), b"" if " at 0x" in text else text.encode()))
+
+
+def state_digest(state: Any) -> str:
+    """A 128-bit hex digest of a state's values (see the module docstring)."""
+    h = hashlib.blake2b(digest_size=16)
+    _feed(h, state)
+    return h.hexdigest()
+
+
+def with_digest(state: dict) -> dict:
+    """``state`` with :data:`DIGEST_KEY` set to the digest of its other keys."""
+    body = {k: v for k, v in state.items() if k != DIGEST_KEY}
+    return {**body, DIGEST_KEY: state_digest(body)}
+
+
+def check_digest(state: Mapping, what: str) -> None:
+    """Refuse a state whose digest does not match its content. A state without a digest is accepted.
+
+    Raises
+    ------
+    PetastormStateError
+        The state was changed or cut after ``state_dict()``; the message names ``what``.
+    """
+    saved = state.get(DIGEST_KEY)
+    if saved is None:
+        return
+    if saved != state_digest({k: v for k, v in state.items() if k != DIGEST_KEY}):
+        raise PetastormStateError(f"{what} was changed or cut after state_dict() (its digest does not match its "
+                                  f"content): it would resume with rows lost or repeated. Resume from the state "
+                                  f"as state_dict() returned it")

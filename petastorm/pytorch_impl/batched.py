@@ -335,8 +335,8 @@ class InMemBatchedDataLoader(LoaderBase):
         try:
             epoch, batch, rows = int(body[_K_EPOCH]), int(body[_K_BATCH]), int(body[_K_ROWS])
         except (KeyError, TypeError, ValueError):
-            raise PetastormStateError("not an InMemBatchedDataLoader pass state: keys 'epoch', 'batch' and 'rows' "
-                                      "expected") from None
+            raise PetastormStateError("malformed InMemBatchedDataLoader pass state: integers 'epoch', 'batch' and "
+                                      "'rows' expected") from None
         self._load()
         saved_fp = body.get(_K_DATASET)
         if saved_fp is not None and self._dataset_fingerprint is not None and saved_fp != self._dataset_fingerprint:
@@ -346,4 +346,8 @@ class InMemBatchedDataLoader(LoaderBase):
             raise PetastormStateError(f"InMemBatchedDataLoader state was saved with {rows} rows in memory, this "
                                       f"reader gives {self._rows}: resume with a reader made with the same "
                                       f"arguments")
+        batches = math.ceil(rows / self.batch_size)
+        if not 0 <= epoch <= (epoch if self.num_epochs is None else self.num_epochs) or not 0 <= batch <= batches:
+            raise PetastormStateError(f"malformed InMemBatchedDataLoader state: epoch {epoch}, batch {batch} is not a "
+                                      f"position of {self.num_epochs} epochs of {batches} batches")
         self._epoch, self._batch = epoch, batch

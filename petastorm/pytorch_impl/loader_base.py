@@ -21,7 +21,11 @@ encoded by :mod:`~petastorm.adapters.state_codec` - so ``torch.save`` / ``torch.
 ``weights_only=True`` round-trip it, as do pickle and JSON-like checkpoint stores that take bytes)::
 
     {"version": 1, "loader": "DataLoader", "settings": {...}, "passes_done": 1, "in_pass": True,
-     "body": {...subclass state of the pass...} | None, "reader": reader.state_dict() | None}
+     "body": {...subclass state of the pass...} | None, "reader": reader.state_dict() | None,
+     "digest": "..."}
+
+``digest`` (:func:`~petastorm.adapters.state_codec.with_digest`) lets :meth:`LoaderBase.load_state_dict` refuse a
+state changed or cut after it was saved (a ``PetastormStateError``) instead of resuming with rows lost or repeated.
 
 ``body`` is the subclass's state of the running pass (reader cursor, buffered rows, RNG, partial batch);
 between passes only the reader's state is kept, so the next pass starts where the saved one would have.
@@ -31,7 +35,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator, Mapping, Optional
 
-from petastorm.adapters.state_codec import decode_state, encode_state
+from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
 __all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "pass_seed"]
@@ -231,7 +235,7 @@ class LoaderBase:
             See the module docstring; holds numpy arrays when rows are buffered.
         """
         in_pass = self._in_iter or self._resume_in_pass
-        return encode_state({
+        return with_digest(encode_state({
             _K_VERSION: LOADER_STATE_VERSION,
             _K_LOADER: type(self).__name__,
             _K_SETTINGS: dict(self._settings()),
@@ -239,7 +243,7 @@ class LoaderBase:
             _K_IN_PASS: in_pass,
             _K_BODY: self._pass_state() if in_pass else None,
             _K_READER: None if in_pass else self.reader.state_dict(),
-        })
+        }))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict`; call before iterating, on a loader over a fresh reader.
@@ -251,13 +255,14 @@ class LoaderBase:
         Raises
         ------
         PetastormStateError
-            The state is malformed, comes from another loader class, was saved with other loader settings
-            (the message names each one), or its reader state does not fit this reader (another dataset or
-            other reader options: the reader's message says which).
+            The state is malformed (the message names the part), was changed or cut after ``state_dict()``,
+            comes from another loader class, was saved with other loader settings (the message names each
+            one), or its reader state does not fit this reader (another dataset or other reader options: the
+            reader's message says which). The loader is then left half-restored: make a new one.
         PetastormReaderError
             Called during a pass.
         """
-        from petastorm.adapters.checks import check_settings
+        from petastorm.adapters.checks import check_settings, state_int, state_part
 
         if self._in_iter or self._passes_started:
             raise PetastormReaderError("load_state_dict() must be called on a new loader, before iterating it")
@@ -268,24 +273,39 @@ class LoaderBase:
         if is_loader_job_state(state):  # merged by petastorm.merge_state_dicts: elastic resume
             self._load_job_state(state)
             return
-        state = decode_state(state)
+        name = type(self).__name__
         missing = [k for k in (_K_VERSION, _K_LOADER, _K_SETTINGS, _K_PASSES, _K_IN_PASS, _K_BODY, _K_READER)
                    if k not in state]
         if missing:
-            raise PetastormStateError(f"not a {type(self).__name__} state: keys {missing} are missing")
+            if state.get("kind") == "petastorm.jax.JaxIterator":
+                raise PetastormStateError(f"loader: the state was saved from make_jax_iterator, this is a {name}")
+            raise PetastormStateError(f"not a {name} state: keys {missing} are missing")
         if state[_K_VERSION] != LOADER_STATE_VERSION:
             raise PetastormStateError(f"loader state version {state[_K_VERSION]!r} is not supported "
                                       f"(expected {LOADER_STATE_VERSION})")
-        if state[_K_LOADER] != type(self).__name__:
-            raise PetastormStateError(f"loader: the state was saved from a {state[_K_LOADER]}, this is a "
-                                      f"{type(self).__name__}")
-        check_settings(state[_K_SETTINGS], self._settings(), type(self).__name__)
-        self._passes_done = int(state[_K_PASSES])  # before _load_pass_state: it may seed by the pass number
-        if state[_K_IN_PASS]:
-            self._load_pass_state(state[_K_BODY])
+        if state[_K_LOADER] != name:
+            raise PetastormStateError(f"loader: the state was saved from a {state[_K_LOADER]}, this is a {name}")
+        check_settings(state[_K_SETTINGS], self._settings(), name)
+        check_digest(state, f"{name} state")
+        state = decode_state(state)
+        passes_done = state_int(state, _K_PASSES, f"{name} state")
+        in_pass = state[_K_IN_PASS]
+        if not isinstance(in_pass, bool):
+            raise PetastormStateError(f"malformed {name} state: 'in_pass' must be True or False, got {in_pass!r}")
+        part = _K_BODY if in_pass else _K_READER
+        if not isinstance(state[part], Mapping):
+            raise PetastormStateError(f"malformed {name} state: {part!r} must be a dict "
+                                      f"{'of the running pass' if in_pass else 'from reader.state_dict()'}, got "
+                                      f"{type(state[part]).__name__}")
+        self._passes_done = passes_done  # before _load_pass_state: it may seed by the pass number
+        with state_part(f"{name} state ({part!r})"):
+            if in_pass:
+                self._load_pass_state(state[_K_BODY])
+            else:
+                self.reader.load_state_dict(state[_K_READER])
+        if in_pass:
             self._resume_in_pass = True
         else:
-            self.reader.load_state_dict(state[_K_READER])
             self._drain_before_reset = self._passes_done > 0
 
     def _load_job_state(self, job: Mapping[str, Any]) -> None:

@@ -96,10 +96,21 @@ class _RowPass:
                 _K_PARTIAL: list(self.partial), _K_FINISHED: self.finished}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        partial, finished = state.get(_K_PARTIAL), state.get(_K_FINISHED)
+        problems = [f"{k!r} is missing" for k in (_K_READER, _K_BUFFER, _K_PARTIAL, _K_FINISHED) if k not in state]
+        if not isinstance(state.get(_K_BUFFER, {}), Mapping):
+            problems.append(f"{_K_BUFFER!r} is not a dict")
+        if not isinstance(finished, bool) and _K_FINISHED in state:
+            problems.append(f"{_K_FINISHED!r} is not True or False")
+        if _K_PARTIAL in state and (not isinstance(partial, list) or len(partial) >= self.batch_size
+                                    or not all(isinstance(row, Mapping) for row in partial)):
+            problems.append(f"{_K_PARTIAL!r} is not a list of fewer than batch_size row dicts")
+        if problems:
+            raise PetastormStateError(f"malformed DataLoader state (rows path): {'; '.join(problems)}")
         self.reader.load_state_dict(state[_K_READER])
         self.buffer.load_state_dict(state[_K_BUFFER])
-        self.partial = list(state[_K_PARTIAL])
-        self.finished = bool(state[_K_FINISHED])
+        self.partial = list(partial)
+        self.finished = finished
 
 
 class DataLoader(LoaderBase):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from petastorm.adapters.checks import check_settings, ensure_int
+from petastorm.adapters.checks import check_settings, ensure_int, state_batches, state_int, state_part
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 
 
@@ -42,3 +42,39 @@ def test_settings_that_differ_are_each_named():
     assert "shuffle (saved True, now False)" in str(info.value)
     with pytest.raises(PetastormStateError, match="'settings' must be a dict"):
         check_settings(None, {"batch_size": 8})
+
+
+@pytest.mark.parametrize("value", [None, "3", -1, True, 2.0])
+def test_a_saved_count_that_is_no_count_is_a_state_error_naming_the_key(value):
+    with pytest.raises(PetastormStateError, match=r"malformed loader state: 'passes_done' must be an integer >= 0"):
+        state_int({"passes_done": value}, "passes_done", "loader state")
+    assert state_int({"passes_done": np.int64(2)}, "passes_done", "loader state") == 2
+    assert state_int({}, "batches_served", "loader state", default=0) == 0
+
+
+@pytest.mark.parametrize("error", [KeyError("reader"), TypeError("'NoneType' object is not iterable"),
+                                   IndexError("index 0 is out of bounds"), AttributeError("no attribute 'items'"),
+                                   OverflowError("too large"), ValueError("bad")])
+def test_what_a_malformed_part_raises_while_loading_becomes_a_state_error_naming_the_part(error):
+    with pytest.raises(PetastormStateError, match=r"malformed DataLoader state \('body'\): ") as info:
+        with state_part("DataLoader state ('body')"):
+            raise error
+    assert info.value.__cause__ is error
+
+
+def test_petastorm_errors_and_other_exceptions_pass_through_a_state_part_as_they_are():
+    other = PetastormStateError("reader state was saved for a different dataset")
+    with pytest.raises(PetastormStateError) as info, state_part("loader state"):
+        raise other
+    assert info.value is other
+    with pytest.raises(RuntimeError, match="boom"), state_part("loader state"):
+        raise RuntimeError("boom")
+
+
+def test_the_batches_a_state_carries_must_be_dicts_of_columns_of_one_row_count():
+    good = [{"id": np.arange(4), "x": np.zeros((4, 2))}, {"id": np.arange(2), "x": np.zeros((2, 2))}]
+    assert state_batches(good, 4, "loader state") is good and state_batches(None, 4, "loader state") == []
+    for bad in ["x", [None], [{}], [{"id": np.arange(5)}], [{"id": np.arange(4), "x": np.zeros(3)}],
+                [{"id": np.arange(4)}, {"x": np.arange(4)}], [{"id": [1, 2]}], [{"id": np.int64(1)}]]:
+        with pytest.raises(PetastormStateError, match=r"malformed loader state \('ready'\)"):
+            state_batches(bad, 4, "loader state ('ready')")

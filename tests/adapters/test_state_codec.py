@@ -1,6 +1,7 @@
 """Loader states survive ``torch.save`` / ``torch.load`` with its default ``weights_only=True``."""
 import datetime
 import io
+import json
 from decimal import Decimal
 
 import numpy as np
@@ -69,3 +70,47 @@ def test_untagged_values_pass_through_decode():
 def test_malformed_tagged_values_are_state_errors(bad):
     with pytest.raises(PetastormStateError, match="malformed loader state"):
         decode_state({"x": bad})
+
+
+# --- digest ------------------------------------------------------------------------------------------------------
+
+def test_the_digest_survives_pickle_and_torch_save_and_ignores_the_key_order():
+    import pickle
+
+    from petastorm.adapters.state_codec import state_digest
+
+    state = encode_state({"rows": _objects([np.arange(3), Decimal("1.5"), "s", None]), "n": 3, "f": 0.1,
+                          "when": datetime.date(2020, 1, 2), "blob": b"", "t": (1, [2, 3])})
+    digest = state_digest(state)
+    assert state_digest(pickle.loads(pickle.dumps(state))) == digest
+    assert state_digest(_torch_roundtrip(state)) == digest
+    assert state_digest(dict(reversed(list(state.items())))) == digest
+    plain = {"epochs": {0: {"read": [(0, 5)]}}, "seed": 3, "f": 0.1, "none": None}
+    assert state_digest(json.loads(json.dumps(plain))) == state_digest(plain)  # int keys and tuples come back
+    raw = {"a": np.arange(4, dtype=np.float32), "m": np.array(["2020-01-01"], dtype="datetime64[D]"), "s": np.int64(7)}
+    assert state_digest(pickle.loads(pickle.dumps(raw))) == state_digest(raw)
+
+
+@pytest.mark.parametrize("change", [
+    lambda s: s["rows"].pop(),                          # a buffered row dropped (a truncated state)
+    lambda s: s["rows"].append(1),                      # one added
+    lambda s: s.__setitem__("n", 4),                    # a number edited
+    lambda s: s.__setitem__("n", True),                 # another type with an equal value
+    lambda s: s["col"].__setitem__(1, 9),               # one value of an array
+    lambda s: s.__setitem__("col", s["col"][:2]),       # an array cut
+    lambda s: s.__setitem__("blob", s["blob"][:-1]),    # bytes cut
+])
+def test_a_state_changed_after_it_was_saved_is_refused(change):
+    from petastorm.adapters.state_codec import check_digest, with_digest
+
+    state = with_digest({"rows": [1, 2, 3], "n": 1, "col": np.arange(4), "blob": b"abc"})
+    check_digest(state, "DataLoader state")  # as saved: accepted
+    change(state)
+    with pytest.raises(PetastormStateError, match=r"DataLoader state was changed or cut after state_dict\(\)"):
+        check_digest(state, "DataLoader state")
+
+
+def test_a_state_without_a_digest_is_accepted():
+    from petastorm.adapters.state_codec import check_digest
+
+    check_digest({"rows": [1]}, "state")  # saved before digests, or built by hand

@@ -1,8 +1,12 @@
-"""petastorm.pytorch_impl.loader_base: the seeds every torch loader gives its shuffling buffer, per pass."""
+"""petastorm.pytorch_impl.loader_base: the seeds every torch loader gives its shuffling buffer per pass, and the
+checks of a saved state (changed, cut or malformed states are PetastormStateErrors naming what is wrong)."""
+import copy
+
 import pytest
 
 from petastorm import make_batch_reader, make_reader
-from petastorm.pytorch import BatchedDataLoader, DataLoader
+from petastorm.errors import PetastormStateError
+from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
 from petastorm.pytorch_impl.loader_base import pass_seed, reader_seed
 
 
@@ -43,3 +47,109 @@ def test_each_pass_reshuffles_and_a_seeded_reader_repeats_every_pass(synthetic_d
     assert sorted(first) == sorted(second) == list(range(100))
     assert first != second                 # the buffer is seeded per pass
     assert run() == [first, second]        # and the same on every run with the same reader seed
+
+
+# --- states changed, cut or malformed ----------------------------------------------------------------------------
+
+LOADERS = {
+    "DataLoader": lambda r: DataLoader(r, batch_size=3, shuffling_queue_capacity=8),
+    "DataLoader-collate_fn": lambda r: DataLoader(r, batch_size=3, shuffling_queue_capacity=8, collate_fn=list),
+    "BatchedDataLoader": lambda r: BatchedDataLoader(r, batch_size=3, shuffling_queue_capacity=8),
+    "InMemBatchedDataLoader": lambda r: InMemBatchedDataLoader(r, batch_size=3, num_epochs=2, shuffle=True),
+}
+
+
+def _reader(url):
+    return make_batch_reader(url, schema_fields=["id", "value"], seed=1, reader_pool_type="dummy")
+
+
+def _state_after_two_batches(url, kind):
+    with _reader(url) as r:
+        loader = LOADERS[kind](r)
+        it = iter(loader)
+        next(it), next(it)
+        state = loader.state_dict()
+        del it
+    return state
+
+
+def _load(url, kind, state):
+    with _reader(url) as r:
+        loader = LOADERS[kind](r)
+        loader.load_state_dict(state)
+        return [b for b in loader]
+
+
+def _leaves(obj, path=()):
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(obj, list) and obj:
+        for i, v in enumerate(obj):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path
+
+
+@pytest.mark.parametrize("kind", list(LOADERS))
+def test_a_state_changed_or_cut_after_state_dict_is_refused(synthetic_dataset, kind):
+    # before: a buffered row or a prefetched batch dropped from the state resumed with those rows lost, an edited
+    # count or RNG word resumed elsewhere, and other edits failed with KeyError/TypeError/IndexError
+    state = _state_after_two_batches(synthetic_dataset, kind)
+    leaves = [p for p in _leaves(state) if p and p[0] == "body"]
+    for path in leaves[::max(1, len(leaves) // 12)] + [leaves[-1]]:
+        changed = copy.deepcopy(state)
+        parent = changed
+        for key in path[:-1]:
+            parent = parent[key]
+        del parent[path[-1]]
+        with pytest.raises(PetastormStateError, match=r"state was changed or cut after state_dict\(\)"):
+            _load(synthetic_dataset, kind, changed)
+    assert _load(synthetic_dataset, kind, copy.deepcopy(state))  # unchanged: resumes
+
+
+@pytest.mark.parametrize("kind", list(LOADERS))
+@pytest.mark.parametrize("key, value, words", [
+    ("passes_done", None, "'passes_done' must be an integer >= 0, got None"),
+    ("passes_done", -1, "'passes_done' must be an integer >= 0, got -1"),
+    ("in_pass", "yes", "'in_pass' must be True or False, got 'yes'"),
+    ("body", None, "'body' must be a dict of the running pass, got NoneType"),
+])
+def test_a_malformed_state_without_digest_names_what_is_wrong(synthetic_dataset, kind, key, value, words):
+    # a state built or edited by hand (no digest): each malformed part is a PetastormStateError naming it
+    state = _state_after_two_batches(synthetic_dataset, kind)
+    del state["digest"]
+    state[key] = value
+    with pytest.raises(PetastormStateError, match=f"malformed {kind.split('-')[0]} state: {words}"):
+        _load(synthetic_dataset, kind, state)
+
+
+@pytest.mark.parametrize("kind, path", [
+    ("DataLoader", ("body", "pipeline", "batcher")),
+    ("DataLoader", ("body", "pipeline", "ready")),
+    ("BatchedDataLoader", ("body", "pipeline", "batches_served")),
+    ("DataLoader-collate_fn", ("body", "buffer")),
+    ("DataLoader-collate_fn", ("body", "partial_batch")),
+    ("InMemBatchedDataLoader", ("body", "epoch")),
+    ("InMemBatchedDataLoader", ("body", "batch")),
+])
+def test_malformed_parts_of_a_pass_state_are_state_errors(synthetic_dataset, kind, path):
+    for value in ["garbage", -7]:
+        state = _state_after_two_batches(synthetic_dataset, kind)
+        del state["digest"]
+        parent = state
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = value
+        with pytest.raises(PetastormStateError, match="malformed"):
+            _load(synthetic_dataset, kind, state)
+
+
+def test_a_make_jax_iterator_state_is_named_when_given_to_a_torch_loader(synthetic_dataset):
+    from petastorm.jax import make_jax_iterator
+
+    with _reader(synthetic_dataset) as r, make_jax_iterator(r, batch_size=3) as batches:
+        next(batches)
+        state = batches.state_dict()
+    with pytest.raises(PetastormStateError, match="the state was saved from make_jax_iterator, this is a DataLoader"):
+        _load(synthetic_dataset, "DataLoader", state)
