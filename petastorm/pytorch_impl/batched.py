@@ -31,7 +31,12 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 import numpy as np
 
 from petastorm.adapters.checks import ensure_int
-from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormSchemaError,
+    PetastormStateError,
+    PetastormTypeError,
+)
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
 from petastorm.pytorch_impl.inmem_table import InMemTable
@@ -79,7 +84,14 @@ def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
         return None
 
     def apply(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return {name: _column_of(name, transform_fn(col)) for name, col in columns.items()}
+        out = {name: _column_of(name, transform_fn(col)) for name, col in columns.items()}
+        lengths = {name: len(col) if col.ndim else None for name, col in out.items()}
+        if len(set(lengths.values())) > 1:  # rows of different fields would be served together
+            sizes = ", ".join(f"{name!r} {n} rows" if n is not None else f"{name!r} a scalar"
+                              for name, n in lengths.items())
+            raise PetastormSchemaError(f"transform_fn returned columns of different lengths: {sizes}; it must "
+                                       f"keep the rows of every field aligned")
+        return out
 
     return apply
 
@@ -263,7 +275,7 @@ class InMemBatchedDataLoader(LoaderBase):
             self._dataset_fingerprint = None
         source = ReaderSource(self.reader)
         chunk_fn = _per_column(self.transform_fn)
-        parts, rows, more = [], 0, False
+        parts, rows, stored, more = [], 0, 0, False  # rows read from the reader, rows stored
         while rows < self.rows_capacity:
             chunk = source.next_chunk(min(self.rows_capacity - rows, 4096))
             if chunk is None:
@@ -272,17 +284,19 @@ class InMemBatchedDataLoader(LoaderBase):
             if n > self.rows_capacity - rows:
                 chunk = {k: v[:self.rows_capacity - rows] for k, v in chunk.items()}
                 n, more = self.rows_capacity - rows, True
+            rows += n
             if chunk_fn is not None:
                 chunk = chunk_fn(chunk)
+                n = len(next(iter(chunk.values()))) if chunk else 0  # a transform_fn may drop or add rows
             parts.append(chunk)
-            rows += n
+            stored += n
         if rows >= self.rows_capacity and (more or source.next_chunk(1) is not None):
             warnings.warn(f"InMemBatchedDataLoader loaded rows_capacity={self.rows_capacity} rows and leaves the "
                           f"reader's other rows out (as petastorm 0.12.1 did): raise rows_capacity to use them",
                           UserWarning, stacklevel=4)
         # each reader batch is freed once copied; shuffled epochs gather rows, ordered ones slice columns
         self._data = InMemTable(parts, row_major=self.shuffle, row_values=not _is_batch_reader(self.reader))
-        self._rows = rows
+        self._rows = stored
 
     def _length(self) -> Optional[int]:
         if self.num_epochs is None:

@@ -490,6 +490,34 @@ def test_in_memory_transform_fn_per_column(types_dataset):
     assert torch.equal(b["i8"].long(), b["id"]) and b["id"][1].item() - b["id"][0].item() == 2
 
 
+@pytest.mark.parametrize("transform, rows", [
+    (lambda col: col[:-1], 45),                            # one row fewer per reader batch (of 10; 50 rows)
+    (lambda col: np.concatenate([col, col]), 100),         # every row twice
+])
+def test_in_memory_serves_the_rows_a_transform_fn_gives(types_dataset, transform, rows):
+    # before: the rows were counted before transform_fn, so a transform_fn that drops rows gave an empty last
+    # batch (and a len() too long), one that adds rows lost them (100 rows given, 50 served)
+    # (0.12.1: any transform_fn raised AttributeError "'numpy.ndarray' object has no attribute 'device'")
+    loader = InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id", "i8"]), batch_size=16,
+                                    transform_fn=transform, num_epochs=2)
+    with loader:
+        batches = [b["id"].tolist() for b in loader]
+    assert [len(b) for b in batches] == ([16] * (rows // 16) + [rows % 16]) * 2
+    assert len(loader) == len(batches)
+
+
+def test_a_transform_fn_giving_columns_of_different_lengths_names_them(types_dataset):
+    # 0.12.1 served misaligned batches (recorded: [(4, 4), ..., (4, 0), (3, 2)]); so did this loader
+    def transform(col):
+        return col[:-1] if col.dtype.kind == "i" and col.dtype.itemsize == 1 else col
+
+    for make in (BatchedDataLoader, InMemBatchedDataLoader):
+        with make(_ordered(types_dataset, schema_fields=["id", "i8"]), batch_size=4, transform_fn=transform) as loader:
+            with pytest.raises(ValueError, match=r"transform_fn returned columns of different lengths: 'id' 10 "
+                                                 r"rows, 'i8' 9 rows"):
+                next(iter(loader))
+
+
 def test_in_memory_resume(types_dataset):
     def make():
         return InMemBatchedDataLoader(_ordered(types_dataset, schema_fields=["id"]), batch_size=8, num_epochs=3,
