@@ -409,6 +409,9 @@ def test_transform_fn_error_reaches_the_caller_and_stops_the_reader(synthetic_da
         assert got == 2
         with pytest.raises(PetastormReaderError):
             next(reader)
+        # before: a state taken now resumed after the failed batch, its rows silently skipped
+        with pytest.raises(PetastormStateError, match=r"the pass failed with ZeroDivisionError\('bad batch'\)"):
+            batches.state_dict()
     assert _prefetch_threads() == []
 
 

@@ -7,10 +7,10 @@ The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, 
 :data:`CHUNK_BATCHES` whole batches of one reader batch (and at most half the garbage collector's first
 threshold of Python objects: 16 batches of 20 tensors), cut by the producer and converted at once by the
 consumer when it takes the chunk: the checks and calls per column are paid once per block; the consumer
-locks and wakes once per chunk and serves its batches with no lock (on two busy cores a hand-off per batch
-cost as much as the batching); and a batch's tensors are made and freed in one thread (freed in another,
-each object costs cross-core cache traffic, more than making it: see ``benchmarks/README.md``, "Design
-measurements quoted by the code"). ``state_dict()`` pauses the producer between two chunks, so the batcher's
+locks and wakes once per chunk and serves its batches with no lock (a hand-off per batch cost as much as the
+batching); and a batch's tensors are made and freed in one thread (freed in another, each object costs
+cross-core cache traffic: ``benchmarks/README.md``, "Design measurements"). ``state_dict()`` pauses the
+producer between two chunks (and refuses after a pass that failed), so the batcher's
 state (reader cursor, rows pending, shuffling buffer, RNG) plus the numpy batches not yet yielded (the rest
 of the consumer's chunk, then the deque's) describe exactly the batches not yet received.
 
@@ -186,22 +186,19 @@ class BatchPipeline:
     stop_reader_on_error : bool
         When the reader, ``transform_fn`` or ``convert`` raises, stop the reader before re-raising.
     chunk_fn : callable, optional
-        ``dict[str, np.ndarray] -> dict[str, np.ndarray]`` run (in the producer) on each column batch as it
-        comes from the reader, before batching and shuffling (the original torch loaders applied their
-        ``transform_fn`` there, per column).
+        ``dict[str, np.ndarray] -> dict[str, np.ndarray]`` run (in the producer) on each column batch from the
+        reader, before batching and shuffling (where the original torch loaders ran ``transform_fn``).
     convert_block : callable, optional
-        ``(columns of k * batch_size rows, k) -> list of k converted batches`` (or None: not applicable),
-        what ``convert`` gives for each of the ``k`` equal row ranges. Without a shuffling buffer and without
-        ``transform_fn``, the whole batches inside one reader batch are cut and converted ``k`` at a time with
-        it and handed over as one chunk. It runs in the consumer's thread (in ``next()``, when a chunk is
-        taken), as does ``convert`` of the other batches then. An error it raises is not reported: the block is
-        converted again batch by batch with ``convert``, so the error comes with its own batch.
+        ``(columns of k * batch_size rows, k) -> list of k converted batches`` (None: not applicable), what
+        ``convert`` gives for each of the ``k`` equal row ranges. Without shuffling and ``transform_fn``, the
+        whole batches in one reader batch are cut, handed over and converted ``k`` at a time with it, in the
+        consumer's thread (``next()``). If it raises, the block is converted again batch by batch with
+        ``convert``, so an error comes with its own batch.
 
     Notes
     -----
-    Errors raised by the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the
-    consumer's thread; the pipeline is then closed. ``close()`` (idempotent, also run on garbage
-    collection) stops the thread; it does not stop the reader.
+    Errors of the reader, ``transform_fn`` or ``convert`` are re-raised by ``next()`` in the consumer's thread;
+    the pipeline is then closed. ``close()`` (idempotent, run on garbage collection) stops the thread, not the reader.
     """
 
     def __init__(self, reader: Any, batch_size: int, *, shuffling_queue_capacity: int = 0,
@@ -409,6 +406,9 @@ class BatchPipeline:
             "ready": [numpy batches prefetched and not yet yielded], "rows_held", "batches_served"}``.
             Holds numpy arrays (the buffered rows): save it with ``pickle``/``torch.save``.
         """
+        if self._ended and self._chunk is not None and self._chunk.error is not None:
+            raise PetastormStateError(f"the pass failed with {self._chunk.error!r}: the rows it held cannot be saved "
+                                      f"exactly. Resume from a state saved before the error")
         with self._paused() as ready:
             held = self._shared.batcher.rows_held + sum(num_rows(b) for b in self._unserved(ready))
             batcher_state, batches = self._batcher_state(ready)

@@ -9,6 +9,8 @@ Re-iteration rules (recorded from petastorm 0.12.1):
   (:data:`PARALLEL_ITER_ERROR`); the first iterator keeps working.
 - An iterator abandoned mid-pass (closed or garbage-collected) ends its pass; the next pass asks the reader
   to ``reset()``, which refuses (``NotImplementedError``: the reader is in the middle of an epoch).
+  ``state_dict()`` still describes the abandoned pass (the position after its last batch served), so a loader
+  left with ``break`` can be checkpointed and resumed exactly.
 - After an error during a pass, every later pass raises the original's ``RuntimeError``
   ("Cannot start a new iteration because last time iteration failed with error ..."). Unlike the original,
   the reader is also stopped and joined at once, so no worker is left running.
@@ -97,6 +99,7 @@ class LoaderBase:
         self._passes_done = 0
         self._resume_in_pass = False      # load_state_dict() restored a running pass: continue it, no reset
         self._drain_before_reset = False  # load_state_dict() restored a reader at the end of a pass
+        self._left_early = False          # the last pass was left before its end (break, close, Ctrl-C)
 
     # --- to implement ------------------------------------------------------------------------------------
 
@@ -140,10 +143,13 @@ class LoaderBase:
             self._reset_reader()
         resumed = self._resume_in_pass
         self._in_iter = True
+        self._left_early = False
         self._passes_started += 1
         inner = self._iter_impl()
+        ended = False
         try:
             yield from inner
+            ended = True
             self._passes_done += 1
             if resumed:
                 # a pass restored from a state saved once the reader had been read to its end never reads that
@@ -156,6 +162,9 @@ class LoaderBase:
             raise
         finally:
             inner.close()
+            # a pass left early keeps its position: state_dict() describes it (rows held included), so "break,
+            # then checkpoint" resumes exactly; the pass itself cannot go on (the next iter() resets the reader)
+            self._left_early = not ended and self._error is None
             self._resume_in_pass = False
             self._in_iter = False
             self._close_pass()
@@ -227,14 +236,23 @@ class LoaderBase:
 
     def state_dict(self) -> dict:
         """Where this loader is: continue with ``load_state_dict()`` on a new loader over a new reader made
-        with the same arguments. Take it between two batches (in the training loop, after a step).
+        with the same arguments. Take it between two batches (in the training loop, after a step), or after
+        leaving the loop early (``break``): the position is then right after the last batch served.
 
         Returns
         -------
         dict
             See the module docstring; holds numpy arrays when rows are buffered.
+
+        Raises
+        ------
+        PetastormStateError
+            The last pass failed with an error (its rows cannot be saved exactly).
         """
-        in_pass = self._in_iter or self._resume_in_pass
+        if self._error is not None:
+            raise PetastormStateError(f"the last pass failed with {self._error!r}: the rows it held cannot be saved "
+                                      f"exactly. Resume from a state saved before the error")
+        in_pass = self._in_iter or self._resume_in_pass or self._left_early
         return with_digest(encode_state({
             _K_VERSION: LOADER_STATE_VERSION,
             _K_LOADER: type(self).__name__,
