@@ -43,15 +43,15 @@ host (``jax.device_put``), per jitted call, and (much smaller) per array a jitte
 of many columns therefore cost more in placement than in reading, and the iterator amortises what it can
 (the figures per batch are in ``benchmarks/README.md``, "Design measurements quoted by the code"):
 
-- in reader order without ``transform_fn`` (sharding None or one device), the whole batches lying in one
+- in reader order without ``transform_fn``, on one CPU device, the whole batches lying in one
   reader batch come from the shared core as one block (up to 64 batches): their columns of at most 32 KiB
   per batch are copied into pages on the host (reused, aligned so that a CPU device takes them without a
   copy), each moved in one transfer, and one jitted call cuts ``G = 96 // columns`` batches (1..8) from a page
   (:mod:`petastorm.jax_impl.chunks`): nearly all of the cost is then the output arrays;
 - otherwise (shuffling, ``transform_fn``, a batch straddling two reader batches, the last short batch, a
-  sharding over several devices, wider columns) small columns of one dtype and row shape are stacked on the
-  host, moved in one transfer and split by one jitted call per batch (:mod:`petastorm.jax_impl.transfer`):
-  a transfer and a jitted call per batch on top of the output arrays.
+  sharding over several devices, a GPU or TPU, wider columns) small columns of one dtype and row shape are
+  stacked on the host, moved in one transfer and split by one jitted call per batch
+  (:mod:`petastorm.jax_impl.transfer`): a transfer and a jitted call per batch on top of the output arrays.
 
 The floor is the arrays themselves, however they are made (see ``docs/jax.md``). So the cost is per
 *array*: a ``transform_fn`` that stacks scalar

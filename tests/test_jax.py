@@ -473,3 +473,24 @@ def test_make_jax_iterator_returns_a_jax_iterator_that_is_its_own_iterator(synth
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
         with make_jax_iterator(reader, 50) as batches:
             assert isinstance(batches, JaxIterator) and iter(batches) is batches
+
+
+def test_the_callers_x64_context_applies_on_the_prefetch_thread_too(synthetic_dataset):
+    """``with jax.enable_x64(True):`` is thread-local: before, the shuffled path (placed on the prefetch thread)
+    gave int32 ids while the reader-order path (placed in next()) gave int64."""
+    import jax
+
+    from petastorm import make_batch_reader
+    from petastorm.jax import make_jax_iterator
+
+    enable_x64 = getattr(jax, "enable_x64", None)
+    if enable_x64 is None:  # older JAX
+        from jax.experimental import enable_x64
+    dtypes = {}
+    with enable_x64(True):
+        for capacity in (0, 50):
+            with make_batch_reader(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False,
+                                   workers_count=1) as reader, \
+                    make_jax_iterator(reader, batch_size=10, shuffling_queue_capacity=capacity, seed=0) as it:
+                dtypes[capacity] = {str(b["id"].dtype) for b in it}
+    assert dtypes == {0: {"int64"}, 50: {"int64"}}

@@ -4,9 +4,18 @@ prefetch thread, and the checks of ``batch_size`` against a sharding.
 A sharding splits the batch dimension (axis 0) of every field into ``n`` equal pieces, one per group of
 devices; ``n`` is read from the sharding itself (for ``NamedSharding(mesh, PartitionSpec('data'))`` it is
 ``mesh.shape['data']``), so any :class:`jax.sharding.Sharding` works, not only named meshes.
+
+The placer runs on the prefetch thread, which does not inherit JAX's thread-local settings
+(``with jax.default_device(d):``, ``with jax.enable_x64(True):``): those of the thread that made the iterator
+are captured then and applied to every placement. Blocks of whole batches (:mod:`~petastorm.jax_impl.chunks`)
+are placed only on a CPU device: they are placed in ``next()`` (the consumer's thread) and waited for there,
+which on an accelerator would wait for every step already dispatched to it and hold all the block's batches
+(up to 64) on the device at once; elsewhere every batch is placed ahead, by the prefetch thread, ``prefetch``
+batches at most.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -98,6 +107,17 @@ def _single_device(sharding: Any) -> bool:
     return isinstance(sharding, SingleDeviceSharding)
 
 
+def _platform(sharding: Any, default_device: Any) -> str:
+    """The platform (``'cpu'``, ``'gpu'``, ``'tpu'``...) the batches go to."""
+    import jax
+
+    if sharding is not None:
+        return next(iter(sharding.device_set)).platform
+    if isinstance(default_device, str):  # jax_default_device may name a platform
+        return jax.devices(default_device)[0].platform
+    return (default_device or jax.devices()[0]).platform
+
+
 class DevicePlacer:
     """The ``convert`` step: a numpy column batch -> a dict of ``jax.Array`` on device (sharded if asked).
 
@@ -119,13 +139,30 @@ class DevicePlacer:
     """
 
     def __init__(self, sharding: Optional[Any], shards: int, batch_size: Optional[int] = None) -> None:
+        import jax
+
         self.sharding = sharding
         self.shards = shards
+        # the caller's thread-local JAX settings, applied on the prefetch thread too (see the module docs)
+        self._default_device = jax.config.jax_default_device
+        self._x64 = bool(jax.config.jax_enable_x64)
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
         self._transfer = BatchTransfer(sharding)
         self._blocks: Optional[BlockPlacer] = None
-        if batch_size is not None and _single_device(sharding):
+        if batch_size is not None and _single_device(sharding) and _platform(sharding, self._default_device) == "cpu":
             self._blocks = BlockPlacer(batch_size, sharding)
+
+    def _settings(self) -> Any:
+        """A context applying the JAX settings of the thread that made the placer."""
+        import jax
+
+        enable_x64 = getattr(jax, "enable_x64", None)
+        if enable_x64 is None:  # JAX before jax.enable_x64 (the pyproject allows 0.4.30)
+            from jax.experimental import enable_x64
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.default_device(self._default_device))
+        stack.enter_context(enable_x64(self._x64))
+        return stack
 
     @property
     def convert_block(self) -> Optional[Any]:
@@ -136,17 +173,22 @@ class DevicePlacer:
     def __call__(self, batch: Mapping[str, Any]) -> Dict[str, Any]:
         import jax
 
-        columns = jax_ready_columns(batch)
-        if self.sharding is not None and columns:
-            self._check_rows(columns)
-            if self.sharding.is_fully_addressable:  # else the global shape is JAX's to check, per field
-                self._check_shapes(columns)
-        return jax.block_until_ready(self._transfer(columns))
+        with self._settings():
+            columns = jax_ready_columns(batch)
+            if self.sharding is not None and columns:
+                self._check_rows(columns)
+                if self.sharding.is_fully_addressable:  # else the global shape is JAX's to check, per field
+                    self._check_shapes(columns)
+            return jax.block_until_ready(self._transfer(columns))
 
     def _convert_block(self, block: Mapping[str, Any], k: int) -> Optional[List[Dict[str, Any]]]:
         """The ``k`` batches of ``block`` placed (on one device, so no shape checks), or None when no column
         of it is stacked (the core then converts batch by batch). An error (a column JAX cannot hold) is
         raised here and again by ``__call__`` at its own batch, where the core reports it."""
+        with self._settings():
+            return self._place_block(block, k)
+
+    def _place_block(self, block: Mapping[str, Any], k: int) -> Optional[List[Dict[str, Any]]]:
         import jax
 
         blocks = self._blocks

@@ -38,6 +38,13 @@ def resolve_device(device: Any) -> Any:
     PetastormArgumentError
         (a ``ValueError``) for a string torch does not know, another type, or a CUDA device when CUDA is
         not available (a CPU-only torch build or no GPU) or the index is out of range.
+
+    Notes
+    -----
+    ``'cuda'`` (no index) is the current CUDA device of the calling thread (``torch.cuda.set_device``) at this
+    call, and the result carries that index: the batches are copied by the prefetch thread, and CUDA's current
+    device is per thread (device 0 in a new thread), as ``torch.utils.data.DataLoader``'s pin-memory thread
+    also handles (it calls ``torch.cuda.set_device`` with the main thread's device).
     """
     import torch
 
@@ -58,6 +65,17 @@ def resolve_device(device: Any) -> Any:
                 f"Use device='cpu' or None, or install a CUDA build of torch on a machine with a GPU")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise PetastormArgumentError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        if dev.index is None:  # the caller's current device, not the prefetch thread's (see Notes)
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type == "meta":
+        raise PetastormArgumentError(f"device={device!r}: meta tensors hold no data; use 'cpu', 'cuda' or another "
+                                     f"accelerator")
+    elif dev.type != "cpu":
+        try:  # 'mps', 'xpu', 'hpu', 'xla'...: torch's own error now, not at the first batch on the prefetch thread
+            torch.empty(0).to(dev)
+        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, AssertionError or ImportError here
+            raise PetastormArgumentError(f"device={device!r} cannot hold tensors in this process "
+                                         f"({type(e).__name__}: {e})") from None
     return dev
 
 

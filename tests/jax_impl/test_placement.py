@@ -197,3 +197,21 @@ def test_sharded_iterator_resumes_exactly(mesh_facts):
     assert sorted(sum(out["full"], [])) == list(range(100))
     assert out["full"][0] != list(range(8))  # shuffled
     assert out["rest_sharding"]
+
+
+_SECTIONS["test_the_callers_default_device_context_applies_on_every_path"] = """
+        target = jax.devices()[3]
+        with jax.default_device(target):
+            for capacity in (0, 30):
+                with make_batch_reader(URL, schema_fields=FIELDS, shuffle_row_groups=False, workers_count=1) as r, \\
+                        make_jax_iterator(r, batch_size=8, shuffling_queue_capacity=capacity, seed=0) as it:
+                    out[str(capacity)] = sorted({int(d.id) for b in it for a in b.values() for d in a.devices()})
+    """
+
+
+@pytest.mark.slow
+def test_the_callers_default_device_context_applies_on_every_path(mesh_facts):
+    # jax.default_device is thread-local: before, the shuffled path (placed on the prefetch thread) put every
+    # batch on device 0
+    out = _facts(mesh_facts, "test_the_callers_default_device_context_applies_on_every_path")
+    assert out == {"0": [3], "30": [3]}

@@ -249,7 +249,9 @@ def test_a_cuda_device_gives_cuda_batches_or_a_clear_error_without_cuda(store, d
     with BatchedDataLoader(_ordered(store), batch_size=64, device=device, pin_memory=True,
                            shuffling_queue_capacity=200) as loader:
         batches = list(loader)
-    assert all(b["id"].is_cuda for b in batches)
+    # 'cuda' is this thread's current device, even though the prefetch thread's current device is its own
+    assert loader.device == torch.device("cuda", torch.cuda.current_device())
+    assert all(b["id"].device == loader.device for b in batches)
     assert sorted(torch.cat([b["id"] for b in batches]).cpu().tolist()) == list(range(1000))
     assert all(torch.equal(b["x"], b["id"].float() * 0.5) for b in batches)
 
@@ -257,6 +259,13 @@ def test_a_cuda_device_gives_cuda_batches_or_a_clear_error_without_cuda(store, d
 @pytest.mark.parametrize("device", ["gpu0", 3.5])
 def test_an_unknown_device_is_named(store, device):
     with pytest.raises(PetastormArgumentError, match="device"):
+        BatchedDataLoader(_ordered(store), batch_size=16, device=device)
+
+
+@pytest.mark.parametrize("device", ["meta", "fpga", torch.device("ipu")])
+def test_a_device_that_cannot_hold_tensors_here_is_refused_when_the_loader_is_made(store, device):
+    # before: 'meta' gave tensors without data and 'fpga'/'ipu' raised torch's error at the first batch
+    with pytest.raises(PetastormArgumentError, match=r"device=.*(meta|fpga|ipu)"):
         BatchedDataLoader(_ordered(store), batch_size=16, device=device)
 
 
