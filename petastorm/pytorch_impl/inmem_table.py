@@ -26,9 +26,12 @@ __all__ = ["InMemTable"]
 _GROUPED_KINDS = frozenset("biufc")
 
 
-def _as_records(block: np.ndarray) -> np.ndarray:
-    """A C-contiguous row-major block as a 1-D array of opaque rows (gathered far faster than 2-D rows)."""
-    cell = max(1, int(np.prod(block.shape[1:])))
+def _as_records(block: np.ndarray) -> "np.ndarray | None":
+    """A C-contiguous row-major block as a 1-D array of opaque rows (gathered far faster than 2-D rows); None
+    for rows of no bytes (fields of empty cells: gathered as they are)."""
+    cell = int(np.prod(block.shape[1:]))
+    if cell == 0:
+        return None
     return block.reshape(len(block), cell).view(np.dtype((np.void, block.itemsize * cell)))[:, 0]
 
 

@@ -128,3 +128,16 @@ def test_the_loader_in_order_over_chunks_resumes_and_keeps_epochs_apart(mixed):
     ids = [b["id"].tolist() for b in first] + [b["id"].tolist() for b in rest]
     assert sum(ids, []) == list(range(230)) * 2
     assert all(torch.equal(b["a"], b["id"].float()) for b in rest + again)
+
+
+@pytest.mark.parametrize("row_major", [False, True])
+def test_fields_of_empty_cells_are_served_in_both_layouts(row_major):
+    # before: a shuffled InMemBatchedDataLoader over a field of shape (0,) (or (2, 0)) raised numpy's
+    # "cannot reshape array of size 0 into shape (10,1)" when loading; the ordered one and the others served it
+    parts = [{"id": np.arange(10), "e": np.zeros((10, 0), np.float32), "m": np.zeros((10, 2, 0), np.float32),
+              "f": np.zeros((10, 0), np.float32)}]
+    table = InMemTable(parts, row_major=row_major, row_values=False)
+    batch = table.batch(np.array([7, 2, 5]) if row_major else slice(2, 5))
+    assert batch["id"].tolist() == ([7, 2, 5] if row_major else [2, 3, 4])
+    assert batch["e"].shape == (3, 0) and batch["f"].shape == (3, 0) and batch["m"].shape == (3, 2, 0)
+    assert batch["e"].dtype == torch.float32
