@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: venv demo test test-fast test-spark4 test-compat compat-diff bench docs lint clean
+.PHONY: venv demo test test-fast test-spark4 test-compat compat-diff bench docs gpu-check lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,8 +79,13 @@ docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -q -b html docs build/docs
 	@echo "docs site: $(abspath build/docs/index.html)"
 
+# The device paths (torch on CUDA with pin_memory and prefetch, exact resume, JAX on a GPU) on a machine with a
+# GPU: exits non-zero if a check fails (the test suite runs its --cpu smoke test).
+gpu-check: $(STAMP)
+	PYTHONPATH=. $(PY) checks/gpu_check.py
+
 lint: $(STAMP)
-	$(PY) -m ruff check petastorm tests benchmarks examples
+	$(PY) -m ruff check petastorm tests benchmarks examples checks
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
