@@ -58,15 +58,6 @@ class SegmentMapping:
         self.size = size
         self._ctype = ctypes.c_char * size
 
-    def populate(self, fd: int) -> bool:
-        """Map every page of the segment now, in one call (``MAP_FIXED | MAP_POPULATE`` over the same
-        address, so buffers over the mapping stay valid): far cheaper than faulting them in one by one.
-        False if the call failed (the pages then fault in as they are touched)."""
-        libc = _libc()
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_FIXED", 0x10) | getattr(mmap, "MAP_POPULATE", 0x8000)
-        addr = libc.mmap(self.addr, self.size, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
-        return addr == self.addr
-
     def exporter(self) -> Any:
         """A new buffer object over the whole mapping; it keeps the mapping alive."""
         arr = self._ctype.from_address(self.addr)

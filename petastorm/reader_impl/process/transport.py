@@ -106,17 +106,26 @@ class _Segment:
     """A worker's segment. Writable again (``free``) once no result in the parent holds it (``remote``)
     and no array of the worker lives on it (``local``, for segments lent by :meth:`ShmWriter.allocate`)."""
 
-    __slots__ = ("sid", "size", "view", "mapping", "remote", "local", "fd", "cold")
+    __slots__ = ("sid", "size", "view", "mapping", "remote", "local", "fd")
 
-    def __init__(self, sid: int, size: int, mapping: SegmentMapping, fd: int = -1, cold: bool = False):
+    def __init__(self, sid: int, size: int, mapping: "SegmentMapping | None", fd: int = -1):
         self.sid = sid
-        self.cold = cold  # adopted and not written yet: its pages are not mapped here (see ShmWriter.adopt)
         self.size = size
         self.fd = fd  # kept by the worker, to hand the segment back to the parent when the pool stops
         self.mapping = mapping
-        self.view = memoryview(mapping.exporter()).cast("B")
+        # None while cold: adopted and not written yet, not mapped here (see ShmWriter.adopt and map)
+        self.view = memoryview(mapping.exporter()).cast("B") if mapping is not None else None
         self.remote = 0
         self.local = False
+
+    @property
+    def cold(self) -> bool:
+        return self.mapping is None
+
+    def map(self) -> None:
+        """Map a cold segment, every page at once (``MAP_POPULATE``: its pages exist already)."""
+        self.mapping = SegmentMapping(self.fd, self.size, populate=True)
+        self.view = memoryview(self.mapping.exporter()).cast("B")
 
     @property
     def free(self) -> bool:
@@ -263,8 +272,7 @@ class ShmWriter:
         if fits:  # the smallest that fits, one already written here first
             seg = min(fits, key=lambda s: (s.cold, s.size))
             if seg.cold:
-                seg.cold = False
-                seg.mapping.populate(seg.fd)
+                seg.map()
             return seg
         size = _segment_size(need)
         sid = self._next_id
@@ -286,7 +294,7 @@ class ShmWriter:
         return seg
 
     def _trim(self, keep: int = -1) -> None:
-        """Drop the smallest free segments beyond ``max_free``; cold ones are kept (they map no page here,
+        """Drop the smallest free segments beyond ``max_free``; cold ones are kept (they are not mapped here,
         and go back to the parent's cache when the pool stops)."""
         free = sorted((s for s in self._segments.values() if s.free and not s.cold and s.sid != keep),
                       key=lambda s: s.size)
@@ -298,19 +306,16 @@ class ShmWriter:
 
     def adopt(self, entries: List[tuple]) -> None:
         """Receive the fds announced by a ``('gift', [(sid, size), ...])`` message: free segments of an
-        earlier pool. Each is mapped *cold* (no page mapped yet) and populated in one call when it is first
-        written (:meth:`SegmentMapping.populate`: its pages exist already, no page fault per 4 KB): a gift
-        the worker never uses costs it neither the populate nor, at exit, the unmapping of its pages."""
+        earlier pool. Each is kept *cold* (its fd only) and mapped with ``MAP_POPULATE`` when first written
+        (its pages exist already: one call, no page fault per 4 KB): a gift the worker never uses costs it
+        neither the populate nor, at exit, the unmapping of its pages."""
         if self._sock is None or not entries:
             return
         _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, len(entries))
         for fd in fds[len(entries):]:
             os.close(fd)
         for (sid, size), fd in zip(entries, fds):
-            try:
-                self._segments[sid] = _Segment(sid, size, SegmentMapping(fd, size), fd, cold=True)
-            except OSError:
-                os.close(fd)
+            self._segments[sid] = _Segment(sid, size, None, fd)
 
     def bequeath(self) -> None:
         """On 'stop': send the segments' fds to the parent, for its next pool (the largest, as many as its
