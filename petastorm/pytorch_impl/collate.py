@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Dict, Union
 
 import numpy as np
 
 from petastorm.errors import PetastormBatchShapeError, PetastormTypeError
 from petastorm.pytorch_impl.device import AS_IS_DTYPES, block_to_tensors, numeric_to_tensor
-from petastorm.pytorch_impl.dtypes import ARRAY_PROMOTIONS, nullable_error, string_array_error
+from petastorm.pytorch_impl.dtypes import (
+    ARRAY_PROMOTIONS,
+    nullable_error,
+    nullable_numbers_as_nan,
+    string_array_error,
+)
 
 __all__ = ["decimal_friendly_collate", "column_to_torch", "columns_to_torch", "columns_block_to_torch"]
 
@@ -62,11 +68,15 @@ def decimal_friendly_collate(batch: Any) -> Any:
     return default_collate(batch)
 
 
-def _collated_object_column(name: str, col: np.ndarray) -> Union[list, np.ndarray]:
-    """An object column: a list (str/bytes/Decimal), or a numeric array of its stacked cells."""
+def _collated_object_column(name: str, col: np.ndarray, nulls_as_nan: bool) -> Union[list, np.ndarray]:
+    """An object column: a list (str/bytes/Decimal), or a numeric array of its stacked cells (with
+    ``nulls_as_nan``, numbers and None: floats with NaN, as the original's batch reader gave them)."""
     values = list(col)
     if any(v is None for v in values):
-        raise nullable_error(name)
+        out = nullable_numbers_as_nan(col) if nulls_as_nan else None
+        if out is None:
+            raise nullable_error(name)
+        return out
     if isinstance(values[0], _KEPT_AS_LISTS):
         return values
     try:
@@ -80,7 +90,7 @@ def _collated_object_column(name: str, col: np.ndarray) -> Union[list, np.ndarra
     return stacked
 
 
-def column_to_torch(name: str, col: np.ndarray) -> Any:
+def column_to_torch(name: str, col: np.ndarray, nulls_as_nan: bool = False) -> Any:
     """One column of a batch as the default collate gives it.
 
     Parameters
@@ -88,6 +98,9 @@ def column_to_torch(name: str, col: np.ndarray) -> Any:
     name : str
         Field name (for error messages).
     col : numpy.ndarray, shape (rows, ...)
+    nulls_as_nan : bool
+        A column of ``make_batch_reader``: numbers with ``None`` become floats with NaN, as the original's
+        batch reader gave them (see :func:`~petastorm.pytorch_impl.dtypes.nullable_numbers_as_nan`).
 
     Returns
     -------
@@ -104,14 +117,14 @@ def column_to_torch(name: str, col: np.ndarray) -> Any:
             raise string_array_error(name)
         return list(col)
     if col.dtype.kind == "O":
-        col = _collated_object_column(name, col)
+        col = _collated_object_column(name, col, nulls_as_nan)
         if isinstance(col, list):
             return col
     return numeric_to_tensor(name, col, ARRAY_PROMOTIONS.get(col.dtype),
                              "convert it with a TransformSpec, or use a collate_fn that handles it")
 
 
-def columns_to_torch(columns: Dict[str, np.ndarray]) -> Dict[str, Any]:
+def columns_to_torch(columns: Dict[str, np.ndarray], nulls_as_nan: bool = False) -> Dict[str, Any]:
     """Every column of a batch through :func:`column_to_torch` (same keys, same order)."""
     from torch import from_numpy
 
@@ -122,7 +135,7 @@ def columns_to_torch(columns: Dict[str, np.ndarray]) -> Dict[str, Any]:
         if col.dtype in AS_IS_DTYPES and flags.writeable and flags.c_contiguous:
             out[name] = from_numpy(col)
         else:
-            out[name] = column_to_torch(name, col)
+            out[name] = column_to_torch(name, col, nulls_as_nan)
     return out
 
 
@@ -130,7 +143,8 @@ def _array_promotion(col: np.ndarray) -> Any:
     return ARRAY_PROMOTIONS.get(col.dtype)
 
 
-def columns_block_to_torch(columns: Dict[str, np.ndarray], k: int) -> list:
+def columns_block_to_torch(columns: Dict[str, np.ndarray], k: int, nulls_as_nan: bool = False) -> list:
     """:func:`columns_to_torch` of each of the ``k`` equal row ranges of ``columns``, done a column at a time
     (:func:`~petastorm.pytorch_impl.device.block_to_tensors`; str/Decimal columns give a list per batch)."""
-    return block_to_tensors(columns, k, column_to_torch, _array_promotion)
+    convert = partial(column_to_torch, nulls_as_nan=True) if nulls_as_nan else column_to_torch
+    return block_to_tensors(columns, k, convert, _array_promotion)

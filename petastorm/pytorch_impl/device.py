@@ -19,6 +19,7 @@ from petastorm.pytorch_impl.dtypes import (
     ARRAY_PROMOTIONS,
     is_text_or_object_dtype,
     nullable_error,
+    nullable_numbers_as_nan,
     string_array_error,
 )
 
@@ -97,7 +98,7 @@ def _string_error(name: str) -> PetastormTypeError:
 def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.ndarray:
     """A numeric array from an object column, as the original treats them (recorded from 0.12.1).
 
-    - ``None`` among numbers: a ``make_batch_reader`` column becomes float64 with NaN for the nulls (the
+    - ``None`` among numbers: a ``make_batch_reader`` column becomes floats with NaN for the nulls (the
       original read such columns through pandas); from ``make_reader`` rows it is the original's "Pytorch does
       not support nullable fields" ``TypeError``.
     - numbers (or equally shaped arrays) of Python/numpy types: one numeric array.
@@ -106,17 +107,13 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
     values = col.ravel().tolist() if col.ndim == 1 else None
     if values is None:
         raise _string_error(name)
-    nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    if nulls.any():
+    if any(v is None for v in values):
         if row_values:
             raise PetastormTypeError(f"{nullable_error(name)}. BatchedDataLoader makes tensors of whole columns: "
                                      f"fill the nulls with a TransformSpec or leave the field out (schema_fields)")
-        present = [v for v in values if v is not None]
-        if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                   for v in present):
+        out = nullable_numbers_as_nan(col)
+        if out is None:
             raise _string_error(name)
-        out = np.full(len(values), np.nan, dtype=np.float64)
-        out[~nulls] = present
         return out
     if values and all(isinstance(v, np.ndarray) for v in values):
         try:

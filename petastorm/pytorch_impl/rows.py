@@ -21,6 +21,7 @@ no row lost or repeated (reader cursor, buffered rows, RNG, batches prefetched b
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
-from petastorm.pytorch_impl.dtypes import promote_array, sanitize_row
+from petastorm.pytorch_impl.dtypes import nullable_numbers_as_nan, promote_array, sanitize_row
 from petastorm.pytorch_impl.loader_base import LoaderBase, pass_seed, reader_seed
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
@@ -42,6 +43,14 @@ _K_READER = "reader"
 _K_BUFFER = "buffer"
 _K_PARTIAL = "partial_batch"
 _K_FINISHED = "finished"
+
+
+def _nan_for_nulls(col: np.ndarray) -> np.ndarray:
+    """A batch reader's column of numbers with None as the original gave it (floats with NaN); else as it is."""
+    if col.dtype.kind != "O":
+        return col
+    out = nullable_numbers_as_nan(col)
+    return col if out is None else out
 
 
 class _RowPass:
@@ -60,7 +69,7 @@ class _RowPass:
     def _rows_of(self, item: Any) -> List[dict]:
         if self.is_batched:
             columns = item._asdict() if hasattr(item, "_asdict") else dict(item)
-            columns = {k: promote_array(k, v, strings_ok=True) if isinstance(v, np.ndarray) else v
+            columns = {k: promote_array(k, _nan_for_nulls(v), strings_ok=True) if isinstance(v, np.ndarray) else v
                        for k, v in columns.items()}
             names = list(columns)
             return [sanitize_row(dict(zip(names, values)), strings_ok=True) for values in zip(*columns.values())]
@@ -164,9 +173,12 @@ class DataLoader(LoaderBase):
         if self._columns:
             from petastorm.adapters import BatchPipeline
 
+            convert, convert_block = columns_to_torch, columns_block_to_torch
+            if getattr(self.reader, "is_batched_reader", False):  # nulls in numbers: NaN, as the original
+                convert = partial(columns_to_torch, nulls_as_nan=True)
+                convert_block = partial(columns_block_to_torch, nulls_as_nan=True)
             return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
-                                 seed=seed, convert=columns_to_torch, prefetch=_PREFETCH,
-                                 convert_block=columns_block_to_torch)
+                                 seed=seed, convert=convert, prefetch=_PREFETCH, convert_block=convert_block)
         return _RowPass(self.reader, self.batch_size, self.shuffling_queue_capacity, seed)
 
     def _iter_impl(self) -> Iterator[Any]:
