@@ -65,6 +65,6 @@ class SegmentMapping:
         return arr
 
     def __del__(self) -> None:
-        munmap = getattr(self, "_munmap", None)
-        if munmap is not None:
-            munmap(self.addr, self.size)
+        munmap, addr = getattr(self, "_munmap", None), getattr(self, "addr", None)
+        if munmap is not None and addr is not None:  # (no addr: the mmap failed)
+            munmap(addr, self.size)

@@ -30,9 +30,9 @@ the cache only once the last of them is garbage-collected. A fresh memfd page co
 reuses its own mapping of a cached segment. A worker maps every page of a segment in one call
 (``MAP_POPULATE``, cheaper than a page fault per 4 KB) when it first writes into it, not before: a fresh
 segment at once (it is sized to the result about to be written), an adopted one at its first use. A
-worker is dealt an even share of the cache and often leaves some of it unused (with 224x224 JPEG row
-groups, one or two 36 MB segments per pool): populated at adoption, as they were, those cost the worker
-the populate and, at its exit, the unmapping of every page, for nothing.
+worker is dealt an even share of the cache and often leaves some of it unused (with large row groups,
+typically one or two segments per pool): populated at adoption, as they were, those cost the worker the
+populate and, at its exit, the unmapping of every page, for nothing.
 
 Where ``memfd_create`` or fd passing is missing (not Linux), :data:`TRANSPORT_PIPE` sends everything in
 band through the pipe (numpy still pickles each array as one buffer, never cell by cell).
@@ -272,7 +272,13 @@ class ShmWriter:
         if fits:  # the smallest that fits, one already written here first
             seg = min(fits, key=lambda s: (s.cold, s.size))
             if seg.cold:
-                seg.map()
+                try:
+                    seg.map()
+                except OSError:  # it cannot be mapped here: let it go, and take another or make one
+                    del self._segments[seg.sid]
+                    seg.close()
+                    self._send(("drop", seg.sid))
+                    return self._acquire(need)
             return seg
         size = _segment_size(need)
         sid = self._next_id

@@ -59,6 +59,8 @@ class _Pool:
         for m in self.to_parent:
             if m[0] == "seg":
                 self.reader.add_segment(m[1], m[2])
+            elif m[0] == "drop":
+                self.reader.drop_segment(m[1])
         self.to_parent.clear()
         return payload, self.reader.decode(payload)
 
@@ -120,3 +122,14 @@ def test_an_adopted_segment_never_used_goes_back_to_the_parent_when_the_pool_sto
             os.close(fd)
     finally:
         pool.close()
+
+
+def test_an_adopted_segment_that_cannot_be_mapped_is_let_go_and_the_result_still_arrives(pool):
+    (gift,) = pool.gift([2 * MB], fill=0)
+    seg = pool.writer._segments[gift]
+    os.close(seg.fd)
+    seg.fd = os.open(os.devnull, os.O_RDWR)  # mmap of it fails (ENODEV), as a segment the worker cannot map
+    _payload, got = pool.roundtrip(np.full(MB, 3, np.uint8))
+    assert (got == 3).all()
+    assert gift not in pool.writer._segments and pool.reader.segments_received == 1  # a fresh one served it
+    assert gift not in pool.reader._maps  # the worker told the parent to drop it
