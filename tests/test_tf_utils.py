@@ -290,6 +290,25 @@ def test_none_in_a_batch_raises_naming_the_field(urls):
             list(make_petastorm_dataset(reader))
 
 
+def test_nulls_in_a_float_batch_column_are_nan_as_in_the_original(tmp_path):
+    # recorded from 0.12.1 (TF 2.16): a nullable float32 batch column with nulls -> float32 [1.5, nan, 2.5]; an
+    # int32 one -> [1, -2147483648, 3] (pandas' NaN cast back: a made-up value, refused here). Before: both raised
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": pa.array(range(3), pa.int64()), "nf": pa.array([1.5, None, 2.5], pa.float32()),
+                             "nd": pa.array([None, 2.0, 3.0], pa.float64()), "ni": pa.array([1, None, 3], pa.int32())}),
+                   str(tmp_path / "p.parquet"))
+    with _batches("file://" + str(tmp_path), schema_fields=["id", "nf", "nd"]) as reader:
+        batch = next(iter(make_petastorm_dataset(reader)))
+    assert batch.nf.dtype == tf.float32 and batch.nd.dtype == tf.float64
+    assert np.isnan(batch.nf.numpy()[1]) and batch.nf.numpy()[[0, 2]].tolist() == [1.5, 2.5]
+    assert np.isnan(batch.nd.numpy()[0]) and batch.nd.numpy()[1:].tolist() == [2.0, 3.0]
+    with _batches("file://" + str(tmp_path), schema_fields=["id", "ni"]) as reader:
+        with pytest.raises(tf.errors.OpError, match='Encountered "ni"=None in row 1 of a batch'):
+            list(make_petastorm_dataset(reader))
+
+
 def test_ragged_batch_column_raises_naming_the_field(urls):
     with _batches(urls["plain"], schema_fields=["ragged"]) as reader:
         with pytest.raises(tf.errors.OpError, match="field 'ragged' of shape \\(None,\\) holds values of different"):

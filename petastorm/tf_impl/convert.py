@@ -20,8 +20,9 @@ object, timedelta64)
 =================================  ===============  ==============================================
 
 A ``None`` (a null in a nullable field) has no tensor: it raises, naming the field, as the original did
-for rows. (For batch columns the original let pandas turn nulls into ``-2**31``/``'None'``; we raise
-instead of feeding made-up values to a model.)
+for rows. In a batch column of a float field it is NaN, as the original gave it; in other batch columns it
+raises (the original let pandas turn those nulls into ``-2**31``/``'None'``/``False``: we raise instead of
+feeding made-up values to a model).
 """
 from __future__ import annotations
 
@@ -200,8 +201,11 @@ def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
         For a ``None`` in the column, or a variable-shape field whose rows differ in shape.
     """
     column = np.asarray(column)
-    _check_no_none(conv, column)
     kind = conv.kind
+    if kind == _NUMERIC_KIND and conv.np_dtype.kind == "f" and column.dtype == object and not conv.shape:
+        # nulls of a float field: NaN, as the original's batches (its batch reader went through pandas)
+        column = np.array([np.nan if v is None else v for v in column], dtype=conv.np_dtype)
+    _check_no_none(conv, column)
     if kind == _NUMERIC_KIND:
         return _dense(conv, column).astype(conv.np_dtype, copy=False)
     if kind == _STRING:
