@@ -84,11 +84,17 @@ def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
         return None
 
     def apply(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        out = {name: _column_of(name, transform_fn(col)) for name, col in columns.items()}
-        lengths = {name: len(col) if col.ndim else None for name, col in out.items()}
+        out = {}
+        for name, col in columns.items():
+            value = transform_fn(col)
+            out[name] = column = _column_of(name, value)
+            if column.ndim == 0:
+                raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, not a "
+                                         f"column: it gets the field's column of a reader batch (shape (rows, ...)) "
+                                         f"and must return the new column")
+        lengths = {name: len(col) for name, col in out.items()}
         if len(set(lengths.values())) > 1:  # rows of different fields would be served together
-            sizes = ", ".join(f"{name!r} {n} rows" if n is not None else f"{name!r} a scalar"
-                              for name, n in lengths.items())
+            sizes = ", ".join(f"{name!r} {n} rows" for name, n in lengths.items())
             raise PetastormSchemaError(f"transform_fn returned columns of different lengths: {sizes}; it must "
                                        f"keep the rows of every field aligned")
         return out

@@ -515,6 +515,16 @@ def test_in_memory_serves_the_rows_a_transform_fn_gives(types_dataset, transform
     assert len(loader) == len(batches)
 
 
+@pytest.mark.parametrize("transform, got", [(lambda col: col.sum(), "int64"), (lambda col: None, "NoneType"),
+                                           (lambda col: {"x": col}, "dict")])
+def test_a_transform_fn_returning_no_column_names_the_field(types_dataset, transform, got):
+    # before: TypeError("len() of unsized object"), naming nothing
+    for make in (BatchedDataLoader, InMemBatchedDataLoader):
+        with make(_ordered(types_dataset, schema_fields=["id"]), batch_size=4, transform_fn=transform) as loader:
+            with pytest.raises(TypeError, match=f"transform_fn returned a {got} for field 'id', not a column"):
+                next(iter(loader))
+
+
 def test_a_transform_fn_giving_columns_of_different_lengths_names_them(types_dataset):
     # 0.12.1 served misaligned batches (recorded: [(4, 4), ..., (4, 0), (3, 2)]); so did this loader
     def transform(col):
