@@ -145,6 +145,32 @@ def test_make_batch_reader_batches_are_recut_to_batch_size_across_row_groups(pla
     assert b["b"].tolist() == [1, 0, 1]
 
 
+def test_the_default_collate_over_make_batch_reader_runs_no_python_step_per_row(plain_dataset, monkeypatch):
+    # the issue: "batches are re-cut to batch_size by slicing whole columns (no per-row Python)"; the original
+    # split every batch into row dicts and collated them back. Spies count the per-row steps: none is taken
+    import petastorm.pytorch_impl.collate as collate
+    import petastorm.pytorch_impl.rows as rows
+
+    calls = {"row": 0, "collate": 0}
+    split, default = rows.sanitize_row, collate.decimal_friendly_collate
+
+    def counting_split(*a, **kw):
+        calls["row"] += 1
+        return split(*a, **kw)
+
+    def counting_collate(batch):
+        calls["collate"] += 1
+        return default(batch)
+
+    monkeypatch.setattr(rows, "sanitize_row", counting_split)
+    monkeypatch.setattr(collate, "decimal_friendly_collate", counting_collate)
+    with make_batch_reader(plain_dataset, schema_fields=["id", "f", "s"], shuffle_row_groups=False,
+                           reader_pool_type="dummy") as r:
+        batches = list(DataLoader(r, batch_size=3, shuffling_queue_capacity=5))
+    assert sorted(i for b in batches for i in b["id"].tolist()) == list(range(20))
+    assert calls == {"row": 0, "collate": 0}
+
+
 def test_make_batch_reader_string_and_decimal_columns_are_lists(plain_dataset):
     # the issue: Decimal and str kept as Python lists (0.12.1 raised TypeError for them over make_batch_reader)
     with make_batch_reader(plain_dataset, schema_fields=["id", "s", "dec"], shuffle_row_groups=False,
