@@ -88,6 +88,9 @@ class _RowPass:
 
     def batches(self) -> Iterator[List[dict]]:
         """Lists of rows, ``batch_size`` each (the last one shorter)."""
+        if len(self.partial) >= self.batch_size:  # a batch whose collate_fn was interrupted (see DataLoader)
+            rows, self.partial = self.partial, []
+            yield rows
         if not self.finished:
             yield from self._drain()  # a restored buffer may already hold enough rows
             for item in self.reader:
@@ -111,9 +114,9 @@ class _RowPass:
             problems.append(f"{_K_BUFFER!r} is not a dict")
         if not isinstance(finished, bool) and _K_FINISHED in state:
             problems.append(f"{_K_FINISHED!r} is not True or False")
-        if _K_PARTIAL in state and (not isinstance(partial, list) or len(partial) >= self.batch_size
+        if _K_PARTIAL in state and (not isinstance(partial, list) or len(partial) > self.batch_size
                                     or not all(isinstance(row, Mapping) for row in partial)):
-            problems.append(f"{_K_PARTIAL!r} is not a list of fewer than batch_size row dicts")
+            problems.append(f"{_K_PARTIAL!r} is not a list of at most batch_size row dicts")
         if problems:
             raise PetastormStateError(f"malformed DataLoader state (rows path): {'; '.join(problems)}")
         self.reader.load_state_dict(state[_K_READER])
@@ -190,7 +193,13 @@ class DataLoader(LoaderBase):
             yield from current
         else:
             for rows in current.batches():
-                yield self.collate_fn(rows)
+                try:
+                    batch = self.collate_fn(rows)
+                except BaseException:
+                    # Ctrl-C (or any exit) inside collate_fn: the rows go back, so a state saved now serves them
+                    current.partial = rows + current.partial
+                    raise
+                yield batch
 
     def _close_pass(self) -> None:
         current = self._current

@@ -218,3 +218,34 @@ def test_a_state_after_a_failed_pass_is_refused_instead_of_losing_rows(synthetic
             list(loader)
         with pytest.raises(PetastormStateError, match=r"the last pass failed with ValueError\('bad batch'\)"):
             loader.state_dict()
+
+
+def test_a_state_taken_after_ctrl_c_in_the_collate_fn_resumes_exactly(synthetic_dataset):
+    # Ctrl-C lands in the collate_fn (it runs in the training loop's thread): before, the rows handed to it were
+    # gone from the state saved on KeyboardInterrupt (a batch lost at the resume)
+    def collate(rows):
+        return {"id": [row["id"] for row in rows]}
+
+    calls = []
+
+    def interrupted(rows):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return collate(rows)
+
+    with _reader(synthetic_dataset) as r:
+        full = [i for b in DataLoader(r, batch_size=3, shuffling_queue_capacity=8, collate_fn=collate)
+                for i in _ids(b)]
+    with _reader(synthetic_dataset) as r:
+        loader = DataLoader(r, batch_size=3, shuffling_queue_capacity=8, collate_fn=interrupted)
+        head = []
+        with pytest.raises(KeyboardInterrupt):
+            for batch in loader:
+                head += _ids(batch)
+        state = loader.state_dict()
+    with _reader(synthetic_dataset) as r:
+        loader = DataLoader(r, batch_size=3, shuffling_queue_capacity=8, collate_fn=interrupted)
+        loader.load_state_dict(state)
+        tail = [i for b in loader for i in _ids(b)]
+    assert len(head) == 6 and head + tail == full
