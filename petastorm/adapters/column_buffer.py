@@ -40,6 +40,7 @@ _NO_SLOTS = np.empty(0, dtype=np.int64)
 _STAGED_ROW_BYTES = 4096        # rows up to this size are assembled before being scattered as whole rows
 _STAGING_BYTES = 1 << 18        # at most this much staging at once
 _TRANSPOSE_ROWS = 256
+_FIRST_SLOTS = 1024             # slots allocated by the first add (at least its rows), doubled as rows arrive
 
 
 def num_rows(columns: Mapping[str, np.ndarray]) -> int:
@@ -110,7 +111,9 @@ class ColumnShufflingBuffer:
 
     Notes
     -----
-    Memory: ``capacity`` x (bytes of one row) allocated once. Each :meth:`retrieve` allocates only its
+    Memory: at most ``capacity`` x (bytes of one row), allocated as rows arrive (the slots double, up to the
+    capacity, so filling the buffer copies each row about once more; a capacity far above the rows the data has,
+    e.g. a batch size larger than the dataset, costs nothing for rows that never come). Each :meth:`retrieve` allocates only its
     output batch, or its round of ``rounds`` batches (callers may keep them: they are never written again);
     :meth:`add` keeps staging blocks of at most 256 KB (at most 4).
     """
@@ -125,6 +128,7 @@ class ColumnShufflingBuffer:
         self._round_pos = 0                     # rows of the round served
         self._round_len = 0
         self._capacity = int(capacity)
+        self._slots = 0                        # rows the arrays have room for (<= capacity, grows as rows arrive)
         self._rng = np.random.default_rng(seed)
         self._blocks: Optional[list] = None   # [(array (capacity, k, *cell), [k column names])]
         self._where: dict = {}                 # column name -> (block index, position in the block)
@@ -167,6 +171,7 @@ class ColumnShufflingBuffer:
     # Other columns (strings, objects) get a block of their own.
 
     def _allocate(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._slots = min(self._capacity, max(num_rows(columns), _FIRST_SLOTS))
         groups: dict = {}
         for name, col in columns.items():
             key = (col.dtype, col.shape[1:]) if col.dtype.kind in _GROUPED_KINDS else ("own", name)
@@ -178,7 +183,7 @@ class ColumnShufflingBuffer:
             self._new_block(names, col.dtype, col.shape[1:])
 
     def _new_block(self, names: list, dtype: np.dtype, cell: tuple) -> None:
-        block = np.empty((self._capacity, len(names)) + tuple(cell), dtype=dtype)
+        block = np.empty((self._slots, len(names)) + tuple(cell), dtype=dtype)
         b = len(self._blocks)
         self._blocks.append((block, list(names)))
         for j, name in enumerate(names):
@@ -254,6 +259,9 @@ class ColumnShufflingBuffer:
             self._holes = holes[m:]
         if m < n:
             top = self._top
+            if top + n - m > self._slots:
+                self._reserve(top + n - m)
+                views = self._views
             for name, col in columns.items():
                 views[name][0][top:top + n - m] = col[m:] if m else col
             self._top = top + n - m
@@ -391,18 +399,18 @@ class ColumnShufflingBuffer:
         return out
 
     def grow(self, capacity: int) -> None:
-        """Raise the capacity to ``capacity`` rows (the arrays are reallocated and the rows copied once)."""
-        capacity = int(capacity)
-        if capacity <= self._capacity:
-            return
-        if self._blocks is not None:
-            for i, (block, names) in enumerate(self._blocks):
-                wider = np.empty((capacity,) + block.shape[1:], dtype=block.dtype)
-                wider[:self._top] = block[:self._top]
-                self._blocks[i] = (wider, names)
-            self._capacity = capacity
-            self._cache_views()
-        self._capacity = capacity
+        """Raise the capacity to ``capacity`` rows (the arrays grow when the rows come)."""
+        self._capacity = max(self._capacity, int(capacity))
+
+    def _reserve(self, slots: int) -> None:
+        """Room for at least ``slots <= capacity`` rows: the arrays reallocated (doubled, at most the capacity)
+        and the slots in use copied."""
+        self._slots = min(self._capacity, max(slots, 2 * self._slots))
+        for i, (block, names) in enumerate(self._blocks):
+            wider = np.empty((self._slots,) + block.shape[1:], dtype=block.dtype)
+            wider[:self._top] = block[:self._top]
+            self._blocks[i] = (wider, names)
+        self._cache_views()
 
     def clear(self) -> None:
         """Forget every row (the arrays are kept for reuse)."""
@@ -474,6 +482,8 @@ class ColumnShufflingBuffer:
             used = np.ones(top, dtype=bool)
             used[holes] = False
             slots = np.flatnonzero(used)
+            if top > self._slots:
+                self._reserve(top)
             for (block, _), records in zip(self._blocks, self._records):
                 if records is None:
                     block[slots] = block[:n].copy()
