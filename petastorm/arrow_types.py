@@ -164,6 +164,14 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     t = column.type
+    dtype = (_FIXED_WIDTH or _fixed_width_dtypes()).get(t.id)
+    if dtype is not None and not column.null_count:
+        # the common case first, with no type tests: a view of the values buffer (Array.to_numpy() imports
+        # pandas, about 1 s in every fresh process)
+        arr = np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize)
+        if field is None or field.numpy_dtype is dtype.type:
+            return arr
+        return _cast_to_field(arr, field)
     if pat.is_dictionary(t):
         column = column.dictionary_decode()
         t = column.type
@@ -181,19 +189,34 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
         return out
     if pat.is_decimal(t) or pat.is_string(t) or pat.is_large_string(t) or pat.is_binary(t) or pat.is_large_binary(t):
         return column.to_numpy(zero_copy_only=False)
-    if pat.is_integer(t) or pat.is_floating(t):
-        # view the values buffer: Array.to_numpy() imports pandas (about 1 s in every fresh process)
-        dtype = np.dtype(t.to_pandas_dtype())
-        arr = np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize)
-    else:
-        arr = column.to_numpy(zero_copy_only=False)
-    if field is not None and arr.dtype.kind in "biuf":
-        from petastorm.codecs import dtype_type
+    arr = column.to_numpy(zero_copy_only=False)  # booleans (numbers without nulls took the first branch)
+    return _cast_to_field(arr, field) if field is not None else arr
 
-        target = dtype_type(field.numpy_dtype)
-        if target not in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
-                and arr.dtype.type is not target:
-            arr = arr.astype(target)
+
+#: Arrow type id -> numpy dtype of the fixed-width numeric types whose values buffer numpy can view as it is
+#: (filled on first use: pyarrow is imported lazily).
+_FIXED_WIDTH: dict = {}
+
+
+def _fixed_width_dtypes() -> dict:
+    import pyarrow as pa
+
+    for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64(),
+              pa.float16(), pa.float32(), pa.float64()):
+        _FIXED_WIDTH[t.id] = np.dtype(t.to_pandas_dtype())
+    return _FIXED_WIDTH
+
+
+def _cast_to_field(arr: np.ndarray, field: Any) -> np.ndarray:
+    """``arr`` (numbers or booleans) cast to ``field.numpy_dtype`` when that is another number type."""
+    if arr.dtype.kind not in "biuf":
+        return arr
+    from petastorm.codecs import dtype_type
+
+    target = dtype_type(field.numpy_dtype)
+    if target not in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
+            and arr.dtype.type is not target:
+        arr = arr.astype(target)
     return arr
 
 

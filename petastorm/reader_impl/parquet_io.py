@@ -1,5 +1,9 @@
 """Open Parquet files for the workers, optionally with row-group reads served by a memory pool of their own.
 
+Workers read the row groups of local files through :func:`open_mapped_row_group_file` (a memory map opened
+for one read, with the footer parsed before; see :mod:`petastorm.reader_impl.worker`), other filesystems
+through :func:`open_row_group_file`; both choose the pool the same way.
+
 ``$PETASTORM_ARROW_POOL`` = ``jemalloc``, ``mimalloc`` or ``system`` makes petastorm's row-group reads (and
 local file reads) allocate from that pyarrow pool, leaving the process-wide default pool, which the rest
 of the user's program uses, alone; unset (or ``default``) they use pyarrow's default pool.
@@ -25,7 +29,8 @@ from typing import Any, Optional
 
 from petastorm.settings import Settings, settings
 
-__all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "open_row_group_file"]
+__all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "open_row_group_file",
+           "open_mapped_row_group_file"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,6 +103,18 @@ def open_row_group_file(filesystem: Any, path: str, *, pre_buffer: bool, buffer_
     pf.close(force=True)
     return open_parquet_file(open_input_file(filesystem, path, pool), pre_buffer=pre_buffer,
                              buffer_size=buffer_size, pool=pool, metadata=metadata)
+
+
+def open_mapped_row_group_file(path: str, metadata: Any, *, decode_bound: bool,
+                               config: Optional[Settings] = None) -> Any:
+    """``ParquetFile`` of the local file ``path`` over a fresh memory map of it, with its footer ``metadata``
+    (read before: not parsed again), whose reads allocate from :func:`read_memory_pool` as in
+    :func:`open_row_group_file`. Close it (``close(force=True)``) after the read: that unmaps the file,
+    unless a buffer read from it still refers to the mapping (which then lives as long as that buffer)."""
+    import pyarrow as pa
+
+    pool = read_memory_pool(decode_bound, compressed=_has_compressed_chunks(metadata), config=config)
+    return open_parquet_file(pa.memory_map(path, "r"), pre_buffer=False, buffer_size=0, pool=pool, metadata=metadata)
 
 
 def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int, pool: Optional[Any] = None,
