@@ -23,7 +23,7 @@ import numpy as np
 from petastorm.adapters.batcher import Batcher
 from petastorm.adapters.checks import ensure_int
 
-__all__ = ["through_shuffling_buffer", "loader_buffer", "first_pass_seed"]
+__all__ = ["through_shuffling_buffer", "loader_buffer", "pass_seed"]
 
 
 class _RowIds:
@@ -72,7 +72,7 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     batch_size : int
     seed : int, list of int or None
         Seed of the buffer, as the loader gives it to its Batcher (``BatchedDataLoader``: ``[seed, pass]``,
-        see :func:`first_pass_seed`): with the loader's seed the order is the one it serves.
+        see :func:`pass_seed`): with the loader's seed the order is the one it serves.
     min_after_retrieve : int, optional
         As the loaders' argument.
 
@@ -97,10 +97,11 @@ def through_shuffling_buffer(sequence: np.ndarray, capacity: int, batch_size: in
     return out
 
 
-def first_pass_seed(reader_seed: int) -> list:
-    """The buffer seed of a ``BatchedDataLoader`` (made without ``seed``) in its first pass over a reader
-    seeded ``reader_seed``: ``[reader_seed mod 2**128, 0]`` (the loader's ``[seed, pass]``)."""
-    return [int(reader_seed) % (1 << 128), 0]
+def pass_seed(seed: Optional[int], pass_index: int) -> Optional[list]:
+    """The seed of a loader's shuffling buffer in its pass ``pass_index`` (0-based): ``[seed mod 2**128,
+    pass_index]``, entropy as ``numpy.random.default_rng`` takes it (non-negative ints); None stays None
+    (fresh entropy). The torch loaders seed every pass with it (``seed`` is theirs, else the reader's)."""
+    return None if seed is None else [int(seed) % (1 << 128), int(pass_index)]
 
 
 def loader_buffer(capacity: int, batch_size: int = 1, *, min_after_retrieve: Optional[int] = None,
@@ -115,7 +116,7 @@ def loader_buffer(capacity: int, batch_size: int = 1, *, min_after_retrieve: Opt
     batch_size : int
     min_after_retrieve : int, optional
     seed : int, list of int or None
-        The buffer's seed as the loader gives it to its Batcher. None: :func:`first_pass_seed` of the
+        The buffer's seed as the loader gives it to its Batcher. None: :func:`pass_seed` (pass 0) of the
         reader's seed (a ``BatchedDataLoader``'s first pass).
 
     Returns
@@ -130,7 +131,7 @@ def loader_buffer(capacity: int, batch_size: int = 1, *, min_after_retrieve: Opt
 
     def order(sequence: np.ndarray, reader_seed: int) -> np.ndarray:
         return through_shuffling_buffer(sequence, capacity, batch_size,
-                                        seed=first_pass_seed(reader_seed) if seed is None else seed,
+                                        seed=pass_seed(reader_seed, 0) if seed is None else seed,
                                         min_after_retrieve=min_after_retrieve)
 
     return order

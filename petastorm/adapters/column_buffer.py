@@ -25,7 +25,7 @@ import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormStateError
 
-__all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns"]
+__all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns", "as_records"]
 
 #: A batch of columns: field name -> array of shape (rows, ...) (every array has the same number of rows).
 Columns = dict
@@ -77,12 +77,14 @@ def concat_columns(parts: list) -> Columns:
     return out
 
 
-def _as_records(block: np.ndarray) -> "np.ndarray | None":
+def as_records(block: np.ndarray) -> "np.ndarray | None":
     """A C-contiguous block as a 1-D array of opaque rows (numpy moves those several times faster than
-    fancy-indexed rows of a 2-D array); None for object blocks (references cannot be viewed as bytes)."""
-    if block.dtype.hasobject or not block.flags.c_contiguous or block[0].size == 0:
+    fancy-indexed rows of a 2-D array); None for object blocks (references cannot be viewed as bytes), strided
+    ones and rows of no bytes (fields of empty cells: gathered as they are)."""
+    cell = int(np.prod(block.shape[1:]))
+    if block.dtype.hasobject or not block.flags.c_contiguous or cell == 0:
         return None
-    return block.reshape(len(block), -1).view(np.dtype((np.void, block.itemsize * max(1, block[0].size))))[:, 0]
+    return block.reshape(len(block), cell).view(np.dtype((np.void, block.itemsize * cell)))[:, 0]
 
 
 def _transpose(rows: np.ndarray) -> np.ndarray:
@@ -192,7 +194,7 @@ class ColumnShufflingBuffer:
 
     def _cache_views(self) -> None:
         """Recompute the per-column views and per-block records after the blocks changed."""
-        self._records = [_as_records(block) for block, _ in self._blocks]
+        self._records = [as_records(block) for block, _ in self._blocks]
         self._stagings = {}
         names = list(self._where)
         self._one_block = names if len(self._blocks) == 1 and self._blocks[0][1] == names else None

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import numpy as np
 
+from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.adapters.checks import ensure_int
 from petastorm.errors import (
     PetastormArgumentError,
@@ -40,7 +41,7 @@ from petastorm.errors import (
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
 from petastorm.pytorch_impl.inmem_table import InMemTable
-from petastorm.pytorch_impl.loader_base import LoaderBase, pass_seed, reader_seed
+from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
 
 __all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from petastorm.adapters.column_buffer import ColumnShufflingBuffer
 from petastorm.errors import PetastormArgumentError, PetastormReaderError
+from petastorm.pytorch_impl.device import numeric_to_tensor
 
 __all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer",
            "column_as_numpy"]
@@ -53,12 +54,10 @@ def column_as_numpy(col: Any) -> np.ndarray:
     return np.asarray(col)
 
 
-def _to_tensor(col: np.ndarray) -> Any:
-    import torch
-
-    if not col.flags.writeable or not col.flags.c_contiguous:
-        col = np.array(col)
-    return torch.from_numpy(col)
+def _to_tensors(columns: Any) -> List[Any]:
+    """The columns of a batch (in the order they were added) as tensors (:func:`numeric_to_tensor`)."""
+    return [numeric_to_tensor(f"column {i}", col, None, "the batched buffers hold numeric columns")
+            for i, col in enumerate(columns)]
 
 
 class BatchedShufflingBufferBase(ABC):
@@ -135,11 +134,11 @@ class BatchedNoopShufflingBuffer(BatchedShufflingBufferBase):
                 self._chunks[0] = [c[need:] for c in head]
                 need = 0
         if not parts:
-            return [_to_tensor(c) for c in (self._empty or [])]
+            return _to_tensors(self._empty or [])
         self._size -= sum(len(p[0]) for p in parts)
         if len(parts) == 1:
-            return [_to_tensor(c) for c in parts[0]]
-        return [_to_tensor(np.concatenate(cols)) for cols in zip(*parts)]
+            return _to_tensors(parts[0])
+        return _to_tensors(np.concatenate(cols) for cols in zip(*parts))
 
     def can_add(self) -> bool:
         return True
@@ -203,7 +202,7 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
         if not self.can_retrieve():
             raise PetastormReaderError(_DEQUEUE_ERROR)
         batch = self._buffer.retrieve(self.batch_size)
-        return [_to_tensor(batch[i]) for i in (self._names or [])]
+        return _to_tensors(batch[i] for i in (self._names or []))
 
     def can_add(self) -> bool:
         return self._buffer.size < self._capacity and not self._done_adding

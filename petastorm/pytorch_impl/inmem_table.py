@@ -18,21 +18,13 @@ from typing import Any, Dict, List, Union
 
 import numpy as np
 
+from petastorm.adapters.column_buffer import as_records
 from petastorm.errors import PetastormSchemaError
 from petastorm.pytorch_impl.device import AS_IS_DTYPES, column_to_tensor
 
 __all__ = ["InMemTable"]
 
 _GROUPED_KINDS = frozenset("biufc")
-
-
-def _as_records(block: np.ndarray) -> "np.ndarray | None":
-    """A C-contiguous row-major block as a 1-D array of opaque rows (gathered far faster than 2-D rows); None
-    for rows of no bytes (fields of empty cells: gathered as they are)."""
-    cell = int(np.prod(block.shape[1:]))
-    if cell == 0:
-        return None
-    return block.reshape(len(block), cell).view(np.dtype((np.void, block.itemsize * cell)))[:, 0]
 
 
 class InMemTable:
@@ -93,7 +85,7 @@ class InMemTable:
                     else:
                         block[j, start:start + n] = part[name]
             start += n
-        self._records = [_as_records(b) if row_major and not b.dtype.hasobject else None for b, _, _ in self.blocks]
+        self._records = [as_records(b) if row_major else None for b, _, _ in self.blocks]
         self._single = len(self.blocks) == 1
         self._plain = (self.blocks[0][0], self.blocks[0][1]) if self._single and self.blocks[0][2] and not row_major \
             else None

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Mapping, Optional
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
-__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "pass_seed"]
+__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed"]
 
 logger = logging.getLogger("petastorm.pytorch")
 
@@ -72,13 +72,6 @@ def reader_seed(reader: Any) -> Optional[int]:
     except Exception:  # noqa: BLE001 - a reader without a usable state (a mock): unseeded shuffling
         return None
     return None if seed is None else int(seed)
-
-
-def pass_seed(seed: Optional[int], pass_index: int) -> Optional[list]:
-    """The seed of a loader's shuffling buffer in its pass ``pass_index`` (0-based): ``[seed mod 2**128,
-    pass_index]``, entropy as ``numpy.random.default_rng`` takes it (non-negative ints); None stays None
-    (fresh entropy). ``petastorm.adapters.buffer_quality.first_pass_seed`` is the same for pass 0."""
-    return None if seed is None else [int(seed) % (1 << 128), int(pass_index)]
 
 
 class LoaderBase:

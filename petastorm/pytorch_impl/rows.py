@@ -26,11 +26,12 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
+from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.adapters.checks import ensure_int
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import nullable_numbers_as_nan, promote_array, sanitize_row
-from petastorm.pytorch_impl.loader_base import LoaderBase, pass_seed, reader_seed
+from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
 __all__ = ["DataLoader"]

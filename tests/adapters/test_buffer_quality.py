@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from petastorm import make_reader
 from petastorm.adapters import Batcher, BatchPipeline, ReaderSource
-from petastorm.adapters.buffer_quality import first_pass_seed, loader_buffer, through_shuffling_buffer
+from petastorm.adapters.buffer_quality import loader_buffer, pass_seed, through_shuffling_buffer
 from petastorm.errors import PetastormArgumentError
 from petastorm.reader_impl.explain import explain_reader
 from petastorm.reader_impl.plan import PlanOptions, make_epoch_plan
@@ -77,7 +77,7 @@ def test_the_simulated_order_is_the_loaders_batching_of_the_reader_batches(sizes
 
 def test_explain_with_the_loaders_seed_measures_the_order_the_pipeline_serves(synthetic_dataset):
     # synthetic_dataset: ids 0..99 in dataset order (the row ids of the simulation), 10 row groups of 10 rows
-    seed = first_pass_seed(3)  # a BatchedDataLoader's first pass over a reader made with seed=3
+    seed = pass_seed(3, 0)  # a BatchedDataLoader's first pass over a reader made with seed=3
     with make_reader(synthetic_dataset, schema_fields=["id"], seed=3, shuffle_row_groups=True,
                      workers_count=1) as reader:
         plan = explain_reader(reader, buffer_order=loader_buffer(24, 4, seed=seed))

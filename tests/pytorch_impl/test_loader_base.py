@@ -5,9 +5,10 @@ import copy
 import pytest
 
 from petastorm import make_batch_reader, make_reader
+from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.errors import PetastormStateError
 from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
-from petastorm.pytorch_impl.loader_base import pass_seed, reader_seed
+from petastorm.pytorch_impl.loader_base import reader_seed
 
 
 def test_pass_seed_keeps_every_bit_of_the_seed_and_the_pass():
