@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Mapping, Optional
 
+import numpy as np
 import pyarrow as pa
 
 from petastorm.arrow_types import arrow_type_for_field
@@ -62,14 +63,17 @@ def _to_arrow(name: str, arrow_type: pa.DataType, values: list, first_row: int) 
         return pa.array(values, type=arrow_type)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         pass
-    if pa.types.is_timestamp(arrow_type):
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
         try:
             return _timestamp_array(values, arrow_type)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             pass
     for i, value in enumerate(values):
         try:
-            pa.array([value], type=arrow_type)
+            if pa.types.is_date(arrow_type) and isinstance(value, np.datetime64):
+                _timestamp_array([value], arrow_type)
+            else:
+                pa.array([value], type=arrow_type)
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
             shown = repr(value)
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -83,8 +87,6 @@ def _to_arrow(name: str, arrow_type: pa.DataType, values: list, first_row: int) 
 def _binary_array(values: list) -> Optional[pa.Array]:
     """Bytes cells -> a ``binary`` array with one copy (``pa.array`` is slow on bytearrays); None at 2 GiB
     or more (the limit of ``binary``'s int32 offsets)."""
-    import numpy as np
-
     n = len(values)
     lengths = np.fromiter((0 if v is None else len(v) for v in values), dtype=np.int64, count=n)
     offsets = np.zeros(n + 1, dtype=np.int64)
@@ -101,15 +103,21 @@ def _binary_array(values: list) -> Optional[pa.Array]:
 
 
 def _timestamp_array(values: list, arrow_type: pa.DataType) -> pa.Array:
-    """Timestamps given as ``datetime``, ``date``, ``numpy.datetime64`` or integer nanoseconds."""
-    import numpy as np
+    """Timestamps given as ``datetime``, ``date``, ``numpy.datetime64`` or integer nanoseconds; or dates given as
+    ``numpy.datetime64`` (a value with a time of day other than midnight does not fit a date: ValueError)."""
 
-    unit = arrow_type.unit
+    date = pa.types.is_date(arrow_type)
+    unit = "D" if date else arrow_type.unit
     cells = [np.datetime64("NaT", unit) if v is None
              else np.datetime64(v, "ns") if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
              else np.datetime64(v) for v in values]
-    arr = np.array(cells).astype(f"datetime64[{unit}]")
+    arr = np.array(cells)
     mask = np.array([v is None for v in values], dtype=bool)
+    if date and np.any((arr != arr.astype("datetime64[D]")) & ~mask):
+        raise ValueError("a time of day does not fit a date")
+    arr = arr.astype(f"datetime64[{unit}]")
+    if date:
+        return pa.array(arr, mask=mask, type=pa.date32()).cast(arrow_type)
     return pa.array(arr, mask=mask, type=pa.timestamp(unit)).cast(arrow_type)
 
 
