@@ -508,3 +508,17 @@ def test_import_tf_utils_does_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_without_tensorflow_the_functions_say_what_to_install(synthetic_dataset):
+    # before: a bare ModuleNotFoundError from deep inside (petastorm.jax already said what to install)
+    code = ("import sys; sys.modules['tensorflow'] = None\n"
+            "from petastorm import make_reader\nfrom petastorm.tf_utils import make_petastorm_dataset, tf_tensors\n"
+            f"with make_reader({synthetic_dataset!r}, reader_pool_type='dummy') as reader:\n"
+            "    for fn in (make_petastorm_dataset, tf_tensors):\n"
+            "        try:\n            fn(reader)\n"
+            "        except ImportError as e:\n            print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("needs TensorFlow" in line and "petastorm[tf]" in line for line in lines), lines

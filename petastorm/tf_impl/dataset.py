@@ -18,6 +18,7 @@ from typing import Any, List
 
 import numpy as np
 
+from petastorm.tf_impl import import_tensorflow
 from petastorm.tf_impl.layout import ElementLayout
 
 __all__ = ["make_petastorm_dataset", "ItemSource"]
@@ -61,7 +62,7 @@ class ItemSource:
 
 def make_petastorm_dataset(reader: Any) -> Any:
     """See :func:`petastorm.tf_utils.make_petastorm_dataset`."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     layout = ElementLayout(reader)
     specs = layout.flat_specs()

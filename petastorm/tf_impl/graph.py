@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError
+from petastorm.tf_impl import import_tensorflow
 from petastorm.tf_impl.layout import ElementLayout
 
 __all__ = ["tf_tensors"]
@@ -34,7 +35,7 @@ def _ensure_count(name: str, value: Any) -> int:
 
 def tf_tensors(reader: Any, shuffling_queue_capacity: int = 0, min_after_dequeue: int = 0) -> Any:
     """See :func:`petastorm.tf_utils.tf_tensors`."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     capacity = _ensure_count("shuffling_queue_capacity", shuffling_queue_capacity)
     min_after = _ensure_count("min_after_dequeue", min_after_dequeue)
