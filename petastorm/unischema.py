@@ -387,6 +387,8 @@ def encode_row(unischema: Unischema, row_dict: dict, row_index: int | None = Non
             if where:
                 e.args = (f"{where}{e}",) + e.args[1:]
             raise
+        except ImportError:  # a missing optional dependency (e.g. no image library): not the value's fault
+            raise
         except Exception as e:  # the codec's message, then the field (a codec's own error names it already)
             message = f"{where}{e}" if isinstance(e, PetastormError) else \
                 f"{where}{e}: field {name!r} cannot take a {type(value).__name__} value"

@@ -532,3 +532,20 @@ def test_dict_to_spark_row_value_of_a_wrong_shape_or_dtype_leads_with_the_origin
     s = Unischema("S", [UnischemaField("arr", np.float32, (2, 2), NdarrayCodec(), False)])
     with pytest.raises(ValueError, match="^" + lead):
         dict_to_spark_row(s, {"arr": value})
+
+
+def test_encoding_an_image_without_an_image_library_is_an_import_error_not_a_bad_value():
+    # before: "PetastormSchemaError: ...CompressedImageCodec needs OpenCV or Pillow...: field 'image1' cannot take a
+    # ndarray value", blaming the value for a missing optional dependency
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['cv2'] = None; sys.modules['PIL'] = None\n"
+            "import numpy as np\nfrom petastorm.codecs import CompressedImageCodec\n"
+            "from petastorm.unischema import Unischema, UnischemaField, encode_row\n"
+            "S = Unischema('S', [UnischemaField('image1', np.uint8, (4, 4, 3), CompressedImageCodec('png'), False)])\n"
+            "try:\n    encode_row(S, {'image1': np.zeros((4, 4, 3), np.uint8)}, 0)\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ImportError CompressedImageCodec needs OpenCV or Pillow"), out.stdout
+    assert "cannot take" not in out.stdout
