@@ -105,6 +105,8 @@ def main(argv: Optional[List[str]] = None, spark: Any = None) -> Dict[str, Any]:
     if own_session:
         from pyspark.sql import SparkSession
 
+        # Spark's Python workers run this interpreter (where petastorm is installed), not the python3 on PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         spark = (SparkSession.builder.master(args.master).appName("petastorm-torch-converter-example")
                  .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
                  .getOrCreate())
