@@ -6,10 +6,12 @@ rows that passed (vectorised, per column), permute rows when ``shuffle_rows``, a
 ``TransformSpec``. The same worker serves ``make_reader`` (``output_mode='rows'``) and
 ``make_batch_reader`` (``output_mode='batch'``); they differ only in how the transform sees the data.
 
-Row groups of local files are read from a memory map of the file opened for that one read (the footer is
-parsed once per file and handed over): the pages are read where the page cache holds them, instead of being
-copied by the kernel into Arrow's buffers first, which cost about a sixth of a pass's CPU time over 20 float
-columns (Snappy). The map is closed after the read, so the pages read do not stay in the process's RSS (a map
+Row groups of local files whose columns read take at least 2 MiB in the file are read from a memory map of the
+file opened for that one read (the footer is parsed once per file and handed over): the pages are read where
+the page cache holds them, instead of being copied by the kernel into Arrow's buffers first, which cost about
+a sixth of a pass's CPU time over 20 float columns (Snappy, 10 MB row groups). Smaller row groups are read
+through the open file: mapping, faulting in and unmapping the pages cost more than that copy below ~1-1.5 MB
+(on 2,000 files of one 10-row row group, mapping every read cost 13% more CPU). The map is closed after the read, so the pages read do not stay in the process's RSS (a map
 kept per open file would hold every page read so far); a file cut short after its footer was read is an
 error naming the file and the row group, as with reads through a file handle. The cost of one read beyond
 pyarrow's is kept to a few microseconds per column: no ``Table.column_names`` (about 0.5 us a name) where
@@ -38,6 +40,9 @@ _OPEN_FILES = 8
 #: Without pre-buffering, column chunks are streamed through a buffer of this size instead of read whole
 #: (peak Arrow memory of reading one 8 MB binary row group: 26 MB instead of 34 MB).
 _READ_BUFFER_BYTES = 1 << 20
+#: Row groups whose columns read take fewer bytes in the file are read through the open file, not a memory map:
+#: mapping and unmapping cost more than the copy they save below ~1-1.5 MB (8 float columns, Snappy).
+_MAP_MIN_BYTES = 2 << 20
 
 
 @dataclass
@@ -107,6 +112,7 @@ class RowGroupWorker:
         # its next read: with the open files of two workers, a large share of the peak RSS.
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
         self._map_files = not self._pre_buffer
+        self._group_bytes: dict = {}  # (path, row group) -> (stored bytes, columns)
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 
         self._decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
@@ -144,9 +150,10 @@ class RowGroupWorker:
 
     def _read_row_group(self, rg: Any, columns: list) -> Any:
         """Arrow table of the stored ``columns`` of one row group: from a memory map of a local file (opened
-        for this read, the footer parsed once per file), else through the open ``ParquetFile``."""
+        for this read, the footer parsed once per file) when they take at least :data:`_MAP_MIN_BYTES` in
+        it, else through the open ``ParquetFile``."""
         pf = self._parquet_file(rg.path)
-        if not self._map_files:
+        if not self._map_files or self._stored_bytes(pf, rg, len(columns)) < _MAP_MIN_BYTES:
             return pf.read_row_group(rg.row_group, columns=columns, use_threads=False)
         from petastorm.reader_impl.parquet_io import open_mapped_row_group_file
 
@@ -156,6 +163,18 @@ class RowGroupWorker:
             return mapped.read_row_group(rg.row_group, columns=columns, use_threads=False)
         finally:
             mapped.close(force=True)
+
+    def _stored_bytes(self, pf: Any, rg: Any, num_columns: int) -> int:
+        """Bytes that ``num_columns`` columns of row group ``rg`` take in its file: the row group's stored
+        size (summed once per row group) times the share of its columns read."""
+        key = (rg.path, rg.row_group)
+        found = self._group_bytes.get(key)
+        if found is None:
+            group = pf.metadata.row_group(rg.row_group)
+            found = self._group_bytes[key] = (sum(group.column(j).total_compressed_size
+                                                  for j in range(group.num_columns)), group.num_columns)
+        size, total = found
+        return size if num_columns >= total else size * num_columns // max(total, 1)
 
     def _read_columns(self, rg: Any, columns: list) -> Any:
         """Arrow table of ``columns`` (stored ones and partition ones) of one whole row group."""
