@@ -112,7 +112,7 @@ class RowGroupWorker:
         # its next read: with the open files of two workers, a large share of the peak RSS.
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
         self._map_files = not self._pre_buffer
-        self._group_bytes: dict = {}  # (path, row group) -> (stored bytes, columns)
+        self._group_bytes: dict = {}  # (path, row group) -> {column: stored bytes}
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 
         self._decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
@@ -153,7 +153,7 @@ class RowGroupWorker:
         for this read, the footer parsed once per file) when they take at least :data:`_MAP_MIN_BYTES` in
         it, else through the open ``ParquetFile``."""
         pf = self._parquet_file(rg.path)
-        if not self._map_files or self._stored_bytes(pf, rg, len(columns)) < _MAP_MIN_BYTES:
+        if not self._map_files or self._stored_bytes(pf, rg, columns) < _MAP_MIN_BYTES:
             return pf.read_row_group(rg.row_group, columns=columns, use_threads=False)
         from petastorm.reader_impl.parquet_io import open_mapped_row_group_file
 
@@ -164,17 +164,20 @@ class RowGroupWorker:
         finally:
             mapped.close(force=True)
 
-    def _stored_bytes(self, pf: Any, rg: Any, num_columns: int) -> int:
-        """Bytes that ``num_columns`` columns of row group ``rg`` take in its file: the row group's stored
-        size (summed once per row group) times the share of its columns read."""
+    def _stored_bytes(self, pf: Any, rg: Any, columns: list) -> int:
+        """Bytes that ``columns`` (top-level names) of row group ``rg`` take in its file (the sizes of its
+        column chunks are looked up once per row group)."""
         key = (rg.path, rg.row_group)
-        found = self._group_bytes.get(key)
-        if found is None:
+        sizes = self._group_bytes.get(key)
+        if sizes is None:
             group = pf.metadata.row_group(rg.row_group)
-            found = self._group_bytes[key] = (sum(group.column(j).total_compressed_size
-                                                  for j in range(group.num_columns)), group.num_columns)
-        size, total = found
-        return size if num_columns >= total else size * num_columns // max(total, 1)
+            sizes = {}
+            for j in range(group.num_columns):
+                chunk = group.column(j)
+                name = chunk.path_in_schema.split(".", 1)[0]
+                sizes[name] = sizes.get(name, 0) + chunk.total_compressed_size
+            self._group_bytes[key] = sizes
+        return sum(sizes.get(name, 0) for name in columns)
 
     def _read_columns(self, rg: Any, columns: list) -> Any:
         """Arrow table of ``columns`` (stored ones and partition ones) of one whole row group."""

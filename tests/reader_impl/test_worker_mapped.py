@@ -93,11 +93,16 @@ def test_only_row_groups_of_at_least_the_threshold_are_mapped(tmp_path, monkeypa
 
     monkeypatch.setattr(parquet_io, "open_mapped_row_group_file", recording)
     rng = np.random.default_rng(0)
-    pq.write_table(pa.table({"x": rng.random(1 << 20)}), str(tmp_path / "big.parquet"))  # 8 MiB of doubles
-    pq.write_table(pa.table({"x": rng.random(1000)}), str(tmp_path / "small.parquet"))
+    for name, rows in [("big", 1 << 20), ("small", 1000)]:  # 8 MiB of doubles in "big"'s x, 8 KB in "small"'s
+        pq.write_table(pa.table({"x": rng.random(rows), "y": np.zeros(rows, np.int8)}),
+                       str(tmp_path / f"{name}.parquet"), compression="none")
     with make_batch_reader("file://" + str(tmp_path), reader_pool_type="dummy") as reader:
         assert sorted(len(b.x) for b in reader) == [1000, 1 << 20]
     assert mapped == ["big.parquet"]
+    mapped.clear()  # only the bytes of the columns read count: "big"'s y takes 1 MiB
+    with make_batch_reader("file://" + str(tmp_path), reader_pool_type="dummy", schema_fields=["y"]) as reader:
+        assert sorted(len(b.y) for b in reader) == [1000, 1 << 20]
+    assert mapped == []
 
 
 @pytest.mark.parametrize("map_min_bytes", [0, 1 << 40])
