@@ -1,6 +1,6 @@
 """Open Parquet files for the workers, optionally with row-group reads served by a memory pool of their own.
 
-Workers read the row groups of local files through :func:`open_mapped_row_group_file` (a memory map opened
+Workers read the big row groups of local files through :func:`mapped_row_group_file` (a memory map made
 for one read, with the footer parsed before; see :mod:`petastorm.reader_impl.worker`), other filesystems
 through :func:`open_row_group_file`; both choose the pool the same way.
 
@@ -24,13 +24,14 @@ with jemalloc as with mimalloc, while the same file stored uncompressed read as 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from petastorm.settings import Settings, settings
 
 __all__ = ["read_memory_pool", "open_input_file", "open_parquet_file", "open_row_group_file",
-           "open_mapped_row_group_file"]
+           "mapped_row_group_file"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,16 +106,40 @@ def open_row_group_file(filesystem: Any, path: str, *, pre_buffer: bool, buffer_
                              buffer_size=buffer_size, pool=pool, metadata=metadata)
 
 
-def open_mapped_row_group_file(path: str, metadata: Any, *, decode_bound: bool,
-                               config: Optional[Settings] = None) -> Any:
-    """``ParquetFile`` of the local file ``path`` over a fresh memory map of it, with its footer ``metadata``
-    (read before: not parsed again), whose reads allocate from :func:`read_memory_pool` as in
-    :func:`open_row_group_file`. Close it (``close(force=True)``) after the read: that unmaps the file,
-    unless a buffer read from it still refers to the mapping (which then lives as long as that buffer)."""
+@contextlib.contextmanager
+def mapped_row_group_file(path: str, metadata: Any, *, decode_bound: bool,
+                          config: Optional[Settings] = None) -> Iterator[Any]:
+    """``with mapped_row_group_file(...) as pf``: a ``ParquetFile`` of the local file ``path`` over a memory
+    map of it made for this block, with its footer ``metadata`` (read before: not parsed again), whose reads
+    allocate from :func:`read_memory_pool` as in :func:`open_row_group_file`. The map is closed when the
+    block ends, unless a buffer read from it still refers to it (it is then unmapped with the last one).
+
+    The map is Python's ``mmap`` read through a ``pyarrow.BufferReader``, not ``pyarrow.memory_map``:
+    pyarrow's memory-mapped file asks the kernel to read ahead (``madvise(WILLNEED)``) each range it reads,
+    pages that are already cached, which cost about 8% more CPU per row group read (20 float columns).
+    """
+    import mmap
+
     import pyarrow as pa
 
     pool = read_memory_pool(decode_bound, compressed=_has_compressed_chunks(metadata), config=config)
-    return open_parquet_file(pa.memory_map(path, "r"), pre_buffer=False, buffer_size=0, pool=pool, metadata=metadata)
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        buffer = pa.py_buffer(mapping)
+        pf = open_parquet_file(pa.BufferReader(buffer), pre_buffer=False, buffer_size=0, pool=pool,
+                               metadata=metadata)
+        del buffer
+        try:
+            yield pf
+        finally:
+            pf.close(force=True)
+            del pf
+    finally:
+        try:
+            mapping.close()
+        except BufferError:  # a buffer read from the map is still alive: unmapped when the last one goes
+            pass
 
 
 def open_parquet_file(source: Any, *, pre_buffer: bool, buffer_size: int, pool: Optional[Any] = None,

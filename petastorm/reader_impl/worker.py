@@ -155,14 +155,11 @@ class RowGroupWorker:
         pf = self._parquet_file(rg.path)
         if not self._map_files or self._stored_bytes(pf, rg, columns) < _MAP_MIN_BYTES:
             return pf.read_row_group(rg.row_group, columns=columns, use_threads=False)
-        from petastorm.reader_impl.parquet_io import open_mapped_row_group_file
+        from petastorm.reader_impl.parquet_io import mapped_row_group_file
 
-        mapped = open_mapped_row_group_file(rg.path, pf.metadata, decode_bound=self._decode_bound,
-                                            config=self._spec.settings)
-        try:
+        with mapped_row_group_file(rg.path, pf.metadata, decode_bound=self._decode_bound,
+                                   config=self._spec.settings) as mapped:
             return mapped.read_row_group(rg.row_group, columns=columns, use_threads=False)
-        finally:
-            mapped.close(force=True)
 
     def _stored_bytes(self, pf: Any, rg: Any, columns: list) -> int:
         """Bytes that ``columns`` (top-level names) of row group ``rg`` take in its file (the sizes of its

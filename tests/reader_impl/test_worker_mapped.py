@@ -85,13 +85,13 @@ def test_only_row_groups_of_at_least_the_threshold_are_mapped(tmp_path, monkeypa
     # below ~1-1.5 MB mapping costs more CPU than the copy it saves (2,000 one-row-group files: +13%)
     monkeypatch.setattr(worker, "_MAP_MIN_BYTES", 2 << 20)
     mapped = []
-    original = parquet_io.open_mapped_row_group_file
+    original = parquet_io.mapped_row_group_file
 
     def recording(path, *args, **kwargs):
         mapped.append(os.path.basename(path))
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(parquet_io, "open_mapped_row_group_file", recording)
+    monkeypatch.setattr(parquet_io, "mapped_row_group_file", recording)
     rng = np.random.default_rng(0)
     for name, rows in [("big", 1 << 20), ("small", 1000)]:  # 8 MiB of doubles in "big"'s x, 8 KB in "small"'s
         pq.write_table(pa.table({"x": rng.random(rows), "y": np.zeros(rows, np.int8)}),
