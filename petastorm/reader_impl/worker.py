@@ -7,15 +7,17 @@ rows that passed (vectorised, per column), permute rows when ``shuffle_rows``, a
 ``make_batch_reader`` (``output_mode='batch'``); they differ only in how the transform sees the data.
 
 Row groups of local files whose columns read take at least 2 MiB in the file are read from a memory map of the
-file opened for that one read (the footer is parsed once per file and handed over): the pages are read where
-the page cache holds them, instead of being copied by the kernel into Arrow's buffers first, which cost about
-a sixth of a pass's CPU time over 20 float columns (Snappy, 10 MB row groups). Smaller row groups are read
-through the open file: mapping, faulting in and unmapping the pages cost more than that copy below ~1-1.5 MB
-(on 2,000 files of one 10-row row group, mapping every read cost 13% more CPU). The map is closed after the read, so the pages read do not stay in the process's RSS (a map
-kept per open file would hold every page read so far); a file cut short after its footer was read is an
-error naming the file and the row group, as with reads through a file handle. The cost of one read beyond
-pyarrow's is kept to a few microseconds per column: no ``Table.column_names`` (about 0.5 us a name) where
-the column count says every column was found, no ``Table.slice`` of a whole row group.
+file made for that one read (the footer is parsed once per file and handed over; see
+:func:`petastorm.reader_impl.parquet_io.mapped_row_group_file`): the pages are read where the page cache holds
+them, instead of being copied by the kernel into Arrow's buffers first, which cost about a sixth of a pass's
+CPU time over 20 float columns (Snappy, 10 MB row groups). Smaller row groups are read through the open file:
+mapping, faulting in and unmapping the pages cost more than that copy below ~1 MB (on 2,000 files of one
+10-row row group, mapping every read cost 13% more CPU). The map is closed after the read, so the pages read
+do not stay in the process's RSS (a map kept per open file would hold every page read so far); a file cut
+short after its footer was read is an error naming the file and the row group, as with reads through a file
+handle. The cost of one read beyond pyarrow's is kept to a few microseconds per column: no
+``Table.column_names`` (about 0.5 us a name) where the column count says every column was found, no
+``Table.slice`` of a whole row group.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ _OPEN_FILES = 8
 #: (peak Arrow memory of reading one 8 MB binary row group: 26 MB instead of 34 MB).
 _READ_BUFFER_BYTES = 1 << 20
 #: Row groups whose columns read take fewer bytes in the file are read through the open file, not a memory map:
-#: mapping and unmapping cost more than the copy they save below ~1-1.5 MB (8 float columns, Snappy).
+#: mapping and unmapping cost more than the copy they save below ~1 MB (8 float columns, Snappy).
 _MAP_MIN_BYTES = 2 << 20
 
 

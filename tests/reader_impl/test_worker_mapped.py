@@ -82,7 +82,7 @@ def test_no_mapping_of_the_files_is_left_once_their_row_groups_are_read(tmp_path
 
 
 def test_only_row_groups_of_at_least_the_threshold_are_mapped(tmp_path, monkeypatch):
-    # below ~1-1.5 MB mapping costs more CPU than the copy it saves (2,000 one-row-group files: +13%)
+    # below ~1 MB mapping costs more CPU than the copy it saves (2,000 one-row-group files: +13%)
     monkeypatch.setattr(worker, "_MAP_MIN_BYTES", 2 << 20)
     mapped = []
     original = parquet_io.mapped_row_group_file
