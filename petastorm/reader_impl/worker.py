@@ -114,7 +114,7 @@ class RowGroupWorker:
         # its next read: with the open files of two workers, a large share of the peak RSS.
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
         self._map_files = not self._pre_buffer
-        self._group_bytes: dict = {}  # (path, row group) -> {column: stored bytes}
+        self._group_bytes: dict = {}  # path of an open file -> {row group: {column: stored bytes}}
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 
         self._decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
@@ -146,7 +146,8 @@ class RowGroupWorker:
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
         if len(self._files) > _OPEN_FILES:
-            _, old = self._files.popitem(last=False)
+            old_path, old = self._files.popitem(last=False)
+            self._group_bytes.pop(old_path, None)  # kept for the open files only (bounded memory)
             old.close(force=True)  # the source was opened here: close it too
         return pf
 
@@ -165,9 +166,9 @@ class RowGroupWorker:
 
     def _stored_bytes(self, pf: Any, rg: Any, columns: list) -> int:
         """Bytes that ``columns`` (top-level names) of row group ``rg`` take in its file (the sizes of its
-        column chunks are looked up once per row group)."""
-        key = (rg.path, rg.row_group)
-        sizes = self._group_bytes.get(key)
+        column chunks are looked up once per row group while its file is open)."""
+        groups = self._group_bytes.setdefault(rg.path, {})
+        sizes = groups.get(rg.row_group)
         if sizes is None:
             group = pf.metadata.row_group(rg.row_group)
             sizes = {}
@@ -175,7 +176,7 @@ class RowGroupWorker:
                 chunk = group.column(j)
                 name = chunk.path_in_schema.split(".", 1)[0]
                 sizes[name] = sizes.get(name, 0) + chunk.total_compressed_size
-            self._group_bytes[key] = sizes
+            groups[rg.row_group] = sizes
         return sum(sizes.get(name, 0) for name in columns)
 
     def _read_columns(self, rg: Any, columns: list) -> Any:
@@ -399,6 +400,7 @@ class RowGroupWorker:
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
+        self._group_bytes.clear()
         self._read_buffer = None
 
 
