@@ -125,6 +125,8 @@ class Settings:
         Megabytes of finished results a pool lets wait for the consumer.
     direct_read : bool
         Whether fixed-shape ``NdarrayCodec`` columns are read straight from their Parquet pages.
+    mmap_read : bool
+        Whether large row groups of local files are read from a memory map of the file.
     arrow_pool : str or None
         Arrow memory pool of row-group reads (``'default'``, ``'jemalloc'``, ``'mimalloc'``,
         ``'system'``); None: chosen per reader (see :func:`petastorm.reader_impl.parquet_io.read_memory_pool`).
@@ -136,6 +138,7 @@ class Settings:
     shm_cache_mb: float = 256.0
     results_budget_mb: float = 64.0
     direct_read: bool = True
+    mmap_read: bool = True
     arrow_pool: Optional[str] = None
 
     @property
@@ -189,6 +192,11 @@ SETTINGS_TABLE: Tuple[Variable, ...] = (
     Variable("PETASTORM_DIRECT_READ", "direct_read", parse_bool, "switch", "on",
              "Fixed-shape `NdarrayCodec` fields of local datasets are read straight from their Parquet "
              "pages; off: through pyarrow."),
+    Variable("PETASTORM_MMAP_READ", "mmap_read", parse_bool, "switch", "on",
+             "Row groups of local files whose columns read take >= 2 MiB are read from a memory map of the "
+             "file (no copy of the pages into Arrow's buffers); off: through pyarrow's file reads. A file "
+             "truncated in place during such a read kills the process (SIGBUS) instead of raising an error: "
+             "turn it off where datasets are rewritten in place while they are read."),
     Variable("PETASTORM_ARROW_POOL", "arrow_pool",
              lambda name, raw: parse_choice(name, raw, _ARROW_POOLS),
              "choice: `default`, `jemalloc`, `mimalloc`, `system`",

@@ -38,12 +38,15 @@ CASES = [
     ("PETASTORM_DIRECT_READ", "direct_read",
      [("1", True), ("on", True), ("True", True), ("0", False), ("off", False), ("false", False), ("no", False)],
      ["disabled", "10", "n"]),
+    ("PETASTORM_MMAP_READ", "mmap_read",
+     [("1", True), ("on", True), ("0", False), ("off", False)],
+     ["never", "2"]),
     ("PETASTORM_ARROW_POOL", "arrow_pool",
      [("default", "default"), ("jemalloc", "jemalloc"), ("mimalloc", "mimalloc"), ("System", "system")],
      ["no-such-pool", "off", "tcmalloc"]),
 ]
 DEFAULTS = {"mp_start": None, "startup_lane": True, "pool_transport": None, "shm_cache_mb": 256.0,
-            "results_budget_mb": 64.0, "direct_read": True, "arrow_pool": None}
+            "results_budget_mb": 64.0, "direct_read": True, "mmap_read": True, "arrow_pool": None}
 
 
 def test_every_variable_of_the_package_is_in_the_table_and_tested():

@@ -113,7 +113,7 @@ class RowGroupWorker:
         # one it gains nothing, and each open ParquetFile keeps its last pre-buffered row group alive until
         # its next read: with the open files of two workers, a large share of the peak RSS.
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
-        self._map_files = not self._pre_buffer
+        self._map_files = not self._pre_buffer and getattr(spec.settings, "mmap_read", True)
         self._group_bytes: dict = {}  # path of an open file -> {row group: {column: stored bytes}}
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 

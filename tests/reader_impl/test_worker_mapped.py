@@ -103,6 +103,10 @@ def test_only_row_groups_of_at_least_the_threshold_are_mapped(tmp_path, monkeypa
     with make_batch_reader("file://" + str(tmp_path), reader_pool_type="dummy", schema_fields=["y"]) as reader:
         assert sorted(len(b.y) for b in reader) == [1000, 1 << 20]
     assert mapped == []
+    monkeypatch.setenv("PETASTORM_MMAP_READ", "off")  # the switch for datasets rewritten in place while read
+    with make_batch_reader("file://" + str(tmp_path), reader_pool_type="dummy") as reader:
+        assert sorted(len(b.x) for b in reader) == [1000, 1 << 20]
+    assert mapped == []
 
 
 @pytest.mark.parametrize("map_min_bytes", [0, 1 << 40])
