@@ -2,17 +2,16 @@
 fork server's preload list read from the worker factory."""
 import gc
 import io
-import socket
 import sys
-from collections import deque
 
 import cloudpickle
 import numpy as np
 import pytest
+from _fixtures.shm import ShmPair
 
 from petastorm.reader_impl.process import ProcessPool
 from petastorm.reader_impl.process.fork_server import modules_for_factory
-from petastorm.reader_impl.process.transport import ShmReader, ShmWriter, shm_supported
+from petastorm.reader_impl.process.transport import ShmWriter, shm_supported
 from petastorm.reader_impl.process.worker_main import worker_batch_allocator
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
@@ -23,43 +22,9 @@ pytestmark = pytest.mark.skipif(not shm_supported(), reason="memfd segments need
 MB = 1024 * 1024
 
 
-class _Pair:
-    """A writer and a reader joined by a real unix socket, as in a worker and the parent."""
-
-    def __init__(self, max_free=4):
-        self.a, self.b = socket.socketpair()
-        self.msgs = []
-        self.writer = ShmWriter(self.msgs.append, self.a, "shm", max_free)
-        self.releases = deque()
-        self.reader = ShmReader(self.b, 0, self.releases)
-
-    def roundtrip(self, obj):
-        payload = self.writer.encode(obj)
-        for m in self.msgs:
-            if m[0] == "seg":
-                self.reader.add_segment(m[1], m[2])
-            elif m[0] == "drop":
-                self.reader.drop_segment(m[1])
-        self.msgs.clear()
-        return payload, self.reader.decode(payload)
-
-    def release_collected(self):
-        gc.collect()
-        sids = [sid for _key, sid in self.releases]
-        self.releases.clear()
-        self.writer.release(sids)
-        return sids
-
-    def close(self):
-        self.writer.close()
-        self.reader.close()
-        self.a.close()
-        self.b.close()
-
-
 @pytest.fixture
 def pair():
-    p = _Pair()
+    p = ShmPair()
     yield p
     p.close()
 

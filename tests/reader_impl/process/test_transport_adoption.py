@@ -3,13 +3,13 @@ and handed back when the pool stops even if never used (:meth:`ShmWriter.adopt`,
 import gc
 import os
 import socket
-from collections import deque
 
 import numpy as np
 import pytest
+from _fixtures.shm import ShmPair
 
 from petastorm.reader_impl.process.segment_mapping import SegmentMapping
-from petastorm.reader_impl.process.transport import ShmReader, ShmWriter, shm_supported
+from petastorm.reader_impl.process.transport import shm_supported
 
 pytestmark = pytest.mark.skipif(not shm_supported(), reason="memfd segments need Linux")
 
@@ -29,14 +29,8 @@ def _resident_kb(addr: int) -> int:
     raise AssertionError(f"no mapping at {addr:#x}")
 
 
-class _Pool:
+class _Pool(ShmPair):
     """A worker's writer and the parent's reader over a real unix socket, and cached segments to give."""
-
-    def __init__(self, max_free: int = 4):
-        self.a, self.b = socket.socketpair()
-        self.to_parent: list = []
-        self.writer = ShmWriter(self.to_parent.append, self.a, "shm", max_free)
-        self.reader = ShmReader(self.b, 0, deque())
 
     def gift(self, sizes, fill: int) -> list:
         """Cached segments (the parent's mappings written with ``fill``) handed to the worker; their ids."""
@@ -53,22 +47,6 @@ class _Pool:
         assert kind == "gift"
         self.writer.adopt(entries)
         return [sid for sid, _size in entries]
-
-    def roundtrip(self, obj):
-        payload = self.writer.encode(obj)
-        for m in self.to_parent:
-            if m[0] == "seg":
-                self.reader.add_segment(m[1], m[2])
-            elif m[0] == "drop":
-                self.reader.drop_segment(m[1])
-        self.to_parent.clear()
-        return payload, self.reader.decode(payload)
-
-    def close(self):
-        self.writer.close()
-        self.reader.close()
-        self.a.close()
-        self.b.close()
 
 
 @pytest.fixture
@@ -114,7 +92,7 @@ def test_an_adopted_segment_never_used_goes_back_to_the_parent_when_the_pool_sto
         assert pool.writer._segments[unused].cold  # never needed: no page of it mapped by the worker
         assert pool.reader.segments_received == 0
         pool.writer.bequeath()
-        (_kind, entries), = [m for m in pool.to_parent if m[0] == "bequest"]
+        (_kind, entries), = [m for m in pool.msgs if m[0] == "bequest"]
         assert sorted(sid for sid, _size in entries) == sorted([used, unused])
         _msg, fds, _flags, _addr = socket.recv_fds(pool.b, 1, 4)
         assert len(fds) == 2
