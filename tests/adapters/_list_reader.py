@@ -6,6 +6,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from petastorm.adapters.column_buffer import slice_columns
+
 Batch = namedtuple("Batch", ["id", "vec"])
 
 
@@ -53,3 +55,18 @@ class ListReader:
 
     def join(self):
         pass
+
+
+def copy_batch(batch):
+    """A batch of columns as copies (what a loader that keeps its batches would hold)."""
+    return {k: np.array(v) for k, v in batch.items()}
+
+
+def block_to_list(calls):
+    """A pipeline ``convert_block`` that records each call's ``k`` in ``calls`` and converts each of the ``k``
+    equal parts of the block to copies."""
+    def convert_block(block, k):
+        calls.append(k)
+        bs = len(block["id"]) // k
+        return [copy_batch(slice_columns(block, i * bs, (i + 1) * bs)) for i in range(k)]
+    return convert_block

@@ -11,17 +11,13 @@ from hypothesis import strategies as st
 from petastorm.adapters import Batcher, BatchPipeline, ReaderSource
 from petastorm.adapters.batcher import shuffle_buffer_layout
 from petastorm.adapters.column_buffer import slice_columns
-from tests.adapters._list_reader import ListReader, make_chunks
-
-
-def _copy(batch):
-    return {k: np.array(v) for k, v in batch.items()}
+from tests.adapters._list_reader import ListReader, block_to_list, copy_batch, make_chunks
 
 
 def _by_batch(batcher):
     out = []
     while (b := batcher.next_batch()) is not None:
-        out.append(_copy(b))
+        out.append(copy_batch(b))
     return out
 
 
@@ -31,16 +27,8 @@ def _by_block(batcher, max_batches, max_objects=None):
         block, k = got
         ks.append(k)
         bs = len(block["id"]) // k
-        out.extend(_copy(slice_columns(block, i * bs, (i + 1) * bs)) for i in range(k))
+        out.extend(copy_batch(slice_columns(block, i * bs, (i + 1) * bs)) for i in range(k))
     return out, ks
-
-
-def _block_to_list(calls):
-    def convert_block(block, k):
-        calls.append(k)
-        bs = len(block["id"]) // k
-        return [_copy(slice_columns(block, i * bs, (i + 1) * bs)) for i in range(k)]
-    return convert_block
 
 
 @settings(max_examples=80, deadline=None)
@@ -85,7 +73,7 @@ def test_a_state_taken_inside_a_round_block_resumes_exactly(prefetch, cut):
 
     def pipe(calls):
         return BatchPipeline(ListReader(make_chunks(sizes)), batch_size, shuffling_queue_capacity=capacity,
-                             seed=11, convert=_copy, prefetch=prefetch, convert_block=_block_to_list(calls))
+                             seed=11, convert=copy_batch, prefetch=prefetch, convert_block=block_to_list(calls))
 
     calls = []
     full = [b["id"].tolist() for b in pipe(calls)]

@@ -12,22 +12,9 @@ import pytest
 from petastorm.adapters import Batcher, BatchPipeline, ReaderSource
 from petastorm.adapters.column_buffer import slice_columns
 from petastorm.adapters.pipeline import CHUNK_BATCHES
-from tests.adapters._list_reader import ListReader, make_chunks
+from tests.adapters._list_reader import ListReader, block_to_list, copy_batch, make_chunks
 
 SIZES = [300, 7, 150, 1, 400]
-
-
-def _copy(batch):
-    return {k: np.array(v) for k, v in batch.items()}
-
-
-def _block_to_list(calls):
-    """A convert_block that records its calls and converts each equal part to copies."""
-    def convert_block(block, k):
-        calls.append(k)
-        bs = len(block["id"]) // k
-        return [_copy(slice_columns(block, i * bs, (i + 1) * bs)) for i in range(k)]
-    return convert_block
 
 
 def _ids(batches):
@@ -52,9 +39,9 @@ def test_next_block_cuts_whole_batches_of_one_reader_batch_and_the_rest_one_by_o
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_chunked_batches_equal_the_batch_by_batch_ones(prefetch):
     calls = []
-    reference = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=_copy, prefetch=prefetch))
-    chunked = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=_copy, prefetch=prefetch,
-                                 convert_block=_block_to_list(calls)))
+    reference = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=copy_batch, prefetch=prefetch))
+    chunked = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=copy_batch, prefetch=prefetch,
+                                 convert_block=block_to_list(calls)))
     assert _ids(chunked) == _ids(reference)
     assert [b["vec"].tolist() for b in chunked] == [b["vec"].tolist() for b in reference]
     assert calls and max(calls) >= 2  # the block path was taken
@@ -63,8 +50,8 @@ def test_chunked_batches_equal_the_batch_by_batch_ones(prefetch):
 def test_a_chunk_holds_at_most_chunk_batches():
     calls = []
     rows = 3 * CHUNK_BATCHES * 4 + 3
-    out = list(BatchPipeline(ListReader(make_chunks([rows])), 4, convert=_copy, prefetch=0,
-                             convert_block=_block_to_list(calls)))
+    out = list(BatchPipeline(ListReader(make_chunks([rows])), 4, convert=copy_batch, prefetch=0,
+                             convert_block=block_to_list(calls)))
     assert max(calls) == CHUNK_BATCHES
     assert sum(len(b["id"]) for b in out) == rows
 
@@ -73,22 +60,22 @@ def test_a_chunk_holds_at_most_chunk_batches():
 @pytest.mark.parametrize("cut", [1, 5, 9, 17, 18, 40])
 def test_a_state_taken_inside_a_chunk_resumes_exactly(prefetch, cut):
     batch_size = 16
-    full = _ids(BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=_copy, prefetch=0))
-    pipe = BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=_copy, prefetch=prefetch,
-                         convert_block=_block_to_list([]))
+    full = _ids(BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=copy_batch, prefetch=0))
+    pipe = BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=copy_batch, prefetch=prefetch,
+                         convert_block=block_to_list([]))
     head = [next(pipe)["id"].tolist() for _ in range(cut)]
     state = pipe.state_dict()
     pipe.close()
-    resumed = BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=_copy, prefetch=prefetch,
-                            convert_block=_block_to_list([]))
+    resumed = BatchPipeline(ListReader(make_chunks(SIZES)), batch_size, convert=copy_batch, prefetch=prefetch,
+                            convert_block=block_to_list([]))
     resumed.load_state_dict(state)
     assert head + _ids(resumed) == full
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_a_state_inside_a_block_rereads_the_reader_batch_instead_of_copying_the_batches(prefetch):
-    pipe = BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=_copy, prefetch=prefetch,
-                         convert_block=_block_to_list([]))
+    pipe = BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=copy_batch, prefetch=prefetch,
+                         convert_block=block_to_list([]))
     next(pipe)
     next(pipe)
     assert pipe.rows_held >= 256 - 32
@@ -97,17 +84,17 @@ def test_a_state_inside_a_block_rereads_the_reader_batch_instead_of_copying_the_
     assert state["ready"] == [] and not state["batcher"]["pending"]
     replay = state["batcher"]["replay"]
     assert replay["rows"] == 256 and replay["skip"] in (32, 256)  # the first reader batch, or the second one
-    resumed = BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=_copy, prefetch=prefetch,
-                            convert_block=_block_to_list([]))
+    resumed = BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=copy_batch, prefetch=prefetch,
+                            convert_block=block_to_list([]))
     resumed.load_state_dict(state)
     assert [b["id"][0] for b in resumed] == list(range(32, 512, 16))
 
 
-def test_a_batch_across_two_reader_batches_not_yet_yielded_is_carried_as_a_copy():
+def test_a_batch_across_two_reader_batches_not_yet_yielded_is_carried_as_acopy_batch():
     # rows 0-39 and 40-103: two batches cut as a block, the batch 32-47 across both reader batches, a block of
     # 48-95 from the second one, then 96-103
-    pipe = BatchPipeline(ListReader(make_chunks([40, 64])), 16, convert=_copy, prefetch=2,
-                         convert_block=_block_to_list([]))
+    pipe = BatchPipeline(ListReader(make_chunks([40, 64])), 16, convert=copy_batch, prefetch=2,
+                         convert_block=block_to_list([]))
     assert [next(pipe)["id"][0] for _ in range(2)] == [0, 16]
     deadline = time.time() + 10
     while pipe.rows_held < 104 - 32 and time.time() < deadline:  # the producer has read every row
@@ -116,16 +103,16 @@ def test_a_batch_across_two_reader_batches_not_yet_yielded_is_carried_as_a_copy(
     pipe.close()
     assert [b["id"].tolist() for b in state["ready"]] == [list(range(32, 48))]
     assert state["batcher"]["replay"]["rows"] == 64 and state["batcher"]["replay"]["skip"] == 8
-    resumed = BatchPipeline(ListReader(make_chunks([40, 64])), 16, convert=_copy, prefetch=2,
-                            convert_block=_block_to_list([]))
+    resumed = BatchPipeline(ListReader(make_chunks([40, 64])), 16, convert=copy_batch, prefetch=2,
+                            convert_block=block_to_list([]))
     resumed.load_state_dict(state)
     assert [b["id"][0] for b in resumed] == [32, 48, 64, 80, 96]
 
 
 def test_a_state_taken_right_after_a_resume_rereads_too():
     def make():
-        return BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=_copy, prefetch=0,
-                             convert_block=_block_to_list([]))
+        return BatchPipeline(ListReader(make_chunks([256, 256])), 16, convert=copy_batch, prefetch=0,
+                             convert_block=block_to_list([]))
 
     first = make()
     next(first)
@@ -145,7 +132,7 @@ def test_an_error_of_one_batch_of_a_block_comes_after_the_batches_before_it(pref
     def convert(batch):
         if 70 in batch["id"]:
             raise ValueError("field 'id': row 70 cannot be converted")
-        return _copy(batch)
+        return copy_batch(batch)
 
     def convert_block(block, k):
         return [convert(slice_columns(block, i * 16, (i + 1) * 16)) for i in range(k)]
@@ -163,14 +150,14 @@ def test_an_error_of_one_batch_of_a_block_comes_after_the_batches_before_it(pref
 
 def test_a_transform_fn_turns_the_block_path_off():
     calls = []
-    out = list(BatchPipeline(ListReader(make_chunks([128])), 16, transform_fn=lambda b: b, convert=_copy,
-                             prefetch=0, convert_block=_block_to_list(calls)))
+    out = list(BatchPipeline(ListReader(make_chunks([128])), 16, transform_fn=lambda b: b, convert=copy_batch,
+                             prefetch=0, convert_block=block_to_list(calls)))
     assert not calls and len(out) == 8
 
 
 def test_iteration_after_close_inside_a_chunk_raises():
-    pipe = BatchPipeline(ListReader(make_chunks([256])), 16, convert=_copy, prefetch=2,
-                         convert_block=_block_to_list([]))
+    pipe = BatchPipeline(ListReader(make_chunks([256])), 16, convert=copy_batch, prefetch=2,
+                         convert_block=block_to_list([]))
     next(pipe)
     pipe.close()
     with pytest.raises(Exception, match="closed"):
@@ -192,7 +179,7 @@ class _WideReader(ListReader):
 
 def test_a_chunk_holds_at_most_half_the_collectors_first_threshold_of_objects():
     calls = []
-    list(BatchPipeline(_WideReader(4 * 200), 4, convert=_copy, prefetch=0, convert_block=_block_to_list(calls)))
+    list(BatchPipeline(_WideReader(4 * 200), 4, convert=copy_batch, prefetch=0, convert_block=block_to_list(calls)))
     threshold = gc.get_threshold()[0]
     assert max(calls) == min(CHUNK_BATCHES, threshold // 2 // 31)  # a batch: 30 columns and its dict
 
@@ -201,7 +188,7 @@ def test_without_the_collector_chunks_are_bounded_by_chunk_batches_only():
     calls = []
     gc.disable()
     try:
-        pipe = BatchPipeline(_WideReader(4 * 200), 4, convert=_copy, prefetch=0, convert_block=_block_to_list(calls))
+        pipe = BatchPipeline(_WideReader(4 * 200), 4, convert=copy_batch, prefetch=0, convert_block=block_to_list(calls))
     finally:
         gc.enable()
     list(pipe)
@@ -229,9 +216,9 @@ def test_blocks_are_converted_in_the_consumers_thread(prefetch):
 
     def convert_block(block, k):
         threads.add(threading.current_thread())
-        return _block_to_list([])(block, k)
+        return block_to_list([])(block, k)
 
-    out = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=_copy, prefetch=prefetch,
+    out = list(BatchPipeline(ListReader(make_chunks(SIZES)), 16, convert=copy_batch, prefetch=prefetch,
                              convert_block=convert_block))
     assert threads == {threading.current_thread()}
     assert sum(len(b["id"]) for b in out) == sum(SIZES)
