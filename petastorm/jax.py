@@ -59,9 +59,10 @@ features into one matrix (``{"x": np.stack([b[f] for f in features], axis=1), "y
 2 arrays instead of 20, and larger batches divide the per-array cost by their rows. The first batches of
 a new column layout also pay JAX's compilation (seconds on a small CPU host, once per process and layout).
 
-**Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields, variable-shape
-fields and ``None`` in nullable fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field
-(up front from the reader's schema when no ``transform_fn`` is given). ``datetime64`` columns arrive as
+**Types.** JAX holds numbers and booleans only: string, bytes, Decimal and date fields and variable-shape
+fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field (up front from the reader's schema
+when no ``transform_fn`` is given); a numeric field with nulls arrives as floats with NaN for the nulls, as the
+torch loaders give it. ``datetime64`` columns arrive as
 ``int64`` nanoseconds. With JAX's 64-bit mode off (its default), ``float64`` becomes ``float32`` and
 ``int64`` becomes ``int32`` as everywhere in JAX; an integer column whose values would wrap raises
 :class:`~petastorm.errors.PetastormSchemaError` naming the field instead of arriving corrupted.

@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormSchemaError, PetastormTypeError
 
 __all__ = ["check_schema_fields", "jax_ready_columns"]
@@ -118,7 +119,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
     Raises
     ------
     PetastormTypeError
-        A column that is not numeric (strings, bytes, Decimal, dates, None of a nullable field, arrays of
+        A column that is not numeric (strings, bytes, Decimal, dates, None in a field that is not a number, arrays of
         different shapes): the message names the field.
     PetastormSchemaError
         A 64-bit integer column whose values JAX would wrap while 64-bit mode is off.
@@ -150,7 +151,10 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             what = f"{column.dtype} (as int64 nanoseconds)"
             column = column.astype(unit).view(np.int64)
         elif kind == "O":
-            raise _object_column_error(name, column)
+            filled = nullable_numbers_as_nan(column)  # numbers with nulls: NaN, as the torch loaders give them
+            if filled is None:
+                raise _object_column_error(name, column)
+            column = filled
         elif kind not in _NUMERIC_KINDS and not (kind == "V" and jax.numpy.issubdtype(column.dtype,
                                                                                      jax.numpy.number)):
             raise PetastormTypeError(f"field {name!r} holds {_kind_words(column.dtype)}: JAX arrays hold numbers "

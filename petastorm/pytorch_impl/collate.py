@@ -29,12 +29,12 @@ from typing import Any, Dict, Union
 
 import numpy as np
 
+from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormBatchShapeError, PetastormTypeError
 from petastorm.pytorch_impl.device import AS_IS_DTYPES, block_to_tensors, numeric_to_tensor
 from petastorm.pytorch_impl.dtypes import (
     ARRAY_PROMOTIONS,
     nullable_error,
-    nullable_numbers_as_nan,
     string_array_error,
 )
 
@@ -100,7 +100,7 @@ def column_to_torch(name: str, col: np.ndarray, nulls_as_nan: bool = False) -> A
     col : numpy.ndarray, shape (rows, ...)
     nulls_as_nan : bool
         A column of ``make_batch_reader``: numbers with ``None`` become floats with NaN, as the original's
-        batch reader gave them (see :func:`~petastorm.pytorch_impl.dtypes.nullable_numbers_as_nan`).
+        batch reader gave them (see :func:`~petastorm.adapters.nulls.nullable_numbers_as_nan`).
 
     Returns
     -------

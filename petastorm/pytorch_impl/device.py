@@ -14,12 +14,12 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
+from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
 from petastorm.pytorch_impl.dtypes import (
     ARRAY_PROMOTIONS,
     is_text_or_object_dtype,
     nullable_error,
-    nullable_numbers_as_nan,
     string_array_error,
 )
 

@@ -12,7 +12,7 @@ Recorded from petastorm 0.12.1 (``petastorm.pytorch``) as a black box:
   None in x"), with the default collate and with a user ``collate_fn`` alike.
 - A ``make_batch_reader`` column of numbers with nulls: the original's batch reader read it through pandas, so
   its loaders got float64 with NaN for integers and the column's own float dtype with NaN for floats. Our batch
-  reader gives an object array holding ``None``; :func:`nullable_numbers_as_nan` turns it back.
+  reader gives an object array holding ``None``; :func:`petastorm.adapters.nulls.nullable_numbers_as_nan` turns it back.
 - Python values (``str``, ``bytes``, ``Decimal``, ``datetime``, ``int``, ``float``, ``bool``, lists) and
   ``numpy.str_`` / ``numpy.bytes_`` scalars are kept as they are.
 
@@ -36,7 +36,6 @@ __all__ = [
     "sanitize_value",
     "sanitize_row",
     "nullable_error",
-    "nullable_numbers_as_nan",
     "string_array_error",
 ]
 
@@ -137,29 +136,3 @@ def sanitize_row(row: Dict[str, Any], strings_ok: bool = False) -> Dict[str, Any
     for name, value in row.items():
         row[name] = sanitize_value(name, value, strings_ok)
     return row
-
-
-def nullable_numbers_as_nan(col: np.ndarray) -> "np.ndarray | None":
-    """A 1-D object column of numbers and ``None`` as the original's batch reader gave it: the float dtype of its
-    values when they all have one (``float32`` stays ``float32``), else ``float64``, with NaN for the nulls.
-
-    Returns
-    -------
-    numpy.ndarray or None
-        None when the column holds no ``None`` or anything but numbers (bools, strings, arrays...): the caller
-        raises its own error for those.
-    """
-    values = col.tolist()  # an object array's own elements (numpy scalars stay numpy scalars)
-    nulls = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    if col.ndim != 1 or not nulls.any():
-        return None
-    present = [v for v in values if v is not None]
-    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-               for v in present):
-        return None
-    dtypes = {v.dtype for v in present if isinstance(v, np.floating)}
-    dtype = dtypes.pop() if len(dtypes) == 1 and len(present) == sum(isinstance(v, np.floating) for v in present) \
-        else np.dtype(np.float64)
-    out = np.full(len(values), np.nan, dtype=dtype)
-    out[~nulls] = present
-    return out

@@ -1,7 +1,7 @@
 """Nulls in numeric columns of ``make_batch_reader`` through every torch loader, as 0.12.1 gave them (its batch
 reader read through pandas: integers with nulls became float64 with NaN, floats kept their dtype with NaN).
 Our batch reader gives such columns as object arrays holding None (docs/migration.md); the loaders turn them
-back into what the original's loaders gave (petastorm.pytorch_impl.dtypes.nullable_numbers_as_nan)."""
+back into what the original's loaders gave (petastorm.adapters.nulls.nullable_numbers_as_nan)."""
 import math
 import os
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from petastorm import make_batch_reader, make_reader
+from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
-from petastorm.pytorch_impl.dtypes import nullable_numbers_as_nan
 
 
 @pytest.fixture(scope="module")
