@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from petastorm import make_batch_reader, make_reader
-from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
 
 
@@ -74,15 +73,3 @@ def test_strings_with_nulls_and_make_reader_nulls_stay_errors_naming_the_field(n
         # recorded from 0.12.1 over make_reader rows: TypeError('Pytorch does not support nullable fields...')
         with pytest.raises(TypeError, match="Pytorch does not support nullable fields. Found None in ni"):
             next(iter(DataLoader(r, batch_size=3)))
-
-
-def test_nullable_numbers_as_nan_keeps_one_float_dtype_and_refuses_the_rest():
-    col = np.array([np.float16(1), None], dtype=object)
-    assert nullable_numbers_as_nan(col).dtype == np.float16
-    assert nullable_numbers_as_nan(np.array([np.float32(1), np.float64(2), None], dtype=object)).dtype == np.float64
-    assert nullable_numbers_as_nan(np.array([1, None], dtype=object)).dtype == np.float64
-    assert nullable_numbers_as_nan(np.array([None, None], dtype=object)).dtype == np.float64
-    for other in (["a", None], [True, None], [np.array([1]), None], [1, 2]):
-        arr = np.empty(len(other), dtype=object)
-        arr[:] = other
-        assert nullable_numbers_as_nan(arr) is None  # not numbers with nulls: the caller raises its own error
