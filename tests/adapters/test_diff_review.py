@@ -141,3 +141,33 @@ def test_ctrl_c_while_a_batch_is_converted_then_checkpoint_loses_no_rows(tmp_pat
 def test_ctrl_c_while_a_row_batch_is_collated_then_checkpoint_resumes_exactly(tmp_path):
     seen = _ctrl_c_then_resume(_ids_dataset(tmp_path), "DataLoader", "_one", 5)
     assert sorted(seen) == list(range(_IDS))
+
+
+# --- mapped reads re-open the file by path, under the footer parsed from the file first opened ----------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "worker._read_row_group maps the file by path (mapped_row_group_file opens `path` again) with the footer of "
+    "the ParquetFile opened earlier: a file replaced by rename (a new version written next to it) between two "
+    "row groups is then read under the old footer - rows of the new version, or a 'corrupt file' error - where "
+    "reads through the open file keep reading the file opened"))
+def test_a_file_replaced_by_rename_during_a_pass_is_read_as_opened(tmp_path):
+    rows = 600_000  # two row groups of 2.4 MB (float64, uncompressed): read from a memory map
+
+    def write(path, offset):
+        pq.write_table(pa.table({"x": np.arange(rows, dtype=np.float64) + offset}), str(path),
+                       row_group_size=rows // 2, compression="none")
+
+    write(tmp_path / "a.parquet", 0)
+    reader = make_batch_reader("file://" + str(tmp_path), num_epochs=1, shuffle_row_groups=False,
+                               reader_pool_type="dummy")
+    try:
+        batches = iter(reader)
+        first = next(batches).x
+        write(tmp_path / "a.tmp", 1_000_000)
+        os.replace(tmp_path / "a.tmp", tmp_path / "a.parquet")
+        second = next(batches).x
+    finally:
+        reader.stop()
+        reader.join()
+    np.testing.assert_array_equal(np.concatenate([first, second]), np.arange(rows, dtype=np.float64))
