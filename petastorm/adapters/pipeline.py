@@ -107,7 +107,7 @@ class _Shared:
         if chunk.batches is not None:
             try:
                 chunk.outs = [self._one(chunk.batches[0])]
-            except BaseException as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - Ctrl-C is not the pass's error: see _next_chunk
                 chunk.outs, chunk.n, chunk.end, chunk.error = [], 0, True, e
             return
         block, k = chunk.block, chunk.n
@@ -123,7 +123,7 @@ class _Shared:
         for i in range(k):
             try:
                 outs.append(self._one(slice_columns(block, i * bs, (i + 1) * bs)))
-            except BaseException as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - Ctrl-C is not the pass's error: see _next_chunk
                 chunk.outs, chunk.n, chunk.block, chunk.end, chunk.error = (
                     outs, i, slice_columns(block, 0, i * bs), True, e)
                 return
@@ -295,7 +295,13 @@ class BatchPipeline:
                 self._start()
             chunk = self._take_chunk()
             if chunk.outs is None:
-                self._shared.convert_chunk(chunk)
+                try:
+                    self._shared.convert_chunk(chunk)
+                except BaseException:  # Ctrl-C: the chunk is not served, and a state taken now still holds it
+                    chunk.outs = None
+                    with self._shared.cond:
+                        self._shared.ready.appendleft(chunk)
+                    raise
             self._chunk, self._outs, self._pos = chunk, chunk.outs, 0
             if chunk.outs:
                 return self.__next__()

@@ -107,10 +107,11 @@ def open_row_group_file(filesystem: Any, path: str, *, pre_buffer: bool, buffer_
 
 
 @contextlib.contextmanager
-def mapped_row_group_file(path: str, metadata: Any, *, decode_bound: bool,
+def mapped_row_group_file(fd: int, metadata: Any, *, decode_bound: bool,
                           config: Optional[Settings] = None) -> Iterator[Any]:
-    """``with mapped_row_group_file(...) as pf``: a ``ParquetFile`` of the local file ``path`` over a memory
-    map of it made for this block, with its footer ``metadata`` (read before: not parsed again), whose reads
+    """``with mapped_row_group_file(...) as pf``: a ``ParquetFile`` of the local file open as descriptor ``fd``
+    over a memory map of it made for this block, with its footer ``metadata`` (read before from the same file:
+    not parsed again; a descriptor, not a path, so a file replaced under its path is not mapped), whose reads
     allocate from :func:`read_memory_pool` as in :func:`open_row_group_file`. The map is closed when the
     block ends, unless a buffer read from it still refers to it (it is then unmapped with the last one).
 
@@ -123,8 +124,7 @@ def mapped_row_group_file(path: str, metadata: Any, *, decode_bound: bool,
     import pyarrow as pa
 
     pool = read_memory_pool(decode_bound, compressed=_has_compressed_chunks(metadata), config=config)
-    with open(path, "rb") as f:
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     try:
         buffer = pa.py_buffer(mapping)
         pf = open_parquet_file(pa.BufferReader(buffer), pre_buffer=False, buffer_size=0, pool=pool,

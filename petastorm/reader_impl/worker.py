@@ -6,21 +6,18 @@ rows that passed (vectorised, per column), permute rows when ``shuffle_rows``, a
 ``TransformSpec``. The same worker serves ``make_reader`` (``output_mode='rows'``) and
 ``make_batch_reader`` (``output_mode='batch'``); they differ only in how the transform sees the data.
 
-Row groups of local files whose columns read take at least 2 MiB in the file are read from a memory map of the
-file made for that one read (the footer is parsed once per file and handed over; see
-:func:`petastorm.reader_impl.parquet_io.mapped_row_group_file`): the pages are read where the page cache holds
-them, instead of being copied by the kernel into Arrow's buffers first, which cost about a sixth of a pass's
-CPU time over 20 float columns (Snappy, 10 MB row groups). Smaller row groups are read through the open file:
-mapping, faulting in and unmapping the pages cost more than that copy below ~1 MB (on 2,000 files of one
-10-row row group, mapping every read cost 13% more CPU). The map is closed after the read, so the pages read
-do not stay in the process's RSS (a map kept per open file would hold every page read so far); a file cut
-short after its footer was read is an error naming the file and the row group, as with reads through a file
-handle. The cost of one read beyond pyarrow's is kept to a few microseconds per column: no
-``Table.column_names`` (about 0.5 us a name) where the column count says every column was found, no
-``Table.slice`` of a whole row group.
+Row groups of local files whose columns read take at least 2 MiB are read from a memory map of the file made
+for that one read (:func:`petastorm.reader_impl.parquet_io.mapped_row_group_file`; the footer parsed once per
+file, the descriptor opened with it, so a file replaced under its path is not read): the pages are read where
+the page cache holds them, not copied into Arrow's buffers first (about a sixth of a pass's CPU over 20 float
+columns). Below ~1 MB the map costs more than that copy. The map is closed after the read (the pages do not
+stay in the RSS); a file cut short after its footer was read is an error naming the file and the row group.
+Per column, no ``Table.column_names`` where the column count says every column was found, no ``Table.slice``
+of a whole row group.
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -115,6 +112,7 @@ class RowGroupWorker:
         self._pre_buffer = not isinstance(spec.filesystem, pafs.LocalFileSystem)
         self._map_files = not self._pre_buffer and getattr(spec.settings, "mmap_read", True)
         self._group_bytes: dict = {}  # path of an open file -> {row group: {column: stored bytes}}
+        self._fds: dict = {}  # path of an open file -> the descriptor mapped reads map (the file as opened)
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 
         self._decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
@@ -138,18 +136,32 @@ class RowGroupWorker:
         if pf is not None:
             self._files.move_to_end(path)
             return pf
+        fd = None  # what mapped reads map, opened first: the file read here even if its path is replaced later
         try:
+            if self._map_files:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             pf = open_row_group_file(self._spec.filesystem, path, pre_buffer=self._pre_buffer,
                                      buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES,
                                      decode_bound=self._decode_bound, config=self._spec.settings)
         except Exception as e:
+            if fd is not None:
+                os.close(fd)
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
+        if fd is not None:
+            self._fds[path] = fd
         if len(self._files) > _OPEN_FILES:
             old_path, old = self._files.popitem(last=False)
-            self._group_bytes.pop(old_path, None)  # kept for the open files only (bounded memory)
-            old.close(force=True)  # the source was opened here: close it too
+            self._forget(old_path, old)
         return pf
+
+    def _forget(self, path: str, pf: Any) -> None:
+        """Close an open file (the source was opened here: close it too) and what is kept for it."""
+        self._group_bytes.pop(path, None)  # kept for the open files only (bounded memory)
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+        pf.close(force=True)
 
     def _read_row_group(self, rg: Any, columns: list) -> Any:
         """Arrow table of the stored ``columns`` of one row group: from a memory map of a local file (opened
@@ -160,9 +172,14 @@ class RowGroupWorker:
             return pf.read_row_group(rg.row_group, columns=columns, use_threads=False)
         from petastorm.reader_impl.parquet_io import mapped_row_group_file
 
-        with mapped_row_group_file(rg.path, pf.metadata, decode_bound=self._decode_bound,
+        with mapped_row_group_file(self._fds[rg.path], pf.metadata, decode_bound=self._decode_bound,
                                    config=self._spec.settings) as mapped:
-            return mapped.read_row_group(rg.row_group, columns=columns, use_threads=False)
+            try:
+                return mapped.read_row_group(rg.row_group, columns=columns, use_threads=False)
+            except Exception as e:  # raised outside the block: its traceback's frames would hold the map open
+                error = e.with_traceback(None)
+            del mapped
+        raise error
 
     def _stored_bytes(self, pf: Any, rg: Any, columns: list) -> int:
         """Bytes that ``columns`` (top-level names) of row group ``rg`` take in its file (the sizes of its
@@ -394,13 +411,12 @@ class RowGroupWorker:
 
     def close(self) -> None:
         """Close the open Parquet files."""
-        for pf in self._files.values():
+        for path, pf in list(self._files.items()):
             try:
-                pf.close(force=True)
+                self._forget(path, pf)
             except Exception:  # pragma: no cover
                 pass
         self._files.clear()
-        self._group_bytes.clear()
         self._read_buffer = None
 
 

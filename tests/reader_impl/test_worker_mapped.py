@@ -87,9 +87,9 @@ def test_only_row_groups_of_at_least_the_threshold_are_mapped(tmp_path, monkeypa
     mapped = []
     original = parquet_io.mapped_row_group_file
 
-    def recording(path, *args, **kwargs):
-        mapped.append(os.path.basename(path))
-        return original(path, *args, **kwargs)
+    def recording(fd, *args, **kwargs):
+        mapped.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return original(fd, *args, **kwargs)
 
     monkeypatch.setattr(parquet_io, "mapped_row_group_file", recording)
     rng = np.random.default_rng(0)
