@@ -490,7 +490,8 @@ class BatchPipeline:
             sh.stop = True
             sh.cond.notify_all()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        # ident None: a Ctrl-C came before the thread started (joining it would raise RuntimeError instead)
+        if thread is not None and thread is not threading.current_thread() and thread.ident is not None:
             thread.join(_JOIN_TIMEOUT_S)
 
     def __enter__(self) -> "BatchPipeline":

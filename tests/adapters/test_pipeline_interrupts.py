@@ -80,3 +80,17 @@ def test_ctrl_c_while_a_row_batch_is_collated_then_checkpoint_resumes_exactly(tm
 
 
 # --- mapped reads re-open the file by path, under the footer parsed from the file first opened ----------------
+
+
+def test_closing_a_pipeline_whose_prefetch_thread_never_started_raises_nothing():
+    # a Ctrl-C inside Thread.start(): close() in the loader's cleanup joined the unstarted thread and replaced the
+    # KeyboardInterrupt with "RuntimeError: cannot join thread before it is started"
+    import threading
+
+    from petastorm.adapters import BatchPipeline
+    from tests.adapters._list_reader import ListReader, make_chunks
+
+    pipeline = BatchPipeline(ListReader(make_chunks([10])), 4, prefetch=2)
+    pipeline._thread = threading.Thread(target=lambda: None)  # private: the state right after a failed start()
+    pipeline.close()
+    assert pipeline._thread.ident is None
