@@ -508,3 +508,12 @@ def test_the_callers_x64_context_applies_on_the_prefetch_thread_too(synthetic_da
                     make_jax_iterator(reader, batch_size=10, shuffling_queue_capacity=capacity, seed=0) as it:
                 dtypes[capacity] = {str(b["id"].dtype) for b in it}
     assert dtypes == {0: {"int64"}, 50: {"int64"}}
+
+
+def test_a_transform_fn_returning_columns_of_different_lengths_is_refused_naming_them(synthetic_dataset):
+    # before: served silently (the rows of the two fields no longer belonged together); the torch loaders refuse it
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "maybe"], workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=10, transform_fn=lambda b: {"id": b["id"], "half": b["id"][::2]})
+        with pytest.raises(PetastormSchemaError, match=r"different lengths: 'id' 10 rows, 'half' 5 rows"):
+            next(batches)
+        batches.close()
