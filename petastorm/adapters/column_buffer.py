@@ -114,10 +114,10 @@ class ColumnShufflingBuffer:
     Notes
     -----
     Memory: at most ``capacity`` x (bytes of one row), allocated as rows arrive (the slots double, up to the
-    capacity, so filling the buffer copies each row about once more; a capacity far above the rows the data has,
-    e.g. a batch size larger than the dataset, costs nothing for rows that never come). Each :meth:`retrieve` allocates only its
-    output batch, or its round of ``rounds`` batches (callers may keep them: they are never written again);
-    :meth:`add` keeps staging blocks of at most 256 KB (at most 4).
+    capacity, so filling the buffer copies each row about once more; a capacity far above the rows the data
+    has, e.g. a batch size larger than the dataset, costs nothing for rows that never come). Each
+    :meth:`retrieve` allocates only its output batch, or its round of ``rounds`` batches (callers may keep
+    them: they are never written again); :meth:`add` keeps staging blocks of at most 256 KB (at most 4).
     """
 
     def __init__(self, capacity: int, seed: Optional[int] = None, rounds: int = 1) -> None:
@@ -132,7 +132,7 @@ class ColumnShufflingBuffer:
         self._capacity = int(capacity)
         self._slots = 0                        # rows the arrays have room for (<= capacity, grows as rows arrive)
         self._rng = np.random.default_rng(seed)
-        self._blocks: Optional[list] = None   # [(array (capacity, k, *cell), [k column names])]
+        self._blocks: Optional[list] = None   # [(array (slots, k, *cell), [k column names])]
         self._where: dict = {}                 # column name -> (block index, position in the block)
         self._size = 0                         # rows held
         self._top = 0                          # slots [0, top) hold the rows and the empty slots below
@@ -205,7 +205,7 @@ class ColumnShufflingBuffer:
                 self._views[name] = (view, view.dtype, view.shape[1:])
 
     def _column(self, name: str) -> np.ndarray:
-        """A (strided) view of column ``name``: shape (capacity, *cell)."""
+        """A (strided) view of column ``name``: shape (slots, *cell)."""
         b, j = self._where[name]
         return self._blocks[b][0][:, j]
 
@@ -471,7 +471,7 @@ class ColumnShufflingBuffer:
         self._size, self._top, self._holes = 0, 0, _NO_SLOTS
         self._blocks, self._where, self._views, self._records, self._one_block = None, {}, {}, [], None
         self._round, self._round_pos, self._round_len = None, 0, 0
-        if top > self._capacity:  # a buffer grown past its first capacity (the batched RandomShufflingBuffer)
+        if top > self._capacity:  # slots of a larger buffer, holding no more rows than this one's capacity
             self._capacity = top
         if n:
             self.add({name: np.asarray(col)[:n] for name, col in rows.items()})

@@ -18,9 +18,9 @@ Behaviour recorded from petastorm 0.12.1 (black box) and kept:
   (after ``finish()``: while any row is held); adding past ``capacity + extra_capacity`` rows and retrieving
   when ``can_retrieve()`` is False raise the original's ``RuntimeError``.
 
-Here the random buffer stores rows in preallocated numpy arrays (a
-:class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer`, grown by doubling up to ``capacity +
-extra_capacity``) and draws each batch by one random index block, instead of concatenating and permuting
+Here the random buffer stores rows in numpy arrays (a
+:class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of ``capacity + extra_capacity`` rows, whose
+arrays grow as rows arrive) and draws each batch by one random index block, instead of concatenating and permuting
 tensors; it also takes an optional ``seed`` and saves/restores its rows and RNG with ``state_dict()`` /
 ``load_state_dict()``.
 """
@@ -181,8 +181,7 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
         self._capacity = int(shuffling_buffer_capacity)
         self._min_after_retrieve = int(min_after_retrieve)
         self._max_rows = self._capacity + int(extra_capacity)
-        initial = max(1, min(self._max_rows, max(self._capacity, self.batch_size)))
-        self._buffer = ColumnShufflingBuffer(initial, seed)
+        self._buffer = ColumnShufflingBuffer(max(1, self._max_rows), seed)
         self._names: Optional[List[int]] = None
 
     def _add_many(self, items: List[np.ndarray]) -> None:
@@ -194,8 +193,6 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
                 f"{size + n}, maximum allowed: {self._max_rows}")
         if self._names is None:
             self._names = list(range(len(items)))
-        if n > self._buffer.free:
-            self._buffer.grow(min(self._max_rows, max(size + n, 2 * self._buffer.capacity)))
         self._buffer.add(dict(zip(self._names, items)))
 
     def retrieve(self) -> List[Any]:
@@ -225,11 +222,7 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
         return {"buffer": self._buffer.state_dict(), "finished": self._done_adding, "columns": self._names}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict` (grows the buffer if needed)."""
-        rows = state["buffer"]["rows"]
-        n = len(next(iter(rows.values()))) if rows else 0
-        if n > self._buffer.capacity:
-            self._buffer.grow(min(self._max_rows, n))
+        """Restore :meth:`state_dict`."""
         self._buffer.load_state_dict(state["buffer"])
         self._done_adding = bool(state["finished"])
         self._names = state["columns"]
