@@ -12,11 +12,12 @@ from petastorm.errors import (
     PetastormArgumentError,
     PetastormArgumentTypeError,
     PetastormError,
+    PetastormSchemaError,
     PetastormStateError,
 )
 from petastorm.reader_impl.reader_state import describe_differences
 
-__all__ = ["check_settings", "ensure_int", "state_batches", "state_int", "state_part"]
+__all__ = ["check_settings", "ensure_int", "ensure_aligned", "state_batches", "state_int", "state_part"]
 
 
 def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
@@ -54,6 +55,22 @@ def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
     if value < minimum:
         raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
+
+
+def ensure_aligned(columns: Mapping[str, Any], what: str) -> None:
+    """Refuse columns of different row counts (a ``transform_fn`` that dropped or added rows of some fields only):
+    their rows would be served as if they belonged together.
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming ``what`` (e.g. ``"transform_fn returned columns"``) and each field's rows (or "a scalar").
+    """
+    rows = {name: (np.shape(column)[:1] or (None,))[0] for name, column in columns.items()}
+    if len(set(rows.values())) > 1:
+        sizes = ", ".join(f"{name!r} {'a scalar' if n is None else f'{n} rows'}" for name, n in rows.items())
+        raise PetastormSchemaError(f"{what} of different lengths: {sizes}; a transform_fn must keep the rows of "
+                                   f"every field aligned")
 
 
 def check_settings(saved: Any, current: Mapping[str, Any], what: str = "loader") -> None:

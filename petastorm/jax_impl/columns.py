@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from petastorm.adapters.checks import ensure_aligned
 from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormSchemaError, PetastormTypeError
 
@@ -100,16 +101,6 @@ def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None
             f"cast the field in transform_fn")
 
 
-def _check_aligned(batch: Mapping[str, Any]) -> None:
-    """Refuse a batch whose columns do not all have the same number of rows (a ``transform_fn`` that dropped or
-    added rows of some fields only): their rows would be served as if they belonged together."""
-    rows = {name: (np.shape(column)[:1] or (None,))[0] for name, column in batch.items()}
-    if len(set(rows.values())) > 1:
-        sizes = ", ".join(f"{name!r} {'a scalar' if n is None else f'{n} rows'}" for name, n in rows.items())
-        raise PetastormSchemaError(f"a batch's columns have different lengths: {sizes}; a transform_fn must return "
-                                   f"one column of the batch's rows per field")
-
-
 def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> Dict[str, Any]:
     """Check a batch of numpy columns and return the columns JAX takes as they are.
 
@@ -142,7 +133,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
 
     if x64 is None:
         x64 = bool(jax.config.jax_enable_x64)
-    _check_aligned(batch)
+    ensure_aligned(batch, "a batch's columns")
     for column in batch.values():  # the common case, one cheap test a column: plain numeric arrays
         if type(column) is not np.ndarray or column.dtype.kind not in _NUMERIC_KINDS or \
                 (not x64 and column.dtype in _NARROW_INTS):

@@ -31,10 +31,9 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 import numpy as np
 
 from petastorm.adapters.buffer_quality import pass_seed
-from petastorm.adapters.checks import ensure_int
+from petastorm.adapters.checks import ensure_aligned, ensure_int
 from petastorm.errors import (
     PetastormArgumentError,
-    PetastormSchemaError,
     PetastormStateError,
     PetastormTypeError,
 )
@@ -93,11 +92,7 @@ def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
                 raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, not a "
                                          f"column: it gets the field's column of a reader batch (shape (rows, ...)) "
                                          f"and must return the new column")
-        lengths = {name: len(col) for name, col in out.items()}
-        if len(set(lengths.values())) > 1:  # rows of different fields would be served together
-            sizes = ", ".join(f"{name!r} {n} rows" for name, n in lengths.items())
-            raise PetastormSchemaError(f"transform_fn returned columns of different lengths: {sizes}; it must "
-                                       f"keep the rows of every field aligned")
+        ensure_aligned(out, "transform_fn returned columns")
         return out
 
     return apply
