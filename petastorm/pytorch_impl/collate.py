@@ -146,5 +146,4 @@ def _array_promotion(col: np.ndarray) -> Any:
 def columns_block_to_torch(columns: Dict[str, np.ndarray], k: int, nulls_as_nan: bool = False) -> list:
     """:func:`columns_to_torch` of each of the ``k`` equal row ranges of ``columns``, done a column at a time
     (:func:`~petastorm.pytorch_impl.device.block_to_tensors`; str/Decimal columns give a list per batch)."""
-    convert = partial(column_to_torch, nulls_as_nan=True) if nulls_as_nan else column_to_torch
-    return block_to_tensors(columns, k, convert, _array_promotion)
+    return block_to_tensors(columns, k, partial(column_to_torch, nulls_as_nan=nulls_as_nan), _array_promotion)
