@@ -317,7 +317,8 @@ class Batcher:
         while buf.free:
             if not self._pending_rows and not self._pull(buf.free):
                 break
-            buf.add(self._take_pending(min(buf.free, self._pending_rows)))
+            if self._pending_rows:  # (a reader batch a transform_fn emptied added none: read on)
+                buf.add(self._take_pending(min(buf.free, self._pending_rows)))
 
     def next_batch(self) -> Optional[Columns]:
         """The next batch, or None when the reader has ended and every row was served."""
