@@ -13,16 +13,21 @@ float16                            float16          unchanged (the original refu
 str_, bytes_                       string           UTF-8 bytes
 Decimal                            string           ``str(value.normalize())`` (``Decimal('100.000')``
                                                     -> ``b'1E+2'``, ``Decimal('1.500')`` -> ``b'1.5'``)
-datetime64                         int64            rows: the count in the value's own unit (timestamps:
-                                                    microseconds, dates: days); batches: nanoseconds
+datetime64                         int64            rows of a scalar field (``ScalarCodec``): the count in
+                                                    the value's own unit (timestamps: microseconds, dates:
+                                                    days); rows of an ``NdarrayCodec`` field (any shape) and
+                                                    batches: nanoseconds
 anything else (uint64, complex,    --               ``PetastormSchemaError`` naming the field
 object, timedelta64)
 =================================  ===============  ==============================================
 
 A ``None`` (a null in a nullable field) has no tensor: it raises, naming the field, as the original did
-for rows. In a batch column of a float field it is NaN, as the original gave it; in other batch columns it
-raises (the original let pandas turn those nulls into ``-2**31``/``'None'``/``False``: we raise instead of
-feeding made-up values to a model).
+for rows - except in a scalar float field, where it is NaN in rows and batches, as the original gave it. In
+other batch columns it raises (the original let pandas turn those nulls into ``-2**31``/``'None'``/``False``,
+and null timestamps into ``-2**63``: we raise instead of feeding made-up values to a model). A null
+timestamp or date of a scalar field (read as ``NaT``) raises the same way, in rows (where the original failed
+to decode it) and batches; a ``NaT`` stored inside an ``NdarrayCodec`` array is a value and gives ``-2**63``,
+as in the original.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from petastorm.codecs import ScalarCodec
 from petastorm.errors import PetastormSchemaError
 
 __all__ = ["FieldConversion", "field_conversion", "convert_value", "convert_column"]
@@ -71,6 +77,9 @@ class FieldConversion:
     shape : tuple of (int or None)
         Static shape of one value (``None`` for a dimension of variable length); a batch column has one
         more leading dimension of ``None``.
+    scalar_codec : bool
+        The field is stored as a Parquet scalar (``ScalarCodec``, or no codec: a plain Parquet column), so a
+        ``NaT`` in it is a null; otherwise it is an ``NdarrayCodec``-style array (datetime rows in ns).
     """
 
     name: str
@@ -78,6 +87,7 @@ class FieldConversion:
     tf_dtype: str
     np_dtype: np.dtype
     shape: Tuple[Optional[int], ...]
+    scalar_codec: bool = True
 
 
 def field_conversion(field: Any) -> FieldConversion:
@@ -100,7 +110,9 @@ def field_conversion(field: Any) -> FieldConversion:
     except TypeError:
         np_type = None
     if np_type is np.datetime64:
-        return FieldConversion(field.name, _DATETIME, "int64", np.dtype(np.int64), shape)
+        codec = getattr(field, "codec", None)
+        scalar = not shape and (codec is None or isinstance(codec, ScalarCodec))
+        return FieldConversion(field.name, _DATETIME, "int64", np.dtype(np.int64), shape, scalar)
     if np_type in (np.str_, np.bytes_):
         return FieldConversion(field.name, _STRING, "string", np.dtype(object), shape)
     if np_type in _NUMERIC:
@@ -136,6 +148,8 @@ def convert_value(conv: FieldConversion, value: Any) -> Any:
         If ``value`` is ``None``.
     """
     if value is None:
+        if conv.kind == _NUMERIC_KIND and conv.np_dtype.kind == "f" and not conv.shape:
+            return np.asarray(np.nan, dtype=conv.np_dtype)  # the original's rows (0.12.1, recorded): NaN
         raise _none_error(conv.name)
     kind = conv.kind
     if kind == _NUMERIC_KIND:
@@ -148,10 +162,16 @@ def convert_value(conv: FieldConversion, value: Any) -> Any:
         if isinstance(value, np.ndarray):
             return np.array([_decimal_string(v) for v in value.ravel()], dtype=object).reshape(value.shape)
         return _decimal_string(value)
-    # datetime: the count in the value's own unit, as the original's rows
+    # datetime, as the original's rows: a scalar field's count in the value's own unit; an array field's in ns
     if isinstance(value, (datetime.date, datetime.datetime)):
         value = np.datetime64(value)
-    return np.asarray(value).astype(np.int64)
+    value = np.asarray(value)
+    if value.dtype.kind == "M":
+        if conv.scalar_codec and np.isnat(value).any():
+            raise _none_error(conv.name)  # a null timestamp/date (the original failed to decode it)
+        if not conv.scalar_codec:
+            value = value.astype("datetime64[ns]")
+    return value.astype(np.int64)
 
 
 def _strings_array(column: np.ndarray) -> np.ndarray:
@@ -215,6 +235,13 @@ def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
         out[:] = [_decimal_string(v) for v in column]
         return out
     # datetime: nanoseconds, as the original's batches
+    if conv.shape:
+        column = _dense(conv, column)  # an object column of equal-shape arrays; ragged ones raise naming the field
     if column.dtype.kind != "M":
         column = np.array(column.tolist(), dtype="datetime64[ns]")
-    return column.astype("datetime64[ns]").view(np.int64)
+    column = column.astype("datetime64[ns]")
+    if conv.scalar_codec:
+        nulls = np.flatnonzero(np.isnat(column))
+        if len(nulls):
+            raise _none_error(conv.name, f" in row {nulls[0]} of a batch")
+    return column.view(np.int64)
