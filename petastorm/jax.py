@@ -72,7 +72,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 from petastorm.adapters.checks import ensure_int
-from petastorm.adapters.state_codec import check_digest, with_digest
+from petastorm.adapters.state_codec import DIGEST_KEY, check_digest, with_digest
 from petastorm.errors import PetastormStateError, PetastormTypeError
 from petastorm.jax_impl.columns import check_schema_fields
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
@@ -113,6 +113,8 @@ class JaxIterator:
         batch_size = ensure_int("batch_size", batch_size, 1)
         prefetch = ensure_int("prefetch", prefetch, 0)
         shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
+        if seed is not None:  # any integer, as the torch loaders take it (negative ones folded, as they fold them)
+            seed = ensure_int("seed", seed, -(1 << 127)) % (1 << 128)
         if transform_fn is not None and not callable(transform_fn):
             raise PetastormTypeError(f"transform_fn must be callable, got {type(transform_fn).__name__}")
         sharding = ensure_sharding(sharding)
@@ -126,7 +128,7 @@ class JaxIterator:
         # in reader order without a transform_fn, the whole batches of a reader batch come as one block: placed
         # with one transfer per page and cut on the device several per call (petastorm.jax_impl.chunks)
         whole = shuffling_queue_capacity == 0 and transform_fn is None
-        placer = DevicePlacer(sharding, shards, batch_size if whole else None)
+        placer = DevicePlacer(sharding, shards, batch_size if whole else None, transformed=transform_fn is not None)
         self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
                                        min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
                                        transform_fn=transform_fn, convert=placer, prefetch=prefetch,
@@ -185,6 +187,9 @@ class JaxIterator:
                 else type(state).__name__
             raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
                                       f"JaxIterator.state_dict(), got {got})")
+        if DIGEST_KEY not in state:  # every state_dict() has one: without it, an edit would go unnoticed
+            raise PetastormStateError("make_jax_iterator state has no digest: it was changed or cut after "
+                                      "state_dict(). Resume from the state as state_dict() returned it")
         check_digest(state, "make_jax_iterator state")
         self._pipeline.load_state_dict(state[_CORE])
 

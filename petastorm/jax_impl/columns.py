@@ -87,6 +87,20 @@ def _object_column_error(name: str, column: np.ndarray) -> PetastormTypeError:
                               f"only, one shape per batch; {_HOW_TO_FIX}")
 
 
+def _as_array(name: str, column: Any) -> Any:
+    """A column a ``transform_fn`` returned as a list (or another sequence) as a numpy array."""
+    import jax
+
+    if isinstance(column, (np.ndarray, jax.Array)):
+        return column
+    try:
+        return np.asarray(column)
+    except (ValueError, TypeError) as error:  # ragged: items of different lengths
+        raise PetastormTypeError(f"field {name!r} holds a {type(column).__name__} that is not an array of one shape "
+                                 f"({error}): JAX arrays hold numbers only, one shape per batch; "
+                                 f"{_HOW_TO_FIX}") from error
+
+
 def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None) -> None:
     narrow = _NARROW_INTS.get(column.dtype)
     if narrow is None or column.size == 0:
@@ -133,6 +147,8 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
 
     if x64 is None:
         x64 = bool(jax.config.jax_enable_x64)
+    if any(not isinstance(column, (np.ndarray, jax.Array)) for column in batch.values()):
+        batch = {name: _as_array(name, column) for name, column in batch.items()}
     ensure_aligned(batch, "a batch's columns")
     for column in batch.values():  # the common case, one cheap test a column: plain numeric arrays
         if type(column) is not np.ndarray or column.dtype.kind not in _NUMERIC_KINDS or \

@@ -136,18 +136,24 @@ class DevicePlacer:
         Given (with a sharding of one device or none), blocks of whole batches of one reader batch are placed a
         block at a time (:class:`~petastorm.jax_impl.chunks.BlockPlacer`): see :attr:`convert_block`, the
         core's ``convert_block``.
+    transformed : bool
+        The batches come from a user's ``transform_fn``: their numpy arrays are copied when placed (the
+        function may write into them again; see :class:`~petastorm.jax_impl.transfer.BatchTransfer`'s
+        ``copy``), and a row count the shards cannot split is blamed on it.
     """
 
-    def __init__(self, sharding: Optional[Any], shards: int, batch_size: Optional[int] = None) -> None:
+    def __init__(self, sharding: Optional[Any], shards: int, batch_size: Optional[int] = None, *,
+                 transformed: bool = False) -> None:
         import jax
 
         self.sharding = sharding
         self.shards = shards
+        self.transformed = transformed
         # the caller's thread-local JAX settings, applied on the prefetch thread too (see the module docs)
         self._default_device = jax.config.jax_default_device
         self._x64 = bool(jax.config.jax_enable_x64)
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
-        self._transfer = BatchTransfer(sharding)
+        self._transfer = BatchTransfer(sharding, copy=transformed)
         self._blocks: Optional[BlockPlacer] = None
         if batch_size is not None and _single_device(sharding) and _platform(sharding, self._default_device) == "cpu":
             self._blocks = BlockPlacer(batch_size, sharding)
@@ -207,7 +213,18 @@ class DevicePlacer:
         return placed
 
     def _check_rows(self, columns: Mapping[str, np.ndarray]) -> None:
+        for name, column in columns.items():
+            if not np.ndim(column):
+                raise PetastormArgumentError(
+                    f"field {name!r} is a scalar (shape ()), which the sharding cannot split along the batch "
+                    f"dimension (axis 0): transform_fn must return arrays of shape (rows, ...)")
         rows = len(next(iter(columns.values())))
+        if rows % self.shards and self.transformed:
+            raise PetastormArgumentError(
+                f"transform_fn returned a batch of {rows} row{'s' if rows != 1 else ''}, which the {self.shards} "
+                f"shards of the batch dimension ({describe_batch_axis(self.sharding)}) cannot split evenly: make it "
+                f"return a multiple of {self.shards} rows (and pass drop_last=True if the pass ends with a short "
+                f"batch)")
         if rows % self.shards:
             raise PetastormArgumentError(
                 f"the last batch has {rows} row{'s' if rows != 1 else ''}, which the {self.shards} shards of the "

@@ -91,11 +91,17 @@ class BatchTransfer:
     sharding : jax.sharding.Sharding or None
     group_max_bytes : int
         Columns of at most this many bytes per batch are grouped (0 disables grouping).
+    copy : bool
+        Never let a ``jax.Array`` share the memory of a numpy column: for columns their producer may write
+        again (a ``transform_fn``'s buffers). On a CPU device ``jax.device_put`` takes aligned host memory
+        without a copy, so a batch placed from a buffer that is rewritten afterwards would change after it
+        was yielded. Stacked columns are copies already; the others are copied on the host first.
     """
 
-    def __init__(self, sharding: Any = None, group_max_bytes: int = GROUP_MAX_BYTES) -> None:
+    def __init__(self, sharding: Any = None, group_max_bytes: int = GROUP_MAX_BYTES, copy: bool = False) -> None:
         self.sharding = sharding
         self.group_max_bytes = group_max_bytes
+        self.copy = copy
         self._stack_sharding = _stacked_sharding(sharding) if sharding is not None else None
         self._multi_process = sharding is not None and not sharding.is_fully_addressable
         self._can_group = group_max_bytes > 0 and not self._multi_process and \
@@ -125,7 +131,11 @@ class BatchTransfer:
         import jax
 
         if self._multi_process:
-            return {name: _from_process_local(self.sharding, name, np.asarray(col)) for name, col in columns.items()}
+            host = np.array if self.copy else np.asarray
+            return {name: _from_process_local(self.sharding, name, host(col)) for name, col in columns.items()}
+        if self.copy:  # a copy of our own (jax.Arrays are immutable: taken as they are); may_alias=False is not
+            # enough: jax 0.10's CPU client still takes aligned numpy memory without a copy
+            columns = {name: np.array(col) if isinstance(col, np.ndarray) else col for name, col in columns.items()}
         columns = dict(columns)
         return jax.device_put(columns, self.sharding) if self.sharding is not None else jax.device_put(columns)
 

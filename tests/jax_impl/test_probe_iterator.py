@@ -1,0 +1,102 @@
+"""make_jax_iterator against a hostile user, on one device: defects found by probing (issue 11, item 3).
+
+Each test is a defect that was shown by a script first: a user's ``transform_fn`` writing into buffers it
+reuses, a ``transform_fn`` returning a ragged list, a ``seed`` that is no integer, a state whose digest was
+removed after it was edited, a ``batch_size`` given as a one-element array.
+"""
+import numpy as np
+import pytest
+
+from petastorm import make_batch_reader, make_reader
+from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
+from petastorm.jax import make_jax_iterator
+
+
+def _aligned(rows: int) -> np.ndarray:
+    """A float32 buffer on a 64-byte boundary: JAX's CPU client takes such host memory without a copy."""
+    raw = np.empty(rows * 4 + 64, np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    return raw[offset:offset + rows * 4].view(np.float32)
+
+
+class _ReusedBuffers:
+    """A transform_fn that writes its output into one buffer per batch length, reused from batch to batch
+    (a common way to save allocations)."""
+
+    def __init__(self) -> None:
+        self.buffers = {}
+
+    def __call__(self, batch):
+        rows = len(batch["id"])
+        out = self.buffers.setdefault(rows, _aligned(rows))
+        out[:] = batch["id"]
+        return {"x": out}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("prefetch", [0, 2])
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+def test_batches_from_a_transform_fn_reusing_its_buffers_keep_their_own_rows(synthetic_dataset, make, prefetch):
+    # the arrays JAX made were views of the user's buffer: with prefetch the first batch already held the rows
+    # of the third when yielded, and every kept batch ended up holding the last batch's rows
+    with make(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False, workers_count=1) as reader, \
+            make_jax_iterator(reader, batch_size=10, prefetch=prefetch, transform_fn=_ReusedBuffers()) as batches:
+        kept = list(batches)
+    got = [np.asarray(batch["x"]).tolist() for batch in kept]
+    assert got == [list(range(start, start + 10)) for start in range(0, 100, 10)]
+
+
+@pytest.mark.timeout(60)
+def test_a_transform_fn_returning_a_ragged_list_is_an_error_naming_the_field(synthetic_dataset):
+    def ragged(batch):
+        return {"id": batch["id"], "seq": [np.zeros(i) for i in range(len(batch["id"]))]}
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=10, transform_fn=ragged)
+        with pytest.raises(PetastormTypeError, match="'seq'"):  # was a bare ValueError from numpy
+            next(batches)
+        batches.close()
+
+
+@pytest.mark.parametrize("seed", ["7", 1.5])
+def test_a_seed_that_is_no_integer_is_refused_naming_it(synthetic_dataset, seed):
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        with pytest.raises(TypeError, match="seed"):  # was numpy's SeedSequence TypeError, not naming seed
+            make_jax_iterator(reader, batch_size=10, shuffling_queue_capacity=20, seed=seed)
+
+
+@pytest.mark.timeout(60)
+def test_a_negative_seed_shuffles_reproducibly_as_the_torch_loaders_accept_it(synthetic_dataset):
+    def ids():
+        with make_batch_reader(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False,
+                               workers_count=1) as reader, \
+                make_jax_iterator(reader, batch_size=10, shuffling_queue_capacity=30, seed=-1) as batches:
+            return [np.asarray(b["id"]).tolist() for b in batches]  # was ValueError('expected non-negative integer')
+
+    first = ids()
+    assert first == ids()
+    assert sorted(sum(first, [])) == list(range(100)) and sum(first, []) != list(range(100))
+
+
+@pytest.mark.timeout(60)
+def test_a_state_edited_and_stripped_of_its_digest_is_refused(synthetic_dataset):
+    def iterator(reader):
+        return make_jax_iterator(reader, batch_size=4, prefetch=3)
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False, workers_count=1,
+                           seed=1) as reader, iterator(reader) as batches:
+        next(batches)
+        state = batches.state_dict()
+    del state["digest"]  # with the digest gone, an edit (here: dropping a prefetched batch) was accepted
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False, workers_count=1,
+                           seed=1) as reader, iterator(reader) as batches:
+        with pytest.raises(PetastormStateError, match="digest"):
+            batches.load_state_dict(state)
+
+
+@pytest.mark.xfail(strict=True, reason="petastorm/adapters/checks.py ensure_int: value.__index__() of a 1-element "
+                                       "array raises numpy's bare TypeError (not mine: CORE-PROBE owns it)")
+def test_a_batch_size_given_as_a_one_element_array_is_refused_naming_it(synthetic_dataset):
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        with pytest.raises((TypeError, PetastormArgumentError), match="batch_size"):
+            make_jax_iterator(reader, batch_size=np.array([8]))
