@@ -65,7 +65,8 @@ when no ``transform_fn`` is given); a numeric field with nulls arrives as floats
 torch loaders give it. ``datetime64`` columns arrive as
 ``int64`` nanoseconds. With JAX's 64-bit mode off (its default), ``float64`` becomes ``float32`` and
 ``int64`` becomes ``int32`` as everywhere in JAX; an integer column whose values would wrap raises
-:class:`~petastorm.errors.PetastormSchemaError` naming the field instead of arriving corrupted.
+:class:`~petastorm.errors.PetastormSchemaError` naming the field instead of arriving corrupted, and so does an
+integer column with nulls whose values ``float32`` would round (beyond 2**24).
 """
 from __future__ import annotations
 

@@ -115,6 +115,23 @@ def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None
             f"cast the field in transform_fn")
 
 
+def _check_integers_fit_float32(name: str, column: np.ndarray, filled: np.ndarray) -> None:
+    """Refuse integers with nulls (``column``, objects) that their float form (``filled``) would round once JAX
+    narrows it to ``float32`` (64-bit mode off): ``float32`` holds integers exactly only up to 2**24."""
+    if filled.dtype != np.float64:
+        return
+    present = filled[~np.isnan(filled)]
+    if not present.size or np.array_equal(present.astype(np.float32), present):
+        return
+    if not any(isinstance(value, (int, np.integer)) for value in column.reshape(-1) if value is not None):
+        return  # floats: narrowed as every JAX user expects
+    raise PetastormSchemaError(
+        f"field {name!r} holds integers with nulls, which arrive as floats with NaN; its values from "
+        f"{int(present.min())} to {int(present.max())} do not all fit float32 exactly (integers up to 2**24), the "
+        f"type JAX gives them while 64-bit mode is off (they would be rounded silently): turn it on with "
+        f"jax.config.update('jax_enable_x64', True) before creating arrays, or fill the nulls in transform_fn")
+
+
 def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> Dict[str, Any]:
     """Check a batch of numpy columns and return the columns JAX takes as they are.
 
@@ -172,6 +189,8 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             filled = nullable_numbers_as_nan(column)  # numbers with nulls: NaN, as the torch loaders give them
             if filled is None:
                 raise _object_column_error(name, column)
+            if not x64:
+                _check_integers_fit_float32(name, column, filled)
             column = filled
         elif kind not in _NUMERIC_KINDS and not (kind == "V" and jax.numpy.issubdtype(column.dtype,
                                                                                      jax.numpy.number)):

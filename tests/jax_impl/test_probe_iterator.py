@@ -100,3 +100,50 @@ def test_a_batch_size_given_as_a_one_element_array_is_refused_naming_it(syntheti
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
         with pytest.raises((TypeError, PetastormArgumentError), match="batch_size"):
             make_jax_iterator(reader, batch_size=np.array([8]))
+
+
+@pytest.fixture(scope="module")
+def nullable_ids_dataset(tmp_path_factory):
+    """20 rows: a nullable int64 ``big`` (2**40 + i, None every 3rd row) and ``small`` (i, None every 3rd row)."""
+    from _fixtures.datasets import write_synthetic_dataset
+
+    from petastorm.codecs import ScalarCodec
+    from petastorm.spark_types import spark_type
+    from petastorm.unischema import Unischema, UnischemaField
+
+    schema = Unischema("NullableIds", [
+        UnischemaField("id", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
+        UnischemaField("big", np.int64, (), ScalarCodec(spark_type("LongType")), True),
+        UnischemaField("small", np.int64, (), ScalarCodec(spark_type("LongType")), True),
+    ])
+
+    def row(i):
+        return {"id": i, "big": None if i % 3 == 1 else 2 ** 40 + i, "small": None if i % 3 == 1 else i}
+
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("nullable_ids") / "d"), rows=20, rows_per_group=10,
+                                   schema=schema, row_fn=row)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+def test_nullable_integers_that_float32_would_round_raise_naming_the_field(nullable_ids_dataset, make):
+    # with 64-bit mode off they arrived as float32: 2**40 + 2, 2**40 + 3 ... all became 2**40, silently
+    from petastorm.errors import PetastormSchemaError
+
+    with make(nullable_ids_dataset, schema_fields=["id", "big"], shuffle_row_groups=False,
+              workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=5)
+        with pytest.raises(PetastormSchemaError, match="'big'.*enable_x64"):
+            next(batches)
+        batches.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+def test_nullable_integers_that_float32_holds_exactly_still_arrive_as_floats_with_nan(nullable_ids_dataset, make):
+    with make(nullable_ids_dataset, schema_fields=["id", "small"], shuffle_row_groups=False,
+              workers_count=1) as reader, make_jax_iterator(reader, batch_size=20) as batches:
+        small = np.asarray(next(batches)["small"])
+    assert small.dtype == np.float32
+    expected = np.array([np.nan if i % 3 == 1 else i for i in range(20)], dtype=np.float32)
+    np.testing.assert_array_equal(small, expected)
