@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -129,6 +130,15 @@ def _stop_threads(tasks: "queue.SimpleQueue", results: "queue.SimpleQueue", coun
     results.put(("wake", 0, 0, None, None))
 
 
+def _drop_results(results: "queue.SimpleQueue") -> None:
+    """Empty a stopped pool's results queue: what no ``imap`` will take holds memory and open files."""
+    while True:
+        try:
+            results.get_nowait()
+        except queue.Empty:
+            return
+
+
 class ThreadPool(Pool):
     """Daemon worker threads fed by one shared queue; results reordered by submission order.
 
@@ -200,12 +210,15 @@ class ThreadPool(Pool):
         self._finalizer()
 
     def join(self) -> None:
-        """Stop (if not yet) and wait for the threads to end (up to ``JOIN_TIMEOUT_S`` each, then warn)."""
+        """Stop (if not yet), wait for the threads to end (up to ``JOIN_TIMEOUT_S`` in all, then warn) and drop
+        the results no one will take."""
         self.stop()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S  # one bound for all: not JOIN_TIMEOUT_S per stuck thread
         for t in self._threads:
             if t is not threading.current_thread():
-                t.join(JOIN_TIMEOUT_S)
+                t.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
+        _drop_results(self._results)  # results (and errors, with their frames) of abandoned items hold files
         if alive:  # a warning, not an error: join() often runs in __exit__ while another error unwinds
             warnings.warn(f"worker threads {alive} did not end within {JOIN_TIMEOUT_S} s of stop(): an item "
                           f"is stuck in user code; they are daemon threads and will not block exit",

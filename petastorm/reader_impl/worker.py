@@ -18,6 +18,7 @@ of a whole row group.
 from __future__ import annotations
 
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -113,6 +114,8 @@ class RowGroupWorker:
         self._map_files = not self._pre_buffer and getattr(spec.settings, "mmap_read", True)
         self._group_bytes: dict = {}  # path of an open file -> {row group: {column: stored bytes}}
         self._fds: dict = {}  # path of an open file -> the descriptor mapped reads map (the file as opened)
+        # a worker dropped without close() (a dummy-pool reader abandoned mid-pass) must not keep them open
+        weakref.finalize(self, _close_fds, self._fds)
         from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec
 
         self._decode_bound = any(isinstance(getattr(spec.schema.fields.get(name), "codec", None),
@@ -143,9 +146,11 @@ class RowGroupWorker:
             pf = open_row_group_file(self._spec.filesystem, path, pre_buffer=self._pre_buffer,
                                      buffer_size=0 if self._pre_buffer else _READ_BUFFER_BYTES,
                                      decode_bound=self._decode_bound, config=self._spec.settings)
-        except Exception as e:
+        except BaseException as e:  # a Ctrl-C during the open too: the descriptor is nobody's yet
             if fd is not None:
                 os.close(fd)
+            if not isinstance(e, Exception):
+                raise
             raise PetastormDatasetError(f"cannot open Parquet file {path!r}: {e}") from e
         self._files[path] = pf
         if fd is not None:
@@ -418,6 +423,16 @@ class RowGroupWorker:
                 pass
         self._files.clear()
         self._read_buffer = None
+
+
+def _close_fds(fds: dict) -> None:
+    """Close the descriptors a worker opened for mapped reads (its finalizer: it was dropped unclosed)."""
+    for fd in list(fds.values()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
 
 
 def _direct_fields(spec: ReadSpec) -> frozenset:

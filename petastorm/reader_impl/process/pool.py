@@ -234,9 +234,14 @@ class ProcessPool(Pool):
             self._dispatch()
             live = [w for w in state.workers if not w.dead]
             handles: List[Any] = [state.wake_r]
-            for w in live:
-                handles += [w.conn, w.process.sentinel]
-            ready = mp_wait(handles, timeout=1.0)
+            try:
+                for w in live:
+                    handles += [w.conn, w.process.sentinel]
+                ready = mp_wait(handles, timeout=1.0)
+            except (ValueError, OSError):  # join() from another thread closed them meanwhile
+                if self._stopped or state.closed:
+                    return False
+                raise
             woken = state.wake_r in ready
             if woken:  # read the wake-ups before looking at the lane: none said after this is lost
                 try:
@@ -401,7 +406,7 @@ class ProcessPool(Pool):
             "transport": self.transport,
             "workers_alive": sum(1 for w in workers if w.process.is_alive()) if not self._state.closed else 0,
             "startup_s": self._startup_s,
-            "worker_pids": [w.process.pid for w in workers],
+            "worker_pids": [w.pid for w in workers],
             "pending_dispatch": len(self._pending),
             "outstanding_per_worker": [len(w.outstanding) for w in workers],
             "bytes_shm": sum(w.reader.bytes_shm for w in workers),

@@ -30,11 +30,12 @@ GC_JOIN_TIMEOUT_S = 1.0
 
 
 class WorkerHandle:
-    __slots__ = ("index", "process", "conn", "sock", "reader", "outstanding", "ready", "dead")
+    __slots__ = ("index", "process", "pid", "conn", "sock", "reader", "outstanding", "ready", "dead")
 
     def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
         self.index = index
         self.process = process
+        self.pid = process.pid  # kept: a closed Process (after the shutdown) no longer says it
         self.conn = conn
         self.sock = sock
         self.reader = reader
@@ -137,6 +138,7 @@ def start_workers(state: PoolState, ctx: Any, factory_bytes: bytes, options: dic
             for closeable in (w.conn, w.sock):
                 if closeable is not None:
                     closeable.close()
+            _release_process(w.process)
             return
         state.wake()
 
@@ -215,6 +217,7 @@ def shutdown(state: PoolState) -> None:
                     closeable.close()
             except OSError:
                 pass
+        _release_process(w.process)
     with state.wake_lock:
         for fd in (state.wake_r, state.wake_w):
             try:
@@ -222,6 +225,18 @@ def shutdown(state: PoolState) -> None:
             except OSError:
                 pass
         state.wake_w = -1
+
+
+def _release_process(process: Any) -> None:
+    """Release an ended worker's ``Process``: its start method's pipes (the sentinel; with 'forkserver' also
+    the write end to the server) stay open otherwise as long as the pool object lives (a reader kept after
+    ``stop(); join()``), two descriptors per worker."""
+    popen = getattr(process, "_popen", None)  # (Process.close() would also make is_alive()/exitcode raise)
+    try:
+        if popen is not None and process.exitcode is not None:  # reaped: its exit code is kept, not re-read
+            popen.close()
+    except (ValueError, OSError):  # already closed
+        pass
 
 
 def _collect_bequests(state: PoolState, deadline: float) -> None:
