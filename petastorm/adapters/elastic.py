@@ -85,7 +85,8 @@ def _loader_parts(state: Mapping, i: int) -> tuple[str, dict, Optional[dict], li
     """``(loader name, settings/meta, reader state, held rows, extra)`` of one rank's loader state."""
     check_digest(state, f"states[{i}]")
     if state.get("kind") == _JAX_KIND:
-        reader_state, held = pipeline_parts(state["core"])
+        # (decoded: a JaxIterator state may hold its arrays encoded, as the torch loaders' states do)
+        reader_state, held = pipeline_parts(decode_state(state["core"]))
         return "JaxIterator", {"settings": state["core"].get("settings")}, reader_state, held, {}
     if "batcher" in state and "settings" in state:
         reader_state, held = pipeline_parts(state)
