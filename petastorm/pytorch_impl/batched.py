@@ -39,6 +39,7 @@ from petastorm.errors import (
 )
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import TensorConverter, resolve_device
+from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns
 from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
 
@@ -76,6 +77,18 @@ def _column_of(name: str, value: Any) -> np.ndarray:
     except Exception as e:  # noqa: BLE001
         raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, which is not "
                                  f"an array ({e})") from None
+
+
+def _chunk_fn(transform_fn: Optional[Callable], batch_reader: bool) -> Optional[Callable]:
+    """What runs on each reader batch before batching: for ``make_batch_reader``, numbers with nulls become floats
+    with NaN (:func:`~petastorm.pytorch_impl.dtypes.nulls_as_nan_columns`, as the original's batch reader gave
+    them, so every batch of a reader batch has one dtype); then ``transform_fn`` per column (:func:`_per_column`)."""
+    per_column = _per_column(transform_fn)
+    if not batch_reader:
+        return per_column
+    if per_column is None:
+        return nulls_as_nan_columns
+    return lambda columns: per_column(nulls_as_nan_columns(columns))
 
 
 def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
@@ -162,7 +175,8 @@ class BatchedDataLoader(LoaderBase):
         seed = self._pass_buffer_seed() if self.shuffling_queue_capacity > 0 else None
         return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                              seed=seed, convert=self._converter, prefetch=self.prefetch,
-                             chunk_fn=_per_column(self.transform_fn), convert_block=self._converter.convert_block)
+                             chunk_fn=_chunk_fn(self.transform_fn, _is_batch_reader(self.reader)),
+                             convert_block=self._converter.convert_block)
 
     def _pass_buffer_seed(self) -> Optional[list]:
         return pass_seed(self.seed if self.seed is not None else reader_seed(self.reader), self._passes_done)
@@ -259,6 +273,7 @@ class InMemBatchedDataLoader(LoaderBase):
         self.transform_fn = transform_fn
         self.shuffle = bool(shuffle)
         self._data: Optional[InMemTable] = None
+        self._load_error: Optional[Exception] = None  # the error of a failed load, raised again by every later one
         self._rows = 0
         self._dataset_fingerprint: Optional[str] = None
         self._epoch = 0
@@ -269,6 +284,17 @@ class InMemBatchedDataLoader(LoaderBase):
     def _load(self) -> None:
         if self._data is not None:
             return
+        if self._load_error is not None:
+            # a failed load consumed part of the reader: loading again would serve the rows left silently (after
+            # ``list(loader)``, whose length hint swallows a TypeError raised by len(), the pass had no rows)
+            raise self._load_error
+        try:
+            self._load_rows()
+        except Exception as e:
+            self._load_error = e
+            raise
+
+    def _load_rows(self) -> None:
         from petastorm.adapters import ReaderSource
 
         try:
@@ -276,7 +302,7 @@ class InMemBatchedDataLoader(LoaderBase):
         except Exception:  # noqa: BLE001 - readers without a state
             self._dataset_fingerprint = None
         source = ReaderSource(self.reader)
-        chunk_fn = _per_column(self.transform_fn)
+        chunk_fn = _chunk_fn(self.transform_fn, _is_batch_reader(self.reader))
         parts, rows, stored, more = [], 0, 0, False  # rows read from the reader, rows stored
         while rows < self.rows_capacity:
             chunk = source.next_chunk(min(self.rows_capacity - rows, 4096))
@@ -312,7 +338,8 @@ class InMemBatchedDataLoader(LoaderBase):
     # --- iteration -----------------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Any]:
-        if self._passes_done > 0 or (self._passes_started > 0 and not self._in_iter):
+        # recorded from 0.12.1: a second iterator, during the pass or after it, raises the reuse message
+        if self._passes_done > 0 or self._passes_started > 0:
             raise RuntimeError(INMEM_REUSE_ERROR)
         return super().__iter__()
 

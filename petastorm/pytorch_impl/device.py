@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from petastorm.adapters.nulls import nullable_numbers_as_nan
-from petastorm.errors import PetastormArgumentError, PetastormTypeError
+from petastorm.errors import PetastormArgumentError, PetastormBatchShapeError, PetastormTypeError
 from petastorm.pytorch_impl.dtypes import (
     ARRAY_PROMOTIONS,
     is_text_or_object_dtype,
@@ -120,8 +120,10 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
             stacked = np.stack(values)
         except ValueError:
             shapes = sorted({v.shape for v in values})[:4]
-            raise PetastormTypeError(f"field {name!r} has cells of different shapes (e.g. {shapes}): they cannot "
-                                     f"form one tensor. {_HINT}") from None
+            # a TypeError and the original's RuntimeError (recorded from 0.12.1: torch's "Sizes of tensors must
+            # match"), as DataLoader's error for the same cells
+            raise PetastormBatchShapeError(f"field {name!r} has cells of different shapes (e.g. {shapes}): they "
+                                           f"cannot form one tensor. {_HINT}") from None
     else:
         try:
             stacked = np.asarray(values)

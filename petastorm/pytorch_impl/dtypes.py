@@ -26,6 +26,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormTypeError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "sanitize_row",
     "nullable_error",
     "string_array_error",
+    "nulls_as_nan_columns",
 ]
 
 #: numpy dtype of an array -> the dtype the original converts it to before making a tensor.
@@ -136,3 +138,33 @@ def sanitize_row(row: Dict[str, Any], strings_ok: bool = False) -> Dict[str, Any
     for name, value in row.items():
         row[name] = sanitize_value(name, value, strings_ok)
     return row
+
+
+def nulls_as_nan_columns(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """A ``make_batch_reader`` column batch with its object columns of numbers and ``None`` as the original's
+    batch reader gave them: floats with NaN (``float64`` for integers; see
+    :func:`~petastorm.adapters.nulls.nullable_numbers_as_nan`). Other columns are kept as they are.
+
+    Run on each reader batch as a whole, before batching, shuffling and ``transform_fn`` (recorded from
+    0.12.1: ``transform_fn`` got such a column as floats with NaN, and every loader batch cut from that reader
+    batch had the float dtype, with or without the null row). Converting each loader batch on its own gave
+    ``int32`` in the batches without a null and ``float64`` in the others.
+
+    Parameters
+    ----------
+    columns : dict of str -> numpy.ndarray, shape (rows, ...)
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        ``columns`` itself when nothing changes, else a new dict (same keys and order).
+    """
+    out = None
+    for name, col in columns.items():
+        if col.dtype.kind == "O" and col.ndim == 1:
+            filled = nullable_numbers_as_nan(col)
+            if filled is not None:
+                if out is None:
+                    out = dict(columns)
+                out[name] = filled
+    return columns if out is None else out

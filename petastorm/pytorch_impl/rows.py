@@ -31,7 +31,7 @@ from petastorm.adapters.checks import ensure_int
 from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
-from petastorm.pytorch_impl.dtypes import promote_array, sanitize_row
+from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns, promote_array, sanitize_row
 from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
@@ -178,12 +178,15 @@ class DataLoader(LoaderBase):
         if self._columns:
             from petastorm.adapters import BatchPipeline
 
-            convert, convert_block = columns_to_torch, columns_block_to_torch
-            if getattr(self.reader, "is_batched_reader", False):  # nulls in numbers: NaN, as the original
+            convert, convert_block, chunk_fn = columns_to_torch, columns_block_to_torch, None
+            if getattr(self.reader, "is_batched_reader", False):
+                # nulls in numbers: NaN, as the original; per reader batch, so all its batches have one dtype
                 convert = partial(columns_to_torch, nulls_as_nan=True)
                 convert_block = partial(columns_block_to_torch, nulls_as_nan=True)
+                chunk_fn = nulls_as_nan_columns
             return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
-                                 seed=seed, convert=convert, prefetch=_PREFETCH, convert_block=convert_block)
+                                 seed=seed, convert=convert, prefetch=_PREFETCH, convert_block=convert_block,
+                                 chunk_fn=chunk_fn)
         return _RowPass(self.reader, self.batch_size, self.shuffling_queue_capacity, seed)
 
     def _iter_impl(self) -> Iterator[Any]:
