@@ -147,3 +147,10 @@ def test_nullable_integers_that_float32_holds_exactly_still_arrive_as_floats_wit
     assert small.dtype == np.float32
     expected = np.array([np.nan if i % 3 == 1 else i for i in range(20)], dtype=np.float32)
     np.testing.assert_array_equal(small, expected)
+
+
+@pytest.mark.parametrize("reader", [None, "file:///tmp/some/dataset", [{"id": 1}]])
+def test_something_that_is_no_reader_is_refused_up_front_naming_the_argument(reader):
+    # None was accepted: next() raised "'NoneType' object is not iterable" and close() an AttributeError ('stop')
+    with pytest.raises(PetastormTypeError, match="reader: make_jax_iterator needs a petastorm reader"):
+        make_jax_iterator(reader, batch_size=4)
