@@ -145,7 +145,8 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
     -------
     dict of str to np.ndarray or jax.Array
         The same arrays (``jax.Array`` values made by a ``transform_fn`` pass as they are), except
-        ``datetime64``/``timedelta64`` columns, given as ``int64`` nanoseconds (JAX has no time types; as
+        big-endian columns, given in native byte order, and ``datetime64``/``timedelta64`` columns, given as
+        ``int64`` nanoseconds (JAX has no time types; as
         ``tf_utils`` maps them).
 
     Raises
@@ -169,7 +170,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
     ensure_aligned(batch, "a batch's columns")
     for column in batch.values():  # the common case, one cheap test a column: plain numeric arrays
         if type(column) is not np.ndarray or column.dtype.kind not in _NUMERIC_KINDS or \
-                (not x64 and column.dtype in _NARROW_INTS):
+                (not x64 and column.dtype in _NARROW_INTS) or not column.dtype.isnative:
             break
     else:
         return dict(batch)
@@ -179,6 +180,8 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             out[name] = column
             continue
         column = np.asarray(column) if not isinstance(column, np.ndarray) else column
+        if not column.dtype.isnative:  # big-endian (a field declared '>f4'): JAX takes native byte order only
+            column = column.astype(column.dtype.newbyteorder("="))
         kind = column.dtype.kind
         what = None
         if kind in "Mm":

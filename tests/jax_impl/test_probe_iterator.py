@@ -154,3 +154,31 @@ def test_something_that_is_no_reader_is_refused_up_front_naming_the_argument(rea
     # None was accepted: next() raised "'NoneType' object is not iterable" and close() an AttributeError ('stop')
     with pytest.raises(PetastormTypeError, match="reader: make_jax_iterator needs a petastorm reader"):
         make_jax_iterator(reader, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def big_endian_dataset(tmp_path_factory):
+    """12 rows of a field declared big-endian (``>f4``, as arrays from FITS files are): ``v`` = [i, i, i]."""
+    from _fixtures.datasets import write_synthetic_dataset
+
+    from petastorm.codecs import NdarrayCodec, ScalarCodec
+    from petastorm.spark_types import spark_type
+    from petastorm.unischema import Unischema, UnischemaField
+
+    schema = Unischema("BigEndian", [
+        UnischemaField("id", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
+        UnischemaField("v", np.dtype(">f4"), (3,), NdarrayCodec(), False),
+    ])
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("big_endian") / "d"), rows=12, rows_per_group=6,
+                                   schema=schema, row_fn=lambda i: {"id": i, "v": np.full(3, i, ">f4")})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make", [make_batch_reader, make_reader])
+def test_a_big_endian_field_arrives_with_its_values(big_endian_dataset, make):
+    # over make_batch_reader JAX raised its own TypeError ("Dtype >f4 is not a valid JAX array type"), naming no field
+    with make(big_endian_dataset, schema_fields=["id", "v"], shuffle_row_groups=False, workers_count=1) as reader, \
+            make_jax_iterator(reader, batch_size=4) as batches:
+        got = [np.asarray(batch["v"]) for batch in batches]
+    assert all(v.dtype == np.float32 for v in got)
+    np.testing.assert_array_equal(np.concatenate(got), np.repeat(np.arange(12, dtype=np.float32)[:, None], 3, 1))
