@@ -38,8 +38,8 @@ from petastorm.errors import (
     PetastormTypeError,
 )
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
-from petastorm.pytorch_impl.device import TensorConverter, resolve_device
-from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns
+from petastorm.pytorch_impl.device import NULLS_HINT, TensorConverter, resolve_device
+from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns, refuse_nulls_columns
 from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
 
@@ -82,13 +82,20 @@ def _column_of(name: str, value: Any) -> np.ndarray:
 def _chunk_fn(transform_fn: Optional[Callable], batch_reader: bool) -> Optional[Callable]:
     """What runs on each reader batch before batching: for ``make_batch_reader``, numbers with nulls become floats
     with NaN (:func:`~petastorm.pytorch_impl.dtypes.nulls_as_nan_columns`, as the original's batch reader gave
-    them, so every batch of a reader batch has one dtype); then ``transform_fn`` per column (:func:`_per_column`)."""
+    them, so every batch of a reader batch has one dtype), then ``transform_fn`` per column (:func:`_per_column`);
+    for ``make_reader``, ``transform_fn``, then a ``None`` left is the original's nullable ``TypeError``."""
     per_column = _per_column(transform_fn)
-    if not batch_reader:
-        return per_column
+    if not batch_reader:  # None in a row's value: the original's TypeError, after transform_fn (it may fill them)
+        if per_column is None:
+            return _refuse_nulls
+        return lambda columns: _refuse_nulls(per_column(columns))
     if per_column is None:
         return nulls_as_nan_columns
     return lambda columns: per_column(nulls_as_nan_columns(columns))
+
+
+def _refuse_nulls(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    return refuse_nulls_columns(columns, NULLS_HINT)
 
 
 def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:

@@ -24,7 +24,7 @@ from petastorm.pytorch_impl.dtypes import (
 )
 
 __all__ = ["resolve_device", "column_to_tensor", "numeric_to_tensor", "TensorConverter", "AS_IS_DTYPES",
-           "block_to_tensors"]
+           "block_to_tensors", "NULLS_HINT"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -85,6 +85,10 @@ _HINT = ("BatchedDataLoader makes tensors of whole columns: leave the field out 
          "lists")
 
 
+#: What to do about a None in a make_reader field (after the original's nullable message).
+NULLS_HINT = ("BatchedDataLoader makes tensors of whole columns: fill the nulls with a TransformSpec or leave the "
+              "field out (schema_fields)")
+
 #: dtypes that become tensors as they are (no promotion, no check)
 AS_IS_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8,
                                         np.uint8, np.complex64, np.complex128))
@@ -109,8 +113,7 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
         raise _string_error(name)
     if any(v is None for v in values):
         if row_values:
-            raise PetastormTypeError(f"{nullable_error(name)}. BatchedDataLoader makes tensors of whole columns: "
-                                     f"fill the nulls with a TransformSpec or leave the field out (schema_fields)")
+            raise PetastormTypeError(f"{nullable_error(name)}. {NULLS_HINT}")
         out = nullable_numbers_as_nan(col)
         if out is None:
             raise _string_error(name)

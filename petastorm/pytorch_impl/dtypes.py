@@ -39,6 +39,7 @@ __all__ = [
     "nullable_error",
     "string_array_error",
     "nulls_as_nan_columns",
+    "refuse_nulls_columns",
 ]
 
 #: numpy dtype of an array -> the dtype the original converts it to before making a tensor.
@@ -168,3 +169,23 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray
                     out = dict(columns)
                 out[name] = filled
     return columns if out is None else out
+
+
+def refuse_nulls_columns(columns: Dict[str, np.ndarray], hint: str = "") -> Dict[str, np.ndarray]:
+    """``columns`` (rows of ``make_reader`` gathered into columns) unchanged, or the original's nullable
+    ``TypeError`` for the first object column holding a ``None``.
+
+    Run on each gathered chunk before batching and shuffling: a ``None`` cell of an array field otherwise
+    reaches the shuffling buffer as a cell of shape ``()`` and fails there as cells of different shapes (a
+    ``ValueError`` that does not say why), depending on where the row falls.
+
+    Raises
+    ------
+    PetastormTypeError
+        "Pytorch does not support nullable fields. Found None in <name>" (recorded from 0.12.1), then ``hint``.
+    """
+    for name, col in columns.items():
+        if col.dtype.kind == "O" and col.ndim == 1 and any(v is None for v in col.tolist()):
+            error = nullable_error(name)
+            raise PetastormTypeError(f"{error}. {hint}") if hint else error
+    return columns

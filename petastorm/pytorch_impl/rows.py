@@ -31,7 +31,12 @@ from petastorm.adapters.checks import ensure_int
 from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
-from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns, promote_array, sanitize_row
+from petastorm.pytorch_impl.dtypes import (
+    nulls_as_nan_columns,
+    promote_array,
+    refuse_nulls_columns,
+    sanitize_row,
+)
 from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
@@ -178,7 +183,8 @@ class DataLoader(LoaderBase):
         if self._columns:
             from petastorm.adapters import BatchPipeline
 
-            convert, convert_block, chunk_fn = columns_to_torch, columns_block_to_torch, None
+            # rows of make_reader: a None is the original's TypeError, before it can reach the shuffling buffer
+            convert, convert_block, chunk_fn = columns_to_torch, columns_block_to_torch, refuse_nulls_columns
             if getattr(self.reader, "is_batched_reader", False):
                 # nulls in numbers: NaN, as the original; per reader batch, so all its batches have one dtype
                 convert = partial(columns_to_torch, nulls_as_nan=True)
