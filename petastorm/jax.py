@@ -111,10 +111,6 @@ class JaxIterator:
         from petastorm.adapters import BatchPipeline
 
         _import_jax()
-        if not hasattr(reader, "__iter__") or not callable(getattr(reader, "stop", None)) or \
-                not callable(getattr(reader, "join", None)):  # close() stops and joins it
-            raise PetastormTypeError(f"reader: make_jax_iterator needs a petastorm reader (make_reader / "
-                                     f"make_batch_reader), got {type(reader).__name__}")
         batch_size = ensure_int("batch_size", batch_size, 1)
         prefetch = ensure_int("prefetch", prefetch, 0)
         shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
@@ -124,6 +120,10 @@ class JaxIterator:
             raise PetastormTypeError(f"transform_fn must be callable, got {type(transform_fn).__name__}")
         sharding = ensure_sharding(sharding)
         shards = check_batch_size(batch_size, sharding)
+        if not hasattr(reader, "__iter__") or not callable(getattr(reader, "stop", None)) or \
+                not callable(getattr(reader, "join", None)):  # close() stops and joins it
+            raise PetastormTypeError(f"reader: make_jax_iterator needs a petastorm reader (make_reader / "
+                                     f"make_batch_reader), got {type(reader).__name__}")
         if transform_fn is None and getattr(reader, "schema", None) is not None:
             check_schema_fields(reader.schema)
         self.reader = reader
