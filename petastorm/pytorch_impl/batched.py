@@ -41,7 +41,7 @@ from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import NULLS_HINT, TensorConverter, resolve_device
 from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns, refuse_nulls_columns
 from petastorm.pytorch_impl.inmem_table import InMemTable
-from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
+from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader, reader_seed
 
 __all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
 
@@ -56,14 +56,6 @@ _K_EPOCH = "epoch"
 _K_BATCH = "batch"
 _K_ROWS = "rows"
 _K_DATASET = "dataset_fingerprint"
-
-
-def _ensure_reader(reader: Any, loader: str) -> None:
-    if reader is None or not hasattr(reader, "__iter__"):
-        raise PetastormTypeError(f"reader: {loader} needs a petastorm reader (make_reader / make_batch_reader), "
-                                 f"got {type(reader).__name__}")
-    if getattr(reader, "ngram", None) is not None:
-        raise PetastormArgumentError(f"reader: {loader} does not support readers with an ngram")
 
 
 def _is_batch_reader(reader: Any) -> bool:
@@ -158,7 +150,7 @@ class BatchedDataLoader(LoaderBase):
                  shuffling_queue_capacity: int = 0, *, device: Any = None, pin_memory: bool = False,
                  prefetch: int = 2, seed: Optional[int] = None) -> None:
         super().__init__()
-        _ensure_reader(reader, "BatchedDataLoader")
+        ensure_reader(reader, "BatchedDataLoader")
         self.batch_size = ensure_int("batch_size", batch_size, 1)
         self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         self.prefetch = ensure_int("prefetch", prefetch, 0)
@@ -263,7 +255,7 @@ class InMemBatchedDataLoader(LoaderBase):
                  num_epochs: Optional[int] = 1, seed: int = 0, rows_capacity: int = 1024,
                  shuffle: bool = False) -> None:
         super().__init__()
-        _ensure_reader(reader, "InMemBatchedDataLoader")
+        ensure_reader(reader, "InMemBatchedDataLoader")
         reader_epochs = getattr(getattr(reader, "_p", None), "num_epochs", 1)
         if reader_epochs is None:
             raise PetastormArgumentError(

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Mapping, Optional
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
-__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed"]
+__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "ensure_reader"]
 
 logger = logging.getLogger("petastorm.pytorch")
 
@@ -59,6 +59,26 @@ _K_PASSES = "passes_done"
 _K_IN_PASS = "in_pass"
 _K_BODY = "body"
 _K_READER = "reader"
+
+
+def ensure_reader(reader: Any, loader: str) -> None:
+    """Refuse what is no reader (``None``, a number) or an ngram reader when the loader is made, naming the
+    argument (instead of a bare ``TypeError`` / ``AttributeError`` at the first batch or at ``stop()``).
+
+    Raises
+    ------
+    PetastormTypeError
+        ``reader`` cannot be iterated.
+    PetastormArgumentError
+        ``reader`` was made with an ngram.
+    """
+    from petastorm.errors import PetastormArgumentError, PetastormTypeError
+
+    if reader is None or not hasattr(reader, "__iter__"):
+        raise PetastormTypeError(f"reader: {loader} needs a petastorm reader (make_reader / make_batch_reader), "
+                                 f"got {type(reader).__name__}")
+    if getattr(reader, "ngram", None) is not None:
+        raise PetastormArgumentError(f"reader: {loader} does not support readers with an ngram")
 
 
 def reader_seed(reader: Any) -> Optional[int]:

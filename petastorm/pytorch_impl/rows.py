@@ -37,7 +37,7 @@ from petastorm.pytorch_impl.dtypes import (
     refuse_nulls_columns,
     sanitize_row,
 )
-from petastorm.pytorch_impl.loader_base import LoaderBase, reader_seed
+from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader, reader_seed
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
 __all__ = ["DataLoader"]
@@ -165,8 +165,7 @@ class DataLoader(LoaderBase):
                                                    integral_float=True)
         if not callable(collate_fn):
             raise PetastormArgumentError(f"collate_fn must be callable, got {collate_fn!r}")
-        if getattr(reader, "ngram", None) is not None:
-            raise PetastormArgumentError("reader: DataLoader does not support readers with an ngram")
+        ensure_reader(reader, "DataLoader")
         self.reader = reader
         self.collate_fn = collate_fn
         self._columns = collate_fn is decimal_friendly_collate

@@ -189,3 +189,11 @@ def test_batched_loader_transform_fn_may_fill_the_nulls_of_make_reader_rows(null
     ids = torch.cat([b["id"] for b in batches])
     v = torch.cat([b["v"] for b in batches])
     assert sorted(ids.tolist()) == list(range(N)) and v[ids == 1].tolist() == [[0.0, 0.0]]
+
+
+@pytest.mark.parametrize("reader", [None, 3], ids=["None", "int"])
+def test_dataloader_refuses_what_is_no_reader_when_made(reader):
+    # was accepted, then a bare TypeError ("'NoneType' object is not iterable") at the first batch; 0.12.1 failed
+    # with AttributeError ("'NoneType' object has no attribute 'stop'") on leaving the `with`
+    with pytest.raises(PetastormTypeError, match="reader: DataLoader needs a petastorm reader"):
+        DataLoader(reader, batch_size=2)
