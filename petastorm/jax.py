@@ -70,11 +70,12 @@ integer column with nulls whose values ``float32`` would round (beyond 2**24).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Optional
 
 from petastorm.adapters.checks import ensure_int
 from petastorm.adapters.state_codec import DIGEST_KEY, check_digest, with_digest
-from petastorm.errors import PetastormStateError, PetastormTypeError
+from petastorm.errors import PetastormStateError, PetastormTypeError, PetastormWorkerError
 from petastorm.jax_impl.columns import check_schema_fields
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
 
@@ -93,6 +94,21 @@ def _import_jax() -> Any:
                           f"pip install 'petastorm[jax]' (CPU) or as https://docs.jax.dev/en/latest/installation.html "
                           f"says for GPUs and TPUs") from error
     return jax
+
+
+def _no_stop_iteration(transform_fn: Callable) -> Callable:
+    """``transform_fn`` with a ``StopIteration`` it raises turned into an error: re-raised by ``next()``, it would
+    end the caller's loop as if the pass had ended (PEP 479 does the same for generators)."""
+
+    @functools.wraps(transform_fn)
+    def call(batch: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            return transform_fn(batch)
+        except StopIteration as error:
+            raise PetastormWorkerError(f"transform_fn raised StopIteration ({error!r}): a next() on an exhausted "
+                                       f"iterator inside it?") from error
+
+    return call
 
 
 class JaxIterator:
@@ -118,6 +134,8 @@ class JaxIterator:
             seed = ensure_int("seed", seed, -(1 << 127)) % (1 << 128)
         if transform_fn is not None and not callable(transform_fn):
             raise PetastormTypeError(f"transform_fn must be callable, got {type(transform_fn).__name__}")
+        if transform_fn is not None:
+            transform_fn = _no_stop_iteration(transform_fn)
         sharding = ensure_sharding(sharding)
         shards = check_batch_size(batch_size, sharding)
         if not hasattr(reader, "__iter__") or not callable(getattr(reader, "stop", None)) or \

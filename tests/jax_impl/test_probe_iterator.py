@@ -182,3 +182,34 @@ def test_a_big_endian_field_arrives_with_its_values(big_endian_dataset, make):
         got = [np.asarray(batch["v"]) for batch in batches]
     assert all(v.dtype == np.float32 for v in got)
     np.testing.assert_array_equal(np.concatenate(got), np.repeat(np.arange(12, dtype=np.float32)[:, None], 3, 1))
+
+
+class _StopsOnSecondBatch:
+    """A transform_fn with a common bug: a ``next()`` on an exhausted iterator inside it (StopIteration)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        if self.calls == 2:
+            next(iter([]))
+        return batch
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_a_transform_fn_raising_stop_iteration_does_not_end_the_pass_silently(synthetic_dataset, prefetch):
+    # re-raised by next(), the StopIteration ended the training loop after 1 of 10 batches as if the pass had ended
+    # (the torch DataLoader gives PEP 479's RuntimeError for the same collate_fn)
+    from petastorm.errors import PetastormWorkerError
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False,
+                           workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=10, prefetch=prefetch, transform_fn=_StopsOnSecondBatch())
+        seen = []
+        with pytest.raises(RuntimeError, match="transform_fn raised StopIteration") as error:
+            for batch in batches:
+                seen.append(batch)
+        assert isinstance(error.value, PetastormWorkerError) and len(seen) == 1
+        batches.close()

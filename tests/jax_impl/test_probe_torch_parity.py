@@ -36,3 +36,26 @@ def test_torch_loaders_give_a_big_endian_field_of_make_batch_reader_with_its_val
                            workers_count=1) as reader:
         got = np.concatenate([batch["v"].numpy() for batch in loader(reader, batch_size=4)])
     np.testing.assert_array_equal(got, np.repeat(np.arange(12, dtype=np.float32)[:, None], 3, 1))
+
+
+class _StopsOnSecondBatch:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, columns):
+        self.calls += 1
+        if self.calls == 2:
+            next(iter([]))  # a common bug: StopIteration from inside the function
+        return columns
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(strict=True, reason="petastorm/adapters/pipeline.py BatchPipeline._next_chunk re-raises a "
+                                       "StopIteration from transform_fn, which ends the caller's loop as if the pass "
+                                       "had ended (1 batch of 8 served, no error)")
+def test_batched_data_loader_transform_fn_raising_stop_iteration_does_not_end_the_pass_silently(big_endian_dataset):
+    with make_batch_reader(big_endian_dataset, schema_fields=["id"], shuffle_row_groups=False,
+                           workers_count=1) as reader:
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            for _ in BatchedDataLoader(reader, batch_size=2, transform_fn=_StopsOnSecondBatch()):
+                pass
