@@ -118,6 +118,15 @@ def _platform(sharding: Any, default_device: Any) -> str:
     return (default_device or jax.devices()[0]).platform
 
 
+def _may_alias_host(sharding: Any, default_device: Any) -> bool:
+    """Whether ``jax.device_put`` may take a numpy array's memory without a copy: on a CPU device (XLA's CPU
+    client aliases aligned host memory), or into an accelerator's host memory kinds."""
+    if _platform(sharding, default_device) == "cpu":
+        return True
+    kind = getattr(sharding, "memory_kind", None)
+    return kind is not None and "host" in kind
+
+
 class DevicePlacer:
     """The ``convert`` step: a numpy column batch -> a dict of ``jax.Array`` on device (sharded if asked).
 
@@ -153,7 +162,8 @@ class DevicePlacer:
         self._default_device = jax.config.jax_default_device
         self._x64 = bool(jax.config.jax_enable_x64)
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
-        self._transfer = BatchTransfer(sharding, copy=transformed)
+        # an accelerator's device memory never aliases numpy memory: copying there would only cost a host copy
+        self._transfer = BatchTransfer(sharding, copy=transformed and _may_alias_host(sharding, self._default_device))
         self._blocks: Optional[BlockPlacer] = None
         if batch_size is not None and _single_device(sharding) and _platform(sharding, self._default_device) == "cpu":
             self._blocks = BlockPlacer(batch_size, sharding)
