@@ -185,6 +185,11 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
         kind = column.dtype.kind
         what = None
         if kind in "Mm":
+            if np.isnat(column).any():  # as int64, NaT would be the sentinel -2**63 (the year 1677)
+                raise PetastormTypeError(
+                    f"field {name!r} holds NaT (missing {'timestamps' if kind == 'M' else 'durations'} in this "
+                    f"batch): JAX arrays have no missing values; fill them in transform_fn (e.g. with a sentinel "
+                    f"and a mask column), or leave the field out with schema_fields=[...] on the reader")
             unit = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
             what = f"{column.dtype} (as int64 nanoseconds)"
             column = column.astype(unit).view(np.int64)

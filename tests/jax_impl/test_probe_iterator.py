@@ -213,3 +213,33 @@ def test_a_transform_fn_raising_stop_iteration_does_not_end_the_pass_silently(sy
                 seen.append(batch)
         assert isinstance(error.value, PetastormWorkerError) and len(seen) == 1
         batches.close()
+
+
+@pytest.fixture(scope="module")
+def nullable_timestamps_dataset(tmp_path_factory):
+    """A plain Parquet file of 6 rows: ``id`` and a timestamp ``ts`` that is null in every other row."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path_factory.mktemp("nullable_ts")
+    stamps = [None if i % 2 else datetime.datetime(2020, 1, 1, 0, 0, i) for i in range(6)]
+    pq.write_table(pa.table({"id": np.arange(6), "ts": pa.array(stamps, pa.timestamp("us"))}),
+                   str(path / "a.parquet"))
+    return "file://" + str(path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("x64", [True, False])
+def test_missing_timestamps_are_an_error_naming_the_field_not_a_sentinel(nullable_timestamps_dataset, x64):
+    # NaT arrived as int64 -9223372036854775808 (the year 1677) with 64-bit mode on; with it off the error said
+    # the values did not fit int32 and advised turning 64-bit mode on, which led to the sentinel
+    import jax
+
+    with make_batch_reader(nullable_timestamps_dataset, workers_count=1) as reader:
+        with jax.enable_x64(x64):
+            batches = make_jax_iterator(reader, batch_size=6)
+        with pytest.raises(PetastormTypeError, match="'ts'.*NaT"):
+            next(batches)
+        batches.close()
