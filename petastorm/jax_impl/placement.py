@@ -37,6 +37,8 @@ def ensure_sharding(sharding: Any) -> Any:
     ------
     PetastormTypeError
         For anything else, naming the argument and its type.
+    PetastormArgumentError
+        For a sharding over an ``AbstractMesh`` (no devices).
     """
     if sharding is None:
         return None
@@ -49,6 +51,11 @@ def ensure_sharding(sharding: Any) -> Any:
         raise PetastormTypeError(f"sharding must be a jax.sharding.Sharding (e.g. NamedSharding(Mesh(devices, "
                                  f"('data',)), PartitionSpec('data'))), a jax.Device or None, got "
                                  f"{type(sharding).__name__}")
+    abstract = getattr(jax.sharding, "AbstractMesh", None)  # JAX >= 0.4.31
+    if abstract is not None and isinstance(getattr(sharding, "mesh", None), abstract):
+        raise PetastormArgumentError(f"sharding {sharding} is over an AbstractMesh, which has no devices to place "
+                                     f"batches on: make it over a Mesh of devices, e.g. Mesh(np.array(jax.devices()), "
+                                     f"('data',))")
     return sharding
 
 

@@ -42,6 +42,12 @@ _CHILD = textwrap.dedent("""
         "short_last_batch": run(batch_size=8),
         "even_rows_from_transform_fn": run(batch_size=10, transform_fn=lambda b: {k: v[:4] for k, v in b.items()}),
     }
+    with make_batch_reader(URL, workers_count=1) as reader:
+        try:
+            abstract = NamedSharding(jax.sharding.AbstractMesh((2,), ("data",)), PartitionSpec("data"))
+            make_jax_iterator(reader, batch_size=4, sharding=abstract)
+        except Exception as error:  # noqa: BLE001 - recorded for the test
+            facts["abstract_mesh"] = [type(error).__name__, str(error)]
     facts["threads"] = [t.name for t in threading.enumerate() if t.name == "petastorm-batch-prefetch"]
     print("RESULT" + json.dumps(facts))
 """)
@@ -78,3 +84,10 @@ def test_the_short_last_batch_and_even_transform_fn_batches_still_pass(facts):
     assert facts["short_last_batch"]["rows"] == [8] * 12 + [4]
     assert facts["even_rows_from_transform_fn"]["rows"] == [4] * 10
     assert facts["threads"] == []
+
+
+@pytest.mark.slow
+def test_a_sharding_over_an_abstract_mesh_is_refused_saying_why(facts):
+    # the error said the sharding "cannot be applied to arrays of rank 1 to 8"
+    name, message = facts["abstract_mesh"]
+    assert name == "PetastormArgumentError" and "AbstractMesh" in message and "no devices" in message
