@@ -56,6 +56,7 @@ _K_EPOCH = "epoch"
 _K_BATCH = "batch"
 _K_ROWS = "rows"
 _K_DATASET = "dataset_fingerprint"
+_K_READER_START = "reader_start"
 
 
 def _is_batch_reader(reader: Any) -> bool:
@@ -275,6 +276,7 @@ class InMemBatchedDataLoader(LoaderBase):
         self._load_error: Optional[Exception] = None  # the error of a failed load, raised again by every later one
         self._rows = 0
         self._dataset_fingerprint: Optional[str] = None
+        self._reader_start: Optional[dict] = None  # reader.state_dict() before the rows were loaded
         self._epoch = 0
         self._batch = 0          # batches of self._epoch already yielded
 
@@ -297,9 +299,12 @@ class InMemBatchedDataLoader(LoaderBase):
         from petastorm.adapters import ReaderSource
 
         try:
-            self._dataset_fingerprint = self.reader.state_dict().get("dataset_fingerprint")
+            # the reader's position before the load (its seed too: a reader made with seed=None draws one): a state
+            # of this loader restores it first, so the resumed loader loads the same rows in the same order
+            self._reader_start = self.reader.state_dict()
+            self._dataset_fingerprint = self._reader_start.get("dataset_fingerprint")
         except Exception:  # noqa: BLE001 - readers without a state
-            self._dataset_fingerprint = None
+            self._reader_start, self._dataset_fingerprint = None, None
         source = ReaderSource(self.reader)
         chunk_fn = _chunk_fn(self.transform_fn, _is_batch_reader(self.reader))
         parts, rows, stored, more = [], 0, 0, False  # rows read from the reader, rows stored
@@ -371,7 +376,13 @@ class InMemBatchedDataLoader(LoaderBase):
     def _pass_state(self) -> dict:
         self._load()
         return {_K_EPOCH: self._epoch, _K_BATCH: self._batch, _K_ROWS: self._rows,
-                _K_DATASET: self._dataset_fingerprint}
+                _K_DATASET: self._dataset_fingerprint, _K_READER_START: self._reader_start}
+
+    @staticmethod
+    def _check_dataset(saved_fp: Optional[str], fingerprint: Optional[str]) -> None:
+        if saved_fp is not None and fingerprint is not None and saved_fp != fingerprint:
+            raise PetastormStateError(f"InMemBatchedDataLoader state was saved for a different dataset (dataset "
+                                      f"fingerprint {saved_fp}, this reader's is {fingerprint})")
 
     def _load_pass_state(self, body: Mapping[str, Any]) -> None:
         try:
@@ -379,11 +390,17 @@ class InMemBatchedDataLoader(LoaderBase):
         except (KeyError, TypeError, ValueError):
             raise PetastormStateError("malformed InMemBatchedDataLoader pass state: integers 'epoch', 'batch' and "
                                       "'rows' expected") from None
+        start = body.get(_K_READER_START)
+        if start is not None and self._data is None:
+            if not isinstance(start, Mapping):
+                raise PetastormStateError(f"malformed InMemBatchedDataLoader pass state: {_K_READER_START!r} must be a "
+                                          f"dict from reader.state_dict(), got {type(start).__name__}")
+            self._check_dataset(body.get(_K_DATASET), self.reader.state_dict().get("dataset_fingerprint"))
+            # the reader's checks name an option (fields, seed, shuffle...) that differs; a reader made with
+            # seed=None takes the seed the saved one drew, so the rows load in the saved order
+            self.reader.load_state_dict(start)
         self._load()
-        saved_fp = body.get(_K_DATASET)
-        if saved_fp is not None and self._dataset_fingerprint is not None and saved_fp != self._dataset_fingerprint:
-            raise PetastormStateError(f"InMemBatchedDataLoader state was saved for a different dataset (dataset "
-                                      f"fingerprint {saved_fp}, this reader's is {self._dataset_fingerprint})")
+        self._check_dataset(body.get(_K_DATASET), self._dataset_fingerprint)
         if rows != self._rows:
             raise PetastormStateError(f"InMemBatchedDataLoader state was saved with {rows} rows in memory, this "
                                       f"reader gives {self._rows}: resume with a reader made with the same "

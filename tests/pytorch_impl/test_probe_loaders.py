@@ -14,7 +14,7 @@ from _fixtures.threads import no_new_prefetch_thread_within
 
 from petastorm import make_batch_reader, make_reader
 from petastorm.codecs import NdarrayCodec, ScalarCodec
-from petastorm.errors import PetastormTypeError
+from petastorm.errors import PetastormStateError, PetastormTypeError
 from petastorm.etl.writer import write_dataset
 from petastorm.pytorch import BatchedDataLoader, DataLoader, InMemBatchedDataLoader
 from petastorm.spark_types import spark_type
@@ -197,3 +197,55 @@ def test_dataloader_refuses_what_is_no_reader_when_made(reader):
     # with AttributeError ("'NoneType' object has no attribute 'stop'") on leaving the `with`
     with pytest.raises(PetastormTypeError, match="reader: DataLoader needs a petastorm reader"):
         DataLoader(reader, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def groups_url(tmp_path_factory) -> str:
+    """Petastorm dataset: ``id`` int64 and ``v`` int32, 40 rows in 8 row groups of 5 (so the reader's shuffle
+    of row groups matters)."""
+    schema = Unischema("Groups", [
+        UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
+        UnischemaField("v", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
+    ])
+    url = f"file://{tmp_path_factory.mktemp('probe_groups')}/ds"
+    # ~0.0002 MiB per row group: 5 rows each (the writer's row_group_size_mb is measured on encoded data)
+    write_dataset(url, schema, [{"id": np.int64(k), "v": np.int32(k)} for k in range(40)], workers_count=1,
+                  progress=False, num_files=1, row_group_size_mb=5 * 12 / 2 ** 20)
+    return url
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["make_reader", "make_batch_reader"])
+def test_in_memory_loader_resumes_exactly_over_a_reader_made_with_seed_none(groups_url, batched):
+    # a reader with seed=None draws its seed (state_dict() records it) and shuffles its row groups by default:
+    # the resumed loader loaded the rows in another order, so the rest of the epoch lost and repeated rows
+    def make():
+        factory = make_batch_reader if batched else make_reader
+        return InMemBatchedDataLoader(factory(groups_url, reader_pool_type="thread", workers_count=2, num_epochs=1,
+                                              seed=None, shuffle_rows=True), batch_size=4, num_epochs=2,
+                                      rows_capacity=100)
+
+    with make() as loader:
+        it = iter(loader)
+        seen = [next(it)["id"].tolist() for _ in range(3)]
+        state = loader.state_dict()
+    with make() as loader:
+        loader.load_state_dict(state)
+        rest = [b["id"].tolist() for b in loader]
+    batches = seen + rest
+    assert len(batches) == 20
+    assert sorted(sum(batches[:10], [])) == list(range(40)) == sorted(sum(batches[10:], []))
+
+
+def test_in_memory_loader_refuses_a_state_of_a_reader_with_other_options(groups_url):
+    # was accepted (the rows in memory were those of the other reader: another order, other fields)
+    def make(**options):
+        reader = make_batch_reader(groups_url, reader_pool_type="dummy", num_epochs=1, seed=1, **options)
+        return InMemBatchedDataLoader(reader, batch_size=4, rows_capacity=100)
+
+    with make() as loader:
+        next(iter(loader))
+        state = loader.state_dict()
+    with make(schema_fields=["id"]) as loader, pytest.raises(PetastormStateError, match="fields"):
+        loader.load_state_dict(state)
+    with make(shuffle_rows=True) as loader, pytest.raises(PetastormStateError, match="shuffle"):
+        loader.load_state_dict(state)
