@@ -39,7 +39,7 @@ from petastorm.errors import (
 )
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import NULLS_HINT, TensorConverter, resolve_device
-from petastorm.pytorch_impl.dtypes import nulls_as_nan_columns, refuse_nulls_columns
+from petastorm.pytorch_impl.dtypes import batch_nulls_as_nan, refuse_nulls_columns
 from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader, reader_seed
 
@@ -72,19 +72,20 @@ def _column_of(name: str, value: Any) -> np.ndarray:
                                  f"an array ({e})") from None
 
 
-def _chunk_fn(transform_fn: Optional[Callable], batch_reader: bool) -> Optional[Callable]:
+def _chunk_fn(transform_fn: Optional[Callable], reader: Any) -> Optional[Callable]:
     """What runs on each reader batch before batching: for ``make_batch_reader``, numbers with nulls become floats
     with NaN (:func:`~petastorm.pytorch_impl.dtypes.nulls_as_nan_columns`, as the original's batch reader gave
     them, so every batch of a reader batch has one dtype), then ``transform_fn`` per column (:func:`_per_column`);
     for ``make_reader``, ``transform_fn``, then a ``None`` left is the original's nullable ``TypeError``."""
     per_column = _per_column(transform_fn)
-    if not batch_reader:  # None in a row's value: the original's TypeError, after transform_fn (it may fill them)
+    if not _is_batch_reader(reader):  # None in a row's value: the original's TypeError, after transform_fn (it may fill them)
         if per_column is None:
             return _refuse_nulls
         return lambda columns: _refuse_nulls(per_column(columns))
+    nulls_as_nan = batch_nulls_as_nan(reader)
     if per_column is None:
-        return nulls_as_nan_columns
-    return lambda columns: per_column(nulls_as_nan_columns(columns))
+        return nulls_as_nan
+    return lambda columns: per_column(nulls_as_nan(columns))
 
 
 def _refuse_nulls(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -175,7 +176,7 @@ class BatchedDataLoader(LoaderBase):
         seed = self._pass_buffer_seed() if self.shuffling_queue_capacity > 0 else None
         return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                              seed=seed, convert=self._converter, prefetch=self.prefetch,
-                             chunk_fn=_chunk_fn(self.transform_fn, _is_batch_reader(self.reader)),
+                             chunk_fn=_chunk_fn(self.transform_fn, self.reader),
                              convert_block=self._converter.convert_block)
 
     def _pass_buffer_seed(self) -> Optional[list]:
@@ -306,7 +307,7 @@ class InMemBatchedDataLoader(LoaderBase):
         except Exception:  # noqa: BLE001 - readers without a state
             self._reader_start, self._dataset_fingerprint = None, None
         source = ReaderSource(self.reader)
-        chunk_fn = _chunk_fn(self.transform_fn, _is_batch_reader(self.reader))
+        chunk_fn = _chunk_fn(self.transform_fn, self.reader)
         parts, rows, stored, more = [], 0, 0, False  # rows read from the reader, rows stored
         while rows < self.rows_capacity:
             chunk = source.next_chunk(min(self.rows_capacity - rows, 4096))

@@ -73,7 +73,10 @@ def _collated_object_column(name: str, col: np.ndarray, nulls_as_nan: bool) -> U
     ``nulls_as_nan``, numbers and None: floats with NaN, as the original's batch reader gave them)."""
     values = list(col)
     if any(v is None for v in values):
-        out = nullable_numbers_as_nan(col) if nulls_as_nan else None
+        # a batch of nulls only is refused: NaN scalars would give an array field's batch the wrong shape (a
+        # number column's nulls arrive as NaN already: see nulls_as_nan_columns)
+        present = any(v is not None for v in values)
+        out = nullable_numbers_as_nan(col) if nulls_as_nan and present else None
         if out is None:
             raise nullable_error(name)
         return out

@@ -112,10 +112,13 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
     if values is None:
         raise _string_error(name)
     if any(v is None for v in values):
-        if row_values:
-            raise PetastormTypeError(f"{nullable_error(name)}. {NULLS_HINT}")
-        out = nullable_numbers_as_nan(col)
+        present = [v for v in values if v is not None]
+        # numbers with nulls: NaN, as the original; a batch of nulls only (of an array field: NaN scalars would
+        # give it the wrong shape) or of arrays with nulls: the nullable TypeError
+        out = None if row_values or not present else nullable_numbers_as_nan(col)
         if out is None:
+            if row_values or not present or isinstance(present[0], np.ndarray):
+                raise PetastormTypeError(f"{nullable_error(name)}. {NULLS_HINT}")
             raise _string_error(name)
         return out
     if values and all(isinstance(v, np.ndarray) for v in values):

@@ -22,7 +22,8 @@ columns even with a custom ``collate_fn``.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from functools import partial
+from typing import Any, Callable, Dict
 
 import numpy as np
 
@@ -39,6 +40,7 @@ __all__ = [
     "nullable_error",
     "string_array_error",
     "nulls_as_nan_columns",
+    "batch_nulls_as_nan",
     "refuse_nulls_columns",
 ]
 
@@ -141,7 +143,7 @@ def sanitize_row(row: Dict[str, Any], strings_ok: bool = False) -> Dict[str, Any
     return row
 
 
-def nulls_as_nan_columns(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ()) -> Dict[str, np.ndarray]:
     """A ``make_batch_reader`` column batch with its object columns of numbers and ``None`` as the original's
     batch reader gave them: floats with NaN (``float64`` for integers; see
     :func:`~petastorm.adapters.nulls.nullable_numbers_as_nan`). Other columns are kept as they are.
@@ -154,6 +156,9 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray
     Parameters
     ----------
     columns : dict of str -> numpy.ndarray, shape (rows, ...)
+    array_fields : collection of str
+        Fields whose cells are arrays: a column of them holding only ``None`` is kept (NaN scalars would
+        give its batches the wrong shape).
 
     Returns
     -------
@@ -164,11 +169,18 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray
     for name, col in columns.items():
         if col.dtype.kind == "O" and col.ndim == 1:
             filled = nullable_numbers_as_nan(col)
-            if filled is not None:
+            if filled is not None and (name not in array_fields or not np.isnan(filled).all()):
                 if out is None:
                     out = dict(columns)
                 out[name] = filled
     return columns if out is None else out
+
+
+def batch_nulls_as_nan(reader: Any) -> Callable:
+    """:func:`nulls_as_nan_columns` for the column batches of ``reader`` (its array fields from its schema)."""
+    fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
+    array_fields = frozenset(name for name, field in fields.items() if getattr(field, "shape", ()))
+    return partial(nulls_as_nan_columns, array_fields=array_fields)
 
 
 def refuse_nulls_columns(columns: Dict[str, np.ndarray], hint: str = "") -> Dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import (
-    nulls_as_nan_columns,
+    batch_nulls_as_nan,
     promote_array,
     refuse_nulls_columns,
     sanitize_row,
@@ -188,7 +188,7 @@ class DataLoader(LoaderBase):
                 # nulls in numbers: NaN, as the original; per reader batch, so all its batches have one dtype
                 convert = partial(columns_to_torch, nulls_as_nan=True)
                 convert_block = partial(columns_block_to_torch, nulls_as_nan=True)
-                chunk_fn = nulls_as_nan_columns
+                chunk_fn = batch_nulls_as_nan(self.reader)
             return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                                  seed=seed, convert=convert, prefetch=_PREFETCH, convert_block=convert_block,
                                  chunk_fn=chunk_fn)

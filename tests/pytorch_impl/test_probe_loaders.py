@@ -249,3 +249,40 @@ def test_in_memory_loader_refuses_a_state_of_a_reader_with_other_options(groups_
         loader.load_state_dict(state)
     with make(shuffle_rows=True) as loader, pytest.raises(PetastormStateError, match="shuffle"):
         loader.load_state_dict(state)
+
+
+@pytest.fixture(scope="module")
+def null_list_url(tmp_path_factory) -> str:
+    """Plain Parquet: ``id`` and a list<float64> column ``v`` of 2 values, null in row 1."""
+    path = tmp_path_factory.mktemp("probe_null_list")
+    pq.write_table(pa.table({
+        "id": pa.array(np.arange(N, dtype=np.int64)),
+        "v": pa.array([None if k == 1 else [float(k), 1.0] for k in range(N)], pa.list_(pa.float64())),
+    }), str(path / "part0.parquet"))
+    return f"file://{path}"
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("loader", ["DataLoader", "BatchedDataLoader", "InMemBatchedDataLoader"])
+def test_a_null_in_a_list_column_is_refused_whatever_batch_it_falls_in(null_list_url, loader, batch_size):
+    # a batch holding only the null row gave `v` as a float64 NaN tensor of shape (1,) (the other batches (n, 2)),
+    # silently; a batch holding it with other rows raised "arrays of string or object classes". 0.12.1 raised
+    # AttributeError ('NoneType' object has no attribute 'shape') for every batch size: now always the nullable
+    # TypeError naming the field
+    cls = {"DataLoader": DataLoader, "BatchedDataLoader": BatchedDataLoader,
+           "InMemBatchedDataLoader": InMemBatchedDataLoader}[loader]
+    with cls(_batch_reader(null_list_url), batch_size=batch_size) as batches, \
+            pytest.raises(TypeError, match="Pytorch does not support nullable fields. Found None in v"):
+        list(batches)
+
+
+@pytest.mark.parametrize("loader", ["DataLoader", "BatchedDataLoader", "InMemBatchedDataLoader"])
+def test_a_batch_of_nulls_only_in_a_number_column_is_nan_of_the_column_dtype(nulls_url, loader):
+    # recorded from 0.12.1 (batch_size=1 over this reader batch): `i` float64 and `f` float32 in every batch,
+    # NaN in the batch of the null row
+    cls = {"DataLoader": DataLoader, "BatchedDataLoader": BatchedDataLoader,
+           "InMemBatchedDataLoader": InMemBatchedDataLoader}[loader]
+    with cls(_batch_reader(nulls_url), batch_size=1) as batches:
+        batches = list(batches)
+    assert {b["i"].dtype for b in batches} == {torch.float64} and {b["f"].dtype for b in batches} == {torch.float32}
+    assert torch.isnan(batches[1]["i"]).all() and batches[2]["i"].tolist() == [2.0]
