@@ -189,6 +189,8 @@ class Reader:
             try:
                 return next(self._output)
             except StopIteration:
+                if self._stopped:  # stop() (or join()) from another thread ended the pool: not the data's end
+                    raise PetastormReaderError(_STOPPED_MESSAGE) from None
                 self.last_row_consumed = True
                 raise
 
@@ -284,7 +286,9 @@ class Reader:
         self._pool.stop()
 
     def join(self) -> None:
-        """Wait for every worker thread/process to end."""
+        """Wait for every worker thread/process to end (``join()`` stops the workers first if ``stop()`` was
+        not called: further reads raise, as after ``stop()``)."""
+        self._stopped = True
         self._pool.join()
 
     def cleanup_cache(self) -> None:

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
@@ -239,3 +241,54 @@ def test_ctrl_c_while_a_file_opens_leaks_no_descriptor(url, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             worker._parquet_file(path)
         assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("pool", ["thread", "process", "dummy"])
+@pytest.mark.parametrize("maker", ["make_reader", "make_batch_reader"])
+def test_stop_from_another_thread_is_an_error_in_the_consumer_not_the_end_of_data(url, pool, maker):
+    """``stop()`` from another thread while the consumer iterates: the consumer gets the stopped-reader
+    error, never a silent ``StopIteration`` that looks like the end of the data (rows lost without a word;
+    the thread and process pools ended the loop quietly). 0.12.1 (recorded) raced: RuntimeError with the
+    dummy pool and thread-pool rows, StopIteration with the process pool and thread-pool batches."""
+    import petastorm
+    from petastorm.errors import PetastormReaderError
+
+    reader = getattr(petastorm, maker)(url, reader_pool_type=pool, workers_count=2, num_epochs=None)
+    outcome = {}
+
+    def consume():
+        try:
+            for _ in reader:
+                outcome["read"] = True
+            outcome["end"] = "StopIteration"
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome["end"] = exc
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    deadline = time.time() + 30
+    while "read" not in outcome and consumer.is_alive() and time.time() < deadline:
+        time.sleep(0.01)
+    reader.stop()
+    consumer.join(15)
+    reader.join()
+    assert not consumer.is_alive()
+    assert isinstance(outcome["end"], PetastormReaderError) and isinstance(outcome["end"], RuntimeError)
+    assert "has stopped" in str(outcome["end"])
+
+
+@pytest.mark.parametrize("pool", ["thread", "process", "dummy"])
+def test_join_without_stop_stops_and_later_reads_raise(url, pool):
+    """``join()`` without ``stop()`` returns at once (0.12.1's thread pool hung there, recorded) and the
+    reader is stopped: reading on raises instead of ending the pass early as if the data were exhausted."""
+    from petastorm import make_reader
+    from petastorm.errors import PetastormReaderError
+
+    reader = make_reader(url, reader_pool_type=pool, workers_count=2)
+    for _ in range(3):
+        next(reader)
+    reader.join()
+    with pytest.raises(PetastormReaderError, match="has stopped"):
+        next(reader)
+    reader.stop()
+    reader.join()
