@@ -293,7 +293,9 @@ class InMemBatchedDataLoader(LoaderBase):
         try:
             self._load_rows()
         except Exception as e:
+            # len() loads too, outside a pass: stop and join the reader here (a pass that fails does it as well)
             self._load_error = e
+            self._stop_reader()
             raise
 
     def _load_rows(self) -> None:

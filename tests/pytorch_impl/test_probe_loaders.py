@@ -286,3 +286,29 @@ def test_a_batch_of_nulls_only_in_a_number_column_is_nan_of_the_column_dtype(nul
         batches = list(batches)
     assert {b["i"].dtype for b in batches} == {torch.float64} and {b["f"].dtype for b in batches} == {torch.float32}
     assert torch.isnan(batches[1]["i"]).all() and batches[2]["i"].tolist() == [2.0]
+
+
+def _workers() -> set:
+    import threading
+
+    return {t for t in threading.enumerate() if t.name.startswith("petastorm-worker") and t.is_alive()}
+
+
+def test_in_memory_loader_stops_the_reader_when_len_fails(int_url):
+    # len() loads the rows outside a pass: a transform_fn that raised there left the reader's workers running
+    # (list(loader) calls len() first and lets a ValueError through)
+    import time
+
+    before = _workers()
+    reader = make_batch_reader(int_url, reader_pool_type="thread", workers_count=2, num_epochs=1)
+
+    def bad(col):
+        raise ValueError("user bug")
+
+    loader = InMemBatchedDataLoader(reader, batch_size=3, transform_fn=bad)
+    with pytest.raises(ValueError, match="user bug"):
+        list(loader)
+    deadline = time.time() + 10
+    while _workers() - before and time.time() < deadline:
+        time.sleep(0.01)
+    assert not _workers() - before
