@@ -52,6 +52,8 @@ ARRAY_PROMOTIONS: Dict[np.dtype, np.dtype] = {
 }
 
 _TEXT_OR_OBJECT_KINDS = frozenset("USO")
+_NUMBERS = (int, float, np.integer, np.floating)
+_BOOLS = (bool, np.bool_)
 
 
 def promoted_dtype(dtype: Any) -> np.dtype:
@@ -167,7 +169,10 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ())
     """
     out = None
     for name, col in columns.items():
-        if col.dtype.kind == "O" and col.ndim == 1:
+        if col.dtype.kind == "O" and col.ndim == 1 and len(col):
+            first = col[0]
+            if first is not None and (not isinstance(first, _NUMBERS) or isinstance(first, _BOOLS)):
+                continue  # str, bytes, Decimal, arrays...: no pass over the column
             filled = nullable_numbers_as_nan(col)
             if filled is not None and (name not in array_fields or not np.isnan(filled).all()):
                 if out is None:
