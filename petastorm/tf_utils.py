@@ -98,8 +98,9 @@ def tf_tensors(reader: Any, shuffling_queue_capacity: int = 0, min_after_dequeue
     PetastormReaderError
         (A ``RuntimeError``.) When TensorFlow executes eagerly: use :func:`make_petastorm_dataset` there.
     PetastormArgumentError
-        (A ``ValueError``.) ``shuffling_queue_capacity`` with a batch reader (the original's message), a
-        negative count, or ``min_after_dequeue >= shuffling_queue_capacity``.
+        (A ``ValueError``.) ``shuffling_queue_capacity`` with a batch reader (the original's message), or a
+        negative count. A count that is not an integer, or ``min_after_dequeue >= shuffling_queue_capacity``,
+        is a ``PetastormArgumentTypeError``: also a ``TypeError``, as the original raised.
     PetastormSchemaError
         When a field cannot be a tensor; the message names the field.
     """

@@ -324,7 +324,8 @@ def test_tf_tensors_none_value_raises_naming_the_field(graph_results):
 @pytest.mark.slow
 def test_tf_tensors_checks_min_after_dequeue(graph_results):
     result = graph_results["tf_tensors_min_after_dequeue_too_large"]
-    assert result.get("error") == "PetastormArgumentError"
+    # a PetastormArgumentError that is also a TypeError: the original raised a TypeError here (recorded)
+    assert result.get("error") == "PetastormArgumentTypeError"
     assert "min_after_dequeue (5) must be smaller than shuffling_queue_capacity (5)" in result["message"]
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from petastorm.errors import PetastormArgumentError, PetastormReaderError
+import numpy as np
+
+from petastorm.errors import PetastormArgumentError, PetastormArgumentTypeError, PetastormReaderError
 from petastorm.tf_impl import import_tensorflow
 from petastorm.tf_impl.layout import ElementLayout
 
@@ -28,9 +30,13 @@ _BATCH_SHUFFLE_MESSAGE = (
 
 
 def _ensure_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    # a float or other non-integer: also a TypeError, as the original raised (recorded from 0.12.1:
+    # shuffling_queue_capacity=10.0 gave OperatorNotAllowedInGraphError, a TypeError)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise PetastormArgumentTypeError(f"{name} must be a non-negative integer, got {value!r}")
+    if value < 0:
         raise PetastormArgumentError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def tf_tensors(reader: Any, shuffling_queue_capacity: int = 0, min_after_dequeue: int = 0) -> Any:
@@ -44,8 +50,8 @@ def tf_tensors(reader: Any, shuffling_queue_capacity: int = 0, min_after_dequeue
     layout = ElementLayout(reader)
     if capacity and layout.batched:
         raise PetastormArgumentError(_BATCH_SHUFFLE_MESSAGE)
-    if capacity and min_after >= capacity:
-        raise PetastormArgumentError(
+    if capacity and min_after >= capacity:  # a TypeError too, as the original raised (recorded from 0.12.1)
+        raise PetastormArgumentTypeError(
             f"min_after_dequeue ({min_after}) must be smaller than shuffling_queue_capacity ({capacity})")
     specs = layout.flat_specs()
     dtypes = [tf.as_dtype(name) for name, _ in specs]
