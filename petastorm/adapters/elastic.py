@@ -61,6 +61,51 @@ def _give_back(reader_state: dict, rows: int) -> dict:
     return out
 
 
+def _read_ahead_filled(reader_states: list) -> list:
+    """The reader states with the epochs a rank's reader read ahead of the slowest rank filled in.
+
+    A loader prefetches: its reader may be several epochs ahead of the batches it served (it holds their rows)
+    when an epoch is short next to a few batches. A reader's record keeps only its current and previous epoch;
+    the epochs before them, from the slowest rank's epoch ``m`` on, were read to their end: each gets a complete
+    record (the rank's range of a normal epoch, or its part of a dealt one, whose deal another rank still
+    records), and the record's epoch becomes ``m + 1`` so that the merge takes the checkpoint as the one step of a
+    synchronised job it is. (Copies; states without records are left to the merge's checks.)
+    """
+    from petastorm.reader_impl.elastic import EpochDeal, normalize_ranges
+    from petastorm.reader_impl.plan_balanced import balanced_shard_bounds
+
+    recs = [(s.get("extra") or {}).get(KEY_ELASTIC) if isinstance(s, Mapping) else None for s in reader_states]
+    if not recs or any(not isinstance(r, Mapping) or "epoch" not in r for r in recs):
+        return reader_states
+    m = min(int(r["epoch"]) for r in recs)
+    deals = {int(k): d for r in recs for k, d in (r.get("deals") or {}).items()}
+    out = []
+    for state, rec in zip(reader_states, recs):
+        epoch = int(rec["epoch"])
+        if epoch <= m + 1:
+            out.append(state)
+            continue
+        world, rank, total = int(rec["world"]), int(rec["rank"]), int(rec["total"])
+        remainder = (state.get("options") or {}).get("remainder", "drop")
+        epochs = {k: dict(v) for k, v in (rec.get("epochs") or {}).items()}
+        for e in range(m, epoch):
+            if str(e) in epochs:
+                continue
+            if e in deals:
+                deal = EpochDeal.from_dict({**deals[e], "rank": rank})
+                read, span, base = deal.ranges(), deal.span, [list(r) for r in deal.base]
+            else:
+                lo, hi = balanced_shard_bounds(total, world, rank, remainder)
+                read, base = ([[lo, hi]] if hi > lo else []), []
+                span = total if remainder == "drop" else world * -(-total // world)
+            epochs[str(e)] = {"span": span, "consumed": normalize_ranges(base + [list(r) for r in read]),
+                              "base": base, "read": [list(r) for r in read], "complete": True}
+        extra = dict(state.get("extra") or {})
+        extra[KEY_ELASTIC] = {**rec, "epochs": epochs, "epoch": m + 1}
+        out.append({**state, "extra": extra})
+    return out
+
+
 def pipeline_parts(state: Mapping) -> tuple[dict, list]:
     """``(reader state, held column batches)`` of a :class:`BatchPipeline` state."""
     batcher = state["batcher"]
@@ -182,7 +227,7 @@ def merge_state_dicts(states: Sequence[Mapping]) -> dict:
         chunks = [c for j in order for c in parts[j][3]]
         held = concat_columns(chunks) if chunks else {}
         n_held = num_rows(held) if chunks else 0
-    job = merge_reader_states(reader_states, prefix=n_held)
+    job = merge_reader_states(_read_ahead_filled(reader_states), prefix=n_held)
     return {"kind": LOADER_JOB_KIND, "version": 1, "loader": name, "settings": metas[0].get("settings"),
             "passes_done": metas[0].get("passes_done"),
             "in_pass": any(m.get("in_pass", True) for m in metas) or bool(n_held),

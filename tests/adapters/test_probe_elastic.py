@@ -2,6 +2,7 @@
 a job checkpointed while its ranks straddle an epoch boundary, resumed at another world size, checkpointed
 again and resumed again, must serve every row ``num_epochs`` times over the whole job."""
 import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from petastorm import make_batch_reader, merge_state_dicts
+from petastorm.pytorch import BatchedDataLoader
 
 from .test_probe_resume import run_elastic
 
@@ -87,3 +89,37 @@ def test_a_job_resumed_and_checkpointed_again_before_the_next_epoch_repeats_no_r
 @pytest.mark.xfail(strict=True, reason=_REASON)
 def test_elastic_resume_over_two_epochs_checkpointed_twice_serves_every_row_twice(datasets12):
     run_elastic(datasets12, range(100, 220), epochs=(2,), n_stages=(3,))  # seed 154 repeats rows
+
+
+@pytest.mark.parametrize("world2", [1, 3])
+def test_a_rank_whose_reader_prefetched_epochs_ahead_is_merged_and_resumed_exactly(tmp_path, world2):
+    # 12 rows per rank and epoch, batches of 8: a loader prefetching 2 batches has its reader 2 epochs ahead of
+    # the batches it served; merge_state_dicts refused the synchronised checkpoint ("more than one epoch ahead")
+    ids = np.arange(24, dtype=np.int64)
+    pq.write_table(pa.table({"id": ids}), os.path.join(str(tmp_path), "p.parquet"), row_group_size=6)
+    url = "file://" + str(tmp_path)
+
+    def reader(rank, world):
+        return make_batch_reader(url, cur_shard=rank, shard_count=world, shard_mode="balanced", num_epochs=8,
+                                 reader_pool_type="dummy", shuffle_row_groups=False)
+
+    seen, states = [], []
+    for rank, prefetch in enumerate([0, 2]):  # prefetch is not a loader setting: ranks may differ
+        with reader(rank, 2) as r:
+            loader = BatchedDataLoader(r, batch_size=8, prefetch=prefetch)
+            it = iter(loader)
+            seen += [i for _ in range(3) for i in next(it)["id"].tolist()]
+            deadline = time.time() + 30
+            while prefetch and loader.state_dict()["body"]["rows_held"] < 16 and time.time() < deadline:
+                time.sleep(0.01)  # the prefetch thread reads its 2 batches
+            states.append(loader.state_dict())
+            it.close()
+    job = merge_state_dicts(states)
+    per_rank = []
+    for rank in range(world2):
+        with reader(rank, world2) as r:
+            loader = BatchedDataLoader(r, batch_size=8)
+            loader.load_state_dict(job)
+            per_rank.append([i for b in loader for i in b["id"].tolist()])
+    assert Counter(seen + sum(per_rank, [])) == Counter(list(range(24)) * 8)
+    assert max(map(len, per_rank)) - min(map(len, per_rank)) <= 1
