@@ -2,6 +2,7 @@
 a job checkpointed while its ranks straddle an epoch boundary, resumed at another world size, checkpointed
 again and resumed again, must serve every row ``num_epochs`` times over the whole job."""
 import os
+import random
 import time
 from collections import Counter
 
@@ -13,7 +14,7 @@ import pytest
 from petastorm import make_batch_reader, merge_state_dicts
 from petastorm.pytorch import BatchedDataLoader
 
-from .test_probe_resume import run_elastic
+from .test_probe_resume import _leave, _take, close, make_loader, open_reader, random_case, run_elastic, trip
 
 
 def _write_multiple_of_12(path, seed):
@@ -123,3 +124,56 @@ def test_a_rank_whose_reader_prefetched_epochs_ahead_is_merged_and_resumed_exact
             per_rank.append([i for b in loader for i in b["id"].tolist()])
     assert Counter(seen + sum(per_rank, [])) == Counter(list(range(24)) * 8)
     assert max(map(len, per_rank)) - min(map(len, per_rank)) <= 1
+
+
+def _ids_dataset(path, rows, group):
+    os.makedirs(path, exist_ok=True)
+    ids = np.arange(rows, dtype=np.int64)
+    pq.write_table(pa.table({"id": ids, "x": ids + 0.5, "z": (-ids).astype(np.int32)}),
+                   os.path.join(path, "p.parquet"), row_group_size=group)
+    return "file://" + path, rows
+
+
+@pytest.mark.slow
+def test_synchronised_jobs_with_short_epochs_and_prefetch_resume_exactly(tmp_path):
+    # every rank takes the same number of steps; rank 0 does not prefetch, the others do (their readers run
+    # epochs ahead); W1 -> W2 over 3..8 epochs: every row served num_epochs times over the job
+    sets = [_ids_dataset(str(tmp_path / f"d{i}"), rows, group)
+            for i, (rows, group) in enumerate([(24, 6), (36, 5), (48, 7), (12, 12)])]
+    for seed in range(0, 60):
+        rng = random.Random(seed)
+        url, n = sets[seed % 4]
+        c = random_case(rng, n, kinds=["batched2", "dl_batch", "dl_custom", "jax", "dl_row"])
+        c.update(epochs=rng.randint(3, 8), passes=1, vary=False, transform=False, drop_last=False, min_after=None,
+                 batch_size=rng.choice([2, 3, 5, 8, 11, 16]), cap=rng.choice([0, 0, 5, 13]))
+        if not c["batched_reader"]:
+            c["shuffle_rows"] = False
+        stages, steps = [rng.randint(1, 4), rng.randint(1, 4)], rng.randint(0, 12)
+        seen, job = [], None
+        for stage, world in enumerate(stages):
+            states = []
+            for rank in range(world):
+                cr = dict(c, cur_shard=rank, shard_count=world, jax_prefetch=0 if rank == 0 else 2)
+                if c["kind"] == "batched2" and rank == 0:
+                    cr["kind"] = "batched0"
+                reader = open_reader(url, cr)
+                loader = make_loader(reader, cr)
+                try:
+                    if job is not None:
+                        loader.load_state_dict(job)
+                    got = []
+                    _, it = _take(loader, cr, got, steps if stage == 0 else None, 0)
+                    if stage == 0:
+                        time.sleep(0.02 if rank else 0)
+                        states.append(trip(loader.state_dict(), c["trip"]))
+                    _leave(it)
+                finally:
+                    close(loader, reader)
+                seen += [i for b in got for i in b]
+            if stage == 0:
+                job = trip(merge_state_dicts(states), c["trip"])
+                if not job["in_pass"] and job["passes_done"]:
+                    break
+        counts, want = Counter(seen), Counter(list(range(n)) * c["epochs"])
+        assert counts == want, (f"seed {seed}: case {c}, stages {stages}, steps {steps}: lost "
+                                f"{sorted((want - counts).elements())[:20]}, repeated {sorted((counts - want).elements())[:20]}")
