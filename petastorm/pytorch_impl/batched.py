@@ -274,6 +274,7 @@ class InMemBatchedDataLoader(LoaderBase):
         self.transform_fn = transform_fn
         self.shuffle = bool(shuffle)
         self._data: Optional[InMemTable] = None
+        self._loading = False
         self._load_error: Optional[Exception] = None  # the error of a failed load, raised again by every later one
         self._rows = 0
         self._dataset_fingerprint: Optional[str] = None
@@ -286,10 +287,14 @@ class InMemBatchedDataLoader(LoaderBase):
     def _load(self) -> None:
         if self._data is not None:
             return
+        if self._loading:  # state_dict() or len() from the transform_fn, while the rows load
+            raise PetastormStateError("InMemBatchedDataLoader is loading its rows (state_dict() or len() was called "
+                                      "from inside transform_fn): call it from the training loop")
         if self._load_error is not None:
             # a failed load consumed part of the reader: loading again would serve the rows left silently (after
             # ``list(loader)``, whose length hint swallows a TypeError raised by len(), the pass had no rows)
             raise self._load_error
+        self._loading = True
         try:
             self._load_rows()
         except Exception as e:
@@ -297,6 +302,8 @@ class InMemBatchedDataLoader(LoaderBase):
             self._load_error = e
             self._stop_reader()
             raise
+        finally:
+            self._loading = False
 
     def _load_rows(self) -> None:
         from petastorm.adapters import ReaderSource

@@ -35,6 +35,7 @@ between passes only the reader's state is kept, so the next pass starts where th
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Iterator, Mapping, Optional
 
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
@@ -48,6 +49,9 @@ logger = logging.getLogger("petastorm.pytorch")
 PARALLEL_ITER_ERROR = ("You must finish a full pass of Petastorm DataLoader before making another pass from "
                        "the beginning.If you do need to terminate early and restart from beginning, please "
                        "re-create the reader and the data loader.")
+
+#: Names (prefixes) of the threads of the loaders' prefetch and of the reader's thread pool.
+_OWN_THREADS = ("petastorm-batch-prefetch", "petastorm-worker-")
 
 #: Version of the layout written by :meth:`LoaderBase.state_dict`.
 LOADER_STATE_VERSION = 1
@@ -265,6 +269,13 @@ class LoaderBase:
         if self._error is not None:
             raise PetastormStateError(f"the last pass failed with {self._error!r}: the rows it held cannot be saved "
                                       f"exactly. Resume from a state saved before the error")
+        thread = threading.current_thread().name
+        if self._in_iter and thread.startswith(_OWN_THREADS):
+            # the state waits for the prefetch thread to pause between two batches: from that thread (a transform_fn)
+            # or from a reader worker it waits on (a TransformSpec) it would wait forever
+            raise PetastormStateError(f"state_dict() was called from the loader's or the reader's own thread "
+                                      f"{thread!r} (inside a transform_fn, TransformSpec or convert function): call it "
+                                      f"from the training loop, between two batches")
         in_pass = self._in_iter or self._resume_in_pass or self._left_early
         return with_digest(encode_state({
             _K_VERSION: LOADER_STATE_VERSION,

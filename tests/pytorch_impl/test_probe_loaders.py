@@ -312,3 +312,37 @@ def test_in_memory_loader_stops_the_reader_when_len_fails(int_url):
     while _workers() - before and time.time() < deadline:
         time.sleep(0.01)
     assert not _workers() - before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["transform_fn", "TransformSpec dummy pool", "TransformSpec thread pool",
+                                   "in-memory transform_fn"])
+def test_state_dict_called_from_inside_the_loader_is_an_error_not_a_hang(int_url, where):
+    # state_dict() waits for the prefetch thread to pause between two batches: called from that thread (a
+    # transform_fn) or from a reader worker the thread waits on (a TransformSpec), it waited forever
+    from petastorm import TransformSpec
+
+    holder = {}
+
+    def column_fn(col):
+        holder["state"] = holder["loader"].state_dict()
+        return col
+
+    def frame_fn(df):
+        holder["state"] = holder["loader"].state_dict()
+        return df
+
+    if where == "transform_fn":
+        loader = BatchedDataLoader(_batch_reader(int_url), batch_size=3, transform_fn=column_fn)
+    elif where == "in-memory transform_fn":
+        loader = InMemBatchedDataLoader(_batch_reader(int_url), batch_size=3, transform_fn=column_fn)
+    else:
+        pool = "dummy" if "dummy" in where else "thread"
+        reader = make_batch_reader(int_url, reader_pool_type=pool, workers_count=1, num_epochs=1,
+                                   transform_spec=TransformSpec(frame_fn))
+        loader = DataLoader(reader, batch_size=3)
+    holder["loader"] = loader
+    with loader, pytest.raises(PetastormStateError, match="state_dict|loading its rows"):
+        list(loader)
+    assert "state" not in holder
+    assert no_new_prefetch_thread_within()
