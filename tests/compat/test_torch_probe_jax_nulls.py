@@ -40,3 +40,38 @@ def test_every_batch_of_a_nullable_integer_column_is_floats(url):
         reader.join()
     assert [len(b["v"]) for b in batches] == [3, 3, 1]
     assert len({str(b["v"].dtype) for b in batches}) == 1 and np.isnan(np.asarray(batches[0]["v"])[1])
+
+
+_STATE_INSIDE = """
+import sys
+from petastorm import make_batch_reader
+from petastorm.jax import make_jax_iterator
+holder = {}
+def transform(columns):
+    holder["state"] = holder["it"].state_dict()
+    return columns
+reader = make_batch_reader(sys.argv[1], reader_pool_type="dummy", num_epochs=1)
+holder["it"] = make_jax_iterator(reader, batch_size=3, transform_fn=transform)
+try:
+    list(holder["it"])
+except Exception as e:
+    print(type(e).__name__)
+finally:
+    reader.stop()
+    reader.join()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="BatchPipeline.state_dict() from its own prefetch thread (a transform_fn) waits "
+                                       "for that thread to pause: a hang; fix in petastorm/adapters/pipeline.py "
+                                       "_paused() (the torch loaders refuse it in LoaderBase.state_dict)")
+def test_jax_state_dict_from_inside_transform_fn_is_an_error_not_a_hang(url):
+    import subprocess
+    import sys
+
+    try:  # in a child process: the hang must not leave a blocked thread in this one
+        out = subprocess.run([sys.executable, "-c", _STATE_INSIDE, url], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("state_dict() inside transform_fn hung")
+    assert "PetastormStateError" in out.stdout, out.stderr[-2000:]
