@@ -108,10 +108,12 @@ it = iter(r)
 for _ in range(3):
     next(it)
 r.stop(); r.join()
-done(pids=r.diagnostics["pool_worker_pids"])
+pids = r.diagnostics["pool_worker_pids"]
+done(pids=pids, alive=[p for p in pids if os.path.exists(f"/proc/{{p}}")])
 ''', url)
     assert out["leaks"] == {}
     assert len(out["pids"]) == 2 and all(isinstance(p, int) for p in out["pids"])  # still reported after join
+    assert out["alive"] == []  # (workers are the fork server's children: not in the children check)
 
 
 def test_process_pool_killed_worker_then_stop_join_leaves_nothing(url):
@@ -292,3 +294,33 @@ def test_join_without_stop_stops_and_later_reads_raise(url, pool):
         next(reader)
     reader.stop()
     reader.join()
+
+
+def test_ctrl_c_during_process_pool_join_still_ends_workers_and_closes_descriptors(url):
+    """Ctrl-C while ``join()`` waits for workers stuck in user code: the KeyboardInterrupt reaches the user,
+    and the workers are terminated and every descriptor closed all the same (the pool counted as closed from
+    the start of the shutdown, so a second ``join()`` did nothing: workers and 10 descriptors were left)."""
+    out = _run('''
+import signal
+def stuck(row):
+    time.sleep(20)
+    return row
+r = make_reader(URL, reader_pool_type="process", workers_count=2, transform_spec=TransformSpec(stuck))
+it = iter(r)
+threading.Thread(target=lambda: next(it, None), daemon=True).start()
+time.sleep(1.5)
+pids = r.diagnostics["pool_worker_pids"]
+r.stop()
+threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+try:
+    r.join()
+    interrupted = False
+except KeyboardInterrupt:
+    interrupted = True
+r.join()
+time.sleep(0.5)
+done(interrupted=interrupted, alive=[p for p in pids if os.path.exists(f"/proc/{p}")])
+''', url)
+    assert out["interrupted"] is True
+    assert out["alive"] == []
+    assert out["leaks"] == {}

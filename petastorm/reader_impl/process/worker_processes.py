@@ -178,11 +178,23 @@ def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, op
 
 
 def shutdown(state: PoolState) -> None:
-    """Ask workers to stop, wait up to ``state.join_timeout``, then terminate and kill; close fds."""
+    """Ask workers to stop, wait up to ``state.join_timeout``, then terminate and kill; close fds.
+
+    A ``KeyboardInterrupt`` (Ctrl-C while ``join()`` waits for a worker stuck in user code) cuts the polite
+    part short, never the end: the workers are terminated and the descriptors closed before it propagates
+    (the pool counts as closed from the start, so no later ``join()`` would do it)."""
     with state.start_lock:
         if state.closed:
             return
         state.closed = True
+    try:
+        _ask_and_wait(state)
+    finally:
+        _end_workers(state)
+
+
+def _ask_and_wait(state: PoolState) -> None:
+    """The polite part of :func:`shutdown`: 'stop' to every worker, their bequests, their exit (bounded)."""
     deadline = time.monotonic() + state.join_timeout  # one bound for the threads and the processes
     state.wake()
     if state.lane is not None:
@@ -200,9 +212,13 @@ def shutdown(state: PoolState) -> None:
     _collect_bequests(state, deadline)
     for w in state.workers:  # unmapped now (except what the segment cache keeps), while the workers exit
         w.reader.close()
-    workers = state.workers
-    for w in workers:
+    for w in state.workers:
         w.process.join(max(0.0, deadline - time.monotonic()))
+
+
+def _end_workers(state: PoolState) -> None:
+    """The part of :func:`shutdown` that always runs: terminate/kill what still runs, close every fd."""
+    workers = state.workers
     for w in workers:
         if w.process.is_alive():
             w.process.terminate()
@@ -211,6 +227,7 @@ def shutdown(state: PoolState) -> None:
             w.process.kill()
             w.process.join(1.0)
     for w in workers:
+        w.reader.close()
         for closeable in (w.conn, w.sock):
             try:
                 if closeable is not None:
