@@ -269,6 +269,7 @@ def apply_batch_transform(spec: TransformSpec, columns: dict,
     produced = [str(c) for c in result.columns]
     _check_no_undeclared(spec, produced, columns.keys(), output_schema)
     names = _output_names(spec, produced, output_schema)
+    declared = {_edit_to_field(e, i).name for i, e in enumerate(spec.edit_fields)}
     out = {}
     for name in names:
         if name not in result.columns:
@@ -277,7 +278,7 @@ def apply_batch_transform(spec: TransformSpec, columns: dict,
                 f"transformed schema requires (got columns {produced}); remove it with "
                 f"TransformSpec(removed_fields=[{name!r}]) or return it")
         field = output_schema.fields[name] if output_schema is not None else None
-        out[name] = _series_to_column(result[name], field, tname, name)
+        out[name] = _series_to_column(result[name], field, tname, name, name in declared)
     return out
 
 
@@ -310,7 +311,8 @@ def _target_type(field: Any) -> Any:
     return dtype_type(field.numpy_dtype)
 
 
-def _series_to_column(series: Any, field: Optional[UnischemaField], tname: str, name: str) -> np.ndarray:
+def _series_to_column(series: Any, field: Optional[UnischemaField], tname: str, name: str,
+                      declared: bool = True) -> np.ndarray:
     values = series.to_numpy()
     if values.dtype != object and values.dtype.kind not in "biufcmMUSV":
         values = values.astype(object)  # pandas extension types that came out odd
@@ -319,7 +321,7 @@ def _series_to_column(series: Any, field: Optional[UnischemaField], tname: str, 
     target = _target_type(field)
     where = f"TransformSpec func {tname!r}: column {name!r}"
     if tuple(field.shape) == ():
-        return _scalar_column(values, field, target, where)
+        return _scalar_column(values, field, target, where, declared)
     return _array_column(values, field, target, where)
 
 
@@ -334,7 +336,8 @@ def _object_to_best(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where: str) -> np.ndarray:
+def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where: str,
+                   declared: bool = True) -> np.ndarray:
     if target in (np.str_, np.bytes_, Decimal, np.object_) or not isinstance(target, type) or \
             not issubclass(target, np.generic):
         if values.dtype.kind in "US":
@@ -343,16 +346,32 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
     if values.dtype.kind in "mM" and target in (np.datetime64, np.timedelta64):
         return values
     if values.dtype.kind in "biufcmM":
+        if values.dtype == np.dtype(target):
+            return values
+        if not declared:
+            # a dtype the function chose for a field it did not declare in edit_fields: its values as they are,
+            # as 0.12.1 gave them (recorded: int32 / 3 stayed float64, float32 -> int64 stayed int64); a cast to
+            # the stored field's dtype would change them silently (333.33 -> 333)
+            return values
         if values.dtype.kind == "f" and np.dtype(target).kind in "biu" and np.isnan(values).any():
             if not field.nullable:
                 raise PetastormSchemaError(f"{where} of non-nullable {np.dtype(target).name} field has missing "
                                            f"values (NaN)")
             return np.array([None if np.isnan(v) else target(v) for v in values], dtype=object)
         try:
-            return values.astype(target, copy=False)
+            with np.errstate(invalid="ignore", over="ignore"):
+                cast = values.astype(target, copy=False)
         except (TypeError, ValueError) as e:
             raise PetastormSchemaError(f"{where}: cannot convert {values.dtype} to the field's "
                                        f"{np.dtype(target).name}: {e}") from None
+        if _cast_changed_values(values, cast):
+            # declared with a type that cannot hold the values: kept as the function gave them, as 0.12.1 did
+            warnings.warn(f"{where}: the values do not fit the {np.dtype(target).name} declared in edit_fields "
+                          f"(e.g. {values[_first_changed(values, cast)]!r}); they are kept as {values.dtype} (as "
+                          f"petastorm 0.12.1 did): declare the field's dtype as {values.dtype}", UserWarning,
+                          stacklevel=2)
+            return values
+        return cast
     # object column: strings, Nones, numpy scalars, arrays...
     has_null = any(v is None for v in values)
     if has_null and not field.nullable:
@@ -367,6 +386,25 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
         return np.asarray(list(values)).astype(target) if len(values) else np.empty(0, target)
     except (TypeError, ValueError) as e:
         raise PetastormSchemaError(f"{where}: cannot convert values to {np.dtype(target).name}: {e}") from None
+
+
+def _changed_mask(values: np.ndarray, cast: np.ndarray) -> np.ndarray:
+    """Which values a cast changed beyond a float's rounding: fractions and out-of-range values for integers and
+    booleans, values beyond a float's range (made infinite)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if cast.dtype.kind in "fc":
+            return np.isinf(cast) & ~np.isinf(values)
+        if cast.dtype.kind in "mM":
+            return np.zeros(len(values), dtype=bool)
+        return cast != values
+
+
+def _cast_changed_values(values: np.ndarray, cast: np.ndarray) -> bool:
+    return bool(np.any(_changed_mask(values, cast)))
+
+
+def _first_changed(values: np.ndarray, cast: np.ndarray) -> int:
+    return int(np.argmax(_changed_mask(values, cast)))
 
 
 def _array_column(values: np.ndarray, field: UnischemaField, target: Any, where: str) -> np.ndarray:
