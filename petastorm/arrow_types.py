@@ -137,6 +137,11 @@ def arrow_type_for_field(field: Any) -> Any:
     return base
 
 
+def _floating_field(field: Any) -> bool:
+    t = field.numpy_dtype
+    return isinstance(t, type) and issubclass(t, np.floating)
+
+
 def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     """Convert an Arrow column of a native type to numpy.
 
@@ -146,7 +151,8 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
       ``[ms]`` for ``date64``); nulls become ``NaT``. Time-zone-aware timestamps hold the UTC instant.
     - Durations become ``timedelta64`` arrays (nulls ``NaT``).
     - Strings, binaries and decimals become object arrays of ``str``, ``bytes`` and ``Decimal``.
-    - Other scalar columns with nulls become object arrays with ``None`` for the nulls.
+    - Floats with nulls stay float arrays with NaN for the nulls (as 0.12.1 gave them); other scalar columns
+      with nulls become object arrays with ``None`` for the nulls.
     - Dictionary-encoded columns are decoded first.
     - Lists: a ``(rows, length)`` array (``(rows, n, m)`` for lists of lists...) when every list of the
       column has the same length and neither lists nor values are null; otherwise an object array of
@@ -184,6 +190,11 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
         return _list_column_to_numpy(column, regular=True)
     if pat.is_timestamp(t) or pat.is_date(t) or pat.is_duration(t):
         return column.to_numpy(zero_copy_only=False)  # NaT for nulls
+    if column.null_count and pat.is_floating(t) and (field is None or _floating_field(field)):
+        # NaN for the nulls, as 0.12.1 gave them (recorded: float32 [1.5, nan, 2.5] from make_batch_reader, NaN of
+        # the field's type in make_reader's rows): a float column stays a float array
+        arr = column.to_numpy(zero_copy_only=False)
+        return _cast_to_field(arr, field) if field is not None else arr
     if column.null_count:
         values = column.to_pylist()
         out = np.empty(len(values), dtype=object)

@@ -104,6 +104,12 @@ def _check_nullable_column(name, got, dtype, expected):
         assert np.isnat(got).tolist() == [w is None for w in want], name
         np.testing.assert_array_equal(got[~np.isnat(got)], np.asarray([w for w in want if w is not None], dtype),
                                       err_msg=name)
+    elif dtype not in ("object", "unicode") and dtype.kind == "f":
+        # floats stay floats, NaN for the nulls (recorded from 0.12.1: float32 [1.5, nan, 2.5])
+        assert got.dtype == dtype, name
+        assert np.isnan(got).tolist() == [w is None for w in want], name
+        np.testing.assert_array_equal(got[~np.isnan(got)], np.asarray([w for w in want if w is not None], dtype),
+                                      err_msg=name)
     else:
         assert got.dtype == object, name
         assert [v is None for v in got] == [w is None for w in want], name
