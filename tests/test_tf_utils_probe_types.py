@@ -117,3 +117,34 @@ def test_null_timestamp_raises_naming_the_field_in_rows_and_batches(url):
     with make_batch_reader(url, schema_fields=["id", "ts"], reader_pool_type="dummy") as reader:
         with pytest.raises(tf.errors.OpError, match='Encountered "ts"=None in row 2 of a batch'):
             list(make_petastorm_dataset(reader))
+
+
+def _transformed(url, field, fn, edit):
+    from petastorm import TransformSpec
+
+    spec = TransformSpec(fn, edit_fields=[edit], selected_fields=["id", field])
+    return make_reader(url, reader_pool_type="dummy", shuffle_row_groups=False, transform_spec=spec)
+
+
+def test_a_number_in_a_string_field_raises_naming_the_field(url):
+    # before: bytes(5), five zero bytes, fed silently; recorded from 0.12.1: 'Unsupported object type int'
+    with _transformed(url, "txt", lambda r: {**r, "txt": 5}, ("txt", np.str_, (), False)) as reader:
+        with pytest.raises(tf.errors.OpError, match="field 'txt' \\(string in TensorFlow\\) got a value it cannot "
+                                                    "hold: int.* \\(a string field takes str or bytes\\)"):
+            list(make_petastorm_dataset(reader))
+
+
+def test_a_string_in_a_float_field_raises_naming_the_field(url):
+    # before: "ValueError: could not convert string to float: 'abc'" naming no field
+    with _transformed(url, "x", lambda r: {**r, "x": "abc"}, ("x", np.float32, (), False)) as reader:
+        with pytest.raises(tf.errors.OpError, match="field 'x' \\(float32 in TensorFlow\\) got a value it cannot "
+                                                    "hold: str 'abc'"):
+            list(make_petastorm_dataset(reader))
+
+
+def test_an_int_too_large_for_its_field_raises_naming_the_field(url):
+    # before: a bare OverflowError; recorded from 0.12.1: 2**40 in an int32 field silently became 0
+    with _transformed(url, "x", lambda r: {**r, "x": 2 ** 40}, ("x", np.int32, (), False)) as reader:
+        with pytest.raises(tf.errors.OpError, match="field 'x' \\(int32 in TensorFlow\\) got a value it cannot hold: "
+                                                    "int 1099511627776"):
+            list(make_petastorm_dataset(reader))

@@ -131,8 +131,19 @@ def _none_error(name: str, where: str = "") -> PetastormSchemaError:
         f"Consider filtering out these rows using a predicate.")
 
 
-def _encode(value: Any) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+def _value_error(conv: FieldConversion, value: Any, reason: str) -> PetastormSchemaError:
+    return PetastormSchemaError(
+        f"field {conv.name!r} ({conv.tf_dtype} in TensorFlow) got a value it cannot hold: "
+        f"{type(value).__name__} {value!r:.80} ({reason}); fix the TransformSpec's edit_fields or the data")
+
+
+def _encode(value: Any, conv: FieldConversion) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return bytes(value)
+    # bytes(5) would be five zero bytes: a value that is not text is refused, naming the field
+    raise _value_error(conv, value, "a string field takes str or bytes")
 
 
 def _decimal_string(value: Any) -> bytes:
@@ -153,11 +164,14 @@ def convert_value(conv: FieldConversion, value: Any) -> Any:
         raise _none_error(conv.name)
     kind = conv.kind
     if kind == _NUMERIC_KIND:
-        return np.asarray(value, dtype=conv.np_dtype)
+        try:
+            return np.asarray(value, dtype=conv.np_dtype)
+        except (ValueError, TypeError, OverflowError) as error:  # e.g. a str, or 2**40 for an int32 field
+            raise _value_error(conv, value, str(error)) from None
     if kind == _STRING:
         if isinstance(value, (str, bytes)):
-            return _encode(value)
-        return _strings_array(np.asarray(value))
+            return _encode(value, conv)
+        return _strings_array(np.asarray(value), conv)
     if kind == _DECIMAL:
         if isinstance(value, np.ndarray):
             return np.array([_decimal_string(v) for v in value.ravel()], dtype=object).reshape(value.shape)
@@ -174,13 +188,13 @@ def convert_value(conv: FieldConversion, value: Any) -> Any:
     return value.astype(np.int64)
 
 
-def _strings_array(column: np.ndarray) -> np.ndarray:
+def _strings_array(column: np.ndarray, conv: FieldConversion) -> np.ndarray:
     """A ``<U``, ``|S`` or object array of str/bytes -> an array of UTF-8 bytes TensorFlow takes."""
     if column.dtype.kind == "U":
         return np.char.encode(column, "utf-8")
     if column.dtype.kind == "S":
         return column
-    flat = [_encode(v) for v in column.ravel()]
+    flat = [_encode(v, conv) for v in column.ravel()]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(column.shape)
@@ -227,9 +241,13 @@ def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
         column = np.array([np.nan if v is None else v for v in column], dtype=conv.np_dtype)
     _check_no_none(conv, column)
     if kind == _NUMERIC_KIND:
-        return _dense(conv, column).astype(conv.np_dtype, copy=False)
+        dense = _dense(conv, column)
+        try:
+            return dense.astype(conv.np_dtype, copy=False)
+        except (ValueError, TypeError, OverflowError) as error:
+            raise _value_error(conv, dense, str(error)) from None
     if kind == _STRING:
-        return _strings_array(_dense(conv, column) if conv.shape else column)
+        return _strings_array(_dense(conv, column) if conv.shape else column, conv)
     if kind == _DECIMAL:
         out = np.empty(len(column), dtype=object)
         out[:] = [_decimal_string(v) for v in column]
