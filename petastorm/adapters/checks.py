@@ -51,7 +51,10 @@ def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
         value = int(value)
     if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
         raise PetastormArgumentTypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    value = int(value.__index__())
+    try:
+        value = int(value.__index__())
+    except TypeError:  # an array of one or more dimensions has __index__ but refuses it
+        raise PetastormArgumentTypeError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
     if value < minimum:
         raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
     return value

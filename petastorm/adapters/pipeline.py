@@ -28,7 +28,12 @@ from petastorm.adapters.batcher import Batcher, ReaderSource
 from petastorm.adapters.checks import check_settings, ensure_int, state_batches, state_int, state_part
 from petastorm.adapters.chunk import Chunk
 from petastorm.adapters.column_buffer import num_rows, slice_columns
-from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormReaderError,
+    PetastormStateError,
+    PetastormWorkerError,
+)
 
 __all__ = ["BatchPipeline", "STATE_VERSION", "CHUNK_BATCHES"]
 
@@ -311,6 +316,9 @@ class BatchPipeline:
         if chunk.error is not None:
             if self._stop_reader_on_error:
                 self._stop_reader()
+            if isinstance(chunk.error, StopIteration):  # raised as it is, it would end the caller's loop silently
+                raise PetastormWorkerError(f"transform_fn or convert raised StopIteration ({chunk.error!r}); the "
+                                           f"pass ends here (as PEP 479 makes it in a generator)") from chunk.error
             raise chunk.error
         raise StopIteration
 

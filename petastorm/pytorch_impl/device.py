@@ -189,6 +189,9 @@ def numeric_to_tensor(name: str, col: np.ndarray, target: Optional[np.dtype], hi
     """
     import torch
 
+    if not col.dtype.isnative:  # a big-endian field ('>f4', as FITS arrays are): torch takes native order only
+        col = col.astype(col.dtype.newbyteorder("="))
+        target = target if target is not None else ARRAY_PROMOTIONS.get(col.dtype)
     if target is not None:
         col = col.astype(target)
     elif not col.flags.writeable or not col.flags.c_contiguous:

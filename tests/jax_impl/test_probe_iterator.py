@@ -94,8 +94,6 @@ def test_a_state_edited_and_stripped_of_its_digest_is_refused(synthetic_dataset)
             batches.load_state_dict(state)
 
 
-@pytest.mark.xfail(strict=True, reason="petastorm/adapters/checks.py ensure_int: value.__index__() of a 1-element "
-                                       "array raises numpy's bare TypeError (not mine: CORE-PROBE owns it)")
 def test_a_batch_size_given_as_a_one_element_array_is_refused_naming_it(synthetic_dataset):
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
         with pytest.raises((TypeError, PetastormArgumentError), match="batch_size"):

@@ -1,6 +1,6 @@
 """The same input through the torch loaders, where probing make_jax_iterator showed them failing where JAX
-now passes (the reference for JAX is what the torch loaders do with the same rows). Files not owned by the JAX
-probe: each test is an xfail naming the file to fix."""
+now passes (the reference for JAX is what the torch loaders do with the same rows); each failed before its fix
+(``pytorch_impl/device.py``: big-endian columns; ``adapters/pipeline.py``: StopIteration in transform_fn)."""
 import numpy as np
 import pytest
 
@@ -27,9 +27,6 @@ def big_endian_dataset(tmp_path_factory):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="petastorm/pytorch_impl/device.py numeric_to_tensor: torch.from_numpy refuses "
-                                       "a big-endian column with a bare ValueError (byte order); convert it to native "
-                                       "order first (make_jax_iterator does)")
 @pytest.mark.parametrize("loader", [BatchedDataLoader, DataLoader])
 def test_torch_loaders_give_a_big_endian_field_of_make_batch_reader_with_its_values(big_endian_dataset, loader):
     with make_batch_reader(big_endian_dataset, schema_fields=["id", "v"], shuffle_row_groups=False,
@@ -50,9 +47,6 @@ class _StopsOnSecondBatch:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="petastorm/adapters/pipeline.py BatchPipeline._next_chunk re-raises a "
-                                       "StopIteration from transform_fn, which ends the caller's loop as if the pass "
-                                       "had ended (1 batch of 8 served, no error)")
 def test_batched_data_loader_transform_fn_raising_stop_iteration_does_not_end_the_pass_silently(big_endian_dataset):
     with make_batch_reader(big_endian_dataset, schema_fields=["id"], shuffle_row_groups=False,
                            workers_count=1) as reader:
