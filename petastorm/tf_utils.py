@@ -22,8 +22,10 @@ TF1-style code (the original README's snippets) runs as written::
             sample = sess.run(tensor)
 
 Types (the original's, recorded from 0.12.1): uint16 -> int32, uint32 -> int64, str/bytes -> tf.string,
-Decimal -> tf.string (``str(d.normalize())``), datetime64 -> int64 (rows: in the value's own unit, i.e.
-microseconds for timestamps and days for dates; batches: nanoseconds). See :mod:`petastorm.tf_impl.convert`.
+Decimal -> tf.string (``str(d.normalize())``), datetime64 -> int64 (rows of a scalar field: in the value's own
+unit, i.e. microseconds for timestamps and days for dates; rows of an ``NdarrayCodec`` field, and batches:
+nanoseconds), float16 -> float16 (the original refused it). A null (``None``) in a scalar float field is NaN;
+in other fields it raises, naming the field. See :mod:`petastorm.tf_impl.convert`.
 """
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ def make_petastorm_dataset(reader: Any) -> Any:
     -----
     The dataset reads from ``reader``: iterating it again after the reader's last row resets the reader
     (another pass of its ``num_epochs``, e.g. a Keras epoch); after a partial pass it continues where the
-    reader is (rows already converted ahead for the abandoned iterator are not seen again). Errors of
+    reader is (rows already converted ahead for the abandoned iterator are not seen again), or starts
+    another pass if no row is left. Iterators alive at the same time share the reader's rows. Errors of
     the reader, of a ``TransformSpec`` or of the conversion reach the loop as a ``tf.errors.OpError`` whose
     message starts with the original exception's class and message. The reader is not stopped by an error
     (as in the original): leave its ``with`` block, or call ``reader.stop()``.
