@@ -161,6 +161,7 @@ class Reader:
         self._explain_log = selection_log  # what each selection stage pruned, for explain()
         self._explain_setup = explain_setup or {}
         self._stopped = False
+        self._failed: Optional[str] = None  # the error that ended the pass (further reads raise)
         self._output: Optional[Iterator] = None
         self._lock = threading.RLock()
         self._p = _Pipeline(pool=pool, plan_rows=plan_rows, plan_options=plan_options, num_epochs=num_epochs,
@@ -182,6 +183,10 @@ class Reader:
 
     def __next__(self) -> Any:
         with self._lock:
+            if self._failed is not None:
+                raise PetastormReaderError(
+                    f"the reader stopped after an error of its pass ({self._failed}); the rows after it are not "
+                    f"read: make a new reader (resume_from=reader.state_dict() continues at the item that failed)")
             if self._stopped:
                 raise PetastormReaderError(_STOPPED_MESSAGE)
             if self._output is None:
@@ -192,6 +197,18 @@ class Reader:
                 if self._stopped:  # stop() (or join()) from another thread ended the pool: not the data's end
                     raise PetastormReaderError(_STOPPED_MESSAGE) from None
                 self.last_row_consumed = True
+                raise
+            except Exception as exc:
+                # the pass's generator is over: reading on must not look like the end of the data (rows lost
+                # without a word); the error stops the reader, its workers are let go
+                self._failed = f"{type(exc).__name__}: {exc}"  # (not the exception: its frames hold files)
+                self._pool.stop()
+                raise
+            except BaseException:
+                # Ctrl-C inside the pass (waiting for the pool, or a dummy pool's item): the generator is over,
+                # its cursor is not: the next call goes on from the row after the last one returned
+                self._p.skip_first = self._p.rows_into_item
+                self._output = None
                 raise
 
     def next(self) -> Any:
