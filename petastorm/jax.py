@@ -74,7 +74,7 @@ import functools
 from typing import Any, Callable, Dict, Optional
 
 from petastorm.adapters.checks import ensure_int
-from petastorm.adapters.state_codec import DIGEST_KEY, check_digest, with_digest
+from petastorm.adapters.state_codec import DIGEST_KEY, check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormStateError, PetastormTypeError, PetastormWorkerError
 from petastorm.jax_impl.columns import check_schema_fields
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
@@ -180,10 +180,12 @@ class JaxIterator:
         Returns
         -------
         dict
-            Holds numpy arrays (the rows held): save it with ``pickle`` (or ``orbax``/``torch.save``), not JSON.
-            Its ``digest`` lets :meth:`load_state_dict` refuse a state changed or cut after it was saved.
+            Plain values only (the rows held are encoded as the torch loaders' are: lists, bytes, tagged dicts):
+            save it with ``pickle``, ``torch.save`` (``torch.load(weights_only=True)`` reads it back) or JSON
+            where the rows hold no bytes. Its ``digest`` lets :meth:`load_state_dict` refuse a state changed or
+            cut after it was saved.
         """
-        return with_digest({_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()})
+        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}))
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
@@ -214,7 +216,7 @@ class JaxIterator:
             raise PetastormStateError("make_jax_iterator state has no digest: it was changed or cut after "
                                       "state_dict(). Resume from the state as state_dict() returned it")
         check_digest(state, "make_jax_iterator state")
-        self._pipeline.load_state_dict(state[_CORE])
+        self._pipeline.load_state_dict(decode_state(state[_CORE]))  # a state saved raw (before 1.0) passes as is
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

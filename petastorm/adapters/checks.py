@@ -3,6 +3,7 @@ compared with the loader's own (naming each one that differs), and the parts of 
 truncated part is a :class:`~petastorm.errors.PetastormStateError` naming it, whatever fails while loading it)."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional
 
@@ -17,7 +18,8 @@ from petastorm.errors import (
 )
 from petastorm.reader_impl.reader_state import describe_differences
 
-__all__ = ["check_settings", "ensure_int", "ensure_aligned", "state_batches", "state_int", "state_part"]
+__all__ = ["check_settings", "ensure_int", "ensure_aligned", "ensure_outside", "OWN_THREAD_PREFIXES", "state_batches",
+           "state_int", "state_part"]
 
 
 def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
@@ -58,6 +60,27 @@ def ensure_int(name: str, value: Any, minimum: int, allow_none: bool = False,
     if value < minimum:
         raise PetastormArgumentError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
+
+
+#: Name prefixes of the loaders' prefetch thread and of the reader's pool threads (see :func:`ensure_outside`).
+OWN_THREAD_PREFIXES = ("petastorm-batch-prefetch", "petastorm-worker-")
+
+
+def ensure_outside(what: str) -> None:
+    """Refuse a call from a thread of the loader's own pipeline (a ``transform_fn``, ``TransformSpec`` or
+    ``convert`` function calling ``state_dict()``): the state waits for the prefetch thread to pause between two
+    batches, and from that thread, or a reader worker it waits on, it would wait forever.
+
+    Raises
+    ------
+    PetastormStateError
+        Naming the thread and where to call ``what`` from.
+    """
+    thread = threading.current_thread().name
+    if thread.startswith(OWN_THREAD_PREFIXES):
+        raise PetastormStateError(f"{what} was called from the loader's or the reader's own thread {thread!r} "
+                                  f"(inside a transform_fn, TransformSpec or convert function): call it from the "
+                                  f"training loop, between two batches")
 
 
 def ensure_aligned(columns: Mapping[str, Any], what: str) -> None:

@@ -25,15 +25,17 @@ from collections import deque
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from petastorm.adapters.batcher import Batcher, ReaderSource
-from petastorm.adapters.checks import check_settings, ensure_int, state_batches, state_int, state_part
+from petastorm.adapters.checks import (
+    check_settings,
+    ensure_int,
+    ensure_outside,
+    state_batches,
+    state_int,
+    state_part,
+)
 from petastorm.adapters.chunk import Chunk
 from petastorm.adapters.column_buffer import num_rows, slice_columns
-from petastorm.errors import (
-    PetastormArgumentError,
-    PetastormReaderError,
-    PetastormStateError,
-    PetastormWorkerError,
-)
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
 __all__ = ["BatchPipeline", "STATE_VERSION", "CHUNK_BATCHES"]
 
@@ -317,6 +319,8 @@ class BatchPipeline:
             if self._stop_reader_on_error:
                 self._stop_reader()
             if isinstance(chunk.error, StopIteration):  # raised as it is, it would end the caller's loop silently
+                from petastorm.errors import PetastormWorkerError
+
                 raise PetastormWorkerError(f"transform_fn or convert raised StopIteration ({chunk.error!r}); the "
                                            f"pass ends here (as PEP 479 makes it in a generator)") from chunk.error
             raise chunk.error
@@ -423,6 +427,7 @@ class BatchPipeline:
         if self._ended and self._chunk is not None and self._chunk.error is not None:
             raise PetastormStateError(f"the pass failed with {self._chunk.error!r}: the rows it held cannot be saved "
                                       f"exactly. Resume from a state saved before the error")
+        ensure_outside("state_dict()")
         with self._paused() as ready:
             held = self._shared.batcher.rows_held + sum(num_rows(b) for b in self._unserved(ready))
             batcher_state, batches = self._batcher_state(ready)

@@ -194,7 +194,9 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             what = f"{column.dtype} (as int64 nanoseconds)"
             column = column.astype(unit).view(np.int64)
         elif kind == "O":
-            filled = nullable_numbers_as_nan(column)  # numbers with nulls: NaN, as the torch loaders give them
+            # numbers with nulls: NaN, as the torch loaders give them; and so every batch of a reader batch that
+            # held a null (an object column) is floats, those without the null too
+            filled = nullable_numbers_as_nan(column, without_nulls=True)
             if filled is None:
                 raise _object_column_error(name, column)
             if not x64:

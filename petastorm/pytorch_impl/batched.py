@@ -32,6 +32,7 @@ import numpy as np
 
 from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.adapters.checks import ensure_aligned, ensure_int
+from petastorm.adapters.nulls import batch_nulls_as_nan
 from petastorm.errors import (
     PetastormArgumentError,
     PetastormStateError,
@@ -39,9 +40,10 @@ from petastorm.errors import (
 )
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
 from petastorm.pytorch_impl.device import NULLS_HINT, TensorConverter, resolve_device
-from petastorm.pytorch_impl.dtypes import batch_nulls_as_nan, refuse_nulls_columns
+from petastorm.pytorch_impl.dtypes import refuse_nulls_columns
 from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader, reader_seed
+from petastorm.reader_impl.reader_state import describe_differences
 
 __all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
 
@@ -74,7 +76,7 @@ def _column_of(name: str, value: Any) -> np.ndarray:
 
 def _chunk_fn(transform_fn: Optional[Callable], reader: Any) -> Optional[Callable]:
     """What runs on each reader batch before batching: for ``make_batch_reader``, numbers with nulls become floats
-    with NaN (:func:`~petastorm.pytorch_impl.dtypes.nulls_as_nan_columns`, as the original's batch reader gave
+    with NaN (:func:`~petastorm.adapters.nulls.nulls_as_nan_columns`, as the original's batch reader gave
     them, so every batch of a reader batch has one dtype), then ``transform_fn`` per column (:func:`_per_column`);
     for ``make_reader``, ``transform_fn``, then a ``None`` left is the original's nullable ``TypeError``."""
     per_column = _per_column(transform_fn)
@@ -393,6 +395,24 @@ class InMemBatchedDataLoader(LoaderBase):
         if saved_fp is not None and fingerprint is not None and saved_fp != fingerprint:
             raise PetastormStateError(f"InMemBatchedDataLoader state was saved for a different dataset (dataset "
                                       f"fingerprint {saved_fp}, this reader's is {fingerprint})")
+
+    def _load_reader_state(self, reader_state: Mapping[str, Any]) -> None:
+        if self._data is None:
+            super()._load_reader_state(reader_state)
+            return
+        # len() loaded the rows already (an LR schedule's step count, taken before the checkpoint is loaded): a
+        # state saved before the first pass starts that pass from memory, if the saved reader reads the same rows
+        # (a seed of its own, drawn by seed=None, only orders the row groups: the same rows are served once each)
+        saved, now = dict(reader_state), dict(self._reader_start or {})
+        saved.pop("seed", None)
+        now.pop("seed", None)
+        differs = describe_differences(saved, now, "in this reader's state")
+        if differs:
+            raise PetastormStateError(
+                f"InMemBatchedDataLoader loaded its rows (len() was called) before load_state_dict(), and the saved "
+                f"reader differs from this one: {'; '.join(differs)}. Call load_state_dict() before len(), or make "
+                f"the reader with the same arguments (a seed=...)")
+        self._epoch, self._batch = 0, 0
 
     def _load_pass_state(self, body: Mapping[str, Any]) -> None:
         try:

@@ -22,12 +22,10 @@ columns even with a custom ``collate_fn``.
 """
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import numpy as np
 
-from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormTypeError
 
 __all__ = [
@@ -39,8 +37,6 @@ __all__ = [
     "sanitize_row",
     "nullable_error",
     "string_array_error",
-    "nulls_as_nan_columns",
-    "batch_nulls_as_nan",
     "refuse_nulls_columns",
 ]
 
@@ -52,8 +48,6 @@ ARRAY_PROMOTIONS: Dict[np.dtype, np.dtype] = {
 }
 
 _TEXT_OR_OBJECT_KINDS = frozenset("USO")
-_NUMBERS = (int, float, np.integer, np.floating)
-_BOOLS = (bool, np.bool_)
 
 
 def promoted_dtype(dtype: Any) -> np.dtype:
@@ -143,49 +137,6 @@ def sanitize_row(row: Dict[str, Any], strings_ok: bool = False) -> Dict[str, Any
     for name, value in row.items():
         row[name] = sanitize_value(name, value, strings_ok)
     return row
-
-
-def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ()) -> Dict[str, np.ndarray]:
-    """A ``make_batch_reader`` column batch with its object columns of numbers and ``None`` as the original's
-    batch reader gave them: floats with NaN (``float64`` for integers; see
-    :func:`~petastorm.adapters.nulls.nullable_numbers_as_nan`). Other columns are kept as they are.
-
-    Run on each reader batch as a whole, before batching, shuffling and ``transform_fn`` (recorded from
-    0.12.1: ``transform_fn`` got such a column as floats with NaN, and every loader batch cut from that reader
-    batch had the float dtype, with or without the null row). Converting each loader batch on its own gave
-    ``int32`` in the batches without a null and ``float64`` in the others.
-
-    Parameters
-    ----------
-    columns : dict of str -> numpy.ndarray, shape (rows, ...)
-    array_fields : collection of str
-        Fields whose cells are arrays: a column of them holding only ``None`` is kept (NaN scalars would
-        give its batches the wrong shape).
-
-    Returns
-    -------
-    dict of str -> numpy.ndarray
-        ``columns`` itself when nothing changes, else a new dict (same keys and order).
-    """
-    out = None
-    for name, col in columns.items():
-        if col.dtype.kind == "O" and col.ndim == 1 and len(col):
-            first = col[0]
-            if first is not None and (not isinstance(first, _NUMBERS) or isinstance(first, _BOOLS)):
-                continue  # str, bytes, Decimal, arrays...: no pass over the column
-            filled = nullable_numbers_as_nan(col)
-            if filled is not None and (name not in array_fields or not np.isnan(filled).all()):
-                if out is None:
-                    out = dict(columns)
-                out[name] = filled
-    return columns if out is None else out
-
-
-def batch_nulls_as_nan(reader: Any) -> Callable:
-    """:func:`nulls_as_nan_columns` for the column batches of ``reader`` (its array fields from its schema)."""
-    fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
-    array_fields = frozenset(name for name, field in fields.items() if getattr(field, "shape", ()))
-    return partial(nulls_as_nan_columns, array_fields=array_fields)
 
 
 def refuse_nulls_columns(columns: Dict[str, np.ndarray], hint: str = "") -> Dict[str, np.ndarray]:

@@ -35,9 +35,9 @@ between passes only the reader's state is kept, so the next pass starts where th
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Iterator, Mapping, Optional
 
+from petastorm.adapters.checks import ensure_outside
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
@@ -49,9 +49,6 @@ logger = logging.getLogger("petastorm.pytorch")
 PARALLEL_ITER_ERROR = ("You must finish a full pass of Petastorm DataLoader before making another pass from "
                        "the beginning.If you do need to terminate early and restart from beginning, please "
                        "re-create the reader and the data loader.")
-
-#: Names (prefixes) of the threads of the loaders' prefetch and of the reader's thread pool.
-_OWN_THREADS = ("petastorm-batch-prefetch", "petastorm-worker-")
 
 #: Version of the layout written by :meth:`LoaderBase.state_dict`.
 LOADER_STATE_VERSION = 1
@@ -269,13 +266,8 @@ class LoaderBase:
         if self._error is not None:
             raise PetastormStateError(f"the last pass failed with {self._error!r}: the rows it held cannot be saved "
                                       f"exactly. Resume from a state saved before the error")
-        thread = threading.current_thread().name
-        if self._in_iter and thread.startswith(_OWN_THREADS):
-            # the state waits for the prefetch thread to pause between two batches: from that thread (a transform_fn)
-            # or from a reader worker it waits on (a TransformSpec) it would wait forever
-            raise PetastormStateError(f"state_dict() was called from the loader's or the reader's own thread "
-                                      f"{thread!r} (inside a transform_fn, TransformSpec or convert function): call it "
-                                      f"from the training loop, between two batches")
+        if self._in_iter:
+            ensure_outside("state_dict()")
         in_pass = self._in_iter or self._resume_in_pass or self._left_early
         return with_digest(encode_state({
             _K_VERSION: LOADER_STATE_VERSION,
@@ -344,11 +336,15 @@ class LoaderBase:
             if in_pass:
                 self._load_pass_state(state[_K_BODY])
             else:
-                self.reader.load_state_dict(state[_K_READER])
+                self._load_reader_state(state[_K_READER])
         if in_pass:
             self._resume_in_pass = True
         else:
             self._drain_before_reset = self._passes_done > 0
+
+    def _load_reader_state(self, reader_state: Mapping[str, Any]) -> None:
+        """Restore the reader of a state saved between passes (a loader may override: see InMem)."""
+        self.reader.load_state_dict(reader_state)
 
     def _load_job_state(self, job: Mapping[str, Any]) -> None:
         from petastorm.adapters.checks import check_settings

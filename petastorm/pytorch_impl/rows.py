@@ -28,11 +28,10 @@ import numpy as np
 
 from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.adapters.checks import ensure_int
-from petastorm.adapters.nulls import nullable_numbers_as_nan
+from petastorm.adapters.nulls import batch_nulls_as_nan, nullable_numbers_as_nan
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import (
-    batch_nulls_as_nan,
     promote_array,
     refuse_nulls_columns,
     sanitize_row,

@@ -26,9 +26,6 @@ def _torch_trip(state):
     return torch.load(buf, weights_only=True)["loader"]
 
 
-@pytest.mark.xfail(strict=True, reason="JaxIterator.state_dict() holds raw numpy arrays (the shuffling buffer's rows, "
-                                       "its RNG): torch.load(weights_only=True), torch's default, refuses them; the "
-                                       "torch loaders encode theirs (petastorm/jax.py, owned by JAX-PROBE)")
 def test_a_jax_iterator_state_survives_torch_save_and_a_weights_only_load(tmp_path):
     url = _dataset(tmp_path)
     options = dict(reader_pool_type="dummy", seed=3, shuffle_row_groups=False)
@@ -64,10 +61,6 @@ def test_merged_jax_states_survive_torch_save_and_a_weights_only_load(tmp_path):
     assert sorted(seen) == list(range(60))
 
 
-@pytest.mark.xfail(strict=True, reason="len(loader) before load_state_dict() reads the rows into memory; a state saved "
-                                       "before the first pass then restores the reader, which refuses (it has been "
-                                       "read): PetastormReaderError (petastorm/pytorch_impl/batched.py, owned by "
-                                       "TORCH-PROBE)")
 def test_in_memory_loader_len_before_loading_a_state_saved_before_the_first_pass(tmp_path):
     from petastorm.pytorch import InMemBatchedDataLoader
 
@@ -81,3 +74,19 @@ def test_in_memory_loader_len_before_loading_a_state_saved_before_the_first_pass
         loader.load_state_dict(state)
         served = [b["id"].tolist() for b in loader]
     assert sorted(i for b in served for i in b) == sorted(list(range(10)) * 2)
+
+
+def test_in_memory_loader_len_before_loading_a_state_of_another_reader_is_refused_naming_the_difference(tmp_path):
+    from petastorm.errors import PetastormStateError
+    from petastorm.pytorch import InMemBatchedDataLoader
+
+    pq.write_table(pa.table({"id": np.arange(10, dtype=np.int64), "v": np.arange(10.0)}),
+                   os.path.join(str(tmp_path), "p.parquet"))
+    url = "file://" + str(tmp_path)
+    with make_batch_reader(url, reader_pool_type="dummy", schema_fields=["id"]) as reader:
+        state = InMemBatchedDataLoader(reader, batch_size=4, num_epochs=2).state_dict()
+    with make_batch_reader(url, reader_pool_type="dummy") as reader:
+        loader = InMemBatchedDataLoader(reader, batch_size=4, num_epochs=2)
+        assert len(loader) == 6
+        with pytest.raises(PetastormStateError, match=r"len\(\) was called.*options"):
+            loader.load_state_dict(state)

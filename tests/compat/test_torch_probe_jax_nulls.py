@@ -28,9 +28,6 @@ def url(tmp_path_factory) -> str:
     return f"file://{path}"
 
 
-@pytest.mark.xfail(strict=True, reason="make_jax_iterator turns nulls into NaN per batch, not per reader batch: a "
-                                       "batch without the null is refused; fix: chunk_fn=nulls as NaN in "
-                                       "petastorm/jax.py (see the TORCH-PROBE report)")
 def test_every_batch_of_a_nullable_integer_column_is_floats(url):
     reader = make_batch_reader(url, reader_pool_type="dummy", num_epochs=1)
     try:
@@ -63,9 +60,6 @@ finally:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BatchPipeline.state_dict() from its own prefetch thread (a transform_fn) waits "
-                                       "for that thread to pause: a hang; fix in petastorm/adapters/pipeline.py "
-                                       "_paused() (the torch loaders refuse it in LoaderBase.state_dict)")
 def test_jax_state_dict_from_inside_transform_fn_is_an_error_not_a_hang(url):
     import subprocess
     import sys
