@@ -119,10 +119,13 @@ def test_an_endless_reader_whose_predicate_keeps_no_row_ends_instead_of_hanging(
 
 
 @pytest.mark.timeout(120)
-def test_an_empty_parquet_store_gives_no_batch(tmp_path):
+@pytest.mark.parametrize("num_epochs", [1, None])
+def test_an_empty_parquet_store_gives_no_batch_pass_after_pass(tmp_path, num_epochs):
+    # before, with num_epochs=None: the second pass raised NotImplementedError('reset() is meaningless with
+    # num_epochs=None') from inside TensorFlow
     pq.write_table(pa.table({"id": pa.array([], pa.int64()), "s": pa.array([], pa.string())}),
                    str(tmp_path / "e.parquet"))
-    with make_batch_reader("file://" + str(tmp_path), reader_pool_type="dummy") as reader:
+    with make_batch_reader("file://" + str(tmp_path), reader_pool_type="dummy", num_epochs=num_epochs) as reader:
         dataset = make_petastorm_dataset(reader)
         assert dataset.element_spec.s.dtype == tf.string
-        assert _ids(dataset) == [] and _ids(dataset) == []
+        assert _ids(dataset) == [] and _ids(dataset) == [] and _ids(dataset.repeat(2)) == []

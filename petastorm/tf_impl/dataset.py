@@ -58,7 +58,7 @@ class ItemSource:
         first = int(position) == 0
         with self._lock:
             if first and getattr(self._reader, "last_row_consumed", False):
-                self._reader.reset()
+                self._reset()  # not for an endless reader that ended (an empty selection): its passes stay empty
             try:
                 item = next(self._reader)
             except StopIteration:
