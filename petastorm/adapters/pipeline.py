@@ -14,14 +14,12 @@ producer between two chunks (and refuses after a pass that failed), so the batch
 state (reader cursor, rows pending, shuffling buffer, RNG) plus the numpy batches not yet yielded (the rest
 of the consumer's chunk, then the deque's) describe exactly the batches not yet received.
 
-The thread refers only to a :class:`_Shared` object, never to the pipeline, so a pipeline (and the loader
+The thread refers only to a :class:`SharedProducer` object, never to the pipeline, so a pipeline (and the loader
 holding it) abandoned mid-epoch is freed by reference counting, and its ``__del__`` stops the thread.
 """
 from __future__ import annotations
 
-import gc
 import threading
-from collections import deque
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from petastorm.adapters.batcher import Batcher, ReaderSource
@@ -34,7 +32,8 @@ from petastorm.adapters.checks import (
     state_part,
 )
 from petastorm.adapters.chunk import Chunk
-from petastorm.adapters.column_buffer import num_rows, slice_columns
+from petastorm.adapters.column_buffer import num_rows
+from petastorm.adapters.producer import CHUNK_BATCHES, SharedProducer
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
 __all__ = ["BatchPipeline", "STATE_VERSION", "CHUNK_BATCHES"]
@@ -49,115 +48,8 @@ _KEY_READY = "ready"
 _KEY_ROWS_HELD = "rows_held"
 _KEY_BATCHES_SERVED = "batches_served"
 
-#: Most batches cut and handed over at once (views of one reader batch) with a ``convert_block`` ...
-CHUNK_BATCHES = 64
-
 _JOIN_TIMEOUT_S = 10.0
 _NOTHING: tuple = ()
-
-
-class _Shared:
-    """Everything the producer thread touches (it never sees the pipeline itself)."""
-
-    def __init__(self, batcher: Batcher, transform_fn: Optional[Callable], convert: Optional[Callable],
-                 capacity: int, convert_block: Optional[Callable] = None) -> None:
-        self.batcher = batcher
-        self.transform_fn = transform_fn
-        self.convert = convert
-        # whole batches are cut and converted a block at a time only when nothing runs per batch in between
-        self.convert_block = convert_block if transform_fn is None else None
-        self.capacity = max(1, capacity)
-        # ... and at most half the collector's first threshold of Python objects (a batch: its columns + its
-        # dict): tensors alive at a collection are promoted, enough promotions trigger a full collection of the
-        # heap; bigger chunks cost more in collections than they save (figures: benchmarks/README.md)
-        threshold = gc.get_threshold()[0] if gc.isenabled() else 0
-        self.max_objects = threshold // 2 if threshold > 0 else None
-        self.cond = threading.Condition()
-        self.ready: deque = deque()   # Chunk entries, the last one with end=True
-        self.stop = False
-        self.paused = 0
-        self.busy = False
-        self.waiting = 0              # consumers waiting on an empty deque
-        self.finished = False         # the producer appended its last entry
-
-    def _one(self, batch: Any) -> Any:
-        out = batch
-        if self.transform_fn is not None:
-            out = self.transform_fn(out)
-        if self.convert is not None:
-            out = self.convert(out)
-        return out
-
-    def produce_one(self) -> Chunk:
-        """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker
-        (with the error that ended the pass) is a chunk with ``end=True``. With ``convert_block`` the chunk is
-        cut, not converted (``outs`` None): the consumer converts it (:meth:`convert_chunk`)."""
-        try:
-            if self.convert_block is None:
-                batch = self.batcher.next_batch()
-                if batch is None:
-                    return Chunk([], end=True)
-                return Chunk([self._one(batch)], [batch])
-            got = self.batcher.next_block(CHUNK_BATCHES, self.max_objects)
-            if got is None:
-                return Chunk([], end=True)
-            block, k = got
-            if k == 1:
-                return Chunk(None, [block], n=1)
-            return Chunk(None, block=block, origin=self.batcher.cut_origin, n=k)
-        except BaseException as e:  # noqa: BLE001 - every error must reach the consumer
-            return Chunk([], end=True, error=e)
-
-    def convert_chunk(self, chunk: Chunk) -> None:
-        """Fill ``chunk.outs`` (a chunk cut by :meth:`produce_one` with ``convert_block``). An error ends the
-        chunk after the batches before the one that raised it."""
-        if chunk.batches is not None:
-            try:
-                chunk.outs = [self._one(chunk.batches[0])]
-            except Exception as e:  # noqa: BLE001 - Ctrl-C is not the pass's error: see _next_chunk
-                chunk.outs, chunk.n, chunk.end, chunk.error = [], 0, True, e
-            return
-        block, k = chunk.block, chunk.n
-        try:
-            outs = self.convert_block(block, k)
-        except Exception:  # noqa: BLE001 - converted again batch by batch: the error comes at its own batch
-            outs = None
-        if outs is not None:
-            chunk.outs = list(outs)
-            return
-        outs = []
-        bs = num_rows(block) // k
-        for i in range(k):
-            try:
-                outs.append(self._one(slice_columns(block, i * bs, (i + 1) * bs)))
-            except Exception as e:  # noqa: BLE001 - Ctrl-C is not the pass's error: see _next_chunk
-                chunk.outs, chunk.n, chunk.block, chunk.end, chunk.error = (
-                    outs, i, slice_columns(block, 0, i * bs), True, e)
-                return
-        chunk.outs = outs
-
-    def run(self) -> None:
-        while True:
-            with self.cond:
-                # the deque is kept full (a consumer about as fast as the producer would otherwise wait on it)
-                while not self.stop and (self.paused or len(self.ready) >= self.capacity):
-                    self.cond.wait()
-                if self.stop:
-                    return
-                self.busy = True
-            entry = self.produce_one()
-            with self.cond:
-                self.busy = False
-                self.ready.append(entry)
-                if entry.end:
-                    self.finished = True
-                # a waiting consumer is woken by a chunk of several batches at once, by single batches once the
-                # deque is full (a GIL hand-off per `capacity` batches, not per batch); a pause as soon as it is in
-                if (self.finished or self.paused or len(self.ready) >= self.capacity
-                        or (self.waiting and entry.n > 1)):
-                    self.cond.notify_all()
-                if self.finished:
-                    return
 
 
 class BatchPipeline:
@@ -230,7 +122,7 @@ class BatchPipeline:
         self._stop_reader_on_error = stop_reader_on_error
         batcher = Batcher(ReaderSource(reader), batch_size, shuffling_queue_capacity, min_after_retrieve,
                           seed, drop_last, chunk_fn)
-        self._shared = _Shared(batcher, transform_fn, convert, prefetch, convert_block)
+        self._shared = SharedProducer(batcher, transform_fn, convert, prefetch, convert_block)
         self._thread: Optional[threading.Thread] = None
         self._started = False
         self._closed = False
@@ -392,7 +284,7 @@ class BatchPipeline:
         return batcher.state_dict(), copies
 
     class _Pause:
-        def __init__(self, shared: _Shared, threaded: bool) -> None:
+        def __init__(self, shared: SharedProducer, threaded: bool) -> None:
             self.shared, self.threaded = shared, threaded
 
         def __enter__(self) -> list:

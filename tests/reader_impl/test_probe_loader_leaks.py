@@ -35,9 +35,6 @@ def _loader(kind, reader):
     return make_jax_iterator(reader, batch_size=8)
 
 
-@pytest.mark.xfail(strict=True, reason="adapters/pipeline.py: the prefetch thread waits on its full deque with no "
-                                       "timeout and never sees the reader stop; it lives until the loader is "
-                                       "closed or collected")
 @pytest.mark.parametrize("kind", ["BatchedDataLoader", "DataLoader", "make_jax_iterator"])
 def test_prefetch_thread_ends_with_the_reader_while_the_iterator_is_held(url, kind):
     """The user breaks out of the loop, keeps the iterator (a local of a live frame), and calls
