@@ -79,7 +79,7 @@ def test_keras_fit_with_steps_per_epoch_over_an_endless_reader_leaves_no_thread(
         dataset = make_petastorm_dataset(reader).map(lambda r: (r.v / 20.0, tf.cast(r.id, tf.float32) / 20.0))
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-        history = model.fit(dataset.batch(4), epochs=3, steps_per_epoch=7, verbose=0)
+        history = model.fit(dataset.batch(4), epochs=3, steps_per_epoch=7, shuffle=False, verbose=0)
     assert len(history.history["loss"]) == 3 and all(np.isfinite(history.history["loss"]))
     assert not _new_threads(before)
 
