@@ -111,7 +111,7 @@ class SharedProducer:
                 # the deque is kept full (a consumer about as fast as the producer would otherwise wait on it)
                 while not self.stop and (self.paused or len(self.ready) >= self.capacity):
                     self.cond.wait(_READER_CHECK_S)
-                    if not self.paused and getattr(self.batcher.source.reader, "_stopped", False):
+                    if not self.paused and getattr(self.batcher.source.reader, "stopped", False):
                         self.ready.append(Chunk([], end=True, error=PetastormReaderError(
                             "the reader was stopped (reader.stop()) while a pass of this loader was running")))
                         self.finished = True

@@ -337,6 +337,9 @@ def state_extra(reader: Any, cursor: Any, global_row: Optional[int]) -> dict:
         rec["epochs"][str(epoch)] = _epoch_record(reader, epoch, None if global_row is None else 0, global_row)
     if epoch >= 1:
         rec["epochs"][str(epoch - 1)] = _epoch_record(reader, epoch - 1, None, None)
+    for e in sorted(deals):
+        if e > epoch:  # a later, partly read epoch of the job this reader resumed: its consumed positions too
+            rec["epochs"][str(e)] = _epoch_record(reader, e, 0, None)
     return {KEY_ELASTIC: rec}
 
 

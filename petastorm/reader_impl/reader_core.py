@@ -297,6 +297,11 @@ class Reader:
             self.last_row_consumed = False
             self._output = None
 
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` or :meth:`join` was called: further reads raise."""
+        return self._stopped
+
     def stop(self) -> None:
         """Stop the workers; further reads raise."""
         self._stopped = True

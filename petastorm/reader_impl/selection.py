@@ -157,7 +157,7 @@ def prune_by_partition_filters(dataset: Any, expression: Any, columns: list, rg_
         return rg_ids, False
     import pyarrow as pa
 
-    from petastorm.reader_impl.worker import filter_mask, partition_scalar
+    from petastorm.reader_impl.row_filters import filter_mask, partition_scalar
 
     schema = dataset.arrow_schema
     keep = []
@@ -186,7 +186,7 @@ def prune_by_partition_predicate(dataset: Any, predicate: Any, rg_ids: list) -> 
     fields = set(predicate.get_fields())
     if not fields or not fields <= set(dataset.partition_names):
         return rg_ids
-    from petastorm.reader_impl.worker import partition_scalar
+    from petastorm.reader_impl.row_filters import partition_scalar
 
     types = {name: dataset.arrow_schema.field(name).type for name in fields}
     verdicts: dict = {}

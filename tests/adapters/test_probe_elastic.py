@@ -47,14 +47,7 @@ def test_elastic_resume_over_two_epochs_serves_every_row_twice(datasets12):
     run_elastic(datasets12, range(0, 40), epochs=(2,), n_stages=(2,))
 
 
-_REASON = ("a reader resumed from a job state whose ranks straddled an epoch boundary saves, before it reaches "
-           "the later epoch, only its current epoch in extra['elastic']['epochs'] (state_extra records the "
-           "cursor's epoch and the one before): merging those states again forgets the positions of the later "
-           "epoch the first job had consumed, and they are served again (petastorm/reader_impl/elastic.py, "
-           "owned by LEAK-PROBE)")
 
-
-@pytest.mark.xfail(strict=True, reason=_REASON)
 def test_a_job_resumed_and_checkpointed_again_before_the_next_epoch_repeats_no_row(tmp_path):
     ids = np.arange(60, dtype=np.int64)
     pq.write_table(pa.table({"id": ids}), os.path.join(str(tmp_path), "p.parquet"), row_group_size=10)
@@ -87,7 +80,6 @@ def test_a_job_resumed_and_checkpointed_again_before_the_next_epoch_repeats_no_r
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=_REASON)
 def test_elastic_resume_over_two_epochs_checkpointed_twice_serves_every_row_twice(datasets12):
     run_elastic(datasets12, range(100, 220), epochs=(2,), n_stages=(3,))  # seed 154 repeats rows
 
