@@ -74,7 +74,7 @@ import functools
 from typing import Any, Callable, Dict, Optional
 
 from petastorm.adapters.checks import ensure_int
-from petastorm.adapters.state_codec import DIGEST_KEY, check_digest, decode_state, encode_state, with_digest
+from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormStateError, PetastormTypeError, PetastormWorkerError
 from petastorm.jax_impl.columns import check_schema_fields
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
@@ -212,9 +212,6 @@ class JaxIterator:
                 else type(state).__name__
             raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
                                       f"JaxIterator.state_dict(), got {got})")
-        if DIGEST_KEY not in state:  # every state_dict() has one: without it, an edit would go unnoticed
-            raise PetastormStateError("make_jax_iterator state has no digest: it was changed or cut after "
-                                      "state_dict(). Resume from the state as state_dict() returned it")
         check_digest(state, "make_jax_iterator state")
         self._pipeline.load_state_dict(decode_state(state[_CORE]))  # a state saved raw (before 1.0) passes as is
 

@@ -186,7 +186,8 @@ def with_digest(state: dict) -> dict:
 
 
 def check_digest(state: Mapping, what: str) -> None:
-    """Refuse a state whose digest does not match its content. A state without a digest is accepted.
+    """Refuse a state whose digest does not match its content, or that has none (every ``state_dict()`` adds
+    one: without it an edit would go unnoticed).
 
     Raises
     ------
@@ -195,7 +196,8 @@ def check_digest(state: Mapping, what: str) -> None:
     """
     saved = state.get(DIGEST_KEY)
     if saved is None:
-        return
+        raise PetastormStateError(f"{what} has no digest: it was changed or cut after state_dict(). Resume from the "
+                                  f"state as state_dict() returned it")
     if saved != state_digest({k: v for k, v in state.items() if k != DIGEST_KEY}):
         raise PetastormStateError(f"{what} was changed or cut after state_dict() (its digest does not match its "
                                   f"content): it would resume with rows lost or repeated. Resume from the state "

@@ -110,7 +110,8 @@ def test_a_state_changed_after_it_was_saved_is_refused(change):
         check_digest(state, "DataLoader state")
 
 
-def test_a_state_without_a_digest_is_accepted():
+def test_a_state_without_a_digest_is_refused_naming_it():
     from petastorm.adapters.state_codec import check_digest
 
-    check_digest({"rows": [1]}, "state")  # saved before digests, or built by hand
+    with pytest.raises(PetastormStateError, match="my state has no digest"):
+        check_digest({"rows": [1]}, "my state")  # an edit with the digest removed would go unnoticed

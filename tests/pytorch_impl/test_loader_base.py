@@ -116,11 +116,13 @@ def test_a_state_changed_or_cut_after_state_dict_is_refused(synthetic_dataset, k
     ("in_pass", "yes", "'in_pass' must be True or False, got 'yes'"),
     ("body", None, "'body' must be a dict of the running pass, got NoneType"),
 ])
-def test_a_malformed_state_without_digest_names_what_is_wrong(synthetic_dataset, kind, key, value, words):
-    # a state built or edited by hand (no digest): each malformed part is a PetastormStateError naming it
+def test_a_malformed_state_with_a_new_digest_names_what_is_wrong(synthetic_dataset, kind, key, value, words):
+    # a state edited by hand and digested again: each malformed part is a PetastormStateError naming it
+    from petastorm.adapters.state_codec import with_digest
+
     state = _state_after_two_batches(synthetic_dataset, kind)
-    del state["digest"]
     state[key] = value
+    state = with_digest(state)
     with pytest.raises(PetastormStateError, match=f"malformed {kind.split('-')[0]} state: {words}"):
         _load(synthetic_dataset, kind, state)
 
@@ -135,6 +137,8 @@ def test_a_malformed_state_without_digest_names_what_is_wrong(synthetic_dataset,
     ("InMemBatchedDataLoader", ("body", "batch")),
 ])
 def test_malformed_parts_of_a_pass_state_are_state_errors(synthetic_dataset, kind, path):
+    from petastorm.adapters.state_codec import with_digest
+
     for value in ["garbage", -7]:
         state = _state_after_two_batches(synthetic_dataset, kind)
         del state["digest"]
@@ -143,7 +147,7 @@ def test_malformed_parts_of_a_pass_state_are_state_errors(synthetic_dataset, kin
             parent = parent[key]
         parent[path[-1]] = value
         with pytest.raises(PetastormStateError, match="malformed"):
-            _load(synthetic_dataset, kind, state)
+            _load(synthetic_dataset, kind, with_digest(state))
 
 
 def test_a_make_jax_iterator_state_is_named_when_given_to_a_torch_loader(synthetic_dataset):
