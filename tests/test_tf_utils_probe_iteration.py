@@ -108,9 +108,6 @@ with factory(sys.argv[1], schema_fields=['id'], reader_pool_type='dummy', num_ep
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="reader defect (petastorm/reader_impl/reader_core.py, not tf_utils): with "
-                   "num_epochs=None, a predicate that keeps no row loops over empty epochs forever (the original "
-                   "0.12.1 hangs too); an empty selection by filters already ends the reader")
 @pytest.mark.parametrize("kind", ["rows", "batch"])
 def test_an_endless_reader_whose_predicate_keeps_no_row_ends_instead_of_hanging(url, kind):
     # seen through make_petastorm_dataset(reader): list(dataset) never returned, nor could Ctrl-C stop it

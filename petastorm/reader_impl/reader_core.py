@@ -72,8 +72,16 @@ class _Pipeline:
     def outputs(self) -> Iterator[Any]:
         """Yield outputs and keep the cursor pointing at the next one to yield."""
         skip, self.skip_first = self.skip_first, 0
+        # num_epochs=None: a whole epoch that yields no row (a predicate or row filter that keeps none; every epoch
+        # reads every selected row) means every epoch does: end, as for an empty selection, rather than loop forever
+        endless = self.epoch_limit is None
+        epoch_rows: Optional[int] = 0 if self.position == 0 and not skip else None  # None: a partial epoch
         for batch in self.pool.imap(self.items(self.epoch, self.position)):
             item = batch.item
+            if endless and item.epoch != self.epoch:
+                if epoch_rows == 0 and self.epoch not in self.may_be_empty:
+                    break
+                epoch_rows = 0 if item.position == 0 else None
             self.epoch, self.position, self.rows_into_item = item.epoch, item.position, 0
             self.items_done += 1
             if self.ngram is not None:
@@ -89,6 +97,8 @@ class _Pipeline:
             for out in outputs:
                 self.rows_into_item += 1
                 self.rows_yielded += 1
+                if epoch_rows is not None:
+                    epoch_rows += 1
                 yield out
             self.position += 1
             self.rows_into_item = 0

@@ -151,3 +151,23 @@ def test_batched_flags(synthetic_dataset):
         assert reader.is_batched_reader is True
         assert reader.batched_output is True
         assert len(next(reader).id) == 10  # a batch: one row group
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("factory", [make_reader, make_batch_reader])
+def test_an_endless_reader_whose_predicate_keeps_no_row_ends(synthetic_dataset, factory):
+    # num_epochs=None over a selection that yields no row in a whole epoch: every epoch is empty, so the reader
+    # ends (it looped over empty epochs forever); a predicate that keeps some rows still repeats them
+    from petastorm.predicates import in_lambda
+
+    with factory(synthetic_dataset, num_epochs=None, workers_count=2,
+                 predicate=in_lambda(["id"], lambda v: v < 0)) as reader:
+        assert list(reader) == []
+    with factory(synthetic_dataset, num_epochs=None, workers_count=2, shuffle_row_groups=False,
+                 predicate=in_lambda(["id"], lambda v: v == 3)) as reader:
+        seen = []
+        for item in reader:
+            seen.extend(item.id.tolist() if factory is make_batch_reader else [item.id])
+            if len(seen) >= 3:
+                break
+    assert seen == [3, 3, 3]
