@@ -4,6 +4,7 @@ Each test names the file the fix belongs in; the review report gives the suggest
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -53,3 +54,31 @@ def test_dataloader_trains_over_a_null_of_a_float_field_declared_with_a_dtype_in
     with DataLoader(make_reader(dtype_instance_url, reader_pool_type="dummy", num_epochs=1), batch_size=3) as loader:
         (batch,) = list(loader)
     assert batch["x"].dtype == torch.float32 and torch.isnan(batch["x"]).tolist() == [False, True, False]
+
+
+@pytest.fixture(scope="module")
+def one_row_groups_url(tmp_path_factory) -> str:
+    """20 rows, one per row group (``id`` 0..19)."""
+    from _fixtures.datasets import write_synthetic_dataset
+
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("one_row_groups") / "d"), rows=20, rows_per_group=1,
+                                   groups_per_file=5)
+
+
+@pytest.mark.xfail(strict=True, reason="reader_core._Pipeline.outputs ends num_epochs=None after one epoch without a "
+                                       "row, but a balanced shard with shuffle_row_groups gets other rows each epoch")
+@pytest.mark.parametrize("rank", [0, 3])
+def test_an_endless_balanced_shard_does_not_end_after_an_epoch_its_predicate_emptied(one_row_groups_url, rank):
+    from petastorm.predicates import in_lambda
+
+    def read(num_epochs):
+        return make_reader(one_row_groups_url, reader_pool_type="dummy", schema_fields=["id"], num_epochs=num_epochs,
+                           predicate=in_lambda(["id"], lambda i: i == 0), cur_shard=rank, shard_count=4,
+                           shard_mode="balanced", shuffle_row_groups=True, seed=7)
+
+    with read(6) as reader:
+        six_epochs = [int(r.id) for r in reader]
+    assert six_epochs == [0]  # row 0 is dealt to this rank in one of the first 6 epochs, not the first
+    with read(None) as reader:
+        endless = [int(r.id) for r in itertools.islice(reader, len(six_epochs))]
+    assert endless == six_epochs  # was []: the endless reader ended after epoch 0, where this rank had no row 0
