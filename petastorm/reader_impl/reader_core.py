@@ -52,6 +52,7 @@ class _Pipeline:
         self.rows_yielded = 0
         self.items_done = 0
         self.may_be_empty: set = set()  # epochs dealt by an elastic resume, which may hold no row for this rank
+        self.warned_empty = False       # an endless pass told that a whole epoch yielded no row
 
     def plan(self, epoch: int) -> list:
         from petastorm.reader_impl.plan import make_epoch_plan
@@ -72,15 +73,20 @@ class _Pipeline:
     def outputs(self) -> Iterator[Any]:
         """Yield outputs and keep the cursor pointing at the next one to yield."""
         skip, self.skip_first = self.skip_first, 0
-        # num_epochs=None: a whole epoch that yields no row (a predicate or row filter that keeps none; every epoch
-        # reads every selected row) means every epoch does: end, as for an empty selection, rather than loop forever
-        endless = self.epoch_limit is None
+        # num_epochs=None: a whole epoch that yields no row (a predicate or row filter that keeps none) is told
+        # once; the reader goes on, as 0.12.1's did (a later epoch may yield rows: a balanced shard is dealt
+        # other rows each epoch, a predicate may keep state), so such a reader never ends
+        warn_empty = self.epoch_limit is None and not self.warned_empty
         epoch_rows: Optional[int] = 0 if self.position == 0 and not skip else None  # None: a partial epoch
         for batch in self.pool.imap(self.items(self.epoch, self.position)):
             item = batch.item
-            if endless and item.epoch != self.epoch:
+            if warn_empty and item.epoch != self.epoch:
                 if epoch_rows == 0 and self.epoch not in self.may_be_empty:
-                    break
+                    self.warned_empty = warn_empty = True
+                    warnings.warn(f"epoch {self.epoch} of this reader (num_epochs=None) yielded no row: its "
+                                  f"predicate or filters keep none. It reads on, epoch after epoch, and never ends "
+                                  f"if none ever matches: pass num_epochs=, or check the predicate", UserWarning,
+                                  stacklevel=2)
                 epoch_rows = 0 if item.position == 0 else None
             self.epoch, self.position, self.rows_into_item = item.epoch, item.position, 0
             self.items_done += 1
