@@ -144,3 +144,30 @@ def test_a_declared_integer_dtype_the_function_does_not_give_has_one_dtype_in_ev
     # recorded from 0.12.1 (same script, black box): the function's float64 in every batch
     # ours: [('int64', [0]), ('float64', [0.5]), ('int64', [1]), ('float64', [1.5])]
     assert got == [("float64", [0.0]), ("float64", [0.5]), ("float64", [1.0]), ("float64", [1.5])]
+
+
+@pytest.mark.xfail(strict=True, reason="pytorch_impl/batched.InMemBatchedDataLoader._load_pass_state: with the rows "
+                                       "loaded by len(), the saved reader start is not compared with this reader's")
+def test_inmem_len_before_load_state_dict_of_a_mid_pass_state_loses_no_row(one_row_groups_url):
+    from petastorm.errors import PetastormStateError
+    from petastorm.pytorch import InMemBatchedDataLoader
+
+    def reader():  # seed=None: each reader draws its own row-group order
+        return make_reader(one_row_groups_url, reader_pool_type="dummy", schema_fields=["id"], num_epochs=1,
+                           seed=None, shuffle_row_groups=True)
+
+    with reader() as first_reader:
+        loader = InMemBatchedDataLoader(first_reader, batch_size=5, num_epochs=2, shuffle=False)
+        batches = iter(loader)
+        served = [int(x) for _ in range(2) for x in next(batches)["id"]]
+        state = loader.state_dict()
+        del batches
+    with reader() as resumed_reader:
+        resumed = InMemBatchedDataLoader(resumed_reader, batch_size=5, num_epochs=2, shuffle=False)
+        assert len(resumed) == 8  # an LR schedule's step count, taken before the checkpoint is loaded
+        try:
+            resumed.load_state_dict(state)
+        except PetastormStateError:
+            return  # refusing (as for a state saved before the first pass with other reader options) is fine
+        served += [int(x) for batch in resumed for x in batch["id"]][:10]
+    assert sorted(served) == list(range(20))  # epoch 0: every row once (was 4 rows twice, 4 never)
