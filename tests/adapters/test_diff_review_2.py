@@ -1,6 +1,6 @@
-"""Diff review 2 (issue 11): defects found in this session's changes (82db857..HEAD), fixed in 5b8be5a.
+"""Diff review 2 (issue 11): defects found in this session's changes (82db857..HEAD).
 
-Each test fails before that fix.
+The first five tests failed before 5b8be5a fixed them; the strict xfails name the file their fix belongs in.
 """
 from __future__ import annotations
 
