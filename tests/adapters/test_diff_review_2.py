@@ -1,6 +1,6 @@
 """Diff review 2 (issue 11): defects found in this session's changes (82db857..HEAD).
 
-The first five tests failed before 5b8be5a fixed them; the strict xfails name the file their fix belongs in.
+The tests before the first strict xfail failed until 5b8be5a fixed them; each strict xfail names the file its fix belongs in.
 """
 from __future__ import annotations
 
