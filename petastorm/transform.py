@@ -348,6 +348,15 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
     if values.dtype.kind in "biufcmM":
         if values.dtype == np.dtype(target):
             return values
+        if declared and values.dtype.kind == "f" and np.dtype(target).kind in "biu" and not np.isnan(values).any():
+            # floats for a field declared as integers: the function's floats in every batch (0.12.1 never cast), so
+            # a batch's dtype does not depend on whether its values happen to be whole
+            if (values != np.trunc(values)).any():
+                warnings.warn(f"{where}: the values do not fit the {np.dtype(target).name} declared in edit_fields "
+                              f"(e.g. {values[np.argmax(values != np.trunc(values))]!r}); they are kept as "
+                              f"{values.dtype} (as petastorm 0.12.1 did): declare the field's dtype as "
+                              f"{values.dtype}", UserWarning, stacklevel=2)
+            return values
         if not declared:
             # a dtype the function chose for a field it did not declare in edit_fields: its values as they are,
             # as 0.12.1 gave them (recorded: int32 / 3 stayed float64, float32 -> int64 stayed int64); a cast to

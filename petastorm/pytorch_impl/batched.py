@@ -421,6 +421,13 @@ class InMemBatchedDataLoader(LoaderBase):
             raise PetastormStateError("malformed InMemBatchedDataLoader pass state: integers 'epoch', 'batch' and "
                                       "'rows' expected") from None
         start = body.get(_K_READER_START)
+        if start is not None and self._data is not None and dict(start) != dict(self._reader_start or {}):
+            # mid-pass the rows' order matters: rows loaded by len() in another order would be served from the saved
+            # batch index with rows lost and repeated
+            raise PetastormStateError(
+                "InMemBatchedDataLoader loaded its rows (len() was called) before load_state_dict() of a state saved "
+                "mid-pass, by a reader whose rows load in another order: call load_state_dict() before len(), or "
+                "make the reader with seed=...")
         if start is not None and self._data is None:
             if not isinstance(start, Mapping):
                 raise PetastormStateError(f"malformed InMemBatchedDataLoader pass state: {_K_READER_START!r} must be a "

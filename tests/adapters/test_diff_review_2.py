@@ -1,6 +1,6 @@
 """Diff review 2 (issue 11): defects found in this session's changes (82db857..HEAD).
 
-The tests before the first strict xfail failed until 5b8be5a fixed them; each strict xfail names the file its fix belongs in.
+Each test failed before its fix (5b8be5a and the commit after it).
 """
 from __future__ import annotations
 
@@ -128,8 +128,6 @@ def _halves(df):
     return df
 
 
-@pytest.mark.xfail(strict=True, reason="transform._scalar_column casts a declared integer dtype per batch where the "
-                                       "values fit: the column's dtype then depends on the data (int64 / float64)")
 def test_a_declared_integer_dtype_the_function_does_not_give_has_one_dtype_in_every_batch(one_row_groups_url):
     import warnings
 
@@ -146,8 +144,6 @@ def test_a_declared_integer_dtype_the_function_does_not_give_has_one_dtype_in_ev
     assert got == [("float64", [0.0]), ("float64", [0.5]), ("float64", [1.0]), ("float64", [1.5])]
 
 
-@pytest.mark.xfail(strict=True, reason="pytorch_impl/batched.InMemBatchedDataLoader._load_pass_state: with the rows "
-                                       "loaded by len(), the saved reader start is not compared with this reader's")
 def test_inmem_len_before_load_state_dict_of_a_mid_pass_state_loses_no_row(one_row_groups_url):
     from petastorm.errors import PetastormStateError
     from petastorm.pytorch import InMemBatchedDataLoader
