@@ -129,3 +129,33 @@ print('RESULT ' + json.dumps({'devices': len(jax.devices()), 'shards': len(batch
     assert len(set(got["counts"])) == 1 and got["counts"][0] == TRAIN // 3
     assert got["resumed"] == TRAIN
     assert (got["image"], got["digit"]) == ("uint8", "int32")          # the first block's comment
+
+
+_TF_ERROR = """
+import os
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import tensorflow as tf
+from petastorm import make_reader, make_batch_reader, TransformSpec
+from petastorm.tf_utils import make_petastorm_dataset
+
+def bad(row):
+    raise KeyError('boom')
+
+for factory in (make_reader, make_batch_reader):
+    with factory('URL/test', schema_fields=['digit'], transform_spec=TransformSpec(bad), num_epochs=1) as reader:
+        try:
+            for _ in make_petastorm_dataset(reader):
+                pass
+        except tf.errors.OpError as e:
+            assert "KeyError: 'boom'" in e.message, e.message
+            assert e.message.startswith('{{function_node'), e.message[:200]   # TensorFlow's prefix comes first
+            print('caught', factory.__name__, type(e).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_tensorflow_guide_errors_reach_the_loop_with_their_class_and_message(mnist_url, tmp_path):
+    # tensorflow.md: "Errors of ... a TransformSpec function ... reach the loop as a tf.errors.OpError whose
+    # message holds, after TensorFlow's own prefix, the original exception's class and message"
+    stdout = _run(_TF_ERROR.replace("URL", mnist_url), tmp_path / "tf_error.py")
+    assert "caught make_reader UnknownError" in stdout and "caught make_batch_reader UnknownError" in stdout
