@@ -163,13 +163,13 @@ def test_tensorflow_guide_errors_reach_the_loop_with_their_class_and_message(mni
 
 @pytest.mark.slow
 def test_pytorch_guide_a_new_pass_after_a_break_raises_the_originals_error(mnist_url):
-    # pytorch.md, "Epochs": after a `break` the reader cannot be reset mid-epoch. Recorded from 0.12.1
+    # pytorch.md, "Epochs": after a `break` the reader cannot be reset mid-epoch (while it has rows left). Recorded from 0.12.1
     # (DataLoader over make_reader, break after 4 batches, then a new `for`): NotImplementedError
     # "Currently do not support resetting a reader while in the middle of iteration. ..."
     from petastorm import make_batch_reader, make_reader
     from petastorm.pytorch import BatchedDataLoader, DataLoader
     for loader_cls, factory in ((DataLoader, make_reader), (BatchedDataLoader, make_batch_reader)):
-        with loader_cls(factory(mnist_url + "/test", schema_fields=["digit"], num_epochs=1), batch_size=100) as loader:
+        with loader_cls(factory(mnist_url + "/train", schema_fields=["digit"], num_epochs=1), batch_size=10) as loader:
             for i, _ in enumerate(loader):
                 if i == 3:
                     break
