@@ -8,27 +8,16 @@ import threading
 import numpy as np
 import pytest
 import tensorflow as tf
+from _fixtures.simple_ndarrays import write_simple
 
-from petastorm import make_reader, write_dataset
-from petastorm.codecs import NdarrayCodec, ScalarCodec
+from petastorm import make_reader
 from petastorm.errors import PetastormArgumentError
-from petastorm.spark_types import spark_type
 from petastorm.tf_utils import make_petastorm_dataset, tf_tensors
-from petastorm.unischema import Unischema, UnischemaField
-
-Simple = Unischema("Simple", [
-    UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
-    UnischemaField("v", np.float32, (3,), NdarrayCodec(), False),
-    UnischemaField("var", np.int32, (None,), NdarrayCodec(), False),
-])
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    path = "file://" + str(tmp_path_factory.mktemp("tf_probe_hostile"))
-    rows = [dict(id=i, v=np.full(3, i, np.float32), var=np.arange(i % 3, dtype=np.int32)) for i in range(20)]
-    write_dataset(path, Simple, rows, workers_count=1, progress=False, rows_per_file=10, overwrite=True)
-    return path
+    return write_simple(str(tmp_path_factory.mktemp("tf_probe_hostile")))
 
 
 def _new_threads(before):
