@@ -139,10 +139,10 @@ def arrow_type_for_field(field: Any) -> Any:
 
 def _floating_field(field: Any) -> bool:
     """A field of a float numpy type, declared as a type (``np.float32``) or a dtype (``np.dtype('>f4')``)."""
-    try:
-        return np.dtype(field.numpy_dtype).kind == "f"
-    except TypeError:  # Decimal, str and other Python types
-        return False
+    from petastorm.codecs import dtype_type
+
+    t = dtype_type(field.numpy_dtype)
+    return isinstance(t, type) and issubclass(t, np.floating)
 
 
 def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:

@@ -351,11 +351,9 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
         if declared and values.dtype.kind == "f" and np.dtype(target).kind in "biu" and not np.isnan(values).any():
             # floats for a field declared as integers: the function's floats in every batch (0.12.1 never cast), so
             # a batch's dtype does not depend on whether its values happen to be whole
-            if (values != np.trunc(values)).any():
-                warnings.warn(f"{where}: the values do not fit the {np.dtype(target).name} declared in edit_fields "
-                              f"(e.g. {values[np.argmax(values != np.trunc(values))]!r}); they are kept as "
-                              f"{values.dtype} (as petastorm 0.12.1 did): declare the field's dtype as "
-                              f"{values.dtype}", UserWarning, stacklevel=2)
+            fractional = values != np.trunc(values)
+            if fractional.any():
+                _warn_kept(where, target, values, values[np.argmax(fractional)])
             return values
         if not declared:
             # a dtype the function chose for a field it did not declare in edit_fields: its values as they are,
@@ -373,12 +371,9 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
         except (TypeError, ValueError) as e:
             raise PetastormSchemaError(f"{where}: cannot convert {values.dtype} to the field's "
                                        f"{np.dtype(target).name}: {e}") from None
-        if _cast_changed_values(values, cast):
-            # declared with a type that cannot hold the values: kept as the function gave them, as 0.12.1 did
-            warnings.warn(f"{where}: the values do not fit the {np.dtype(target).name} declared in edit_fields "
-                          f"(e.g. {values[_first_changed(values, cast)]!r}); they are kept as {values.dtype} (as "
-                          f"petastorm 0.12.1 did): declare the field's dtype as {values.dtype}", UserWarning,
-                          stacklevel=2)
+        changed = _changed_mask(values, cast)
+        if changed.any():  # declared with a type that cannot hold the values: kept as the function gave them
+            _warn_kept(where, target, values, values[np.argmax(changed)])
             return values
         return cast
     # object column: strings, Nones, numpy scalars, arrays...
@@ -408,12 +403,12 @@ def _changed_mask(values: np.ndarray, cast: np.ndarray) -> np.ndarray:
         return cast != values
 
 
-def _cast_changed_values(values: np.ndarray, cast: np.ndarray) -> bool:
-    return bool(np.any(_changed_mask(values, cast)))
-
-
-def _first_changed(values: np.ndarray, cast: np.ndarray) -> int:
-    return int(np.argmax(_changed_mask(values, cast)))
+def _warn_kept(where: str, target: Any, values: np.ndarray, example: Any) -> None:
+    """Say that values which do not fit the dtype declared in edit_fields are kept as the function gave them
+    (as 0.12.1 kept them: it never cast)."""
+    warnings.warn(f"{where}: the values do not fit the {np.dtype(target).name} declared in edit_fields (e.g. "
+                  f"{example!r}); they are kept as {values.dtype} (as petastorm 0.12.1 did): declare the field's "
+                  f"dtype as {values.dtype}", UserWarning, stacklevel=4)
 
 
 def _array_column(values: np.ndarray, field: UnischemaField, target: Any, where: str) -> np.ndarray:

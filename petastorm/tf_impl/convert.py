@@ -247,10 +247,11 @@ def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
                 out = dense.astype(conv.np_dtype, copy=False)
         except (ValueError, TypeError, OverflowError) as error:
             raise _value_error(conv, dense, str(error)) from None
-        if out is not dense and out.dtype.kind in "iub" and dense.dtype.kind in "fc" and not np.array_equal(out, dense):
+        changed = out != dense if out is not dense and out.dtype.kind in "iub" and dense.dtype.kind in "fc" else None
+        if changed is not None and changed.any():
             # fractions or values out of range (a TransformSpec that made floats of an integer field without
             # declaring it): refused, naming the field, rather than cut silently (0.12.1 cut them)
-            bad = dense.reshape(-1)[np.flatnonzero(out.reshape(-1) != dense.reshape(-1))[0]]
+            bad = dense.reshape(-1)[np.argmax(changed.reshape(-1))]
             raise _value_error(conv, bad, f"an integer field cannot hold {dense.dtype} values that are not whole "
                                           f"numbers in its range; declare the field's dtype in edit_fields")
         return out
