@@ -60,6 +60,7 @@ def is_bad_input(error: BaseException) -> bool:
 
 
 def one_line(error: BaseException) -> str:
+    """The first non-empty line of ``error``'s message (its class name when the message is empty)."""
     text = str(error).strip() or type(error).__name__
     first = text.splitlines()[0].strip()
     return first if first else type(error).__name__
