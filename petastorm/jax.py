@@ -76,7 +76,7 @@ from typing import Any, Callable, Dict, Optional
 from petastorm.adapters.checks import ensure_int
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormStateError, PetastormTypeError, PetastormWorkerError
-from petastorm.jax_impl.columns import check_schema_fields
+from petastorm.jax_impl.columns import FieldHints, check_schema_fields, field_hints
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
 
 __all__ = ["JaxIterator", "make_jax_iterator"]
@@ -151,7 +151,9 @@ class JaxIterator:
         # in reader order without a transform_fn, the whole batches of a reader batch come as one block: placed
         # with one transfer per page and cut on the device several per call (petastorm.jax_impl.chunks)
         whole = shuffling_queue_capacity == 0 and transform_fn is None
-        placer = DevicePlacer(sharding, shards, batch_size if whole else None, transformed=transform_fn is not None)
+        hints = field_hints(reader) if transform_fn is None else FieldHints()  # a transform_fn may rename fields
+        placer = DevicePlacer(sharding, shards, batch_size if whole else None, transformed=transform_fn is not None,
+                              hints=hints)
         self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
                                        min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
                                        transform_fn=transform_fn, convert=placer, prefetch=prefetch,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from typing import Any, Dict, Mapping, Optional
+from typing import AbstractSet, Any, Dict, Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from petastorm.adapters.checks import ensure_aligned
 from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormSchemaError, PetastormTypeError
 
-__all__ = ["check_schema_fields", "jax_ready_columns"]
+__all__ = ["FieldHints", "check_schema_fields", "field_hints", "jax_ready_columns"]
 
 _NUMERIC_KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex
 _NARROW_INTS = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.uint64): np.dtype(np.uint32)}
@@ -49,11 +49,50 @@ def _kind_words(dtype: np.dtype, sample: Any = None) -> str:
     return f"values of numpy type {dtype}"
 
 
+class FieldHints(NamedTuple):
+    """What the reader's schema says of the columns of its batches (used when no ``transform_fn`` renames them).
+
+    ``array_fields``: fields whose cells are arrays (a non-empty ``shape``): a column of them holding ``None``
+    is refused (as NaN scalars it would arrive with the shape ``(rows,)``). ``float_fields``: nullable integer
+    fields of a row reader (``make_reader``), given as floats in every batch, not only in those holding a null,
+    so the field keeps one dtype through the pass.
+    """
+
+    array_fields: AbstractSet[str] = frozenset()
+    float_fields: AbstractSet[str] = frozenset()
+
+
+def field_hints(reader: Any) -> FieldHints:
+    """The :class:`FieldHints` of ``reader``'s schema (empty without a schema).
+
+    Only a row reader's nullable integer fields are ``float_fields``: a ``make_batch_reader`` gives the column of
+    a reader batch without a null as integers, as the original's did (its Parquet columns are all nullable).
+    """
+    fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
+    array_fields = frozenset(name for name, field in fields.items() if tuple(getattr(field, "shape", None) or ()))
+    float_fields: AbstractSet[str] = frozenset()
+    if getattr(reader, "is_batched_reader", True) is False:
+        float_fields = frozenset(
+            name for name, field in fields.items()
+            if getattr(field, "nullable", False) and name not in array_fields and _is_integer(field.numpy_dtype))
+    return FieldHints(array_fields, float_fields)
+
+
+def _is_integer(numpy_dtype: Any) -> bool:
+    try:
+        return np.dtype(numpy_dtype).kind in "iu"
+    except TypeError:
+        return False
+
+
 def check_schema_fields(schema: Any) -> None:
     """Refuse, before any reading, a schema field JAX cannot hold: a string, bytes, Decimal or other
-    object dtype, or a variable shape (``None`` in ``UnischemaField.shape``).
+    object dtype, or a variable shape (``None`` in ``UnischemaField.shape``) declared with a codec.
 
-    Called only when no ``transform_fn`` may change the fields.
+    Called only when no ``transform_fn`` may change the fields. A variable shape without a codec is a plain
+    Parquet list column, whose lists often all have one length (embeddings): the reader gives those as a
+    ``(rows, length)`` array, and a batch of lists of different lengths is refused, naming the field, when
+    it is placed.
 
     Raises
     ------
@@ -69,7 +108,7 @@ def check_schema_fields(schema: Any) -> None:
             what = "Decimal values" if field.numpy_dtype is decimal.Decimal else _kind_words(dtype)
             raise PetastormTypeError(f"field {name!r} holds {what}: JAX arrays hold numbers only; {_HOW_TO_FIX}")
         shape = tuple(field.shape or ())
-        if any(dim is None for dim in shape):
+        if any(dim is None for dim in shape) and getattr(field, "codec", None) is not None:
             raise PetastormTypeError(
                 f"field {name!r} has a variable shape {shape}: a JAX batch needs one shape per field; pad or crop "
                 f"it to a fixed shape in transform_fn, or leave it out with schema_fields=[...] on the reader")
@@ -132,7 +171,8 @@ def _check_integers_fit_float32(name: str, column: np.ndarray, filled: np.ndarra
         f"jax.config.update('jax_enable_x64', True) before creating arrays, or fill the nulls in transform_fn")
 
 
-def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> Dict[str, Any]:
+def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
+                      hints: FieldHints = FieldHints()) -> Dict[str, Any]:
     """Check a batch of numpy columns and return the columns JAX takes as they are.
 
     Parameters
@@ -140,14 +180,16 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
     batch : mapping of str to np.ndarray, each of shape (rows,) + field shape
     x64 : bool, optional
         Whether JAX keeps 64-bit types (``jax_enable_x64``); read from JAX when None.
+    hints : FieldHints
+        What the reader's schema says of the fields (none with a ``transform_fn``).
 
     Returns
     -------
     dict of str to np.ndarray or jax.Array
         The same arrays (``jax.Array`` values made by a ``transform_fn`` pass as they are), except
-        big-endian columns, given in native byte order, and ``datetime64``/``timedelta64`` columns, given as
-        ``int64`` nanoseconds (JAX has no time types; as
-        ``tf_utils`` maps them).
+        big-endian columns, given in native byte order, ``datetime64``/``timedelta64`` columns, given as
+        ``int64`` nanoseconds (JAX has no time types; as ``tf_utils`` maps them), and numbers with nulls (and
+        the ``hints.float_fields``), given as floats with NaN.
 
     Raises
     ------
@@ -168,9 +210,11 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
     if any(not isinstance(column, (np.ndarray, jax.Array)) for column in batch.values()):
         batch = {name: _as_array(name, column) for name, column in batch.items()}
     ensure_aligned(batch, "a batch's columns")
-    for column in batch.values():  # the common case, one cheap test a column: plain numeric arrays
+    float_fields = hints.float_fields
+    for name, column in batch.items():  # the common case, one cheap test a column: plain numeric arrays
         if type(column) is not np.ndarray or column.dtype.kind not in _NUMERIC_KINDS or \
-                (not x64 and column.dtype in _NARROW_INTS) or not column.dtype.isnative:
+                (not x64 and column.dtype in _NARROW_INTS) or not column.dtype.isnative or \
+                (name in float_fields and column.dtype.kind in "iu"):
             break
     else:
         return dict(batch)
@@ -193,6 +237,13 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None) -> D
             unit = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
             what = f"{column.dtype} (as int64 nanoseconds)"
             column = column.astype(unit).view(np.int64)
+        elif kind == "O" and name in hints.array_fields:  # arrays of several shapes, or None
+            raise _object_column_error(name, column)
+        elif kind in "iu" and name in float_fields:  # a nullable integer: floats in every batch, not only with a null
+            filled = column.astype(np.float64)
+            if not x64:
+                _check_integers_fit_float32(name, column, filled)
+            column = filled
         elif kind == "O":
             # numbers with nulls: NaN, as the torch loaders give them; and so every batch of a reader batch that
             # held a null (an object column) is floats, those without the null too

@@ -22,7 +22,7 @@ import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
 from petastorm.jax_impl.chunks import BlockPlacer
-from petastorm.jax_impl.columns import jax_ready_columns
+from petastorm.jax_impl.columns import FieldHints, jax_ready_columns
 from petastorm.jax_impl.transfer import BatchTransfer
 
 __all__ = ["DevicePlacer", "batch_shard_count", "check_batch_size", "describe_batch_axis", "ensure_sharding"]
@@ -156,15 +156,19 @@ class DevicePlacer:
         The batches come from a user's ``transform_fn``: their numpy arrays are copied when placed (the
         function may write into them again; see :class:`~petastorm.jax_impl.transfer.BatchTransfer`'s
         ``copy``), and a row count the shards cannot split is blamed on it.
+    hints : FieldHints
+        What the reader's schema says of the batches' fields (:func:`~petastorm.jax_impl.columns.field_hints`;
+        empty with a ``transform_fn``).
     """
 
     def __init__(self, sharding: Optional[Any], shards: int, batch_size: Optional[int] = None, *,
-                 transformed: bool = False) -> None:
+                 transformed: bool = False, hints: FieldHints = FieldHints()) -> None:
         import jax
 
         self.sharding = sharding
         self.shards = shards
         self.transformed = transformed
+        self.hints = hints
         # the caller's thread-local JAX settings, applied on the prefetch thread too (see the module docs)
         self._default_device = jax.config.jax_default_device
         self._x64 = bool(jax.config.jax_enable_x64)
@@ -197,7 +201,7 @@ class DevicePlacer:
         import jax
 
         with self._settings():
-            columns = jax_ready_columns(batch)
+            columns = jax_ready_columns(batch, hints=self.hints)
             if self.sharding is not None and columns:
                 self._check_rows(columns)
                 if self.sharding.is_fully_addressable:  # else the global shape is JAX's to check, per field
@@ -215,7 +219,7 @@ class DevicePlacer:
         import jax
 
         blocks = self._blocks
-        columns = jax_ready_columns(block)
+        columns = jax_ready_columns(block, hints=self.hints)
         placed = blocks(columns, k) if columns and blocks is not None else None
         if placed is None:
             return None
