@@ -211,3 +211,23 @@ def test_migration_reader_mock_row_as_the_page_says():
     assert len({float(row.f) for row in rows}) > 1                                       # new in every row
     page = _page(os.path.join("docs", "migration.md"))
     assert "| `ReaderMock(schema, schema_data_generator_example)` rows | the same row every time" in page
+
+
+# --- docs/architecture.md ----------------------------------------------------------------------------------
+
+def test_architecture_state_keys_are_those_of_a_reader_state(plain_store):
+    # the page listed 7 keys ("dataset fingerprint", ...) where a state has 9 (options, extra)
+    listed = re.search(r"The state is `\{(.*?)\}`", _page(os.path.join("docs", "architecture.md")), re.S).group(1)
+    with make_batch_reader(plain_store) as reader:
+        next(iter(reader))
+        state = reader.state_dict()
+    assert sorted(" ".join(listed.split()).split(", ")) == sorted(state)
+
+
+def test_architecture_names_the_modules_and_functions_that_exist():
+    from petastorm.reader_impl.process import fork_server, result_pickle
+
+    page = _page(os.path.join("docs", "architecture.md"))
+    assert "`fork_server.main_module_not_reimported()`" in page and fork_server.main_module_not_reimported
+    assert "(`process/result_pickle.py`, `ResultPickler.reducer_override`)" in page
+    assert "reducer_override" in vars(result_pickle.ResultPickler)
