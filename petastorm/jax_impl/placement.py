@@ -259,6 +259,9 @@ class DevicePlacer:
             if key in self._checked_shapes:
                 continue
             try:
+                check_rank = getattr(self.sharding, "check_compatible_aval", None)
+                if check_rank is not None:  # a spec of more axes than the field has (shard_shape lets it pass)
+                    check_rank(column.shape)
                 self.sharding.shard_shape(column.shape)
             except (ValueError, IndexError, TypeError) as error:
                 raise PetastormArgumentError(
