@@ -48,7 +48,9 @@ class TransformSpec:
     removed_fields : list of str
         Names of fields the transform removes.
     selected_fields : list of str or None
-        If given, the transformed schema holds exactly these fields, in this order.
+        If given, the transformed schema holds exactly these fields, in this order. Give either
+        ``removed_fields`` or ``selected_fields``, not both (``PetastormSchemaError``, a ValueError, as the
+        original's).
     """
 
     def __init__(self, func: Optional[Callable] = None, edit_fields: Optional[Sequence] = None,
@@ -56,6 +58,11 @@ class TransformSpec:
                  selected_fields: Optional[Sequence[str]] = None) -> None:
         if func is not None and not callable(func):
             raise PetastormSchemaError(f"TransformSpec func must be callable or None, got {type(func).__name__}")
+        if removed_fields is not None and selected_fields is not None:
+            # the original's ValueError and message (recorded from 0.12.1), even for an empty list
+            raise PetastormSchemaError(
+                f"User can only specify one of removed_fields and selected_fields in TransformSpec. Got "
+                f"removed_fields={removed_fields!r} and selected_fields={selected_fields!r}")
         self.func = func
         self.edit_fields = list(edit_fields) if edit_fields else []
         self.removed_fields = list(removed_fields) if removed_fields else []

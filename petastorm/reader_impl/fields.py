@@ -7,7 +7,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from petastorm.errors import NoMatchingFieldsError, PetastormArgumentTypeError, PetastormSchemaError
+from petastorm.errors import (
+    NoMatchingFieldsError,
+    PetastormArgumentError,
+    PetastormArgumentTypeError,
+    PetastormSchemaError,
+)
 
 __all__ = ["resolve_fields", "ngram_fields", "check_predicate_fields"]
 
@@ -125,9 +130,15 @@ def ngram_fields(ngram: Any, schema: Any, is_batched: bool) -> list:
 
 def check_predicate_fields(predicate: Any, schema: Any) -> None:
     """Raise ``PetastormSchemaError`` (a ValueError, as the original's) naming the fields that ``predicate``
-    reads and ``schema`` lacks."""
+    reads and ``schema`` lacks; ``PetastormArgumentError`` (a ValueError) when ``predicate`` has no
+    ``get_fields``/``do_include`` (a ``PredicateBase``, or an object with both methods, is expected)."""
     if predicate is None:
         return
+    if not (callable(getattr(predicate, "get_fields", None)) and callable(getattr(predicate, "do_include", None))):
+        # the original's ValueError and message (recorded from 0.12.1); a plain function or a field name
+        # reached ``predicate.get_fields()`` as a bare AttributeError
+        raise PetastormArgumentError(f"predicate parameter is expected to be derived from PredicateBase, got "
+                                     f"{type(predicate).__name__}: {predicate!r}")
     unknown = [f for f in predicate.get_fields() if f not in schema.fields]
     if unknown:
         raise PetastormSchemaError(

@@ -336,14 +336,23 @@ class Reader:
 
     @property
     def diagnostics(self) -> dict:
-        """Counters of the pipeline: rows/batches yielded, cursor and pool statistics."""
+        """Counters of the pipeline: rows/batches yielded, cursor and pool statistics (``pool_*``), and the
+        original's keys: ``output_queue_size`` (0.12.1's thread pool: results waiting for the consumer),
+        ``items_consumed``, ``items_produced``, ``items_inprocess`` (its process pool: items handed to the
+        workers, results returned, items in flight)."""
         p = self._p
         diag = {"rows_yielded": p.rows_yielded, "items_done": p.items_done, "epoch": p.epoch,
                 "position": p.position}
+        pool: dict = {}
         try:
-            diag.update({f"pool_{k}": v for k, v in dict(self._pool.diagnostics).items()})
+            pool = dict(self._pool.diagnostics)
+            diag.update({f"pool_{k}": v for k, v in pool.items()})
         except Exception:  # pragma: no cover - diagnostics must never fail a caller
             pass
+        diag.update({"output_queue_size": pool.get("reorder_buffered", 0),
+                     "items_consumed": pool.get("items_submitted", 0),
+                     "items_produced": pool.get("items_completed", 0),
+                     "items_inprocess": pool.get("in_flight", 0)})
         return diag
 
     def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False, shuffling_queue_capacity: int = 0,

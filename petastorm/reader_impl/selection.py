@@ -68,12 +68,13 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
 
         indexes = load_rowgroup_indexes(dataset.metadata, dataset.root or str(url))
         missing = [n for n in rowgroup_selector.get_index_names() if n not in indexes]
-        if missing:
+        if missing:  # the original's two messages (recorded from 0.12.1), then what to do
+            lead = (f"Some of required indexes {missing} are not available in {list(indexes)}" if indexes else
+                    "Row groups index is not available in the dataset metadata file. You can generate it on an "
+                    "existing dataset using rowgroup_indexing_run.py")
             raise PetastormArgumentError(
-                f"Row groups index is not available in the dataset metadata file. You can generate it on an "
-                f"existing dataset using rowgroup_indexing_run.py. rowgroup_selector needs indexes {missing}; "
-                f"dataset {url!r} has {sorted(indexes) or 'none'} (build them with "
-                f"petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
+                f"{lead}. rowgroup_selector needs indexes {missing}; dataset {url!r} has {sorted(indexes) or 'none'} "
+                f"(build them with petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
         selected = set(rowgroup_selector.select_row_groups(indexes))
         rg_ids = [i for i in rg_ids if i in selected]
         log.record("rowgroup_selector", rg_ids, repr(rowgroup_selector))
