@@ -345,6 +345,12 @@ def _object_to_best(values: np.ndarray) -> np.ndarray:
 
 def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where: str,
                    declared: bool = True) -> np.ndarray:
+    if target is np.str_ and values.dtype == object and len(values) and all(isinstance(v, str) for v in values):
+        # a ``<U`` column where every value is a str, as without a transform and as 0.12.1 gave it after one
+        # (recorded: ``<U3``; ours was an object array); None or NaN among the values keeps the object array
+        from petastorm.value_types import as_original_values
+
+        return as_original_values("str", values, batch=True)
     if target in (np.str_, np.bytes_, Decimal, np.object_) or not isinstance(target, type) or \
             not issubclass(target, np.generic):
         if values.dtype.kind in "US":
