@@ -65,13 +65,17 @@ class FieldHints(NamedTuple):
 def field_hints(reader: Any) -> FieldHints:
     """The :class:`FieldHints` of ``reader``'s schema (empty without a schema).
 
-    Only a row reader's nullable integer fields are ``float_fields``: a ``make_batch_reader`` gives the column of
-    a reader batch without a null as integers, as the original's did (its Parquet columns are all nullable).
+    Only the nullable integer fields of a row reader without a ``TransformSpec`` are ``float_fields``: a
+    ``make_batch_reader`` gives the column of a reader batch without a null as integers, as the original's did
+    (its Parquet columns are all nullable), and a ``TransformSpec`` function may fill the nulls without
+    declaring the field anew (its integers stay integers).
     """
     fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
     array_fields = frozenset(name for name, field in fields.items() if tuple(getattr(field, "shape", None) or ()))
     float_fields: AbstractSet[str] = frozenset()
-    if getattr(reader, "is_batched_reader", True) is False:
+    # the reader's options record its TransformSpec's fingerprint (None without one); no public attribute holds it
+    transformed = (getattr(reader, "_options", None) or {}).get("transform") is not None
+    if getattr(reader, "is_batched_reader", True) is False and not transformed:
         float_fields = frozenset(
             name for name, field in fields.items()
             if getattr(field, "nullable", False) and name not in array_fields and _is_integer(field.numpy_dtype))

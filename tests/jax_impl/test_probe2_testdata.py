@@ -129,3 +129,22 @@ def test_maybe_int_of_the_0_12_1_dataset_is_float_with_nan_in_every_batch_of_mak
         by_id = {int(row.id): row.maybe_int for row in reader}
     expected = [np.nan if by_id[i] is None else float(by_id[i]) for i in ids.tolist()]
     np.testing.assert_array_equal(maybe, np.array(expected, np.float32))
+
+
+@pytest.mark.timeout(120)
+def test_a_nullable_integer_field_a_transform_spec_fills_stays_integer(testdata_dir):
+    # a TransformSpec function may fill the nulls without declaring the field anew: its values stay int32
+    from petastorm.transform import TransformSpec
+
+    def fill(row):
+        row["integer_nullable"] = -1 if row["integer_nullable"] is None else row["integer_nullable"]
+        return row
+
+    url = _url(testdata_dir, "legacy", "0.7.6")
+    with make_reader(url, schema_fields=["id", "integer_nullable"], shuffle_row_groups=False, workers_count=1,
+                     transform_spec=TransformSpec(fill)) as reader, \
+            make_jax_iterator(reader, batch_size=5) as batches:
+        got = [(np.asarray(b["id"]), np.asarray(b["integer_nullable"])) for b in batches]
+    assert {values.dtype for _, values in got} == {np.dtype(np.int32)}
+    ids = np.concatenate([i for i, _ in got])
+    np.testing.assert_array_equal(np.concatenate([v for _, v in got]), np.where(ids % 2 == 1, -1, ids))
