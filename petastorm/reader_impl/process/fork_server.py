@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing as mp
+import os
 import sys
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -178,11 +179,61 @@ def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = (
     if method != "forkserver":
         return
     from multiprocessing import forkserver
+    if not _fork_server_is_ours():
+        forget_inherited_fork_server()
     ctx = mp.get_context("forkserver")
     preload = list(dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)))
     with main_module_not_reimported():
         ctx.set_forkserver_preload(preload)
         forkserver.ensure_running()
+
+
+def forget_inherited_fork_server() -> None:
+    """In a child made by ``os.fork`` (a ``torch.utils.data.DataLoader`` worker, a ``multiprocessing`` 'fork'
+    child): forget the parent's fork server, so that this process starts its own when it needs one.
+
+    ``multiprocessing`` keeps the parent's server pid, and its ``ensure_running()`` then calls ``waitpid`` on a
+    process that is not this one's child: every process-pool reader made in such a child raised a bare
+    ``ChildProcessError: [Errno 10] No child processes``. Run after every fork (``os.register_at_fork``), and
+    by :func:`warm_up` for a server this process did not start (the fork came before petastorm was imported).
+    The child's copy of the server's "alive" descriptor is closed: the parent's server ends with the parent.
+    """
+    try:
+        from multiprocessing import forkserver
+        server = forkserver._forkserver
+        if getattr(server, "_forkserver_pid", None) is None:
+            return
+        fd = server._forkserver_alive_fd
+        server._forkserver_pid = None
+        server._forkserver_address = None
+        server._forkserver_alive_fd = None
+        server._lock = threading.Lock()  # the parent's may have been held by another thread at the fork
+    except (ImportError, AttributeError):  # pragma: no cover - platform without it, another Python's layout
+        return
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _fork_server_is_ours() -> bool:
+    """False if ``multiprocessing`` records a fork server that is not a child of this process (inherited
+    through ``os.fork``); the check does not reap it (``WNOWAIT``), so ``ensure_running()`` still sees a dead one."""
+    pid = _fork_server_pid()
+    if pid is None:
+        return True
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except (OSError, AttributeError):  # pragma: no cover - no waitid here: let multiprocessing decide
+        return True
+    return True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=forget_inherited_fork_server)
 
 
 _FORKED_BY_SERVER: List[Optional[int]] = [None]  # pid of the fork server that last forked a worker for us

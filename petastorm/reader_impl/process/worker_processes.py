@@ -7,6 +7,8 @@ workers down (``weakref.finalize(pool, shutdown, state)``).
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 import os
 import signal
 import socket
@@ -14,7 +16,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from petastorm.reader_impl.process.fork_server import fork_server_forked, main_module_not_reimported
 from petastorm.reader_impl.process.run_in_parent import StartupLane
@@ -154,7 +156,7 @@ def _start_process(state: PoolState, ctx: Any, i: int, factory_bytes: bytes, opt
                        args=(i, child_conn, factory_bytes, os.getpid(), options["transport"],
                              options["segments_kept"]))
     try:
-        with main_module_not_reimported():
+        with main_module_not_reimported(), _children_allowed():
             proc.start()
     except BaseException:
         parent_conn.close()
@@ -164,6 +166,33 @@ def _start_process(state: PoolState, ctx: Any, i: int, factory_bytes: bytes, opt
     if options["start_method"] == "forkserver":
         fork_server_forked()
     return _handle_for(i, proc, parent_conn, state, options)
+
+
+_DAEMON_FLAG_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _children_allowed() -> Iterator[None]:
+    """Let this process start pool workers even when it is itself a daemonic ``multiprocessing`` process:
+    a ``torch.utils.data.DataLoader`` worker (``num_workers > 0``) whose dataset opens a process-pool reader.
+
+    ``multiprocessing`` refuses children to daemonic processes ("daemonic processes are not allowed to have
+    children") because their exit terminates them without joining, and the children would be orphaned; 0.12.1
+    (recorded) read correct rows there (it started its workers with ``subprocess``). The pool does not rely
+    on the parent's exit to end its workers: ``stop(); join()`` and the pool's finalizer end them, and a
+    worker whose parent died ends when its connection closes (or at its next poll of the parent's pid). So
+    the flag is lifted for the ``start()`` call only, under a lock, and restored.
+    """
+    config = getattr(mp.current_process(), "_config", None)
+    if not isinstance(config, dict) or not config.get("daemon"):
+        yield
+        return
+    with _DAEMON_FLAG_LOCK:
+        config["daemon"] = False
+        try:
+            yield
+        finally:
+            config["daemon"] = True
 
 
 def start_workers_reporting(state: PoolState, ctx: Any, factory_bytes: bytes, options: dict) -> None:
