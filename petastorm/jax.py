@@ -73,9 +73,16 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, Optional
 
+import numpy as np
+
 from petastorm.adapters.checks import ensure_int
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
-from petastorm.errors import PetastormStateError, PetastormTypeError, PetastormWorkerError
+from petastorm.errors import (
+    PetastormArgumentTypeError,
+    PetastormStateError,
+    PetastormTypeError,
+    PetastormWorkerError,
+)
 from petastorm.jax_impl.columns import FieldHints, check_schema_fields, field_hints
 from petastorm.jax_impl.placement import DevicePlacer, check_batch_size, ensure_sharding
 
@@ -94,6 +101,15 @@ def _import_jax() -> Any:
                           f"pip install 'petastorm[jax]' (CPU) or as https://docs.jax.dev/en/latest/installation.html "
                           f"says for GPUs and TPUs") from error
     return jax
+
+
+def _ensure_flag(name: str, value: Any) -> bool:
+    """``value`` as a bool: True/False (numpy's too), the integers 0 and 1, or None (False); anything else (a
+    string from a config file or the command line: ``'False'`` is truthy) is refused naming the argument."""
+    if value is None or isinstance(value, (bool, np.bool_)) or \
+            (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise PetastormArgumentTypeError(f"{name} must be True or False, got {value!r}")
 
 
 def _no_stop_iteration(transform_fn: Callable) -> Callable:
@@ -147,7 +163,7 @@ class JaxIterator:
         self.reader = reader
         self.batch_size = batch_size
         self.sharding = sharding
-        self.drop_last = bool(drop_last)
+        self.drop_last = _ensure_flag("drop_last", drop_last)
         # in reader order without a transform_fn, the whole batches of a reader batch come as one block: placed
         # with one transfer per page and cut on the device several per call (petastorm.jax_impl.chunks)
         whole = shuffling_queue_capacity == 0 and transform_fn is None

@@ -115,3 +115,23 @@ def test_64_bit_and_unsigned_columns_keep_their_values_under_enable_x64(lists_da
     np.testing.assert_array_equal(np.concatenate([np.asarray(b["ubig"]) for b in got]),
                                   ids.astype(np.uint64) + np.uint64(2 ** 63))
     np.testing.assert_array_equal(np.concatenate([np.asarray(b["third"]) for b in got]), ids / 3)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("drop_last", ["False", "no", 2, [True]])
+def test_a_drop_last_that_is_no_bool_is_refused_naming_it(synthetic_dataset, drop_last):
+    # drop_last='False' (a string from a config file or the command line) was truthy: the last 4 rows of the
+    # pass were dropped silently
+    from petastorm.errors import PetastormArgumentTypeError
+
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader:
+        with pytest.raises(PetastormArgumentTypeError, match="drop_last must be True or False"):
+            make_jax_iterator(reader, batch_size=8, drop_last=drop_last)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("drop_last, rows", [(False, 100), (0, 100), (None, 100), (np.bool_(True), 96), (1, 96)])
+def test_drop_last_takes_bools_0_or_1_and_none(synthetic_dataset, drop_last, rows):
+    with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader, \
+            make_jax_iterator(reader, batch_size=8, drop_last=drop_last) as batches:
+        assert sum(int(b["id"].shape[0]) for b in batches) == rows
