@@ -65,7 +65,8 @@ class FieldHints(NamedTuple):
 def field_hints(reader: Any) -> FieldHints:
     """The :class:`FieldHints` of ``reader``'s schema (empty without a schema).
 
-    Only the nullable integer fields of a row reader without a ``TransformSpec`` are ``float_fields``: a
+    Only the nullable integer fields a Unischema declares (with a codec: a field inferred from a plain Parquet
+    store is nullable whatever it holds) of a row reader without a ``TransformSpec`` are ``float_fields``: a
     ``make_batch_reader`` gives the column of a reader batch without a null as integers, as the original's did
     (its Parquet columns are all nullable), and a ``TransformSpec`` function may fill the nulls without
     declaring the field anew (its integers stay integers).
@@ -78,7 +79,8 @@ def field_hints(reader: Any) -> FieldHints:
     if getattr(reader, "is_batched_reader", True) is False and not transformed:
         float_fields = frozenset(
             name for name, field in fields.items()
-            if getattr(field, "nullable", False) and name not in array_fields and _is_integer(field.numpy_dtype))
+            if getattr(field, "nullable", False) and getattr(field, "codec", None) is not None
+            and name not in array_fields and _is_integer(field.numpy_dtype))
     return FieldHints(array_fields, float_fields)
 
 

@@ -135,3 +135,17 @@ def test_drop_last_takes_bools_0_or_1_and_none(synthetic_dataset, drop_last, row
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], workers_count=1) as reader, \
             make_jax_iterator(reader, batch_size=8, drop_last=drop_last) as batches:
         assert sum(int(b["id"].shape[0]) for b in batches) == rows
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore:Currently make_reader supports reading only Petastorm datasets")
+def test_integer_columns_of_a_plain_parquet_store_read_by_make_reader_stay_integers(lists_dataset):
+    # the fields make_reader infers from a plain Parquet store are all nullable: they must not be taken for
+    # nullable integer fields declared in a Unischema (which arrive as floats in every batch)
+    from petastorm import make_reader
+
+    with make_reader(lists_dataset, schema_fields=["id"], shuffle_row_groups=False, workers_count=1) as reader, \
+            make_jax_iterator(reader, batch_size=8) as batches:
+        got = [np.asarray(b["id"]) for b in batches]
+    assert {ids.dtype for ids in got} == {np.dtype(np.int32)}
+    assert np.concatenate(got).tolist() == list(range(_ROWS))
