@@ -247,3 +247,42 @@ def test_architecture_names_the_modules_and_functions_that_exist():
     assert "`fork_server.main_module_not_reimported()`" in page and fork_server.main_module_not_reimported
     assert "(`process/result_pickle.py`, `ResultPickler.reducer_override`)" in page
     assert "reducer_override" in vars(result_pickle.ResultPickler)
+
+
+# --- docs/spark.md -----------------------------------------------------------------------------------------
+
+_LOADER_COMMENT = re.compile(r"^(\s*)x, pair = .*#\s*(\w+)\.(\w+) \((\d+),\), \w+\.(\w+) \((\d+), (\d+)\)\s*$")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_spark_converter_block_gives_the_dtypes_and_shapes_of_its_comments(spark_session, tmp_path):
+    # `x, pair = batch['x'], batch['pair']   # torch.float32 (100,), torch.int64 (100, 2)` (and the tf line):
+    # tests/spark/test_examples_spark.py runs the block; here each batch is checked against its comment
+    (block,) = [b for b in _blocks("spark.md") if "make_spark_converter(df)" in b and ".remote(" not in b]
+    lines, promised = [], []
+    for line in block.splitlines():
+        lines.append(line)
+        match = _LOADER_COMMENT.match(line)
+        if match:
+            indent, framework, x_dtype, rows, pair_dtype, pair_rows, width = match.groups()
+            promised.append((framework, x_dtype, (int(rows),), pair_dtype, (int(pair_rows), int(width))))
+            lines.append(f"{indent}seen.append(({framework!r}, getattr(x.dtype, 'name', str(x.dtype)), "
+                         f"tuple(x.shape), getattr(pair.dtype, 'name', str(pair.dtype)), tuple(pair.shape)))")
+    assert [p[0] for p in promised] == ["torch", "tf"]
+    conf = "petastorm.spark.converter.parentCacheDirUrl"
+    previous = spark_session.conf.get(conf, None)
+    namespace = {"spark": spark_session, "seen": []}
+    try:
+        exec(compile("\n".join(lines).replace("file:///tmp/", f"file://{tmp_path}/"), "spark.md", "exec"), namespace)
+    finally:
+        if previous is None:
+            spark_session.conf.unset(conf)
+        else:
+            spark_session.conf.set(conf, previous)
+    seen = namespace["seen"]
+    for framework, x_dtype, x_shape, pair_dtype, pair_shape in promised:
+        got = {(d1.replace("torch.", ""), s1, d2.replace("torch.", ""), s2)
+               for f, d1, s1, d2, s2 in seen if f == framework}
+        assert got == {(x_dtype, x_shape, pair_dtype, pair_shape)}, (framework, got)
+    assert len(seen) == 2 * 1000 // 100                 # spark.range(1000), batch_size=100, one pass each
