@@ -12,6 +12,11 @@ are placed only on a CPU device: they are placed in ``next()`` (the consumer's t
 which on an accelerator would wait for every step already dispatched to it and hold all the block's batches
 (up to 64) on the device at once; elsewhere every batch is placed ahead, by the prefetch thread, ``prefetch``
 batches at most.
+
+Placing batches is the loader's job, so its host-to-device transfers are allowed under a transfer guard
+(``jax.config.update('jax_transfer_guard', 'disallow')`` or ``with jax.transfer_guard('disallow'):``, the
+way JAX users catch the implicit transfers of a training step): some of them hand numpy stacks to a jitted
+split, which the guard counts as implicit. The guard still applies to the user's own code.
 """
 from __future__ import annotations
 
@@ -180,7 +185,8 @@ class DevicePlacer:
             self._blocks = BlockPlacer(batch_size, sharding)
 
     def _settings(self) -> Any:
-        """A context applying the JAX settings of the thread that made the placer."""
+        """A context applying the JAX settings of the thread that made the placer, and allowing the placer's
+        own host-to-device transfers under a transfer guard (see the module docs)."""
         import jax
 
         enable_x64 = getattr(jax, "enable_x64", None)
@@ -189,6 +195,8 @@ class DevicePlacer:
         stack = contextlib.ExitStack()
         stack.enter_context(jax.default_device(self._default_device))
         stack.enter_context(enable_x64(self._x64))
+        if getattr(jax.config, "jax_transfer_guard_host_to_device", None) not in (None, "allow"):
+            stack.enter_context(jax.transfer_guard_host_to_device("allow"))
         return stack
 
     @property

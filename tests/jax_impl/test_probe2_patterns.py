@@ -149,3 +149,26 @@ def test_integer_columns_of_a_plain_parquet_store_read_by_make_reader_stay_integ
         got = [np.asarray(b["id"]) for b in batches]
     assert {ids.dtype for ids in got} == {np.dtype(np.int32)}
     assert np.concatenate(got).tolist() == list(range(_ROWS))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("prefetch", [0, 2])
+@pytest.mark.parametrize("shuffling_queue_capacity", [0, 20])
+def test_batches_are_placed_under_a_transfer_guard_that_disallows_implicit_transfers(synthetic_dataset, prefetch,
+                                                                                   shuffling_queue_capacity):
+    # with jax.transfer_guard('disallow') (how JAX users catch implicit transfers in a training step), a batch of
+    # several columns of one dtype failed: "Disallowed host-to-device transfer: aval=ShapedArray(float32[2,8])"
+    from petastorm import make_reader
+
+    with jax.transfer_guard("disallow"):
+        with make_reader(synthetic_dataset, schema_fields=["id", "value", "timestamp"], shuffle_row_groups=False,
+                         workers_count=1) as reader, \
+                make_jax_iterator(reader, batch_size=8, prefetch=prefetch, seed=0,
+                                  shuffling_queue_capacity=shuffling_queue_capacity) as batches:
+            got = [(np.asarray(b["id"]), np.asarray(b["value"]), np.asarray(b["timestamp"])) for b in batches]
+            with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
+                jnp.add(jnp.zeros(3), np.ones(3))  # the guard still applies to the user's own code
+    ids = np.concatenate([i for i, _, _ in got])
+    assert sorted(ids.tolist()) == list(range(100))
+    np.testing.assert_allclose(np.concatenate([v for _, v, _ in got]), (ids / 7).astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([t for _, _, t in got]), 1000 + ids * 10)
