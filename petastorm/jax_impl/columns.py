@@ -54,8 +54,8 @@ class FieldHints(NamedTuple):
 
     ``array_fields``: fields whose cells are arrays (a non-empty ``shape``): a column of them holding ``None``
     is refused (as NaN scalars it would arrive with the shape ``(rows,)``). ``float_fields``: nullable integer
-    fields of a row reader (``make_reader``), given as floats in every batch, not only in those holding a null,
-    so the field keeps one dtype through the pass.
+    fields declared in a Unischema, given as floats in every batch, not only in those holding a null, so the
+    field keeps one dtype through the pass.
     """
 
     array_fields: AbstractSet[str] = frozenset()
@@ -66,17 +66,16 @@ def field_hints(reader: Any) -> FieldHints:
     """The :class:`FieldHints` of ``reader``'s schema (empty without a schema).
 
     Only the nullable integer fields a Unischema declares (with a codec: a field inferred from a plain Parquet
-    store is nullable whatever it holds) of a row reader without a ``TransformSpec`` are ``float_fields``: a
-    ``make_batch_reader`` gives the column of a reader batch without a null as integers, as the original's did
-    (its Parquet columns are all nullable), and a ``TransformSpec`` function may fill the nulls without
-    declaring the field anew (its integers stay integers).
+    store is nullable whatever it holds) of a reader without a ``TransformSpec`` are ``float_fields`` (a
+    ``TransformSpec`` function may fill the nulls without declaring the field anew: its integers stay integers).
+    The torch loaders keep 0.12.1's integers for a ``make_batch_reader`` batch without a null; JAX has no such
+    past, and one dtype per field spares a ``jit`` step a recompilation, or a failure, mid-pass.
     """
     fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
     array_fields = frozenset(name for name, field in fields.items() if tuple(getattr(field, "shape", None) or ()))
     float_fields: AbstractSet[str] = frozenset()
     # the reader's options record its TransformSpec's fingerprint (None without one); no public attribute holds it
-    transformed = (getattr(reader, "_options", None) or {}).get("transform") is not None
-    if getattr(reader, "is_batched_reader", True) is False and not transformed:
+    if (getattr(reader, "_options", None) or {}).get("transform") is None:
         float_fields = frozenset(
             name for name, field in fields.items()
             if getattr(field, "nullable", False) and getattr(field, "codec", None) is not None

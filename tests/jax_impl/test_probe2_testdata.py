@@ -7,9 +7,10 @@ and fixed here:
 - a nullable *array* field (``matrix_nullable``, declared ``(32, 16, 3)``) whose batch held only ``None``
   arrived as a ``(rows,)`` float array of NaN: its shape silently changed (a batch mixing arrays and ``None``
   was already refused naming the field);
-- a nullable integer field of ``make_reader`` (``integer_nullable``, ``maybe_int``) arrived as ``float32`` in
-  the batches holding a null and as ``int32`` in the others, so its dtype changed from batch to batch of one
-  pass (a ``jit`` step recompiled, and indexing with it failed on the float batches only).
+- a nullable integer field (``integer_nullable``, ``maybe_int``) arrived as ``float32`` in the batches holding
+  a null and as ``int32`` in the others (over ``make_batch_reader``: those cut from a reader batch without a
+  null), so its dtype changed from batch to batch of one pass (a ``jit`` step recompiled, and indexing with it
+  failed on the float batches only).
 """
 import os
 
@@ -114,11 +115,13 @@ def test_a_nullable_integer_field_of_make_reader_keeps_one_float_dtype_in_every_
 
 
 @pytest.mark.timeout(120)
-def test_maybe_int_of_the_0_12_1_dataset_is_float_with_nan_in_every_batch_of_make_reader(testdata_dir):
-    # maybe_int is None where id % 5 == 0: batches of 4 rows without such an id were int32, the others float32
+@pytest.mark.parametrize("make, batch_size", [(make_reader, 4), (make_reader, 1), (make_batch_reader, 1)])
+def test_maybe_int_of_the_0_12_1_dataset_is_float_with_nan_in_every_batch(testdata_dir, make, batch_size):
+    # maybe_int is None where id % 5 == 0: batches without such an id were int32, the others float32 (over
+    # make_batch_reader: the batches cut from a reader batch without a null)
     url = _url(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
-    with make_reader(url, schema_fields=["id", "maybe_int"], shuffle_row_groups=False, workers_count=1) as reader, \
-            make_jax_iterator(reader, batch_size=4) as batches:
+    with make(url, schema_fields=["id", "maybe_int"], shuffle_row_groups=False, workers_count=1) as reader, \
+            make_jax_iterator(reader, batch_size=batch_size) as batches:
         got = [(np.asarray(b["id"]), np.asarray(b["maybe_int"])) for b in batches]
     assert {maybe.dtype for _, maybe in got} == {np.dtype(np.float32)}
     ids = np.concatenate([i for i, _ in got])
