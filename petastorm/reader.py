@@ -308,7 +308,10 @@ def _build_reader(args: _ReaderArgs) -> Reader:
         output_schema = transform_schema(view, transform_spec)
 
     selection = select_row_groups(dataset, url, args.rowgroup_selector, args.filters, predicate, warn_stacklevel=4)
-    rg_ids = selection.rg_ids
+    # the reader plans (and shards) the row groups the filters leave; those the rowgroup_selector or the
+    # predicate on partition keys reject get 0 rows, so no item reads them (0.12.1 shards before applying these)
+    rg_ids = selection.planned_ids if selection.planned_ids is not None else selection.rg_ids
+    kept = set(selection.rg_ids)
     if args.shard_mode == "balanced" or plan_options.shuffle_row_drop_partitions > 1:
         dataset.ensure_row_counts()  # these plans slice row groups by row: they need the counts
     partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
@@ -326,17 +329,24 @@ def _build_reader(args: _ReaderArgs) -> Reader:
         batched=is_batched, fields=field_names, shuffle_rows=args.shuffle_rows,
         shuffle_row_groups=args.shuffle_row_groups, drop=args.shuffle_row_drop_partitions,
         predicate=spec_fingerprint(predicate), transform=spec_fingerprint(transform_spec),
-        row_groups=ids_fingerprint(rg_ids), cur_shard=args.cur_shard, shard_count=args.shard_count,
+        row_groups=ids_fingerprint(rg_ids) + ("" if len(kept) == len(rg_ids) else "/" + ids_fingerprint(sorted(kept))),
+        cur_shard=args.cur_shard, shard_count=args.shard_count,
         shard_seed=args.shard_seed, shard_mode=args.shard_mode, remainder=args.balanced_remainder,
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
         filters=repr(args.filters), num_epochs=num_epochs)
 
-    plan_rows = np.asarray([PLAN_ALL_ROWS if rg.num_rows == UNKNOWN_ROWS else rg.num_rows
-                            for rg in selected_groups], dtype=np.int64)
+    plan_rows = np.asarray([0 if i not in kept else PLAN_ALL_ROWS if rg.num_rows == UNKNOWN_ROWS else rg.num_rows
+                            for i, rg in zip(rg_ids, selected_groups)], dtype=np.int64)
     first_plan = make_epoch_plan(plan_rows, plan_options, 0)  # raises now if a shard would be empty
+    if not first_plan and kept:  # the selector and the predicate reject every row group of this shard
+        warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "
+                      f"was sharded: the rowgroup_selector and the predicate on partition keys leave no row group "
+                      f"of shard {args.cur_shard} of {args.shard_count} of {describe_url(url)!r}", UserWarning,
+                      stacklevel=3)
     return Reader(dataset=dataset, schema=output_schema, plan_rows=plan_rows, plan_options=plan_options,
                   num_epochs=num_epochs, pool=pool, worker_factory=WorkerFactory(spec), is_batched_reader=is_batched,
                   ngram=ngram, cache=cache, options_fingerprint=options_fp, options=options_plain,
                   explicit_seed=explicit_seed, resume_from=args.resume_from, first_plan=first_plan,
                   ngram_schema=view, selection_log=selection.log,
-                  explain_setup={"rg_ids": rg_ids, "fields": field_names})
+                  explain_setup={"rg_ids": rg_ids, "fields": field_names,
+                                 "zero_rows": [k for k, i in enumerate(rg_ids) if i not in kept]})

@@ -150,7 +150,7 @@ def test_predicate_on_partition_keys_prunes_row_groups_at_planning(partitioned, 
         warnings.simplefilter("error", UserWarning)  # some data is left: no warning
         with factory(f"file://{partitioned}", predicate=in_lambda(["part"], keep_p0),
                      reader_pool_type="dummy") as reader:
-            planned = len(reader._p.plan_rows)
+            planned = int((reader._p.plan_rows > 0).sum())  # rejected row groups are planned with 0 rows
             assert _ids(reader) == list(range(0, 20, 2))
     assert planned == 1  # the p1 row group was pruned before reading
 

@@ -352,7 +352,7 @@ def _shard_table(rows: np.ndarray, nbytes: np.ndarray, o: Any, epoch: int) -> Li
     owner = np.arange(len(rows)) % k  # the original's assignment (shard_seed only reorders)
     shard_rows = np.bincount(owner, weights=rows, minlength=k)
     shard_bytes = np.bincount(owner, weights=nbytes, minlength=k)
-    counts = np.bincount(owner, minlength=k)
+    counts = np.bincount(owner[rows > 0], minlength=k)  # 0 rows: rejected by the selector/predicate, never read
     return [ShardRows(s, int(counts[s]), int(shard_rows[s]), int(shard_bytes[s])) for s in shown]
 
 
@@ -443,6 +443,7 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         estimated_from = f"the footer of {groups[0].relative_path!r} ({per_group:,} rows per row group)"
         notes.append("rows and bytes are estimates (~): row counts come from file footers; "
                      "explain(row_counts=True) or --row-counts reads them all")
+    rows[list(setup.get("zero_rows", ()))] = 0  # rejected by the predicate on partition keys (after sharding)
     nbytes = _group_bytes(groups, rows, footer, fields)
 
     plan = p.plans.get(epoch) if np.array_equal(p.plan_rows, rows) else None

@@ -32,6 +32,12 @@ class Selection:
         True when ``filters`` read partition keys only and were applied here (the workers skip them).
     log : SelectionLog
         What each stage pruned, for ``reader.explain()``.
+    planned_ids : list of int
+        Ids (dataset order) of the row groups that sharding deals out: those left by ``filters``, a superset
+        of ``rg_ids``. The original shards before it applies the ``rowgroup_selector`` and the predicate on
+        partition keys (recorded from 0.12.1: ``cur_shard``/``shard_count`` deal out the row groups the
+        filters leave, then each shard keeps those of its row groups that the selector picks and the
+        predicate accepts); the reader plans the ids not in ``rg_ids`` with 0 rows, so no shard reads them.
     """
 
     rg_ids: list
@@ -39,6 +45,7 @@ class Selection:
     filter_columns: list
     pruned_by_filters: bool
     log: Any
+    planned_ids: Optional[list] = None
 
     @property
     def row_filter_expression(self) -> Any:
@@ -48,8 +55,9 @@ class Selection:
 
 def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: Any, predicate: Any,
                       warn_stacklevel: int = 2) -> Selection:
-    """Run the selection stages in order: ``rowgroup_selector`` (stored indexes), ``filters`` on Hive
-    partition keys, ``predicate`` on Hive partition keys.
+    """Run the selection stages in order: ``filters`` on Hive partition keys, ``rowgroup_selector`` (stored
+    indexes), ``predicate`` on Hive partition keys (the original shards between the filters and the other
+    two: see :attr:`Selection.planned_ids`).
 
     Raises
     ------
@@ -63,6 +71,7 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
 
     rg_ids = list(range(len(dataset.row_groups)))
     log = SelectionLog(dataset)
+    selected = None
     if rowgroup_selector is not None:
         from petastorm.etl.rowgroup_indexing import load_rowgroup_indexes
 
@@ -76,8 +85,6 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
                 f"{lead}. rowgroup_selector needs indexes {missing}; dataset {url!r} has {sorted(indexes) or 'none'} "
                 f"(build them with petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
         selected = set(rowgroup_selector.select_row_groups(indexes))
-        rg_ids = [i for i in rg_ids if i in selected]
-        log.record("rowgroup_selector", rg_ids, repr(rowgroup_selector))
     expression = filters_expression(filters)
     columns = filter_columns(filters, dataset.arrow_schema)
     rg_ids, pruned = prune_by_partition_filters(dataset, expression, columns, rg_ids)
@@ -85,22 +92,28 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
         log.record("filters", rg_ids, f"{expression} (partition keys)")
     elif expression is not None:
         log.row_filter(f"filters {expression}")
-    rg_ids = prune_by_partition_predicate(dataset, predicate, rg_ids)
+    # the rowgroup_selector and the predicate on partition keys come after sharding in 0.12.1 (recorded): the
+    # reader shards planned_ids and plans the row groups they reject with 0 rows
+    kept = rg_ids
+    if selected is not None:
+        kept = [i for i in kept if i in selected]
+        log.record("rowgroup_selector", kept, repr(rowgroup_selector))
+    kept = prune_by_partition_predicate(dataset, predicate, kept)
     if predicate is not None:
         if predicate.get_fields() and set(predicate.get_fields()) <= set(dataset.partition_names):
-            log.record("predicate", rg_ids, f"{type(predicate).__name__} on partition keys")
+            log.record("predicate", kept, f"{type(predicate).__name__} on partition keys")
         log.row_filter(f"predicate {type(predicate).__name__} on {sorted(predicate.get_fields())}")
-    if not rg_ids and dataset.row_groups:
+    if not kept and dataset.row_groups:
         warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "
                       f"was sharded: no row group of {describe_url(url)!r} is left after the rowgroup_selector, "
                       "filters and the predicate on partition keys", UserWarning, stacklevel=warn_stacklevel)
-    # No row group selected by rowgroup_selector/filters: the reader yields nothing, as the original's does
-    # (sharding an empty selection still raises the original's NoDataAvailableError, in the plan).
+    # No row group selected: the reader yields nothing, as the original's does (sharding what the filters
+    # leave still raises the original's NoDataAvailableError, in the plan, when they leave too few row groups).
     if expression is not None and not pruned:
         unknown = [c for c in columns if c not in dataset.arrow_schema.names]
         if unknown:
             raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
-    return Selection(rg_ids, expression, columns, pruned, log)
+    return Selection(kept, expression, columns, pruned, log, rg_ids)
 
 
 def filters_expression(filters: Any) -> Any:

@@ -14,9 +14,11 @@ import pytest
 
 from petastorm import make_batch_reader, make_reader
 from petastorm.codecs import NdarrayCodec, ScalarCodec
+from petastorm.errors import NoDataAvailableError
 from petastorm.etl.rowgroup_indexers import SingleFieldIndexer
 from petastorm.etl.rowgroup_indexing import build_rowgroup_index
 from petastorm.etl.writer import write_dataset
+from petastorm.predicates import in_set
 from petastorm.selectors import SingleIndexSelector
 from petastorm.spark_types import spark_type
 from petastorm.transform import TransformSpec
@@ -67,11 +69,13 @@ def codecs_url(testdata_dir):
     return "file://" + os.path.join(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
 
 
-def _ids(factory, url, **kwargs):
+def _ids(factory, url, quiet=True, **kwargs):
+    """Ids read, in order (one worker, no shuffling); ``quiet`` ignores warnings (shard_seed's, ...)."""
     kwargs.setdefault("workers_count", 1)
     kwargs.setdefault("shuffle_row_groups", False)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        if quiet:
+            warnings.simplefilter("ignore")
         with factory(url, **kwargs) as reader:
             if reader.batched_output:
                 return [int(i) for batch in reader for i in batch.id]
@@ -175,3 +179,98 @@ def test_a_string_column_with_missing_values_after_a_batch_transform_stays_objec
         batch = next(reader)
     assert batch.name.dtype == object
     assert [v if isinstance(v, str) else None for v in batch.name] == ["n0", None, "n8", None, "n16"]
+
+
+# --- sharding comes before the rowgroup_selector and a predicate on partition keys (fixed) -------------------
+# 0.12.1 deals out the row groups the filters leave (cur_shard/shard_count/shard_seed), then each shard keeps the
+# ones of its share that the rowgroup_selector picks and the predicate on partition keys accepts. Ours selected
+# first and then dealt out what was left: every shard read other rows than under 0.12.1, and a selection with
+# fewer row groups than shards raised NoDataAvailableError where 0.12.1 read (a job selecting one partition on
+# 8 ranks failed on every rank).
+
+_PARTITIONS_1_2_3 = {"p1", "p2", "p3", "p_1", "p_2", "p_3"}
+
+# recorded from 0.12.1 (shuffle_row_groups=False, one worker): ids of each shard, in order
+_PREDICATE_SHARDS = {
+    ("legacy", 2): [list(range(20, 30)), list(range(10, 20)) + list(range(30, 40))],
+    ("legacy", 3): [list(range(30, 40)), list(range(10, 20)), list(range(20, 30))],
+    ("part", 2): [[1, 5, 9, 13, 17, 2, 6, 10, 14, 18, 3, 7, 11, 15, 19],
+                  [21, 25, 29, 33, 37, 22, 26, 30, 34, 38, 23, 27, 31, 35, 39]],
+    ("part", 3): [[21, 25, 29, 33, 37, 3, 7, 11, 15, 19], [2, 6, 10, 14, 18, 23, 27, 31, 35, 39],
+                  [1, 5, 9, 13, 17, 22, 26, 30, 34, 38]],
+    ("codecs", 3): [[33, 37, 41, 18, 22, 26, 3, 7, 11, 47, 51, 55, 59],
+                    [1, 5, 9, 13, 45, 49, 53, 57, 30, 34, 38, 42, 15, 19, 23, 27],
+                    [17, 21, 25, 29, 2, 6, 10, 14, 46, 50, 54, 58, 31, 35, 39, 43]],
+}
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("dataset, shard_count", sorted(_PREDICATE_SHARDS))
+def test_a_predicate_on_partition_keys_applies_to_each_shards_share(request, factory, dataset, shard_count):
+    url = request.getfixturevalue(f"{dataset}_url")
+    key = {"legacy": "partition_key", "part": "part", "codecs": "partition"}[dataset]
+    for cur_shard, expected in enumerate(_PREDICATE_SHARDS[(dataset, shard_count)]):
+        assert _ids(factory, url, predicate=in_set(_PARTITIONS_1_2_3, key), cur_shard=cur_shard,
+                    shard_count=shard_count) == expected, cur_shard
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_a_predicate_leaving_fewer_row_groups_than_shards_reads_as_the_original(legacy_url, factory):
+    # recorded from 0.12.1: shard 0 warns 'No matching data' and yields nothing (also with num_epochs=None: it
+    # ends), shard 1 reads partition p_1 (ours raised NoDataAvailableError on both)
+    predicate = in_set({"p_1"}, "partition_key")
+    with pytest.warns(UserWarning, match="^No matching data is available for loading after rowgroup selector"):
+        assert _ids(factory, legacy_url, False, predicate=predicate, cur_shard=0, shard_count=2) == []
+    with pytest.warns(UserWarning, match="^No matching data is available"):
+        assert _ids(factory, legacy_url, False, predicate=predicate, cur_shard=0, shard_count=2, num_epochs=None) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with factory(legacy_url, predicate=predicate, cur_shard=1, shard_count=2, workers_count=1,
+                     shuffle_row_groups=False) as reader:
+            ids = [int(i) for item in reader for i in np.atleast_1d(item.id)]
+    assert ids == list(range(10, 20))
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_a_rowgroup_selector_applies_to_each_shards_share(legacy_url, part_url, factory):
+    # recorded from 0.12.1 (ids 1, 2 are in the first row group of legacy/0.7.6, 55 and 77 in its 6th and 8th)
+    selector = SingleIndexSelector("id", [1, 2, 55, 77])
+    assert _ids(factory, legacy_url, rowgroup_selector=selector, cur_shard=0, shard_count=2) == list(range(10))
+    assert _ids(factory, legacy_url, rowgroup_selector=selector, cur_shard=1, shard_count=2) == \
+        list(range(50, 60)) + list(range(70, 80))
+    selector = SingleIndexSelector("by_id", [1, 2, 35, 8])
+    assert _ids(factory, part_url, rowgroup_selector=selector, cur_shard=0, shard_count=2) == \
+        [0, 4, 8, 12, 16, 1, 5, 9, 13, 17, 2, 6, 10, 14, 18]
+    assert _ids(factory, part_url, rowgroup_selector=selector, cur_shard=1, shard_count=2) == [23, 27, 31, 35, 39]
+
+
+def test_a_rowgroup_selector_with_shard_seed_and_a_predicate(legacy_url):
+    # recorded from 0.12.1: the row groups (tens of ids) each shard reads
+    selector = SingleIndexSelector("id", [1, 2, 55, 77, 93])
+
+    def groups(**kwargs):
+        return sorted({i // 10 for i in _ids(make_reader, legacy_url, rowgroup_selector=selector, **kwargs)})
+
+    assert groups(cur_shard=0, shard_count=2, shard_seed=3) == [0]
+    assert groups(cur_shard=1, shard_count=2, shard_seed=3) == [5, 7, 9]
+    assert groups(cur_shard=1, shard_count=2, predicate=in_set({"p_5", "p_9", "p_0"}, "partition_key")) == [5, 9]
+    one = SingleIndexSelector("id", [55])
+    with pytest.warns(UserWarning, match="^No matching data is available"):
+        assert _ids(make_reader, legacy_url, False, rowgroup_selector=one, cur_shard=0, shard_count=2) == []
+    assert _ids(make_reader, legacy_url, rowgroup_selector=one, cur_shard=1, shard_count=2) == list(range(50, 60))
+
+
+def test_filters_still_come_before_sharding(legacy_url):
+    # recorded from 0.12.1: filters leaving one partition for two shards raise NoDataAvailableError
+    with pytest.raises(NoDataAvailableError, match="^Number of row-groups in the dataset must be greater"):
+        make_reader(legacy_url, filters=[("partition_key", "=", "p_1")], cur_shard=0, shard_count=2)
+
+
+def test_explain_counts_only_the_row_groups_a_shard_reads(legacy_url):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with make_reader(legacy_url, predicate=in_set({"p_1", "p_2", "p_3"}, "partition_key"), cur_shard=1,
+                         shard_count=2, workers_count=1) as reader:
+            plan = reader.explain(row_counts=True).to_dict()
+    assert plan["rows_per_epoch"] == 20
+    assert [(s["shard"], s["row_groups"], s["rows"]) for s in plan["shards"]] == [(0, 1, 10), (1, 2, 20)]
