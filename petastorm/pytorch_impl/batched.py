@@ -39,10 +39,10 @@ from petastorm.errors import (
     PetastormTypeError,
 )
 from petastorm.pytorch_impl.batched_buffers import column_as_numpy
-from petastorm.pytorch_impl.device import NULLS_HINT, TensorConverter, resolve_device
-from petastorm.pytorch_impl.dtypes import refuse_nulls_columns
+from petastorm.pytorch_impl.device import NULLS_HINT, STRINGS_HINT, TensorConverter, resolve_device
+from petastorm.pytorch_impl.dtypes import promote_array, refuse_nulls_columns, refuse_string_arrays
 from petastorm.pytorch_impl.inmem_table import InMemTable
-from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader, reader_seed
+from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader
 from petastorm.reader_impl.reader_state import describe_differences
 
 __all__ = ["BatchedDataLoader", "InMemBatchedDataLoader", "INMEM_REUSE_ERROR"]
@@ -86,23 +86,32 @@ def _chunk_fn(transform_fn: Optional[Callable], reader: Any) -> Optional[Callabl
         return lambda columns: _refuse_nulls(per_column(columns))
     nulls_as_nan = batch_nulls_as_nan(reader)
     if per_column is None:
-        return nulls_as_nan
-    return lambda columns: per_column(nulls_as_nan(columns))
+        return lambda columns: _refuse_strings(nulls_as_nan(columns))
+    return lambda columns: _refuse_strings(per_column(nulls_as_nan(columns)))
 
 
 def _refuse_nulls(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    return refuse_nulls_columns(columns, NULLS_HINT)
+    return refuse_string_arrays(refuse_nulls_columns(columns, NULLS_HINT), STRINGS_HINT)
+
+
+def _refuse_strings(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Fields of string arrays: the original's error naming the field, per reader batch (after ``transform_fn``,
+    which may turn them into numbers), before batching could fail on them as cells of different shapes."""
+    return refuse_string_arrays(columns, STRINGS_HINT)
 
 
 def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
-    """The original's ``transform_fn`` semantics: called once per field on the reader's column batch."""
+    """The original's ``transform_fn`` semantics: called once per field on the reader's column batch, with the
+    original's type promotions applied (:func:`~petastorm.pytorch_impl.dtypes.promote_array`)."""
     if transform_fn is None:
         return None
 
     def apply(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         out = {}
         for name, col in columns.items():
-            value = transform_fn(col)
+            # the original's promotions first (bool -> uint8, uint16 -> int32, uint32 -> int64; recorded from
+            # 0.12.1): ``x * 2`` of a uint16 column overflowed before the loader promoted it
+            value = transform_fn(promote_array(name, col, strings_ok=True))
             out[name] = column = _column_of(name, value)
             if column.ndim == 0:
                 raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, not a "
@@ -141,7 +150,8 @@ class BatchedDataLoader(LoaderBase):
         together in ``next()`` (tensors made and freed in one thread cost less than across threads).
     seed : int, optional
         Seed of the shuffling. Default: the reader's seed (so a reader with a seed gives reproducible
-        batches), varied per pass.
+        batches); over a reader made without one, a seed drawn once from torch's global RNG, as the original
+        shuffled (``torch.manual_seed(...)`` makes the order reproducible; recorded from 0.12.1). Varied per pass.
 
     Raises
     ------
@@ -182,7 +192,13 @@ class BatchedDataLoader(LoaderBase):
                              convert_block=self._converter.convert_block)
 
     def _pass_buffer_seed(self) -> Optional[list]:
-        return pass_seed(self.seed if self.seed is not None else reader_seed(self.reader), self._passes_done)
+        return pass_seed(self._shuffle_seed(self.seed), self._passes_done)
+
+    def _draw_global_seed(self) -> int:
+        """Torch's global RNG, as the original ``BatchedDataLoader`` shuffled with (recorded from 0.12.1)."""
+        import torch
+
+        return int(torch.randint(0, (1 << 63) - 1, (), dtype=torch.int64))
 
     def _iter_impl(self) -> Iterator[Any]:
         if self._current is None or not self._resume_in_pass:

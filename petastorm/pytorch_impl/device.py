@@ -24,7 +24,7 @@ from petastorm.pytorch_impl.dtypes import (
 )
 
 __all__ = ["resolve_device", "column_to_tensor", "numeric_to_tensor", "TensorConverter", "AS_IS_DTYPES",
-           "block_to_tensors", "NULLS_HINT"]
+           "block_to_tensors", "NULLS_HINT", "STRINGS_HINT"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -80,9 +80,11 @@ def resolve_device(device: Any) -> Any:
     return dev
 
 
-_HINT = ("BatchedDataLoader makes tensors of whole columns: leave the field out (schema_fields), turn it into "
-         "numbers with a TransformSpec or transform_fn, or use DataLoader, which keeps str and Decimal values as "
-         "lists")
+#: What to do about a field no tensor can hold (after the original's string/object message).
+STRINGS_HINT = ("BatchedDataLoader makes tensors of whole columns: leave the field out (schema_fields), turn it "
+                "into numbers with a TransformSpec or transform_fn, or use DataLoader, which keeps str and Decimal "
+                "values as lists")
+_HINT = STRINGS_HINT
 
 
 #: What to do about a None in a make_reader field (after the original's nullable message).

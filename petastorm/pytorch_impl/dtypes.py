@@ -38,6 +38,7 @@ __all__ = [
     "nullable_error",
     "string_array_error",
     "refuse_nulls_columns",
+    "refuse_string_arrays",
 ]
 
 #: numpy dtype of an array -> the dtype the original converts it to before making a tensor.
@@ -156,4 +157,38 @@ def refuse_nulls_columns(columns: Dict[str, np.ndarray], hint: str = "") -> Dict
         if col.dtype.kind == "O" and col.ndim == 1 and any(v is None for v in col.tolist()):
             error = nullable_error(name)
             raise PetastormTypeError(f"{error}. {hint}") if hint else error
+    return columns
+
+
+def _first_present(col: np.ndarray) -> Any:
+    """The first cell of a 1-D object column that is not ``None`` (None when there is none)."""
+    if len(col) and col[0] is not None:
+        return col[0]
+    return next((v for v in col.tolist() if v is not None), None)
+
+
+def refuse_string_arrays(columns: Dict[str, np.ndarray], hint: str = "") -> Dict[str, np.ndarray]:
+    """``columns`` (one reader batch) unchanged, or the original's ``TypeError`` for the first field whose cells
+    are arrays of strings, bytes or objects (no tensor can hold them; recorded from 0.12.1 for ``DataLoader``,
+    ``BatchedDataLoader`` and ``InMemBatchedDataLoader`` over both readers).
+
+    Run on each reader batch before batching: the batch reader gives such a field as a 2-D ``S``/``U`` array
+    in a batch whose cells have one length, and as an object array of arrays in one whose cells differ, and
+    concatenating the two failed as "cells of different shapes [(), (2,)]", which does not say why. One dtype
+    check per column (and one cell of an object column).
+
+    Raises
+    ------
+    PetastormTypeError
+        "Pytorch does not support arrays of string or object classes. Found in field <name>." then ``hint``.
+    """
+    for name, col in columns.items():
+        kind = col.dtype.kind
+        bad = kind in "US" and col.ndim > 1
+        if kind == "O" and col.ndim == 1:
+            first = _first_present(col)
+            bad = isinstance(first, np.ndarray) and first.dtype.kind in _TEXT_OR_OBJECT_KINDS
+        if bad:
+            error = string_array_error(name)
+            raise PetastormTypeError(f"{error} {hint}") if hint else error
     return columns

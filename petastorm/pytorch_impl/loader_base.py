@@ -41,7 +41,8 @@ from petastorm.adapters.checks import ensure_outside
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
-__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "ensure_reader"]
+__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "ensure_reader",
+           "reader_made_without_seed"]
 
 logger = logging.getLogger("petastorm.pytorch")
 
@@ -60,6 +61,8 @@ _K_PASSES = "passes_done"
 _K_IN_PASS = "in_pass"
 _K_BODY = "body"
 _K_READER = "reader"
+_K_SHUFFLE_SEED = "shuffle_seed"
+_NO_ATTRIBUTE = object()
 
 
 def ensure_reader(reader: Any, loader: str) -> None:
@@ -95,6 +98,12 @@ def reader_seed(reader: Any) -> Optional[int]:
     return None if seed is None else int(seed)
 
 
+def reader_made_without_seed(reader: Any) -> bool:
+    """True for a petastorm reader made with ``seed=None`` (its plan's seed was drawn from the OS: the reader's
+    ``state_dict()`` holds it, but it is another one on every run)."""
+    return getattr(reader, "_explicit_seed", _NO_ATTRIBUTE) is None
+
+
 class LoaderBase:
     """Base of the torch loaders: iteration rules, ``len()``, context manager and resumable state.
 
@@ -114,6 +123,7 @@ class LoaderBase:
         self._resume_in_pass = False      # load_state_dict() restored a running pass: continue it, no reset
         self._drain_before_reset = False  # load_state_dict() restored a reader at the end of a pass
         self._left_early = False          # the last pass was left before its end (break, close, Ctrl-C)
+        self._drawn_seed: Optional[int] = None  # see _shuffle_seed()
 
     # --- to implement ------------------------------------------------------------------------------------
 
@@ -234,6 +244,30 @@ class LoaderBase:
         """The seed the next pass gives its shuffling buffer (None: the reader's seed, as a first pass)."""
         return None
 
+    def _draw_global_seed(self) -> int:
+        """A seed drawn from the global RNG the original's loader shuffled with (numpy's; see
+        :meth:`_shuffle_seed`)."""
+        import numpy as np
+
+        return int(np.random.randint(0, (1 << 63) - 1, dtype=np.int64))
+
+    def _shuffle_seed(self, own: Optional[int] = None) -> Optional[int]:
+        """The seed of this loader's shuffling: ``own`` (a loader argument), else the reader's seed when it was made
+        with one, else a seed drawn once from the global RNG of the original's loader (:meth:`_draw_global_seed`).
+
+        Recorded from 0.12.1: over a reader made without a seed, ``DataLoader``'s order followed
+        ``numpy.random.seed`` and ``BatchedDataLoader``'s ``torch.manual_seed``, so a script that sets them got
+        the same order on every run. The drawn seed is kept in :meth:`state_dict`, so a resumed loader continues
+        with the order of the uninterrupted one whatever the global seeds of the new process.
+        """
+        if own is not None:
+            return own
+        if not reader_made_without_seed(self.reader):
+            return reader_seed(self.reader)
+        if self._drawn_seed is None:
+            self._drawn_seed = self._draw_global_seed()
+        return self._drawn_seed
+
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def __enter__(self) -> "LoaderBase":
@@ -277,6 +311,7 @@ class LoaderBase:
             _K_IN_PASS: in_pass,
             _K_BODY: self._pass_state() if in_pass else None,
             _K_READER: None if in_pass else self.reader.state_dict(),
+            _K_SHUFFLE_SEED: self._drawn_seed,
         }))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -331,6 +366,11 @@ class LoaderBase:
             raise PetastormStateError(f"malformed {name} state: {part!r} must be a dict "
                                       f"{'of the running pass' if in_pass else 'from reader.state_dict()'}, got "
                                       f"{type(state[part]).__name__}")
+        drawn = state.get(_K_SHUFFLE_SEED)
+        if drawn is not None and (isinstance(drawn, bool) or not isinstance(drawn, int)):
+            raise PetastormStateError(f"malformed {name} state: {_K_SHUFFLE_SEED!r} must be an integer or None, got "
+                                      f"{drawn!r}")
+        self._drawn_seed = drawn  # before _load_pass_state: its pass is seeded with it
         self._passes_done = passes_done  # before _load_pass_state: it may seed by the pass number
         with state_part(f"{name} state ({part!r})"):
             if in_pass:

@@ -16,7 +16,9 @@ Two paths, chosen by ``collate_fn``:
   Rows are shuffled through a :class:`~petastorm.reader_impl.shuffling_buffer.RandomShufflingBuffer`.
 
 In both paths the shuffling is seeded from the reader's seed (and the pass number), so a reader made with a
-``seed`` gives the same batches on every run, and ``state_dict()`` / ``load_state_dict()`` continue a pass with
+``seed`` gives the same batches on every run; over a reader made without one, from a seed drawn once from
+numpy's global RNG, as the original shuffled (``numpy.random.seed(...)`` makes the order reproducible; recorded
+from 0.12.1); and ``state_dict()`` / ``load_state_dict()`` continue a pass with
 no row lost or repeated (reader cursor, buffered rows, RNG, batches prefetched but not yet yielded).
 """
 from __future__ import annotations
@@ -34,9 +36,10 @@ from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_to
 from petastorm.pytorch_impl.dtypes import (
     promote_array,
     refuse_nulls_columns,
+    refuse_string_arrays,
     sanitize_row,
 )
-from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader, reader_seed
+from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader
 from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
 
 __all__ = ["DataLoader"]
@@ -57,6 +60,19 @@ def _nan_for_nulls(col: np.ndarray) -> np.ndarray:
         return col
     out = nullable_numbers_as_nan(col)
     return col if out is None else out
+
+
+def _refuse_nulls_and_strings(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Rows of ``make_reader`` gathered into columns: a ``None``, or a field of string arrays, is the original's
+    ``TypeError`` naming the field, before batching and shuffling."""
+    return refuse_string_arrays(refuse_nulls_columns(columns))
+
+
+def _nan_for_nulls_refuse_strings(nulls_as_nan: Callable, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """A ``make_batch_reader`` batch: numbers with nulls as floats with NaN; a field of string arrays is the
+    original's ``TypeError`` naming it (the batch reader gives it as 2-D ``S`` arrays in some batches and as
+    object arrays of arrays in others: batching them together failed as "cells of different shapes")."""
+    return refuse_string_arrays(nulls_as_nan(columns))
 
 
 class _RowPass:
@@ -147,7 +163,7 @@ class DataLoader(LoaderBase):
         batch.
     shuffling_queue_capacity : int
         0: reader order. > 0: rows are shuffled through a buffer of about this many rows (seeded from the
-        reader's seed).
+        reader's seed; over a reader made without one, from numpy's global RNG, as the original).
 
     Raises
     ------
@@ -173,7 +189,7 @@ class DataLoader(LoaderBase):
     # --- one pass ------------------------------------------------------------------------------------------
 
     def _pass_buffer_seed(self) -> Optional[list]:
-        return pass_seed(reader_seed(self.reader), self._passes_done)
+        return pass_seed(self._shuffle_seed(), self._passes_done)
 
     def _new_pass(self) -> Any:
         # the reader's seed is read per pass: a reader restored by load_state_dict plans with the saved seed
@@ -182,12 +198,12 @@ class DataLoader(LoaderBase):
             from petastorm.adapters import BatchPipeline
 
             # rows of make_reader: a None is the original's TypeError, before it can reach the shuffling buffer
-            convert, convert_block, chunk_fn = columns_to_torch, columns_block_to_torch, refuse_nulls_columns
+            convert, convert_block, chunk_fn = columns_to_torch, columns_block_to_torch, _refuse_nulls_and_strings
             if getattr(self.reader, "is_batched_reader", False):
                 # nulls in numbers: NaN, as the original; per reader batch, so all its batches have one dtype
                 convert = partial(columns_to_torch, nulls_as_nan=True)
                 convert_block = partial(columns_block_to_torch, nulls_as_nan=True)
-                chunk_fn = batch_nulls_as_nan(self.reader)
+                chunk_fn = partial(_nan_for_nulls_refuse_strings, batch_nulls_as_nan(self.reader))
             return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                                  seed=seed, convert=convert, prefetch=_PREFETCH, convert_block=convert_block,
                                  chunk_fn=chunk_fn)
