@@ -205,6 +205,23 @@ def test_migration_filters_example_on_legacy_0_7_6(testdata_dir):
         assert sorted(int(i) for batch in reader for i in batch.id) == list(range(15))
 
 
+def test_migration_sharding_after_filters_and_before_the_selector(testdata_dir):
+    # "the shards deal out the row groups that the filters leave (fewer of them than shards ... raises
+    # NoDataAvailableError); then each shard keeps those its rowgroup_selector ... accept (a shard left with
+    # none warns ... and yields nothing)": both recorded from 0.12.1 on legacy/0.7.6 (p_1 holds one row group)
+    from petastorm.errors import NoDataAvailableError
+    from petastorm.selectors import SingleIndexSelector
+
+    url = "file://" + os.path.join(testdata_dir, "legacy", "0.7.6")
+    for shard in (0, 1):
+        with pytest.raises(NoDataAvailableError):
+            make_reader(url, filters=[("partition_key", "=", "p_1")], cur_shard=shard, shard_count=2)
+        with pytest.warns(UserWarning, match="No matching data is available for loading"):
+            with make_reader(url, rowgroup_selector=SingleIndexSelector("id", [99999]), cur_shard=shard,
+                             shard_count=2, workers_count=1) as reader:
+                assert list(reader) == []
+
+
 def test_migration_kept_for_compatibility_arguments_warn(plain_store):
     # "pyarrow_serialize and zmq_copy_buffers are accepted with a DeprecationWarning ... shard_seed warns"
     for kwargs, category in (({"pyarrow_serialize": True}, DeprecationWarning),
