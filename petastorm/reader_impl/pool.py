@@ -16,6 +16,7 @@ traceback in a ``worker_traceback`` attribute.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Callable, Dict, Iterable, Iterator
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
@@ -104,6 +105,9 @@ class Pool:
     """
 
     pool_type = "base"
+    #: Whether the pool still works in a child made by ``os.fork()`` (only the dummy pool: the workers of the
+    #: others are threads or processes of the process that made the pool, see :meth:`_check_owner`).
+    usable_after_fork = False
 
     def __init__(self, workers_count: int, results_queue_size: int):
         ensure_count("workers_count", workers_count, minimum=1)
@@ -114,6 +118,8 @@ class Pool:
         self._stopped = False
         self._gen_counter = itertools.count(1)
         self._active_gen = 0
+        #: the process that made the pool: its workers serve that process only
+        self.owner_pid = os.getpid()
         self._stats = {"items_submitted": 0, "items_completed": 0, "items_yielded": 0,
                        "items_failed": 0, "max_in_flight": 0, "in_flight": 0, "reorder_buffered": 0}
 
@@ -127,6 +133,20 @@ class Pool:
         if self._stopped:
             raise PetastormReaderError(f"{type(self).__name__} was stopped: build a new pool")
         self._started = True
+
+    def _check_owner(self) -> None:
+        """Raise :class:`PetastormReaderError` in a child made by ``os.fork()`` (a DataLoader worker, a
+        ``multiprocessing`` 'fork' child) of the process that made a thread or process pool: the child has
+        no worker threads (a fork copies only the forking thread) and the worker processes serve the parent
+        over connections the child must not touch. The thread pool reported "all worker threads of the pool
+        have ended" a second later; the process pool hung. (0.12.1, recorded: both hung.)"""
+        if not self.usable_after_fork and os.getpid() != self.owner_pid:
+            raise PetastormReaderError(
+                f"this reader's {self.pool_type} pool was made in process {self.owner_pid} and cannot be used in "
+                f"process {os.getpid()}, a child made by os.fork() (a DataLoader worker, a multiprocessing "
+                f"'fork' child): its worker {'threads' if self.pool_type == 'thread' else 'processes'} serve the "
+                f"parent only. Make the reader in the process that reads it (e.g. in the Dataset's __iter__), "
+                f"or use reader_pool_type='dummy'")
 
     def start(self, worker_factory: WorkerFactory) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -180,6 +200,7 @@ class Pool:
             raise PetastormReaderError(f"{type(self).__name__}.imap() called before start()")
         if self._stopped:
             raise PetastormReaderError(f"{type(self).__name__}.imap() called after stop()")
+        self._check_owner()
         gen = next(self._gen_counter)
         if self._active_gen:
             self._abandon(self._active_gen)
@@ -199,6 +220,7 @@ class Pool:
             while True:
                 if self._active_gen != gen:
                     raise PetastormReaderError("this imap() was superseded by a later imap() call on the pool")
+                self._check_owner()
                 while not exhausted and submitted - yielded < limit and not self._stopped:
                     try:
                         item = next(items)
@@ -237,8 +259,8 @@ class Pool:
             results.clear()
             if self._active_gen == gen:
                 self._active_gen = 0
-                if submitted != yielded and not self._stopped:
-                    self._abandon(gen)
+                if submitted != yielded and not self._stopped and os.getpid() == self.owner_pid:
+                    self._abandon(gen)  # (not in a forked child: the workers' items are the parent's)
 
     def _submit(self, gen: int, seq: int, item: WorkItem) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

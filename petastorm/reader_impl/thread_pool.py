@@ -31,6 +31,7 @@ class DummyPool(Pool):
     """Runs every item in the caller's thread, one at a time, when the next result is asked for."""
 
     pool_type = "dummy"
+    usable_after_fork = True  # no thread, no process: a forked child reads on with its own copy
 
     def __init__(self, workers_count: int = 1, results_queue_size: int = 0):
         super().__init__(workers_count, results_queue_size)

@@ -379,6 +379,9 @@ class ProcessPool(Pool):
             return
         self._stopped = True
         self._pending.clear()
+        if os.getpid() != self.owner_pid:  # an inherited pool: the workers are the parent's (see shutdown)
+            self._finalizer()
+            return
         if self._state.lane is not None:
             self._state.lane.close()
         if not self._state.closed:

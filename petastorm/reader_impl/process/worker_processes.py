@@ -67,6 +67,8 @@ class PoolState:
         self.starter: Optional[threading.Thread] = None
         self.start_lock = threading.Lock()
         self.start_error: Optional[tuple] = None  # (message, exception) of the start thread
+        #: the process whose workers these are: a child made by os.fork() only closes its copies of the fds
+        self.owner_pid = os.getpid()
 
     def wake(self) -> None:
         with self.wake_lock:
@@ -212,6 +214,9 @@ def shutdown(state: PoolState) -> None:
     A ``KeyboardInterrupt`` (Ctrl-C while ``join()`` waits for a worker stuck in user code) cuts the polite
     part short, never the end: the workers are terminated and the descriptors closed before it propagates
     (the pool counts as closed from the start, so no later ``join()`` would do it)."""
+    if os.getpid() != state.owner_pid:
+        _forget_in_child(state)
+        return
     with state.start_lock:
         if state.closed:
             return
@@ -220,6 +225,32 @@ def shutdown(state: PoolState) -> None:
         _ask_and_wait(state)
     finally:
         _end_workers(state)
+
+
+def _forget_in_child(state: PoolState) -> None:
+    """:func:`shutdown` in a child made by ``os.fork()`` (the finalizer at its exit, or ``stop(); join()`` of an
+    inherited reader): the workers are the parent's, still serving it. Sending them 'stop' or 'cancel' would
+    end the parent's pass, and the locks copied by the fork may be held forever (a fork while the start-up
+    lane's thread held ``wake_lock``: the child's exit hung). Only this process's copies of the descriptors
+    are closed; nothing is sent, waited for, or terminated."""
+    if state.closed:
+        return
+    state.closed = True
+    for w in state.workers:
+        w.reader.close()
+        for closeable in (w.conn, w.sock):
+            try:
+                if closeable is not None:
+                    closeable.close()
+            except OSError:
+                pass
+    for fd in (state.wake_r, state.wake_w):
+        try:
+            if fd >= 0:
+                os.close(fd)
+        except OSError:
+            pass
+    state.wake_w = -1
 
 
 def _ask_and_wait(state: PoolState) -> None:
