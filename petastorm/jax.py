@@ -71,6 +71,7 @@ integer column with nulls whose values ``float32`` would round (beyond 2**24).
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
@@ -134,6 +135,7 @@ class JaxIterator:
     (never, with a reader made with ``num_epochs=None``; for several epochs give the reader ``num_epochs``).
     A context manager: leaving it (or :meth:`close`) stops the prefetch thread and
     stops and joins the reader. Abandoned without ``close()``, it stops its thread when garbage-collected.
+    Several threads may call ``next()`` on it: they take turns (each row goes to one of them, once).
     """
 
     def __init__(self, reader: Any, batch_size: int, sharding: Any = None, prefetch: int = 2, *,
@@ -175,6 +177,7 @@ class JaxIterator:
                                        transform_fn=transform_fn, convert=placer, prefetch=prefetch,
                                        convert_block=placer.convert_block)
         self._closed = False
+        self._lock = threading.Lock()
 
     # --- iteration -------------------------------------------------------------------------------------------
 
@@ -182,7 +185,8 @@ class JaxIterator:
         return self
 
     def __next__(self) -> Dict[str, Any]:
-        return next(self._pipeline)
+        with self._lock:  # threads sharing the iterator take turns: the batching core serves one consumer
+            return next(self._pipeline)
 
     def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
         """The reader's :class:`~petastorm.reader_impl.explain.ReadPlan` with this iterator's shuffling buffer
@@ -203,7 +207,9 @@ class JaxIterator:
             where the rows hold no bytes. Its ``digest`` lets :meth:`load_state_dict` refuse a state changed or
             cut after it was saved.
         """
-        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}))
+        with self._lock:  # not in the middle of another thread's next()
+            core = self._pipeline.state_dict()
+        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: core}))
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
