@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 from petastorm.errors import (
     NoDataAvailableError,  # noqa: F401 - importable from here, as from the original's petastorm.reader
     PetastormArgumentError,
+    PetastormArgumentTypeError,
 )
 from petastorm.reader_impl.reader_core import Reader, warn_deprecated
 from petastorm.settings import settings
@@ -232,8 +233,11 @@ class _ReaderArgs:
 def _plan_options(args: _ReaderArgs) -> tuple:
     """(PlanOptions, explicit seed): the seed is the given one, else the resumed state's, else random."""
     from petastorm.reader_impl.plan import PlanOptions
+    from petastorm.reader_impl.plan_options import is_int
 
     seed = args.seed
+    if seed is not None and not is_int(seed):  # int(2.5) would quietly be the seed 2, int('3') the seed 3
+        raise PetastormArgumentTypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
     if seed is None and isinstance(args.resume_from, dict) and args.resume_from.get("seed") is not None:
         try:
             seed = int(args.resume_from["seed"])

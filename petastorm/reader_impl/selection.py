@@ -72,6 +72,11 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
     rg_ids = list(range(len(dataset.row_groups)))
     log = SelectionLog(dataset)
     selected = None
+    if rowgroup_selector is not None and not (callable(getattr(rowgroup_selector, "get_index_names", None))
+                                              and callable(getattr(rowgroup_selector, "select_row_groups", None))):
+        # the original's ValueError and message (recorded from 0.12.1; a bare AttributeError before)
+        raise PetastormArgumentError(f"rowgroup_selector parameter is expected to be derived from RowGroupSelectorBase, "
+                                     f"got {type(rowgroup_selector).__name__}: {rowgroup_selector!r:.100}")
     if rowgroup_selector is not None:
         from petastorm.etl.rowgroup_indexing import load_rowgroup_indexes
 

@@ -274,3 +274,31 @@ def test_explain_counts_only_the_row_groups_a_shard_reads(legacy_url):
             plan = reader.explain(row_counts=True).to_dict()
     assert plan["rows_per_epoch"] == 20
     assert [(s["shard"], s["row_groups"], s["rows"]) for s in plan["shards"]] == [(0, 1, 10), (1, 2, 20)]
+
+
+# --- arguments of the wrong kind (fixed) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("selector", ["id", 1, [SingleIndexSelector("by_id", [1])]])
+def test_a_rowgroup_selector_that_is_no_selector_is_the_originals_value_error(part_url, factory, selector):
+    # recorded from 0.12.1: ValueError('rowgroup_selector parameter is expected to be derived from
+    # RowGroupSelectorBase') (ours: a bare AttributeError, 'str' object has no attribute 'get_index_names')
+    with pytest.raises(ValueError, match="^rowgroup_selector parameter is expected to be derived from "
+                                         "RowGroupSelectorBase"):
+        factory(part_url, rowgroup_selector=selector, workers_count=1)
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("seed", [2.5, 2.0, "3"])
+def test_a_seed_that_is_no_int_is_refused_naming_it(part_url, factory, seed):
+    # recorded from 0.12.1: TypeError (numpy's "Cannot cast scalar from dtype('float64') to dtype('int64')") for
+    # 2.0, 2.5 and '3'; ours read with int(seed): 2.5 quietly shuffled as the seed 2
+    with pytest.raises(TypeError, match="^seed must be an int or None, got"):
+        factory(part_url, seed=seed, workers_count=1)
+
+
+def test_numpy_integer_and_bool_seeds_still_work(part_url):
+    # 0.12.1 accepted both (recorded); the same seed gives the same order
+    assert _ids(make_reader, part_url, seed=np.int64(3), shuffle_row_groups=True) == \
+        _ids(make_reader, part_url, seed=3, shuffle_row_groups=True)
+    assert sorted(_ids(make_reader, part_url, seed=True, shuffle_row_groups=True)) == list(range(40))
