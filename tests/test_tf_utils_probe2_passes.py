@@ -90,3 +90,20 @@ def test_a_users_own_prefetch_still_works(url):
     with _batches(url) as reader:
         dataset = make_petastorm_dataset(reader).unbatch().batch(8).prefetch(2).repeat(2)
         assert sorted(_ids(dataset)) == sorted(ALL_IDS * 2)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("factory", [make_reader, make_batch_reader])
+def test_reader_state_after_take_resumes_exactly(url, factory):
+    # nothing is read ahead of the consumer, so the reader's state after ds.take(n) is where the consumer is.
+    # Before: the 2 elements prefetched for take's iterator were behind the state: lost on resume
+    def reader():
+        return factory(url, schema_fields=["id"], workers_count=2, seed=3, shuffle_rows=True)
+
+    with reader() as first:
+        looked_at = _ids(make_petastorm_dataset(first).take(3))
+        state = first.state_dict()
+    with reader() as second:
+        second.load_state_dict(state)
+        rest = _ids(make_petastorm_dataset(second))
+    assert sorted(looked_at + rest) == ALL_IDS
