@@ -137,6 +137,10 @@ def _as_array(name: str, column: Any) -> Any:
 
     if isinstance(column, (np.ndarray, jax.Array)):
         return column
+    if isinstance(column, Mapping):  # numpy would make it a 0-d object array, blamed as "a scalar"
+        raise PetastormTypeError(f"field {name!r} holds a {type(column).__name__} (a nested batch): make_jax_iterator "
+                                 f"places a flat dict of arrays; give its fields names of their own in transform_fn "
+                                 f"(e.g. '{name}/...') and nest them again in the training step")
     try:
         return np.asarray(column)
     except (ValueError, TypeError) as error:  # ragged: items of different lengths

@@ -209,6 +209,11 @@ class DevicePlacer:
         import jax
 
         with self._settings():
+            if self.transformed and isinstance(batch, Mapping) and len({type(name) for name in batch}) > 1:
+                # JAX sorts a dict's keys to flatten it: its own bare error ("Comparator raised exception")
+                raise PetastormTypeError(f"transform_fn returned a batch whose field names are of several types "
+                                         f"({sorted({type(name).__name__ for name in batch})}): JAX needs keys it "
+                                         f"can sort, e.g. all str")
             columns = jax_ready_columns(batch, hints=self.hints)
             if self.sharding is not None and columns:
                 self._check_rows(columns)

@@ -207,3 +207,34 @@ def test_threads_sharing_one_iterator_get_every_row_once(tall_dataset, prefetch)
             thread.join(100)
     assert errors == []
     assert np.sort(np.concatenate(got)).tolist() == list(range(20_000))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("shuffling_queue_capacity", [0, 20])
+def test_a_nested_batch_from_transform_fn_is_an_error_naming_the_field(synthetic_dataset, shuffling_queue_capacity):
+    # {'inputs': {...}, 'label': ...} (as flax code nests them) was blamed as "'inputs' a scalar"
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "value"], workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=8, shuffling_queue_capacity=shuffling_queue_capacity,
+                                    transform_fn=lambda b: {"inputs": {"value": b["value"]}, "label": b["id"]})
+        with pytest.raises(PetastormTypeError, match="field 'inputs' holds a dict \\(a nested batch\\)"):
+            next(batches)
+        batches.close()
+
+
+@pytest.mark.timeout(60)
+def test_field_names_of_several_types_from_transform_fn_are_an_error_saying_so(synthetic_dataset):
+    # was JAX's bare "ValueError: Comparator raised exception while sorting pytree dictionary keys."
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "value"], workers_count=1) as reader:
+        batches = make_jax_iterator(reader, batch_size=8, transform_fn=lambda b: {"x": b["value"], 1: b["id"]})
+        with pytest.raises(PetastormTypeError, match="field names are of several types \\(\\['int', 'str'\\]\\)"):
+            next(batches)
+        batches.close()
+
+
+@pytest.mark.timeout(60)
+def test_integer_field_names_from_transform_fn_still_work(synthetic_dataset):
+    with make_batch_reader(synthetic_dataset, schema_fields=["id", "value"], shuffle_row_groups=False,
+                           workers_count=1) as reader, \
+            make_jax_iterator(reader, batch_size=8, transform_fn=lambda b: {0: b["value"], 1: b["id"]}) as batches:
+        first = next(batches)
+    assert sorted(first) == [0, 1] and np.asarray(first[1]).tolist() == list(range(8))
