@@ -331,8 +331,11 @@ class _EncoderPool:
             self._executor = self._start()
         slot = self._free.popleft()
         blocks, packed = slot.pack(rows)
+        from petastorm.reader_impl.process.fork_server import main_module_not_reimported
+
         try:
-            future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)
+            with main_module_not_reimported():  # the workers start in submit(), in this thread (a script from
+                future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)  # stdin, no guard)
         except BrokenProcessPool as e:  # a worker died since the last chunk: seen here, before its result
             self._free.append(slot)
             raise _worker_died(f"before rows {first_row:,}..{first_row + len(rows) - 1:,} of the input could "

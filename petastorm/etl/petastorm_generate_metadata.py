@@ -17,6 +17,7 @@ The footers are counted under a tqdm progress bar on stderr (``--no-progress`` h
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import posixpath
 import sys
 from pydoc import locate
@@ -61,10 +62,15 @@ def _locate_schema(unischema_class: Any) -> Any:
 
     schema = unischema_class if isinstance(unischema_class, Unischema) else locate(unischema_class)
     if not isinstance(schema, Unischema):
+        hint = ""
+        module = unischema_class.split(".")[0] if isinstance(unischema_class, str) else ""
+        if schema is None and module and importlib.util.find_spec(module) is None:
+            hint = (f" Module {module!r} could not be imported: it is not on sys.path (a console script does not "
+                    f"search the current directory; run with PYTHONPATH=. or install the module).")
         raise PetastormArgumentError(
             f"The specified class {unischema_class} is not an instance of a petastorm.Unischema object. "
             f"(unischema_class must be the dotted path of a Unischema instance, e.g. "
-            f"my_package.my_module.MySchema)")
+            f"my_package.my_module.MySchema){hint}")
     return schema
 
 

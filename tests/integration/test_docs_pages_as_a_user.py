@@ -20,7 +20,9 @@ Found by the docs review (helper Y6) and fixed in the pages: the README said ``r
 returns a ``ReadPlan`` and prints nothing), its Tuning list lacked ``PETASTORM_MMAP_READ`` and a parenthesis
 was left open; migration.md said ``ReaderMock``'s example generator gives "numpy scalars ... both compare the
 same" (0.12.1's gives zeros in every row, ours random values); architecture.md listed 7 of the state's 9 keys
-and two names that moved. Found in the code (xfail): the README's writing block fails from stdin.
+and two names that moved. Found in the code and fixed: the README's writing block failed from stdin (the
+encoding workers tried to run `<cwd>/<stdin>`), and `--unischema_class` of a module that cannot be imported
+did not say so.
 """
 import json
 import os
@@ -100,10 +102,6 @@ def test_readme_training_block_gives_what_its_comments_say(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="petastorm/etl/encode_pool.py: a script read from stdin (python - <<EOF) has "
-                   "__main__.__file__ == '<stdin>'; its encoding workers try to run '<cwd>/<stdin>' and die "
-                   "(PetastormWorkerError telling to add the guard the script has). The reader's process pool "
-                   "starts its workers inside fork_server.main_module_not_reimported(); the writer does not")
 def test_readme_writing_block_runs_from_stdin(tmp_path):
     # a shell heredoc (`python - <<'EOF'`), as in CI scripts: the block has its `if __name__ == '__main__':`
     write = _readme_blocks()[0].replace("/tmp/hello_world", str(tmp_path / "hello_world"))
@@ -311,10 +309,6 @@ def test_spark_converter_block_gives_the_dtypes_and_shapes_of_its_comments(spark
     assert len(seen) == 2 * 1000 // 100                 # spark.range(1000), batch_size=100, one pass each
 
 
-@pytest.mark.xfail(strict=True, reason="petastorm/etl/petastorm_generate_metadata.py _locate_schema: a module that "
-                   "cannot be imported (a console script does not search the current directory) is reported as "
-                   "'is not an instance of a petastorm.Unischema object' (the original's words, wrong here), with "
-                   "no word of the import")
 def test_generate_metadata_unischema_class_in_the_current_directory_names_the_import(plain_store, tmp_path):
     # docs/spark.md: `petastorm-generate-metadata --dataset_url URL [--unischema_class module.Schema]`; a user's
     # schema module sits in the directory they run the tool from
