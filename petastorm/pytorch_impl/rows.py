@@ -30,7 +30,7 @@ import numpy as np
 
 from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.adapters.checks import ensure_int
-from petastorm.adapters.nulls import batch_nulls_as_nan, nullable_numbers_as_nan
+from petastorm.adapters.nulls import batch_nulls_as_nan
 from petastorm.errors import PetastormArgumentError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import (
@@ -52,14 +52,6 @@ _K_READER = "reader"
 _K_BUFFER = "buffer"
 _K_PARTIAL = "partial_batch"
 _K_FINISHED = "finished"
-
-
-def _nan_for_nulls(col: np.ndarray) -> np.ndarray:
-    """A batch reader's column of numbers with None as the original gave it (floats with NaN); else as it is."""
-    if col.dtype.kind != "O":
-        return col
-    out = nullable_numbers_as_nan(col)
-    return col if out is None else out
 
 
 def _refuse_nulls_and_strings(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -87,11 +79,16 @@ class _RowPass:
         self.partial: List[dict] = []
         self.finished = False
         self.is_batched = bool(getattr(reader, "is_batched_reader", False))
+        # numbers with nulls as floats with NaN, as the column path (a column of an array field holding only
+        # nulls is kept: its rows are the nullable TypeError, not NaN scalars)
+        self.nulls_as_nan = batch_nulls_as_nan(reader) if self.is_batched else None
 
     def _rows_of(self, item: Any) -> List[dict]:
         if self.is_batched:
             columns = item._asdict() if hasattr(item, "_asdict") else dict(item)
-            columns = {k: promote_array(k, _nan_for_nulls(v), strings_ok=True) if isinstance(v, np.ndarray) else v
+            converted = self.nulls_as_nan({k: v for k, v in columns.items() if isinstance(v, np.ndarray)})
+            columns = {k: converted.get(k, v) for k, v in columns.items()}
+            columns = {k: promote_array(k, v, strings_ok=True) if isinstance(v, np.ndarray) else v
                        for k, v in columns.items()}
             names = list(columns)
             return [sanitize_row(dict(zip(names, values)), strings_ok=True) for values in zip(*columns.values())]
