@@ -16,6 +16,7 @@ and the field. An exception raised inside ``func`` propagates unchanged with a n
 """
 from __future__ import annotations
 
+import datetime
 import warnings
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -390,6 +391,13 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
             return values
         return cast
     # object column: strings, Nones, numpy scalars, arrays...
+    if target is np.datetime64 and any(v is not None for v in values) and all(
+            v is None or (isinstance(v, datetime.date) and not isinstance(v, datetime.datetime)) for v in values):
+        # datetime.date objects (a date column): kept as they are, as without a transform and as 0.12.1 gave
+        # them after one (recorded: an object array of datetime.date; ours was datetime64[D])
+        if not field.nullable and any(v is None for v in values):
+            raise PetastormSchemaError(f"{where} holds None but the field is not nullable")
+        return values
     has_null = any(v is None for v in values)
     if has_null and not field.nullable:
         raise PetastormSchemaError(f"{where} holds None but the field is not nullable")

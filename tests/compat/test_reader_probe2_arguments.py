@@ -302,3 +302,42 @@ def test_numpy_integer_and_bool_seeds_still_work(part_url):
     assert _ids(make_reader, part_url, seed=np.int64(3), shuffle_row_groups=True) == \
         _ids(make_reader, part_url, seed=3, shuffle_row_groups=True)
     assert sorted(_ids(make_reader, part_url, seed=True, shuffle_row_groups=True)) == list(range(40))
+
+
+# --- make_batch_reader on a plain Parquet store -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def plain_url(tmp_path_factory):
+    """A Parquet store without Petastorm metadata: 20 rows (id, a date column, a nullable date column) in
+    4 row groups of 5."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path_factory.mktemp("y4") / "plain"
+    path.mkdir()
+    days = [datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(20)]
+    table = pa.table({"id": pa.array(np.arange(20, dtype=np.int64)), "d": pa.array(days),
+                      "maybe_d": pa.array([None if i % 4 == 0 else day for i, day in enumerate(days)])})
+    pq.write_table(table, str(path / "part0.parquet"), row_group_size=5)
+    return "file://" + str(path)
+
+
+def _add_one(df):
+    df["id"] = df["id"] + 1
+    return df
+
+
+@pytest.mark.parametrize("transform", [None, TransformSpec(_add_one)])
+def test_date_columns_stay_datetime_date_objects_after_a_batch_transform(plain_url, transform):
+    # recorded from 0.12.1: the date column 'd' of make_batch_reader is an object array of datetime.date, with
+    # and without a TransformSpec func (after a transform ours was datetime64[D]); nulls stay None
+    import datetime
+
+    with make_batch_reader(plain_url, workers_count=1, shuffle_row_groups=False, transform_spec=transform) as reader:
+        batch = next(reader)
+    assert batch.d.dtype == object
+    assert list(batch.d) == [datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(5)]
+    assert batch.maybe_d.dtype == object
+    assert batch.maybe_d[0] is None and batch.maybe_d[1] == datetime.date(2020, 1, 2)
