@@ -1,9 +1,16 @@
 """A stand-in for a petastorm ``Reader`` in users' unit tests: rows made up from the schema, no dataset.
 
 :class:`ReaderMock` yields rows forever, as namedtuples of its schema, each built by calling
-``schema_data_generator(schema)``; :func:`schema_data_generator_example` is a generator that makes a
-random value fitting every field. Code that consumes a reader (a training loop, a framework adapter)
-can then be tested without writing a Parquet dataset::
+``schema_data_generator(schema)``. Two generators come with it:
+
+- :func:`schema_data_generator_example`: the original's, the same row every time: zeros of every field's dtype
+  as arrays (0-d for scalars), 10 for every dimension of unknown size, ``''``/``b''`` for strings and bytes,
+  ``Decimal('0.0')``;
+- :func:`schema_data_generator_random`: random values of every field's dtype and shape, new in every row
+  (numpy scalars for scalar fields, as ``make_reader`` gives), each one encodable by the field's codec.
+
+Code that consumes a reader (a training loop, a framework adapter) can then be tested without writing a
+Parquet dataset::
 
     reader = ReaderMock(MySchema, schema_data_generator_example)
     with reader:
@@ -20,10 +27,12 @@ import numpy as np
 from petastorm.errors import PetastormArgumentError, PetastormTypeError
 from petastorm.unischema import Unischema, UnischemaField
 
-__all__ = ["ReaderMock", "schema_data_generator_example"]
+__all__ = ["ReaderMock", "schema_data_generator_example", "schema_data_generator_random"]
 
-# Length given to a dimension of unknown size (``None`` in a field's shape) by the example generator.
+# Lengths given to a dimension of unknown size (``None`` in a field's shape) by the random generator.
 _VARIABLE_DIM_SIZES = (1, 6)
+# ... and by the example generator (recorded from 0.12.1: every unknown dimension is 10).
+_EXAMPLE_DIM_SIZE = 10
 
 
 class ReaderMock:
@@ -193,7 +202,7 @@ def _random_array(kind: Any, shape: tuple, rng: np.random.Generator) -> np.ndarr
         return (rng.random(shape) * 200 - 100).astype(dtype)
     if dtype.kind == "c":
         return (rng.random(shape) + 1j * rng.random(shape)).astype(dtype)
-    raise PetastormArgumentError(f"schema_data_generator_example cannot make values of type {kind}")
+    raise PetastormArgumentError(f"schema_data_generator_random cannot make values of type {kind}")
 
 
 def _random_value(field: UnischemaField, rng: np.random.Generator) -> Any:
@@ -203,7 +212,7 @@ def _random_value(field: UnischemaField, rng: np.random.Generator) -> Any:
     shape = _concrete_shape(field, rng)
     if kind is Decimal:
         if shape:
-            raise PetastormArgumentError(f"schema_data_generator_example: field {field.name!r} is an array of Decimal, "
+            raise PetastormArgumentError(f"schema_data_generator_random: field {field.name!r} is an array of Decimal, "
                              f"which petastorm cannot store")
         # Fits DecimalType(10, 9) and any wider type: six digits after the point, below 1.
         return Decimal(int(rng.integers(0, 10 ** 6))).scaleb(-6)
@@ -217,7 +226,7 @@ def _random_value(field: UnischemaField, rng: np.random.Generator) -> Any:
     return np.asarray(array)
 
 
-def schema_data_generator_example(schema: Unischema, rng: Optional[np.random.Generator] = None) -> dict:
+def schema_data_generator_random(schema: Unischema, rng: Optional[np.random.Generator] = None) -> dict:
     """A random value for every field of ``schema``: right dtype, right shape, encodable by its codec.
 
     Dimensions of unknown size (``None``) get a random length from 1 to 6, the channels of an image
@@ -236,3 +245,38 @@ def schema_data_generator_example(schema: Unischema, rng: Optional[np.random.Gen
     """
     rng = np.random.default_rng() if rng is None else rng
     return {field.name: _random_value(field, rng) for field in schema.fields.values()}
+
+
+def _zero_value(field: UnischemaField) -> Any:
+    kind = _numpy_type(field)
+    if kind is Decimal:
+        return Decimal("0.0")
+    shape = tuple(_EXAMPLE_DIM_SIZE if dim is None else int(dim) for dim in (field.shape or ()))
+    if kind is np.datetime64:
+        return np.zeros(shape, dtype="datetime64[us]")  # the original raised numpy's 'generic units' error here
+    if kind is np.str_:
+        return np.zeros(shape, dtype="<U1")
+    if kind is np.bytes_:
+        return np.zeros(shape, dtype="S1")
+    return np.zeros(shape, dtype=kind)
+
+
+def schema_data_generator_example(schema: Unischema) -> dict:
+    """The original's example generator: the same row every time, zeros of every field's dtype.
+
+    Recorded from 0.12.1: every value is a numpy array, 0-d for a scalar field (``array(0, dtype=int32)``,
+    ``array(0.)``, ``array('', dtype='<U1')``, ``array(b'', dtype='|S1')``, ``array(False)``), every dimension
+    of unknown size is 10 (an image of shape ``(None, None, None)`` is ``(10, 10, 10)``), a Decimal field is
+    ``Decimal('0.0')``. One difference: a ``np.datetime64`` field is the epoch (``datetime64[us]``) where the
+    original raised numpy's "generic units" ``ValueError``. For values that vary from row to row, pass
+    :func:`schema_data_generator_random` instead.
+
+    Parameters
+    ----------
+    schema : Unischema
+
+    Returns
+    -------
+    dict of field name to value.
+    """
+    return {field.name: _zero_value(field) for field in schema.fields.values()}

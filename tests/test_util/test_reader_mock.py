@@ -1,4 +1,5 @@
-"""ReaderMock and schema_data_generator_example: a reader stand-in for users' tests."""
+"""ReaderMock, schema_data_generator_example (the original's zeros) and schema_data_generator_random: reader
+stand-ins for users' tests."""
 from decimal import Decimal
 
 import numpy as np
@@ -7,7 +8,11 @@ import pytest
 
 from petastorm.codecs import CompressedImageCodec, CompressedNdarrayCodec, NdarrayCodec, ScalarCodec
 from petastorm.ngram import NGram
-from petastorm.test_util.reader_mock import ReaderMock, schema_data_generator_example
+from petastorm.test_util.reader_mock import (
+    ReaderMock,
+    schema_data_generator_example,
+    schema_data_generator_random,
+)
 from petastorm.unischema import Unischema, UnischemaField, encode_row
 
 AllTypes = Unischema("AllTypes", [
@@ -44,8 +49,9 @@ def _fits(field, value):
     return arr.dtype.type is np.dtype(field.numpy_dtype).type
 
 
-def test_yields_namedtuples_of_the_schema_forever():
-    reader = ReaderMock(AllTypes, schema_data_generator_example)
+@pytest.mark.parametrize("generator", [schema_data_generator_example, schema_data_generator_random])
+def test_yields_namedtuples_of_the_schema_forever(generator):
+    reader = ReaderMock(AllTypes, generator)
     rows = [next(reader) for _ in range(50)]
     assert all(type(r)._fields == tuple(AllTypes.fields) for r in rows)
     for row in rows:
@@ -57,7 +63,7 @@ def test_generated_rows_encode_with_every_codec_of_the_schema():
     # What a user writes with these rows must be accepted by the codecs (no dtype/shape/channel errors).
     rng = np.random.default_rng(0)
     for i in range(20):
-        row = schema_data_generator_example(AllTypes, rng)
+        row = schema_data_generator_random(AllTypes, rng)
         encoded = encode_row(AllTypes, row, i)
         img = AllTypes.png.codec.decode(AllTypes.png, encoded["png"])
         np.testing.assert_array_equal(img, row["png"])
@@ -67,20 +73,20 @@ def test_generated_rows_encode_with_every_codec_of_the_schema():
 def test_decimals_fit_a_decimal_10_9_column():
     rng = np.random.default_rng(1)
     for _ in range(50):
-        value = schema_data_generator_example(AllTypes, rng)["dec"]
+        value = schema_data_generator_random(AllTypes, rng)["dec"]
         assert 0 <= value < 1 and -value.as_tuple().exponent <= 9
 
 
 def test_variable_dimensions_vary_and_fixed_ones_do_not():
     rng = np.random.default_rng(2)
-    shapes = {schema_data_generator_example(AllTypes, rng)["matrix"].shape for _ in range(30)}
+    shapes = {schema_data_generator_random(AllTypes, rng)["matrix"].shape for _ in range(30)}
     assert len(shapes) > 1
     assert all(s[0] == 4 and s[2] == 3 and 1 <= s[1] <= 6 for s in shapes)
 
 
 def test_seeded_generator_is_reproducible():
-    a = schema_data_generator_example(AllTypes, np.random.default_rng(7))
-    b = schema_data_generator_example(AllTypes, np.random.default_rng(7))
+    a = schema_data_generator_random(AllTypes, np.random.default_rng(7))
+    b = schema_data_generator_random(AllTypes, np.random.default_rng(7))
     for name in AllTypes.fields:
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]))
 
@@ -162,9 +168,37 @@ def test_ngram_windows_have_each_offsets_fields_and_close_timestamps():
         assert np.asarray(window[-1].x).shape == (2,)
 
 
-def test_example_generator_gives_string_fields_numpy_str_as_make_reader_rows_do():
+def test_random_generator_gives_string_fields_numpy_str_as_make_reader_rows_do():
     schema = Unischema("S", [UnischemaField("s", np.str_, (), ScalarCodec(T.StringType()), False),
                              UnischemaField("plain", np.str_, (), None, False),
                              UnischemaField("b", np.bytes_, (), ScalarCodec(T.BinaryType()), False)])
-    row = next(ReaderMock(schema, schema_data_generator_example))
+    row = next(ReaderMock(schema, schema_data_generator_random))
     assert type(row.s) is np.str_ and type(row.plain) is np.str_ and type(row.b) is np.bytes_
+
+
+def test_example_generator_gives_the_originals_zero_row():
+    # recorded from 0.12.1 (schema_data_generator_example): the same row every time, numpy arrays of zeros,
+    # 0-d for scalars, every unknown dimension 10, '' / b'' strings, Decimal('0.0')
+    rows = [schema_data_generator_example(AllTypes) for _ in range(2)]
+    for row in rows:
+        assert type(row["id"]) is np.ndarray and row["id"].shape == () and row["id"].dtype == np.int64
+        assert row["id"] == 0 and row["f32"].dtype == np.float32 and row["f32"] == 0
+        assert row["flag"].shape == () and not row["flag"]
+        assert row["name"].dtype == np.dtype("<U1") and row["name"] == ""
+        assert row["dec"] == Decimal("0.0") and str(row["dec"]) == "0.0"
+        assert row["plain_list"].shape == (10,) and not row["plain_list"].any()
+        assert row["jpeg_any"].shape == (10, 10, 3) and row["grey"].shape == (10, 10)
+        assert row["matrix"].shape == (4, 10, 3) and row["matrix"].dtype == np.float32
+        assert row["strings"].dtype == np.dtype("S1") and row["strings"].shape == (10,)
+        assert row["words"].shape == (2, 10) and row["znd"].shape == (5, 5)
+    for name in AllTypes.fields:
+        np.testing.assert_array_equal(np.asarray(rows[0][name]), np.asarray(rows[1][name]))
+    # the original raised numpy's "generic units" ValueError for a datetime64 field: ours gives the epoch
+    assert rows[0]["times"].dtype == np.dtype("datetime64[us]") and (rows[0]["times"] == np.datetime64(0, "us")).all()
+
+
+def test_random_generator_varies_from_row_to_row():
+    reader = ReaderMock(AllTypes, schema_data_generator_random)
+    rows = [next(reader) for _ in range(10)]
+    assert len({float(row.f32) for row in rows}) > 1
+    assert all(type(row.f32) is np.float32 for row in rows)   # numpy scalars, as make_reader gives
