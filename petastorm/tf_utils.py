@@ -67,6 +67,8 @@ def make_petastorm_dataset(reader: Any) -> Any:
 
     Raises
     ------
+    PetastormTypeError
+        (A ``TypeError``.) ``reader`` is no reader (``None``, a URL, a loader): the message names the argument.
     PetastormSchemaError
         (A ``ValueError``.) When a field cannot be a tensor (uint64, complex, object dtypes...): the message
         names the field. A null value (``None``) raises, naming the field, when it is read.
@@ -101,6 +103,8 @@ def tf_tensors(reader: Any, shuffling_queue_capacity: int = 0, min_after_dequeue
     ------
     PetastormReaderError
         (A ``RuntimeError``.) When TensorFlow executes eagerly: use :func:`make_petastorm_dataset` there.
+    PetastormTypeError
+        (A ``TypeError``.) ``reader`` is no reader (``None``, a URL, a loader): the message names the argument.
     PetastormArgumentError
         (A ``ValueError``.) ``shuffling_queue_capacity`` with a batch reader (the original's message), or a
         negative count. A count that is not an integer, or ``min_after_dequeue >= shuffling_queue_capacity``,

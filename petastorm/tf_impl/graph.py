@@ -47,7 +47,7 @@ def tf_tensors(reader: Any, shuffling_queue_capacity: int = 0, min_after_dequeue
     min_after = _ensure_count("min_after_dequeue", min_after_dequeue)
     if tf.executing_eagerly():
         raise PetastormReaderError(_EAGER_MESSAGE)
-    layout = ElementLayout(reader)
+    layout = ElementLayout(reader, "tf_tensors")
     if capacity and layout.batched:
         raise PetastormArgumentError(_BATCH_SHUFFLE_MESSAGE)
     if capacity and min_after >= capacity:  # a TypeError too, as the original raised (recorded from 0.12.1)

@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from petastorm.errors import PetastormSchemaError
+from petastorm.errors import PetastormSchemaError, PetastormTypeError
 from petastorm.tf_impl.convert import FieldConversion, convert_column, convert_value, field_conversion
 
 __all__ = ["ElementLayout"]
@@ -36,13 +36,22 @@ class ElementLayout:
         A reader of :func:`petastorm.make_reader` or :func:`petastorm.make_batch_reader` (or anything with
         ``schema``, ``ngram`` and ``batched_output`` such as ``petastorm.test_util.reader_mock.ReaderMock``).
 
+    caller : str
+        The public function the layout is made for (named in the error for something that is no reader).
+
     Raises
     ------
+    PetastormTypeError
+        ``reader`` is no reader (``None``, a URL string, a loader): the message names the argument.
     PetastormSchemaError
         If a field cannot be a tensor (see :mod:`petastorm.tf_impl.convert`).
     """
 
-    def __init__(self, reader: Any) -> None:
+    def __init__(self, reader: Any, caller: str = "make_petastorm_dataset") -> None:
+        if not hasattr(reader, "schema") or not hasattr(reader, "__next__"):
+            # the original let a bare AttributeError ('NoneType' object has no attribute 'ngram') through
+            raise PetastormTypeError(f"reader: {caller} needs a petastorm reader (make_reader / make_batch_reader), "
+                                     f"got {type(reader).__name__}")
         self.batched = bool(getattr(reader, "batched_output", False))
         ngram = getattr(reader, "ngram", None)
         schema = reader.schema
