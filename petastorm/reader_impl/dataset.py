@@ -332,11 +332,20 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
 
     partition_names = list(dict.fromkeys(k for rg in row_groups for k, _ in rg.partition)) if partitioned else []
     stored_schema = meta.get("schema")
+    file_columns = set(arrow_schema.names)
     arrow_schema = _with_partitions(arrow_schema, partition_names, row_groups, stored_schema)
     if stored_schema is not None:
         schema = stored_schema
     elif infer_schema:
-        schema = Unischema.from_arrow_schema(arrow_schema, omit_unsupported_fields=True)
+        # Hive partition keys first, then the files' columns: 0.12.1's field order for a store without a
+        # stored schema (recorded: the rows, batches and reader.schema of a store partitioned on 'grp' start
+        # with 'grp'; user code unpacks rows by position)
+        first = [n for n in partition_names if n not in file_columns]
+        import pyarrow as pa
+
+        ordered = arrow_schema if not first else pa.schema(
+            [arrow_schema.field(n) for n in first] + [f for f in arrow_schema if f.name not in first])
+        schema = Unischema.from_arrow_schema(ordered, omit_unsupported_fields=True)
     else:
         schema = Unischema("inferred_schema", [])
     return DatasetInfo(fs, root, url_or_urls, files, row_groups, arrow_schema, partition_names, metadata,
@@ -361,7 +370,9 @@ def _with_partitions(arrow_schema: Any, partition_names: list, row_groups: list,
             continue
         values = {dict(rg.partition).get(name) for rg in row_groups}
         typ = pa.int64() if all(_is_int(v) for v in values if v is not None) else pa.string()
-        arrow_schema = arrow_schema.append(pa.field(name, typ, nullable=True))
+        # nullable only where a directory holds the null partition value: 0.12.1's inferred field is not
+        # nullable (recorded), and a partition key without nulls never reads as None
+        arrow_schema = arrow_schema.append(pa.field(name, typ, nullable=None in values))
     return arrow_schema
 
 

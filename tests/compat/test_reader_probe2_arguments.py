@@ -341,3 +341,30 @@ def test_date_columns_stay_datetime_date_objects_after_a_batch_transform(plain_u
     assert list(batch.d) == [datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(5)]
     assert batch.maybe_d.dtype == object
     assert batch.maybe_d[0] is None and batch.maybe_d[1] == datetime.date(2020, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def two_level_url(tmp_path_factory):
+    """A plain Parquet store partitioned on 'zeta' then 'alpha' (12 rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path_factory.mktemp("y4") / "two_level")
+    table = pa.table({"id": np.arange(12), "zeta": [f"z{i % 2}" for i in range(12)], "alpha": [i % 3 for i in range(12)],
+                      "v": np.arange(12) * 1.5})
+    pq.write_to_dataset(table, path, partition_cols=["zeta", "alpha"])
+    return "file://" + path
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_partition_keys_of_a_plain_store_come_first_and_are_not_nullable(two_level_url, factory):
+    # recorded from 0.12.1: fields zeta, alpha (the partition keys, in directory order), then the files' columns;
+    # the partition fields are not nullable (ours put them last, nullable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # make_reader's "Currently make_reader supports reading only Petastorm..."
+        with factory(two_level_url, workers_count=1, shuffle_row_groups=False) as reader:
+            item = next(reader)
+            schema = reader.schema
+    assert list(item._fields) == ["zeta", "alpha", "id", "v"]
+    assert [(f.name, f.nullable) for f in schema.fields.values()] == \
+        [("zeta", False), ("alpha", False), ("id", True), ("v", True)]
