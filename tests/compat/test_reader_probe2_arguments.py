@@ -368,3 +368,38 @@ def test_partition_keys_of_a_plain_store_come_first_and_are_not_nullable(two_lev
     assert list(item._fields) == ["zeta", "alpha", "id", "v"]
     assert [(f.name, f.nullable) for f in schema.fields.values()] == \
         [("zeta", False), ("alpha", False), ("id", True), ("v", True)]
+
+
+@pytest.fixture(scope="module")
+def one_group_urls(tmp_path_factory):
+    """Plain stores of one row group of n rows, n in 5, 6, 7, 10, 11."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    urls = {}
+    for n in (5, 6, 7, 10, 11):
+        path = tmp_path_factory.mktemp(f"rg{n}")
+        pq.write_table(pa.table({"id": np.arange(n)}), str(path / "a.parquet"), row_group_size=n)
+        urls[n] = "file://" + str(path)
+    return urls
+
+
+# recorded from 0.12.1: make_batch_reader's batch sizes (one per drop partition, in order) of one row group of n rows
+_DROP_SIZES = {
+    5: {2: [3, 2], 3: [2, 2, 1], 4: [2, 1, 1, 1], 6: [1, 1, 1, 1, 1]},
+    6: {2: [3, 3], 3: [2, 2, 2], 4: [2, 1, 2, 1], 6: [1, 1, 1, 1, 1, 1]},
+    7: {2: [4, 3], 3: [3, 2, 2], 4: [2, 2, 2, 1], 6: [2, 1, 1, 1, 1, 1]},
+    10: {2: [5, 5], 3: [4, 3, 3], 4: [3, 2, 3, 2], 6: [2, 2, 1, 2, 2, 1]},
+    11: {2: [6, 5], 3: [4, 4, 3], 4: [3, 3, 3, 2], 6: [2, 2, 2, 2, 2, 1]},
+}
+
+
+@pytest.mark.parametrize("n", sorted(_DROP_SIZES))
+def test_drop_partitions_cut_row_groups_as_the_original(one_group_urls, n):
+    # ours cut them the other way round ([2, 3] for 5 rows in 2 parts): the same rows, other batch sizes
+    for parts, sizes in _DROP_SIZES[n].items():
+        with make_batch_reader(one_group_urls[n], workers_count=1, shuffle_row_groups=False,
+                               shuffle_row_drop_partitions=parts) as reader:
+            batches = [list(batch.id) for batch in reader]
+        assert [len(b) for b in batches] == sizes, parts
+        assert sum(batches, []) == list(range(n))
