@@ -78,6 +78,17 @@ def parse_size_mb(name: str, raw: str) -> float:
     return mb
 
 
+#: The most bytes a size setting gives (2**63 - 1: "no limit" in practice, and still an int64).
+_MAX_BYTES = (1 << 63) - 1
+
+
+def _mb_to_bytes(mb: float) -> int:
+    """Megabytes as bytes, at most :data:`_MAX_BYTES`: a huge finite size (``1e308``, meaning "no limit")
+    overflowed to ``inf`` in bytes, and ``int(inf)`` raised a bare ``OverflowError`` from inside the pool's
+    ``imap`` (``PETASTORM_RESULTS_BUDGET_MB``) or the segment cache's finalizer (``PETASTORM_SHM_CACHE_MB``)."""
+    return int(min(mb * (1 << 20), _MAX_BYTES))
+
+
 def parse_choice(name: str, raw: str, choices: Tuple[str, ...]) -> str:
     """``raw`` (stripped, lower-cased) if it is one of ``choices``."""
     word = raw.strip().lower()
@@ -143,13 +154,13 @@ class Settings:
 
     @property
     def shm_cache_bytes(self) -> int:
-        """:attr:`shm_cache_mb` in bytes (1 MB = 2**20 bytes)."""
-        return int(self.shm_cache_mb * (1 << 20))
+        """:attr:`shm_cache_mb` in bytes (1 MB = 2**20 bytes; see :func:`_mb_to_bytes`)."""
+        return _mb_to_bytes(self.shm_cache_mb)
 
     @property
     def results_budget_bytes(self) -> int:
-        """:attr:`results_budget_mb` in bytes (1 MB = 2**20 bytes)."""
-        return int(self.results_budget_mb * (1 << 20))
+        """:attr:`results_budget_mb` in bytes (1 MB = 2**20 bytes; see :func:`_mb_to_bytes`)."""
+        return _mb_to_bytes(self.results_budget_mb)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "Settings":

@@ -120,6 +120,9 @@ class Pool:
         self._active_gen = 0
         #: the process that made the pool: its workers serve that process only
         self.owner_pid = os.getpid()
+        # $PETASTORM_RESULTS_BUDGET_MB as the pool starts (docs/settings.md: each pool takes the environment
+        # of the moment it starts; read at each larger result, a value changed mid-pass applied mid-pass)
+        self._budget_bytes = results_budget_bytes()
         self._stats = {"items_submitted": 0, "items_completed": 0, "items_yielded": 0,
                        "items_failed": 0, "max_in_flight": 0, "in_flight": 0, "reorder_buffered": 0}
 
@@ -172,12 +175,13 @@ class Pool:
 
     def in_flight_limit(self, batch_bytes: int) -> int:
         """In-flight bound once results of ``batch_bytes`` bytes are seen: :attr:`max_in_flight`, lowered so
-        that finished results waiting for the consumer stay within :func:`results_budget_bytes`, but never
-        below :meth:`_in_flight_floor` (every worker busy, one more item ready or queued)."""
+        that finished results waiting for the consumer stay within :func:`results_budget_bytes` (taken when
+        the pool is made), but never below :meth:`_in_flight_floor` (every worker busy, one more item ready
+        or queued)."""
         if batch_bytes <= 0:
             return self.max_in_flight
         floor = self._in_flight_floor()
-        return max(floor, min(self.max_in_flight, results_budget_bytes() // batch_bytes))
+        return max(floor, min(self.max_in_flight, self._budget_bytes // batch_bytes))
 
     @property
     def diagnostics(self) -> dict:
