@@ -1,10 +1,11 @@
 """Probe round 2 of the reader's arguments (helper Y4): ``make_reader`` / ``make_batch_reader`` as 0.12.1 users
-call them, over a dataset written by ``write_dataset`` (with row-group indexes built by
-``build_rowgroup_index``) and the datasets in ``testdata/`` written by the original.
+call them, over a dataset written by ``write_dataset`` (with row-group indexes built by ``build_rowgroup_index``),
+plain Parquet stores, and the datasets in ``testdata/`` written by the original.
 
 Every expected value here was recorded by running the original 0.12.1 as a black box on the same data
-(``/work/main/.venv-original``, public API only). The first tests are the defects found (each failed before its
-fix); the rest pin the behaviours found equal, so that they stay so.
+(``/work/main/.venv-original``, public API only). These are the defects found (each test failed before its fix),
+with the neighbouring cases that must keep working; ``test_reader_probe2_equal.py`` pins the behaviours found
+equal.
 """
 import os
 import warnings
@@ -18,7 +19,9 @@ from petastorm.errors import NoDataAvailableError
 from petastorm.etl.rowgroup_indexers import SingleFieldIndexer
 from petastorm.etl.rowgroup_indexing import build_rowgroup_index
 from petastorm.etl.writer import write_dataset
-from petastorm.predicates import in_set
+from petastorm.predicates import (
+    in_set,
+)
 from petastorm.selectors import SingleIndexSelector
 from petastorm.spark_types import spark_type
 from petastorm.transform import TransformSpec
