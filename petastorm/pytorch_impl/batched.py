@@ -165,7 +165,8 @@ class BatchedDataLoader(LoaderBase):
                  prefetch: int = 2, seed: Optional[int] = None) -> None:
         super().__init__()
         ensure_reader(reader, "BatchedDataLoader")
-        self.batch_size = ensure_int("batch_size", batch_size, 1)
+        # 0.12.1 took batch_size=8.0 over make_reader (its make_batch_reader path raised TypeError): recorded
+        self.batch_size = ensure_int("batch_size", batch_size, 1, integral_float=not _is_batch_reader(reader))
         self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         self.prefetch = ensure_int("prefetch", prefetch, 0)
         if transform_fn is not None and not callable(transform_fn):

@@ -223,3 +223,21 @@ def test_a_compiled_training_step_compiles_once(url, kind):
     assert steps >= 7
     assert counters["stats"]["unique_graphs"] == 1
     assert sum(counters["recompiles"].values()) == 0
+
+
+@pytest.mark.parametrize("make", [make_reader, make_batch_reader], ids=["make_reader", "make_batch_reader"])
+def test_batched_dataloader_integral_float_batch_size(url, make):
+    # recorded from 0.12.1: BatchedDataLoader(make_reader(...), batch_size=8.0) served the 60 rows; over
+    # make_batch_reader it raised TypeError ("slice indices must be integers...")
+    reader = make(url, schema_fields=["id"], num_epochs=1, **_KW)
+    with reader:
+        if make is make_batch_reader:
+            with pytest.raises(TypeError, match="batch_size must be an integer"):
+                BatchedDataLoader(reader, batch_size=8.0)
+            return
+        loader = BatchedDataLoader(reader, batch_size=8.0)
+        assert loader.batch_size == 8 and isinstance(loader.batch_size, int)
+        assert sorted(torch.cat([b["id"] for b in loader]).tolist()) == list(range(60))
+    with make_reader(url, schema_fields=["id"], num_epochs=1, **_KW) as reader, \
+            pytest.raises(TypeError, match="batch_size must be an integer"):
+        BatchedDataLoader(reader, batch_size=8.5)
