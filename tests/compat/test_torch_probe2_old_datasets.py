@@ -117,17 +117,20 @@ def test_numbers_images_and_ndarrays_of_the_0_12_1_dataset(all_codecs, testdata_
     assert flag.tolist() == [int(i % 2 == 0) for i in range(60)]
 
 
+@pytest.mark.parametrize("make", [make_reader, make_batch_reader], ids=["make_reader", "make_batch_reader"])
 @pytest.mark.parametrize("version", _LEGACY)
 @pytest.mark.parametrize("kind", _LOADERS)
-def test_legacy_datasets_numeric_fields_through_every_loader(testdata_dir, version, kind):
+def test_legacy_datasets_numeric_fields_through_every_loader(testdata_dir, version, kind, make):
+    # ours only (0.12.1 cannot read these with pyspark 3.5 installed; its batch reader refused codec fields)
     url = "file://" + os.path.join(testdata_dir, "legacy", version)
-    reader = make_reader(url, schema_fields=["id", "matrix", "image_png", "matrix_uint16"], **_KW)
+    reader = make(url, schema_fields=["id", "id2", "matrix", "image_png", "matrix_uint16"], **_KW)
     with _loader(kind, reader) as loader:
         batches = list(loader)
     assert sorted(torch.cat([b["id"] for b in batches]).tolist()) == list(range(100))
     assert batches[0]["matrix"].shape == (7, 32, 16, 3) and batches[0]["matrix"].dtype == torch.float32
     assert batches[0]["image_png"].shape == (7, 32, 16, 3) and batches[0]["image_png"].dtype == torch.uint8
     assert batches[0]["matrix_uint16"].dtype == torch.int32  # the original's uint16 -> int32 promotion
+    assert batches[0]["id2"].dtype == torch.int32  # the field's own type (stored as Spark ShortType)
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "0.7.6"])
