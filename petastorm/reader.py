@@ -10,6 +10,8 @@ wires the stages: fs -> dataset (:mod:`petastorm.reader_impl.dataset`) -> fields
 """
 from __future__ import annotations
 
+import numbers
+import os
 import secrets
 import warnings
 from collections.abc import Sized
@@ -75,6 +77,18 @@ def _make_cache(cache_type: str, cache_location: Optional[str], cache_size_limit
     if cache_type == "local-disk":
         if not cache_location or cache_size_limit is None:
             raise PetastormArgumentError("cache_type='local-disk' needs cache_location and cache_size_limit")
+        # arguments of the wrong type, named (0.12.1 and ours raised a bare TypeError from an arithmetic
+        # operator: "unsupported operand type(s) for /: 'str' and 'int'")
+        if not isinstance(cache_location, (str, os.PathLike)):
+            raise PetastormArgumentTypeError(f"cache_location must be a path (str), got {cache_location!r} "
+                                             f"({type(cache_location).__name__})")
+        for name, value in (("cache_size_limit", cache_size_limit), ("cache_row_size_estimate", cache_row_size_estimate)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise PetastormArgumentTypeError(f"{name} must be a number of bytes, got {value!r} "
+                                                 f"({type(value).__name__})")
+        if cache_extra_settings is not None and not isinstance(cache_extra_settings, dict):
+            raise PetastormArgumentTypeError(f"cache_extra_settings must be a dict or None, got "
+                                             f"{type(cache_extra_settings).__name__}: {cache_extra_settings!r:.100}")
         from petastorm.local_disk_cache import LocalDiskCache
 
         return LocalDiskCache(cache_location, cache_size_limit, cache_row_size_estimate or 0,

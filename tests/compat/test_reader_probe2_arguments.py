@@ -406,3 +406,21 @@ def test_drop_partitions_cut_row_groups_as_the_original(one_group_urls, n):
             batches = [list(batch.id) for batch in reader]
         assert [len(b) for b in batches] == sizes, parts
         assert sum(batches, []) == list(range(n))
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("kwargs, named", [
+    (dict(cache_size_limit="100000000"), "cache_size_limit"),
+    (dict(cache_row_size_estimate="100"), "cache_row_size_estimate"),
+    (dict(cache_location=5), "cache_location"),
+    (dict(cache_extra_settings=[1]), "cache_extra_settings"),
+])
+def test_local_disk_cache_arguments_of_the_wrong_type_are_named(part_url, tmp_path, factory, kwargs, named):
+    # recorded from 0.12.1: TypeError for a str size ("unsupported operand type(s) for /: 'str' and 'int'") and for
+    # a list of extra settings; an int location made a directory '5' in the working directory. Ours raised the
+    # same bare TypeErrors, and "expected str, bytes or os.PathLike object, not int" for the location
+    args = dict(cache_type="local-disk", cache_location=str(tmp_path / "cache"), cache_size_limit=10 ** 8,
+                cache_row_size_estimate=100, workers_count=1)
+    args.update(kwargs)
+    with pytest.raises(TypeError, match=f"^{named} must be"):
+        factory(part_url, **args)
