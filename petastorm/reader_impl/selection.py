@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 
-__all__ = ["Selection", "select_row_groups", "filters_expression", "filter_columns", "prune_by_partition_filters",
-           "prune_by_partition_predicate"]
+__all__ = ["Selection", "select_row_groups", "filters_expression", "coerce_filter_values", "filter_columns",
+           "prune_by_partition_filters", "prune_by_partition_predicate"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
                 f"{lead}. rowgroup_selector needs indexes {missing}; dataset {url!r} has {sorted(indexes) or 'none'} "
                 f"(build them with petastorm.etl.rowgroup_indexing.build_rowgroup_index)")
         selected = set(rowgroup_selector.select_row_groups(indexes))
+    filters = coerce_filter_values(filters, dataset.arrow_schema)
     expression = filters_expression(filters)
     columns = filter_columns(filters, dataset.arrow_schema)
     rg_ids, pruned = prune_by_partition_filters(dataset, expression, columns, rg_ids)
@@ -153,6 +154,59 @@ def expression_columns(expression: Any, schema: Any) -> list:
                                      f"{schema.names}: {error}")
     text = str(expression)  # a referenced column's name appears in the expression's text: test only those
     return [name for i, name in enumerate(schema.names) if name in text and bind_error(schema.remove(i)) is not None]
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _coerce_literal(value: Any, typ: Any, term: Any) -> Any:
+    """A filter's str literal as a value of the column's Arrow type ``typ`` (numbers, booleans); others as given."""
+    import pyarrow.types as pat
+
+    if not isinstance(value, str):
+        return value
+    try:
+        if pat.is_integer(typ):
+            return int(value)
+        if pat.is_floating(typ):
+            return float(value)
+    except ValueError:
+        pass
+    else:
+        if not pat.is_boolean(typ):
+            return value
+    if pat.is_boolean(typ) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise PetastormArgumentError(f"filters term {term!r}: {value!r} is not a value of column {term[0]!r} ({typ})")
+
+
+def coerce_filter_values(filters: Any, schema: Any) -> Any:
+    """DNF ``filters`` with str literals of number and boolean columns turned into numbers and booleans.
+
+    The directory names of Hive partitions are strings, and 0.12.1 compared ``('year', '=', '2020')`` with an
+    integer partition key as ``2020`` (recorded: ``'='``, ``'!='``, ``'>'``, ``'in'`` select the same rows as
+    with ints); pyarrow refuses to compare an int32 column with a string (``ArrowNotImplementedError``). A
+    literal that is not a value of the column's type is a ``PetastormArgumentError`` naming the term.
+    A pyarrow ``Expression`` is returned as given.
+    """
+    if not isinstance(filters, (list, tuple)) or not filters:
+        return filters
+    nested = isinstance(filters[0], (list, tuple)) and filters[0] and isinstance(filters[0][0], (list, tuple))
+    out = []
+    for conj in (filters if nested else [filters]):
+        terms = []
+        for term in conj:
+            if isinstance(term, (list, tuple)) and len(term) == 3 and term[0] in schema.names:
+                typ = schema.field(term[0]).type
+                value = term[2]
+                if isinstance(value, (list, tuple, set, frozenset)):
+                    value = type(value)(_coerce_literal(v, typ, term) for v in value)
+                else:
+                    value = _coerce_literal(value, typ, term)
+                term = (term[0], term[1], value)
+            terms.append(term)
+        out.append(terms)
+    return out if nested else out[0]
 
 
 def filter_columns(filters: Any, schema: Any) -> list:
