@@ -93,6 +93,8 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
     filters = coerce_filter_values(filters, dataset.arrow_schema)
     expression = filters_expression(filters)
     columns = filter_columns(filters, dataset.arrow_schema)
+    if expression is not None:
+        _check_filters_apply(filters, expression, columns, dataset.arrow_schema)
     rg_ids, pruned = prune_by_partition_filters(dataset, expression, columns, rg_ids)
     if pruned:
         log.record("filters", rg_ids, f"{expression} (partition keys)")
@@ -115,11 +117,22 @@ def select_row_groups(dataset: Any, url: Any, rowgroup_selector: Any, filters: A
                       "filters and the predicate on partition keys", UserWarning, stacklevel=warn_stacklevel)
     # No row group selected: the reader yields nothing, as the original's does (sharding what the filters
     # leave still raises the original's NoDataAvailableError, in the plan, when they leave too few row groups).
-    if expression is not None and not pruned:
-        unknown = [c for c in columns if c not in dataset.arrow_schema.names]
-        if unknown:
-            raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
     return Selection(kept, expression, columns, pruned, log, rg_ids)
+
+
+def _check_filters_apply(filters: Any, expression: Any, columns: list, schema: Any) -> None:
+    """Raise, naming ``filters``, when they read columns the dataset lacks or compare a column with a value of
+    another type (pyarrow's bare ``ArrowNotImplementedError`` at the first read, before)."""
+    import pyarrow as pa
+
+    unknown = [c for c in columns if c not in schema.names]
+    if unknown:
+        raise PetastormSchemaError(f"filters use columns {unknown} that are not in the dataset")
+    try:
+        pa.Table.from_batches([], schema=schema).filter(expression)
+    except (pa.ArrowException, TypeError, ValueError) as e:
+        raise PetastormArgumentError(f"filters {filters!r} do not apply to the dataset's columns "
+                                     f"({', '.join(f'{n}: {schema.field(n).type}' for n in columns)}): {e}") from None
 
 
 def filters_expression(filters: Any) -> Any:

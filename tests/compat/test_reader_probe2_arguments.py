@@ -469,3 +469,14 @@ def test_a_filter_value_that_the_column_cannot_hold_is_named(int_partition_url):
     # 0.12.1 read no row (recorded); ours raised pyarrow's ArrowNotImplementedError
     with pytest.raises(ValueError, match=r"^filters term \('year', '=', 'x'\): 'x' is not a value of column 'year'"):
         make_reader(int_partition_url, filters=[("year", "=", "x")])
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+@pytest.mark.parametrize("filters, column", [([("name", "<", 5)], "name: string"), ([("part", "=", 1)], "part: string"),
+                                             ([("v", "=", 1)], "v: binary")])
+def test_filters_comparing_a_column_with_a_value_of_another_type_are_named(part_url, factory, filters, column):
+    # ours raised pyarrow's bare ArrowNotImplementedError ("Function 'less' has no kernel matching input types
+    # (string, int8)") at the first read; 0.12.1 ignored filters on other columns than partition keys and raised
+    # "invalid literal for int() with base 10: 'p0'" for ('part', '=', 1) (recorded)
+    with pytest.raises(ValueError, match=rf"^filters .* do not apply to the dataset's columns \({column}\)"):
+        factory(part_url, filters=filters, workers_count=1)
