@@ -35,6 +35,7 @@ from petastorm.adapters.checks import ensure_aligned, ensure_int
 from petastorm.adapters.nulls import batch_nulls_as_nan
 from petastorm.errors import (
     PetastormArgumentError,
+    PetastormArgumentTypeError,
     PetastormStateError,
     PetastormTypeError,
 )
@@ -170,7 +171,7 @@ class BatchedDataLoader(LoaderBase):
         self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         self.prefetch = ensure_int("prefetch", prefetch, 0)
         if transform_fn is not None and not callable(transform_fn):
-            raise PetastormArgumentError(f"transform_fn must be callable or None, got {transform_fn!r}")
+            raise PetastormArgumentTypeError(f"transform_fn must be callable or None, got {transform_fn!r}")
         if seed is not None:
             ensure_int("seed", seed, -(1 << 127))
         self.reader = reader
@@ -288,7 +289,7 @@ class InMemBatchedDataLoader(LoaderBase):
         self.rows_capacity = ensure_int("rows_capacity", rows_capacity, 1)
         self.seed = ensure_int("seed", seed if seed is not None else 0, -(1 << 127))
         if transform_fn is not None and not callable(transform_fn):
-            raise PetastormArgumentError(f"transform_fn must be callable or None, got {transform_fn!r}")
+            raise PetastormArgumentTypeError(f"transform_fn must be callable or None, got {transform_fn!r}")
         self.reader = reader
         self.transform_fn = transform_fn
         self.shuffle = bool(shuffle)

@@ -31,7 +31,7 @@ import numpy as np
 from petastorm.adapters.buffer_quality import pass_seed
 from petastorm.adapters.checks import ensure_int
 from petastorm.adapters.nulls import batch_nulls_as_nan
-from petastorm.errors import PetastormArgumentError, PetastormStateError
+from petastorm.errors import PetastormArgumentError, PetastormArgumentTypeError, PetastormStateError
 from petastorm.pytorch_impl.collate import columns_block_to_torch, columns_to_torch, decimal_friendly_collate
 from petastorm.pytorch_impl.dtypes import (
     promote_array,
@@ -167,6 +167,9 @@ class DataLoader(LoaderBase):
     PetastormArgumentError
         (a ``ValueError``) for ``batch_size < 1`` or ``shuffling_queue_capacity < 0``, naming the argument.
         (The original silently yielded the whole reader as one batch for ``batch_size <= 0``.)
+    PetastormArgumentTypeError
+        (a ``TypeError``, as the original's at the first batch, and a ``ValueError``) for a ``collate_fn`` that
+        is not callable.
     """
 
     def __init__(self, reader: Any, batch_size: int = 1, collate_fn: Callable = decimal_friendly_collate,
@@ -176,7 +179,7 @@ class DataLoader(LoaderBase):
         self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0,
                                                    integral_float=True)
         if not callable(collate_fn):
-            raise PetastormArgumentError(f"collate_fn must be callable, got {collate_fn!r}")
+            raise PetastormArgumentTypeError(f"collate_fn must be callable, got {collate_fn!r}")
         ensure_reader(reader, "DataLoader")
         self.reader = reader
         self.collate_fn = collate_fn

@@ -241,3 +241,17 @@ def test_batched_dataloader_integral_float_batch_size(url, make):
     with make_reader(url, schema_fields=["id"], num_epochs=1, **_KW) as reader, \
             pytest.raises(TypeError, match="batch_size must be an integer"):
         BatchedDataLoader(reader, batch_size=8.5)
+
+
+@pytest.mark.parametrize("make_loader, name", [
+    (lambda r: DataLoader(r, batch_size=8, collate_fn=None), "collate_fn"),
+    (lambda r: BatchedDataLoader(r, batch_size=8, transform_fn=5), "transform_fn"),
+    (lambda r: InMemBatchedDataLoader(r, batch_size=8, transform_fn=5), "transform_fn"),
+])
+def test_a_function_argument_that_is_not_callable_is_a_type_error_naming_it(url, make_loader, name):
+    # recorded from 0.12.1: TypeError ("'NoneType' object is not callable", "'int' object is not callable") at the
+    # first batch; ours names the argument when the loader is made, and stays a TypeError (and a ValueError)
+    with make_reader(url, schema_fields=["id"], num_epochs=1, **_KW) as reader:
+        with pytest.raises(TypeError, match=f"{name} must be callable") as info:
+            make_loader(reader)
+        assert isinstance(info.value, ValueError)
