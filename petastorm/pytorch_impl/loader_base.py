@@ -123,7 +123,7 @@ class LoaderBase:
         self._resume_in_pass = False      # load_state_dict() restored a running pass: continue it, no reset
         self._drain_before_reset = False  # load_state_dict() restored a reader at the end of a pass
         self._left_early = False          # the last pass was left before its end (break, close, Ctrl-C)
-        self._drawn_seed: Optional[int] = None  # see _shuffle_seed()
+        self._base_seed: Optional[int] = None  # see _shuffle_seed()
 
     # --- to implement ------------------------------------------------------------------------------------
 
@@ -252,21 +252,24 @@ class LoaderBase:
         return int(np.random.randint(0, (1 << 63) - 1, dtype=np.int64))
 
     def _shuffle_seed(self, own: Optional[int] = None) -> Optional[int]:
-        """The seed of this loader's shuffling: ``own`` (a loader argument), else the reader's seed when it was made
-        with one, else a seed drawn once from the global RNG of the original's loader (:meth:`_draw_global_seed`).
+        """The base seed of this loader's shuffling, fixed by the first pass that shuffles: ``own`` (a loader
+        argument), else the reader's seed when it was made with one, else a seed drawn from the global RNG of the
+        original's loader (:meth:`_draw_global_seed`). A loader restored by :meth:`load_state_dict` takes the
+        saved one (so its later passes shuffle as the uninterrupted run's, even over a reader made without the
+        seed the saved run's reader had).
 
         Recorded from 0.12.1: over a reader made without a seed, ``DataLoader``'s order followed
         ``numpy.random.seed`` and ``BatchedDataLoader``'s ``torch.manual_seed``, so a script that sets them got
-        the same order on every run. The drawn seed is kept in :meth:`state_dict`, so a resumed loader continues
-        with the order of the uninterrupted one whatever the global seeds of the new process.
+        the same order on every run.
         """
-        if own is not None:
-            return own
-        if not reader_made_without_seed(self.reader):
-            return reader_seed(self.reader)
-        if self._drawn_seed is None:
-            self._drawn_seed = self._draw_global_seed()
-        return self._drawn_seed
+        if self._base_seed is None:
+            if own is not None:
+                self._base_seed = own
+            elif reader_made_without_seed(self.reader):
+                self._base_seed = self._draw_global_seed()
+            else:
+                self._base_seed = reader_seed(self.reader)
+        return self._base_seed
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -311,7 +314,7 @@ class LoaderBase:
             _K_IN_PASS: in_pass,
             _K_BODY: self._pass_state() if in_pass else None,
             _K_READER: None if in_pass else self.reader.state_dict(),
-            _K_SHUFFLE_SEED: self._drawn_seed,
+            _K_SHUFFLE_SEED: self._base_seed,
         }))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -366,11 +369,11 @@ class LoaderBase:
             raise PetastormStateError(f"malformed {name} state: {part!r} must be a dict "
                                       f"{'of the running pass' if in_pass else 'from reader.state_dict()'}, got "
                                       f"{type(state[part]).__name__}")
-        drawn = state.get(_K_SHUFFLE_SEED)
-        if drawn is not None and (isinstance(drawn, bool) or not isinstance(drawn, int)):
+        base_seed = state.get(_K_SHUFFLE_SEED)
+        if base_seed is not None and (isinstance(base_seed, bool) or not isinstance(base_seed, int)):
             raise PetastormStateError(f"malformed {name} state: {_K_SHUFFLE_SEED!r} must be an integer or None, got "
-                                      f"{drawn!r}")
-        self._drawn_seed = drawn  # before _load_pass_state: its pass is seeded with it
+                                      f"{base_seed!r}")
+        self._base_seed = base_seed  # before _load_pass_state: its pass is seeded with it
         self._passes_done = passes_done  # before _load_pass_state: it may seed by the pass number
         with state_part(f"{name} state ({part!r})"):
             if in_pass:

@@ -119,3 +119,26 @@ def test_a_state_with_a_malformed_shuffle_seed_is_refused(url):
     with _make(url, "DataLoader", make_reader) as loader, \
             pytest.raises(PetastormStateError, match="shuffle_seed"):
         loader.load_state_dict(with_digest(state))
+
+
+@pytest.mark.parametrize("kind", ["DataLoader", "BatchedDataLoader"])
+def test_a_resume_over_a_reader_made_without_the_saved_seed_shuffles_its_later_passes_alike(url, kind):
+    # the reader adopts the saved seed (make_reader(seed=None) resumes a seed=7 state); the loader's later passes
+    # must shuffle as the uninterrupted run's, seeded by 7, not by a seed drawn now
+    def make(seed):
+        reader = make_batch_reader(url, schema_fields=["id"], seed=seed, num_epochs=1, **_KW)
+        return (DataLoader if kind == "DataLoader" else BatchedDataLoader)(reader, batch_size=10,
+                                                                          shuffling_queue_capacity=20)
+
+    with make(7) as loader:
+        expected = [torch.cat([b["id"] for b in loader]).tolist() for _ in range(2)]
+    with make(7) as loader:
+        it = iter(loader)
+        seen = [next(it)["id"] for _ in range(2)]
+        state = loader.state_dict()
+    with make(None) as loader:
+        loader.load_state_dict(state)
+        seen += list(b["id"] for b in loader)
+        second = torch.cat([b["id"] for b in loader]).tolist()
+    assert torch.cat(seen).tolist() == expected[0]
+    assert second == expected[1]
