@@ -24,7 +24,10 @@ encoded by :mod:`~petastorm.adapters.state_codec` - so ``torch.save`` / ``torch.
 
     {"version": 1, "loader": "DataLoader", "settings": {...}, "passes_done": 1, "in_pass": True,
      "body": {...subclass state of the pass...} | None, "reader": reader.state_dict() | None,
-     "digest": "..."}
+     "shuffle_seed": int | None, "digest": "..."}
+
+``shuffle_seed`` is the base seed of the loader's shuffling (:meth:`LoaderBase._shuffle_seed`), taken by the
+restored loader; a state without it (saved before it existed) is read as None.
 
 ``digest`` (:func:`~petastorm.adapters.state_codec.with_digest`) lets :meth:`LoaderBase.load_state_dict` refuse a
 state changed or cut after it was saved (a ``PetastormStateError``) instead of resuming with rows lost or repeated.
