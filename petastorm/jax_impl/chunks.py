@@ -18,7 +18,7 @@ column pays the first cost per column; stacked and split by one jitted call per 
    column layout and batch size compile at most 4 page shapes, whatever the sizes of the reader batches).
 3. One jitted call cuts ``G`` batches (``G * columns`` outputs, ``G = 96 // columns`` clamped to 1..8, and
    fewer where ``G`` batches would pass 4 MiB) from
-   the page with ``lax.dynamic_slice`` at a traced start row. Rows of the page past the block are stale
+   the page with ``lax.dynamic_slice`` at a traced start row. Rows of the page past the block are stale (zeros at first)
    (left from an earlier block) and are never served: only the block's ``k`` batches are returned.
 4. Before the page buffer is refilled, every cut from it has completed (the placer waits for each call's
    outputs, which are XLA's own buffers, not views of the page) and the device page is dropped, so no live
@@ -94,9 +94,15 @@ def _cutter(group_sizes: Tuple[int, ...], batch_size: int, g: int) -> Callable:
     return jax.jit(cut)
 
 
-def _aligned_empty(nbytes: int) -> np.ndarray:
-    """``nbytes`` uninitialised bytes starting at a multiple of 64 bytes."""
-    raw = np.empty(nbytes + _ALIGN, dtype=np.uint8)
+def _aligned_zeros(nbytes: int) -> np.ndarray:
+    """``nbytes`` zero bytes starting at a multiple of 64 bytes.
+
+    Zeros, not uninitialised memory: the rows of a page past its block are put on the device too, and with JAX's
+    64-bit mode off ``jax.device_put`` casts a ``float64`` page to ``float32`` on the host, where leftover heap
+    bytes read as huge floats gave numpy's ``RuntimeWarning: overflow encountered in cast`` for rows that are
+    never served.
+    """
+    raw = np.zeros(nbytes + _ALIGN, dtype=np.uint8)
     skip = -raw.ctypes.data % _ALIGN
     return raw[skip:skip + nbytes]
 
@@ -200,7 +206,7 @@ class BlockPlacer:
             nbytes = int(np.prod(shape, dtype=np.int64)) * first.itemsize
             buf = plan.hosts[i]
             if buf is None or buf.nbytes < nbytes:
-                buf = plan.hosts[i] = _aligned_empty(nbytes)
+                buf = plan.hosts[i] = _aligned_zeros(nbytes)
             host = buf[:nbytes].view(first.dtype).reshape(shape)
             for j, name in enumerate(names):
                 host[j, :hi - lo] = columns[name][lo:hi]
