@@ -345,7 +345,9 @@ class in_pseudorandom_split(PredicateBase):
 
 def _ensure_predicate(p: Any, where: str) -> None:
     if not isinstance(p, PredicateBase):
-        raise PetastormArgumentError(f"{where} takes predicates (PredicateBase instances), got {type(p).__name__}: {p!r}")
+        # the original's ValueError and lead phrase (recorded from 0.12.1), then what is wrong
+        raise PetastormArgumentError(f"Predicate is nor derived from PredicateBase: {where} takes predicates "
+                                     f"(PredicateBase instances), got {type(p).__name__}: {p!r}")
 
 
 def _evaluate(predicate: Any, columns: dict, num_rows: int) -> np.ndarray:

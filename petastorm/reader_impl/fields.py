@@ -139,6 +139,9 @@ def check_predicate_fields(predicate: Any, schema: Any) -> None:
         # reached ``predicate.get_fields()`` as a bare AttributeError
         raise PetastormArgumentError(f"predicate parameter is expected to be derived from PredicateBase, got "
                                      f"{type(predicate).__name__}: {predicate!r}")
+    if not predicate.get_fields():  # the original's ValueError and message (recorded from 0.12.1)
+        raise PetastormArgumentError(f"At least one field name must be returned by predicate's get_field() method "
+                                     f"(predicate {type(predicate).__name__} reads no field)")
     unknown = [f for f in predicate.get_fields() if f not in schema.fields]
     if unknown:
         raise PetastormSchemaError(

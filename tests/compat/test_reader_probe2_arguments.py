@@ -19,9 +19,7 @@ from petastorm.errors import NoDataAvailableError
 from petastorm.etl.rowgroup_indexers import SingleFieldIndexer
 from petastorm.etl.rowgroup_indexing import build_rowgroup_index
 from petastorm.etl.writer import write_dataset
-from petastorm.predicates import (
-    in_set,
-)
+from petastorm.predicates import in_negate, in_reduce, in_set
 from petastorm.selectors import SingleIndexSelector
 from petastorm.spark_types import spark_type
 from petastorm.transform import TransformSpec
@@ -480,3 +478,17 @@ def test_filters_comparing_a_column_with_a_value_of_another_type_are_named(part_
     # "invalid literal for int() with base 10: 'p0'" for ('part', '=', 1) (recorded)
     with pytest.raises(ValueError, match=rf"^filters .* do not apply to the dataset's columns \({column}\)"):
         factory(part_url, filters=filters, workers_count=1)
+
+
+def test_a_predicate_that_reads_no_field_is_the_originals_value_error(part_url):
+    # recorded from 0.12.1: ValueError("At least one field name must be returned by predicate's get_field()
+    # method") for in_reduce([], all) (ours read every row; in_reduce([], any) read none)
+    with pytest.raises(ValueError, match=r"^At least one field name must be returned by predicate's get_field\(\)"):
+        make_reader(part_url, predicate=in_reduce([], all))
+
+
+@pytest.mark.parametrize("make", [lambda: in_negate(lambda row: True), lambda: in_reduce([in_set({1}, "id"), 5], all)])
+def test_in_negate_and_in_reduce_of_no_predicate_lead_with_the_originals_words(make):
+    # recorded from 0.12.1: ValueError('Predicate is nor derived from PredicateBase') (its spelling)
+    with pytest.raises(ValueError, match="^Predicate is nor derived from PredicateBase"):
+        make()
