@@ -34,7 +34,11 @@ from petastorm.adapters.checks import (
 from petastorm.adapters.chunk import Chunk
 from petastorm.adapters.column_buffer import num_rows
 from petastorm.adapters.producer import CHUNK_BATCHES, SharedProducer
-from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentTypeError,
+    PetastormReaderError,
+    PetastormStateError,
+)
 
 __all__ = ["BatchPipeline", "STATE_VERSION", "CHUNK_BATCHES"]
 
@@ -113,7 +117,7 @@ class BatchPipeline:
         for name, fn in (("transform_fn", transform_fn), ("convert", convert), ("chunk_fn", chunk_fn),
                          ("convert_block", convert_block)):
             if fn is not None and not callable(fn):
-                raise PetastormArgumentError(f"{name} must be callable or None, got {fn!r}")
+                raise PetastormArgumentTypeError(f"{name} must be callable or None, got {fn!r}")
         self._reader = reader
         self._settings = {"batch_size": batch_size, "shuffling_queue_capacity": shuffling_queue_capacity,
                           "min_after_retrieve": min_after_retrieve, "drop_last": bool(drop_last)}
