@@ -163,19 +163,38 @@ def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None
             f"cast the field in transform_fn")
 
 
-def _check_integers_fit_float32(name: str, column: np.ndarray, filled: np.ndarray) -> None:
-    """Refuse integers with nulls (``column``, objects) that their float form (``filled``) would round once JAX
-    narrows it to ``float32`` (64-bit mode off): ``float32`` holds integers exactly only up to 2**24."""
+#: The integers a float type holds exactly, whatever their neighbours: up to 2**24 for float32, 2**53 for float64.
+_EXACT_INTEGERS = {np.dtype(np.float32): 1 << 24, np.dtype(np.float64): 1 << 53}
+
+
+def _check_integers_fit_float(name: str, column: np.ndarray, filled: np.ndarray, x64: bool) -> None:
+    """Refuse integers (``column``: an integer array, or objects with ``None``) that their float form (``filled``,
+    ``float64``) rounds, or that ``float32`` rounds once JAX narrows it (64-bit mode off).
+
+    The comparison is with the integers themselves: ``2**60 + 1`` becomes ``2**60`` in ``float64``, which
+    ``float32`` holds exactly, so checking the floats alone let it pass. Per value only for columns holding an
+    integer beyond 2**24 (or 2**53).
+    """
     if filled.dtype != np.float64:
         return
+    target = np.dtype(np.float64 if x64 else np.float32)
     present = filled[~np.isnan(filled)]
-    if not present.size or np.array_equal(present.astype(np.float32), present):
-        return
-    if not any(isinstance(value, (int, np.integer)) for value in column.reshape(-1) if value is not None):
-        return  # floats: narrowed as every JAX user expects
+    if not present.size or np.abs(present).max() < _EXACT_INTEGERS[target]:
+        return  # every integer below the bound is exact (a rounded one would reach the bound)
+    ints = [int(v) for v in column.reshape(-1).tolist()
+            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))]
+    rounded = [v for v in ints if int(target.type(v)) != v]
+    if not rounded:
+        return  # floats (narrowed as every JAX user expects), or integers the target holds exactly
+    if x64:
+        raise PetastormSchemaError(
+            f"field {name!r} holds integers that arrive as floats (a nullable integer field: NaN for the nulls); "
+            f"{len(rounded)} of them, such as {rounded[0]}, do not fit float64 exactly (integers up to 2**53) and "
+            f"would be rounded silently: fill the nulls in transform_fn (e.g. with a sentinel and a mask column), "
+            f"or leave the field out with schema_fields=[...] on the reader")
     raise PetastormSchemaError(
-        f"field {name!r} holds integers with nulls, which arrive as floats with NaN; its values from "
-        f"{int(present.min())} to {int(present.max())} do not all fit float32 exactly (integers up to 2**24), the "
+        f"field {name!r} holds integers that arrive as floats (a nullable integer field: NaN for the nulls); "
+        f"{len(rounded)} of them, such as {rounded[0]}, do not fit float32 exactly (integers up to 2**24), the "
         f"type JAX gives them while 64-bit mode is off (they would be rounded silently): turn it on with "
         f"jax.config.update('jax_enable_x64', True) before creating arrays, or fill the nulls in transform_fn")
 
@@ -250,8 +269,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
             raise _object_column_error(name, column)
         elif kind in "iu" and name in float_fields:  # a nullable integer: floats in every batch, not only with a null
             filled = column.astype(np.float64)
-            if not x64:
-                _check_integers_fit_float32(name, column, filled)
+            _check_integers_fit_float(name, column, filled, x64)
             column = filled
         elif kind == "O":
             # numbers with nulls: NaN, as the torch loaders give them; and so every batch of a reader batch that
@@ -259,8 +277,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
             filled = nullable_numbers_as_nan(column, without_nulls=True)
             if filled is None:
                 raise _object_column_error(name, column)
-            if not x64:
-                _check_integers_fit_float32(name, column, filled)
+            _check_integers_fit_float(name, column, filled, x64)
             column = filled
         elif kind not in _NUMERIC_KINDS and not (kind == "V" and jax.numpy.issubdtype(column.dtype,
                                                                                      jax.numpy.number)):

@@ -156,3 +156,39 @@ def test_a_nullable_integer_field_a_transform_spec_fills_stays_integer(testdata_
     assert {values.dtype for _, values in got} == {np.dtype(np.int32)}
     ids = np.concatenate([i for i, _ in got])
     np.testing.assert_array_equal(np.concatenate([v for _, v in got]), np.where(ids % 2 == 1, -1, ids))
+
+
+@pytest.fixture(scope="module")
+def nullable_hashes_dataset(tmp_path_factory):
+    """20 rows: a nullable int64 ``h`` = 2**60 + i (None every 3rd row), as hashed ids are."""
+    from _fixtures.datasets import write_synthetic_dataset
+
+    from petastorm.codecs import ScalarCodec
+    from petastorm.spark_types import spark_type
+    from petastorm.unischema import Unischema, UnischemaField
+
+    schema = Unischema("NullableHashes", [
+        UnischemaField("id", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
+        UnischemaField("h", np.int64, (), ScalarCodec(spark_type("LongType")), True),
+    ])
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("nullable_hashes") / "d"), rows=20, rows_per_group=10,
+                                   schema=schema, row_fn=lambda i: {"id": i, "h": None if i % 3 == 1 else 2 ** 60 + i})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make", _READERS, ids=_IDS)
+@pytest.mark.parametrize("x64, bound", [(False, "float32"), (True, "float64")])
+def test_nullable_integers_a_float_would_round_are_refused_in_both_modes(nullable_hashes_dataset, make, x64, bound):
+    # 2**60 + 2 arrived as 2**60 (float64 rounds it; that float64 is a float32 exactly, so the float32 check let
+    # it pass with 64-bit mode off; with it on there was no check at all)
+    import jax
+
+    from petastorm.errors import PetastormSchemaError
+
+    with jax.enable_x64(x64):
+        with make(nullable_hashes_dataset, shuffle_row_groups=False, workers_count=1) as reader:
+            batches = make_jax_iterator(reader, batch_size=5)
+            with pytest.raises(PetastormSchemaError, match=f"field 'h' holds integers.*such as 1152921504606846978.*"
+                                                           f"do not fit {bound} exactly"):
+                next(batches)
+            batches.close()
