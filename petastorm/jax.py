@@ -76,9 +76,10 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from petastorm.adapters.checks import ensure_int
+from petastorm.adapters.checks import OWN_THREAD_PREFIXES, ensure_int
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import (
+    PetastormArgumentError,
     PetastormArgumentTypeError,
     PetastormStateError,
     PetastormTypeError,
@@ -160,6 +161,11 @@ class JaxIterator:
                 not callable(getattr(reader, "join", None)):  # close() stops and joins it
             raise PetastormTypeError(f"reader: make_jax_iterator needs a petastorm reader (make_reader / "
                                      f"make_batch_reader), got {type(reader).__name__}")
+        if getattr(reader, "last_row_consumed", False) is True:  # the pass would yield nothing, silently
+            raise PetastormArgumentError(
+                "reader: its rows were all read already (by an earlier pass or loop over it), so make_jax_iterator "
+                "would yield no batch: call reader.reset() first, make a new reader, or make the reader with "
+                "num_epochs=... for several passes in one iterator")
         if transform_fn is None and getattr(reader, "schema", None) is not None:
             check_schema_fields(reader.schema)
         self.reader = reader
@@ -177,7 +183,7 @@ class JaxIterator:
                                        transform_fn=transform_fn, convert=placer, prefetch=prefetch,
                                        convert_block=placer.convert_block)
         self._closed = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a transform_fn calling next() (prefetch=0) gets the core's error
 
     # --- iteration -------------------------------------------------------------------------------------------
 
@@ -185,6 +191,11 @@ class JaxIterator:
         return self
 
     def __next__(self) -> Dict[str, Any]:
+        thread = threading.current_thread().name
+        if thread.startswith(OWN_THREAD_PREFIXES):  # it would wait for the very thread it runs on
+            raise PetastormWorkerError(f"next() on the iterator was called from the loader's or the reader's own "
+                                       f"thread {thread!r} (inside a transform_fn or TransformSpec): it would wait "
+                                       f"forever; take batches in the training loop only")
         with self._lock:  # threads sharing the iterator take turns: the batching core serves one consumer
             return next(self._pipeline)
 
@@ -207,9 +218,9 @@ class JaxIterator:
             where the rows hold no bytes. Its ``digest`` lets :meth:`load_state_dict` refuse a state changed or
             cut after it was saved.
         """
-        with self._lock:  # not in the middle of another thread's next()
-            core = self._pipeline.state_dict()
-        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: core}))
+        # not under the lock of __next__: a transform_fn calling state_dict() on the prefetch thread while next()
+        # waits for it would wait forever (the core refuses that call with its own error)
+        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}))
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader

@@ -315,3 +315,39 @@ def test_placing_float64_columns_raises_no_overflow_warning_for_rows_never_serve
                           timeout=170, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "WARNINGS []"
+
+
+_NEXT_INSIDE = """
+import sys
+from petastorm import make_batch_reader
+from petastorm.jax import make_jax_iterator
+
+holder = {}
+
+def transform(columns):
+    next(holder["it"])  # a user's bug: the training loop's iterator used inside its own transform_fn
+    return columns
+
+reader = make_batch_reader(sys.argv[1], schema_fields=["id"], reader_pool_type="dummy")
+holder["it"] = make_jax_iterator(reader, batch_size=4, transform_fn=transform, prefetch=2)
+try:
+    next(holder["it"])
+except Exception as error:
+    print(type(error).__name__, error)
+finally:
+    holder["it"].close()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_next_from_inside_transform_fn_on_the_prefetch_thread_is_an_error_not_a_hang(synthetic_dataset):
+    # the prefetch thread waited for itself: the process hung (in a child: a hang must not block this process)
+    import subprocess
+
+    try:
+        out = subprocess.run([sys.executable, "-c", _NEXT_INSIDE, synthetic_dataset], capture_output=True, text=True,
+                             timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("next() inside transform_fn hung")
+    assert out.stdout.startswith("PetastormWorkerError next() on the iterator was called from the loader's or the "
+                                 "reader's own thread 'petastorm-batch-prefetch'"), out.stdout + out.stderr[-2000:]
