@@ -65,7 +65,6 @@ _K_IN_PASS = "in_pass"
 _K_BODY = "body"
 _K_READER = "reader"
 _K_SHUFFLE_SEED = "shuffle_seed"
-_NO_ATTRIBUTE = object()
 
 
 def ensure_reader(reader: Any, loader: str) -> None:
@@ -104,7 +103,7 @@ def reader_seed(reader: Any) -> Optional[int]:
 def reader_made_without_seed(reader: Any) -> bool:
     """True for a petastorm reader made with ``seed=None`` (its plan's seed was drawn from the OS: the reader's
     ``state_dict()`` holds it, but it is another one on every run)."""
-    return getattr(reader, "_explicit_seed", _NO_ATTRIBUTE) is None
+    return getattr(reader, "seeded", None) is False
 
 
 class LoaderBase:

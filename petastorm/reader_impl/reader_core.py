@@ -314,6 +314,12 @@ class Reader:
             self._output = None
 
     @property
+    def seeded(self) -> bool:
+        """True when the reader was made with a ``seed``: its order is the same on every run (with ``seed=None``
+        a seed is drawn once per reader; its ``state_dict()`` holds it)."""
+        return self._explicit_seed is not None
+
+    @property
     def stopped(self) -> bool:
         """True once :meth:`stop` or :meth:`join` was called: further reads raise."""
         return self._stopped

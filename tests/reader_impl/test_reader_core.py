@@ -176,3 +176,12 @@ def test_an_endless_reader_whose_predicate_keeps_no_row_warns_and_reads_on(synth
             if len(seen) >= 3:
                 break
     assert seen == [3, 3, 3]
+
+
+def test_seeded_says_whether_the_reader_was_made_with_a_seed(synthetic_dataset):
+    # the torch loaders draw their shuffling seed from the global RNG over a reader made without one
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", seed=3) as reader:
+        assert reader.seeded is True
+    with make_reader(synthetic_dataset, reader_pool_type="dummy") as reader:
+        assert reader.seeded is False
+        assert reader.state_dict() is not None   # a drawn seed is still saved in its state
