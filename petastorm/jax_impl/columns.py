@@ -74,8 +74,7 @@ def field_hints(reader: Any) -> FieldHints:
     fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
     array_fields = frozenset(name for name, field in fields.items() if tuple(getattr(field, "shape", None) or ()))
     float_fields: AbstractSet[str] = frozenset()
-    # the reader's options record its TransformSpec's fingerprint (None without one); no public attribute holds it
-    if (getattr(reader, "_options", None) or {}).get("transform") is None:
+    if not getattr(reader, "has_transform_spec", False):
         float_fields = frozenset(
             name for name, field in fields.items()
             if getattr(field, "nullable", False) and getattr(field, "codec", None) is not None

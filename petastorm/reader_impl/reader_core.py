@@ -320,6 +320,11 @@ class Reader:
         return self._explicit_seed is not None
 
     @property
+    def has_transform_spec(self) -> bool:
+        """True when the reader was made with a ``transform_spec`` (its function may change values and types)."""
+        return self._options.get("transform") is not None
+
+    @property
     def stopped(self) -> bool:
         """True once :meth:`stop` or :meth:`join` was called: further reads raise."""
         return self._stopped

@@ -185,3 +185,12 @@ def test_seeded_says_whether_the_reader_was_made_with_a_seed(synthetic_dataset):
     with make_reader(synthetic_dataset, reader_pool_type="dummy") as reader:
         assert reader.seeded is False
         assert reader.state_dict() is not None   # a drawn seed is still saved in its state
+
+
+def test_has_transform_spec(synthetic_dataset):
+    from petastorm.transform import TransformSpec
+
+    with make_reader(synthetic_dataset, reader_pool_type="dummy", transform_spec=TransformSpec(lambda r: r)) as reader:
+        assert reader.has_transform_spec is True
+    with make_batch_reader(synthetic_dataset, reader_pool_type="dummy") as reader:
+        assert reader.has_transform_spec is False
