@@ -351,7 +351,11 @@ def _build_reader(args: _ReaderArgs) -> Reader:
         cur_shard=args.cur_shard, shard_count=args.shard_count,
         shard_seed=args.shard_seed, shard_mode=args.shard_mode, remainder=args.balanced_remainder,
         ngram=None if ngram is None else [ngram.length, ngram.delta_threshold, str(ngram.timestamp_field)],
-        filters=repr(args.filters), num_epochs=num_epochs)
+        filters=repr(args.filters), num_epochs=num_epochs,
+        # how row groups are cut into shuffle_row_drop_partitions slices (e32336d: the earlier slices take the
+        # extra rows, as 0.12.1's): a state saved with the other cut would resume at the wrong rows, so it is
+        # refused (the key is there only when drop > 1: states without slices load as before)
+        **({"drop_slices": "ceil"} if plan_options.shuffle_row_drop_partitions > 1 else {}))
 
     plan_rows = np.asarray([0 if i not in kept else PLAN_ALL_ROWS if rg.num_rows == UNKNOWN_ROWS else rg.num_rows
                             for i, rg in zip(rg_ids, selected_groups)], dtype=np.int64)

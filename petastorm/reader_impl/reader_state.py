@@ -238,6 +238,27 @@ def differing_options(saved: Mapping, current: Mapping) -> list[str]:
                                 "an option of this reader")
 
 
+def _older_layout_hint(saved: Mapping, current: Mapping) -> str:
+    """Why a state of an earlier petastorm with the same arguments is refused (its plan differs), or ''."""
+    hints = []
+    if "drop_slices" in current and "drop_slices" not in saved and saved.get("drop") == current.get("drop"):
+        hints.append("a state saved by an earlier petastorm cut row groups into shuffle_row_drop_partitions "
+                     "slices the other way round (0.12.1's cut: the earlier slices take the extra rows)")
+    now_rg, saved_rg = str(current.get("row_groups", "")), str(saved.get("row_groups", ""))
+    if "/" in now_rg and "/" not in saved_rg:
+        hints.append("a state saved by an earlier petastorm sharded and planned after the rowgroup_selector and "
+                     "the predicate on partition keys (0.12.1's order: sharding first)")
+    saved_fields, now_fields = saved.get("fields"), current.get("fields")
+    if isinstance(saved_fields, list) and isinstance(now_fields, list) and saved_fields != now_fields \
+            and sorted(map(str, saved_fields)) == sorted(map(str, now_fields)):
+        hints.append("a state saved by an earlier petastorm listed a plain Parquet store's Hive partition keys "
+                     "after its columns (0.12.1's order: partition keys first)")
+    if not hints:
+        return ""
+    return (" (if the arguments are the same: " + "; ".join(hints) + "; resuming from it would lose or repeat "
+            "rows: start the epoch again without resume_from)")
+
+
 def check_state_dict(state: Any, dataset_fingerprint: str, options_fingerprint: str,
                      options: Optional[Mapping] = None, seed: Optional[int] = None) -> ReaderCursor:
     """Validate a saved state against this reader and return its cursor.
@@ -297,7 +318,7 @@ def check_state_dict(state: Any, dataset_fingerprint: str, options_fingerprint: 
         if options is not None and isinstance(saved_opts, Mapping):
             diffs = differing_options(saved_opts, options)
             if diffs:
-                detail = ": " + "; ".join(diffs)
+                detail = ": " + "; ".join(diffs) + _older_layout_hint(saved_opts, options)
         raise PetastormStateError(
             f"reader state was saved with different reader options (options fingerprint {saved_options}, "
             f"this reader's is {options_fingerprint}){detail}. Resume with the options the state was "
