@@ -27,7 +27,8 @@ encoded by :mod:`~petastorm.adapters.state_codec` - so ``torch.save`` / ``torch.
      "shuffle_seed": int | None, "digest": "..."}
 
 ``shuffle_seed`` is the base seed of the loader's shuffling (:meth:`LoaderBase._shuffle_seed`), taken by the
-restored loader; a state without it (saved before it existed) is read as None.
+restored loader; a state without it (saved before it existed) continues with the seed of the reader it
+restores, per pass, as the code that saved it did.
 
 ``digest`` (:func:`~petastorm.adapters.state_codec.with_digest`) lets :meth:`LoaderBase.load_state_dict` refuse a
 state changed or cut after it was saved (a ``PetastormStateError``) instead of resuming with rows lost or repeated.
@@ -126,6 +127,7 @@ class LoaderBase:
         self._drain_before_reset = False  # load_state_dict() restored a reader at the end of a pass
         self._left_early = False          # the last pass was left before its end (break, close, Ctrl-C)
         self._base_seed: Optional[int] = None  # see _shuffle_seed()
+        self._seed_from_reader = False  # restored from a state without shuffle_seed: see _shuffle_seed()
 
     # --- to implement ------------------------------------------------------------------------------------
 
@@ -265,12 +267,23 @@ class LoaderBase:
         the same order on every run.
         """
         if self._base_seed is None:
+            if own is None and self._seed_from_reader:
+                # a state saved before ``shuffle_seed`` existed: its later passes were seeded from the reader's
+                # seed, read per pass (the restored reader holds the saved run's), so that is what continues it
+                return reader_seed(self.reader)
             if own is not None:
                 self._base_seed = own
             elif reader_made_without_seed(self.reader):
                 self._base_seed = self._draw_global_seed()
             else:
                 self._base_seed = reader_seed(self.reader)
+        return self._base_seed
+
+    def _saved_shuffle_seed(self) -> Optional[int]:
+        """``shuffle_seed`` of :meth:`state_dict`: the base seed, or the reader's seed for a loader restored from a
+        state saved without it (the seed its later passes use)."""
+        if self._base_seed is None and self._seed_from_reader:
+            return reader_seed(self.reader)
         return self._base_seed
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -316,7 +329,7 @@ class LoaderBase:
             _K_IN_PASS: in_pass,
             _K_BODY: self._pass_state() if in_pass else None,
             _K_READER: None if in_pass else self.reader.state_dict(),
-            _K_SHUFFLE_SEED: self._base_seed,
+            _K_SHUFFLE_SEED: self._saved_shuffle_seed(),
         }))
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -376,6 +389,8 @@ class LoaderBase:
             raise PetastormStateError(f"malformed {name} state: {_K_SHUFFLE_SEED!r} must be an integer or None, got "
                                       f"{base_seed!r}")
         self._base_seed = base_seed  # before _load_pass_state: its pass is seeded with it
+        # a state saved before shuffle_seed existed (its key missing, not None): the reader's seed, as it was saved
+        self._seed_from_reader = _K_SHUFFLE_SEED not in state
         self._passes_done = passes_done  # before _load_pass_state: it may seed by the pass number
         with state_part(f"{name} state ({part!r})"):
             if in_pass:
