@@ -170,26 +170,41 @@ def expression_columns(expression: Any, schema: Any) -> list:
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_COMPARISONS = ("=", "==", "!=", "<", ">", "<=", ">=")
 
 
 def _coerce_literal(value: Any, typ: Any, term: Any) -> Any:
-    """A filter's str literal as a value of the column's Arrow type ``typ`` (numbers, booleans); others as given."""
+    """A filter's str literal as a value of the column's Arrow type ``typ`` (numbers, booleans, decimals, ISO
+    dates and timestamps), an int as a ``Decimal`` for a decimal column (pyarrow cannot compare a decimal column
+    with an int literal: 'Precision is not great enough'); others as given."""
+    import datetime
+    import decimal
+
     import pyarrow.types as pat
 
+    if pat.is_decimal(typ) and isinstance(value, int) and not isinstance(value, bool):
+        return decimal.Decimal(value)
     if not isinstance(value, str):
         return value
+    text = value.strip()
     try:
         if pat.is_integer(typ):
-            return int(value)
+            return int(text)
         if pat.is_floating(typ):
-            return float(value)
-    except ValueError:
-        pass
-    else:
-        if not pat.is_boolean(typ):
+            return float(text)
+        if pat.is_decimal(typ):
+            return decimal.Decimal(text)
+        if pat.is_date(typ):
+            return datetime.date.fromisoformat(text)
+        if pat.is_timestamp(typ):
+            return datetime.datetime.fromisoformat(text)
+        if pat.is_boolean(typ):
+            if text.lower() in _TRUE + _FALSE:
+                return text.lower() in _TRUE
+        else:
             return value
-    if pat.is_boolean(typ) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
+    except (ValueError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
+        pass
     raise PetastormArgumentError(f"filters term {term!r}: {value!r} is not a value of column {term[0]!r} ({typ})")
 
 
@@ -209,6 +224,14 @@ def coerce_filter_values(filters: Any, schema: Any) -> Any:
     for conj in (filters if nested else [filters]):
         terms = []
         for term in conj:
+            if isinstance(term, (list, tuple)) and len(term) == 3 and term[2] is None and term[1] in _COMPARISONS:
+                # Arrow compares with null as null: the term would select no row, silently (0.12.1 ignored such
+                # a filter on a column and raised a TypeError on a partition key)
+                raise PetastormArgumentError(
+                    f"filters term {tuple(term)!r} compares {term[0]!r} with None, which selects no row (a "
+                    f"comparison with null is null). For the rows where {term[0]!r} is null give filters="
+                    f"pyarrow.compute.field({term[0]!r}).is_null(), for the others ~pyarrow.compute.field("
+                    f"{term[0]!r}).is_null()")
             if isinstance(term, (list, tuple)) and len(term) == 3 and term[0] in schema.names:
                 typ = schema.field(term[0]).type
                 value = term[2]
