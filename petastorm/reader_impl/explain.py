@@ -337,7 +337,9 @@ def _shard_table(rows: np.ndarray, nbytes: np.ndarray, o: Any, epoch: int) -> Li
     from petastorm.reader_impl.plan import make_epoch_plan
 
     if not o.sharded:
-        return [ShardRows(0, len(rows), int(rows.sum()), int(nbytes.sum()))]
+        # row groups planned with 0 rows (rejected by the rowgroup_selector / the predicate on partition keys,
+        # or empty) are never read
+        return [ShardRows(0, int(np.count_nonzero(rows)), int(rows.sum()), int(nbytes.sum()))]
     k = int(o.shard_count)
     shown = list(range(min(k, MAX_LISTED_SHARDS)))
     if o.cur_shard not in shown:
