@@ -218,9 +218,16 @@ class JaxIterator:
             where the rows hold no bytes. Its ``digest`` lets :meth:`load_state_dict` refuse a state changed or
             cut after it was saved.
         """
-        # not under the lock of __next__: a transform_fn calling state_dict() on the prefetch thread while next()
-        # waits for it would wait forever (the core refuses that call with its own error)
-        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: self._pipeline.state_dict()}))
+        if threading.current_thread().name.startswith(OWN_THREAD_PREFIXES):
+            # not under the lock of __next__: a transform_fn calling state_dict() on the prefetch thread while
+            # next() holds the lock waiting for it would wait forever (the core refuses that call with its error)
+            core = self._pipeline.state_dict()
+        else:
+            # under it: another thread's next() changes the rows held while they are saved (a state taken by a
+            # checkpointing thread then resumed with rows lost or repeated)
+            with self._lock:
+                core = self._pipeline.state_dict()
+        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: core}))
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
