@@ -360,7 +360,9 @@ class Reader:
             diag.update({f"pool_{k}": v for k, v in pool.items()})
         except Exception:  # pragma: no cover - diagnostics must never fail a caller
             pass
-        diag.update({"output_queue_size": pool.get("reorder_buffered", 0),
+        # output_queue_size: finished results waiting for the consumer (the thread pool's queue and the results
+        # that came early, out of order); 0.12.1's thread pool reported its results queue's size
+        diag.update({"output_queue_size": pool.get("reorder_buffered", 0) + pool.get("results_waiting", 0),
                      "items_consumed": pool.get("items_submitted", 0),
                      "items_produced": pool.get("items_completed", 0),
                      "items_inprocess": pool.get("in_flight", 0)})

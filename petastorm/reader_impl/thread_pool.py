@@ -230,4 +230,5 @@ class ThreadPool(Pool):
         d = super().diagnostics
         d["threads_alive"] = sum(t.is_alive() for t in self._threads)
         d["task_queue_size"] = self._tasks.qsize()
+        d["results_waiting"] = self._results.qsize()  # finished by a worker, not yet taken by imap (approximate)
         return d

@@ -228,3 +228,41 @@ def test_endless_reader_of_a_shard_the_predicate_empties_warns_and_ends(part_url
                                    shard_count=4, num_epochs=None, reader_pool_type=pool)
     with reader:
         assert _ids(reader) == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# diagnostics (c6a3782): the original's keys
+
+
+def test_thread_pool_output_queue_size_counts_the_results_waiting_for_the_consumer(part_url):
+    # it was the reorder buffer only (results that came out of order): 0 while every finished result sat in the
+    # pool's queue, so a user watching the queue saw a starved consumer
+    import time
+
+    with make_batch_reader(part_url, reader_pool_type="thread", workers_count=2, num_epochs=1,
+                           shuffle_row_groups=False) as reader:
+        it = iter(reader)
+        next(it)
+        deadline = time.monotonic() + 20
+        diag = reader.diagnostics
+        while diag["output_queue_size"] < diag["items_inprocess"] and time.monotonic() < deadline:
+            time.sleep(0.02)  # the items submitted (more than the one taken) finish in a few ms
+            diag = reader.diagnostics
+        assert diag["output_queue_size"] == diag["items_inprocess"] >= 1
+        assert len([b for b in it]) == 7
+        assert reader.diagnostics["output_queue_size"] == 0
+    reader.stop()
+    reader.join()
+    assert reader.diagnostics["items_produced"] == 8  # no exception once stopped
+
+
+@pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
+def test_diagnostics_keys_of_every_pool_after_a_pass_and_stop(part_url, pool):
+    reader = make_batch_reader(part_url, reader_pool_type=pool, workers_count=2, num_epochs=1)
+    n = len(_ids(reader))
+    reader.stop()
+    reader.join()
+    diag = reader.diagnostics
+    assert n == 40
+    assert {k: diag[k] for k in ("output_queue_size", "items_consumed", "items_produced", "items_inprocess")} == \
+        {"output_queue_size": 0, "items_consumed": 8, "items_produced": 8, "items_inprocess": 0}
