@@ -166,6 +166,19 @@ def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None
 _EXACT_INTEGERS = {np.dtype(np.float32): 1 << 24, np.dtype(np.float64): 1 << 53}
 
 
+def _rounded_integers(column: np.ndarray, filled: np.ndarray, x64: bool) -> list:
+    """The integers of ``column`` that its float form ``filled`` rounds (see :func:`_check_integers_fit_float`)."""
+    if filled.dtype != np.float64:
+        return []
+    target = np.dtype(np.float64 if x64 else np.float32)
+    present = filled[~np.isnan(filled)]
+    if not present.size or np.abs(present).max() < _EXACT_INTEGERS[target]:
+        return []  # every integer below the bound is exact (a rounded one would reach the bound)
+    ints = [int(v) for v in column.reshape(-1).tolist()
+            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))]
+    return [v for v in ints if int(target.type(v)) != v]
+
+
 def _check_integers_fit_float(name: str, column: np.ndarray, filled: np.ndarray, x64: bool) -> None:
     """Refuse integers (``column``: an integer array, or objects with ``None``) that their float form (``filled``,
     ``float64``) rounds, or that ``float32`` rounds once JAX narrows it (64-bit mode off).
@@ -174,15 +187,7 @@ def _check_integers_fit_float(name: str, column: np.ndarray, filled: np.ndarray,
     ``float32`` holds exactly, so checking the floats alone let it pass. Per value only for columns holding an
     integer beyond 2**24 (or 2**53).
     """
-    if filled.dtype != np.float64:
-        return
-    target = np.dtype(np.float64 if x64 else np.float32)
-    present = filled[~np.isnan(filled)]
-    if not present.size or np.abs(present).max() < _EXACT_INTEGERS[target]:
-        return  # every integer below the bound is exact (a rounded one would reach the bound)
-    ints = [int(v) for v in column.reshape(-1).tolist()
-            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))]
-    rounded = [v for v in ints if int(target.type(v)) != v]
+    rounded = _rounded_integers(column, filled, x64)
     if not rounded:
         return  # floats (narrowed as every JAX user expects), or integers the target holds exactly
     if x64:
@@ -268,8 +273,11 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
             raise _object_column_error(name, column)
         elif kind in "iu" and name in float_fields:  # a nullable integer: floats in every batch, not only with a null
             filled = column.astype(np.float64)
-            _check_integers_fit_float(name, column, filled, x64)
-            column = filled
+            if not _rounded_integers(column, filled, x64):
+                column = filled
+            # else: a batch without a null whose integers a float would round (ids beyond 2**24 with 64-bit mode
+            # off) keeps them as integers, exact, as before these fields were floats: nothing in it needs a NaN,
+            # and refusing it failed a pass over a nullable-declared field that holds no null at all
         elif kind == "O":
             # numbers with nulls: NaN, as the torch loaders give them; and so every batch of a reader batch that
             # held a null (an object column) is floats, those without the null too
