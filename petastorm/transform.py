@@ -349,9 +349,17 @@ def _scalar_column(values: np.ndarray, field: UnischemaField, target: Any, where
     if target is np.str_ and values.dtype == object and len(values) and all(isinstance(v, str) for v in values):
         # a ``<U`` column where every value is a str, as without a transform and as 0.12.1 gave it after one
         # (recorded: ``<U3``; ours was an object array); None or NaN among the values keeps the object array
+        # (the Arrow column lets as_original_values keep the object array where a '<U' array would be much larger
+        # than its characters: one long string among many short ones padded every cell to its length)
+        import pyarrow as pa
+
         from petastorm.value_types import as_original_values
 
-        return as_original_values("str", values, batch=True)
+        try:
+            column = pa.array(values, type=pa.large_string())
+        except (pa.ArrowException, TypeError, ValueError):
+            return values
+        return as_original_values("str", values, batch=True, column=column)
     if target in (np.str_, np.bytes_, Decimal, np.object_) or not isinstance(target, type) or \
             not issubclass(target, np.generic):
         if values.dtype.kind in "US":

@@ -11,6 +11,7 @@ Each test is a defect found by reading the diff of ``petastorm/reader.py``, ``re
 import json
 import os
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -266,3 +267,41 @@ def test_diagnostics_keys_of_every_pool_after_a_pass_and_stop(part_url, pool):
     assert n == 40
     assert {k: diag[k] for k in ("output_queue_size", "items_consumed", "items_produced", "items_inprocess")} == \
         {"output_queue_size": 0, "items_consumed": 8, "items_produced": 8, "items_inprocess": 0}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# TransformSpec string columns (54480e3): all-str object columns became '<U' arrays
+
+
+def test_transformed_string_column_with_one_long_value_stays_compact(tmp_path):
+    # one 20000-character string among 20000 one-character ones: the '<U20000' array took 1.6 GB for 40 kB of
+    # text (without a transform the reader keeps such a column an object array, as it does now)
+    from petastorm import TransformSpec
+
+    n = 20000
+    values = ["x"] * n
+    values[5] = "y" * 20000
+    os.makedirs(tmp_path / "s")
+    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64()), "s": pa.array(values)}),
+                   str(tmp_path / "s" / "a.parquet"), row_group_size=n)
+
+    def upper(df):
+        df["s"] = df["s"].str.upper()
+        return df
+
+    with make_batch_reader("file://" + str(tmp_path / "s"), reader_pool_type="dummy",
+                           transform_spec=TransformSpec(upper)) as reader:
+        batch = next(iter(reader))
+    assert batch.s.dtype == object and batch.s.nbytes < 10 * 8 * n
+    assert batch.s[5] == "Y" * 20000 and batch.s[0] == "X"
+
+
+def test_transformed_short_string_column_is_still_a_unicode_array(tmp_path):
+    from petastorm import TransformSpec
+
+    os.makedirs(tmp_path / "s")
+    pq.write_table(pa.table({"s": pa.array(["ab", "cde", "f"])}), str(tmp_path / "s" / "a.parquet"))
+    with make_batch_reader("file://" + str(tmp_path / "s"), reader_pool_type="dummy",
+                           transform_spec=TransformSpec(lambda df: df.assign(s=df["s"] + "!"))) as reader:
+        batch = next(iter(reader))
+    assert batch.s.dtype == np.dtype("<U4") and batch.s.tolist() == ["ab!", "cde!", "f!"]  # 0.12.1: '<U'
