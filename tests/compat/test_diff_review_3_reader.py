@@ -305,3 +305,24 @@ def test_transformed_short_string_column_is_still_a_unicode_array(tmp_path):
                            transform_spec=TransformSpec(lambda df: df.assign(s=df["s"] + "!"))) as reader:
         batch = next(iter(reader))
     assert batch.s.dtype == np.dtype("<U4") and batch.s.tolist() == ["ab!", "cde!", "f!"]  # 0.12.1: '<U'
+
+
+def test_merged_job_state_of_the_earlier_drop_partition_cut_is_refused_saying_why(tmp_path):
+    from petastorm import merge_state_dicts
+
+    url = _write_flat(str(tmp_path / "flat"))
+    kw = dict(shard_mode="balanced", shard_count=2, shuffle_row_drop_partitions=2, num_epochs=1, seed=1,
+              reader_pool_type="dummy")
+    states = []
+    for rank in range(2):
+        with make_batch_reader(url, cur_shard=rank, **kw) as reader:
+            next(iter(reader))
+            states.append(reader.state_dict())
+    job = merge_state_dicts(states)
+    opts = dict(job["options"])
+    del opts["drop_slices"]  # what a petastorm before e32336d merged
+    old = dict(job, options=opts, options_fingerprint=fingerprint(opts))
+    with pytest.raises(PetastormStateError, match=r"drop_slices.*shuffle_row_drop_partitions slices"):
+        make_batch_reader(url, resume_from=old, **dict(kw, cur_shard=0, shard_count=3))
+    with make_batch_reader(url, resume_from=job, **dict(kw, cur_shard=0, shard_count=3)) as reader:
+        assert len(_ids(reader)) > 0  # the job state of this cut resumes
