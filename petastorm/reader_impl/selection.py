@@ -209,7 +209,9 @@ def _coerce_literal(value: Any, typ: Any, term: Any) -> Any:
 
 
 def coerce_filter_values(filters: Any, schema: Any) -> Any:
-    """DNF ``filters`` with str literals of number and boolean columns turned into numbers and booleans.
+    """DNF ``filters`` with str literals of number, boolean, decimal, date and timestamp columns turned into
+    values of the column's type; a comparison with None or NaN (which selects no row, or keeps the NaN rows of
+    '!=') is a ``PetastormArgumentError`` naming the term and the ``is_null()``/``is_nan()`` expressions.
 
     The directory names of Hive partitions are strings, and 0.12.1 compared ``('year', '=', '2020')`` with an
     integer partition key as ``2020`` (recorded: ``'='``, ``'!='``, ``'>'``, ``'in'`` select the same rows as
@@ -240,6 +242,14 @@ def coerce_filter_values(filters: Any, schema: Any) -> Any:
                 else:
                     value = _coerce_literal(value, typ, term)
                 term = (term[0], term[1], value)
+                if term[1] in _COMPARISONS and isinstance(value, float) and value != value:
+                    # NaN equals nothing and differs from everything, itself included: '=' selected no row and
+                    # '!=' kept the NaN rows, silently
+                    raise PetastormArgumentError(
+                        f"filters term {term!r} compares {term[0]!r} with NaN, which is neither equal to nor "
+                        f"ordered with any value (NaN itself included). For the NaN rows give filters="
+                        f"pyarrow.compute.field({term[0]!r}).is_nan(), for the others "
+                        f"~pyarrow.compute.field({term[0]!r}).is_nan()")
             terms.append(term)
         out.append(terms)
     return out if nested else out[0]
