@@ -174,6 +174,10 @@ def _rounded_integers(column: np.ndarray, filled: np.ndarray, x64: bool) -> list
     present = filled[~np.isnan(filled)]
     if not present.size or np.abs(present).max() < _EXACT_INTEGERS[target]:
         return []  # every integer below the bound is exact (a rounded one would reach the bound)
+    if column.dtype.kind in "iu":  # no null in the batch: one vectorised round trip, no Python loop per value
+        with np.errstate(invalid="ignore", over="ignore"):  # beyond int64 a round trip wraps: still "rounded"
+            rounded = column.astype(target).astype(column.dtype) != column
+        return column[rounded].reshape(-1).tolist()
     ints = [int(v) for v in column.reshape(-1).tolist()
             if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))]
     return [v for v in ints if int(target.type(v)) != v]
