@@ -139,7 +139,8 @@ def _loader_parts(state: Mapping, i: int) -> tuple[str, dict, Optional[dict], li
     if "loader" in state and "passes_done" in state:
         state = decode_state(state)
         name = state["loader"]
-        meta = {"settings": state["settings"], "passes_done": state["passes_done"], "in_pass": state["in_pass"]}
+        meta = {"settings": state["settings"], "passes_done": state["passes_done"], "in_pass": state["in_pass"],
+                "shuffle_seed": state.get("shuffle_seed")}
         if name == "InMemBatchedDataLoader":
             raise PetastormStateError(f"states[{i}]: an InMemBatchedDataLoader holds the whole shard in memory and "
                                       f"reads it again every epoch; it cannot be resumed at another world size")
@@ -228,8 +229,12 @@ def merge_state_dicts(states: Sequence[Mapping]) -> dict:
         held = concat_columns(chunks) if chunks else {}
         n_held = num_rows(held) if chunks else 0
     job = merge_reader_states(_read_ahead_filled(reader_states), prefix=n_held)
+    # the loaders' base shuffling seed (torch loaders over readers made without a seed draw it from the global
+    # RNG): kept when every rank had the same one (ranks seeded alike), so the later passes shuffle as before
+    seeds = {m.get("shuffle_seed") for m in metas}
     return {"kind": LOADER_JOB_KIND, "version": 1, "loader": name, "settings": metas[0].get("settings"),
             "passes_done": metas[0].get("passes_done"),
+            "shuffle_seed": seeds.pop() if len(seeds) == 1 else None,
             "in_pass": any(m.get("in_pass", True) for m in metas) or bool(n_held),
             "reader": job, "held": encode_state(held), "held_rows": n_held}
 

@@ -413,6 +413,11 @@ class LoaderBase:
             raise PetastormStateError(f"loader: the job state was merged from {job.get('loader')} states, this is a "
                                       f"{type(self).__name__}")
         check_settings(job.get("settings"), self._settings(), type(self).__name__)
+        base_seed = job.get("shuffle_seed")
+        if base_seed is not None and (isinstance(base_seed, bool) or not isinstance(base_seed, int)):
+            raise PetastormStateError(f"malformed job state: {_K_SHUFFLE_SEED!r} must be an integer or None, got "
+                                      f"{base_seed!r}")
+        self._base_seed = base_seed  # the ranks' common base seed (petastorm.merge_state_dicts), else drawn anew
         self._passes_done = int(job.get("passes_done") or 0)
         if job.get("in_pass"):
             self._load_job_pass(job)

@@ -160,3 +160,39 @@ def test_jax_nullable_declared_ids_beyond_2_24_without_nulls_arrive_as_exact_int
     got = {int(i): int(u) for b in batches for i, u in zip(np.asarray(b["id"]), np.asarray(b["user_id"]))}
     assert got == {i: 30_000_000 + i for i in range(40)}
     assert {str(b["user_id"].dtype) for b in batches} == {"int32"}
+
+
+@pytest.mark.parametrize("name", ["DataLoader", "DataLoader-rows", "BatchedDataLoader"])
+def test_an_elastic_resume_keeps_the_ranks_common_drawn_shuffle_seed(url, name):
+    # ranks seeded alike (np.random.seed / torch.manual_seed on each, as training scripts do) over readers made
+    # with seed=None draw the same base seed; merge_state_dicts dropped it, so the resumed job's later passes
+    # shuffled with a newly drawn one (at the same world size, not the order the uninterrupted ranks had)
+    import torch
+
+    from petastorm import merge_state_dicts
+
+    def reader(rank):
+        return make_reader(url, reader_pool_type="dummy", schema_fields=["id"], num_epochs=1, cur_shard=rank,
+                           shard_count=2, shard_mode="balanced", shard_seed=7, shuffle_row_groups=True)
+
+    def rank_loader(rank):
+        np.random.seed(5)  # each rank's process seeds alike before its first batch
+        torch.manual_seed(5)
+        loader = _loader(name, reader(rank))
+        it = iter(loader)
+        next(it)
+        return loader, it
+
+    loaders, iters = zip(*[rank_loader(rank) for rank in range(2)])
+    job = pickle.loads(pickle.dumps(merge_state_dicts([loader.state_dict() for loader in loaders])))
+    rest = [[_ids_any(b) for b in it] for it in iters]
+    later = [[_ids_any(b) for b in loader] for loader in loaders]
+
+    np.random.seed(9)  # the resumed job's processes seed otherwise
+    torch.manual_seed(9)
+    resumed = [_loader(name, reader(rank)) for rank in range(2)]
+    for loader in resumed:
+        loader.load_state_dict(job)
+    got_rest = [[_ids_any(b) for b in loader] for loader in resumed]
+    assert sorted(sum(sum(got_rest, []), [])) == sorted(sum(sum(rest, []), []))
+    assert [[_ids_any(b) for b in loader] for loader in resumed] == later
