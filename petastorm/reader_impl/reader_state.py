@@ -238,6 +238,22 @@ def differing_options(saved: Mapping, current: Mapping) -> list[str]:
                                 "an option of this reader")
 
 
+def _same_but_field_order(saved: Any, current: Optional[Mapping], saved_fp: str, current_fp: str) -> bool:
+    """True when the saved options are this reader's but for the order of ``fields`` (the same fields), and both
+    fingerprints are those of the options: the order of the fields changes no row nor its place in the plan
+    (a state of an earlier petastorm that listed a plain store's Hive partition keys last resumes)."""
+    if not isinstance(saved, Mapping) or current is None:
+        return False
+    saved_fields, now_fields = saved.get("fields"), current.get("fields")
+    if not (isinstance(saved_fields, list) and isinstance(now_fields, list)
+            and sorted(map(str, saved_fields)) == sorted(map(str, now_fields))):
+        return False
+    try:
+        return fingerprint(dict(saved)) == saved_fp and fingerprint(dict(saved, fields=now_fields)) == current_fp
+    except Exception:  # options of another layout: compared as usual
+        return False
+
+
 def _older_layout_hint(saved: Mapping, current: Mapping) -> str:
     """Why a state of an earlier petastorm with the same arguments is refused (its plan differs), or ''."""
     hints = []
@@ -248,11 +264,6 @@ def _older_layout_hint(saved: Mapping, current: Mapping) -> str:
     if "/" in now_rg and "/" not in saved_rg:
         hints.append("a state saved by an earlier petastorm sharded and planned after the rowgroup_selector and "
                      "the predicate on partition keys (0.12.1's order: sharding first)")
-    saved_fields, now_fields = saved.get("fields"), current.get("fields")
-    if isinstance(saved_fields, list) and isinstance(now_fields, list) and saved_fields != now_fields \
-            and sorted(map(str, saved_fields)) == sorted(map(str, now_fields)):
-        hints.append("a state saved by an earlier petastorm listed a plain Parquet store's Hive partition keys "
-                     "after its columns (0.12.1's order: partition keys first)")
     if not hints:
         return ""
     return (" (if the arguments are the same: " + "; ".join(hints) + "; resuming from it would lose or repeat "
@@ -312,7 +323,8 @@ def check_state_dict(state: Any, dataset_fingerprint: str, options_fingerprint: 
             f"reader state was saved for a different dataset (dataset fingerprint {saved_dataset}, this "
             f"reader's dataset is {dataset_fingerprint}): the files, their row groups or the selected "
             f"row groups differ. Resume with the same dataset and the same selectors/filters")
-    if saved_options != options_fingerprint:
+    if saved_options != options_fingerprint and not _same_but_field_order(state.get(KEY_OPTIONS), options,
+                                                                          saved_options, options_fingerprint):
         detail = ""
         saved_opts = state.get(KEY_OPTIONS)
         if options is not None and isinstance(saved_opts, Mapping):
