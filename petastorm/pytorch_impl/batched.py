@@ -194,7 +194,10 @@ class BatchedDataLoader(LoaderBase):
                              convert_block=self._converter.convert_block)
 
     def _pass_buffer_seed(self) -> Optional[list]:
-        return pass_seed(self._shuffle_seed(self.seed), self._passes_done)
+        return pass_seed(self._shuffle_seed(self._own_seed()), self._passes_done)
+
+    def _own_seed(self) -> Optional[int]:
+        return self.seed
 
     def _draw_global_seed(self) -> int:
         """Torch's global RNG, as the original ``BatchedDataLoader`` shuffled with (recorded from 0.12.1)."""

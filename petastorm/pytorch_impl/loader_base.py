@@ -283,8 +283,12 @@ class LoaderBase:
         """``shuffle_seed`` of :meth:`state_dict`: the base seed, or the reader's seed for a loader restored from a
         state saved without it (the seed its later passes use)."""
         if self._base_seed is None and self._seed_from_reader:
-            return reader_seed(self.reader)
+            return self._shuffle_seed(self._own_seed())
         return self._base_seed
+
+    def _own_seed(self) -> Optional[int]:
+        """The seed argument of the loader that :meth:`_shuffle_seed` takes first (None: it has none)."""
+        return None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 

@@ -196,3 +196,23 @@ def test_an_elastic_resume_keeps_the_ranks_common_drawn_shuffle_seed(url, name):
     got_rest = [[_ids_any(b) for b in loader] for loader in resumed]
     assert sorted(sum(sum(got_rest, []), [])) == sorted(sum(sum(rest, []), []))
     assert [[_ids_any(b) for b in loader] for loader in resumed] == later
+
+
+def test_a_state_saved_before_shuffle_seed_and_saved_again_keeps_the_loaders_own_seed(url):
+    # BatchedDataLoader(seed=5) restored from a state saved before shuffle_seed existed, then saved again before
+    # its first batch (a checkpoint at the resumed step): the new state must carry seed 5, not the reader's
+    from petastorm.pytorch import BatchedDataLoader
+
+    def make():
+        return BatchedDataLoader(_reader(url, 11), batch_size=5, shuffling_queue_capacity=20, seed=5)
+
+    loader = make()
+    first = [_ids(b) for b in loader]
+    state = _as_saved_before_shuffle_seed(loader.state_dict())
+    later = [[_ids(b) for b in loader] for _ in range(2)]
+    assert sorted(sum(first, [])) == list(range(60))
+    restored = make()
+    restored.load_state_dict(state)
+    again = make()
+    again.load_state_dict(pickle.loads(pickle.dumps(restored.state_dict())))
+    assert [[_ids(b) for b in again] for _ in range(2)] == later
