@@ -229,6 +229,23 @@ def _keep_freed_memory() -> None:
         pass
 
 
+def _starting_workers() -> Any:
+    """Context for ``submit()``, which may start workers: a script read from stdin (``python - <<EOF``), whose
+    main module has a ``__file__`` that names no file, is not re-run by them (they would try to run
+    '<cwd>/<stdin>' and die); a script file is re-imported as usual, so that the rows' values of classes it
+    defines (an ``IntEnum`` of labels) unpickle in the workers."""
+    import contextlib
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path):
+        return contextlib.nullcontext()
+    from petastorm.reader_impl.process.fork_server import main_module_not_reimported
+
+    return main_module_not_reimported()
+
+
 def _encode_in_worker(rows: list, first_row: int, blocks: Optional[tuple]) -> Any:
     """Encode one chunk. Returns the batch itself, or ``(block name, size)`` of its IPC stream."""
     schema, arrow_schema = _WORKER_STATE["schema"], _WORKER_STATE["arrow_schema"]
@@ -331,11 +348,9 @@ class _EncoderPool:
             self._executor = self._start()
         slot = self._free.popleft()
         blocks, packed = slot.pack(rows)
-        from petastorm.reader_impl.process.fork_server import main_module_not_reimported
-
         try:
-            with main_module_not_reimported():  # the workers start in submit(), in this thread (a script from
-                future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)  # stdin, no guard)
+            with _starting_workers():  # the workers start in submit(), in this thread
+                future = self._executor.submit(_encode_in_worker, packed, first_row, blocks)
         except BrokenProcessPool as e:  # a worker died since the last chunk: seen here, before its result
             self._free.append(slot)
             raise _worker_died(f"before rows {first_row:,}..{first_row + len(rows) - 1:,} of the input could "

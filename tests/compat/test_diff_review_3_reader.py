@@ -407,3 +407,49 @@ def test_loader_state_saved_before_partition_keys_came_first_resumes_with_column
         dl.load_state_dict(old)
         assert [{k: [int(x) for x in v] for k, v in b.items()} for b in dl] == rest
         assert all(p == i // 10 for b in rest for i, p in zip(b["id"], b["p"]))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# write_dataset's encoding workers (021bb0b started them without re-importing the main module)
+
+_ENUM_SCRIPT = '''
+import enum, sys
+import numpy as np
+from pyspark.sql.types import IntegerType
+from petastorm import make_reader
+from petastorm.codecs import ScalarCodec
+from petastorm.etl.writer import write_dataset
+from petastorm.unischema import Unischema, UnischemaField
+
+
+class Label(enum.IntEnum):
+    CAT = 0
+    DOG = 1
+
+
+if __name__ == "__main__":
+    schema = Unischema("S", [UnischemaField("id", np.int32, (), ScalarCodec(IntegerType()), False),
+                             UnischemaField("label", np.int32, (), ScalarCodec(IntegerType()), False)])
+    url = "file://" + sys.argv[1]
+    write_dataset(url, schema, [{"id": i, "label": Label(i % 2)} for i in range(64)], workers_count=2,
+                  progress=False, chunk_rows=16)
+    with make_reader(url, reader_pool_type="dummy") as reader:
+        print(sorted((int(r.id), int(r.label)) for r in reader) == [(i, i % 2) for i in range(64)])
+'''
+
+
+def test_write_dataset_workers_unpickle_row_values_of_classes_the_script_defines(tmp_path):
+    # a guarded script whose rows hold an IntEnum it defines: the workers no longer re-imported the script
+    # (021bb0b, for scripts read from stdin), so they could not unpickle Label and died ('an encoding worker
+    # process died'); b52288f wrote the dataset
+    import subprocess
+    import sys
+
+    script = tmp_path / "write_labels.py"
+    script.write_text(_ENUM_SCRIPT)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
