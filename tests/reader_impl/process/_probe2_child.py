@@ -81,7 +81,8 @@ def run_script(code: str, url: str, timeout: float = 90.0, grace_s: float = 5.0,
                expect_rc: int = 0) -> dict:
     """Run ``PRELUDE + code`` in a child interpreter in a new session; the dict it printed with ``done(...)``,
     plus ``left``: the processes of its session still running ``grace_s`` seconds after it exited (they are
-    killed then, so that a failing test leaves nothing behind), and ``stderr``."""
+    killed then, so that a failing test leaves nothing behind), ``stdout``, ``stderr`` and ``ended`` (the
+    ``time.time()`` of its exit)."""
     path = f"/tmp/probe2-{os.getpid()}-{time.monotonic_ns()}.py"
     with open(path, "w") as f:
         f.write(PRELUDE + code)
@@ -98,6 +99,7 @@ def run_script(code: str, url: str, timeout: float = 90.0, grace_s: float = 5.0,
             os.killpg(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
             raise AssertionError(f"hang: the probe ran over {timeout} s; its processes: {left}\n{stderr[-3000:]}")
+        ended = time.time()
         deadline = time.monotonic() + grace_s
         left = session_processes(proc.pid)
         while left and time.monotonic() < deadline:
@@ -115,4 +117,6 @@ def run_script(code: str, url: str, timeout: float = 90.0, grace_s: float = 5.0,
     out = json.loads(lines[-1][len("RESULT "):])
     out["left"] = left
     out["stderr"] = stderr
+    out["stdout"] = stdout
+    out["ended"] = ended  # time.time() when the script's interpreter had exited
     return out
