@@ -241,7 +241,7 @@ def _starting_workers() -> Any:
     path = getattr(main, "__file__", None)
     if path is None or getattr(main, "__spec__", None) is not None or os.path.isfile(path):
         return contextlib.nullcontext()
-    from petastorm.reader_impl.process.fork_server import main_module_not_reimported
+    from petastorm.main_module import main_module_not_reimported
 
     return main_module_not_reimported()
 

@@ -397,12 +397,12 @@ def load_job_state(reader: Any, job: Mapping) -> None:
             f"filters")
     mine = shardless_options(reader._options)
     if job.get("options_fingerprint") != fingerprint(mine):
-        from petastorm.reader_impl.reader_state import _older_layout_hint, differing_options
+        from petastorm.reader_impl.reader_state import differing_options, older_layout_hint
 
         diffs = differing_options(job.get("options") or {}, mine)
         raise PetastormStateError(
             "job state was saved with different reader options (cur_shard and shard_count may change, "
-            "nothing else)" + (": " + "; ".join(diffs) + _older_layout_hint(job.get("options") or {}, mine)
+            "nothing else)" + (": " + "; ".join(diffs) + older_layout_hint(job.get("options") or {}, mine)
                                if diffs else "") +
             ". Resume with the options the checkpoint was saved with")
     if reader._explicit_seed is None and job.get("seed") is not None and o.shuffle_rows:

@@ -254,7 +254,7 @@ def _same_but_field_order(saved: Any, current: Optional[Mapping], saved_fp: str,
         return False
 
 
-def _older_layout_hint(saved: Mapping, current: Mapping) -> str:
+def older_layout_hint(saved: Mapping, current: Mapping) -> str:
     """Why a state of an earlier petastorm with the same arguments is refused (its plan differs), or ''."""
     hints = []
     if "drop_slices" in current and "drop_slices" not in saved and saved.get("drop") == current.get("drop"):
@@ -330,7 +330,7 @@ def check_state_dict(state: Any, dataset_fingerprint: str, options_fingerprint: 
         if options is not None and isinstance(saved_opts, Mapping):
             diffs = differing_options(saved_opts, options)
             if diffs:
-                detail = ": " + "; ".join(diffs) + _older_layout_hint(saved_opts, options)
+                detail = ": " + "; ".join(diffs) + older_layout_hint(saved_opts, options)
         raise PetastormStateError(
             f"reader state was saved with different reader options (options fingerprint {saved_options}, "
             f"this reader's is {options_fingerprint}){detail}. Resume with the options the state was "

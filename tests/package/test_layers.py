@@ -14,7 +14,7 @@ from .test_import_graph import _graph
 LAYERS: List[Tuple[str, ...]] = [
     # base: no petastorm imports but errors/settings
     ("petastorm.errors", "petastorm.settings", "petastorm.spark_types", "petastorm.npy_format",
-     "petastorm.batch_memory", "petastorm.cli_support"),
+     "petastorm.batch_memory", "petastorm.cli_support", "petastorm.main_module"),
     # the schema model and the user-facing specs (no I/O)
     ("petastorm.unischema", "petastorm.codecs", "petastorm.arrow_types", "petastorm.image_io",
      "petastorm.value_types", "petastorm.transform", "petastorm.predicates", "petastorm.selectors",

@@ -16,14 +16,13 @@ lane meanwhile) and the modules a worker imports on its first item. Cost: the fo
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import multiprocessing as mp
 import os
 import sys
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
+from petastorm.main_module import main_module_not_reimported  # noqa: F401 - its home before; re-exported
 from petastorm.settings import settings
 
 __all__ = ["modules_for_factory", "LAZY_WORKER_IMPORTS", "PRELOAD_PACKAGES", "FORKSERVER_PRELOAD",
@@ -113,49 +112,6 @@ FORKSERVER_PRELOAD = ["petastorm.reader_impl.process.fork_server_setup", "numpy"
                       "petastorm.reader_impl.process.worker_main", "petastorm.reader_impl.worker", "petastorm.codecs",
                       "petastorm.unischema", "petastorm.arrow_types", "petastorm.reader_impl.fixed_binary", "cramjam",
                       "petastorm.reader_impl.parquet_io", "petastorm.value_types", "petastorm.image_io", "cv2"]
-
-
-_NOT_REIMPORTED = threading.local()
-_MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
-
-
-def _preparation_data_without_main(name: str, *, _original: Any) -> dict:
-    """``multiprocessing.spawn.get_preparation_data``, less what re-runs ``__main__`` in the child while
-    this thread starts pool workers (see :func:`main_module_not_reimported`)."""
-    data = _original(name)
-    if getattr(_NOT_REIMPORTED, "depth", 0):
-        for key in _MAIN_KEYS:
-            data.pop(key, None)
-    return data
-
-
-def _install_preparation_filter() -> None:
-    from multiprocessing import spawn
-
-    with _START_LOCK:
-        if getattr(spawn.get_preparation_data, "_petastorm_filter", False):
-            return
-        wrapper = functools.partial(_preparation_data_without_main, _original=spawn.get_preparation_data)
-        wrapper._petastorm_filter = True  # type: ignore[attr-defined]
-        spawn.get_preparation_data = wrapper
-
-
-@contextlib.contextmanager
-def main_module_not_reimported() -> Iterator[None]:
-    """While this thread starts workers, 'spawn'/'forkserver' children do not re-run the user's script (the
-    factory travels with cloudpickle, by value, so they do not need it).
-
-    This lets a script without an ``if __name__ == '__main__':`` guard use the process pool. Only the
-    preparation data sent to the children started in this thread, inside the block, lose the main module's
-    name and path (``multiprocessing.spawn.get_preparation_data`` is wrapped once, per thread): ``__main__``
-    itself is left alone, so other threads never see it changed.
-    """
-    _install_preparation_filter()
-    _NOT_REIMPORTED.depth = getattr(_NOT_REIMPORTED, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _NOT_REIMPORTED.depth -= 1
 
 
 def default_start_method() -> str:
