@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormReaderError
+from petastorm.errors import PetastormReaderError, PetastormTypeError
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
 
 __all__ = ["Reader"]
@@ -377,6 +377,12 @@ class Reader:
 
         return explain_reader(self, epoch, row_counts=row_counts, shuffling_queue_capacity=shuffling_queue_capacity,
                               batch_size=batch_size)
+
+    def __reduce__(self) -> Any:
+        raise PetastormTypeError(
+            "a petastorm Reader cannot be pickled (it holds open files and its pool's worker threads or "
+            "processes): make the reader in the process that reads it, e.g. in a torch Dataset's __iter__ "
+            "(torch.utils.data.get_worker_info() gives cur_shard/shard_count), not in its __init__")
 
     def __enter__(self) -> "Reader":
         return self

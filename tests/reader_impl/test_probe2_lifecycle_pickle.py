@@ -22,8 +22,6 @@ def url(tmp_path_factory):
                                    rows_per_group=10, groups_per_file=2)
 
 
-@pytest.mark.xfail(strict=True, reason="petastorm/reader_impl/reader_core.py (helper Y4): Reader has no "
-                                       "__reduce__ naming itself; see the Y5 report for the fix")
 @pytest.mark.parametrize("maker", [make_reader, make_batch_reader])
 @pytest.mark.parametrize("pool", ["thread", "process", "dummy"])
 def test_pickling_a_reader_is_a_type_error_that_names_the_reader(url, pool, maker):
