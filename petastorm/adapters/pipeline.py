@@ -19,6 +19,7 @@ holding it) abandoned mid-epoch is freed by reference counting, and its ``__del_
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable, Iterator, Mapping, Optional
 
@@ -128,6 +129,7 @@ class BatchPipeline:
                           seed, drop_last, chunk_fn)
         self._shared = SharedProducer(batcher, transform_fn, convert, prefetch, convert_block)
         self._thread: Optional[threading.Thread] = None
+        self._thread_pid = os.getpid()
         self._started = False
         self._closed = False
         self._ended = False
@@ -174,6 +176,14 @@ class BatchPipeline:
         if self._prefetch > 0:
             self._thread = threading.Thread(target=self._shared.run, name="petastorm-batch-prefetch", daemon=True)
             self._thread.start()
+            self._thread_pid = os.getpid()
+
+    def _dead_thread_message(self) -> str:
+        if os.getpid() != self._thread_pid:  # a fork copies only the forking thread
+            return (f"this loader's pass was started in process {self._thread_pid} and cannot go on in process "
+                    f"{os.getpid()}, a child made by os.fork(): its prefetch thread is the parent's. Make the reader "
+                    f"and the loader in the process that reads them")
+        return "the prefetch thread ended unexpectedly"
 
     def __next__(self) -> Any:
         pos = self._pos
@@ -229,7 +239,7 @@ class BatchPipeline:
         with sh.cond:
             while not sh.ready:
                 if not self._thread.is_alive() and not sh.ready:
-                    return Chunk([], end=True, error=PetastormReaderError("the prefetch thread ended unexpectedly"))
+                    return Chunk([], end=True, error=PetastormReaderError(self._dead_thread_message()))
                 sh.waiting += 1
                 try:
                     sh.cond.wait(0.5)
