@@ -68,6 +68,7 @@ def canonical_global(module: str, name: str, proto: int) -> tuple[str, str]:
 
 
 def global_text(module: str, name: str, canonical: tuple[str, str]) -> str:
+    """How a refusal names a pickled global: its canonical dotted name, and the name as written if it differs."""
     written = f"{module}.{name}"
     meant = ".".join(canonical)
     return f"the global {meant}" if written == meant else f"the global {meant} (written as {written})"

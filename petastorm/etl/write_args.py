@@ -27,11 +27,13 @@ _COMPRESSIONS = {"snappy": "snappy", "gzip": "gzip", "brotli": "brotli", "zstd":
 
 
 def ensure_positive_int(name: str, value: Any) -> None:
+    """Refuse ``value`` (naming ``name``) unless it is an ``int`` >= 1 (``bool`` refused)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PetastormArgumentError(f"{name} must be a positive integer, got {value!r}")
 
 
 def ensure_row_group_bytes(row_group_size_mb: Any) -> int:
+    """``row_group_size_mb`` (MiB, a finite number > 0) in bytes, or an error naming it."""
     if isinstance(row_group_size_mb, bool) or not isinstance(row_group_size_mb, (int, float)) \
             or not row_group_size_mb > 0 or math.isinf(row_group_size_mb):
         raise PetastormArgumentError(f"row_group_size_mb must be a positive number of MiB, got {row_group_size_mb!r}")
@@ -39,6 +41,7 @@ def ensure_row_group_bytes(row_group_size_mb: Any) -> int:
 
 
 def ensure_workers(workers_count: Any) -> int:
+    """Encoding processes to start: ``workers_count``, or the CPUs this process may run on for None."""
     if workers_count is None:  # the CPUs this process may run on
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     ensure_positive_int("workers_count", workers_count)
@@ -46,6 +49,8 @@ def ensure_workers(workers_count: Any) -> int:
 
 
 def ensure_files_args(num_files: Any, rows_per_file: Any) -> None:
+    """Refuse ``num_files`` with ``rows_per_file`` (they exclude each other) and values that are not positive
+    integers, naming the argument."""
     if num_files is not None and rows_per_file is not None:
         raise PetastormArgumentError(f"num_files ({num_files}) and rows_per_file ({rows_per_file}) exclude "
                                      f"each other: give one of them")
@@ -56,6 +61,8 @@ def ensure_files_args(num_files: Any, rows_per_file: Any) -> None:
 
 
 def ensure_compression(compression: Optional[str]) -> str:
+    """The Parquet codec name for ``compression`` (case-insensitive; None: no compression), or an error naming
+    the choices or saying that this pyarrow build lacks it."""
     key = "none" if compression is None else str(compression).lower()
     if key not in _COMPRESSIONS:
         raise PetastormArgumentError(f"compression must be one of {sorted(_COMPRESSIONS)} or None, "
@@ -67,6 +74,8 @@ def ensure_compression(compression: Optional[str]) -> str:
 
 
 def ensure_partition_by(schema: Unischema, partition_by: Any) -> list[str]:
+    """The field names of ``partition_by`` (a name or a sequence of names), each a scalar field of ``schema``;
+    an error names the field that cannot be a Hive partition key."""
     if partition_by is None:
         return []
     names = [partition_by] if isinstance(partition_by, str) else list(partition_by)
@@ -88,6 +97,8 @@ def ensure_partition_by(schema: Unischema, partition_by: Any) -> list[str]:
 
 
 def known_row_count(rows: Any) -> Optional[int]:
+    """Rows in ``rows`` when it is a list or tuple (an encoded block counts its rows), else None (an
+    iterator: unknown before it is read)."""
     if not isinstance(rows, (list, tuple)):
         return None
     return sum(len(r) if is_encoded_input(r) else 1 for r in rows)

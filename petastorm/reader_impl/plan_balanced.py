@@ -8,7 +8,7 @@ number of shards (:func:`cut_sequence`).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -22,7 +22,7 @@ _TAG_BALANCED = 3       # per-epoch global order of the balanced mode
 _TAG_BALANCED_FIXED = 4  # epoch-independent global order of the balanced mode (shard_seed, no shuffle)
 
 
-def split_row_groups(groups: np.ndarray, rows: np.ndarray, parts: int):
+def split_row_groups(groups: np.ndarray, rows: np.ndarray, parts: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items ``(row_group, start, stop)`` splitting each of ``groups`` (in order) into ``parts`` slices.
 
     Empty slices are left out. Returns three int64 arrays of equal length.
@@ -64,7 +64,7 @@ def balanced_shard_bounds(total_rows: int, shard_count: int, cur_shard: int,
     return cur_shard * per, (cur_shard + 1) * per
 
 
-def balanced_sequence(rows_per_group: Sequence[int] | np.ndarray, options: PlanOptions, epoch: int):
+def balanced_sequence(rows_per_group: Sequence[int] | np.ndarray, options: PlanOptions, epoch: int) -> tuple:
     """The epoch's global sequence of the balanced mode, before it is dealt to shards.
 
     It depends on the row counts, ``shuffle_row_groups``, ``shuffle_row_drop_partitions``, ``shard_seed``
@@ -91,7 +91,7 @@ def balanced_sequence(rows_per_group: Sequence[int] | np.ndarray, options: PlanO
 
 
 def cut_sequence(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.ndarray,
-                 ranges: Sequence[Sequence[int]]):
+                 ranges: Sequence[Sequence[int]]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The items covering the given ``[lo, hi)`` ranges of a global sequence, in range order.
 
     Positions at or past the sequence's total wrap to its start (the ``'pad'`` remainder). Returns
@@ -112,7 +112,7 @@ def cut_sequence(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.
     return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))
 
 
-def balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int):
+def balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This shard's items of the epoch (``options.cur_shard`` of ``options.shard_count``), in sequence order.
 
     Returns three int64 arrays ``(row_group, start, stop)``.

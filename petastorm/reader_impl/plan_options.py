@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -39,7 +39,8 @@ def seed_entropy(value: int) -> int:
     return int(value) % (1 << 128)
 
 
-def is_int(value) -> bool:
+def is_int(value: Any) -> bool:
+    """True when ``operator.index`` takes ``value`` (``int``, ``bool``, numpy integers; not floats)."""
     try:
         operator.index(value)
     except TypeError:
@@ -113,7 +114,9 @@ class PlanOptions:
         return self
 
 
-def check_shard_args(cur_shard, shard_count, shard_seed) -> None:
+def check_shard_args(cur_shard: Any, shard_count: Any, shard_seed: Any) -> None:
+    """Refuse (naming the argument) a ``cur_shard``/``shard_count`` given alone, out of range or not an integer,
+    and a ``shard_seed`` that is not an integer or None."""
     if (cur_shard is None) != (shard_count is None):
         given, missing = ("cur_shard", "shard_count") if shard_count is None else ("shard_count", "cur_shard")
         raise PetastormArgumentError(
@@ -137,7 +140,8 @@ def check_shard_args(cur_shard, shard_count, shard_seed) -> None:
         raise PetastormArgumentError(f"shard_seed must be an int or None, got {shard_seed!r}")
 
 
-def ensure_rows(rows_per_group) -> np.ndarray:
+def ensure_rows(rows_per_group: Any) -> np.ndarray:
+    """``rows_per_group`` as a 1-D array of non-negative integers (rows of each row group), or an error naming it."""
     rows = np.asarray(rows_per_group)
     if rows.ndim != 1:
         raise PetastormArgumentError(
@@ -152,7 +156,8 @@ def ensure_rows(rows_per_group) -> np.ndarray:
     return rows
 
 
-def ensure_epoch(epoch) -> int:
+def ensure_epoch(epoch: Any) -> int:
+    """``epoch`` as a non-negative ``int``, or an error naming it."""
     if not is_int(epoch) or epoch < 0:
         raise PetastormArgumentError(f"epoch must be a non-negative integer, got {epoch!r}")
     return int(epoch)

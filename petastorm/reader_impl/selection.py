@@ -136,6 +136,8 @@ def _check_filters_apply(filters: Any, expression: Any, columns: list, schema: A
 
 
 def filters_expression(filters: Any) -> Any:
+    """``filters`` (pyarrow DNF: a list of tuples or of lists of tuples, or a ``pyarrow.compute.Expression``) as
+    an Expression; None for None; an error naming ``filters`` when pyarrow cannot read it."""
     if filters is None:
         return None
     import pyarrow.compute as pc

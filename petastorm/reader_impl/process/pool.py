@@ -30,7 +30,7 @@ import time
 import weakref
 from collections import deque
 from multiprocessing.connection import wait as mp_wait
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 import cloudpickle
 
@@ -394,7 +394,7 @@ class ProcessPool(Pool):
         self._state.join_timeout = JOIN_TIMEOUT_S
         self._finalizer()
 
-    def imap(self, items):  # noqa: D102 - documented in Pool.imap
+    def imap(self, items: Iterable[Any]) -> Iterator[Any]:  # noqa: D102 - documented in Pool.imap
         if self._broken:
             raise PetastormWorkerError(self._broken)
         return super().imap(items)

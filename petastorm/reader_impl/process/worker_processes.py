@@ -32,6 +32,8 @@ GC_JOIN_TIMEOUT_S = 1.0
 
 
 class WorkerHandle:
+    """The parent's side of one worker process: its process, connection, result reader and bookkeeping."""
+
     __slots__ = ("index", "process", "pid", "conn", "sock", "reader", "outstanding", "ready", "dead")
 
     def __init__(self, index: int, process: Any, conn: Any, sock: Any, reader: ShmReader):
@@ -345,6 +347,7 @@ def _collect_bequests(state: PoolState, deadline: float) -> None:
 
 
 def describe_exit(exitcode: Optional[int]) -> str:
+    """A worker's end in words: the signal that killed it, its exit code, or a closed connection (None)."""
     if exitcode is None:
         return "its connection closed"
     if exitcode < 0:
