@@ -443,9 +443,26 @@ class CompressedImageCodec(DataframeColumnCodec):
             raise PetastormSchemaError(
                 f"field {unischema_field.name!r}: an image must have shape (H, W) or (H, W, 1|3|4), "
                 f"got {value.shape}")
+        self._check_format_holds(unischema_field.name, value)
         from petastorm import image_io
 
         return bytearray(image_io.encode_image(value, self._image_codec, self._quality))
+
+    def _check_format_holds(self, name: str, value: np.ndarray) -> None:
+        """Refuse an image the format cannot store as is (it would be written altered, or unreadable as the
+        field's dtype/shape): no pixel; PNG of other than uint8/uint16; JPEG of other than uint8 or with 4
+        channels."""
+        if value.size == 0:
+            raise PetastormSchemaError(f"field {name!r}: an image needs at least one pixel, got shape {value.shape}")
+        fmt = self.image_codec
+        dtypes = (np.uint8, np.uint16) if fmt == "png" else (np.uint8,)
+        if value.dtype not in dtypes:
+            raise PetastormSchemaError(
+                f"field {name!r}: {fmt.upper()} stores {' or '.join(np.dtype(d).name for d in dtypes)} pixels, "
+                f"got {value.dtype} (use NdarrayCodec or CompressedNdarrayCodec for other dtypes)")
+        if fmt == "jpeg" and value.ndim == 3 and value.shape[2] == 4:
+            raise PetastormSchemaError(f"field {name!r}: JPEG stores 1 or 3 channels, got shape {value.shape} "
+                                       f"(use CompressedImageCodec('png') for 4 channels)")
 
     def decode(self, unischema_field: Any, value: Any) -> np.ndarray:
         from petastorm import image_io
