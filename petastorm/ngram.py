@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormArgumentError, PetastormSchemaError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormValueTypeError
 from petastorm.unischema import Unischema, UnischemaField, match_unischema_fields
 
 __all__ = ["NGram", "ngram_window_starts", "windows_in_row_slice"]
@@ -160,7 +160,8 @@ class NGram:
 
     def make_namedtuple(self, schema: Unischema, ngram_as_dicts: dict) -> dict:
         """``{offset: dict of values}`` -> ``{offset: namedtuple of the schema view at that offset}``."""
-        return {t: self.get_schema_at_timestep(schema, t).make_namedtuple(**d) for t, d in ngram_as_dicts.items()}
+        return {t: schema.create_schema_view([f for n, f in schema.fields.items() if n in d]).make_namedtuple(**d)
+                for t, d in ngram_as_dicts.items()}
 
     # --- forming windows ---------------------------------------------------------------------------------
 
@@ -231,25 +232,36 @@ class NGram:
         Raises
         ------
         PetastormSchemaError
-            If a needed column is missing, or the timestamp column holds None.
+            If the timestamp column is missing or holds None. Other fields missing from the batch (removed
+            by a TransformSpec) are left out of the windows, as in 0.12.1.
+        PetastormValueTypeError
+            If consecutive timestamps cannot be subtracted and compared with ``delta_threshold`` (a string
+            timestamp field, say); a ``TypeError`` as 0.12.1's.
         """
         ts_name = self._timestamp_name()
         base = min(self._fields)
         n = self.length
-        needed = {ts_name} | {name for k in self._fields for name in self.get_field_names_at_timestep(k)}
-        missing = sorted(name for name in needed if name not in columns)
-        if missing:
-            raise PetastormSchemaError(f"NGram needs column(s) {missing} that the batch does not hold "
-                                       f"(batch columns: {sorted(columns)})")
+        if ts_name not in columns:
+            raise PetastormSchemaError(f"NGram needs the timestamp column {ts_name!r} that the batch does not hold "
+                                       f"(batch columns: {sorted(columns)}; a TransformSpec may not remove it)")
         if num_rows < n:
             return []
         timestamps = _timestamp_array(columns[ts_name], ts_name)
         order = np.argsort(timestamps, kind="stable")
         sorted_ts = timestamps[order]
-        starts = ngram_window_starts(sorted_ts, n, self._delta_threshold, self.timestamp_overlap)
+        try:
+            starts = ngram_window_starts(sorted_ts, n, self._delta_threshold, self.timestamp_overlap)
+        except TypeError as exc:  # e.g. a string timestamp: numpy's bare UFuncTypeError names no field
+            raise PetastormValueTypeError(
+                f"NGram timestamp field {ts_name!r} (dtype {sorted_ts.dtype}) cannot be compared with "
+                f"delta_threshold={self._delta_threshold!r}: consecutive timestamps must subtract to a value "
+                f"comparable with it ({exc})") from exc
         if row_slice is not None:
             starts = starts[windows_in_row_slice(order[starts], num_rows, *row_slice)]
-        per_offset = [(base + k, [(name, columns[name]) for name in self.get_field_names_at_timestep(base + k)])
+        # a field listed at an offset but not in the batch (a TransformSpec's removed_fields) is left out of
+        # the windows, as 0.12.1 does
+        per_offset = [(base + k, [(name, columns[name]) for name in self.get_field_names_at_timestep(base + k)
+                                  if name in columns])
                       for k in range(n)]
         result = []
         for s in starts.tolist():
