@@ -16,7 +16,6 @@ import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -295,4 +294,17 @@ def _partition_segment(name: str, value: Any) -> str:
     text = str(value)
     if text == "":
         return _HIVE_NULL
-    return quote(text, safe=" ")
+    return escape_path_name(text)
+
+
+# The characters Spark's ExternalCatalogUtils.escapePathName escapes (plus NUL, which no path may hold):
+# control characters, '"#%'*/:=?\{[]^' and DEL. Everything else, non-ASCII letters and spaces included, is
+# written as is, so a reader that does not unescape (0.12.1's legacy pyarrow dataset) sees the same value as
+# for a Spark-written dataset, and '1e+20' stays a number it can parse.
+_SPARK_ESCAPED = frozenset([chr(c) for c in range(0x20)] + list("\"#%'*/:=?\\{[]^") + ["\x7f"])
+
+
+def escape_path_name(text: str) -> str:
+    """``text`` as Spark escapes a Hive partition directory name: ``%XX`` (upper-case hex) for each character
+    of Spark's set, the rest unchanged."""
+    return "".join(f"%{ord(c):02X}" if c in _SPARK_ESCAPED else c for c in text)

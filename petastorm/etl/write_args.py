@@ -85,6 +85,10 @@ def ensure_partition_by(schema: Unischema, partition_by: Any) -> list[str]:
         if not isinstance(name, str) or name not in schema.fields:
             raise PetastormArgumentError(f"partition_by: {name!r} is not a field of the schema {schema._name!r} "
                                          f"(fields: {list(schema.fields)})")
+        bad = sorted(set(name) & set("/=%\\") | {c for c in name if ord(c) < 0x20})
+        if bad:
+            raise PetastormArgumentError(f"partition_by: field {name!r} has {bad} in its name, which a Hive "
+                                         f"directory name '<field>=<value>' cannot hold; rename the field")
         f = schema.fields[name]
         if tuple(f.shape or ()) != () or not (f.codec is None or isinstance(f.codec, ScalarCodec)):
             raise PetastormArgumentError(f"partition_by: field {name!r} must be a scalar without an array or "

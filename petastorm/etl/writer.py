@@ -24,7 +24,10 @@ Partitioning
 ------------
 ``partition_by`` writes Hive-style directories ``<field>=<value>/`` as Spark's ``partitionBy`` does: the
 partition fields are *not* stored in the Parquet files, their values come back from the path (a null
-value is ``__HIVE_DEFAULT_PARTITION__``; other values are URI-escaped, booleans are ``true``/``false``).
+value, or an empty string, is ``__HIVE_DEFAULT_PARTITION__``; booleans are ``true``/``false``; other values
+are escaped as Spark escapes them: ``%XX`` for control characters and ``"#%'*/:=?\\{[]^``, everything else
+as is, so that a reader which does not unescape sees the values it would see for a Spark-written dataset).
+A partition field's name may not hold ``/``, ``=``, ``%``, ``\\`` or control characters.
 The Unischema stored in ``_common_metadata`` still has every field, partition fields included.
 
 Modules: this one is the public API (the original's path); :mod:`petastorm.etl.write_args` checks the
