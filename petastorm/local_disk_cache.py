@@ -12,7 +12,10 @@ Nothing read back from the cache directory is unpickled, so a cache directory th
   refuses to read entries in pickle mode: :class:`~petastorm.errors.PetastormError` naming the cache.
 
 An entry in our format that does not decode (truncated, corrupt, forged) is treated as a miss: a warning,
-then the value is recomputed and stored again. An entry diskcache would unpickle is never written by
+then the value is recomputed and stored again. A cache directory removed while the cache is open (by hand, or
+by another reader sharing ``cache_location`` that exited its ``with`` block first) is made again and the
+entry recomputed: diskcache opens one SQLite connection per thread, and a new thread's connection to a
+removed directory fails with ``sqlite3.OperationalError``. An entry diskcache would unpickle is never written by
 petastorm, so it is taken as a sign of tampering and raises.
 
 Blob layout (little endian)::
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import struct
 import threading
 import warnings
@@ -387,10 +391,17 @@ class LocalDiskCache(CacheBase):
         if cache is None:
             with self._lock:
                 if self._cache is None:
-                    os.makedirs(self._path, exist_ok=True)
-                    self._cache = diskcache.FanoutCache(self._path, self._shards, disk=SafeDisk, **self._settings)
+                    try:
+                        self._cache = self._make_fanout()
+                    except sqlite3.OperationalError:
+                        # the directory was removed between makedirs and connect (another reader's cleanup)
+                        self._cache = self._make_fanout()
                 cache = self._cache
         return cache
+
+    def _make_fanout(self) -> Any:
+        os.makedirs(self._path, exist_ok=True)
+        return diskcache.FanoutCache(self._path, self._shards, disk=SafeDisk, **self._settings)
 
     @property
     def path(self) -> str:
@@ -408,7 +419,11 @@ class LocalDiskCache(CacheBase):
             raise PetastormArgumentError(f"local disk cache at {self._path}: keys must be str, got "
                                          f"{type(key).__name__} {key!r}")
         cache = self._open()
-        stored = cache.get(key, default=None, read=True)  # SafeDisk raises on entries diskcache would unpickle
+        try:
+            stored = cache.get(key, default=None, read=True)  # SafeDisk raises on entries diskcache would unpickle
+        except (sqlite3.OperationalError, OSError) as e:
+            cache = self._reopen_if_removed(cache, e)
+            stored = None
         if stored is not None:
             try:
                 value = deserialize_value(_read_stored(stored))
@@ -424,10 +439,31 @@ class LocalDiskCache(CacheBase):
             blob = serialize_value(value)
         except PetastormArgumentError as e:
             raise PetastormArgumentError(f"local disk cache at {self._path}, entry {key!r}: {e}") from e
+        try:
+            self._store(cache, key, blob)
+        except (sqlite3.OperationalError, OSError) as e:
+            try:
+                self._store(self._reopen_if_removed(cache, e), key, blob)
+            except (sqlite3.OperationalError, OSError) as again:
+                raise PetastormError(f"local disk cache at {self._path}: cannot store entry {key!r}: "
+                                     f"{type(again).__name__}: {again}") from again
+        return value, False
+
+    def _store(self, cache: Any, key: str, blob: bytes) -> None:
         cache.set(key, blob)
         if cache.volume() > self._size_limit_bytes:
             cache.cull()
-        return value, False
+
+    def _reopen_if_removed(self, cache: Any, error: BaseException) -> Any:
+        """A fresh cache in place of ``cache``, which failed with ``error`` (its directory was removed, or removed
+        and made again by another thread or reader: its SQLite files are not ours any more)."""
+        warnings.warn(f"local disk cache at {self._path}: {type(error).__name__}: {error}; the directory was "
+                      f"probably removed while in use (another reader sharing cache_location exited, or it was "
+                      f"deleted): opening it again")
+        with self._lock:
+            if self._cache is cache:
+                self._cache = None  # its connections in other threads still work on the removed files
+        return self._open()
 
     def get(self, key: str, fill_cache_func: Callable[[], Any]) -> Any:
         """The value cached under ``key``; on a miss ``fill_cache_func()`` is evaluated, stored and returned.
