@@ -7,7 +7,8 @@ Typical use: oversample a rare class stored in its own dataset::
             ...
 
 Every reader must yield the same kind of item: the same schema fields, the same ``batched_output``
-and the same ``ngram``. Iteration stops (``StopIteration``) as soon as the reader picked is exhausted,
+and ngrams with the same fields at the same offsets (their ``delta_threshold``, ``timestamp_field`` and
+``timestamp_overlap`` may differ, as in the original). Iteration stops (``StopIteration``) as soon as the reader picked is exhausted,
 as in the original library; give readers ``num_epochs=None`` to mix forever.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ class WeightedSamplingReader:
     ValueError
         Fewer than two readers, a number of probabilities that differs from the number of readers,
         negative or all-zero probabilities, or readers that differ in schema fields, ``batched_output``
-        or ``ngram`` (the message names the reader and the difference).
+        or ngram fields/offsets (the message names the reader and the difference).
 
     Attributes
     ----------
@@ -141,12 +142,13 @@ def _ensure_compatible(readers: list) -> None:
 
 
 def _ngram_key(ngram: Any) -> tuple:
-    """What makes two ngram specs yield the same kind of window: offsets, field names, threshold, timestamp."""
+    """What makes two ngram specs yield the same kind of window: the offsets and the field names at each.
+
+    ``delta_threshold``, ``timestamp_field`` and ``timestamp_overlap`` may differ (datasets recorded at
+    different rates mix), as in 0.12.1: they change which windows are formed, not their shape.
+    """
     def name(f: Any) -> str:
         return f if isinstance(f, str) else f.name
 
     fields = getattr(ngram, "fields", {}) or {}
-    ts = getattr(ngram, "timestamp_field", None)
-    return (tuple(sorted((k, tuple(sorted(name(f) for f in v))) for k, v in fields.items())),
-            getattr(ngram, "delta_threshold", None), None if ts is None else name(ts),
-            getattr(ngram, "timestamp_overlap", None))
+    return tuple(sorted((k, tuple(sorted(name(f) for f in v))) for k, v in fields.items()))
