@@ -14,6 +14,8 @@ __all__ = [
     "PetastormStateError",
     "PetastormWorkerError",
     "PetastormFilesystemError",
+    "PetastormDriverMissingError",
+    "PetastormFilesystemUnavailableError",
     "PetastormDatasetError",
     "PetastormReaderError",
     "PetastormArgumentError",
@@ -63,6 +65,16 @@ class PetastormWorkerError(PetastormError, RuntimeError):
 
 class PetastormFilesystemError(PetastormError, ValueError):
     """A URL cannot be resolved to a filesystem, or the driver for it is missing."""
+
+
+class PetastormDriverMissingError(PetastormFilesystemError, ImportError):
+    """The package that reads a URL's scheme (gcsfs, adlfs, s3fs...) is not installed; the message names it.
+    An ``ImportError``, as the original's (fsspec's) error was."""
+
+
+class PetastormFilesystemUnavailableError(PetastormFilesystemError, OSError):
+    """A filesystem cannot be reached (HDFS: libhdfs or the JVM cannot be loaded, the namenode does not answer);
+    the message names the URL. An ``OSError``, as pyarrow's error (and the original's) was."""
 
 
 class PetastormDatasetError(PetastormError, ValueError):

@@ -15,7 +15,12 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from petastorm.errors import PetastormArgumentError, PetastormFilesystemError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormDriverMissingError,
+    PetastormFilesystemError,
+    PetastormFilesystemUnavailableError,
+)
 from petastorm.settings import other_program_variable
 
 __all__ = ["FilesystemFactory", "ensure_pyarrow_filesystem", "fsspec_handler_fs", "fsspec_class"]
@@ -93,7 +98,7 @@ def _build_s3fs(spec: FilesystemFactory) -> pafs.FileSystem:
     try:
         import s3fs
     except ImportError as e:
-        raise PetastormFilesystemError(
+        raise PetastormDriverMissingError(
             f"storage_options {sorted(spec.options)} for {spec.url!r} need s3fs (they cannot be given to "
             f"pyarrow's S3FileSystem): pip install s3fs") from e
     return _wrap_fsspec(s3fs.S3FileSystem(**spec.options))
@@ -105,7 +110,7 @@ def _build_hdfs(spec: FilesystemFactory) -> pafs.FileSystem:
         return pafs.HadoopFileSystem(options["host"], options["port"], user=options.get("user"))
     except OSError as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PetastormFilesystemError(
+        raise PetastormFilesystemUnavailableError(
             f"cannot open HDFS for {spec.url!r} (namenode {options['host']!r}, port {options['port']}): "
             f"{first_line}. {_HDFS_HELP}") from e
 
@@ -174,7 +179,7 @@ def fsspec_class(protocol: str, url: str) -> type:
         return fsspec.get_filesystem_class(name)
     except ImportError as e:
         package = _DRIVER_PACKAGES.get(protocol) or _registry_package(name)
-        raise PetastormFilesystemError(
+        raise PetastormDriverMissingError(
             f"cannot open {url!r}: the fsspec driver for '{protocol}://' is not installed "
             f"({e}). Install it with: pip install {package}") from e
     except ValueError as e:

@@ -78,8 +78,20 @@ def get_dataset_path(parsed_url: ParseResult) -> str:
     """
     scheme = parsed_url.scheme.lower()
     if scheme in _HOST_NETLOC_SCHEMES:
-        return parsed_url.path
-    return parsed_url.netloc + parsed_url.path
+        return parsed_url.path + _literal_tail(parsed_url)
+    return parsed_url.netloc + parsed_url.path + _literal_tail(parsed_url)
+
+
+def _literal_tail(parsed_url: ParseResult) -> str:
+    """The ``?query#fragment`` that :func:`urllib.parse.urlparse` split off, given back: in a path of a file or an
+    object key ``?`` and ``#`` are plain characters (``file:///data/run#2`` means the directory ``run#2``; cut
+    there, it read ``/data/run``)."""
+    tail = ""
+    if parsed_url.query:
+        tail += "?" + parsed_url.query
+    if parsed_url.fragment:
+        tail += "#" + parsed_url.fragment
+    return tail
 
 
 def local_path(dataset_url: str, parsed: ParseResult) -> str:
@@ -95,7 +107,7 @@ def local_path(dataset_url: str, parsed: ParseResult) -> str:
             raise PetastormFilesystemError(
                 f"{dataset_url!r}: a file:// URL takes an absolute path after three slashes "
                 f"(file:///{parsed.netloc}{parsed.path}); '{parsed.netloc}' was read as a host name")
-        return parsed.path or "/"
+        return (parsed.path or "/") + _literal_tail(parsed)
     return os.path.abspath(dataset_url)
 
 
