@@ -50,9 +50,33 @@ def _check_target(fs: pafs.FileSystem, path: str, dataset_url: str, overwrite: b
         raise PetastormWriteError(f"cannot write a dataset to {dataset_url!r}: the directory exists and is not "
                                   f"empty; pass overwrite=True to replace it (the old data is replaced only once "
                                   f"the new dataset is complete)")
+    if overwrite and _is_nonempty_dir(fs, path, dataset_url):
+        _check_replaceable(fs, path, dataset_url)
     if not _renames_directories(fs) and "/" not in path.strip("/"):
         raise PetastormArgumentError(f"dataset_url {dataset_url!r}: write the dataset to a directory inside the "
                                      f"bucket, not to the bucket itself")
+
+
+_DATASET_MARKERS = (_COMMON_METADATA, "_metadata", "_SUCCESS")
+
+
+def _check_replaceable(fs: pafs.FileSystem, path: str, dataset_url: str) -> None:
+    """Refuse ``overwrite=True`` on a directory that does not look like a dataset (a mistyped path such as a
+    home or project directory would otherwise be deleted): it must hold ``_common_metadata``, ``_metadata``,
+    ``_SUCCESS``, a ``*.parquet`` file or a Hive ``<field>=<value>`` directory at its top level."""
+    entries = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    for entry in entries:
+        name = entry.base_name
+        if entry.type == pafs.FileType.File and (name in _DATASET_MARKERS or name.endswith((".parquet", ".parq"))):
+            return
+        if entry.type == pafs.FileType.Directory and "=" in name.strip("="):
+            return
+    shown = sorted(e.base_name + ("/" if e.type == pafs.FileType.Directory else "") for e in entries)
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    raise PetastormWriteError(f"cannot overwrite {dataset_url!r}: it does not look like a dataset (no "
+                              f"_common_metadata, _metadata, *.parquet file or <field>=<value> directory; it holds "
+                              f"{', '.join(shown[:5])}{more}); overwrite=True would delete it all. Delete it "
+                              f"yourself or write to another path")
 
 
 def _publish(fs: pafs.FileSystem, tmp_path: str, path: str, dataset_url: str, overwrite: bool,
