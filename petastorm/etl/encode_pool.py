@@ -14,6 +14,9 @@ Process start method: ``forkserver`` where the platform has it (``spawn`` elsewh
 ``fork`` of a process that may run threads (OpenCV, Arrow, tqdm). As with every spawn-style pool, a
 script that writes with several workers must guard its entry point with ``if __name__ == "__main__":``.
 The schema travels to the workers with cloudpickle, so codecs defined in a script or a notebook work.
+Each worker runs a thread that exits it once the writing process is gone (checked every 0.5 s by pid and
+start time): a writer killed by SIGKILL or the OOM killer cannot stop its pool, whose workers would
+otherwise wait on their queue forever (and keep the forkserver alive).
 """
 from __future__ import annotations
 

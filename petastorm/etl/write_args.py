@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from typing import Any, Optional
 
+import numpy as np
 import pyarrow as pa
 
 from petastorm.errors import PetastormArgumentError
@@ -26,38 +28,36 @@ _COMPRESSIONS = {"snappy": "snappy", "gzip": "gzip", "brotli": "brotli", "zstd":
                  "none": "none", "uncompressed": "none"}
 
 
-def ensure_positive_int(name: str, value: Any) -> None:
-    """Refuse ``value`` (naming ``name``) unless it is an ``int`` >= 1 (``bool`` refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def ensure_positive_int(name: str, value: Any) -> int:
+    """``value`` as an ``int`` >= 1 (a numpy integer too; ``bool`` refused), or an error naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise PetastormArgumentError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def ensure_row_group_bytes(row_group_size_mb: Any) -> int:
     """``row_group_size_mb`` (MiB, a finite number > 0) in bytes, or an error naming it."""
-    if isinstance(row_group_size_mb, bool) or not isinstance(row_group_size_mb, (int, float)) \
+    if isinstance(row_group_size_mb, (bool, np.bool_)) or not isinstance(row_group_size_mb, numbers.Real) \
             or not row_group_size_mb > 0 or math.isinf(row_group_size_mb):
         raise PetastormArgumentError(f"row_group_size_mb must be a positive number of MiB, got {row_group_size_mb!r}")
-    return max(1, int(row_group_size_mb * (1 << 20)))
+    return max(1, int(float(row_group_size_mb) * (1 << 20)))
 
 
 def ensure_workers(workers_count: Any) -> int:
     """Encoding processes to start: ``workers_count``, or the CPUs this process may run on for None."""
     if workers_count is None:  # the CPUs this process may run on
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    ensure_positive_int("workers_count", workers_count)
-    return workers_count
+    return ensure_positive_int("workers_count", workers_count)
 
 
-def ensure_files_args(num_files: Any, rows_per_file: Any) -> None:
-    """Refuse ``num_files`` with ``rows_per_file`` (they exclude each other) and values that are not positive
-    integers, naming the argument."""
+def ensure_files_args(num_files: Any, rows_per_file: Any) -> tuple[Optional[int], Optional[int]]:
+    """``(num_files, rows_per_file)`` as ints or None; refuse both at once (they exclude each other) and values
+    that are not positive integers, naming the argument."""
     if num_files is not None and rows_per_file is not None:
         raise PetastormArgumentError(f"num_files ({num_files}) and rows_per_file ({rows_per_file}) exclude "
                                      f"each other: give one of them")
-    if num_files is not None:
-        ensure_positive_int("num_files", num_files)
-    if rows_per_file is not None:
-        ensure_positive_int("rows_per_file", rows_per_file)
+    return (None if num_files is None else ensure_positive_int("num_files", num_files),
+            None if rows_per_file is None else ensure_positive_int("rows_per_file", rows_per_file))
 
 
 def ensure_compression(compression: Optional[str]) -> str:

@@ -161,9 +161,9 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
     row_group_bytes = ensure_row_group_bytes(row_group_size_mb)
     workers = ensure_workers(workers_count)
     partition_cols = ensure_partition_by(schema, partition_by)
-    ensure_files_args(num_files, rows_per_file)
+    num_files, rows_per_file = ensure_files_args(num_files, rows_per_file)
     compression = ensure_compression(compression)
-    ensure_positive_int("chunk_rows", chunk_rows)
+    chunk_rows = ensure_positive_int("chunk_rows", chunk_rows)
     if is_encoded_input(rows):
         rows = [rows]
     total_rows = known_row_count(rows)
