@@ -42,7 +42,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pyarrow as pa
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import PetastormArgumentError, PetastormError, PetastormWriteError
 from petastorm.etl.dataset_metadata import write_petastorm_metadata
 from petastorm.etl.encode_pool import dataset_arrow_schema, encoded_batches, is_encoded_input
 from petastorm.etl.parquet_sink import DatasetSink, Layout, SinkThread
@@ -150,7 +150,8 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
     PetastormWorkerError
         An encoding process died; nothing is published.
     PetastormWriteError
-        The target is not empty (and ``overwrite`` is False), or the write or the publish failed.
+        The target is not empty (and ``overwrite`` is False), or the write or the publish failed (an
+        ``OSError`` such as a full disk is its ``__cause__``).
     PetastormArgumentError
         An argument is out of range.
     """
@@ -190,13 +191,16 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
         write_petastorm_metadata(fs, tmp_path, schema, {name: groups for name, _, groups in written},
                                  arrow_schema=file_schema)
         publish(fs, tmp_path, path, dataset_url, overwrite, [name for name, _, _ in written])
-    except BaseException:
+    except BaseException as e:
         try:
             batches.close()  # stops the worker processes when the failure is on this side
         finally:
             writer.finish(stop=True)
             sink.abort()
             delete_quietly(fs, tmp_path)
+        if isinstance(e, OSError) and not isinstance(e, PetastormError):  # disk full, file too large, permission...: say which dataset
+            raise PetastormWriteError(f"writing the dataset {dataset_url!r} failed: {type(e).__name__}: {e}; "
+                                      f"nothing was published") from e
         raise
     finally:
         progress_bar.close()

@@ -128,3 +128,36 @@ def test_a_writer_killed_mid_way_leaves_no_process_and_publishes_nothing(tmp_pat
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         proc.stdout.close()
+
+
+FULL_DISK = textwrap.dedent("""
+    import os, resource, signal, sys
+    import numpy as np
+    from petastorm.codecs import NdarrayCodec
+    from petastorm.errors import PetastormWriteError
+    from petastorm.etl.writer import write_dataset
+    from petastorm.unischema import Unischema, UnischemaField
+
+    S = Unischema("F", [UnischemaField("a", np.uint8, (None,), NdarrayCodec(), False)])
+    if __name__ == "__main__":
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        rows = ({"a": np.random.randint(0, 255, 100_000, np.uint8)} for _ in range(100))
+        try:
+            write_dataset(sys.argv[1], S, rows, workers_count=1, progress=False, compression=None)
+        except PetastormWriteError as e:
+            print(type(e.__cause__).__name__, e)
+        print(sorted(os.listdir(os.path.dirname(sys.argv[1]))))
+""")
+
+
+def test_a_write_failing_for_lack_of_space_names_the_dataset_and_publishes_nothing(tmp_path):
+    # a file-size limit stands for a full disk: the same OSError from the Parquet writer
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK)
+    target = tmp_path / "out" / "ds"
+    out = subprocess.run([sys.executable, str(script), str(target)], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith(f"OSError writing the dataset '{target}' failed: OSError:"), out.stdout + out.stderr
+    assert "File too large" in lines[0] and "nothing was published" in lines[0]
+    assert lines[-1] == "[]"  # neither the dataset nor its temporary directory
