@@ -234,6 +234,7 @@ class DatasetSink:
         self._partitions: dict[tuple, _PartitionFiles] = {}
         self._job = uuid.uuid4().hex
         self._file_count = 0
+        self._rows_seen = 0
 
     def next_file_name(self) -> str:
         name = f"part-{self._file_count:05d}-{self._job}.parquet"
@@ -250,6 +251,7 @@ class DatasetSink:
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add encoded rows (a batch with every column of the dataset, partition columns included)."""
+        first_row, self._rows_seen = self._rows_seen, self._rows_seen + batch.num_rows
         if not self._partition_cols:
             self._partition(()).add(batch)
             return
@@ -259,6 +261,7 @@ class DatasetSink:
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
         for key, indices in groups.items():
+            _check_not_null_alike(batch.schema, self._partition_cols, key, first_row + indices[0])
             part = data if len(indices) == batch.num_rows else data.take(pa.array(indices))
             self._partition(key).add(part)
 
@@ -280,6 +283,16 @@ class DatasetSink:
 
 def _is_blob(arrow_type: pa.DataType) -> bool:
     return pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+
+
+def _check_not_null_alike(schema: pa.Schema, names: list[str], key: tuple, row: int) -> None:
+    """Refuse an empty string in a non-nullable partition field: like Spark, it is written as the Hive
+    default (null) partition, so it would read back as a null that the field does not allow."""
+    for name, value in zip(names, key):
+        if value == "" and not schema.field(name).nullable:
+            raise PetastormSchemaError(f"row {row} of the input: field {name!r}: an empty string cannot be the "
+                                       f"value of a non-nullable partition field (it is written, as Spark does, as "
+                                       f"the null partition {_HIVE_NULL})")
 
 
 def _partition_segment(name: str, value: Any) -> str:

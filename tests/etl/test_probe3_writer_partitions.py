@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from petastorm import make_batch_reader, make_reader
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.etl.writer import write_dataset
 from petastorm.unischema import Unischema, UnischemaField
 
@@ -70,3 +70,20 @@ def test_a_partition_field_whose_name_a_directory_cannot_hold_is_refused(tmp_pat
     with pytest.raises(PetastormArgumentError, match=r"partition_by: field .* rename the field"):
         _write(tmp_path / "ds", ["v"], name=name)
     assert not (tmp_path / "ds").exists()
+
+
+def test_an_empty_string_in_a_non_nullable_partition_field_is_refused_naming_the_row(tmp_path):
+    # before: written as the null partition and read back as None, a value the field does not allow
+    schema = Unischema("P", [UnischemaField("id", np.int32, (), None, False),
+                             UnischemaField("p", np.str_, (), None, False)])
+    rows = ({"id": i, "p": "" if i == 70 else f"v{i % 3}"} for i in range(100))
+    with pytest.raises(PetastormSchemaError, match=r"row 70 of the input: field 'p': an empty string"):
+        write_dataset(str(tmp_path / "ds"), schema, rows, partition_by="p", workers_count=1, progress=False,
+                      chunk_rows=8)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_string_in_a_nullable_partition_field_reads_back_as_null_as_with_spark(tmp_path):
+    _write(tmp_path / "ds", ["", "x"])
+    with make_reader("file://" + str(tmp_path / "ds"), workers_count=1) as reader:
+        assert {int(row.id): row.p for row in reader} == {0: None, 1: "x"}
