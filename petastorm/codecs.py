@@ -13,6 +13,7 @@ once and viewing the binary buffer, with no Python loop per cell.
 """
 from __future__ import annotations
 
+import math
 import zipfile
 from abc import ABC, abstractmethod
 from decimal import Decimal
@@ -25,6 +26,8 @@ from petastorm.batch_memory import cell_strides, cells_copy_view, cells_view, co
 from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError, add_note
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
 from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 __all__ = [
     "DataframeColumnCodec",
@@ -257,8 +260,15 @@ class ScalarCodec(DataframeColumnCodec):
                     f"field {unischema_field.name!r} expects an integer ({kind}), got {value!r}")
             return _parsed(int, value, name, f"an integer ({kind})")
         if kind in ("FloatType", "DoubleType"):
-            return _parsed(float, value, name, f"a float ({kind})")
+            number = _parsed(float, value, name, f"a float ({kind})")
+            if kind == "FloatType" and math.isfinite(number) and abs(number) > _FLOAT32_MAX:
+                raise PetastormSchemaError(f"field {name!r}: value {value!r} does not fit the column type float32 "
+                                           f"(FloatType; it would be stored as infinity): use DoubleType")
+            return number
         if kind == "BooleanType":
+            if isinstance(value, (str, bytes, np.str_, np.bytes_)):  # bool('false') is True
+                raise PetastormSchemaError(f"field {name!r} expects a boolean (BooleanType), got the string "
+                                           f"{value!r}: convert it first")
             return bool(value)
         if kind == "StringType":
             if not isinstance(value, str):
