@@ -189,6 +189,15 @@ def _path_for_given(filesystem: pafs.FileSystem, url: str, parsed: ParseResult) 
 # One URL or a list of URLs
 # --------------------------------------------------------------------------------------------------
 
+def _filesystem_key(parsed: ParseResult) -> tuple[str, str]:
+    """What URLs of one list must share: the scheme and netloc; plain paths, ``file:///`` and
+    ``file://localhost/`` are all the local filesystem."""
+    scheme = parsed.scheme.lower()
+    if scheme in LOCAL_SCHEMES and parsed.netloc in ("", "localhost"):
+        return "file", ""
+    return scheme, parsed.netloc
+
+
 def get_filesystem_and_path_or_paths(
         url_or_urls: Union[str, list[str]], hdfs_driver: str = "libhdfs3",
         storage_options: Optional[dict] = None,
@@ -220,10 +229,9 @@ def get_filesystem_and_path_or_paths(
         if not url_or_urls:
             raise PetastormArgumentError("dataset url list must be non-empty. url_or_urls: the list of dataset URLs is empty")
         urls = [normalize_dir_url(u) for u in url_or_urls]
-        first = urlparse(urls[0])
+        first = _filesystem_key(urlparse(urls[0]))
         for url in urls[1:]:
-            parsed = urlparse(url)
-            if (parsed.scheme.lower(), parsed.netloc) != (first.scheme.lower(), first.netloc):
+            if _filesystem_key(urlparse(url)) != first:
                 raise PetastormFilesystemError(
                     f"The dataset url list must contain url with the same scheme and netloc. "
                     f"{urls[0]!r} and {url!r} differ")

@@ -103,6 +103,9 @@ def _build_s3fs(spec: FilesystemFactory) -> pafs.FileSystem:
             f"pyarrow's S3FileSystem): pip install s3fs") from e
     return _wrap_fsspec(s3fs.S3FileSystem(**spec.options))
 
+# why pyarrow could not load libhdfs/libjvm the first time in this process (it says only "Prior attempt ..." later)
+_LIBHDFS_FAILURE: dict = {}
+
 
 def _build_hdfs(spec: FilesystemFactory) -> pafs.FileSystem:
     options = spec.options
@@ -110,6 +113,11 @@ def _build_hdfs(spec: FilesystemFactory) -> pafs.FileSystem:
         return pafs.HadoopFileSystem(options["host"], options["port"], user=options.get("user"))
     except OSError as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Prior attempt to load libhdfs failed" in first_line:
+            # pyarrow tries to load libhdfs once per process; later calls hide why it failed: say it again
+            first_line = _LIBHDFS_FAILURE.get("first", first_line)
+        elif "Unable to load" in first_line:
+            _LIBHDFS_FAILURE.setdefault("first", first_line)
         raise PetastormFilesystemUnavailableError(
             f"cannot open HDFS for {spec.url!r} (namenode {options['host']!r}, port {options['port']}): "
             f"{first_line}. {_HDFS_HELP}") from e

@@ -96,3 +96,28 @@ def test_hdfs_without_a_cluster_is_an_os_error_naming_the_url(url):
         make_batch_reader(url, reader_pool_type="dummy")
     assert url in str(info.value)
     assert "HADOOP_HOME" in str(info.value)
+
+
+def test_list_mixing_plain_paths_and_file_urls_reads_every_file(tmp_path, monkeypatch):
+    """All local: a plain path (absolute or relative), ``file:///`` and ``file://localhost/`` in one list. 0.12.1
+    refused plain paths altogether; we used to refuse the mix ('same scheme and netloc')."""
+    _write(str(tmp_path), 0, files=4)
+    monkeypatch.chdir(tmp_path)
+    urls = [f"file://{tmp_path}/part-0.parquet", str(tmp_path / "part-1.parquet"), "part-2.parquet",
+            f"file://localhost{tmp_path}/part-3.parquet"]
+    assert _ids(urls) == list(range(20))
+
+
+def test_list_mixing_local_and_s3_is_refused_naming_both():
+    with pytest.raises(PetastormFilesystemError, match="same scheme and netloc.*'/data/a.parquet'.*s3://b/x"):
+        make_batch_reader(["/data/a.parquet", "s3://b/x.parquet"], reader_pool_type="dummy")
+
+
+def test_hdfs_second_attempt_still_says_why_libhdfs_did_not_load():
+    """pyarrow loads libhdfs once per process and later says only 'Prior attempt to load libhdfs failed'."""
+    messages = []
+    for _ in range(2):
+        with pytest.raises(OSError) as info:
+            make_batch_reader("hdfs://nn:8020/data/ds", reader_pool_type="dummy")
+        messages.append(str(info.value))
+    assert "Unable to load" in messages[1] and "Prior attempt" not in messages[1]
