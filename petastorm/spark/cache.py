@@ -51,7 +51,17 @@ _entries: List[CacheEntry] = []
 
 
 def _normalize_file_url(url: str) -> str:
-    """``file:/x`` (Hadoop's form, as ``inputFiles()`` gives it) -> ``file:///x``; other URLs unchanged."""
+    """A URL of ``inputFiles()`` as the readers open it.
+
+    ``file:/x`` (Hadoop's form) -> ``file:///x``; the path is percent-decoded (Hadoop encodes it: a cache dir
+    ``/my cache`` came back as ``my%20cache``, a path the readers then looked for literally) unless the decoded
+    path would hold ``?`` or ``#``, which a URL parser would cut off.
+    """
+    from urllib.parse import unquote
+
+    decoded = unquote(url)
+    if decoded != url and "?" not in decoded and "#" not in decoded:
+        url = decoded
     if url.startswith("file:/") and not url.startswith("file://"):
         return "file://" + url[len("file:"):]
     if url.startswith("file://localhost/"):

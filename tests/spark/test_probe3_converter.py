@@ -1,0 +1,41 @@
+"""Probe round 3 (P31): the Spark converter feeding the torch / tf loaders, as a 0.12.1 user's script calls it.
+
+Expected values marked "recorded" were observed on petastorm 0.12.1 (pyspark 3.5.9, TensorFlow 2.16, black-box
+runs from outside the repository).
+"""
+import pytest
+
+from petastorm.spark import SparkDatasetConverter, make_spark_converter
+
+CONF = SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF
+
+
+@pytest.fixture()
+def odd_parent(spark_session, tmp_path):
+    """A parent cache dir whose path holds a space and a literal ``%20`` (restores the conf afterwards)."""
+    previous = spark_session.conf.get(CONF, None)
+    parent = tmp_path / "my cache %20 dir"
+    parent.mkdir()
+    spark_session.conf.set(CONF, "file://" + str(parent))
+    yield str(parent)
+    if previous is None:
+        spark_session.conf.unset(CONF)
+    else:
+        spark_session.conf.set(CONF, previous)
+
+
+def test_cache_dir_with_space_and_percent_is_read_by_the_loaders(spark_session, odd_parent):
+    # Spark's inputFiles() gives percent-encoded URIs ('my%20cache%20%2520%20dir'): the loaders looked for that
+    # literal path ('Passed non-file path: .../my%20cache%20%2520%20dir/part-...'). 0.12.1 failed alike
+    # (recorded: FileNotFoundError on '/tmp/p31%20space/part-...'); a path with a space is ordinary on macOS/Windows.
+    df = spark_session.range(7).selectExpr("id", "cast(id as double) / 2 as x").coalesce(1)
+    converter = make_spark_converter(df)
+    assert all(url.startswith("file://" + odd_parent + "/") for url in converter.file_urls)
+    with converter.make_torch_dataloader(batch_size=7, num_epochs=1) as loader:
+        batch = next(iter(loader))
+    assert sorted(batch["id"].tolist()) == list(range(7))
+    with converter.make_tf_dataset(batch_size=7, num_epochs=1) as dataset:
+        element = next(iter(dataset))
+    assert sorted(element.id.numpy().tolist()) == list(range(7))
+    assert make_spark_converter(df).cache_dir_url == converter.cache_dir_url  # the cache is found again
+    converter.delete()
