@@ -37,6 +37,7 @@ import struct
 import threading
 import warnings
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 import diskcache
 import numpy as np
@@ -324,6 +325,20 @@ class SafeDisk(diskcache.Disk):
             super().remove(file_path)
 
 
+def _local_directory(path: Any) -> str:
+    """``path`` as a local directory: a ``file://`` URL gives its path; another URL is refused (it used to make
+    a directory named ``s3:`` or ``file:`` under the working directory)."""
+    path = os.fspath(path)
+    if "://" in path:
+        parsed = urlparse(path)
+        if parsed.scheme.lower() != "file" or parsed.netloc not in ("", "localhost"):
+            raise PetastormArgumentError(
+                f"cache_location must be a local directory (the local disk cache keeps SQLite databases and files "
+                f"on this machine), got the URL {path!r}")
+        path = parsed.path
+    return path
+
+
 class LocalDiskCache(CacheBase):
     """A cache on the local file system (an adapter to ``diskcache.FanoutCache``).
 
@@ -333,8 +348,9 @@ class LocalDiskCache(CacheBase):
 
     Parameters
     ----------
-    path : str
-        Directory of the cache (created if missing).
+    path : str or os.PathLike
+        Directory of the cache (created if missing); a ``file://`` URL is taken as its path, other URLs are
+        refused.
     size_limit_bytes : int
         Largest disk space the cache should use, in bytes; least recently stored entries are evicted
         past it (the cache may exceed it briefly by about one entry per shard).
@@ -367,7 +383,7 @@ class LocalDiskCache(CacheBase):
         if "disk" in settings:
             raise PetastormArgumentError("LocalDiskCache: the 'disk' setting is not accepted (values are stored "
                                          "by petastorm's SafeDisk, which never unpickles)")
-        self._path = path
+        self._path = _local_directory(path)
         self._size_limit_bytes = size_limit_bytes
         self._expected_row_size_bytes = expected_row_size_bytes
         self._shards = shards
