@@ -23,6 +23,7 @@ translation and the filesystem recipes live in :mod:`petastorm.fs_impl`.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Any, Callable, Optional, Union
 from urllib.parse import ParseResult, urlparse
@@ -114,7 +115,9 @@ class FilesystemResolver:
             self._path = local_path(self._dataset_url, self._parsed)
         elif scheme in S3_SCHEMES:
             self._factory = self._s3_factory(storage_options)
-            self._path = get_dataset_path(self._parsed)
+            # 's3://bucket//ds' (a base URL ending in '/' joined with '/ds'): pyarrow raised ArrowInvalid 'Empty path
+            # component', s3fs found nothing; POSIX paths read it as 'bucket/ds', and so do we
+            self._path = re.sub("/{2,}", "/", get_dataset_path(self._parsed))
         elif scheme in HDFS_SCHEMES:
             self._factory = self._hdfs_factory(hadoop_configuration, connector, hdfs_driver, user)
             self._path = self._parsed.path or "/"

@@ -41,3 +41,19 @@ def test_s3fs_without_credentials_names_the_url(s3_server, monkeypatch):
                           reader_pool_type="dummy")
     assert url in str(info.value)
     assert "credentials" in str(info.value)
+
+
+@pytest.mark.parametrize("client", ["pyarrow", "s3fs"])
+def test_double_slash_in_an_s3_url_reads_the_dataset(s3_server, client):
+    """``f"{base}/{name}"`` with ``base`` ending in '/': pyarrow's S3 raised ``ArrowInvalid: Empty path component``
+    (s3fs: not found); a local path with '//' reads the directory, and so does S3 now."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bucket = s3_server.make_bucket()
+    pq.write_table(pa.table({"id": np.arange(7, dtype=np.int64)}), f"{bucket}/ds/p.parquet",
+                   filesystem=s3_server.pyarrow_filesystem())
+    with make_batch_reader(f"s3://{bucket}//ds", storage_options=_options(s3_server, client),
+                           reader_pool_type="dummy") as reader:
+        assert sorted(int(x) for batch in reader for x in batch.id) == list(range(7))
