@@ -10,6 +10,7 @@ attribute per field, so datasets we write load in the original and the other way
 """
 from __future__ import annotations
 
+import keyword
 import re
 import warnings
 from collections import OrderedDict, namedtuple
@@ -70,6 +71,17 @@ class UnischemaField(NamedTuple):
 
     def __hash__(self) -> int:
         return hash(_fields_as_tuple(self))
+
+
+def namedtuple_field_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be a field of the rows' namedtuples (None if it can)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        return "is not a Python identifier"
+    if keyword.iskeyword(name):
+        return "is a Python keyword"
+    if name.startswith("_"):
+        return "starts with an underscore"
+    return None
 
 
 def _namedtuple_name(name: str) -> str:
@@ -191,6 +203,13 @@ class Unischema:
         cached = self.__dict__.get("_namedtuple_cache")
         if cached is None or cached._fields != tuple(self._fields):
             # named '<schema>_view', as the original's rows (recorded from 0.12.1)
+            for field_name in self._fields:
+                problem = namedtuple_field_problem(field_name)
+                if problem:
+                    raise PetastormSchemaError(
+                        f"Type names and field names must be valid identifiers: field {field_name!r} of the "
+                        f"schema {self._name!r} {problem}, and rows are namedtuples; leave it out with "
+                        f"schema_fields=[...] (or rename it when writing)")
             cached = namedtuple(_namedtuple_name(f"{self._name}_view"), list(self._fields), rename=False)
             # Keep the class out of the pickled state (see __getstate__).
             object.__setattr__(self, "_namedtuple_cache", cached)

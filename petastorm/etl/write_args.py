@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import pyarrow as pa
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError
 from petastorm.etl.encode_pool import is_encoded_input
 from petastorm.unischema import Unischema
 
@@ -22,6 +22,7 @@ __all__ = [
     "ensure_compression",
     "ensure_partition_by",
     "known_row_count",
+    "ensure_field_names",
 ]
 
 _COMPRESSIONS = {"snappy": "snappy", "gzip": "gzip", "brotli": "brotli", "zstd": "zstd", "lz4": "lz4",
@@ -98,6 +99,19 @@ def ensure_partition_by(schema: Unischema, partition_by: Any) -> list[str]:
     if len(names) >= len(schema.fields):
         raise PetastormArgumentError("partition_by names every field: the data files would have no column")
     return names
+
+
+def ensure_field_names(schema: Unischema) -> None:
+    """Refuse a schema with a field that the readers' row namedtuples cannot hold (``'a b'``, ``'class'``,
+    ``'_x'``): the dataset could be written but not read by make_reader/make_batch_reader (nor 0.12.1)."""
+    from petastorm.unischema import namedtuple_field_problem
+
+    for name in schema.fields:
+        problem = namedtuple_field_problem(name)
+        if problem:
+            raise PetastormSchemaError(f"schema {schema._name!r}: field {name!r} {problem}; make_reader and "
+                                       f"make_batch_reader return rows as namedtuples and could not read the "
+                                       f"dataset back: rename the field")
 
 
 def known_row_count(rows: Any) -> Optional[int]:

@@ -49,6 +49,7 @@ from petastorm.etl.parquet_sink import DatasetSink, Layout, SinkThread
 from petastorm.etl.publish import check_target, delete_quietly, publish, resolve_target
 from petastorm.etl.write_args import (
     ensure_compression,
+    ensure_field_names,
     ensure_files_args,
     ensure_partition_by,
     ensure_positive_int,
@@ -162,6 +163,7 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
     row_group_bytes = ensure_row_group_bytes(row_group_size_mb)
     workers = ensure_workers(workers_count)
     partition_cols = ensure_partition_by(schema, partition_by)
+    ensure_field_names(schema)
     num_files, rows_per_file = ensure_files_args(num_files, rows_per_file)
     compression = ensure_compression(compression)
     chunk_rows = ensure_positive_int("chunk_rows", chunk_rows)
