@@ -37,13 +37,13 @@ import struct
 import threading
 import warnings
 from typing import Any, Callable
-from urllib.parse import urlparse
 
 import diskcache
 import numpy as np
 
 from petastorm.cache import CacheBase
 from petastorm.errors import PetastormArgumentError, PetastormError
+from petastorm.fs_impl.urls import local_directory
 
 __all__ = ["LocalDiskCache", "SafeDisk", "serialize_value", "deserialize_value", "SUPPORTED_VALUE_TYPES"]
 
@@ -325,20 +325,6 @@ class SafeDisk(diskcache.Disk):
             super().remove(file_path)
 
 
-def _local_directory(path: Any) -> str:
-    """``path`` as a local directory: a ``file://`` URL gives its path; another URL is refused (it used to make
-    a directory named ``s3:`` or ``file:`` under the working directory)."""
-    path = os.fspath(path)
-    if "://" in path:
-        parsed = urlparse(path)
-        if parsed.scheme.lower() != "file" or parsed.netloc not in ("", "localhost"):
-            raise PetastormArgumentError(
-                f"cache_location must be a local directory (the local disk cache keeps SQLite databases and files "
-                f"on this machine), got the URL {path!r}")
-        path = parsed.path
-    return path
-
-
 class LocalDiskCache(CacheBase):
     """A cache on the local file system (an adapter to ``diskcache.FanoutCache``).
 
@@ -383,7 +369,7 @@ class LocalDiskCache(CacheBase):
         if "disk" in settings:
             raise PetastormArgumentError("LocalDiskCache: the 'disk' setting is not accepted (values are stored "
                                          "by petastorm's SafeDisk, which never unpickles)")
-        self._path = _local_directory(path)
+        self._path = local_directory(path, "cache_location")
         self._size_limit_bytes = size_limit_bytes
         self._expected_row_size_bytes = expected_row_size_bytes
         self._shards = shards

@@ -17,6 +17,7 @@ __all__ = [
     "normalize_dir_url",
     "get_dataset_path",
     "local_path",
+    "local_directory",
     "hdfs_namenode",
 ]
 
@@ -109,6 +110,32 @@ def local_path(dataset_url: str, parsed: ParseResult) -> str:
                 f"(file:///{parsed.netloc}{parsed.path}); '{parsed.netloc}' was read as a host name")
         return (parsed.path or "/") + _literal_tail(parsed)
     return os.path.abspath(dataset_url)
+
+
+def local_directory(path: Any, argument: str) -> str:
+    """``path`` (a local directory, or a ``file://`` URL of one) as a local path; other URLs are refused.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    argument : str
+        The argument's name, for the error message.
+
+    Raises
+    ------
+    PetastormArgumentError
+        ``path`` is an ``s3://``, ``hdfs://``... URL (the caller needs a directory on this machine; such a URL
+        used to make a directory named ``s3:`` under the working directory).
+    """
+    path = os.fspath(path)
+    if "://" in path:
+        parsed = urlparse(path)
+        if parsed.scheme.lower() != "file" or parsed.netloc not in ("", "localhost"):
+            raise PetastormArgumentError(
+                f"{argument} must be a local directory (the local disk cache keeps SQLite databases and files "
+                f"on this machine), got the URL {path!r}")
+        path = parsed.path
+    return path
 
 
 def hdfs_namenode(parsed: ParseResult, hadoop_configuration: Any) -> tuple[str, int]:
