@@ -92,6 +92,8 @@ def check_value_fits_field(field: Any, value: Any, image: bool = False) -> np.nd
         raise PetastormSchemaError(
             f"{lead}: field {name!r} expects {value.dtype.name} of shape {tuple(field.shape)}, got "
             f"{value.dtype.name} of shape {value.shape}")
+    if not value.dtype.isnative:  # big-endian input: stored (and read back) in this machine's byte order
+        value = value.astype(value.dtype.newbyteorder("="))
     return value
 
 
@@ -496,11 +498,28 @@ def encode_native(field: Any, value: Any) -> Any:
     if field.shape in ((), None):
         if isinstance(value, np.ndarray) and value.shape != ():
             raise PetastormSchemaError(f"field {field.name!r} expects a scalar, got an array of shape {value.shape}")
+        _check_native_scalar(field, value)
         if isinstance(value, np.generic):
             return value.item()
         return value
     arr = check_value_fits_field(field, np.asarray(value) if not isinstance(value, np.ndarray) else value)
     return arr.tolist()
+
+
+def _check_native_scalar(field: Any, value: Any) -> None:
+    """Refuse a number that Arrow would store changed in the field's column: a float with a fraction (or NaN)
+    in an integer column is truncated, a finite float beyond float32 range becomes infinity."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return
+    try:
+        dtype = np.dtype(field.numpy_dtype)
+    except TypeError:
+        return
+    if dtype.kind in "iu" and isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise PetastormSchemaError(f"field {field.name!r} expects an integer ({dtype.name}), got {value!r}")
+    if dtype == np.float32 and math.isfinite(value) and abs(float(value)) > _FLOAT32_MAX:
+        raise PetastormSchemaError(f"field {field.name!r}: value {value!r} does not fit the column type float32 "
+                                   f"(it would be stored as infinity): use float64")
 
 
 def decode_native_column(field: Any, column: Any) -> np.ndarray:
