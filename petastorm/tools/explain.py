@@ -84,6 +84,10 @@ def explain(args: argparse.Namespace) -> Any:
 
     if (args.shard is None) != (args.shard_count is None):
         raise PetastormArgumentError("--shard and --shard-count go together: pass both or neither")
+    if args.epoch is not None and args.num_epochs and args.epoch >= args.num_epochs:
+        raise PetastormArgumentError(f"--epoch {args.epoch} is past the last epoch the reader reads: with --num-epochs "
+                                     f"{args.num_epochs} the epochs are 0..{args.num_epochs - 1} (--num-epochs 0: "
+                                     f"unlimited)")
     factory = make_reader if args.rows else make_batch_reader
     reader = factory(args.dataset_url, schema_fields=args.fields, reader_pool_type="dummy", seed=args.seed,
                      shuffle_row_groups=args.shuffle_row_groups, shuffle_rows=args.shuffle_rows,
