@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import DatasetNotFoundError, PetastormArgumentError
 from petastorm.settings import other_program_variable
 
 __all__ = ["TFDatasetContextManager", "TorchDatasetContextManager", "check_rank_and_size_consistent_with_horovod",
@@ -82,7 +82,13 @@ class _ReaderContext:
     def _open_reader(self) -> Any:
         from petastorm import make_batch_reader
 
-        self.reader = make_batch_reader(self.parquet_file_url_list, **self.petastorm_reader_kwargs)
+        try:
+            self.reader = make_batch_reader(self.parquet_file_url_list, **self.petastorm_reader_kwargs)
+        except DatasetNotFoundError as e:
+            raise DatasetNotFoundError(
+                f"The converter's cached files are gone ({e}): delete() was called on this converter, or on "
+                f"another converter of the same DataFrame (they share the files), or they were removed by hand; "
+                f"make a new converter with make_spark_converter(df)") from e
         return self.reader
 
     def _close_reader(self) -> None:

@@ -39,3 +39,27 @@ def test_cache_dir_with_space_and_percent_is_read_by_the_loaders(spark_session, 
     assert sorted(element.id.numpy().tolist()) == list(range(7))
     assert make_spark_converter(df).cache_dir_url == converter.cache_dir_url  # the cache is found again
     converter.delete()
+
+
+def test_loaders_after_delete_say_the_files_were_deleted(spark_session, odd_parent):
+    # Two converters of one DataFrame share the files; after delete() on either, both loaders failed with
+    # 'Passed non-file path: <a part file>' (0.12.1, recorded: RuntimeError 'Timeout while waiting for all
+    # parquet-store files to appear at urls ...' after a wait). Now the error says why and what to do.
+    from petastorm.errors import DatasetNotFoundError
+
+    df = spark_session.range(5).selectExpr("id * 3 as z")
+    first, second = make_spark_converter(df), make_spark_converter(df)
+    assert first.cache_dir_url == second.cache_dir_url
+    first.delete()
+    for converter in (first, second):
+        with pytest.raises(DatasetNotFoundError, match=r"delete\(\) was called .*make_spark_converter\(df\)"):
+            with converter.make_torch_dataloader(batch_size=2, num_epochs=1):
+                pass
+        with pytest.raises(DatasetNotFoundError, match=r"cached files are gone"):
+            with converter.make_tf_dataset(batch_size=2, num_epochs=1):
+                pass
+    fresh = make_spark_converter(df)  # written again, readable
+    assert fresh.cache_dir_url != first.cache_dir_url
+    with fresh.make_torch_dataloader(batch_size=5, num_epochs=1) as loader:
+        assert sorted(next(iter(loader))["z"].tolist()) == [0, 3, 6, 9, 12]
+    fresh.delete()
