@@ -35,10 +35,11 @@ arguments, :mod:`petastorm.etl.parquet_sink` writes the Parquet files, :mod:`pet
 """
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import pyarrow as pa
 
@@ -102,8 +103,8 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
 
     Parameters
     ----------
-    dataset_url : str
-        Target directory: a path, ``file://``, ``s3://``, ``hdfs://``, ``gs://``... URL.
+    dataset_url : str or os.PathLike
+        Target directory: a path (``str`` or ``pathlib.Path``), ``file://``, ``s3://``, ``hdfs://``, ``gs://``... URL.
     schema : Unischema
         Fields and codecs of the rows.
     rows : iterable
@@ -169,6 +170,11 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
     chunk_rows = ensure_positive_int("chunk_rows", chunk_rows)
     if is_encoded_input(rows):
         rows = [rows]
+    elif isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Iterable):
+        what = "a single dict (one row? pass [row])" if isinstance(rows, Mapping) else type(rows).__name__
+        raise PetastormArgumentError(f"rows must be an iterable of row dicts or of encoded batches, got {what}")
+    if isinstance(dataset_url, os.PathLike):
+        dataset_url = os.fspath(dataset_url)
     total_rows = known_row_count(rows)
 
     fs, path = resolve_target(dataset_url, storage_options, filesystem)

@@ -36,3 +36,22 @@ def test_non_integer_or_non_positive_values_are_refused_naming_the_argument(tmp_
     with pytest.raises(PetastormArgumentError, match=name):
         write_dataset(str(tmp_path / "ds"), SCHEMA, ROWS, workers_count=1, progress=False, **{name: value})
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_pathlib_path_is_accepted_as_the_readers_accept_it(tmp_path):
+    # before: "dataset_url must be a non-empty string, got PosixPath(...)"; make_reader takes a Path
+    from petastorm import make_reader
+
+    result = write_dataset(tmp_path / "ds", SCHEMA, ROWS, workers_count=1, progress=False)
+    assert result.dataset_url == str(tmp_path / "ds") and result.num_rows == 12
+    with make_reader(tmp_path / "ds", workers_count=1) as reader:
+        assert sorted(int(row.id) for row in reader) == list(range(12))
+
+
+@pytest.mark.parametrize("rows, what", [({"id": 1}, r"a single dict \(one row\? pass \[row\]\)"),
+                                        ("abc", "got str"), (5, "got int")])
+def test_rows_that_are_not_an_iterable_of_rows_are_named(tmp_path, rows, what):
+    # before: "row 0 of the input: expected a dict ..., got str" (a dict's keys) or a bare TypeError
+    with pytest.raises(PetastormArgumentError, match=f"rows must be an iterable of row dicts.*{what}"):
+        write_dataset(str(tmp_path / "ds"), SCHEMA, rows, workers_count=1, progress=False)
+    assert not (tmp_path / "ds").exists()
