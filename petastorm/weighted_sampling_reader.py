@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from petastorm.errors import PetastormArgumentError
+from petastorm.errors import PetastormArgumentError, PetastormReaderError
 
 __all__ = ["WeightedSamplingReader"]
 
@@ -92,7 +92,23 @@ class WeightedSamplingReader:
         return self.__next__()
 
     def reset(self) -> None:
-        """Reset every reader that supports it (for a new pass after exhaustion)."""
+        """Start a new pass: reset every reader (a loader's second pass calls this).
+
+        Possible only when every reader has yielded its last row: the mix ends as soon as the first reader
+        picked is exhausted, so the others are usually in the middle of their pass and cannot restart.
+
+        Raises
+        ------
+        PetastormReaderError
+            If a reader is in the middle of its pass (names it); the original 0.12.1 has no ``reset``
+            (``AttributeError``).
+        """
+        for i, reader in enumerate(self._readers):
+            if hasattr(reader, "reset") and not getattr(reader, "last_row_consumed", True):
+                raise PetastormReaderError(
+                    f"WeightedSamplingReader cannot start a new pass: reader {i} is in the middle of its pass (the "
+                    f"mix ended when another reader was exhausted). Give the readers num_epochs=None and stop after "
+                    f"the number of items you need, or make new readers and a new WeightedSamplingReader per pass")
         for reader in self._readers:
             if hasattr(reader, "reset"):
                 reader.reset()
