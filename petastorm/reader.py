@@ -338,7 +338,7 @@ def _build_reader(args: _ReaderArgs) -> Reader:
                     partition_types=partition_types, predicate=predicate, transform_spec=transform_spec,
                     filter_expression=selection.row_filter_expression,
                     output_mode="batch" if is_batched else "rows", cache=cache,
-                    dataset_fingerprint=dataset.fingerprint() if cache is not None else "",  # cache keys only
+                    dataset_fingerprint=dataset.cache_namespace() if cache is not None else "",  # cache keys only
                     output_schema=output_schema if transform_spec is not None else None,
                     filter_columns=selection.filter_columns, direct_read=config.direct_read, settings=config,
                     convert_early_to_numpy=bool(args.convert_early_to_numpy))

@@ -8,7 +8,6 @@ served the train reader's rows from the cache, silently.
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from petastorm import TransformSpec, make_batch_reader
 
@@ -35,9 +34,6 @@ def _read(reader):
         reader.join()
 
 
-@pytest.mark.xfail(strict=True, reason="cache keys hold the dataset's relative file names and row groups only "
-                                       "(reader.py: dataset_fingerprint=dataset.fingerprint()): a second dataset "
-                                       "with the same layout is served the first one's rows; fix in the P33 report")
 def test_two_datasets_with_the_same_layout_do_not_share_cache_entries(tmp_path):
     train = _write(tmp_path, "train", 0)
     val = _write(tmp_path, "val", 1000)

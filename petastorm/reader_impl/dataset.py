@@ -19,7 +19,13 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from petastorm.errors import DatasetNotFoundError, PetastormDatasetError, PetastormMetadataError
+from petastorm.errors import (
+    DatasetNotFoundError,
+    PetastormDatasetError,
+    PetastormError,
+    PetastormFilesystemUnavailableError,
+    PetastormMetadataError,
+)
 from petastorm.reader_impl.work_item import RowGroupInfo  # noqa: F401 - defined there, light for workers
 from petastorm.unischema import Unischema
 
@@ -83,6 +89,15 @@ class DatasetInfo:
         h.update(json.dumps([[rg[1], rg[2]] for rg in self.row_groups], check_circular=False).encode())
         self.__dict__["_fingerprint"] = (len(self.row_groups), h.hexdigest()[:24])
         return self.__dict__["_fingerprint"][1]
+
+    def cache_namespace(self) -> str:
+        """Prefix of the local disk cache's keys: :meth:`fingerprint` plus a hash of where the files are (the
+        filesystem's type and the files' full paths), so that two datasets laid out alike (``train/`` and ``val/``
+        with the same file names and row groups) never share entries of one ``cache_location`` (0.12.1 put the
+        dataset's URL in its keys)."""
+        where = sorted({rg.path for rg in self.row_groups})
+        digest = hashlib.sha256(f"{type(self.filesystem).__name__}\n{where}".encode()).hexdigest()[:16]
+        return f"{self.fingerprint()}-{digest}"
 
     @property
     def has_petastorm_metadata(self) -> bool:
@@ -253,7 +268,13 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
         hdfs_driver=hdfs_driver, storage_options=storage_options, filesystem=filesystem)
     meta = _MetadataLoader(fs, None, start=False)  # no metadata file for a list of file URLs or one file
     if isinstance(path_or_paths, str):
-        info = fs.get_file_info(path_or_paths)
+        try:
+            info = fs.get_file_info(path_or_paths)
+        except PetastormError:
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. botocore's NoCredentialsError, which is no OSError
+            raise PetastormFilesystemUnavailableError(
+                f"cannot reach {describe_url(url_or_urls)!r}: {type(e).__name__}: {e}") from e
         if info.type == pafs.FileType.NotFound:
             raise DatasetNotFoundError(f"Passed non-file path: {path_or_paths}: dataset path "
                                        f"{describe_url(url_or_urls)!r} does not exist")

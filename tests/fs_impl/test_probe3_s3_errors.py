@@ -29,9 +29,6 @@ def test_missing_bucket_or_key_is_file_not_found_naming_the_url(s3_server, clien
     assert url in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="petastorm/reader_impl/dataset.py open_dataset lets botocore's "
-                                       "NoCredentialsError ('Unable to locate credentials') through from "
-                                       "fs.get_file_info without the URL (reader owner; fix in the P33 report)")
 def test_s3fs_without_credentials_names_the_url(s3_server, monkeypatch):
     for name in _NO_CREDENTIALS:
         monkeypatch.delenv(name, raising=False)
