@@ -441,8 +441,11 @@ class CompressedImageCodec(DataframeColumnCodec):
             codec = "jpeg"
         if codec not in ("png", "jpeg"):
             raise PetastormSchemaError(f"image_codec must be 'png' or 'jpeg', got {image_codec!r}")
+        if quality is not None and (isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, np.integer))):
+            raise PetastormSchemaError(f"CompressedImageCodec: quality must be an integer from 0 to 100, got "
+                                       f"{quality!r}")
         self._image_codec = "." + codec
-        self._quality = quality
+        self._quality = 95 if quality is None else int(quality)  # None: OpenCV's default, as the original uses
 
     @property
     def image_codec(self) -> str:

@@ -63,3 +63,23 @@ def test_every_image_the_format_holds_reads_back_with_its_dtype_and_shape(tmp_pa
             np.testing.assert_array_equal(img, value)
         else:             # a flat JPEG is close
             assert np.abs(img.astype(int) - value.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("quality", ["high", [90], True, 50.5])
+def test_a_jpeg_quality_that_is_not_a_number_is_refused_when_the_codec_is_made(quality):
+    # before: accepted, then every row failed in int() (or, for 50.5, when writing the metadata) with a message
+    # naming neither the codec nor quality; 0.12.1 (recorded) fails in cv2.imencode for 'high' and 50.5
+    with pytest.raises(PetastormSchemaError, match="CompressedImageCodec: quality must be an integer"):
+        CompressedImageCodec("jpeg", quality=quality)
+
+
+@pytest.mark.parametrize("quality", [None, 0, 100, np.int64(70)])
+def test_jpeg_quality_none_or_a_number_writes_a_readable_image(tmp_path, quality):
+    # 0.12.1 (recorded) encodes with quality=None (OpenCV's default)
+    value = np.full((8, 8, 3), 100, np.uint8)
+    schema = Unischema("Img", [UnischemaField("img", np.uint8, (8, 8, 3), CompressedImageCodec("jpeg", quality),
+                                              False)])
+    write_dataset(str(tmp_path / "ds"), schema, [{"img": value}], workers_count=1, progress=False)
+    with make_reader("file://" + str(tmp_path / "ds"), workers_count=1) as reader:
+        (img,) = [row.img for row in reader]
+    assert img.shape == (8, 8, 3) and np.abs(img.astype(int) - 100).max() <= 8
