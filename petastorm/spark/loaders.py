@@ -19,6 +19,7 @@ __all__ = ["TFDatasetContextManager", "TorchDatasetContextManager", "check_rank_
 logger = logging.getLogger("petastorm.spark.spark_dataset_converter")
 
 DEFAULT_WORKERS_COUNT = 4  # recorded from 0.12.1: the converter's readers use 4 threads
+_AUTOTUNE = -1  # tf.data.AUTOTUNE
 DEFAULT_TF_BATCH_SIZE = 32  # recorded from 0.12.1: make_tf_dataset(batch_size=None) gives batches of 32
 
 _HOROVOD_ENV = (("HOROVOD_RANK", "HOROVOD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
@@ -145,16 +146,18 @@ class TFDatasetContextManager(_ReaderContext):
 
     Elements are namedtuples of tensors, batches of ``batch_size`` rows (32 when None, as the original;
     the last batch of the data may be shorter), shuffled through a buffer of ``shuffling_queue_capacity``
-    rows when given, prefetched ``prefetch`` elements ahead (``tf.data.AUTOTUNE`` when None).
+    rows when given, prefetched ``prefetch`` elements ahead (``tf.data.AUTOTUNE`` when None or -1).
     """
 
     def __init__(self, file_urls: List[str], batch_size: Optional[int], prefetch: Optional[int],
                  kwargs: Dict[str, Any], shuffling_queue_capacity: Optional[int]) -> None:
         super().__init__(file_urls, kwargs)
         self.batch_size = DEFAULT_TF_BATCH_SIZE if batch_size is None else _positive("batch_size", batch_size)
+        # -1 is tf.data.AUTOTUNE: make_tf_dataset(prefetch=tf.data.AUTOTUNE) ran on 0.12.1 (recorded)
         if prefetch is not None and (isinstance(prefetch, bool) or not hasattr(prefetch, "__index__")
-                                     or int(prefetch.__index__()) < 0):
-            raise PetastormArgumentError(f"prefetch must be None or an integer >= 0, got {prefetch!r}")
+                                     or int(prefetch.__index__()) < _AUTOTUNE):
+            raise PetastormArgumentError(
+                f"prefetch must be None or an integer >= 0, got {prefetch!r} (or tf.data.AUTOTUNE, -1)")
         self.prefetch = prefetch
         if shuffling_queue_capacity is not None and (
                 isinstance(shuffling_queue_capacity, bool) or not hasattr(shuffling_queue_capacity, "__index__")

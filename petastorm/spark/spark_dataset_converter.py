@@ -96,7 +96,7 @@ class SparkDatasetConverter:
         batch_size : int, optional
             Rows per element (32 when None, as the original); the last element of the data may be shorter.
         prefetch : int, optional
-            Elements prepared ahead (``tf.data.AUTOTUNE`` when None, none when 0).
+            Elements prepared ahead (``tf.data.AUTOTUNE`` when None or -1, none when 0).
         num_epochs : int, optional
             Passes over the data; None: repeat forever.
         workers_count : int, optional

@@ -63,3 +63,16 @@ def test_loaders_after_delete_say_the_files_were_deleted(spark_session, odd_pare
     with fresh.make_torch_dataloader(batch_size=5, num_epochs=1) as loader:
         assert sorted(next(iter(loader))["z"].tolist()) == [0, 3, 6, 9, 12]
     fresh.delete()
+
+
+def test_tf_dataset_prefetch_autotune(spark_session, odd_parent):
+    # make_tf_dataset(prefetch=tf.data.AUTOTUNE) (== -1) is how TF code spells "autotune"; 0.12.1 accepted it
+    # (recorded: batches [4, 4, 2] of 10 rows); it was refused ('prefetch must be None or an integer >= 0').
+    import tensorflow as tf
+
+    converter = make_spark_converter(spark_session.range(10).coalesce(1))
+    with converter.make_tf_dataset(batch_size=4, num_epochs=1, prefetch=tf.data.AUTOTUNE) as dataset:
+        assert [len(element.id) for element in dataset] == [4, 4, 2]
+    with pytest.raises(ValueError, match=r"prefetch must be None or an integer >= 0, got -2 \(or tf.data.AUTOTUNE"):
+        converter.make_tf_dataset(prefetch=-2)
+    converter.delete()
