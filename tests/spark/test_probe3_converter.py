@@ -24,6 +24,7 @@ def odd_parent(spark_session, tmp_path):
         spark_session.conf.set(CONF, previous)
 
 
+@pytest.mark.slow  # two Spark writes and the first TensorFlow import: ~13 s
 def test_cache_dir_with_space_and_percent_is_read_by_the_loaders(spark_session, odd_parent):
     # Spark's inputFiles() gives percent-encoded URIs ('my%20cache%20%2520%20dir'): the loaders looked for that
     # literal path ('Passed non-file path: .../my%20cache%20%2520%20dir/part-...'). 0.12.1 failed alike
