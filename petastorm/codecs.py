@@ -23,11 +23,17 @@ from typing import Any
 import numpy as np
 
 from petastorm.batch_memory import cell_strides, cells_copy_view, cells_view, compact_copy
+from petastorm.codec_checks import (  # re-exported: their home before
+    FLOAT32_MAX,
+    check_value_fits_field,
+    decode_error,
+    dtype_type,
+    encode_native,
+    misfit,
+)
 from petastorm.errors import PetastormDecodeError, PetastormSchemaError, PetastormTypeError, add_note
 from petastorm.npy_format import array_to_npy_bytes, npy_bytes_to_array, parse_npy_header
 from petastorm.spark_types import spark_type, spark_type_name, to_pyspark
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 __all__ = [
     "DataframeColumnCodec",
@@ -45,81 +51,7 @@ __all__ = [
 ]
 
 
-# --- checks shared by the codecs ---------------------------------------------------------------------------
-
-def dtype_type(numpy_dtype: Any) -> Any:
-    """The numpy scalar type of a field's dtype (``np.float32`` for ``np.dtype('<f4')`` too)."""
-    if numpy_dtype in (Decimal, str, bytes):
-        return {Decimal: Decimal, str: np.str_, bytes: np.bytes_}[numpy_dtype]
-    try:
-        return np.dtype(numpy_dtype).type
-    except TypeError:
-        return numpy_dtype
-
-
-def _is_compliant_shape(actual: tuple, expected: tuple) -> bool:
-    if len(actual) != len(expected):
-        return False
-    return all(e is None or a == e for a, e in zip(actual, expected))
-
-
-def check_value_fits_field(field: Any, value: Any, image: bool = False) -> np.ndarray:
-    """Check that an array value has the field's dtype and shape; return it as an ndarray.
-
-    Messages lead with the original's words ('Unexpected type of ... feature', 'Unexpected dimensions of
-    ... feature'; ``image`` selects the image codec's punctuation), then ours.
-
-    Raises
-    ------
-    PetastormSchemaError
-        Naming the field, the expected and the actual dtype and shape.
-    """
-    name = field.name
-    if not isinstance(value, np.ndarray):
-        raise PetastormSchemaError(
-            f"field {name!r} expects a numpy array of {np.dtype(dtype_type(field.numpy_dtype)).name} "
-            f"with shape {field.shape}, got {type(value).__name__}")
-    expected_type = dtype_type(field.numpy_dtype)
-    if value.dtype.type is not expected_type:
-        lead = (f"Unexpected type of {name} feature, expected {field.numpy_dtype}, got {value.dtype}" if image else
-                f"Unexpected type of {name} feature. Expected {field.numpy_dtype}. Got {value.dtype}")
-        raise PetastormSchemaError(
-            f"{lead}: field {name!r} expects {np.dtype(expected_type).name} of shape {tuple(field.shape)}, got "
-            f"{value.dtype.name} of shape {value.shape}")
-    if not _is_compliant_shape(value.shape, tuple(field.shape)):
-        lead = (f"Unexpected dimensions of {name} feature, expected {tuple(field.shape)}, got {value.shape}" if image
-                else f"Unexpected dimensions of {name} feature. Expected {tuple(field.shape)}. Got {value.shape}")
-        raise PetastormSchemaError(
-            f"{lead}: field {name!r} expects {value.dtype.name} of shape {tuple(field.shape)}, got "
-            f"{value.dtype.name} of shape {value.shape}")
-    if not value.dtype.isnative:  # big-endian input: stored (and read back) in this machine's byte order
-        value = value.astype(value.dtype.newbyteorder("="))
-    return value
-
-
-def _misfit(field: Any, dtype: np.dtype, shape: tuple) -> "str | None":
-    """Why a decoded array of ``dtype`` and ``shape`` does not fit ``field``; None when it fits (or when no
-    field is given)."""
-    if field is None:
-        return None
-    expected = dtype_type(field.numpy_dtype)
-    want = tuple(field.shape) if field.shape is not None else None
-    if dtype.type is not expected or (want is not None and not _is_compliant_shape(tuple(shape), want)):
-        try:
-            expected_name = np.dtype(expected).name
-        except TypeError:
-            expected_name = getattr(expected, "__name__", str(expected))
-        return (f"the stored value is {dtype.name} of shape {tuple(shape)}, the field is {expected_name} of shape "
-                f"{want}")
-    return None
-
-
-def decode_error(field: Any, row: int, detail: str) -> PetastormDecodeError:
-    """The error for cell ``row`` of a column of ``field`` that cannot be decoded or does not fit the field
-    (the reader's worker adds the file, the row group and the row in the row group)."""
-    return PetastormDecodeError(f"field {field.name!r}, row {row} of the decoded column: {detail}", row=row,
-                                detail=detail)
-
+# --- column helpers shared by the codecs -----------------------------------------------------------------
 
 def binary_cells(column: Any) -> tuple[np.ndarray, np.ndarray, Any]:
     """Offsets (int32 for ``binary``/``string``, int64 for the large types; shape (rows + 1,)), data bytes
@@ -203,7 +135,7 @@ class DataframeColumnCodec(ABC):
                 raise
             raise decode_error(field, row, f"cannot decode the stored value: {e}") from e
         if self._checks_decoded_arrays and isinstance(out, np.ndarray):
-            why = _misfit(field, out.dtype, out.shape)
+            why = misfit(field, out.dtype, out.shape)
             if why:
                 raise decode_error(field, row, why)
         return out
@@ -263,7 +195,7 @@ class ScalarCodec(DataframeColumnCodec):
             return _parsed(int, value, name, f"an integer ({kind})")
         if kind in ("FloatType", "DoubleType"):
             number = _parsed(float, value, name, f"a float ({kind})")
-            if kind == "FloatType" and math.isfinite(number) and abs(number) > _FLOAT32_MAX:
+            if kind == "FloatType" and math.isfinite(number) and abs(number) > FLOAT32_MAX:
                 raise PetastormSchemaError(f"field {name!r}: value {value!r} does not fit the column type float32 "
                                            f"(FloatType; it would be stored as infinity): use DoubleType")
             return number
@@ -333,7 +265,7 @@ class NdarrayCodec(DataframeColumnCodec):
                 cells = data[offsets[0]:offsets[-1]].reshape(n, int(lengths[0]))
                 off = header.data_offset
                 if (cells[:, :off] == first[:off]).all():  # every cell has the first one's header
-                    why = _misfit(unischema_field, header.dtype, header.shape)
+                    why = misfit(unischema_field, header.dtype, header.shape)
                     if why:
                         raise decode_error(unischema_field, 0, f"{why} (and so are all the column's values)")
                     view = cells_view(column, int(offsets[0]) + off, n, int(lengths[0]), header)
@@ -353,7 +285,7 @@ class NdarrayCodec(DataframeColumnCodec):
                 cell = npy_bytes_to_array(data[offsets[i]:offsets[i + 1]].data)
             except PetastormSchemaError as e:
                 raise decode_error(unischema_field, i, f"cannot decode the stored value: {e}") from e
-            why = _misfit(unischema_field, cell.dtype, cell.shape)
+            why = misfit(unischema_field, cell.dtype, cell.shape)
             if why:
                 raise decode_error(unischema_field, i, why)
             decoded.append(cell.copy())
@@ -383,7 +315,7 @@ class NdarrayCodec(DataframeColumnCodec):
         heads = np.ndarray((n, off), np.uint8, buffer=buf, offset=cells.start, strides=(cells.stride, 1))
         if not (heads == heads[0]).all():
             return None
-        why = _misfit(unischema_field, dtype, shape)  # once per column: every cell has this header
+        why = misfit(unischema_field, dtype, shape)  # once per column: every cell has this header
         if why:
             raise decode_error(unischema_field, 0, f"{why} (and so are all the column's values)")
         start = cells.start + off
@@ -495,35 +427,6 @@ class CompressedImageCodec(DataframeColumnCodec):
 
 
 # --- fields with no codec (native Parquet columns) ----------------------------------------------------------
-
-def encode_native(field: Any, value: Any) -> Any:
-    """Encode a value of a field with no codec into a native Parquet value (scalar or list)."""
-    if field.shape in ((), None):
-        if isinstance(value, np.ndarray) and value.shape != ():
-            raise PetastormSchemaError(f"field {field.name!r} expects a scalar, got an array of shape {value.shape}")
-        _check_native_scalar(field, value)
-        if isinstance(value, np.generic):
-            return value.item()
-        return value
-    arr = check_value_fits_field(field, np.asarray(value) if not isinstance(value, np.ndarray) else value)
-    return arr.tolist()
-
-
-def _check_native_scalar(field: Any, value: Any) -> None:
-    """Refuse a number that Arrow would store changed in the field's column: a float with a fraction (or NaN)
-    in an integer column is truncated, a finite float beyond float32 range becomes infinity."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return
-    try:
-        dtype = np.dtype(field.numpy_dtype)
-    except TypeError:
-        return
-    if dtype.kind in "iu" and isinstance(value, (float, np.floating)) and not float(value).is_integer():
-        raise PetastormSchemaError(f"field {field.name!r} expects an integer ({dtype.name}), got {value!r}")
-    if dtype == np.float32 and math.isfinite(value) and abs(float(value)) > _FLOAT32_MAX:
-        raise PetastormSchemaError(f"field {field.name!r}: value {value!r} does not fit the column type float32 "
-                                   f"(it would be stored as infinity): use float64")
-
 
 def decode_native_column(field: Any, column: Any) -> np.ndarray:
     """Arrow column of a native Parquet type -> numpy array of shape ``(rows,)`` (object for lists,

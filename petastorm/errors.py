@@ -94,8 +94,10 @@ class CompressionCodecError(PetastormArgumentError, RuntimeError):
     ``RuntimeError``, as in the original)."""
 
 
-class PetastormWriteError(PetastormError):
-    """Writing a dataset failed; nothing was published."""
+class PetastormWriteError(PetastormError, OSError):
+    """Writing a dataset failed; nothing was published. Also an ``OSError``: the target is a file or a
+    directory that is no dataset, the disk is full, a worker died; code that catches ``OSError`` around a
+    write catches it."""
 
 
 class NoDataAvailableError(PetastormError, RuntimeError):

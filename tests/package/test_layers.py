@@ -16,7 +16,7 @@ LAYERS: List[Tuple[str, ...]] = [
     ("petastorm.errors", "petastorm.settings", "petastorm.spark_types", "petastorm.npy_format",
      "petastorm.batch_memory", "petastorm.cli_support", "petastorm.main_module"),
     # the schema model and the user-facing specs (no I/O)
-    ("petastorm.unischema", "petastorm.codecs", "petastorm.arrow_types", "petastorm.image_io",
+    ("petastorm.unischema", "petastorm.codecs", "petastorm.codec_checks", "petastorm.arrow_types", "petastorm.image_io",
      "petastorm.value_types", "petastorm.transform", "petastorm.predicates", "petastorm.selectors",
      "petastorm.ngram"),
     # URL -> filesystem
