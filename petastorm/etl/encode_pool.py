@@ -25,8 +25,6 @@ import functools
 import multiprocessing
 import os
 import signal
-import threading
-import time
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -41,6 +39,7 @@ from petastorm.etl.arrow_encoding import (
     is_encoded_input,
     validate_encoded_batch,
 )
+from petastorm.etl.parent_watch import process_identity, start_parent_watch
 from petastorm.unischema import Unischema
 
 __all__ = ["dataset_arrow_schema", "encode_rows_to_batch", "validate_encoded_batch", "is_encoded_input",
@@ -204,36 +203,6 @@ def _attached(name: str) -> Any:
     return block
 
 
-_PARENT_POLL_S = 0.5
-
-
-def _process_identity(pid: int) -> Optional[str]:
-    """``pid``'s start time (Linux ``/proc/<pid>/stat``), "" where unknown, None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except FileNotFoundError:
-        return None
-    except OSError:  # no /proc: only whether the pid exists
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except OSError:
-            pass
-        return ""
-    return None if fields[0] in (b"Z", b"X") else fields[19].decode()
-
-
-def _watch_parent(pid: int, identity: Optional[str]) -> None:
-    """Worker thread: exit the worker once the writing process is gone. A writer killed by SIGKILL (or the
-    OOM killer) cannot stop its pool, and ``ProcessPoolExecutor`` workers would wait on their queue forever."""
-    while True:
-        time.sleep(_PARENT_POLL_S)
-        if _process_identity(pid) != identity:
-            os._exit(1)
-
-
 def _init_worker(schema_bytes: bytes, parent_pid: Optional[int] = None,
                  parent_identity: Optional[str] = None) -> None:
     """Process pool initializer: load the schema once; leave Ctrl-C to the parent; exit when the parent dies."""
@@ -241,8 +210,7 @@ def _init_worker(schema_bytes: bytes, parent_pid: Optional[int] = None,
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is not None:
-        threading.Thread(target=_watch_parent, args=(parent_pid, parent_identity), daemon=True,
-                         name="petastorm-writer-parent-watch").start()
+        start_parent_watch(parent_pid, parent_identity)
     _keep_freed_memory()
     schema = cloudpickle.loads(schema_bytes)
     _WORKER_STATE["schema"] = schema
@@ -382,7 +350,7 @@ class _EncoderPool:
         return ProcessPoolExecutor(max_workers=self._workers_count, mp_context=context,
                                    initializer=_init_worker,
                                    initargs=(cloudpickle.dumps(self._schema), os.getpid(),
-                                             _process_identity(os.getpid())))
+                                             process_identity(os.getpid())))
 
     def submit(self, rows: list, first_row: int) -> _Pending:
         if self._executor is None:
