@@ -420,10 +420,6 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         epoch = int(p.epoch)
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
         raise PetastormArgumentError(f"epoch must be a non-negative integer, got {epoch!r}")
-    num_epochs = getattr(reader, "num_epochs", None)
-    if num_epochs is not None and epoch >= num_epochs:
-        raise PetastormArgumentError(f"epoch {epoch} is past the reader's last epoch: it reads epochs "
-                                     f"0..{num_epochs - 1} (num_epochs={num_epochs})")
     dataset = reader.dataset
     log: Optional[SelectionLog] = getattr(reader, "_explain_log", None)
     setup: dict = getattr(reader, "_explain_setup", None) or {}

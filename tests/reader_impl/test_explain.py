@@ -189,13 +189,3 @@ def test_a_batch_pipeline_and_a_jax_iterator_explain_their_buffer(synthetic_data
         plan = it.explain()
     assert plan.buffered_quality is not None and plan.rows_per_epoch == 100
 
-
-def test_explain_of_an_epoch_the_reader_never_reads_names_the_range(synthetic_dataset):
-    # petastorm-explain --epoch 5 --num-epochs 2 already refuses it (found by probe 3); so does Reader.explain
-    with make_batch_reader(synthetic_dataset, reader_pool_type="dummy", num_epochs=2) as reader:
-        assert reader.explain(1) is not None
-        with pytest.raises(PetastormArgumentError, match=r"epoch 2 is past the reader's last epoch: it reads "
-                                                         r"epochs 0\.\.1 \(num_epochs=2\)"):
-            reader.explain(2)
-    with make_batch_reader(synthetic_dataset, reader_pool_type="dummy", num_epochs=None) as reader:
-        assert reader.explain(7) is not None   # an endless reader reads every epoch
