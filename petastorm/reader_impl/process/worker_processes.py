@@ -239,13 +239,7 @@ def _forget_in_child(state: PoolState) -> None:
         return
     state.closed = True
     for w in state.workers:
-        w.reader.close()
-        for closeable in (w.conn, w.sock):
-            try:
-                if closeable is not None:
-                    closeable.close()
-            except OSError:
-                pass
+        _close_ends(w)
     for fd in (state.wake_r, state.wake_w):
         try:
             if fd >= 0:
@@ -289,13 +283,7 @@ def _end_workers(state: PoolState) -> None:
             w.process.kill()
             w.process.join(1.0)
     for w in workers:
-        w.reader.close()
-        for closeable in (w.conn, w.sock):
-            try:
-                if closeable is not None:
-                    closeable.close()
-            except OSError:
-                pass
+        _close_ends(w)
         _release_process(w.process)
     with state.wake_lock:
         for fd in (state.wake_r, state.wake_w):
@@ -344,6 +332,17 @@ def _collect_bequests(state: PoolState, deadline: float) -> None:
                 continue
     finally:
         state.recv_lock.release()
+
+
+def _close_ends(w: WorkerHandle) -> None:
+    """Close this process's ends of worker ``w``: its result reader, connection and socket."""
+    w.reader.close()
+    for closeable in (w.conn, w.sock):
+        try:
+            if closeable is not None:
+                closeable.close()
+        except OSError:
+            pass
 
 
 def describe_exit(exitcode: Optional[int]) -> str:
