@@ -230,11 +230,12 @@ def merge_state_dicts(states: Sequence[Mapping]) -> dict:
         n_held = num_rows(held) if chunks else 0
     job = merge_reader_states(_read_ahead_filled(reader_states), prefix=n_held)
     # the loaders' base shuffling seed (torch loaders over readers made without a seed draw it from the global
-    # RNG): kept when every rank had the same one (ranks seeded alike), so the later passes shuffle as before
-    seeds = {m.get("shuffle_seed") for m in metas}
+    # RNG): the lowest rank's (the ranks' common one when they were seeded alike, so the later passes shuffle as
+    # before); every new rank takes it, so resuming the job twice gives the same order (none is drawn anew)
+    seed = next((metas[j].get("shuffle_seed") for j in order if metas[j].get("shuffle_seed") is not None), None)
     return {"kind": LOADER_JOB_KIND, "version": 1, "loader": name, "settings": metas[0].get("settings"),
             "passes_done": metas[0].get("passes_done"),
-            "shuffle_seed": seeds.pop() if len(seeds) == 1 else None,
+            "shuffle_seed": seed,
             "in_pass": any(m.get("in_pass", True) for m in metas) or bool(n_held),
             "reader": job, "held": encode_state(held), "held_rows": n_held}
 

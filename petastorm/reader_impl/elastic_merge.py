@@ -132,8 +132,12 @@ def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
         # held rows at an epoch boundary: deal them ahead of the next epoch, which is dealt too (no padding)
         partial[str(next_epoch)] = {"span": int(recs[0]["total"]), "consumed": []}
     opts = shardless_options(first.get("options") or {})
+    # the seed of the lowest rank that has one (ranks made with seed=None each drew their own): a recorded seed,
+    # whatever the order of ``states``, so that resuming the job twice plans the same epochs
+    by_rank = sorted(zip((int(r["rank"]) for r in recs), states), key=lambda pair: pair[0])
+    seed = next((s.get("seed") for _, s in by_rank if s.get("seed") is not None), None)
     return {"kind": JOB_KIND, "version": JOB_VERSION, "dataset_fingerprint": first["dataset_fingerprint"],
-            "options_fingerprint": fingerprint(opts), "options": opts, "seed": first.get("seed"),
+            "options_fingerprint": fingerprint(opts), "options": opts, "seed": seed,
             "world_size": world, "epoch_limit": limit, "next_epoch": next_epoch, "epochs": partial,
             "held": int(prefix)}
 
