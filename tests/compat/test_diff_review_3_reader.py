@@ -223,7 +223,7 @@ def test_filters_literal_a_column_cannot_hold_names_the_term(typed_url, term):
 
 
 @pytest.fixture(scope="module")
-def part_url(tmp_path_factory):
+def p_part_url(tmp_path_factory):
     return _write_partitioned(str(tmp_path_factory.mktemp("z2") / "part"))
 
 
@@ -231,18 +231,18 @@ _NOT_P1 = in_lambda(["p"], lambda p: p != 1)
 _KEPT = [i for i in range(40) if not 10 <= i < 20]
 
 
-def test_explain_without_sharding_counts_only_the_row_groups_read(part_url):
+def test_explain_without_sharding_counts_only_the_row_groups_read(p_part_url):
     # the predicate on p rejects 2 of the 8 row groups: they are planned with 0 rows and never read; explain()
     # said 8 row groups for this reader
-    with make_batch_reader(part_url, predicate=_NOT_P1, num_epochs=1, reader_pool_type="dummy") as reader:
+    with make_batch_reader(p_part_url, predicate=_NOT_P1, num_epochs=1, reader_pool_type="dummy") as reader:
         (shard,) = reader.explain().shards
         assert (shard.row_groups, shard.rows) == (6, 30)
         assert sorted(_ids(reader)) == _KEPT
 
 
-def test_explain_with_sharding_matches_what_each_shard_reads(part_url):
+def test_explain_with_sharding_matches_what_each_shard_reads(p_part_url):
     for s, (groups, rows) in enumerate([(2, 10), (3, 15), (1, 5)]):
-        with make_batch_reader(part_url, predicate=_NOT_P1, cur_shard=s, shard_count=3, num_epochs=1,
+        with make_batch_reader(p_part_url, predicate=_NOT_P1, cur_shard=s, shard_count=3, num_epochs=1,
                                reader_pool_type="dummy") as reader:
             plan = reader.explain()
             assert (plan.shards[s].row_groups, plan.shards[s].rows) == (groups, rows)
@@ -250,10 +250,10 @@ def test_explain_with_sharding_matches_what_each_shard_reads(part_url):
 
 
 @pytest.mark.parametrize("drop", [1, 3])
-def test_balanced_shards_with_a_partition_predicate_read_equal_rows_each_once(part_url, drop):
+def test_balanced_shards_with_a_partition_predicate_read_equal_rows_each_once(p_part_url, drop):
     got = []
     for s in range(3):
-        with make_batch_reader(part_url, predicate=_NOT_P1, cur_shard=s, shard_count=3, shard_mode="balanced",
+        with make_batch_reader(p_part_url, predicate=_NOT_P1, cur_shard=s, shard_count=3, shard_mode="balanced",
                                shuffle_row_drop_partitions=drop, num_epochs=1, reader_pool_type="dummy") as reader:
             got.append(_ids(reader))
     assert [len(g) for g in got] == [10, 10, 10]
@@ -261,10 +261,10 @@ def test_balanced_shards_with_a_partition_predicate_read_equal_rows_each_once(pa
 
 
 @pytest.mark.parametrize("pool", ["dummy", "thread"])
-def test_endless_reader_of_a_shard_the_predicate_empties_warns_and_ends(part_url, pool):
+def test_endless_reader_of_a_shard_the_predicate_empties_warns_and_ends(p_part_url, pool):
     # p == 1 is row groups 2 and 3: shards 0 and 1 of 4 hold none of them
     with pytest.warns(UserWarning, match="No matching data"):
-        reader = make_batch_reader(part_url, predicate=in_lambda(["p"], lambda p: p == 1), cur_shard=0,
+        reader = make_batch_reader(p_part_url, predicate=in_lambda(["p"], lambda p: p == 1), cur_shard=0,
                                    shard_count=4, num_epochs=None, reader_pool_type=pool)
     with reader:
         assert _ids(reader) == []
@@ -274,12 +274,12 @@ def test_endless_reader_of_a_shard_the_predicate_empties_warns_and_ends(part_url
 # diagnostics (c6a3782): the original's keys
 
 
-def test_thread_pool_output_queue_size_counts_the_results_waiting_for_the_consumer(part_url):
+def test_thread_pool_output_queue_size_counts_the_results_waiting_for_the_consumer(p_part_url):
     # it was the reorder buffer only (results that came out of order): 0 while every finished result sat in the
     # pool's queue, so a user watching the queue saw a starved consumer
     import time
 
-    with make_batch_reader(part_url, reader_pool_type="thread", workers_count=2, num_epochs=1,
+    with make_batch_reader(p_part_url, reader_pool_type="thread", workers_count=2, num_epochs=1,
                            shuffle_row_groups=False) as reader:
         it = iter(reader)
         next(it)
@@ -297,8 +297,8 @@ def test_thread_pool_output_queue_size_counts_the_results_waiting_for_the_consum
 
 
 @pytest.mark.parametrize("pool", ["dummy", "thread", "process"])
-def test_diagnostics_keys_of_every_pool_after_a_pass_and_stop(part_url, pool):
-    reader = make_batch_reader(part_url, reader_pool_type=pool, workers_count=2, num_epochs=1)
+def test_diagnostics_keys_of_every_pool_after_a_pass_and_stop(p_part_url, pool):
+    reader = make_batch_reader(p_part_url, reader_pool_type=pool, workers_count=2, num_epochs=1)
     n = len(_ids(reader))
     reader.stop()
     reader.join()

@@ -5,19 +5,17 @@ plain Parquet stores, and the datasets in ``testdata/`` written by the original.
 Every expected value here was recorded by running the original 0.12.1 as a black box on the same data
 (``/work/main/.venv-original``, public API only). These are the defects found (each test failed before its fix),
 with the neighbouring cases that must keep working; ``test_reader_probe2_equal.py`` pins the behaviours found
-equal.
+equal. The dataset (``part_url``, ``flat_url``) is written by ``_probe_dataset.py``; the fixtures are in
+``conftest.py``.
 """
-import os
 import warnings
 
 import numpy as np
 import pytest
 
 from petastorm import make_batch_reader, make_reader
-from petastorm.codecs import NdarrayCodec, ScalarCodec
+from petastorm.codecs import ScalarCodec
 from petastorm.errors import NoDataAvailableError
-from petastorm.etl.rowgroup_indexers import SingleFieldIndexer
-from petastorm.etl.rowgroup_indexing import build_rowgroup_index
 from petastorm.etl.writer import write_dataset
 from petastorm.predicates import in_negate, in_reduce, in_set
 from petastorm.selectors import SingleIndexSelector
@@ -25,63 +23,7 @@ from petastorm.spark_types import spark_type
 from petastorm.transform import TransformSpec
 from petastorm.unischema import Unischema, UnischemaField
 
-FACTORIES = [make_reader, make_batch_reader]
-
-ProbeSchema = Unischema("ProbeSchema", [
-    UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
-    UnischemaField("part", np.str_, (), ScalarCodec(spark_type("StringType")), False),
-    UnischemaField("name", np.str_, (), ScalarCodec(spark_type("StringType")), False),
-    UnischemaField("f", np.float32, (), ScalarCodec(spark_type("FloatType")), False),
-    UnischemaField("v", np.float32, (3,), NdarrayCodec(), False),
-    UnischemaField("ts", np.int64, (), ScalarCodec(spark_type("LongType")), False),
-])
-
-
-def _write(path, **kwargs):
-    rows = [dict(id=i, part=f"p{i % 4}", name=f"n{i}", f=np.float32(i / 2), v=np.full(3, i, np.float32), ts=i)
-            for i in range(40)]
-    url = "file://" + path
-    write_dataset(url, ProbeSchema, rows, workers_count=1, progress=False, overwrite=True, rows_per_file=5,
-                  **kwargs)
-    build_rowgroup_index(url, None, [SingleFieldIndexer("by_id", "id"), SingleFieldIndexer("by_name", "name")])
-    return url
-
-
-@pytest.fixture(scope="module")
-def part_url(tmp_path_factory):
-    """40 rows, Hive-partitioned on ``part`` (p0..p3, row ``i`` in ``p{i % 4}``), 8 files of 5 rows, indexes
-    ``by_id`` and ``by_name``."""
-    return _write(str(tmp_path_factory.mktemp("y4") / "part"), partition_by=["part"])
-
-
-@pytest.fixture(scope="module")
-def flat_url(tmp_path_factory):
-    """The same 40 rows unpartitioned: 8 files of 5 rows in id order."""
-    return _write(str(tmp_path_factory.mktemp("y4") / "flat"))
-
-
-@pytest.fixture(scope="module")
-def legacy_url(testdata_dir):
-    return "file://" + os.path.join(testdata_dir, "legacy", "0.7.6")
-
-
-@pytest.fixture(scope="module")
-def codecs_url(testdata_dir):
-    return "file://" + os.path.join(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
-
-
-def _ids(factory, url, quiet=True, **kwargs):
-    """Ids read, in order (one worker, no shuffling); ``quiet`` ignores warnings (shard_seed's, ...)."""
-    kwargs.setdefault("workers_count", 1)
-    kwargs.setdefault("shuffle_row_groups", False)
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore")
-        with factory(url, **kwargs) as reader:
-            if reader.batched_output:
-                return [int(i) for batch in reader for i in batch.id]
-            return [int(row.id) for row in reader]
-
+from ._probe_dataset import FACTORIES, read_ids
 
 # --- defects (fixed) -----------------------------------------------------------------------------------------
 
@@ -102,7 +44,7 @@ def test_a_duck_typed_predicate_still_works(part_url):
         def do_include(self, values):
             return values["id"] < 3
 
-    assert sorted(_ids(make_reader, part_url, predicate=Duck())) == [0, 1, 2]
+    assert sorted(read_ids(make_reader, part_url, predicate=Duck())) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
@@ -211,7 +153,7 @@ def test_a_predicate_on_partition_keys_applies_to_each_shards_share(request, fac
     url = request.getfixturevalue(f"{dataset}_url")
     key = {"legacy": "partition_key", "part": "part", "codecs": "partition"}[dataset]
     for cur_shard, expected in enumerate(_PREDICATE_SHARDS[(dataset, shard_count)]):
-        assert _ids(factory, url, predicate=in_set(_PARTITIONS_1_2_3, key), cur_shard=cur_shard,
+        assert read_ids(factory, url, predicate=in_set(_PARTITIONS_1_2_3, key), cur_shard=cur_shard,
                     shard_count=shard_count) == expected, cur_shard
 
 
@@ -221,9 +163,9 @@ def test_a_predicate_leaving_fewer_row_groups_than_shards_reads_as_the_original(
     # ends), shard 1 reads partition p_1 (ours raised NoDataAvailableError on both)
     predicate = in_set({"p_1"}, "partition_key")
     with pytest.warns(UserWarning, match="^No matching data is available for loading after rowgroup selector"):
-        assert _ids(factory, legacy_url, False, predicate=predicate, cur_shard=0, shard_count=2) == []
+        assert read_ids(factory, legacy_url, False, predicate=predicate, cur_shard=0, shard_count=2) == []
     with pytest.warns(UserWarning, match="^No matching data is available"):
-        assert _ids(factory, legacy_url, False, predicate=predicate, cur_shard=0, shard_count=2, num_epochs=None) == []
+        assert read_ids(factory, legacy_url, False, predicate=predicate, cur_shard=0, shard_count=2, num_epochs=None) == []
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         with factory(legacy_url, predicate=predicate, cur_shard=1, shard_count=2, workers_count=1,
@@ -236,13 +178,13 @@ def test_a_predicate_leaving_fewer_row_groups_than_shards_reads_as_the_original(
 def test_a_rowgroup_selector_applies_to_each_shards_share(legacy_url, part_url, factory):
     # recorded from 0.12.1 (ids 1, 2 are in the first row group of legacy/0.7.6, 55 and 77 in its 6th and 8th)
     selector = SingleIndexSelector("id", [1, 2, 55, 77])
-    assert _ids(factory, legacy_url, rowgroup_selector=selector, cur_shard=0, shard_count=2) == list(range(10))
-    assert _ids(factory, legacy_url, rowgroup_selector=selector, cur_shard=1, shard_count=2) == \
+    assert read_ids(factory, legacy_url, rowgroup_selector=selector, cur_shard=0, shard_count=2) == list(range(10))
+    assert read_ids(factory, legacy_url, rowgroup_selector=selector, cur_shard=1, shard_count=2) == \
         list(range(50, 60)) + list(range(70, 80))
     selector = SingleIndexSelector("by_id", [1, 2, 35, 8])
-    assert _ids(factory, part_url, rowgroup_selector=selector, cur_shard=0, shard_count=2) == \
+    assert read_ids(factory, part_url, rowgroup_selector=selector, cur_shard=0, shard_count=2) == \
         [0, 4, 8, 12, 16, 1, 5, 9, 13, 17, 2, 6, 10, 14, 18]
-    assert _ids(factory, part_url, rowgroup_selector=selector, cur_shard=1, shard_count=2) == [23, 27, 31, 35, 39]
+    assert read_ids(factory, part_url, rowgroup_selector=selector, cur_shard=1, shard_count=2) == [23, 27, 31, 35, 39]
 
 
 def test_a_rowgroup_selector_with_shard_seed_and_a_predicate(legacy_url):
@@ -250,15 +192,15 @@ def test_a_rowgroup_selector_with_shard_seed_and_a_predicate(legacy_url):
     selector = SingleIndexSelector("id", [1, 2, 55, 77, 93])
 
     def groups(**kwargs):
-        return sorted({i // 10 for i in _ids(make_reader, legacy_url, rowgroup_selector=selector, **kwargs)})
+        return sorted({i // 10 for i in read_ids(make_reader, legacy_url, rowgroup_selector=selector, **kwargs)})
 
     assert groups(cur_shard=0, shard_count=2, shard_seed=3) == [0]
     assert groups(cur_shard=1, shard_count=2, shard_seed=3) == [5, 7, 9]
     assert groups(cur_shard=1, shard_count=2, predicate=in_set({"p_5", "p_9", "p_0"}, "partition_key")) == [5, 9]
     one = SingleIndexSelector("id", [55])
     with pytest.warns(UserWarning, match="^No matching data is available"):
-        assert _ids(make_reader, legacy_url, False, rowgroup_selector=one, cur_shard=0, shard_count=2) == []
-    assert _ids(make_reader, legacy_url, rowgroup_selector=one, cur_shard=1, shard_count=2) == list(range(50, 60))
+        assert read_ids(make_reader, legacy_url, False, rowgroup_selector=one, cur_shard=0, shard_count=2) == []
+    assert read_ids(make_reader, legacy_url, rowgroup_selector=one, cur_shard=1, shard_count=2) == list(range(50, 60))
 
 
 def test_filters_still_come_before_sharding(legacy_url):
@@ -300,9 +242,9 @@ def test_a_seed_that_is_no_int_is_refused_naming_it(part_url, factory, seed):
 
 def test_numpy_integer_and_bool_seeds_still_work(part_url):
     # 0.12.1 accepted both (recorded); the same seed gives the same order
-    assert _ids(make_reader, part_url, seed=np.int64(3), shuffle_row_groups=True) == \
-        _ids(make_reader, part_url, seed=3, shuffle_row_groups=True)
-    assert sorted(_ids(make_reader, part_url, seed=True, shuffle_row_groups=True)) == list(range(40))
+    assert read_ids(make_reader, part_url, seed=np.int64(3), shuffle_row_groups=True) == \
+        read_ids(make_reader, part_url, seed=3, shuffle_row_groups=True)
+    assert sorted(read_ids(make_reader, part_url, seed=True, shuffle_row_groups=True)) == list(range(40))
 
 
 # --- make_batch_reader on a plain Parquet store -------------------------------------------------------------
@@ -451,7 +393,7 @@ def int_partition_url(tmp_path_factory):
 def test_str_values_in_filters_on_an_integer_partition_key(int_partition_url, factory, filters, years):
     # recorded from 0.12.1: the same rows as with int values (ours: ArrowNotImplementedError "Function 'equal' has
     # no kernel matching input types (int32, string)")
-    ids = _ids(factory, int_partition_url, filters=filters)
+    ids = read_ids(factory, int_partition_url, filters=filters)
     assert sorted(ids) == [i for i in range(30) if 2019 + i % 3 in years]
 
 
@@ -459,7 +401,7 @@ def test_str_values_in_filters_on_an_integer_partition_key(int_partition_url, fa
 def test_filters_on_a_boolean_partition_key(int_partition_url, value, even):
     # ours, deliberately not 0.12.1's: 0.12.1 read every 'flag=false' row as True (np.bool_('false')) and its
     # filters on 'flag' gave 15 rows flagged True for 'true' and for 'false', none for False (recorded)
-    ids = _ids(make_reader, int_partition_url, filters=[("flag", "=", value)])
+    ids = read_ids(make_reader, int_partition_url, filters=[("flag", "=", value)])
     assert sorted(ids) == [i for i in range(30) if (i % 2 == 0) == even]
 
 

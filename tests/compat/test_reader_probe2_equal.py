@@ -1,9 +1,8 @@
 """Probe round 2 of the reader's arguments (helper Y4): the behaviours of ``make_reader`` / ``make_batch_reader``
 found equal to 0.12.1's, pinned so that they stay so. Every expected value was recorded by running the original
 0.12.1 as a black box on the same data (public API only). The datasets are those of
-``test_reader_probe2_arguments.py`` (the defects found, each with its fix).
+``test_reader_probe2_arguments.py`` (the defects found, each with its fix): ``_probe_dataset.py``, ``conftest.py``.
 """
-import os
 
 import numpy as np
 import pytest
@@ -20,28 +19,7 @@ from petastorm.predicates import (
 )
 from petastorm.selectors import IntersectIndexSelector, SingleIndexSelector, UnionIndexSelector
 
-from .test_reader_probe2_arguments import FACTORIES, ProbeSchema, _ids, _write
-
-
-@pytest.fixture(scope="module")
-def part_url(tmp_path_factory):
-    """40 rows, Hive-partitioned on ``part`` (p0..p3), indexes ``by_id`` and ``by_name`` (see ``_write``)."""
-    return _write(str(tmp_path_factory.mktemp("y4eq") / "part"), partition_by=["part"])
-
-
-@pytest.fixture(scope="module")
-def flat_url(tmp_path_factory):
-    return _write(str(tmp_path_factory.mktemp("y4eq") / "flat"))
-
-
-@pytest.fixture(scope="module")
-def legacy_url(testdata_dir):
-    return "file://" + os.path.join(testdata_dir, "legacy", "0.7.6")
-
-
-@pytest.fixture(scope="module")
-def codecs_url(testdata_dir):
-    return "file://" + os.path.join(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
+from ._probe_dataset import FACTORIES, ProbeSchema, read_ids
 
 _PREDICATES = {  # name -> (dataset fixture, predicate, ids recorded from 0.12.1 in read order)
     "split_id": ("legacy", lambda: in_pseudorandom_split([0.3, 0.7], 0, "id"),
@@ -72,9 +50,9 @@ _PREDICATES = {  # name -> (dataset fixture, predicate, ids recorded from 0.12.1
 def test_predicates_select_the_originals_rows(request, name):
     dataset, make, expected = _PREDICATES[name]
     url = request.getfixturevalue(f"{dataset}_url")
-    assert _ids(make_reader, url, predicate=make()) == expected
+    assert read_ids(make_reader, url, predicate=make()) == expected
     for pool in ("thread", "process"):
-        assert sorted(_ids(make_reader, url, predicate=make(), reader_pool_type=pool, workers_count=2)) == \
+        assert sorted(read_ids(make_reader, url, predicate=make(), reader_pool_type=pool, workers_count=2)) == \
             sorted(expected), pool
 
 
@@ -92,16 +70,16 @@ _SELECTORS = {  # recorded from 0.12.1 (legacy/0.7.6 indexes: 'id' and 'partitio
 @pytest.mark.parametrize("name", sorted(_SELECTORS))
 def test_selectors_on_the_legacy_indexes_select_the_originals_rows(legacy_url, factory, name):
     make, expected = _SELECTORS[name]
-    assert _ids(factory, legacy_url, rowgroup_selector=make()) == expected
+    assert read_ids(factory, legacy_url, rowgroup_selector=make()) == expected
 
 
 def test_selectors_on_an_index_built_by_build_rowgroup_index(part_url):
     # recorded from 0.12.1 over the same dataset and index (by_id, by_name)
     union = UnionIndexSelector([SingleIndexSelector("by_id", [1]), SingleIndexSelector("by_name", ["n33"])])
-    assert _ids(make_reader, part_url, rowgroup_selector=union) == [1, 5, 9, 13, 17, 21, 25, 29, 33, 37]
+    assert read_ids(make_reader, part_url, rowgroup_selector=union) == [1, 5, 9, 13, 17, 21, 25, 29, 33, 37]
     intersect = IntersectIndexSelector([SingleIndexSelector("by_id", [1, 2, 35]),
                                         SingleIndexSelector("by_name", ["n1", "n2"])])
-    assert _ids(make_reader, part_url, rowgroup_selector=intersect) == [1, 5, 9, 13, 17, 2, 6, 10, 14, 18]
+    assert read_ids(make_reader, part_url, rowgroup_selector=intersect) == [1, 5, 9, 13, 17, 2, 6, 10, 14, 18]
 
 
 def test_shard_seed_deals_the_originals_row_groups(codecs_url):
