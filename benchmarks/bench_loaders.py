@@ -34,7 +34,6 @@ its fraction of the same limit is printed in brackets.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -433,16 +432,11 @@ def bench_rss(quick: bool, use_original: bool) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Framework adapters' throughput vs the limits (issue 11).")
-    p.add_argument("--quick", action="store_true", help="small datasets, 2 repetitions")
-    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 3, 2 with --quick)")
-    p.add_argument("--only", default="columns,hello,inmem,peer,rss")
-    p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
+    p = common.bench_parser("Framework adapters' throughput vs the limits (issue 11).",
+                            "small datasets, 2 repetitions", 3, "columns,hello,inmem,peer,rss")
     p.add_argument("--no-peer", action="store_true", help="skip the Hugging Face datasets peer")
     args = p.parse_args(argv)
-    reps = args.reps or (2 if args.quick else 3)
-    use_original = not args.no_original and common.original_available()
-    print(f"bench_loaders: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
+    reps, use_original = common.start("bench_loaders", args)
     only = set(args.only.split(","))
     if args.no_peer:
         only.discard("peer")

@@ -22,7 +22,6 @@ fresh interpreter (``read_pass.py --warmup``) and its fraction of the same limit
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -199,16 +198,11 @@ def bench_jpeg(quick: bool, reps: int, use_original: bool, processes: bool = Tru
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Read throughput of make_reader/make_batch_reader vs the limits.")
-    p.add_argument("--quick", action="store_true", help="small datasets (about 50 MB each), 2 repetitions")
-    p.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 4, 2 with --quick)")
-    p.add_argument("--only", default="columns,ndarray,jpeg")
-    p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
+    p = common.bench_parser("Read throughput of make_reader/make_batch_reader vs the limits.",
+                            "small datasets (about 50 MB each), 2 repetitions", 4, "columns,ndarray,jpeg")
     p.add_argument("--no-process", action="store_true", help="skip the process-pool passes")
     args = p.parse_args(argv)
-    reps = args.reps or (2 if args.quick else 4)
-    use_original = not args.no_original and common.original_available()
-    print(f"bench_read: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
+    reps, use_original = common.start("bench_read", args)
     parts = {"columns": lambda: bench_columns(args.quick, reps, use_original),
              "ndarray": lambda: bench_ndarray(args.quick, reps, use_original, not args.no_process),
              "jpeg": lambda: bench_jpeg(args.quick, reps, use_original, not args.no_process)}

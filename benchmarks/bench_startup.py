@@ -21,7 +21,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -135,18 +134,9 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--no-original", action="store_true")
     args = p.parse_args(argv)
-    use_original = not args.no_original and common.original_available()
-    print(f"bench_startup: {common.machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
-    failed = 0
-    for part in (lambda: bench_small_files(args.files, args.reps, use_original),
-                 lambda: bench_process_startup(args.quick, use_original)):
-        try:
-            part()
-        except Exception:  # one broken part must not hide the other's figures
-            traceback.print_exc()
-            failed += 1
-    return 1 if failed else 0
-
+    use_original = common.original_wanted("bench_startup", args.no_original)
+    return common.run_parts({"small_files": lambda: bench_small_files(args.files, args.reps, use_original),
+                             "process_startup": lambda: bench_process_startup(args.quick, use_original)})
 
 if __name__ == "__main__":
     sys.exit(main())

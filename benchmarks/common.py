@@ -10,6 +10,7 @@ Every benchmark reports its figures with :func:`report`, which prints one human 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import numpy as np
 __all__ = ["REPO", "BENCH_DIR", "ORIGINAL_PYTHON", "columns_dataset", "ndarray_dataset", "jpeg_dataset",
            "small_files_dataset", "hello_world_dataset", "parquet_files", "row_group_tables", "npy_header",
            "limit_columns", "run_parts", "timed", "best_rate", "report", "run_read_pass", "original_available",
-           "machine_line", "jpeg_image", "subprocess_env"]
+           "machine_line", "jpeg_image", "subprocess_env", "bench_parser", "start", "original_wanted"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.environ.get("PETASTORM_BENCH_DIR", os.path.join(REPO, "bench-out"))
@@ -349,6 +350,34 @@ def run_parts(parts: dict[str, Callable[[], Any]], only: Optional[Iterable[str]]
                 traceback.print_exc()
                 failed += 1
     return 1 if failed else 0
+
+
+def bench_parser(description: str, quick_help: str, reps: int, only: str) -> argparse.ArgumentParser:
+    """The arguments the read benchmarks share: ``--quick`` (``quick_help``), ``--reps`` (``reps``; 2 with
+    ``--quick``: resolved by :func:`start`), ``--only`` (comma-separated part names, default ``only``) and
+    ``--no-original``. A script adds its own before parsing."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--reps", type=int, default=None, help=f"alternating repetitions (default {reps}, 2 with --quick)")
+    p.add_argument("--only", default=only)
+    p.add_argument("--no-original", action="store_true", help="skip the original 0.12.1 even if its venv exists")
+    p.set_defaults(full_reps=reps)
+    return p
+
+
+def original_wanted(script: str, no_original: bool) -> bool:
+    """Whether the original 0.12.1 is measured too (not ``--no-original``, and its venv usable); prints the
+    script's first line: its name, :func:`machine_line` and that answer."""
+    use_original = not no_original and original_available()
+    print(f"{script}: {machine_line()}; original 0.12.1: {'yes' if use_original else 'no'}", flush=True)
+    return use_original
+
+
+def start(script: str, args: argparse.Namespace) -> tuple[int, bool]:
+    """``(reps, use_original)`` of arguments parsed by a :func:`bench_parser`, after the first line
+    (:func:`original_wanted`)."""
+    reps = args.reps or (2 if args.quick else args.full_reps)
+    return reps, original_wanted(script, args.no_original)
 
 
 # --- reporting -------------------------------------------------------------------------------------------------
