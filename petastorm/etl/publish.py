@@ -1,7 +1,9 @@
 """Publishing a written dataset: check the target, then move the finished temporary directory into place.
 
 On filesystems that rename directories (local disk, HDFS) publishing is one rename: a reader sees the old
-dataset or the new one, never a half-written one. On object stores the files are moved in, data files
+dataset or the new one, never a half-written one (with ``overwrite``, the target is missing for the instant
+between moving the old dataset aside and renaming the new one in). Writers racing to one target take each
+step another writer made fail again, from a fresh look at the target (see :func:`_publish_by_rename`). On object stores the files are moved in, data files
 first and ``_common_metadata`` last, so no valid-looking dataset exists before the end.
 """
 from __future__ import annotations
@@ -87,25 +89,74 @@ def _publish(fs: pafs.FileSystem, tmp_path: str, path: str, dataset_url: str, ov
         _publish_by_moving_files(fs, tmp_path, path, dataset_url, overwrite, data_files)
 
 
+_PUBLISH_TRIES = 20
+
+
+def _target_state(fs: pafs.FileSystem, path: str, dataset_url: str) -> str:
+    """``'missing'``, ``'empty'`` or ``'full'`` (a directory with entries); a file is an error."""
+    try:
+        return "full" if _is_nonempty_dir(fs, path, dataset_url) else (
+            "empty" if fs.get_file_info(path).type == pafs.FileType.Directory else "missing")
+    except FileNotFoundError:  # removed by another writer while listed
+        return "missing"
+
+
 def _publish_by_rename(fs: pafs.FileSystem, tmp_path: str, path: str, dataset_url: str, overwrite: bool) -> None:
+    """Rename ``tmp_path`` onto ``path``, moving a dataset there aside first (``overwrite``).
+
+    Writers publishing to one path at the same instant: each step that another writer's move or rename made
+    fail (the target gone, or filled again) is taken again from a fresh look at the target, a bounded number
+    of times. With ``overwrite`` they publish one after the other (the last one's dataset stays); without it
+    the later ones get "filled by someone else". Every dataset this writer moved aside is deleted once it is
+    superseded, or put back when this writer fails, so no ``<path>.__petastorm_old_*`` stays behind.
+    """
     local = isinstance(fs, pafs.LocalFileSystem)
     rename = os.rename if local else fs.move
-    old_path = None
-    if _is_nonempty_dir(fs, path, dataset_url):
-        if not overwrite:
-            raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: the directory was filled "
-                                      f"by someone else while writing; nothing was published")
-        old_path = f"{path}{_OLD_MARK}{uuid.uuid4().hex}"
-        rename(path, old_path)
-    elif fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)  # an empty directory: rename needs the name free on every filesystem
+    aside: list[str] = []  # the datasets this writer moved away from the target, in order
+    published = False
+    error: Optional[OSError] = None
     try:
-        rename(tmp_path, path)
-    except OSError as e:
-        if old_path is not None:
-            rename(old_path, path)
-        raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: {e}; nothing was published") from e
-    if old_path is not None:
+        for _ in range(_PUBLISH_TRIES):
+            state = _target_state(fs, path, dataset_url)
+            if state == "full" and not overwrite:
+                raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: the directory was "
+                                          f"filled by someone else while writing; nothing was published")
+            try:
+                if state == "full":
+                    old_path = f"{path}{_OLD_MARK}{uuid.uuid4().hex}"
+                    rename(path, old_path)
+                    aside.append(old_path)
+                elif state == "empty":
+                    # not a recursive delete: another writer may have published there since the look
+                    if local:
+                        os.rmdir(path)
+                    else:
+                        fs.delete_dir(path)
+                rename(tmp_path, path)
+                published = True
+                break
+            except PetastormWriteError:
+                raise
+            except OSError as e:  # another writer moved the target away or published there: look again
+                error = e
+    finally:
+        _settle_aside(fs, rename, path, aside, published, local)
+    if not published:
+        raise PetastormWriteError(f"cannot publish the dataset to {dataset_url!r}: {error}; nothing was "
+                                  f"published") from error
+
+
+def _settle_aside(fs: pafs.FileSystem, rename: Any, path: str, aside: list[str], published: bool,
+                  local: bool) -> None:
+    """Delete the datasets moved aside; when nothing was published, first put the last one back (the one the
+    target held last) if the target is still free. Never raises ``OSError``."""
+    if not published and aside:
+        try:
+            rename(aside[-1], path)
+            aside = aside[:-1]
+        except OSError:
+            pass  # another writer published there since: the old datasets are superseded
+    for old_path in aside:
         if local:
             shutil.rmtree(old_path, ignore_errors=True)
         else:

@@ -11,7 +11,9 @@ Everything is written under a temporary sibling of the target, ``<target>.__peta
 
 - Filesystems with an atomic directory rename (local, HDFS): the finished directory is renamed onto the
   target. With ``overwrite=True`` the old dataset is first renamed aside and deleted only after the new
-  one is in place (it is put back if the rename fails).
+  one is in place (it is put back if the rename fails). Writers publishing to one target at the same
+  instant publish one after the other with ``overwrite=True`` (the last one's dataset stays); without it
+  the later ones get a PetastormWriteError. No ``<target>.__petastorm_old_*`` directory is left behind.
 - Object stores (S3, GCS, Azure...), where there is no directory rename: the finished files are moved to
   the target, data files first and ``_common_metadata`` last, so the target looks like a Petastorm
   dataset only once it is complete. With ``overwrite=True`` the old ``_common_metadata`` is deleted
