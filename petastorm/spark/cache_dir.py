@@ -7,7 +7,9 @@
   naming);
 - :func:`delete_dir` through the handler set by :func:`register_delete_dir_handler` (the default removes
   the directory through its pyarrow filesystem); every directory made in this process is removed at
-  interpreter exit (``atexit``), as in the original.
+  interpreter exit (``atexit``), as in the original. A directory gone already, or removed by something else
+  at the same time (another process cleaning the same temporary tree), is no error and is not reported at
+  exit; any other failure at exit is logged as a warning naming the directory.
 """
 from __future__ import annotations
 
@@ -111,14 +113,38 @@ def register_delete_dir_handler(handler: Optional[Callable[[str], Any]]) -> None
     _delete_handler = handler
 
 
+_DELETE_TRIES = 20
+
+
 def _default_delete(url: str) -> None:
     import pyarrow.fs as pafs
 
     from petastorm.fs_utils import get_filesystem_and_path_or_paths
 
     fs, path = get_filesystem_and_path_or_paths(url)
+    for _ in range(_DELETE_TRIES):
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return
+        try:
+            fs.delete_dir(path)
+            return
+        except FileNotFoundError:
+            pass  # an entry vanished under the walk: something else removes the directory too; look again
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
+
+
+def _is_gone(url: str) -> bool:
+    """Whether the directory ``url`` surely does not exist (False when that cannot be told)."""
+    try:
+        import pyarrow.fs as pafs
+
+        from petastorm.fs_utils import get_filesystem_and_path_or_paths
+
+        fs, path = get_filesystem_and_path_or_paths(url)
+        return fs.get_file_info(path).type == pafs.FileType.NotFound
+    except Exception:  # noqa: BLE001 - unknown: the caller reports its own error
+        return False
 
 
 def delete_dir(url: str) -> None:
@@ -144,6 +170,10 @@ def _delete_all_at_exit() -> None:
         try:
             delete_dir(url)
         except Exception as e:  # noqa: BLE001 - exit goes on; say what was left behind
+            if isinstance(e, FileNotFoundError) and _is_gone(url):
+                # removed already (a test's tmp_path, a manual clean-up): nothing was left behind
+                logger.debug("Cache data %s was removed already", url)
+                continue
             logger.warning("Delete cache data %s failed due to %r", url, e)
 
 
