@@ -359,8 +359,9 @@ class InMemBatchedDataLoader(LoaderBase):
             warnings.warn(f"InMemBatchedDataLoader loaded rows_capacity={self.rows_capacity} rows and leaves the "
                           f"reader's other rows out (as petastorm 0.12.1 did): raise rows_capacity to use them",
                           UserWarning, stacklevel=4)
-        # each reader batch is freed once copied; shuffled epochs gather rows, ordered ones slice columns
-        self._data = InMemTable(parts, row_major=self.shuffle, row_values=not _is_batch_reader(self.reader))
+        # each reader batch is freed once copied; shuffled epochs gather rows, ordered ones copy whole batches
+        self._data = InMemTable(parts, row_major=self.shuffle, row_values=not _is_batch_reader(self.reader),
+                                batch_rows=self.batch_size)
         self._rows = stored
 
     def _length(self) -> Optional[int]:

@@ -4,7 +4,11 @@ Numeric columns of one dtype and cell shape share one block, so a batch is one c
 column) and its tensors are views of that copy (``torch.from_numpy(copy).unbind(0)``: one call, not one per
 column). The layout follows the access pattern:
 
-- served in order (``shuffle=False``): column-major blocks ``(columns, rows, *cell)``: a batch is one
+- served in order (``shuffle=False``) with a known batch size: batch-major blocks ``(batches, columns,
+  batch_size, *cell)``: a batch is one contiguous run of memory, copied by one ``memcpy`` (a copy of
+  ``columns`` strided slices of a column-major block costs about twice as much: ``benchmarks/README.md``,
+  "Design measurements");
+- served in order without a batch size: column-major blocks ``(columns, rows, *cell)``: a batch is one
   contiguous slice per column, copied in one ``copy()``;
 - shuffled: row-major blocks ``(rows, columns, *cell)``: a batch of random rows is one gather of whole rows
   (one cache line per row for all the columns, not one per column), transposed into ``(columns, rows)``.
@@ -14,7 +18,7 @@ Columns of other kinds (strings, objects) get a block of their own and go throug
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -39,6 +43,10 @@ class InMemTable:
         Row-major blocks (for random batches) instead of column-major ones (for batches in order).
     row_values : bool
         The columns were gathered from ``make_reader`` rows (see ``column_to_tensor``).
+    batch_rows : int, optional
+        The batch size the rows will be served in (``row_major=False`` only): blocks are laid out batch by
+        batch, so that ``batch(slice(k * batch_rows, (k + 1) * batch_rows))`` copies one contiguous run.
+        Other slices and positions are served too (gathered).
 
     Raises
     ------
@@ -46,7 +54,8 @@ class InMemTable:
         (a ``ValueError``) for a field missing from a part, or cells of different shapes in one field.
     """
 
-    def __init__(self, parts: List[Dict[str, np.ndarray]], row_major: bool, row_values: bool = False) -> None:
+    def __init__(self, parts: List[Dict[str, np.ndarray]], row_major: bool, row_values: bool = False,
+                 batch_rows: Optional[int] = None) -> None:
         self.row_major = row_major
         self.row_values = row_values
         self.names: List[str] = list(parts[0]) if parts else []
@@ -68,11 +77,18 @@ class InMemTable:
             dtype = dtypes[name]
             key = (dtype, cells[name]) if dtype.kind in _GROUPED_KINDS else ("own", name)
             groups.setdefault(key, []).append(name)
+        bs = None if row_major or not batch_rows else int(batch_rows)
+        self._bs = bs
         # [(block, column names, whether its tensors are views of the batch's copy)]
         self.blocks: List[tuple] = []
         for names in groups.values():
             dtype, cell = dtypes[names[0]], cells[names[0]]
-            shape = (self.rows, len(names)) + cell if row_major else (len(names), self.rows) + cell
+            if row_major:
+                shape = (self.rows, len(names)) + cell
+            elif bs is not None:  # the last batch padded to a whole one (less than a batch of memory)
+                shape = (-(-self.rows // bs), len(names), bs) + cell
+            else:
+                shape = (len(names), self.rows) + cell
             self.blocks.append((np.empty(shape, dtype=dtype), names, dtype in AS_IS_DTYPES))
         start = 0
         while parts:
@@ -82,6 +98,8 @@ class InMemTable:
                 for j, name in enumerate(names):
                     if row_major:
                         block[start:start + n, j] = part[name]
+                    elif bs is not None:
+                        _put_batch_major(block, j, start, part[name])
                     else:
                         block[j, start:start + n] = part[name]
             start += n
@@ -100,6 +118,12 @@ class InMemTable:
         -------
         dict of str -> torch.Tensor, shape (n, ...), in the reader's column order
         """
+        bs = self._bs
+        if bs is not None:
+            start, stop, step = rows.indices(self.rows) if isinstance(rows, slice) else (0, 0, 0)
+            if step == 1 and start % bs == 0 and start < stop and stop - start == min(bs, self.rows - start):
+                return self._whole_batch(start // bs, stop - start)
+            return self._gathered(np.arange(start, stop, step) if step else np.asarray(rows))
         if self._plain is not None:  # one block of columns kept as they are, served in order: the common case
             block, names = self._plain
             return dict(zip(names, self._from_numpy(block[:, rows].copy() if isinstance(rows, slice)
@@ -122,3 +146,53 @@ class InMemTable:
         if self._single:
             return out
         return {name: out[name] for name in self.names}
+
+    def _whole_batch(self, b: int, n: int) -> Dict[str, Any]:
+        """Batch ``b`` of a batch-major table (``n`` rows: ``batch_rows`` or fewer for the last one)."""
+        if self._plain is not None:  # the common case: one copy of one contiguous run, its columns as views
+            block, names = self._plain
+            return dict(zip(names, self._from_numpy((block[b] if n == self._bs else block[b, :, :n]).copy())
+                            .unbind(0)))
+        return self._columns(block[b] if n == self._bs else block[b, :, :n] for block, _, _ in self.blocks)
+
+    def _gathered(self, rows: np.ndarray) -> Dict[str, Any]:
+        """Rows at positions ``rows`` of a batch-major table (slices not cut at batch boundaries, positions)."""
+        rows = rows.astype(np.intp, copy=False)
+        if rows.size and (rows.min() < -self.rows or rows.max() >= self.rows):
+            raise IndexError(f"row positions out of range for a table of {self.rows} rows")
+        rows = rows % max(1, self.rows)
+        bs = self._bs
+        # block[b, :, r] for each row: (n, columns, *cell), then (columns, n, *cell)
+        return self._columns(np.moveaxis(block[rows // bs, :, rows % bs], 0, 1) for block, _, _ in self.blocks)
+
+    def _columns(self, picked: Any) -> Dict[str, Any]:
+        """Tensors of one batch from each block's ``(columns, n, *cell)`` rows (copied here: new memory)."""
+        out: Dict[str, Any] = {}
+        for (_, names, fast), cols in zip(self.blocks, picked):
+            cols = np.array(cols, order="C")
+            if fast:
+                out.update(zip(names, self._from_numpy(cols).unbind(0)))
+            else:
+                for j, name in enumerate(names):
+                    out[name] = column_to_tensor(name, cols[j], self.row_values)
+        if self._single:
+            return out
+        return {name: out[name] for name in self.names}
+
+
+def _put_batch_major(block: np.ndarray, j: int, start: int, values: np.ndarray) -> None:
+    """Write ``values`` (rows ``start ..`` of column ``j``) into a batch-major ``block`` ``(batches, columns,
+    batch_rows, *cell)``: the rest of a first batch, whole batches at once, the start of a last one."""
+    bs, n, pos = block.shape[2], len(values), 0
+    off = start % bs
+    if off and n:
+        m = min(bs - off, n)
+        block[start // bs, j, off:off + m] = values[:m]
+        pos = m
+    full = (n - pos) // bs
+    if full:
+        b = (start + pos) // bs
+        block[b:b + full, j] = values[pos:pos + full * bs].reshape((full, bs) + values.shape[1:])
+        pos += full * bs
+    if pos < n:
+        block[(start + pos) // bs, j, :n - pos] = values[pos:]

@@ -1,0 +1,68 @@
+"""InMemTable laid out batch by batch (``batch_rows``, what ``InMemBatchedDataLoader(shuffle=False)`` uses): whole
+batches, the short last one, slices across batch boundaries and positions give the rows of the column-major
+layout, in new memory every call, for one block and for several (dtypes, cells, promoted and object columns)."""
+import numpy as np
+import pytest
+import torch
+
+from petastorm.pytorch_impl.inmem_table import InMemTable
+
+
+def _parts(n=1000, cuts=(0, 3, 250, 251, 700, 1000)):
+    """Columns of ``n`` rows in parts cut at ``cuts`` (parts that start and end inside batches)."""
+    ids = np.arange(n)
+    cols = {"a": ids.astype(np.float32), "b": -ids.astype(np.float32), "id": ids.astype(np.int64),
+            "flag": ids % 3 == 0, "cell": np.stack([ids, 2 * ids], axis=1).astype(np.float32),
+            "u16": (ids % 60000).astype(np.uint16)}
+    return [{k: v[s:e] for k, v in cols.items()} for s, e in zip(cuts[:-1], cuts[1:])], cols
+
+
+def _same(got, want):
+    assert list(got) == list(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and torch.equal(got[k], want[k]), k
+        assert got[k].is_contiguous()
+
+
+@pytest.mark.parametrize("bs", [1, 7, 64, 1000, 4096])
+def test_batches_of_the_batch_major_layout_are_those_of_the_column_major_one(bs):
+    parts, _ = _parts()
+    ref = InMemTable(_parts()[0], row_major=False)
+    table = InMemTable(parts, row_major=False, batch_rows=bs)
+    for start in range(0, 1000, bs):
+        _same(table.batch(slice(start, start + bs)), ref.batch(slice(start, start + bs)))
+    for rows in (slice(3, 17), slice(990, 1005), slice(5, 900, 13), np.array([999, 0, 7, 64, 63]),
+                 np.array([], dtype=np.int64), slice(0, 0)):
+        _same(table.batch(rows), ref.batch(rows))
+
+
+def test_one_float_block_whole_batches_and_the_short_last_one():
+    ids = np.arange(230, dtype=np.float32)
+    table = InMemTable([{"x": ids[:100], "y": -ids[:100]}, {"x": ids[100:], "y": -ids[100:]}], row_major=False,
+                       batch_rows=32)
+    got = [table.batch(slice(s, s + 32)) for s in range(0, 230, 32)]
+    assert [len(b["x"]) for b in got] == [32] * 7 + [6]
+    assert torch.cat([b["x"] for b in got]).tolist() == ids.tolist()
+    assert torch.cat([b["y"] for b in got]).tolist() == (-ids).tolist()
+    assert all(b["x"].is_contiguous() and b["y"].is_contiguous() for b in got)
+
+
+def test_writing_into_a_batch_changes_no_later_batch_nor_the_same_batch_asked_again():
+    ids = np.arange(100, dtype=np.float32)
+    table = InMemTable([{"x": ids, "y": ids + 1000}], row_major=False, batch_rows=10)
+    first = table.batch(slice(0, 10))
+    first["x"].fill_(-1.0)
+    first["y"].add_(5.0)
+    again = table.batch(slice(0, 10))
+    assert again["x"].tolist() == ids[:10].tolist() and again["y"].tolist() == (ids[:10] + 1000).tolist()
+    assert again["x"].data_ptr() != first["x"].data_ptr()
+    assert table.batch(slice(10, 20))["x"].tolist() == ids[10:20].tolist()
+
+
+def test_an_empty_table_and_positions_out_of_range():
+    table = InMemTable([{"a": np.zeros((0, 2), np.float32)}], row_major=False, batch_rows=4)
+    assert table.rows == 0 and table.batch(slice(0, 4))["a"].shape == (0, 2)
+    full = InMemTable([{"a": np.arange(5, dtype=np.float32)}], row_major=False, batch_rows=4)
+    with pytest.raises(IndexError, match="out of range"):
+        full.batch(np.array([5]))
+    assert full.batch(np.array([-1]))["a"].tolist() == [4.0]
