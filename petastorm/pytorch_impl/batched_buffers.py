@@ -26,7 +26,7 @@ tensors; it also takes an optional ``seed`` and saves/restores its rows and RNG 
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
 from typing import Any, List, Optional
 
@@ -35,6 +35,7 @@ import numpy as np
 from petastorm.adapters.column_buffer import ColumnShufflingBuffer
 from petastorm.errors import PetastormArgumentError, PetastormReaderError
 from petastorm.pytorch_impl.device import numeric_to_tensor
+from petastorm.reader_impl.shuffling_buffer import BufferInterface
 
 __all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer",
            "column_as_numpy"]
@@ -60,8 +61,10 @@ def _to_tensors(columns: Any) -> List[Any]:
             for i, col in enumerate(columns)]
 
 
-class BatchedShufflingBufferBase(ABC):
-    """Interface of the batched buffers (the original's abstract class and methods)."""
+class BatchedShufflingBufferBase(BufferInterface):
+    """Interface of the batched buffers (the original's abstract class and methods: :meth:`_add_many` and
+    those of :class:`~petastorm.reader_impl.shuffling_buffer.BufferInterface`, ``retrieve()`` giving a list of
+    tensors of ``min(batch_size, size)`` rows)."""
 
     def __init__(self, batch_size: int = 1) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -78,27 +81,6 @@ class BatchedShufflingBufferBase(ABC):
     @abstractmethod
     def _add_many(self, items: List[np.ndarray]) -> None:
         """Store the columns."""
-
-    @abstractmethod
-    def retrieve(self) -> List[Any]:
-        """Remove and return a batch: a list of tensors of ``min(batch_size, size)`` rows."""
-
-    @abstractmethod
-    def can_add(self) -> bool:
-        """Whether :meth:`add_many` may be called now."""
-
-    @abstractmethod
-    def can_retrieve(self) -> bool:
-        """Whether :meth:`retrieve` may be called now."""
-
-    @property
-    @abstractmethod
-    def size(self) -> int:
-        """Rows held."""
-
-    @abstractmethod
-    def finish(self) -> None:
-        """No more rows will be added: every row held may now be retrieved."""
 
 
 class BatchedNoopShufflingBuffer(BatchedShufflingBufferBase):

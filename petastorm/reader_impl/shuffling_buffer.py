@@ -18,19 +18,16 @@ import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
-__all__ = ["ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer", "ShufflingBuffer"]
+__all__ = ["BufferInterface", "ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer", "ShufflingBuffer"]
 
 
-class ShufflingBufferBase(ABC):
-    """Interface of the shuffling buffers."""
-
-    @abstractmethod
-    def add_many(self, items: Iterable[Any]) -> None:
-        """Add items to the buffer."""
+class BufferInterface(ABC):
+    """What every shuffling buffer offers besides adding: this module's (items one at a time) and the torch
+    loaders' batched ones (:mod:`petastorm.pytorch_impl.batched_buffers`, batches of rows)."""
 
     @abstractmethod
     def retrieve(self) -> Any:
-        """Remove one item from the buffer and return it."""
+        """Remove and return an item (the batched buffers: a batch of rows)."""
 
     @abstractmethod
     def can_add(self) -> bool:
@@ -43,11 +40,19 @@ class ShufflingBufferBase(ABC):
     @property
     @abstractmethod
     def size(self) -> int:
-        """Number of items in the buffer."""
+        """Number of items (the batched buffers: rows) held."""
 
     @abstractmethod
     def finish(self) -> None:
-        """No more items will be added: lets the buffer be emptied below ``min_after_retrieve``."""
+        """No more items will be added: every item held may now be retrieved (below ``min_after_retrieve``)."""
+
+
+class ShufflingBufferBase(BufferInterface):
+    """Interface of the shuffling buffers."""
+
+    @abstractmethod
+    def add_many(self, items: Iterable[Any]) -> None:
+        """Add items to the buffer."""
 
 
 class NoopShufflingBuffer(ShufflingBufferBase):
