@@ -14,7 +14,6 @@ as the original example read it (a ``Vector`` column of pixels and a label; see 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any, Dict, Iterable, List, Optional
@@ -24,9 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mnist_data import mnist_dataframe, split  # noqa: E402
-
-from petastorm.spark import SparkDatasetConverter, make_spark_converter  # noqa: E402
+from converter_run import converter_parser, mnist_converters  # noqa: E402
 
 __all__ = ["Net", "train", "evaluate", "main"]
 
@@ -79,59 +76,18 @@ def evaluate(model: nn.Module, loader: Iterable[Dict[str, torch.Tensor]]) -> flo
     return correct / max(total, 1)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Petastorm Spark converter example: PyTorch")
-    parser.add_argument("--libsvm-path", default=None,
-                        help="MNIST in LIBSVM format (mnist.bz2); synthetic digits when not given")
-    parser.add_argument("--rows", type=int, default=60_000,
-                        help="synthetic rows, 90%% train and 10%% test (default: %(default)s)")
-    parser.add_argument("--cache-dir-url", default="file:///tmp/petastorm/cache/torch-example",
-                        help="parent directory of the converter's cache (default: %(default)s)")
-    parser.add_argument("--partitions", type=int, default=2, help="cached train files (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=800, help="training steps (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--log-interval", type=int, default=100, help="steps per loss line (default: %(default)s)")
-    parser.add_argument("--master", default="local[2]", help="Spark master of the session made here")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    return parser
-
-
 def main(argv: Optional[List[str]] = None, spark: Any = None) -> Dict[str, Any]:
     """Run the example; return ``{'losses', 'accuracy', 'train_rows', 'test_rows'}``."""
-    args = _parser().parse_args(argv)
+    args = converter_parser("Petastorm Spark converter example: PyTorch",
+                            "file:///tmp/petastorm/cache/torch-example").parse_args(argv)
     torch.manual_seed(args.seed)
-    own_session = spark is None
-    if own_session:
-        from pyspark.sql import SparkSession
-
-        # Spark's Python workers run this interpreter (where petastorm is installed), not the python3 on PATH
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        spark = (SparkSession.builder.master(args.master).appName("petastorm-torch-converter-example")
-                 .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-                 .getOrCreate())
-    try:
-        spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, args.cache_dir_url)
-        df_train, df_test = split(mnist_dataframe(spark, args.libsvm_path, args.rows, args.seed), args.partitions,
-                                  args.seed)
-        # Each DataFrame is written once to the cache; a second make_spark_converter(df_train) reuses it.
-        converter_train = make_spark_converter(df_train)
-        converter_test = make_spark_converter(df_test)
-        print(f"converter: {len(converter_train)} train rows, {len(converter_test)} test rows, "
-              f"cached in {converter_train.cache_dir_url}", flush=True)
-        try:
-            # num_epochs=None: the loader cycles through the data until `steps` batches are taken
-            with converter_train.make_torch_dataloader(batch_size=args.batch_size, num_epochs=None,
-                                                       shuffling_queue_capacity=1000, seed=args.seed) as loader:
-                model, losses = train(loader, args.steps, args.lr, min(args.log_interval, args.steps))
-            with converter_test.make_torch_dataloader(batch_size=1000, num_epochs=1) as loader:
-                accuracy = evaluate(model, loader)
-        finally:
-            converter_train.delete()
-            converter_test.delete()
-    finally:
-        if own_session:
-            spark.stop()
+    with mnist_converters(args, spark, "petastorm-torch-converter-example") as (converter_train, converter_test):
+        # num_epochs=None: the loader cycles through the data until `steps` batches are taken
+        with converter_train.make_torch_dataloader(batch_size=args.batch_size, num_epochs=None,
+                                                   shuffling_queue_capacity=1000, seed=args.seed) as loader:
+            model, losses = train(loader, args.steps, args.lr, min(args.log_interval, args.steps))
+        with converter_test.make_torch_dataloader(batch_size=1000, num_epochs=1) as loader:
+            accuracy = evaluate(model, loader)
     k = max(1, min(10, len(losses) // 3))
     print(f"torch: {len(losses)} steps, loss {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f} "
           f"(mean of the first and last {k}), test accuracy {accuracy:.3f}", flush=True)

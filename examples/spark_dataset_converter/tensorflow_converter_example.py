@@ -15,7 +15,6 @@ original example read it (a ``Vector`` column of pixels and a label; see ``mnist
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -26,9 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mnist_data import mnist_dataframe, split  # noqa: E402
-
-from petastorm.spark import SparkDatasetConverter, make_spark_converter  # noqa: E402
+from converter_run import converter_parser, mnist_converters  # noqa: E402
 
 __all__ = ["make_model", "to_xy", "main"]
 
@@ -54,68 +51,28 @@ def to_xy(batch: tuple) -> tuple:
     return batch.features, batch.label
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Petastorm Spark converter example: TensorFlow / Keras")
-    parser.add_argument("--libsvm-path", default=None,
-                        help="MNIST in LIBSVM format (mnist.bz2); synthetic digits when not given")
-    parser.add_argument("--rows", type=int, default=60_000,
-                        help="synthetic rows, 90%% train and 10%% test (default: %(default)s)")
-    parser.add_argument("--cache-dir-url", default="file:///tmp/petastorm/cache/tf-example",
-                        help="parent directory of the converter's cache (default: %(default)s)")
-    parser.add_argument("--partitions", type=int, default=2, help="cached train files (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=800, help="training steps (default: %(default)s)")
-    parser.add_argument("--log-interval", type=int, default=100,
-                        help="steps per Keras epoch, whose mean loss is printed (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--master", default="local[2]", help="Spark master of the session made here")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    return parser
-
-
 def main(argv: Optional[List[str]] = None, spark: Any = None) -> Dict[str, Any]:
     """Run the example; return ``{'losses', 'accuracy', 'train_rows', 'test_rows'}`` (``losses``: the mean
     loss of each Keras epoch of ``--log-interval`` steps)."""
-    args = _parser().parse_args(argv)
+    args = converter_parser("Petastorm Spark converter example: TensorFlow / Keras",
+                            "file:///tmp/petastorm/cache/tf-example",
+                            "steps per Keras epoch, whose mean loss is printed").parse_args(argv)
     tf.keras.utils.set_random_seed(args.seed)
-    own_session = spark is None
-    if own_session:
-        from pyspark.sql import SparkSession
-
-        # Spark's Python workers run this interpreter (where petastorm is installed), not the python3 on PATH
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        spark = (SparkSession.builder.master(args.master).appName("petastorm-tf-converter-example")
-                 .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-                 .getOrCreate())
-    try:
-        spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, args.cache_dir_url)
-        df_train, df_test = split(mnist_dataframe(spark, args.libsvm_path, args.rows, args.seed), args.partitions,
-                                  args.seed)
-        converter_train = make_spark_converter(df_train)
-        converter_test = make_spark_converter(df_test)
-        print(f"converter: {len(converter_train)} train rows, {len(converter_test)} test rows, "
-              f"cached in {converter_train.cache_dir_url}", flush=True)
+    with mnist_converters(args, spark, "petastorm-tf-converter-example") as (converter_train, converter_test):
         model = make_model()
         model.compile(optimizer=tf.keras.optimizers.Adam(args.lr),
                       loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         interval = min(args.log_interval, args.steps)
-        try:
-            # num_epochs=None: the dataset repeats forever; Keras takes `interval` batches per (short) epoch
-            with converter_train.make_tf_dataset(batch_size=args.batch_size, num_epochs=None,
-                                                 shuffling_queue_capacity=1000, seed=args.seed) as dataset:
-                history = model.fit(dataset.map(to_xy), epochs=max(1, args.steps // interval),
-                                    steps_per_epoch=interval, shuffle=False, verbose=0)
-            with converter_test.make_tf_dataset(batch_size=1000, num_epochs=1) as dataset:
-                with warnings.catch_warnings():
-                    # Keras 3 warns "Your input ran out of data" at the end of a dataset of unknown length
-                    warnings.filterwarnings("ignore", message="Your input ran out of data")
-                    _, accuracy = model.evaluate(dataset.map(to_xy), verbose=0)
-        finally:
-            converter_train.delete()
-            converter_test.delete()
-    finally:
-        if own_session:
-            spark.stop()
+        # num_epochs=None: the dataset repeats forever; Keras takes `interval` batches per (short) epoch
+        with converter_train.make_tf_dataset(batch_size=args.batch_size, num_epochs=None,
+                                             shuffling_queue_capacity=1000, seed=args.seed) as dataset:
+            history = model.fit(dataset.map(to_xy), epochs=max(1, args.steps // interval),
+                                steps_per_epoch=interval, shuffle=False, verbose=0)
+        with converter_test.make_tf_dataset(batch_size=1000, num_epochs=1) as dataset:
+            with warnings.catch_warnings():
+                # Keras 3 warns "Your input ran out of data" at the end of a dataset of unknown length
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                _, accuracy = model.evaluate(dataset.map(to_xy), verbose=0)
     losses = [float(v) for v in history.history["loss"]]
     for i, loss in enumerate(losses, 1):
         print(f"keras: steps {(i - 1) * interval + 1}-{i * interval} loss {loss:.4f}", flush=True)
