@@ -18,21 +18,15 @@ import time
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
 
+from .process._probe2_child import FDS
+
 _PRELUDE = r'''
 import gc, json, os, sys, threading, time
 from petastorm import make_reader, make_batch_reader, TransformSpec
 
 URL = sys.argv[1]
 
-def fds():
-    out = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            out[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return out
-
+''' + FDS + r'''
 def children():
     me, out = os.getpid(), []
     for d in os.listdir("/proc"):

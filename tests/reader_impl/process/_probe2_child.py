@@ -11,7 +11,19 @@ import sys
 import time
 from typing import List, Tuple
 
-__all__ = ["run_script", "session_processes", "PRELUDE"]
+__all__ = ["run_script", "session_processes", "PRELUDE", "FDS"]
+
+#: Source of ``fds()``, for a child script: its open descriptors, ``{fd: what it points to}`` (needs ``os``).
+FDS = r'''
+def fds():
+    out = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return out
+'''
 
 #: Helpers every probe script may use: its descendants, threads, descriptors, ``done(**kw)`` prints the result.
 PRELUDE = r'''
@@ -45,15 +57,7 @@ def helpers():
     from petastorm.reader_impl.process.fork_server import helper_process_pids
     return set(helper_process_pids())
 
-def fds():
-    out = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            out[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return out
-
+''' + FDS + r'''
 def done(**kw):
     print("RESULT " + json.dumps(kw, default=str), flush=True)
 '''
