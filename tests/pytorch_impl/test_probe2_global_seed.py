@@ -59,23 +59,19 @@ _MAKES = pytest.mark.parametrize("make", [make_reader, make_batch_reader], ids=[
 
 
 @_MAKES
-def test_dataloader_order_follows_numpy_random_seed(url, make):
-    first = _order(url, "DataLoader", make, 1, 1)
-    assert sorted(first) == list(range(60)) and first != list(range(60))
-    # recorded from 0.12.1: same numpy seed -> same order; torch / random seeds do not matter
-    assert _order(url, "DataLoader", make, 1, 1) == first
-    assert _order(url, "DataLoader", make, 2, 1, random_seed=5) == first
-    assert _order(url, "DataLoader", make, 1, 2) != first
+@pytest.mark.parametrize("kind, counts", [("DataLoader", "numpy"), ("BatchedDataLoader", "torch")])
+def test_loader_order_follows_one_global_seed(url, make, kind, counts):
+    # recorded from 0.12.1: DataLoader's order follows numpy's global seed (np.random.seed), BatchedDataLoader's
+    # torch's (torch.manual_seed); the same seed -> the same order, the other seeds (and random's) do not matter
+    def order(seed, other_seed, random_seed=0):
+        torch_seed, numpy_seed = (other_seed, seed) if counts == "numpy" else (seed, other_seed)
+        return _order(url, kind, make, torch_seed, numpy_seed, random_seed=random_seed)
 
-
-@_MAKES
-def test_batched_dataloader_order_follows_torch_manual_seed(url, make):
-    first = _order(url, "BatchedDataLoader", make, 1, 1)
+    first = order(1, 1)
     assert sorted(first) == list(range(60)) and first != list(range(60))
-    # recorded from 0.12.1: same torch seed -> same order; numpy / random seeds do not matter
-    assert _order(url, "BatchedDataLoader", make, 1, 1) == first
-    assert _order(url, "BatchedDataLoader", make, 1, 2, random_seed=5) == first
-    assert _order(url, "BatchedDataLoader", make, 2, 1) != first
+    assert order(1, 1) == first
+    assert order(1, 2, random_seed=5) == first
+    assert order(2, 1) != first
 
 
 @pytest.mark.parametrize("kind", ["DataLoader", "BatchedDataLoader"])

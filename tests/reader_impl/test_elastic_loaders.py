@@ -135,31 +135,36 @@ def test_loader_job_state_is_refused_by_another_loader_or_settings(datasets):
     reader.join()
 
 
-def test_in_memory_loader_states_are_refused(datasets):
-    url, _ = datasets(1, 2, 6)
+def _two_rank_states(url, make_loader, advance):
+    """The ``state_dict()`` of a loader (``make_loader(reader)``) on each rank of a world of 2, taken after
+    ``advance(rank, loader)``; each rank's reader stopped and joined."""
     states = []
     for rank in range(2):
         reader = open_reader(url, rank, 2, True, num_epochs=1)
-        loader = InMemBatchedDataLoader(reader, batch_size=2, num_epochs=1)
-        next(iter(loader))
+        loader = make_loader(reader)
+        advance(rank, loader)
         states.append(loader.state_dict())
         reader.stop()
         reader.join()
+    return states
+
+
+def test_in_memory_loader_states_are_refused(datasets):
+    url, _ = datasets(1, 2, 6)
+    states = _two_rank_states(url, lambda reader: InMemBatchedDataLoader(reader, batch_size=2, num_epochs=1),
+                              lambda rank, loader: next(iter(loader)))
     with pytest.raises(PetastormStateError, match="InMemBatchedDataLoader.*another world size"):
         merge_state_dicts(states)
 
 
 def test_loader_states_of_different_steps_are_refused(datasets):
     url, _ = datasets(1, 2, 6)
-    states = []
-    for rank, passes in ((0, 0), (1, 2)):  # rank 1 two passes ahead
-        reader = open_reader(url, rank, 2, True, num_epochs=1)
-        loader = BatchedDataLoader(reader, batch_size=2)
-        for _ in range(passes):
+
+    def passes(rank, loader):  # rank 1 two passes ahead
+        for _ in range(2 * rank):
             list(loader)
-        states.append(loader.state_dict())
-        reader.stop()
-        reader.join()
+
+    states = _two_rank_states(url, lambda reader: BatchedDataLoader(reader, batch_size=2), passes)
     with pytest.raises(PetastormStateError, match="passes_done"):
         merge_state_dicts(states)
 
