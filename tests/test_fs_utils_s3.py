@@ -32,14 +32,19 @@ def _read_sorted(path, fs):
     return pads.dataset(path, filesystem=fs, format="parquet").to_table().sort_by("id")
 
 
+def _write_through(fs, path, s3_server, bucket):
+    """Write TABLE through ``fs`` as ``path/part-0.parquet`` and check that it really is on the server in
+    ``bucket/ds`` (read back through an independently built filesystem)."""
+    pq.write_table(TABLE, f"{path}/part-0.parquet", filesystem=fs)
+    assert _read_sorted(f"{bucket}/ds", s3_server.pyarrow_filesystem()).equals(TABLE)
+
+
 def test_storage_options_round_trip_through_pyarrow_s3(s3_server):
     bucket = s3_server.make_bucket()
     fs, path = get_filesystem_and_path_or_paths(f"s3://{bucket}/ds/", storage_options=s3_server.storage_options)
     assert isinstance(fs, pafs.S3FileSystem)
     assert path == f"{bucket}/ds"
-    pq.write_table(TABLE, f"{path}/part-0.parquet", filesystem=fs)
-    # read back through an independently built filesystem: the data really is on the server
-    assert _read_sorted(f"{bucket}/ds", s3_server.pyarrow_filesystem()).equals(TABLE)
+    _write_through(fs, path, s3_server, bucket)
     assert _read_sorted(path, fs).equals(TABLE)
 
 
@@ -58,8 +63,7 @@ def test_s3fs_only_storage_options_round_trip_through_s3fs(s3_server):
     options = dict(s3_server.storage_options, use_listings_cache=False)
     fs, path = get_filesystem_and_path_or_paths(f"s3://{bucket}/ds", storage_options=options)
     assert isinstance(fs, pafs.PyFileSystem) and isinstance(fs.handler, pafs.FSSpecHandler)
-    pq.write_table(TABLE, f"{path}/part-0.parquet", filesystem=fs)
-    assert _read_sorted(f"{bucket}/ds", s3_server.pyarrow_filesystem()).equals(TABLE)
+    _write_through(fs, path, s3_server, bucket)
     assert _read_sorted(path, fs).equals(TABLE)
 
 
@@ -80,8 +84,7 @@ def test_given_s3fs_filesystem_round_trip(s3_server):
     fs, path = get_filesystem_and_path_or_paths(f"s3://{bucket}/ds", filesystem=given)
     assert isinstance(fs, pafs.PyFileSystem) and fs.handler.fs is given
     assert path == f"{bucket}/ds"
-    pq.write_table(TABLE, f"{path}/part-0.parquet", filesystem=fs)
-    assert _read_sorted(f"{bucket}/ds", s3_server.pyarrow_filesystem()).equals(TABLE)
+    _write_through(fs, path, s3_server, bucket)
     given.invalidate_cache()
     assert _read_sorted(path, fs).equals(TABLE)
 

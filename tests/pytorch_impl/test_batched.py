@@ -349,12 +349,18 @@ def test_resume_over_make_reader(types_dataset):
         assert head + [b["id"].tolist() for b in loader] == full
 
 
-def test_a_state_with_other_settings_is_refused_naming_the_setting(store):
-    with BatchedDataLoader(_ordered(store), batch_size=40) as loader:
+def _state_after_one_batch(store, batch_size):
+    """The state of an unshuffled loader of ``store`` after its first batch of ``batch_size`` rows."""
+    with BatchedDataLoader(_ordered(store), batch_size=batch_size) as loader:
         it = iter(loader)
         next(it)
         state = loader.state_dict()
         it.close()
+    return state
+
+
+def test_a_state_with_other_settings_is_refused_naming_the_setting(store):
+    state = _state_after_one_batch(store, 40)
     with BatchedDataLoader(_ordered(store), batch_size=20) as loader:
         with pytest.raises(PetastormStateError, match=r"batch_size \(saved 40, now 20\)"):
             loader.load_state_dict(state)
@@ -364,11 +370,7 @@ def test_a_state_with_other_settings_is_refused_naming_the_setting(store):
 
 
 def test_a_state_from_another_dataset_is_refused(store, unsigned_store):
-    with BatchedDataLoader(_ordered(store), batch_size=4) as loader:
-        it = iter(loader)
-        next(it)
-        state = loader.state_dict()
-        it.close()
+    state = _state_after_one_batch(store, 4)
     with BatchedDataLoader(_ordered(unsigned_store), batch_size=4) as loader:
         with pytest.raises(PetastormStateError, match="different dataset"):
             loader.load_state_dict(state)
