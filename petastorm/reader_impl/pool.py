@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Callable, Dict, Iterable, Iterator
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormWorkerError
 from petastorm.reader_impl.work_item import ColumnBatch, WorkItem
@@ -118,6 +118,8 @@ class Pool:
         self._stopped = False
         self._gen_counter = itertools.count(1)
         self._active_gen = 0
+        #: (gen, results) of the running imap: its finished outcomes not yet yielded (see ProcessPool.diagnostics)
+        self._live_results: Optional[tuple] = None
         #: the process that made the pool: its workers serve that process only
         self.owner_pid = os.getpid()
         # $PETASTORM_RESULTS_BUDGET_MB as the pool starts (docs/settings.md: each pool takes the environment
@@ -214,6 +216,7 @@ class Pool:
     def _imap(self, gen: int, items: Iterator[WorkItem]) -> Iterator[ColumnBatch]:
         stats = self._stats
         results: Dict[int, Any] = {}
+        self._live_results = (gen, results)
         submitted = 0
         yielded = 0
         exhausted = False
@@ -261,6 +264,8 @@ class Pool:
                 yield outcome
         finally:
             results.clear()
+            if self._live_results is not None and self._live_results[1] is results:
+                self._live_results = None
             if self._active_gen == gen:
                 self._active_gen = 0
                 if submitted != yielded and not self._stopped and os.getpid() == self.owner_pid:

@@ -249,10 +249,8 @@ class ProcessPool(Pool):
                 except OSError:
                     pass
             got = self._drain_lane(gen, results)
-            if woken:
-                if got:
-                    return True
-                continue
+            if woken:  # (also: diagnostics took results in from another thread) the caller looks at results again
+                return True
             for w in live:
                 if w.conn in ready:
                     got |= self._drain(w, gen, results)
@@ -399,8 +397,38 @@ class ProcessPool(Pool):
             raise PetastormWorkerError(self._broken)
         return super().imap(items)
 
+    def _take_in(self) -> None:
+        """Take the results already in the workers' pipes into the running imap's reorder buffer, without
+        blocking, unless another thread reads the connections now; so that ``reorder_buffered`` (a reader's
+        ``output_queue_size``) counts every finished result the consumer has not taken. A consumer waiting in
+        another thread is woken to look at them. Errors are left to the consumer (it sees them on its next step)."""
+        live = self._live_results
+        state = self._state
+        if live is None or self._stopped or state.closed or self._broken or os.getpid() != self.owner_pid:
+            return
+        workers = state.workers
+        if len(workers) < self.workers_count or not all(w.ready for w in workers):
+            return  # (a worker's start error is the consumer's to raise, as the worker's own exception)
+        gen, results = live
+        if not state.recv_lock.acquire(blocking=False):
+            return
+        took = False
+        try:
+            for w in workers:
+                while not state.closed and not w.dead and w.conn.poll(0):
+                    took = True
+                    self._handle(w, w.conn.recv(), gen, results)
+        except Exception:  # noqa: BLE001 - diagnostics never raise: the consumer meets the same error
+            pass
+        finally:
+            state.recv_lock.release()
+        if took:
+            self._stats["reorder_buffered"] = len(results)
+            state.wake()
+
     @property
     def diagnostics(self) -> dict:
+        self._take_in()
         d = super().diagnostics
         workers = self._state.workers
         d.update({

@@ -1,0 +1,25 @@
+"""The process pool's ``output_queue_size``: results finished by the workers and not yet taken by the consumer,
+also those still in the workers' pipes (helper G4, issue 11)."""
+import time
+
+from petastorm import make_reader
+
+
+def test_process_pool_output_queue_size_counts_results_still_in_the_pipes(synthetic_dataset):
+    # it counted the reorder buffer only: 0 while every finished result sat in a worker's pipe (the consumer
+    # takes them in only as it iterates), so a user watching the queue saw a starved consumer
+    with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=1,
+                     shuffle_row_groups=False) as reader:
+        first = next(reader)
+        assert first.id == 0
+        deadline = time.monotonic() + 20
+        diag = reader.diagnostics
+        while diag["output_queue_size"] < diag["items_inprocess"] - 1 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the items submitted finish in a few ms
+            diag = reader.diagnostics
+        # every item in flight but the one being read is finished (and waiting) by now
+        assert diag["output_queue_size"] >= diag["items_inprocess"] - 1 >= 1
+        assert diag["output_queue_size"] == diag["pool_reorder_buffered"] + diag.get("pool_results_waiting", 0)
+        ids = [first.id] + [row.id for row in reader]  # nothing lost or repeated by counting them
+    assert ids == list(range(100))
+    assert reader.diagnostics["output_queue_size"] == 0
