@@ -36,6 +36,8 @@ __all__ = [
     "JOB_VERSION",
     "KEY_ELASTIC",
     "EpochDeal",
+    "check_ranges",
+    "checked_int",
     "normalize_ranges",
     "subtract_ranges",
     "take_ranges",
@@ -359,6 +361,46 @@ def _inexact_reason(reader: Any) -> Any:
             f"shuffle_rows=False and no predicate (a loader's shuffling buffer shuffles rows instead)")
 
 
+def checked_int(value: object, where: str, low: int = 0) -> int:
+    """``value`` as an int ``>= low`` (bools refused), else a PetastormStateError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise PetastormStateError(f"{where} must be an integer >= {low}, got {value!r}: the state was changed after "
+                                  f"state_dict() or comes from another petastorm version")
+    return value
+
+
+def check_ranges(ranges: object, span: int, where: str) -> None:
+    """``ranges`` is a list of ``[start, stop]`` int pairs within ``[0, span]``, else a PetastormStateError naming
+    ``where``."""
+    if not isinstance(ranges, (list, tuple)) or any(
+            not isinstance(r, (list, tuple)) or len(r) != 2 or any(isinstance(x, bool) or not isinstance(x, int)
+                                                                   for x in r) or not 0 <= r[0] <= r[1] <= span
+            for r in ranges):
+        raise PetastormStateError(f"{where} must be a list of [start, stop] positions within [0, {span}], got "
+                                  f"{ranges!r}: the state was changed after state_dict() or comes from another "
+                                  f"petastorm version")
+
+
+def _check_job(job: Mapping) -> None:
+    """The fields of a job state that the resume uses, checked (a PetastormStateError naming the field, not a
+    bare KeyError or TypeError from inside the resume)."""
+    for key in ("next_epoch", "epochs"):
+        if key not in job:
+            raise PetastormStateError(f"malformed job state: no {key!r} (changed after merge_state_dicts()?)")
+    checked_int(job["next_epoch"], "job state['next_epoch']")
+    checked_int(job.get("held", 0), "job state['held']")
+    if job.get("epoch_limit") is not None:
+        checked_int(job["epoch_limit"], "job state['epoch_limit']")
+    if not isinstance(job["epochs"], Mapping):
+        raise PetastormStateError(f"job state['epochs'] must be a dict, got {type(job['epochs']).__name__}")
+    for key, ep in job["epochs"].items():
+        at = f"job state['epochs'][{key!r}]"
+        if not str(key).isdigit() or not isinstance(ep, Mapping) or "span" not in ep or "consumed" not in ep:
+            raise PetastormStateError(f"{at} must be an epoch number's record with 'span' and 'consumed', got "
+                                      f"{ep!r}")
+        check_ranges(ep["consumed"], checked_int(ep["span"], f"{at}['span']"), f"{at}['consumed']")
+
+
 def restore_deals(reader: Any, extra: Mapping) -> None:
     """Same-world-size resume of a rank that was reading a dealt epoch: rebuild its deals and plans."""
     rec = extra.get(KEY_ELASTIC) if isinstance(extra, Mapping) else None
@@ -390,6 +432,7 @@ def load_job_state(reader: Any, job: Mapping) -> None:
     if job.get("version") != JOB_VERSION:
         raise PetastormStateError(f"unknown job state version {job.get('version')!r}; this petastorm reads "
                                   f"version {JOB_VERSION}")
+    _check_job(job)
     if job.get("dataset_fingerprint") != reader.dataset.fingerprint():
         raise PetastormStateError(
             f"job state was saved for a different dataset (dataset fingerprint {job.get('dataset_fingerprint')}, "

@@ -13,6 +13,8 @@ from petastorm.reader_impl.elastic import (
     JOB_KIND,
     JOB_VERSION,
     KEY_ELASTIC,
+    check_ranges,
+    checked_int,
     normalize_ranges,
     ranges_size,
     shardless_options,
@@ -27,6 +29,35 @@ def _ended(rec: Mapping, limit: int) -> bool:
         return True
     last = (rec.get("epochs") or {}).get(str(limit - 1))
     return int(rec["epoch"]) == limit - 1 and bool(last and last.get("complete"))
+
+
+def _check_record(state: Mapping, rec: Mapping, i: int) -> None:
+    """The fields of a rank's elastic record that the merge uses, checked (a PetastormStateError naming
+    ``states[i]`` and the field, not a bare KeyError or TypeError from inside the merge)."""
+    where = f"states[{i}]['extra'][{KEY_ELASTIC!r}]"
+    for key in ("world", "rank", "epoch", "total", "epochs"):
+        if key not in rec:
+            raise PetastormStateError(f"{where} has no {key!r}: the state was changed after state_dict() or comes "
+                                      f"from another petastorm version")
+    world = checked_int(rec["world"], f"{where}['world']", 1)
+    if checked_int(rec["rank"], f"{where}['rank']") >= world:
+        raise PetastormStateError(f"{where}['rank'] is {rec['rank']}, not a rank of shard_count={world}")
+    checked_int(rec["epoch"], f"{where}['epoch']")
+    checked_int(rec["total"], f"{where}['total']")
+    if not isinstance(rec["epochs"], Mapping):
+        raise PetastormStateError(f"{where}['epochs'] must be a dict, got {type(rec['epochs']).__name__}")
+    for key, ep in rec["epochs"].items():
+        at = f"{where}['epochs'][{key!r}]"
+        if not str(key).isdigit() or not isinstance(ep, Mapping) or "span" not in ep or "consumed" not in ep:
+            raise PetastormStateError(f"{at} must be an epoch number's record with 'span' and 'consumed', got "
+                                      f"{ep!r}")
+        span = checked_int(ep["span"], f"{at}['span']")
+        for part in ("consumed", "base", "read"):
+            if part in ep:
+                check_ranges(ep[part], span, f"{at}[{part!r}]")
+    limit = (state.get("extra") or {}).get("epoch_limit")
+    if limit is not None:
+        checked_int(limit, f"states[{i}]['extra']['epoch_limit']")
 
 
 def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
@@ -58,13 +89,19 @@ def merge_reader_states(states: Sequence[Mapping], prefix: int = 0) -> dict:
     for i, s in enumerate(states):
         if not isinstance(s, Mapping) or "dataset_fingerprint" not in s:
             raise PetastormStateError(f"states[{i}] is not a reader state_dict() (got {type(s).__name__})")
-        rec = (s.get("extra") or {}).get(KEY_ELASTIC)
+        extra = s.get("extra")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise PetastormStateError(f"states[{i}]['extra'] must be a dict, got {type(extra).__name__}")
+        if not isinstance(s.get("options") or {}, Mapping):
+            raise PetastormStateError(f"states[{i}]['options'] must be a dict, got {type(s['options']).__name__}")
+        rec = (extra or {}).get(KEY_ELASTIC)
         if not isinstance(rec, Mapping):
             raise PetastormStateError(
                 f"states[{i}] cannot be resumed at another world size: its reader was not made with "
                 f"cur_shard, shard_count and shard_mode='balanced' (or it reads ngrams)")
         if rec.get("exact") is not True:
             raise PetastormStateError(f"states[{i}]: {rec.get('exact')}")
+        _check_record(s, rec, i)
         recs.append(rec)
     first = states[0]
     for i, s in enumerate(states):
