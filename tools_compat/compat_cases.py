@@ -5,10 +5,11 @@ read, or raises what the original raised. Only the original's public API is call
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 N_ROWS = 10
 
@@ -91,6 +92,19 @@ def _ids(reader, limit: int = 1000) -> list:
         if len(ids) > limit:
             break
     return ids
+
+
+@contextlib.contextmanager
+def _opened(probe: Probe, fn, url_name: str) -> Iterator[Any]:
+    """The reader ``fn(url, **COMMON)`` of dataset ``url_name`` (step ``construct``), stopped and joined on
+    exit, whatever happened inside."""
+    probe.stage = "construct"
+    reader = fn(probe.url(url_name), **COMMON)
+    try:
+        yield reader
+    finally:
+        reader.stop()
+        reader.join()
 
 
 def _read(probe: Probe, fn, url_name: str, **kwargs) -> dict:
@@ -283,44 +297,30 @@ for _fname, _f, _ds in (("make_reader", _mr, PS), ("make_batch_reader", _mbr, PL
             case(f"{fname}.transform_raises_{pool}", f"TransformSpec(func raising ValueError('boom from transform')),"
                  f" {pool} pool")(lambda p, pool=pool, tr=transform_raises: tr(p, pool=pool))
 
-        def transform_wrong_type(p, f=f, ds=ds):
-            from petastorm.transform import TransformSpec
-            return _read(p, f(), ds, transform_spec=TransformSpec(lambda x: 42), **COMMON)
-        case(f"{fname}.transform_returns_int", "TransformSpec(lambda x: 42)")(transform_wrong_type)
-
-        def transform_none(p, f=f, ds=ds):
-            from petastorm.transform import TransformSpec
-            return _read(p, f(), ds, transform_spec=TransformSpec(lambda x: None), **COMMON)
-        case(f"{fname}.transform_returns_none", "TransformSpec(lambda x: None)")(transform_none)
+        for kind, value in (("int", 42), ("none", None)):
+            def transform_returns(p, f=f, ds=ds, value=value):
+                from petastorm.transform import TransformSpec
+                return _read(p, f(), ds, transform_spec=TransformSpec(lambda x: value), **COMMON)
+            case(f"{fname}.transform_returns_{kind}", f"TransformSpec(lambda x: {value})")(transform_returns)
 
         def reset_early(p, f=f, ds=ds):
-            p.stage = "construct"
-            r = f()(p.url(ds), **COMMON)
-            try:
+            with _opened(p, f(), ds) as r:
                 p.stage = "first_next"
                 next(r)
                 p.stage = "reset_before_exhaustion"
                 r.reset()
                 p.stage = "iterate_after_reset"
                 return {"ids_after_reset": _ids(r)}
-            finally:
-                r.stop()
-                r.join()
         case(f"{fname}.reset_before_exhaustion", "next(r) once, then r.reset()")(reset_early)
 
         def reset_after(p, f=f, ds=ds):
-            p.stage = "construct"
-            r = f()(p.url(ds), **COMMON)
-            try:
+            with _opened(p, f(), ds) as r:
                 p.stage = "iterate"
                 first = _ids(r)
                 p.stage = "reset_after_exhaustion"
                 r.reset()
                 p.stage = "iterate_after_reset"
                 return {"ids": first, "ids_after_reset": _ids(r)}
-            finally:
-                r.stop()
-                r.join()
         case(f"{fname}.reset_after_exhaustion", "read all, r.reset(), read again (for reference)")(reset_after)
 
         def selector_no_index(p, f=f, ds=ds):
