@@ -23,7 +23,12 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormSchemaError,
+    PetastormStateError,
+    PetastormTypeError,
+)
 
 __all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns", "as_records"]
 
@@ -75,6 +80,26 @@ def concat_columns(parts: list) -> Columns:
                 f"field '{name}' has cells of different shapes {shapes} in consecutive reader batches: "
                 f"they cannot be batched together ({e})") from None
     return out
+
+
+def _check_columns(columns: Mapping[str, Any]) -> None:
+    """Raise for the first column of a batch that is not an array of rows, or for columns of different lengths
+    (nothing for an aligned batch).
+
+    Raises
+    ------
+    PetastormTypeError
+        A column that is not a numpy array of at least one dimension (names the field and its type).
+    PetastormSchemaError
+        Columns of different lengths (names each field's rows).
+    """
+    for name, col in columns.items():
+        if not isinstance(col, np.ndarray) or col.ndim == 0:
+            raise PetastormTypeError(f"field '{name}' must be a numpy array of rows, got {type(col).__name__}")
+    sizes = {name: len(col) for name, col in columns.items()}
+    if len(set(sizes.values())) > 1:
+        rows = ", ".join(f"'{name}' {n} rows" for name, n in sizes.items())
+        raise PetastormSchemaError(f"the columns of a batch have different lengths: {rows}")
 
 
 def as_records(block: np.ndarray) -> "np.ndarray | None":
@@ -237,8 +262,23 @@ class ColumnShufflingBuffer:
         ----------
         columns : dict of str -> np.ndarray, shape (n, ...)
             ``n <= free`` rows; the same fields every call.
+
+        Raises
+        ------
+        PetastormTypeError
+            A column is not a numpy array of rows (names the field).
+        PetastormSchemaError
+            Columns of different lengths, a field missing or new, cells of another shape (names the fields).
+        PetastormArgumentError
+            More rows than are free.
         """
-        n = num_rows(columns)
+        if self._blocks is None:
+            _check_columns(columns)
+        try:
+            n = num_rows(columns)
+        except TypeError:  # a scalar
+            _check_columns(columns)
+            raise
         if n > self.free:
             raise PetastormArgumentError(f"cannot add {n} rows: only {self.free} of {self._capacity} are free")
         if n == 0:
@@ -249,11 +289,17 @@ class ColumnShufflingBuffer:
             missing = sorted(set(self._where) - set(columns))
             raise PetastormSchemaError(f"fields {missing} are missing from a reader batch")
         views = self._views
-        for name, col in columns.items():
-            view = views.get(name)
-            if view is None or col.dtype != view[1] or col.shape[1:] != view[2]:
-                self._fit(name, col)
-                views = self._views
+        try:
+            for name, col in columns.items():
+                view = views.get(name)
+                if view is None or col.dtype != view[1] or col.shape[1:] != view[2] or len(col) != n:
+                    if len(col) != n:
+                        _check_columns(columns)
+                    self._fit(name, col)
+                    views = self._views
+        except (AttributeError, TypeError):  # not an array
+            _check_columns(columns)
+            raise
         holes = self._holes
         m = min(n, len(holes))
         if m:
@@ -361,7 +407,14 @@ class ColumnShufflingBuffer:
         Returns
         -------
         dict of str -> np.ndarray, shape (min(count, size), ...), C-contiguous
+
+        Raises
+        ------
+        PetastormArgumentError
+            ``count`` is not a non-negative integer.
         """
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise PetastormArgumentError(f"count must be a non-negative integer, got {count!r}")
         k = min(int(count), self.size)
         if self._blocks is None or k == 0:
             return {name: view[0][:0].copy() for name, view in self._views.items()}

@@ -7,7 +7,9 @@ on the loaders' :class:`~petastorm.adapters.ColumnShufflingBuffer`, both layers 
 
 Behaviour recorded from petastorm 0.12.1 (black box) and kept:
 
-- ``add_many(columns)`` takes a list of torch tensors or numpy arrays (one per column); ``retrieve()``
+- ``add_many(columns)`` takes a list of torch tensors or numpy arrays (one per column, all with the same rows:
+  columns of different lengths raise ``RuntimeError`` here, where the original broadcast a 1-row column and
+  the noop buffer served misaligned rows); ``retrieve()``
   returns a list of torch tensors of ``min(batch_size, size)`` rows; ``size`` is a property.
 - :class:`BatchedNoopShufflingBuffer`: first in, first out; ``can_add()`` is always True;
   ``can_retrieve()`` once ``batch_size`` rows are held (after ``finish()``: while any row is held, and a
@@ -76,7 +78,11 @@ class BatchedShufflingBufferBase(BufferInterface):
         """Add rows: ``items`` is a list of columns (tensors or arrays), each with the same number of rows."""
         if self._done_adding:
             return  # the original ignores adds after finish() (it neither stores nor raises)
-        return self._add_many([column_as_numpy(c) for c in items])
+        columns = [column_as_numpy(c) for c in items]
+        if len({len(c) for c in columns}) > 1:  # 0.12.1 broadcast a 1-row column, served misaligned rows
+            rows = ", ".join(f"column {i} {len(c)} rows" for i, c in enumerate(columns))
+            raise PetastormReaderError(f"add_many: the columns have different lengths: {rows}")
+        return self._add_many(columns)
 
     @abstractmethod
     def _add_many(self, items: List[np.ndarray]) -> None:

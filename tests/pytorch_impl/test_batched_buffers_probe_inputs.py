@@ -1,0 +1,25 @@
+"""Probes (issue 11, round 4) of the batched shuffling buffers (``petastorm.reader_impl.pytorch_shuffling_buffer``)
+with columns of different lengths."""
+import pytest
+import torch
+
+from petastorm.reader_impl.pytorch_shuffling_buffer import (
+    BatchedNoopShufflingBuffer,
+    BatchedRandomShufflingBuffer,
+)
+
+
+@pytest.mark.parametrize("make", [lambda: BatchedRandomShufflingBuffer(100, 0, batch_size=4),
+                                  lambda: BatchedNoopShufflingBuffer(batch_size=4)])
+def test_batched_buffers_refuse_columns_of_different_lengths(make):
+    # 0.12.1 broadcast a 1-row column silently (its batches were [[6, 8, 7, 9], [0, 0, 0, 0]]) and the noop
+    # buffer served misaligned batches ([0, 1, 2, 3] with [0]); 10 rows with 5 raised torch's RuntimeError
+    buf = make()
+    with pytest.raises(RuntimeError, match=r"column 1 1 rows"):
+        buf.add_many([torch.arange(10), torch.arange(1)])
+    with pytest.raises(RuntimeError, match=r"column 0 10 rows, column 1 5 rows"):
+        buf.add_many([torch.arange(10), torch.arange(5)])
+    assert buf.size == 0
+    buf.add_many([torch.arange(10), torch.arange(10) * 2])
+    first, second = buf.retrieve()
+    assert torch.equal(first * 2, second)
