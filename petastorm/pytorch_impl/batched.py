@@ -391,8 +391,18 @@ class InMemBatchedDataLoader(LoaderBase):
         table, rows, bs = self._data, self._rows, self.batch_size
         if not rows:
             return
+        batches = table.batches
         while self.num_epochs is None or self._epoch < self.num_epochs:
             order = self._order(self._epoch)
+            if order is None and batches is not None:  # in order: whole batches of the batch-major table
+                whole_batch = table.whole_batch
+                for b in range(self._batch, batches):
+                    out = whole_batch(b)
+                    self._batch += 1
+                    yield out
+                self._epoch += 1
+                self._batch = 0
+                continue
             for start in range(self._batch * bs, rows, bs):
                 # new tensors every batch (users may write to them): one copy per block of columns
                 out = table.batch(slice(start, start + bs) if order is None else order[start:start + bs])

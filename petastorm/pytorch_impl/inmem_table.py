@@ -147,6 +147,17 @@ class InMemTable:
             return out
         return {name: out[name] for name in self.names}
 
+    @property
+    def batches(self) -> Optional[int]:
+        """Whole batches of a batch-major table (the last one may be short), None for the other layouts."""
+        return None if self._bs is None else -(-self.rows // self._bs)
+
+    def whole_batch(self, b: int) -> Dict[str, Any]:
+        """Batch ``b`` of a batch-major table (``batch(slice(b * batch_rows, (b + 1) * batch_rows))``, one call less
+        per batch: the ordered epochs of ``InMemBatchedDataLoader``)."""
+        bs = self._bs
+        return self._whole_batch(b, bs if (b + 1) * bs <= self.rows else self.rows - b * bs)
+
     def _whole_batch(self, b: int, n: int) -> Dict[str, Any]:
         """Batch ``b`` of a batch-major table (``n`` rows: ``batch_rows`` or fewer for the last one)."""
         if self._plain is not None:  # the common case: one copy of one contiguous run, its columns as views

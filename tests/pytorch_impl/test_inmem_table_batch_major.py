@@ -66,3 +66,13 @@ def test_an_empty_table_and_positions_out_of_range():
     with pytest.raises(IndexError, match="out of range"):
         full.batch(np.array([5]))
     assert full.batch(np.array([-1]))["a"].tolist() == [4.0]
+
+
+def test_whole_batch_is_batch_of_the_slice():
+    parts, _ = _parts()
+    table = InMemTable(parts, row_major=False, batch_rows=64)
+    assert table.batches == 16
+    for b in (0, 7, 15):
+        _same(table.whole_batch(b), table.batch(slice(b * 64, (b + 1) * 64)))
+    assert len(table.whole_batch(15)["a"]) == 1000 - 15 * 64
+    assert InMemTable(_parts()[0], row_major=False).batches is None
