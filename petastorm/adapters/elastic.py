@@ -21,7 +21,8 @@ from petastorm.errors import PetastormStateError
 from petastorm.reader_impl.elastic import KEY_ELASTIC, is_job_state, take_ranges
 from petastorm.reader_impl.elastic_merge import merge_reader_states
 
-__all__ = ["LOADER_JOB_KIND", "merge_state_dicts", "is_loader_job_state", "held_share", "pipeline_parts"]
+__all__ = ["LOADER_JOB_KIND", "merge_state_dicts", "is_loader_job_state", "check_loader_job", "held_share",
+           "pipeline_parts"]
 
 #: ``kind`` of a merged loader job state.
 LOADER_JOB_KIND = "petastorm.loader_job_state"
@@ -240,13 +241,43 @@ def merge_state_dicts(states: Sequence[Mapping]) -> dict:
             "reader": job, "held": encode_state(held), "held_rows": n_held}
 
 
+def _decoded_held(job: Mapping) -> Any:
+    """The held rows of a loader job state, decoded: a columns dict or a list of rows."""
+    held = decode_state(job.get("held"))
+    if held is not None and not isinstance(held, (list, Mapping)):
+        raise PetastormStateError(f"malformed job state: 'held' must hold the rows the loaders held (encoded "
+                                  f"columns or a list of rows), got {type(held).__name__} (changed after "
+                                  f"merge_state_dicts()?)")
+    return held
+
+
+def check_loader_job(job: Mapping) -> None:
+    """The fields of a loader job state that a loader's ``load_state_dict`` uses, checked.
+
+    Raises
+    ------
+    PetastormStateError
+        Naming the field (not a bare KeyError or ValueError from inside the loader's resume).
+    """
+    if not isinstance(job.get("reader"), Mapping):
+        raise PetastormStateError(f"malformed job state: 'reader' must be the merged state of the readers (a dict), "
+                                  f"got {type(job.get('reader')).__name__} (changed after merge_state_dicts()?)")
+    passes = job.get("passes_done")
+    if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int) or passes < 0):
+        raise PetastormStateError(f"malformed job state: 'passes_done' must be an integer >= 0 or None, got "
+                                  f"{passes!r}")
+    if not isinstance(job.get("in_pass", True), bool):
+        raise PetastormStateError(f"malformed job state: 'in_pass' must be True or False, got {job['in_pass']!r}")
+    _decoded_held(job)
+
+
 def held_share(job: Mapping, reader: Any) -> Any:
     """The held rows of a loader job state dealt to ``reader``'s rank (columns dict or list of rows).
 
     Call after ``reader.load_state_dict(job["reader"])``.
     """
     lo, hi = getattr(reader, "_elastic_held", (0, 0))
-    held = decode_state(job.get("held"))
+    held = _decoded_held(job)
     if hi <= lo or not held:
         return [] if isinstance(held, list) else {}
     if isinstance(held, list):
