@@ -17,7 +17,8 @@ Everything is written under a temporary sibling of the target, ``<target>.__peta
 - Object stores (S3, GCS, Azure...), where there is no directory rename: the finished files are moved to
   the target, data files first and ``_common_metadata`` last, so the target looks like a Petastorm
   dataset only once it is complete. With ``overwrite=True`` the old ``_common_metadata`` is deleted
-  first, then the old files.
+  first, then the old files. Nothing serialises two writers there: do not write one target from two
+  jobs at once (their files would mix).
 
 On any failure before the publish (a bad row, a dead worker, Ctrl-C) the temporary directory is deleted
 and the target is left as it was.
