@@ -102,6 +102,25 @@ def _check_columns(columns: Mapping[str, Any]) -> None:
         raise PetastormSchemaError(f"the columns of a batch have different lengths: {rows}")
 
 
+def _state_rows(rows: Any) -> Columns:
+    """The ``"rows"`` of a saved buffer state as aligned arrays.
+
+    Raises
+    ------
+    PetastormStateError
+        They are not a dict of arrays of rows of one length.
+    """
+    if not isinstance(rows, Mapping):
+        raise PetastormStateError(
+            f"malformed shuffling buffer state: '{_ROWS}' must be a dict of columns, got {type(rows).__name__}")
+    out = {name: np.asarray(col) for name, col in rows.items()}
+    lengths = {name: (len(col) if col.ndim else None) for name, col in out.items()}
+    if None in lengths.values() or len(set(lengths.values())) > 1:
+        raise PetastormStateError(
+            f"malformed shuffling buffer state: '{_ROWS}' must be columns of one length, got rows {lengths}")
+    return out
+
+
 def as_records(block: np.ndarray) -> "np.ndarray | None":
     """A C-contiguous block as a 1-D array of opaque rows (numpy moves those several times faster than
     fancy-indexed rows of a 2-D array); None for object blocks (references cannot be viewed as bytes), strided
@@ -504,6 +523,12 @@ class ColumnShufflingBuffer:
         except (KeyError, TypeError):
             raise PetastormStateError(
                 f"malformed shuffling buffer state: expected a dict with keys '{_ROWS}' and '{_RNG}'") from None
+        rows = _state_rows(rows)
+        try:  # checked on a generator of the same kind before this buffer changes
+            np.random.default_rng().bit_generator.state = rng_state
+        except (TypeError, ValueError, KeyError) as e:
+            raise PetastormStateError(f"malformed shuffling buffer state: '{_RNG}' is not a generator state ({e})"
+                                      ) from None
         total = num_rows(rows)
         pending = state.get(_ROUND, 0) or 0
         if isinstance(pending, bool) or not isinstance(pending, (int, np.integer)) or not 0 <= pending <= total:

@@ -30,18 +30,19 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections import deque
-from typing import Any, List, Optional
+from typing import Any, List, Mapping, Optional
 
 import numpy as np
 
 from petastorm.adapters.column_buffer import ColumnShufflingBuffer
-from petastorm.errors import PetastormArgumentError, PetastormReaderError
+from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 from petastorm.pytorch_impl.device import numeric_to_tensor
 from petastorm.reader_impl.shuffling_buffer import BufferInterface
 
 __all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer",
            "column_as_numpy"]
 
+_STATE_KEYS = ("buffer", "finished", "columns")
 _DEQUEUE_ERROR = ('Can not dequeue. Check the return value of "can_dequeue()" to check if any items are '
                   'available.')
 
@@ -210,7 +211,17 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
         return {"buffer": self._buffer.state_dict(), "finished": self._done_adding, "columns": self._names}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        Raises
+        ------
+        PetastormStateError
+            The state is not one of this class (names the keys it needs) or its rows cannot be restored.
+        """
+        if not isinstance(state, Mapping) or any(key not in state for key in _STATE_KEYS):
+            raise PetastormStateError(f"not a BatchedRandomShufflingBuffer state: expected a dict with keys "
+                                      f"{list(_STATE_KEYS)}, got {type(state).__name__}"
+                                      f"{f' with keys {sorted(state)}' if isinstance(state, Mapping) else ''}")
         self._buffer.load_state_dict(state["buffer"])
         self._done_adding = bool(state["finished"])
         self._names = state["columns"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -90,6 +90,8 @@ class NoopShufflingBuffer(ShufflingBufferBase):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
+        if not isinstance(state, Mapping):
+            raise PetastormStateError(f"not a NoopShufflingBuffer state: a {type(state).__name__}, not a dict")
         if self._ITEMS not in state:
             raise PetastormStateError(f"not a NoopShufflingBuffer state: keys {sorted(state)}")
         self._store = deque(state[self._ITEMS])
@@ -203,6 +205,8 @@ class RandomShufflingBuffer(ShufflingBufferBase):
             If the state is not a shuffling buffer's, or was saved from a buffer with another capacity or
             ``min_after_retrieve``.
         """
+        if not isinstance(state, Mapping):
+            raise PetastormStateError(f"not a shuffling buffer state: a {type(state).__name__}, not a dict")
         missing = [k for k in (self._VERSION, self._ITEMS, self._RNG, self._FINISHED, self._CAPACITY,
                                self._MIN_AFTER_RETRIEVE) if k not in state]
         if missing:

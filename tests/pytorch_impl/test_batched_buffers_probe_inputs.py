@@ -23,3 +23,13 @@ def test_batched_buffers_refuse_columns_of_different_lengths(make):
     buf.add_many([torch.arange(10), torch.arange(10) * 2])
     first, second = buf.retrieve()
     assert torch.equal(first * 2, second)
+
+
+@pytest.mark.parametrize("state", [{}, None, {"buffer": {}}, {"finished": False, "columns": [0]}])
+def test_batched_random_buffer_refuses_a_malformed_state(state):
+    # {} raised a bare KeyError 'buffer', None a TypeError (not subscriptable)
+    buf = BatchedRandomShufflingBuffer(100, 0, batch_size=4)
+    buf.add_many([torch.arange(6)])
+    with pytest.raises(ValueError, match="state"):
+        buf.load_state_dict(state)
+    assert buf.size == 6
