@@ -19,20 +19,26 @@ from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["PIXELS", "mnist_dataframe", "synthetic_mnist_dataframe", "libsvm_mnist_dataframe", "split"]
+__all__ = ["PIXELS", "mnist_dataframe", "synthetic_mnist_dataframe", "libsvm_mnist_dataframe", "split",
+           "mnist_example"]
 
 PIXELS = 28 * 28
-_MNIST_GENERATOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "mnist",
-                                "generate_petastorm_mnist.py")
+_MNIST_EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "mnist")
+
+
+def mnist_example(name: str) -> Any:
+    """The module of ``examples/mnist/<name>.py`` (loaded from its file: ``examples/`` is no package)."""
+    spec = importlib.util.spec_from_file_location(f"_petastorm_mnist_{name}", os.path.join(_MNIST_EXAMPLES,
+                                                                                           f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
 
 
 def _render_digits() -> Any:
     """``render_digits`` of ``examples/mnist/generate_petastorm_mnist.py`` (the same synthetic digits)."""
-    spec = importlib.util.spec_from_file_location("_petastorm_mnist_generator", _MNIST_GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module.render_digits
+    return mnist_example("generate_petastorm_mnist").render_digits
 
 
 def synthetic_mnist_dataframe(spark: Any, rows: int, seed: int = 0, partitions: int = 2) -> Any:

@@ -26,23 +26,19 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from converter_run import converter_parser, mnist_converters  # noqa: E402
+from mnist_data import mnist_example  # noqa: E402
 
 __all__ = ["make_model", "to_xy", "main"]
 
 
 def make_model() -> tf.keras.Model:
-    """A small convnet: pixels float32 (batch, 784), 0-255 -> 10 logits."""
+    """``examples/mnist/tf_example.py``'s small convnet behind a rescale of the flat pixels: pixels float32
+    (batch, 784), 0-255 -> 10 logits."""
     return tf.keras.Sequential([
         tf.keras.Input(shape=(784,)),
         tf.keras.layers.Rescaling(1.0 / 255),
-        tf.keras.layers.Reshape((28, 28, 1)),
-        tf.keras.layers.Conv2D(16, 5, activation="relu"),
-        tf.keras.layers.MaxPooling2D(),
-        tf.keras.layers.Conv2D(32, 5, activation="relu"),
-        tf.keras.layers.MaxPooling2D(),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(64, activation="relu"),
-        tf.keras.layers.Dense(10),
+        tf.keras.layers.Reshape((28, 28)),
+        mnist_example("tf_example").make_model(),
     ])
 
 
