@@ -23,17 +23,17 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from petastorm.errors import (
-    PetastormArgumentError,
-    PetastormSchemaError,
-    PetastormStateError,
-    PetastormTypeError,
+from petastorm.adapters.columns import (
+    Columns,
+    as_records,
+    check_columns,
+    concat_columns,
+    num_rows,
+    slice_columns,
 )
+from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormStateError
 
 __all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns", "as_records"]
-
-#: A batch of columns: field name -> array of shape (rows, ...) (every array has the same number of rows).
-Columns = dict
 
 _ROWS = "rows"
 _GROUPED_KINDS = frozenset("biufcmM")
@@ -46,60 +46,6 @@ _STAGED_ROW_BYTES = 4096        # rows up to this size are assembled before bein
 _STAGING_BYTES = 1 << 18        # at most this much staging at once
 _TRANSPOSE_ROWS = 256
 _FIRST_SLOTS = 1024             # slots allocated by the first add (at least its rows), doubled as rows arrive
-
-
-def num_rows(columns: Mapping[str, np.ndarray]) -> int:
-    """Rows in a column batch (0 for a batch with no column)."""
-    for col in columns.values():
-        return len(col)
-    return 0
-
-
-def slice_columns(columns: Mapping[str, np.ndarray], start: int, stop: int) -> Columns:
-    """Rows ``[start, stop)`` of every column (views, no copy)."""
-    return {name: col[start:stop] for name, col in columns.items()}
-
-
-def concat_columns(parts: list) -> Columns:
-    """Concatenate column batches with the same fields row-wise (one ``np.concatenate`` per column).
-
-    Raises
-    ------
-    PetastormSchemaError
-        When the parts' cells of one field have different shapes (names the field).
-    """
-    if len(parts) == 1:
-        return dict(parts[0])
-    out = {}
-    for name in parts[0]:
-        try:
-            out[name] = np.concatenate([p[name] for p in parts])
-        except ValueError as e:
-            shapes = sorted({tuple(p[name].shape[1:]) for p in parts})
-            raise PetastormSchemaError(
-                f"field '{name}' has cells of different shapes {shapes} in consecutive reader batches: "
-                f"they cannot be batched together ({e})") from None
-    return out
-
-
-def _check_columns(columns: Mapping[str, Any]) -> None:
-    """Raise for the first column of a batch that is not an array of rows, or for columns of different lengths
-    (nothing for an aligned batch).
-
-    Raises
-    ------
-    PetastormTypeError
-        A column that is not a numpy array of at least one dimension (names the field and its type).
-    PetastormSchemaError
-        Columns of different lengths (names each field's rows).
-    """
-    for name, col in columns.items():
-        if not isinstance(col, np.ndarray) or col.ndim == 0:
-            raise PetastormTypeError(f"field '{name}' must be a numpy array of rows, got {type(col).__name__}")
-    sizes = {name: len(col) for name, col in columns.items()}
-    if len(set(sizes.values())) > 1:
-        rows = ", ".join(f"'{name}' {n} rows" for name, n in sizes.items())
-        raise PetastormSchemaError(f"the columns of a batch have different lengths: {rows}")
 
 
 def _state_rows(rows: Any) -> Columns:
@@ -119,16 +65,6 @@ def _state_rows(rows: Any) -> Columns:
         raise PetastormStateError(
             f"malformed shuffling buffer state: '{_ROWS}' must be columns of one length, got rows {lengths}")
     return out
-
-
-def as_records(block: np.ndarray) -> "np.ndarray | None":
-    """A C-contiguous block as a 1-D array of opaque rows (numpy moves those several times faster than
-    fancy-indexed rows of a 2-D array); None for object blocks (references cannot be viewed as bytes), strided
-    ones and rows of no bytes (fields of empty cells: gathered as they are)."""
-    cell = int(np.prod(block.shape[1:]))
-    if block.dtype.hasobject or not block.flags.c_contiguous or cell == 0:
-        return None
-    return block.reshape(len(block), cell).view(np.dtype((np.void, block.itemsize * cell)))[:, 0]
 
 
 def _transpose(rows: np.ndarray) -> np.ndarray:
@@ -292,11 +228,11 @@ class ColumnShufflingBuffer:
             More rows than are free.
         """
         if self._blocks is None:
-            _check_columns(columns)
+            check_columns(columns)
         try:
             n = num_rows(columns)
         except TypeError:  # a scalar
-            _check_columns(columns)
+            check_columns(columns)
             raise
         if n > self.free:
             raise PetastormArgumentError(f"cannot add {n} rows: only {self.free} of {self._capacity} are free")
@@ -313,11 +249,11 @@ class ColumnShufflingBuffer:
                 view = views.get(name)
                 if view is None or col.dtype != view[1] or col.shape[1:] != view[2] or len(col) != n:
                     if len(col) != n:
-                        _check_columns(columns)
+                        check_columns(columns)
                     self._fit(name, col)
                     views = self._views
         except (AttributeError, TypeError):  # not an array
-            _check_columns(columns)
+            check_columns(columns)
             raise
         holes = self._holes
         m = min(n, len(holes))
