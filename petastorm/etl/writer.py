@@ -45,6 +45,7 @@ from types import SimpleNamespace
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from petastorm.errors import PetastormArgumentError, PetastormError, PetastormWriteError
 from petastorm.etl.dataset_metadata import write_petastorm_metadata
@@ -182,6 +183,10 @@ def write_dataset(dataset_url: str, schema: Unischema, rows: Iterable[Any], row_
 
     fs, path = resolve_target(dataset_url, storage_options, filesystem)
     path = path.rstrip("/") or path
+    if isinstance(fs, pafs.LocalFileSystem) and os.path.islink(path):
+        # a link to the dataset (current -> v1): publish at the directory it names (the rename would replace
+        # the link itself, and leave the old dataset behind), so the link names the new dataset
+        path = os.path.realpath(path)
     check_target(fs, path, dataset_url, overwrite)
     tmp_path = f"{path}{_TMP_MARK}{uuid.uuid4().hex}"
 
