@@ -9,13 +9,15 @@
   the directory through its pyarrow filesystem); every directory made in this process is removed at
   interpreter exit (``atexit``), as in the original. A directory gone already, or removed by something else
   at the same time (another process cleaning the same temporary tree), is no error and is not reported at
-  exit; any other failure at exit is logged as a warning naming the directory.
+  exit; any other failure at exit is logged as a warning naming the directory. A child made by ``os.fork()``
+  leaves the parent's directories at its exit.
 """
 from __future__ import annotations
 
 import atexit
 import datetime
 import logging
+import os
 import threading
 import uuid
 from typing import Any, Callable, List, Optional
@@ -177,4 +179,14 @@ def _delete_all_at_exit() -> None:
             logger.warning("Delete cache data %s failed due to %r", url, e)
 
 
+def _forget_in_child() -> None:
+    """In a child made by ``os.fork()``: the parent made these directories and still reads them, so the child's
+    exit leaves them (and a lock a parent thread held at the fork is not inherited held)."""
+    global _lock
+    _lock = threading.Lock()
+    _made_here.clear()
+
+
 atexit.register(_delete_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

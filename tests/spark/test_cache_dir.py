@@ -73,3 +73,24 @@ def test_a_handler_failing_with_file_not_found_while_the_directory_exists_is_rep
     """)
     assert f"Delete cache data file://{cache} failed due to FileNotFoundError" in stderr, stderr
     assert cache.exists()
+
+
+def test_a_forked_child_exiting_normally_leaves_the_parents_cache_dirs(tmp_path):
+    """The parent made the directories and still reads them: a child made by os.fork() that exits through
+    sys.exit (atexit runs) removed them all (the parent's converters then read deleted files)."""
+    cache = tmp_path / "cache"
+    _fill(str(cache), dirs=1, files=2)
+    code = textwrap.dedent(f"""
+        import os, sys
+        from petastorm.spark.cache_dir import remember_for_exit
+        cache = {str(cache)!r}
+        remember_for_exit("file://" + cache)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)
+        os.waitpid(pid, 0)
+        assert os.path.isdir(cache), "removed by the child's exit"
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not cache.exists()  # removed at the parent's exit
