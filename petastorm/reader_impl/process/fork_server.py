@@ -16,11 +16,13 @@ lane meanwhile) and the modules a worker imports on its first item. Cost: the fo
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from petastorm.main_module import main_module_not_reimported  # noqa: F401 - its home before; re-exported
 from petastorm.settings import settings
@@ -138,10 +140,36 @@ def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = (
     if not _fork_server_is_ours():
         forget_inherited_fork_server()
     ctx = mp.get_context("forkserver")
-    preload = list(dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)))
+    preload = [m for m in dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)) if m != _READY_MODULE]
     with main_module_not_reimported():
-        ctx.set_forkserver_preload(preload)
-        forkserver.ensure_running()
+        ctx.set_forkserver_preload(preload + [_READY_MODULE])
+        with _sigint_blocked():
+            forkserver.ensure_running()
+
+
+#: Imported last by the fork server: it unblocks SIGINT there (see :func:`_sigint_blocked`).
+_READY_MODULE = "petastorm.reader_impl.process.fork_server_ready"
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while it may start the fork server, which inherits the mask through
+    ``exec``: a Ctrl-C (sent to the whole foreground process group) in the server's first ~0.3 s, before it
+    ignores SIGINT, no longer kills it with a traceback of its own; :mod:`.fork_server_ready`, its last preload,
+    drops such a Ctrl-C and unblocks SIGINT. In this process a Ctrl-C meanwhile stays pending and is raised
+    right after (not lost). The resource tracker is started first: starting it unblocks SIGINT in this thread
+    (``multiprocessing.resource_tracker`` blocks it around its own start the same way)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def forget_inherited_fork_server() -> None:
