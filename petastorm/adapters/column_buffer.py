@@ -31,7 +31,12 @@ from petastorm.adapters.columns import (
     num_rows,
     slice_columns,
 )
-from petastorm.errors import PetastormArgumentError, PetastormSchemaError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormArgumentTypeError,
+    PetastormSchemaError,
+    PetastormStateError,
+)
 
 __all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns", "as_records"]
 
@@ -111,7 +116,11 @@ class ColumnShufflingBuffer:
         self._round_len = 0
         self._capacity = int(capacity)
         self._slots = 0                        # rows the arrays have room for (<= capacity, grows as rows arrive)
-        self._rng = np.random.default_rng(seed)
+        try:
+            self._rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as e:
+            raise PetastormArgumentTypeError(f"seed must be None, a non-negative integer or a sequence of them, "
+                                             f"got {seed!r} ({e})") from None
         self._blocks: Optional[list] = None   # [(array (slots, k, *cell), [k column names])]
         self._where: dict = {}                 # column name -> (block index, position in the block)
         self._size = 0                         # rows held

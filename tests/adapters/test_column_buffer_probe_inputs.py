@@ -50,3 +50,14 @@ def test_add_refuses_a_column_that_is_not_an_array_naming_it(value, what):
     with pytest.raises(PetastormTypeError, match=f"'bad'.*{what}"):
         buf.add({"bad": value, "ok": np.arange(3)})
     assert buf.size == 0
+
+
+@pytest.mark.parametrize("seed", [-1, "a", 1.5])
+def test_a_bad_seed_is_refused_naming_it(seed):
+    # numpy's "expected non-negative integer" / "SeedSequence expects int..." named no argument
+    with pytest.raises((ValueError, TypeError), match="seed must be"):
+        ColumnShufflingBuffer(10, seed=seed)
+    from petastorm.reader_impl.pytorch_shuffling_buffer import BatchedRandomShufflingBuffer
+
+    with pytest.raises(ValueError, match="seed must be"):
+        BatchedRandomShufflingBuffer(10, 0, seed=seed)
