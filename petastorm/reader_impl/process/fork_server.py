@@ -143,12 +143,24 @@ def warm_up(start_method: Optional[str] = None, extra_modules: Sequence[str] = (
     preload = [m for m in dict.fromkeys(list(FORKSERVER_PRELOAD) + list(extra_modules)) if m != _READY_MODULE]
     with main_module_not_reimported():
         ctx.set_forkserver_preload(preload + [_READY_MODULE])
-        with _sigint_blocked():
+        with _sigint_blocked() if _server_needs_start() else contextlib.nullcontext():
             forkserver.ensure_running()
 
 
 #: Imported last by the fork server: it unblocks SIGINT there (see :func:`_sigint_blocked`).
 _READY_MODULE = "petastorm.reader_impl.process.fork_server_ready"
+
+
+def _server_needs_start() -> bool:
+    """True if ``ensure_running()`` will start a fork server: none yet, or the last one has exited (not reaped:
+    ``WNOWAIT``, so that ``ensure_running()`` still sees it)."""
+    pid = _fork_server_pid()
+    if pid is None:
+        return True
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except (OSError, AttributeError):  # not our child (forgotten after a fork), or no waitid here
+        return True
 
 
 @contextlib.contextmanager

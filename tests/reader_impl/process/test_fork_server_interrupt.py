@@ -2,12 +2,15 @@
 
 A terminal's Ctrl-C goes to the whole foreground process group, the fork server included. In its first ~0.3 s
 (interpreter start, then its preload imports) the server had no handler yet: it died with a second traceback
-("Fatal Python error: init_import_site", KeyboardInterrupt) on the user's terminal.
+("Fatal Python error: init_import_site", KeyboardInterrupt) on the user's terminal. Also for a server started
+again after the first one died.
 """
 import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 _CHILD = textwrap.dedent("""
     import multiprocessing as mp
@@ -32,6 +35,11 @@ _CHILD = textwrap.dedent("""
         from petastorm import make_reader
         from petastorm.reader_impl.process import ProcessPool
 
+        if sys.argv[2] == "restart":  # a server that died (killed): the next reader starts another one
+            with make_reader(sys.argv[1], reader_pool_type="process", workers_count=2) as reader:
+                assert len(list(reader)) == 100
+            os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+            time.sleep(0.5)
         ProcessPool.start_fork_server()  # the server starts: interpreter start-up, then its preload imports
         pid = forkserver._forkserver._forkserver_pid
         deadline = time.monotonic() + 10
@@ -62,11 +70,12 @@ _CHILD = textwrap.dedent("""
     """)
 
 
-def test_a_ctrl_c_while_the_fork_server_starts_prints_no_traceback_of_it(synthetic_dataset, tmp_path):
+@pytest.mark.parametrize("server", ["first", "restart"])
+def test_a_ctrl_c_while_the_fork_server_starts_prints_no_traceback_of_it(synthetic_dataset, tmp_path, server):
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
     env = dict(os.environ, PETASTORM_MP_START="forkserver")
-    proc = subprocess.run([sys.executable, str(script), synthetic_dataset], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(script), synthetic_dataset, server], capture_output=True, text=True,
                           timeout=180, start_new_session=True, env=env, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
