@@ -246,7 +246,11 @@ class BatchPipeline:
                 finally:
                     sh.waiting -= 1
             chunk = sh.ready.popleft()
-            sh.cond.notify_all()
+            # a block of batches taken: the producer is woken once the deque is empty and refills it in one go (one
+            # wake-up and GIL hand-off per `capacity` blocks, each block enough batches to hide the refill); a single
+            # batch (the device path, transform_fn): at once, to keep `capacity` batches ready
+            if not sh.ready or chunk.n <= 1:
+                sh.cond.notify_all()
         return chunk
 
     def _stop_reader(self) -> None:
