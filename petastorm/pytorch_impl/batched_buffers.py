@@ -35,7 +35,12 @@ from typing import Any, List, Mapping, Optional
 import numpy as np
 
 from petastorm.adapters.column_buffer import ColumnShufflingBuffer
-from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormReaderError,
+    PetastormSchemaError,
+    PetastormStateError,
+)
 from petastorm.pytorch_impl.device import numeric_to_tensor
 from petastorm.reader_impl.shuffling_buffer import BufferInterface
 
@@ -182,6 +187,9 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
                 f"{size + n}, maximum allowed: {self._max_rows}")
         if self._names is None:
             self._names = list(range(len(items)))
+        elif items and len(items) != len(self._names):
+            raise PetastormSchemaError(f"add_many: {len(items)} columns after {len(self._names)} column(s) in the "
+                                       f"earlier calls")
         self._buffer.add(dict(zip(self._names, items)))
 
     def retrieve(self) -> List[Any]:

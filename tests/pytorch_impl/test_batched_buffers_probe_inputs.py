@@ -33,3 +33,14 @@ def test_batched_random_buffer_refuses_a_malformed_state(state):
     with pytest.raises(ValueError, match="state"):
         buf.load_state_dict(state)
     assert buf.size == 6
+
+
+def test_batched_random_buffer_refuses_a_different_number_of_columns():
+    # a second add_many with two columns after one with one kept only the first (zip): the second column
+    # was dropped silently (0.12.1 raised IndexError)
+    buf = BatchedRandomShufflingBuffer(100, 0, batch_size=4)
+    buf.add_many([torch.arange(4)])
+    with pytest.raises(ValueError, match="2 columns.*1 column"):
+        buf.add_many([torch.arange(4), torch.arange(4)])
+    buf.add_many([])  # no rows: nothing to add (0.12.1 raised IndexError)
+    assert buf.size == 4 and len(buf.retrieve()) == 1
