@@ -30,6 +30,11 @@ __all__ = ["InMemTable"]
 
 _GROUPED_KINDS = frozenset("biufc")
 
+#: :meth:`InMemTable.whole_batch` copies at most this many batches in order at once ...
+GROUP_BATCHES = 8
+#: ... and at most this many bytes (a batch bigger than that is copied alone).
+GROUP_BYTES = 1 << 20
+
 
 class InMemTable:
     """Rows of column batches held in memory, served as dicts of tensors.
@@ -104,6 +109,11 @@ class InMemTable:
                         block[j, start:start + n] = part[name]
             start += n
         self._records = [as_records(b) if row_major else None for b, _, _ in self.blocks]
+        # whole_batch(): the current copy of a few batches, the batch its first part holds, the next batch expected
+        self._copy: Optional[np.ndarray] = None
+        self._copy_first = self._copy_next = -1
+        batch_bytes = self.blocks[0][0][:1].nbytes if self.blocks and bs is not None else 0
+        self._group = max(1, min(GROUP_BATCHES, GROUP_BYTES // max(1, batch_bytes)))
         self._single = len(self.blocks) == 1
         self._plain = (self.blocks[0][0], self.blocks[0][1]) if self._single and self.blocks[0][2] and not row_major \
             else None
@@ -154,9 +164,26 @@ class InMemTable:
 
     def whole_batch(self, b: int) -> Dict[str, Any]:
         """Batch ``b`` of a batch-major table (``batch(slice(b * batch_rows, (b + 1) * batch_rows))``, one call less
-        per batch: the ordered epochs of ``InMemBatchedDataLoader``)."""
+        per batch: the ordered epochs of ``InMemBatchedDataLoader``).
+
+        Batches asked for in order (``b``, ``b + 1``, ...) of one block of columns kept as they are are copied a
+        few at a time (at most :data:`GROUP_BATCHES` and :data:`GROUP_BYTES`: one bigger ``memcpy``); each batch's
+        tensors are views of its own part of that copy (their storage is that batch's rows only, as a copy of
+        the batch alone), and a part is served once: writing into a batch changes no other batch, now or later.
+        """
         bs = self._bs
-        return self._whole_batch(b, bs if (b + 1) * bs <= self.rows else self.rows - b * bs)
+        n = bs if (b + 1) * bs <= self.rows else self.rows - b * bs
+        if self._plain is None or self._group == 1:
+            return self._whole_batch(b, n)
+        copy, first = self._copy, self._copy_first
+        if copy is None or b != self._copy_next:  # not the next part of the current copy: a new copy from b on
+            copy, first = self._plain[0][b:b + self._group].copy(), b
+            self._copy, self._copy_first = copy, first
+        i = b - first
+        self._copy_next = b + 1
+        if i + 1 == len(copy):  # every part served: the table no longer holds it
+            self._copy = None
+        return dict(zip(self._plain[1], self._from_numpy(copy[i] if n == bs else copy[i, :, :n]).unbind(0)))
 
     def _whole_batch(self, b: int, n: int) -> Dict[str, Any]:
         """Batch ``b`` of a batch-major table (``n`` rows: ``batch_rows`` or fewer for the last one)."""

@@ -76,3 +76,31 @@ def test_whole_batch_is_batch_of_the_slice():
         _same(table.whole_batch(b), table.batch(slice(b * 64, (b + 1) * 64)))
     assert len(table.whole_batch(15)["a"]) == 1000 - 15 * 64
     assert InMemTable(_parts()[0], row_major=False).batches is None
+
+
+def test_batches_copied_a_few_at_a_time_are_each_new_memory_served_once():
+    ids = np.arange(50, dtype=np.float32)  # 5 batches of 10 (under GROUP_BATCHES: one copy serves an epoch)
+    table = InMemTable([{"x": ids, "y": -ids}], row_major=False, batch_rows=10)
+    first = [table.whole_batch(b) for b in range(5)]
+    for b in first:
+        b["x"].fill_(-1.0)  # a user normalising in place
+    second = [table.whole_batch(b) for b in range(5)]
+    assert torch.cat([b["x"] for b in second]).tolist() == ids.tolist()
+    assert all(s["x"].data_ptr() != f["x"].data_ptr() for s, f in zip(second, first))
+    # a batch's tensors hold that batch's rows only (torch.save of one writes one batch, as a copy of it alone)
+    assert all(b["x"].untyped_storage().nbytes() == 2 * 10 * 4 for b in second)
+    # out of order, asked again, resumed mid-copy: the rows of the batch asked for, in fresh memory
+    again = [table.whole_batch(b) for b in (2, 3, 3, 0, 4)]
+    assert [b["y"].tolist() for b in again] == [(-ids[s:s + 10]).tolist() for s in (20, 30, 30, 0, 40)]
+    assert again[1]["x"].data_ptr() != again[2]["x"].data_ptr()
+
+
+def test_batches_over_the_group_bytes_are_copied_alone():
+    from petastorm.pytorch_impl.inmem_table import GROUP_BYTES
+
+    rows = np.arange(4 * 3, dtype=np.float64).reshape(4, 3)
+    big = np.repeat(rows[:, :, None], GROUP_BYTES // (8 * 3) + 1, axis=2)  # one row is over GROUP_BYTES
+    table = InMemTable([{"a": big, "b": big + 1}], row_major=False, batch_rows=1)
+    got = [table.whole_batch(b) for b in range(4)]
+    assert table._group == 1
+    assert [float(g["b"][0, 2, 0]) for g in got] == [float(r[2]) + 1 for r in rows]
