@@ -15,14 +15,6 @@ from petastorm.tf_utils import make_petastorm_dataset
 
 ALL_IDS = list(range(60))
 
-# The fix of these (8a997a0: no read-ahead, TensorFlow's injected prefetch off) was reverted: with it the MNIST
-# Keras example hung at interpreter exit in 2-3 of 6 runs under load (bisected at the end of stop 20; 0 of 6
-# before it). Not strict: how many rows an abandoned iterator's prefetch takes varies from run to run.
-_READ_AHEAD_BACK = pytest.mark.xfail(strict=False, reason="make_petastorm_dataset prefetches 2 elements again "
-                                     "(the no-read-ahead fix made the Keras example hang at exit): an abandoned "
-                                     "iterator's prefetched rows are lost to the pass")
-
-
 
 @pytest.fixture(scope="module")
 def url(testdata_dir):
@@ -41,7 +33,6 @@ def _ids(dataset):
     return [i for element in dataset for i in tf.reshape(element.id, [-1]).numpy().tolist()]
 
 
-@_READ_AHEAD_BACK
 @pytest.mark.timeout(120)
 def test_take_then_a_pass_reads_the_rest_of_the_pass_no_row_lost(url):
     # recorded from 0.12.1: take(5) gives 5 rows, the next pass the other 55, the one after all 60.
@@ -55,7 +46,6 @@ def test_take_then_a_pass_reads_the_rest_of_the_pass_no_row_lost(url):
         assert sorted(_ids(dataset)) == ALL_IDS
 
 
-@_READ_AHEAD_BACK
 @pytest.mark.timeout(120)
 def test_take_of_a_batch_reader_then_a_pass_loses_no_batch(url):
     # recorded from 0.12.1: take(1) gives one batch (4 rows), the next pass the other 56 rows.
@@ -68,7 +58,6 @@ def test_take_of_a_batch_reader_then_a_pass_loses_no_batch(url):
         assert sorted(looked_at + rest) == ALL_IDS
 
 
-@_READ_AHEAD_BACK
 @pytest.mark.timeout(120)
 def test_take_over_several_epochs_keeps_every_row_of_every_epoch(url):
     # recorded from 0.12.1 (num_epochs=2): take(5), then 115 rows, then a new reset pass of 120 (before: 114)
@@ -80,7 +69,6 @@ def test_take_over_several_epochs_keeps_every_row_of_every_epoch(url):
         assert sorted(_ids(dataset)) == sorted(ALL_IDS * 2)
 
 
-@_READ_AHEAD_BACK
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", ["rows", "batches"])
 def test_a_break_then_a_pass_loses_no_row(url, kind):
@@ -104,7 +92,6 @@ def test_a_users_own_prefetch_still_works(url):
         assert sorted(_ids(dataset)) == sorted(ALL_IDS * 2)
 
 
-@_READ_AHEAD_BACK
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("factory", [make_reader, make_batch_reader])
 def test_reader_state_after_take_resumes_exactly(url, factory):

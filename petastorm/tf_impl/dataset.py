@@ -1,20 +1,31 @@
 """``make_petastorm_dataset``: a reader as a ``tf.data.Dataset`` whose element spec comes from the Unischema.
 
-The pipeline is ``range(∞).map(numpy_function(next item)).prefetch(2)``, a ``tf.compat.v1.data.Dataset``:
+The pipeline is ``range(∞).map(numpy_function(next item)).take(∞)``, a ``tf.compat.v1.data.Dataset``:
 
 - one traced function (``tf.data.Dataset.from_generator`` traces four), so building the dataset and each
   iterator costs less, and a batch costs one ``numpy_function`` call (about half of ``from_generator``'s
   per-element cost for 20 columns of 131,072 rows);
 - the element counter tells the item source when an iterator starts (position 0), which gives
   ``from_generator``'s semantics: a new iteration resets a reader whose last row was consumed; a new
-  iteration that finds the reader at its end (its last rows went to an abandoned iterator's prefetch
-  buffer) starts another pass too, instead of an empty one;
+  iteration that finds the reader at its end starts another pass too, instead of an empty one;
 - the reader's end (``StopIteration``) ends the sequence of the iterator that met it: the v1 ``map`` treats
-  the function's ``OutOfRangeError`` as the end of its input and does not call the function again. No state
-  of ours marks an iterator as ended, so the late call of an iterator left by a ``break`` (its prefetch may
-  still run when a new iteration starts) cannot end the new one (iterators alive at the same time share the
+  the function's ``OutOfRangeError`` as the end of its input. No state of ours marks an iterator as ended, so
+  a late call of an abandoned iterator cannot end a new one (iterators alive at the same time share the
   reader's rows, as in the original);
-- ``prefetch`` converts the next elements while the model uses the current one (memory bounded).
+- the end is final: the v1 ``map`` forgets it and calls the function again on the next request, which a
+  ``map(f).batch(n)`` after the dataset (fused by TensorFlow into ``MapAndBatch``, whose runner keeps
+  filling its batches after the end) made thousands of times after a Keras ``evaluate``. A call still in
+  flight when the interpreter exits deadlocks it: the finalizing interpreter ends the TensorFlow thread that
+  asks for the GIL, and the ``MapAndBatch`` iterator destroyed at exit waits for that call forever (the
+  MNIST Keras example hung in most runs under load). ``take(∞)`` drops its input iterator at the end, so
+  nothing calls the function after it;
+- nothing reads ahead of the consumer: no ``prefetch`` of ours, and TensorFlow's automatic one
+  (``inject_prefetch``) is turned off in the dataset's options. An element read ahead for an iterator that
+  is then abandoned (``dataset.take(1)`` to look at a sample, a ``break``) would be lost to the reader's pass:
+  a whole row group of a batch reader. The original read none ahead for ``take`` (recorded from 0.12.1:
+  ``take(5)`` then a pass gives the other 55 of 60 rows), and ``reader.state_dict()`` after ``take(n)`` is the
+  consumer's position. The reader's own workers read and decode ahead; the consumer adds ``.prefetch(n)`` to
+  its own pipeline (after ``batch``) for more overlap.
 """
 from __future__ import annotations
 
@@ -27,9 +38,6 @@ from petastorm.tf_impl import import_tensorflow
 from petastorm.tf_impl.layout import ElementLayout
 
 __all__ = ["make_petastorm_dataset", "ItemSource"]
-
-#: Elements converted ahead of the consumer (rows or batches).
-PREFETCH = 2
 
 _ENDLESS = 2 ** 62
 
@@ -62,8 +70,9 @@ class ItemSource:
             try:
                 item = next(self._reader)
             except StopIteration:
-                # a new iteration that finds the reader at its end (its last items went to another iterator,
-                # e.g. the prefetch of one left by a break) starts another pass instead of an empty one
+                # a new iteration that finds the reader at its end (its last items went to another iterator
+                # alive at the same time, or a map of the user's read them ahead) starts another pass instead
+                # of an empty one
                 if not (first and self._reset()):
                     raise
                 item = next(self._reader)  # StopIteration again: an empty selection
@@ -88,6 +97,17 @@ def make_petastorm_dataset(reader: Any) -> Any:
 
     # tf.compat.v1.data.Dataset is the original's type (DatasetV1Adapter): a tf.data.Dataset for TF2 code (eager
     # iteration, tf.function, Keras) that also has make_one_shot_iterator() for TF1 graph code; its map ends
-    # the sequence on the function's OutOfRangeError (the reader's StopIteration).
-    dataset = tf.compat.v1.data.Dataset.range(_ENDLESS).map(element)
-    return dataset.prefetch(PREFETCH)
+    # the sequence on the function's OutOfRangeError (the reader's StopIteration); take keeps it ended (no call
+    # after the end: see the module docstring). take(-1) would be removed by TensorFlow's noop elimination.
+    dataset = tf.compat.v1.data.Dataset.range(_ENDLESS).map(element).take(_ENDLESS)
+    return dataset.with_options(_no_read_ahead(tf))
+
+
+def _no_read_ahead(tf: Any) -> Any:
+    """Options that keep TensorFlow from injecting a ``prefetch`` after the dataset (rows it read ahead for an
+    abandoned iterator would be lost to the pass). A user's options set later still win."""
+    options = tf.data.Options()
+    optimization = options.experimental_optimization
+    if hasattr(optimization, "inject_prefetch"):
+        optimization.inject_prefetch = False
+    return options
