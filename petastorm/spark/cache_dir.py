@@ -19,6 +19,7 @@ import datetime
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Any, Callable, List, Optional
 from urllib.parse import urlparse
@@ -115,7 +116,7 @@ def register_delete_dir_handler(handler: Optional[Callable[[str], Any]]) -> None
     _delete_handler = handler
 
 
-_DELETE_TRIES = 20
+_DELETE_PATIENCE_S = 10.0
 
 
 def _default_delete(url: str) -> None:
@@ -124,14 +125,16 @@ def _default_delete(url: str) -> None:
     from petastorm.fs_utils import get_filesystem_and_path_or_paths
 
     fs, path = get_filesystem_and_path_or_paths(url)
-    for _ in range(_DELETE_TRIES):
+    deadline = time.monotonic() + _DELETE_PATIENCE_S
+    while time.monotonic() < deadline:
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return
         try:
             fs.delete_dir(path)
             return
         except FileNotFoundError:
-            pass  # an entry vanished under the walk: something else removes the directory too; look again
+            # an entry vanished under the walk: something else removes the directory too; let it go on, look again
+            time.sleep(0.01)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
 
