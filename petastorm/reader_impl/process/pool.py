@@ -355,7 +355,7 @@ class ProcessPool(Pool):
                     self._handle(w, msg, 0, {})
         except (EOFError, OSError):
             pass
-        positions = sorted(seq for _gen, seq in w.outstanding)
+        positions = sorted(seq for _gen, seq in list(w.outstanding))
         how = describe_exit(w.process.exitcode) if w.process.exitcode is not None else reason
         self._broken = (f"worker process {w.index} (pid {w.process.pid}) died ({how or describe_exit(None)})"
                         + (f" while running the items at positions {positions[:10]}" if positions else "")
@@ -365,8 +365,9 @@ class ProcessPool(Pool):
     def _abandon(self, gen: int) -> None:
         self._pending = deque(p for p in self._pending if p[0] != gen)
         for w in self._state.workers:
-            for key in [k for k in w.outstanding if k[0] == gen]:
-                del w.outstanding[key]
+            # (a copy first: diagnostics, from another thread, may take results in meanwhile)
+            for key in [k for k in list(w.outstanding) if k[0] == gen]:
+                w.outstanding.pop(key, None)
         if not self._state.closed:
             self._state.send_all(("cancel", gen))
 

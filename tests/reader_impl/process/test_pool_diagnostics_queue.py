@@ -23,3 +23,30 @@ def test_process_pool_output_queue_size_counts_results_still_in_the_pipes(synthe
         ids = [first.id] + [row.id for row in reader]  # nothing lost or repeated by counting them
     assert ids == list(range(100))
     assert reader.diagnostics["output_queue_size"] == 0
+
+
+def test_diagnostics_from_another_thread_while_the_consumer_reads_lose_no_row(synthetic_dataset):
+    # diagnostics takes finished results in from whatever thread calls it: the consumer, possibly waiting on the
+    # same connections meanwhile, must still get every row once, in order, and not wait for a result taken
+    import threading
+
+    stop = threading.Event()
+    calls = [0]
+    with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=2,
+                     shuffle_row_groups=False) as reader:
+        def watch():
+            while not stop.is_set():
+                assert reader.diagnostics["output_queue_size"] >= 0
+                calls[0] += 1
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t0 = time.monotonic()
+        try:
+            ids = [row.id for row in reader]
+        finally:
+            stop.set()
+            watcher.join(10)
+    assert ids == list(range(100)) * 2
+    assert calls[0] > 0 and not watcher.is_alive()
+    assert time.monotonic() - t0 < 60  # (a result taken by the watcher left the consumer waiting: a hang)
