@@ -7,8 +7,9 @@ The producer (a daemon thread when ``prefetch > 0``) runs the :class:`Batcher`, 
 :data:`CHUNK_BATCHES` whole batches of one reader batch (and at most half the garbage collector's first
 threshold of Python objects: 16 batches of 20 tensors), cut by the producer and converted at once by the
 consumer when it takes the chunk: the checks and calls per column are paid once per block; the consumer
-locks and wakes once per chunk and serves its batches with no lock (a hand-off per batch cost as much as the
-batching); and a batch's tensors are made and freed in one thread (freed in another, each object costs
+locks once per chunk, wakes the producer only once it has emptied the deque of blocks (refilled in one go:
+one GIL hand-off per ``prefetch`` blocks) and serves its batches with no lock (a hand-off per batch cost as
+much as the batching); and a batch's tensors are made and freed in one thread (freed in another, each object costs
 cross-core cache traffic: ``benchmarks/README.md``, "Design measurements"). ``state_dict()`` pauses the
 producer between two chunks (and refuses after a pass that failed), so the batcher's
 state (reader cursor, rows pending, shuffling buffer, RNG) plus the numpy batches not yet yielded (the rest
