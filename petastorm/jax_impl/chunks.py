@@ -54,6 +54,7 @@ _MAX_G = 8
 _PAGE_CALLS = 8          # calls per page, at most (a power of two)
 _PAGE_BYTES = 4 << 20    # bytes per page, at most (unless one call needs more)
 _ALIGN = 64              # XLA's CPU client aliases host buffers aligned to this many bytes
+_KEEP = np.bool_(True)   # the cutter's always-true select predicate (see _cutter)
 
 _Layout = Tuple[Tuple[str, str, Tuple[int, ...], bool], ...]
 
@@ -77,18 +78,40 @@ def page_calls(calls: int, call_bytes: int) -> int:
 
 @functools.lru_cache(maxsize=32)
 def _cutter(group_sizes: Tuple[int, ...], batch_size: int, g: int) -> Callable:
-    """Jitted ``(pages, start) -> [column arrays of batch 0, of batch 1, ...]``: ``g`` batches from row ``start``
-    of page stacks of shape ``(k, page rows) + cell``. ``start`` is traced, so it compiles once per
-    column layout, batch size, ``g`` and page shape, not per offset."""
+    """Jitted ``(pages, start, keep) -> [column arrays of batch 0, of batch 1, ...]``: ``g`` batches from row
+    ``start`` of page stacks of shape ``(k, page rows) + cell``; ``keep`` is always ``True``. ``start`` is traced,
+    so it compiles once per column layout, batch size, ``g`` and page shape, not per offset.
+
+    Each output after the first is ``select(keep, its slice, the previous output)``: equal to its slice (``keep``
+    is True), but XLA cannot know that, so every output's kernel depends on the one before. Unchained, the
+    ``g * columns`` independent copies of a few KiB are spread by XLA's CPU runtime over its intra-op threads,
+    whose hand-offs cost more CPU than the copies (``tf_XLAEigen`` threads, invisible to cProfile); chained, they
+    run one after another on the calling thread (figures in ``benchmarks/README.md``).
+    """
     import jax
     from jax import lax
 
-    def cut(pages: tuple, start: Any) -> list:
-        blocks = [lax.dynamic_slice_in_dim(page, start, g * batch_size, axis=1) for page in pages]
-        out = []
+    def chained(piece: Any, prev: Any, keep: Any) -> Any:
+        if prev is None or prev.size == 0 or piece.size == 0:  # the head of a chain: another value of its shape
+            other = lax.rev(piece, (0,))
+        elif prev.shape == piece.shape and prev.dtype == piece.dtype:
+            other = prev
+        else:  # another group: its first element, converted and broadcast (never served: keep is True)
+            first = prev.reshape(-1)[0]
+            if jax.numpy.iscomplexobj(first) and not jax.numpy.iscomplexobj(piece):
+                first = lax.real(first)
+            other = jax.numpy.broadcast_to(lax.convert_element_type(first, piece.dtype), piece.shape)
+        return lax.select(jax.numpy.broadcast_to(keep, piece.shape), piece, other)
+
+    def cut(pages: tuple, start: Any, keep: Any) -> list:
+        out: list = []
+        prev = None
         for i in range(g):
-            for block, k in zip(blocks, group_sizes):
-                out.extend(block[j, i * batch_size:(i + 1) * batch_size] for j in range(k))
+            for page, k in zip(pages, group_sizes):
+                for j in range(k):
+                    piece = lax.dynamic_slice_in_dim(page[j], start + i * batch_size, batch_size, axis=0)
+                    prev = chained(piece, prev, keep)
+                    out.append(prev)
         return out
 
     return jax.jit(cut)
@@ -186,7 +209,7 @@ class BlockPlacer:
             n = min(size, calls - done)
             pages = self._place(plan, columns, done * g * bs, min(k * bs, (done + n) * g * bs), size * g * bs)
             for c in range(n):
-                out = cutter(pages, np.int32(c * g * bs))
+                out = cutter(pages, np.int32(c * g * bs), _KEEP)
                 jax.block_until_ready(out[-1])  # one executable: its outputs are ready together
                 outs.append(out)
             del pages  # every cut from the page is done: the buffer may be refilled
