@@ -82,7 +82,8 @@ class InMemTable:
             dtype = dtypes[name]
             key = (dtype, cells[name]) if dtype.kind in _GROUPED_KINDS else ("own", name)
             groups.setdefault(key, []).append(name)
-        bs = None if row_major or not batch_rows else int(batch_rows)
+        # (a batch size over the rows held is one batch of those rows: no padding to the batch size)
+        bs = None if row_major or not batch_rows else max(1, min(int(batch_rows), self.rows))
         self._bs = bs
         # [(block, column names, whether its tensors are views of the batch's copy)]
         self.blocks: List[tuple] = []

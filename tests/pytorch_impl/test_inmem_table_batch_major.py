@@ -104,3 +104,20 @@ def test_batches_over_the_group_bytes_are_copied_alone():
     got = [table.whole_batch(b) for b in range(4)]
     assert table._group == 1
     assert [float(g["b"][0, 2, 0]) for g in got] == [float(r[2]) + 1 for r in rows]
+
+
+def test_a_batch_size_over_the_rows_is_one_batch_without_padding():
+    ids = np.arange(30, dtype=np.float32)
+    table = InMemTable([{"x": ids[:10]}, {"x": ids[10:]}], row_major=False, batch_rows=1 << 20)
+    assert table.batches == 1 and table.blocks[0][0].shape == (1, 1, 30)
+    assert table.whole_batch(0)["x"].tolist() == ids.tolist()
+    assert table.batch(slice(0, 1 << 20))["x"].tolist() == ids.tolist()
+
+
+def test_a_column_widened_by_a_later_part_keeps_its_values_batch_by_batch():
+    parts = [{"x": np.array([1, 2], np.int16), "y": np.array([1.5, 2.5])},
+             {"x": np.array([70000, 3], np.int32), "y": np.array([3.5, 4.5])}]
+    table = InMemTable(parts, row_major=False, batch_rows=3)
+    got = [table.whole_batch(0), table.whole_batch(1)]
+    assert [g["x"].tolist() for g in got] == [[1, 2, 70000], [3]] and got[0]["x"].dtype == torch.int32
+    assert [g["y"].tolist() for g in got] == [[1.5, 2.5, 3.5], [4.5]]
