@@ -93,6 +93,7 @@ __all__ = ["JaxIterator", "make_jax_iterator"]
 _STATE_KIND = "petastorm.jax.JaxIterator"
 _KIND = "kind"
 _CORE = "core"
+_PASS_ENDED = "pass_ended"  # the pass had ended (StopIteration) when the state was saved
 
 
 def _import_jax() -> Any:
@@ -178,11 +179,13 @@ class JaxIterator:
         hints = field_hints(reader) if transform_fn is None else FieldHints()  # a transform_fn may rename fields
         placer = DevicePlacer(sharding, shards, batch_size if whole else None, transformed=transform_fn is not None,
                               hints=hints)
-        self._pipeline = BatchPipeline(reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
-                                       min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last,
-                                       transform_fn=transform_fn, convert=placer, prefetch=prefetch,
-                                       convert_block=placer.convert_block)
+        self._new_pipeline = functools.partial(
+            BatchPipeline, reader, batch_size, shuffling_queue_capacity=shuffling_queue_capacity,
+            min_after_retrieve=min_after_retrieve, seed=seed, drop_last=self.drop_last, transform_fn=transform_fn,
+            convert=placer, prefetch=prefetch, convert_block=placer.convert_block)
+        self._pipeline = self._new_pipeline()
         self._closed = False
+        self._pass_ended = False  # next() found the end of the pass (saved in the state: see load_state_dict)
         self._lock = threading.RLock()  # re-entrant: a transform_fn calling next() (prefetch=0) gets the core's error
 
     # --- iteration -------------------------------------------------------------------------------------------
@@ -197,7 +200,11 @@ class JaxIterator:
                                        f"thread {thread!r} (inside a transform_fn or TransformSpec): it would wait "
                                        f"forever; take batches in the training loop only")
         with self._lock:  # threads sharing the iterator take turns: the batching core serves one consumer
-            return next(self._pipeline)
+            try:
+                return next(self._pipeline)
+            except StopIteration:
+                self._pass_ended = True
+                raise
 
     def explain(self, epoch: Optional[int] = None, *, row_counts: bool = False) -> Any:
         """The reader's :class:`~petastorm.reader_impl.explain.ReadPlan` with this iterator's shuffling buffer
@@ -227,12 +234,17 @@ class JaxIterator:
             # checkpointing thread then resumed with rows lost or repeated)
             with self._lock:
                 core = self._pipeline.state_dict()
-        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: core}))
+        return with_digest(encode_state({_KIND: _STATE_KIND, _CORE: core, _PASS_ENDED: self._pass_ended}))
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`; call before the first batch, on an iterator over a fresh reader
         of the same dataset with the same settings. A job state from ``petastorm.merge_state_dicts`` (every
         rank's state of a checkpoint, balanced readers) continues the job at any world size.
+
+        At the very end of a pass, as the torch loaders: a state saved after the loop over the iterator ended
+        (``StopIteration`` seen) continues with the next pass (the restored reader is ``reset()``: its next
+        epochs are served in full); a state saved after the last batch but before ``StopIteration`` resumes that
+        pass, which has nothing left: the iterator yields no batch.
 
         Raises
         ------
@@ -255,7 +267,23 @@ class JaxIterator:
             raise PetastormStateError(f"not a state of make_jax_iterator (expected a dict from "
                                       f"JaxIterator.state_dict(), got {got})")
         check_digest(state, "make_jax_iterator state")
+        pass_ended = state.get(_PASS_ENDED, False)  # absent from the states saved before it was recorded
+        if not isinstance(pass_ended, bool):
+            raise PetastormStateError(f"malformed make_jax_iterator state: {_PASS_ENDED!r} must be True or False, "
+                                      f"got {pass_ended!r}")
         self._pipeline.load_state_dict(decode_state(state[_CORE]))  # a state saved raw (before 1.0) passes as is
+        if pass_ended:
+            self._start_next_pass()
+
+    def _start_next_pass(self) -> None:
+        """After a state saved once the pass had ended: read the restored reader's end and ``reset()`` it, so this
+        iterator serves the reader's next pass, as a torch loader's next ``iter()`` does after such a state."""
+        for _ in self.reader:
+            raise PetastormStateError("the reader restored from a state saved at the end of the pass still had "
+                                      "rows: resume with the reader options the state was saved with")
+        self.reader.reset()
+        ended, self._pipeline = self._pipeline, self._new_pipeline()  # the restored one holds the ended pass
+        ended.close()  # never started: no thread to stop
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

@@ -19,7 +19,10 @@ column pays the first cost per column; stacked and split by one jitted call per 
 3. One jitted call cuts ``G`` batches (``G * columns`` outputs, ``G = 96 // columns`` clamped to 1..8, and
    fewer where ``G`` batches would pass 4 MiB) from
    the page with ``lax.dynamic_slice`` at a traced start row. Rows of the page past the block are stale (zeros at first)
-   (left from an earlier block) and are never served: only the block's ``k`` batches are returned.
+   (left from an earlier block) and are never served: only the block's ``k`` batches are returned. The outputs
+   are chained (each is ``select(True, its slice, the previous output)`` with the predicate traced): XLA's CPU
+   runtime then runs the call's small copies one after another on one thread, instead of handing each of them
+   to its intra-op threads, whose wake-ups cost more CPU than the copies.
 4. Before the page buffer is refilled, every cut from it has completed (the placer waits for each call's
    outputs, which are XLA's own buffers, not views of the page) and the device page is dropped, so no live
    array ever sees the buffer change.
