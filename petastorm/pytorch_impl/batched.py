@@ -66,6 +66,21 @@ def _is_batch_reader(reader: Any) -> bool:
     return bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
 
 
+def _thread_worth_it(loader: "BatchedDataLoader") -> bool:
+    """Whether a pass of ``loader`` gains from its prefetch thread.
+
+    Not when all it would run is cutting views of reader batches the reader's own workers have read ahead: CPU
+    tensors made in ``next()`` anyway (no pinning, no device copy), no shuffling buffer to fill, no
+    ``transform_fn`` (user code that may be slow), and a reader with a thread or process pool (a ``dummy`` pool
+    reads and decodes in the thread that iterates it: there the thread overlaps the reading). The thread's
+    wake-ups and GIL hand-offs then cost more CPU than the cutting they would hide (``benchmarks/README.md``,
+    "Design measurements").
+    """
+    pool = getattr(getattr(loader.reader, "_pool", None), "pool_type", None)
+    return not (loader._converter.convert_block is not None and not loader.shuffling_queue_capacity
+                and loader.transform_fn is None and pool in ("thread", "process"))
+
+
 def _column_of(name: str, value: Any) -> np.ndarray:
     """What ``transform_fn`` returned for field ``name``, as a numpy array (an error naming the field if not)."""
     try:
@@ -149,6 +164,9 @@ class BatchedDataLoader(LoaderBase):
         A hand-off is one batch, or on the CPU up to 64 batches lying in one reader batch (16 of 20 columns;
         views of it: ``petastorm.adapters.BatchPipeline``'s chunks), cut on the thread and made tensors
         together in ``next()`` (tensors made and freed in one thread cost less than across threads).
+        Where the thread would have nothing to overlap - CPU tensors without ``pin_memory``, no shuffling, no
+        ``transform_fn``, a reader reading ahead on its own thread or process pool - the batches are cut in
+        ``next()`` instead (slicing views costs less than waking a thread: see :func:`_thread_worth_it`).
     seed : int, optional
         Seed of the shuffling. Default: the reader's seed (so a reader with a seed gives reproducible
         batches); over a reader made without one, a seed drawn once from torch's global RNG, as the original
@@ -188,8 +206,9 @@ class BatchedDataLoader(LoaderBase):
         from petastorm.adapters import BatchPipeline
 
         seed = self._pass_buffer_seed() if self.shuffling_queue_capacity > 0 else None
+        prefetch = self.prefetch if _thread_worth_it(self) else 0
         return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
-                             seed=seed, convert=self._converter, prefetch=self.prefetch,
+                             seed=seed, convert=self._converter, prefetch=prefetch,
                              chunk_fn=_chunk_fn(self.transform_fn, self.reader),
                              convert_block=self._converter.convert_block)
 

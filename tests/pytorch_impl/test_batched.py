@@ -396,7 +396,8 @@ def test_a_transform_fn_that_raises_reaches_the_loop_and_stops_the_reader(store)
 
 def test_an_iterator_abandoned_mid_epoch_leaves_no_thread_once_collected(store):
     reader = make_batch_reader(store, num_epochs=None, workers_count=2)
-    loader = BatchedDataLoader(reader, batch_size=8, prefetch=4)
+    # (shuffled: the pass has a prefetch thread; plain CPU batches of a pooled reader are cut in next())
+    loader = BatchedDataLoader(reader, batch_size=8, prefetch=4, shuffling_queue_capacity=32)
     it = iter(loader)
     next(it)
     assert new_prefetch_threads()
