@@ -11,8 +11,9 @@ rows) that the loader's target leaves once the reader's ~29 us are paid:
 
 ``torch``
     20 tensors per batch as views (``unbind`` of a ``(k, 1024)`` view per column: how ``BatchedDataLoader``
-    makes them), made and freed; one fresh copy of a ``(20, 1024)`` block plus its 20 views (how
-    ``InMemBatchedDataLoader`` serves a later epoch: 0.12.1 gives new memory every batch).
+    makes them), made and freed; one fresh copy of a ``(20, 1024)`` block of a column-major table plus its 20
+    views, and the same from a batch-major table copied 8 batches at a time (how ``InMemBatchedDataLoader``
+    serves a later epoch in order: 0.12.1 gives new memory every batch).
 ``jax``
     20 ``jax.Array`` per batch: a jitted cut of a placed page into 16 x 20 outputs (how ``make_jax_iterator``
     places a block on a CPU device), and ``jax.device_put`` of each column's slice.
@@ -67,12 +68,25 @@ def bench_torch(quick: bool) -> None:
     block = rng.random((COLUMNS, rows), dtype=np.float32)
     starts = range(0, rows, BATCH)
 
-    def served() -> None:  # a later in-memory epoch: a fresh copy per batch, 20 views of it
+    def served() -> None:  # a fresh copy per batch of a column-major table (20 strided slices), 20 views of it
         for s in starts:
             torch.from_numpy(block[:, s:s + BATCH].copy()).unbind(0)
     us = best_cpu_us(served, 1, passes=5) / len(starts)
-    common.report("torch: a fresh (20, 1024) copy + 20 views, per batch", us, None, unit=" us",
-                  detail="InMemBatchedDataLoader's later epochs; L7 (5x) leaves ~12 us per batch")
+    common.report("torch: a fresh (20, 1024) copy of a column-major table + 20 views, per batch", us, None,
+                  unit=" us", detail="InMemBatchedDataLoader's later epochs before the batch-major table")
+
+    batch_major = np.ascontiguousarray(block.reshape(COLUMNS, -1, BATCH).transpose(1, 0, 2))  # (batches, 20, 1024)
+    group = 8  # inmem_table.GROUP_BATCHES
+
+    def served_batch_major() -> None:  # copies of 8 contiguous batches, each batch 20 views of its own part
+        for b in range(0, len(batch_major), group):
+            copy = batch_major[b:b + group].copy()
+            for i in range(len(copy)):
+                torch.from_numpy(copy[i]).unbind(0)
+    us = best_cpu_us(served_batch_major, 1, passes=5) / len(batch_major)
+    common.report("torch: a batch-major table copied 8 batches at a time + 20 views, per batch", us, None,
+                  unit=" us", detail="InMemBatchedDataLoader's later epochs (shuffle=False); L7 (5x) leaves ~12 us "
+                                     "per batch")
 
 
 def bench_jax(quick: bool) -> None:
