@@ -414,9 +414,7 @@ class InMemBatchedDataLoader(LoaderBase):
         while self.num_epochs is None or self._epoch < self.num_epochs:
             order = self._order(self._epoch)
             if order is None and batches is not None:  # in order: whole batches of the batch-major table
-                whole_batch = table.whole_batch
-                for b in range(self._batch, batches):
-                    out = whole_batch(b)
+                for out in table.batches_from(self._batch):
                     self._batch += 1
                     yield out
                 self._epoch += 1

@@ -18,7 +18,7 @@ Columns of other kinds (strings, objects) get a block of their own and go throug
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -30,7 +30,7 @@ __all__ = ["InMemTable"]
 
 _GROUPED_KINDS = frozenset("biufc")
 
-#: :meth:`InMemTable.whole_batch` copies at most this many batches in order at once ...
+#: :meth:`InMemTable.batches_from` copies at most this many batches at once ...
 GROUP_BATCHES = 8
 #: ... and at most this many bytes (a batch bigger than that is copied alone).
 GROUP_BYTES = 1 << 20
@@ -110,9 +110,7 @@ class InMemTable:
                         block[j, start:start + n] = part[name]
             start += n
         self._records = [as_records(b) if row_major else None for b, _, _ in self.blocks]
-        # whole_batch(): the current copy of a few batches, the batch its first part holds, the next batch expected
-        self._copy: Optional[np.ndarray] = None
-        self._copy_first = self._copy_next = -1
+        # batches_from(): batches copied at once
         batch_bytes = self.blocks[0][0][:1].nbytes if self.blocks and bs is not None else 0
         self._group = max(1, min(GROUP_BATCHES, GROUP_BYTES // max(1, batch_bytes)))
         self._single = len(self.blocks) == 1
@@ -164,27 +162,31 @@ class InMemTable:
         return None if self._bs is None else -(-self.rows // self._bs)
 
     def whole_batch(self, b: int) -> Dict[str, Any]:
-        """Batch ``b`` of a batch-major table (``batch(slice(b * batch_rows, (b + 1) * batch_rows))``, one call less
-        per batch: the ordered epochs of ``InMemBatchedDataLoader``).
-
-        Batches asked for in order (``b``, ``b + 1``, ...) of one block of columns kept as they are are copied a
-        few at a time (at most :data:`GROUP_BATCHES` and :data:`GROUP_BYTES`: one bigger ``memcpy``); each batch's
-        tensors are views of its own part of that copy (their storage is that batch's rows only, as a copy of
-        the batch alone), and a part is served once: writing into a batch changes no other batch, now or later.
-        """
+        """Batch ``b`` of a batch-major table: ``batch(slice(b * batch_rows, (b + 1) * batch_rows))``."""
         bs = self._bs
-        n = bs if (b + 1) * bs <= self.rows else self.rows - b * bs
+        return self._whole_batch(b, bs if (b + 1) * bs <= self.rows else self.rows - b * bs)
+
+    def batches_from(self, first: int) -> Iterator[Dict[str, Any]]:
+        """Batches ``first, first + 1, ...`` of a batch-major table, in order (the ordered epochs of
+        ``InMemBatchedDataLoader``).
+
+        With one block of columns kept as they are, the batches are copied a few at a time (at most
+        :data:`GROUP_BATCHES` and :data:`GROUP_BYTES`: one bigger ``memcpy``); each batch's tensors are views of
+        its own part of that copy (their storage is that batch's rows only, as a copy of the batch alone), and
+        each part is served once: writing into a batch changes no other batch, now or in a later epoch. Keeping
+        a batch keeps its copy (a few batches) alive.
+        """
+        batches, bs, rows = self.batches or 0, self._bs, self.rows
         if self._plain is None or self._group == 1:
-            return self._whole_batch(b, n)
-        copy, first = self._copy, self._copy_first
-        if copy is None or b != self._copy_next:  # not the next part of the current copy: a new copy from b on
-            copy, first = self._plain[0][b:b + self._group].copy(), b
-            self._copy, self._copy_first = copy, first
-        i = b - first
-        self._copy_next = b + 1
-        if i + 1 == len(copy):  # every part served: the table no longer holds it
-            self._copy = None
-        return dict(zip(self._plain[1], self._from_numpy(copy[i] if n == bs else copy[i, :, :n]).unbind(0)))
+            for b in range(first, batches):
+                yield self.whole_batch(b)
+            return
+        (block, names), group, from_numpy = self._plain, self._group, self._from_numpy
+        for start in range(first, batches, group):
+            copy = block[start:start + group].copy()
+            for i in range(len(copy)):
+                n = rows - (start + i) * bs
+                yield dict(zip(names, from_numpy(copy[i] if n >= bs else copy[i, :, :n]).unbind(0)))
 
     def _whole_batch(self, b: int, n: int) -> Dict[str, Any]:
         """Batch ``b`` of a batch-major table (``n`` rows: ``batch_rows`` or fewer for the last one)."""

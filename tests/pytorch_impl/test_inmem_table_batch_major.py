@@ -81,18 +81,22 @@ def test_whole_batch_is_batch_of_the_slice():
 def test_batches_copied_a_few_at_a_time_are_each_new_memory_served_once():
     ids = np.arange(50, dtype=np.float32)  # 5 batches of 10 (under GROUP_BATCHES: one copy serves an epoch)
     table = InMemTable([{"x": ids, "y": -ids}], row_major=False, batch_rows=10)
-    first = [table.whole_batch(b) for b in range(5)]
+    first = list(table.batches_from(0))
     for b in first:
         b["x"].fill_(-1.0)  # a user normalising in place
-    second = [table.whole_batch(b) for b in range(5)]
+    second = list(table.batches_from(0))
     assert torch.cat([b["x"] for b in second]).tolist() == ids.tolist()
     assert all(s["x"].data_ptr() != f["x"].data_ptr() for s, f in zip(second, first))
     # a batch's tensors hold that batch's rows only (torch.save of one writes one batch, as a copy of it alone)
     assert all(b["x"].untyped_storage().nbytes() == 2 * 10 * 4 for b in second)
-    # out of order, asked again, resumed mid-copy: the rows of the batch asked for, in fresh memory
-    again = [table.whole_batch(b) for b in (2, 3, 3, 0, 4)]
-    assert [b["y"].tolist() for b in again] == [(-ids[s:s + 10]).tolist() for s in (20, 30, 30, 0, 40)]
-    assert again[1]["x"].data_ptr() != again[2]["x"].data_ptr()
+    # resumed mid-epoch, the short last batch, whole_batch beside it: the rows asked for, in fresh memory
+    again = list(table.batches_from(3))
+    assert [b["y"].tolist() for b in again] == [(-ids[30:40]).tolist(), (-ids[40:50]).tolist()]
+    assert table.whole_batch(3)["x"].data_ptr() != again[0]["x"].data_ptr()
+    short = InMemTable([{"x": ids[:47]}], row_major=False, batch_rows=10)
+    assert [len(b["x"]) for b in short.batches_from(0)] == [10, 10, 10, 10, 7]
+    assert torch.cat([b["x"] for b in short.batches_from(2)]).tolist() == ids[20:47].tolist()
+    assert list(short.batches_from(5)) == []
 
 
 def test_batches_over_the_group_bytes_are_copied_alone():
@@ -101,8 +105,8 @@ def test_batches_over_the_group_bytes_are_copied_alone():
     rows = np.arange(4 * 3, dtype=np.float64).reshape(4, 3)
     big = np.repeat(rows[:, :, None], GROUP_BYTES // (8 * 3) + 1, axis=2)  # one row is over GROUP_BYTES
     table = InMemTable([{"a": big, "b": big + 1}], row_major=False, batch_rows=1)
-    got = [table.whole_batch(b) for b in range(4)]
-    assert table._group == 1
+    got = list(table.batches_from(0))
+    assert table._group == 1 and len(got) == 4
     assert [float(g["b"][0, 2, 0]) for g in got] == [float(r[2]) + 1 for r in rows]
 
 
@@ -118,6 +122,6 @@ def test_a_column_widened_by_a_later_part_keeps_its_values_batch_by_batch():
     parts = [{"x": np.array([1, 2], np.int16), "y": np.array([1.5, 2.5])},
              {"x": np.array([70000, 3], np.int32), "y": np.array([3.5, 4.5])}]
     table = InMemTable(parts, row_major=False, batch_rows=3)
-    got = [table.whole_batch(0), table.whole_batch(1)]
+    got = list(table.batches_from(0))
     assert [g["x"].tolist() for g in got] == [[1, 2, 70000], [3]] and got[0]["x"].dtype == torch.int32
     assert [g["y"].tolist() for g in got] == [[1.5, 2.5, 3.5], [4.5]]
