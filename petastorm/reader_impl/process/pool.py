@@ -411,6 +411,8 @@ class ProcessPool(Pool):
         if len(workers) < self.workers_count or not all(w.ready for w in workers):
             return  # (a worker's start error is the consumer's to raise, as the worker's own exception)
         gen, results = live
+        if gen != self._active_gen:  # a superseded imap's: the running one takes its results in itself
+            return
         if not state.recv_lock.acquire(blocking=False):
             return
         took = False

@@ -50,3 +50,19 @@ def test_diagnostics_from_another_thread_while_the_consumer_reads_lose_no_row(sy
     assert ids == list(range(100)) * 2
     assert calls[0] > 0 and not watcher.is_alive()
     assert time.monotonic() - t0 < 60  # (a result taken by the watcher left the consumer waiting: a hang)
+
+
+def test_diagnostics_between_passes_lose_no_row_of_the_next_pass(synthetic_dataset):
+    with make_reader(synthetic_dataset, reader_pool_type="process", workers_count=2, num_epochs=1,
+                     shuffle_row_groups=False) as reader:
+        first = [row.id for row in reader]
+        reader.reset()
+        for _ in range(20):
+            assert reader.diagnostics["output_queue_size"] >= 0
+        it = iter(reader)
+        second = [next(it).id]
+        for _ in range(50):  # results of the running pass taken in meanwhile are yielded in order
+            reader.diagnostics  # noqa: B018
+            time.sleep(0.001)
+        second += [row.id for row in it]
+    assert first == second == list(range(100))
