@@ -83,3 +83,27 @@ def test_a_ctrl_c_while_the_fork_server_starts_prints_no_traceback_of_it(synthet
     # own 'forkserver' processes get Python's Ctrl-C handler, as without petastorm
     assert proc.stdout.split("\n")[:4] == ["interrupted", "rows True", "blocked [False, False]",
                                            "user process handler True"]
+
+
+def test_no_module_imports_fork_server_ready():
+    # it works at import (drops a pending Ctrl-C): only the fork server's preload names it, last
+    import ast
+    import pathlib
+
+    import petastorm
+    from petastorm.reader_impl.process import fork_server
+
+    ready = "petastorm.reader_impl.process.fork_server_ready"
+    importers = []
+    for path in pathlib.Path(petastorm.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+                     if isinstance(node, ast.ImportFrom) else [])
+            if any(n == ready or n.endswith(".fork_server_ready") for n in names):
+                importers.append(str(path))
+    assert importers == []
+    from multiprocessing import forkserver
+
+    fork_server.warm_up("forkserver", ["petastorm.codecs"])
+    assert forkserver._forkserver._preload_modules[-1] == ready  # last: after every import of the server
