@@ -332,6 +332,11 @@ def _build_reader(args: _ReaderArgs) -> Reader:
     kept = set(selection.rg_ids)
     if args.shard_mode == "balanced" or plan_options.shuffle_row_drop_partitions > 1:
         dataset.ensure_row_counts()  # these plans slice row groups by row: they need the counts
+    if args.shard_mode == "balanced" and (selection.row_filter_expression is not None or (
+            predicate is not None and not set(predicate.get_fields()) <= set(dataset.partition_names))):
+        warnings.warn("shard_mode='balanced' deals the rows before the filters or the predicate drop some: the "
+                      "shards get different numbers of rows (a data-parallel job may wait at the end of an epoch). "
+                      "Filter the dataset beforehand, or filter on partition keys only", UserWarning, stacklevel=3)
     partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
     selected_groups = [dataset.row_groups[i] for i in rg_ids]
     spec = ReadSpec(filesystem=dataset.filesystem, row_groups=selected_groups, schema=schema, fields=field_names,

@@ -1,8 +1,7 @@
 """shard_mode='balanced' (the sharding elastic resume builds on) with row filters or a predicate: the rows are dealt
 before the filters drop some, so the shards get different numbers of rows (41/66/41 below) and a data-parallel
 job waits at the end of the epoch, which is what balanced mode promises to prevent. Until that is fixed (dealing
-the rows that pass), the reader should say so: strict xfails for a fix in petastorm/reader.py (not this helper's
-file)."""
+the rows that pass), the reader says so with a UserWarning (petastorm/reader.py)."""
 import warnings
 
 import pytest
@@ -11,10 +10,6 @@ from petastorm import make_batch_reader
 from petastorm.predicates import in_lambda
 
 from ._elastic_sim import open_reader, read_all, write_ids_dataset
-
-NEEDS_READER = pytest.mark.xfail(strict=True, reason="petastorm/reader.py _build_reader: warn when shard_mode="
-                                                     "'balanced' meets row filters or a predicate on non-partition "
-                                                     "fields (see the G6 report)")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,6 @@ def test_row_filters_unbalance_the_shards(ids_url, options):
     assert _rows_per_shard(ids_url, **options) == [41, 66, 41]  # the rows filtered out fall on ranks 0 and 2
 
 
-@NEEDS_READER
 @pytest.mark.parametrize("options", [dict(filters=[("id", "<", 150)]),
                                      dict(predicate=in_lambda(["id"], lambda i: i < 150))], ids=["filters", "predicate"])
 def test_balanced_shards_with_row_filters_warn_that_they_are_not_balanced(ids_url, options):
