@@ -44,7 +44,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["CHUNK_MAX_BYTES", "BlockPlacer", "batches_per_call", "page_calls"]
+__all__ = ["CHUNK_MAX_BYTES", "KEEP", "BlockPlacer", "batches_per_call", "chain_link", "page_calls"]
 
 #: Columns of at most this many bytes per batch are cut on the device (float32 scalars up to batch_size 8192).
 #: Up to that size the cut on the device costs less CPU than the per-batch path; at 64 KiB a column the copies
@@ -57,7 +57,7 @@ _MAX_G = 8
 _PAGE_CALLS = 8          # calls per page, at most (a power of two)
 _PAGE_BYTES = 4 << 20    # bytes per page, at most (unless one call needs more)
 _ALIGN = 64              # XLA's CPU client aliases host buffers aligned to this many bytes
-_KEEP = np.bool_(True)   # the cutter's always-true select predicate (see _cutter)
+KEEP = np.bool_(True)    #: the always-true predicate of the chained outputs (:func:`chain_link`)
 
 _Layout = Tuple[Tuple[str, str, Tuple[int, ...], bool], ...]
 
@@ -79,6 +79,27 @@ def page_calls(calls: int, call_bytes: int) -> int:
     return size
 
 
+def chain_link(piece: Any, prev: Any, keep: Any) -> Any:
+    """``piece`` as the next link of a chain of outputs of a jitted function (traced values): ``select(keep,
+    piece, other)``, with ``keep`` a traced ``True`` and ``other`` the previous link ``prev`` (None: this is the
+    head), converted and broadcast if its dtype or shape differ. Equal to ``piece``, but XLA cannot know it, so
+    each output's kernel waits for the one before and XLA's CPU runtime runs them one after another on one
+    thread (see :func:`_cutter`)."""
+    import jax
+    from jax import lax
+
+    if prev is None or prev.size == 0 or piece.size == 0:  # the head of a chain: another value of its shape
+        other = lax.rev(piece, (0,)) if piece.ndim else piece
+    elif prev.shape == piece.shape and prev.dtype == piece.dtype:
+        other = prev
+    else:  # another group: its first element, converted and broadcast (never served: keep is True)
+        first = prev.reshape(-1)[0]
+        if jax.numpy.iscomplexobj(first) and not jax.numpy.iscomplexobj(piece):
+            first = lax.real(first)
+        other = jax.numpy.broadcast_to(lax.convert_element_type(first, piece.dtype), piece.shape)
+    return lax.select(jax.numpy.broadcast_to(keep, piece.shape), piece, other)
+
+
 @functools.lru_cache(maxsize=32)
 def _cutter(group_sizes: Tuple[int, ...], batch_size: int, g: int) -> Callable:
     """Jitted ``(pages, start, keep) -> [column arrays of batch 0, of batch 1, ...]``: ``g`` batches from row
@@ -89,22 +110,10 @@ def _cutter(group_sizes: Tuple[int, ...], batch_size: int, g: int) -> Callable:
     is True), but XLA cannot know that, so every output's kernel depends on the one before. Unchained, the
     ``g * columns`` independent copies of a few KiB are spread by XLA's CPU runtime over its intra-op threads,
     whose hand-offs cost more CPU than the copies (``tf_XLAEigen`` threads, invisible to cProfile); chained, they
-    run one after another on the calling thread (figures in ``benchmarks/README.md``).
+    run one after another on one thread (figures in ``benchmarks/README.md``).
     """
     import jax
     from jax import lax
-
-    def chained(piece: Any, prev: Any, keep: Any) -> Any:
-        if prev is None or prev.size == 0 or piece.size == 0:  # the head of a chain: another value of its shape
-            other = lax.rev(piece, (0,))
-        elif prev.shape == piece.shape and prev.dtype == piece.dtype:
-            other = prev
-        else:  # another group: its first element, converted and broadcast (never served: keep is True)
-            first = prev.reshape(-1)[0]
-            if jax.numpy.iscomplexobj(first) and not jax.numpy.iscomplexobj(piece):
-                first = lax.real(first)
-            other = jax.numpy.broadcast_to(lax.convert_element_type(first, piece.dtype), piece.shape)
-        return lax.select(jax.numpy.broadcast_to(keep, piece.shape), piece, other)
 
     def cut(pages: tuple, start: Any, keep: Any) -> list:
         out: list = []
@@ -113,7 +122,7 @@ def _cutter(group_sizes: Tuple[int, ...], batch_size: int, g: int) -> Callable:
             for page, k in zip(pages, group_sizes):
                 for j in range(k):
                     piece = lax.dynamic_slice_in_dim(page[j], start + i * batch_size, batch_size, axis=0)
-                    prev = chained(piece, prev, keep)
+                    prev = chain_link(piece, prev, keep)
                     out.append(prev)
         return out
 
@@ -212,7 +221,7 @@ class BlockPlacer:
             n = min(size, calls - done)
             pages = self._place(plan, columns, done * g * bs, min(k * bs, (done + n) * g * bs), size * g * bs)
             for c in range(n):
-                out = cutter(pages, np.int32(c * g * bs), _KEEP)
+                out = cutter(pages, np.int32(c * g * bs), KEEP)
                 jax.block_until_ready(out[-1])  # one executable: its outputs are ready together
                 outs.append(out)
             del pages  # every cut from the page is done: the buffer may be refilled

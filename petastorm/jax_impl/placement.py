@@ -179,9 +179,11 @@ class DevicePlacer:
         self._x64 = bool(jax.config.jax_enable_x64)
         self._checked_shapes: Dict[Tuple[str, Tuple[int, ...]], bool] = {}
         # an accelerator's device memory never aliases numpy memory: copying there would only cost a host copy
-        self._transfer = BatchTransfer(sharding, copy=transformed and _may_alias_host(sharding, self._default_device))
+        on_cpu = _platform(sharding, self._default_device) == "cpu"
+        self._transfer = BatchTransfer(sharding, copy=transformed and _may_alias_host(sharding, self._default_device),
+                                       chain=on_cpu and _single_device(sharding))
         self._blocks: Optional[BlockPlacer] = None
-        if batch_size is not None and _single_device(sharding) and _platform(sharding, self._default_device) == "cpu":
+        if batch_size is not None and _single_device(sharding) and on_cpu:
             self._blocks = BlockPlacer(batch_size, sharding)
 
     def _settings(self) -> Any:

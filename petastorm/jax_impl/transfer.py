@@ -24,6 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from petastorm.jax_impl.chunks import KEEP
+
 __all__ = ["BatchTransfer", "GROUP_MAX_BYTES"]
 
 #: Columns up to this many bytes per batch are stacked with the columns of the same dtype and row shape.
@@ -36,10 +38,12 @@ _Layout = Tuple[Tuple[str, str, Tuple[int, ...], bool], ...]
 class _Plan:
     """How one batch layout is moved: stacked groups (names per group) + a jitted split, the rest put."""
 
-    def __init__(self, groups: List[List[str]], singles: List[str], split: Optional[Callable]) -> None:
+    def __init__(self, groups: List[List[str]], singles: List[str], split: Optional[Callable],
+                 chained: bool = False) -> None:
         self.groups = groups
         self.singles = singles
         self.split = split
+        self.chained = chained  # split takes the always-true predicate first
 
 
 def _stacked_sharding(sharding: Any) -> Any:
@@ -69,14 +73,35 @@ def _from_process_local(sharding: Any, name: str, column: np.ndarray) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _split_fn(sizes: Tuple[int, ...], sharding: Any, stack_sharding: Any) -> Callable:
+def _split_fn(sizes: Tuple[int, ...], sharding: Any, stack_sharding: Any, chained: bool = False) -> Callable:
     """The jitted ``(*stacks) -> ((arrays of stack 0), (arrays of stack 1), ...)``, shared by every iterator
-    with the same group sizes and sharding so that JAX compiles it once per process and batch shapes."""
+    with the same group sizes and sharding so that JAX compiles it once per process and batch shapes.
+
+    ``chained`` (one CPU device): ``(keep, *stacks)``, ``keep`` always True, each output chained on the one before
+    (:func:`~petastorm.jax_impl.chunks.chain_link`) so that XLA's CPU runtime makes them one after another on one
+    thread instead of handing each small copy to its intra-op threads."""
     import jax
 
     def split(*stacks: Any) -> tuple:
         return tuple(tuple(stack[i] for i in range(size)) for stack, size in zip(stacks, sizes))
 
+    def split_chained(keep: Any, *stacks: Any) -> tuple:
+        from petastorm.jax_impl.chunks import chain_link
+
+        out, prev = [], None
+        for stack, size in zip(stacks, sizes):
+            group = []
+            for i in range(size):
+                prev = chain_link(stack[i], prev, keep)
+                group.append(prev)
+            out.append(tuple(group))
+        return tuple(out)
+
+    if chained:
+        if sharding is None:
+            return jax.jit(split_chained)
+        return jax.jit(split_chained, in_shardings=(stack_sharding,) + tuple(stack_sharding for _ in sizes),
+                       out_shardings=sharding)
     if sharding is None:
         return jax.jit(split)
     return jax.jit(split, in_shardings=tuple(stack_sharding for _ in sizes), out_shardings=sharding)
@@ -91,6 +116,9 @@ class BatchTransfer:
     sharding : jax.sharding.Sharding or None
     group_max_bytes : int
         Columns of at most this many bytes per batch are grouped (0 disables grouping).
+    chain : bool
+        Chain the outputs of the split (on one CPU device only: there XLA otherwise hands each small copy to
+        its intra-op threads, whose wake-ups cost more CPU than the copies). Ignored for other shardings.
     copy : bool
         Never let a ``jax.Array`` share the memory of a numpy column: for columns their producer may write
         again (a ``transform_fn``'s buffers). On a CPU device ``jax.device_put`` takes aligned host memory
@@ -98,8 +126,12 @@ class BatchTransfer:
         was yielded. Stacked columns are copies already; the others are copied on the host first.
     """
 
-    def __init__(self, sharding: Any = None, group_max_bytes: int = GROUP_MAX_BYTES, copy: bool = False) -> None:
+    def __init__(self, sharding: Any = None, group_max_bytes: int = GROUP_MAX_BYTES, copy: bool = False,
+                 chain: bool = False) -> None:
+        from jax.sharding import SingleDeviceSharding
+
         self.sharding = sharding
+        self.chain = chain and (sharding is None or isinstance(sharding, SingleDeviceSharding))
         self.group_max_bytes = group_max_bytes
         self.copy = copy
         self._stack_sharding = _stacked_sharding(sharding) if sharding is not None else None
@@ -121,7 +153,7 @@ class BatchTransfer:
         if plan.split is None:
             return self._put(columns)
         stacks = [np.stack([columns[name] for name in names]) for names in plan.groups]
-        split_out = plan.split(*stacks)
+        split_out = plan.split(KEEP, *stacks) if plan.chained else plan.split(*stacks)
         placed = self._put({name: columns[name] for name in plan.singles}) if plan.singles else {}
         for names, arrays in zip(plan.groups, split_out):
             placed.update(zip(names, arrays))
@@ -152,5 +184,5 @@ class BatchTransfer:
         singles += [names[0] for names in by_kind.values() if len(names) == 1]
         if not groups:
             return _Plan([], list(columns), None)
-        fn = _split_fn(tuple(len(names) for names in groups), self.sharding, self._stack_sharding)
-        return _Plan(groups, singles, fn)
+        fn = _split_fn(tuple(len(names) for names in groups), self.sharding, self._stack_sharding, self.chain)
+        return _Plan(groups, singles, fn, self.chain)
