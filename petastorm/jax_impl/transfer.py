@@ -13,6 +13,9 @@ The split function takes the stacks with the sharding extended by a leading unsh
 only its rows of each stack. Shardings other than ``NamedSharding`` and ``SingleDeviceSharding`` (whose
 spec cannot be extended) are served by ``jax.device_put`` of the whole batch.
 
+On one CPU device the split's outputs are chained (:func:`~petastorm.jax_impl.chunks.chain_link`): unchained,
+XLA's CPU runtime hands each small copy to its intra-op threads, whose wake-ups cost more CPU than the copies.
+
 A sharding over the devices of several processes (multi-host training) takes each process's batch as its
 part of a global array, column by column, with ``jax.make_array_from_process_local_data``: no jitted split
 there, since a computation on global arrays must be launched by every process in step.
