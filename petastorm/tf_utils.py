@@ -52,14 +52,15 @@ def make_petastorm_dataset(reader: Any) -> Any:
         field, of the field's static shape (``(None,) + shape`` for batches), or for ngrams a dict
         ``{offset: namedtuple of the fields at that offset}``. The element spec (dtypes and static shapes)
         comes from the Unischema, so it is known before the first element is read. Batch readers' elements are
-        converted whole columns at a time. The next two elements are converted ahead of the consumer.
+        converted whole columns at a time. Nothing is read ahead of the consumer (the reader's workers read
+        and decode ahead): add ``.prefetch(n)`` after your ``batch`` for more overlap with the model.
 
     Notes
     -----
     The dataset reads from ``reader``: iterating it again after the reader's last row resets the reader
     (another pass of its ``num_epochs``, e.g. a Keras epoch); after a partial pass (``dataset.take(n)``, a
-    ``break``) it continues where the reader is (the up to two elements the abandoned iterator had read ahead
-    are not seen again in that pass), or starts another pass if no row is left.
+    ``break``) it continues where the reader is, no row lost, or starts another pass if no row is left.
+    An iteration that met the reader's end does not call the reader again.
     Iterators alive at the same time share the reader's rows. Errors of the reader, of a ``TransformSpec`` or
     of the conversion reach the loop as a ``tf.errors.OpError`` whose message holds the original exception's
     class and message (after TensorFlow's own prefix). The reader is not stopped by an error
