@@ -116,6 +116,9 @@ class ReaderSource:
         self.is_batched = bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
         self._it: Optional[Iterator] = None
         self.fields: Optional[list] = None
+        #: A KeyboardInterrupt came out of the batch reader's next() (the reader survives it, and nothing was taken
+        #: from it: the batching around it may go on); reset by whoever handles it.
+        self.interrupted = False
 
     def next_chunk(self, max_rows: int) -> Optional[Columns]:
         """The next column batch (a row reader gives at most ``max_rows`` rows); None once the reader ends."""
@@ -127,6 +130,9 @@ class ReaderSource:
                     batch = next(self._it)
                 except StopIteration:
                     return None
+                except KeyboardInterrupt:  # a Ctrl-C while the reader was asked: nothing was taken from it
+                    self.interrupted = True
+                    raise
                 cols = batch._asdict() if hasattr(batch, "_asdict") else dict(batch)
                 cols = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in cols.items()}
                 if num_rows(cols):

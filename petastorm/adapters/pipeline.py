@@ -236,7 +236,7 @@ class BatchPipeline:
     def _take_chunk(self) -> Chunk:
         sh = self._shared
         if self._thread is None:
-            return sh.ready.popleft() if sh.ready else sh.produce_one()
+            return sh.ready.popleft() if sh.ready else sh.produce_one(reraise_interrupt=True)
         with sh.cond:
             while not sh.ready:
                 if not self._thread.is_alive() and not sh.ready:

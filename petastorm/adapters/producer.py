@@ -57,10 +57,14 @@ class SharedProducer:
             out = self.convert(out)
         return out
 
-    def produce_one(self) -> Chunk:
+    def produce_one(self, reraise_interrupt: bool = False) -> Chunk:
         """One chunk: one batch, or up to ``CHUNK_BATCHES`` whole batches of one reader batch; the end marker
         (with the error that ended the pass) is a chunk with ``end=True``. With ``convert_block`` the chunk is
-        cut, not converted (``outs`` None): the consumer converts it (:meth:`convert_chunk`)."""
+        cut, not converted (``outs`` None): the consumer converts it (:meth:`convert_chunk`).
+
+        ``reraise_interrupt`` (the consumer's thread, no prefetch thread): a ``KeyboardInterrupt`` that came out of
+        the batch reader's ``next()`` is raised as it is, the batcher unchanged, instead of ending the pass."""
+        self.batcher.source.interrupted = False
         try:
             if self.convert_block is None:
                 batch = self.batcher.next_batch()
@@ -75,6 +79,13 @@ class SharedProducer:
                 return Chunk(None, [block], n=1)
             return Chunk(None, block=block, origin=self.batcher.cut_origin, n=k)
         except BaseException as e:  # noqa: BLE001 - every error must reach the consumer
+            source, interrupted = self.batcher.source, self.batcher.source.interrupted
+            source.interrupted = False
+            if reraise_interrupt and interrupted and isinstance(e, KeyboardInterrupt):
+                # a Ctrl-C while the reader was asked, in the consumer's thread: the batcher took nothing, so it is
+                # the caller's interruption, not the pass's error (a state taken then is exact, and the pass may go
+                # on), as a Ctrl-C in the threaded consumer's wait is
+                raise
             return Chunk([], end=True, error=e)
 
     def convert_chunk(self, chunk: Chunk) -> None:

@@ -69,7 +69,8 @@ def _is_batch_reader(reader: Any) -> bool:
 def _thread_worth_it(loader: "BatchedDataLoader") -> bool:
     """Whether a pass of ``loader`` gains from its prefetch thread.
 
-    Not when all it would run is cutting views of reader batches the reader's own workers have read ahead: CPU
+    Not when all it would run is cutting views of the batches a batch reader's own workers have read ahead (a row
+    reader's rows are gathered into columns on the thread: it stays): CPU
     tensors made in ``next()`` anyway (no pinning, no device copy), no shuffling buffer to fill, no
     ``transform_fn`` (user code that may be slow), and a reader with a thread or process pool (a ``dummy`` pool
     reads and decodes in the thread that iterates it: there the thread overlaps the reading). The thread's
@@ -78,7 +79,7 @@ def _thread_worth_it(loader: "BatchedDataLoader") -> bool:
     """
     pool = getattr(getattr(loader.reader, "_pool", None), "pool_type", None)
     return not (loader._converter.convert_block is not None and not loader.shuffling_queue_capacity
-                and loader.transform_fn is None and pool in ("thread", "process"))
+                and loader.transform_fn is None and pool in ("thread", "process") and _is_batch_reader(loader.reader))
 
 
 def _column_of(name: str, value: Any) -> np.ndarray:
