@@ -387,10 +387,11 @@ class BatchPipeline:
         PetastormStateError
             Other settings (named), or from the reader: another dataset or options, not a balanced reader.
         """
-        from petastorm.adapters.elastic import held_share
+        from petastorm.adapters.elastic import check_loader_job, held_share
 
         if self._started:
             raise PetastormReaderError("load_state_dict must be called before the first batch is read")
+        check_loader_job(job)
         check_settings(job.get("settings"), self._settings, what="loader")
         if isinstance(job.get("held"), list) and job.get("held"):
             raise PetastormStateError("the job state holds rows of a DataLoader with a custom collate_fn (row "

@@ -412,7 +412,9 @@ class LoaderBase:
 
     def _load_job_state(self, job: Mapping[str, Any]) -> None:
         from petastorm.adapters.checks import check_settings
+        from petastorm.adapters.elastic import check_loader_job
 
+        check_loader_job(job)
         if job.get("loader") != type(self).__name__:
             raise PetastormStateError(f"loader: the job state was merged from {job.get('loader')} states, this is a "
                                       f"{type(self).__name__}")

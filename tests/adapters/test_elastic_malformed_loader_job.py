@@ -11,10 +11,6 @@ from petastorm.errors import PetastormStateError
 from petastorm.pytorch import BatchedDataLoader, DataLoader
 from tests.reader_impl._elastic_sim import open_reader, write_ids_dataset
 
-NEEDS_LOADER_BASE = pytest.mark.xfail(
-    strict=True, reason="petastorm/pytorch_impl/loader_base.py _load_job_state must call "
-                        "petastorm.adapters.elastic.check_loader_job(job) first (not this helper's file)")
-
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
@@ -36,12 +32,11 @@ def jobs(tmp_path_factory):
 CHANGES = [
     ("held a string", lambda j: j.update(held="x"), r"'held' must hold the rows the loaders held .* got str"),
     ("held an int", lambda j: j.update(held=-1), r"'held' must hold the rows .* got int"),
-    pytest.param("no reader", lambda j: j.pop("reader"), r"'reader' must be the merged state of the readers",
-                 marks=NEEDS_LOADER_BASE),
-    pytest.param("passes_done a string", lambda j: j.update(passes_done="x"),
-                 r"'passes_done' must be an integer >= 0 or None, got 'x'", marks=NEEDS_LOADER_BASE),
-    pytest.param("passes_done negative", lambda j: j.update(passes_done=-1),
-                 r"'passes_done' must be an integer >= 0 or None, got -1", marks=NEEDS_LOADER_BASE),
+    ("no reader", lambda j: j.pop("reader"), r"'reader' must be the merged state of the readers"),
+    ("passes_done a string", lambda j: j.update(passes_done="x"),
+     r"'passes_done' must be an integer >= 0 or None, got 'x'"),
+    ("passes_done negative", lambda j: j.update(passes_done=-1),
+     r"'passes_done' must be an integer >= 0 or None, got -1"),
 ]
 
 
