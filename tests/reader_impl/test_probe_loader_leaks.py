@@ -25,6 +25,10 @@ def _loader(kind, reader):
     if kind == "BatchedDataLoader":
         from petastorm.pytorch import BatchedDataLoader
 
+        return BatchedDataLoader(reader, batch_size=8, shuffling_queue_capacity=64)  # shuffling keeps the thread
+    if kind == "BatchedDataLoader-plain":
+        from petastorm.pytorch import BatchedDataLoader
+
         return BatchedDataLoader(reader, batch_size=8)
     if kind == "DataLoader":
         from petastorm.pytorch import DataLoader
@@ -56,6 +60,25 @@ def test_prefetch_thread_ends_with_the_reader_while_the_iterator_is_held(url, ki
         for _ in it:
             pass
     assert ended
+
+
+def test_plain_batched_loader_cuts_without_a_thread_and_stops_with_the_reader(url):
+    """Plain CPU batches of a thread-pool batch reader are cut in ``next()``: no prefetch thread is started at
+    all, and reading on after ``reader.stop(); reader.join()`` raises the stopped-reader error."""
+    from petastorm import make_batch_reader
+    from petastorm.errors import PetastormReaderError
+
+    reader = make_batch_reader(url, schema_fields=FIELDS, reader_pool_type="thread", workers_count=2, num_epochs=None)
+    it = iter(_loader("BatchedDataLoader-plain", reader))
+    next(it)
+    next(it)
+    assert not new_prefetch_threads()
+    reader.stop()
+    reader.join()
+    with pytest.raises(PetastormReaderError):
+        for _ in it:
+            pass
+    assert not new_prefetch_threads()
 
 
 _TF_CHILD = r'''
