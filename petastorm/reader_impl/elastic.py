@@ -25,7 +25,7 @@ each other; a row reader (``make_reader``) stopped inside an item with ``shuffle
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ __all__ = [
     "KEY_ELASTIC",
     "EpochDeal",
     "check_ranges",
+    "checked_epochs",
     "checked_int",
     "normalize_ranges",
     "subtract_ranges",
@@ -381,6 +382,19 @@ def check_ranges(ranges: object, span: int, where: str) -> None:
                                   f"petastorm version")
 
 
+def checked_epochs(epochs: object, where: str) -> Iterator[tuple[str, Mapping, int]]:
+    """Each epoch record of a state's ``epochs`` (``{epoch number: {'span': int, 'consumed': ranges, ...}}``),
+    checked: ``(where it is, the record, its span)``; else a PetastormStateError naming ``where``."""
+    if not isinstance(epochs, Mapping):
+        raise PetastormStateError(f"{where} must be a dict, got {type(epochs).__name__}")
+    for key, ep in epochs.items():
+        at = f"{where}[{key!r}]"
+        if not str(key).isdigit() or not isinstance(ep, Mapping) or "span" not in ep or "consumed" not in ep:
+            raise PetastormStateError(f"{at} must be an epoch number's record with 'span' and 'consumed', got "
+                                      f"{ep!r}")
+        yield at, ep, checked_int(ep["span"], f"{at}['span']")
+
+
 def _check_job(job: Mapping) -> None:
     """The fields of a job state that the resume uses, checked (a PetastormStateError naming the field, not a
     bare KeyError or TypeError from inside the resume)."""
@@ -391,14 +405,8 @@ def _check_job(job: Mapping) -> None:
     checked_int(job.get("held", 0), "job state['held']")
     if job.get("epoch_limit") is not None:
         checked_int(job["epoch_limit"], "job state['epoch_limit']")
-    if not isinstance(job["epochs"], Mapping):
-        raise PetastormStateError(f"job state['epochs'] must be a dict, got {type(job['epochs']).__name__}")
-    for key, ep in job["epochs"].items():
-        at = f"job state['epochs'][{key!r}]"
-        if not str(key).isdigit() or not isinstance(ep, Mapping) or "span" not in ep or "consumed" not in ep:
-            raise PetastormStateError(f"{at} must be an epoch number's record with 'span' and 'consumed', got "
-                                      f"{ep!r}")
-        check_ranges(ep["consumed"], checked_int(ep["span"], f"{at}['span']"), f"{at}['consumed']")
+    for at, ep, span in checked_epochs(job["epochs"], "job state['epochs']"):
+        check_ranges(ep["consumed"], span, f"{at}['consumed']")
 
 
 def restore_deals(reader: Any, extra: Mapping) -> None:

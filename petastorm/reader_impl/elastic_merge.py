@@ -14,6 +14,7 @@ from petastorm.reader_impl.elastic import (
     JOB_VERSION,
     KEY_ELASTIC,
     check_ranges,
+    checked_epochs,
     checked_int,
     normalize_ranges,
     ranges_size,
@@ -44,14 +45,7 @@ def _check_record(state: Mapping, rec: Mapping, i: int) -> None:
         raise PetastormStateError(f"{where}['rank'] is {rec['rank']}, not a rank of shard_count={world}")
     checked_int(rec["epoch"], f"{where}['epoch']")
     checked_int(rec["total"], f"{where}['total']")
-    if not isinstance(rec["epochs"], Mapping):
-        raise PetastormStateError(f"{where}['epochs'] must be a dict, got {type(rec['epochs']).__name__}")
-    for key, ep in rec["epochs"].items():
-        at = f"{where}['epochs'][{key!r}]"
-        if not str(key).isdigit() or not isinstance(ep, Mapping) or "span" not in ep or "consumed" not in ep:
-            raise PetastormStateError(f"{at} must be an epoch number's record with 'span' and 'consumed', got "
-                                      f"{ep!r}")
-        span = checked_int(ep["span"], f"{at}['span']")
+    for at, ep, span in checked_epochs(rec["epochs"], f"{where}['epochs']"):
         for part in ("consumed", "base", "read"):
             if part in ep:
                 check_ranges(ep[part], span, f"{at}[{part!r}]")
