@@ -137,24 +137,18 @@ class InMemTable:
             block, names = self._plain
             return dict(zip(names, self._from_numpy(block[:, rows].copy() if isinstance(rows, slice)
                                                      else np.take(block, rows, axis=1)).unbind(0)))
-        out: Dict[str, Any] = {}
-        for (block, names, fast), records in zip(self.blocks, self._records):
-            if not self.row_major:
-                cols = block[:, rows].copy() if isinstance(rows, slice) else np.take(block, rows, axis=1)
-            else:
-                if records is None or isinstance(rows, slice):
-                    picked = block[rows]
-                else:
-                    picked = np.take(records, rows).view(block.dtype).reshape((len(rows),) + block.shape[1:])
-                cols = np.ascontiguousarray(np.moveaxis(picked, 1, 0))   # (columns, n, *cell)
-            if fast:
-                out.update(zip(names, self._from_numpy(cols).unbind(0)))
-            else:
-                for j, name in enumerate(names):
-                    out[name] = column_to_tensor(name, cols[j], self.row_values)
-        if self._single:
-            return out
-        return {name: out[name] for name in self.names}
+        return self._tensors(self._picked(block, records, rows)
+                             for (block, _, _), records in zip(self.blocks, self._records))
+
+    def _picked(self, block: np.ndarray, records: Optional[np.ndarray], rows: Union[slice, np.ndarray]) -> np.ndarray:
+        """Rows ``rows`` of a column-major or row-major ``block`` as a new ``(columns, n, *cell)`` array."""
+        if not self.row_major:
+            return block[:, rows].copy() if isinstance(rows, slice) else np.take(block, rows, axis=1)
+        if records is None or isinstance(rows, slice):
+            picked = block[rows]
+        else:
+            picked = np.take(records, rows).view(block.dtype).reshape((len(rows),) + block.shape[1:])
+        return np.ascontiguousarray(np.moveaxis(picked, 1, 0))
 
     @property
     def batches(self) -> Optional[int]:
@@ -208,9 +202,12 @@ class InMemTable:
 
     def _columns(self, picked: Any) -> Dict[str, Any]:
         """Tensors of one batch from each block's ``(columns, n, *cell)`` rows (copied here: new memory)."""
+        return self._tensors(np.array(cols, order="C") for cols in picked)
+
+    def _tensors(self, new_columns: Any) -> Dict[str, Any]:
+        """Tensors of one batch from each block's new, C-contiguous ``(columns, n, *cell)`` array."""
         out: Dict[str, Any] = {}
-        for (_, names, fast), cols in zip(self.blocks, picked):
-            cols = np.array(cols, order="C")
+        for (_, names, fast), cols in zip(self.blocks, new_columns):
             if fast:
                 out.update(zip(names, self._from_numpy(cols).unbind(0)))
             else:
