@@ -41,7 +41,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
 
 import numpy as np
 
@@ -300,14 +299,7 @@ def main(argv=None) -> int:
     shapes = {"jpeg": lambda: bench_shape("jpeg", jpeg90_dataset(args.quick), _jpeg_group, ("image",), pools, reps),
               "hello": lambda: bench_shape("hello", hello_dataset(args.quick), _hello_group, ("image1", "array_4d"),
                                            pools, reps)}
-    failed = 0
-    for name in args.only.split(","):
-        try:
-            shapes[name]()
-        except Exception:  # one broken part must not hide the other's figures
-            traceback.print_exc()
-            failed += 1
-    return 1 if failed else 0
+    return common.run_parts(shapes, [x for x in args.only.split(",") if x])
 
 
 if __name__ == "__main__":
