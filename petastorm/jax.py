@@ -244,7 +244,9 @@ class JaxIterator:
         At the very end of a pass, as the torch loaders: a state saved after the loop over the iterator ended
         (``StopIteration`` seen) continues with the next pass (the restored reader is ``reset()``: its next
         epochs are served in full); a state saved after the last batch but before ``StopIteration`` resumes that
-        pass, which has nothing left: the iterator yields no batch.
+        pass, which has nothing left: the iterator yields no batch. The same for a job state merged from states
+        all saved after the loop ended (its ``in_pass`` is False): the new ranks serve the next pass, as
+        ``BatchedDataLoader`` does from such a job state.
 
         Raises
         ------
@@ -260,6 +262,8 @@ class JaxIterator:
                 raise PetastormStateError(f"the job state was merged from {state.get('loader')} states, this is a "
                                           f"JaxIterator")
             self._pipeline.load_job_state(state)
+            if not state.get("in_pass", True):  # every rank's pass had ended (merged from their pass_ended)
+                self._start_next_pass()
             return
         if not isinstance(state, dict) or state.get(_KIND) != _STATE_KIND or _CORE not in state:
             got = f"a {state['loader']} state" if isinstance(state, dict) and isinstance(state.get("loader"), str) \

@@ -133,7 +133,14 @@ def _loader_parts(state: Mapping, i: int) -> tuple[str, dict, Optional[dict], li
     if state.get("kind") == _JAX_KIND:
         # (decoded: a JaxIterator state may hold its arrays encoded, as the torch loaders' states do)
         reader_state, held = pipeline_parts(decode_state(state["core"]))
-        return "JaxIterator", {"settings": state["core"].get("settings")}, reader_state, held, {}
+        pass_ended = state.get("pass_ended", False)  # absent from the states saved before it was recorded
+        if not isinstance(pass_ended, bool):
+            raise PetastormStateError(f"states[{i}]: malformed make_jax_iterator state: 'pass_ended' must be True or "
+                                      f"False, got {pass_ended!r}")
+        # in_pass and passes_done as the torch loaders': a rank whose loop ended (StopIteration seen) has done its
+        # one pass and is between passes (the merged job then resumes with the next pass, as theirs)
+        meta = {"settings": state["core"].get("settings"), "in_pass": not pass_ended, "passes_done": int(pass_ended)}
+        return "JaxIterator", meta, reader_state, held, {}
     if "batcher" in state and "settings" in state:
         reader_state, held = pipeline_parts(state)
         return "BatchPipeline", {"settings": state.get("settings")}, reader_state, held, {}
