@@ -12,6 +12,7 @@ API's ``saveAsNewAPIHadoopFile``); Spark Connect has no SparkContext and nothing
 """
 from __future__ import annotations
 
+import numbers
 import posixpath
 import warnings
 from contextlib import contextmanager
@@ -202,8 +203,8 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     dataset_url : str
         Where the block writes the dataset (``file://``, ``hdfs://``, ``s3://``...).
     schema : Unischema
-    row_group_size_mb : int, optional
-        Target row-group size in MiB.
+    row_group_size_mb : int or float, optional
+        Target row-group size in MiB (numpy numbers too); None or 0 leave Parquet's setting as it is.
     use_summary_metadata : bool
         Let Parquet write the ``_metadata`` summary file too.
     filesystem_factory : callable, optional
@@ -240,9 +241,12 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
         _SUMMARY_LEGACY: "true" if use_summary_metadata else "false",
     }
     if row_group_size_mb is not None:
-        if not isinstance(row_group_size_mb, (int, float)) or row_group_size_mb <= 0:
+        # numpy numbers are accepted, as 0.12.1 did; 0 leaves the block size alone, as 0.12.1 did (it tested truth)
+        if isinstance(row_group_size_mb, str) or not isinstance(row_group_size_mb, numbers.Real) \
+                or not 0 <= row_group_size_mb < float("inf"):
             raise PetastormArgumentError(f"row_group_size_mb must be a positive number, got {row_group_size_mb!r}")
-        changes[_BLOCK_SIZE] = str(int(row_group_size_mb * 1024 * 1024))
+        if row_group_size_mb:
+            changes[_BLOCK_SIZE] = str(int(row_group_size_mb * 1024 * 1024))
     confs = [_Conf(spark.conf, runtime=True)]
     hadoop_conf = _classic_only_hadoop_conf(spark)
     if hadoop_conf is not None:
