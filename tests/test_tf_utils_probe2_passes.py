@@ -33,16 +33,23 @@ def _ids(dataset):
     return [i for element in dataset for i in tf.reshape(element.id, [-1]).numpy().tolist()]
 
 
+def _take_then_the_rest(reader, take, looked_at, rest):
+    """``dataset.take(take)`` then a pass over ``dataset``: ``looked_at`` then ``rest`` rows, together every row
+    once. Returns the dataset (for a further pass)."""
+    dataset = make_petastorm_dataset(reader)
+    first = _ids(dataset.take(take))
+    after = _ids(dataset)
+    assert (len(first), len(after)) == (looked_at, rest)
+    assert sorted(first + after) == ALL_IDS
+    return dataset
+
+
 @pytest.mark.timeout(120)
 def test_take_then_a_pass_reads_the_rest_of_the_pass_no_row_lost(url):
     # recorded from 0.12.1: take(5) gives 5 rows, the next pass the other 55, the one after all 60.
     # Before: the dataset's own prefetch(2) had read 2 rows ahead for take's iterator; they were lost (54 rows)
     with _rows(url) as reader:
-        dataset = make_petastorm_dataset(reader)
-        looked_at = _ids(dataset.take(5))
-        rest = _ids(dataset)
-        assert len(looked_at) == 5 and len(rest) == 55
-        assert sorted(looked_at + rest) == ALL_IDS
+        dataset = _take_then_the_rest(reader, take=5, looked_at=5, rest=55)
         assert sorted(_ids(dataset)) == ALL_IDS
 
 
@@ -51,11 +58,7 @@ def test_take_of_a_batch_reader_then_a_pass_loses_no_batch(url):
     # recorded from 0.12.1: take(1) gives one batch (4 rows), the next pass the other 56 rows.
     # Before: 52 - the batches prefetched for take's iterator (a whole row group each) were lost
     with _batches(url) as reader:
-        dataset = make_petastorm_dataset(reader)
-        looked_at = _ids(dataset.take(1))
-        rest = _ids(dataset)
-        assert len(looked_at) == 4 and len(rest) == 56
-        assert sorted(looked_at + rest) == ALL_IDS
+        _take_then_the_rest(reader, take=1, looked_at=4, rest=56)
 
 
 @pytest.mark.timeout(120)

@@ -9,13 +9,11 @@ The other cases are what was checked and found correct: the batch axis split ove
 (``P(('data', 'model'))``) or replicated (``P()``), a ``batch_size`` the shards cannot split, and a state saved
 under one sharding resumed under another.
 """
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.jax_impl._child_facts import child_facts
 
 _CHILD = textwrap.dedent("""
     import json, sys
@@ -81,12 +79,7 @@ _CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def facts(synthetic_dataset):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _CHILD, synthetic_dataset], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
+    return child_facts(_CHILD, synthetic_dataset, devices=4)
 
 
 @pytest.mark.slow

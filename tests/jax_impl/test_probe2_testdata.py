@@ -52,6 +52,17 @@ def _jax_column(make, url: str, field: str, batch_size: int = 7) -> list:
         return [np.asarray(batch[field]) for batch in batches]
 
 
+def _assert_fields_arrive_as_read(make, url: str, fields: dict) -> None:
+    """Each field's JAX batches: one dtype (``fields[field]``) in every batch, and the reader's values and shape."""
+    for field, dtype in fields.items():
+        expected = _reader_column(make, url, field)
+        got = _jax_column(make, url, field)
+        assert {b.dtype for b in got} == {np.dtype(dtype)}, field
+        got = np.concatenate(got)
+        assert got.shape == expected.shape, field
+        np.testing.assert_array_equal(got, expected.astype(dtype), err_msg=field)
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("make", _READERS, ids=_IDS)
 @pytest.mark.parametrize("version", _LEGACY_VERSIONS)
@@ -60,28 +71,14 @@ def test_the_numeric_fields_of_legacy_datasets_arrive_with_the_readers_values(te
     with make(url, workers_count=1) as reader:
         present = set(reader.schema.fields)
     assert {"id", "id2", "image_png", "matrix", "matrix_uint16"} <= present
-    for field, dtype in _LEGACY_NUMERIC.items():
-        if field not in present:
-            continue
-        expected = _reader_column(make, url, field)
-        got = _jax_column(make, url, field)
-        assert {b.dtype for b in got} == {np.dtype(dtype)}, field
-        got = np.concatenate(got)
-        assert got.shape == expected.shape, field
-        np.testing.assert_array_equal(got, expected.astype(dtype), err_msg=field)
+    _assert_fields_arrive_as_read(make, url, {f: t for f, t in _LEGACY_NUMERIC.items() if f in present})
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("make", _READERS, ids=_IDS)
 def test_the_numeric_fields_of_the_0_12_1_all_codecs_dataset_arrive_with_the_readers_values(testdata_dir, make):
     url = _url(testdata_dir, "original-0.12.1", "all_codecs_0.12.1")
-    for field, dtype in _CODECS_NUMERIC.items():
-        expected = _reader_column(make, url, field)
-        got = _jax_column(make, url, field)
-        assert {b.dtype for b in got} == {np.dtype(dtype)}, field
-        got = np.concatenate(got)
-        assert got.shape == expected.shape, field
-        np.testing.assert_array_equal(got, expected.astype(dtype), err_msg=field)
+    _assert_fields_arrive_as_read(make, url, _CODECS_NUMERIC)
 
 
 @pytest.mark.timeout(120)

@@ -4,13 +4,11 @@ JAX fixes its device count when first imported, so the cases run in one child Py
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2``; it prints JSON facts (errors, row counts), and each
 test asserts on its own case's facts here.
 """
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.jax_impl._child_facts import child_facts
 
 _CHILD = textwrap.dedent("""
     import json, sys, threading
@@ -55,12 +53,7 @@ _CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def facts(synthetic_dataset):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _CHILD, synthetic_dataset], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
+    return child_facts(_CHILD, synthetic_dataset, devices=2)
 
 
 @pytest.mark.slow
