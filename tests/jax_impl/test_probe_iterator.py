@@ -10,6 +10,7 @@ import pytest
 from petastorm import make_batch_reader, make_reader
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.jax import make_jax_iterator
+from tests.jax_impl._probe_inputs import StopsOnSecondBatch, write_big_endian_dataset
 
 
 def _aligned(rows: int) -> np.ndarray:
@@ -156,19 +157,7 @@ def test_something_that_is_no_reader_is_refused_up_front_naming_the_argument(rea
 
 @pytest.fixture(scope="module")
 def big_endian_dataset(tmp_path_factory):
-    """12 rows of a field declared big-endian (``>f4``, as arrays from FITS files are): ``v`` = [i, i, i]."""
-    from _fixtures.datasets import write_synthetic_dataset
-
-    from petastorm.codecs import NdarrayCodec, ScalarCodec
-    from petastorm.spark_types import spark_type
-    from petastorm.unischema import Unischema, UnischemaField
-
-    schema = Unischema("BigEndian", [
-        UnischemaField("id", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
-        UnischemaField("v", np.dtype(">f4"), (3,), NdarrayCodec(), False),
-    ])
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("big_endian") / "d"), rows=12, rows_per_group=6,
-                                   schema=schema, row_fn=lambda i: {"id": i, "v": np.full(3, i, ">f4")})
+    return write_big_endian_dataset(str(tmp_path_factory.mktemp("big_endian") / "d"))
 
 
 @pytest.mark.timeout(60)
@@ -182,19 +171,6 @@ def test_a_big_endian_field_arrives_with_its_values(big_endian_dataset, make):
     np.testing.assert_array_equal(np.concatenate(got), np.repeat(np.arange(12, dtype=np.float32)[:, None], 3, 1))
 
 
-class _StopsOnSecondBatch:
-    """A transform_fn with a common bug: a ``next()`` on an exhausted iterator inside it (StopIteration)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, batch):
-        self.calls += 1
-        if self.calls == 2:
-            next(iter([]))
-        return batch
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_a_transform_fn_raising_stop_iteration_does_not_end_the_pass_silently(synthetic_dataset, prefetch):
@@ -204,7 +180,7 @@ def test_a_transform_fn_raising_stop_iteration_does_not_end_the_pass_silently(sy
 
     with make_batch_reader(synthetic_dataset, schema_fields=["id"], shuffle_row_groups=False,
                            workers_count=1) as reader:
-        batches = make_jax_iterator(reader, batch_size=10, prefetch=prefetch, transform_fn=_StopsOnSecondBatch())
+        batches = make_jax_iterator(reader, batch_size=10, prefetch=prefetch, transform_fn=StopsOnSecondBatch())
         seen = []
         with pytest.raises(RuntimeError, match="transform_fn raised StopIteration") as error:
             for batch in batches:
