@@ -433,8 +433,20 @@ def get_schema_from_dataset_url(dataset_url_or_urls: Union[str, list[str]], hdfs
     if filesystem is None:
         _ensure_schemes(dataset_url_or_urls)
     fs, paths = resolve_dataset_url(dataset_url_or_urls, hdfs_driver, storage_options, filesystem)
+    paths = _single_directory_of(fs, paths)
     ensure_paths_exist(fs, paths)
     return _get_schema_at(fs, _dataset_dir_of(fs, paths))
+
+
+def _single_directory_of(filesystem: Any, paths: Union[str, list]) -> Union[str, list]:
+    """A list of one directory is that directory, as in 0.12.1 (its pyarrow unwrapped a list of one path):
+    ``get_schema_from_dataset_url(['file:///data/ds'])`` reads the dataset's schema."""
+    import pyarrow.fs as pafs
+
+    if isinstance(paths, (list, tuple)) and len(paths) == 1 and isinstance(paths[0], str):
+        if filesystem.get_file_info(paths[0]).type == pafs.FileType.Directory:
+            return paths[0]
+    return paths
 
 
 def resolve_dataset_url(url_or_urls: Any, hdfs_driver: str = "libhdfs3", storage_options: Optional[dict] = None,
