@@ -332,9 +332,14 @@ def _build_reader(args: _ReaderArgs) -> Reader:
     kept = set(selection.rg_ids)
     if args.shard_mode == "balanced" or plan_options.shuffle_row_drop_partitions > 1:
         dataset.ensure_row_counts()  # these plans slice row groups by row: they need the counts
-    if args.shard_mode == "balanced" and (selection.row_filter_expression is not None or (
-            predicate is not None and not set(predicate.get_fields()) <= set(dataset.partition_names))):
-        warnings.warn("shard_mode='balanced' deals the rows before the filters or the predicate drop some: the "
+    # balanced shards deal the rows that pass filters / a predicate on stored fields (counted below, at plan
+    # time); with ngrams (windows across rows) they still deal stored rows, and say so
+    deal_passing = args.shard_mode == "balanced" and (selection.row_filter_expression is not None or (
+        predicate is not None and not set(predicate.get_fields()) <= set(dataset.partition_names)))
+    if deal_passing and ngram is not None:
+        deal_passing = False
+        warnings.warn("shard_mode='balanced' with ngrams deals the rows before the filters or the predicate drop "
+                      "some: the "
                       "shards get different numbers of rows (a data-parallel job may wait at the end of an epoch). "
                       "Filter the dataset beforehand, or filter on partition keys only", UserWarning, stacklevel=3)
     partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
@@ -360,10 +365,18 @@ def _build_reader(args: _ReaderArgs) -> Reader:
         # how row groups are cut into shuffle_row_drop_partitions slices (e32336d: the earlier slices take the
         # extra rows, as 0.12.1's): a state saved with the other cut would resume at the wrong rows, so it is
         # refused (the key is there only when drop > 1: states without slices load as before)
-        **({"drop_slices": "ceil"} if plan_options.shuffle_row_drop_partitions > 1 else {}))
+        **({"drop_slices": "ceil"} if plan_options.shuffle_row_drop_partitions > 1 else {}),
+        # balanced shards with filters deal the rows that pass (before: the stored rows): a state saved with the
+        # other deal would resume at the wrong rows, so it is refused
+        **({"balanced_deal": "passing"} if deal_passing else {}))
 
     plan_rows = np.asarray([0 if i not in kept else PLAN_ALL_ROWS if rg.num_rows == UNKNOWN_ROWS else rg.num_rows
                             for i, rg in zip(rg_ids, selected_groups)], dtype=np.int64)
+    if deal_passing:
+        from petastorm.reader_impl.passing_rows import passing_row_indices
+        from petastorm.reader_impl.plan_balanced import PassingRows
+
+        plan_rows = PassingRows.of(passing_row_indices(spec, plan_rows))
     first_plan = make_epoch_plan(plan_rows, plan_options, 0)  # raises now if a shard would be empty
     if not first_plan and kept:  # the selector and the predicate reject every row group of this shard
         warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "

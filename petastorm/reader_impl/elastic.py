@@ -191,11 +191,11 @@ class EpochDeal:
 
 def elastic_plan(rows_per_group: Any, options: Any, deal: EpochDeal) -> list:
     """The WorkItems of this rank in a dealt epoch (positions ``0..n-1``)."""
-    from petastorm.reader_impl.plan import balanced_sequence, cut_sequence, items_to_plan
+    from petastorm.reader_impl.plan import items_to_plan
+    from petastorm.reader_impl.plan_balanced import dealt_items
 
-    rg, starts, stops, cum = balanced_sequence(rows_per_group, options, deal.epoch)
-    rg, starts, stops = cut_sequence(rg, starts, stops, cum, deal.ranges())
-    return items_to_plan(rg, starts, stops, options, deal.epoch)
+    rg, starts, stops, dealt = dealt_items(rows_per_group, options, deal.epoch, deal.ranges())
+    return items_to_plan(rg, starts, stops, options, deal.epoch, dealt)
 
 
 def _normal_span(total: int, world: int, remainder: str) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 
 from petastorm.errors import NoDataAvailableError, PetastormArgumentError
 from petastorm.reader_impl.plan_balanced import (
-    balanced_items,
+    balanced_dealt_items,
     balanced_sequence,
     balanced_shard_bounds,
     cut_sequence,
@@ -195,8 +195,9 @@ def make_epoch_plan(rows_per_group: Sequence[int] | np.ndarray, options: PlanOpt
     parts = int(options.shuffle_row_drop_partitions)
     seed = int(options.seed)
 
+    dealt = None
     if options.sharded and options.shard_mode == "balanced":
-        rg, starts, stops = balanced_items(rows, options, epoch)
+        rg, starts, stops, dealt = balanced_dealt_items(rows_per_group, options, epoch)
     else:
         groups = shard_row_groups(len(rows), options.cur_shard, options.shard_count, options.shard_seed)
         rg, starts, stops = split_row_groups(groups, rows, parts)
@@ -204,19 +205,22 @@ def make_epoch_plan(rows_per_group: Sequence[int] | np.ndarray, options: PlanOpt
             perm = np.random.default_rng((seed_entropy(seed), epoch, _TAG_ORDER)).permutation(len(rg))
             rg, starts, stops = rg[perm], starts[perm], stops[perm]
 
-    return items_to_plan(rg, starts, stops, options, epoch)
+    return items_to_plan(rg, starts, stops, options, epoch, dealt)
 
 
 def items_to_plan(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, options: PlanOptions,
-                  epoch: int) -> list[WorkItem]:
-    """WorkItems at positions ``0..n-1`` (with row seeds when ``shuffle_rows``)."""
+                  epoch: int, dealt: Optional[np.ndarray] = None) -> list[WorkItem]:
+    """WorkItems at positions ``0..n-1`` (with row seeds when ``shuffle_rows``; ``dealt``: each item's
+    passing rows, see :func:`petastorm.reader_impl.plan_balanced.dealt_items`)."""
     if options.shuffle_rows:
         seeds = _row_seeds(int(options.seed), epoch, rg, starts)
     else:
         seeds = [None] * len(rg)
+    dealt_list = [None] * len(rg) if dealt is None else dealt.tolist()
     make = tuple.__new__  # WorkItem(...) runs NamedTuple's Python-level __new__ per item
-    return [make(WorkItem, (epoch, pos, g, s, e, rs))
-            for pos, (g, s, e, rs) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds))]
+    return [make(WorkItem, (epoch, pos, g, s, e, rs, d))
+            for pos, (g, s, e, rs, d) in enumerate(zip(rg.tolist(), starts.tolist(), stops.tolist(), seeds,
+                                                       dealt_list))]
 
 
 def rows_in_epoch(plan: Sequence[WorkItem]) -> int:
@@ -225,14 +229,15 @@ def rows_in_epoch(plan: Sequence[WorkItem]) -> int:
 
 
 def plan_row_offsets(plan: Sequence[WorkItem]) -> np.ndarray:
-    """Rows before each item of the plan.
+    """Rows of the global sequence before each item of the plan (``item.rows_dealt``: the rows that pass
+    when the plan counted them, else every row of the slice).
 
     Returns
     -------
     np.ndarray, shape (len(plan) + 1,), int64
         ``offsets[i]`` rows come before position ``i``; ``offsets[-1] == rows_in_epoch(plan)``.
     """
-    counts = np.fromiter((item.num_rows for item in plan), dtype=np.int64, count=len(plan))
+    counts = np.fromiter((item.rows_dealt for item in plan), dtype=np.int64, count=len(plan))
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
@@ -243,8 +248,8 @@ def locate_global_row(rows_per_group: Sequence[int] | np.ndarray, options: PlanO
 
     Balanced mode: the shard's items are its range of the global sequence in order, so the next row read
     at ``(position, rows_into_item)`` is global row ``shard_start + rows before position +
-    rows_into_item`` (exact when no predicate drops rows; ``rows_into_item`` counts rows after
-    predicates). Without sharding the offset is within this reader's own sequence. May exceed the
+    rows_into_item`` (``rows_into_item`` counts rows after predicates: exact when no predicate drops rows, or
+    when the reader planned with the passing rows, :class:`~petastorm.reader_impl.plan_balanced.PassingRows`). Without sharding the offset is within this reader's own sequence. May exceed the
     epoch's total rows when padding.
 
     Parameters
@@ -272,7 +277,7 @@ def locate_global_row(rows_per_group: Sequence[int] | np.ndarray, options: PlanO
     offsets = plan_row_offsets(plan)
     if not 0 <= position <= len(plan):
         raise PetastormArgumentError(f"position {position} is outside the plan of {len(plan)} items")
-    if rows_into_item < 0 or (position < len(plan) and rows_into_item > plan[position].num_rows) \
+    if rows_into_item < 0 or (position < len(plan) and rows_into_item > plan[position].rows_dealt) \
             or (position == len(plan) and rows_into_item):
         raise PetastormArgumentError(
             f"rows_into_item={rows_into_item} does not fit the item at position {position}")

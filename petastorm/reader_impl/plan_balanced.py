@@ -5,6 +5,14 @@ Pure numpy functions of the row counts, the options and the epoch. Items are thr
 length, ``(row_group, start, stop)``: row group ``row_group[i]``'s rows ``[start[i], stop[i])``. The
 sequence never depends on ``cur_shard``/``shard_count``, so elastic resume can deal it again to another
 number of shards (:func:`cut_sequence`).
+
+With row filters or a predicate that drop rows, the reader plans with :class:`PassingRows` (the rows of each
+row group that pass, counted at plan time): the sequence and the deal are then in *passing-row* space (every
+shard gets the same number of the rows that pass, +-1 with ``'drop'``), and :func:`dealt_items` turns each
+slice of passing rows back into the smallest slice of stored rows that holds them (the worker applies the
+filters again there and keeps exactly those rows). Costs: the filter/predicate columns of every selected row
+group are read (and the predicate's fields decoded and the predicate evaluated) once at plan time, on every
+rank (:mod:`~petastorm.reader_impl.passing_rows`); the predicate must be a function of the row.
 """
 from __future__ import annotations
 
@@ -15,11 +23,70 @@ import numpy as np
 from petastorm.errors import NoDataAvailableError
 from petastorm.reader_impl.plan_options import PlanOptions, ensure_rows, seed_entropy
 
-__all__ = ["split_row_groups", "balanced_shard_bounds", "balanced_sequence", "cut_sequence", "balanced_items"]
+__all__ = ["split_row_groups", "balanced_shard_bounds", "balanced_sequence", "cut_sequence", "balanced_items",
+           "balanced_dealt_items", "PassingRows", "passing_of", "dealt_items"]
 
 # Tags that keep the balanced mode's random streams apart from the planner's others (plan.py uses 1 and 2).
 _TAG_BALANCED = 3       # per-epoch global order of the balanced mode
 _TAG_BALANCED_FIXED = 4  # epoch-independent global order of the balanced mode (shard_seed, no shuffle)
+
+
+class PassingRows(np.ndarray):
+    """Rows per row group that pass the row filters / predicate (int64, shape (n_groups,)), with the stored-row
+    indices of those rows in ``passing`` (a tuple of sorted int64 arrays, one per row group).
+
+    A plain ndarray everywhere a row count is read (totals, elastic deals); the balanced planner reads
+    ``passing`` (:func:`passing_of`) to map passing rows back to stored rows. Build with :meth:`of`.
+    """
+
+    passing: tuple
+
+    @classmethod
+    def of(cls, passing: Sequence[np.ndarray]) -> "PassingRows":
+        """From the stored-row indices of the passing rows of each row group."""
+        arrays = tuple(np.asarray(p, dtype=np.int64) for p in passing)
+        counts = np.fromiter((len(p) for p in arrays), dtype=np.int64, count=len(arrays)).view(cls)
+        counts.passing = arrays
+        return counts
+
+    def __array_finalize__(self, obj) -> None:
+        # a slice or a computation from these counts is a plain count array: no mapping
+        self.passing = None
+
+
+def passing_of(rows_per_group) -> "tuple | None":
+    """The passing-row indices carried by ``rows_per_group`` (a :class:`PassingRows`), else None."""
+    return getattr(rows_per_group, "passing", None) if isinstance(rows_per_group, PassingRows) else None
+
+
+def _to_stored(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, passing: tuple):
+    """Passing-row items ``[start, stop)`` as stored-row items (from the first passing row of the slice to
+    just after its last), with the number of passing rows each holds."""
+    first = np.fromiter((passing[g][s] for g, s in zip(rg.tolist(), starts.tolist())), dtype=np.int64,
+                        count=len(rg))
+    last = np.fromiter((passing[g][e - 1] for g, e in zip(rg.tolist(), stops.tolist())), dtype=np.int64,
+                       count=len(rg))
+    return rg, first, last + 1, stops - starts
+
+
+def dealt_items(rows_per_group, options: PlanOptions, epoch: int, ranges: Sequence[Sequence[int]]):
+    """The items covering the ``[lo, hi)`` ranges of the epoch's global sequence (an elastic deal), as
+    stored-row items.
+
+    Returns
+    -------
+    rg, starts, stops : np.ndarray, int64
+        Row group and stored rows ``[start, stop)`` of each item.
+    dealt : np.ndarray of int64 or None
+        Rows of the sequence each item holds (the rows that pass) when ``rows_per_group`` is a
+        :class:`PassingRows`; None otherwise (every stored row is dealt).
+    """
+    rg, starts, stops, cum = balanced_sequence(rows_per_group, options, epoch)
+    rg, starts, stops = cut_sequence(rg, starts, stops, cum, ranges)
+    passing = passing_of(rows_per_group)
+    if passing is None:
+        return rg, starts, stops, None
+    return _to_stored(rg, starts, stops, passing)
 
 
 def split_row_groups(groups: np.ndarray, rows: np.ndarray, parts: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,24 +182,32 @@ def cut_sequence(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.
 def balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This shard's items of the epoch (``options.cur_shard`` of ``options.shard_count``), in sequence order.
 
-    Returns three int64 arrays ``(row_group, start, stop)``.
+    Returns three int64 arrays ``(row_group, start, stop)`` (stored rows; see :func:`balanced_dealt_items`).
+    """
+    return balanced_dealt_items(rows, options, epoch)[:3]
+
+
+def balanced_dealt_items(rows: np.ndarray, options: PlanOptions, epoch: int) -> tuple:
+    """:func:`balanced_items` and, as :func:`dealt_items`, the rows each item is dealt (None: all its rows).
+
+    Returns ``(row_group, start, stop, dealt)``.
 
     Raises
     ------
     NoDataAvailableError
         No row is selected, or the shard's range would be empty (``'drop'`` with fewer rows than shards).
     """
-    rg, starts, stops, cum = balanced_sequence(rows, options, epoch)
-    total = int(cum[-1]) if len(cum) else 0
+    total = int(ensure_rows(rows).sum())
     lo, hi = balanced_shard_bounds(total, options.shard_count, options.cur_shard, options.balanced_remainder)
     if total == 0:
         raise NoDataAvailableError(
             f"shard {options.cur_shard} of {options.shard_count} would be empty: no row is selected (the "
-            f"selected row groups hold none, or rowgroup_selector/filters select none)")
+            f"selected row groups hold none, or rowgroup_selector/filters/predicate select none)")
     if hi <= lo:
         raise NoDataAvailableError(
             f"shard {options.cur_shard} of {options.shard_count} would be empty: shard_mode='balanced' "
-            f"with balanced_remainder={options.balanced_remainder!r} deals {total} rows to "
+            f"with balanced_remainder={options.balanced_remainder!r} deals {total} rows"
+            f"{' (the rows that pass the filters / predicate)' if passing_of(rows) is not None else ''} to "
             f"{options.shard_count} shards, {hi - lo} each. Use fewer shards"
             + (" or balanced_remainder='pad'" if total and options.balanced_remainder == "drop" else ""))
-    return cut_sequence(rg, starts, stops, cum, [(lo, hi)])  # wraps around only when padding
+    return dealt_items(rows, options, epoch, [(lo, hi)])  # wraps around only when padding

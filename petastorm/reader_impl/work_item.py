@@ -55,6 +55,9 @@ class WorkItem(NamedTuple):
         Rows ``[row_start, row_stop)`` of the row group (a drop partition or a balanced-shard slice).
     row_seed : int or None
         Seed of the permutation of the rows of this item (``shuffle_rows``); None keeps file order.
+    dealt_rows : int or None
+        Rows of the item that pass the row filters / predicate, when the plan counted them (balanced mode
+        with filters: the shards are dealt passing rows); None: every row of the slice is dealt.
     """
 
     epoch: int
@@ -63,11 +66,17 @@ class WorkItem(NamedTuple):
     row_start: int
     row_stop: int
     row_seed: Optional[int] = None
+    dealt_rows: Optional[int] = None
 
     @property
     def num_rows(self) -> int:
         """Rows in the slice before any predicate."""
         return self.row_stop - self.row_start
+
+    @property
+    def rows_dealt(self) -> int:
+        """Rows of the item in the epoch's global sequence: ``dealt_rows``, or ``num_rows`` when not counted."""
+        return self.num_rows if self.dealt_rows is None else self.dealt_rows
 
 
 @dataclass
