@@ -108,6 +108,33 @@ def _drop_stale_checksum(fs: Any, path: str, name: str) -> None:
         fs.delete_file(crc)
 
 
+def _refresh_stale_summary(fs: Any, path: str, rels: list[str]) -> None:
+    """Rewrite a ``_metadata`` summary left by an earlier write when it does not list exactly the files there
+    now (an ``append`` without summary files): readers that prefer it - 0.12.1's ``make_reader``, Spark - would
+    silently skip the appended files. A summary that cannot be rebuilt (files of different schemas) is removed."""
+    import pyarrow.parquet as pq
+
+    from petastorm.etl.dataset_metadata import SUMMARY_METADATA_FILE, write_summary_metadata
+
+    summary = posixpath.join(path, SUMMARY_METADATA_FILE)
+    if not _exists_file(fs, summary):
+        return
+    try:
+        with fs.open_input_file(summary) as f:
+            metadata = pq.read_metadata(f)
+        listed = {metadata.row_group(i).column(0).file_path for i in range(metadata.num_row_groups)
+                  if metadata.row_group(i).num_columns}
+    except Exception:  # noqa: BLE001 - an unreadable summary is stale too
+        listed = None
+    if listed == set(rels):
+        return
+    try:
+        write_summary_metadata(fs, path, rels)
+    except Exception:  # noqa: BLE001 - files of different schemas cannot share one summary
+        fs.delete_file(summary)
+    _drop_stale_checksum(fs, path, SUMMARY_METADATA_FILE)
+
+
 def _exists_file(fs: Any, path: str) -> bool:
     import pyarrow.fs as pafs
 
@@ -266,5 +293,7 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     _check_written_columns(fs, path, list(counts), schema, dataset_url)
     if use_summary_metadata and not file_exists(fs, posixpath.join(path, SUMMARY_METADATA_FILE)):
         write_summary_metadata(fs, path, list(counts))
+    elif not use_summary_metadata:
+        _refresh_stale_summary(fs, path, list(counts))
     write_petastorm_metadata(fs, path, schema, counts)
     _drop_stale_checksum(fs, path, COMMON_METADATA_FILE)

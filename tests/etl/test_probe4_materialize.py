@@ -9,6 +9,8 @@ Recorded from 0.12.1 and checked here:
 - a ``partitionBy`` write: ``dataset-toolkit.num_row_groups_per_file.v1`` keys are ``<key>=<value>/<file>``.
 - 1500 rows of a random 64x64x3 png field in one partition with ``row_group_size_mb=5``: row groups of
   420, 420, 420 and 240 rows.
+- a ``use_summary_metadata=True`` write then an ``append`` with ``use_summary_metadata=False``: the first
+  ``_metadata`` stayed, and 0.12.1's ``make_reader`` read 10 of the 16 rows; ours refreshes that summary.
 """
 import json
 import os
@@ -18,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from petastorm import make_reader
 from petastorm.codecs import CompressedImageCodec, ScalarCodec
 from petastorm.etl import dataset_metadata as dm
 from petastorm.spark_types import spark_type
@@ -138,3 +141,24 @@ def test_row_group_size_splits_row_groups_like_the_original(spark_session, tmp_p
     assert sum(rows) == 1500 and len(rows) == 4 and all(400 <= n <= 440 for n in rows[:-1])
     counts = json.loads(pq.read_metadata(os.path.join(path, "_common_metadata")).metadata[COUNTS_KEY].decode())
     assert counts == {rel: len(rows)}
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_append_without_summary_refreshes_a_stale_summary_file(spark_session, tmp_path):
+    # 0.12.1 left the first write's _metadata behind: its make_reader (which prefers _metadata) then read 10 of
+    # the 16 rows, silently; a summary that lists every file is read whole by every reader
+    path = str(tmp_path / "ds")
+    url = "file://" + path
+    with dm.materialize_dataset(spark_session, url, SCHEMA, 1, use_summary_metadata=True):
+        _write_with_spark(spark_session, url, rows=10)
+    encoded = [dict_to_spark_row(SCHEMA, _row(i)) for i in range(10, 16)]
+    with dm.materialize_dataset(spark_session, url, SCHEMA, 1, use_summary_metadata=False):
+        spark_session.createDataFrame(encoded, SCHEMA.as_spark_schema()).coalesce(1).write.mode("append").parquet(url)
+    summary = pq.read_metadata(os.path.join(path, "_metadata"))
+    assert summary.num_rows == 16
+    assert {summary.row_group(i).column(0).file_path for i in range(summary.num_row_groups)} == set(
+        dm.list_data_files(LOCAL, path))
+    assert spark_session.read.parquet(url).count() == 16  # no stale checksum beside the rewritten file
+    with make_reader(url, reader_pool_type="dummy", num_epochs=1) as reader:
+        assert sorted(int(row.id) for row in reader) == list(range(16))
