@@ -18,7 +18,12 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
-from petastorm.errors import PetastormArgumentError, PetastormMetadataGenerationError, PetastormSchemaError
+from petastorm.errors import (
+    DatasetNotFoundError,
+    PetastormArgumentError,
+    PetastormMetadataGenerationError,
+    PetastormSchemaError,
+)
 
 __all__ = ["materialize_dataset"]
 
@@ -242,6 +247,8 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     ------
     PetastormArgumentError
         ``row_group_size_mb`` is not a positive number.
+    DatasetNotFoundError
+        Nothing exists at ``dataset_url`` after the block (a ``FileNotFoundError``; 0.12.1 raised ``OSError``).
     PetastormMetadataGenerationError
         The block wrote no Parquet file at ``dataset_url``.
     PetastormSchemaError
@@ -287,6 +294,12 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
         fs, path = resolve_dataset_url(dataset_url, filesystem=_filesystem_from_factory(filesystem_factory))
     else:
         fs, path = resolve_dataset_url(dataset_url)
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise DatasetNotFoundError(
+            f"materialize_dataset({dataset_url!r}): the block wrote nothing there ({path} does not exist); write "
+            f"the DataFrame to the URL given to materialize_dataset, inside the with block")
     counts = count_row_groups_per_file(fs, path)
     if not counts:
         raise PetastormMetadataGenerationError(f"{dataset_url}: the block wrote no Parquet files")

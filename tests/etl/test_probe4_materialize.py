@@ -162,3 +162,13 @@ def test_append_without_summary_refreshes_a_stale_summary_file(spark_session, tm
     assert spark_session.read.parquet(url).count() == 16  # no stale checksum beside the rewritten file
     with make_reader(url, reader_pool_type="dummy", num_epochs=1) as reader:
         assert sorted(int(row.id) for row in reader) == list(range(16))
+
+
+@pytest.mark.spark
+def test_block_that_wrote_nothing_names_the_url(spark_session, tmp_path):
+    # 0.12.1: OSError 'Passed non-file path: <path>'; ours is a FileNotFoundError (an OSError) naming the URL
+    url = "file://" + str(tmp_path / "never")
+    with pytest.raises(OSError, match=r"materialize_dataset\('file://.*never'\): the block wrote nothing"):
+        with dm.materialize_dataset(spark_session, url, SCHEMA, 1):
+            _write_with_spark(spark_session, "file://" + str(tmp_path / "elsewhere"), rows=2)
+    assert not os.path.exists(tmp_path / "never")
