@@ -7,7 +7,7 @@ filter columns read with pyarrow and masked, then the predicate's fields decoded
 :class:`~petastorm.reader_impl.worker.RowGroupWorker` and the predicate evaluated on the rows the filters
 keep), reading the filter and predicate columns only, one whole row group at a time, in the calling thread.
 The predicate must be a function of the row (the worker evaluates it again on the dealt slices); a copy of it is
-evaluated here, so a stateful predicate object of the user's is not called at plan time.
+evaluated here (when it can be copied), so a stateful predicate object of the user's is not called at plan time.
 """
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def passing_row_indices(spec: Any, rows_per_group: Any) -> list:
     from petastorm.reader_impl.work_item import WorkItem
     from petastorm.reader_impl.worker import RowGroupWorker
 
-    predicate = copy.deepcopy(spec.predicate)
+    try:
+        predicate = copy.deepcopy(spec.predicate)
+    except Exception:  # holds something that cannot be copied (a lock, a client): evaluated as given
+        predicate = spec.predicate
     pred_fields = sorted(predicate.get_fields()) if predicate is not None else []
     # the worker decodes the predicate's fields of the rows the filters keep (no transform, no cache)
     worker = RowGroupWorker(dataclasses.replace(spec, fields=pred_fields, predicate=None, transform_spec=None,

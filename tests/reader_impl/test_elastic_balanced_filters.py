@@ -174,3 +174,21 @@ def test_explain_shows_the_passing_rows_dealt_to_each_balanced_shard(ids_url):
                            num_epochs=1, filters=[("id", "<", 150)]) as reader:
         plan = reader.explain()
     assert [s.rows for s in plan.shards] == [50, 50, 50]
+
+
+class _Locked:
+    """A predicate function holding a lock (cannot be deep-copied)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def __call__(self, i):
+        with self.lock:
+            return i < 150
+
+
+def test_a_predicate_that_cannot_be_copied_still_deals_the_passing_rows(ids_url):
+    per_rank = _per_shard(ids_url, predicate=in_lambda(["id"], _Locked()))
+    assert [len(r) for r in per_rank] == [50, 50, 50]
