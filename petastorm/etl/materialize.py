@@ -297,9 +297,12 @@ def materialize_dataset(spark: Any, dataset_url: str, schema: Any, row_group_siz
     import pyarrow.fs as pafs
 
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        hint = "" if "://" in str(dataset_url) or filesystem_factory is not None else (
+            "; a path without a scheme is looked for on the local filesystem: pass the full URL (hdfs://...) "
+            "if Spark's default filesystem is another")
         raise DatasetNotFoundError(
             f"materialize_dataset({dataset_url!r}): the block wrote nothing there ({path} does not exist); write "
-            f"the DataFrame to the URL given to materialize_dataset, inside the with block")
+            f"the DataFrame to the URL given to materialize_dataset, inside the with block{hint}")
     counts = count_row_groups_per_file(fs, path)
     if not counts:
         raise PetastormMetadataGenerationError(f"{dataset_url}: the block wrote no Parquet files")
