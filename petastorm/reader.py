@@ -376,7 +376,7 @@ def _build_reader(args: _ReaderArgs) -> Reader:
         from petastorm.reader_impl.passing_rows import passing_row_indices
         from petastorm.reader_impl.plan_balanced import PassingRows
 
-        plan_rows = PassingRows.of(passing_row_indices(spec, plan_rows))
+        plan_rows = PassingRows.of(passing_row_indices(spec, plan_rows), plan_rows)
     first_plan = make_epoch_plan(plan_rows, plan_options, 0)  # raises now if a shard would be empty
     if not first_plan and kept:  # the selector and the predicate reject every row group of this shard
         warnings.warn("No matching data is available for loading after rowgroup selector were applied and the data "

@@ -33,7 +33,9 @@ _TAG_BALANCED_FIXED = 4  # epoch-independent global order of the balanced mode (
 
 class PassingRows(np.ndarray):
     """Rows per row group that pass the row filters / predicate (int64, shape (n_groups,)), with the stored-row
-    indices of those rows in ``passing`` (a tuple of sorted int64 arrays, one per row group).
+    indices of those rows in ``passing`` (a tuple, one entry per row group: a sorted int32/int64 array, or None
+    when every stored row of the group passes: 4 bytes per passing row of the groups the filters cut, 0 for the
+    others).
 
     A plain ndarray everywhere a row count is read (totals, elastic deals); the balanced planner reads
     ``passing`` (:func:`passing_of`) to map passing rows back to stored rows. Build with :meth:`of`.
@@ -42,11 +44,19 @@ class PassingRows(np.ndarray):
     passing: tuple
 
     @classmethod
-    def of(cls, passing: Sequence[np.ndarray]) -> "PassingRows":
-        """From the stored-row indices of the passing rows of each row group."""
-        arrays = tuple(np.asarray(p, dtype=np.int64) for p in passing)
+    def of(cls, passing: Sequence[np.ndarray], stored_rows: Sequence[int] | None = None) -> "PassingRows":
+        """From the stored-row indices of the passing rows of each row group (and the stored rows of each, to
+        keep no indices for the groups whose rows all pass)."""
+        arrays = [np.asarray(p, dtype=np.int64) for p in passing]
         counts = np.fromiter((len(p) for p in arrays), dtype=np.int64, count=len(arrays)).view(cls)
-        counts.passing = arrays
+        stored = None if stored_rows is None else np.asarray(stored_rows, dtype=np.int64).tolist()
+        kept = []
+        for g, a in enumerate(arrays):
+            if stored is not None and len(a) == stored[g]:
+                kept.append(None)  # every row passes: row k of the passing rows is stored row k
+            else:
+                kept.append(a.astype(np.int32) if len(a) and a[-1] < 2 ** 31 else a)
+        counts.passing = tuple(kept)
         return counts
 
     def __array_finalize__(self, obj) -> None:
@@ -62,9 +72,13 @@ def passing_of(rows_per_group) -> "tuple | None":
 def _to_stored(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, passing: tuple):
     """Passing-row items ``[start, stop)`` as stored-row items (from the first passing row of the slice to
     just after its last), with the number of passing rows each holds."""
-    first = np.fromiter((passing[g][s] for g, s in zip(rg.tolist(), starts.tolist())), dtype=np.int64,
+    def stored(g: int, k: int) -> int:
+        index = passing[g]
+        return k if index is None else int(index[k])
+
+    first = np.fromiter((stored(g, s) for g, s in zip(rg.tolist(), starts.tolist())), dtype=np.int64,
                         count=len(rg))
-    last = np.fromiter((passing[g][e - 1] for g, e in zip(rg.tolist(), stops.tolist())), dtype=np.int64,
+    last = np.fromiter((stored(g, e - 1) for g, e in zip(rg.tolist(), stops.tolist())), dtype=np.int64,
                        count=len(rg))
     return rg, first, last + 1, stops - starts
 

@@ -192,3 +192,19 @@ class _Locked:
 def test_a_predicate_that_cannot_be_copied_still_deals_the_passing_rows(ids_url):
     per_rank = _per_shard(ids_url, predicate=in_lambda(["id"], _Locked()))
     assert [len(r) for r in per_rank] == [50, 50, 50]
+
+
+def test_passing_rows_keep_no_indices_for_row_groups_whose_rows_all_pass():
+    from petastorm.reader_impl.plan_balanced import PassingRows, passing_of
+
+    rows = PassingRows.of([np.arange(4), np.array([1, 3]), np.array([], dtype=np.int64)], [4, 4, 0])
+    assert np.asarray(rows).tolist() == [4, 2, 0]
+    kept = passing_of(rows)
+    assert kept[0] is None and kept[1].tolist() == [1, 3] and kept[1].dtype == np.int32
+
+
+def test_a_filter_keeping_whole_row_groups_and_cutting_others(ids_url):
+    # row groups of 25 rows: [0, 25) and [25, 50) pass whole, [50, 75) passes 13 rows (50..62), the rest none
+    per_rank = _per_shard(ids_url, filters=[("id", "<", 63)], shuffle_row_drop_partitions=2)
+    assert [len(r) for r in per_rank] == [21, 21, 21]
+    assert sorted(sum(per_rank, [])) == list(range(63))
