@@ -241,7 +241,10 @@ def get_filesystem_and_path_or_paths(
         resolvers = [FilesystemResolver(url, hdfs_driver=hdfs_driver, storage_options=storage_options,
                                         filesystem=filesystem) for url in urls]
         fs = resolvers[0].filesystem()  # all URLs share it: scheme and netloc are equal
-        return fs, [r.get_dataset_path() for r in resolvers]
+        paths = [r.get_dataset_path() for r in resolvers]
+        if len(paths) == 1 and fs.get_file_info(paths[0]).type == pafs.FileType.Directory:
+            return fs, paths[0]  # 0.12.1 (its pyarrow) read a list of one dataset directory as that directory
+        return fs, paths
     resolver = FilesystemResolver(url_or_urls, hdfs_driver=hdfs_driver, storage_options=storage_options,
                                   filesystem=filesystem)
     return resolver.filesystem(), resolver.get_dataset_path()

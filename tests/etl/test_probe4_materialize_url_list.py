@@ -19,8 +19,6 @@ def test_schema_of_a_one_directory_list_is_the_dataset_schema(synthetic_dataset,
     assert get_schema_from_dataset_url(wrap([synthetic_dataset + "/"])) == schema
 
 
-@pytest.mark.xfail(strict=True, reason="fs_utils.get_filesystem_and_path_or_paths keeps a list of one directory "
-                                       "as a list of files (not owned by H2; patch in the H2 report)")
 def test_make_reader_of_a_one_directory_list_reads_the_dataset(synthetic_dataset):
     with make_reader([synthetic_dataset], reader_pool_type="dummy", num_epochs=1) as reader:
         ids = sorted(int(row.id) for row in reader)
