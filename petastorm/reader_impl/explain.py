@@ -331,7 +331,7 @@ def _order_text(o: Any) -> str:
     return "; ".join(parts)
 
 
-def _shard_table(rows: np.ndarray, nbytes: np.ndarray, o: Any, epoch: int) -> List[ShardRows]:
+def _shard_table(rows: np.ndarray, nbytes: np.ndarray, o: Any, epoch: int, dealt: Any = None) -> List[ShardRows]:
     import dataclasses
 
     from petastorm.reader_impl.plan import make_epoch_plan
@@ -347,7 +347,7 @@ def _shard_table(rows: np.ndarray, nbytes: np.ndarray, o: Any, epoch: int) -> Li
     if o.shard_mode == "balanced":  # the shards' ranges of the epoch's global sequence: plan each listed one
         out = []
         for s in shown:
-            plan = make_epoch_plan(rows, dataclasses.replace(o, cur_shard=s), epoch)
+            plan = make_epoch_plan(rows if dealt is None else dealt, dataclasses.replace(o, cur_shard=s), epoch)
             n, b = _plan_rows_bytes(plan, rows, nbytes)
             out.append(ShardRows(s, len({it.row_group for it in plan}), n, int(b)))
         return out
@@ -398,6 +398,7 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
     """
     from petastorm.reader_impl.dataset import UNKNOWN_ROWS
     from petastorm.reader_impl.plan import make_epoch_plan
+    from petastorm.reader_impl.plan_balanced import passing_of
     from petastorm.reader_impl.shuffle_quality import plan_quality, plan_row_sequence, sequence_quality
 
     for name, value, low in (("shuffling_queue_capacity", shuffling_queue_capacity, 0), ("batch_size", batch_size, 1)):
@@ -448,9 +449,11 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
     rows[list(setup.get("zero_rows", ()))] = 0  # rejected by the predicate on partition keys (after sharding)
     nbytes = _group_bytes(groups, rows, footer, fields)
 
-    plan = p.plans.get(epoch) if np.array_equal(p.plan_rows, rows) else None
+    # balanced shards of filtered rows are dealt in passing-row space (the reader's plan_rows carry it)
+    dealt = p.plan_rows if passing_of(p.plan_rows) is not None else rows
+    plan = p.plans.get(epoch) if dealt is p.plan_rows or np.array_equal(p.plan_rows, rows) else None
     if plan is None:
-        plan = make_epoch_plan(rows, options, epoch) if len(rows) else []
+        plan = make_epoch_plan(dealt, options, epoch) if len(rows) else []
     epoch_rows, epoch_bytes = _plan_rows_bytes(plan, rows, nbytes)
     read_groups = {it.row_group for it in plan}
 
@@ -488,7 +491,7 @@ def explain_reader(reader: Any, epoch: Optional[int] = None, *, row_counts: bool
         epoch=int(epoch), items=len(plan), rows_per_epoch=epoch_rows, bytes_per_epoch=int(epoch_bytes),
         rows_exact=not unknown, num_epochs=p.num_epochs, shard_mode=options.shard_mode,
         cur_shard=options.cur_shard, shard_count=options.shard_count,
-        shards=tuple(_shard_table(rows, nbytes, options, int(epoch))),
+        shards=tuple(_shard_table(rows, nbytes, options, int(epoch), dealt)),
         order=_order_text(options),
         options={"seed": int(options.seed), "shuffle_row_groups": options.shuffle_row_groups,
                  "shuffle_rows": options.shuffle_rows,

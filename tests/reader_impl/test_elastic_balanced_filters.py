@@ -167,8 +167,6 @@ def test_a_state_saved_when_balanced_shards_dealt_stored_rows_is_refused(ids_url
         open_reader(ids_url, 0, 3, True, resume_from=old, num_epochs=1, filters=[("id", "<", 150)])
 
 
-@pytest.mark.xfail(strict=True, reason="explain.py plans the balanced shards with the stored row counts (66/66/66), "
-                                       "not the passing rows the reader deals: fix in the H1 report (explain.py)")
 def test_explain_shows_the_passing_rows_dealt_to_each_balanced_shard(ids_url):
     with make_batch_reader(ids_url, reader_pool_type="dummy", cur_shard=0, shard_count=3, shard_mode="balanced",
                            num_epochs=1, filters=[("id", "<", 150)]) as reader:
