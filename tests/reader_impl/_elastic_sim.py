@@ -66,8 +66,8 @@ def roundtrip(state):
         return pickle.loads(pickle.dumps(state))
 
 
-def checkpoint_readers(url, world, batched, steps, resume_from=None, **options):
-    """Run ``world`` ranks for ``steps[r]`` outputs each, then return (ids read, merged job state)."""
+def states_of_ranks(url, world, batched, steps, resume_from=None, **options):
+    """Run ``world`` ranks for ``steps[r]`` outputs each, then return (ids read, each rank's stored state)."""
     seen, states = [], []
     for rank in range(world):
         reader = open_reader(url, rank, world, batched, resume_from=resume_from, **options)
@@ -77,6 +77,12 @@ def checkpoint_readers(url, world, batched, steps, resume_from=None, **options):
         finally:
             reader.stop()
             reader.join()
+    return seen, states
+
+
+def checkpoint_readers(url, world, batched, steps, resume_from=None, **options):
+    """Run ``world`` ranks for ``steps[r]`` outputs each, then return (ids read, merged job state)."""
+    seen, states = states_of_ranks(url, world, batched, steps, resume_from=resume_from, **options)
     return seen, merge_state_dicts(states)
 
 

@@ -5,23 +5,15 @@ import copy
 
 import pytest
 
-from petastorm import merge_state_dicts
 from petastorm.errors import PetastormStateError
 
-from ._elastic_sim import open_reader, read_steps, write_ids_dataset
+from ._elastic_sim import checkpoint_readers, open_reader, read_steps, write_ids_dataset
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     url, _ = write_ids_dataset(str(tmp_path_factory.mktemp("malformed-job") / "d"), 4, 2, 25)
-    states = []
-    for rank in range(2):
-        reader = open_reader(url, rank, 2, True, num_epochs=2)
-        read_steps(reader, 3)
-        states.append(reader.state_dict())
-        reader.stop()
-        reader.join()
-    return url, merge_state_dicts(states)
+    return url, checkpoint_readers(url, 2, True, [3, 3], num_epochs=2)[1]
 
 
 def _epoch(job):
