@@ -339,9 +339,9 @@ def _build_reader(args: _ReaderArgs) -> Reader:
     if deal_passing and ngram is not None:
         deal_passing = False
         warnings.warn("shard_mode='balanced' with ngrams deals the rows before the filters or the predicate drop "
-                      "some: the "
-                      "shards get different numbers of rows (a data-parallel job may wait at the end of an epoch). "
-                      "Filter the dataset beforehand, or filter on partition keys only", UserWarning, stacklevel=3)
+                      "some: the shards get different numbers of rows (a data-parallel job may wait at the end of an "
+                      "epoch). Filter the dataset beforehand, or filter on partition keys only", UserWarning,
+                      stacklevel=3)
     partition_types = {name: dataset.arrow_schema.field(name).type for name in dataset.partition_names}
     selected_groups = [dataset.row_groups[i] for i in rg_ids]
     spec = ReadSpec(filesystem=dataset.filesystem, row_groups=selected_groups, schema=schema, fields=field_names,
