@@ -77,7 +77,7 @@ def _thread_worth_it(loader: "BatchedDataLoader") -> bool:
     wake-ups and GIL hand-offs then cost more CPU than the cutting they would hide (``benchmarks/README.md``,
     "Design measurements").
     """
-    pool = getattr(getattr(loader.reader, "_pool", None), "pool_type", None)
+    pool = getattr(loader.reader, "reader_pool_type", None)  # None: a reader without one (a ReaderMock)
     return not (loader._converter.convert_block is not None and not loader.shuffling_queue_capacity
                 and loader.transform_fn is None and pool in ("thread", "process") and _is_batch_reader(loader.reader))
 

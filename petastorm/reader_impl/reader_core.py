@@ -314,6 +314,12 @@ class Reader:
             self._output = None
 
     @property
+    def reader_pool_type(self) -> str:
+        """Where the workers run: ``'thread'``, ``'process'`` or ``'dummy'`` (the calling thread), as given to
+        ``make_reader(reader_pool_type=...)`` (0.12.1 had no public way to tell)."""
+        return self._pool.pool_type
+
+    @property
     def seeded(self) -> bool:
         """True when the reader was made with a ``seed``: its order is the same on every run (with ``seed=None``
         a seed is drawn once per reader; its ``state_dict()`` holds it)."""
