@@ -14,7 +14,7 @@ import pytest
 from petastorm import make_batch_reader, merge_state_dicts
 from petastorm.pytorch import BatchedDataLoader
 
-from .test_probe_resume import _leave, _take, close, make_loader, open_reader, random_case, run_elastic, trip
+from .test_loaders_resume_property import _leave, _take, close, make_loader, open_reader, random_case, run_elastic, trip
 
 
 def _write_multiple_of_12(path, seed):
