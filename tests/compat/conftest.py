@@ -4,20 +4,20 @@ import os
 
 import pytest
 
-from ._probe_dataset import write_probe_dataset
+from ._indexed_dataset import write_indexed_dataset
 
 
 @pytest.fixture(scope="session")
 def part_url(tmp_path_factory):
     """40 rows, Hive-partitioned on ``part`` (p0..p3, row ``i`` in ``p{i % 4}``), 8 files of 5 rows, indexes
-    ``by_id`` and ``by_name`` (see ``write_probe_dataset``)."""
-    return write_probe_dataset(str(tmp_path_factory.mktemp("y4") / "part"), partition_by=["part"])
+    ``by_id`` and ``by_name`` (see ``write_indexed_dataset``)."""
+    return write_indexed_dataset(str(tmp_path_factory.mktemp("y4") / "part"), partition_by=["part"])
 
 
 @pytest.fixture(scope="session")
 def flat_url(tmp_path_factory):
     """The same 40 rows unpartitioned: 8 files of 5 rows in id order."""
-    return write_probe_dataset(str(tmp_path_factory.mktemp("y4") / "flat"))
+    return write_indexed_dataset(str(tmp_path_factory.mktemp("y4") / "flat"))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from petastorm.spark_types import spark_type
 from petastorm.transform import TransformSpec
 from petastorm.unischema import Unischema, UnischemaField
 
-from ._probe_dataset import FACTORIES, read_ids
+from ._indexed_dataset import FACTORIES, read_ids
 
 # --- defects (fixed) -----------------------------------------------------------------------------------------
 

@@ -14,11 +14,11 @@ from petastorm.etl.writer import write_dataset
 from petastorm.spark_types import spark_type
 from petastorm.unischema import Unischema, UnischemaField
 
-__all__ = ["FACTORIES", "ProbeSchema", "read_ids", "write_probe_dataset"]
+__all__ = ["FACTORIES", "IndexedSchema", "read_ids", "write_indexed_dataset"]
 
 FACTORIES = [make_reader, make_batch_reader]
 
-ProbeSchema = Unischema("ProbeSchema", [
+IndexedSchema = Unischema("IndexedSchema", [
     UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
     UnischemaField("part", np.str_, (), ScalarCodec(spark_type("StringType")), False),
     UnischemaField("name", np.str_, (), ScalarCodec(spark_type("StringType")), False),
@@ -28,8 +28,8 @@ ProbeSchema = Unischema("ProbeSchema", [
 ])
 
 
-def write_probe_dataset(path: str, **kwargs) -> str:
-    """Write 40 ``ProbeSchema`` rows (row ``i``: ``part`` ``p{i % 4}``, ``name`` ``n{i}``, ``f`` ``i / 2``, ``v``
+def write_indexed_dataset(path: str, **kwargs) -> str:
+    """Write 40 ``IndexedSchema`` rows (row ``i``: ``part`` ``p{i % 4}``, ``name`` ``n{i}``, ``f`` ``i / 2``, ``v``
     three times ``i``, ``ts`` ``i``) in files of 5 rows under the local directory ``path``, and build the indexes
     ``by_id`` and ``by_name``.
 
@@ -48,7 +48,7 @@ def write_probe_dataset(path: str, **kwargs) -> str:
     rows = [dict(id=i, part=f"p{i % 4}", name=f"n{i}", f=np.float32(i / 2), v=np.full(3, i, np.float32), ts=i)
             for i in range(40)]
     url = "file://" + path
-    write_dataset(url, ProbeSchema, rows, workers_count=1, progress=False, overwrite=True, rows_per_file=5,
+    write_dataset(url, IndexedSchema, rows, workers_count=1, progress=False, overwrite=True, rows_per_file=5,
                   **kwargs)
     build_rowgroup_index(url, None, [SingleFieldIndexer("by_id", "id"), SingleFieldIndexer("by_name", "name")])
     return url

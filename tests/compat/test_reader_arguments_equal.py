@@ -19,7 +19,7 @@ from petastorm.predicates import (
 )
 from petastorm.selectors import IntersectIndexSelector, SingleIndexSelector, UnionIndexSelector
 
-from ._probe_dataset import FACTORIES, ProbeSchema, read_ids
+from ._indexed_dataset import FACTORIES, IndexedSchema, read_ids
 
 _PREDICATES = {  # name -> (dataset fixture, predicate, ids recorded from 0.12.1 in read order)
     "split_id": ("legacy", lambda: in_pseudorandom_split([0.3, 0.7], 0, "id"),
@@ -98,7 +98,7 @@ def test_the_end_of_a_reader_and_reset_as_the_original(part_url, factory):
     with factory(part_url, workers_count=1, num_epochs=2) as reader:
         assert reader.batched_output is (factory is make_batch_reader)
         assert reader.is_batched_reader is (factory is make_batch_reader)
-        assert reader.ngram is None and reader.schema._name == "ProbeSchema"
+        assert reader.ngram is None and reader.schema._name == "IndexedSchema"
         first = sum(1 for _ in reader)
         for _ in range(3):
             with pytest.raises(StopIteration):
@@ -114,7 +114,7 @@ def test_the_end_of_a_reader_and_reset_as_the_original(part_url, factory):
 
 
 def test_ngram_windows_as_the_original(flat_url, part_url):
-    schema = ProbeSchema
+    schema = IndexedSchema
     fields = schema.fields
     no_overlap = NGram({i: [fields["id"]] for i in range(3)}, delta_threshold=1, timestamp_field=fields["id"],
                        timestamp_overlap=False)
