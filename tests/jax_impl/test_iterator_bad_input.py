@@ -10,7 +10,7 @@ import pytest
 from petastorm import make_batch_reader, make_reader
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.jax import make_jax_iterator
-from tests.jax_impl._probe_inputs import StopsOnSecondBatch, write_big_endian_dataset
+from tests.jax_impl._parity_inputs import StopsOnSecondBatch, write_big_endian_dataset
 
 
 def _aligned(rows: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 
 from petastorm import make_batch_reader
 from petastorm.pytorch import BatchedDataLoader, DataLoader
-from tests.jax_impl._probe_inputs import StopsOnSecondBatch, write_big_endian_dataset
+from tests.jax_impl._parity_inputs import StopsOnSecondBatch, write_big_endian_dataset
 
 
 @pytest.fixture(scope="module")
