@@ -9,7 +9,7 @@ Each case runs in a child interpreter of its own session with a timeout (``proce
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
 
-from .process._probe2_child import run_script
+from .process._child_script import run_script
 
 _FORK = r'''
 import signal, faulthandler

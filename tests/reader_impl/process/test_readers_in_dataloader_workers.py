@@ -8,7 +8,7 @@ Each case runs in a child interpreter of its own session with a timeout (``_prob
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
 
-from ._probe2_child import run_script
+from ._child_script import run_script
 
 _DATALOADER = r'''
 import torch

@@ -15,7 +15,7 @@ from petastorm.settings import Settings
 from petastorm.spark_types import spark_type
 from petastorm.unischema import Unischema, UnischemaField
 
-from .process._probe2_child import run_script
+from .process._child_script import run_script
 
 
 @pytest.fixture(scope="module")

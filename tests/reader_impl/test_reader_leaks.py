@@ -18,7 +18,7 @@ import time
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
 
-from .process._probe2_child import FDS
+from .process._child_script import FDS
 
 _PRELUDE = r'''
 import gc, json, os, sys, threading, time

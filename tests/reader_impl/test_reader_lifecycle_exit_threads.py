@@ -11,7 +11,7 @@ import json
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
 
-from .process._probe2_child import run_script
+from .process._child_script import run_script
 
 
 @pytest.fixture(scope="module")

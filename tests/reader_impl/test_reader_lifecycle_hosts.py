@@ -15,7 +15,7 @@ import time
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
 
-from .process._probe2_child import PRELUDE, run_script, session_processes
+from .process._child_script import PRELUDE, run_script, session_processes
 
 POOLS = ["thread", "process", "dummy"]
 
