@@ -27,7 +27,7 @@ from petastorm.test_util.reader_mock import ReaderMock
 from petastorm.tf_utils import make_petastorm_dataset, tf_tensors
 from petastorm.unischema import Unischema, UnischemaField
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _s(name, *args):

@@ -12,9 +12,9 @@ import textwrap
 
 import pytest
 
-from .test_tf_utils import write_tf_datasets
+from .test_make_petastorm_dataset import write_tf_datasets
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 CHILD = textwrap.dedent('''
     import json, os, sys, threading, traceback

@@ -17,7 +17,7 @@ from petastorm import make_batch_reader, make_reader
 from petastorm.tf_utils import make_petastorm_dataset, tf_tensors
 
 ALL_IDS = list(range(60))
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 @pytest.fixture(scope="module")
