@@ -2,11 +2,12 @@
 index blocks.
 
 Retrieving a batch of ``k`` rows is one ``rng.choice`` of ``k`` distinct slots and one gather of whole rows
-per block of columns (numeric columns of one dtype and cell shape share a row-major block). The ``k`` slots
-it empties are refilled by the next :meth:`ColumnShufflingBuffer.add` (one scatter of whole rows per block),
-so while the buffer is fed as fast as it is drained no row ever moves; a retrieve that finds slots still
-empty first moves the last rows into them. There is no Python work per row, and the buffer never holds
-more than its capacity (no lists of rows, no growth).
+per block of columns (numeric columns of one dtype and cell shape share a row-major block; the arrays are a
+:class:`~petastorm.adapters.row_blocks.RowBlocks`). The ``k`` slots it empties are refilled by the next
+:meth:`ColumnShufflingBuffer.add` (one scatter of whole rows per block), so while the buffer is fed as fast
+as it is drained no row ever moves; a retrieve that finds slots still empty first moves the last rows into
+them. There is no Python work per row, and the buffer never holds more than its capacity (no lists of rows,
+no growth).
 
 **Rounds** (``rounds=R > 1``, what the loaders use): a :meth:`~ColumnShufflingBuffer.retrieve` of ``k`` rows
 that finds no drawn row left draws ``R * k`` distinct slots at once (one ``rng.choice``, one gather and one
@@ -31,6 +32,7 @@ from petastorm.adapters.columns import (
     num_rows,
     slice_columns,
 )
+from petastorm.adapters.row_blocks import RowBlocks
 from petastorm.errors import (
     PetastormArgumentError,
     PetastormArgumentTypeError,
@@ -41,15 +43,11 @@ from petastorm.errors import (
 __all__ = ["Columns", "ColumnShufflingBuffer", "num_rows", "slice_columns", "concat_columns", "as_records"]
 
 _ROWS = "rows"
-_GROUPED_KINDS = frozenset("biufcmM")
 _RNG = "rng"
 _CAPACITY = "capacity"
 _HOLES = "empty_slots"
 _ROUND = "round_rows"
 _NO_SLOTS = np.empty(0, dtype=np.int64)
-_STAGED_ROW_BYTES = 4096        # rows up to this size are assembled before being scattered as whole rows
-_STAGING_BYTES = 1 << 18        # at most this much staging at once
-_TRANSPOSE_ROWS = 256
 _FIRST_SLOTS = 1024             # slots allocated by the first add (at least its rows), doubled as rows arrive
 
 
@@ -69,18 +67,6 @@ def _state_rows(rows: Any) -> Columns:
     if None in lengths.values() or len(set(lengths.values())) > 1:
         raise PetastormStateError(
             f"malformed shuffling buffer state: '{_ROWS}' must be columns of one length, got rows {lengths}")
-    return out
-
-
-def _transpose(rows: np.ndarray) -> np.ndarray:
-    """``rows`` (n, k, *cell) as a new C-contiguous (k, n, *cell) array; rows of scalars in blocks of 256
-    (numpy's plain transposing copy is slower; figures in ``benchmarks/README.md``)."""
-    n = len(rows)
-    if rows.ndim > 2 or n <= _TRANSPOSE_ROWS:
-        return np.ascontiguousarray(rows.swapaxes(0, 1))
-    out = np.empty(rows.shape[1::-1], dtype=rows.dtype)
-    for start in range(0, n, _TRANSPOSE_ROWS):
-        out[:, start:start + _TRANSPOSE_ROWS] = rows[start:start + _TRANSPOSE_ROWS].T
     return out
 
 
@@ -115,21 +101,15 @@ class ColumnShufflingBuffer:
         self._round_pos = 0                     # rows of the round served
         self._round_len = 0
         self._capacity = int(capacity)
-        self._slots = 0                        # rows the arrays have room for (<= capacity, grows as rows arrive)
         try:
             self._rng = np.random.default_rng(seed)
         except (TypeError, ValueError) as e:
             raise PetastormArgumentTypeError(f"seed must be None, a non-negative integer or a sequence of them, "
                                              f"got {seed!r} ({e})") from None
-        self._blocks: Optional[list] = None   # [(array (slots, k, *cell), [k column names])]
-        self._where: dict = {}                 # column name -> (block index, position in the block)
+        self._blocks: Optional[RowBlocks] = None  # the rows' arrays, made by the first add
         self._size = 0                         # rows held
         self._top = 0                          # slots [0, top) hold the rows and the empty slots below
         self._holes = _NO_SLOTS                # empty slots below top, in the order add refills them
-        self._views: dict = {}                 # column name -> (its strided view, dtype, cell shape)
-        self._records: list = []               # per block: its rows as opaque records (None: object block)
-        self._stagings: dict = {}              # (block, rows) -> staging block reused by add, see _staging
-        self._one_block: Optional[list] = None  # the column names when one block holds them all, in order
 
     @property
     def capacity(self) -> int:
@@ -144,7 +124,7 @@ class ColumnShufflingBuffer:
     @property
     def fields(self) -> list:
         """The fields held, in the order batches give them (empty before the first :meth:`add`)."""
-        return list(self._where)
+        return self._blocks.fields if self._blocks is not None else []
 
     @property
     def round_rows(self) -> int:
@@ -156,67 +136,9 @@ class ColumnShufflingBuffer:
         """Rows that can still be added (the slots not holding a row)."""
         return self._capacity - self._size
 
-    # Storage: columns of one numeric dtype and cell shape share a row-major block of shape
-    # (capacity, columns, *cell): a random row is then one cache line for all of them, so gathering a batch
-    # and filling the holes it leaves touch batch_size rows, not batch_size x columns scattered cells.
-    # Other columns (strings, objects) get a block of their own.
-
     def _allocate(self, columns: Mapping[str, np.ndarray]) -> None:
-        self._slots = min(self._capacity, max(num_rows(columns), _FIRST_SLOTS))
-        groups: dict = {}
-        for name, col in columns.items():
-            key = (col.dtype, col.shape[1:]) if col.dtype.kind in _GROUPED_KINDS else ("own", name)
-            groups.setdefault(key, []).append(name)
-        self._blocks = []
-        self._where = dict.fromkeys(columns)  # batches keep the reader's column order
-        for names in groups.values():
-            col = columns[names[0]]
-            self._new_block(names, col.dtype, col.shape[1:])
-
-    def _new_block(self, names: list, dtype: np.dtype, cell: tuple) -> None:
-        block = np.empty((self._slots, len(names)) + tuple(cell), dtype=dtype)
-        b = len(self._blocks)
-        self._blocks.append((block, list(names)))
-        for j, name in enumerate(names):
-            self._where[name] = (b, j)
-        self._cache_views()
-
-    def _cache_views(self) -> None:
-        """Recompute the per-column views and per-block records after the blocks changed."""
-        self._records = [as_records(block) for block, _ in self._blocks]
-        self._stagings = {}
-        names = list(self._where)
-        self._one_block = names if len(self._blocks) == 1 and self._blocks[0][1] == names else None
-        self._views = {}
-        for name, where in self._where.items():
-            if where is not None:
-                view = self._blocks[where[0]][0][:, where[1]]
-                self._views[name] = (view, view.dtype, view.shape[1:])
-
-    def _column(self, name: str) -> np.ndarray:
-        """A (strided) view of column ``name``: shape (slots, *cell)."""
-        b, j = self._where[name]
-        return self._blocks[b][0][:, j]
-
-    def _fit(self, name: str, col: np.ndarray) -> np.ndarray:
-        """The buffer's view of ``name``, re-typed when ``col`` needs a wider dtype (e.g. longer strings)."""
-        if name not in self._where:
-            raise PetastormSchemaError(
-                f"field '{name}' appears in a reader batch but not in the earlier ones (fields "
-                f"{sorted(self._where)})")
-        buf = self._column(name)
-        if col.shape[1:] != buf.shape[1:]:
-            raise PetastormSchemaError(
-                f"field '{name}' has cells of shape {col.shape[1:]} after cells of shape {buf.shape[1:]}: "
-                f"cells of different shapes cannot be batched together")
-        if col.dtype != buf.dtype:
-            dtype = np.result_type(buf.dtype, col.dtype)
-            if dtype != buf.dtype:  # move the column to a block of its own with the wider dtype
-                rows = buf[:self._top]
-                self._new_block([name], dtype, buf.shape[1:])
-                buf = self._column(name)
-                buf[:self._top] = rows
-        return buf
+        """Arrays for the columns of ``columns``, with room for its rows (at least 1024, at most the capacity)."""
+        self._blocks = RowBlocks(columns, min(self._capacity, max(num_rows(columns), _FIRST_SLOTS)))
 
     def add(self, columns: Mapping[str, np.ndarray]) -> None:
         """Copy a column batch into the buffer: first into the slots the last :meth:`retrieve` emptied (in
@@ -249,67 +171,36 @@ class ColumnShufflingBuffer:
             return
         if self._blocks is None:
             self._allocate(columns)
-        if len(columns) != len(self._where):
-            missing = sorted(set(self._where) - set(columns))
+        blocks = self._blocks
+        if len(columns) != len(blocks.where):
+            missing = sorted(set(blocks.where) - set(columns))
             raise PetastormSchemaError(f"fields {missing} are missing from a reader batch")
-        views = self._views
+        views = blocks.views
         try:
             for name, col in columns.items():
                 view = views.get(name)
                 if view is None or col.dtype != view[1] or col.shape[1:] != view[2] or len(col) != n:
                     if len(col) != n:
                         check_columns(columns)
-                    self._fit(name, col)
-                    views = self._views
+                    blocks.fit(name, col, self._top)
+                    views = blocks.views
         except (AttributeError, TypeError):  # not an array
             check_columns(columns)
             raise
         holes = self._holes
         m = min(n, len(holes))
         if m:
-            self._fill(holes[:m], columns, m)
+            blocks.fill(holes[:m], columns, m)
             self._holes = holes[m:]
         if m < n:
             top = self._top
-            if top + n - m > self._slots:
+            if top + n - m > blocks.slots:
                 self._reserve(top + n - m)
-                views = self._views
+                views = blocks.views
             for name, col in columns.items():
                 views[name][0][top:top + n - m] = col[m:] if m else col
             self._top = top + n - m
         self._size += n
-
-    def _fill(self, slots: np.ndarray, columns: Mapping[str, np.ndarray], m: int) -> None:
-        """Write the first ``m`` rows of ``columns`` into ``slots``: per block of small rows, the rows are
-        assembled in a staging block (one strided copy per column) and scattered as whole rows."""
-        for b, ((block, names), records) in enumerate(zip(self._blocks, self._records)):
-            row_bytes = block.itemsize * (block[0].size or 1)
-            if len(names) == 1 or records is None or row_bytes > _STAGED_ROW_BYTES:
-                for j, name in enumerate(names):
-                    block[slots, j] = columns[name][:m]
-                continue
-            step = max(1, _STAGING_BYTES // row_bytes)
-            for start in range(0, m, step):
-                stop = min(m, start + step)
-                staged, targets = self._staging(b, stop - start)
-                for target, name in zip(targets, names):
-                    col = columns[name]
-                    target[...] = col if start == 0 and len(col) == stop else col[start:stop]
-                np.put(records, slots[start:stop], staged)
-
-    def _staging(self, b: int, rows: int) -> tuple:
-        """A staging block of ``rows`` rows for block ``b``, reused across calls: (its rows as records, its
-        columns as strided views)."""
-        key = (b, rows)
-        cached = self._stagings.get(key)
-        if cached is None:
-            block = self._blocks[b][0]
-            staging = np.empty((rows,) + block.shape[1:], dtype=block.dtype)
-            if len(self._stagings) >= 4:
-                self._stagings.clear()
-            cached = self._stagings[key] = (staging.reshape(rows, -1).view(self._records[b].dtype)[:, 0],
-                                            [staging[:, j] for j in range(block.shape[1])])
-        return cached
 
     def _compact(self) -> None:
         """Move the last used rows into the empty slots, so that rows occupy slots ``[0, size)``."""
@@ -320,32 +211,8 @@ class ColumnShufflingBuffer:
         if len(inner):
             empty_in_tail = np.zeros(self._top - size, dtype=bool)
             empty_in_tail[holes[holes >= size] - size] = True
-            movers = size + np.flatnonzero(~empty_in_tail)
-            for (block, _), records in zip(self._blocks, self._records):
-                if records is None:
-                    block[inner] = block[movers]
-                else:
-                    np.put(records, inner, np.take(records, movers))
+            self._blocks.move(inner, size + np.flatnonzero(~empty_in_tail))
         self._top, self._holes = size, _NO_SLOTS
-
-    def _gather(self, idx: "np.ndarray | slice") -> Columns:
-        """Rows ``idx`` of every column, each C-contiguous (a view of one new array per block)."""
-        per_block = []
-        for (block, names), records in zip(self._blocks or [], self._records):
-            if isinstance(idx, slice):
-                rows = block[idx]                              # a view: copied below
-            elif records is None:
-                rows = block[idx]
-            else:                                              # (n, k, *cell), one gather per block
-                rows = np.take(records, idx).view(block.dtype).reshape((len(idx),) + block.shape[1:])
-            if len(names) == 1:
-                rows = rows.reshape((1,) + rows.shape[:1] + rows.shape[2:])
-                per_block.append(rows.copy() if isinstance(idx, slice) else rows)
-            else:
-                per_block.append(_transpose(rows))
-        if self._one_block:  # the common case: one block, its columns in the reader's order
-            return dict(zip(self._one_block, per_block[0]))
-        return {name: per_block[b][j] for name, (b, j) in self._where.items()}
 
     def take(self, idx: "np.ndarray | slice") -> Columns:
         """Copies of rows ``idx`` (positions ``< size``), left in the buffer: an in-memory table served by
@@ -362,7 +229,7 @@ class ColumnShufflingBuffer:
         self._compact()
         if isinstance(idx, slice):
             idx = slice(*idx.indices(self._size))
-        return self._gather(idx)
+        return self._blocks.gather(idx)
 
     def retrieve(self, count: int) -> Columns:
         """Remove ``min(count, size)`` uniformly chosen rows and return them as new arrays (with ``rounds > 1``:
@@ -381,7 +248,7 @@ class ColumnShufflingBuffer:
             raise PetastormArgumentError(f"count must be a non-negative integer, got {count!r}")
         k = min(int(count), self.size)
         if self._blocks is None or k == 0:
-            return {name: view[0][:0].copy() for name, view in self._views.items()}
+            return {name: view[0][:0].copy() for name, view in self._views().items()}
         pos = self._round_pos
         left = self._round_len - pos
         if left >= k:  # served from the round: views, no numpy work
@@ -409,7 +276,7 @@ class ColumnShufflingBuffer:
             idx = self._rng.permutation(size)
         else:
             idx = self._rng.choice(size, k, replace=False)
-        out = self._gather(idx)
+        out = self._blocks.gather(idx)
         if k == size:
             self._top, self._holes = 0, _NO_SLOTS
         else:
@@ -424,12 +291,11 @@ class ColumnShufflingBuffer:
     def _reserve(self, slots: int) -> None:
         """Room for at least ``slots <= capacity`` rows: the arrays reallocated (doubled, at most the capacity)
         and the slots in use copied."""
-        self._slots = min(self._capacity, max(slots, 2 * self._slots))
-        for i, (block, names) in enumerate(self._blocks):
-            wider = np.empty((self._slots,) + block.shape[1:], dtype=block.dtype)
-            wider[:self._top] = block[:self._top]
-            self._blocks[i] = (wider, names)
-        self._cache_views()
+        self._blocks.reserve(min(self._capacity, max(slots, 2 * self._blocks.slots)), self._top)
+
+    def _views(self) -> dict:
+        """Column name -> (its strided view, dtype, cell shape); empty before the first :meth:`add`."""
+        return self._blocks.views if self._blocks is not None else {}
 
     def clear(self) -> None:
         """Forget every row (the arrays are kept for reuse)."""
@@ -444,9 +310,9 @@ class ColumnShufflingBuffer:
         if len(holes):
             used = np.ones(top, dtype=bool)
             used[holes] = False
-            rows = {n: view[0][:top][used] for n, view in self._views.items()}
+            rows = {n: view[0][:top][used] for n, view in self._views().items()}
         else:
-            rows = {n: np.array(view[0][:top]) for n, view in self._views.items()}
+            rows = {n: np.array(view[0][:top]) for n, view in self._views().items()}
         pending = self._round_len - self._round_pos
         if pending:
             rows = {n: np.concatenate([col, self._round[n][self._round_pos:]]) for n, col in rows.items()}
@@ -492,7 +358,7 @@ class ColumnShufflingBuffer:
                 f"malformed shuffling buffer state: '{_HOLES}' must be distinct slots below {top}")
         self._rng.bit_generator.state = rng_state
         self._size, self._top, self._holes = 0, 0, _NO_SLOTS
-        self._blocks, self._where, self._views, self._records, self._one_block = None, {}, {}, [], None
+        self._blocks = None
         self._round, self._round_pos, self._round_len = None, 0, 0
         if top > self._capacity:  # slots of a larger buffer, holding no more rows than this one's capacity
             self._capacity = top
@@ -507,11 +373,7 @@ class ColumnShufflingBuffer:
             used = np.ones(top, dtype=bool)
             used[holes] = False
             slots = np.flatnonzero(used)
-            if top > self._slots:
+            if top > self._blocks.slots:
                 self._reserve(top)
-            for (block, _), records in zip(self._blocks, self._records):
-                if records is None:
-                    block[slots] = block[:n].copy()
-                else:
-                    records[slots] = records[:n].copy()
+            self._blocks.move(slots, np.arange(n))
             self._top, self._holes = top, holes
