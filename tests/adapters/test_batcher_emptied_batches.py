@@ -1,5 +1,5 @@
-"""Defects of the batching core (petastorm/adapters/batcher.py) found by the resume probe
-(tests/adapters/test_probe_resume.py), each as the smallest case that showed it."""
+"""The batching core (petastorm/adapters/batcher.py) over reader batches a ``transform_fn`` empties: the defects
+the resume property test (tests/adapters/test_loaders_resume_property.py) showed, each as the smallest case."""
 import os
 
 import numpy as np

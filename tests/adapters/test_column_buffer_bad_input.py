@@ -1,4 +1,4 @@
-"""Probes (issue 11, round 4) of :class:`petastorm.adapters.ColumnShufflingBuffer` with inputs a hostile user
+""":class:`petastorm.adapters.ColumnShufflingBuffer` with the inputs a hostile user
 gives: bad counts and columns that are not aligned arrays."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Probes (issue 11, round 4): :meth:`ColumnShufflingBuffer.load_state_dict` with malformed states refuses them
+""":meth:`ColumnShufflingBuffer.load_state_dict` with malformed states refuses them
 with a :class:`PetastormStateError` naming the key at fault, and a refused state leaves the buffer as it was."""
 import numpy as np
 import pytest

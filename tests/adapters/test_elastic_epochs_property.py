@@ -1,6 +1,7 @@
-"""Elastic resume over several epochs, probed with random cases (tests/adapters/test_probe_resume.py's driver):
-a job checkpointed while its ranks straddle an epoch boundary, resumed at another world size, checkpointed
-again and resumed again, must serve every row ``num_epochs`` times over the whole job."""
+"""Elastic resume over several epochs, checked on random cases (the driver of
+tests/adapters/test_loaders_resume_property.py): a job checkpointed while its ranks straddle an epoch boundary,
+resumed at another world size, checkpointed again and resumed again, must serve every row ``num_epochs`` times
+over the whole job."""
 import os
 import random
 import time
@@ -14,7 +15,16 @@ import pytest
 from petastorm import make_batch_reader, merge_state_dicts
 from petastorm.pytorch import BatchedDataLoader
 
-from .test_loaders_resume_property import _leave, _take, close, make_loader, open_reader, random_case, run_elastic, trip
+from .test_loaders_resume_property import (
+    _leave,
+    _take,
+    close,
+    make_loader,
+    open_reader,
+    random_case,
+    run_elastic,
+    trip,
+)
 
 
 def _write_multiple_of_12(path, seed):
@@ -38,7 +48,7 @@ def _write_multiple_of_12(path, seed):
 
 @pytest.fixture(scope="module")
 def datasets12(tmp_path_factory):
-    root = tmp_path_factory.mktemp("probe12")
+    root = tmp_path_factory.mktemp("multiple_of_12")
     return {"small": [_write_multiple_of_12(str(root / f"d{i}"), i) for i in range(4)]}
 
 

@@ -1,5 +1,6 @@
-"""Loader states through the checkpoint formats users save them with, found by the resume probe
-(tests/adapters/test_probe_resume.py): ``torch.save`` / ``torch.load`` with its default ``weights_only=True``."""
+"""Loader states as training scripts checkpoint and load them: through ``torch.save`` / ``torch.load`` with its
+default ``weights_only=True``, and loaded into an ``InMemBatchedDataLoader`` whose ``len()`` was asked first
+(cases the resume property test, tests/adapters/test_loaders_resume_property.py, showed)."""
 import io
 import os
 

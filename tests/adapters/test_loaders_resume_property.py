@@ -1,4 +1,4 @@
-"""Property probe of the loaders' exact resume (issue 11, "Exact resume", "Distributed"): seeded random cases
+"""Property test of the loaders' exact resume (the "Exact resume" and "Distributed" promises): seeded random cases
 drive every loader over the shared batching core (``petastorm.adapters``) through random sequences of
 "take k batches, ``state_dict()``, continue or leave, fresh reader + loader, ``load_state_dict()``, ...", and
 check the promise: resuming mid-epoch loses and repeats no row, the shuffling buffer's rows and RNG included.
@@ -326,7 +326,7 @@ def random_cuts(rng, n, c):
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("probe")
+    root = tmp_path_factory.mktemp("resume_datasets")
     small = [write_dataset(str(root / f"s{i}"), seed=i, files=1 + i % 3) for i in range(4)]
     return {"small": small, "big": write_dataset(str(root / "big"), seed=7, files=3, max_group=2000)}
 
