@@ -1,5 +1,5 @@
-"""The dataset of the reader-argument probes (``test_reader_probe2_arguments.py``, ``test_reader_probe2_equal.py``):
-its schema, how it is written, and how the probes read its ids back. The fixtures that hand its urls to the tests
+"""The indexed dataset of the reader-argument tests (``test_reader_arguments_fixed.py``,
+``test_reader_arguments_equal.py``): its schema, how it is written, and how the tests read its ids back. The fixtures that hand its urls to the tests
 (``part_url``, ``flat_url``, with the testdata stores ``legacy_url``, ``codecs_url``) are in ``conftest.py``."""
 import warnings
 from typing import Callable, List

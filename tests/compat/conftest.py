@@ -1,4 +1,4 @@
-"""Fixtures of the compatibility tests: the stores the reader-argument probes read (written once a session, read
+"""Fixtures of the compatibility tests: the stores the reader-argument tests read (written once a session, read
 only)."""
 import os
 
@@ -11,13 +11,13 @@ from ._indexed_dataset import write_indexed_dataset
 def part_url(tmp_path_factory):
     """40 rows, Hive-partitioned on ``part`` (p0..p3, row ``i`` in ``p{i % 4}``), 8 files of 5 rows, indexes
     ``by_id`` and ``by_name`` (see ``write_indexed_dataset``)."""
-    return write_indexed_dataset(str(tmp_path_factory.mktemp("y4") / "part"), partition_by=["part"])
+    return write_indexed_dataset(str(tmp_path_factory.mktemp("indexed") / "part"), partition_by=["part"])
 
 
 @pytest.fixture(scope="session")
 def flat_url(tmp_path_factory):
     """The same 40 rows unpartitioned: 8 files of 5 rows in id order."""
-    return write_indexed_dataset(str(tmp_path_factory.mktemp("y4") / "flat"))
+    return write_indexed_dataset(str(tmp_path_factory.mktemp("indexed") / "flat"))
 
 
 @pytest.fixture(scope="session")

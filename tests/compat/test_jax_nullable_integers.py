@@ -1,5 +1,5 @@
-"""make_jax_iterator on a nullable integer column of make_batch_reader (found by helper TORCH-PROBE while fixing
-the same defect in the torch loaders; the fix belongs in petastorm/jax.py, not this helper's file).
+"""make_jax_iterator on a nullable integer column of make_batch_reader (found while fixing the same defect in the
+torch loaders; the fix is in petastorm/jax.py).
 
 The torch loaders give such a column as floats with NaN in every batch (recorded from 0.12.1: float64 for every
 batch cut from a reader batch holding a null). make_jax_iterator converts each of its batches on its own: the

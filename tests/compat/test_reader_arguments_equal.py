@@ -1,7 +1,7 @@
-"""Probe round 2 of the reader's arguments (helper Y4): the behaviours of ``make_reader`` / ``make_batch_reader``
-found equal to 0.12.1's, pinned so that they stay so. Every expected value was recorded by running the original
+"""The reader's arguments where ours already did as 0.12.1: the behaviours of ``make_reader`` /
+``make_batch_reader`` found equal to 0.12.1's, pinned so that they stay so. Every expected value was recorded by running the original
 0.12.1 as a black box on the same data (public API only). The datasets are those of
-``test_reader_probe2_arguments.py`` (the defects found, each with its fix): ``_probe_dataset.py``, ``conftest.py``.
+``test_reader_arguments_fixed.py`` (the defects found, each with its fix): ``_indexed_dataset.py``, ``conftest.py``.
 """
 
 import numpy as np

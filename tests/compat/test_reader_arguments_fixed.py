@@ -1,11 +1,11 @@
-"""Probe round 2 of the reader's arguments (helper Y4): ``make_reader`` / ``make_batch_reader`` as 0.12.1 users
-call them, over a dataset written by ``write_dataset`` (with row-group indexes built by ``build_rowgroup_index``),
-plain Parquet stores, and the datasets in ``testdata/`` written by the original.
+"""The reader's arguments where ours differed from 0.12.1, fixed: ``make_reader`` / ``make_batch_reader`` as
+0.12.1 users call them, over a dataset written by ``write_dataset`` (with row-group indexes built by
+``build_rowgroup_index``), plain Parquet stores, and the datasets in ``testdata/`` written by the original.
 
 Every expected value here was recorded by running the original 0.12.1 as a black box on the same data
 (``/work/main/.venv-original``, public API only). These are the defects found (each test failed before its fix),
-with the neighbouring cases that must keep working; ``test_reader_probe2_equal.py`` pins the behaviours found
-equal. The dataset (``part_url``, ``flat_url``) is written by ``_probe_dataset.py``; the fixtures are in
+with the neighbouring cases that must keep working; ``test_reader_arguments_equal.py`` pins the behaviours found
+equal. The dataset (``part_url``, ``flat_url``) is written by ``_indexed_dataset.py``; the fixtures are in
 ``conftest.py``.
 """
 import warnings
@@ -258,7 +258,7 @@ def plain_url(tmp_path_factory):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = tmp_path_factory.mktemp("y4") / "plain"
+    path = tmp_path_factory.mktemp("arguments") / "plain"
     path.mkdir()
     days = [datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(20)]
     table = pa.table({"id": pa.array(np.arange(20, dtype=np.int64)), "d": pa.array(days),
@@ -292,7 +292,7 @@ def two_level_url(tmp_path_factory):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = str(tmp_path_factory.mktemp("y4") / "two_level")
+    path = str(tmp_path_factory.mktemp("arguments") / "two_level")
     table = pa.table({"id": np.arange(12), "zeta": [f"z{i % 2}" for i in range(12)], "alpha": [i % 3 for i in range(12)],
                       "v": np.arange(12) * 1.5})
     pq.write_to_dataset(table, path, partition_cols=["zeta", "alpha"])
@@ -376,7 +376,7 @@ def int_partition_url(tmp_path_factory):
         UnischemaField("year", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
         UnischemaField("flag", np.bool_, (), ScalarCodec(spark_type("BooleanType")), False),
     ])
-    url = "file://" + str(tmp_path_factory.mktemp("y4") / "int_part")
+    url = "file://" + str(tmp_path_factory.mktemp("arguments") / "int_part")
     write_dataset(url, schema, [dict(id=i, year=2019 + i % 3, flag=i % 2 == 0) for i in range(30)], workers_count=1,
                   progress=False, partition_by=["year", "flag"], rows_per_file=5)
     return url

@@ -1,4 +1,4 @@
-"""make_reader and the torch loaders on nulls in nullable float fields, against 0.12.1 (helper TORCH-PROBE).
+"""make_reader and the torch loaders on nulls in nullable float fields, against 0.12.1.
 
 Recorded from petastorm 0.12.1 (black box, public API) on the dataset written here by our ``write_dataset``:
 ``make_reader`` rows hold ``nan`` (of the field's float type) where a nullable float scalar field is null -

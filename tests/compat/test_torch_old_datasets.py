@@ -1,5 +1,5 @@
 """The datasets written by old releases of the original (``PETASTORM_TESTDATA``) through every torch loader,
-against 0.12.1 (helper TORCH-PROBE-2).
+against 0.12.1.
 
 Recorded from petastorm 0.12.1 (black box, public API) on ``original-0.12.1/all_codecs_0.12.1`` (60 rows, 16
 row groups; the legacy 0.4.0-0.7.6 datasets cannot be read by 0.12.1 with pyspark 3.5 installed: its unpickler

@@ -1,5 +1,4 @@
-"""A TransformSpec that changes a column's dtype without declaring it, under the torch loaders, against 0.12.1
-(helper TORCH-PROBE).
+"""A TransformSpec that changes a column's dtype without declaring it, under the torch loaders, against 0.12.1.
 
 Recorded from petastorm 0.12.1 (black box, public API): over ``make_batch_reader``, a ``TransformSpec(func)``
 whose ``func`` turns the int32 column ``v`` into ``v.astype(np.float64) / 3`` (no ``edit_fields``) yields
@@ -30,7 +29,7 @@ def url(tmp_path_factory) -> str:
         UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
         UnischemaField("v", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
     ])
-    url = f"file://{tmp_path_factory.mktemp('probe_tspec')}/ds"
+    url = f"file://{tmp_path_factory.mktemp('undeclared_dtype')}/ds"
     write_dataset(url, schema, [{"id": np.int64(k), "v": np.int32(k * 1000)} for k in range(7)], workers_count=1,
                   progress=False, num_files=1)
     return url
