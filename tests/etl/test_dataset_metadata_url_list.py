@@ -1,4 +1,4 @@
-"""Probe 4: a list holding one dataset directory URL, as 0.12.1 accepted it (recorded as a black box).
+"""A list holding one dataset directory URL read as that dataset, as 0.12.1 accepted it (recorded as a black box).
 
 Recorded from 0.12.1: ``get_schema_from_dataset_url(['file:///.../ds'])`` returned the dataset's Unischema and
 ``make_reader(['file:///.../ds'])`` read all its rows (its pyarrow unwrapped a list of one path); a list of two

@@ -1,4 +1,4 @@
-"""Field names the rows' namedtuples cannot hold (probe round 3, P32).
+"""Field names the rows' namedtuples cannot hold.
 
 Before: write_dataset wrote a dataset with a field 'a b' (or 'class', '_x'), and make_reader /
 make_batch_reader then failed deep inside with a bare namedtuple ValueError. 0.12.1 (recorded) accepts such a

@@ -1,4 +1,4 @@
-"""write_dataset with images a PNG/JPEG file cannot hold as is (probe round 3, P32).
+"""write_dataset with images a PNG/JPEG file cannot hold as is.
 
 Before the fix these rows were written (OpenCV falls back to 8 bits, or drops the 4th channel of a JPEG) and
 the dataset could not be read back: the reader refused each row for its dtype/shape. Now the write fails up

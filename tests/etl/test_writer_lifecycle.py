@@ -1,4 +1,4 @@
-"""write_dataset's target handling and a writer killed mid-way (probe round 3, P32).
+"""write_dataset's target handling and a writer killed mid-way.
 
 Before: ``overwrite=True`` on a directory that is not a dataset (a mistyped path: a home or project
 directory) deleted everything in it; a writer killed by SIGKILL left its encoding processes (and the

@@ -1,4 +1,4 @@
-"""write_dataset's count and size arguments given as numpy numbers (probe round 3, P32).
+"""write_dataset's count and size arguments given as numpy numbers.
 
 Before: ``num_files=np.int64(4)`` (e.g. from ``np.ceil(...).astype(int)`` or a numpy computation) and
 ``row_group_size_mb=np.int64(64)`` were refused as "must be a positive integer/number".

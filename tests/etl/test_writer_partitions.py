@@ -1,4 +1,4 @@
-"""write_dataset's Hive partition directories (probe round 3, P32).
+"""write_dataset's Hive partition directories.
 
 Before: every value was URI-escaped (``quote``): 'ü é' was written ``p=%C3%BC %C3%A9`` and 1e+20 ``p=1e%2B20``.
 0.12.1's reader (legacy pyarrow dataset) does not unescape partition values, so it read '%C3%BC %C3%A9'

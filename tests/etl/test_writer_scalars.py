@@ -1,4 +1,4 @@
-"""write_dataset with scalar values a ScalarCodec column would store changed (probe round 3, P32).
+"""write_dataset with scalar values a ScalarCodec column would store changed.
 
 0.12.1 (recorded: ``ScalarCodec(BooleanType()).encode(field, 'false')`` is True; ``ScalarCodec(FloatType())``
 encodes 1e300 and decodes inf) stores both silently changed; so did we. Now each is an error naming the row

@@ -1,4 +1,4 @@
-"""S3 failures through the readers (probe round 3, P33): a bucket that does not exist, a missing key, and
+"""S3 failures through the readers: a bucket that does not exist, a missing key, and
 missing credentials, on the moto server (``s3_server``), through pyarrow's S3 and s3fs.
 
 0.12.1 has no s3fs in its test environment: these are our own requirements (an error naming the URL).
@@ -21,7 +21,7 @@ def _options(s3_server, client, credentials=True):
 
 
 @pytest.mark.parametrize("client", ["pyarrow", "s3fs"])
-@pytest.mark.parametrize("where", ["no-such-bucket-p33/ds", "{bucket}/no/such/key"])
+@pytest.mark.parametrize("where", ["no-such-bucket-anywhere/ds", "{bucket}/no/such/key"])
 def test_missing_bucket_or_key_is_file_not_found_naming_the_url(s3_server, client, where):
     url = "s3://" + where.format(bucket=s3_server.make_bucket())
     with pytest.raises(FileNotFoundError) as info:

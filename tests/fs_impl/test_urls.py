@@ -1,4 +1,4 @@
-"""URL forms through the readers (probe round 3, P33): ``#`` and ``?`` in local and S3 paths, prefixes of
+"""URL forms through the readers: ``#`` and ``?`` in local and S3 paths, prefixes of
 other keys, lists of URLs, and the errors for schemes whose package or cluster is missing.
 
 Recorded from 0.12.1 (black box): ``make_batch_reader('gs://bucket/ds')`` without gcsfs raised
