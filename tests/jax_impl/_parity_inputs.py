@@ -1,4 +1,5 @@
-"""Inputs shared by the JAX probes and their torch-parity twins: a big-endian dataset and a buggy transform_fn."""
+"""Inputs shared by the make_jax_iterator tests and their torch-parity twins: a big-endian dataset and a buggy
+transform_fn."""
 import numpy as np
 
 

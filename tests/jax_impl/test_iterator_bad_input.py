@@ -1,4 +1,4 @@
-"""make_jax_iterator against a hostile user, on one device: defects found by probing (issue 11, item 3).
+"""make_jax_iterator against a hostile user, on one device: the defects a hostile user's input showed.
 
 Each test is a defect that was shown by a script first: a user's ``transform_fn`` writing into buffers it
 reuses, a ``transform_fn`` returning a ragged list, a ``seed`` that is no integer, a state whose digest was

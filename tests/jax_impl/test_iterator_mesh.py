@@ -1,4 +1,4 @@
-"""make_jax_iterator over a 2-D mesh of 4 CPU devices, as real JAX scripts shard batches (probe round 2).
+"""make_jax_iterator over a 2-D mesh of 4 CPU devices, as real JAX scripts shard batches.
 
 JAX fixes its device count when first imported, so the cases run in one child Python with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``; it prints JSON facts and each test asserts on its own.

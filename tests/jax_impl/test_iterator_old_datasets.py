@@ -1,4 +1,4 @@
-"""make_jax_iterator over the datasets the original's releases wrote (/work/shared/testdata), round 2 of the probes.
+"""make_jax_iterator over the datasets the original's releases wrote (/work/shared/testdata).
 
 JAX has no 0.12.1 counterpart: the reference is the reader's own rows, in the dtype ``docs/jax.md`` promises
 (64-bit types narrowed while JAX's 64-bit mode is off, numbers with nulls as floats with NaN). Defects found

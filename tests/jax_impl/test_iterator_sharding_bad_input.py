@@ -1,4 +1,4 @@
-"""make_jax_iterator with a sharding over 2 CPU devices, against a hostile user: defects found by probing.
+"""make_jax_iterator with a sharding over 2 CPU devices, against a hostile user: the defects its input showed.
 
 JAX fixes its device count when first imported, so the cases run in one child Python with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2``; it prints JSON facts (errors, row counts), and each

@@ -1,4 +1,4 @@
-"""make_jax_iterator fed to the patterns real JAX scripts use, on one device (probe round 2).
+"""make_jax_iterator fed to the patterns real JAX scripts use, on one device.
 
 Defect found and fixed: a plain Parquet ``list<float>`` column whose lists all have one length (embeddings,
 the common way to store a vector without a codec) was refused when the iterator was made ("variable shape
@@ -307,7 +307,7 @@ print("WARNINGS", sorted({str(w.message) for w in caught if issubclass(w.categor
 def test_placing_float64_columns_raises_no_overflow_warning_for_rows_never_served(groups_of_20):
     # the host page of a block was uninitialised memory past the block's rows; JAX casts a float64 page to float32
     # (64-bit mode off), and leftover heap bytes gave "RuntimeWarning: overflow encountered in cast" on every block
-    # for rows never served. Seen at random in the suite (tests/reader_impl/test_probe_loader_leaks.py); made
+    # for rows never served. Seen at random in the suite (the loader-leak tests of tests/reader_impl/); made
     # certain in a fresh interpreter whose heap is filled first
     import subprocess
 

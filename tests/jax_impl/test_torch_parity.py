@@ -1,4 +1,4 @@
-"""The same input through the torch loaders, where probing make_jax_iterator showed them failing where JAX
+"""The same input through the torch loaders, where checking make_jax_iterator showed them failing where JAX
 now passes (the reference for JAX is what the torch loaders do with the same rows); each failed before its fix
 (``pytorch_impl/device.py``: big-endian columns; ``adapters/pipeline.py``: StopIteration in transform_fn)."""
 import numpy as np

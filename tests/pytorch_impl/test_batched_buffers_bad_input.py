@@ -1,5 +1,5 @@
-"""Probes (issue 11, round 4) of the batched shuffling buffers (``petastorm.reader_impl.pytorch_shuffling_buffer``)
-with columns of different lengths."""
+"""The batched shuffling buffers (``petastorm.reader_impl.pytorch_shuffling_buffer``) given columns of different
+lengths."""
 import pytest
 import torch
 

@@ -1,5 +1,5 @@
 """``transform_fn`` of ``BatchedDataLoader`` / ``InMemBatchedDataLoader`` gets columns with the original's type
-promotions already applied (helper TORCH-PROBE-2).
+promotions already applied.
 
 Recorded from petastorm 0.12.1 (black box, public API):
 

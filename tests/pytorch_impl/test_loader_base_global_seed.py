@@ -1,5 +1,5 @@
 """The shuffling order of the torch loaders over a reader made without a ``seed``, and the global seeds a
-training script sets for reproducibility (helper TORCH-PROBE-2).
+training script sets for reproducibility.
 
 Recorded from petastorm 0.12.1 (black box, public API), ``make_reader`` / ``make_batch_reader`` with
 ``seed=None``, ``shuffle_row_groups=False`` (the reader's order fixed), ``shuffling_queue_capacity=20``, batch 10,

@@ -1,4 +1,4 @@
-"""Defects found by probing the torch loaders as a hostile or migrating user (issue 11, helper TORCH-PROBE).
+"""The torch loaders used by a hostile or migrating user: the defects such use showed, each with its fix.
 
 Expected values marked "recorded from 0.12.1" were recorded by running the original petastorm 0.12.1 (black
 box, public API) on the same files.
@@ -28,7 +28,7 @@ N = 7
 @pytest.fixture(scope="module")
 def nulls_url(tmp_path_factory) -> str:
     """Plain Parquet, one row group of 7 rows: ``id`` int64, ``i`` int32 and ``f`` float32 with a null in row 1."""
-    path = tmp_path_factory.mktemp("probe_nulls")
+    path = tmp_path_factory.mktemp("nulls")
     pq.write_table(pa.table({
         "id": pa.array(np.arange(N, dtype=np.int64)),
         "i": pa.array([None if k == 1 else k for k in range(N)], pa.int32()),
@@ -44,7 +44,7 @@ def varlen_url(tmp_path_factory) -> str:
         UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
         UnischemaField("v", np.float64, (None,), NdarrayCodec(), False),
     ])
-    url = f"file://{tmp_path_factory.mktemp('probe_varlen')}/ds"
+    url = f"file://{tmp_path_factory.mktemp('varlen')}/ds"
     write_dataset(url, schema, [{"id": np.int64(k), "v": np.arange(1 + k % 3, dtype=np.float64)} for k in range(N)],
                   workers_count=1, progress=False, num_files=1)
     return url
@@ -57,7 +57,7 @@ def int_url(tmp_path_factory) -> str:
         UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
         UnischemaField("v", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
     ])
-    url = f"file://{tmp_path_factory.mktemp('probe_ints')}/ds"
+    url = f"file://{tmp_path_factory.mktemp('ints')}/ds"
     write_dataset(url, schema, [{"id": np.int64(k), "v": np.int32(k * 10)} for k in range(N)], workers_count=1,
                   progress=False, num_files=1)
     return url
@@ -159,7 +159,7 @@ def null_array_url(tmp_path_factory) -> str:
         UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
         UnischemaField("v", np.float32, (2,), NdarrayCodec(), True),
     ])
-    url = f"file://{tmp_path_factory.mktemp('probe_null_array')}/ds"
+    url = f"file://{tmp_path_factory.mktemp('null_array')}/ds"
     write_dataset(url, schema, [{"id": np.int64(k), "v": None if k == 1 else np.full(2, k, np.float32)}
                                 for k in range(N)], workers_count=1, progress=False, num_files=1)
     return url
@@ -207,7 +207,7 @@ def groups_url(tmp_path_factory) -> str:
         UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
         UnischemaField("v", np.int32, (), ScalarCodec(spark_type("IntegerType")), False),
     ])
-    url = f"file://{tmp_path_factory.mktemp('probe_groups')}/ds"
+    url = f"file://{tmp_path_factory.mktemp('groups')}/ds"
     # ~0.0002 MiB per row group: 5 rows each (the writer's row_group_size_mb is measured on encoded data)
     write_dataset(url, schema, [{"id": np.int64(k), "v": np.int32(k)} for k in range(40)], workers_count=1,
                   progress=False, num_files=1, row_group_size_mb=5 * 12 / 2 ** 20)
@@ -254,7 +254,7 @@ def test_in_memory_loader_refuses_a_state_of_a_reader_with_other_options(groups_
 @pytest.fixture(scope="module")
 def null_list_url(tmp_path_factory) -> str:
     """Plain Parquet: ``id`` and a list<float64> column ``v`` of 2 values, null in row 1."""
-    path = tmp_path_factory.mktemp("probe_null_list")
+    path = tmp_path_factory.mktemp("null_list")
     pq.write_table(pa.table({
         "id": pa.array(np.arange(N, dtype=np.int64)),
         "v": pa.array([None if k == 1 else [float(k), 1.0] for k in range(N)], pa.list_(pa.float64())),

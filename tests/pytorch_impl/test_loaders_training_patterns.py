@@ -1,4 +1,4 @@
-"""Training-script patterns of users migrating from 0.12.1, through the torch loaders (helper TORCH-PROBE-2).
+"""Training-script patterns of users migrating from 0.12.1, through the torch loaders.
 
 Each expected behaviour was recorded from petastorm 0.12.1 (black box, public API) on
 ``original-0.12.1/all_codecs_0.12.1`` (60 rows, readers with ``workers_count=1``, ``reader_pool_type='dummy'``,

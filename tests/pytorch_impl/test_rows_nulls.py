@@ -1,5 +1,5 @@
 """``DataLoader`` with a user ``collate_fn`` over ``make_batch_reader``: a nullable array field whose reader batch
-holds only nulls (helper TORCH-PROBE-2).
+holds only nulls.
 
 Recorded from petastorm 0.12.1 (black box, public API) on the dataset written here (``arr`` float32 (2,),
 nullable, None in the 4 rows of the first file, arrays in the 8 others; one row group per file):
