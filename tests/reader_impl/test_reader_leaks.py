@@ -1,4 +1,4 @@
-"""Probe (issue 11, bad input): nothing a reader opened outlives ``stop(); join()`` or the reader itself,
+"""Nothing a reader opened outlives ``stop(); join()`` or the reader itself,
 under failure: worker processes' pipes, Parquet files of an abandoned dummy-pool reader, results of a failed
 pass held by a stopped thread pool; and ``join()`` with stuck worker threads is bounded once, not per thread.
 
@@ -88,7 +88,7 @@ def _run(code: str, url: str, timeout: float = 90.0) -> dict:
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """400 rows: 20 row groups of 20 rows, 4 per file (5 files)."""
-    path = str(tmp_path_factory.mktemp("probe") / "dataset")
+    path = str(tmp_path_factory.mktemp("leaks") / "dataset")
     return write_synthetic_dataset(path, rows=400, rows_per_group=20, groups_per_file=4)
 
 

@@ -1,4 +1,4 @@
-"""Probe (issue 11, round 2): a thread-pool reader nobody stopped when the interpreter exits (a script's
+"""A thread-pool reader nobody stopped when the interpreter exits (a script's
 last reader; a reader a DataLoader worker made in ``worker_init_fn``, whose spawn worker exits through the
 normal interpreter exit). Its threads were told to stop by the pool's finalizer but not waited for: they
 closed their Parquet files (C++) while the interpreter finalized, and the process could abort with
@@ -16,7 +16,7 @@ from .process._child_script import run_script
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "dataset"), rows=400,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("lifecycle") / "dataset"), rows=400,
                                    rows_per_group=20, groups_per_file=4)
 
 

@@ -1,9 +1,9 @@
-"""Probe (issue 11, round 2): a reader made in a parent, then inherited by a child made by ``os.fork()`` or a
+"""A reader made in a parent, then inherited by a child made by ``os.fork()`` or a
 ``multiprocessing`` 'fork' ``Process``: the child reading it gets a clear error (thread and process pools:
 their workers are the parent's) or reads on (dummy pool); the child stopping it, or exiting with it, neither
 hangs nor touches the parent's workers, and the parent reads every row of its pass afterwards.
 
-Each case runs in a child interpreter of its own session with a timeout (``process/_probe2_child.py``).
+Each case runs in a child interpreter of its own session with a timeout (``process/_child_script.py``).
 0.12.1 (recorded, same scripts): a thread- or process-pool reader iterated in a forked child hung.
 """
 import pytest
@@ -29,7 +29,7 @@ if pid == 0:
             outcome = "stopped"
     except BaseException as e:
         outcome = f"{{type(e).__name__}}: {{e}}"
-    with open(os.environ["PROBE_OUT"], "w") as f:
+    with open(os.environ["CHILD_OUT"], "w") as f:
         f.write(outcome)
     sys.exit(0)  # a normal interpreter exit, finalizers included, with the inherited reader
 t = time.time()
@@ -37,7 +37,7 @@ _, status = os.waitpid(pid, 0)
 child_s = time.time() - t
 rest = [int(x.id) for x in r]
 r.stop(); r.join()
-with open(os.environ["PROBE_OUT"]) as f:
+with open(os.environ["CHILD_OUT"]) as f:
     outcome = f.read()
 done(child_rc=os.waitstatus_to_exitcode(status), child_s=child_s, outcome=outcome,
      parent_rows=sorted(first + rest) == list(range(400)))
@@ -47,7 +47,7 @@ done(child_rc=os.waitstatus_to_exitcode(status), child_s=child_s, outcome=outcom
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """400 rows: 20 row groups of 20 rows, 4 per file (5 files)."""
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "dataset"), rows=400,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("lifecycle") / "dataset"), rows=400,
                                    rows_per_group=20, groups_per_file=4)
 
 
@@ -59,7 +59,7 @@ def test_reader_inherited_by_a_forked_child(url, pool, mode, tmp_path):
     thread held at the fork, and its 'stop' would have ended the parent's workers), and the parent reads its
     whole pass afterwards."""
     out = run_script(_FORK.format(pool=pool, mode=mode), url, timeout=60,
-                     env={"PROBE_OUT": str(tmp_path / "child.txt")})
+                     env={"CHILD_OUT": str(tmp_path / "child.txt")})
     assert out["child_rc"] == 0, out["stderr"][-3000:]
     assert out["child_s"] < 10
     assert out["parent_rows"] is True

@@ -1,9 +1,9 @@
-"""Probe (issue 11, round 2): readers hosted the ways training code hosts them, each pool type, checked and
+"""Readers hosted the ways training code hosts them, each pool type, checked and
 found correct (these tests keep them so): executor tasks that each open and close a reader, a reader shared
 by two threads or made in one thread and read in another, readers dropped without ``stop()``, the
 interpreter exiting under live loaders, SIGTERM to the training process.
 
-Each case runs in a child interpreter of its own session with a timeout (``process/_probe2_child.py``):
+Each case runs in a child interpreter of its own session with a timeout (``process/_child_script.py``):
 a hang fails the test, and every process it left behind is found by its session id.
 """
 import os
@@ -23,7 +23,7 @@ POOLS = ["thread", "process", "dummy"]
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """400 rows: 20 row groups of 20 rows, 4 per file (5 files)."""
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "dataset"), rows=400,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("lifecycle") / "dataset"), rows=400,
                                    rows_per_group=20, groups_per_file=4)
 
 
@@ -183,7 +183,7 @@ print("EXITING", time.time(), flush=True)
 
 def _exit_seconds(code: str, url: str, timeout: float) -> tuple:
     """Run ``code``; seconds from its ``EXITING`` line to the interpreter's exit, its stderr, what it left."""
-    env = dict(os.environ, PROBE_URL=url, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+    env = dict(os.environ, DATASET_URL=url, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     proc = subprocess.Popen([sys.executable, "-c", PRELUDE + code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd="/tmp", env=env, start_new_session=True)
@@ -265,7 +265,7 @@ def test_sigterm_to_the_training_process_ends_every_worker(url, tmp_path, pool, 
     parent's death within torch's 5 s watchdog interval; the pools' workers within 1 s of theirs)."""
     path = tmp_path / "training.py"
     path.write_text(PRELUDE + _TRAINING.format(pool=pool, where=where))
-    env = dict(os.environ, PROBE_URL=url, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+    env = dict(os.environ, DATASET_URL=url, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd="/tmp", env=env, start_new_session=True)

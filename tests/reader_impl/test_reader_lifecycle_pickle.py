@@ -1,4 +1,4 @@
-"""Probe (issue 11, round 2): a reader made in the parent and handed to a 'spawn' child (a
+"""A reader made in the parent and handed to a 'spawn' child (a
 ``multiprocessing.Process`` argument, or the ``torch.utils.data.Dataset`` a spawn/forkserver DataLoader
 pickles for its workers) cannot travel: the error should say so, naming the reader and what to do.
 
@@ -18,7 +18,7 @@ from petastorm import make_batch_reader, make_reader
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "dataset"), rows=40,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("lifecycle") / "dataset"), rows=40,
                                    rows_per_group=10, groups_per_file=2)
 
 

@@ -1,4 +1,4 @@
-"""Probe (issue 11, round 2): ``PETASTORM_*`` settings (docs/settings.md) set to odd values, with each pool
+"""``PETASTORM_*`` settings (docs/settings.md) set to odd values, with each pool
 type: a clear error naming the variable when the reader is made, or the documented behaviour; never a bare
 error from inside the read, a hang or a process left behind."""
 import os
@@ -21,7 +21,7 @@ from .process._child_script import run_script
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """400 rows: 20 row groups of 20 rows, 4 per file (5 files)."""
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "dataset"), rows=400,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("lifecycle") / "dataset"), rows=400,
                                    rows_per_group=20, groups_per_file=4)
 
 
@@ -64,7 +64,7 @@ BigSchema = Unischema("BigSchema", [
 @pytest.fixture(scope="module")
 def big_url(tmp_path_factory):
     """40 rows of 256 KiB arrays, 10 per row group: 2.5 MiB results, which travel in shared memory."""
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "big"), rows=40, rows_per_group=10,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("lifecycle") / "big"), rows=40, rows_per_group=10,
                                    groups_per_file=2, schema=BigSchema,
                                    row_fn=lambda i: {"id": i, "big": np.full((256, 256), i, np.float32)})
 

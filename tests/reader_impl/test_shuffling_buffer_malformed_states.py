@@ -1,4 +1,4 @@
-"""Probes (issue 11, round 4): the item shuffling buffers refuse a state that is not a dict with a
+"""The item shuffling buffers refuse a state that is not a dict with a
 :class:`PetastormStateError` (``NoopShufflingBuffer.load_state_dict(None)`` raised a bare ``TypeError``)."""
 import pytest
 

@@ -1,4 +1,4 @@
-"""Run a probe script in a child interpreter of its own session, with a timeout: a hang fails the test
+"""Run a test script in a child interpreter of its own session, with a timeout: a hang fails the test
 instead of stalling the suite, and every process the script left behind (worker processes, fork servers,
 DataLoader workers, orphaned or not) is found by its session id after the script exited."""
 from __future__ import annotations
@@ -25,10 +25,10 @@ def fds():
     return out
 '''
 
-#: Helpers every probe script may use: its descendants, threads, descriptors, ``done(**kw)`` prints the result.
+#: Helpers every child script may use: its descendants, threads, descriptors, ``done(**kw)`` prints the result.
 PRELUDE = r'''
 import gc, json, os, sys, threading, time
-URL = os.environ["PROBE_URL"]
+URL = os.environ["DATASET_URL"]
 
 def descendants(root=None):
     root = root or os.getpid()
@@ -87,10 +87,10 @@ def run_script(code: str, url: str, timeout: float = 90.0, grace_s: float = 5.0,
     plus ``left``: the processes of its session still running ``grace_s`` seconds after it exited (they are
     killed then, so that a failing test leaves nothing behind), ``stdout``, ``stderr`` and ``ended`` (the
     ``time.time()`` of its exit)."""
-    path = f"/tmp/probe2-{os.getpid()}-{time.monotonic_ns()}.py"
+    path = f"/tmp/child-script-{os.getpid()}-{time.monotonic_ns()}.py"
     with open(path, "w") as f:
         f.write(PRELUDE + code)
-    full_env = dict(os.environ, PROBE_URL=url, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
+    full_env = dict(os.environ, DATASET_URL=url, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__))))))
     full_env.update(env or {})
     proc = subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -102,7 +102,7 @@ def run_script(code: str, url: str, timeout: float = 90.0, grace_s: float = 5.0,
             left = session_processes(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
-            raise AssertionError(f"hang: the probe ran over {timeout} s; its processes: {left}\n{stderr[-3000:]}")
+            raise AssertionError(f"hang: the script ran over {timeout} s; its processes: {left}\n{stderr[-3000:]}")
         ended = time.time()
         deadline = time.monotonic() + grace_s
         left = session_processes(proc.pid)

@@ -1,9 +1,9 @@
-"""Probe (issue 11, round 2): readers opened inside ``torch.utils.data.DataLoader`` workers, one per worker
+"""Readers opened inside ``torch.utils.data.DataLoader`` workers, one per worker
 (``get_worker_info()`` -> ``cur_shard``/``shard_count``), with each pool type and each start method of the
 DataLoader's workers, ``persistent_workers=True``: every row once per epoch, and nothing left running once
 the DataLoader is deleted and the script has ended.
 
-Each case runs in a child interpreter of its own session with a timeout (``_probe2_child.run_script``).
+Each case runs in a child interpreter of its own session with a timeout (``_child_script.run_script``).
 """
 import pytest
 from _fixtures.datasets import write_synthetic_dataset
@@ -58,7 +58,7 @@ if __name__ == "__main__":
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     """400 rows: 20 row groups of 20 rows, 4 per file (5 files)."""
-    return write_synthetic_dataset(str(tmp_path_factory.mktemp("probe2") / "dataset"), rows=400,
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("dataloader_workers") / "dataset"), rows=400,
                                    rows_per_group=20, groups_per_file=4)
 
 
