@@ -1,4 +1,4 @@
-"""Probe of petastorm.tf_utils (issue 11): values of datetime and nullable fields, against 0.12.1.
+"""petastorm.tf_utils: values of datetime and nullable fields, against 0.12.1.
 
 Expected values marked "recorded" were recorded from the original petastorm 0.12.1 (TensorFlow 2.16.2, numpy
 1.26) reading the same dataset (written by our ``write_dataset``) through its public API.
@@ -40,7 +40,7 @@ def _row(i):
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    path = "file://" + str(tmp_path_factory.mktemp("tf_probe_types"))
+    path = "file://" + str(tmp_path_factory.mktemp("tf_datetime_nulls"))
     write_dataset(path, DtSchema, [_row(i) for i in range(4)], workers_count=1, progress=False, overwrite=True)
     return path
 

@@ -1,4 +1,5 @@
-"""Probe of petastorm.tf_utils (issue 11): iteration of make_petastorm_dataset by a hostile user.
+"""petastorm.tf_utils: iteration of make_petastorm_dataset by a hostile user (breaks, ended readers, iterators
+alive together, predicates keeping no row, empty stores).
 
 Expected values marked "recorded" were recorded from the original petastorm 0.12.1 (TensorFlow 2.16.2) on the
 same kind of dataset through its public API. Every test that could hang runs under a timeout.
@@ -19,7 +20,7 @@ from petastorm.tf_utils import make_petastorm_dataset
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    return write_simple(str(tmp_path_factory.mktemp("tf_probe_iteration")))
+    return write_simple(str(tmp_path_factory.mktemp("tf_iteration")))
 
 
 def _batches(url, **kwargs):

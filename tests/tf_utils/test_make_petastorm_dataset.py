@@ -2,7 +2,7 @@
 
 Expected values marked "recorded" were recorded from the original petastorm 0.12.1 (with TensorFlow 2.16.2,
 numpy 1.26) on the same datasets, through its public API. TF1 graph mode (tf_tensors, make_one_shot_iterator
-in a Session) is tested in a subprocess in tests/test_tf_utils_graph_mode.py.
+in a Session) is tested in a subprocess in tests/tf_utils/test_graph_mode.py.
 """
 import datetime
 import os
@@ -85,7 +85,7 @@ SCALARS = ["id", "b", "i8", "i16", "i32", "u8", "u16", "u32", "f32", "f64", "s",
 
 
 def write_tf_datasets(root):
-    """The datasets of these tests (and of test_tf_utils_graph_mode.py); returns {name: url}."""
+    """The datasets of these tests (and of test_graph_mode.py); returns {name: url}."""
     urls = {
         "all": write_synthetic_dataset(os.path.join(root, "all"), rows=10, rows_per_group=5, groups_per_file=1,
                                        schema=AllTypes, row_fn=all_types_row),

@@ -1,4 +1,4 @@
-"""Probe round 2 of petastorm.tf_utils (issue 11): the datasets written by old releases of the original
+"""petastorm.tf_utils over the datasets written by old releases of the original
 (``legacy/`` 0.4.0-0.7.6 and ``all_codecs_0.12.1`` of the shared test data) through ``make_petastorm_dataset``
 (rows and batches) and ``tf_tensors`` (TF1 graph mode).
 
@@ -8,7 +8,7 @@ its pyspark lacks it); ours gave the same specs and the same values for every fi
 value hash, field by field), except where 0.12.1 failed: it could not read codec fields (images, ndarrays,
 Decimal) of a batch reader (``Unsupported object type decimal.Decimal`` / the encoded bytes fed to TF), nor
 ``tf_tensors`` of the legacy batch readers. Nullable fields are left out (a ``None`` raises, naming the field,
-tested in ``test_tf_utils_probe_types.py``).
+tested in ``test_datetime_and_null_values.py``).
 """
 import os
 

@@ -1,7 +1,7 @@
-"""Probe round 4 of petastorm.tf_utils (issue 11): the reader's end is final for the dataset's iterator.
+"""petastorm.tf_utils: the reader's end is final for the dataset's iterator.
 
 ``make_petastorm_dataset`` reads nothing ahead (``take(n)`` then a pass loses no row: tests in
-``test_tf_utils_probe2_passes.py``). Without read-ahead, the v1 ``map`` holding the ``numpy_function`` forgot
+``test_script_passes.py``). Without read-ahead, the v1 ``map`` holding the ``numpy_function`` forgot
 the end and a ``map(f).batch(n)`` of the user's (``MapAndBatch``) went on calling the reader after it: thousands
 of calls after a Keras ``evaluate``, and a call still in flight at interpreter exit hung the MNIST Keras example.
 The spy below counts the calls of the dataset's item source on a real reader and a real Keras model.

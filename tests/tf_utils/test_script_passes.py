@@ -1,4 +1,4 @@
-"""Probe round 2 of petastorm.tf_utils (issue 11): the passes real TensorFlow scripts make over
+"""petastorm.tf_utils: the passes real TensorFlow scripts make over
 ``make_petastorm_dataset`` (``take`` to look at a sample, then train; ``break``; a new pass).
 
 Expected values marked "recorded" were recorded from the original petastorm 0.12.1 (TensorFlow 2.16.2) through
