@@ -1,7 +1,7 @@
-"""Cache keys of the local disk cache (probe round 3, P33): two datasets with the same file names and row groups
+"""Cache keys of the local disk cache: two datasets with the same file names and row groups
 (``train/part-0.parquet`` and ``val/part-0.parquet``) given the same ``cache_location``.
 
-Recorded from 0.12.1 (black box, script /tmp/P33/probe_collide.py): both readers open at once on one cache
+Recorded from 0.12.1 (black box, a script of the same steps): both readers open at once on one cache
 directory, the train reader read first: ``train 0 49 val 1000 1049``. We gave ``val 0 49``: the val reader was
 served the train reader's rows from the cache, silently.
 """

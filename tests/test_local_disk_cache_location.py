@@ -1,6 +1,6 @@
-"""``cache_location`` given as a URL (probe round 3, P33).
+"""``cache_location`` given as a URL.
 
-Recorded from 0.12.1 (black box, /tmp/P33/probe_cacheloc.py run in an empty working directory):
+Recorded from 0.12.1 (black box, a script run in an empty working directory):
 ``cache_location='file:///tmp/.../cache'`` made a directory ``file:`` under the working directory and failed with
 ``sqlite3.OperationalError: unable to open database file``; ``'s3://bucket/cache'`` silently made ``./s3:/bucket/cache``
 and cached there. We did the same.

@@ -1,4 +1,4 @@
-"""The local disk cache shared by two readers at once (probe round 3, P33).
+"""The local disk cache shared by two readers at once.
 
 Two readers given the same ``cache_location``: the first to leave its ``with`` block removes the directory (as
 0.13 does); the second, still reading, used to fail with a bare ``sqlite3.OperationalError: unable to open

@@ -161,7 +161,7 @@ def test_invalid_arguments_raise_the_original_value_errors(kwargs, message):
 
 def test_missing_column_is_named():
     # the timestamp column is needed and named; another listed field missing from the batch (removed by a
-    # TransformSpec) is left out of the windows, as 0.12.1 does (tests/test_probe3_ngram_transform.py)
+    # TransformSpec) is left out of the windows, as 0.12.1 does (tests/test_ngram_transform.py)
     ngram = NGram({0: [TestSchema.id, TestSchema.sensor_name]}, 4, TestSchema.id)
     with pytest.raises(PetastormSchemaError, match="'id'"):
         ngram.form_ngrams_from_columns({"sensor_name": np.arange(3)}, 3)

@@ -1,4 +1,4 @@
-"""NGram with a TransformSpec and with timestamps that cannot be subtracted (probe round 3, P34).
+"""NGram with a TransformSpec and with timestamps that cannot be subtracted.
 
 Expected behaviour recorded from petastorm 0.12.1 (black box, /work/main/.venv-original) on a dataset of the
 same layout: a field listed in the NGram but removed by ``TransformSpec(removed_fields=...)`` is left out of

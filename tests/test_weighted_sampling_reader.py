@@ -136,7 +136,7 @@ def test_readers_with_different_ngrams_are_refused():
     without = ReaderMock(seq, schema_data_generator_example)
     with pytest.raises(ValueError, match="ngram"):
         WeightedSamplingReader([with_ngram, without], [0.5, 0.5])
-    # other offsets are refused; another delta_threshold mixes, as 0.12.1 (tests/test_probe3_weighted_ngram.py)
+    # other offsets are refused; another delta_threshold mixes, as 0.12.1 (tests/test_weighted_sampling_reader_ngram.py)
     other_ngram = ReaderMock(seq, schema_data_generator_example,
                              ngram=NGram({-1: ["ts", "x"], 0: ["ts"]}, delta_threshold=1, timestamp_field="ts"))
     with pytest.raises(ValueError, match="ngram"):

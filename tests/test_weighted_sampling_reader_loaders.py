@@ -1,4 +1,4 @@
-"""WeightedSamplingReader under the torch DataLoader: a second pass (probe round 3, P34).
+"""WeightedSamplingReader under the torch DataLoader: a second pass.
 
 0.12.1 (black box): the first pass of ``DataLoader(WeightedSamplingReader(...))`` ends when the first reader
 picked is exhausted; a second pass raises ``AttributeError: 'WeightedSamplingReader' object has no attribute

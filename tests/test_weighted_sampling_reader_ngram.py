@@ -1,4 +1,4 @@
-"""WeightedSamplingReader over real ngram readers (probe round 3, P34).
+"""WeightedSamplingReader over real ngram readers.
 
 Recorded from petastorm 0.12.1 (black box, /work/main/.venv-original, with ``numpy.float = float`` set first
 so that its WeightedSamplingReader runs under numpy 1.26; 0.13.1 gives the same): readers whose NGrams

@@ -1,4 +1,4 @@
-"""Probe round 3 (P31): the Spark converter feeding the torch / tf loaders, as a 0.12.1 user's script calls it.
+"""The Spark converter feeding the torch / tf loaders, as a 0.12.1 user's script calls it.
 
 Expected values marked "recorded" were observed on petastorm 0.12.1 (pyspark 3.5.9, TensorFlow 2.16, black-box
 runs from outside the repository).
@@ -28,7 +28,7 @@ def odd_parent(spark_session, tmp_path):
 def test_cache_dir_with_space_and_percent_is_read_by_the_loaders(spark_session, odd_parent):
     # Spark's inputFiles() gives percent-encoded URIs ('my%20cache%20%2520%20dir'): the loaders looked for that
     # literal path ('Passed non-file path: .../my%20cache%20%2520%20dir/part-...'). 0.12.1 failed alike
-    # (recorded: FileNotFoundError on '/tmp/p31%20space/part-...'); a path with a space is ordinary on macOS/Windows.
+    # (recorded: FileNotFoundError on '/tmp/<dir>%20space/part-...'); a path with a space is ordinary on macOS/Windows.
     df = spark_session.range(7).selectExpr("id", "cast(id as double) / 2 as x").coalesce(1)
     converter = make_spark_converter(df)
     assert all(url.startswith("file://" + odd_parent + "/") for url in converter.file_urls)

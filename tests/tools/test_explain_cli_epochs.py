@@ -1,4 +1,4 @@
-"""petastorm-explain: an epoch the reader never reads is refused in one line (probe round 3, P34)."""
+"""petastorm-explain: an epoch the reader never reads is refused in one line."""
 from petastorm.tools.explain import _main
 
 
