@@ -44,6 +44,8 @@ def _kind_words(dtype: np.dtype, sample: Any = None) -> str:
         return f"{type(sample).__name__} objects"
     if isinstance(sample, np.ndarray):
         return "arrays of different shapes (a variable-shape field)"
+    if dtype.kind == "O" and sample is None:
+        return "values of numpy object dtype (Python objects, or only nulls: a column of Arrow type null)"
     if sample is not None:
         return f"Python objects ({type(sample).__name__})"
     return f"values of numpy type {dtype}"
@@ -126,6 +128,12 @@ def _object_column_error(name: str, column: np.ndarray) -> PetastormTypeError:
             f"missing values; fill them in transform_fn (e.g. with a sentinel and a mask column), or leave the "
             f"field out with schema_fields=[...] on the reader")
     sample = next(iter(flat), None)
+    if isinstance(sample, np.ndarray) and len({np.shape(cell) for cell in flat}) == 1 and \
+            any(cell is None for cells in flat for cell in np.asarray(cells).reshape(-1)):
+        return PetastormTypeError(
+            f"field {name!r} holds lists with missing elements (None inside a list): JAX arrays have no missing "
+            f"values; fill them in transform_fn (e.g. with a sentinel and a mask column), or leave the field out "
+            f"with schema_fields=[...] on the reader")
     return PetastormTypeError(f"field {name!r} holds {_kind_words(column.dtype, sample)}: JAX arrays hold numbers "
                               f"only, one shape per batch; {_HOW_TO_FIX}")
 
@@ -136,6 +144,9 @@ def _as_array(name: str, column: Any) -> Any:
 
     if isinstance(column, (np.ndarray, jax.Array)):
         return column
+    if column is None:  # numpy would make it a 0-d object array, blamed as "a scalar" or as a null
+        raise PetastormTypeError(f"field {name!r} is None, not an array: transform_fn must give every field it "
+                                 f"returns an array of the batch's rows; leave a field out of its dict to drop it")
     if isinstance(column, Mapping):  # numpy would make it a 0-d object array, blamed as "a scalar"
         raise PetastormTypeError(f"field {name!r} holds a {type(column).__name__} (a nested batch): make_jax_iterator "
                                  f"places a flat dict of arrays; give its fields names of their own in transform_fn "
@@ -160,6 +171,23 @@ def _check_fits_narrow(name: str, column: np.ndarray, what: Optional[str] = None
             f"[{info.min}, {info.max}], the type JAX gives them while 64-bit mode is off (they would wrap "
             f"silently): turn it on with jax.config.update('jax_enable_x64', True) before creating arrays, or "
             f"cast the field in transform_fn")
+
+
+#: numpy types that JAX has no type for (``float128``/``complex256`` where numpy's long double is wider than 64 bits)
+_NO_JAX_TYPE = frozenset({np.dtype(np.longdouble), np.dtype(np.clongdouble)}) - \
+    {np.dtype(np.float64), np.dtype(np.complex128)}
+
+
+def _unmasked(name: str, column: np.ma.MaskedArray) -> np.ndarray:
+    """The data of a numpy masked array that masks nothing; one that masks values is refused: its mask would be
+    dropped, the masked values arriving as whatever the array holds under them."""
+    masked = int(np.ma.count_masked(column))
+    if masked:
+        raise PetastormTypeError(
+            f"field {name!r} is a numpy masked array with {masked} masked value{'s' if masked != 1 else ''}: JAX "
+            f"arrays have no mask, and the values under it would arrive as data; fill them in transform_fn "
+            f"(column.filled(...), with a mask column if the model needs one)")
+    return np.ma.getdata(column)
 
 
 #: The integers a float type holds exactly, whatever their neighbours: up to 2**24 for float32, 2**53 for float64.
@@ -250,7 +278,7 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
     for name, column in batch.items():  # the common case, one cheap test a column: plain numeric arrays
         if type(column) is not np.ndarray or column.dtype.kind not in _NUMERIC_KINDS or \
                 (not x64 and column.dtype in _NARROW_INTS) or not column.dtype.isnative or \
-                (name in float_fields and column.dtype.kind in "iu"):
+                (name in float_fields and column.dtype.kind in "iu") or column.dtype in _NO_JAX_TYPE:
             break
     else:
         return dict(batch)
@@ -259,7 +287,12 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
         if isinstance(column, jax.Array):  # made by transform_fn on device: JAX types already
             out[name] = column
             continue
+        if isinstance(column, np.ma.MaskedArray):
+            column = _unmasked(name, column)
         column = np.asarray(column) if not isinstance(column, np.ndarray) else column
+        if column.dtype in _NO_JAX_TYPE:
+            raise PetastormTypeError(f"field {name!r} holds {column.dtype} values, a type JAX does not have: cast it "
+                                     f"to float64 (complex128) or narrower in transform_fn")
         if not column.dtype.isnative:  # big-endian (a field declared '>f4'): JAX takes native byte order only
             column = column.astype(column.dtype.newbyteorder("="))
         kind = column.dtype.kind
