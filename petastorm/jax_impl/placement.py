@@ -43,7 +43,7 @@ def ensure_sharding(sharding: Any) -> Any:
     PetastormTypeError
         For anything else, naming the argument and its type.
     PetastormArgumentError
-        For a sharding over an ``AbstractMesh`` (no devices).
+        For a sharding over an ``AbstractMesh`` (no devices), or with an ``UNCONSTRAINED`` axis.
     """
     if sharding is None:
         return None
@@ -61,6 +61,11 @@ def ensure_sharding(sharding: Any) -> Any:
         raise PetastormArgumentError(f"sharding {sharding} is over an AbstractMesh, which has no devices to place "
                                      f"batches on: make it over a Mesh of devices, e.g. Mesh(np.array(jax.devices()), "
                                      f"('data',))")
+    spec = getattr(sharding, "spec", None) or ()
+    if any(axis is getattr(jax.sharding.PartitionSpec, "UNCONSTRAINED", ()) for axis in spec):
+        raise PetastormArgumentError(f"sharding {sharding} has an UNCONSTRAINED axis, which only "
+                                     f"jax.lax.with_sharding_constraint takes (jax.device_put raises a bare "
+                                     f"KeyError): name the mesh axes to split, or None for a replicated one")
     return sharding
 
 
