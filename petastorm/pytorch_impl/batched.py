@@ -31,17 +31,10 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 import numpy as np
 
 from petastorm.adapters.buffer_quality import pass_seed
-from petastorm.adapters.checks import ensure_aligned, ensure_int
-from petastorm.adapters.nulls import batch_nulls_as_nan
-from petastorm.errors import (
-    PetastormArgumentError,
-    PetastormArgumentTypeError,
-    PetastormStateError,
-    PetastormTypeError,
-)
-from petastorm.pytorch_impl.batched_buffers import column_as_numpy
-from petastorm.pytorch_impl.device import NULLS_HINT, STRINGS_HINT, TensorConverter, resolve_device
-from petastorm.pytorch_impl.dtypes import promote_array, refuse_nulls_columns, refuse_string_arrays
+from petastorm.adapters.checks import ensure_int
+from petastorm.errors import PetastormArgumentError, PetastormArgumentTypeError, PetastormStateError
+from petastorm.pytorch_impl.column_checks import is_batch_reader, make_chunk_fn
+from petastorm.pytorch_impl.device import TensorConverter, resolve_device
 from petastorm.pytorch_impl.inmem_table import InMemTable
 from petastorm.pytorch_impl.loader_base import LoaderBase, ensure_reader
 from petastorm.reader_impl.reader_state import describe_differences
@@ -62,10 +55,6 @@ _K_DATASET = "dataset_fingerprint"
 _K_READER_START = "reader_start"
 
 
-def _is_batch_reader(reader: Any) -> bool:
-    return bool(getattr(reader, "is_batched_reader", getattr(reader, "batched_output", False)))
-
-
 def _thread_worth_it(loader: "BatchedDataLoader") -> bool:
     """Whether a pass of ``loader`` gains from its prefetch thread.
 
@@ -79,65 +68,7 @@ def _thread_worth_it(loader: "BatchedDataLoader") -> bool:
     """
     pool = getattr(loader.reader, "reader_pool_type", None)  # None: a reader without one (a ReaderMock)
     return not (loader._converter.convert_block is not None and not loader.shuffling_queue_capacity
-                and loader.transform_fn is None and pool in ("thread", "process") and _is_batch_reader(loader.reader))
-
-
-def _column_of(name: str, value: Any) -> np.ndarray:
-    """What ``transform_fn`` returned for field ``name``, as a numpy array (an error naming the field if not)."""
-    try:
-        return column_as_numpy(value)
-    except Exception as e:  # noqa: BLE001
-        raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, which is not "
-                                 f"an array ({e})") from None
-
-
-def _chunk_fn(transform_fn: Optional[Callable], reader: Any) -> Optional[Callable]:
-    """What runs on each reader batch before batching: for ``make_batch_reader``, numbers with nulls become floats
-    with NaN (:func:`~petastorm.adapters.nulls.nulls_as_nan_columns`, as the original's batch reader gave
-    them, so every batch of a reader batch has one dtype), then ``transform_fn`` per column (:func:`_per_column`);
-    for ``make_reader``, ``transform_fn``, then a ``None`` left is the original's nullable ``TypeError``."""
-    per_column = _per_column(transform_fn)
-    if not _is_batch_reader(reader):  # None in a row's value: the original's TypeError, after transform_fn (it may fill them)
-        if per_column is None:
-            return _refuse_nulls
-        return lambda columns: _refuse_nulls(per_column(columns))
-    nulls_as_nan = batch_nulls_as_nan(reader)
-    if per_column is None:
-        return lambda columns: _refuse_strings(nulls_as_nan(columns))
-    return lambda columns: _refuse_strings(per_column(nulls_as_nan(columns)))
-
-
-def _refuse_nulls(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    return refuse_string_arrays(refuse_nulls_columns(columns, NULLS_HINT), STRINGS_HINT)
-
-
-def _refuse_strings(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Fields of string arrays: the original's error naming the field, per reader batch (after ``transform_fn``,
-    which may turn them into numbers), before batching could fail on them as cells of different shapes."""
-    return refuse_string_arrays(columns, STRINGS_HINT)
-
-
-def _per_column(transform_fn: Optional[Callable]) -> Optional[Callable]:
-    """The original's ``transform_fn`` semantics: called once per field on the reader's column batch, with the
-    original's type promotions applied (:func:`~petastorm.pytorch_impl.dtypes.promote_array`)."""
-    if transform_fn is None:
-        return None
-
-    def apply(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        out = {}
-        for name, col in columns.items():
-            # the original's promotions first (bool -> uint8, uint16 -> int32, uint32 -> int64; recorded from
-            # 0.12.1): ``x * 2`` of a uint16 column overflowed before the loader promoted it
-            value = transform_fn(promote_array(name, col, strings_ok=True))
-            out[name] = column = _column_of(name, value)
-            if column.ndim == 0:
-                raise PetastormTypeError(f"transform_fn returned a {type(value).__name__} for field {name!r}, not a "
-                                         f"column: it gets the field's column of a reader batch (shape (rows, ...)) "
-                                         f"and must return the new column")
-        ensure_aligned(out, "transform_fn returned columns")
-        return out
-
-    return apply
+                and loader.transform_fn is None and pool in ("thread", "process") and is_batch_reader(loader.reader))
 
 
 class BatchedDataLoader(LoaderBase):
@@ -186,7 +117,7 @@ class BatchedDataLoader(LoaderBase):
         super().__init__()
         ensure_reader(reader, "BatchedDataLoader")
         # 0.12.1 took batch_size=8.0 over make_reader (its make_batch_reader path raised TypeError): recorded
-        self.batch_size = ensure_int("batch_size", batch_size, 1, integral_float=not _is_batch_reader(reader))
+        self.batch_size = ensure_int("batch_size", batch_size, 1, integral_float=not is_batch_reader(reader))
         self.shuffling_queue_capacity = ensure_int("shuffling_queue_capacity", shuffling_queue_capacity, 0)
         self.prefetch = ensure_int("prefetch", prefetch, 0)
         if transform_fn is not None and not callable(transform_fn):
@@ -198,7 +129,7 @@ class BatchedDataLoader(LoaderBase):
         self.seed = seed
         self.device = resolve_device(device)
         self.pin_memory = bool(pin_memory)
-        self._converter = TensorConverter(self.device, self.pin_memory, row_values=not _is_batch_reader(reader))
+        self._converter = TensorConverter(self.device, self.pin_memory, row_values=not is_batch_reader(reader))
         self._current: Any = None
 
     # --- one pass ------------------------------------------------------------------------------------------
@@ -210,7 +141,7 @@ class BatchedDataLoader(LoaderBase):
         prefetch = self.prefetch if _thread_worth_it(self) else 0
         return BatchPipeline(self.reader, self.batch_size, shuffling_queue_capacity=self.shuffling_queue_capacity,
                              seed=seed, convert=self._converter, prefetch=prefetch,
-                             chunk_fn=_chunk_fn(self.transform_fn, self.reader),
+                             chunk_fn=make_chunk_fn(self.transform_fn, self.reader),
                              convert_block=self._converter.convert_block)
 
     def _pass_buffer_seed(self) -> Optional[list]:
@@ -244,7 +175,7 @@ class BatchedDataLoader(LoaderBase):
 
     def _settings(self) -> Dict[str, Any]:
         return {"batch_size": self.batch_size, "shuffling_queue_capacity": self.shuffling_queue_capacity,
-                "reader": "make_batch_reader" if _is_batch_reader(self.reader) else "make_reader"}
+                "reader": "make_batch_reader" if is_batch_reader(self.reader) else "make_reader"}
 
     def _pass_state(self) -> dict:
         if self._current is None:
@@ -359,7 +290,7 @@ class InMemBatchedDataLoader(LoaderBase):
         except Exception:  # noqa: BLE001 - readers without a state
             self._reader_start, self._dataset_fingerprint = None, None
         source = ReaderSource(self.reader)
-        chunk_fn = _chunk_fn(self.transform_fn, self.reader)
+        chunk_fn = make_chunk_fn(self.transform_fn, self.reader)
         parts, rows, stored, more = [], 0, 0, False  # rows read from the reader, rows stored
         while rows < self.rows_capacity:
             chunk = source.next_chunk(min(self.rows_capacity - rows, 4096))
@@ -380,7 +311,7 @@ class InMemBatchedDataLoader(LoaderBase):
                           f"reader's other rows out (as petastorm 0.12.1 did): raise rows_capacity to use them",
                           UserWarning, stacklevel=4)
         # each reader batch is freed once copied; shuffled epochs gather rows, ordered ones copy whole batches
-        self._data = InMemTable(parts, row_major=self.shuffle, row_values=not _is_batch_reader(self.reader),
+        self._data = InMemTable(parts, row_major=self.shuffle, row_values=not is_batch_reader(self.reader),
                                 batch_rows=self.batch_size)
         self._rows = stored
 

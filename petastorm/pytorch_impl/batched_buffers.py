@@ -18,7 +18,8 @@ Behaviour recorded from petastorm 0.12.1 (black box) and kept:
   batch_size=1)`: ``can_add()`` while fewer than ``shuffling_buffer_capacity`` rows are held (never after
   ``finish()``); ``can_retrieve()`` with at least ``batch_size`` rows and more than ``min_after_retrieve``
   (after ``finish()``: while any row is held); adding past ``capacity + extra_capacity`` rows and retrieving
-  when ``can_retrieve()`` is False raise the original's ``RuntimeError``.
+  when ``can_retrieve()`` is False raise the original's ``RuntimeError``, and so does ``add_many`` after
+  ``finish()`` (the noop buffer ignores such an add, as the original's did).
 
 Here the random buffer stores rows in numpy arrays (a
 :class:`~petastorm.adapters.column_buffer.ColumnShufflingBuffer` of ``capacity + extra_capacity`` rows, whose
@@ -83,7 +84,8 @@ class BatchedShufflingBufferBase(BufferInterface):
     def add_many(self, items: List[Any]) -> None:
         """Add rows: ``items`` is a list of columns (tensors or arrays), each with the same number of rows."""
         if self._done_adding:
-            return  # the original ignores adds after finish() (it neither stores nor raises)
+            self._add_after_finish()
+            return
         columns = [column_as_numpy(c) for c in items]
         if len({len(c) for c in columns}) > 1:  # 0.12.1 broadcast a 1-row column, served misaligned rows
             rows = ", ".join(f"column {i} {len(c)} rows" for i, c in enumerate(columns))
@@ -93,6 +95,10 @@ class BatchedShufflingBufferBase(BufferInterface):
     @abstractmethod
     def _add_many(self, items: List[np.ndarray]) -> None:
         """Store the columns."""
+
+    def _add_after_finish(self) -> None:
+        """An ``add_many`` after ``finish()``: ignored, as the original's noop buffer did (it neither stored nor
+        raised)."""
 
 
 class BatchedNoopShufflingBuffer(BatchedShufflingBufferBase):
@@ -191,6 +197,10 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
             raise PetastormSchemaError(f"add_many: {len(items)} columns after {len(self._names)} column(s) in the "
                                        f"earlier calls")
         self._buffer.add(dict(zip(self._names, items)))
+
+    def _add_after_finish(self) -> None:
+        """The original's random buffer refused rows after ``finish()`` (recorded from 0.12.1)."""
+        raise PetastormReaderError("Can not call add_many after done_adding() was called (finish() was called).")
 
     def retrieve(self) -> List[Any]:
         if not self.can_retrieve():

@@ -15,7 +15,12 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from petastorm.adapters.nulls import nullable_numbers_as_nan
-from petastorm.errors import PetastormArgumentError, PetastormBatchShapeError, PetastormTypeError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormBatchShapeError,
+    PetastormTypeError,
+    PetastormValueTypeError,
+)
 from petastorm.pytorch_impl.dtypes import (
     ARRAY_PROMOTIONS,
     is_text_or_object_dtype,
@@ -23,7 +28,8 @@ from petastorm.pytorch_impl.dtypes import (
     string_array_error,
 )
 
-__all__ = ["resolve_device", "column_to_tensor", "numeric_to_tensor", "TensorConverter", "AS_IS_DTYPES",
+__all__ = ["resolve_device", "column_to_tensor", "numeric_to_tensor", "string_column_error", "TensorConverter",
+           "AS_IS_DTYPES",
            "block_to_tensors", "NULLS_HINT", "STRINGS_HINT"]
 
 
@@ -97,8 +103,11 @@ AS_IS_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.float1
 _AS_IS = AS_IS_DTYPES
 
 
-def _string_error(name: str) -> PetastormTypeError:
-    return PetastormTypeError(f"{string_array_error(name)} {_HINT}")
+def string_column_error(name: str) -> PetastormValueTypeError:
+    """The error for field ``name`` whose values no tensor can hold (strings, bytes, Decimal...), with what to do."""
+    # a TypeError (the original's message, over make_batch_reader) and a ValueError (over make_reader, the
+    # original's BatchedDataLoader and InMemBatchedDataLoader let torch fail with "too many dimensions 'str'")
+    return PetastormValueTypeError(f"{string_array_error(name)} {_HINT}")
 
 
 def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.ndarray:
@@ -112,7 +121,7 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
     """
     values = col.ravel().tolist() if col.ndim == 1 else None
     if values is None:
-        raise _string_error(name)
+        raise string_column_error(name)
     if any(v is None for v in values):
         present = [v for v in values if v is not None]
         # numbers with nulls: NaN, as the original; a batch of nulls only (of an array field: NaN scalars would
@@ -121,7 +130,7 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
         if out is None:
             if row_values or not present or isinstance(present[0], np.ndarray):
                 raise PetastormTypeError(f"{nullable_error(name)}. {NULLS_HINT}")
-            raise _string_error(name)
+            raise string_column_error(name)
         return out
     if values and all(isinstance(v, np.ndarray) for v in values):
         try:
@@ -136,9 +145,9 @@ def _numeric_object_column(name: str, col: np.ndarray, row_values: bool) -> np.n
         try:
             stacked = np.asarray(values)
         except ValueError:
-            raise _string_error(name) from None
+            raise string_column_error(name) from None
     if is_text_or_object_dtype(stacked.dtype):
-        raise _string_error(name)
+        raise string_column_error(name)
     return stacked
 
 
@@ -171,7 +180,7 @@ def column_to_tensor(name: str, col: np.ndarray, row_values: bool = False) -> An
     if col.dtype.kind == "O":
         col = _numeric_object_column(name, col, row_values)
     if is_text_or_object_dtype(col.dtype):
-        raise _string_error(name)
+        raise string_column_error(name)
     if row_values and col.ndim == 1:
         target = np.dtype(np.uint8) if col.dtype == np.bool_ else None
     else:

@@ -39,6 +39,7 @@ __all__ = [
     "string_array_error",
     "refuse_nulls_columns",
     "refuse_string_arrays",
+    "first_present",
 ]
 
 #: numpy dtype of an array -> the dtype the original converts it to before making a tensor.
@@ -160,7 +161,7 @@ def refuse_nulls_columns(columns: Dict[str, np.ndarray], hint: str = "") -> Dict
     return columns
 
 
-def _first_present(col: np.ndarray) -> Any:
+def first_present(col: np.ndarray) -> Any:
     """The first cell of a 1-D object column that is not ``None`` (None when there is none)."""
     if len(col) and col[0] is not None:
         return col[0]
@@ -186,7 +187,7 @@ def refuse_string_arrays(columns: Dict[str, np.ndarray], hint: str = "") -> Dict
         kind = col.dtype.kind
         bad = kind in "US" and col.ndim > 1
         if kind == "O" and col.ndim == 1:
-            first = _first_present(col)
+            first = first_present(col)
             bad = isinstance(first, np.ndarray) and first.dtype.kind in _TEXT_OR_OBJECT_KINDS
         if bad:
             error = string_array_error(name)
