@@ -59,7 +59,7 @@ _PAGE_BYTES = 4 << 20    # bytes per page, at most (unless one call needs more)
 _ALIGN = 64              # XLA's CPU client aliases host buffers aligned to this many bytes
 KEEP = np.bool_(True)    #: the always-true predicate of the chained outputs (:func:`chain_link`)
 
-_Layout = Tuple[Tuple[str, str, Tuple[int, ...], bool], ...]
+_Layout = Tuple[Tuple[str, np.dtype, Tuple[int, ...], bool], ...]
 
 
 def batches_per_call(n_columns: int) -> int:
@@ -179,7 +179,7 @@ class BlockPlacer:
 
     def plan(self, columns: Mapping[str, Any]) -> _Plan:
         """The plan of this column layout (made once per layout)."""
-        layout = tuple((name, getattr(col, "dtype", np.dtype(object)).str, np.shape(col)[1:],
+        layout = tuple((name, getattr(col, "dtype", np.dtype(object)), np.shape(col)[1:],
                         type(col) is np.ndarray) for name, col in columns.items())
         plan = self._plans.get(layout)
         if plan is None:
@@ -190,14 +190,14 @@ class BlockPlacer:
 
     def _make_plan(self, columns: Mapping[str, Any]) -> _Plan:
         bs = self.batch_size
-        by_kind: Dict[Tuple[str, Tuple[int, ...]], List[str]] = {}
+        by_kind: Dict[Tuple[np.dtype, Tuple[int, ...]], List[str]] = {}
         rest: List[str] = []
         row_bytes = 0
         for name, col in columns.items():
             cell = int(np.prod(col.shape[1:], dtype=np.int64)) * col.itemsize if type(col) is np.ndarray else 0
             if type(col) is np.ndarray and col.dtype.kind in _KINDS and col.ndim >= 1 \
                     and cell * bs <= self.group_max_bytes:
-                by_kind.setdefault((col.dtype.str, col.shape[1:]), []).append(name)
+                by_kind.setdefault((col.dtype, col.shape[1:]), []).append(name)  # not dtype.str: int4 = float8 there
                 row_bytes += cell
             else:
                 rest.append(name)

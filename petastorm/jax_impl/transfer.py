@@ -35,7 +35,7 @@ __all__ = ["BatchTransfer", "GROUP_MAX_BYTES"]
 GROUP_MAX_BYTES = 1 << 20
 _MAX_LAYOUTS = 32  # batch layouts (field dtypes and shapes) kept compiled; a new one beyond it clears them
 
-_Layout = Tuple[Tuple[str, str, Tuple[int, ...], bool], ...]
+_Layout = Tuple[Tuple[str, np.dtype, Tuple[int, ...], bool], ...]
 
 
 class _Plan:
@@ -146,7 +146,7 @@ class BatchTransfer:
     def __call__(self, columns: Mapping[str, np.ndarray]) -> Dict[str, Any]:
         if not self._can_group:
             return self._put(columns)
-        layout = tuple((name, col.dtype.str, col.shape, type(col) is np.ndarray) for name, col in columns.items())
+        layout = tuple((name, col.dtype, col.shape, type(col) is np.ndarray) for name, col in columns.items())
         plan = self._plans.get(layout)
         if plan is None:
             plan = self._make_plan(columns)
@@ -176,11 +176,11 @@ class BatchTransfer:
 
     def _make_plan(self, columns: Mapping[str, np.ndarray]) -> _Plan:
 
-        by_kind: Dict[Tuple[str, Tuple[int, ...]], List[str]] = {}
+        by_kind: Dict[Tuple[np.dtype, Tuple[int, ...]], List[str]] = {}
         singles: List[str] = []
         for name, col in columns.items():
             if type(col) is np.ndarray and col.nbytes <= self.group_max_bytes:
-                by_kind.setdefault((col.dtype.str, col.shape), []).append(name)
+                by_kind.setdefault((col.dtype, col.shape), []).append(name)  # not dtype.str: int4 = float8 there
             else:
                 singles.append(name)
         groups = [names for names in by_kind.values() if len(names) > 1]
