@@ -134,6 +134,14 @@ def test_readme_tuning_lists_every_setting_with_its_default():
             assert float(listed[var.name]) == value, var.name
 
 
+def test_readme_development_names_every_make_target():
+    # make test-spark4, compat-diff and gpu-check were in no page the README links
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        targets = re.search(r"^\.PHONY:(.*)$", f.read(), re.M).group(1).split()
+    readme = _page("README.md")
+    assert [t for t in targets if not re.search(rf"\bmake {t}\b", readme)] == []
+
+
 def test_readme_storage_options_parenthesis_is_closed():
     reading = _section(_page("README.md"), "Reading")
     assert reading.count("(") == reading.count(")")
