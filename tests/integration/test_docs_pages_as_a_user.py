@@ -13,7 +13,9 @@ docs/original_errors.md. Here:
 - docs/settings.md: its block, and the error message it quotes, from a fresh interpreter.
 - docs/migration.md: the rows of "Cases where the original did not raise, and we do", the ``filters`` example
   on ``legacy/0.7.6``, the deprecated arguments' warnings and the ``ReaderMock`` row.
-- docs/architecture.md: the reader state's keys and two module/function names.
+- README: every ``make`` target of the Makefile is named.
+- docs/architecture.md: the reader state's keys, two module/function names, and every module of the package
+  in its module map.
 - docs/spark.md: the converter block's batches against the dtypes and shapes its comments give; every console
   script in its tools list and table, each option it names taken by the tool, ``petastorm-explain`` as described.
 - docs/api/: every module or name the pages above tell users to import or call has an API page; every page
