@@ -25,15 +25,27 @@ The pipeline is ``range(∞).map(numpy_function(next item)).take(∞)``, a ``tf.
   a whole row group of a batch reader. The original read none ahead for ``take`` (recorded from 0.12.1:
   ``take(5)`` then a pass gives the other 55 of 60 rows), and ``reader.state_dict()`` after ``take(n)`` is the
   consumer's position. The reader's own workers read and decode ahead; the consumer adds ``.prefetch(n)`` to
-  its own pipeline (after ``batch``) for more overlap.
+  its own pipeline (after ``batch``) for more overlap;
+- the reader lives as long as the user's pipeline, no longer: TensorFlow keeps a ``numpy_function``'s callable as
+  long as the outermost graph, which for a dataset made eagerly is the global graph (for ever). The callable
+  (:class:`_SourceCall`) holds the item source weakly; the returned dataset and its variant tensor hold it
+  strongly, and so does everything that keeps them: the user's later stages (``map``, ``batch``... keep their
+  input dataset), an iterator (it keeps the dataset the v1 adapter wraps, which shares the adapter's variant
+  tensor, not the adapter), a ``tf.function`` that captured the dataset (its variant tensor). A pipeline
+  and its iterators dropped mid-epoch free the reader, whose finalizer stops its workers. A dataset made while
+  a graph is built (TF1 graph mode, inside a ``tf.function`` or a dataset function) has no Python object that
+  outlives the building: the graph being built holds the item source (a ``tf.Graph``, or the traced function's
+  graph, which lives as long as the traced function).
 """
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, List
 
 import numpy as np
 
+from petastorm.errors import PetastormReaderError
 from petastorm.tf_impl import import_tensorflow
 from petastorm.tf_impl.layout import ElementLayout
 
@@ -79,6 +91,38 @@ class ItemSource:
         return self._flatten(item)
 
 
+class _SourceCall:
+    """The ``numpy_function``'s callable: the item source's ``next_flat``, through a weak reference (TensorFlow
+    may keep this callable for ever; see the module docstring)."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: ItemSource) -> None:
+        self._source = weakref.ref(source)
+
+    def __call__(self, position: Any) -> List[np.ndarray]:
+        source = self._source()
+        if source is None:  # only a call TensorFlow makes after the pipeline was dropped (a late prefetch)
+            raise PetastormReaderError("make_petastorm_dataset: the dataset was dropped, and with it its reader; "
+                                       "keep a reference to the dataset (or its iterator) while you read it")
+        return source.next_flat(position)
+
+
+_HOLD = "_petastorm_item_sources"
+
+
+def _hold(tf: Any, dataset: Any, source: ItemSource) -> None:
+    """Give ``source`` the lifetime of the user's pipeline (see the module docstring)."""
+    if tf.executing_eagerly():
+        holders = [dataset, dataset._variant_tensor]  # pylint: disable=protected-access
+    else:
+        holders = [tf.compat.v1.get_default_graph()]
+    for holder in holders:
+        if not hasattr(holder, _HOLD):
+            setattr(holder, _HOLD, [])
+        getattr(holder, _HOLD).append(source)
+
+
 def make_petastorm_dataset(reader: Any) -> Any:
     """See :func:`petastorm.tf_utils.make_petastorm_dataset`."""
     tf = import_tensorflow()
@@ -87,9 +131,10 @@ def make_petastorm_dataset(reader: Any) -> Any:
     specs = layout.flat_specs()
     dtypes = [tf.as_dtype(name) for name, _ in specs]
     source = ItemSource(reader, layout)
+    call = _SourceCall(source)
 
     def element(position: Any) -> Any:
-        flat = tf.numpy_function(source.next_flat, [position], dtypes, stateful=True, name="petastorm_next")
+        flat = tf.numpy_function(call, [position], dtypes, stateful=True, name="petastorm_next")
         flat = list(flat) if isinstance(flat, (list, tuple)) else [flat]
         for tensor, (_, shape) in zip(flat, specs):
             tensor.set_shape(shape)
@@ -100,7 +145,9 @@ def make_petastorm_dataset(reader: Any) -> Any:
     # the sequence on the function's OutOfRangeError (the reader's StopIteration); take keeps it ended (no call
     # after the end: see the module docstring). take(-1) would be removed by TensorFlow's noop elimination.
     dataset = tf.compat.v1.data.Dataset.range(_ENDLESS).map(element).take(_ENDLESS)
-    return dataset.with_options(_no_read_ahead(tf))
+    dataset = dataset.with_options(_no_read_ahead(tf))
+    _hold(tf, dataset, source)
+    return dataset
 
 
 def _no_read_ahead(tf: Any) -> Any:
