@@ -1,5 +1,5 @@
-""":class:`petastorm.adapters.ColumnShufflingBuffer` with the inputs a hostile user
-gives: bad counts and columns that are not aligned arrays."""
+""":class:`petastorm.adapters.ColumnShufflingBuffer` with the inputs a hostile user gives: bad counts and columns
+that are not aligned arrays."""
 import numpy as np
 import pytest
 

@@ -1,5 +1,5 @@
-""":meth:`ColumnShufflingBuffer.load_state_dict` with malformed states refuses them
-with a :class:`PetastormStateError` naming the key at fault, and a refused state leaves the buffer as it was."""
+""":meth:`ColumnShufflingBuffer.load_state_dict` with malformed states refuses them with a
+:class:`PetastormStateError` naming the key at fault, and a refused state leaves the buffer as it was."""
 import numpy as np
 import pytest
 

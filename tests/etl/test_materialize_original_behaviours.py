@@ -1,4 +1,4 @@
-"""``materialize_dataset`` as 0.12.1 behaves (recorded as a black box with pyspark 3.5.9, Java 17).
+"""``materialize_dataset`` against the behaviours of 0.12.1 (recorded as a black box with pyspark 3.5.9, Java 17).
 
 Recorded from 0.12.1 and checked here:
 - ``row_group_size_mb`` given as a numpy integer (``np.int64(1)``) set ``parquet.block.size`` to 1048576 and the

@@ -1,5 +1,5 @@
-"""S3 failures through the readers: a bucket that does not exist, a missing key, and
-missing credentials, on the moto server (``s3_server``), through pyarrow's S3 and s3fs.
+"""S3 failures through the readers: a bucket that does not exist, a missing key, and missing credentials, on the
+moto server (``s3_server``), through pyarrow's S3 and s3fs.
 
 0.12.1 has no s3fs in its test environment: these are our own requirements (an error naming the URL).
 """

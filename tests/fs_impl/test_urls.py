@@ -1,5 +1,5 @@
-"""URL forms through the readers: ``#`` and ``?`` in local and S3 paths, prefixes of
-other keys, lists of URLs, and the errors for schemes whose package or cluster is missing.
+"""URL forms through the readers: ``#`` and ``?`` in local and S3 paths, prefixes of other keys, lists of URLs, and
+the errors for schemes whose package or cluster is missing.
 
 Recorded from 0.12.1 (black box): ``make_batch_reader('gs://bucket/ds')`` without gcsfs raised
 ``ImportError: Please install gcsfs to access Google Storage`` (abfs: ``ImportError: Install adlfs ...``);

@@ -1,6 +1,6 @@
-"""Nothing a reader opened outlives ``stop(); join()`` or the reader itself,
-under failure: worker processes' pipes, Parquet files of an abandoned dummy-pool reader, results of a failed
-pass held by a stopped thread pool; and ``join()`` with stuck worker threads is bounded once, not per thread.
+"""Nothing a reader opened outlives ``stop(); join()`` or the reader itself, under failure: worker processes' pipes,
+Parquet files of an abandoned dummy-pool reader, results of a failed pass held by a stopped thread pool; and
+``join()`` with stuck worker threads is bounded once, not per thread.
 
 Each case runs in a child interpreter with a timeout (a hang fails the test instead of stalling the suite),
 and compares the child's open descriptors, child processes and threads with a baseline taken after a

@@ -1,11 +1,10 @@
-"""A thread-pool reader nobody stopped when the interpreter exits (a script's
-last reader; a reader a DataLoader worker made in ``worker_init_fn``, whose spawn worker exits through the
-normal interpreter exit). Its threads were told to stop by the pool's finalizer but not waited for: they
-closed their Parquet files (C++) while the interpreter finalized, and the process could abort with
-``terminate called without an active exception`` (measured: a spawn DataLoader over such readers, 3 epochs,
-died with "DataLoader worker ... is killed by signal: Aborted" in 4 of 10 runs; 0 of 10 once the exit waits
-for the threads). The exit now stops and waits (``EXIT_JOIN_TIMEOUT_S`` in all) for every live thread pool.
-"""
+"""A thread-pool reader nobody stopped when the interpreter exits (a script's last reader; a reader a DataLoader
+worker made in ``worker_init_fn``, whose spawn worker exits through the normal interpreter exit). Its threads
+were told to stop by the pool's finalizer but not waited for: they closed their Parquet files (C++) while the
+interpreter finalized, and the process could abort with ``terminate called without an active exception``
+(measured: a spawn DataLoader over such readers, 3 epochs, died with "DataLoader worker ... is killed by signal:
+Aborted" in 4 of 10 runs; 0 of 10 once the exit waits for the threads). The exit now stops and waits
+(``EXIT_JOIN_TIMEOUT_S`` in all) for every live thread pool."""
 import json
 
 import pytest

@@ -1,7 +1,7 @@
-"""A reader made in a parent, then inherited by a child made by ``os.fork()`` or a
-``multiprocessing`` 'fork' ``Process``: the child reading it gets a clear error (thread and process pools:
-their workers are the parent's) or reads on (dummy pool); the child stopping it, or exiting with it, neither
-hangs nor touches the parent's workers, and the parent reads every row of its pass afterwards.
+"""A reader made in a parent, then inherited by a child made by ``os.fork()`` or a ``multiprocessing`` 'fork'
+``Process``: the child reading it gets a clear error (thread and process pools: their workers are the parent's)
+or reads on (dummy pool); the child stopping it, or exiting with it, neither hangs nor touches the parent's
+workers, and the parent reads every row of its pass afterwards.
 
 Each case runs in a child interpreter of its own session with a timeout (``process/_child_script.py``).
 0.12.1 (recorded, same scripts): a thread- or process-pool reader iterated in a forked child hung.

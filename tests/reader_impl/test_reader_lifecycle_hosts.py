@@ -1,7 +1,7 @@
-"""Readers hosted the ways training code hosts them, each pool type, checked and
-found correct (these tests keep them so): executor tasks that each open and close a reader, a reader shared
-by two threads or made in one thread and read in another, readers dropped without ``stop()``, the
-interpreter exiting under live loaders, SIGTERM to the training process.
+"""Readers hosted the ways training code hosts them, each pool type, checked and found correct (these tests keep
+them so): executor tasks that each open and close a reader, a reader shared by two threads or made in one thread
+and read in another, readers dropped without ``stop()``, the interpreter exiting under live loaders, SIGTERM to
+the training process.
 
 Each case runs in a child interpreter of its own session with a timeout (``process/_child_script.py``):
 a hang fails the test, and every process it left behind is found by its session id.

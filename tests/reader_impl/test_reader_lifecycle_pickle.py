@@ -1,6 +1,6 @@
-"""A reader made in the parent and handed to a 'spawn' child (a
-``multiprocessing.Process`` argument, or the ``torch.utils.data.Dataset`` a spawn/forkserver DataLoader
-pickles for its workers) cannot travel: the error should say so, naming the reader and what to do.
+"""A reader made in the parent and handed to a 'spawn' child (a ``multiprocessing.Process`` argument, or the
+``torch.utils.data.Dataset`` a spawn/forkserver DataLoader pickles for its workers) cannot travel: the error
+should say so, naming the reader and what to do.
 
 Today the error is whatever unpicklable object ``pickle`` meets first inside the reader: ``TypeError: no
 default __reduce__ due to non-trivial __cinit__`` (a pyarrow object, dummy pool), ``cannot pickle

@@ -1,6 +1,6 @@
-"""``PETASTORM_*`` settings (docs/settings.md) set to odd values, with each pool
-type: a clear error naming the variable when the reader is made, or the documented behaviour; never a bare
-error from inside the read, a hang or a process left behind."""
+"""``PETASTORM_*`` settings (docs/settings.md) set to odd values, with each pool type: a clear error naming the
+variable when the reader is made, or the documented behaviour; never a bare error from inside the read, a hang or
+a process left behind."""
 import os
 
 import numpy as np

@@ -1,5 +1,5 @@
-"""The item shuffling buffers refuse a state that is not a dict with a
-:class:`PetastormStateError` (``NoopShufflingBuffer.load_state_dict(None)`` raised a bare ``TypeError``)."""
+"""The item shuffling buffers refuse a state that is not a dict with a :class:`PetastormStateError`
+(``NoopShufflingBuffer.load_state_dict(None)`` raised a bare ``TypeError``)."""
 import pytest
 
 from petastorm.errors import PetastormStateError

@@ -1,9 +1,8 @@
-"""petastorm.tf_utils in the patterns real TensorFlow scripts use, each recorded from the
-original petastorm 0.12.1 (TensorFlow 2.16.2) through its public API on the same dataset (``all_codecs_0.12.1``
-of the shared test data: 60 rows) and found the same here: ``tf.distribute.MirroredStrategy`` over two logical
-CPU devices, TF1 queue-based batching (``tf.train.batch`` / ``shuffle_batch`` over ``tf_tensors``, the original's
-MNIST example) and ``tf.train.MonitoredSession`` loops that end at the reader's end.
-"""
+"""petastorm.tf_utils in the patterns real TensorFlow scripts use, each recorded from the original petastorm 0.12.1
+(TensorFlow 2.16.2) through its public API on the same dataset (``all_codecs_0.12.1`` of the shared test data: 60
+rows) and found the same here: ``tf.distribute.MirroredStrategy`` over two logical CPU devices, TF1 queue-based
+batching (``tf.train.batch`` / ``shuffle_batch`` over ``tf_tensors``, the original's MNIST example) and
+``tf.train.MonitoredSession`` loops that end at the reader's end."""
 import os
 import subprocess
 import sys

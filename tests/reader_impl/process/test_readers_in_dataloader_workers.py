@@ -1,7 +1,7 @@
-"""Readers opened inside ``torch.utils.data.DataLoader`` workers, one per worker
-(``get_worker_info()`` -> ``cur_shard``/``shard_count``), with each pool type and each start method of the
-DataLoader's workers, ``persistent_workers=True``: every row once per epoch, and nothing left running once
-the DataLoader is deleted and the script has ended.
+"""Readers opened inside ``torch.utils.data.DataLoader`` workers, one per worker (``get_worker_info()`` ->
+``cur_shard``/``shard_count``), with each pool type and each start method of the DataLoader's workers,
+``persistent_workers=True``: every row once per epoch, and nothing left running once the DataLoader is deleted
+and the script has ended.
 
 Each case runs in a child interpreter of its own session with a timeout (``_child_script.run_script``).
 """
