@@ -1,5 +1,5 @@
-"""A small petastorm dataset of a scalar, a fixed-shape and a variable-shape ndarray field (the TensorFlow
-probes' dataset): 20 rows in 2 files."""
+"""A small petastorm dataset of a scalar, a fixed-shape and a variable-shape ndarray field (a dataset of
+the TensorFlow tests in tests/tf_utils/): 20 rows in 2 files."""
 from __future__ import annotations
 
 import numpy as np

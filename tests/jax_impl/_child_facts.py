@@ -1,4 +1,4 @@
-"""Run a JAX probe script in a child Python over ``devices`` forced CPU devices, and return the facts it prints.
+"""Run a JAX test script in a child Python over ``devices`` forced CPU devices, and return the facts it prints.
 
 JAX fixes its device count when first imported, so tests needing several devices run their cases in a child
 (``XLA_FLAGS=--xla_force_host_platform_device_count=N``); the child prints one line ``RESULT<json>``.
