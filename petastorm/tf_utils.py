@@ -61,7 +61,11 @@ def make_petastorm_dataset(reader: Any) -> Any:
     (another pass of its ``num_epochs``, e.g. a Keras epoch); after a partial pass (``dataset.take(n)``, a
     ``break``) it continues where the reader is, no row lost, or starts another pass if no row is left.
     An iteration that met the reader's end does not call the reader again.
-    Iterators alive at the same time share the reader's rows. Errors of the reader, of a ``TransformSpec`` or
+    Iterators alive at the same time share the reader's rows. The dataset keeps the reader alive, and so does
+    everything built on it (your ``map``, ``batch``..., its iterators, a ``tf.function`` that captured it):
+    ``for row in make_petastorm_dataset(make_reader(url))`` needs no name for the reader, and a pipeline
+    dropped mid-epoch frees its reader, whose workers stop. A dataset made while a graph is built (TF1 code,
+    inside a ``tf.function``) lives as long as that graph. Errors of the reader, of a ``TransformSpec`` or
     of the conversion reach the loop as a ``tf.errors.OpError`` whose message holds the original exception's
     class and message (after TensorFlow's own prefix). The reader is not stopped by an error
     (as in the original): leave its ``with`` block, or call ``reader.stop()``.
