@@ -94,8 +94,6 @@ def _importable(name: str) -> bool:
 
 # --- the fork server ----------------------------------------------------------------------------------
 
-_START_LOCK = threading.Lock()
-
 #: Modules the fork server imports once, so that forked workers start with them loaded, on top of
 #: :func:`~petastorm.reader_impl.process.fork_server.modules_for_factory` of the first pool's factory. Extend it
 #: before the first process pool starts (the fork server is started once per interpreter).

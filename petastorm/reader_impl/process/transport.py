@@ -375,7 +375,6 @@ class ShmReader:
         self._maps: Dict[int, SegmentMapping] = {}
         # segment id -> weak reference to the _Holder that the live results on that segment share
         self._holders: Dict[int, Any] = {}
-        self._gifts = 0
         self.bytes_shm = 0
         self.bytes_inband = 0
         self.segments_received = 0
@@ -479,7 +478,6 @@ class ShmReader:
             return
         # ids unique in this process, not only for this reader
         entries = [(GIFT_BASE + next(_GIFT_IDS), size) for _fd, size, _m in segments]
-        self._gifts += len(segments)
         try:
             send(("gift", entries))
             socket.send_fds(self._sock, [b"G"], [fd for fd, _size, _m in segments])
