@@ -69,3 +69,38 @@ def test_a_reader_stopped_under_the_loop_ends_it_with_an_error_not_a_hang(synthe
             next(batches)
     batches.close()
     assert _threads_beyond(baseline) == []
+
+
+def _fails_from_row_20(batch):  # a TransformSpec function of make_batch_reader (a pandas DataFrame)
+    if batch["id"].iloc[0] >= 20:
+        raise ValueError("bad rows from 20")
+    return batch
+
+
+def _fails_on_row_20(row):  # the same for make_reader (one row as a dict)
+    if row["id"] >= 20:
+        raise ValueError("bad rows from 20")
+    return row
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("make, func", [(make_batch_reader, _fails_from_row_20), (make_reader, _fails_on_row_20)])
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_an_error_in_the_readers_transform_spec_reaches_the_loop_and_stops_everything(synthetic_dataset, make, func,
+                                                                                       prefetch):
+    from petastorm import TransformSpec
+    from petastorm.errors import PetastormStateError
+
+    baseline = set(threading.enumerate())
+    reader = make(synthetic_dataset, schema_fields=["id"], transform_spec=TransformSpec(func), num_epochs=None,
+                  shuffle_row_groups=False, workers_count=1)  # one worker: the row groups come in order
+    batches = make_jax_iterator(reader, batch_size=4, prefetch=prefetch)
+    ids = []
+    with pytest.raises(ValueError, match="bad rows from 20"):
+        for batch in batches:
+            ids += np.asarray(batch["id"]).tolist()
+    assert ids == list(range(20))  # every row before the failing row group, then the error: not an endless loop
+    with pytest.raises(PetastormStateError, match="bad rows from 20"):
+        batches.state_dict()  # no state of a failed pass (docs/jax.md: resume from one saved before the error)
+    batches.close()
+    assert _threads_beyond(baseline) == []
