@@ -167,6 +167,9 @@ class BatchedDataLoader(LoaderBase):
         for item in self._current:
             yield ready(item)
 
+    def _pass_rows_held(self) -> int:
+        return self._current.rows_held if self._current is not None else 0
+
     def _close_pass(self) -> None:
         if self._current is not None:
             self._current.close()

@@ -8,7 +8,9 @@ Re-iteration rules (recorded from petastorm 0.12.1):
 - Advancing a second iterator while a pass is running raises ``RuntimeError`` with the original's wording
   (:data:`PARALLEL_ITER_ERROR`); the first iterator keeps working.
 - An iterator abandoned mid-pass (closed or garbage-collected) ends its pass; the next pass asks the reader
-  to ``reset()``, which refuses (``NotImplementedError``: the reader is in the middle of an epoch).
+  to ``reset()``, which refuses (``NotImplementedError``: the reader is in the middle of an epoch); where
+  the pass had read the reader to its end ahead of the batches it served, the loader refuses alike
+  (:data:`MID_PASS_RESET_ERROR`), so the rule does not depend on the dataset's size.
   ``state_dict()`` still describes the abandoned pass (the position after its last batch served), so a loader
   left with ``break`` can be checkpointed and resumed exactly.
 - After an error during a pass, every later pass raises the original's ``RuntimeError``
@@ -45,12 +47,17 @@ from petastorm.adapters.checks import ensure_outside
 from petastorm.adapters.state_codec import check_digest, decode_state, encode_state, with_digest
 from petastorm.errors import PetastormReaderError, PetastormStateError
 
-__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "LOADER_STATE_VERSION", "reader_seed", "ensure_reader",
-           "reader_made_without_seed"]
+__all__ = ["LoaderBase", "PARALLEL_ITER_ERROR", "MID_PASS_RESET_ERROR", "LOADER_STATE_VERSION", "reader_seed",
+           "ensure_reader", "reader_made_without_seed"]
 
 logger = logging.getLogger("petastorm.pytorch")
 
 #: The original's message when a second pass is started during a pass (its missing space kept).
+#: A new pass after one left with rows not served: the reader's reset() message (0.12.1), and why.
+MID_PASS_RESET_ERROR = ("Currently do not support resetting a reader while in the middle of iteration. You can call "
+                        "reset only after all samples were consumed. (The loader's last pass was left before its "
+                        "end with rows it had read not served: finish the pass, or make a new reader and loader.)")
+
 PARALLEL_ITER_ERROR = ("You must finish a full pass of Petastorm DataLoader before making another pass from "
                        "the beginning.If you do need to terminate early and restart from beginning, please "
                        "re-create the reader and the data loader.")
@@ -126,6 +133,7 @@ class LoaderBase:
         self._resume_in_pass = False      # load_state_dict() restored a running pass: continue it, no reset
         self._drain_before_reset = False  # load_state_dict() restored a reader at the end of a pass
         self._left_early = False          # the last pass was left before its end (break, close, Ctrl-C)
+        self._left_rows = False           # ... with rows read ahead from a reader at its end, not served
         self._base_seed: Optional[int] = None  # see _shuffle_seed()
         self._seed_from_reader = False  # restored from a state without shuffle_seed: see _shuffle_seed()
 
@@ -154,6 +162,10 @@ class LoaderBase:
     def _close_pass(self) -> None:
         """Release what the current pass holds (threads, buffers); must be idempotent."""
 
+    def _pass_rows_held(self) -> int:
+        """Rows the current pass took from the reader and has not served (0 where unknown)."""
+        return 0
+
     def _load_job_pass(self, job: Mapping[str, Any]) -> None:
         """Start a pass that continues a merged job state (elastic resume): the reader takes its share of the
         positions left and the pass its share of the rows the loaders held (``petastorm.adapters.elastic``)."""
@@ -168,6 +180,8 @@ class LoaderBase:
         if self._in_iter:
             raise RuntimeError(PARALLEL_ITER_ERROR)
         if not self._resume_in_pass and (self._passes_started > 0 or self._drain_before_reset):
+            if self._left_rows:
+                raise NotImplementedError(MID_PASS_RESET_ERROR)
             self._reset_reader()
         resumed = self._resume_in_pass
         self._in_iter = True
@@ -193,6 +207,10 @@ class LoaderBase:
             # a pass left early keeps its position: state_dict() describes it (rows held included), so "break,
             # then checkpoint" resumes exactly; the pass itself cannot go on (the next iter() resets the reader)
             self._left_early = not ended and self._error is None
+            # the reader's own reset() refuses a pass left mid-epoch; one whose end the pass read ahead would
+            # accept it: refused alike, whatever was read ahead (0.12.1 read no rows ahead of its batches)
+            self._left_rows = (self._left_early and bool(getattr(self.reader, "last_row_consumed", False))
+                               and self._pass_rows_held() > 0)
             self._resume_in_pass = False
             self._in_iter = False
             self._close_pass()

@@ -226,6 +226,14 @@ class DataLoader(LoaderBase):
                     raise
                 yield batch
 
+    def _pass_rows_held(self) -> int:
+        current = self._current
+        if current is None:
+            return 0
+        if isinstance(current, _RowPass):
+            return current.buffer.size + len(current.partial)
+        return current.rows_held
+
     def _close_pass(self) -> None:
         current = self._current
         if current is not None and hasattr(current, "close"):

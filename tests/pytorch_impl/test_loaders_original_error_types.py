@@ -39,15 +39,16 @@ LOADERS = [BatchedDataLoader, InMemBatchedDataLoader]
 Strings = Unischema("Strings", [
     UnischemaField("id", np.int64, (), ScalarCodec(spark_type("LongType")), False),
     UnischemaField("s", np.str_, (), ScalarCodec(spark_type("StringType")), False),
+    UnischemaField("ns", np.str_, (), ScalarCodec(spark_type("StringType")), True),
 ])
 
 
 @pytest.fixture(scope="module")
 def strings_url(tmp_path_factory) -> str:
-    """Petastorm dataset, 6 rows: ``id`` int64 and ``s`` str."""
+    """Petastorm dataset, 6 rows: ``id`` int64, ``s`` str, ``ns`` str or None (row 1)."""
     url = f"file://{tmp_path_factory.mktemp('strings')}/ds"
-    write_dataset(url, Strings, [{"id": i, "s": f"row_{i}"} for i in range(6)], workers_count=1, progress=False,
-                  num_files=1)
+    write_dataset(url, Strings, [{"id": i, "s": f"row_{i}", "ns": None if i == 1 else f"n{i}"} for i in range(6)],
+                  workers_count=1, progress=False, num_files=1)
     return url
 
 
@@ -61,9 +62,12 @@ def plain_url(tmp_path_factory) -> str:
 
 
 @pytest.mark.parametrize("loader_class", LOADERS)
-def test_a_string_field_of_make_reader_is_the_originals_value_error_naming_the_field(strings_url, loader_class):
-    with make_reader(strings_url, **_KW) as reader:
-        with pytest.raises(ValueError, match="Found in field s") as caught:
+@pytest.mark.parametrize("field", ["s", "ns"])
+def test_a_string_field_of_make_reader_is_the_originals_value_error_naming_the_field(strings_url, loader_class,
+                                                                                     field):
+    """``ns`` holds a None too: still refused as strings (0.12.1 failed on its first string), not as nullable."""
+    with make_reader(strings_url, schema_fields=["id", field], **_KW) as reader:
+        with pytest.raises(ValueError, match=f"string or object classes. Found in field {field}") as caught:
             next(iter(loader_class(reader, batch_size=2)))
     assert isinstance(caught.value, TypeError)
 
