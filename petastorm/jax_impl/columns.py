@@ -190,6 +190,30 @@ def _unmasked(name: str, column: np.ma.MaskedArray) -> np.ndarray:
     return np.ma.getdata(column)
 
 
+_FINER_THAN_NS = frozenset({"ps", "fs", "as"})
+
+
+def _as_nanoseconds(name: str, column: np.ndarray) -> np.ndarray:
+    """A ``datetime64``/``timedelta64`` column (no NaT) as ``int64`` nanoseconds, refusing the values that int64
+    nanoseconds cannot hold: numpy's cast wraps them silently (the sentinel 9999-12-31 became 1816-03-29)."""
+    kind = column.dtype.kind
+    unit = np.datetime_data(column.dtype)[0]
+    nanos = column.astype("datetime64[ns]" if kind == "M" else "timedelta64[ns]")
+    if unit not in _FINER_THAN_NS and column.size:  # a coarser unit: the cast back differs where it wrapped
+        with np.errstate(over="ignore", invalid="ignore"):
+            wrapped = nanos.astype(column.dtype) != column
+        if wrapped.any():
+            bad = column.reshape(-1)[wrapped.reshape(-1)]
+            span = "timestamps from 1677-09-22 to 2262-04-11" if kind == "M" else "durations within 292 years"
+            raise PetastormSchemaError(
+                f"field {name!r} holds {column.dtype} values that int64 nanoseconds cannot hold ({bad.size} of "
+                f"them, such as {bad[0]}): JAX has no time type, so they arrive as int64 nanoseconds ({span}), "
+                f"and they would wrap silently; replace them in transform_fn (a sentinel such as 9999-12-31 by "
+                f"a value in range and a mask column), or give the field in its own unit there "
+                f"(column.view('int64'))")
+    return nanos.view(np.int64)
+
+
 #: The integers a float type holds exactly, whatever their neighbours: up to 2**24 for float32, 2**53 for float64.
 _EXACT_INTEGERS = {np.dtype(np.float32): 1 << 24, np.dtype(np.float64): 1 << 53}
 
@@ -303,9 +327,8 @@ def jax_ready_columns(batch: Mapping[str, Any], x64: Optional[bool] = None,
                     f"field {name!r} holds NaT (missing {'timestamps' if kind == 'M' else 'durations'} in this "
                     f"batch): JAX arrays have no missing values; fill them in transform_fn (e.g. with a sentinel "
                     f"and a mask column), or leave the field out with schema_fields=[...] on the reader")
-            unit = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
             what = f"{column.dtype} (as int64 nanoseconds)"
-            column = column.astype(unit).view(np.int64)
+            column = _as_nanoseconds(name, column)
         elif kind == "O" and name in hints.array_fields:  # arrays of several shapes, or None
             raise _object_column_error(name, column)
         elif kind in "iu" and name in float_fields:  # a nullable integer: floats in every batch, not only with a null

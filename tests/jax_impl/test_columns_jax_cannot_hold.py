@@ -121,3 +121,45 @@ def test_transform_fn_outputs_jax_cannot_hold_are_errors_naming_the_field(typed_
 def test_a_masked_array_that_masks_nothing_arrives_with_its_values(typed_dataset):
     got = _batches(typed_dataset, [], transform_fn=lambda batch: {"x": np.ma.masked_array(batch["id"] * 2)})
     np.testing.assert_array_equal(np.concatenate([np.asarray(b["x"]) for b in got]), np.arange(_ROWS) * 2)
+
+
+@pytest.fixture(scope="module")
+def far_times_dataset(tmp_path_factory):
+    """Timestamps (µs) and durations (s) that int64 nanoseconds cannot hold, next to ones it can."""
+    import datetime
+
+    path = str(tmp_path_factory.mktemp("far_times"))
+    stamps = [datetime.datetime(2020, 1, 1), datetime.datetime(9999, 12, 31), datetime.datetime(1500, 1, 1),
+              datetime.datetime(2021, 1, 1)]
+    table = pa.table({"id": pa.array(range(4), pa.int32()),
+                      "when": pa.array(stamps, pa.timestamp("us")),
+                      "in_range": pa.array(stamps[:1] * 4, pa.timestamp("us")),
+                      "lasted": pa.array([datetime.timedelta(days=200_000)] * 4, pa.duration("s"))})
+    pq.write_table(table, os.path.join(path, "part.parquet"))
+    return "file://" + path
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("x64", [False, True])
+@pytest.mark.parametrize("field, message", [
+    ("when", r"field 'when' holds datetime64\[us\] values that int64 nanoseconds cannot hold \(2 of them, "
+             r"such as 9999-12-31"),
+    ("lasted", r"field 'lasted' holds timedelta64\[s\] values that int64 nanoseconds cannot hold"),
+])
+def test_times_beyond_int64_nanoseconds_raise_naming_the_field_instead_of_wrapping(far_times_dataset, x64, field,
+                                                                                    message):
+    # was, with 64-bit mode on, 9999-12-31 arriving as 1816-03-29 and 1500-01-01 as 2084-07-20 (numpy's cast wraps)
+    import jax
+
+    with jax.enable_x64(x64), pytest.raises(PetastormSchemaError, match=message):
+        _batches(far_times_dataset, [field])
+
+
+@pytest.mark.timeout(60)
+def test_timestamps_within_int64_nanoseconds_arrive_as_nanoseconds_with_64_bit_mode_on(far_times_dataset):
+    import jax
+
+    with jax.enable_x64(True):
+        (batch,) = _batches(far_times_dataset, ["in_range"])
+    assert batch["in_range"].dtype == jnp.int64
+    assert np.asarray(batch["in_range"]).tolist() == [1577836800 * 10 ** 9] * 4  # 2020-01-01 in ns
