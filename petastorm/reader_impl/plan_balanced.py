@@ -23,7 +23,7 @@ import numpy as np
 from petastorm.errors import NoDataAvailableError
 from petastorm.reader_impl.plan_options import PlanOptions, ensure_rows, seed_entropy
 
-__all__ = ["split_row_groups", "balanced_shard_bounds", "balanced_sequence", "cut_sequence", "balanced_items",
+__all__ = ["split_row_groups", "balanced_shard_bounds", "balanced_sequence", "cut_sequence",
            "balanced_dealt_items", "PassingRows", "passing_of", "dealt_items"]
 
 # Tags that keep the balanced mode's random streams apart from the planner's others (plan.py uses 1 and 2).
@@ -193,18 +193,12 @@ def cut_sequence(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, cum: np.
     return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))
 
 
-def balanced_items(rows: np.ndarray, options: PlanOptions, epoch: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This shard's items of the epoch (``options.cur_shard`` of ``options.shard_count``), in sequence order.
-
-    Returns three int64 arrays ``(row_group, start, stop)`` (stored rows; see :func:`balanced_dealt_items`).
-    """
-    return balanced_dealt_items(rows, options, epoch)[:3]
-
-
 def balanced_dealt_items(rows: np.ndarray, options: PlanOptions, epoch: int) -> tuple:
-    """:func:`balanced_items` and, as :func:`dealt_items`, the rows each item is dealt (None: all its rows).
+    """This shard's items of the epoch (``options.cur_shard`` of ``options.shard_count``), in sequence order,
+    and, as :func:`dealt_items`, the rows each item is dealt (None: all its rows).
 
-    Returns ``(row_group, start, stop, dealt)``.
+    Returns ``(row_group, start, stop, dealt)``: int64 arrays of the row group and stored rows
+    ``[start, stop)`` of each item, and ``dealt`` as :func:`dealt_items` gives it.
 
     Raises
     ------

@@ -82,21 +82,6 @@ class ReaderCursor:
     seed: Optional[int] = None
     extra: dict = field(default_factory=dict)
 
-    def advance(self, rows: int) -> None:
-        """Count ``rows`` more rows yielded from the current item."""
-        self.rows_into_item += rows
-
-    def next_item(self) -> None:
-        """Move to the start of the next item of the plan."""
-        self.position += 1
-        self.rows_into_item = 0
-
-    def next_epoch(self) -> None:
-        """Move to the start of the next epoch."""
-        self.epoch += 1
-        self.position = 0
-        self.rows_into_item = 0
-
 
 def _to_json_native(obj: Any) -> Any:
     if isinstance(obj, np.generic):

@@ -2,7 +2,6 @@
 
 - :class:`NoopShufflingBuffer` - first in, first out.
 - :class:`RandomShufflingBuffer` - the original's class and arguments, plus an optional seed.
-- :class:`ShufflingBuffer` - the same with short argument names and no hard size limit by default.
 
 The random buffers are deterministic: the same seed and the same sequence of calls give the same
 items in the same order. Their state (items, RNG, finished flag) can be saved with ``state_dict()``
@@ -18,7 +17,7 @@ import numpy as np
 
 from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
 
-__all__ = ["BufferInterface", "ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer", "ShufflingBuffer"]
+__all__ = ["BufferInterface", "ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer"]
 
 
 class BufferInterface(ABC):
@@ -228,23 +227,3 @@ class RandomShufflingBuffer(ShufflingBufferBase):
         self._rng = rng
         self._done_adding = bool(state[self._FINISHED])
 
-
-class ShufflingBuffer(RandomShufflingBuffer):
-    """:class:`RandomShufflingBuffer` with short argument names and no hard limit by default.
-
-    Parameters
-    ----------
-    capacity : int
-        Adding is allowed while the buffer holds fewer items than this.
-    min_after_retrieve : int
-        Retrieving is allowed while the buffer holds at least this many items (before ``finish()``).
-    seed : int or None
-        Seed of the generator.
-    extra_capacity : int or None
-        Hard limit above ``capacity`` for one ``add_many`` (None: no limit; memory is then bounded by
-        ``capacity`` plus the largest single ``add_many``).
-    """
-
-    def __init__(self, capacity: int, min_after_retrieve: int, seed: Optional[int] = None,
-                 extra_capacity: Optional[int] = None) -> None:
-        super().__init__(capacity, min_after_retrieve, extra_capacity=extra_capacity, random_seed=seed)

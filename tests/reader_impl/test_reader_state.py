@@ -150,17 +150,6 @@ def test_saved_options_are_canonical_json():
     json.dumps(state)
 
 
-def test_cursor_moves_through_items_and_epochs():
-    cursor = ReaderCursor()
-    cursor.advance(5)
-    assert (cursor.epoch, cursor.position, cursor.rows_into_item) == (0, 0, 5)
-    cursor.next_item()
-    assert (cursor.epoch, cursor.position, cursor.rows_into_item) == (0, 1, 0)
-    cursor.advance(2)
-    cursor.next_epoch()
-    assert (cursor.epoch, cursor.position, cursor.rows_into_item) == (1, 0, 0)
-
-
 def test_cursor_outside_its_plan_is_refused():
     plan = make_epoch_plan([10, 20], PlanOptions(seed=0, shuffle_row_groups=False), 0)
     check_cursor_in_plan(ReaderCursor(0, 1, 20), plan)

@@ -7,7 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petastorm.errors import PetastormStateError
-from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer, ShufflingBuffer
+from petastorm.reader_impl.shuffling_buffer import NoopShufflingBuffer, RandomShufflingBuffer
+
+
+def _seeded(capacity, min_after_retrieve, seed=None):
+    """A random buffer with no hard limit above ``capacity`` (``extra_capacity=None``)."""
+    return RandomShufflingBuffer(capacity, min_after_retrieve, extra_capacity=None, random_seed=seed)
 
 
 def _drain(buf, items, chunk):
@@ -77,17 +82,17 @@ def test_empty_buffer_never_claims_it_can_retrieve():
     assert not buf.can_retrieve()
 
 
-def test_shuffling_buffer_has_no_hard_limit_by_default():
-    buf = ShufflingBuffer(capacity=10, min_after_retrieve=5, seed=3)
+def test_random_buffer_without_extra_capacity_has_no_hard_limit():
+    buf = _seeded(10, 5, seed=3)
     buf.add_many(range(10_000))  # one big row group
     assert buf.size == 10_000 and not buf.can_add()
 
 
 def test_same_seed_same_order_and_different_seed_differs():
     items = list(range(500))
-    a = _drain(ShufflingBuffer(100, 50, seed=7), items, 30)
-    b = _drain(ShufflingBuffer(100, 50, seed=7), items, 30)
-    c = _drain(ShufflingBuffer(100, 50, seed=8), items, 30)
+    a = _drain(_seeded(100, 50, seed=7), items, 30)
+    b = _drain(_seeded(100, 50, seed=7), items, 30)
+    c = _drain(_seeded(100, 50, seed=8), items, 30)
     assert a == b and a != c
     assert sorted(a) == items, "every item comes out exactly once"
     assert a != items
@@ -95,7 +100,7 @@ def test_same_seed_same_order_and_different_seed_differs():
 
 def test_shuffle_mixes_items_across_the_window():
     items = list(range(2000))
-    out = _drain(ShufflingBuffer(500, 400, seed=0), items, 100)
+    out = _drain(_seeded(500, 400, seed=0), items, 100)
     displacement = np.abs(np.asarray(out) - np.arange(len(out)))
     assert displacement.mean() > 50
     # the first items out come from the whole first window, not just its head
@@ -107,7 +112,7 @@ def test_shuffle_mixes_items_across_the_window():
 def test_every_item_comes_out_once(n, capacity, min_after, chunk, seed):
     min_after = min(min_after, capacity)
     items = list(range(n))
-    out = _drain(ShufflingBuffer(capacity, min_after, seed=seed), items, chunk)
+    out = _drain(_seeded(capacity, min_after, seed=seed), items, chunk)
     assert sorted(out) == items
 
 
@@ -115,9 +120,9 @@ def test_every_item_comes_out_once(n, capacity, min_after, chunk, seed):
 @given(st.integers(1, 200), st.integers(0, 2 ** 16))
 def test_resuming_from_a_state_continues_the_same_sequence(stop_after, seed):
     items = list(range(300))
-    full = _drain(ShufflingBuffer(40, 20, seed=seed), items, 7)
+    full = _drain(_seeded(40, 20, seed=seed), items, 7)
 
-    buf = ShufflingBuffer(40, 20, seed=seed)
+    buf = _seeded(40, 20, seed=seed)
     out, pos = [], 0
     state = None
     while len(out) < stop_after:
@@ -128,7 +133,7 @@ def test_resuming_from_a_state_continues_the_same_sequence(stop_after, seed):
             out.append(buf.retrieve())
     state = json.loads(json.dumps(buf.state_dict()))  # JSON-safe when the items are
 
-    resumed = ShufflingBuffer(40, 20, seed=12345)  # the seed comes from the state
+    resumed = _seeded(40, 20, seed=12345)  # the seed comes from the state
     resumed.load_state_dict(state)
     rest = []
     while pos < len(items):
@@ -144,11 +149,11 @@ def test_resuming_from_a_state_continues_the_same_sequence(stop_after, seed):
 
 
 def test_state_from_another_configuration_is_refused():
-    state = ShufflingBuffer(40, 20, seed=1).state_dict()
+    state = _seeded(40, 20, seed=1).state_dict()
     with pytest.raises(PetastormStateError, match="capacity 40.*resume with the same shuffling options"):
-        ShufflingBuffer(50, 20).load_state_dict(state)
+        _seeded(50, 20).load_state_dict(state)
     with pytest.raises(PetastormStateError, match="missing"):
-        ShufflingBuffer(40, 20).load_state_dict({"items": []})
+        _seeded(40, 20).load_state_dict({"items": []})
 
 
 def test_noop_state_round_trip():
@@ -164,4 +169,4 @@ def test_argument_validation():
     with pytest.raises(ValueError, match="shuffling_buffer_capacity"):
         RandomShufflingBuffer(0, 0)
     with pytest.raises(ValueError, match="min_after_retrieve"):
-        ShufflingBuffer(5, -1)
+        _seeded(5, -1)
