@@ -1,0 +1,34 @@
+"""The TensorFlow twin of the JAX check of timestamps beyond int64 nanoseconds
+(tests/jax_impl/test_columns_jax_cannot_hold.py): tf_utils gives a batch reader's timestamps as int64
+nanoseconds too, with the same numpy cast, which wraps 9999-12-31 to 1816-03-29 silently."""
+import datetime
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from petastorm import make_batch_reader
+
+
+@pytest.fixture(scope="module")
+def sentinel_dates_dataset(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("sentinel_dates"))
+    stamps = [datetime.datetime(2020, 1, 1), datetime.datetime(9999, 12, 31)]
+    pq.write_table(pa.table({"id": pa.array([0, 1], pa.int32()), "when": pa.array(stamps, pa.timestamp("us"))}),
+                   os.path.join(path, "part.parquet"))
+    return "file://" + path
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=True, reason="petastorm/tf_impl/convert.py: a batch reader's timestamps beyond int64 "
+                                       "nanoseconds (9999-12-31) wrap silently in the cast to datetime64[ns]")
+def test_tf_utils_refuses_batch_timestamps_that_int64_nanoseconds_cannot_hold(sentinel_dates_dataset):
+    import tensorflow as tf
+
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    with make_batch_reader(sentinel_dates_dataset, schema_fields=["id", "when"], workers_count=1) as reader:
+        # a PetastormSchemaError in the conversion reaches the loop as TensorFlow's OpError (as the None errors do)
+        with pytest.raises(tf.errors.OpError, match=r"PetastormSchemaError: field 'when'.*9999-12-31"):
+            list(make_petastorm_dataset(reader))  # arrived as -4852202631933722624, the year 1816
