@@ -63,7 +63,9 @@ a new column layout also pay JAX's compilation (seconds on a small CPU host, onc
 fields raise :class:`~petastorm.errors.PetastormTypeError` naming the field (up front from the reader's schema
 when no ``transform_fn`` is given); a numeric field with nulls arrives as floats with NaN for the nulls, as the
 torch loaders give it. ``datetime64`` columns arrive as
-``int64`` nanoseconds (a missing one, NaT, raises :class:`~petastorm.errors.PetastormTypeError` naming the field). With JAX's 64-bit mode off (its default), ``float64`` becomes ``float32`` and
+``int64`` nanoseconds (a missing one, NaT, raises :class:`~petastorm.errors.PetastormTypeError` naming the field;
+one that int64 nanoseconds cannot hold, such as 9999-12-31, :class:`~petastorm.errors.PetastormSchemaError`).
+With JAX's 64-bit mode off (its default), ``float64`` becomes ``float32`` and
 ``int64`` becomes ``int32`` as everywhere in JAX; an integer column whose values would wrap raises
 :class:`~petastorm.errors.PetastormSchemaError` naming the field instead of arriving corrupted, and so does an
 integer column with nulls whose values ``float32`` would round (beyond 2**24).
