@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
-import numpy as np
-
 from petastorm.errors import (
     DatasetNotFoundError,
     PetastormDatasetError,
@@ -52,12 +50,6 @@ class DatasetInfo:
     metadata: dict
     stored_schema: Optional[Unischema]
     schema: Unischema
-
-    @property
-    def rows_per_group(self) -> np.ndarray:
-        """Row count of each row group, in dataset order: shape ``(len(row_groups),)``, int64
-        (``UNKNOWN_ROWS`` where the footer was not read)."""
-        return np.fromiter((rg.num_rows for rg in self.row_groups), dtype=np.int64, count=len(self.row_groups))
 
     def ensure_row_counts(self) -> None:
         """Read the footers of files whose row counts are unknown (in parallel threads)."""
@@ -240,7 +232,7 @@ def read_footer(fs: Any, path: str) -> Any:
 
 
 def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None, storage_options: Optional[dict] = None,
-                 hdfs_driver: str = "libhdfs3", infer_schema: bool = True) -> DatasetInfo:
+                 hdfs_driver: str = "libhdfs3") -> DatasetInfo:
     """Discover a dataset.
 
     Parameters
@@ -251,8 +243,6 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     storage_options : dict, optional
         fsspec-style options (for example S3 credentials and ``endpoint_url``).
     hdfs_driver : str
-    infer_schema : bool
-        Infer a Unischema from the Arrow schema when the dataset has no stored one.
 
     Raises
     ------
@@ -357,7 +347,7 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
     arrow_schema = _with_partitions(arrow_schema, partition_names, row_groups, stored_schema)
     if stored_schema is not None:
         schema = stored_schema
-    elif infer_schema:
+    else:  # inferred from the Arrow schema
         # Hive partition keys first, then the files' columns: 0.12.1's field order for a store without a
         # stored schema (recorded: the rows, batches and reader.schema of a store partitioned on 'grp' start
         # with 'grp'; user code unpacks rows by position)
@@ -367,8 +357,6 @@ def open_dataset(url_or_urls: Union[str, Sequence[str]], filesystem: Any = None,
         ordered = arrow_schema if not first else pa.schema(
             [arrow_schema.field(n) for n in first] + [f for f in arrow_schema if f.name not in first])
         schema = Unischema.from_arrow_schema(ordered, omit_unsupported_fields=True)
-    else:
-        schema = Unischema("inferred_schema", [])
     return DatasetInfo(fs, root, url_or_urls, files, row_groups, arrow_schema, partition_names, metadata,
                        stored_schema, schema)
 
