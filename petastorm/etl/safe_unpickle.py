@@ -171,16 +171,6 @@ class _Factories:
         return args[0].encode("latin1")
 
 
-def _numpy_scalar() -> Callable:
-    """numpy's ``multiarray.scalar`` itself: what the global resolves to (REDUCE calls the checked one)."""
-    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            return importlib.import_module(module).scalar
-        except (ImportError, AttributeError):  # pragma: no cover - depends on the numpy version
-            continue
-    raise ImportError("numpy multiarray.scalar not found")  # pragma: no cover
-
-
 # --- the unpickler --------------------------------------------------------------------------------------------
 
 _SAFE_ATTR_VALUE_TYPES = (str, bytes, int, float, bool, type(None), tuple, list, dict, set, frozenset)
@@ -239,8 +229,6 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if module == "petastorm.unischema" or module == "petastorm.codecs" \
                 or module == "petastorm.etl.rowgroup_indexers" or module == "pyspark.sql.types":
             return self._classes[name]
-        if module == "numpy._core.multiarray":
-            return _numpy_scalar()
         if module == "numpy":
             return getattr(np, name)
         if module == "_codecs":
