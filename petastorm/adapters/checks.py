@@ -124,9 +124,9 @@ def check_settings(saved: Any, current: Mapping[str, Any], what: str = "loader")
                                   f"the settings the state was saved with")
 
 
-def state_int(state: Mapping[str, Any], key: str, what: str, minimum: int = 0, default: Optional[int] = None) -> int:
-    """``state[key]``, an int of at least ``minimum`` saved by ``state_dict()`` (a bool is refused); ``default``
-    when the key is missing and a default is given.
+def state_int(state: Mapping[str, Any], key: str, what: str, default: Optional[int] = None) -> int:
+    """``state[key]``, an int >= 0 saved by ``state_dict()`` (a bool is refused); ``default`` when the key is
+    missing and a default is given.
 
     Raises
     ------
@@ -136,8 +136,8 @@ def state_int(state: Mapping[str, Any], key: str, what: str, minimum: int = 0, d
     value = state.get(key) if isinstance(state, Mapping) else None
     if value is None and default is not None and isinstance(state, Mapping) and key not in state:
         return default
-    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__") or int(value.__index__()) < minimum:
-        raise PetastormStateError(f"malformed {what}: {key!r} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__") or int(value.__index__()) < 0:
+        raise PetastormStateError(f"malformed {what}: {key!r} must be an integer >= 0, got {value!r}")
     return int(value.__index__())
 
 

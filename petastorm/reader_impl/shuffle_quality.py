@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -138,7 +138,7 @@ def _same_group_uniform(groups: np.ndarray, counts: np.ndarray, n: float) -> flo
     return float(np.sum(m * (m - 1.0)) / (n * (n - 1.0)))
 
 
-def plan_quality(plan: Sequence[Any], shuffle_rows: Optional[bool] = None) -> ShuffleQuality:
+def plan_quality(plan: Sequence[Any]) -> ShuffleQuality:
     """Shuffle quality of a plan's order, in ``O(items log items)``, without materialising rows.
 
     Parameters
@@ -146,8 +146,6 @@ def plan_quality(plan: Sequence[Any], shuffle_rows: Optional[bool] = None) -> Sh
     plan : list of WorkItem
         One epoch of one shard (``make_epoch_plan``). Items are slices of row groups; their rows are
         read in file order, or permuted by a seeded permutation when the item has a ``row_seed``.
-    shuffle_rows : bool, optional
-        Override whether the rows inside each item are permuted (default: items with a ``row_seed``).
 
     Returns
     -------
@@ -162,8 +160,6 @@ def plan_quality(plan: Sequence[Any], shuffle_rows: Optional[bool] = None) -> Sh
     plan's rows before it in that order (rows read twice, as when a balanced shard pads, rank twice).
     """
     rg, start, stop, seeded = _items(plan)
-    if shuffle_rows is not None:
-        seeded = np.full(len(rg), bool(shuffle_rows))
     length = (stop - start).astype(np.float64)
     keep = length > 0
     rg, start, length, seeded = rg[keep], start[keep], length[keep], seeded[keep]
