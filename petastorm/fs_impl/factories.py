@@ -158,11 +158,9 @@ def ensure_pyarrow_filesystem(filesystem: Any, argument: str) -> pafs.FileSystem
     """A pyarrow FileSystem as given, an fsspec filesystem wrapped; anything else is refused."""
     if isinstance(filesystem, pafs.FileSystem):
         return filesystem
-    try:
-        import fsspec
-    except ImportError:  # pragma: no cover - fsspec is a dependency
-        fsspec = None
-    if fsspec is not None and isinstance(filesystem, fsspec.AbstractFileSystem):
+    import fsspec
+
+    if isinstance(filesystem, fsspec.AbstractFileSystem):
         return _wrap_fsspec(filesystem)
     raise PetastormArgumentError(
         f"{argument} must be a pyarrow.fs.FileSystem or an fsspec.AbstractFileSystem, "

@@ -159,10 +159,8 @@ def _decompressor(codec: str) -> Optional[Callable[[memoryview, np.ndarray], int
             dst[:] = np.frombuffer(src, np.uint8)
             return len(src)
         return copy
-    try:
-        import cramjam
-    except ImportError:  # pragma: no cover - cramjam is a dependency
-        return None
+    import cramjam
+
     return {"SNAPPY": cramjam.snappy.decompress_raw_into, "ZSTD": cramjam.zstd.decompress_into,
             "GZIP": cramjam.gzip.decompress_into, "BROTLI": cramjam.brotli.decompress_into,
             # pyarrow names Parquet's LZ4_RAW "LZ4" (and the deprecated Hadoop-framed LZ4 "UNKNOWN")
