@@ -125,10 +125,13 @@ def test_tf_function_that_captured_a_dataset_reads_it_after_its_name_is_deleted(
 
 
 def test_tf_function_that_makes_the_dataset_reads_it_at_every_call(url):
-    """A dataset made while a function is traced: the traced function's graph holds the reader."""
+    """A dataset made while a function is traced (no Python object of it outlives the tracing): the traced
+    function's graph holds what reads the reader."""
+    reader = _rows(url, num_epochs=1)
+
     @tf.function
     def total():
-        dataset = make_petastorm_dataset(_rows(url, num_epochs=1))
+        dataset = make_petastorm_dataset(reader)
         return dataset.reduce(tf.constant(0, tf.int64), lambda acc, row: acc + row.id)
 
     assert int(total()) == sum(ALL_IDS)
