@@ -174,9 +174,7 @@ def to_pyspark(obj: Any) -> Any:
         return obj
     import pyspark.sql.types as pst
 
-    cls = getattr(pst, type(obj).__name__, None)
-    if cls is None:  # pragma: no cover - a pyspark without this type (TimestampNTZType before 3.4)
-        return obj
+    cls = getattr(pst, type(obj).__name__)
     if isinstance(obj, ArrayType):
         return cls(to_pyspark(obj.elementType), obj.containsNull)
     if isinstance(obj, DecimalType):

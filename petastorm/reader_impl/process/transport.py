@@ -51,7 +51,6 @@ from petastorm.reader_impl.process.result_pickle import dumps_result
 from petastorm.reader_impl.process.segment_cache import (
     CACHE_MAX_SEGMENTS,
     SEGMENT_CACHE,
-    SegmentCache,
     put_later,
 )
 from petastorm.reader_impl.process.segment_mapping import SegmentMapping, address_of
@@ -437,14 +436,13 @@ class ShmReader:
             for sid in dict.fromkeys(d[0] for d in payload[2]):
                 self._releases.append((self._key, sid))
 
-    def take_bequest(self, entries: List[tuple], cache: "SegmentCache | None" = None) -> int:
-        """Receive the fds of a stopping worker's ``('bequest', [(sid, size), ...])`` into ``cache``
-        (default :data:`SEGMENT_CACHE`), with our mapping of each: at once for a segment no live result
-        uses, else when the last of those results is garbage-collected. Returns how many were kept at
-        once."""
+    def take_bequest(self, entries: List[tuple]) -> int:
+        """Receive the fds of a stopping worker's ``('bequest', [(sid, size), ...])`` into
+        :data:`SEGMENT_CACHE`, with our mapping of each: at once for a segment no live result uses, else
+        when the last of those results is garbage-collected. Returns how many were kept at once."""
         if self._sock is None or not entries:
             return 0
-        cache = SEGMENT_CACHE if cache is None else cache
+        cache = SEGMENT_CACHE
         _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, len(entries))
         for fd in fds:  # not inherited by programs this process starts meanwhile (os.system, Popen...)
             os.set_inheritable(fd, False)
