@@ -88,18 +88,15 @@ def parse_npy_header(buf: bytes | memoryview | np.ndarray) -> NpyHeader:
     return NpyHeader(dtype, m.group("fortran") == "True", shape, start + hlen)
 
 
-def npy_bytes_to_array(buf: bytes | memoryview, header: NpyHeader | None = None) -> np.ndarray:
+def npy_bytes_to_array(buf: bytes | memoryview) -> np.ndarray:
     """Decode ``.npy`` bytes into an array (a read-only view of ``buf`` when possible).
 
     Parameters
     ----------
     buf : bytes-like
         The whole ``.npy`` value.
-    header : NpyHeader, optional
-        A header already parsed (from this value or one known to be identical).
     """
-    if header is None:
-        header = parse_npy_header(buf)
+    header = parse_npy_header(buf)
     count = int(np.prod(header.shape, dtype=np.int64)) if header.shape else 1
     available = len(memoryview(buf).cast("B")) - header.data_offset
     if count * header.dtype.itemsize > available:

@@ -148,12 +148,6 @@ def test_decoding_accepts_memoryview_bytearray_and_uint8_arrays():
         np.testing.assert_array_equal(npy_bytes_to_array(buf), arr)
 
 
-def test_a_header_parsed_once_decodes_other_values_with_the_same_header():
-    a, b = np.arange(6, dtype=np.int32).reshape(2, 3), np.arange(6, 12, dtype=np.int32).reshape(2, 3)
-    header = parse_npy_header(_npy(a))
-    np.testing.assert_array_equal(npy_bytes_to_array(_npy(b), header), b)
-
-
 _dtypes = st.sampled_from(["<i1", "<u1", "<i2", ">i2", "<u4", "<i8", ">u8", "<f2", "<f4", ">f8", "|b1", "<c8"])
 
 

@@ -1,8 +1,6 @@
 """The pool factory: the executor a reader asks for by name (``reader_pool_type``)."""
 from __future__ import annotations
 
-from typing import Any
-
 from petastorm.errors import PetastormArgumentError
 from petastorm.reader_impl.pool import POOL_TYPES, Pool, ensure_count
 from petastorm.reader_impl.process import ProcessPool
@@ -11,9 +9,12 @@ from petastorm.reader_impl.thread_pool import DummyPool, ThreadPool
 __all__ = ["make_pool"]
 
 
-def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int, *,
-              startup_lane: Any = "auto") -> Pool:
+def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int) -> Pool:
     """Build the executor named by ``reader_pool_type``.
+
+    A 'process' pool runs its first items in a thread of this process while the workers start
+    (``startup_lane='auto'`` of :class:`~petastorm.reader_impl.process.ProcessPool`) when the reader's worker
+    factory runs no user code and decodes no image, and starting a worker is slow.
 
     Parameters
     ----------
@@ -22,10 +23,6 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
         Worker threads or processes (>= 1). Ignored by 'dummy', but still checked.
     results_queue_size : int
         Results that may wait, done but not yet consumed, on top of one item per worker (>= 0).
-    startup_lane : {'auto', False, 'cold', True}
-        'process' only: whether to run the first items in a thread of this process while the workers start
-        (see :class:`~petastorm.reader_impl.process.ProcessPool`); 'auto': for a reader's worker factory
-        that runs no user code and decodes no image, while starting a worker is slow.
 
     Raises
     ------
@@ -37,7 +34,7 @@ def make_pool(reader_pool_type: str, workers_count: int, results_queue_size: int
     if reader_pool_type == "thread":
         return ThreadPool(workers_count, results_queue_size)
     if reader_pool_type == "process":
-        return ProcessPool(workers_count, results_queue_size, startup_lane=startup_lane)
+        return ProcessPool(workers_count, results_queue_size, startup_lane="auto")
     if reader_pool_type == "dummy":
         return DummyPool(workers_count, results_queue_size)
     raise PetastormArgumentError(
