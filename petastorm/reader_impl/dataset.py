@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
+
 from petastorm.errors import (
     DatasetNotFoundError,
     PetastormDatasetError,
@@ -50,6 +52,12 @@ class DatasetInfo:
     metadata: dict
     stored_schema: Optional[Unischema]
     schema: Unischema
+
+    @property
+    def rows_per_group(self) -> np.ndarray:
+        """Row count of each row group, in dataset order: shape ``(len(row_groups),)``, int64
+        (``UNKNOWN_ROWS`` where the footer was not read)."""
+        return np.fromiter((rg.num_rows for rg in self.row_groups), dtype=np.int64, count=len(self.row_groups))
 
     def ensure_row_counts(self) -> None:
         """Read the footers of files whose row counts are unknown (in parallel threads)."""
