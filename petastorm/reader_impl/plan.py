@@ -54,7 +54,6 @@ __all__ = [
     "shard_row_groups",
     "balanced_shard_bounds",
     "make_epoch_plan",
-    "rows_in_epoch",
     "plan_row_offsets",
     "locate_global_row",
     "balanced_sequence",
@@ -223,11 +222,6 @@ def items_to_plan(rg: np.ndarray, starts: np.ndarray, stops: np.ndarray, options
                                                        dealt_list))]
 
 
-def rows_in_epoch(plan: Sequence[WorkItem]) -> int:
-    """Rows the plan reads before any predicate (sum of ``item.num_rows``)."""
-    return int(sum(item.num_rows for item in plan))
-
-
 def plan_row_offsets(plan: Sequence[WorkItem]) -> np.ndarray:
     """Rows of the global sequence before each item of the plan (``item.rows_dealt``: the rows that pass
     when the plan counted them, else every row of the slice).
@@ -235,7 +229,7 @@ def plan_row_offsets(plan: Sequence[WorkItem]) -> np.ndarray:
     Returns
     -------
     np.ndarray, shape (len(plan) + 1,), int64
-        ``offsets[i]`` rows come before position ``i``; ``offsets[-1] == rows_in_epoch(plan)``.
+        ``offsets[i]`` rows come before position ``i``; ``offsets[-1]`` rows in all.
     """
     counts = np.fromiter((item.rows_dealt for item in plan), dtype=np.int64, count=len(plan))
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
