@@ -18,6 +18,7 @@ __all__ = [
     "PetastormFilesystemUnavailableError",
     "PetastormDatasetError",
     "PetastormReaderError",
+    "PetastormEmptyBufferError",
     "PetastormArgumentError",
     "CompressionCodecError",
     "PetastormWriteError",
@@ -83,6 +84,11 @@ class PetastormDatasetError(PetastormError, ValueError):
 
 class PetastormReaderError(PetastormError, RuntimeError):
     """A reader was used in a way its state does not allow (for example after ``stop()``)."""
+
+
+class PetastormEmptyBufferError(PetastormReaderError, IndexError):
+    """``retrieve()`` on an empty shuffling buffer. A ``RuntimeError`` and the ``IndexError`` the original's
+    ``NoopShufflingBuffer`` raised (``pop from an empty deque``)."""
 
 
 class PetastormArgumentError(PetastormError, ValueError):

@@ -15,7 +15,12 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
-from petastorm.errors import PetastormArgumentError, PetastormReaderError, PetastormStateError
+from petastorm.errors import (
+    PetastormArgumentError,
+    PetastormEmptyBufferError,
+    PetastormReaderError,
+    PetastormStateError,
+)
 
 __all__ = ["BufferInterface", "ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer"]
 
@@ -67,7 +72,8 @@ class NoopShufflingBuffer(ShufflingBufferBase):
 
     def retrieve(self) -> Any:
         if not self._store:
-            raise PetastormReaderError("Can not dequeue: the buffer is empty. Check can_retrieve() first.")
+            # the original's IndexError (recorded from 0.12.1: "pop from an empty deque") and a RuntimeError
+            raise PetastormEmptyBufferError("Can not dequeue: the buffer is empty. Check can_retrieve() first.")
         return self._store.popleft()
 
     def can_add(self) -> bool:

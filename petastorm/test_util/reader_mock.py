@@ -58,7 +58,11 @@ class ReaderMock:
         Always False: the mock never runs out of rows.
     stopped : bool
         True once :meth:`stop` was called (lets a test check that the code under test stopped its reader).
+    reader_pool_type : str
+        Always ``'dummy'``: the rows are made in the thread that iterates the mock.
     """
+
+    reader_pool_type = "dummy"
 
     def __init__(self, schema: Unischema, schema_data_generator: Callable[[Unischema], dict],
                  ngram: Optional[Any] = None) -> None:

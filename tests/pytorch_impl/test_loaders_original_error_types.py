@@ -116,8 +116,6 @@ def test_the_batched_noop_buffer_ignores_rows_after_finish_as_the_original():
     assert [buffer.retrieve()[0].tolist() for _ in range(2)] == [[0, 1, 2], [3]]
 
 
-@pytest.mark.xfail(strict=True, reason="petastorm/reader_impl/shuffling_buffer.py: NoopShufflingBuffer.retrieve() "
-                                       "on an empty buffer raises a RuntimeError only, 0.12.1 an IndexError")
 def test_the_noop_buffer_retrieve_when_empty_is_the_originals_index_error():
     buffer = NoopShufflingBuffer()
     with pytest.raises(IndexError):

@@ -92,8 +92,6 @@ def test_reader_mock_is_batched_like_a_dummy_pool_reader():
     assert all(b["id"].dtype == torch.int64 and not b["id"].any() for b in batches)
 
 
-@pytest.mark.xfail(strict=True, reason="petastorm/test_util/reader_mock.py: ReaderMock has no reader_pool_type "
-                                       "(a Reader's public attribute), code under test reading it fails")
 def test_reader_mock_tells_a_dummy_pool_type():
     with ReaderMock(MockSchema, schema_data_generator_example) as reader:
         assert reader.reader_pool_type == "dummy"
