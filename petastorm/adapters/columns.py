@@ -8,7 +8,8 @@ import numpy as np
 
 from petastorm.errors import PetastormSchemaError, PetastormTypeError
 
-__all__ = ["Columns", "num_rows", "slice_columns", "concat_columns", "check_columns", "as_records"]
+__all__ = ["Columns", "num_rows", "slice_columns", "concat_columns", "check_columns", "as_records",
+           "wrapped_in_nanoseconds"]
 
 #: A batch of columns: field name -> array of shape (rows, ...) (every array has the same number of rows).
 Columns = dict
@@ -76,3 +77,34 @@ def as_records(block: np.ndarray) -> "np.ndarray | None":
     if block.dtype.hasobject or not block.flags.c_contiguous or cell == 0:
         return None
     return block.reshape(len(block), cell).view(np.dtype((np.void, block.itemsize * cell)))[:, 0]
+
+
+#: Units finer than a nanosecond: their cast to nanoseconds cannot overflow.
+_FINER_THAN_NS = frozenset({"ps", "fs", "as"})
+
+
+def wrapped_in_nanoseconds(column: np.ndarray, nanos: np.ndarray) -> np.ndarray:
+    """The values of a ``datetime64`` / ``timedelta64`` ``column`` that its cast to nanoseconds, ``nanos``, wrapped.
+
+    numpy's cast does not raise where int64 nanoseconds cannot hold a value (timestamps outside 1677-09-22 ..
+    2262-04-11, durations beyond ~292 years): the sentinel 9999-12-31 became 1816-03-29. The JAX and
+    TensorFlow adapters, which hand times on as int64 nanoseconds, refuse such values naming the field.
+
+    Parameters
+    ----------
+    column : numpy.ndarray
+        ``datetime64`` or ``timedelta64`` values of any unit and shape.
+    nanos : numpy.ndarray
+        ``column.astype('datetime64[ns]')`` (or ``'timedelta64[ns]'``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The wrapped values of ``column``, flattened, in order (NaT never counts); empty when none wrapped.
+    """
+    flat = column.reshape(-1)
+    if np.datetime_data(column.dtype)[0] in _FINER_THAN_NS or not column.size:
+        return flat[:0]
+    with np.errstate(over="ignore", invalid="ignore"):  # a coarser unit: the cast back differs where it wrapped
+        wrapped = (nanos.astype(column.dtype) != column) & ~np.isnat(column)
+    return flat[wrapped.reshape(-1)]

@@ -18,6 +18,7 @@ from typing import AbstractSet, Any, Dict, Mapping, NamedTuple, Optional
 import numpy as np
 
 from petastorm.adapters.checks import ensure_aligned
+from petastorm.adapters.columns import wrapped_in_nanoseconds
 from petastorm.adapters.nulls import nullable_numbers_as_nan
 from petastorm.errors import PetastormSchemaError, PetastormTypeError
 
@@ -190,27 +191,20 @@ def _unmasked(name: str, column: np.ma.MaskedArray) -> np.ndarray:
     return np.ma.getdata(column)
 
 
-_FINER_THAN_NS = frozenset({"ps", "fs", "as"})
-
-
 def _as_nanoseconds(name: str, column: np.ndarray) -> np.ndarray:
     """A ``datetime64``/``timedelta64`` column (no NaT) as ``int64`` nanoseconds, refusing the values that int64
     nanoseconds cannot hold: numpy's cast wraps them silently (the sentinel 9999-12-31 became 1816-03-29)."""
     kind = column.dtype.kind
-    unit = np.datetime_data(column.dtype)[0]
     nanos = column.astype("datetime64[ns]" if kind == "M" else "timedelta64[ns]")
-    if unit not in _FINER_THAN_NS and column.size:  # a coarser unit: the cast back differs where it wrapped
-        with np.errstate(over="ignore", invalid="ignore"):
-            wrapped = nanos.astype(column.dtype) != column
-        if wrapped.any():
-            bad = column.reshape(-1)[wrapped.reshape(-1)]
-            span = "timestamps from 1677-09-22 to 2262-04-11" if kind == "M" else "durations within 292 years"
-            raise PetastormSchemaError(
-                f"field {name!r} holds {column.dtype} values that int64 nanoseconds cannot hold ({bad.size} of "
-                f"them, such as {bad[0]}): JAX has no time type, so they arrive as int64 nanoseconds ({span}), "
-                f"and they would wrap silently; replace them in transform_fn (a sentinel such as 9999-12-31 by "
-                f"a value in range and a mask column), or give the field in its own unit there "
-                f"(column.view('int64'))")
+    bad = wrapped_in_nanoseconds(column, nanos)
+    if bad.size:
+        span = "timestamps from 1677-09-22 to 2262-04-11" if kind == "M" else "durations within 292 years"
+        raise PetastormSchemaError(
+            f"field {name!r} holds {column.dtype} values that int64 nanoseconds cannot hold ({bad.size} of "
+            f"them, such as {bad[0]}): JAX has no time type, so they arrive as int64 nanoseconds ({span}), "
+            f"and they would wrap silently; replace them in transform_fn (a sentinel such as 9999-12-31 by "
+            f"a value in range and a mask column), or give the field in its own unit there "
+            f"(column.view('int64'))")
     return nanos.view(np.int64)
 
 

@@ -38,6 +38,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from petastorm.adapters.columns import wrapped_in_nanoseconds
 from petastorm.codecs import ScalarCodec
 from petastorm.errors import PetastormSchemaError
 
@@ -266,9 +267,13 @@ def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
         column = _dense(conv, column)  # an object column of equal-shape arrays; ragged ones raise naming the field
     if column.dtype.kind != "M":
         column = np.array(column.tolist(), dtype="datetime64[ns]")
-    column = column.astype("datetime64[ns]")
+    nanos = column.astype("datetime64[ns]")
     if conv.scalar_codec:
-        nulls = np.flatnonzero(np.isnat(column))
+        nulls = np.flatnonzero(np.isnat(nanos))
         if len(nulls):
             raise _none_error(conv.name, f" in row {nulls[0]} of a batch")
-    return column.view(np.int64)
+    wrapped = wrapped_in_nanoseconds(column, nanos)
+    if wrapped.size:
+        raise _value_error(conv, wrapped[0], "TensorFlow gets timestamps as int64 nanoseconds, from 1677-09-22 to "
+                                             "2262-04-11")
+    return nanos.view(np.int64)

@@ -1,6 +1,6 @@
-"""The TensorFlow twin of the JAX check of timestamps beyond int64 nanoseconds
-(tests/jax_impl/test_columns_jax_cannot_hold.py): tf_utils gives a batch reader's timestamps as int64
-nanoseconds too, with the same numpy cast, which wraps 9999-12-31 to 1816-03-29 silently."""
+"""Timestamps beyond int64 nanoseconds (the sentinel 9999-12-31): tf_utils gives a batch reader's timestamps as
+int64 nanoseconds, and numpy's cast wrapped them silently (1816-03-29); they are refused naming the field, as in
+JAX (tests/jax_impl/test_columns_jax_cannot_hold.py)."""
 import datetime
 import os
 
@@ -21,8 +21,6 @@ def sentinel_dates_dataset(tmp_path_factory):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason="petastorm/tf_impl/convert.py: a batch reader's timestamps beyond int64 "
-                                       "nanoseconds (9999-12-31) wrap silently in the cast to datetime64[ns]")
 def test_tf_utils_refuses_batch_timestamps_that_int64_nanoseconds_cannot_hold(sentinel_dates_dataset):
     import tensorflow as tf
 
