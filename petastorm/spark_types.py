@@ -1,4 +1,4 @@
-"""Spark SQL types without a JVM: the real ``pyspark.sql.types`` when installed, stand-ins otherwise.
+"""Spark SQL types without a JVM: stand-ins for ``pyspark.sql.types``, and the real types on request.
 
 Codecs carry a Spark type (``ScalarCodec(LongType())``) and the metadata that old datasets carry pickles
 them as ``pyspark.sql.types.*``. A reader must not need pyspark: schemas *loaded* from a dataset's metadata

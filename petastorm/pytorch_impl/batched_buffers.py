@@ -108,7 +108,6 @@ class BatchedNoopShufflingBuffer(BatchedShufflingBufferBase):
         super().__init__(batch_size)
         self._chunks: deque = deque()
         self._size = 0
-        self._width: Optional[int] = None
         self._empty: Optional[List[np.ndarray]] = None
 
     def _add_many(self, items: List[np.ndarray]) -> None:

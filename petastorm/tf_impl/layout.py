@@ -72,11 +72,6 @@ class ElementLayout:
         """``(tf dtype name, static shape)`` of every tensor of an element, in :meth:`flatten` order."""
         return [(c.tf_dtype, self._shape(c)) for part in self.parts for c in part.convs]
 
-    def signature(self, tf: Any) -> Any:
-        """The element's structure of ``tf.TensorSpec`` (``output_signature`` of ``from_generator``)."""
-        specs = iter([tf.TensorSpec(shape, tf.as_dtype(name)) for name, shape in self.flat_specs()])
-        return self.unflatten(specs)
-
     # --- items -> elements -----------------------------------------------------------------------------------
 
     def _part_values(self, part: _Part, row: Any) -> list:
