@@ -261,13 +261,13 @@ def test_row_seeds_are_set_only_when_shuffling_rows_and_change_per_epoch(rows, o
     assert all(keyed[k] != nxt[k] for k in common)
 
 
-def test_a_plan_of_thousands_of_row_groups_is_fast():
-    import time
+def test_a_plan_of_thousands_of_row_groups_covers_every_row_once():
+    # 50,000 row groups cut in 2 drop partitions (its speed is a benchmark's business, not a test's)
     rows = np.full(50_000, 1000)
-    t0 = time.perf_counter()
     plan = make_epoch_plan(rows, PlanOptions(seed=7, shuffle_rows=True, shuffle_row_drop_partitions=2), 0)
     assert len(plan) == 100_000 and sum(it.num_rows for it in plan) == 50_000_000
-    assert time.perf_counter() - t0 < 5.0
+    assert sorted((it.row_group, it.row_start, it.row_stop) for it in plan) == [
+        (g, start, start + 500) for g in range(50_000) for start in (0, 500)]
 
 
 @pytest.mark.parametrize("kwargs, match", [
