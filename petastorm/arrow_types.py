@@ -37,13 +37,16 @@ def numpy_type_for_arrow_type(arrow_type: Any, column_name: str = "?") -> Any:
 
     if pat.is_dictionary(arrow_type):
         return numpy_type_for_arrow_type(arrow_type.value_type, column_name)
+    if isinstance(arrow_type, pa.BaseExtensionType):  # e.g. arrow.uuid: the values of its storage type
+        return numpy_type_for_arrow_type(arrow_type.storage_type, column_name)
     if pat.is_boolean(arrow_type):
         return np.bool_
     if pat.is_integer(arrow_type) or pat.is_floating(arrow_type):
         return arrow_type.to_pandas_dtype()
-    if pat.is_string(arrow_type) or pat.is_large_string(arrow_type) or getattr(pat, "is_string_view", lambda t: False)(arrow_type):
+    if pat.is_string(arrow_type) or pat.is_large_string(arrow_type) or pat.is_string_view(arrow_type):
         return np.str_
-    if pat.is_binary(arrow_type) or pat.is_large_binary(arrow_type) or pat.is_fixed_size_binary(arrow_type):
+    if pat.is_binary(arrow_type) or pat.is_large_binary(arrow_type) or pat.is_fixed_size_binary(arrow_type) \
+            or pat.is_binary_view(arrow_type):
         return np.bytes_
     if pat.is_decimal(arrow_type):
         return Decimal
@@ -53,7 +56,6 @@ def numpy_type_for_arrow_type(arrow_type: Any, column_name: str = "?") -> Any:
         return np.timedelta64
     if pat.is_null(arrow_type):
         return np.object_
-    del pa
     raise PetastormSchemaError(f"column {column_name!r} has Arrow type {arrow_type}, which is not supported")
 
 
@@ -64,11 +66,11 @@ def arrow_field_to_unischema_field(arrow_field: Any) -> Any:
 
     from petastorm.unischema import UnischemaField
 
-    t = arrow_field.type
+    t = _storage_type(arrow_field.type)
     shape: tuple = ()
-    while pat.is_list(t) or pat.is_large_list(t) or pat.is_fixed_size_list(t):
+    while _is_list_type(t):
         shape = shape + (None,)
-        t = t.value_type
+        t = _storage_type(t.value_type)
     if pat.is_struct(t) or pat.is_map(t) or pat.is_union(t):
         raise PetastormSchemaError(f"column {arrow_field.name!r} has Arrow type {arrow_field.type}, which is "
                                    f"not supported (struct/map/union columns)")
@@ -156,7 +158,12 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     - Strings, binaries and decimals become object arrays of ``str``, ``bytes`` and ``Decimal``.
     - Floats with nulls stay float arrays with NaN for the nulls (as 0.12.1 gave them); other scalar columns
       with nulls become object arrays with ``None`` for the nulls.
-    - Dictionary-encoded columns are decoded first.
+    - Dictionary-encoded columns are decoded first; extension columns (``arrow.uuid``...) give the values of
+      their storage type (``bytes`` for a uuid); list views read as lists, string and binary views as strings.
+    - With ``field``: a column of another type than the field's (files of a dataset that disagree) is cast only
+      where no value changes; else :class:`~petastorm.errors.PetastormSchemaError` names the field (an ``int64``
+      value that ``int32`` cannot hold wrapped, a float that ``float32`` cannot hold became ``inf``, strings
+      came through a number field).
     - Lists: a ``(rows, length)`` array (``(rows, n, m)`` for lists of lists...) when every list of the
       column has the same length and neither lists nor values are null; otherwise an object array of
       ``rows`` items, each a 1-D array of the row's values (``None`` for a null list). A row of a
@@ -189,6 +196,11 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
     if pat.is_dictionary(t):
         column = column.dictionary_decode()
         t = column.type
+    if isinstance(t, pa.BaseExtensionType):
+        column = column.storage
+        t = column.type
+    if field is not None:
+        _ensure_column_fits_field(t, field)
     if _is_list_type(t):
         return _list_column_to_numpy(column, regular=True)
     if pat.is_timestamp(t) or pat.is_date(t) or pat.is_duration(t):
@@ -206,7 +218,8 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
             values = [None if v is None else conv(v) for v in values]
         out[:] = values
         return out
-    if pat.is_decimal(t) or pat.is_string(t) or pat.is_large_string(t) or pat.is_binary(t) or pat.is_large_binary(t):
+    if pat.is_decimal(t) or pat.is_string(t) or pat.is_large_string(t) or pat.is_binary(t) or pat.is_large_binary(t) \
+            or pat.is_string_view(t) or pat.is_binary_view(t):
         return column.to_numpy(zero_copy_only=False)
     arr = column.to_numpy(zero_copy_only=False)  # booleans (numbers without nulls took the first branch)
     return _cast_to_field(arr, field) if field is not None else arr
@@ -227,22 +240,95 @@ def _fixed_width_dtypes() -> dict:
 
 
 def _cast_to_field(arr: np.ndarray, field: Any) -> np.ndarray:
-    """``arr`` (numbers or booleans) cast to ``field.numpy_dtype`` when that is another number type."""
+    """``arr`` (numbers or booleans) cast to ``field.numpy_dtype`` when that is another number type.
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming the field, when the cast would change a value: an integer out of the field's range (it would
+        wrap), a float with a fraction into an integer field, a finite float that becomes ``inf``.
+    """
     if arr.dtype.kind not in "biuf":
         return arr
     from petastorm.codecs import dtype_type
 
     target = dtype_type(field.numpy_dtype)
-    if target not in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
-            and arr.dtype.type is not target:
-        arr = arr.astype(target)
-    return arr
+    if target in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
+            or arr.dtype.type is target:
+        return arr
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(target)
+    if not np.can_cast(arr.dtype, out.dtype, "safe"):
+        changed = _changed_by_cast(arr, out)
+        if changed.any():
+            raise PetastormSchemaError(
+                f"field {field.name!r} is {out.dtype.name} but a file holds it as {arr.dtype.name}, with values that "
+                f"{out.dtype.name} cannot hold (e.g. {arr[changed][0].tolist()!r}): {_DISAGREE}")
+    return out
+
+
+def _changed_by_cast(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Where casting ``arr`` to ``out`` changed a value, as a boolean array of ``arr``'s shape: an integer out of
+    range (it wrapped), a float with a fraction or out of range cast to an integer, a finite float become
+    ``inf``. Floats losing precision in a narrower float type, and anything cast to bool, count as kept."""
+    if out.dtype.kind == "b":
+        return np.zeros(arr.shape, dtype=bool)
+    if out.dtype.kind == "f":
+        return np.isinf(out) & np.isfinite(arr)
+    if arr.dtype.kind in "biu":
+        info = np.iinfo(out.dtype)
+        return (arr < info.min) | (arr > info.max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return out.astype(arr.dtype) != arr  # float -> integer: NaN compares unequal too
+
+
+#: numpy types of the Unischema fields whose values are numbers (booleans included).
+_NUMBER_KINDS = "biuf"
+_DISAGREE = ("the files of the dataset disagree on its type (the reader's schema comes from one of them); "
+             "leave the field out with schema_fields, or read the files that agree")
+
+
+def _ensure_column_fits_field(arrow_type: Any, field: Any) -> None:
+    """Refuse a column of strings or bytes read for a number field, or numbers for a string or bytes field
+    (files of a dataset that disagree on a column's type: the values would come through uncast).
+
+    Raises
+    ------
+    PetastormSchemaError
+        Naming the field, its type and the column's Arrow type.
+    """
+    from petastorm.codecs import dtype_type
+
+    while _is_list_type(arrow_type):
+        arrow_type = _storage_type(arrow_type.value_type)
+    target = dtype_type(field.numpy_dtype)
+    if target in (Decimal, np.datetime64, np.timedelta64, np.object_) or not isinstance(target, type):
+        return
+    try:
+        stored = numpy_type_for_arrow_type(arrow_type, field.name)
+    except PetastormSchemaError:
+        return
+    is_text = target in (np.str_, np.bytes_)
+    stored_is_text = stored in (np.str_, np.bytes_)
+    stored_is_number = isinstance(stored, type) and issubclass(stored, np.generic) \
+        and np.dtype(stored).kind in _NUMBER_KINDS
+    if (not is_text and stored_is_text) or (is_text and stored_is_number):
+        raise PetastormSchemaError(
+            f"field {field.name!r} is {np.dtype(target).name} but a file holds it as Arrow {arrow_type}: {_DISAGREE}")
 
 
 def _is_list_type(t: Any) -> bool:
     import pyarrow.types as pat
 
-    return pat.is_list(t) or pat.is_large_list(t) or pat.is_fixed_size_list(t)
+    return pat.is_list(t) or pat.is_large_list(t) or pat.is_fixed_size_list(t) or pat.is_list_view(t) \
+        or pat.is_large_list_view(t)
+
+
+def _storage_type(t: Any) -> Any:
+    """An extension type's storage type (``fixed_size_binary[16]`` for ``arrow.uuid``); other types as they are."""
+    import pyarrow as pa
+
+    return t.storage_type if isinstance(t, pa.BaseExtensionType) else t
 
 
 def _scalar_converter(field: Any):

@@ -51,7 +51,8 @@ def nullable_numbers_as_nan(col: np.ndarray, without_nulls: bool = False) -> "np
     return out
 
 
-def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ()) -> Dict[str, np.ndarray]:
+def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = (),
+                         other_fields: Any = ()) -> Dict[str, np.ndarray]:
     """A ``make_batch_reader`` column batch with its object columns of numbers and ``None`` as the original's
     batch reader gave them: floats with NaN (``float64`` for integers; see
     :func:`nullable_numbers_as_nan`). Other columns are kept as they are.
@@ -67,6 +68,9 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ())
     array_fields : collection of str
         Fields whose cells are arrays: a column of them holding only ``None`` is kept (NaN scalars would
         give its batches the wrong shape).
+    other_fields : collection of str
+        Fields of strings, bytes, decimals, dates or booleans: kept as they are, also when a batch of them holds
+        only ``None`` (NaN floats would pass a column of nulls of a string field off as numbers).
 
     Returns
     -------
@@ -75,7 +79,7 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ())
     """
     out = None
     for name, col in columns.items():
-        if col.dtype.kind == "O" and col.ndim == 1 and len(col):
+        if col.dtype.kind == "O" and col.ndim == 1 and len(col) and name not in other_fields:
             first = col[0]
             if first is not None and (not isinstance(first, _NUMBERS) or isinstance(first, _BOOLS)):
                 continue  # str, bytes, Decimal, arrays...: no pass over the column
@@ -88,7 +92,18 @@ def nulls_as_nan_columns(columns: Dict[str, np.ndarray], array_fields: Any = ())
 
 
 def batch_nulls_as_nan(reader: Any) -> Callable:
-    """:func:`nulls_as_nan_columns` for the column batches of ``reader`` (its array fields from its schema)."""
+    """:func:`nulls_as_nan_columns` for the column batches of ``reader`` (its array fields and the fields of other
+    values than numbers from its schema)."""
     fields = getattr(getattr(reader, "schema", None), "fields", None) or {}
     array_fields = frozenset(name for name, field in fields.items() if getattr(field, "shape", ()))
-    return partial(nulls_as_nan_columns, array_fields=array_fields)
+    other_fields = frozenset(name for name, field in fields.items() if not _holds_numbers(field))
+    return partial(nulls_as_nan_columns, array_fields=array_fields, other_fields=other_fields)
+
+
+def _holds_numbers(field: Any) -> bool:
+    """Whether a field's values may be numbers: a numeric numpy type, or ``object`` (an Arrow column of type null,
+    which the loaders read as NaN)."""
+    from petastorm.codec_checks import dtype_type
+
+    t = dtype_type(getattr(field, "numpy_dtype", None))
+    return isinstance(t, type) and issubclass(t, np.generic) and np.dtype(t).kind in "iufcO"

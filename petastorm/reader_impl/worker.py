@@ -293,6 +293,8 @@ class RowGroupWorker:
         except PetastormDecodeError as e:
             row = None if e.row is None else row_start + int(e.row if rows is None else rows[e.row])
             raise _placed(e, getattr(e, "field", "?"), rg, row) from e
+        except PetastormSchemaError as e:  # a column of another type than the field's: name the file
+            raise PetastormSchemaError(f"{e} (row group {rg.row_group} of Parquet file {rg.path!r})") from e
         except Exception as e:  # a codec of the user's: its own exception, with the place
             if not isinstance(e, PetastormError):
                 add_note(e, f"decoding row group {rg.row_group} of Parquet file {rg.path!r}")
@@ -316,7 +318,7 @@ class RowGroupWorker:
                 e.field = name
                 raise
             except PetastormSchemaError as e:
-                raise PetastormSchemaError(f"field {name!r}: {e}") from e
+                raise (e if f"field {name!r}" in str(e) else PetastormSchemaError(f"field {name!r}: {e}")) from e
             except Exception as e:  # a codec of the user's: its own exception, naming the field
                 if not isinstance(e, PetastormError):
                     add_note(e, f"decoding field {name!r}")
