@@ -210,6 +210,11 @@ def arrow_column_to_numpy(column: Any, field: Any = None) -> np.ndarray:
         # the field's type in make_reader's rows): a float column stays a float array
         arr = column.to_numpy(zero_copy_only=False)
         return _cast_to_field(arr, field) if field is not None else arr
+    if column.null_count and field is not None and _is_number_type(t) and _number_field(field):
+        out = np.empty(len(column), dtype=object)  # None for the nulls, the others as numpy scalars of the field
+        out[column.is_valid().to_numpy(zero_copy_only=False)] = list(
+            _cast_to_field(column.drop_null().to_numpy(zero_copy_only=False), field))
+        return out
     if column.null_count:
         values = column.to_pylist()
         out = np.empty(len(values), dtype=object)
@@ -253,8 +258,10 @@ def _cast_to_field(arr: np.ndarray, field: Any) -> np.ndarray:
     from petastorm.codecs import dtype_type
 
     target = dtype_type(field.numpy_dtype)
-    if target in (Decimal, np.str_, np.bytes_, np.datetime64, np.timedelta64, np.object_) \
-            or arr.dtype.type is target:
+    if target in (np.str_, np.bytes_):
+        raise PetastormSchemaError(
+            f"field {field.name!r} is {np.dtype(target).name} but a file holds it as {arr.dtype.name}: {_DISAGREE}")
+    if target in (Decimal, np.datetime64, np.timedelta64, np.object_) or arr.dtype.type is target:
         return arr
     with np.errstate(over="ignore", invalid="ignore"):
         out = arr.astype(target)
@@ -270,9 +277,10 @@ def _cast_to_field(arr: np.ndarray, field: Any) -> np.ndarray:
 def _changed_by_cast(arr: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Where casting ``arr`` to ``out`` changed a value, as a boolean array of ``arr``'s shape: an integer out of
     range (it wrapped), a float with a fraction or out of range cast to an integer, a finite float become
-    ``inf``. Floats losing precision in a narrower float type, and anything cast to bool, count as kept."""
+    ``inf``, a number other than 0 and 1 cast to bool. Floats losing precision in a narrower float type count as
+    kept."""
     if out.dtype.kind == "b":
-        return np.zeros(arr.shape, dtype=bool)
+        return (arr != 0) & (arr != 1)
     if out.dtype.kind == "f":
         return np.isinf(out) & np.isfinite(arr)
     if arr.dtype.kind in "biu":
@@ -289,8 +297,8 @@ _DISAGREE = ("the files of the dataset disagree on its type (the reader's schema
 
 
 def _ensure_column_fits_field(arrow_type: Any, field: Any) -> None:
-    """Refuse a column of strings or bytes read for a number field, or numbers for a string or bytes field
-    (files of a dataset that disagree on a column's type: the values would come through uncast).
+    """Refuse a column of strings or bytes read for a number field, numbers for a string or bytes field, or lists
+    for a scalar field (files of a dataset that disagree on a column's type: the values would come through uncast).
 
     Raises
     ------
@@ -299,6 +307,9 @@ def _ensure_column_fits_field(arrow_type: Any, field: Any) -> None:
     """
     from petastorm.codecs import dtype_type
 
+    if _is_list_type(arrow_type) and not tuple(field.shape or ()):
+        raise PetastormSchemaError(
+            f"field {field.name!r} is a scalar but a file holds it as Arrow {arrow_type}: {_DISAGREE}")
     while _is_list_type(arrow_type):
         arrow_type = _storage_type(arrow_type.value_type)
     target = dtype_type(field.numpy_dtype)
@@ -329,6 +340,20 @@ def _storage_type(t: Any) -> Any:
     import pyarrow as pa
 
     return t.storage_type if isinstance(t, pa.BaseExtensionType) else t
+
+
+def _is_number_type(t: Any) -> bool:
+    import pyarrow.types as pat
+
+    return pat.is_integer(t) or pat.is_floating(t) or pat.is_boolean(t)
+
+
+def _number_field(field: Any) -> bool:
+    """Whether a field's numpy type is a number or bool type (``np.int32``, ``np.dtype('>f4')``...)."""
+    from petastorm.codecs import dtype_type
+
+    t = dtype_type(field.numpy_dtype)
+    return isinstance(t, type) and issubclass(t, np.generic) and np.dtype(t).kind in _NUMBER_KINDS
 
 
 def _scalar_converter(field: Any):
