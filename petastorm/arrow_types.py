@@ -319,11 +319,8 @@ def _ensure_column_fits_field(arrow_type: Any, field: Any) -> None:
         stored = numpy_type_for_arrow_type(arrow_type, field.name)
     except PetastormSchemaError:
         return
-    is_text = target in (np.str_, np.bytes_)
-    stored_is_text = stored in (np.str_, np.bytes_)
-    stored_is_number = isinstance(stored, type) and issubclass(stored, np.generic) \
-        and np.dtype(stored).kind in _NUMBER_KINDS
-    if (not is_text and stored_is_text) or (is_text and stored_is_number):
+    is_text, stored_is_text = target in (np.str_, np.bytes_), stored in (np.str_, np.bytes_)
+    if (not is_text and stored_is_text) or (is_text and _is_number_numpy_type(stored)):
         raise PetastormSchemaError(
             f"field {field.name!r} is {np.dtype(target).name} but a file holds it as Arrow {arrow_type}: {_DISAGREE}")
 
@@ -352,7 +349,10 @@ def _number_field(field: Any) -> bool:
     """Whether a field's numpy type is a number or bool type (``np.int32``, ``np.dtype('>f4')``...)."""
     from petastorm.codecs import dtype_type
 
-    t = dtype_type(field.numpy_dtype)
+    return _is_number_numpy_type(dtype_type(field.numpy_dtype))
+
+
+def _is_number_numpy_type(t: Any) -> bool:
     return isinstance(t, type) and issubclass(t, np.generic) and np.dtype(t).kind in _NUMBER_KINDS
 
 

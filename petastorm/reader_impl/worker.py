@@ -318,7 +318,9 @@ class RowGroupWorker:
                 e.field = name
                 raise
             except PetastormSchemaError as e:
-                raise (e if f"field {name!r}" in str(e) else PetastormSchemaError(f"field {name!r}: {e}")) from e
+                if f"field {name!r}" in str(e):
+                    raise
+                raise PetastormSchemaError(f"field {name!r}: {e}") from e
             except Exception as e:  # a codec of the user's: its own exception, naming the field
                 if not isinstance(e, PetastormError):
                     add_note(e, f"decoding field {name!r}")
