@@ -18,7 +18,9 @@ The pipeline is ``range(∞).map(numpy_function(next item)).take(∞)``, a ``tf.
   flight when the interpreter exits deadlocks it: the finalizing interpreter ends the TensorFlow thread that
   asks for the GIL, and the ``MapAndBatch`` iterator destroyed at exit waits for that call forever (the
   MNIST Keras example hung in most runs under load). ``take(∞)`` drops its input iterator at the end, so
-  nothing calls the function after it;
+  nothing calls the function after it; and at interpreter exit every dataset's sequence ends
+  (:class:`_InterpreterExit`), for a user's own stages that read ahead (``batch(n).prefetch(k)``) and would
+  otherwise have a call in flight when the interpreter finalizes;
 - nothing reads ahead of the consumer: no ``prefetch`` of ours, and TensorFlow's automatic one
   (``inject_prefetch``) is turned off in the dataset's options. An element read ahead for an iterator that
   is then abandoned (``dataset.take(1)`` to look at a sample, a ``break``) would be lost to the reader's pass:
@@ -31,7 +33,8 @@ The pipeline is ``range(∞).map(numpy_function(next item)).take(∞)``, a ``tf.
   (:class:`_SourceCall`) holds the item source weakly; the returned dataset and its variant tensor hold it
   strongly, and so does everything that keeps them: the user's later stages (``map``, ``batch``... keep their
   input dataset), an iterator (it keeps the dataset the v1 adapter wraps, which shares the adapter's variant
-  tensor, not the adapter), a ``tf.function`` that captured the dataset (its variant tensor). A pipeline
+  tensor, not the adapter), a ``tf.function`` that captured the dataset (its variant tensor; one that
+  captured a later stage keeps that stage's variant tensor only, which does not hold the source). A pipeline
   and its iterators dropped mid-epoch free the reader, whose finalizer stops its workers. A dataset made while
   a graph is built (TF1 graph mode, inside a ``tf.function`` or a dataset function) has no Python object that
   outlives the building: the graph being built holds the item source (a ``tf.Graph``, or the traced function's
@@ -39,7 +42,10 @@ The pipeline is ``range(∞).map(numpy_function(next item)).take(∞)``, a ``tf.
 """
 from __future__ import annotations
 
+import atexit
+import os
 import threading
+import time
 import weakref
 from typing import Any, List
 
@@ -105,7 +111,69 @@ class _SourceCall:
         if source is None:  # only a call TensorFlow makes after the pipeline was dropped (a late prefetch)
             raise PetastormReaderError("make_petastorm_dataset: the dataset was dropped, and with it its reader; "
                                        "keep a reference to the dataset (or its iterator) while you read it")
-        return source.next_flat(position)
+        with _EXIT:  # counts the call; ends the sequence once the interpreter exits
+            return source.next_flat(position)
+
+
+class _InterpreterExit:
+    """Ends every dataset's sequence when the interpreter exits, so that no call of ours is in flight once it
+    finalizes.
+
+    A user's stage that reads ahead in TensorFlow's threads (``map(f).batch(n).prefetch(k)``: a fused
+    ``MapAndBatch`` runner) keeps calling the dataset after the user's loop is left. A call that asks for the GIL
+    while the interpreter finalizes never gets it, and the iterator destroyed at finalization waits for that call
+    for ever: the process hangs at exit. At ``atexit`` (the interpreter still whole) every later call ends the
+    sequence (``StopIteration``: TensorFlow's end of input, after which the runner calls no more), and the hook
+    waits for the calls in flight and until none has started for ``IDLE_S`` (the runner's next call, which then
+    ends), ``MAX_WAIT_S`` at most (a call waiting on a slow store's row group). A forked child inherits the hook
+    and the counts but not TensorFlow's threads: it does not wait.
+    """
+
+    IDLE_S = 0.1
+    MAX_WAIT_S = 10.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._exiting = False
+        self._in_flight = 0
+        self._last_call = 0.0  # time.monotonic() of the last call's start or end
+        self._registered = False
+        self._pid = os.getpid()
+
+    def register(self) -> None:
+        with self._cond:
+            if not self._registered:
+                atexit.register(self.drain)
+                self._registered = True
+
+    def __enter__(self) -> None:
+        with self._cond:
+            if self._exiting:
+                raise StopIteration  # the end of the sequence (TensorFlow's OutOfRange: end of input)
+            self._in_flight += 1
+            self._last_call = time.monotonic()
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._last_call = time.monotonic()
+            self._cond.notify_all()
+
+    def drain(self) -> None:
+        with self._cond:
+            self._exiting = True
+            if os.getpid() != self._pid:
+                return
+            deadline = time.monotonic() + self.MAX_WAIT_S
+            while True:
+                now = time.monotonic()
+                quiet = self._in_flight == 0 and now - self._last_call >= self.IDLE_S
+                if quiet or now >= deadline:
+                    return
+                self._cond.wait(min(self.IDLE_S, deadline - now))
+
+
+_EXIT = _InterpreterExit()
 
 
 _HOLD = "_petastorm_item_sources"
@@ -132,6 +200,7 @@ def make_petastorm_dataset(reader: Any) -> Any:
     dtypes = [tf.as_dtype(name) for name, _ in specs]
     source = ItemSource(reader, layout)
     call = _SourceCall(source)
+    _EXIT.register()
 
     def element(position: Any) -> Any:
         flat = tf.numpy_function(call, [position], dtypes, stateful=True, name="petastorm_next")
