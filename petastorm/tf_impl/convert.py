@@ -265,9 +265,11 @@ def convert_column(conv: FieldConversion, column: Any) -> np.ndarray:
     # datetime: nanoseconds, as the original's batches
     if conv.shape:
         column = _dense(conv, column)  # an object column of equal-shape arrays; ragged ones raise naming the field
-    if column.dtype.kind != "M":
-        column = np.array(column.tolist(), dtype="datetime64[ns]")
-    nanos = column.astype("datetime64[ns]")
+    if column.dtype.kind != "M":  # dates and datetimes as objects: in their own unit (D, us), so that the
+        values = column.tolist()  # check below sees the values the cast to nanoseconds wraps (9999-12-31)
+        column, nanos = np.array(values, dtype="datetime64"), np.array(values, dtype="datetime64[ns]")
+    else:
+        nanos = column.astype("datetime64[ns]")
     if conv.scalar_codec:
         nulls = np.flatnonzero(np.isnat(nanos))
         if len(nulls):
