@@ -62,7 +62,8 @@ def make_petastorm_dataset(reader: Any) -> Any:
     ``break``) it continues where the reader is, no row lost, or starts another pass if no row is left.
     An iteration that met the reader's end does not call the reader again.
     Iterators alive at the same time share the reader's rows. The dataset keeps the reader alive, and so does
-    everything built on it (your ``map``, ``batch``..., its iterators, a ``tf.function`` that captured it):
+    everything built on it (your ``map``, ``batch``..., its iterators, a ``tf.function`` that captured the dataset
+    itself; one that captured a later stage only keeps that stage's tensor: keep the pipeline referenced):
     ``for row in make_petastorm_dataset(make_reader(url))`` needs no name for the reader, and a pipeline
     dropped mid-epoch frees its reader, whose workers stop. A dataset made while a graph is built (TF1 code,
     inside a ``tf.function``) lives as long as that graph. Errors of the reader, of a ``TransformSpec`` or

@@ -124,6 +124,22 @@ def test_tf_function_that_captured_a_dataset_reads_it_after_its_name_is_deleted(
     assert int(total()) == sum(ALL_IDS)  # the same traced function: another pass of the reader
 
 
+def test_tf_function_that_captured_a_later_stage_says_to_keep_the_pipeline_once_it_is_dropped(url):
+    """The traced function keeps the batch stage's variant tensor only: with no Python object of the pipeline
+    left the reader is freed, and the next call says what to keep (documented in docs/tensorflow.md)."""
+    named = {"ds": make_petastorm_dataset(_rows(url, num_epochs=1)).batch(10)}
+
+    @tf.function
+    def total():
+        return named["ds"].reduce(tf.constant(0, tf.int64), lambda acc, batch: acc + tf.reduce_sum(batch.id))
+
+    assert int(total()) == sum(ALL_IDS)
+    named.clear()
+    gc.collect()
+    with pytest.raises(tf.errors.OpError, match="PetastormReaderError.*keep a reference to the dataset"):
+        total()
+
+
 def test_tf_function_that_makes_the_dataset_reads_it_at_every_call(url):
     """A dataset made while a function is traced (no Python object of it outlives the tracing): the traced
     function's graph holds what reads the reader."""
