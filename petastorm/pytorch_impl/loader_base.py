@@ -213,15 +213,20 @@ class LoaderBase:
             self._close_pass()
 
     def _rows_left_unserved(self) -> bool:
-        """Whether the pass just left holds rows of a reader it read to its end. The reader's own ``reset()``
-        refuses a pass left mid-epoch; this one it would accept, only because the pass read ahead (0.12.1 read no
-        rows ahead of its batches): the next pass refuses it alike, so the rule does not depend on the read-ahead."""
+        """Whether the pass just left holds rows of a reader it read to its end that 0.12.1 would not have read.
+        The reader's own ``reset()`` refuses a pass left mid-epoch; this one it would accept, only because the
+        pass read ahead. 0.12.1 filled its shuffling buffer to ``shuffling_queue_capacity`` rows, then served a
+        batch and read again: its reader had met its end where the rows left fit in the buffer beside one batch
+        (recorded over 10 rows, ``batch_size=4``, one batch served: a new pass followed with capacities 10, 12
+        and 16, and was refused with 0, 4, 6 and 8). The next pass refuses alike, so the rule does not depend on
+        the read-ahead."""
         if not getattr(self.reader, "last_row_consumed", False):
             return False  # reset() decides (a ReaderMock's accepts)
         try:
-            return self._pass_rows_held() > 0
+            held = self._pass_rows_held()
         except Exception:  # noqa: BLE001 - runs in the pass's finally: never hide why the pass ended
             return False
+        return held > 0 and held + getattr(self, "batch_size", 1) > getattr(self, "shuffling_queue_capacity", 0)
 
     def _reset_reader(self) -> None:
         if self._drain_before_reset:

@@ -61,6 +61,26 @@ def test_a_new_pass_after_one_left_with_rows_unserved_is_the_readers_error(urls,
                 list(loader)
 
 
+@pytest.mark.parametrize("make", [make_reader, make_batch_reader], ids=["make_reader", "make_batch_reader"])
+@pytest.mark.parametrize("loader_class", [DataLoader, BatchedDataLoader])
+@pytest.mark.parametrize("capacity, new_pass", [(4, False), (8, False), (10, True), (100, True)])
+def test_a_new_pass_follows_one_left_early_whose_buffer_held_the_dataset(urls, make, loader_class, capacity,
+                                                                          new_pass):
+    """Recorded from 0.12.1 over the 10 rows, ``batch_size=4``, left after one batch: with a capacity of 10 or
+    more its buffer had read the reader to its end and a new pass read every row again; with 8 or less the new
+    pass was the reader's error."""
+    with make(urls[make], **_KW) as reader:
+        loader = loader_class(reader, batch_size=4, shuffling_queue_capacity=capacity)
+        for _ in loader:
+            break
+        gc.collect()
+        if new_pass:
+            assert sorted(i for b in loader for i in b["id"].tolist()) == list(range(10))
+        else:
+            with pytest.raises(NotImplementedError, match=_RESET_ERROR):
+                list(loader)
+
+
 @pytest.mark.parametrize("loader_class", [DataLoader, BatchedDataLoader])
 def test_a_pass_run_to_its_end_may_be_followed_by_another(urls, loader_class):
     with make_batch_reader(urls[make_batch_reader], **_KW) as reader:
