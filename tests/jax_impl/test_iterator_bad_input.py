@@ -10,7 +10,7 @@ import pytest
 from petastorm import make_batch_reader, make_reader
 from petastorm.errors import PetastormArgumentError, PetastormStateError, PetastormTypeError
 from petastorm.jax import make_jax_iterator
-from tests.jax_impl._parity_inputs import StopsOnSecondBatch, write_big_endian_dataset
+from tests.jax_impl._parity_inputs import StopsOnSecondBatch
 
 
 def _aligned(rows: int) -> np.ndarray:
@@ -153,11 +153,6 @@ def test_something_that_is_no_reader_is_refused_up_front_naming_the_argument(rea
     # None was accepted: next() raised "'NoneType' object is not iterable" and close() an AttributeError ('stop')
     with pytest.raises(PetastormTypeError, match="reader: make_jax_iterator needs a petastorm reader"):
         make_jax_iterator(reader, batch_size=4)
-
-
-@pytest.fixture(scope="module")
-def big_endian_dataset(tmp_path_factory):
-    return write_big_endian_dataset(str(tmp_path_factory.mktemp("big_endian") / "d"))
 
 
 @pytest.mark.timeout(60)

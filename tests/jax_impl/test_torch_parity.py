@@ -6,12 +6,7 @@ import pytest
 
 from petastorm import make_batch_reader
 from petastorm.pytorch import BatchedDataLoader, DataLoader
-from tests.jax_impl._parity_inputs import StopsOnSecondBatch, write_big_endian_dataset
-
-
-@pytest.fixture(scope="module")
-def big_endian_dataset(tmp_path_factory):
-    return write_big_endian_dataset(str(tmp_path_factory.mktemp("big_endian_torch") / "d"))
+from tests.jax_impl._parity_inputs import StopsOnSecondBatch
 
 
 @pytest.mark.timeout(60)
