@@ -43,7 +43,7 @@ from petastorm.errors import (
     PetastormStateError,
 )
 from petastorm.pytorch_impl.device import numeric_to_tensor
-from petastorm.reader_impl.shuffling_buffer import BufferInterface
+from petastorm.reader_impl.shuffling_buffer import ADD_AFTER_FINISH_ERROR, BufferInterface
 
 __all__ = ["BatchedShufflingBufferBase", "BatchedNoopShufflingBuffer", "BatchedRandomShufflingBuffer",
            "column_as_numpy"]
@@ -199,7 +199,7 @@ class BatchedRandomShufflingBuffer(BatchedShufflingBufferBase):
 
     def _add_after_finish(self) -> None:
         """The original's random buffer refused rows after ``finish()`` (recorded from 0.12.1)."""
-        raise PetastormReaderError("Can not call add_many after done_adding() was called (finish() was called).")
+        raise PetastormReaderError(ADD_AFTER_FINISH_ERROR)
 
     def retrieve(self) -> List[Any]:
         if not self.can_retrieve():

@@ -22,7 +22,11 @@ from petastorm.errors import (
     PetastormStateError,
 )
 
-__all__ = ["BufferInterface", "ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer"]
+__all__ = ["BufferInterface", "ShufflingBufferBase", "NoopShufflingBuffer", "RandomShufflingBuffer",
+           "ADD_AFTER_FINISH_ERROR"]
+
+#: The original's random buffers' message for ``add_many`` after ``finish()`` (recorded from 0.12.1).
+ADD_AFTER_FINISH_ERROR = "Can not call add_many after done_adding() was called (finish() was called)."
 
 
 class BufferInterface(ABC):
@@ -148,7 +152,7 @@ class RandomShufflingBuffer(ShufflingBufferBase):
 
     def add_many(self, items: Iterable[Any]) -> None:
         if self._done_adding:
-            raise PetastormReaderError("Can not call add_many after done_adding() was called (finish() was called).")
+            raise PetastormReaderError(ADD_AFTER_FINISH_ERROR)
         if not self.can_add():
             raise PetastormReaderError(
                 'Can not enqueue. Check the return value of "can_enqueue()" to check if more items can be added. '
